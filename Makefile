@@ -1,0 +1,43 @@
+# The two commands of the README's Quick start, and a few more for developers.
+#   make run    install missing Debian packages, build, start gencached in the foreground
+#   make test   build and run the whole test suite through CTest
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build run test test-asan test-tsan bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	$(BUILD)/bin/gencached --listen 127.0.0.1:8787 --data-dir ./gencache-data
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The suite again under AddressSanitizer and UndefinedBehaviorSanitizer.
+test-asan: deps
+	cmake -S . -B build-asan -DGENCACHE_SANITIZE=ON -DGENCACHE_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+
+# The threaded tests under ThreadSanitizer.
+test-tsan: deps
+	cmake -S . -B build-tsan -DGENCACHE_TSAN=ON -DGENCACHE_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug
+	cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && ctest --output-on-failure -L threads
+
+bench: build
+	@echo "benchmarks are in $(BUILD)/bench; see docs/BENCHMARKS.md for how each is run"
+
+clean:
+	rm -rf build build-asan build-tsan

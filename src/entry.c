@@ -1,0 +1,169 @@
+/*
+ * entry.c: the entry object, one stored value with its metadata in a single allocation. An entry
+ * is immutable once published except for its access counters and expiry, which are atomics; it
+ * lives as long as its last reference (a tier's or a handle's), which is what lets a read handle
+ * outlive eviction without copying.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+static size_t opt_len(const char *s)
+{
+    return s && *s ? strlen(s) + 1 : 0;
+}
+
+/* Copies s (when present) to *cursor and advances it. */
+static const char *place(char **cursor, const char *s)
+{
+    size_t n = opt_len(s);
+    if (n == 0)
+        return NULL;
+    char *dst = *cursor;
+    memcpy(dst, s, n);
+    *cursor += n;
+    return dst;
+}
+
+int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_spec *spec,
+                        gencache__entry **out)
+{
+    *out = NULL;
+    const gencache_meta *m = spec->meta;
+    const char *tenant = m ? m->tenant : NULL;
+    const char *model = m ? m->model : NULL;
+    const char *tags = m ? m->tags : NULL;
+    const char *ctype = m && m->content_type && *m->content_type ? m->content_type
+                                                                 : "application/octet-stream";
+
+    const char *slash = strchr(spec->key, '/');
+    size_t layer_len = slash ? (size_t)(slash - spec->key) : strlen(spec->key);
+    size_t strings = strlen(spec->key) + 1 + layer_len + 1 + opt_len(tenant) + opt_len(model) +
+                     opt_len(tags) + opt_len(ctype);
+    size_t head = sizeof(gencache__entry) + strings;
+    head = (head + GENCACHE__VALUE_ALIGN - 1) & ~(size_t)(GENCACHE__VALUE_ALIGN - 1);
+    if (spec->size > SIZE_MAX - head - GENCACHE__VALUE_ALIGN)
+        return GENCACHE_ENOMEM;
+    /* Over-allocate by one alignment unit so the value can start on an aligned address whatever
+     * alignment the allocator gives. */
+    size_t total = head + spec->size + GENCACHE__VALUE_ALIGN;
+    unsigned char *mem = gencache__malloc(alloc, total);
+    if (!mem)
+        return GENCACHE_ENOMEM;
+
+    gencache__entry *e = (gencache__entry *)mem;
+    memset(e, 0, sizeof *e);
+    atomic_init(&e->refs, 1);
+    e->alloc = alloc;
+    e->layer = spec->layer;
+    char *cursor = (char *)(e + 1);
+    e->key = place(&cursor, spec->key);
+    memcpy(cursor, spec->key, layer_len);
+    cursor[layer_len] = '\0';
+    e->layer_name = cursor;
+    cursor += layer_len + 1;
+    e->tenant = place(&cursor, tenant);
+    e->model = place(&cursor, model);
+    e->tags = place(&cursor, tags);
+    e->content_type = place(&cursor, ctype);
+    uintptr_t v = (uintptr_t)cursor;
+    v = (v + GENCACHE__VALUE_ALIGN - 1) & ~(uintptr_t)(GENCACHE__VALUE_ALIGN - 1);
+    e->value = (unsigned char *)v;
+
+    e->hash = gencache__checksum(spec->key, strlen(spec->key));
+    if (m) {
+        e->dtype = m->dtype;
+        e->ndim = m->ndim;
+        memcpy(e->shape, m->shape, sizeof e->shape);
+        e->cost_ms = m->cost_ms;
+        e->pinned = m->pinned != 0;
+    }
+    e->size = spec->size;
+    e->charge = total;
+    e->ttl_ms = spec->ttl_ms;
+    e->sliding = spec->sliding;
+    e->created_ms = spec->now_ms;
+    atomic_init(&e->expires_ms, spec->ttl_ms ? spec->now_ms + spec->ttl_ms : 0);
+    atomic_init(&e->last_access_ms, spec->now_ms);
+    atomic_init(&e->hits, 0);
+    *out = e;
+    return GENCACHE_OK;
+}
+
+gencache__entry *gencache__entry_retain(gencache__entry *e)
+{
+    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+    return e;
+}
+
+void gencache__entry_release(gencache__entry *e)
+{
+    if (!e)
+        return;
+    /* acq_rel: the thread that frees must see every write made by the other holders. */
+    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
+        gencache__free(e->alloc, e);
+}
+
+bool gencache__entry_expired(const gencache__entry *e, uint64_t now_ms)
+{
+    uint64_t exp = atomic_load_explicit(&((gencache__entry *)e)->expires_ms, memory_order_relaxed);
+    return exp != 0 && now_ms >= exp;
+}
+
+bool gencache__entry_has_tag(const gencache__entry *e, const char *tag)
+{
+    if (!e->tags || !tag || !*tag)
+        return false;
+    size_t n = strlen(tag);
+    const char *p = e->tags;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        /* Tags are stored as given; surrounding blanks do not count. */
+        const char *s = p;
+        while (len && (*s == ' ' || *s == '\t')) {
+            s++;
+            len--;
+        }
+        while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+            len--;
+        if (len == n && memcmp(s, tag, n) == 0)
+            return true;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return false;
+}
+
+int gencache__key_split(const char *key, const char **layer, size_t *layer_len)
+{
+    *layer = NULL;
+    *layer_len = 0;
+    if (!key)
+        return GENCACHE_EINVAL;
+    const char *slash = strchr(key, '/');
+    if (!slash)
+        return GENCACHE_EINVAL;
+    size_t n = (size_t)(slash - key);
+    if (n == 0 || n > GENCACHE__LAYER_NAME_MAX)
+        return GENCACHE_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        char c = key[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+            return GENCACHE_EINVAL;
+    }
+    const char *hex = slash + 1;
+    size_t i = 0;
+    for (; hex[i]; i++) {
+        char c = hex[i];
+        if (i >= GENCACHE__KEY_HEX_LEN || !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return GENCACHE_EINVAL;
+    }
+    if (i != GENCACHE__KEY_HEX_LEN)
+        return GENCACHE_EINVAL;
+    *layer = key;
+    *layer_len = n;
+    return GENCACHE_OK;
+}

@@ -1,0 +1,239 @@
+/*
+ * internal.h: what the modules of libgencache share. The central object is the entry: one
+ * immutable value with its metadata in a single allocation, reference counted, so a read handle
+ * can keep the bytes alive after the tier that held them has let go. Names here are gencache__*;
+ * nothing in this file is API.
+ */
+#ifndef GENCACHE_INTERNAL_H
+#define GENCACHE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gencache.h"
+
+#define GENCACHE__KEY_HEX_LEN 64
+#define GENCACHE__LAYER_NAME_MAX 32
+/* Longest key: layer name, '/', 64 hex digits. */
+#define GENCACHE__KEY_MAX (GENCACHE__LAYER_NAME_MAX + 1 + GENCACHE__KEY_HEX_LEN)
+/* Values start on this boundary so SIMD code and tensor libraries can use them in place. */
+#define GENCACHE__VALUE_ALIGN 64
+
+/* ---- allocation ---------------------------------------------------------------------------- */
+
+/* Allocates through `a` (NULL: the C library). Returns NULL on failure. */
+void *gencache__malloc(const gencache_allocator *a, size_t size);
+void *gencache__calloc(const gencache_allocator *a, size_t n, size_t size);
+void gencache__free(const gencache_allocator *a, void *ptr);
+char *gencache__strdup(const gencache_allocator *a, const char *s);
+
+/* ---- logging ------------------------------------------------------------------------------- */
+
+typedef struct gencache__log {
+    gencache_log_fn fn;
+    void *userdata;
+    gencache_log_level level;
+} gencache__log;
+
+void gencache__log_msg(const gencache__log *log, gencache_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- time ---------------------------------------------------------------------------------- */
+
+/* Wall-clock milliseconds since the epoch. */
+uint64_t gencache__clock_realtime_ms(void *userdata);
+/* Monotonic nanoseconds, for measuring durations. */
+uint64_t gencache__clock_mono_ns(void);
+
+/* ---- checksums ----------------------------------------------------------------------------- */
+
+/* XXH3-64 of a value (the checksum every stored value carries), and of a key (hash tables). */
+uint64_t gencache__checksum(const void *data, size_t size);
+
+/* ---- keys ---------------------------------------------------------------------------------- */
+
+/* Splits "<layer>/<64 lowercase hex>" into its layer name (returned through *layer / *layer_len,
+ * pointing into key). Returns GENCACHE_OK or GENCACHE_EINVAL for a malformed key. */
+int gencache__key_split(const char *key, const char **layer, size_t *layer_len);
+
+/* ---- entries ------------------------------------------------------------------------------- */
+
+typedef struct gencache__entry gencache__entry;
+struct gencache__entry {
+    _Atomic uint32_t refs; /* one per holder: each tier that stores it, each handle */
+    uint32_t layer;        /* index into the cache's layer table */
+    uint64_t hash;         /* hash of key: shard and bucket selection */
+    const gencache_allocator *alloc; /* frees this entry; borrowed, outlives every handle */
+
+    /* Immutable after creation; the strings live in the same allocation. */
+    const char *key;
+    const char *layer_name; /* the key's layer part, NUL-terminated */
+    const char *tenant;     /* NULL: none */
+    const char *model;      /* NULL: none */
+    const char *tags;       /* NULL: none */
+    const char *content_type;
+    gencache_dtype dtype;
+    uint32_t ndim;
+    int64_t shape[GENCACHE_MAX_DIMS];
+    uint64_t cost_ms;
+    uint64_t ttl_ms;     /* 0: no expiry */
+    uint64_t created_ms; /* wall clock */
+    uint64_t checksum;   /* XXH3-64 of the value */
+    size_t size;         /* value bytes */
+    size_t charge;       /* bytes counted against tier limits: the whole allocation */
+    bool pinned;
+    bool sliding;        /* a hit moves expires_ms to now + ttl_ms */
+    unsigned char *value;
+
+    /* Changed by lookups; atomics so readers need no lock. */
+    _Atomic uint64_t expires_ms; /* 0: never */
+    _Atomic uint64_t last_access_ms;
+    _Atomic uint64_t hits;
+
+    /* Owned by the memory tier, under its shard lock. */
+    gencache__entry *hnext;
+    gencache__entry *lru_prev, *lru_next;
+    bool linked; /* in the memory tier's table */
+};
+
+/* What an entry is made from: the key and its metadata. The value is copied in by the caller
+ * after creation (or read into place by a tier). */
+typedef struct gencache__entry_spec {
+    const char *key;
+    uint32_t layer;
+    const gencache_meta *meta; /* may be NULL */
+    size_t size;
+    uint64_t now_ms;
+    uint64_t ttl_ms;   /* resolved: the meta's or the layer's */
+    bool sliding;
+} gencache__entry_spec;
+
+/* Creates an entry with room for spec->size value bytes (uninitialized) and one reference.
+ * Returns GENCACHE_OK, GENCACHE_ENOMEM. */
+int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_spec *spec,
+                        gencache__entry **out);
+gencache__entry *gencache__entry_retain(gencache__entry *e);
+void gencache__entry_release(gencache__entry *e);
+/* True when the entry has expired at now_ms. */
+bool gencache__entry_expired(const gencache__entry *e, uint64_t now_ms);
+/* True when the entry carries `tag` as one of its comma-separated tags. */
+bool gencache__entry_has_tag(const gencache__entry *e, const char *tag);
+
+/* ---- tiers ----------------------------------------------------------------------------------
+ * A tier is a struct of function pointers (curl's vtls, Redis's connection types): the
+ * orchestrator in cache.c calls them and never looks inside. Each function may be called from any
+ * thread; the tier does its own locking. Entries cross tier boundaries by reference.
+ */
+typedef struct gencache__tier gencache__tier;
+
+enum {
+    GENCACHE__TIER_PERSISTENT = 1u << 0, /* survives a restart */
+    GENCACHE__TIER_SHARED = 1u << 1,     /* seen by other gencache nodes */
+    GENCACHE__TIER_ZERO_COPY = 1u << 2,  /* get returns the stored bytes themselves */
+};
+
+typedef enum gencache__evict_reason {
+    GENCACHE__EVICT_CAPACITY = 0,
+    GENCACHE__EVICT_EXPIRED = 1,
+    GENCACHE__EVICT_CORRUPT = 2,
+} gencache__evict_reason;
+
+/* Decides, per entry, whether gencache__tier_ops.remove_if removes it. */
+typedef bool (*gencache__entry_pred)(void *userdata, const gencache__entry *e);
+
+typedef struct gencache__tier_ops {
+    const char *name; /* "mem", "disk", "redis", "gpu": the X-Gencache-Tier value */
+    unsigned caps;    /* GENCACHE__TIER_* bits */
+    /* On a hit, *out is a new reference. An expired entry is removed and reported ENOTFOUND.
+     * touch: count the access (hits, last access, sliding expiry). A tier that builds a new
+     * entry (disk, redis) leaves its layer index 0: the orchestrator sets it before anyone else
+     * sees the entry. */
+    int (*get)(gencache__tier *t, const char *key, uint64_t hash, uint64_t now_ms, bool touch,
+               gencache__entry **out);
+    /* Stores e (the tier takes its own reference), replacing an entry with the same key. */
+    int (*put)(gencache__tier *t, gencache__entry *e, uint64_t now_ms);
+    /* Removes key; GENCACHE_ENOTFOUND when absent. */
+    int (*del)(gencache__tier *t, const char *key, uint64_t hash);
+    /* Removes every entry for which pred returns true; *count gets how many. */
+    int (*remove_if)(gencache__tier *t, gencache__entry_pred pred, void *userdata,
+                     uint64_t *count);
+    /* Removes entries expired at now_ms, counting them as expiry evictions; may be NULL for a
+     * tier whose backend expires entries itself. */
+    int (*expire)(gencache__tier *t, uint64_t now_ms, uint64_t *count);
+    /* Fills the tier's counters (the tier field included). */
+    void (*stats)(gencache__tier *t, gencache_tier_stats *out);
+    void (*close)(gencache__tier *t);
+} gencache__tier_ops;
+
+/* Called by a tier, outside its locks, for each entry it evicts. */
+typedef void (*gencache__evict_fn)(void *userdata, gencache__entry *e,
+                                   gencache__evict_reason reason);
+
+struct gencache__tier {
+    const gencache__tier_ops *ops;
+    gencache__evict_fn on_evict; /* may be NULL */
+    void *on_evict_userdata;
+};
+
+typedef struct gencache__mem_options {
+    uint64_t max_bytes;   /* 0: unlimited */
+    uint64_t max_entries; /* 0: unlimited */
+    unsigned shards;      /* rounded up to a power of two */
+    bool verify_reads;
+    const gencache_allocator *alloc;
+    const gencache__log *log;
+} gencache__mem_options;
+
+int gencache__mem_tier_open(const gencache__mem_options *opts, gencache__tier **out);
+/* Reserves (delta > 0) or returns (delta < 0) bytes of the memory tier's byte limit for memory
+ * held outside it (sessions, KV windows), evicting entries to make room. GENCACHE_EFULL when
+ * the room cannot be made (nothing is reserved then). */
+int gencache__mem_tier_reserve(gencache__tier *t, int64_t delta);
+
+/* The same against a cache's memory tier: what sessions and KV windows call. */
+int gencache__cache_charge(gencache *cache, int64_t delta_bytes);
+/* The cache's allocator and log, for modules that allocate on its behalf. */
+const gencache_allocator *gencache__cache_allocator(gencache *cache);
+const gencache__log *gencache__cache_log(gencache *cache);
+uint64_t gencache__cache_now_ms(gencache *cache);
+
+/* The disk tier (src/tier/disk.c): LMDB index and metadata, values as the tier chooses; survives
+ * restarts and kill -9. */
+typedef struct gencache__disk_options {
+    const char *path;     /* data directory; created if absent */
+    uint64_t max_bytes;   /* 0: unlimited */
+    uint64_t max_entries; /* 0: unlimited */
+    const gencache_allocator *alloc;
+    const gencache__log *log;
+} gencache__disk_options;
+
+int gencache__disk_tier_open(const gencache__disk_options *opts, gencache__tier **out);
+
+/* The Redis tier (src/tier/redis.c): shared by every node; TTLs live in Redis; when Redis is
+ * down, gets miss and puts are dropped (counted), never errors and never longer stalls than
+ * timeout_ms. */
+typedef struct gencache__redis_options {
+    const char *url;          /* redis://HOST:PORT[/DB] */
+    uint32_t timeout_ms;
+    uint64_t max_value_bytes; /* larger values are not stored */
+    const gencache_allocator *alloc;
+    const gencache__log *log;
+} gencache__redis_options;
+
+int gencache__redis_tier_open(const gencache__redis_options *opts, gencache__tier **out);
+
+/* ---- ghost keys ----------------------------------------------------------------------------
+ * Hashes of recently evicted keys (keys only, no values), so a miss can tell whether a larger
+ * tier would have hit. Thread-safe; FIFO replacement. */
+typedef struct gencache__ghost gencache__ghost;
+
+int gencache__ghost_new(const gencache_allocator *a, uint64_t capacity, gencache__ghost **out);
+void gencache__ghost_free(gencache__ghost *g);
+void gencache__ghost_add(gencache__ghost *g, uint64_t hash);
+bool gencache__ghost_contains(gencache__ghost *g, uint64_t hash);
+uint64_t gencache__ghost_count(gencache__ghost *g);
+
+#endif

@@ -1,0 +1,465 @@
+/*
+ * mem.c: the memory tier, a sharded hash table of reference-counted entries. Each shard has its
+ * own lock, chained buckets and an LRU list of its unpinned entries (pinned entries are never on
+ * an LRU list, so a list's tail is always evictable). Limits are global: eviction takes the
+ * least recently used tail among all shards, so the order is true LRU up to ties between shards.
+ * A get hands out a reference to the stored entry itself: zero copy, and the bytes stay valid
+ * after the entry leaves the table. Lock order: at most one shard lock at a time.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#define INITIAL_BUCKETS 64
+
+typedef struct shard {
+    pthread_mutex_t lock;
+    gencache__entry **buckets;
+    size_t nbuckets; /* power of two */
+    size_t count;
+    gencache__entry *lru_head; /* most recently used */
+    gencache__entry *lru_tail; /* least recently used: the next victim */
+} shard;
+
+typedef struct mem_tier {
+    gencache__tier base;
+    gencache__mem_options opts;
+    shard *shards;
+    unsigned nshards; /* power of two */
+    _Atomic uint64_t bytes;    /* charges of the entries in the table */
+    _Atomic uint64_t reserved; /* bytes held for memory outside the table */
+    _Atomic uint64_t entries;
+    _Atomic uint64_t pinned;
+    _Atomic uint64_t ev_capacity, ev_expired, ev_corrupt;
+} mem_tier;
+
+static shard *shard_of(mem_tier *m, uint64_t hash)
+{
+    return &m->shards[(hash >> 40) & (m->nshards - 1)];
+}
+
+static gencache__entry **bucket_of(shard *s, uint64_t hash)
+{
+    return &s->buckets[hash & (s->nbuckets - 1)];
+}
+
+/* ---- LRU list (shard lock held) ---- */
+
+static void lru_unlink(shard *s, gencache__entry *e)
+{
+    if (e->lru_prev)
+        e->lru_prev->lru_next = e->lru_next;
+    else
+        s->lru_head = e->lru_next;
+    if (e->lru_next)
+        e->lru_next->lru_prev = e->lru_prev;
+    else
+        s->lru_tail = e->lru_prev;
+    e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push_head(shard *s, gencache__entry *e)
+{
+    e->lru_prev = NULL;
+    e->lru_next = s->lru_head;
+    if (s->lru_head)
+        s->lru_head->lru_prev = e;
+    else
+        s->lru_tail = e;
+    s->lru_head = e;
+}
+
+/* ---- table (shard lock held) ---- */
+
+static gencache__entry *table_find(shard *s, const char *key, uint64_t hash)
+{
+    for (gencache__entry *e = *bucket_of(s, hash); e; e = e->hnext)
+        if (e->hash == hash && strcmp(e->key, key) == 0)
+            return e;
+    return NULL;
+}
+
+/* Doubles the bucket array. A failed allocation is harmless: chains just grow longer. */
+static void table_grow(mem_tier *m, shard *s)
+{
+    size_t n = s->nbuckets * 2;
+    gencache__entry **nb = gencache__calloc(m->opts.alloc, n, sizeof *nb);
+    if (!nb)
+        return;
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        gencache__entry *e = s->buckets[i];
+        while (e) {
+            gencache__entry *next = e->hnext;
+            gencache__entry **b = &nb[e->hash & (n - 1)];
+            e->hnext = *b;
+            *b = e;
+            e = next;
+        }
+    }
+    gencache__free(m->opts.alloc, s->buckets);
+    s->buckets = nb;
+    s->nbuckets = n;
+}
+
+static void table_link(mem_tier *m, shard *s, gencache__entry *e)
+{
+    gencache__entry **b = bucket_of(s, e->hash);
+    e->hnext = *b;
+    *b = e;
+    e->linked = true;
+    if (!e->pinned)
+        lru_push_head(s, e);
+    s->count++;
+    atomic_fetch_add(&m->bytes, e->charge);
+    atomic_fetch_add(&m->entries, 1);
+    if (e->pinned)
+        atomic_fetch_add(&m->pinned, 1);
+}
+
+/* Takes e out of the table. The table's reference passes to the caller. */
+static void table_unlink(mem_tier *m, shard *s, gencache__entry *e)
+{
+    gencache__entry **pp = bucket_of(s, e->hash);
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    e->hnext = NULL;
+    e->linked = false;
+    if (!e->pinned)
+        lru_unlink(s, e);
+    s->count--;
+    atomic_fetch_sub(&m->bytes, e->charge);
+    atomic_fetch_sub(&m->entries, 1);
+    if (e->pinned)
+        atomic_fetch_sub(&m->pinned, 1);
+}
+
+/* Hands an entry the table let go of to the eviction callback, then drops the reference. */
+static void dispose(mem_tier *m, gencache__entry *e, gencache__evict_reason reason)
+{
+    if (m->base.on_evict)
+        m->base.on_evict(m->base.on_evict_userdata, e, reason);
+    gencache__entry_release(e);
+}
+
+/* ---- limits ---- */
+
+static bool over_limits(mem_tier *m)
+{
+    uint64_t max_b = m->opts.max_bytes, max_e = m->opts.max_entries;
+    if (max_b && atomic_load(&m->bytes) + atomic_load(&m->reserved) > max_b)
+        return true;
+    return max_e && atomic_load(&m->entries) > max_e;
+}
+
+/* The LRU candidate of a shard, skipping `keep` (the entry being inserted). */
+static gencache__entry *candidate(shard *s, const gencache__entry *keep)
+{
+    gencache__entry *e = s->lru_tail;
+    if (e && e == keep)
+        e = e->lru_prev;
+    return e;
+}
+
+/* Evicts least recently used entries until the limits hold. `keep` is evicted only when nothing
+ * else can be; then GENCACHE_EFULL is returned (keep is out of the table). */
+static int make_room(mem_tier *m, gencache__entry *keep)
+{
+    while (over_limits(m)) {
+        shard *best = NULL;
+        uint64_t best_access = UINT64_MAX;
+        for (unsigned i = 0; i < m->nshards; i++) {
+            shard *s = &m->shards[i];
+            pthread_mutex_lock(&s->lock);
+            gencache__entry *c = candidate(s, keep);
+            if (c) {
+                uint64_t a = atomic_load_explicit(&c->last_access_ms, memory_order_relaxed);
+                if (!best || a < best_access) {
+                    best = s;
+                    best_access = a;
+                }
+            }
+            pthread_mutex_unlock(&s->lock);
+        }
+        gencache__entry *victim = NULL;
+        if (best) {
+            pthread_mutex_lock(&best->lock);
+            victim = candidate(best, keep);
+            if (victim)
+                table_unlink(m, best, victim);
+            pthread_mutex_unlock(&best->lock);
+            if (!victim)
+                continue; /* another thread emptied that shard meanwhile: look again */
+        } else if (keep) {
+            shard *s = shard_of(m, keep->hash);
+            pthread_mutex_lock(&s->lock);
+            if (keep->linked) {
+                table_unlink(m, s, keep);
+                victim = keep;
+            }
+            pthread_mutex_unlock(&s->lock);
+            if (victim)
+                gencache__entry_release(victim);
+            return GENCACHE_EFULL;
+        } else {
+            return GENCACHE_EFULL;
+        }
+        atomic_fetch_add(&m->ev_capacity, 1);
+        dispose(m, victim, GENCACHE__EVICT_CAPACITY);
+    }
+    return GENCACHE_OK;
+}
+
+/* ---- tier operations ---- */
+
+static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t now_ms, bool touch,
+                   gencache__entry **out)
+{
+    mem_tier *m = (mem_tier *)t;
+    shard *s = shard_of(m, hash);
+    *out = NULL;
+    pthread_mutex_lock(&s->lock);
+    gencache__entry *e = table_find(s, key, hash);
+    if (!e) {
+        pthread_mutex_unlock(&s->lock);
+        return GENCACHE_ENOTFOUND;
+    }
+    if (gencache__entry_expired(e, now_ms)) {
+        table_unlink(m, s, e);
+        pthread_mutex_unlock(&s->lock);
+        atomic_fetch_add(&m->ev_expired, 1);
+        dispose(m, e, GENCACHE__EVICT_EXPIRED);
+        return GENCACHE_ENOTFOUND;
+    }
+    if (touch) {
+        if (!e->pinned && s->lru_head != e) {
+            lru_unlink(s, e);
+            lru_push_head(s, e);
+        }
+        atomic_store_explicit(&e->last_access_ms, now_ms, memory_order_relaxed);
+        atomic_fetch_add_explicit(&e->hits, 1, memory_order_relaxed);
+        if (e->sliding && e->ttl_ms)
+            atomic_store_explicit(&e->expires_ms, now_ms + e->ttl_ms, memory_order_relaxed);
+    }
+    gencache__entry_retain(e);
+    pthread_mutex_unlock(&s->lock);
+
+    if (m->opts.verify_reads && gencache__checksum(e->value, e->size) != e->checksum) {
+        gencache__log_msg(m->opts.log, GENCACHE_LOG_ERROR,
+                          "mem: %s failed its checksum; dropped", e->key);
+        pthread_mutex_lock(&s->lock);
+        bool linked = e->linked && table_find(s, key, hash) == e;
+        if (linked)
+            table_unlink(m, s, e);
+        pthread_mutex_unlock(&s->lock);
+        if (linked) {
+            atomic_fetch_add(&m->ev_corrupt, 1);
+            dispose(m, e, GENCACHE__EVICT_CORRUPT);
+        }
+        gencache__entry_release(e);
+        return GENCACHE_ENOTFOUND;
+    }
+    *out = e;
+    return GENCACHE_OK;
+}
+
+static int mem_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
+{
+    mem_tier *m = (mem_tier *)t;
+    (void)now_ms;
+    if (m->opts.max_bytes && e->charge > m->opts.max_bytes)
+        return GENCACHE_ETOOBIG;
+    shard *s = shard_of(m, e->hash);
+    pthread_mutex_lock(&s->lock);
+    gencache__entry *old = table_find(s, e->key, e->hash);
+    if (old)
+        table_unlink(m, s, old);
+    table_link(m, s, gencache__entry_retain(e));
+    if (s->count > s->nbuckets)
+        table_grow(m, s);
+    pthread_mutex_unlock(&s->lock);
+    /* A replaced value is not an eviction: its handles keep it alive, nothing is demoted. */
+    gencache__entry_release(old);
+    return make_room(m, e);
+}
+
+static int mem_del(gencache__tier *t, const char *key, uint64_t hash)
+{
+    mem_tier *m = (mem_tier *)t;
+    shard *s = shard_of(m, hash);
+    pthread_mutex_lock(&s->lock);
+    gencache__entry *e = table_find(s, key, hash);
+    if (e)
+        table_unlink(m, s, e);
+    pthread_mutex_unlock(&s->lock);
+    if (!e)
+        return GENCACHE_ENOTFOUND;
+    gencache__entry_release(e);
+    return GENCACHE_OK;
+}
+
+/* Takes every entry of a shard for which pred holds out of the table, chained through hnext. */
+static gencache__entry *shard_take_if(mem_tier *m, shard *s, gencache__entry_pred pred, void *ud)
+{
+    gencache__entry *taken = NULL;
+    pthread_mutex_lock(&s->lock);
+    for (size_t b = 0; b < s->nbuckets; b++) {
+        gencache__entry *e = s->buckets[b];
+        while (e) {
+            gencache__entry *next = e->hnext;
+            if (pred(ud, e)) {
+                table_unlink(m, s, e);
+                e->hnext = taken;
+                taken = e;
+            }
+            e = next;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return taken;
+}
+
+static int mem_remove_if(gencache__tier *t, gencache__entry_pred pred, void *ud, uint64_t *count)
+{
+    mem_tier *m = (mem_tier *)t;
+    uint64_t n = 0;
+    for (unsigned i = 0; i < m->nshards; i++) {
+        gencache__entry *e = shard_take_if(m, &m->shards[i], pred, ud);
+        while (e) {
+            gencache__entry *next = e->hnext;
+            e->hnext = NULL;
+            gencache__entry_release(e);
+            n++;
+            e = next;
+        }
+    }
+    if (count)
+        *count = n;
+    return GENCACHE_OK;
+}
+
+static bool expired_pred(void *ud, const gencache__entry *e)
+{
+    return gencache__entry_expired(e, *(const uint64_t *)ud);
+}
+
+static int mem_expire(gencache__tier *t, uint64_t now_ms, uint64_t *count)
+{
+    mem_tier *m = (mem_tier *)t;
+    uint64_t n = 0;
+    for (unsigned i = 0; i < m->nshards; i++) {
+        gencache__entry *e = shard_take_if(m, &m->shards[i], expired_pred, &now_ms);
+        while (e) {
+            gencache__entry *next = e->hnext;
+            e->hnext = NULL;
+            atomic_fetch_add(&m->ev_expired, 1);
+            dispose(m, e, GENCACHE__EVICT_EXPIRED);
+            n++;
+            e = next;
+        }
+    }
+    if (count)
+        *count = n;
+    return GENCACHE_OK;
+}
+
+static void mem_stats(gencache__tier *t, gencache_tier_stats *out)
+{
+    mem_tier *m = (mem_tier *)t;
+    memset(out, 0, sizeof *out);
+    out->tier = "mem";
+    out->bytes = atomic_load(&m->bytes) + atomic_load(&m->reserved);
+    out->entries = atomic_load(&m->entries);
+    out->max_bytes = m->opts.max_bytes;
+    out->max_entries = m->opts.max_entries;
+    out->pinned_entries = atomic_load(&m->pinned);
+    out->evictions_capacity = atomic_load(&m->ev_capacity);
+    out->evictions_expired = atomic_load(&m->ev_expired);
+    out->evictions_corrupt = atomic_load(&m->ev_corrupt);
+}
+
+static void mem_close(gencache__tier *t)
+{
+    mem_tier *m = (mem_tier *)t;
+    if (!m)
+        return;
+    for (unsigned i = 0; i < m->nshards; i++) {
+        shard *s = &m->shards[i];
+        if (!s->buckets)
+            continue;
+        for (size_t b = 0; b < s->nbuckets; b++) {
+            gencache__entry *e = s->buckets[b];
+            while (e) {
+                gencache__entry *next = e->hnext;
+                e->hnext = e->lru_prev = e->lru_next = NULL;
+                e->linked = false;
+                gencache__entry_release(e);
+                e = next;
+            }
+        }
+        gencache__free(m->opts.alloc, s->buckets);
+        pthread_mutex_destroy(&s->lock);
+    }
+    gencache__free(m->opts.alloc, m->shards);
+    gencache__free(m->opts.alloc, m);
+}
+
+static const gencache__tier_ops mem_ops = {
+    .name = "mem",
+    .caps = GENCACHE__TIER_ZERO_COPY,
+    .get = mem_get,
+    .put = mem_put,
+    .del = mem_del,
+    .remove_if = mem_remove_if,
+    .expire = mem_expire,
+    .stats = mem_stats,
+    .close = mem_close,
+};
+
+int gencache__mem_tier_reserve(gencache__tier *t, int64_t delta)
+{
+    mem_tier *m = (mem_tier *)t;
+    if (delta <= 0) {
+        atomic_fetch_sub(&m->reserved, (uint64_t)-delta);
+        return GENCACHE_OK;
+    }
+    if (m->opts.max_bytes && (uint64_t)delta > m->opts.max_bytes)
+        return GENCACHE_EFULL;
+    atomic_fetch_add(&m->reserved, (uint64_t)delta);
+    int rc = make_room(m, NULL);
+    if (rc != GENCACHE_OK)
+        atomic_fetch_sub(&m->reserved, (uint64_t)delta);
+    return rc;
+}
+
+int gencache__mem_tier_open(const gencache__mem_options *opts, gencache__tier **out)
+{
+    *out = NULL;
+    unsigned n = 1;
+    while (n < opts->shards && n < 1024)
+        n <<= 1;
+    mem_tier *m = gencache__calloc(opts->alloc, 1, sizeof *m);
+    if (!m)
+        return GENCACHE_ENOMEM;
+    m->base.ops = &mem_ops;
+    m->opts = *opts;
+    m->nshards = n;
+    m->shards = gencache__calloc(opts->alloc, n, sizeof *m->shards);
+    if (!m->shards) {
+        gencache__free(opts->alloc, m);
+        return GENCACHE_ENOMEM;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        shard *s = &m->shards[i];
+        s->buckets = gencache__calloc(opts->alloc, INITIAL_BUCKETS, sizeof *s->buckets);
+        if (!s->buckets) {
+            m->nshards = i; /* close frees only the shards made so far */
+            mem_close(&m->base);
+            return GENCACHE_ENOMEM;
+        }
+        s->nbuckets = INITIAL_BUCKETS;
+        pthread_mutex_init(&s->lock, NULL);
+    }
+    *out = &m->base;
+    return GENCACHE_OK;
+}
