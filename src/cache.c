@@ -278,6 +278,32 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
     }
     if (rc == GENCACHE_OK)
         rc = add_tier(c, mem);
+    if (rc == GENCACHE_OK && opts.data_dir) {
+        gencache__disk_options dopts = {
+            .path = opts.data_dir,
+            .max_bytes = opts.disk_max_bytes,
+            .max_entries = opts.disk_max_entries,
+            .alloc = c->alloc,
+            .log = &c->log,
+        };
+        gencache__tier *disk = NULL;
+        rc = gencache__disk_tier_open(&dopts, &disk);
+        if (rc == GENCACHE_OK)
+            rc = add_tier(c, disk);
+    }
+    if (rc == GENCACHE_OK && opts.redis_url) {
+        gencache__redis_options ropts = {
+            .url = opts.redis_url,
+            .timeout_ms = opts.redis_timeout_ms,
+            .max_value_bytes = opts.redis_max_value_bytes,
+            .alloc = c->alloc,
+            .log = &c->log,
+        };
+        gencache__tier *redis = NULL;
+        rc = gencache__redis_tier_open(&ropts, &redis);
+        if (rc == GENCACHE_OK)
+            rc = add_tier(c, redis);
+    }
     if (rc != GENCACHE_OK) {
         gencache_close(c);
         return rc;
