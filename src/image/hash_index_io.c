@@ -1,0 +1,176 @@
+/*
+ * hash_index_io.c: the near-duplicate index on disk. The file is a 24-byte header (magic
+ * "GCHIDX\0\1", version, entry count), the (hash, id) pairs as little-endian 64-bit integers,
+ * and the XXH3-64 checksum of everything before it. It is written to a temporary file beside the
+ * target, synced and renamed over it, so a crash leaves the old file or the new one, never half
+ * of either; a loader that finds a wrong size or checksum refuses the file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hash_index.h"
+#include "internal.h"
+
+static const unsigned char MAGIC[8] = {'G', 'C', 'H', 'I', 'D', 'X', 0, 1};
+#define FILE_VERSION 1u
+#define HEADER_BYTES 24u
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static int errno_code(int e)
+{
+    if (e == ENOSPC || e == EDQUOT)
+        return GENCACHE_ENOSPC;
+    if (e == ENOMEM)
+        return GENCACHE_ENOMEM;
+    return GENCACHE_EIO;
+}
+
+static int write_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno_code(errno);
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return GENCACHE_OK;
+}
+
+int gencache_hash_index_save(gencache_hash_index *idx, const char *path)
+{
+    if (!idx || !path)
+        return GENCACHE_EINVAL;
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 32);
+    if (!tmp)
+        return GENCACHE_ENOMEM;
+    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
+
+    pthread_rwlock_rdlock(&idx->lock);
+    uint64_t count = idx->count;
+    size_t total = HEADER_BYTES + (size_t)count * 16 + 8;
+    unsigned char *buf = malloc(total);
+    if (!buf) {
+        pthread_rwlock_unlock(&idx->lock);
+        free(tmp);
+        return GENCACHE_ENOMEM;
+    }
+    memcpy(buf, MAGIC, 8);
+    put_u64(buf + 8, FILE_VERSION);
+    put_u64(buf + 16, count);
+    unsigned char *p = buf + HEADER_BYTES;
+    for (uint32_t s = 0; s < idx->slots; s++) {
+        if (!idx->live[s])
+            continue;
+        put_u64(p, idx->hashes[s]);
+        put_u64(p + 8, idx->ids[s]);
+        p += 16;
+    }
+    pthread_rwlock_unlock(&idx->lock);
+    put_u64(p, gencache__checksum(buf, total - 8));
+
+    int rc = GENCACHE_OK;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = errno_code(errno);
+    } else {
+        rc = write_all(fd, buf, total);
+        if (rc == GENCACHE_OK && fsync(fd) != 0)
+            rc = errno_code(errno);
+        if (close(fd) != 0 && rc == GENCACHE_OK)
+            rc = errno_code(errno);
+        if (rc == GENCACHE_OK && rename(tmp, path) != 0)
+            rc = errno_code(errno);
+        if (rc != GENCACHE_OK)
+            unlink(tmp);
+    }
+    free(buf);
+    free(tmp);
+    return rc;
+}
+
+int gencache_hash_index_load(const char *path, gencache_hash_index **out)
+{
+    if (out)
+        *out = NULL;
+    if (!path || !out)
+        return GENCACHE_EINVAL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return GENCACHE_EIO;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return GENCACHE_EIO;
+    }
+    size_t size = (size_t)st.st_size;
+    if (size < HEADER_BYTES + 8) {
+        close(fd);
+        return GENCACHE_EPARSE;
+    }
+    unsigned char *buf = malloc(size);
+    if (!buf) {
+        close(fd);
+        return GENCACHE_ENOMEM;
+    }
+    size_t got = 0;
+    while (got < size) {
+        ssize_t r = read(fd, buf + got, size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    int rc = GENCACHE_OK;
+    uint64_t count = 0;
+    if (got != size || memcmp(buf, MAGIC, 6) != 0) {
+        rc = GENCACHE_EPARSE;
+    } else if (memcmp(buf, MAGIC, 8) != 0 || get_u64(buf + 8) != FILE_VERSION) {
+        rc = GENCACHE_EVERSION;
+    } else {
+        count = get_u64(buf + 16);
+        /* Check the count against the size before trusting it for anything. */
+        if (count > (size - HEADER_BYTES - 8) / 16 || HEADER_BYTES + count * 16 + 8 != size)
+            rc = GENCACHE_EPARSE;
+        else if (gencache__checksum(buf, size - 8) != get_u64(buf + size - 8))
+            rc = GENCACHE_ECORRUPT;
+    }
+    gencache_hash_index *idx = NULL;
+    if (rc == GENCACHE_OK)
+        rc = gencache_hash_index_new(&idx);
+    for (uint64_t i = 0; rc == GENCACHE_OK && i < count; i++) {
+        const unsigned char *p = buf + HEADER_BYTES + i * 16;
+        rc = gencache__hidx_insert_unlocked(idx, get_u64(p), get_u64(p + 8));
+    }
+    free(buf);
+    if (rc != GENCACHE_OK) {
+        gencache_hash_index_free(idx);
+        return rc;
+    }
+    *out = idx;
+    return GENCACHE_OK;
+}
