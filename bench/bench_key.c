@@ -1,0 +1,190 @@
+/*
+ * bench_key.c: cost of key derivation and prompt normalization. Key derivation: a typical request
+ * (300-byte prompt, 10 params) parsed and keyed in every default layer, median per request, against
+ * the SHA-256 of the same canonical documents alone (the floor no implementation gets below).
+ * Normalization: MB/s per mode over a buffer of prompts, against a plain copy of the same bytes.
+ *
+ * usage: bench_key [ROUNDS]   (default 31 rounds; medians are printed)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "gencache.h"
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+static const char PROMPT[] = /* 300 bytes */
+    "A cinematic tracking shot of a red fox running through fresh snow at dawn, golden light "
+    "filtering through pine trees, breath visible in the cold air, shallow depth of field, "
+    "highly detailed fur, volumetric fog, 35mm film grain, soft rim lighting, slow motion, "
+    "award winning wildlife photo, 8k";
+
+static volatile size_t sink;
+
+int main(int argc, char **argv)
+{
+    int rounds = argc > 1 ? atoi(argv[1]) : 31;
+    if (rounds < 1)
+        rounds = 1;
+    char json[4096];
+    int n = snprintf(json, sizeof json,
+                     "{\"model\": \"wan2.2-t2v-5b\", \"prompt\": \"%s\", \"negative_prompt\": "
+                     "\"blurry, low quality\", \"image\": {\"digest\": \"sha256:0123456789abcdef"
+                     "0123456789abcdef0123456789abcdef0123456789abcdef\"}, \"seed\": 42, "
+                     "\"steps\": 50, \"guidance\": 7.5, \"frames\": 16, \"fps\": 8, \"width\": "
+                     "832, \"height\": 480, \"scheduler\": \"unipc\", \"params\": {\"lora\": "
+                     "\"pixel-art\", \"lora_scale\": 0.8, \"shift\": 3.0, \"cfg_rescale\": 0.7, "
+                     "\"motion\": 127, \"tile\": false, \"vae_tiling\": true, \"eta\": 0.0, "
+                     "\"clip_skip\": 2, \"sampler\": \"dpmpp_2m\"}}",
+                     PROMPT);
+    size_t json_len = (size_t)n;
+    gencache_keyspace *ks = NULL;
+    if (gencache_keyspace_new(&ks) != 0)
+        return 1;
+    size_t n_layers = gencache_keyspace_layer_count(ks);
+    printf("request: %zu bytes JSON, %zu-byte prompt, 10 params, %zu layers\n", json_len,
+           strlen(PROMPT), n_layers);
+
+    /* Keys: parse + every layer. */
+    enum { ITERS = 2000 };
+    double *full = calloc((size_t)rounds, sizeof *full);
+    double *keys_only = calloc((size_t)rounds, sizeof *keys_only);
+    double *hash_only = calloc((size_t)rounds, sizeof *hash_only);
+    char key[GENCACHE_KEY_MAX];
+    int keyed = 0;
+    for (int r = 0; r < rounds; r++) {
+        double t0 = now_ns();
+        for (int i = 0; i < ITERS; i++) {
+            gencache_request *req = NULL;
+            if (gencache_request_parse(ks, json, json_len, 0, &req) != 0)
+                return 1;
+            for (size_t l = 0; l < n_layers; l++)
+                keyed += gencache_request_key(req, gencache_keyspace_layer_name(ks, l), key,
+                                              sizeof key) == 0;
+            gencache_request_free(req);
+        }
+        full[r] = (now_ns() - t0) / ITERS;
+    }
+    gencache_request *req = NULL;
+    if (gencache_request_parse(ks, json, json_len, 0, &req) != 0)
+        return 1;
+    char *docs[GENCACHE_MAX_LAYERS];
+    size_t doc_len[GENCACHE_MAX_LAYERS], n_docs = 0;
+    for (size_t l = 0; l < n_layers; l++)
+        if (gencache_request_canonical(req, gencache_keyspace_layer_name(ks, l), &docs[n_docs],
+                                       &doc_len[n_docs]) == 0)
+            n_docs++;
+    for (int r = 0; r < rounds; r++) {
+        double t0 = now_ns();
+        for (int i = 0; i < ITERS; i++)
+            for (size_t l = 0; l < n_layers; l++)
+                keyed += gencache_request_key(req, gencache_keyspace_layer_name(ks, l), key,
+                                              sizeof key) == 0;
+        keys_only[r] = (now_ns() - t0) / ITERS;
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned md_len;
+        t0 = now_ns();
+        for (int i = 0; i < ITERS; i++)
+            for (size_t d = 0; d < n_docs; d++) {
+                EVP_Digest(docs[d], doc_len[d], md, &md_len, EVP_sha256(), NULL);
+                sink += md[0];
+            }
+        hash_only[r] = (now_ns() - t0) / ITERS;
+    }
+    sink += (size_t)keyed;
+    double mf = median(full, rounds), mk = median(keys_only, rounds),
+           mh = median(hash_only, rounds);
+    /* Sorted by median(): element 0 is the fastest round, the least disturbed by other load on a
+     * shared machine. */
+    printf("fastest rounds: parse + keys %.2f us, keys only %.2f us, SHA-256 only %.2f us\n",
+           full[0] / 1e3, keys_only[0] / 1e3, hash_only[0] / 1e3);
+    printf("parse + keys, all layers:   %8.2f us/request (median of %d rounds x %d)\n", mf / 1e3,
+           rounds, ITERS);
+    printf("keys only (parsed request): %8.2f us/request\n", mk / 1e3);
+    printf("SHA-256 of the %zu documents: %6.2f us/request (baseline; keys/baseline %.2fx, "
+           "parse+keys/baseline %.2fx)\n",
+           n_docs, mh / 1e3, mk / mh, mf / mh);
+    for (size_t d = 0; d < n_docs; d++)
+        gencache_free(docs[d]);
+    gencache_request_free(req);
+
+    /* Normalization throughput, one call per prompt as requests make them: plain ASCII prompts,
+     * and prompts with non-ASCII text and entities (which safe/clip leave alone after one scan). */
+    const char *samples[] = {
+        PROMPT,
+        "  portrait of a  Woman,   oil painting \t by John Singer Sargent, trending on artstation ",
+        "caf\xc3\xa9 au lait, \xe2\x80\x9cmoody\xe2\x80\x9d lighting, \xef\xbc\xa6ull-width, "
+        "stra\xc3\x9f"
+        "e &amp; colour \xf0\x9f\x90\xb6",
+    };
+    enum { N_PROMPTS = 3000 };
+    size_t total = 0;
+    for (int p = 0; p < N_PROMPTS; p++)
+        total += strlen(samples[p % 3]);
+    char *copy = malloc(4096);
+    double *t = calloc((size_t)rounds, sizeof *t);
+    for (int r = 0; r < rounds; r++) {
+        double t0 = now_ns();
+        for (int p = 0; p < N_PROMPTS; p++) {
+            const char *s = samples[p % 3];
+            memcpy(copy, s, strlen(s) + 1);
+            sink += (unsigned char)copy[0];
+        }
+        t[r] = now_ns() - t0;
+    }
+    double copy_ns = median(t, rounds), copy_fast = t[0];
+    printf("normalization, %d prompts of %zu bytes on average, one call each (median of %d):\n",
+           N_PROMPTS, total / N_PROMPTS, rounds);
+    printf("  %-10s %9.0f MB/s  (fastest round %.0f MB/s)\n", "memcpy", total / copy_ns * 1e3,
+           total / copy_fast * 1e3);
+    for (int m = GENCACHE_NORM_EXACT; m <= GENCACHE_NORM_AGGRESSIVE; m++) {
+        if (m == GENCACHE_NORM_TOKENS)
+            continue;
+        for (int r = 0; r < rounds; r++) {
+            double t0 = now_ns();
+            for (int p = 0; p < N_PROMPTS; p++) {
+                const char *s = samples[p % 3];
+                char *out = NULL;
+                size_t out_len = 0;
+                if (gencache_normalize((gencache_norm_mode)m, s, strlen(s), &out, &out_len) != 0)
+                    return 1;
+                sink += out_len;
+                gencache_free(out);
+            }
+            t[r] = now_ns() - t0;
+        }
+        double ns = median(t, rounds);
+        printf("  %-10s %9.0f MB/s  %6.2f us/prompt  (%.1fx the copy's time; fastest round %.0f "
+               "MB/s)\n",
+               gencache_norm_mode_name((gencache_norm_mode)m), total / ns * 1e3,
+               ns / N_PROMPTS / 1e3, ns / copy_ns, total / t[0] * 1e3);
+    }
+    free(copy);
+    free(t);
+    free(full);
+    free(keys_only);
+    free(hash_only);
+    gencache_keyspace_free(ks);
+    return 0;
+}

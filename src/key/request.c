@@ -1,0 +1,668 @@
+/*
+ * request.c: parsing a request's JSON (jansson) into the sorted field list that keys are derived
+ * from. Known fields are type-checked; every other field is a request parameter of any JSON type;
+ * objects are flattened to dotted names. Numbers are encoded from their literal text (jansson
+ * reads them as doubles, which would lose 64-bit integers and the integer/real distinction), so
+ * the parser pairs every number node with its literal: jansson keeps object members in document
+ * order, so the n-th number of a depth-first walk is the n-th number literal of the text.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "key.h"
+
+#define MAX_DEPTH    8 /* nested objects and arrays */
+#define MAX_FIELDS   1024
+#define NAME_MAX_LEN 64
+
+typedef struct numlit {
+    const json_t *node;
+    uint32_t off, len;
+} numlit;
+
+typedef struct parse_ctx {
+    const gencache_keyspace *ks;
+    const char *json;
+    size_t len;
+    numlit *nums;
+    size_t n_nums, cap_nums;
+    gencache_request *req;
+    size_t cap_fields;
+    char *err;
+    size_t err_size;
+    char path[(NAME_MAX_LEN + 1) * (MAX_DEPTH + 2)]; /* the dotted name being parsed */
+} parse_ctx;
+
+static int fail(parse_ctx *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(parse_ctx *c, int rc, const char *fmt, ...)
+{
+    if (c->err && c->err_size > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->err, c->err_size, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* ---- number literals ----------------------------------------------------------------------- */
+
+/* Collects the number nodes of the tree in document order. */
+static int collect_nodes(parse_ctx *c, const json_t *v)
+{
+    if (json_is_number(v)) {
+        if (c->n_nums == c->cap_nums) {
+            size_t cap = c->cap_nums ? c->cap_nums * 2 : 32;
+            numlit *p = realloc(c->nums, cap * sizeof *p);
+            if (!p)
+                return GENCACHE_ENOMEM;
+            c->nums = p;
+            c->cap_nums = cap;
+        }
+        c->nums[c->n_nums++].node = v;
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *m;
+        json_object_foreach((json_t *)v, k, m)
+        {
+            int rc = collect_nodes(c, m);
+            if (rc != GENCACHE_OK)
+                return rc;
+        }
+    } else if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            int rc = collect_nodes(c, json_array_get(v, i));
+            if (rc != GENCACHE_OK)
+                return rc;
+        }
+    }
+    return GENCACHE_OK;
+}
+
+/* Pairs the collected nodes with the number literals of the (already validated) text. */
+static int pair_literals(parse_ctx *c)
+{
+    size_t k = 0;
+    const char *s = c->json;
+    for (size_t i = 0; i < c->len;) {
+        char ch = s[i];
+        if (ch == '"') {
+            for (i++; i < c->len && s[i] != '"'; i++)
+                if (s[i] == '\\')
+                    i++;
+            i++;
+        } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
+            size_t start = i;
+            while (i < c->len && (s[i] == '-' || s[i] == '+' || s[i] == '.' || s[i] == 'e' ||
+                                  s[i] == 'E' || (s[i] >= '0' && s[i] <= '9')))
+                i++;
+            if (k == c->n_nums)
+                return GENCACHE_EPARSE;
+            c->nums[k].off = (uint32_t)start;
+            c->nums[k].len = (uint32_t)(i - start);
+            k++;
+        } else {
+            i++;
+        }
+    }
+    return k == c->n_nums ? GENCACHE_OK : GENCACHE_EPARSE;
+}
+
+static int cmp_numlit(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const numlit *)a)->node, y = (uintptr_t)((const numlit *)b)->node;
+    return x < y ? -1 : x > y;
+}
+
+static const numlit *find_literal(const parse_ctx *c, const json_t *node)
+{
+    numlit key = {node, 0, 0};
+    return bsearch(&key, c->nums, c->n_nums, sizeof key, cmp_numlit);
+}
+
+/* ---- encodings ----------------------------------------------------------------------------- */
+
+static int encode_number(parse_ctx *c, const json_t *v, gencache__buf *out)
+{
+    const numlit *n = find_literal(c, v);
+    if (!n)
+        return fail(c, GENCACHE_EPARSE, "internal error pairing number literals");
+    int rc = gencache__key_encode_number(c->json + n->off, n->len, out);
+    if (rc == GENCACHE_ELIMIT)
+        return fail(c, rc, "field '%s': integer %.*s does not fit in 64 bits", c->path,
+                    (int)(n->len > 40 ? 40 : n->len), c->json + n->off);
+    if (rc != GENCACHE_OK)
+        return fail(c, rc, "field '%s': number %.*s is not finite", c->path,
+                    (int)(n->len > 40 ? 40 : n->len), c->json + n->off);
+    return GENCACHE_OK;
+}
+
+static void encode_string(const char *s, size_t n, gencache__buf *out)
+{
+    gencache__buf_append(out, "s:", 2);
+    gencache__buf_put_u64(out, n);
+    gencache__buf_putc(out, ':');
+    gencache__buf_append(out, s, n);
+}
+
+static int encode_value(parse_ctx *c, const json_t *v, int depth, gencache__buf *out)
+{
+    if (depth > MAX_DEPTH)
+        return fail(c, GENCACHE_ELIMIT, "field '%s': nested deeper than %d levels", c->path,
+                    MAX_DEPTH);
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        encode_string(json_string_value(v), json_string_length(v), out);
+        return GENCACHE_OK;
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return encode_number(c, v, out);
+    case JSON_TRUE:
+        gencache__buf_append(out, "b:true", 6);
+        return GENCACHE_OK;
+    case JSON_FALSE:
+        gencache__buf_append(out, "b:false", 7);
+        return GENCACHE_OK;
+    case JSON_ARRAY: {
+        size_t n = json_array_size(v);
+        gencache__buf_append(out, "a:", 2);
+        gencache__buf_put_u64(out, n);
+        gencache__buf_putc(out, ':');
+        for (size_t i = 0; i < n; i++) {
+            const json_t *e = json_array_get(v, i);
+            if (json_is_null(e))
+                return fail(c, GENCACHE_EINVAL, "field '%s': null inside an array", c->path);
+            if (json_is_object(e))
+                return fail(c, GENCACHE_EINVAL, "field '%s': object inside an array", c->path);
+            int rc = encode_value(c, e, depth + 1, out);
+            if (rc != GENCACHE_OK)
+                return rc;
+            gencache__buf_putc(out, ';');
+        }
+        return GENCACHE_OK;
+    }
+    default:
+        return fail(c, GENCACHE_EINVAL, "field '%s': unexpected JSON type", c->path);
+    }
+}
+
+/* ---- fields -------------------------------------------------------------------------------- */
+
+static int add_field(parse_ctx *c, const char *name, size_t name_len, const char *val,
+                     size_t val_len, unsigned flags)
+{
+    gencache_request *r = c->req;
+    if (r->n_fields == MAX_FIELDS)
+        return fail(c, GENCACHE_ELIMIT, "more than %d fields", MAX_FIELDS);
+    if (r->n_fields == c->cap_fields) {
+        size_t cap = c->cap_fields ? c->cap_fields * 2 : 32;
+        gencache__kfield *p = realloc(r->fields, cap * sizeof *p);
+        if (!p)
+            return GENCACHE_ENOMEM;
+        r->fields = p;
+        c->cap_fields = cap;
+    }
+    gencache__kfield *f = &r->fields[r->n_fields++];
+    f->name_off = (uint32_t)r->text.len;
+    f->name_len = (uint32_t)name_len;
+    gencache__buf_append(&r->text, name, name_len);
+    f->val_off = (uint32_t)r->text.len;
+    f->val_len = (uint32_t)val_len;
+    gencache__buf_append(&r->text, val, val_len);
+    f->flags = flags;
+    return r->text.failed ? GENCACHE_ENOMEM : GENCACHE_OK;
+}
+
+static bool name_ok(const char *k)
+{
+    size_t n = strlen(k);
+    if (n == 0 || n > NAME_MAX_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)k[i];
+        if (ch < 0x21 || ch > 0x7E || ch == '.' || ch == '=')
+            return false;
+    }
+    return true;
+}
+
+/* Encodes v as the field c->path (objects are flattened below it). */
+static int add_value(parse_ctx *c, const json_t *v, int depth, unsigned flags)
+{
+    if (json_is_null(v))
+        return GENCACHE_OK;
+    if (depth > MAX_DEPTH)
+        return fail(c, GENCACHE_ELIMIT, "field '%s': nested deeper than %d levels", c->path,
+                    MAX_DEPTH);
+    if (json_is_object(v)) {
+        size_t base = strlen(c->path);
+        const char *k;
+        json_t *m;
+        json_object_foreach((json_t *)v, k, m)
+        {
+            if (!name_ok(k))
+                return fail(c, GENCACHE_EINVAL,
+                            "field '%s': member name '%.64s' must be 1-64 printable ASCII "
+                            "characters without '.', '=' or spaces",
+                            c->path, k);
+            size_t klen = strlen(k); /* <= NAME_MAX_LEN, and depth <= MAX_DEPTH: it fits */
+            c->path[base] = '.';
+            memcpy(c->path + base + 1, k, klen + 1);
+            int rc = add_value(c, m, depth + 1, flags);
+            c->path[base] = '\0';
+            if (rc != GENCACHE_OK)
+                return rc;
+        }
+        return GENCACHE_OK;
+    }
+    char storage[512];
+    gencache__buf val = gencache__buf_on(storage, sizeof storage);
+    int rc = encode_value(c, v, depth, &val);
+    if (rc == GENCACHE_OK)
+        rc = val.failed ? GENCACHE_ENOMEM
+                        : add_field(c, c->path, strlen(c->path), val.data, val.len, flags);
+    gencache__buf_free(&val);
+    return rc;
+}
+
+static bool is_hex_digest(const char *s)
+{
+    if (strncmp(s, "sha256:", 7) != 0 || strlen(s) != 7 + 64)
+        return false;
+    for (size_t i = 7; i < 7 + 64; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/* The pixel digest of an image file, through the image module when it is built in. */
+static int image_digest_of_file(const char *path, char *out, size_t out_size)
+{
+#ifdef GENCACHE_DIGEST_MAX
+    char d[GENCACHE_DIGEST_MAX];
+    int rc = gencache_image_digest_file(path, d);
+    if (rc == GENCACHE_OK)
+        snprintf(out, out_size, "%s", d);
+    return rc;
+#else
+    (void)path, (void)out, (void)out_size;
+    return GENCACHE_EUNSUPPORTED;
+#endif
+}
+
+static int add_image(parse_ctx *c, const json_t *v)
+{
+    if (!json_is_object(v) || json_object_size(v) != 1)
+        return fail(c, GENCACHE_EINVAL,
+                    "field 'image': expected {\"path\": FILE} or {\"digest\": \"sha256:<hex>\"}");
+    const json_t *p = json_object_get(v, "path"), *d = json_object_get(v, "digest");
+    char digest[80];
+    if (d) {
+        if (!json_is_string(d) || !is_hex_digest(json_string_value(d)))
+            return fail(c, GENCACHE_EINVAL,
+                        "field 'image.digest': expected \"sha256:\" and 64 lowercase hex digits");
+        snprintf(digest, sizeof digest, "%s", json_string_value(d));
+    } else if (p) {
+        if (!json_is_string(p) || json_string_length(p) == 0)
+            return fail(c, GENCACHE_EINVAL, "field 'image.path': expected a file name");
+        int rc = image_digest_of_file(json_string_value(p), digest, sizeof digest);
+        if (rc != GENCACHE_OK)
+            return fail(c, rc, "field 'image.path': cannot read image '%.200s': %s",
+                        json_string_value(p), gencache_strerror(rc));
+        if (!is_hex_digest(digest))
+            return fail(c, GENCACHE_EIO, "field 'image.path': bad digest from the image module");
+    } else {
+        return fail(c, GENCACHE_EINVAL,
+                    "field 'image': expected {\"path\": FILE} or {\"digest\": \"sha256:<hex>\"}");
+    }
+    char val[96];
+    int n = snprintf(val, sizeof val, "d:%s", digest);
+    return add_field(c, "image", 5, val, (size_t)n, GENCACHE__KF_PARAM);
+}
+
+static int add_prompt(parse_ctx *c, const char *name, const json_t *v)
+{
+    gencache_request *r = c->req;
+    if (!json_is_string(v))
+        return fail(c, GENCACHE_EINVAL, "field '%s': expected a string", name);
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    gencache__buf norm = {0};
+    int rc = gencache__key_normalize(r->mode, s, n, c->ks->synonyms, c->ks->n_synonyms, &norm);
+    if (rc == GENCACHE_OK && !gencache__buf_terminate(&norm))
+        rc = GENCACHE_ENOMEM;
+    if (rc != GENCACHE_OK) {
+        gencache__buf_free(&norm);
+        return rc == GENCACHE_EPARSE ? fail(c, rc, "field '%s': invalid UTF-8", name) : rc;
+    }
+    char storage[512];
+    gencache__buf val = gencache__buf_on(storage, sizeof storage);
+    encode_string(norm.data, norm.len, &val);
+    unsigned flags = r->mode == GENCACHE_NORM_TOKENS ? GENCACHE__KF_HIDDEN : GENCACHE__KF_PARAM;
+    rc = val.failed ? GENCACHE_ENOMEM : add_field(c, name, strlen(name), val.data, val.len, flags);
+    gencache__buf_free(&val);
+    if (rc == GENCACHE_OK && strcmp(name, "prompt") == 0 && !r->prompt) {
+        r->prompt = norm.data;
+        return GENCACHE_OK;
+    }
+    gencache__buf_free(&norm);
+    return rc;
+}
+
+/* Kinds of known top-level fields. */
+enum kind { K_STRING, K_INT, K_UINT, K_NUMBER, K_TOKENS, K_OBJECT, K_ANY };
+
+static const struct {
+    const char *name;
+    enum kind kind;
+    unsigned flags;
+} known[] = {
+    {"model", K_STRING, GENCACHE__KF_PARAM},
+    {"scheduler", K_STRING, GENCACHE__KF_PARAM},
+    {"tokenizer", K_STRING, GENCACHE__KF_PARAM},
+    {"session", K_STRING, 0},
+    {"name", K_STRING, 0},
+    {"seed", K_INT, GENCACHE__KF_PARAM},
+    {"steps", K_UINT, GENCACHE__KF_PARAM},
+    {"frames", K_UINT, GENCACHE__KF_PARAM},
+    {"width", K_UINT, GENCACHE__KF_PARAM},
+    {"height", K_UINT, GENCACHE__KF_PARAM},
+    {"guidance", K_NUMBER, GENCACHE__KF_PARAM},
+    {"fps", K_NUMBER, GENCACHE__KF_PARAM},
+    {"rotation", K_NUMBER, GENCACHE__KF_PARAM},
+    {"params", K_OBJECT, GENCACHE__KF_PARAM},
+    {"prompt_tokens", K_TOKENS, GENCACHE__KF_PARAM},
+    {"negative_prompt_tokens", K_TOKENS, GENCACHE__KF_PARAM},
+};
+#define N_KNOWN (sizeof known / sizeof known[0])
+
+static int check_kind(parse_ctx *c, const char *k, const json_t *v, enum kind kind)
+{
+    switch (kind) {
+    case K_STRING:
+        if (!json_is_string(v))
+            return fail(c, GENCACHE_EINVAL, "field '%s': expected a string", k);
+        break;
+    case K_INT:
+    case K_UINT: {
+        const char *what = kind == K_INT ? "an integer" : "a non-negative integer";
+        if (!json_is_number(v))
+            return fail(c, GENCACHE_EINVAL, "field '%s': expected %s", k, what);
+        char storage[64];
+        gencache__buf e = gencache__buf_on(storage, sizeof storage);
+        int rc = encode_number(c, v, &e);
+        bool ok = rc == GENCACHE_OK && e.len > 2 && e.data[0] == 'i' &&
+                  (kind == K_INT || e.data[2] != '-');
+        gencache__buf_free(&e);
+        if (rc != GENCACHE_OK)
+            return rc;
+        if (!ok)
+            return fail(c, GENCACHE_EINVAL, "field '%s': expected %s", k, what);
+        break;
+    }
+    case K_NUMBER:
+        if (!json_is_number(v))
+            return fail(c, GENCACHE_EINVAL, "field '%s': expected a number", k);
+        break;
+    case K_TOKENS:
+        if (!json_is_array(v))
+            return fail(c, GENCACHE_EINVAL, "field '%s': expected an array of integers", k);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            const json_t *e = json_array_get(v, i);
+            int rc = check_kind(c, k, e, K_INT);
+            if (rc != GENCACHE_OK)
+                return rc == GENCACHE_EINVAL
+                           ? fail(c, rc, "field '%s': expected an array of integers", k)
+                           : rc;
+        }
+        break;
+    case K_OBJECT:
+        if (!json_is_object(v))
+            return fail(c, GENCACHE_EINVAL, "field '%s': expected an object", k);
+        break;
+    case K_ANY:
+        break;
+    }
+    return GENCACHE_OK;
+}
+
+static int add_top(parse_ctx *c, const char *k, const json_t *v, unsigned flags)
+{
+    gencache_request *r = c->req;
+    if (json_is_null(v))
+        return GENCACHE_OK;
+    if (strcmp(k, "cache") == 0) {
+        const char *s = json_is_string(v) ? json_string_value(v) : "";
+        if (strcmp(s, "allow_random") == 0)
+            r->allow_random = true;
+        else if (strcmp(s, "default") != 0)
+            return fail(c, GENCACHE_EINVAL,
+                        "field 'cache': expected \"default\" or \"allow_random\"");
+        return GENCACHE_OK;
+    }
+    if (strcmp(k, "tenant") == 0) {
+        if (!(flags & GENCACHE_REQUEST_TRUST_TENANT))
+            return GENCACHE_OK; /* the daemon takes the tenant from the caller's token */
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            json_string_length(v) > GENCACHE__KEY_TENANT_MAX)
+            return fail(c, GENCACHE_EINVAL, "field 'tenant': expected a string of 1-%d bytes",
+                        GENCACHE__KEY_TENANT_MAX);
+        return gencache_request_set_tenant(r, json_string_value(v));
+    }
+    if (strcmp(k, "image") == 0)
+        return add_image(c, v);
+    if (strcmp(k, "prompt") == 0 || strcmp(k, "negative_prompt") == 0)
+        return add_prompt(c, k, v);
+    memcpy(c->path, k, strlen(k) + 1); /* name_ok() bounded it */
+    enum kind kind = K_ANY;
+    unsigned fflags = GENCACHE__KF_PARAM;
+    for (size_t i = 0; i < N_KNOWN; i++) {
+        if (strcmp(k, known[i].name) == 0) {
+            kind = known[i].kind;
+            fflags = known[i].flags;
+            break;
+        }
+    }
+    int rc = check_kind(c, k, v, kind);
+    if (rc != GENCACHE_OK)
+        return rc;
+    if (strcmp(k, "seed") == 0)
+        r->has_seed = true;
+    if (strcmp(k, "model") == 0) {
+        r->model = strdup(json_string_value(v));
+        if (!r->model)
+            return GENCACHE_ENOMEM;
+    }
+    return add_value(c, v, 1, fflags);
+}
+
+static int cmp_fields_ctx(const gencache__kfield *a, const gencache__kfield *b, const char *text)
+{
+    size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
+    int d = memcmp(text + a->name_off, text + b->name_off, n);
+    if (d != 0)
+        return d;
+    return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
+}
+
+/* Insertion sort: requests have a few dozen fields, and qsort has no context argument. */
+static void sort_fields(gencache_request *r)
+{
+    for (size_t i = 1; i < r->n_fields; i++) {
+        gencache__kfield f = r->fields[i];
+        size_t j = i;
+        while (j > 0 && cmp_fields_ctx(&r->fields[j - 1], &f, r->text.data) > 0) {
+            r->fields[j] = r->fields[j - 1];
+            j--;
+        }
+        r->fields[j] = f;
+    }
+}
+
+static bool has_field(const gencache_request *r, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < r->n_fields; i++)
+        if (r->fields[i].name_len == n &&
+            memcmp(r->text.data + r->fields[i].name_off, name, n) == 0)
+            return true;
+    return false;
+}
+
+static int check_tokens(parse_ctx *c)
+{
+    gencache_request *r = c->req;
+    if (has_field(r, "prompt") && !has_field(r, "prompt_tokens"))
+        return fail(c, GENCACHE_EINVAL, "tokens mode: 'prompt' needs 'prompt_tokens'");
+    if (has_field(r, "negative_prompt") && !has_field(r, "negative_prompt_tokens"))
+        return fail(c, GENCACHE_EINVAL,
+                    "tokens mode: 'negative_prompt' needs 'negative_prompt_tokens'");
+    if ((has_field(r, "prompt_tokens") || has_field(r, "negative_prompt_tokens")) &&
+        !has_field(r, "tokenizer"))
+        return fail(c, GENCACHE_EINVAL, "tokens mode: token ids need 'tokenizer'");
+    return GENCACHE_OK;
+}
+
+static int parse_json(parse_ctx *c, unsigned flags, json_t *root)
+{
+    gencache_request *r = c->req;
+    int rc = collect_nodes(c, root);
+    if (rc == GENCACHE_OK)
+        rc = pair_literals(c);
+    if (rc == GENCACHE_EPARSE)
+        return fail(c, rc, "internal error pairing number literals");
+    if (rc != GENCACHE_OK)
+        return rc;
+    if (c->n_nums > 0)
+        qsort(c->nums, c->n_nums, sizeof *c->nums, cmp_numlit);
+
+    const json_t *model = json_object_get(root, "model");
+    r->mode =
+        gencache__keyspace_mode_for(c->ks, json_is_string(model) ? json_string_value(model) : NULL);
+    const char *k;
+    json_t *v;
+    json_object_foreach(root, k, v)
+    {
+        if (!name_ok(k))
+            return fail(c, GENCACHE_EINVAL,
+                        "field name '%.64s' must be 1-64 printable ASCII characters without "
+                        "'.', '=' or spaces",
+                        k);
+        rc = add_top(c, k, v, flags);
+        if (rc != GENCACHE_OK)
+            return rc;
+    }
+    if (r->mode == GENCACHE_NORM_TOKENS && (rc = check_tokens(c)) != GENCACHE_OK)
+        return rc;
+    sort_fields(r);
+    return GENCACHE_OK;
+}
+
+int gencache_request_parse_ex(const gencache_keyspace *ks, const char *json, size_t len,
+                              unsigned flags, gencache_request **out, char *err, size_t err_size)
+{
+    parse_ctx c = {.json = json, .len = len, .err = err, .err_size = err_size};
+    if (err && err_size > 0)
+        err[0] = '\0';
+    if (!out)
+        return fail(&c, GENCACHE_EINVAL, "no output argument");
+    *out = NULL;
+    if (!json && len > 0)
+        return fail(&c, GENCACHE_EINVAL, "no request text");
+    if (len > GENCACHE_REQUEST_MAX_BYTES)
+        return fail(&c, GENCACHE_ELIMIT, "request is %zu bytes, more than the %u allowed", len,
+                    GENCACHE_REQUEST_MAX_BYTES);
+    c.ks = ks ? ks : gencache__keyspace_default();
+    if (!c.ks)
+        return GENCACHE_ENOMEM;
+
+    json_error_t jerr;
+    json_t *root =
+        json_loadb(json ? json : "", len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
+    if (!root) {
+        enum json_error_code code = json_error_code(&jerr);
+        int rc = code == json_error_numeric_overflow ? GENCACHE_ELIMIT
+                 : code == json_error_out_of_memory  ? GENCACHE_ENOMEM
+                 : code == json_error_stack_overflow ? GENCACHE_ELIMIT
+                                                     : GENCACHE_EPARSE;
+        return fail(&c, rc, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
+                    jerr.text);
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return fail(&c, GENCACHE_EPARSE, "the request must be a JSON object");
+    }
+    gencache_request *r = calloc(1, sizeof *r);
+    if (!r) {
+        json_decref(root);
+        return GENCACHE_ENOMEM;
+    }
+    r->ks = gencache__keyspace_retain(c.ks);
+    /* Names and encodings take about as many bytes as the JSON text: one allocation, usually. */
+    gencache__buf_reserve(&r->text, len + 64);
+    c.req = r;
+    int rc = parse_json(&c, flags, root);
+    json_decref(root);
+    free(c.nums);
+    if (rc != GENCACHE_OK) {
+        gencache_request_free(r);
+        return rc;
+    }
+    *out = r;
+    return GENCACHE_OK;
+}
+
+int gencache_request_parse(const gencache_keyspace *ks, const char *json, size_t len,
+                           unsigned flags, gencache_request **out)
+{
+    return gencache_request_parse_ex(ks, json, len, flags, out, NULL, 0);
+}
+
+int gencache_request_set_tenant(gencache_request *req, const char *tenant)
+{
+    if (!req)
+        return GENCACHE_EINVAL;
+    if (tenant) {
+        size_t n = strlen(tenant);
+        if (n == 0 || n > GENCACHE__KEY_TENANT_MAX || !gencache__utf8_valid(tenant, n))
+            return GENCACHE_EINVAL;
+    }
+    char *t = tenant ? strdup(tenant) : NULL;
+    if (tenant && !t)
+        return GENCACHE_ENOMEM;
+    free(req->tenant);
+    req->tenant = t;
+    return GENCACHE_OK;
+}
+
+const char *gencache_request_prompt(const gencache_request *req)
+{
+    return req ? req->prompt : NULL;
+}
+
+const char *gencache_request_model(const gencache_request *req)
+{
+    return req ? req->model : NULL;
+}
+
+gencache_norm_mode gencache_request_mode(const gencache_request *req)
+{
+    return req ? req->mode : GENCACHE_NORM_SAFE;
+}
+
+void gencache_request_free(gencache_request *req)
+{
+    if (!req)
+        return;
+    gencache_keyspace_free(req->ks);
+    free(req->fields);
+    gencache__buf_free(&req->text);
+    free(req->prompt);
+    free(req->model);
+    free(req->tenant);
+    free(req);
+}
