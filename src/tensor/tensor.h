@@ -1,0 +1,85 @@
+/*
+ * tensor.h: what the files of src/tensor/ (and the session module's int8 KV storage) share: the
+ * element kernels behind the dtype codecs. Each implementation (portable scalar, AVX2+F16C,
+ * AVX-512) fills one table of function pointers, and every table computes bit-for-bit the same
+ * results: round half to even everywhere, finite inputs saturate to the largest finite value of
+ * the narrower format, NaN and Inf are reported to the caller (which rejects them).
+ */
+#ifndef GENCACHE_TENSOR_H
+#define GENCACHE_TENSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gencache.h"
+
+/* Largest finite f16 and bf16 values, as f32. */
+#define GENCACHE__F16_MAX       65504.0f
+#define GENCACHE__BF16_MAX_BITS 0x7F7Fu
+
+/* Quantized tensors whose largest magnitude is below this are stored as zeros with scale 0:
+ * 127 / amax would overflow f32 (docs/tensors.md). 2^-120. */
+#define GENCACHE__QUANT_MIN_AMAX 7.52316384526264e-37f
+
+typedef struct gencache__codec_kernels {
+    const char *name; /* "scalar", "avx2", "avx512" */
+    /* Narrowing conversions: round half to even, saturating at the largest finite value.
+     * Return nonzero when an input is NaN or Inf (the output is then unspecified). */
+    int (*f32_to_f16)(uint16_t *dst, const float *src, size_t n);
+    int (*f32_to_bf16)(uint16_t *dst, const float *src, size_t n);
+    /* Widening conversions: exact; a NaN comes out quiet with its payload, as F16C does. */
+    void (*f16_to_f32)(float *dst, const uint16_t *src, size_t n);
+    void (*bf16_to_f32)(float *dst, const uint16_t *src, size_t n);
+    /* Largest |x| of n elements (as f32). Return nonzero when an input is NaN or Inf. n may be
+     * 0 (*out = 0). */
+    int (*amax_f32)(const float *src, size_t n, float *out);
+    int (*amax_f16)(const uint16_t *src, size_t n, float *out);
+    int (*amax_bf16)(const uint16_t *src, size_t n, float *out);
+    /* q[i] = clamp(round_half_even(x[i] * inv), -127, 127); the inputs are finite. */
+    void (*quant_f32)(int8_t *dst, const float *src, size_t n, float inv);
+    void (*quant_f16)(int8_t *dst, const uint16_t *src, size_t n, float inv);
+    void (*quant_bf16)(int8_t *dst, const uint16_t *src, size_t n, float inv);
+    /* y[i] = q[i] * scale in f32, then narrowed (saturating) to the destination dtype. */
+    void (*dequant_f32)(float *dst, const int8_t *src, size_t n, float scale);
+    void (*dequant_f16)(uint16_t *dst, const int8_t *src, size_t n, float scale);
+    void (*dequant_bf16)(uint16_t *dst, const int8_t *src, size_t n, float scale);
+} gencache__codec_kernels;
+
+/* The portable implementation; always available. */
+const gencache__codec_kernels *gencache__codec_kernels_scalar(void);
+/* The vector implementations, or NULL when this CPU (or this build) lacks the instructions. */
+const gencache__codec_kernels *gencache__codec_kernels_avx2(void);
+const gencache__codec_kernels *gencache__codec_kernels_avx512(void);
+/* The widest implementation this CPU runs, chosen once. The environment variable GENCACHE_SIMD
+ * (scalar, avx2, avx512) narrows the choice, for benchmarks and bug reports. */
+const gencache__codec_kernels *gencache__codec_kernels_best(void);
+
+/* Scalar element helpers, shared by the vector files for their tails so every path agrees. */
+uint16_t gencache__f32_to_f16_one(float x);  /* finite x; saturating, RNE */
+uint16_t gencache__f32_to_bf16_one(float x); /* finite x; saturating, RNE */
+float gencache__f16_to_f32_one(uint16_t h);
+float gencache__bf16_to_f32_one(uint16_t h);
+float gencache__round_even(float x); /* independent of the FP environment */
+int8_t gencache__quant_one(float x, float inv);
+float gencache__dequant_clamp(float y); /* clamps to +-FLT_MAX */
+
+/* Element count of a shape with overflow checks: GENCACHE_OK, GENCACHE_EINVAL (negative dim,
+ * ndim > GENCACHE_MAX_DIMS), GENCACHE_ELIMIT (count or bytes past 2^62). */
+int gencache__tensor_numel(uint32_t ndim, const int64_t *shape, uint64_t *out);
+
+/* The safetensors name of a dtype ("F32", "BF16", ...); NULL for one the format does not carry. */
+const char *gencache__safetensors_dtype_name(gencache_dtype dtype);
+
+/* gencache_tensor_convert() with a chosen implementation (tests compare them). */
+int gencache__tensor_convert_with(const gencache__codec_kernels *k, gencache_dtype dst_dtype,
+                                  void *dst, gencache_dtype src_dtype, const void *src,
+                                  size_t count);
+
+/* gencache_quant_encode() / gencache_quant_decode() with a chosen implementation. */
+int gencache__quant_encode_with(const gencache__codec_kernels *k, const gencache_tensor_desc *desc,
+                                const void *data, size_t size, const gencache_quant_options *opts,
+                                void *dst, size_t dst_size, size_t *out_size);
+int gencache__quant_decode_with(const gencache__codec_kernels *k, const void *payload, size_t size,
+                                gencache_dtype dtype, void *dst, size_t dst_size, size_t *out_size);
+
+#endif

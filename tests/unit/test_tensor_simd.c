@@ -1,0 +1,229 @@
+/*
+ * test_tensor_simd.c: every vector implementation of the codec kernels gives the same bits as
+ * the portable scalar one, on odd sizes (so vector bodies and scalar tails both run) and on
+ * inputs chosen to hit the edges: ties, subnormals, values that saturate, signed zeros. A case
+ * for an instruction set this CPU lacks says so and checks nothing else.
+ */
+#include <float.h>
+#include <math.h>
+
+#include "test.h"
+#include "tensor/tensor.h"
+
+static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
+
+static uint32_t rnd32(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+
+static float bits_f(uint32_t b)
+{
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
+}
+
+/* Finite f32 values over the whole range, with ties and edge cases mixed in. */
+static float rnd_finite(void)
+{
+    static const float edges[] = {0.0f,         -0.0f,   65504.0f, 65519.0f, 65520.0f,
+                                  -65536.0f,    FLT_MAX, -FLT_MAX, 0x1p-24f, 0x1p-25f,
+                                  0x1.ffcp-15f, 1e-40f,  -1e-45f,  2049.0f,  127.5f};
+    for (;;) {
+        uint32_t b = rnd32();
+        switch (rnd32() % 6) {
+        case 0:
+            return edges[rnd32() % (sizeof edges / sizeof edges[0])];
+        case 1:
+            b = (b & 0xFFFFE000u) | 0x1000u;
+            break;
+        case 2:
+            b = (b & 0xFFFF0000u) | 0x8000u;
+            break;
+        case 3:
+            b = (b & 0x87FFFFFFu) | 0x38000000u;
+            break;
+        case 4:
+            return (float)((int32_t)(rnd32() % 2001) - 1000) * 0.25f; /* quantization ties */
+        default:
+            break;
+        }
+        if ((b & 0x7F800000u) != 0x7F800000u)
+            return bits_f(b);
+    }
+}
+
+static const size_t sizes[] = {0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 1001, 4099};
+#define N_SIZES (sizeof sizes / sizeof sizes[0])
+
+static void compare(const gencache__codec_kernels *v)
+{
+    const gencache__codec_kernels *s = gencache__codec_kernels_scalar();
+    enum { MAX = 4099 };
+    static float x[MAX], fa[MAX], fb[MAX];
+    static uint16_t h[MAX], ha[MAX], hb[MAX];
+    static int8_t q[MAX], qa[MAX], qb[MAX];
+    for (int round = 0; round < 8; round++) {
+        for (size_t k = 0; k < N_SIZES; k++) {
+            size_t n = sizes[k];
+            for (size_t i = 0; i < n; i++) {
+                x[i] = rnd_finite();
+                h[i] = (uint16_t)rnd32();
+                q[i] = (int8_t)rnd32();
+            }
+            CHECK_INT_EQ(v->f32_to_f16(ha, x, n), s->f32_to_f16(hb, x, n));
+            CHECK_MEM_EQ(ha, hb, n * 2);
+            CHECK_INT_EQ(v->f32_to_bf16(ha, x, n), s->f32_to_bf16(hb, x, n));
+            CHECK_MEM_EQ(ha, hb, n * 2);
+            /* Widening: every 16-bit pattern, NaNs and Infs included. */
+            v->f16_to_f32(fa, h, n);
+            s->f16_to_f32(fb, h, n);
+            CHECK_MEM_EQ(fa, fb, n * 4);
+            v->bf16_to_f32(fa, h, n);
+            s->bf16_to_f32(fb, h, n);
+            CHECK_MEM_EQ(fa, fb, n * 4);
+            /* Maxima, with and without a NaN/Inf somewhere. */
+            float ma, mb;
+            CHECK_INT_EQ(v->amax_f32(x, n, &ma), s->amax_f32(x, n, &mb));
+            CHECK_MEM_EQ(&ma, &mb, 4);
+            CHECK_INT_EQ(v->amax_f16(h, n, &ma), s->amax_f16(h, n, &mb));
+            CHECK_MEM_EQ(&ma, &mb, 4);
+            CHECK_INT_EQ(v->amax_bf16(h, n, &ma), s->amax_bf16(h, n, &mb));
+            CHECK_MEM_EQ(&ma, &mb, 4);
+            if (n > 0) {
+                size_t at = rnd32() % n;
+                float keep = x[at];
+                x[at] = round % 2 ? NAN : -INFINITY;
+                CHECK_INT_EQ(v->amax_f32(x, n, &ma), 1);
+                CHECK_INT_EQ(v->f32_to_f16(ha, x, n), 1);
+                CHECK_INT_EQ(v->f32_to_bf16(ha, x, n), 1);
+                x[at] = keep;
+            }
+            /* Quantization at a few scales, from f32 and from both 16-bit formats (the h
+             * patterns with NaN/Inf removed). */
+            for (size_t i = 0; i < n; i++) {
+                if ((h[i] & 0x7C00) == 0x7C00)
+                    h[i] &= 0x83FF;
+                x[i] = (float)((int32_t)(rnd32() % 4001) - 2000) * (round ? 0.0625f : 0.37f);
+            }
+            static const float invs[] = {0.0f, 1.0f, 127.0f / 125.0f, 0.5f, 3e-3f, 1e6f};
+            for (size_t j = 0; j < sizeof invs / sizeof invs[0]; j++) {
+                v->quant_f32(qa, x, n, invs[j]);
+                s->quant_f32(qb, x, n, invs[j]);
+                CHECK_MEM_EQ(qa, qb, n);
+                v->quant_f16(qa, h, n, invs[j]);
+                s->quant_f16(qb, h, n, invs[j]);
+                CHECK_MEM_EQ(qa, qb, n);
+                v->quant_bf16(qa, h, n, invs[j]);
+                s->quant_bf16(qb, h, n, invs[j]);
+                CHECK_MEM_EQ(qa, qb, n);
+            }
+            static const float scales[] = {0.0f, 1.0f, 1e-3f, 600.0f, FLT_MAX / 100, 1e-40f};
+            for (size_t j = 0; j < sizeof scales / sizeof scales[0]; j++) {
+                v->dequant_f32(fa, q, n, scales[j]);
+                s->dequant_f32(fb, q, n, scales[j]);
+                CHECK_MEM_EQ(fa, fb, n * 4);
+                v->dequant_f16(ha, q, n, scales[j]);
+                s->dequant_f16(hb, q, n, scales[j]);
+                CHECK_MEM_EQ(ha, hb, n * 2);
+                v->dequant_bf16(ha, q, n, scales[j]);
+                s->dequant_bf16(hb, q, n, scales[j]);
+                CHECK_MEM_EQ(ha, hb, n * 2);
+            }
+        }
+    }
+    /* Outputs large enough to be streamed, at every destination alignment mod 32. */
+    {
+        size_t big = (1u << 20) + 37;
+        float *bx = malloc(big * 4);
+        uint16_t *bh = malloc(big * 2);
+        int8_t *ba = malloc(big + 32), *bb = malloc(big + 32);
+        for (size_t i = 0; i < big; i++) {
+            bx[i] = (float)((int32_t)(rnd32() % 4001) - 2000) * 0.37f;
+            bh[i] = (uint16_t)(rnd32() & 0xBBFF);
+        }
+        for (size_t off = 0; off < 32; off += 5) {
+            v->quant_f32(ba + off, bx, big, 0.05f);
+            s->quant_f32(bb + off, bx, big, 0.05f);
+            CHECK_MEM_EQ(ba + off, bb + off, big);
+            v->quant_f16(ba + off, bh, big, 0.9f);
+            s->quant_f16(bb + off, bh, big, 0.9f);
+            CHECK_MEM_EQ(ba + off, bb + off, big);
+            v->quant_bf16(ba + off, bh, big, 1e-3f);
+            s->quant_bf16(bb + off, bh, big, 1e-3f);
+            CHECK_MEM_EQ(ba + off, bb + off, big);
+        }
+        free(bx);
+        free(bh);
+        free(ba);
+        free(bb);
+    }
+    /* Whole payloads agree too. */
+    gencache_tensor_desc d;
+    memset(&d, 0, sizeof d);
+    d.dtype = GENCACHE_DTYPE_F16;
+    d.ndim = 3;
+    d.shape[0] = 3;
+    d.shape[1] = 11;
+    d.shape[2] = 37;
+    size_t n = 3 * 11 * 37;
+    for (size_t i = 0; i < n; i++)
+        h[i] = (uint16_t)(rnd32() & 0xBBFF);
+    gencache_quant_options o;
+    gencache_quant_options_init(&o);
+    for (int c = GENCACHE_CODEC_INT8; c <= GENCACHE_CODEC_INT8_GROUP; c++) {
+        o.codec = (gencache_codec)c;
+        o.axis = 1;
+        o.group_size = 33;
+        static unsigned char pa[8192], pb[8192];
+        size_t na, nb;
+        CHECK_OK(gencache__quant_encode_with(v, &d, h, n * 2, &o, pa, sizeof pa, &na));
+        CHECK_OK(gencache__quant_encode_with(s, &d, h, n * 2, &o, pb, sizeof pb, &nb));
+        CHECK_UINT_EQ(na, nb);
+        CHECK_MEM_EQ(pa, pb, na);
+        CHECK_OK(gencache__quant_decode_with(v, pa, na, GENCACHE_DTYPE_BF16, ha, sizeof ha, NULL));
+        CHECK_OK(gencache__quant_decode_with(s, pa, na, GENCACHE_DTYPE_BF16, hb, sizeof hb, NULL));
+        CHECK_MEM_EQ(ha, hb, n * 2);
+    }
+}
+
+TEST_CASE(avx2_matches_scalar)
+{
+    const gencache__codec_kernels *k = gencache__codec_kernels_avx2();
+    if (!k) {
+        printf("this CPU has no AVX2+F16C: nothing to compare\n");
+        return;
+    }
+    CHECK_STR_EQ(k->name, "avx2");
+    compare(k);
+}
+
+TEST_CASE(avx512_matches_scalar)
+{
+    const gencache__codec_kernels *k = gencache__codec_kernels_avx512();
+    if (!k) {
+        printf("this CPU has no AVX-512 (F, BW, VL): nothing to compare\n");
+        return;
+    }
+    CHECK_STR_EQ(k->name, "avx512");
+    compare(k);
+}
+
+TEST_CASE(best_is_widest)
+{
+    const gencache__codec_kernels *b = gencache__codec_kernels_best();
+    CHECK(b != NULL);
+    const char *env = getenv("GENCACHE_SIMD");
+    if (env && *env)
+        return; /* narrowed on purpose */
+    if (gencache__codec_kernels_avx512())
+        CHECK_STR_EQ(b->name, "avx512");
+    else if (gencache__codec_kernels_avx2())
+        CHECK_STR_EQ(b->name, "avx2");
+    else
+        CHECK_STR_EQ(b->name, "scalar");
+}
