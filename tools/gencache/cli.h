@@ -1,0 +1,40 @@
+/*
+ * cli.h: what the subcommands of the `gencache` tool share. Each verb is one function
+ * `int cmd_<verb>(int argc, char **argv)` (argv[0] is the verb) returning the process exit code:
+ * 0 success, 1 a failure it reported (miss, refused request), 2 bad usage.
+ */
+#ifndef GENCACHE_CLI_H
+#define GENCACHE_CLI_H
+
+#include <stdio.h>
+
+typedef int (*cli_cmd_fn)(int argc, char **argv);
+
+typedef struct cli_command {
+    const char *name;
+    cli_cmd_fn fn;
+    const char *usage;   /* arguments, shown by --help */
+    const char *summary; /* one line */
+} cli_command;
+
+/* Prints "gencache: <message>" to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The daemon URL: --url, else $GENCACHE_URL, else http://127.0.0.1:8787. */
+const char *cli_default_url(void);
+
+/* Verbs. Each lives in its own cmd_*.c file, except the four that talk to a daemon over HTTP
+ * (get, put, del, stats), which share cmd_client.c. */
+int cmd_get(int argc, char **argv);
+int cmd_put(int argc, char **argv);
+int cmd_del(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_normalize(int argc, char **argv);
+int cmd_key(int argc, char **argv);
+int cmd_imgid(int argc, char **argv);
+int cmd_imghash(int argc, char **argv);
+int cmd_similar(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+
+#endif

@@ -1,0 +1,581 @@
+/*
+ * cmd_client.c: the verbs that talk to a gencached daemon over HTTP (get, put, del, stats), with
+ * libcurl. Each verb makes one request on one reused handle (keep-alive) and turns the answer
+ * into an exit code: 0 done, 1 refused or missing (the daemon's own error message is printed),
+ * 2 bad usage. Entry bytes go to their destination unchanged; a file named with -o is written
+ * under a temporary name and renamed only when the whole body has arrived.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "cli.h"
+
+#define ERROR_BODY_MAX (64 * 1024)
+
+typedef struct buffer {
+    char *data;
+    size_t len, cap;
+} buffer;
+
+typedef struct client {
+    CURL *curl;
+    char base[2048]; /* the daemon URL without a trailing slash */
+    char errbuf[CURL_ERROR_SIZE];
+    long status; /* HTTP status of the last request */
+    FILE *out;   /* where a 200 body goes; NULL: into body */
+    bool out_failed;
+    buffer body;    /* the body when not streamed (errors, stats) */
+    buffer headers; /* raw response header lines */
+} client;
+
+static bool buffer_add(buffer *b, const char *data, size_t n, size_t max)
+{
+    if (b->len + n > max)
+        n = max > b->len ? max - b->len : 0;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *nd = realloc(b->data, cap);
+        if (!nd)
+            return false;
+        b->data = nd;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return true;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    client *cl = userdata;
+    size_t n = size * nmemb;
+    long status = 0;
+    curl_easy_getinfo(cl->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status == 200 && cl->out) {
+        if (fwrite(data, 1, n, cl->out) != n) {
+            cl->out_failed = true;
+            return 0;
+        }
+        return n;
+    }
+    /* Error documents are small; stats too. Anything past the cap is dropped, not failed. */
+    buffer_add(&cl->body, data, n, status == 200 ? SIZE_MAX / 2 : ERROR_BODY_MAX);
+    return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    client *cl = userdata;
+    size_t n = size * nmemb;
+    /* A new status line starts a new header block (after a 100 Continue, say). */
+    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0)
+        cl->headers.len = 0;
+    buffer_add(&cl->headers, data, n, ERROR_BODY_MAX);
+    return n;
+}
+
+static int client_open(client *cl, const char *url)
+{
+    memset(cl, 0, sizeof *cl);
+    size_t n = strlen(url);
+    while (n > 0 && url[n - 1] == '/')
+        n--;
+    if (n == 0 || n >= sizeof cl->base) {
+        cli_error("bad daemon URL '%s'", url);
+        return 2;
+    }
+    memcpy(cl->base, url, n);
+    cl->base[n] = '\0';
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(cl->curl = curl_easy_init())) {
+        cli_error("cannot initialize libcurl");
+        return 1;
+    }
+    return 0;
+}
+
+static void client_close(client *cl)
+{
+    if (cl->curl)
+        curl_easy_cleanup(cl->curl);
+    free(cl->body.data);
+    free(cl->headers.data);
+    curl_global_cleanup();
+}
+
+/* Appends `key` to `out`, percent-encoding every byte a path may not carry as is. */
+static void append_key(char *out, size_t cap, const char *key)
+{
+    size_t n = strlen(out);
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)key; *p && n + 4 < cap; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '_' || *p == '-' || *p == '.' || *p == '~' || *p == '/') {
+            out[n++] = (char)*p;
+        } else {
+            out[n++] = '%';
+            out[n++] = hex[*p >> 4];
+            out[n++] = hex[*p & 15];
+        }
+    }
+    out[n] = '\0';
+}
+
+/* Performs one request. method: "GET", "HEAD", "PUT", "DELETE". Returns 0 when an HTTP answer
+ * came back (cl->status says which), 1 after printing why none did. */
+static int client_request(client *cl, const char *method, const char *path, const char *key,
+                          struct curl_slist *headers, const void *body, size_t body_len)
+{
+    char url[4096];
+    snprintf(url, sizeof url, "%s%s", cl->base, path);
+    if (key)
+        append_key(url, sizeof url, key);
+    CURL *c = cl->curl;
+    curl_easy_reset(c);
+    cl->body.len = 0;
+    cl->headers.len = 0;
+    cl->status = 0;
+    cl->errbuf[0] = '\0';
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cl->errbuf);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, cl);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, cl);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    /* The key goes to the daemon as typed: "result/../x" is a malformed key, not another path. */
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+    if (strcmp(method, "HEAD") == 0) {
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(method, "PUT") == 0) {
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    } else if (strcmp(method, "GET") != 0) {
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    }
+    if (headers)
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &cl->status);
+    if (cl->out_failed) {
+        cli_error("cannot write the entry: %s", strerror(errno));
+        return 1;
+    }
+    if (rc != CURLE_OK) {
+        if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+            rc == CURLE_OPERATION_TIMEDOUT)
+            cli_error("cannot reach the daemon at %s: %s", cl->base,
+                      cl->errbuf[0] ? cl->errbuf : curl_easy_strerror(rc));
+        else
+            cli_error("request to %s failed: %s", cl->base,
+                      cl->errbuf[0] ? cl->errbuf : curl_easy_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+/* Prints the daemon's error for a failed request: its JSON message when it sent one. */
+static int report_error(const client *cl, const char *what)
+{
+    if (cl->status == 404 && cl->body.data) {
+        json_t *doc = json_loads(cl->body.data, 0, NULL);
+        const char *code =
+            json_string_value(json_object_get(json_object_get(doc, "error"), "code"));
+        bool plain_miss = code && strcmp(code, "not_found") == 0;
+        json_decref(doc);
+        if (plain_miss) {
+            fprintf(stderr, "not found: %s\n", what);
+            return 1;
+        }
+    }
+    json_t *doc = cl->body.data ? json_loads(cl->body.data, 0, NULL) : NULL;
+    const char *msg = json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
+    if (msg)
+        cli_error("%s: %s (HTTP %ld)", what, msg, cl->status);
+    else if (cl->status == 404)
+        fprintf(stderr, "not found: %s\n", what);
+    else
+        cli_error("%s: the daemon answered HTTP %ld", what, cl->status);
+    json_decref(doc);
+    return 1;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !*s)
+        return false;
+    char *end;
+    errno = 0;
+    if (*s < '0' || *s > '9')
+        return false;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Shared option parsing: --url is every verb's; the rest are listed per verb. */
+enum { O_URL = 256, O_META, O_COST, O_TTL, O_TAGS, O_CTYPE, O_DTYPE, O_SHAPE, O_PINNED, O_JSON };
+
+static int usage_error(const char *verb, const char *what, const char *arg)
+{
+    cli_error("%s: %s%s%s (try 'gencache %s --help')", verb, what, arg ? " " : "", arg ? arg : "",
+              verb);
+    return 2;
+}
+
+int cmd_get(int argc, char **argv)
+{
+    static const struct option opts[] = {{"url", required_argument, NULL, O_URL},
+                                         {"output", required_argument, NULL, 'o'},
+                                         {"meta", no_argument, NULL, O_META},
+                                         {NULL, 0, NULL, 0}};
+    const char *url = cli_default_url(), *output = NULL;
+    bool meta = false;
+    int opt;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":o:", opts, NULL)) != -1) {
+        switch (opt) {
+        case O_URL:
+            url = optarg;
+            break;
+        case 'o':
+            output = optarg;
+            break;
+        case O_META:
+            meta = true;
+            break;
+        case ':':
+            return usage_error(argv[0], "missing value for", argv[optind - 1]);
+        default:
+            return usage_error(argv[0], "unknown option", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 1)
+        return usage_error(argv[0], "expected one KEY", NULL);
+    const char *key = argv[optind];
+
+    client cl;
+    int rc = client_open(&cl, url);
+    if (rc)
+        return rc;
+    char tmp[4096] = "";
+    if (meta) {
+        rc = client_request(&cl, "HEAD", "/v1/entries/", key, NULL, NULL, 0);
+        /* A HEAD answer has no body to carry the daemon's message: ask again with GET (which
+         * fails the same way, so it counts no access). */
+        if (rc == 0 && cl.status != 200 && cl.status != 404)
+            rc = client_request(&cl, "GET", "/v1/entries/", key, NULL, NULL, 0);
+        if (rc == 0 && cl.status != 200)
+            rc = report_error(&cl, key);
+        if (rc == 0) {
+            /* The entry's metadata, as the daemon names it. */
+            char *save = NULL;
+            for (char *line = strtok_r(cl.headers.data, "\r\n", &save); line;
+                 line = strtok_r(NULL, "\r\n", &save)) {
+                if (strncasecmp(line, "X-Gencache-", 11) == 0 ||
+                    strncasecmp(line, "ETag:", 5) == 0 ||
+                    strncasecmp(line, "Content-Type:", 13) == 0 ||
+                    strncasecmp(line, "Content-Length:", 15) == 0)
+                    printf("%s\n", line);
+            }
+        }
+        client_close(&cl);
+        return rc;
+    }
+    if (output && strcmp(output, "-") != 0) {
+        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", output, (long)getpid());
+        cl.out = fopen(tmp, "wb");
+        if (!cl.out) {
+            cli_error("cannot write %s: %s", tmp, strerror(errno));
+            client_close(&cl);
+            return 1;
+        }
+    } else {
+        cl.out = stdout;
+    }
+    rc = client_request(&cl, "GET", "/v1/entries/", key, NULL, NULL, 0);
+    if (rc == 0 && cl.status != 200)
+        rc = report_error(&cl, key);
+    if (cl.out != stdout) {
+        if (fclose(cl.out) != 0 && rc == 0) {
+            cli_error("cannot write %s: %s", output, strerror(errno));
+            rc = 1;
+        }
+        if (rc == 0 && rename(tmp, output) != 0) {
+            cli_error("cannot write %s: %s", output, strerror(errno));
+            rc = 1;
+        }
+        if (rc != 0)
+            unlink(tmp);
+    } else if (fflush(stdout) != 0 && rc == 0) {
+        cli_error("cannot write to stdout: %s", strerror(errno));
+        rc = 1;
+    }
+    client_close(&cl);
+    return rc;
+}
+
+/* Reads a whole file ("-": stdin) into memory. */
+static int read_all(const char *path, buffer *b)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        cli_error("cannot read %s: %s", path, strerror(errno));
+        return 1;
+    }
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (!buffer_add(b, chunk, n, SIZE_MAX / 2)) {
+            cli_error("out of memory reading %s", path);
+            if (f != stdin)
+                fclose(f);
+            return 1;
+        }
+    }
+    bool failed = ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (failed) {
+        cli_error("cannot read %s: %s", path, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+static struct curl_slist *add_header(struct curl_slist *list, const char *name, const char *value)
+{
+    char line[2048];
+    snprintf(line, sizeof line, "%s: %s", name, value);
+    return curl_slist_append(list, line);
+}
+
+int cmd_put(int argc, char **argv)
+{
+    static const struct option opts[] = {{"url", required_argument, NULL, O_URL},
+                                         {"cost-ms", required_argument, NULL, O_COST},
+                                         {"ttl", required_argument, NULL, O_TTL},
+                                         {"tags", required_argument, NULL, O_TAGS},
+                                         {"content-type", required_argument, NULL, O_CTYPE},
+                                         {"dtype", required_argument, NULL, O_DTYPE},
+                                         {"shape", required_argument, NULL, O_SHAPE},
+                                         {"pinned", no_argument, NULL, O_PINNED},
+                                         {NULL, 0, NULL, 0}};
+    const char *url = cli_default_url();
+    const char *cost = NULL, *ttl = NULL, *tags = NULL, *ctype = NULL, *dtype = NULL, *shape = NULL;
+    bool pinned = false;
+    uint64_t num;
+    int opt;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (opt) {
+        case O_URL:
+            url = optarg;
+            break;
+        case O_COST:
+            if (!parse_u64(optarg, &num))
+                return usage_error(argv[0], "--cost-ms expects milliseconds, not", optarg);
+            cost = optarg;
+            break;
+        case O_TTL:
+            if (!parse_u64(optarg, &num))
+                return usage_error(argv[0], "--ttl expects seconds, not", optarg);
+            ttl = optarg;
+            break;
+        case O_TAGS:
+            tags = optarg;
+            break;
+        case O_CTYPE:
+            ctype = optarg;
+            break;
+        case O_DTYPE:
+            dtype = optarg;
+            break;
+        case O_SHAPE:
+            shape = optarg;
+            break;
+        case O_PINNED:
+            pinned = true;
+            break;
+        case ':':
+            return usage_error(argv[0], "missing value for", argv[optind - 1]);
+        default:
+            return usage_error(argv[0], "unknown option", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 2)
+        return usage_error(argv[0], "expected KEY and FILE (or - for stdin)", NULL);
+    if (!dtype != !shape)
+        return usage_error(argv[0], "--dtype and --shape go together", NULL);
+    const char *key = argv[optind], *path = argv[optind + 1];
+
+    buffer data = {0};
+    if (read_all(path, &data) != 0) {
+        free(data.data);
+        return 1;
+    }
+    client cl;
+    int rc = client_open(&cl, url);
+    if (rc) {
+        free(data.data);
+        return rc;
+    }
+    /* No "Expect: 100-continue" round trip: the daemon refuses a bad request as soon as it has
+     * its headers either way. */
+    struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+    h = add_header(h, "Content-Type", ctype ? ctype : "application/octet-stream");
+    if (cost)
+        h = add_header(h, "X-Gencache-Cost-Ms", cost);
+    if (ttl)
+        h = add_header(h, "X-Gencache-TTL", ttl);
+    if (tags)
+        h = add_header(h, "X-Gencache-Tags", tags);
+    if (dtype) {
+        h = add_header(h, "X-Gencache-Dtype", dtype);
+        h = add_header(h, "X-Gencache-Shape", shape);
+    }
+    if (pinned)
+        h = add_header(h, "X-Gencache-Pinned", "1");
+    rc = client_request(&cl, "PUT", "/v1/entries/", key, h, data.data, data.len);
+    if (rc == 0 && cl.status != 201 && cl.status != 204)
+        rc = report_error(&cl, key);
+    curl_slist_free_all(h);
+    free(data.data);
+    client_close(&cl);
+    return rc;
+}
+
+int cmd_del(int argc, char **argv)
+{
+    static const struct option opts[] = {{"url", required_argument, NULL, O_URL},
+                                         {NULL, 0, NULL, 0}};
+    const char *url = cli_default_url();
+    int opt;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (opt) {
+        case O_URL:
+            url = optarg;
+            break;
+        case ':':
+            return usage_error(argv[0], "missing value for", argv[optind - 1]);
+        default:
+            return usage_error(argv[0], "unknown option", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 1)
+        return usage_error(argv[0], "expected one KEY", NULL);
+    client cl;
+    int rc = client_open(&cl, url);
+    if (rc)
+        return rc;
+    rc = client_request(&cl, "DELETE", "/v1/entries/", argv[optind], NULL, NULL, 0);
+    if (rc == 0 && cl.status != 204 && cl.status != 200)
+        rc = report_error(&cl, argv[optind]);
+    client_close(&cl);
+    return rc;
+}
+
+static uint64_t num(json_t *obj, const char *name)
+{
+    json_t *v = json_object_get(obj, name);
+    return json_is_integer(v) ? (uint64_t)json_integer_value(v) : 0;
+}
+
+static void print_stats(json_t *doc)
+{
+    const char *name;
+    json_t *v;
+    printf("%-16s %12s %12s %7s %14s %10s\n", "layer", "lookups", "hits", "hit%", "saved_s",
+           "puts");
+    json_object_foreach(json_object_get(doc, "layers"), name, v)
+    {
+        uint64_t lookups = num(v, "lookups"), hits = num(v, "hits");
+        printf("%-16s %12llu %12llu %6.1f%% %14.3f %10llu\n", name, (unsigned long long)lookups,
+               (unsigned long long)hits, lookups ? 100.0 * (double)hits / (double)lookups : 0.0,
+               (double)num(v, "cost_ms_saved") / 1000.0, (unsigned long long)num(v, "puts"));
+    }
+    printf("\n%-16s %14s %10s %10s %10s %10s\n", "tier", "bytes", "entries", "evicted", "expired",
+           "corrupt");
+    json_object_foreach(json_object_get(doc, "tiers"), name, v)
+    {
+        printf("%-16s %14llu %10llu %10llu %10llu %10llu\n", name,
+               (unsigned long long)num(v, "bytes"), (unsigned long long)num(v, "entries"),
+               (unsigned long long)num(v, "evictions_capacity"),
+               (unsigned long long)num(v, "evictions_expired"),
+               (unsigned long long)num(v, "evictions_corrupt"));
+    }
+    printf("\ninvalidated %llu\n", (unsigned long long)num(doc, "invalidated"));
+}
+
+int cmd_stats(int argc, char **argv)
+{
+    static const struct option opts[] = {{"url", required_argument, NULL, O_URL},
+                                         {"json", no_argument, NULL, O_JSON},
+                                         {NULL, 0, NULL, 0}};
+    const char *url = cli_default_url();
+    bool raw = false;
+    int opt;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (opt) {
+        case O_URL:
+            url = optarg;
+            break;
+        case O_JSON:
+            raw = true;
+            break;
+        case ':':
+            return usage_error(argv[0], "missing value for", argv[optind - 1]);
+        default:
+            return usage_error(argv[0], "unknown option", argv[optind - 1]);
+        }
+    }
+    if (optind != argc)
+        return usage_error(argv[0], "unexpected argument", argv[optind]);
+    client cl;
+    int rc = client_open(&cl, url);
+    if (rc)
+        return rc;
+    rc = client_request(&cl, "GET", "/v1/stats", NULL, NULL, NULL, 0);
+    if (rc == 0 && cl.status != 200)
+        rc = report_error(&cl, "stats");
+    if (rc == 0) {
+        json_error_t jerr;
+        json_t *doc = cl.body.data ? json_loads(cl.body.data, 0, &jerr) : NULL;
+        if (!json_is_object(doc)) {
+            cli_error("stats: the daemon sent something that is not a JSON object");
+            rc = 1;
+        } else if (raw) {
+            fwrite(cl.body.data, 1, cl.body.len, stdout);
+            if (cl.body.len && cl.body.data[cl.body.len - 1] != '\n')
+                putchar('\n');
+        } else {
+            print_stats(doc);
+        }
+        json_decref(doc);
+    }
+    client_close(&cl);
+    return rc;
+}

@@ -1,0 +1,189 @@
+/*
+ * cmd_key.c: `gencache key`, the keys of a request from the command line: one "<layer>/<hex>"
+ * line per layer (every layer of the default keyspace unless --layer names some). A layer the
+ * request has no key in gets a note on stderr instead of a line. --lines also prints each
+ * layer's canonical document and --json prints everything as one JSON object, for checking other
+ * implementations against this one.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "gencache.h"
+#include "cli.h"
+
+#define MAX_LAYERS_ARG 32
+
+static char *read_request(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        cli_error("key: %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = GENCACHE_REQUEST_MAX_BYTES + 2;
+    char *buf = malloc(cap);
+    size_t n = buf ? fread(buf, 1, cap - 1, f) : 0;
+    int err = ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (!buf || err) {
+        cli_error("key: %s: read failed", path);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+int cmd_key(int argc, char **argv)
+{
+    const char *layers[MAX_LAYERS_ARG];
+    size_t n_layers = 0;
+    const char *path = NULL, *tenant = NULL;
+    int lines = 0, as_json = 0, have_mode = 0;
+    gencache_norm_mode mode = GENCACHE_NORM_SAFE;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--layer") == 0 && i + 1 < argc) {
+            if (n_layers == MAX_LAYERS_ARG) {
+                cli_error("key: too many --layer options");
+                return 2;
+            }
+            layers[n_layers++] = argv[++i];
+        } else if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc) {
+            if (gencache_norm_mode_parse(argv[++i], &mode) != 0) {
+                cli_error("key: unknown mode '%s' (exact, safe, clip, tokens, aggressive)",
+                          argv[i]);
+                return 2;
+            }
+            have_mode = 1;
+        } else if (strcmp(argv[i], "--tenant") == 0 && i + 1 < argc) {
+            tenant = argv[++i];
+        } else if (strcmp(argv[i], "--lines") == 0) {
+            lines = 1;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            as_json = 1;
+        } else if ((argv[i][0] != '-' || strcmp(argv[i], "-") == 0) && !path) {
+            path = argv[i];
+        } else {
+            cli_error("key: unexpected argument '%s'", argv[i]);
+            return 2;
+        }
+    }
+    if (!path) {
+        cli_error("usage: gencache key [--layer L]... [--mode M] [--tenant T] [--lines|--json] "
+                  "REQUEST.json|-");
+        return 2;
+    }
+
+    gencache_keyspace *ks = NULL;
+    int rc = gencache_keyspace_new(&ks);
+    if (rc == 0 && have_mode)
+        rc = gencache_keyspace_set_mode(ks, NULL, mode);
+    if (rc != 0) {
+        cli_error("key: %s", gencache_strerror(rc));
+        gencache_keyspace_free(ks);
+        return 1;
+    }
+    size_t len = 0;
+    char *json = read_request(path, &len);
+    if (!json) {
+        gencache_keyspace_free(ks);
+        return 1;
+    }
+    if (len > GENCACHE_REQUEST_MAX_BYTES) {
+        cli_error("key: %s: request larger than %u bytes", path, GENCACHE_REQUEST_MAX_BYTES);
+        free(json);
+        gencache_keyspace_free(ks);
+        return 1;
+    }
+    gencache_request *req = NULL;
+    char err[GENCACHE_ERRMSG_MAX];
+    rc = gencache_request_parse_ex(ks, json, len, GENCACHE_REQUEST_TRUST_TENANT, &req, err,
+                                   sizeof err);
+    if (rc == 0 && tenant)
+        rc = gencache_request_set_tenant(req, tenant);
+    if (rc != 0) {
+        cli_error("key: %s: %s (%s)", path, err[0] ? err : gencache_strerror(rc),
+                  gencache_errname(rc));
+        free(json);
+        gencache_keyspace_free(ks);
+        gencache_request_free(req);
+        return 1;
+    }
+    int explicit_layers = n_layers > 0;
+    if (n_layers == 0) {
+        for (size_t i = 0; i < gencache_keyspace_layer_count(ks) && i < MAX_LAYERS_ARG; i++)
+            layers[n_layers++] = gencache_keyspace_layer_name(ks, i);
+    }
+    int status = 0;
+    json_t *jkeys = json_object(), *jcanon = json_object(), *junc = json_array();
+    for (size_t i = 0; i < n_layers; i++) {
+        char key[GENCACHE_KEY_MAX];
+        rc = gencache_request_key(req, layers[i], key, sizeof key);
+        if (rc == GENCACHE_ENOTFOUND) {
+            cli_error("key: unknown layer '%s'", layers[i]);
+            status = 1;
+            continue;
+        }
+        if (rc == GENCACHE_EUNCACHEABLE) {
+            if (!as_json)
+                cli_error("key: layer '%s': not cacheable: %s", layers[i],
+                          gencache_request_uncacheable_reason(req, layers[i]));
+            json_array_append_new(junc, json_string(layers[i]));
+            if (explicit_layers)
+                status = 1;
+            continue;
+        }
+        char *canon = NULL;
+        size_t canon_len = 0;
+        if (rc == 0)
+            rc = gencache_request_canonical(req, layers[i], &canon, &canon_len);
+        if (rc != 0) {
+            cli_error("key: layer '%s': %s", layers[i], gencache_strerror(rc));
+            status = 1;
+            continue;
+        }
+        if (as_json) {
+            json_object_set_new(jkeys, layers[i], json_string(key));
+            json_object_set_new(jcanon, layers[i], json_stringn(canon, canon_len));
+        } else {
+            printf("%s\n", key);
+            if (lines) {
+                fwrite(canon, 1, canon_len, stdout);
+                putchar('\n');
+            }
+        }
+        gencache_free(canon);
+    }
+    if (as_json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "keys", jkeys);
+        json_object_set_new(o, "canonical", jcanon);
+        json_object_set_new(o, "uncacheable", junc);
+        json_object_set_new(o, "mode",
+                            json_string(gencache_norm_mode_name(gencache_request_mode(req))));
+        const char *p = gencache_request_prompt(req);
+        json_object_set_new(o, "prompt", p ? json_string(p) : json_null());
+        char *text = json_dumps(o, JSON_INDENT(2));
+        if (text)
+            puts(text);
+        free(text);
+        json_decref(o);
+    } else {
+        json_decref(jkeys);
+        json_decref(jcanon);
+        json_decref(junc);
+    }
+    free(json);
+    gencache_request_free(req);
+    gencache_keyspace_free(ks);
+    if (fflush(stdout) != 0) {
+        cli_error("key: write failed");
+        return 1;
+    }
+    return status;
+}

@@ -1,0 +1,94 @@
+/*
+ * main.c: the `gencache` command-line tool. It dispatches to one function per verb; the verbs
+ * that talk to a daemon do so over HTTP, the others call libgencache directly.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gencache.h"
+#include "cli.h"
+
+static const cli_command commands[] = {
+    {"get", cmd_get, "[--url URL] [-o FILE] [--meta] KEY",
+     "fetch an entry's bytes from a daemon (--meta: its metadata headers instead)"},
+    {"put", cmd_put,
+     "[--url URL] [--cost-ms N] [--ttl SECONDS] [--tags A,B] [--content-type T]\n"
+     "            [--dtype D --shape A,B,..] [--pinned] KEY FILE|-",
+     "store a file as an entry in a daemon"},
+    {"del", cmd_del, "[--url URL] KEY", "remove an entry from every tier of a daemon"},
+    {"stats", cmd_stats, "[--url URL] [--json]", "show a daemon's counters"},
+    {"normalize", cmd_normalize, "[--mode M] [--lines|--jsonl] TEXT|FILE|-",
+     "print a prompt normalized (modes: exact safe clip tokens aggressive)"},
+    {"key", cmd_key, "[--layer L]... [--mode M] [--tenant T] [--lines|--json] REQUEST.json|-",
+     "print a request's keys, one <layer>/<hex> line per layer"},
+    {"imgid", cmd_imgid, "FILE...", "print each image's pixel digest: sha256:<hex>  FILE"},
+    {"imghash", cmd_imghash, "[--algo ahash|dhash|phash] [--bits 64|256] FILE...",
+     "print each image's perceptual hash as imagehash does: <hex>  FILE"},
+    {"similar", cmd_similar, "[--radius R] QUERY FILE...",
+     "list the FILEs that are near duplicates of QUERY, nearest first: <distance>  FILE"},
+    {"export", cmd_export, "--format safetensors [--url URL] -o FILE|- KEY...",
+     "fetch tensor entries from a daemon into one safetensors file (tensor names = keys)"},
+    {"import", cmd_import, "[--url URL] [--codec C] [--ttl SECONDS] FILE",
+     "store each tensor of a safetensors file in a daemon (tensor names must be keys)"},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("gencache: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+const char *cli_default_url(void)
+{
+    const char *env = getenv("GENCACHE_URL");
+    return env && *env ? env : "http://127.0.0.1:8787";
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: gencache [--help] [--version] COMMAND [ARGS]\n\n"
+                 "A cache for generative-video inference: keys, image identity, and a client\n"
+                 "for the gencached daemon (default URL $GENCACHE_URL or "
+                 "http://127.0.0.1:8787).\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  %-9s %s\n            %s\n", commands[i].name, commands[i].summary,
+                commands[i].usage);
+    fprintf(out, "\n'gencache COMMAND --help' describes one command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("gencache %s\n", gencache_version());
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(argv[1], commands[i].name) != 0)
+            continue;
+        for (int a = 2; a < argc; a++) {
+            if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0) {
+                printf("usage: gencache %s %s\n\n%s\n", commands[i].name, commands[i].usage,
+                       commands[i].summary);
+                return 0;
+            }
+        }
+        return commands[i].fn(argc - 1, argv + 1);
+    }
+    cli_error("unknown command '%s' (try --help)", argv[1]);
+    return 2;
+}

@@ -1,0 +1,391 @@
+/*
+ * entries.c: GET, HEAD, PUT and DELETE on /v1/entries/{layer}/{hex}. A GET hands the cache's own
+ * bytes to MHD (no copy): the response holds the read handle and MHD releases it when it has
+ * sent the last byte or dropped the connection, so an entry evicted meanwhile is still sent
+ * whole. Every PUT header is checked before the body is read; only the tensor shape against the
+ * body size has to wait for the body.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gencached.h"
+
+/* Longest well-formed key: a 32-byte layer name, "/", 64 hex digits. */
+#define KEY_MAX          (GENCACHE_KEY_MAX - 1)
+#define TAGS_MAX         1024
+#define CONTENT_TYPE_MAX 255
+
+typedef struct put_args {
+    gencache_meta meta; /* strings point at MHD's header values: valid for the request */
+    gcd_codec_args codec;
+    char ctype[CONTENT_TYPE_MAX + 32]; /* content type of an int8 payload */
+} put_args;
+
+void gcd_entries_request_free(gcd_request *req)
+{
+    free(req->put);
+    req->put = NULL;
+}
+
+/* Checks the key from the URL. Returns true when it is good; otherwise queues the error. */
+static bool check_key(struct MHD_Connection *c, gcd_request *req, const char *key,
+                      enum MHD_Result *r)
+{
+    int err = strlen(key) > KEY_MAX ? GENCACHE_EINVAL : gencache_key_check(req->srv->cache, key);
+    if (err == 0)
+        return true;
+    if (err == GENCACHE_ENOTFOUND) {
+        const char *slash = strchr(key, '/');
+        int n = slash ? (int)(slash - key) : (int)strlen(key);
+        *r = gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "unknown_layer", "unknown layer '%.*s'", n,
+                             key);
+    } else if (err == GENCACHE_EINVAL) {
+        *r = gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_key",
+                             "malformed key '%.120s': expected <layer>/<64 lowercase hex digits>",
+                             key);
+    } else {
+        *r = gcd_reply_gencache(c, req, err, "checking the key");
+    }
+    return false;
+}
+
+static void release_handle(void *cls)
+{
+    gencache_handle_release(cls);
+}
+
+/* True when an If-None-Match list names `etag` (weak comparison) or is "*". */
+static bool etag_matches(const char *list, const char *etag)
+{
+    size_t elen = strlen(etag);
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        const char *end = p;
+        while (*end && *end != ',')
+            end++;
+        const char *e = end;
+        while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (e - p >= 2 && p[0] == 'W' && p[1] == '/')
+            p += 2;
+        if ((e - p == 1 && *p == '*') || ((size_t)(e - p) == elen && memcmp(p, etag, elen) == 0))
+            return true;
+        p = end;
+    }
+    return false;
+}
+
+static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m)
+{
+    char buf[GENCACHE_MAX_DIMS * 21 + 1];
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            m->content_type && *m->content_type ? m->content_type
+                                                                : "application/octet-stream");
+    if (m->tier)
+        MHD_add_response_header(resp, "X-Gencache-Tier", m->tier);
+    snprintf(buf, sizeof buf, "%" PRIu64, m->cost_ms);
+    MHD_add_response_header(resp, "X-Gencache-Cost-Ms", buf);
+    if (m->dtype != GENCACHE_DTYPE_NONE) {
+        const char *name = gencache_dtype_name(m->dtype);
+        MHD_add_response_header(resp, "X-Gencache-Dtype", name ? name : "unknown");
+        size_t n = 0;
+        buf[0] = '\0';
+        for (uint32_t i = 0; i < m->ndim && i < GENCACHE_MAX_DIMS; i++)
+            n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%" PRId64, i ? "," : "", m->shape[i]);
+        MHD_add_response_header(resp, "X-Gencache-Shape", buf);
+    }
+    if (m->tags && *m->tags)
+        MHD_add_response_header(resp, "X-Gencache-Tags", m->tags);
+    if (m->pinned)
+        MHD_add_response_header(resp, "X-Gencache-Pinned", "1");
+    if (m->expires_ms) {
+        uint64_t now = gcd_now_ms();
+        uint64_t left = m->expires_ms > now ? (m->expires_ms - now + 999) / 1000 : 0;
+        snprintf(buf, sizeof buf, "%" PRIu64, left);
+        MHD_add_response_header(resp, "X-Gencache-TTL", buf);
+    }
+}
+
+/* Answers with the entry decoded (an int8 payload, or ?as=): a new buffer, so no zero copy. */
+static enum MHD_Result reply_decoded(struct MHD_Connection *c, gcd_request *req,
+                                     gencache_handle *h, const char *as)
+{
+    const gencache_meta *m = gencache_handle_meta(h);
+    gcd_decoded d;
+    char err[160] = "";
+    int rc = gcd_codec_decode(m, gencache_handle_data(h), gencache_handle_size(h), as, &d, err,
+                              sizeof err);
+    if (rc != 0) {
+        gencache_handle_release(h);
+        if (rc == GENCACHE_EINVAL && err[0])
+            return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_conversion", "%s", err);
+        return gcd_reply_gencache(c, req, rc, err[0] ? err : "decoding the tensor");
+    }
+    /* The representation differs from the stored bytes: so does its validator. */
+    char etag[48];
+    snprintf(etag, sizeof etag, "\"%016" PRIx64 "-%s\"", m->checksum, gencache_dtype_name(d.dtype));
+    gencache_meta view = *m;
+    view.content_type = d.content_type;
+    view.dtype = d.dtype;
+    view.ndim = d.ndim;
+    memcpy(view.shape, d.shape, sizeof view.shape);
+    const char *inm =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    struct MHD_Response *resp;
+    unsigned status = MHD_HTTP_OK;
+    if (inm && etag_matches(inm, etag)) {
+        free(d.data);
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        status = MHD_HTTP_NOT_MODIFIED;
+    } else {
+        resp = MHD_create_response_from_buffer(d.size, d.data, MHD_RESPMEM_MUST_FREE);
+        if (!resp)
+            free(d.data);
+    }
+    if (!resp) {
+        gencache_handle_release(h);
+        return MHD_NO;
+    }
+    if (status == MHD_HTTP_OK) {
+        add_meta_headers(resp, &view);
+        if (d.codec != GENCACHE_CODEC_NONE)
+            MHD_add_response_header(resp, "X-Gencache-Codec", gencache_codec_name(d.codec));
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+    gencache_handle_release(h);
+    return gcd_reply_queue(c, req, status, resp);
+}
+
+static enum MHD_Result handle_delete(struct MHD_Connection *c, gcd_request *req, const char *key)
+{
+    int err = gencache_del(req->srv->cache, key);
+    if (err == GENCACHE_ENOTFOUND)
+        return gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "not_found", "no entry %s", key);
+    if (err != 0)
+        return gcd_reply_gencache(c, req, err, "deleting the entry");
+    return gcd_reply_bytes(c, req, MHD_HTTP_NO_CONTENT, NULL, "", 0);
+}
+
+enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req, const char *key)
+{
+    enum MHD_Result r = MHD_NO;
+    if (!check_key(c, req, key, &r))
+        return r;
+    if (strcmp(req->method, "DELETE") == 0)
+        return handle_delete(c, req, key);
+    const char *as = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "as");
+
+    bool head = strcmp(req->method, "HEAD") == 0;
+    gencache_handle *h = NULL;
+    /* HEAD is a probe: it must not count as a use of the entry. */
+    int err =
+        head ? gencache_peek(req->srv->cache, key, &h) : gencache_get(req->srv->cache, key, &h);
+    if (err == GENCACHE_ENOTFOUND)
+        return gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "not_found", "no entry %s", key);
+    if (err != 0)
+        return gcd_reply_gencache(c, req, err, "looking up the entry");
+
+    const gencache_meta *m = gencache_handle_meta(h);
+    if (gcd_codec_needed(m, as))
+        return reply_decoded(c, req, h, as);
+    char etag[24];
+    snprintf(etag, sizeof etag, "\"%016" PRIx64 "\"", m->checksum);
+    const char *inm =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    if (inm && etag_matches(inm, etag)) {
+        gencache_handle_release(h);
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+            return MHD_NO;
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+        return gcd_reply_queue(c, req, MHD_HTTP_NOT_MODIFIED, resp);
+    }
+
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
+        gencache_handle_size(h), (void *)gencache_handle_data(h), release_handle, h);
+    if (!resp) {
+        gencache_handle_release(h);
+        return MHD_NO;
+    }
+    /* From here the response owns the handle. */
+    add_meta_headers(resp, m);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+    return gcd_reply_queue(c, req, MHD_HTTP_OK, resp);
+}
+
+/* Printable ASCII only: header values end up in metadata that is echoed back in headers. */
+static bool printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            return false;
+    return true;
+}
+
+/* "2,3,4" (spaces allowed around the commas); "" is a scalar. Returns 0 or -1. */
+static int parse_shape(const char *s, gencache_meta *m)
+{
+    m->ndim = 0;
+    const char *p = s;
+    while (*p == ' ')
+        p++;
+    if (!*p)
+        return 0;
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        if (*p < '0' || *p > '9' || m->ndim == GENCACHE_MAX_DIMS)
+            return -1;
+        uint64_t v = 0;
+        for (; *p >= '0' && *p <= '9'; p++) {
+            v = v * 10 + (uint64_t)(*p - '0');
+            if (v > (uint64_t)INT64_MAX)
+                return -1;
+        }
+        m->shape[m->ndim++] = (int64_t)v;
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            return 0;
+        if (*p++ != ',')
+            return -1;
+    }
+}
+
+static const char *header(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+#define BAD_HEADER(...)                                                                            \
+    do {                                                                                           \
+        *queued = true;                                                                            \
+        return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_header", __VA_ARGS__);           \
+    } while (0)
+
+enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req, const char *key,
+                                      bool *queued)
+{
+    enum MHD_Result r = MHD_NO;
+    *queued = false;
+    if (!check_key(c, req, key, &r)) {
+        *queued = true;
+        return r;
+    }
+    put_args *a = calloc(1, sizeof *a);
+    if (!a)
+        return MHD_NO;
+    req->put = a;
+    gencache_meta *m = &a->meta;
+    gencache_meta_init(m);
+
+    const char *v;
+    if ((v = header(c, "X-Gencache-Cost-Ms")) && gcd_parse_u64(v, &m->cost_ms) != 0)
+        BAD_HEADER("X-Gencache-Cost-Ms '%.64s': expected a whole number of milliseconds", v);
+    if ((v = header(c, "X-Gencache-TTL"))) {
+        uint64_t s;
+        if (gcd_parse_u64(v, &s) != 0 || s > UINT64_MAX / 1000)
+            BAD_HEADER("X-Gencache-TTL '%.64s': expected a whole number of seconds", v);
+        m->ttl_ms = s * 1000;
+    }
+    if ((v = header(c, "X-Gencache-Tags"))) {
+        if (strlen(v) > TAGS_MAX || !printable(v))
+            BAD_HEADER("X-Gencache-Tags: expected at most %d printable ASCII characters", TAGS_MAX);
+        m->tags = *v ? v : NULL;
+    }
+    if ((v = header(c, MHD_HTTP_HEADER_CONTENT_TYPE))) {
+        if (strlen(v) > CONTENT_TYPE_MAX || !printable(v))
+            BAD_HEADER("Content-Type: expected at most %d printable ASCII characters",
+                       CONTENT_TYPE_MAX);
+        m->content_type = *v ? v : NULL;
+    }
+    if ((v = header(c, "X-Gencache-Pinned"))) {
+        if (strcmp(v, "1") == 0)
+            m->pinned = 1;
+        else if (strcmp(v, "0") != 0)
+            BAD_HEADER("X-Gencache-Pinned '%.64s': expected 1 or 0", v);
+    }
+    const char *dtype = header(c, "X-Gencache-Dtype");
+    const char *shape = header(c, "X-Gencache-Shape");
+    if (dtype && gencache_dtype_parse(dtype, &m->dtype) != 0)
+        BAD_HEADER("X-Gencache-Dtype '%.64s': unknown dtype (expected f32, f16, bf16, i8, u8, "
+                   "i32 or i64)",
+                   dtype);
+    if (dtype && !shape)
+        BAD_HEADER("X-Gencache-Dtype needs X-Gencache-Shape");
+    if (shape && !dtype)
+        BAD_HEADER("X-Gencache-Shape needs X-Gencache-Dtype");
+    if (shape && parse_shape(shape, m) != 0)
+        BAD_HEADER("X-Gencache-Shape '%.64s': expected up to %d comma-separated dimensions", shape,
+                   GENCACHE_MAX_DIMS);
+    char err[200];
+    if (gcd_codec_parse_put(c, m, &a->codec, err, sizeof err) != 0)
+        BAD_HEADER("%s", err);
+    return MHD_YES;
+}
+
+enum MHD_Result gcd_entries_put_end(struct MHD_Connection *c, gcd_request *req, const char *key)
+{
+    put_args *a = req->put;
+    if (!a)
+        return MHD_NO;
+    gencache_meta *m = &a->meta;
+    if (m->dtype != GENCACHE_DTYPE_NONE) {
+        /* Count the bytes the shape implies, refusing overflow on the way. */
+        uint64_t bytes = gencache_dtype_size(m->dtype);
+        bool overflow = false;
+        for (uint32_t i = 0; i < m->ndim; i++) {
+            uint64_t d = (uint64_t)m->shape[i];
+            if (d && bytes > UINT64_MAX / d)
+                overflow = true;
+            else
+                bytes *= d;
+        }
+        if (overflow || bytes != req->body_len)
+            return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "shape_mismatch",
+                                   "X-Gencache-Shape '%s' of %s is %s%llu bytes, the body is "
+                                   "%zu bytes",
+                                   header(c, "X-Gencache-Shape"), gencache_dtype_name(m->dtype),
+                                   overflow ? "more than " : "", (unsigned long long)bytes,
+                                   req->body_len);
+    }
+    const void *bytes = req->body ? req->body : "";
+    size_t len = req->body_len;
+    void *encoded = NULL;
+    if (a->codec.codec != GENCACHE_CODEC_NONE) {
+        int err = gcd_codec_encode(&a->codec, m, bytes, len, &encoded, &len, a->ctype,
+                                   sizeof a->ctype);
+        if (err == GENCACHE_EINVAL)
+            return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_tensor",
+                                   "X-Gencache-Codec %s: the tensor holds NaN or Inf, or its "
+                                   "options do not fit its shape",
+                                   gencache_codec_name(a->codec.codec));
+        if (err != 0)
+            return gcd_reply_gencache(c, req, err, "encoding the tensor");
+        bytes = encoded;
+    }
+    int err = gencache_put(req->srv->cache, key, bytes, len, m);
+    free(encoded);
+    if (err != 0)
+        return gcd_reply_gencache(c, req, err, "storing the entry");
+
+    char json[256];
+    int n = snprintf(json, sizeof json, "{\"key\":\"%s\",\"size\":%zu}", key, req->body_len);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer((size_t)n, json, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    char location[sizeof "/v1/entries/" + KEY_MAX];
+    snprintf(location, sizeof location, "/v1/entries/%s", key);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
+    return gcd_reply_queue(c, req, MHD_HTTP_CREATED, resp);
+}

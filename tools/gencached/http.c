@@ -1,0 +1,325 @@
+/*
+ * http.c: the libmicrohttpd server and the request router. MHD runs a pool of worker threads,
+ * each with its own epoll loop, and calls on_request() several times per request: once when the
+ * headers are in, once per piece of body, and once when the request is complete, which is when
+ * it is answered. Requests with a body (PUT, POST) have their headers and length checked on the
+ * first call, so a bad or oversize upload is refused before its body is read.
+ * A body is never held beyond its limit: past it the bytes are counted and dropped.
+ */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "gencached.h"
+
+/* Connection memory: holds the request line and headers (so it bounds their size; MHD answers
+ * 414 or 431 beyond it) and the read buffer for bodies. */
+#define CONNECTION_MEMORY (64u * 1024u)
+/* A chunked upload past its limit is read and dropped (so the client gets its 413) until this
+ * much more has arrived; then the connection is cut. */
+#define DISCARD_MAX  (64ull << 20)
+#define ENTRY_PREFIX "/v1/entries/"
+
+static int route_of(const char *url, const char **key)
+{
+    *key = NULL;
+    if (strcmp(url, "/healthz") == 0)
+        return GCD_ROUTE_HEALTH;
+    if (strcmp(url, "/v1/stats") == 0)
+        return GCD_ROUTE_STATS;
+    if (strcmp(url, "/v1/keys") == 0)
+        return GCD_ROUTE_KEYS;
+    if (strncmp(url, ENTRY_PREFIX, sizeof ENTRY_PREFIX - 1) == 0) {
+        *key = url + sizeof ENTRY_PREFIX - 1;
+        return GCD_ROUTE_ENTRY;
+    }
+    return GCD_ROUTE_NONE;
+}
+
+static bool is_method(const gcd_request *req, const char *m)
+{
+    return strcmp(req->method, m) == 0;
+}
+
+/* First call of a request that carries a body: checks its announced length against the limit.
+ * Returns true when it queued a refusal. */
+static bool refuse_body(struct MHD_Connection *c, gcd_request *req, enum MHD_Result *r)
+{
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (cl) {
+        uint64_t n;
+        if (gcd_parse_u64(cl, &n) != 0) {
+            *r = gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                 "Content-Length '%s' is not a number", cl);
+            return true;
+        }
+        if (n > req->body_limit) {
+            *r = gcd_reply_error(c, req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                                 "body of %llu bytes exceeds the limit of %llu bytes",
+                                 (unsigned long long)n, (unsigned long long)req->body_limit);
+            return true;
+        }
+        req->expected = n; /* so the buffer is allocated once, at its final size */
+        return false;
+    }
+    if (!te || strcasecmp(te, "chunked") != 0) {
+        *r = gcd_reply_error(c, req, MHD_HTTP_LENGTH_REQUIRED, "length_required",
+                             "%s needs a Content-Length or a chunked body", req->method);
+        return true;
+    }
+    return false;
+}
+
+/* Appends a piece of body, or drops it once the body has passed its limit. Returns false when
+ * the connection should be cut. */
+static bool take_body(gcd_request *req, const char *data, size_t n)
+{
+    if (!req->too_big && req->body_len + n > req->body_limit) {
+        req->too_big = true;
+        free(req->body);
+        req->body = NULL;
+        req->discarded = req->body_len;
+        req->body_len = req->body_cap = 0;
+    }
+    if (req->too_big) {
+        req->discarded += n;
+        return req->discarded <= req->body_limit + DISCARD_MAX;
+    }
+    if (req->body_len + n > req->body_cap) {
+        size_t cap = req->body_cap ? req->body_cap * 2 : 64 * 1024;
+        if (!req->body_cap && req->expected)
+            cap = (size_t)req->expected;
+        if (cap < req->body_len + n)
+            cap = req->body_len + n;
+        if (cap > req->body_limit)
+            cap = (size_t)req->body_limit;
+        char *nb = realloc(req->body, cap);
+        if (!nb) {
+            /* Answered with 500 once the body is over; what still comes is dropped. */
+            req->no_memory = req->too_big = true;
+            free(req->body);
+            req->body = NULL;
+            req->discarded = req->body_len + n;
+            req->body_len = req->body_cap = 0;
+            return true;
+        }
+        req->body = nb;
+        req->body_cap = cap;
+    }
+    memcpy(req->body + req->body_len, data, n);
+    req->body_len += n;
+    return true;
+}
+
+/* Requests with no body, or whose body is dropped unread (body_limit 0). */
+static enum MHD_Result dispatch(struct MHD_Connection *c, gcd_request *req, const char *key)
+{
+    switch (req->route) {
+    case GCD_ROUTE_HEALTH:
+        if (!is_method(req, "GET") && !is_method(req, "HEAD"))
+            return gcd_reply_method(c, req, "GET, HEAD");
+        return gcd_reply_bytes(c, req, MHD_HTTP_OK, "text/plain", "ok", 2);
+    case GCD_ROUTE_STATS:
+        if (!is_method(req, "GET") && !is_method(req, "HEAD"))
+            return gcd_reply_method(c, req, "GET, HEAD");
+        return gcd_stats_handle(c, req);
+    case GCD_ROUTE_KEYS:
+        return gcd_reply_method(c, req, "POST");
+    case GCD_ROUTE_ENTRY:
+        if (is_method(req, "GET") || is_method(req, "HEAD") || is_method(req, "DELETE"))
+            return gcd_entries_handle(c, req, key);
+        return gcd_reply_method(c, req, "GET, HEAD, PUT, DELETE");
+    default:
+        return gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "unknown_route", "no endpoint at %s",
+                               req->path);
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    (void)version;
+    gcd_server *srv = cls;
+    gcd_request *req = *con_cls;
+    const char *key;
+    int route = route_of(url, &key);
+
+    if (!req) {
+        req = calloc(1, sizeof *req);
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        req->srv = srv;
+        req->start_ns = gcd_mono_ns();
+        req->route = route;
+        snprintf(req->method, sizeof req->method, "%s", method);
+        snprintf(req->path, sizeof req->path, "%s", url);
+
+        bool put = route == GCD_ROUTE_ENTRY && is_method(req, "PUT");
+        bool post = route == GCD_ROUTE_KEYS && is_method(req, "POST");
+        /* Answered on the next call, once MHD has the whole request: a response queued now
+         * would make MHD close the connection (it cannot know the request is over), and
+         * keep-alive matters for small GETs. */
+        if (!put && !post)
+            return MHD_YES;
+        req->wants_body = true;
+
+        req->body_limit = srv->cfg->max_body;
+        /* POST /v1/keys bodies are small JSON documents. */
+        if (post && req->body_limit > GENCACHE_REQUEST_MAX_BYTES)
+            req->body_limit = GENCACHE_REQUEST_MAX_BYTES;
+        enum MHD_Result r = MHD_YES;
+        if (refuse_body(c, req, &r))
+            return r;
+        if (put) {
+            bool queued = false;
+            r = gcd_entries_put_begin(c, req, key, &queued);
+            if (queued || r != MHD_YES)
+                return r;
+        }
+        return MHD_YES; /* read the body */
+    }
+
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (req->status) /* already answered: drop what still arrives */
+            return MHD_YES;
+        if (!take_body(req, upload_data, n)) {
+            gcd_log(GENCACHE_LOG_WARN, "%s %s: body far beyond its limit, closing", req->method,
+                    req->path);
+            return MHD_NO;
+        }
+        return MHD_YES;
+    }
+
+    /* The request is complete. */
+    if (req->status)
+        return MHD_YES;
+    if (!req->wants_body)
+        return dispatch(c, req, key);
+    if (req->no_memory)
+        return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "reading the body");
+    if (req->too_big)
+        return gcd_reply_error(c, req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                               "body of %llu bytes or more exceeds the limit of %llu bytes",
+                               (unsigned long long)req->discarded,
+                               (unsigned long long)req->body_limit);
+    if (req->route == GCD_ROUTE_KEYS)
+        return gcd_keys_handle(c, req);
+    return gcd_entries_put_end(c, req, key);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    gcd_request *req = *con_cls;
+    if (!req)
+        return;
+    *con_cls = NULL;
+    double ms = (double)(gcd_mono_ns() - req->start_ns) / 1e6;
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        gcd_log(GENCACHE_LOG_DEBUG, "%s %s %u %.3f ms", req->method, req->path, req->status, ms);
+    else
+        gcd_log(GENCACHE_LOG_DEBUG, "%s %s %u %.3f ms (terminated: %d)", req->method, req->path,
+                req->status, ms, (int)toe);
+    gcd_entries_request_free(req);
+    free(req->body);
+    free(req);
+}
+
+int gcd_listen_resolve(const char *listen, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen || colon[1] == '\0' || (size_t)(colon - listen) >= sizeof host) {
+        gcd_log(GENCACHE_LOG_ERROR, "--listen '%s': expected HOST:PORT", listen);
+        return -1;
+    }
+    size_t hl = (size_t)(colon - listen);
+    memcpy(host, listen, hl);
+    host[hl] = '\0';
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    uint64_t port;
+    if (gcd_parse_u64(colon + 1, &port) != 0 || port > 65535) {
+        gcd_log(GENCACHE_LOG_ERROR, "--listen '%s': bad port '%s'", listen, colon + 1);
+        return -1;
+    }
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int rc = getaddrinfo(host, colon + 1, &hints, &ai);
+    if (rc != 0 || !ai) {
+        gcd_log(GENCACHE_LOG_ERROR, "--listen '%s': cannot resolve '%s': %s", listen, host,
+                gai_strerror(rc));
+        return -1;
+    }
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *len = ai->ai_addrlen;
+    freeaddrinfo(ai);
+
+    /* Tenants and their tokens come with the config file; until then nothing but this host may
+     * reach the cache. */
+    bool loopback = false;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+    }
+    if (!loopback) {
+        gcd_log(GENCACHE_LOG_ERROR,
+                "--listen '%s': refusing to listen beyond loopback without tenant tokens", listen);
+        return -1;
+    }
+    return 0;
+}
+
+int gcd_http_start(gcd_server *srv)
+{
+    const gcd_config *cfg = srv->cfg;
+    struct sockaddr_storage ss = cfg->addr;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    srv->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv,
+        /* First, so that every message of MHD's goes to our log. */
+        MHD_OPTION_EXTERNAL_LOGGER, gcd_log_mhd, (void *)srv, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned int)(cfg->threads > 1 ? cfg->threads : 0), MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)cfg->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)srv, MHD_OPTION_STRICT_FOR_CLIENT,
+        (int)1, MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int)1, MHD_OPTION_END);
+    if (!srv->mhd) {
+        gcd_log(GENCACHE_LOG_ERROR, "cannot listen on %s (address in use, or no permission?)",
+                cfg->listen);
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : 0;
+    return 0;
+}
+
+void gcd_http_stop(gcd_server *srv)
+{
+    if (srv->mhd)
+        MHD_stop_daemon(srv->mhd);
+    srv->mhd = NULL;
+}

@@ -1,0 +1,375 @@
+/*
+ * main.c: gencached, the HTTP daemon over libgencache. It reads the flags, opens the cache,
+ * starts the server and then waits for SIGINT or SIGTERM. Those signals are blocked in every
+ * thread before any thread starts and taken with sigwait() here, so the shutdown (stop the
+ * server, close the cache) runs in ordinary code, never in a signal handler.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gencached.h"
+
+#define DEFAULT_LISTEN   "127.0.0.1:8787"
+#define DEFAULT_DATA_DIR "./gencache-data"
+#define DEFAULT_MAX_BODY (256ull << 20)
+#define MAINTAIN_INTERVAL_S 10
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: gencached [OPTIONS]\n\n"
+            "The gencache daemon: an HTTP API over a gencache cache (see docs/daemon.md).\n\n"
+            "options:\n"
+            "  --config FILE          configuration file (not supported yet)\n"
+            "  --listen HOST:PORT     address to listen on (default " DEFAULT_LISTEN "; port 0\n"
+            "                         picks a free one); loopback addresses only for now\n"
+            "  --data-dir DIR         disk tier directory, created if absent\n"
+            "                         (default " DEFAULT_DATA_DIR ")\n"
+            "  --max-memory BYTES     memory tier limit (suffixes K, M, G, T; default 1G)\n"
+            "  --max-disk BYTES       disk tier limit (default 10G)\n"
+            "  --redis URL            shared Redis tier, redis://HOST:PORT[/DB] (default: none)\n"
+            "  --redis-timeout MS     longest a Redis call may delay a request (default 100)\n"
+            "  --max-body BYTES       largest request body (default 256M)\n"
+            "  --threads N            worker threads (default: the number of CPUs)\n"
+            "  --max-connections N    concurrent connections (default 1024)\n"
+            "  --timeout SECONDS      idle connection timeout (default 60)\n"
+            "  --log-level LEVEL      error, warn, info or debug (default info; debug logs\n"
+            "                         every request)\n"
+            "  --help                 show this help and exit\n"
+            "  --version              show the version and exit\n");
+}
+
+/* Parses "<digits>[K|M|G|T][B|iB]" (powers of 1024, case-insensitive). Returns 0 or -1. */
+static int parse_size(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    const char *p = s;
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    unsigned shift = 0;
+    switch (*p) {
+    case 'k':
+    case 'K':
+        shift = 10;
+        p++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        p++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        p++;
+        break;
+    case 't':
+    case 'T':
+        shift = 40;
+        p++;
+        break;
+    default:
+        break;
+    }
+    if (shift && (*p == 'i' || *p == 'I') && (p[1] == 'b' || p[1] == 'B'))
+        p += 2;
+    else if (*p == 'b' || *p == 'B')
+        p++;
+    if (*p != '\0')
+        return -1;
+    if (shift && v > (UINT64_MAX >> shift))
+        return -1;
+    *out = v << shift;
+    return 0;
+}
+
+static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
+{
+    uint64_t v;
+    if (gcd_parse_u64(s, &v) != 0 || v < lo || v > hi)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int parse_level(const char *s, gencache_log_level *out)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = (gencache_log_level)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* mkdir -p: the data directory and any missing parents. */
+static int make_dirs(const char *path)
+{
+    char buf[PATH_MAX];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf)
+        return -1;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return -1;
+        buf[i] = saved;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+static void bad_usage(const char *fmt, const char *arg)
+{
+    fputs("gencached: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs(" (try --help)\n", stderr);
+}
+
+/* Fills cfg from argv. Returns -1 to exit 0 (help, version), 0 to run, 2 on bad usage. */
+static int parse_args(int argc, char **argv, gcd_config *cfg)
+{
+    enum {
+        O_CONFIG = 256,
+        O_LISTEN,
+        O_DATA,
+        O_MEM,
+        O_DISK,
+        O_BODY,
+        O_THREADS,
+        O_CONNS,
+        O_TIMEOUT,
+        O_LEVEL,
+        O_REDIS,
+        O_REDIS_TIMEOUT,
+        O_HELP,
+        O_VERSION
+    };
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, O_CONFIG},
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"data-dir", required_argument, NULL, O_DATA},
+        {"max-memory", required_argument, NULL, O_MEM},
+        {"max-disk", required_argument, NULL, O_DISK},
+        {"max-body", required_argument, NULL, O_BODY},
+        {"threads", required_argument, NULL, O_THREADS},
+        {"max-connections", required_argument, NULL, O_CONNS},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"log-level", required_argument, NULL, O_LEVEL},
+        {"redis", required_argument, NULL, O_REDIS},
+        {"redis-timeout", required_argument, NULL, O_REDIS_TIMEOUT},
+        {"help", no_argument, NULL, O_HELP},
+        {"version", no_argument, NULL, O_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case O_CONFIG:
+            fprintf(stderr,
+                    "gencached: --config %s: config files are not supported yet; "
+                    "use the command-line flags\n",
+                    optarg);
+            return 2;
+        case O_LISTEN:
+            cfg->listen = optarg;
+            break;
+        case O_DATA:
+            if (!*optarg) {
+                bad_usage("--data-dir needs a directory%s", "");
+                return 2;
+            }
+            cfg->data_dir = optarg;
+            break;
+        case O_MEM:
+        case O_DISK:
+        case O_BODY: {
+            uint64_t v;
+            if (parse_size(optarg, &v) != 0 || (opt == O_BODY && v == 0)) {
+                bad_usage("bad size '%s': expected a number with an optional K, M, G or T "
+                          "suffix",
+                          optarg);
+                return 2;
+            }
+            if (opt == O_MEM)
+                cfg->max_memory = v;
+            else if (opt == O_DISK)
+                cfg->max_disk = v;
+            else
+                cfg->max_body = v;
+            break;
+        }
+        case O_THREADS:
+            if (parse_uint(optarg, 1, 1024, &cfg->threads) != 0) {
+                bad_usage("bad --threads '%s': expected 1 to 1024", optarg);
+                return 2;
+            }
+            break;
+        case O_CONNS:
+            if (parse_uint(optarg, 1, 1000000, &cfg->max_connections) != 0) {
+                bad_usage("bad --max-connections '%s': expected 1 to 1000000", optarg);
+                return 2;
+            }
+            break;
+        case O_TIMEOUT:
+            if (parse_uint(optarg, 1, 86400, &cfg->timeout_s) != 0) {
+                bad_usage("bad --timeout '%s': expected 1 to 86400 seconds", optarg);
+                return 2;
+            }
+            break;
+        case O_REDIS:
+            if (strncmp(optarg, "redis://", 8) != 0 || !optarg[8]) {
+                bad_usage("bad --redis '%s': expected redis://HOST:PORT[/DB]", optarg);
+                return 2;
+            }
+            cfg->redis_url = optarg;
+            break;
+        case O_REDIS_TIMEOUT:
+            if (parse_uint(optarg, 1, 60000, &cfg->redis_timeout_ms) != 0) {
+                bad_usage("bad --redis-timeout '%s': expected 1 to 60000 ms", optarg);
+                return 2;
+            }
+            break;
+        case O_LEVEL:
+            if (parse_level(optarg, &cfg->log_level) != 0) {
+                bad_usage("bad --log-level '%s': expected error, warn, info or debug", optarg);
+                return 2;
+            }
+            break;
+        case 'h':
+        case O_HELP:
+            usage(stdout);
+            return -1;
+        case O_VERSION:
+            printf("gencached %s\n", gencache_version());
+            return -1;
+        case ':':
+            bad_usage("option '%s' needs a value", argv[optind - 1]);
+            return 2;
+        default:
+            bad_usage("unknown option '%s'", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        bad_usage("unexpected argument '%s'", argv[optind]);
+        return 2;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    gcd_config cfg = {
+        .listen = DEFAULT_LISTEN,
+        .data_dir = DEFAULT_DATA_DIR,
+        .max_body = DEFAULT_MAX_BODY,
+        .threads = ncpu > 0 ? (unsigned)ncpu : 1,
+        .max_connections = 1024,
+        .timeout_s = 60,
+        .log_level = GENCACHE_LOG_INFO,
+    };
+    int rc = parse_args(argc, argv, &cfg);
+    if (rc != 0)
+        return rc < 0 ? 0 : rc;
+    gcd_log_set_level(cfg.log_level);
+    socklen_t addr_len;
+    if (gcd_listen_resolve(cfg.listen, &cfg.addr, &addr_len) != 0)
+        return 2;
+
+    /* Every thread started from here on (the cache's, MHD's) inherits this mask, so the signals
+     * reach only the sigwait() below. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (make_dirs(cfg.data_dir) != 0) {
+        gcd_log(GENCACHE_LOG_ERROR, "cannot create data directory %s: %s", cfg.data_dir,
+                strerror(errno));
+        return 1;
+    }
+
+    gencache_options opts;
+    gencache_options_init(&opts);
+    if (cfg.max_memory)
+        opts.mem_max_bytes = cfg.max_memory;
+    if (cfg.max_disk)
+        opts.disk_max_bytes = cfg.max_disk;
+    opts.data_dir = cfg.data_dir;
+    opts.redis_url = cfg.redis_url;
+    if (cfg.redis_timeout_ms)
+        opts.redis_timeout_ms = cfg.redis_timeout_ms;
+    opts.log_fn = gcd_log_library;
+    opts.log_level = cfg.log_level;
+
+    gcd_server srv = {.cfg = &cfg, .started_ms = gcd_now_ms()};
+    int err = gencache_open(&srv.cache, &opts);
+    if (err != 0) {
+        gcd_log(GENCACHE_LOG_ERROR, "cannot open the cache in %s: %s (%s)", cfg.data_dir,
+                gencache_strerror(err), gencache_errname(err));
+        return 1;
+    }
+    err = gencache_keyspace_new(&srv.keyspace);
+    if (err != 0) {
+        gcd_log(GENCACHE_LOG_ERROR, "cannot create the keyspace: %s", gencache_strerror(err));
+        gencache_close(srv.cache);
+        return 1;
+    }
+    if (gcd_http_start(&srv) != 0) {
+        gencache_keyspace_free(srv.keyspace);
+        gencache_close(srv.cache);
+        return 1;
+    }
+    gcd_log(GENCACHE_LOG_INFO,
+            "gencached %s listening on %s (port %u), data in %s, redis %s, %u threads",
+            gencache_version(), cfg.listen, (unsigned)srv.port, cfg.data_dir,
+            cfg.redis_url ? cfg.redis_url : "off", cfg.threads);
+
+    /* Expired entries are misses already; the sweep gives their memory and disk back. */
+    int sig = 0;
+    struct timespec sweep = {.tv_sec = MAINTAIN_INTERVAL_S};
+    for (;;) {
+        sig = sigtimedwait(&stop_signals, NULL, &sweep);
+        if (sig == SIGINT || sig == SIGTERM)
+            break;
+        uint64_t n = 0;
+        if (gencache_maintain(srv.cache, &n) == GENCACHE_OK && n)
+            gcd_log(GENCACHE_LOG_DEBUG, "maintenance: %llu expired entries removed",
+                    (unsigned long long)n);
+    }
+    gcd_log(GENCACHE_LOG_INFO, "%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    gcd_http_stop(&srv);
+    gencache_keyspace_free(srv.keyspace);
+    gencache_close(srv.cache);
+    gcd_log(GENCACHE_LOG_INFO, "stopped");
+    return 0;
+}

@@ -1,0 +1,77 @@
+/*
+ * stats.c: GET /v1/stats, the library's counters as JSON. Layers and tiers are objects keyed by
+ * name, so a client reads one counter without searching a list; the numbers are the snapshot
+ * gencache_stats_get() takes (each counter atomic, the set not one instant).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "gencached.h"
+
+static json_t *layer_json(const gencache_layer_stats *l)
+{
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "lookups", (json_int_t)l->lookups, "hits",
+                     (json_int_t)l->hits, "misses", (json_int_t)l->misses, "ghost_hits",
+                     (json_int_t)l->ghost_hits, "puts", (json_int_t)l->puts, "cost_ms_saved",
+                     (json_int_t)l->cost_ms_saved, "hit_ratio",
+                     l->lookups ? (double)l->hits / (double)l->lookups : 0.0);
+}
+
+static json_t *tier_json(const gencache_tier_stats *t)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    const struct {
+        const char *name;
+        uint64_t v;
+    } f[] = {
+        {"bytes", t->bytes},
+        {"entries", t->entries},
+        {"max_bytes", t->max_bytes},
+        {"max_entries", t->max_entries},
+        {"pinned_entries", t->pinned_entries},
+        {"evictions_capacity", t->evictions_capacity},
+        {"evictions_expired", t->evictions_expired},
+        {"evictions_corrupt", t->evictions_corrupt},
+        {"backend_errors", t->backend_errors},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        json_object_set_new(o, f[i].name, json_integer((json_int_t)f[i].v));
+    return o;
+}
+
+enum MHD_Result gcd_stats_handle(struct MHD_Connection *c, gcd_request *req)
+{
+    gencache_stats *st = calloc(1, sizeof *st);
+    if (!st)
+        return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "reading the counters");
+    st->struct_size = sizeof *st;
+    int err = gencache_stats_get(req->srv->cache, st);
+    if (err != 0) {
+        free(st);
+        return gcd_reply_gencache(c, req, err, "reading the counters");
+    }
+    json_t *layers = json_object(), *tiers = json_object();
+    for (uint32_t i = 0; i < st->n_layers && i < GENCACHE_MAX_LAYERS; i++)
+        if (st->layers[i].layer)
+            json_object_set_new(layers, st->layers[i].layer, layer_json(&st->layers[i]));
+    for (uint32_t i = 0; i < st->n_tiers && i < GENCACHE_MAX_TIERS; i++)
+        if (st->tiers[i].tier)
+            json_object_set_new(tiers, st->tiers[i].tier, tier_json(&st->tiers[i]));
+    uint64_t now = gcd_now_ms();
+    json_t *doc = json_pack("{s:s,s:I,s:o,s:o,s:I}", "version", gencache_version(), "uptime_s",
+                            (json_int_t)((now - req->srv->started_ms) / 1000), "layers", layers,
+                            "tiers", tiers, "invalidated", (json_int_t)st->invalidated);
+    free(st);
+    char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+    json_decref(doc);
+    if (!text)
+        return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "writing the counters");
+    enum MHD_Result r =
+        gcd_reply_bytes(c, req, MHD_HTTP_OK, "application/json", text, strlen(text));
+    free(text);
+    return r;
+}
