@@ -1,0 +1,158 @@
+#!/usr/bin/python3
+"""Benchmark: fetching a 1.5 MiB latent from Python.
+
+Measures, in one run, the median time of
+  - gencache.Cache.get_tensor() on a hit (in-process: a read-only numpy view, no copy),
+  - the same as a torch tensor (kind="torch"),
+  - numpy.load() of the same array from an .npy file in the page cache,
+  - redis-py GET + numpy.frombuffer() against a redis-server this script starts on a free
+    loopback port (redis-server --port P --save '' --appendonly no), when redis-py and
+    redis-server are installed,
+and prints the ratios of each baseline to the in-process hit.
+
+    PYTHONPATH=bindings/python GENCACHE_LIB=build/src/libgencache.so \\
+        /usr/bin/python3 bench/bench_python.py [--iters N] [--rounds R] [--shape 16,4,96,128]
+"""
+import argparse
+import importlib.util
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+try:
+    import gencache
+except ImportError:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                    "bindings", "python"))
+    import gencache
+
+
+def median_ns(fn, iters, warmup=20):
+    for _ in range(warmup):
+        fn()
+    samples = []
+    clock = time.perf_counter_ns
+    for _ in range(iters):
+        t0 = clock()
+        fn()
+        samples.append(clock() - t0)
+    return statistics.median(samples)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_redis():
+    exe = shutil.which("redis-server")
+    if not exe:
+        return None, None
+    for _ in range(5):
+        port = free_port()
+        proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return proc, port
+            except OSError:
+                time.sleep(0.02)
+        proc.kill()
+        proc.wait()
+    return None, None
+
+
+def fmt_us(ns):
+    return "%10.1f us" % (ns / 1000)
+
+
+def main():
+    p = argparse.ArgumentParser(description="get_tensor of a latent vs numpy.load and redis-py")
+    p.add_argument("--iters", type=int, default=2000,
+                   help="timed gencache calls per round (baselines: a tenth)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
+    p.add_argument("--shape", default="16,4,96,128", help="f16 latent shape (1.5 MiB)")
+    args = p.parse_args()
+    shape = tuple(int(d) for d in args.shape.split(","))
+    latent = np.random.default_rng(0).standard_normal(shape).astype(np.float16)
+    key = "image_latent/" + "5a" * 32
+    print("latent: f16 %s, %d bytes; %d rounds; library %s"
+          % (list(shape), latent.nbytes, args.rounds, gencache.library_path))
+
+    methods = []  # (name, fn, calls per round)
+    cache = gencache.Cache(mem_max_bytes=256 << 20)
+    cache.put_tensor(key, latent, cost_s=0.05)
+    got = cache.get_tensor(key)
+    assert got.dtype == latent.dtype and np.array_equal(got, latent)
+    methods.append(("gencache get_tensor (numpy view)", lambda: cache.get_tensor(key),
+                    args.iters))
+    if importlib.util.find_spec("torch") is not None:
+        methods.append(("gencache get_tensor (torch view)",
+                        lambda: cache.get_tensor(key, kind="torch"), args.iters))
+
+    tmp = tempfile.mkdtemp(prefix="bench-python-")
+    path = os.path.join(tmp, "latent.npy")
+    np.save(path, latent)
+    assert np.array_equal(np.load(path), latent)
+    methods.append(("numpy.load (page cache)", lambda: np.load(path),
+                    max(args.iters // 10, 50)))
+
+    proc = None
+    try:
+        import redis
+    except ImportError:
+        redis = None
+        print("redis-py not installed (Debian: python3-redis): redis baseline skipped")
+    if redis is not None:
+        proc, port = start_redis()
+        if proc is None:
+            print("redis-server not available: redis baseline skipped")
+        else:
+            r = redis.Redis(host="127.0.0.1", port=port)
+            r.set(key, latent.tobytes())
+
+            def redis_get():
+                return np.frombuffer(r.get(key), dtype=np.float16).reshape(shape)
+
+            assert np.array_equal(redis_get(), latent)
+            methods.append(("redis-py GET + frombuffer", redis_get, max(args.iters // 10, 50)))
+    try:
+        # Rounds interleave the methods, so a burst of load on a shared machine hits them
+        # alike; each figure is the median over rounds of the per-round medians.
+        per_round = {name: [] for name, _, _ in methods}
+        for _ in range(args.rounds):
+            for name, fn, iters in methods:
+                per_round[name].append(median_ns(fn, iters))
+        results = [(name, statistics.median(per_round[name])) for name, _, _ in methods]
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+        cache.close()
+    inproc = results[0][1]
+
+    print("%-36s %13s %12s" % ("method", "median", "vs gencache"))
+    for name, ns in results:
+        print("%-36s %13s %11.1fx" % (name, fmt_us(ns), ns / inproc))
+    redis_row = [ns for name, ns in results if name.startswith("redis")]
+    if redis_row:
+        ratio = redis_row[0] / inproc
+        print("in-process hit is %.0fx faster than redis-py (goal >= 100x): %s"
+              % (ratio, "met" if ratio >= 100 else "NOT met"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

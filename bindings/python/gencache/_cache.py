@@ -1,0 +1,517 @@
+"""gencache.Cache: an in-process cache over libgencache.
+
+Lookups hand out read handles on the cache's own memory (no copy); tensors come back as
+read-only numpy arrays or torch tensors sharing that memory. A Cache may be used from many
+threads: each call is counted in and out, and close() waits for the calls in progress before it
+closes the C cache, so no call ever runs on a closed cache (the C API forbids that).
+"""
+import ctypes
+import itertools
+import threading
+import time
+import weakref
+
+from . import _config
+from . import _lib
+from . import _tensors as T
+from ._coalesce import Coalescer
+from ._stage import StageMixin
+from ._handle import Handle, _Ref
+from ._image import image_digest, image_hash
+from ._keys import Keyspace, normalize
+from ._lib import lib, cstr
+
+_c_get = lib.gencache_get
+_c_meta_addr = lib["gencache_handle_meta"]  # a second function object: returns the address
+_c_meta_addr.restype = ctypes.c_void_p
+_c_meta_addr.argtypes = [ctypes.c_void_p]
+_Meta_at = _lib.Meta.from_address  # reading the struct in place is faster than POINTER.contents
+_c_data = lib.gencache_handle_data
+_QUANT_CT = T.QUANT_CONTENT_TYPE.encode()
+_TORCH_CT = T.CT_TORCH.encode()
+
+
+_SCOPES = {"global": 0, "tenant": 1, "session": 2}
+_LOG_LEVELS = {"error": 0, "warn": 1, "info": 2, "debug": 3}
+_OPTION_FIELDS = ("mem_max_bytes", "mem_max_entries", "mem_shards", "ghost_max_entries",
+                  "verify_mem_reads", "disk_max_bytes", "disk_max_entries", "redis_timeout_ms",
+                  "redis_max_value_bytes")
+
+
+def _ms(seconds, what):
+    if seconds is None:
+        return 0
+    if seconds < 0:
+        raise ValueError("%s must not be negative" % what)
+    return int(round(seconds * 1000))
+
+
+def _bytes_arg(data):
+    """(pointer, size, keep-alive) for any contiguous buffer, without a copy when possible."""
+    if isinstance(data, bytes):
+        return data, len(data), data
+    mv = memoryview(data)
+    if not mv.c_contiguous:
+        raise ValueError("the buffer must be contiguous")
+    mv = mv.cast("B")
+    if len(mv) == 0:
+        return b"", 0, None
+    if not mv.readonly:
+        buf = (ctypes.c_char * len(mv)).from_buffer(mv)
+        return ctypes.addressof(buf), len(mv), (buf, mv)
+    try:
+        import numpy as np
+        a = np.frombuffer(mv, dtype=np.uint8)
+        return a.ctypes.data, len(mv), a
+    except ImportError:
+        b = mv.tobytes()
+        return b, len(b), b
+
+
+class Cache(StageMixin):
+    """An in-process cache (gencache_open). Options, by keyword or from `config` (a dict or a
+    gencache.yaml path; keywords win): mem_max_bytes, mem_max_entries, mem_shards,
+    ghost_max_entries, verify_mem_reads, data_dir (disk tier), disk_max_bytes,
+    disk_max_entries, redis_url, redis_timeout_ms, redis_max_value_bytes; layers
+    ({name: {fields, scope, ttl_s, sliding_ttl, write_through}}); modes ({model or None:
+    normalization mode}); log (a callable(level_name, message), called from any thread)."""
+
+    def __init__(self, config=None, **options):
+        opts = _config.to_options(_config.load(config))
+        opts.update(options)
+        self._mu = threading.Lock()
+        self._enters = itertools.count()  # calls that began (see _enter)
+        self._leaves = itertools.count()  # calls that ended
+        self._ptr = None
+        self._coalescer = Coalescer()
+        self._children = weakref.WeakSet()  # open sessions and KV windows, closed first
+        o = _lib.Options()
+        lib.gencache_options_init(ctypes.byref(o))
+        for name in _OPTION_FIELDS:
+            if opts.get(name) is not None:
+                setattr(o, name, int(opts.pop(name)))
+            else:
+                opts.pop(name, None)
+        # The C strings must stay alive while gencache_open() runs; it copies what it keeps.
+        data_dir = opts.pop("data_dir", None)
+        redis_url = opts.pop("redis_url", None)
+        o.data_dir = cstr(None if data_dir is None else str(data_dir), "data_dir")
+        o.redis_url = cstr(redis_url, "redis_url")
+        log = opts.pop("log", None)
+        self._log_cb = None
+        if log is not None:
+            names = {v: k for k, v in _LOG_LEVELS.items()}
+
+            def log_cb(_userdata, level, message):
+                try:
+                    log(names.get(level, str(level)), _lib.pystr(message))
+                except Exception:  # an exception must never unwind into C
+                    pass
+
+            self._log_cb = _lib.LOG_FN(log_cb)  # kept alive as long as the cache
+            o.log_fn = self._log_cb
+            o.log_level = _LOG_LEVELS.get(opts.pop("log_level", "info"), 2)
+        layers = opts.pop("layers", None) or {}
+        modes = opts.pop("modes", None) or {}
+        if opts:
+            raise TypeError("unknown Cache option(s): %s" % ", ".join(sorted(opts)))
+        p = ctypes.c_void_p()
+        _lib.check(lib.gencache_open(ctypes.byref(p), ctypes.byref(o)), "gencache_open")
+        self._ptr = p.value
+        self._keyspace = None
+        try:
+            # Made now, not on first use, so threads never race to create it.
+            if _lib.has("gencache_keyspace_new"):
+                self._keyspace = Keyspace()
+            for mode_model, mode in modes.items():
+                self.keyspace.set_mode(mode, mode_model)
+            for name, spec in layers.items():
+                self.define_layer(name, **spec)
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- lifetime -------------------------------------------------------------------------------
+    # Calls in progress are counted without a lock (this runs twice per call, on the hot path of
+    # every lookup): a call first counts itself in (_enters), then reads the C pointer; close()
+    # first clears the pointer, then waits until as many calls have left as have entered. A
+    # call that counted itself in before the pointer was cleared is waited for; one that came
+    # later sees None and leaves. next() on itertools.count is atomic under the GIL.
+    def _enter(self):
+        next(self._enters)
+        ptr = self._ptr
+        if ptr is None:
+            next(self._leaves)
+            raise ValueError("the cache is closed")
+        return ptr
+
+    def _leave(self):
+        next(self._leaves)
+
+    def _in_progress(self):
+        # Leaves first, then enters: equal counts then mean nobody was inside in between.
+        left = int(repr(self._leaves)[6:-1])
+        entered = int(repr(self._enters)[6:-1])
+        return entered - left
+
+    def close(self):
+        """Waits for calls in progress, then closes the cache. Handles and the arrays made from
+        them stay valid; sessions and KV windows still open are closed first. Closing twice
+        does nothing."""
+        for child in list(getattr(self, "_children", ())):
+            child.close()
+        with self._mu:  # one closer
+            ptr, self._ptr = self._ptr, None
+        if ptr:
+            delay = 0.0001
+            while self._in_progress():
+                time.sleep(delay)
+                delay = min(delay * 2, 0.01)
+            lib.gencache_close(ptr)
+
+    @property
+    def closed(self):
+        return self._ptr is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_mu", None) is not None:
+            self.close()
+
+    # ---- layers and keys ------------------------------------------------------------------------
+    @property
+    def keyspace(self):
+        """The Keyspace behind key(): layer recipes and normalization modes."""
+        if self._keyspace is None:
+            raise _lib.unsupported("key derivation")
+        return self._keyspace
+
+    def define_layer(self, name, fields=None, scope=None, ttl_s=None, sliding_ttl=None,
+                     write_through=None, prompt_normalization=None):
+        """Defines a layer (or changes a known one's TTL and scope) in the cache, and, when
+        `fields` is given, its key recipe in the keyspace. Call it before the cache is used."""
+        if prompt_normalization is not None:
+            raise ValueError("prompt_normalization is set per model (modes=...), not per layer")
+        if scope is not None and scope not in _SCOPES:
+            raise ValueError("scope must be global, tenant or session, not %r" % (scope,))
+        lo = _lib.LayerOptions()
+        ptr = self._enter()
+        try:
+            known = lib.gencache_layer_get(ptr, cstr(name, "layer"), ctypes.byref(lo)) == 0
+            if not known:
+                lib.gencache_layer_options_init(ctypes.byref(lo))
+            bname = cstr(name, "layer")
+            lo.name = bname
+            if scope is not None:
+                lo.scope = _SCOPES[scope]
+            if ttl_s is not None:
+                lo.ttl_ms = _ms(_config.parse_seconds(ttl_s), "ttl_s")
+            if sliding_ttl is not None:
+                lo.sliding_ttl = int(bool(sliding_ttl))
+            if write_through is not None:
+                lo.write_through = int(bool(write_through))
+            _lib.check(lib.gencache_layer_define(ptr, ctypes.byref(lo)), "layer %r" % name)
+        finally:
+            self._leave()
+        if fields is not None:
+            scope_name = {v: k for k, v in _SCOPES.items()}[lo.scope]
+            self.keyspace.set_layer(name, list(fields), scope_name)
+
+    def has_layer(self, name):
+        lo = _lib.LayerOptions()
+        ptr = self._enter()
+        try:
+            return lib.gencache_layer_get(ptr, cstr(name, "layer"), ctypes.byref(lo)) == 0
+        finally:
+            self._leave()
+
+    def key(self, request, layer=None, tenant=None):
+        """The key "<layer>/<hex>" of a request (dict or JSON) for `layer`, exactly as the C API
+        and the CLI derive it; with no layer, {layer: key} for every layer it has a key in. An
+        "image" given as a path, numpy array or PIL image is replaced by its pixel digest."""
+        return self.keyspace.key(request, layer, tenant)
+
+    def canonical(self, request, layer, tenant=None):
+        """The canonical document whose SHA-256 is the key."""
+        return self.keyspace.canonical(request, layer, tenant)
+
+    normalize = staticmethod(normalize)
+    image_digest = staticmethod(image_digest)
+    image_hash = staticmethod(image_hash)
+
+    # ---- bytes ----------------------------------------------------------------------------------
+    def put(self, key, data, *, cost_s=0.0, ttl_s=None, tags=None, content_type=None, model=None,
+            tenant=None, pinned=False, dtype=None, shape=None):
+        """Stores `data` (bytes or any contiguous buffer; a numpy array or torch tensor goes to
+        put_tensor()) under `key`. cost_s: seconds it took to compute (what a hit saves).
+        dtype/shape describe raw tensor bytes. Raises GencacheError (EINVAL, ETOOBIG, EFULL,
+        NotFound for an unknown layer)."""
+        if T.is_numpy(data) or T.is_torch(data):
+            return self.put_tensor(key, data, cost_s=cost_s, ttl_s=ttl_s, tags=tags,
+                                   model=model, tenant=tenant, pinned=pinned)
+        ptr, size, keep = _bytes_arg(data)
+        shape_t = None
+        dcode = T.NONE
+        if dtype is not None:
+            dcode = T.dtype_code(dtype)
+            shape_t = tuple(shape) if shape is not None else (size // T.ITEMSIZE[dcode],)
+        self._put(key, ptr, size, cost_s=cost_s, ttl_s=ttl_s, tags=tags,
+                  content_type=content_type, model=model, tenant=tenant, pinned=pinned,
+                  dtype=dcode, shape=shape_t)
+        del keep
+
+    def _put(self, key, ptr, size, *, cost_s, ttl_s, tags, content_type, model, tenant, pinned,
+             dtype, shape):
+        m = _lib.Meta()
+        lib.gencache_meta_init(ctypes.byref(m))
+        m.content_type = cstr(content_type, "content_type")
+        m.tenant = cstr(tenant, "tenant")
+        m.model = cstr(model, "model")
+        if tags is not None and not isinstance(tags, str):
+            tags = ",".join(tags)
+        m.tags = cstr(tags, "tags")
+        m.cost_ms = _ms(cost_s, "cost_s")
+        m.ttl_ms = _ms(None if ttl_s is None else _config.parse_seconds(ttl_s), "ttl_s")
+        m.pinned = int(bool(pinned))
+        if dtype != T.NONE:
+            if len(shape) > _lib.MAX_DIMS:
+                raise ValueError("tensors have at most %d dimensions" % _lib.MAX_DIMS)
+            m.dtype = dtype
+            m.ndim = len(shape)
+            for i, d in enumerate(shape):
+                m.shape[i] = int(d)
+        bkey = cstr(key, "key")
+        cptr = self._enter()
+        try:
+            rc = lib.gencache_put(cptr, bkey, ptr, size, ctypes.byref(m))
+        finally:
+            self._leave()
+        _lib.check(rc, "put %s" % key)
+
+    def _lookup(self, key, fn):
+        out = ctypes.c_void_p()
+        bkey = cstr(key, "key")
+        ptr = self._enter()
+        try:
+            rc = fn(ptr, bkey, ctypes.byref(out))
+        finally:
+            self._leave()
+        if rc == -3:  # ENOTFOUND: a miss
+            return None
+        _lib.check(rc, "get %s" % key)
+        return Handle(out.value)
+
+    def get(self, key):
+        """A Handle on the stored value (no copy), or None on a miss. Counts as an access."""
+        return self._lookup(key, lib.gencache_get)
+
+    def peek(self, key):
+        """Like get(), but counts no access and extends no expiry."""
+        return self._lookup(key, lib.gencache_peek)
+
+    def get_bytes(self, key):
+        """A copy of the stored bytes, or None on a miss."""
+        h = self.get(key)
+        if h is None:
+            return None
+        with h:
+            return h.bytes()
+
+    def __contains__(self, key):
+        h = self.peek(key)
+        if h is None:
+            return False
+        h.close()
+        return True
+
+    def delete(self, key):
+        """Removes `key` from every tier. Returns True when something was removed, False when
+        nothing was stored. Handles on the value stay valid."""
+        bkey = cstr(key, "key")
+        ptr = self._enter()
+        try:
+            rc = lib.gencache_del(ptr, bkey)
+        finally:
+            self._leave()
+        if rc == -3:
+            return False
+        _lib.check(rc, "delete %s" % key)
+        return True
+
+    def invalidate(self, key=None, *, layer=None, tenant=None, tag=None, model=None,
+                   older_than_s=None):
+        """Removes every entry matching all the given criteria; returns how many. At least one
+        criterion is required (nothing is removed by accident)."""
+        f = _lib.Filter()
+        lib.gencache_filter_init(ctypes.byref(f))
+        f.key, f.layer, f.tenant = cstr(key), cstr(layer), cstr(tenant)
+        f.tag, f.model = cstr(tag), cstr(model)
+        f.older_than_ms = _ms(older_than_s, "older_than_s")
+        n = ctypes.c_uint64()
+        ptr = self._enter()
+        try:
+            rc = lib.gencache_invalidate(ptr, ctypes.byref(f), ctypes.byref(n))
+        finally:
+            self._leave()
+        _lib.check(rc, "invalidate")
+        return n.value
+
+    def maintain(self):
+        """Removes expired entries now; returns how many."""
+        n = ctypes.c_uint64()
+        ptr = self._enter()
+        try:
+            rc = lib.gencache_maintain(ptr, ctypes.byref(n))
+        finally:
+            self._leave()
+        _lib.check(rc, "maintain")
+        return n.value
+
+    def stats(self):
+        """Counters: {"layers": {name: {...}}, "tiers": {name: {...}}, "invalidated": n}."""
+        s = _lib.Stats()
+        s.struct_size = ctypes.sizeof(s)
+        ptr = self._enter()
+        try:
+            rc = lib.gencache_stats_get(ptr, ctypes.byref(s))
+            _lib.check(rc, "stats")
+            layers = {}
+            for i in range(min(s.n_layers, _lib.MAX_LAYERS)):
+                ls = s.layers[i]
+                layers[_lib.pystr(ls.layer)] = {
+                    f: getattr(ls, f) for f, _ in _lib.LayerStats._fields_ if f != "layer"}
+            tiers = {}
+            for i in range(min(s.n_tiers, _lib.MAX_TIERS)):
+                ts = s.tiers[i]
+                tiers[_lib.pystr(ts.tier)] = {
+                    f: getattr(ts, f) for f, _ in _lib.TierStats._fields_ if f != "tier"}
+        finally:
+            self._leave()
+        return {"layers": layers, "tiers": tiers, "invalidated": s.invalidated}
+
+    # ---- tensors --------------------------------------------------------------------------------
+    def put_tensor(self, key, tensor, *, cost_s=0.0, codec=None, axis=0, group_size=128,
+                   ttl_s=None, tags=None, model=None, tenant=None, pinned=False):
+        """Stores a numpy array or torch tensor (f32, f16, bf16, i8, u8, i32, i64) with its dtype
+        and shape. codec: None/"none" (exact bytes), "f16"/"bf16" (floats narrowed), "int8",
+        "int8-channel" (along `axis`) or "int8-group" (`group_size` elements per scale)."""
+        from . import _codec
+        prep = T.prepare(tensor)
+        ct = T.CT_TORCH if prep.kind == "torch" else T.CT_NUMPY
+        common = dict(cost_s=cost_s, ttl_s=ttl_s, tags=tags, model=model, tenant=tenant,
+                      pinned=pinned)
+        if codec in (None, "none"):
+            self._put(key, prep.ptr, prep.size, content_type=ct, dtype=prep.dtype,
+                      shape=prep.shape, **common)
+        elif codec in ("f16", "bf16"):
+            arr = _codec.narrow(prep, T.dtype_code(codec))
+            self._put(key, arr.ctypes.data, arr.nbytes, content_type=ct,
+                      dtype=T.dtype_code(codec), shape=prep.shape, **common)
+        else:
+            payload = _codec.quantize(prep, codec, axis, group_size)
+            self._put(key, payload.ctypes.data, payload.nbytes,
+                      content_type=T.QUANT_CONTENT_TYPE + ";origin=" + prep.kind,
+                      dtype=T.NONE, shape=None, **common)
+        del prep
+
+    def get_tensor(self, key, device=None, *, dtype=None, kind=None, copy=False):
+        """The tensor stored under `key`, or None on a miss. kind: "numpy" or "torch" (default:
+        what was stored; bf16 and any device imply torch). Without dtype, device or copy the
+        result shares the cache's memory read-only (no copy): numpy marks it non-writable; a
+        torch tensor must not be written (.clone() it). Quantized entries are dequantized to
+        the stored dtype, or `dtype`."""
+        # This is the hot path of a pipeline's hits: the use count (_enter/_leave) and the key
+        # conversion are written out inline.
+        bkey = key.encode() if type(key) is str else cstr(key, "key")
+        if b"\0" in bkey:
+            raise ValueError("key contains a NUL character")
+        out = ctypes.c_void_p()
+        next(self._enters)
+        ptr = self._ptr
+        if ptr is None:
+            next(self._leaves)
+            raise ValueError("the cache is closed")
+        try:
+            rc = _c_get(ptr, bkey, out)
+        finally:
+            next(self._leaves)
+        if rc:
+            if rc == -3:
+                return None
+            _lib.check(rc, "get %s" % key)
+        ref = _Ref(out.value)  # released when the last view of it goes
+        m = _Meta_at(_c_meta_addr(ref.ptr))
+        ct = m.content_type
+        dt = m.dtype
+        if (dt == T.NONE or dtype is not None or device is not None or copy or
+                (kind is not None and (kind not in ("numpy", "torch") or
+                                       (kind == "numpy" and dt == T.BF16))) or
+                (ct is not None and ct.startswith(_QUANT_CT))):
+            with Handle(ref.ptr, ref) as h:
+                return tensor_from_handle(h, device=device, dtype=dtype, kind=kind, copy=copy)
+        # The common case, kept short: a view of the stored tensor as it was put. The view
+        # takes over this lookup's reference, so the bytes live exactly as long as the view.
+        arr = ref.view(_c_data(ref.ptr), tuple(m.shape[:m.ndim]), T.TYPESTR[dt])
+        if kind == "torch" or (kind is None and (ct == _TORCH_CT or dt == T.BF16)):
+            return T.torch_from_numpy(arr, dt)
+        return arr
+
+    # ---- hooks of the compute-once helpers (gencache._stage.StageMixin) -------------------------
+    def _lookup_value(self, key, device):
+        h = self.get(key)
+        if h is None:
+            return False, None
+        with h:
+            return True, value_from_handle(h, device=device)
+
+    def _ensure_layer(self, layer, fields):
+        if not self.has_layer(layer) or layer not in self.keyspace.layers():
+            self.define_layer(layer, fields=fields)
+
+    # ---- sessions and KV windows ----------------------------------------------------------------
+    def session(self, session_id, *, ttl_s=None, max_bytes=None):
+        """Opens a generation session (gencache_session_open): step-scoped values."""
+        from ._session import Session
+        return Session(self, session_id, ttl_s=ttl_s, max_bytes=max_bytes)
+
+    def kv_window(self, n_layers, k_elems, v_elems, *, dtype="f16", int8=False,
+                  initial_positions=None, offload=None, charge_cache=True):
+        """A KV window (gencache_kv_new) whose buffers count against this cache's budget."""
+        from ._session import KVWindow
+        return KVWindow(n_layers, k_elems, v_elems, dtype=dtype, int8=int8,
+                        initial_positions=initial_positions, offload=offload,
+                        cache=self if charge_cache else None)
+
+    def __repr__(self):
+        return "<gencache.Cache %s>" % ("closed" if self.closed else "open")
+
+
+def value_from_handle(h, device=None):
+    """What get_or_compute() returns on a hit: a tensor for a tensor entry, else bytes."""
+    ct = h.content_type
+    if h.shape is not None or ct.startswith(T.QUANT_CONTENT_TYPE):
+        return tensor_from_handle(h, device=device)
+    return h.bytes()
+
+
+def tensor_from_handle(h, device=None, dtype=None, kind=None, copy=False):
+    from . import _codec
+    ct = h.content_type
+    if ct.startswith(T.QUANT_CONTENT_TYPE):
+        origin = "torch" if ct.endswith("origin=torch") else "numpy"
+        arr, code = _codec.dequantize(h, dtype)
+        return _codec.finish(arr, code, origin, device, kind, copy=False)
+    if h.shape is None:
+        raise TypeError("%s is not a tensor entry" % h.meta["key"])
+    origin = "torch" if ct == T.CT_TORCH else "numpy"
+    arr = h.array()
+    code = T.dtype_code(h.dtype)
+    if dtype is not None and T.dtype_code(dtype) != code:
+        arr, code = _codec.convert(arr, code, T.dtype_code(dtype)), T.dtype_code(dtype)
+        copy = False  # already a new array
+    return _codec.finish(arr, code, origin, device, kind, copy)

@@ -1,0 +1,395 @@
+"""gencache.Client: the gencached daemon over HTTP, with the standard library only.
+
+The methods mirror Cache's (get, put, delete, invalidate, stats, key, get_tensor, put_tensor,
+get_or_compute, stage). Each thread keeps one keep-alive connection (http.client); a request
+that fails because the daemon closed an idle kept-alive connection is sent once more on a
+fresh one, which is safe for every method used here (GET, HEAD, PUT and DELETE are idempotent;
+POST /v1/keys and /v1/invalidate compute the same answer twice).
+"""
+import http.client
+import json
+import math
+import threading
+import urllib.parse
+
+from . import _lib
+from . import _tensors as T
+from ._coalesce import Coalescer
+from ._lib import CODES, GencacheError
+from ._stage import StageMixin
+
+# HTTP status -> the library's error code, for errors the daemon reports.
+_STATUS_CODES = {400: "EINVAL", 401: "EPERM", 403: "EPERM", 404: "ENOTFOUND", 409: "EEXIST",
+                 413: "ELIMIT", 422: "EUNCACHEABLE", 501: "EUNSUPPORTED", 503: "EUNAVAILABLE",
+                 504: "ETIMEDOUT", 507: "EFULL"}
+# The daemon's own error codes that name a library error more precisely than the status.
+_ERROR_CODES = {"unsupported": "EUNSUPPORTED", "unknown_route": "EUNSUPPORTED",
+                "uncacheable": "EUNCACHEABLE", "unknown_layer": "ENOTFOUND",
+                "not_found": "ENOTFOUND", "too_big": "ETOOBIG",
+                "cache_full": "EFULL", "limit": "ELIMIT", "body_too_large": "ELIMIT",
+                "forbidden": "EPERM", "unavailable": "EUNAVAILABLE", "internal": "EIO"}
+_RETRYABLE = (http.client.RemoteDisconnected, http.client.BadStatusLine,
+              ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+class RemoteEntry:
+    """A value fetched from a daemon: its bytes (owned by this object) and metadata. Offers what
+    a Handle offers (bytes, array, memoryview, tensor, meta, dtype, shape; a context manager),
+    so code can take either."""
+
+    def __init__(self, key, data, headers):
+        self.key = key
+        self._data = data  # a bytearray: arrays over it are writable and owned by the caller
+        self.headers = headers
+        self.content_type = headers.get("content-type", "application/octet-stream")
+        dtype = headers.get("x-gencache-dtype")
+        self._dtype = T.dtype_code(dtype) if dtype else T.NONE
+        shape = headers.get("x-gencache-shape", "")
+        self._shape = tuple(int(d) for d in shape.split(",") if d.strip()) if dtype else None
+
+    @property
+    def size(self):
+        return len(self._data)
+
+    def __len__(self):
+        return len(self._data)
+
+    @property
+    def dtype(self):
+        return T.DTYPE_NAMES.get(self._dtype)
+
+    @property
+    def shape(self):
+        return self._shape
+
+    @property
+    def meta(self):
+        h = self.headers
+        ttl = h.get("x-gencache-ttl")
+        return {
+            "key": self.key, "layer": self.key.split("/", 1)[0], "size": len(self._data),
+            "content_type": self.content_type, "dtype": self.dtype, "shape": self._shape,
+            "cost_ms": int(h.get("x-gencache-cost-ms", 0)),
+            "tags": [t for t in h.get("x-gencache-tags", "").split(",") if t],
+            "pinned": h.get("x-gencache-pinned") == "1", "tier": h.get("x-gencache-tier"),
+            "ttl_s": int(ttl) if ttl is not None else None, "etag": h.get("etag"),
+        }
+
+    def bytes(self):
+        return bytes(self._data)
+
+    def memoryview(self):
+        return memoryview(self._data)
+
+    def array(self, raw=False):
+        import numpy as np
+        if self._dtype != T.NONE and not raw:
+            return np.frombuffer(self._data, dtype=np.dtype(T.TYPESTR[self._dtype])).reshape(
+                self._shape)
+        return np.frombuffer(self._data, dtype=np.uint8)
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.array()
+        return a if dtype is None else a.astype(dtype)
+
+    def tensor(self, device=None, copy=False):
+        if self._dtype == T.NONE:
+            raise TypeError("%s is not a tensor entry" % self.key)
+        return T.to_device(T.torch_from_numpy(self.array(), self._dtype), device, copy)
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def __repr__(self):
+        return "<gencache.RemoteEntry %s %d bytes>" % (self.key, len(self._data))
+
+
+def _check_key(key):
+    if not isinstance(key, str) or "/" not in key:
+        raise ValueError("a key is '<layer>/<64 hex>', got %r" % (key,))
+    return urllib.parse.quote(key, safe="/")
+
+
+class Client(StageMixin):
+    """A client of gencached at `url` (default http://127.0.0.1:8787). token: the tenant's
+    bearer token. timeout: seconds per request. Safe to share between threads (one connection
+    per thread)."""
+
+    def __init__(self, url="http://127.0.0.1:8787", token=None, timeout=30.0):
+        u = urllib.parse.urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError("the daemon URL must be http://HOST:PORT, got %r" % (url,))
+        self.url = url.rstrip("/")
+        self._https = u.scheme == "https"
+        self._host = u.hostname
+        self._port = u.port or (443 if self._https else 80)
+        self._prefix = u.path.rstrip("/")
+        self._timeout = timeout
+        self._headers = {"Authorization": "Bearer " + token} if token else {}
+        self._local = threading.local()
+        self._coalescer = Coalescer()
+        self._conns = []
+        self._conns_lock = threading.Lock()
+
+    # ---- transport ------------------------------------------------------------------------------
+    def _conn(self):
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            c = cls(self._host, self._port, timeout=self._timeout)
+            self._local.conn = c
+            with self._conns_lock:
+                self._conns.append(c)
+        return c
+
+    def _drop(self):
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            c.close()
+            self._local.conn = None
+            with self._conns_lock:
+                if c in self._conns:
+                    self._conns.remove(c)
+
+    def request(self, method, path, body=None, headers=None):
+        """One request: returns (status, headers with lowercase names, body as a bytearray)."""
+        hdrs = dict(self._headers)
+        if headers:
+            hdrs.update(headers)
+        for attempt in (0, 1):
+            c = self._conn()
+            reused = c.sock is not None
+            try:
+                c.request(method, self._prefix + path, body=body, headers=hdrs)
+                r = c.getresponse()
+                length = r.getheader("Content-Length")
+                if method == "HEAD":
+                    data = bytearray()
+                    r.read()
+                elif length is not None and length.isdigit():
+                    data = bytearray(int(length))
+                    view = memoryview(data)
+                    got = 0
+                    while got < len(data):
+                        n = r.readinto(view[got:])
+                        if not n:
+                            raise http.client.IncompleteRead(bytes(data[:got]), len(data) - got)
+                        got += n
+                else:
+                    data = bytearray(r.read())
+                resp_headers = {k.lower(): v for k, v in r.getheaders()}
+                if r.will_close:
+                    self._drop()
+                return r.status, resp_headers, data
+            except _RETRYABLE:
+                self._drop()
+                if attempt or not reused:
+                    raise
+            except BaseException:
+                self._drop()
+                raise
+
+    def _error(self, status, body, what):
+        code, message = None, None
+        try:
+            err = json.loads(bytes(body).decode("utf-8"))["error"]
+            code, message = err.get("code"), err.get("message")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            message = bytes(body[:200]).decode("utf-8", "replace") or None
+        name = _ERROR_CODES.get(code) or _STATUS_CODES.get(status) or "EIO"
+        e = _lib.error(CODES[name], what, "%s (HTTP %d%s)" % (message or "daemon error",
+                                                               status,
+                                                               ", " + code if code else ""),
+                       status)
+        e.http_code = code
+        return e
+
+    def _json(self, method, path, payload, what):
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8") \
+            if payload is not None else None
+        hdrs = {"Content-Type": "application/json"} if body is not None else {}
+        status, _, data = self.request(method, path, body, hdrs)
+        if status >= 400:
+            raise self._error(status, data, what)
+        return json.loads(bytes(data).decode("utf-8")) if data else {}
+
+    def close(self):
+        """Closes every connection this client opened (from any thread)."""
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            c.close()
+        self._local = threading.local()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- entries --------------------------------------------------------------------------------
+    def health(self):
+        """True when GET /healthz answers ok."""
+        status, _, body = self.request("GET", "/healthz")
+        return status == 200 and bytes(body).strip() == b"ok"
+
+    def get(self, key):
+        """A RemoteEntry, or None on a miss (404)."""
+        path = "/v1/entries/" + _check_key(key)
+        status, headers, data = self.request("GET", path)
+        if status == 404:
+            return None
+        if status >= 400:
+            raise self._error(status, data, "get %s" % key)
+        return RemoteEntry(key, data, headers)
+
+    def peek(self, key):
+        """The entry's metadata (HEAD: counts no access), or None on a miss."""
+        status, headers, data = self.request("HEAD", "/v1/entries/" + _check_key(key))
+        if status == 404:
+            return None
+        if status >= 400:
+            raise self._error(status, data, "peek %s" % key)
+        return RemoteEntry(key, bytearray(), headers).meta
+
+    def __contains__(self, key):
+        return self.peek(key) is not None
+
+    def get_bytes(self, key):
+        e = self.get(key)
+        return None if e is None else bytes(e._data)
+
+    def put(self, key, data, *, cost_s=0.0, ttl_s=None, tags=None, content_type=None,
+            model=None, tenant=None, pinned=False, dtype=None, shape=None, codec=None):
+        """PUT /v1/entries/{key}. A numpy array or torch tensor goes to put_tensor(). model
+        and tenant are not sent: the daemon takes the tenant from the token."""
+        if T.is_numpy(data) or T.is_torch(data):
+            return self.put_tensor(key, data, cost_s=cost_s, ttl_s=ttl_s, tags=tags,
+                                   pinned=pinned, codec=codec)
+        hdrs = {"Content-Type": content_type or "application/octet-stream",
+                "X-Gencache-Cost-Ms": str(int(round(max(cost_s, 0) * 1000)))}
+        if ttl_s is not None:
+            hdrs["X-Gencache-TTL"] = str(int(math.ceil(ttl_s)))
+        if tags:
+            hdrs["X-Gencache-Tags"] = tags if isinstance(tags, str) else ",".join(tags)
+        if pinned:
+            hdrs["X-Gencache-Pinned"] = "1"
+        if dtype is not None:
+            hdrs["X-Gencache-Dtype"] = T.DTYPE_NAMES[T.dtype_code(dtype)]
+            hdrs["X-Gencache-Shape"] = ",".join(str(int(d)) for d in shape) \
+                if shape is not None else str(len(memoryview(data).cast("B"))
+                                              // T.ITEMSIZE[T.dtype_code(dtype)])
+        if codec not in (None, "none"):
+            hdrs["X-Gencache-Codec"] = codec
+        body = data if isinstance(data, (bytes, bytearray)) else memoryview(data).cast("B")
+        status, _, resp = self.request("PUT", "/v1/entries/" + _check_key(key), body, hdrs)
+        if status >= 400:
+            raise self._error(status, resp, "put %s" % key)
+
+    def put_tensor(self, key, tensor, *, cost_s=0.0, codec=None, ttl_s=None, tags=None,
+                   pinned=False, model=None, tenant=None):
+        """Stores a numpy array or torch tensor with its dtype and shape (headers
+        X-Gencache-Dtype and X-Gencache-Shape). codec "f16"/"bf16" narrows the floats here,
+        with the library's own conversion (the bytes the daemon would store, half the upload);
+        the int8 codecs are sent as X-Gencache-Codec for the daemon to apply."""
+        prep = T.prepare(tensor)
+        import numpy as np
+        if codec in ("f16", "bf16"):
+            from . import _codec
+            narrowed = _codec.narrow(prep, T.dtype_code(codec))
+            prep = T.Prepared(narrowed.ctypes.data, narrowed.nbytes, T.dtype_code(codec),
+                              prep.shape, narrowed, prep.kind)
+            codec = None
+            raw = narrowed.reshape(-1).view(np.uint8)
+        elif prep.kind == "torch":
+            import torch
+            raw = prep.keep.reshape(-1).view(torch.uint8).numpy() if prep.size \
+                else np.zeros(0, np.uint8)
+        else:
+            raw = prep.keep.reshape(-1).view(np.uint8)
+        self.put(key, memoryview(raw), cost_s=cost_s, ttl_s=ttl_s, tags=tags, pinned=pinned,
+                 content_type=T.CT_TORCH if prep.kind == "torch" else T.CT_NUMPY,
+                 dtype=prep.dtype, shape=prep.shape, codec=codec)
+
+    def get_tensor(self, key, device=None, *, dtype=None, kind=None, copy=False):
+        """The tensor under `key`, or None on a miss; numpy or torch as it was stored (kind
+        overrides). The array owns its bytes (writable). dtype: ask the daemon to decode to
+        f32/f16 (GET ?as=)."""
+        path = "/v1/entries/" + _check_key(key)
+        if dtype is not None:
+            path += "?as=" + T.DTYPE_NAMES[T.dtype_code(dtype)]
+        status, headers, data = self.request("GET", path)
+        if status == 404:
+            return None
+        if status >= 400:
+            raise self._error(status, data, "get %s" % key)
+        e = RemoteEntry(key, data, headers)
+        if e.shape is None:
+            raise TypeError("%s is not a tensor entry" % key)
+        from . import _codec
+        origin = "torch" if e.content_type == T.CT_TORCH else "numpy"
+        return _codec.finish(e.array(), e._dtype, origin, device, kind, copy)
+
+    def delete(self, key):
+        """DELETE: True when something was removed, False when nothing was stored."""
+        status, _, data = self.request("DELETE", "/v1/entries/" + _check_key(key))
+        if status == 404:
+            return False
+        if status >= 400:
+            raise self._error(status, data, "delete %s" % key)
+        return True
+
+    def invalidate(self, key=None, *, layer=None, tenant=None, tag=None, model=None,
+                   older_than_s=None):
+        """POST /v1/invalidate; returns how many entries were removed."""
+        q = {k: v for k, v in (("key", key), ("layer", layer), ("tenant", tenant), ("tag", tag),
+                               ("model", model)) if v is not None}
+        if older_than_s is not None:
+            q["older_than"] = older_than_s
+        if not q:
+            raise ValueError("invalidate needs at least one criterion")
+        return int(self._json("POST", "/v1/invalidate", q, "invalidate").get("invalidated", 0))
+
+    def stats(self):
+        """GET /v1/stats, as a dict."""
+        return self._json("GET", "/v1/stats", None, "stats")
+
+    def keys(self, request):
+        """POST /v1/keys: {"keys": {layer: key}, "prompt": normalized prompt, "uncacheable":
+        [layers]}. An image path is replaced by its pixel digest before it is sent."""
+        from ._keys import request_json
+        body = json.loads(request_json(request, digest_paths=True))
+        return self._json("POST", "/v1/keys", body, "keys")
+
+    def key(self, request, layer=None):
+        """The daemon's key for `request` in `layer` (None: {layer: key} for every layer)."""
+        keys = self.keys(request).get("keys", {})
+        if layer is None:
+            return keys
+        if layer not in keys:
+            raise GencacheError(CODES["EUNCACHEABLE"],
+                                "the daemon gave no key for layer %r" % layer, "key")
+        return keys[layer]
+
+    # ---- hooks of the compute-once helpers ------------------------------------------------------
+    def _lookup_value(self, key, device):
+        e = self.get(key)
+        if e is None:
+            return False, None
+        if e.shape is not None:
+            from . import _codec
+            origin = "torch" if e.content_type == T.CT_TORCH else "numpy"
+            return True, _codec.finish(e.array(), e._dtype, origin, device, None, False)
+        return True, e.bytes()
+
+    def _ensure_layer(self, layer, fields):
+        pass  # layers and their recipes live in the daemon's config
+
+    def __repr__(self):
+        return "<gencache.Client %s>" % self.url

@@ -1,0 +1,389 @@
+"""The ctypes layer over libgencache: finding the shared library, the C structs, the function
+prototypes and the error type.
+
+Every function of include/gencache.h that the package uses is declared here once, with its
+argument and result types, so a wrong call fails in Python rather than corrupting memory. A
+function the loaded library does not export is simply left out (``has(name)`` says which are
+there): the package then refuses the features built on it with GencacheError(EUNSUPPORTED)
+instead of failing to import.
+"""
+import ctypes
+import ctypes.util
+import glob
+import os
+
+__all__ = ["lib", "has", "check", "GencacheError", "NotFound", "library_path"]
+
+# ---- errors ---------------------------------------------------------------------------------
+
+# The table of include/gencache.h (GENCACHE_ERRNO_MAP): code -> name. Codes are never renumbered.
+ERRNAMES = {
+    0: "OK", -1: "EINVAL", -2: "ENOMEM", -3: "ENOTFOUND", -4: "ETOOBIG", -5: "EFULL",
+    -6: "EIO", -7: "ECORRUPT", -8: "EBUSY", -9: "EPARSE", -10: "EUNSUPPORTED", -11: "ELIMIT",
+    -12: "ETIMEDOUT", -13: "EUNAVAILABLE", -14: "ECONFIG", -15: "EVERSION", -16: "EPERM",
+    -17: "EEXIST", -18: "ENOSPC", -19: "EUNCACHEABLE",
+}
+CODES = {name: code for code, name in ERRNAMES.items()}
+
+
+class GencacheError(Exception):
+    """A failed libgencache call (or daemon request). ``code`` is the negative GENCACHE_E* value,
+    ``name`` its name without the prefix ("ENOTFOUND"), ``status`` the HTTP status for errors
+    that came from a daemon (else None)."""
+
+    def __init__(self, code, message=None, what=None, status=None):
+        self.code = int(code)
+        self.name = errname(self.code)
+        self.status = status
+        msg = message or strerror(self.code)
+        text = "%s: %s" % (self.name, msg)
+        if what:
+            text = "%s: %s" % (what, text)
+        super().__init__(text)
+        self.message = msg
+
+
+class NotFound(GencacheError, KeyError):
+    """GENCACHE_ENOTFOUND: a miss, an unknown layer, an absent session value."""
+
+    def __str__(self):  # KeyError would otherwise print the repr of the message
+        return Exception.__str__(self)
+
+
+def errname(code):
+    return ERRNAMES.get(int(code), "EUNKNOWN")
+
+
+def strerror(code):
+    if lib is not None and has("gencache_strerror"):
+        return lib.gencache_strerror(int(code)).decode("utf-8", "replace")
+    return errname(code)
+
+
+def error(code, what=None, message=None, status=None):
+    cls = NotFound if code == CODES["ENOTFOUND"] else GencacheError
+    return cls(code, message, what, status)
+
+
+def check(rc, what=None):
+    """Raises the GencacheError for a negative return code; returns rc otherwise."""
+    if rc < 0:
+        raise error(rc, what)
+    return rc
+
+
+def unsupported(feature):
+    return GencacheError(CODES["EUNSUPPORTED"],
+                         "%s is not available in the loaded libgencache (%s)"
+                         % (feature, library_path))
+
+
+# ---- finding the library ----------------------------------------------------------------------
+
+def _candidates():
+    """Where the library may be, in the order the package documents."""
+    env = os.environ.get("GENCACHE_LIB")
+    if env:
+        yield env
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in ("libgencache.so", "libgencache.so.0", "libgencache.dylib"):
+        yield os.path.join(here, name)
+    # The build trees of a source checkout: bindings/python/gencache -> the repository root.
+    # Sanitizer builds cannot be loaded into a plain interpreter, so they come last.
+    root = os.path.normpath(os.path.join(here, "..", "..", ".."))
+    trees = sorted(glob.glob(os.path.join(root, "build*", "src", "libgencache.so")))
+    plain = [t for t in trees if not any(s in t for s in ("asan", "tsan", "san"))]
+    preferred = os.path.join(root, "build", "src", "libgencache.so")
+    if preferred in plain:
+        plain.remove(preferred)
+        plain.insert(0, preferred)
+    yield from plain
+    found = ctypes.util.find_library("gencache")
+    if found:
+        yield found
+
+
+def _load():
+    errors = []
+    for path in _candidates():
+        if os.sep in path and not os.path.exists(path):
+            if path == os.environ.get("GENCACHE_LIB"):
+                errors.append("%s (from $GENCACHE_LIB): no such file" % path)
+            continue
+        try:
+            return ctypes.CDLL(path), path
+        except OSError as e:
+            errors.append("%s: %s" % (path, e))
+            if path == os.environ.get("GENCACHE_LIB"):
+                break  # an explicit choice that fails is an error, not a hint to look elsewhere
+    raise ImportError("gencache: cannot load libgencache (set $GENCACHE_LIB to the built "
+                      "libgencache.so): " + ("; ".join(errors) or "not found"))
+
+
+lib, library_path = _load()
+
+# ---- C types ----------------------------------------------------------------------------------
+
+c_char_p = ctypes.c_char_p
+c_void_p = ctypes.c_void_p
+c_int = ctypes.c_int
+c_uint = ctypes.c_uint
+c_size_t = ctypes.c_size_t
+c_u32 = ctypes.c_uint32
+c_u64 = ctypes.c_uint64
+c_i64 = ctypes.c_int64
+P = ctypes.POINTER
+
+MAX_DIMS = 8
+MAX_LAYERS = 32
+MAX_TIERS = 8
+KEY_MAX = 98
+DIGEST_MAX = 72
+HASH_HEX_MAX = 65
+
+LOG_FN = ctypes.CFUNCTYPE(None, c_void_p, c_int, c_char_p)
+CLOCK_FN = ctypes.CFUNCTYPE(c_u64, c_void_p)
+
+
+class Options(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_size_t), ("mem_max_bytes", c_u64), ("mem_max_entries", c_u64),
+        ("mem_shards", c_uint), ("ghost_max_entries", c_u64), ("verify_mem_reads", c_int),
+        ("log_fn", LOG_FN), ("log_userdata", c_void_p), ("log_level", c_int),
+        ("clock_fn", CLOCK_FN), ("clock_userdata", c_void_p), ("allocator", c_void_p),
+        ("data_dir", c_char_p), ("disk_max_bytes", c_u64), ("disk_max_entries", c_u64),
+        ("redis_url", c_char_p), ("redis_timeout_ms", c_u32), ("redis_max_value_bytes", c_u64),
+    ]
+
+
+class LayerOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_size_t), ("name", c_char_p), ("scope", c_int), ("ttl_ms", c_u64),
+        ("sliding_ttl", c_int), ("write_through", c_int),
+    ]
+
+
+class Meta(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_size_t), ("content_type", c_char_p), ("tenant", c_char_p),
+        ("model", c_char_p), ("tags", c_char_p), ("dtype", c_int), ("ndim", c_u32),
+        ("shape", c_i64 * MAX_DIMS), ("cost_ms", c_u64), ("ttl_ms", c_u64), ("pinned", c_int),
+        ("key", c_char_p), ("layer", c_char_p), ("size", c_u64), ("checksum", c_u64),
+        ("created_ms", c_u64), ("expires_ms", c_u64), ("last_access_ms", c_u64),
+        ("hits", c_u64), ("tier", c_char_p),
+    ]
+
+
+class Filter(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_size_t), ("key", c_char_p), ("layer", c_char_p), ("tenant", c_char_p),
+        ("tag", c_char_p), ("model", c_char_p), ("older_than_ms", c_u64),
+    ]
+
+
+class LayerStats(ctypes.Structure):
+    _fields_ = [
+        ("layer", c_char_p), ("lookups", c_u64), ("hits", c_u64), ("misses", c_u64),
+        ("ghost_hits", c_u64), ("puts", c_u64), ("cost_ms_saved", c_u64),
+    ]
+
+
+class TierStats(ctypes.Structure):
+    _fields_ = [
+        ("tier", c_char_p), ("bytes", c_u64), ("entries", c_u64), ("max_bytes", c_u64),
+        ("max_entries", c_u64), ("pinned_entries", c_u64), ("evictions_capacity", c_u64),
+        ("evictions_expired", c_u64), ("evictions_corrupt", c_u64), ("backend_errors", c_u64),
+    ]
+
+
+class Stats(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_size_t), ("n_layers", c_u32), ("layers", LayerStats * MAX_LAYERS),
+        ("n_tiers", c_u32), ("tiers", TierStats * MAX_TIERS), ("invalidated", c_u64),
+    ]
+
+
+class TensorDesc(ctypes.Structure):
+    _fields_ = [
+        ("dtype", c_int), ("ndim", c_u32), ("shape", c_i64 * MAX_DIMS), ("byte_order", c_int),
+    ]
+
+
+class QuantOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_size_t), ("codec", c_int), ("axis", c_u32), ("group_size", c_u32),
+    ]
+
+
+class QuantInfo(ctypes.Structure):
+    _fields_ = [
+        ("codec", c_int), ("axis", c_u32), ("group_size", c_u32), ("n_scales", c_u64),
+        ("scales_offset", c_u64), ("data_offset", c_u64), ("desc", TensorDesc),
+    ]
+
+
+class SessionOptions(ctypes.Structure):
+    _fields_ = [("struct_size", c_size_t), ("ttl_ms", c_u64), ("max_bytes", c_u64)]
+
+
+class SessionStats(ctypes.Structure):
+    _fields_ = [("step", c_u64), ("entries", c_u64), ("bytes", c_u64), ("reaped", c_int)]
+
+
+class KvBlock(ctypes.Structure):
+    _fields_ = [
+        ("layer", c_u32), ("first_pos", c_i64), ("n_positions", c_u64), ("dtype", c_int),
+        ("k", c_void_p), ("v", c_void_p), ("k_row_bytes", c_u64), ("v_row_bytes", c_u64),
+        ("k_scales", P(ctypes.c_float)), ("v_scales", P(ctypes.c_float)),
+    ]
+
+
+KV_OFFLOAD_FN = ctypes.CFUNCTYPE(None, c_void_p, P(KvBlock))
+
+
+class KvOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_size_t), ("n_layers", c_u32), ("dtype", c_int), ("k_elems", c_u64),
+        ("v_elems", c_u64), ("int8", c_int), ("initial_positions", c_u64),
+        ("offload", KV_OFFLOAD_FN), ("offload_userdata", c_void_p), ("cache", c_void_p),
+    ]
+
+
+class KvView(ctypes.Structure):
+    _fields_ = [("k", c_void_p), ("v", c_void_p), ("first_pos", c_i64), ("n_positions", c_u64)]
+
+
+class KvStats(ctypes.Structure):
+    _fields_ = [
+        ("positions", c_u64), ("bytes", c_u64), ("bytes_offloaded", c_u64),
+        ("bytes_dropped", c_u64),
+    ]
+
+
+# ---- prototypes -------------------------------------------------------------------------------
+
+_PROTOTYPES = {
+    # core
+    "gencache_version": (c_char_p, []),
+    "gencache_strerror": (c_char_p, [c_int]),
+    "gencache_errname": (c_char_p, [c_int]),
+    "gencache_dtype_name": (c_char_p, [c_int]),
+    "gencache_dtype_size": (c_size_t, [c_int]),
+    "gencache_options_init": (None, [P(Options)]),
+    "gencache_open": (c_int, [P(c_void_p), P(Options)]),
+    "gencache_close": (None, [c_void_p]),
+    "gencache_layer_options_init": (None, [P(LayerOptions)]),
+    "gencache_layer_define": (c_int, [c_void_p, P(LayerOptions)]),
+    "gencache_layer_get": (c_int, [c_void_p, c_char_p, P(LayerOptions)]),
+    "gencache_key_check": (c_int, [c_void_p, c_char_p]),
+    "gencache_meta_init": (None, [P(Meta)]),
+    "gencache_put": (c_int, [c_void_p, c_char_p, c_void_p, c_size_t, P(Meta)]),
+    "gencache_get": (c_int, [c_void_p, c_char_p, P(c_void_p)]),
+    "gencache_peek": (c_int, [c_void_p, c_char_p, P(c_void_p)]),
+    "gencache_handle_data": (c_void_p, [c_void_p]),
+    "gencache_handle_size": (c_size_t, [c_void_p]),
+    "gencache_handle_meta": (P(Meta), [c_void_p]),
+    "gencache_handle_retain": (c_void_p, [c_void_p]),
+    "gencache_handle_release": (None, [c_void_p]),
+    "gencache_del": (c_int, [c_void_p, c_char_p]),
+    "gencache_filter_init": (None, [P(Filter)]),
+    "gencache_invalidate": (c_int, [c_void_p, P(Filter), P(c_u64)]),
+    "gencache_maintain": (c_int, [c_void_p, P(c_u64)]),
+    "gencache_stats_get": (c_int, [c_void_p, P(Stats)]),
+    # keys
+    "gencache_norm_mode_parse": (c_int, [c_char_p, P(c_int)]),
+    "gencache_normalize": (c_int, [c_int, c_char_p, c_size_t, P(c_void_p), P(c_size_t)]),
+    "gencache_free": (None, [c_void_p]),
+    "gencache_keyspace_new": (c_int, [P(c_void_p)]),
+    "gencache_keyspace_free": (None, [c_void_p]),
+    "gencache_keyspace_set_layer": (c_int, [c_void_p, c_char_p, P(c_char_p), c_size_t, c_int]),
+    "gencache_keyspace_set_mode": (c_int, [c_void_p, c_char_p, c_int]),
+    "gencache_keyspace_add_synonym": (c_int, [c_void_p, c_char_p, c_char_p]),
+    "gencache_keyspace_layer_count": (c_size_t, [c_void_p]),
+    "gencache_keyspace_layer_name": (c_char_p, [c_void_p, c_size_t]),
+    "gencache_request_parse_ex": (c_int, [c_void_p, c_char_p, c_size_t, c_uint, P(c_void_p),
+                                          c_char_p, c_size_t]),
+    "gencache_request_set_tenant": (c_int, [c_void_p, c_char_p]),
+    "gencache_request_key": (c_int, [c_void_p, c_char_p, c_char_p, c_size_t]),
+    "gencache_request_canonical": (c_int, [c_void_p, c_char_p, P(c_void_p), P(c_size_t)]),
+    "gencache_request_prompt": (c_char_p, [c_void_p]),
+    "gencache_request_free": (None, [c_void_p]),
+    # images
+    "gencache_image_digest_file": (c_int, [c_char_p, c_char_p]),
+    "gencache_image_decode_file": (c_int, [c_char_p, c_void_p, P(c_void_p)]),
+    "gencache_image_decode_memory": (c_int, [c_void_p, c_size_t, c_void_p, P(c_void_p)]),
+    "gencache_image_from_pixels": (c_int, [c_void_p, c_u32, c_u32, c_size_t, c_int,
+                                           P(c_void_p)]),
+    "gencache_image_free": (None, [c_void_p]),
+    "gencache_image_digest": (c_int, [c_void_p, c_char_p]),
+    "gencache_image_hash": (c_int, [c_void_p, c_int, c_uint, c_void_p, c_char_p]),
+    # tensors and codecs
+    "gencache_codec_parse": (c_int, [c_char_p, P(c_int)]),
+    "gencache_tensor_convert": (c_int, [c_int, c_void_p, c_int, c_void_p, c_size_t]),
+    "gencache_quant_options_init": (None, [P(QuantOptions)]),
+    "gencache_quant_size": (c_int, [P(TensorDesc), P(QuantOptions), P(c_size_t)]),
+    "gencache_quant_encode": (c_int, [P(TensorDesc), c_void_p, c_size_t, P(QuantOptions),
+                                      c_void_p, c_size_t, P(c_size_t)]),
+    "gencache_quant_info_get": (c_int, [c_void_p, c_size_t, P(QuantInfo)]),
+    "gencache_quant_decode": (c_int, [c_void_p, c_size_t, c_int, c_void_p, c_size_t,
+                                      P(c_size_t)]),
+    # sessions
+    "gencache_session_options_init": (None, [P(SessionOptions)]),
+    "gencache_session_open": (c_int, [c_void_p, c_char_p, P(SessionOptions), P(c_void_p)]),
+    "gencache_session_put": (c_int, [c_void_p, c_char_p, c_void_p, c_size_t, P(Meta), c_u32,
+                                     c_uint]),
+    "gencache_session_get": (c_int, [c_void_p, c_char_p, P(c_void_p), P(c_size_t),
+                                     P(TensorDesc)]),
+    "gencache_session_step": (c_int, [c_void_p, P(c_u64)]),
+    "gencache_session_stats_get": (c_int, [c_void_p, P(SessionStats)]),
+    "gencache_session_close": (None, [c_void_p]),
+    "gencache_session_reap": (c_int, [c_void_p, c_u64, P(c_u64)]),
+    # KV windows
+    "gencache_kv_options_init": (None, [P(KvOptions)]),
+    "gencache_kv_new": (c_int, [P(KvOptions), P(c_void_p)]),
+    "gencache_kv_append": (c_int, [c_void_p, c_u32, c_i64, c_void_p, c_void_p]),
+    "gencache_kv_retrieve": (c_int, [c_void_p, c_u32, c_i64, P(KvView)]),
+    "gencache_kv_prune": (c_int, [c_void_p, c_u64, P(c_u64)]),
+    "gencache_kv_stats_get": (c_int, [c_void_p, P(KvStats)]),
+    "gencache_kv_free": (None, [c_void_p]),
+}
+
+_available = set()
+for _name, (_res, _args) in _PROTOTYPES.items():
+    try:
+        _fn = getattr(lib, _name)
+    except AttributeError:
+        continue
+    _fn.restype = _res
+    _fn.argtypes = _args
+    _available.add(_name)
+
+
+def has(*names):
+    """True when the loaded library exports every function named."""
+    return all(n in _available for n in names)
+
+
+def require(feature, *names):
+    if not has(*names):
+        raise unsupported(feature)
+
+
+def cstr(s, what="string"):
+    """A Python str (or bytes) as NUL-terminated UTF-8 for the C API; None stays NULL."""
+    if s is None:
+        return None
+    if isinstance(s, bytes):
+        b = s
+    elif isinstance(s, str):
+        b = s.encode("utf-8")
+    else:
+        raise TypeError("%s must be str, not %s" % (what, type(s).__name__))
+    if b"\0" in b:
+        raise ValueError("%s contains a NUL character" % what)
+    return b
+
+
+def pystr(b):
+    return None if b is None else b.decode("utf-8", "replace")
+

@@ -1,0 +1,84 @@
+"""get_or_compute() and the @stage decorator, shared by Cache and Client: the class supplies
+lookups (_lookup_value), stores (put, put_tensor), keys (key) and layers (_ensure_layer); this
+mixin adds coalescing (gencache._coalesce) and the cost measurement.
+"""
+import functools
+import inspect
+
+from . import _tensors as T
+
+
+class StageMixin:
+    def get_or_compute(self, key, fn, *, with_outcome=False, device=None, codec=None,
+                       **put_args):
+        """The value stored under `key`; on a miss, fn() is called, its wall time recorded as
+        the entry's cost, and its result (bytes, numpy array or torch tensor) stored.
+
+        Concurrent callers in this process that miss on one key run fn once: the others wait
+        and then read the stored result. If fn raises, the exception propagates to the caller
+        whose call ran fn, and each waiting caller starts over (one of them runs fn next):
+        a failure is never cached and never raised in a thread that did not run fn.
+
+        A hit returns what get_tensor() / get_bytes() return (tensors are read-only views of
+        the cache's memory, on `device` if given); the caller that ran fn gets fn's own result.
+        with_outcome=True returns (value, outcome), outcome "hit", "miss" or "coalesced".
+        put_args (ttl_s, tags, model, tenant, pinned) and codec go to the store."""
+        def lookup():
+            return self._lookup_value(key, device)
+
+        def store(value, seconds):
+            self._store_value(key, value, seconds, codec, put_args)
+            return value
+
+        value, outcome = self._coalescer.run(key, lookup, fn, store)
+        return (value, outcome) if with_outcome else value
+
+    def _store_value(self, key, value, seconds, codec, put_args):
+        if T.is_numpy(value) or T.is_torch(value):
+            self.put_tensor(key, value, cost_s=seconds, codec=codec, **put_args)
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            self.put(key, value, cost_s=seconds, **put_args)
+        else:
+            raise TypeError("get_or_compute stores bytes, numpy arrays and torch tensors; the "
+                            "function returned %s" % type(value).__name__)
+
+    def stage(self, layer, key_fields=None, **options):
+        """Decorator for a pipeline stage whose result is cached in `layer`.
+
+        The decorated function's arguments named in key_fields (default: all of them) form the
+        request whose key for `layer` is looked up; an "image" argument may be a path, numpy
+        array or PIL image (its pixel digest enters the key), None counts as absent. On a miss
+        the function runs once (coalesced, see get_or_compute) and its result is stored with
+        its measured cost. With an in-process Cache, a layer it does not know is defined with
+        key_fields as its recipe. options go to get_or_compute (ttl_s, tags, model, codec,
+        device). The wrapper also has .with_outcome(...) -> (value, outcome) and .key(...)."""
+        def decorate(fn):
+            sig = inspect.signature(fn)
+            fields = list(key_fields) if key_fields is not None else list(sig.parameters)
+            unknown = [f for f in fields if f not in sig.parameters]
+            if unknown:
+                raise TypeError("key_fields %s are not parameters of %s"
+                                % (unknown, fn.__name__))
+            self._ensure_layer(layer, fields)
+
+            def key_of(*args, **kwargs):
+                bound = sig.bind(*args, **kwargs)
+                bound.apply_defaults()
+                request = {f: bound.arguments[f] for f in fields
+                           if bound.arguments.get(f) is not None}
+                return self.key(request, layer)
+
+            def with_outcome(*args, **kwargs):
+                k = key_of(*args, **kwargs)
+                return self.get_or_compute(k, lambda: fn(*args, **kwargs), with_outcome=True,
+                                           **options)
+
+            @functools.wraps(fn)
+            def wrapper(*args, **kwargs):
+                return with_outcome(*args, **kwargs)[0]
+
+            wrapper.with_outcome = with_outcome
+            wrapper.key = key_of
+            wrapper.layer = layer
+            return wrapper
+        return decorate
