@@ -24,26 +24,10 @@
 
 #include "internal.h"
 #include "tier/disk.h"
+#include "bench_util.h"
 
 #define KIB 1024u
 #define MIB (1024u * 1024u)
-
-static double now_us(void)
-{
-    return (double)gencache__clock_mono_ns() / 1e3;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static void key_of(char *buf, uint64_t n)
 {
@@ -110,23 +94,23 @@ static void tier_put_get(const char *base, const char *name, size_t size, size_t
     for (int i = 0; i < n; i++)
         es[i] = make_entry((uint64_t)i, size);
     for (int i = 0; i < n; i++) {
-        double t0 = now_us();
+        double t0 = bench_now_us();
         if (t->ops->put(t, es[i], 1000) != GENCACHE_OK)
             abort();
-        pt[i] = now_us() - t0;
+        pt[i] = bench_now_us() - t0;
     }
     for (int round = 0; round < 2; round++) { /* the first round warms the page cache */
         for (int i = 0; i < n; i++) {
             gencache__entry *e = NULL;
-            double t0 = now_us();
+            double t0 = bench_now_us();
             if (t->ops->get(t, es[i]->key, es[i]->hash, 2000, false, &e) != GENCACHE_OK)
                 abort();
-            gt[i] = now_us() - t0;
+            gt[i] = bench_now_us() - t0;
             gencache__entry_release(e);
         }
     }
-    *put_us = median(pt, n);
-    *get_us = median(gt, n);
+    *put_us = bench_median(pt, n);
+    *get_us = bench_median(gt, n);
     for (int i = 0; i < n; i++)
         gencache__entry_release(es[i]);
     free(es);
@@ -147,18 +131,18 @@ static void plain_files(const char *base, size_t size, int n, double *write_us, 
     for (int i = 0; i < n; i++) {
         char path[2300];
         snprintf(path, sizeof path, "%s/%d", dir, i);
-        double t0 = now_us();
+        double t0 = bench_now_us();
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd < 0 || write(fd, e->value, size) != (ssize_t)size || fdatasync(fd) != 0)
             abort();
         close(fd);
-        wt[i] = now_us() - t0;
+        wt[i] = bench_now_us() - t0;
     }
     for (int round = 0; round < 2; round++) {
         for (int i = 0; i < n; i++) {
             char path[2300];
             snprintf(path, sizeof path, "%s/%d", dir, i);
-            double t0 = now_us();
+            double t0 = bench_now_us();
             int fd = open(path, O_RDONLY);
             size_t done = 0;
             while (done < size) {
@@ -168,11 +152,11 @@ static void plain_files(const char *base, size_t size, int n, double *write_us, 
                 done += (size_t)r;
             }
             close(fd);
-            rt[i] = now_us() - t0;
+            rt[i] = bench_now_us() - t0;
         }
     }
-    *write_us = median(wt, n);
-    *read_us = median(rt, n);
+    *write_us = bench_median(wt, n);
+    *read_us = bench_median(rt, n);
     free(buf);
     free(wt);
     free(rt);
@@ -206,14 +190,14 @@ static double concurrent_puts(const char *base, const char *name, size_t inline_
     gencache__tier *t = open_tier(dir, inline_max, true);
     pthread_t th[16];
     putter p[16];
-    double t0 = now_us();
+    double t0 = bench_now_us();
     for (int i = 0; i < threads; i++) {
         p[i] = (putter){t, i * per_thread, per_thread, size};
         pthread_create(&th[i], NULL, put_many, &p[i]);
     }
     for (int i = 0; i < threads; i++)
         pthread_join(th[i], NULL);
-    double s = (now_us() - t0) / 1e6;
+    double s = (bench_now_us() - t0) / 1e6;
     t->ops->close(t);
     return threads * per_thread / s;
 }
@@ -248,10 +232,10 @@ static void churn(const char *base, const char *name, size_t inline_max)
     for (int i = 0; i < N; i++) {
         size_t size = 512 * KIB + (size_t)((i * 7919) % 2048) * KIB;
         gencache__entry *e = make_entry((uint64_t)i, size);
-        double t0 = now_us();
+        double t0 = bench_now_us();
         if (t->ops->put(t, e, 1000 + (uint64_t)i) != GENCACHE_OK)
             abort();
-        pt[i] = now_us() - t0;
+        pt[i] = bench_now_us() - t0;
         gencache__entry_release(e);
     }
     gencache_tier_stats st;
@@ -259,7 +243,7 @@ static void churn(const char *base, const char *name, size_t inline_max)
     t->ops->close(t);
     printf(
         "churn %-6s: put median (last %d) %8.1f us | tier accounts %.0f MiB | on disk %.0f MiB\n",
-        name, LAST, median(pt + N - LAST, LAST), st.bytes / (double)MIB,
+        name, LAST, bench_median(pt + N - LAST, LAST), st.bytes / (double)MIB,
         du_bytes(dir) / (double)MIB);
     free(pt);
 }
@@ -269,20 +253,20 @@ static void recovery(const char *base, int entries)
     char dir[2200];
     snprintf(dir, sizeof dir, "%s/recovery", base);
     gencache__tier *t = open_tier(dir, 256 * KIB, false);
-    double t0 = now_us();
+    double t0 = bench_now_us();
     for (int i = 0; i < entries; i++) {
         gencache__entry *e = make_entry((uint64_t)i, 512);
         if (t->ops->put(t, e, 1000) != GENCACHE_OK)
             abort();
         gencache__entry_release(e);
     }
-    double fill_s = (now_us() - t0) / 1e6;
+    double fill_s = (bench_now_us() - t0) / 1e6;
     t->ops->close(t);
     double opens[5];
     for (int i = 0; i < 5; i++) {
-        t0 = now_us();
+        t0 = bench_now_us();
         t = open_tier(dir, 256 * KIB, true);
-        opens[i] = (now_us() - t0) / 1e3;
+        opens[i] = (bench_now_us() - t0) / 1e3;
         gencache_tier_stats st;
         t->ops->stats(t, &st);
         if (st.entries != (uint64_t)entries)
@@ -291,7 +275,7 @@ static void recovery(const char *base, int entries)
     }
     printf("recovery: open of a tier holding %d entries: median %.2f ms over 5 opens "
            "(goal <= 1000 ms; filled in %.1f s)\n",
-           entries, median(opens, 5), fill_s);
+           entries, bench_median(opens, 5), fill_s);
 }
 
 int main(int argc, char **argv)

@@ -22,29 +22,11 @@
 
 #include "gencache.h"
 #include "image/image.h"
+#include "bench_util.h"
 
 #ifndef BENCH_SOURCE_DIR
 #define BENCH_SOURCE_DIR __FILE__
 #endif
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static uint64_t rng = 0x243F6A8885A308D3ull;
 
@@ -88,11 +70,11 @@ static void bench_phash(int rounds)
     gencache_image_hash(img, GENCACHE_HASH_PHASH, 64, NULL, hex);
     double *t = calloc((size_t)rounds, sizeof *t);
     for (int r = 0; r < rounds; r++) {
-        double t0 = now_ns();
+        double t0 = bench_now_ns();
         gencache_image_hash(img, GENCACHE_HASH_PHASH, 64, NULL, hex);
-        t[r] = now_ns() - t0;
+        t[r] = bench_now_ns() - t0;
     }
-    double c_ns = median(t, rounds), c_min = t[0]; /* median() sorted t */
+    double c_ns = bench_median(t, rounds), c_min = t[0]; /* bench_median() sorted t */
 
     /* The reference, on the same pixels. */
     char raw[] = "/tmp/bench_image_XXXXXX";
@@ -147,13 +129,13 @@ static void bench_digest(int rounds, uint32_t w, uint32_t h)
     const unsigned char *samples = img->pixels;
     for (int r = 0; r < rounds; r++) {
         for (int k = 0; k < 2; k++) {
-            double t0 = now_ns();
+            double t0 = bench_now_ns();
             if ((k + r) % 2 == 0) {
                 gencache_image_digest(img, d);
-                td[r] = now_ns() - t0;
+                td[r] = bench_now_ns() - t0;
             } else {
                 EVP_Digest(samples, bytes, md, &mdlen, EVP_sha256(), NULL);
-                ts[r] = now_ns() - t0;
+                ts[r] = bench_now_ns() - t0;
             }
         }
     }
@@ -162,8 +144,8 @@ static void bench_digest(int rounds, uint32_t w, uint32_t h)
     double *pr = calloc((size_t)rounds, sizeof *pr);
     for (int r = 0; r < rounds; r++)
         pr[r] = ts[r] / td[r];
-    double ratio = median(pr, rounds);
-    double dn = median(td, rounds), sn = median(ts, rounds);
+    double ratio = bench_median(pr, rounds);
+    double dn = bench_median(td, rounds), sn = bench_median(ts, rounds);
     printf("digest of %ux%u RGB (%.1f MB): gencache %.0f MB/s, OpenSSL SHA-256 of the same "
            "bytes %.0f MB/s (medians), ratio %.2fx (median of paired rounds)\n",
            w, h, bytes / 1e6, bytes / dn * 1e3, bytes / sn * 1e3, ratio);
@@ -193,12 +175,12 @@ static void bench_index(int rounds)
     gencache_hash_index *idx;
     if (gencache_hash_index_new(&idx) != 0)
         exit(1);
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     for (size_t i = 0; i < N; i++) {
         hashes[i] = rnd();
         gencache_hash_index_insert(idx, hashes[i], i);
     }
-    double build = now_ns() - t0;
+    double build = bench_now_ns() - t0;
     /* Queries: half near a stored hash (1-6 bits flipped), half random. */
     uint64_t *q = malloc(sizeof *q * QUERIES);
     for (int i = 0; i < QUERIES; i++) {
@@ -213,9 +195,9 @@ static void bench_index(int rounds)
     gencache_hash_hit hits[64];
     size_t count, total_hits = 0;
     for (int i = 0; i < QUERIES; i++) {
-        double s = now_ns();
+        double s = bench_now_ns();
         gencache_hash_index_query(idx, q[i], radius, hits, 64, &count);
-        ti[i] = now_ns() - s;
+        ti[i] = bench_now_ns() - s;
         total_hits += count;
     }
     /* The linear scan: one popcount per stored hash (the POPCNT instruction, as the index). */
@@ -224,12 +206,12 @@ static void bench_index(int rounds)
     int popcnt = __builtin_cpu_supports("popcnt");
     for (int r = 0; r < rounds; r++) {
         uint64_t qq = q[r % QUERIES];
-        double s = now_ns();
+        double s = bench_now_ns();
         size_t c = popcnt ? linear_scan(hashes, N, qq, radius) : 0;
-        tl[r] = now_ns() - s;
+        tl[r] = bench_now_ns() - s;
         scan_hits += c;
     }
-    double qi = median(ti, QUERIES), ql = median(tl, rounds);
+    double qi = bench_median(ti, QUERIES), ql = bench_median(tl, rounds);
     printf("near-duplicate query, radius %u over %d hashes: index %.1f us median, linear "
            "popcount scan %.1f us, ratio %.0fx (index built in %.2f s, %zu hits in %d "
            "queries)\n",

@@ -14,25 +14,7 @@
 #include <openssl/evp.h>
 
 #include "gencache.h"
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
+#include "bench_util.h"
 
 static const char PROMPT[] = /* 300 bytes */
     "A cinematic tracking shot of a red fox running through fresh snow at dawn, golden light "
@@ -74,7 +56,7 @@ int main(int argc, char **argv)
     char key[GENCACHE_KEY_MAX];
     int keyed = 0;
     for (int r = 0; r < rounds; r++) {
-        double t0 = now_ns();
+        double t0 = bench_now_ns();
         for (int i = 0; i < ITERS; i++) {
             gencache_request *req = NULL;
             if (gencache_request_parse(ks, json, json_len, 0, &req) != 0)
@@ -84,7 +66,7 @@ int main(int argc, char **argv)
                                               sizeof key) == 0;
             gencache_request_free(req);
         }
-        full[r] = (now_ns() - t0) / ITERS;
+        full[r] = (bench_now_ns() - t0) / ITERS;
     }
     gencache_request *req = NULL;
     if (gencache_request_parse(ks, json, json_len, 0, &req) != 0)
@@ -96,26 +78,26 @@ int main(int argc, char **argv)
                                        &doc_len[n_docs]) == 0)
             n_docs++;
     for (int r = 0; r < rounds; r++) {
-        double t0 = now_ns();
+        double t0 = bench_now_ns();
         for (int i = 0; i < ITERS; i++)
             for (size_t l = 0; l < n_layers; l++)
                 keyed += gencache_request_key(req, gencache_keyspace_layer_name(ks, l), key,
                                               sizeof key) == 0;
-        keys_only[r] = (now_ns() - t0) / ITERS;
+        keys_only[r] = (bench_now_ns() - t0) / ITERS;
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned md_len;
-        t0 = now_ns();
+        t0 = bench_now_ns();
         for (int i = 0; i < ITERS; i++)
             for (size_t d = 0; d < n_docs; d++) {
                 EVP_Digest(docs[d], doc_len[d], md, &md_len, EVP_sha256(), NULL);
                 sink += md[0];
             }
-        hash_only[r] = (now_ns() - t0) / ITERS;
+        hash_only[r] = (bench_now_ns() - t0) / ITERS;
     }
     sink += (size_t)keyed;
-    double mf = median(full, rounds), mk = median(keys_only, rounds),
-           mh = median(hash_only, rounds);
-    /* Sorted by median(): element 0 is the fastest round, the least disturbed by other load on a
+    double mf = bench_median(full, rounds), mk = bench_median(keys_only, rounds),
+           mh = bench_median(hash_only, rounds);
+    /* Sorted by bench_median(): element 0 is the fastest round, the least disturbed by other load on a
      * shared machine. */
     printf("fastest rounds: parse + keys %.2f us, keys only %.2f us, SHA-256 only %.2f us\n",
            full[0] / 1e3, keys_only[0] / 1e3, hash_only[0] / 1e3);
@@ -145,15 +127,15 @@ int main(int argc, char **argv)
     char *copy = malloc(4096);
     double *t = calloc((size_t)rounds, sizeof *t);
     for (int r = 0; r < rounds; r++) {
-        double t0 = now_ns();
+        double t0 = bench_now_ns();
         for (int p = 0; p < N_PROMPTS; p++) {
             const char *s = samples[p % 3];
             memcpy(copy, s, strlen(s) + 1);
             sink += (unsigned char)copy[0];
         }
-        t[r] = now_ns() - t0;
+        t[r] = bench_now_ns() - t0;
     }
-    double copy_ns = median(t, rounds), copy_fast = t[0];
+    double copy_ns = bench_median(t, rounds), copy_fast = t[0];
     printf("normalization, %d prompts of %zu bytes on average, one call each (median of %d):\n",
            N_PROMPTS, total / N_PROMPTS, rounds);
     printf("  %-10s %9.0f MB/s  (fastest round %.0f MB/s)\n", "memcpy", total / copy_ns * 1e3,
@@ -162,7 +144,7 @@ int main(int argc, char **argv)
         if (m == GENCACHE_NORM_TOKENS)
             continue;
         for (int r = 0; r < rounds; r++) {
-            double t0 = now_ns();
+            double t0 = bench_now_ns();
             for (int p = 0; p < N_PROMPTS; p++) {
                 const char *s = samples[p % 3];
                 char *out = NULL;
@@ -172,9 +154,9 @@ int main(int argc, char **argv)
                 sink += out_len;
                 gencache_free(out);
             }
-            t[r] = now_ns() - t0;
+            t[r] = bench_now_ns() - t0;
         }
-        double ns = median(t, rounds);
+        double ns = bench_median(t, rounds);
         printf("  %-10s %9.0f MB/s  %6.2f us/prompt  (%.1fx the copy's time; fastest round %.0f "
                "MB/s)\n",
                gencache_norm_mode_name((gencache_norm_mode)m), total / ns * 1e3,

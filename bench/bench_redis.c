@@ -13,26 +13,10 @@
 #include "../tests/unit/redis_server.h"
 #include "internal.h"
 #include "tier/redis.h"
+#include "bench_util.h"
 
 #define SIZE (1536u * 1024u)
 #define N    300
-
-static double now_us(void)
-{
-    return (double)gencache__clock_mono_ns() / 1e3;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 int main(int argc, char **argv)
 {
@@ -66,28 +50,28 @@ int main(int argc, char **argv)
     double tg[N], hg[N], tp[N], hp[N];
     for (int i = 0; i < N; i++) {
         uint64_t now = gencache__clock_realtime_ms(NULL);
-        double t0 = now_us();
+        double t0 = bench_now_us();
         t->ops->put(t, e, now);
-        tp[i] = now_us() - t0;
-        t0 = now_us();
+        tp[i] = bench_now_us() - t0;
+        t0 = bench_now_us();
         redisReply *r = redisCommand(c, "SET bench:plain %b", e->value, (size_t)SIZE);
-        hp[i] = now_us() - t0;
+        hp[i] = bench_now_us() - t0;
         freeReplyObject(r);
 
         gencache__entry *got = NULL;
-        t0 = now_us();
+        t0 = bench_now_us();
         if (t->ops->get(t, key, e->hash, now, true, &got) != GENCACHE_OK)
             return 1;
-        tg[i] = now_us() - t0;
+        tg[i] = bench_now_us() - t0;
         gencache__entry_release(got);
-        t0 = now_us();
+        t0 = bench_now_us();
         r = redisCommand(c, "GET bench:plain");
-        hg[i] = now_us() - t0;
+        hg[i] = bench_now_us() - t0;
         if (!r || r->type != REDIS_REPLY_STRING || r->len != SIZE)
             return 1;
         freeReplyObject(r);
     }
-    double mtg = median(tg, N), mhg = median(hg, N), mtp = median(tp, N), mhp = median(hp, N);
+    double mtg = bench_median(tg, N), mhg = bench_median(hg, N), mtp = bench_median(tp, N), mhp = bench_median(hp, N);
     printf("redis 1.5MiB GET (median us over %d): tier %.1f | hiredis GET %.1f | overhead %+.1f%% "
            "(goal <= 10%%)\n",
            N, mtg, mhg, (mtg / mhg - 1) * 100);

@@ -12,27 +12,9 @@
 
 #include "gencache.h"
 #include "tensor/tensor.h"
+#include "bench_util.h"
 
 #define RUNS 9
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static volatile unsigned char sink;
 
@@ -65,12 +47,12 @@ int main(int argc, char **argv)
 
     double t[RUNS];
     for (int i = 0; i < RUNS; i++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         memcpy(copy, src, bytes);
-        t[i] = now_s() - t0;
+        t[i] = bench_now_s() - t0;
         sink ^= copy[i];
     }
-    double memcpy_s = median(t, RUNS);
+    double memcpy_s = bench_median(t, RUNS);
     printf("tensor of %zu MiB f16 (%zu elements), median of %d runs\n", mib, n, RUNS);
     printf("%-36s %8.3f ms  %6.2f GB/s\n", "memcpy (baseline)", memcpy_s * 1e3,
            (double)bytes / memcpy_s / 1e9);
@@ -82,22 +64,22 @@ int main(int argc, char **argv)
         if (!impls[k])
             continue;
         for (int i = 0; i < RUNS; i++) {
-            double t0 = now_s();
+            double t0 = bench_now_s();
             size_t got;
             if (gencache__quant_encode_with(impls[k], &d, src, bytes, NULL, q, qsize, &got) != 0)
                 return 1;
-            t[i] = now_s() - t0;
+            t[i] = bench_now_s() - t0;
         }
-        double qs = median(t, RUNS);
+        double qs = bench_median(t, RUNS);
         for (int i = 0; i < RUNS; i++) {
-            double t0 = now_s();
+            double t0 = bench_now_s();
             size_t got;
             if (gencache__quant_decode_with(impls[k], q, qsize, GENCACHE_DTYPE_F16, back, bytes,
                                             &got) != 0)
                 return 1;
-            t[i] = now_s() - t0;
+            t[i] = bench_now_s() - t0;
         }
-        double ds = median(t, RUNS);
+        double ds = bench_median(t, RUNS);
         /* Per group of 128: each group's maximum and values are read while in L1, so the
          * tensor is read from memory once instead of twice. */
         gencache_quant_options go;
@@ -109,13 +91,13 @@ int main(int argc, char **argv)
         unsigned char *gq = malloc(gsize);
         memset(gq, 1, gsize);
         for (int i = 0; i < RUNS; i++) {
-            double t0 = now_s();
+            double t0 = bench_now_s();
             size_t got;
             if (gencache__quant_encode_with(impls[k], &d, src, bytes, &go, gq, gsize, &got) != 0)
                 return 1;
-            t[i] = now_s() - t0;
+            t[i] = bench_now_s() - t0;
         }
-        double gs = median(t, RUNS);
+        double gs = bench_median(t, RUNS);
         free(gq);
         char label[64];
         snprintf(label, sizeof label, "quantize f16->int8-group128 [%s]", impls[k]->name);
@@ -157,15 +139,15 @@ int main(int argc, char **argv)
     }
     double kt[RUNS], ct[RUNS];
     for (int i = 0; i < RUNS; i++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         for (int l = 0; l < LAYERS; l++) {
             gencache_kv_view w;
             if (gencache_kv_retrieve(kv, (uint32_t)l, POS, &w) != GENCACHE_OK)
                 return 1;
             sink ^= ((const unsigned char *)w.k)[0] ^ ((const unsigned char *)w.v)[row * POS - 1];
         }
-        kt[i] = now_s() - t0;
-        t0 = now_s();
+        kt[i] = bench_now_s() - t0;
+        t0 = bench_now_s();
         for (int l = 0; l < LAYERS; l++) {
             unsigned char *k = malloc(row * POS), *v = malloc(row * POS);
             for (int p = 0; p < POS; p++) {
@@ -176,9 +158,9 @@ int main(int argc, char **argv)
             free(k);
             free(v);
         }
-        ct[i] = now_s() - t0;
+        ct[i] = bench_now_s() - t0;
     }
-    double kvs = median(kt, RUNS), cs = median(ct, RUNS);
+    double kvs = bench_median(kt, RUNS), cs = bench_median(ct, RUNS);
     printf("KV retrieve %d positions x %d layers (%zu KiB a layer)\n", POS, LAYERS,
            2 * row * POS / 1024);
     printf("%-36s %8.3f us\n", "concatenate per-position rows", cs * 1e6);
@@ -207,15 +189,15 @@ int main(int argc, char **argv)
         next++;
         if (gencache_kv_prune(kv8, POS, NULL) != GENCACHE_OK)
             return 1;
-        double t0 = now_s();
+        double t0 = bench_now_s();
         for (int l = 0; l < LAYERS; l++) {
             gencache_kv_view w;
             if (gencache_kv_retrieve(kv8, (uint32_t)l, next, &w) != GENCACHE_OK)
                 return 1;
             sink ^= ((const unsigned char *)w.k)[0];
         }
-        cold[i] = now_s() - t0;
-        t0 = now_s();
+        cold[i] = bench_now_s() - t0;
+        t0 = bench_now_s();
         for (int l = 0; l < LAYERS; l++) {
             gencache_kv_view w;
             if (gencache_kv_append(kv8, (uint32_t)l, next, src, src + ELEMS) != GENCACHE_OK ||
@@ -224,11 +206,11 @@ int main(int argc, char **argv)
             sink ^= ((const unsigned char *)w.k)[0];
         }
         next++;
-        step[i] = now_s() - t0;
+        step[i] = bench_now_s() - t0;
         if (gencache_kv_prune(kv8, POS, NULL) != GENCACHE_OK)
             return 1;
     }
-    double k8c = median(cold, RUNS), k8s = median(step, RUNS);
+    double k8c = bench_median(cold, RUNS), k8s = bench_median(step, RUNS);
     printf("%-36s %8.3f us  %.2fx the concatenation's speed\n", "int8 rows, all dequantized",
            k8c * 1e6, cs / k8c);
     printf("%-36s %8.3f us  %.2fx the concatenation's speed\n", "int8 rows, append 1 + retrieve",

@@ -48,6 +48,31 @@ uint64_t gencache__clock_realtime_ms(void *userdata);
 /* Monotonic nanoseconds, for measuring durations. */
 uint64_t gencache__clock_mono_ns(void);
 
+/* ---- little-endian fields -------------------------------------------------------------------
+ * Every on-disk and on-wire layout of the project (tier records, quantized payloads, the hash
+ * index file) is little-endian whatever the host is. */
+static inline void gencache__le32_put(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline void gencache__le64_put(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline uint32_t gencache__le32_get(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t gencache__le64_get(const unsigned char *p)
+{
+    return (uint64_t)gencache__le32_get(p) | (uint64_t)gencache__le32_get(p + 4) << 32;
+}
+
 /* ---- checksums ----------------------------------------------------------------------------- */
 
 /* XXH3-64 of a value (the checksum every stored value carries), and of a key (hash tables). */

@@ -20,20 +20,6 @@ static const unsigned char MAGIC[8] = {'G', 'C', 'H', 'I', 'D', 'X', 0, 1};
 #define FILE_VERSION 1u
 #define HEADER_BYTES 24u
 
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static int errno_code(int e)
 {
     if (e == ENOSPC || e == EDQUOT)
@@ -78,18 +64,18 @@ int gencache_hash_index_save(gencache_hash_index *idx, const char *path)
         return GENCACHE_ENOMEM;
     }
     memcpy(buf, MAGIC, 8);
-    put_u64(buf + 8, FILE_VERSION);
-    put_u64(buf + 16, count);
+    gencache__le64_put(buf + 8, FILE_VERSION);
+    gencache__le64_put(buf + 16, count);
     unsigned char *p = buf + HEADER_BYTES;
     for (uint32_t s = 0; s < idx->slots; s++) {
         if (!idx->live[s])
             continue;
-        put_u64(p, idx->hashes[s]);
-        put_u64(p + 8, idx->ids[s]);
+        gencache__le64_put(p, idx->hashes[s]);
+        gencache__le64_put(p + 8, idx->ids[s]);
         p += 16;
     }
     pthread_rwlock_unlock(&idx->lock);
-    put_u64(p, gencache__checksum(buf, total - 8));
+    gencache__le64_put(p, gencache__checksum(buf, total - 8));
 
     int rc = GENCACHE_OK;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -149,14 +135,14 @@ int gencache_hash_index_load(const char *path, gencache_hash_index **out)
     uint64_t count = 0;
     if (got != size || memcmp(buf, MAGIC, 6) != 0) {
         rc = GENCACHE_EPARSE;
-    } else if (memcmp(buf, MAGIC, 8) != 0 || get_u64(buf + 8) != FILE_VERSION) {
+    } else if (memcmp(buf, MAGIC, 8) != 0 || gencache__le64_get(buf + 8) != FILE_VERSION) {
         rc = GENCACHE_EVERSION;
     } else {
-        count = get_u64(buf + 16);
+        count = gencache__le64_get(buf + 16);
         /* Check the count against the size before trusting it for anything. */
         if (count > (size - HEADER_BYTES - 8) / 16 || HEADER_BYTES + count * 16 + 8 != size)
             rc = GENCACHE_EPARSE;
-        else if (gencache__checksum(buf, size - 8) != get_u64(buf + size - 8))
+        else if (gencache__checksum(buf, size - 8) != gencache__le64_get(buf + size - 8))
             rc = GENCACHE_ECORRUPT;
     }
     gencache_hash_index *idx = NULL;
@@ -164,7 +150,7 @@ int gencache_hash_index_load(const char *path, gencache_hash_index **out)
         rc = gencache_hash_index_new(&idx);
     for (uint64_t i = 0; rc == GENCACHE_OK && i < count; i++) {
         const unsigned char *p = buf + HEADER_BYTES + i * 16;
-        rc = gencache__hidx_insert_unlocked(idx, get_u64(p), get_u64(p + 8));
+        rc = gencache__hidx_insert_unlocked(idx, gencache__le64_get(p), gencache__le64_get(p + 8));
     }
     free(buf);
     if (rc != GENCACHE_OK) {

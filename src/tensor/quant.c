@@ -24,44 +24,16 @@ typedef struct layout {
     uint64_t data_off, total;
 } layout;
 
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 static void put_f32(unsigned char *p, float f)
 {
     uint32_t b;
     memcpy(&b, &f, sizeof b);
-    put_u32(p, b);
+    gencache__le32_put(p, b);
 }
 
 static float get_f32(const unsigned char *p)
 {
-    uint32_t b = get_u32(p);
+    uint32_t b = gencache__le32_get(p);
     float f;
     memcpy(&f, &b, sizeof f);
     return f;
@@ -227,11 +199,11 @@ int gencache__quant_encode_with(const gencache__codec_kernels *k, const gencache
     out[5] = (unsigned char)o->codec;
     out[6] = (unsigned char)desc->dtype;
     out[7] = (unsigned char)desc->ndim;
-    put_u32(out + 8, o->codec == GENCACHE_CODEC_INT8_CHANNEL ? o->axis : 0);
-    put_u32(out + 12, o->codec == GENCACHE_CODEC_INT8_GROUP ? o->group_size : 0);
-    put_u64(out + 16, L.n_scales);
+    gencache__le32_put(out + 8, o->codec == GENCACHE_CODEC_INT8_CHANNEL ? o->axis : 0);
+    gencache__le32_put(out + 12, o->codec == GENCACHE_CODEC_INT8_GROUP ? o->group_size : 0);
+    gencache__le64_put(out + 16, L.n_scales);
     for (uint32_t i = 0; i < desc->ndim; i++)
-        put_u64(out + 24 + 8 * i, (uint64_t)desc->shape[i]);
+        gencache__le64_put(out + 24 + 8 * i, (uint64_t)desc->shape[i]);
     unsigned char *scales = out + QT_HEADER;
     int8_t *q = (int8_t *)(out + L.data_off);
     const unsigned char *x = data;
@@ -314,19 +286,19 @@ int gencache_quant_info_get(const void *payload, size_t size, gencache_quant_inf
     if (!is_float(d.dtype) || d.ndim > GENCACHE_MAX_DIMS)
         return GENCACHE_EPARSE;
     for (uint32_t i = 0; i < GENCACHE_MAX_DIMS; i++) {
-        uint64_t v = get_u64(p + 24 + 8 * i);
+        uint64_t v = gencache__le64_get(p + 24 + 8 * i);
         if (v > INT64_MAX || (i >= d.ndim && v != 0))
             return GENCACHE_EPARSE;
         d.shape[i] = (int64_t)v;
     }
-    uint32_t axis = get_u32(p + 8), group = get_u32(p + 12);
+    uint32_t axis = gencache__le32_get(p + 8), group = gencache__le32_get(p + 12);
     if ((codec != GENCACHE_CODEC_INT8_CHANNEL && axis != 0) ||
         (codec != GENCACHE_CODEC_INT8_GROUP && group != 0))
         return GENCACHE_EPARSE;
     layout L;
     if (make_layout(&d, codec, axis, group, &L) != GENCACHE_OK)
         return GENCACHE_EPARSE;
-    if (get_u64(p + 16) != L.n_scales || (uint64_t)size != L.total)
+    if (gencache__le64_get(p + 16) != L.n_scales || (uint64_t)size != L.total)
         return GENCACHE_EPARSE;
     for (uint64_t i = 0; i < L.n_scales; i++) {
         float s = get_f32(p + QT_HEADER + 4 * i);

@@ -20,34 +20,6 @@
 #define FLAG_PINNED  1u
 #define FLAG_SLIDING 2u
 
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 static size_t str_len(const char *s)
 {
     return s ? strlen(s) : 0;
@@ -63,11 +35,11 @@ size_t gencache__codec_size(const gencache__entry *e)
 static unsigned char *put_str(unsigned char *p, const char *s)
 {
     if (!s) {
-        put_u32(p, ABSENT);
+        gencache__le32_put(p, ABSENT);
         return p + 4;
     }
     size_t n = strlen(s);
-    put_u32(p, (uint32_t)n);
+    gencache__le32_put(p, (uint32_t)n);
     memcpy(p + 4, s, n);
     return p + 4 + n;
 }
@@ -75,9 +47,9 @@ static unsigned char *put_str(unsigned char *p, const char *s)
 static void put_mutable(unsigned char *p, uint64_t expires_ms, uint64_t last_access_ms,
                         uint64_t hits)
 {
-    put_u64(p + 40, expires_ms);
-    put_u64(p + 64, last_access_ms);
-    put_u64(p + 72, hits);
+    gencache__le64_put(p + 40, expires_ms);
+    gencache__le64_put(p + 64, last_access_ms);
+    gencache__le64_put(p + 72, hits);
 }
 
 int gencache__codec_encode(const gencache__entry *e, uint64_t expires_ms, uint64_t last_access_ms,
@@ -96,24 +68,24 @@ int gencache__codec_encode(const gencache__entry *e, uint64_t expires_ms, uint64
     unsigned char *p = buf;
     memcpy(p, GENCACHE__CODEC_MAGIC, 3);
     p[3] = GENCACHE__CODEC_VERSION;
-    put_u32(p + 4, (uint32_t)need);
-    put_u64(p + 8, e->sliding ? e->ttl_ms : 0);
-    put_u64(p + 16, e->size);
-    put_u64(p + 24, e->checksum);
-    put_u64(p + 32, e->created_ms);
-    put_u64(p + 48, e->ttl_ms);
-    put_u64(p + 56, e->cost_ms);
+    gencache__le32_put(p + 4, (uint32_t)need);
+    gencache__le64_put(p + 8, e->sliding ? e->ttl_ms : 0);
+    gencache__le64_put(p + 16, e->size);
+    gencache__le64_put(p + 24, e->checksum);
+    gencache__le64_put(p + 32, e->created_ms);
+    gencache__le64_put(p + 48, e->ttl_ms);
+    gencache__le64_put(p + 56, e->cost_ms);
     put_mutable(p, expires_ms, last_access_ms, hits);
-    put_u32(p + 80, (e->pinned ? FLAG_PINNED : 0) | (e->sliding ? FLAG_SLIDING : 0));
+    gencache__le32_put(p + 80, (e->pinned ? FLAG_PINNED : 0) | (e->sliding ? FLAG_SLIDING : 0));
     p[84] = (unsigned char)e->dtype;
     p[85] = (unsigned char)e->ndim;
     p[86] = p[87] = 0;
     unsigned char *q = p + FIXED_LEN;
     for (uint32_t i = 0; i < e->ndim; i++, q += 8)
-        put_u64(q, (uint64_t)e->shape[i]);
+        gencache__le64_put(q, (uint64_t)e->shape[i]);
     for (int i = 0; i < 5; i++)
         q = put_str(q, strs[i]);
-    put_u64(q, gencache__checksum(p, (size_t)(q - p)));
+    gencache__le64_put(q, gencache__checksum(p, (size_t)(q - p)));
     *len = need;
     return GENCACHE_OK;
 }
@@ -124,12 +96,12 @@ int gencache__codec_patch(void *buf, size_t len, uint64_t expires_ms, uint64_t l
     unsigned char *p = buf;
     if (len < GENCACHE__CODEC_MIN_LEN)
         return GENCACHE_ECORRUPT;
-    uint32_t n = get_u32(p + 4);
+    uint32_t n = gencache__le32_get(p + 4);
     if (n < GENCACHE__CODEC_MIN_LEN || n > len ||
-        get_u64(p + n - 8) != gencache__checksum(p, n - 8))
+        gencache__le64_get(p + n - 8) != gencache__checksum(p, n - 8))
         return GENCACHE_ECORRUPT;
     put_mutable(p, expires_ms, last_access_ms, hits);
-    put_u64(p + n - 8, gencache__checksum(p, n - 8));
+    gencache__le64_put(p + n - 8, gencache__checksum(p, n - 8));
     return GENCACHE_OK;
 }
 
@@ -148,7 +120,7 @@ static int take_str(const gencache_allocator *alloc, const unsigned char **p,
     *out = NULL;
     if (end - *p < 4)
         return GENCACHE_ECORRUPT;
-    uint32_t n = get_u32(*p);
+    uint32_t n = gencache__le32_get(*p);
     *p += 4;
     if (n == ABSENT)
         return GENCACHE_OK;
@@ -176,20 +148,20 @@ int gencache__codec_decode(const gencache_allocator *alloc, const void *buf, siz
         return p[3] > GENCACHE__CODEC_VERSION ? GENCACHE_EVERSION : GENCACHE_ECORRUPT;
     if (len < GENCACHE__CODEC_MIN_LEN)
         return GENCACHE_ECORRUPT;
-    uint32_t n = get_u32(p + 4);
+    uint32_t n = gencache__le32_get(p + 4);
     if (n < GENCACHE__CODEC_MIN_LEN || n > len ||
-        get_u64(p + n - 8) != gencache__checksum(p, n - 8))
+        gencache__le64_get(p + n - 8) != gencache__checksum(p, n - 8))
         return GENCACHE_ECORRUPT;
     const unsigned char *end = p + n - 8;
-    out->size = get_u64(p + 16);
-    out->checksum = get_u64(p + 24);
-    out->created_ms = get_u64(p + 32);
-    out->expires_ms = get_u64(p + 40);
-    out->ttl_ms = get_u64(p + 48);
-    out->cost_ms = get_u64(p + 56);
-    out->last_access_ms = get_u64(p + 64);
-    out->hits = get_u64(p + 72);
-    uint32_t flags = get_u32(p + 80);
+    out->size = gencache__le64_get(p + 16);
+    out->checksum = gencache__le64_get(p + 24);
+    out->created_ms = gencache__le64_get(p + 32);
+    out->expires_ms = gencache__le64_get(p + 40);
+    out->ttl_ms = gencache__le64_get(p + 48);
+    out->cost_ms = gencache__le64_get(p + 56);
+    out->last_access_ms = gencache__le64_get(p + 64);
+    out->hits = gencache__le64_get(p + 72);
+    uint32_t flags = gencache__le32_get(p + 80);
     out->pinned = flags & FLAG_PINNED;
     out->sliding = flags & FLAG_SLIDING;
     out->dtype = (gencache_dtype)p[84];
@@ -201,7 +173,7 @@ int gencache__codec_decode(const gencache_allocator *alloc, const void *buf, siz
     if ((size_t)(end - q) < 8u * out->ndim)
         return GENCACHE_ECORRUPT;
     for (uint32_t i = 0; i < out->ndim; i++, q += 8)
-        out->shape[i] = (int64_t)get_u64(q);
+        out->shape[i] = (int64_t)gencache__le64_get(q);
     char **strs[5] = {&out->key, &out->tenant, &out->model, &out->tags, &out->content_type};
     int rc = GENCACHE_OK;
     for (int i = 0; i < 5 && rc == GENCACHE_OK; i++)

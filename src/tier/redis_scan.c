@@ -23,18 +23,12 @@ static const char del_if_same[] = "if redis.call('GETRANGE', KEYS[1], 24, 39) ==
                                   "end\n"
                                   "return 0\n";
 
-static void le64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
 static int send_del_if_same(gencache__redis_conn *c, const char *rkey, size_t rlen,
                             uint64_t checksum, uint64_t created, uint64_t dl)
 {
     unsigned char ident[16];
-    le64(ident, checksum);
-    le64(ident + 8, created);
+    gencache__le64_put(ident, checksum);
+    gencache__le64_put(ident + 8, created);
     gencache__redis_arg a[5] = {{{"EVAL"}, {4}},
                                 {{del_if_same}, {sizeof del_if_same - 1}},
                                 {{"1"}, {1}},
