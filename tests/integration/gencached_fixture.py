@@ -163,3 +163,45 @@ def check_eq(actual, expected, what=""):
 def check(cond, what):
     if not cond:
         raise AssertionError(what)
+
+
+class Upstream:
+    """examples/upstream.py on a free loopback port: the generator behind POST /v1/generate."""
+
+    def __init__(self, *flags):
+        src = os.environ.get("GENCACHE_SOURCE_DIR") or os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "..", "..")
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(src, "examples", "upstream.py"), "--port", "0",
+             *flags],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent)
+        line = self.proc.stdout.readline().decode()
+        m = re.match(r"listening on (\d+)", line)
+        if not m:
+            self.stop()
+            raise RuntimeError("upstream.py did not start: %r" % line)
+        self.port = int(m.group(1))
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/generate" % self.port
+
+    def counts(self):
+        """{"calls": POSTs so far, "max_active": the most answered at once}."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            c.request("GET", "/calls")
+            import json
+            return json.loads(c.getresponse().read())
+        finally:
+            c.close()
+
+    def calls(self):
+        return self.counts()["calls"]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()

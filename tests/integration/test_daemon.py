@@ -590,7 +590,7 @@ def t_flags():
                        (["--threads", "0"], b"--threads"),
                        (["--threads", "x"], b"--threads"),
                        (["--log-level", "loud"], b"--log-level"),
-                       (["--config", "gencache.yaml"], b"not supported yet"),
+                       (["--config", "/nonexistent/gencache.yaml"], b"cannot open"),
                        (["--listen", "nocolon"], b"HOST:PORT"),
                        (["--listen", "127.0.0.1:99999"], b"bad port"),
                        (["--listen", "0.0.0.0:0"], b"loopback")):

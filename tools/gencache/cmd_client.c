@@ -502,10 +502,50 @@ static uint64_t num(json_t *obj, const char *name)
     return json_is_integer(v) ? (uint64_t)json_integer_value(v) : 0;
 }
 
+/* "1.5 GiB": bytes for people. */
+static const char *human_bytes(uint64_t n, char *out, size_t size)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(out, size, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+    return out;
+}
+
 static void print_stats(json_t *doc)
 {
     const char *name;
     json_t *v;
+    /* The summary first: what the cache is worth (hit ratio, GPU time saved, memory held). */
+    uint64_t all_lookups = 0, all_hits = 0, saved_ms = 0;
+    json_object_foreach(json_object_get(doc, "layers"), name, v)
+    {
+        all_lookups += num(v, "lookups");
+        all_hits += num(v, "hits");
+        saved_ms += num(v, "cost_ms_saved");
+    }
+    uint64_t saved_s = saved_ms / 1000;
+    printf("hit ratio %.1f%% (%llu of %llu lookups), GPU-seconds saved %.3f (%lluh%02llum%02llus)"
+           "\n",
+           all_lookups ? 100.0 * (double)all_hits / (double)all_lookups : 0.0,
+           (unsigned long long)all_hits, (unsigned long long)all_lookups,
+           (double)saved_ms / 1000.0, (unsigned long long)(saved_s / 3600),
+           (unsigned long long)(saved_s / 60 % 60), (unsigned long long)(saved_s % 60));
+    char hb[32];
+    json_object_foreach(json_object_get(doc, "tiers"), name, v)
+    {
+        printf("%s %s in %llu entries", name, human_bytes(num(v, "bytes"), hb, sizeof hb),
+               (unsigned long long)num(v, "entries"));
+        if (num(v, "max_bytes"))
+            printf(" (%.1f%% of %s)", 100.0 * (double)num(v, "bytes") / (double)num(v, "max_bytes"),
+                   human_bytes(num(v, "max_bytes"), hb, sizeof hb));
+        putchar('\n');
+    }
+    putchar('\n');
     printf("%-16s %12s %12s %7s %14s %10s\n", "layer", "lookups", "hits", "hit%", "saved_s",
            "puts");
     json_object_foreach(json_object_get(doc, "layers"), name, v)

@@ -31,6 +31,8 @@ static const cli_command commands[] = {
      "fetch tensor entries from a daemon into one safetensors file (tensor names = keys)"},
     {"import", cmd_import, "[--url URL] [--codec C] [--ttl SECONDS] FILE",
      "store each tensor of a safetensors file in a daemon (tensor names must be keys)"},
+    {"prewarm", cmd_prewarm, "[--url URL] [--token T] FILE.jsonl|-",
+     "run a file of requests (one JSON per line) through a daemon's proxy, with progress"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

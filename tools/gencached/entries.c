@@ -4,6 +4,9 @@
  * sent the last byte or dropped the connection, so an entry evicted meanwhile is still sent
  * whole. Every PUT header is checked before the body is read; only the tensor shape against the
  * body size has to wait for the body.
+ * With tenant tokens configured, an entry stored by tenant T carries meta.tenant = T (from the
+ * token only); in a layer whose scope is not global, any other tenant's GET, HEAD or DELETE of it
+ * is answered exactly like a miss, so no probe tells that it exists.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -50,6 +53,51 @@ static bool check_key(struct MHD_Connection *c, gcd_request *req, const char *ke
         *r = gcd_reply_gencache(c, req, err, "checking the key");
     }
     return false;
+}
+
+/* True when the key's layer is tenant- or session-scoped: its entries are private to a tenant. */
+static bool private_layer(gcd_server *srv, const char *key)
+{
+    char layer[64];
+    const char *slash = strchr(key, '/');
+    size_t n = slash ? (size_t)(slash - key) : strlen(key);
+    if (n >= sizeof layer)
+        return true;
+    memcpy(layer, key, n);
+    layer[n] = '\0';
+    gencache_layer_options lo;
+    gencache_layer_options_init(&lo);
+    if (gencache_layer_get(srv->cache, layer, &lo) != 0)
+        return true;
+    return lo.scope != GENCACHE_SCOPE_GLOBAL;
+}
+
+static bool owned_by(const gencache_meta *m, const char *tenant)
+{
+    return m->tenant && tenant && strcmp(m->tenant, tenant) == 0;
+}
+
+/* What a caller may see: everything in the tokenless mode and in global layers; in a private
+ * layer only its own entries. */
+static bool visible(gcd_request *req, bool private, const gencache_meta *m)
+{
+    return !req->tenant || !private || owned_by(m, req->tenant);
+}
+
+static enum MHD_Result reply_miss(struct MHD_Connection *c, gcd_request *req, const char *key)
+{
+    return gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "not_found", "no entry %s", key);
+}
+
+/* The layer part of a checked key, for the per-tenant counters. */
+static void layer_of(const char *key, char *out, size_t size)
+{
+    const char *slash = strchr(key, '/');
+    size_t n = slash ? (size_t)(slash - key) : strlen(key);
+    if (n >= size)
+        n = size - 1;
+    memcpy(out, key, n);
+    out[n] = '\0';
 }
 
 static void release_handle(void *cls)
@@ -114,8 +162,8 @@ static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m)
 }
 
 /* Answers with the entry decoded (an int8 payload, or ?as=): a new buffer, so no zero copy. */
-static enum MHD_Result reply_decoded(struct MHD_Connection *c, gcd_request *req,
-                                     gencache_handle *h, const char *as)
+static enum MHD_Result reply_decoded(struct MHD_Connection *c, gcd_request *req, gencache_handle *h,
+                                     const char *as)
 {
     const gencache_meta *m = gencache_handle_meta(h);
     gcd_decoded d;
@@ -165,7 +213,30 @@ static enum MHD_Result reply_decoded(struct MHD_Connection *c, gcd_request *req,
 
 static enum MHD_Result handle_delete(struct MHD_Connection *c, gcd_request *req, const char *key)
 {
+    char owner[GENCACHE_KEY_MAX] = "";
+    if (req->tenant) {
+        /* Look first: another tenant's private entry is a miss; a shared entry may be deleted
+         * only by the tenant that stored it. */
+        gencache_handle *h = NULL;
+        int perr = gencache_peek(req->srv->cache, key, &h);
+        if (perr == GENCACHE_ENOTFOUND)
+            return reply_miss(c, req, key);
+        if (perr != 0)
+            return gcd_reply_gencache(c, req, perr, "looking up the entry");
+        const gencache_meta *m = gencache_handle_meta(h);
+        bool mine = owned_by(m, req->tenant);
+        bool private = private_layer(req->srv, key);
+        snprintf(owner, sizeof owner, "%s", m->tenant ? m->tenant : "");
+        gencache_handle_release(h);
+        if (!mine && private)
+            return reply_miss(c, req, key);
+        if (!mine)
+            return gcd_reply_error(c, req, MHD_HTTP_FORBIDDEN, "forbidden",
+                                   "entry %s is shared and was stored by another tenant", key);
+    }
     int err = gencache_del(req->srv->cache, key);
+    if (owner[0])
+        gcd_quota_cancel(req->srv, owner, key);
     if (err == GENCACHE_ENOTFOUND)
         return gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "not_found", "no entry %s", key);
     if (err != 0)
@@ -183,12 +254,34 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req, c
     const char *as = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "as");
 
     bool head = strcmp(req->method, "HEAD") == 0;
+    bool private = req->tenant && private_layer(req->srv, key);
+    char layer[40];
+    layer_of(key, layer, sizeof layer);
     gencache_handle *h = NULL;
+    int err = 0;
+    if (private && !head) {
+        /* Peek first, so that another tenant's entry is neither counted nor touched. */
+        err = gencache_peek(req->srv->cache, key, &h);
+        if (err == 0 && !visible(req, private, gencache_handle_meta(h)))
+            err = GENCACHE_ENOTFOUND;
+        gencache_handle_release(h);
+        h = NULL;
+    }
     /* HEAD is a probe: it must not count as a use of the entry. */
-    int err =
-        head ? gencache_peek(req->srv->cache, key, &h) : gencache_get(req->srv->cache, key, &h);
+    if (err == 0)
+        err =
+            head ? gencache_peek(req->srv->cache, key, &h) : gencache_get(req->srv->cache, key, &h);
+    if (err == 0 && !visible(req, private, gencache_handle_meta(h))) {
+        gencache_handle_release(h); /* replaced by another tenant's entry meanwhile */
+        err = GENCACHE_ENOTFOUND;
+    }
+    if (!head && (err == 0 || err == GENCACHE_ENOTFOUND))
+        gcd_tenant_count(req->srv, req->tenant, layer, err ? GCD_COUNT_MISS : GCD_COUNT_HIT,
+                         err ? 0 : gencache_handle_meta(h)->cost_ms);
+    if (!head && err == 0)
+        gcd_metrics_hit(layer, gencache_handle_meta(h)->tier);
     if (err == GENCACHE_ENOTFOUND)
-        return gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "not_found", "no entry %s", key);
+        return reply_miss(c, req, key);
     if (err != 0)
         return gcd_reply_gencache(c, req, err, "looking up the entry");
 
@@ -361,8 +454,8 @@ enum MHD_Result gcd_entries_put_end(struct MHD_Connection *c, gcd_request *req, 
     size_t len = req->body_len;
     void *encoded = NULL;
     if (a->codec.codec != GENCACHE_CODEC_NONE) {
-        int err = gcd_codec_encode(&a->codec, m, bytes, len, &encoded, &len, a->ctype,
-                                   sizeof a->ctype);
+        int err =
+            gcd_codec_encode(&a->codec, m, bytes, len, &encoded, &len, a->ctype, sizeof a->ctype);
         if (err == GENCACHE_EINVAL)
             return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_tensor",
                                    "X-Gencache-Codec %s: the tensor holds NaN or Inf, or its "
@@ -372,10 +465,29 @@ enum MHD_Result gcd_entries_put_end(struct MHD_Connection *c, gcd_request *req, 
             return gcd_reply_gencache(c, req, err, "encoding the tensor");
         bytes = encoded;
     }
-    int err = gencache_put(req->srv->cache, key, bytes, len, m);
+    /* The owner comes from the token, never from the request. */
+    m->tenant = req->tenant;
+    if (gcd_preferred(req->srv, key))
+        m->pinned = 1;
+    char layer[40];
+    layer_of(key, layer, sizeof layer);
+    m->ttl_ms = gcd_pressure_ttl_ms(req->srv, req->tenant, layer, m->ttl_ms);
+    int err = gcd_quota_reserve(req->srv, req->tenant, key, len);
+    if (err == GENCACHE_EFULL) {
+        free(encoded);
+        const gcd_tenant *t = gcd_tenant_find(req->srv->cfg, req->tenant);
+        return gcd_reply_error(c, req, MHD_HTTP_INSUFFICIENT_STORAGE, "quota_exceeded",
+                               "storing %zu bytes would exceed tenant %s's quota of %llu bytes",
+                               len, req->tenant, (unsigned long long)(t ? t->quota_bytes : 0));
+    }
+    if (err == 0)
+        err = gencache_put(req->srv->cache, key, bytes, len, m);
     free(encoded);
-    if (err != 0)
+    if (err != 0) {
+        gcd_quota_cancel(req->srv, req->tenant, key);
         return gcd_reply_gencache(c, req, err, "storing the entry");
+    }
+    gcd_tenant_count(req->srv, req->tenant, layer, GCD_COUNT_PUT, 0);
 
     char json[256];
     int n = snprintf(json, sizeof json, "{\"key\":\"%s\",\"size\":%zu}", key, req->body_len);

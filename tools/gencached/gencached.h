@@ -18,6 +18,23 @@
 
 #include "gencache.h"
 
+/* ---- config.c (engineer A's block): tenants, layers, limits from gencache.yaml ------------- */
+
+/* A tenant's priority: high is never degraded, batch is evicted first under memory pressure. */
+typedef enum gcd_priority { GCD_PRIO_HIGH = 0, GCD_PRIO_NORMAL = 1, GCD_PRIO_BATCH = 2 } gcd_priority;
+
+/* One tenant of `tenants:`; its token is what a client sends as "Authorization: Bearer <token>". */
+typedef struct gcd_tenant {
+    char *name;
+    char *token;
+    size_t token_len;
+    gcd_priority priority;
+    uint64_t quota_bytes; /* 0: no quota */
+    bool admin;           /* sees the global /v1/stats and /metrics; invalidates any entries */
+} gcd_tenant;
+
+struct gcd_config_ext; /* config.c's private part (layers, regexes, ...) */
+
 /* What the flags configure; filled by main.c before the server starts, read-only afterwards. */
 typedef struct gcd_config {
     const char *listen;           /* "HOST:PORT" */
@@ -32,6 +49,16 @@ typedef struct gcd_config {
     gencache_log_level log_level;
     const char *redis_url;        /* shared Redis tier; NULL: none */
     unsigned redis_timeout_ms;    /* 0: the library's default */
+    /* From the config file (engineer A): */
+    const char *config_path;      /* NULL: built-in defaults only */
+    gcd_tenant *tenants;          /* n_tenants; none: the open, loopback-only mode */
+    size_t n_tenants;
+    const char *upstream_url;     /* upstream: url (NULL: none) */
+    unsigned upstream_timeout_ms; /* upstream: timeout; 0: the proxy's default */
+    unsigned prewarm_concurrency; /* prewarm: concurrency; 0: the prewarm's default */
+    unsigned upstream_concurrency; /* most upstream calls in flight (B's flag); 0: default 16 */
+    double pressure_warn_ratio;   /* memory_pressure: warn_ratio (default 0.85) */
+    struct gcd_config_ext *ext;
 } gcd_config;
 
 /* The running server: one per process. */
@@ -42,6 +69,7 @@ typedef struct gcd_server {
     struct MHD_Daemon *mhd;
     uint16_t port;       /* the port actually bound (differs from cfg when it asked 0) */
     uint64_t started_ms; /* wall clock at start, for uptime */
+    struct gcd_tenancy *tenancy; /* tenancy.c (A): per-tenant bytes, counters, memory pressure */
 } gcd_server;
 
 /* ---- log.c: timestamped lines on stderr ----------------------------------------------------- */
@@ -79,6 +107,10 @@ typedef struct gcd_request {
     unsigned status;    /* the status queued, for the access log */
     uint64_t start_ns;
     void *put; /* entries.c's parsed PUT headers, freed by it */
+    /* The caller's tenant name, from its bearer token (http.c, first call); NULL in the open,
+     * tokenless mode. Never taken from a body or another header. Points into the config. */
+    const char *tenant;
+    void *gen; /* generate.c's state of a proxied request (B), freed by gcd_generate_request_free */
 } gcd_request;
 
 enum {
@@ -87,16 +119,85 @@ enum {
     GCD_ROUTE_STATS,
     GCD_ROUTE_KEYS,
     GCD_ROUTE_ENTRY,
+    GCD_ROUTE_GENERATE, /* B: POST /v1/generate */
+    GCD_ROUTE_PREWARM,  /* B: POST /v1/prewarm */
+    GCD_ROUTE_JOB,      /* B: GET /v1/jobs/{id} */
+    GCD_ROUTE_METRICS,  /* B: GET /metrics */
+    GCD_ROUTE_INVALIDATE, /* A: POST /v1/invalidate, POST /invalidate?key=... */
 };
 
-/* Splits "HOST:PORT" (or "[V6]:PORT") and resolves it; refuses addresses beyond loopback.
- * Returns 0, or -1 after logging why. */
-int gcd_listen_resolve(const char *listen, struct sockaddr_storage *ss, socklen_t *len);
+/* Splits "HOST:PORT" (or "[V6]:PORT") and resolves it; refuses addresses beyond loopback unless
+ * any_address (tenant tokens are configured). Returns 0, or -1 after logging why. */
+int gcd_listen_resolve(const char *listen, bool any_address, struct sockaddr_storage *ss,
+                       socklen_t *len);
 /* Binds cfg->addr and starts the worker threads. Returns 0, or -1 after logging why. */
 int gcd_http_start(gcd_server *srv);
 /* Stops accepting, closes every connection (releasing the handles they held) and joins the
  * threads. */
 void gcd_http_stop(gcd_server *srv);
+
+/* ---- auth.c (engineer A): bearer tokens -> tenants ----------------------------------------- */
+
+/* First call of every request: with tenants configured, anything but /healthz needs a known
+ * "Authorization: Bearer <token>"; sets req->tenant (NULL in the tokenless mode). Returns true to
+ * go on, false after queueing 401 unauthorized (with WWW-Authenticate: Bearer) into *r. */
+bool gcd_auth_check(struct MHD_Connection *c, gcd_request *req, enum MHD_Result *r);
+/* The tenant a token maps to (constant-time comparison against every token), or NULL. */
+const gcd_tenant *gcd_auth_lookup(const gcd_config *cfg, const char *token, size_t len);
+/* The tenant of that name, or NULL (also for a NULL name). */
+const gcd_tenant *gcd_tenant_find(const gcd_config *cfg, const char *name);
+/* True in the open mode (no tenant) and for an admin tenant: global counters may be shown. */
+bool gcd_tenant_admin(const gcd_request *req);
+
+/* ---- tenancy.c (A): per-tenant stored bytes and quotas, counters, memory pressure ----------- */
+
+/* Creates and frees srv->tenancy (after the cache is open; before the server starts). */
+int gcd_tenancy_init(gcd_server *srv);
+void gcd_tenancy_free(gcd_server *srv);
+/* Before storing `size` bytes under `key` for `tenant` (NULL: nothing to do, returns 0): counts
+ * them against the tenant's quota_bytes (replacing what the key held for it). Returns 0, or
+ * GENCACHE_EFULL when the tenant's quota would be exceeded (nothing counted: answer 507
+ * quota_exceeded). Thread-safe. */
+int gcd_quota_reserve(gcd_server *srv, const char *tenant, const char *key, uint64_t size);
+/* The store after a successful reserve failed: gives the bytes back. Thread-safe. */
+void gcd_quota_cancel(gcd_server *srv, const char *tenant, const char *key);
+/* Re-counts a tenant's bytes (NULL: every tenant) against what the cache still holds (after a
+ * delete or an invalidation; entries the cache evicted or expired are dropped too). */
+void gcd_quota_reconcile(gcd_server *srv, const char *tenant);
+/* Bytes and entries counted for a tenant now. */
+void gcd_quota_usage(gcd_server *srv, const char *tenant, uint64_t *bytes, uint64_t *entries);
+
+/* Per-tenant counters (what GET /v1/stats shows a tenant). what: one of these. */
+enum { GCD_COUNT_HIT, GCD_COUNT_MISS, GCD_COUNT_PUT };
+void gcd_tenant_count(gcd_server *srv, const char *tenant, const char *layer, int what,
+                      uint64_t cost_ms);
+
+/* Memory pressure: the memory tier's bytes over its limit, as of the last check (every second),
+ * and the degradation step: 0 normal, 1 above memory_pressure.warn_ratio (batch tenants'
+ * entries are being evicted), 2 still above after that (new puts of non-high tenants get their
+ * TTL capped at memory_pressure.shortened_ttl). Thread-safe. */
+double gcd_pressure_ratio(gcd_server *srv);
+unsigned gcd_pressure_level(gcd_server *srv);
+/* Entries removed by the batch-priority step so far. */
+uint64_t gcd_pressure_evicted(gcd_server *srv);
+/* The TTL (ms; 0: the layer's default) a put by `tenant` into `layer` should use, given the one
+ * asked for: shortened at pressure level 2 unless the tenant has high priority. */
+uint64_t gcd_pressure_ttl_ms(gcd_server *srv, const char *tenant, const char *layer,
+                             uint64_t ttl_ms);
+/* One pressure check (main.c's loop calls it every second). */
+void gcd_pressure_check(gcd_server *srv);
+
+/* ---- config.c, keys.c, invalidate.c (A) ----------------------------------------------------- */
+
+/* True when text matches a `sensitive:` rule of the config: a request whose prompt or
+ * negative_prompt matches must not be cached (POST /v1/generate bypasses the cache). Thread-safe. */
+bool gcd_sensitive(gcd_server *srv, const char *text);
+/* True when `key` matches a `preferred:` pattern: store the entry pinned. */
+bool gcd_preferred(gcd_server *srv, const char *key);
+/* True when the request announces a body (Content-Length above 0, or chunked). */
+bool gcd_has_body(struct MHD_Connection *c);
+/* POST /v1/invalidate (JSON body) and POST /invalidate?key=... (query). */
+enum MHD_Result gcd_invalidate_handle(struct MHD_Connection *c, gcd_request *req);
 
 /* ---- reply.c: responses --------------------------------------------------------------------- */
 
@@ -172,5 +273,87 @@ int gcd_codec_decode(const gencache_meta *m, const void *data, size_t size, cons
 
 enum MHD_Result gcd_stats_handle(struct MHD_Connection *c, gcd_request *req);
 enum MHD_Result gcd_keys_handle(struct MHD_Connection *c, gcd_request *req);
+
+/* ---- generate.c, upstream.c, prewarm.c, metrics.c (engineer B): proxy, prewarm, metrics ---- */
+
+/* How a proxied generate request was served. */
+typedef enum gcd_gen_outcome {
+    GCD_GEN_HIT = 0,   /* the result layer had it */
+    GCD_GEN_MISS,      /* this request called the upstream and stored the answer */
+    GCD_GEN_COALESCED, /* waited for an identical request's upstream call */
+    GCD_GEN_BYPASS,    /* uncacheable (no seed, or sensitive): forwarded, not stored */
+    GCD_GEN_ERROR,     /* bad request, upstream failure, or shutdown: see the result's status */
+} gcd_gen_outcome;
+
+/* The answer to a proxied request, shared by every request that waited for the same upstream
+ * call; reference-counted, immutable once published. */
+typedef struct gcd_gen_result {
+    int refs;               /* atomic */
+    unsigned status;        /* 200, or the HTTP status of the error */
+    const char *error_code; /* static; NULL when status is 200 */
+    char message[300];      /* the error's message */
+    const void *data;       /* the generated bytes: owned, or a hit's handle's */
+    size_t size;
+    void *owned;             /* malloc'd data, or NULL */
+    gencache_handle *handle; /* a hit's read handle, or NULL */
+    char content_type[256];
+    char key[GENCACHE_KEY_MAX]; /* the result layer's key; "" for a bypass */
+    char tier[16];              /* the tier a hit came from; "" otherwise */
+    uint64_t cost_ms;           /* the stored cost of a hit; the upstream's duration otherwise */
+} gcd_gen_result;
+
+gcd_gen_result *gcd_gen_result_retain(gcd_gen_result *r);
+void gcd_gen_result_release(gcd_gen_result *r);
+
+/* Called once per submission with the outcome and a borrowed result (retain it to keep it); from
+ * the submitting thread (hits, bad requests) or from an upstream worker thread. */
+typedef void (*gcd_gen_done_fn)(void *ctx, gcd_gen_outcome outcome, gcd_gen_result *res);
+
+/* Starts and stops the proxy's upstream workers. Stop fails every queued or running call
+ * (waiters get 503 shutting_down) and returns when no callback is left to run. */
+int gcd_generate_start(gcd_server *srv);
+void gcd_generate_stop(void);
+/* Runs one request JSON through the cache: hit, coalesced wait, upstream call or bypass. body is
+ * copied; tenant (NULL: none) must outlive the call only. done is always called exactly once. */
+void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const char *tenant,
+                         gcd_gen_done_fn done, void *ctx);
+/* POST /v1/generate with its complete body; suspends the connection while the upstream runs and
+ * answers when resumed (MHD calls it again). */
+enum MHD_Result gcd_generate_handle(struct MHD_Connection *c, gcd_request *req);
+void gcd_generate_request_free(gcd_request *req);
+
+/* upstream.c: one blocking POST of a JSON body to the upstream generator (libcurl). */
+typedef enum gcd_upstream_outcome {
+    GCD_UPSTREAM_OK = 0,
+    GCD_UPSTREAM_ERROR,   /* refused, reset, error status, oversize answer */
+    GCD_UPSTREAM_TIMEOUT, /* no complete answer within the timeout */
+} gcd_upstream_outcome;
+typedef struct gcd_upstream_reply {
+    gcd_upstream_outcome outcome;
+    long http_status;       /* the upstream's status; 0 when none came */
+    void *data;             /* malloc'd answer body (OK only) */
+    size_t size;
+    char content_type[256]; /* the upstream's Content-Type */
+    char message[256];      /* why it failed */
+    uint64_t duration_ms;
+} gcd_upstream_reply;
+/* Global libcurl setup; call once before any thread uses curl. Returns 0 or -1. */
+int gcd_upstream_init(void);
+void gcd_upstream_cleanup(void);
+/* cancel (may be NULL) is polled during the transfer: nonzero aborts it as an error. */
+void gcd_upstream_call(const char *url, unsigned timeout_ms, const char *body, size_t len,
+                       uint64_t max_bytes, const int *cancel, gcd_upstream_reply *out);
+
+/* prewarm.c: POST /v1/prewarm and GET /v1/jobs/{id}. */
+void gcd_prewarm_stop(void); /* after gcd_generate_stop(): frees every job */
+enum MHD_Result gcd_prewarm_handle(struct MHD_Connection *c, gcd_request *req);
+enum MHD_Result gcd_jobs_handle(struct MHD_Connection *c, gcd_request *req, const char *id);
+
+/* metrics.c: GET /metrics and the counters only the daemon sees. */
+enum MHD_Result gcd_metrics_handle(struct MHD_Connection *c, gcd_request *req);
+void gcd_metrics_request(int route, double seconds); /* http.c's on_completed */
+void gcd_metrics_hit(const char *layer, const char *tier); /* a hit served, by tier */
+void gcd_metrics_coalesced(void);
+void gcd_metrics_upstream(gcd_upstream_outcome outcome);
 
 #endif

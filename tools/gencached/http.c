@@ -34,6 +34,18 @@ static int route_of(const char *url, const char **key)
         return GCD_ROUTE_STATS;
     if (strcmp(url, "/v1/keys") == 0)
         return GCD_ROUTE_KEYS;
+    if (strcmp(url, "/v1/invalidate") == 0 || strcmp(url, "/invalidate") == 0) /* A */
+        return GCD_ROUTE_INVALIDATE;
+    if (strcmp(url, "/v1/generate") == 0) /* B */
+        return GCD_ROUTE_GENERATE;
+    if (strcmp(url, "/v1/prewarm") == 0)
+        return GCD_ROUTE_PREWARM;
+    if (strcmp(url, "/metrics") == 0)
+        return GCD_ROUTE_METRICS;
+    if (strncmp(url, "/v1/jobs/", 9) == 0) {
+        *key = url + 9;
+        return GCD_ROUTE_JOB;
+    }
     if (strncmp(url, ENTRY_PREFIX, sizeof ENTRY_PREFIX - 1) == 0) {
         *key = url + sizeof ENTRY_PREFIX - 1;
         return GCD_ROUTE_ENTRY;
@@ -132,7 +144,21 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, gcd_request *req, cons
             return gcd_reply_method(c, req, "GET, HEAD");
         return gcd_stats_handle(c, req);
     case GCD_ROUTE_KEYS:
+    case GCD_ROUTE_GENERATE:
+    case GCD_ROUTE_PREWARM:
         return gcd_reply_method(c, req, "POST");
+    case GCD_ROUTE_METRICS:
+        if (!is_method(req, "GET") && !is_method(req, "HEAD"))
+            return gcd_reply_method(c, req, "GET, HEAD");
+        return gcd_metrics_handle(c, req);
+    case GCD_ROUTE_JOB:
+        if (!is_method(req, "GET") && !is_method(req, "HEAD"))
+            return gcd_reply_method(c, req, "GET, HEAD");
+        return gcd_jobs_handle(c, req, key);
+    case GCD_ROUTE_INVALIDATE: /* POST without any body: the filter is in the query */
+        if (!is_method(req, "POST"))
+            return gcd_reply_method(c, req, "POST");
+        return gcd_invalidate_handle(c, req);
     case GCD_ROUTE_ENTRY:
         if (is_method(req, "GET") || is_method(req, "HEAD") || is_method(req, "DELETE"))
             return gcd_entries_handle(c, req, key);
@@ -163,19 +189,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         req->route = route;
         snprintf(req->method, sizeof req->method, "%s", method);
         snprintf(req->path, sizeof req->path, "%s", url);
+        /* Bearer token -> req->tenant (auth.c); refused at once, before any body is read. */
+        enum MHD_Result auth_r = MHD_YES;
+        if (!gcd_auth_check(c, req, &auth_r))
+            return auth_r;
 
         bool put = route == GCD_ROUTE_ENTRY && is_method(req, "PUT");
-        bool post = route == GCD_ROUTE_KEYS && is_method(req, "POST");
+        bool post = (route == GCD_ROUTE_KEYS || route == GCD_ROUTE_GENERATE ||
+                     route == GCD_ROUTE_PREWARM) &&
+                    is_method(req, "POST");
         /* Answered on the next call, once MHD has the whole request: a response queued now
          * would make MHD close the connection (it cannot know the request is over), and
          * keep-alive matters for small GETs. */
+        /* POST /invalidate?key=... may come with no body at all (A). */
+        if (route == GCD_ROUTE_INVALIDATE && is_method(req, "POST") && gcd_has_body(c))
+            post = true;
         if (!put && !post)
             return MHD_YES;
         req->wants_body = true;
 
         req->body_limit = srv->cfg->max_body;
         /* POST /v1/keys bodies are small JSON documents. */
-        if (post && req->body_limit > GENCACHE_REQUEST_MAX_BYTES)
+        if (post && route != GCD_ROUTE_PREWARM && req->body_limit > GENCACHE_REQUEST_MAX_BYTES)
             req->body_limit = GENCACHE_REQUEST_MAX_BYTES;
         enum MHD_Result r = MHD_YES;
         if (refuse_body(c, req, &r))
@@ -216,6 +251,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                (unsigned long long)req->body_limit);
     if (req->route == GCD_ROUTE_KEYS)
         return gcd_keys_handle(c, req);
+    if (req->route == GCD_ROUTE_INVALIDATE)
+        return gcd_invalidate_handle(c, req);
+    if (req->route == GCD_ROUTE_GENERATE)
+        return gcd_generate_handle(c, req);
+    if (req->route == GCD_ROUTE_PREWARM)
+        return gcd_prewarm_handle(c, req);
     return gcd_entries_put_end(c, req, key);
 }
 
@@ -229,17 +270,20 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         return;
     *con_cls = NULL;
     double ms = (double)(gcd_mono_ns() - req->start_ns) / 1e6;
+    gcd_metrics_request(req->route, ms / 1e3);
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
         gcd_log(GENCACHE_LOG_DEBUG, "%s %s %u %.3f ms", req->method, req->path, req->status, ms);
     else
         gcd_log(GENCACHE_LOG_DEBUG, "%s %s %u %.3f ms (terminated: %d)", req->method, req->path,
                 req->status, ms, (int)toe);
     gcd_entries_request_free(req);
+    gcd_generate_request_free(req);
     free(req->body);
     free(req);
 }
 
-int gcd_listen_resolve(const char *listen, struct sockaddr_storage *ss, socklen_t *len)
+int gcd_listen_resolve(const char *listen, bool any_address, struct sockaddr_storage *ss,
+                       socklen_t *len)
 {
     char host[256];
     const char *colon = strrchr(listen, ':');
@@ -272,19 +316,20 @@ int gcd_listen_resolve(const char *listen, struct sockaddr_storage *ss, socklen_
     *len = ai->ai_addrlen;
     freeaddrinfo(ai);
 
-    /* Tenants and their tokens come with the config file; until then nothing but this host may
-     * reach the cache. */
-    bool loopback = false;
+    /* Without tenant tokens nothing but this host may reach the cache. */
+    bool loopback = any_address;
     if (ss->ss_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-        loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+        loopback = loopback || (ntohl(in->sin_addr.s_addr) >> 24) == 127;
     } else if (ss->ss_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-        loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+        loopback = loopback || IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
     }
     if (!loopback) {
         gcd_log(GENCACHE_LOG_ERROR,
-                "--listen '%s': refusing to listen beyond loopback without tenant tokens", listen);
+                "listen '%s': refusing to listen beyond loopback without tenant tokens (tenants: "
+                "in the config file)",
+                listen);
         return -1;
     }
     return 0;
@@ -294,7 +339,11 @@ int gcd_http_start(gcd_server *srv)
 {
     const gcd_config *cfg = srv->cfg;
     struct sockaddr_storage ss = cfg->addr;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    if (gcd_generate_start(srv) != 0) /* the proxy's upstream workers (B) */
+        return -1;
+    /* Suspend/resume: a proxied request waits for its upstream without holding a thread. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     srv->mhd = MHD_start_daemon(
@@ -310,6 +359,7 @@ int gcd_http_start(gcd_server *srv)
     if (!srv->mhd) {
         gcd_log(GENCACHE_LOG_ERROR, "cannot listen on %s (address in use, or no permission?)",
                 cfg->listen);
+        gcd_generate_stop();
         return -1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -319,7 +369,10 @@ int gcd_http_start(gcd_server *srv)
 
 void gcd_http_stop(gcd_server *srv)
 {
+    /* Every suspended connection is resumed (answered 503) before MHD may stop. */
+    gcd_generate_stop();
     if (srv->mhd)
         MHD_stop_daemon(srv->mhd);
     srv->mhd = NULL;
+    gcd_prewarm_stop();
 }

@@ -1,6 +1,7 @@
 /*
- * main.c: gencached, the HTTP daemon over libgencache. It reads the flags, opens the cache,
- * starts the server and then waits for SIGINT or SIGTERM. Those signals are blocked in every
+ * main.c: gencached, the HTTP daemon over libgencache. It loads the config file (config.c) and
+ * then the flags over it, opens the cache, applies the configured layers, starts the server and
+ * then waits for SIGINT or SIGTERM, checking memory pressure every second meanwhile. Those signals are blocked in every
  * thread before any thread starts and taken with sigwait() here, so the shutdown (stop the
  * server, close the cache) runs in ordinary code, never in a signal handler.
  */
@@ -16,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gencached.h"
+#include "config.h"
 
 #define DEFAULT_LISTEN   "127.0.0.1:8787"
 #define DEFAULT_DATA_DIR "./gencache-data"
@@ -29,9 +30,12 @@ static void usage(FILE *out)
             "usage: gencached [OPTIONS]\n\n"
             "The gencache daemon: an HTTP API over a gencache cache (see docs/daemon.md).\n\n"
             "options:\n"
-            "  --config FILE          configuration file (not supported yet)\n"
+            "  --config FILE          configuration file, gencache.yaml (docs/config.md);\n"
+            "                         the other flags override what it sets\n"
+            "  --check-config FILE    validate a configuration file, print a summary, exit\n"
             "  --listen HOST:PORT     address to listen on (default " DEFAULT_LISTEN "; port 0\n"
-            "                         picks a free one); loopback addresses only for now\n"
+            "                         picks a free one); loopback only unless the config\n"
+            "                         names tenants with tokens\n"
             "  --data-dir DIR         disk tier directory, created if absent\n"
             "                         (default " DEFAULT_DATA_DIR ")\n"
             "  --max-memory BYTES     memory tier limit (suffixes K, M, G, T; default 1G)\n"
@@ -42,6 +46,10 @@ static void usage(FILE *out)
             "  --threads N            worker threads (default: the number of CPUs)\n"
             "  --max-connections N    concurrent connections (default 1024)\n"
             "  --timeout SECONDS      idle connection timeout (default 60)\n"
+            "  --upstream URL         generator POST /v1/generate forwards misses to\n"
+            "  --upstream-timeout S   longest upstream call in seconds (default 120)\n"
+            "  --upstream-concurrency N  most upstream calls at once (default 16)\n"
+            "  --prewarm-concurrency N   requests a prewarm job runs at once (default 4)\n"
             "  --log-level LEVEL      error, warn, info or debug (default info; debug logs\n"
             "                         every request)\n"
             "  --help                 show this help and exit\n"
@@ -150,11 +158,35 @@ static void bad_usage(const char *fmt, const char *arg)
     fputs(" (try --help)\n", stderr);
 }
 
+/* The file named by --config FILE, --config=FILE or --check-config (which sets *check). Returns
+ * NULL when none; sets *bad when the flag has no value. */
+static const char *find_config(int argc, char **argv, bool *check, bool *bad)
+{
+    const char *path = NULL;
+    *check = *bad = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool chk = strncmp(a, "--check-config", 14) == 0;
+        size_t n = chk ? 14 : strncmp(a, "--config", 8) == 0 ? 8 : 0;
+        if (!n || (a[n] != '\0' && a[n] != '='))
+            continue;
+        if (a[n] == '=')
+            path = a + n + 1;
+        else if (i + 1 < argc)
+            path = argv[++i];
+        else
+            *bad = true;
+        *check = *check || chk;
+    }
+    return path;
+}
+
 /* Fills cfg from argv. Returns -1 to exit 0 (help, version), 0 to run, 2 on bad usage. */
 static int parse_args(int argc, char **argv, gcd_config *cfg)
 {
     enum {
         O_CONFIG = 256,
+        O_CHECK_CONFIG,
         O_LISTEN,
         O_DATA,
         O_MEM,
@@ -166,11 +198,16 @@ static int parse_args(int argc, char **argv, gcd_config *cfg)
         O_LEVEL,
         O_REDIS,
         O_REDIS_TIMEOUT,
+        O_UPSTREAM, /* B: the proxy's flags (override the config file) */
+        O_UPSTREAM_TIMEOUT,
+        O_UPSTREAM_CONC,
+        O_PREWARM_CONC,
         O_HELP,
         O_VERSION
     };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, O_CONFIG},
+        {"check-config", required_argument, NULL, O_CHECK_CONFIG},
         {"listen", required_argument, NULL, O_LISTEN},
         {"data-dir", required_argument, NULL, O_DATA},
         {"max-memory", required_argument, NULL, O_MEM},
@@ -182,6 +219,10 @@ static int parse_args(int argc, char **argv, gcd_config *cfg)
         {"log-level", required_argument, NULL, O_LEVEL},
         {"redis", required_argument, NULL, O_REDIS},
         {"redis-timeout", required_argument, NULL, O_REDIS_TIMEOUT},
+        {"upstream", required_argument, NULL, O_UPSTREAM},
+        {"upstream-timeout", required_argument, NULL, O_UPSTREAM_TIMEOUT},
+        {"upstream-concurrency", required_argument, NULL, O_UPSTREAM_CONC},
+        {"prewarm-concurrency", required_argument, NULL, O_PREWARM_CONC},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -191,11 +232,8 @@ static int parse_args(int argc, char **argv, gcd_config *cfg)
     while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (opt) {
         case O_CONFIG:
-            fprintf(stderr,
-                    "gencached: --config %s: config files are not supported yet; "
-                    "use the command-line flags\n",
-                    optarg);
-            return 2;
+        case O_CHECK_CONFIG:
+            break; /* loaded by find_config() before the other flags */
         case O_LISTEN:
             cfg->listen = optarg;
             break;
@@ -255,6 +293,32 @@ static int parse_args(int argc, char **argv, gcd_config *cfg)
                 return 2;
             }
             break;
+        case O_UPSTREAM:
+            if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0) {
+                bad_usage("bad --upstream '%s': expected an http:// or https:// URL", optarg);
+                return 2;
+            }
+            cfg->upstream_url = optarg;
+            break;
+        case O_UPSTREAM_TIMEOUT: {
+            char *end = NULL;
+            double sec = strtod(optarg, &end);
+            if (!end || end == optarg || *end || !(sec >= 0.001 && sec <= 86400)) {
+                bad_usage("bad --upstream-timeout '%s': expected 0.001 to 86400 seconds", optarg);
+                return 2;
+            }
+            cfg->upstream_timeout_ms = (unsigned)(sec * 1000 + 0.5);
+            break;
+        }
+        case O_UPSTREAM_CONC:
+        case O_PREWARM_CONC:
+            if (parse_uint(optarg, 1, 1024,
+                           opt == O_UPSTREAM_CONC ? &cfg->upstream_concurrency
+                                                  : &cfg->prewarm_concurrency) != 0) {
+                bad_usage("bad concurrency '%s': expected 1 to 1024", optarg);
+                return 2;
+            }
+            break;
         case O_LEVEL:
             if (parse_level(optarg, &cfg->log_level) != 0) {
                 bad_usage("bad --log-level '%s': expected error, warn, info or debug", optarg);
@@ -295,13 +359,45 @@ int main(int argc, char **argv)
         .timeout_s = 60,
         .log_level = GENCACHE_LOG_INFO,
     };
+    /* The config file first, so that every other flag overrides what it sets. */
+    bool check = false, no_value = false;
+    const char *config = find_config(argc, argv, &check, &no_value);
+    if (config && !no_value) {
+        char err[512];
+        if (gcd_config_load(config, &cfg, err, sizeof err) != 0) {
+            fprintf(stderr, "gencached: %s\n", err);
+            gcd_config_free(&cfg);
+            return 2;
+        }
+    }
     int rc = parse_args(argc, argv, &cfg);
-    if (rc != 0)
+    if (rc != 0) {
+        gcd_config_free(&cfg);
         return rc < 0 ? 0 : rc;
+    }
     gcd_log_set_level(cfg.log_level);
     socklen_t addr_len;
-    if (gcd_listen_resolve(cfg.listen, &cfg.addr, &addr_len) != 0)
+    if (gcd_listen_resolve(cfg.listen, cfg.n_tenants > 0, &cfg.addr, &addr_len) != 0) {
+        gcd_config_free(&cfg);
         return 2;
+    }
+    if (check) {
+        /* The layer recipes are checked by applying them to a throwaway memory-only cache. */
+        gencache *probe = NULL;
+        gencache_keyspace *ks = NULL;
+        gencache_options po;
+        gencache_options_init(&po);
+        po.log_fn = gcd_log_library;
+        int ok = gencache_open(&probe, &po) == 0 && gencache_keyspace_new(&ks) == 0 &&
+                 gcd_config_apply(&cfg, probe, ks) == 0;
+        gencache_keyspace_free(ks);
+        gencache_close(probe);
+        if (ok)
+            gcd_config_print(&cfg, stdout);
+        gcd_config_free(&cfg);
+        return ok ? 0 : 2;
+    }
+    bool disk = !(cfg.ext && cfg.ext->disk_disabled);
 
     /* Every thread started from here on (the cache's, MHD's) inherits this mask, so the signals
      * reach only the sigwait() below. */
@@ -312,7 +408,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (make_dirs(cfg.data_dir) != 0) {
+    if (disk && make_dirs(cfg.data_dir) != 0) {
         gcd_log(GENCACHE_LOG_ERROR, "cannot create data directory %s: %s", cfg.data_dir,
                 strerror(errno));
         return 1;
@@ -324,8 +420,14 @@ int main(int argc, char **argv)
         opts.mem_max_bytes = cfg.max_memory;
     if (cfg.max_disk)
         opts.disk_max_bytes = cfg.max_disk;
-    opts.data_dir = cfg.data_dir;
+    opts.data_dir = disk ? cfg.data_dir : NULL;
     opts.redis_url = cfg.redis_url;
+    if (cfg.ext) {
+        opts.mem_max_entries = cfg.ext->mem_max_entries;
+        opts.disk_max_entries = cfg.ext->disk_max_entries;
+        if (cfg.ext->redis_max_value_bytes)
+            opts.redis_max_value_bytes = cfg.ext->redis_max_value_bytes;
+    }
     if (cfg.redis_timeout_ms)
         opts.redis_timeout_ms = cfg.redis_timeout_ms;
     opts.log_fn = gcd_log_library;
@@ -344,23 +446,34 @@ int main(int argc, char **argv)
         gencache_close(srv.cache);
         return 1;
     }
-    if (gcd_http_start(&srv) != 0) {
+    if (gcd_config_apply(&cfg, srv.cache, srv.keyspace) != 0 || gcd_tenancy_init(&srv) != 0 ||
+        gcd_http_start(&srv) != 0) {
+        gcd_tenancy_free(&srv);
         gencache_keyspace_free(srv.keyspace);
         gencache_close(srv.cache);
+        gcd_config_free(&cfg);
         return 1;
     }
+    if (cfg.n_tenants)
+        gcd_log(GENCACHE_LOG_INFO, "%zu tenants; requests need a bearer token", cfg.n_tenants);
     gcd_log(GENCACHE_LOG_INFO,
             "gencached %s listening on %s (port %u), data in %s, redis %s, %u threads",
-            gencache_version(), cfg.listen, (unsigned)srv.port, cfg.data_dir,
+            gencache_version(), cfg.listen, (unsigned)srv.port, disk ? cfg.data_dir : "(no disk)",
             cfg.redis_url ? cfg.redis_url : "off", cfg.threads);
 
-    /* Expired entries are misses already; the sweep gives their memory and disk back. */
+    /* Memory pressure is checked every second. Expired entries are misses already; the sweep
+     * every MAINTAIN_INTERVAL_S gives their memory and disk back, and re-counts the tenants'
+     * bytes against what the cache still holds. */
     int sig = 0;
-    struct timespec sweep = {.tv_sec = MAINTAIN_INTERVAL_S};
-    for (;;) {
-        sig = sigtimedwait(&stop_signals, NULL, &sweep);
+    struct timespec tick = {.tv_sec = 1};
+    for (unsigned ticks = 1;; ticks++) {
+        sig = sigtimedwait(&stop_signals, NULL, &tick);
         if (sig == SIGINT || sig == SIGTERM)
             break;
+        gcd_pressure_check(&srv);
+        if (ticks % MAINTAIN_INTERVAL_S != 0)
+            continue;
+        gcd_quota_reconcile(&srv, NULL);
         uint64_t n = 0;
         if (gencache_maintain(srv.cache, &n) == GENCACHE_OK && n)
             gcd_log(GENCACHE_LOG_DEBUG, "maintenance: %llu expired entries removed",
@@ -368,8 +481,10 @@ int main(int argc, char **argv)
     }
     gcd_log(GENCACHE_LOG_INFO, "%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     gcd_http_stop(&srv);
+    gcd_tenancy_free(&srv);
     gencache_keyspace_free(srv.keyspace);
     gencache_close(srv.cache);
+    gcd_config_free(&cfg);
     gcd_log(GENCACHE_LOG_INFO, "stopped");
     return 0;
 }

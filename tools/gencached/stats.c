@@ -2,13 +2,15 @@
  * stats.c: GET /v1/stats, the library's counters as JSON. Layers and tiers are objects keyed by
  * name, so a client reads one counter without searching a list; the numbers are the snapshot
  * gencache_stats_get() takes (each counter atomic, the set not one instant).
+ * A caller with a tenant token sees only its own counters (tenancy.c): the library's counters
+ * are global, and tier sizes, hit counts or invalidations would tell it about other tenants.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
-#include "gencached.h"
+#include "config.h"
 
 static json_t *layer_json(const gencache_layer_stats *l)
 {
@@ -43,8 +45,30 @@ static json_t *tier_json(const gencache_tier_stats *t)
     return o;
 }
 
+static enum MHD_Result reply_json(struct MHD_Connection *c, gcd_request *req, json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+    json_decref(doc);
+    if (!text)
+        return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "writing the counters");
+    enum MHD_Result r =
+        gcd_reply_bytes(c, req, MHD_HTTP_OK, "application/json", text, strlen(text));
+    free(text);
+    return r;
+}
+
 enum MHD_Result gcd_stats_handle(struct MHD_Connection *c, gcd_request *req)
 {
+    if (!gcd_tenant_admin(req)) {
+        json_t *doc = gcd_tenancy_stats_json(req->srv, req->tenant);
+        if (doc) {
+            uint64_t now = gcd_now_ms();
+            json_object_set_new(doc, "version", json_string(gencache_version()));
+            json_object_set_new(doc, "uptime_s",
+                                json_integer((json_int_t)((now - req->srv->started_ms) / 1000)));
+        }
+        return reply_json(c, req, doc);
+    }
     gencache_stats *st = calloc(1, sizeof *st);
     if (!st)
         return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "reading the counters");
@@ -66,12 +90,11 @@ enum MHD_Result gcd_stats_handle(struct MHD_Connection *c, gcd_request *req)
                             (json_int_t)((now - req->srv->started_ms) / 1000), "layers", layers,
                             "tiers", tiers, "invalidated", (json_int_t)st->invalidated);
     free(st);
-    char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
-    json_decref(doc);
-    if (!text)
-        return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "writing the counters");
-    enum MHD_Result r =
-        gcd_reply_bytes(c, req, MHD_HTTP_OK, "application/json", text, strlen(text));
-    free(text);
-    return r;
+    if (doc) {
+        json_object_set_new(doc, "memory_pressure",
+                            json_pack("{s:f,s:i,s:I}", "ratio", gcd_pressure_ratio(req->srv),
+                                      "level", (int)gcd_pressure_level(req->srv), "batch_evicted",
+                                      (json_int_t)gcd_pressure_evicted(req->srv)));
+    }
+    return reply_json(c, req, doc);
 }

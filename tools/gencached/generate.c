@@ -1,0 +1,650 @@
+/*
+ * generate.c: the caching proxy behind POST /v1/generate (and prewarm). A request's key is its
+ * result-layer key; a hit is answered from the cache's own bytes, a miss becomes a "flight": one
+ * upstream call on the proxy's worker threads, which every identical request arriving meanwhile
+ * joins instead of calling the upstream again. Invariant: at most one flight per key exists, and
+ * it leaves the table only after its answer is stored, so a request that finds neither a flight
+ * nor an entry (both checked under the table lock) is the only one that calls the upstream.
+ * HTTP requests wait with their connection suspended, never blocking an MHD worker thread.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "gencached.h"
+
+#define RESULT_LAYER             "result"
+#define DEFAULT_TIMEOUT_MS       120000u
+#define DEFAULT_UPSTREAM_WORKERS 16u
+#define STOP_DRAIN_NS            (3ull * 1000000000ull) /* longest wait for waiters' answers */
+
+typedef struct waiter {
+    gcd_gen_done_fn done;
+    void *ctx;
+    gcd_gen_outcome outcome; /* what it will be told on success */
+    struct waiter *next;
+} waiter;
+
+/* One upstream call and the requests waiting for it. */
+typedef struct flight {
+    char key[GENCACHE_KEY_MAX]; /* "" for a bypass: not in the table, never stored */
+    char *body;
+    size_t len;
+    char *model;  /* stored with the result, for invalidation by model */
+    char *tenant; /* owner of the stored result */
+    waiter *waiters;
+    waiter **tail;
+    struct flight *next;  /* in the table */
+    struct flight *qnext; /* in the queue */
+} flight;
+
+static struct {
+    pthread_mutex_t mu; /* table, queue, stopping's writes */
+    pthread_cond_t cv;  /* the queue has work, or stopping */
+    gcd_server *srv;
+    flight *table;
+    flight *qhead;
+    flight **qtail;
+    pthread_t *threads;
+    unsigned n_threads;
+    int stopping; /* read atomically by the upstream calls (cancel) */
+    bool running;
+    int suspended; /* HTTP requests suspended and not yet completed (atomic) */
+} P = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .qtail = &P.qhead};
+
+/* ---- results ------------------------------------------------------------------------------ */
+
+gcd_gen_result *gcd_gen_result_retain(gcd_gen_result *r)
+{
+    if (r)
+        __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
+    return r;
+}
+
+void gcd_gen_result_release(gcd_gen_result *r)
+{
+    if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    gencache_handle_release(r->handle);
+    free(r->owned);
+    free(r);
+}
+
+static gcd_gen_result *result_new(void)
+{
+    gcd_gen_result *r = calloc(1, sizeof *r);
+    if (r) {
+        r->refs = 1;
+        r->status = 200;
+        r->data = "";
+    }
+    return r;
+}
+
+/* A failure answer; NULL only when even that cannot be allocated. */
+static gcd_gen_result *result_error(unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static gcd_gen_result *result_error(unsigned status, const char *code, const char *fmt, ...)
+{
+    gcd_gen_result *r = result_new();
+    if (!r)
+        return NULL;
+    r->status = status;
+    r->error_code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->message, sizeof r->message, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+/* Calls done with an error and drops the result. */
+static void fail(gcd_gen_done_fn done, void *ctx, gcd_gen_result *r)
+{
+    static gcd_gen_result oom = {.refs = 1 << 30,
+                                 .status = 500,
+                                 .error_code = "internal",
+                                 .message = "out of memory",
+                                 .data = ""};
+    done(ctx, GCD_GEN_ERROR, r ? r : &oom);
+    if (r)
+        gcd_gen_result_release(r);
+}
+
+/* ---- the worker pool ---------------------------------------------------------------------- */
+
+static void flight_free(flight *f)
+{
+    for (waiter *w = f->waiters, *next; w; w = next) {
+        next = w->next;
+        free(w);
+    }
+    free(f->body);
+    free(f->model);
+    free(f->tenant);
+    free(f);
+}
+
+/* Takes f out of the table and tells every waiter; then frees f. */
+static void flight_finish(flight *f, gcd_gen_result *r)
+{
+    pthread_mutex_lock(&P.mu);
+    if (f->key[0]) {
+        for (flight **pp = &P.table; *pp; pp = &(*pp)->next) {
+            if (*pp == f) {
+                *pp = f->next;
+                break;
+            }
+        }
+    }
+    waiter *list = f->waiters;
+    f->waiters = NULL;
+    pthread_mutex_unlock(&P.mu);
+    /* No new waiter can join now: the flight is out of the table. */
+    for (waiter *w = list, *next; w; w = next) {
+        next = w->next;
+        if (r && r->status == 200)
+            w->done(w->ctx, w->outcome, r);
+        else
+            fail(w->done, w->ctx, gcd_gen_result_retain(r));
+        free(w);
+    }
+    gcd_gen_result_release(r);
+    flight_free(f);
+}
+
+/* Stores a fresh answer like a PUT of its tenant would be: pinned when preferred, TTL shortened
+ * under memory pressure, counted against the tenant's quota. A failure to store is logged; the
+ * answer goes out all the same. */
+static void store(gcd_server *srv, const flight *f, const gcd_gen_result *r)
+{
+    gencache_meta m;
+    gencache_meta_init(&m);
+    m.content_type = r->content_type;
+    m.model = f->model;
+    m.tenant = f->tenant;
+    m.cost_ms = r->cost_ms;
+    m.pinned = gcd_preferred(srv, f->key);
+    m.ttl_ms = gcd_pressure_ttl_ms(srv, f->tenant, RESULT_LAYER, 0);
+    int err = gcd_quota_reserve(srv, f->tenant, f->key, r->size);
+    if (err != 0) {
+        gcd_log(GENCACHE_LOG_WARN, "generate: %s (%zu bytes) not stored: %s", f->key, r->size,
+                err == GENCACHE_EFULL ? "over the tenant's quota" : gencache_strerror(err));
+        return;
+    }
+    err = gencache_put(srv->cache, f->key, r->data, r->size, &m);
+    if (err != 0) {
+        gcd_quota_cancel(srv, f->tenant, f->key);
+        gcd_log(GENCACHE_LOG_WARN, "generate: storing %s (%zu bytes): %s; answered anyway", f->key,
+                r->size, gencache_strerror(err));
+        return;
+    }
+    gcd_tenant_count(srv, f->tenant, RESULT_LAYER, GCD_COUNT_PUT, 0);
+}
+
+static gcd_gen_result *call_upstream(gcd_server *srv, flight *f)
+{
+    const gcd_config *cfg = srv->cfg;
+    unsigned timeout = cfg->upstream_timeout_ms ? cfg->upstream_timeout_ms : DEFAULT_TIMEOUT_MS;
+    gcd_upstream_reply rep;
+    gcd_upstream_call(cfg->upstream_url, timeout, f->body, f->len, cfg->max_body, &P.stopping,
+                      &rep);
+    gcd_metrics_upstream(rep.outcome);
+    if (rep.outcome == GCD_UPSTREAM_TIMEOUT)
+        return result_error(504, "upstream_timeout", "%s", rep.message);
+    if (rep.outcome != GCD_UPSTREAM_OK) {
+        if (__atomic_load_n(&P.stopping, __ATOMIC_ACQUIRE))
+            return result_error(503, "shutting_down", "%s", rep.message);
+        return result_error(502, "upstream_error", "%s", rep.message);
+    }
+    gcd_gen_result *r = result_new();
+    if (!r) {
+        free(rep.data);
+        return NULL;
+    }
+    r->owned = rep.data;
+    r->data = rep.data;
+    r->size = rep.size;
+    r->cost_ms = rep.duration_ms;
+    snprintf(r->content_type, sizeof r->content_type, "%s", rep.content_type);
+    snprintf(r->key, sizeof r->key, "%s", f->key);
+    if (f->key[0])
+        store(srv, f, r);
+    return r;
+}
+
+static void *worker_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&P.mu);
+        while (!P.qhead && !P.stopping)
+            pthread_cond_wait(&P.cv, &P.mu);
+        flight *f = P.qhead;
+        if (!f) { /* stopping, and nothing left to run */
+            pthread_mutex_unlock(&P.mu);
+            return NULL;
+        }
+        P.qhead = f->qnext;
+        if (!P.qhead)
+            P.qtail = &P.qhead;
+        pthread_mutex_unlock(&P.mu);
+        flight_finish(f, call_upstream(P.srv, f));
+    }
+}
+
+int gcd_generate_start(gcd_server *srv)
+{
+    const gcd_config *cfg = srv->cfg;
+    if (gcd_upstream_init() != 0) {
+        gcd_log(GENCACHE_LOG_ERROR, "cannot initialize libcurl");
+        return -1;
+    }
+    unsigned n = cfg->upstream_concurrency ? cfg->upstream_concurrency : DEFAULT_UPSTREAM_WORKERS;
+    P.srv = srv;
+    P.stopping = 0;
+    P.threads = calloc(n, sizeof *P.threads);
+    if (!P.threads)
+        return -1;
+    for (unsigned i = 0; i < n; i++) {
+        if (pthread_create(&P.threads[i], NULL, worker_main, NULL) != 0) {
+            gcd_log(GENCACHE_LOG_ERROR, "cannot start the upstream workers");
+            gcd_generate_stop();
+            return -1;
+        }
+        P.n_threads++;
+    }
+    P.running = true;
+    return 0;
+}
+
+void gcd_generate_stop(void)
+{
+    pthread_mutex_lock(&P.mu);
+    __atomic_store_n(&P.stopping, 1, __ATOMIC_RELEASE);
+    P.running = false;
+    flight *queued = P.qhead;
+    P.qhead = NULL;
+    P.qtail = &P.qhead;
+    pthread_cond_broadcast(&P.cv);
+    pthread_mutex_unlock(&P.mu);
+    for (flight *f = queued, *next; f; f = next) {
+        next = f->qnext;
+        flight_finish(f, result_error(503, "shutting_down", "the daemon is shutting down"));
+    }
+    for (unsigned i = 0; i < P.n_threads; i++)
+        pthread_join(P.threads[i], NULL);
+    /* Every waiter is resumed now; give MHD the moment it needs to send their answers before
+     * it is stopped and closes the connections. */
+    uint64_t deadline = gcd_mono_ns() + STOP_DRAIN_NS;
+    while (__atomic_load_n(&P.suspended, __ATOMIC_ACQUIRE) > 0 && gcd_mono_ns() < deadline)
+        nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
+    free(P.threads);
+    P.threads = NULL;
+    if (P.n_threads)
+        gcd_upstream_cleanup();
+    P.n_threads = 0;
+}
+
+/* ---- submitting --------------------------------------------------------------------------- */
+
+/* What the key API does not say about a request: whether it names its image by a path on this
+ * machine (refused: the daemon never opens a file because a client named it), and whether its
+ * prompt or negative_prompt matches a sensitive-content rule (never cached). */
+static void inspect(gcd_server *srv, const char *body, size_t len, bool *image_path,
+                    bool *sensitive)
+{
+    json_t *doc = json_loadb(body, len, 0, NULL);
+    *image_path = json_object_get(json_object_get(doc, "image"), "path") != NULL;
+    *sensitive = gcd_sensitive(srv, json_string_value(json_object_get(doc, "prompt"))) ||
+                 gcd_sensitive(srv, json_string_value(json_object_get(doc, "negative_prompt")));
+    json_decref(doc);
+}
+
+static gcd_gen_result *parse_error(int err, const char *msg)
+{
+    const char *detail = msg[0] ? msg : gencache_strerror(err);
+    switch (err) {
+    case GENCACHE_EINVAL:
+    case GENCACHE_EPARSE:
+    case GENCACHE_EUNSUPPORTED:
+        return result_error(400, "bad_request", "request: %s", detail);
+    case GENCACHE_ELIMIT:
+        return result_error(413, "limit", "request: %s", detail);
+    default:
+        return result_error(500, "internal", "parsing the request: %s", detail);
+    }
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* Queues a new flight with its first waiter. Called with P.mu held; false when stopping. */
+static bool enqueue_locked(flight *f)
+{
+    if (P.stopping || !P.running)
+        return false;
+    f->qnext = NULL;
+    *P.qtail = f;
+    P.qtail = &f->qnext;
+    if (f->key[0]) {
+        f->next = P.table;
+        P.table = f;
+    }
+    pthread_cond_signal(&P.cv);
+    return true;
+}
+
+static flight *flight_new(const char *key, const char *body, size_t len, const char *model,
+                          const char *tenant, gcd_gen_done_fn done, void *ctx,
+                          gcd_gen_outcome outcome)
+{
+    flight *f = calloc(1, sizeof *f);
+    waiter *w = calloc(1, sizeof *w);
+    if (!f || !w) {
+        free(f);
+        free(w);
+        return NULL;
+    }
+    snprintf(f->key, sizeof f->key, "%s", key);
+    f->body = malloc(len ? len : 1);
+    f->len = len;
+    f->model = dup_or_null(model);
+    f->tenant = dup_or_null(tenant);
+    if (!f->body || (model && !f->model) || (tenant && !f->tenant)) {
+        free(w);
+        flight_free(f);
+        return NULL;
+    }
+    memcpy(f->body, body, len);
+    w->done = done;
+    w->ctx = ctx;
+    w->outcome = outcome;
+    f->waiters = w;
+    f->tail = &w->next;
+    return f;
+}
+
+static gcd_gen_result *result_from_handle(gencache_handle *h)
+{
+    gcd_gen_result *r = result_new();
+    if (!r) {
+        gencache_handle_release(h);
+        return NULL;
+    }
+    const gencache_meta *m = gencache_handle_meta(h);
+    r->handle = h;
+    r->data = gencache_handle_data(h);
+    r->size = gencache_handle_size(h);
+    r->cost_ms = m->cost_ms;
+    snprintf(r->content_type, sizeof r->content_type, "%s",
+             m->content_type && *m->content_type ? m->content_type : "application/octet-stream");
+    snprintf(r->key, sizeof r->key, "%s", m->key ? m->key : "");
+    snprintf(r->tier, sizeof r->tier, "%s", m->tier ? m->tier : "");
+    return r;
+}
+
+/* A hit: answered at once from the cache's bytes. */
+static void serve_hit(gencache_handle *h, gcd_gen_done_fn done, void *ctx)
+{
+    gcd_gen_result *r = result_from_handle(h);
+    if (!r) {
+        fail(done, ctx, NULL);
+        return;
+    }
+    gcd_metrics_hit(RESULT_LAYER, r->tier);
+    done(ctx, GCD_GEN_HIT, r);
+    gcd_gen_result_release(r);
+}
+
+/* Joins the flight for key, or starts one; answers a hit found under the lock. */
+static void join_or_fly(gcd_server *srv, const char *key, const char *body, size_t len,
+                        const char *model, const char *tenant, gcd_gen_done_fn done, void *ctx)
+{
+    waiter *w = calloc(1, sizeof *w);
+    flight *f = flight_new(key, body, len, model, tenant, done, ctx, GCD_GEN_MISS);
+    if (!w || !f) {
+        free(w);
+        if (f)
+            flight_free(f);
+        fail(done, ctx, NULL);
+        return;
+    }
+    gencache_handle *h = NULL;
+    pthread_mutex_lock(&P.mu);
+    for (flight *g = P.table; g; g = g->next) {
+        if (strcmp(g->key, key) == 0) {
+            w->done = done;
+            w->ctx = ctx;
+            w->outcome = GCD_GEN_COALESCED;
+            *g->tail = w;
+            g->tail = &w->next;
+            pthread_mutex_unlock(&P.mu);
+            gcd_metrics_coalesced();
+            flight_free(f);
+            return;
+        }
+    }
+    free(w);
+    /* A flight for this key may have stored its answer and left the table since our lookup: this
+     * request then waited for it like a coalesced one. A peek, so that the lookup already
+     * counted is the only one. */
+    if (gencache_peek(srv->cache, key, &h) == 0) {
+        pthread_mutex_unlock(&P.mu);
+        flight_free(f);
+        gcd_gen_result *r = result_from_handle(h);
+        if (!r) {
+            fail(done, ctx, NULL);
+            return;
+        }
+        gcd_metrics_coalesced();
+        done(ctx, GCD_GEN_COALESCED, r);
+        gcd_gen_result_release(r);
+        return;
+    }
+    bool queued = enqueue_locked(f);
+    pthread_mutex_unlock(&P.mu);
+    if (!queued) {
+        flight_free(f);
+        fail(done, ctx, result_error(503, "shutting_down", "the daemon is shutting down"));
+    }
+}
+
+static void bypass(const char *body, size_t len, gcd_gen_done_fn done, void *ctx)
+{
+    flight *f = flight_new("", body, len, NULL, NULL, done, ctx, GCD_GEN_BYPASS);
+    if (!f) {
+        fail(done, ctx, NULL);
+        return;
+    }
+    pthread_mutex_lock(&P.mu);
+    bool queued = enqueue_locked(f);
+    pthread_mutex_unlock(&P.mu);
+    if (!queued) {
+        flight_free(f);
+        fail(done, ctx, result_error(503, "shutting_down", "the daemon is shutting down"));
+    }
+}
+
+void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const char *tenant,
+                         gcd_gen_done_fn done, void *ctx)
+{
+    if (!body)
+        body = "";
+    bool image_path, sensitive;
+    inspect(srv, body, len, &image_path, &sensitive);
+    if (image_path) {
+        fail(done, ctx,
+             result_error(400, "bad_request",
+                          "request: image paths are not accepted over HTTP; send {\"digest\": "
+                          "\"sha256:<hex>\"} (gencache imgid FILE prints it)"));
+        return;
+    }
+    gencache_request *r = NULL;
+    char msg[GENCACHE_ERRMSG_MAX] = "";
+    int err = gencache_request_parse_ex(srv->keyspace, body, len, 0, &r, msg, sizeof msg);
+    if (err != 0) {
+        fail(done, ctx, parse_error(err, msg));
+        return;
+    }
+    if (tenant && (err = gencache_request_set_tenant(r, tenant)) != 0) {
+        gencache_request_free(r);
+        fail(done, ctx,
+             result_error(500, "internal", "setting the tenant: %s", gencache_strerror(err)));
+        return;
+    }
+    char key[GENCACHE_KEY_MAX];
+    err = gencache_request_key(r, RESULT_LAYER, key, sizeof key);
+    if (err != 0 && err != GENCACHE_EUNCACHEABLE) {
+        gencache_request_free(r);
+        fail(done, ctx,
+             result_error(500, "internal", "deriving the key: %s (%s)", gencache_strerror(err),
+                          gencache_errname(err)));
+        return;
+    }
+    bool cacheable = err == 0 && !sensitive;
+    if (cacheable) {
+        gencache_handle *h = NULL;
+        int gerr = gencache_get(srv->cache, key, &h);
+        gcd_tenant_count(srv, tenant, RESULT_LAYER, gerr ? GCD_COUNT_MISS : GCD_COUNT_HIT,
+                         gerr ? 0 : gencache_handle_meta(h)->cost_ms);
+        if (gerr == 0) {
+            gencache_request_free(r);
+            serve_hit(h, done, ctx);
+            return;
+        }
+    }
+    if (!srv->cfg->upstream_url) {
+        gencache_request_free(r);
+        fail(done, ctx,
+             result_error(503, "no_upstream",
+                          "no upstream generator is configured (--upstream URL or upstream.url)"));
+        return;
+    }
+    if (cacheable)
+        join_or_fly(srv, key, body, len, gencache_request_model(r), tenant, done, ctx);
+    else
+        bypass(body, len, done, ctx);
+    gencache_request_free(r);
+}
+
+/* ---- POST /v1/generate -------------------------------------------------------------------- */
+
+/* A request's wait: filled by the done callback, read when MHD resumes the connection. */
+typedef struct gen_state {
+    pthread_mutex_t mu;
+    struct MHD_Connection *c;
+    bool suspended;
+    bool done;
+    gcd_gen_outcome outcome;
+    gcd_gen_result *res;
+} gen_state;
+
+static void http_done(void *ctx, gcd_gen_outcome outcome, gcd_gen_result *res)
+{
+    gen_state *st = ctx;
+    pthread_mutex_lock(&st->mu);
+    st->outcome = outcome;
+    st->res = gcd_gen_result_retain(res);
+    st->done = true;
+    bool resume = st->suspended;
+    struct MHD_Connection *c = st->c;
+    pthread_mutex_unlock(&st->mu);
+    /* st may be freed as soon as the connection runs again: touch nothing after this. */
+    if (resume)
+        MHD_resume_connection(c);
+}
+
+void gcd_generate_request_free(gcd_request *req)
+{
+    gen_state *st = req->gen;
+    if (!st)
+        return;
+    req->gen = NULL;
+    if (st->suspended)
+        __atomic_sub_fetch(&P.suspended, 1, __ATOMIC_RELEASE);
+    gcd_gen_result_release(st->res);
+    pthread_mutex_destroy(&st->mu);
+    free(st);
+}
+
+static void release_result(void *cls)
+{
+    gcd_gen_result_release(cls);
+}
+
+static const char *outcome_name(gcd_gen_outcome o)
+{
+    switch (o) {
+    case GCD_GEN_HIT:
+        return "hit";
+    case GCD_GEN_MISS:
+        return "miss";
+    case GCD_GEN_COALESCED:
+        return "coalesced";
+    case GCD_GEN_BYPASS:
+        return "bypass";
+    default:
+        return "error";
+    }
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, gcd_request *req, gen_state *st)
+{
+    gcd_gen_result *r = st->res;
+    if (r->status != 200)
+        return gcd_reply_error(c, req, r->status, r->error_code ? r->error_code : "internal", "%s",
+                               r->message);
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
+        r->size, (void *)r->data, release_result, gcd_gen_result_retain(r));
+    if (!resp) {
+        gcd_gen_result_release(r);
+        return MHD_NO;
+    }
+    char buf[32];
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+    MHD_add_response_header(resp, "X-Gencache", outcome_name(st->outcome));
+    if (r->key[0])
+        MHD_add_response_header(resp, "X-Gencache-Key", r->key);
+    if (r->tier[0])
+        MHD_add_response_header(resp, "X-Gencache-Tier", r->tier);
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)r->cost_ms);
+    MHD_add_response_header(resp, "X-Gencache-Cost-Ms", buf);
+    return gcd_reply_queue(c, req, MHD_HTTP_OK, resp);
+}
+
+enum MHD_Result gcd_generate_handle(struct MHD_Connection *c, gcd_request *req)
+{
+    gen_state *st = req->gen;
+    if (!st) {
+        st = calloc(1, sizeof *st);
+        if (!st)
+            return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "starting the request");
+        pthread_mutex_init(&st->mu, NULL);
+        st->c = c;
+        req->gen = st;
+        gcd_generate_submit(req->srv, req->body, req->body_len, req->tenant, http_done, st);
+        pthread_mutex_lock(&st->mu);
+        if (!st->done) {
+            /* Answered from the callback's thread: MHD calls us again once resumed. */
+            st->suspended = true;
+            __atomic_add_fetch(&P.suspended, 1, __ATOMIC_RELAXED);
+            MHD_suspend_connection(c);
+            pthread_mutex_unlock(&st->mu);
+            return MHD_YES;
+        }
+        pthread_mutex_unlock(&st->mu);
+    }
+    pthread_mutex_lock(&st->mu);
+    bool done = st->done;
+    pthread_mutex_unlock(&st->mu);
+    if (!done)
+        return MHD_YES;
+    return reply(c, req, st);
+}

@@ -1,0 +1,409 @@
+/*
+ * metrics.c: GET /metrics in the Prometheus text format (version 0.0.4), with the metric names
+ * of DESIGN.md section 5. Most numbers are the library's counters (gencache_stats_get); the
+ * ones only the daemon sees live here: the request latency histogram, hits by tier (the library
+ * counts hits per layer only), coalesced requests and upstream outcomes. Every counter here is
+ * updated with atomics or under one short lock, so recording never slows a request down.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <pthread.h>
+
+#include "gencached.h"
+
+/* Request duration buckets in seconds: from a memory hit to a slow generation. */
+static const double BUCKETS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                 0.25,   0.5,   1,      2.5,   5,    10,    30,   60};
+#define N_BUCKETS      (sizeof BUCKETS / sizeof BUCKETS[0])
+#define N_ROUTES       11
+#define MAX_HIT_LABELS (GENCACHE_MAX_LAYERS * GENCACHE_MAX_TIERS)
+
+typedef struct histogram {
+    uint64_t buckets[N_BUCKETS]; /* non-cumulative; summed on output */
+    uint64_t count;
+    uint64_t sum_ns;
+} histogram;
+
+typedef struct hit_label {
+    char layer[40];
+    char tier[16];
+    uint64_t hits;
+} hit_label;
+
+static histogram hist[N_ROUTES];
+static uint64_t coalesced;
+static uint64_t upstream[3]; /* by gcd_upstream_outcome */
+static pthread_mutex_t hits_mu = PTHREAD_MUTEX_INITIALIZER;
+static hit_label hit_labels[MAX_HIT_LABELS];
+static size_t n_hit_labels;
+
+static const char *route_name(int route)
+{
+    switch (route) {
+    case GCD_ROUTE_HEALTH:
+        return "healthz";
+    case GCD_ROUTE_STATS:
+        return "stats";
+    case GCD_ROUTE_KEYS:
+        return "keys";
+    case GCD_ROUTE_ENTRY:
+        return "entries";
+    case GCD_ROUTE_GENERATE:
+        return "generate";
+    case GCD_ROUTE_PREWARM:
+        return "prewarm";
+    case GCD_ROUTE_JOB:
+        return "jobs";
+    case GCD_ROUTE_METRICS:
+        return "metrics";
+    case GCD_ROUTE_INVALIDATE:
+        return "invalidate";
+    case GCD_ROUTE_NONE:
+        return "unknown";
+    default:
+        return "other";
+    }
+}
+
+/* The histogram slot of a route: one per distinct name. */
+static int route_slot(int route)
+{
+    switch (route) {
+    case GCD_ROUTE_HEALTH:
+        return 1;
+    case GCD_ROUTE_STATS:
+        return 2;
+    case GCD_ROUTE_KEYS:
+        return 3;
+    case GCD_ROUTE_ENTRY:
+        return 4;
+    case GCD_ROUTE_GENERATE:
+        return 5;
+    case GCD_ROUTE_PREWARM:
+        return 6;
+    case GCD_ROUTE_JOB:
+        return 7;
+    case GCD_ROUTE_METRICS:
+        return 8;
+    case GCD_ROUTE_INVALIDATE:
+        return 9;
+    case GCD_ROUTE_NONE:
+        return 0;
+    default:
+        return 10;
+    }
+}
+
+static const int SLOT_ROUTE[N_ROUTES] = {GCD_ROUTE_NONE,
+                                         GCD_ROUTE_HEALTH,
+                                         GCD_ROUTE_STATS,
+                                         GCD_ROUTE_KEYS,
+                                         GCD_ROUTE_ENTRY,
+                                         GCD_ROUTE_GENERATE,
+                                         GCD_ROUTE_PREWARM,
+                                         GCD_ROUTE_JOB,
+                                         GCD_ROUTE_METRICS,
+                                         GCD_ROUTE_INVALIDATE,
+                                         -1};
+
+void gcd_metrics_request(int route, double seconds)
+{
+    histogram *h = &hist[route_slot(route)];
+    size_t i = 0;
+    while (i < N_BUCKETS && seconds > BUCKETS[i])
+        i++;
+    if (i < N_BUCKETS)
+        __atomic_add_fetch(&h->buckets[i], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&h->count, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&h->sum_ns, (uint64_t)(seconds * 1e9), __ATOMIC_RELAXED);
+}
+
+void gcd_metrics_hit(const char *layer, const char *tier)
+{
+    if (!layer || !tier || !*tier)
+        return;
+    pthread_mutex_lock(&hits_mu);
+    size_t i = 0;
+    for (; i < n_hit_labels; i++)
+        if (strcmp(hit_labels[i].layer, layer) == 0 && strcmp(hit_labels[i].tier, tier) == 0)
+            break;
+    if (i == n_hit_labels && i < MAX_HIT_LABELS) {
+        snprintf(hit_labels[i].layer, sizeof hit_labels[i].layer, "%s", layer);
+        snprintf(hit_labels[i].tier, sizeof hit_labels[i].tier, "%s", tier);
+        n_hit_labels++;
+    }
+    if (i < n_hit_labels)
+        hit_labels[i].hits++;
+    pthread_mutex_unlock(&hits_mu);
+}
+
+void gcd_metrics_coalesced(void)
+{
+    __atomic_add_fetch(&coalesced, 1, __ATOMIC_RELAXED);
+}
+
+void gcd_metrics_upstream(gcd_upstream_outcome outcome)
+{
+    if ((unsigned)outcome < 3)
+        __atomic_add_fetch(&upstream[outcome], 1, __ATOMIC_RELAXED);
+}
+
+/* ---- output ------------------------------------------------------------------------------- */
+
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+    bool failed;
+} buf;
+
+static void put(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(buf *b, const char *fmt, ...)
+{
+    if (b->failed)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->failed = true;
+            return;
+        }
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap * 2 + (size_t)n;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->failed = true;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+}
+
+static void head(buf *b, const char *name, const char *type, const char *help)
+{
+    put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Label values are layer and tier names (restricted characters), escaped all the same. */
+static const char *esc(const char *s, char *out, size_t size)
+{
+    size_t j = 0;
+    for (; *s && j + 3 < size; s++) {
+        if (*s == '\\' || *s == '"') {
+            out[j++] = '\\';
+            out[j++] = *s;
+        } else if (*s == '\n') {
+            out[j++] = '\\';
+            out[j++] = 'n';
+        } else {
+            out[j++] = *s;
+        }
+    }
+    out[j] = '\0';
+    return out;
+}
+
+static void layers_out(buf *b, const gencache_stats *st)
+{
+    char l[80];
+    head(b, "gencache_lookups_total", "counter", "Lookups by layer and outcome (hit or miss).");
+    for (uint32_t i = 0; i < st->n_layers; i++) {
+        const gencache_layer_stats *s = &st->layers[i];
+        if (!s->layer)
+            continue;
+        esc(s->layer, l, sizeof l);
+        put(b, "gencache_lookups_total{layer=\"%s\",outcome=\"hit\"} %llu\n", l,
+            (unsigned long long)s->hits);
+        put(b, "gencache_lookups_total{layer=\"%s\",outcome=\"miss\"} %llu\n", l,
+            (unsigned long long)s->misses);
+    }
+
+    /* The library counts hits per layer; the daemon knows the tier of the hits it serves
+     * itself. What it did not see (other clients of the same counters) is tier "unknown". */
+    head(b, "gencache_hits_total", "counter", "Hits by layer and the tier that served them.");
+    pthread_mutex_lock(&hits_mu);
+    size_t n = n_hit_labels;
+    hit_label *copy = malloc((n ? n : 1) * sizeof *copy);
+    if (copy)
+        memcpy(copy, hit_labels, n * sizeof *copy);
+    pthread_mutex_unlock(&hits_mu);
+    if (!copy)
+        n = 0;
+    for (uint32_t i = 0; i < st->n_layers; i++) {
+        const gencache_layer_stats *s = &st->layers[i];
+        if (!s->layer)
+            continue;
+        esc(s->layer, l, sizeof l);
+        uint64_t attributed = 0;
+        for (size_t j = 0; j < n; j++) {
+            if (strcmp(copy[j].layer, s->layer) != 0)
+                continue;
+            char t[40];
+            put(b, "gencache_hits_total{layer=\"%s\",tier=\"%s\"} %llu\n", l,
+                esc(copy[j].tier, t, sizeof t), (unsigned long long)copy[j].hits);
+            attributed += copy[j].hits;
+        }
+        put(b, "gencache_hits_total{layer=\"%s\",tier=\"unknown\"} %llu\n", l,
+            (unsigned long long)(s->hits > attributed ? s->hits - attributed : 0));
+    }
+    free(copy);
+
+    head(b, "gencache_compute_seconds_saved_total", "counter",
+         "Compute time the cache saved: the sum of the stored cost of every hit, by layer.");
+    for (uint32_t i = 0; i < st->n_layers; i++)
+        if (st->layers[i].layer)
+            put(b, "gencache_compute_seconds_saved_total{layer=\"%s\"} %.3f\n",
+                esc(st->layers[i].layer, l, sizeof l),
+                (double)st->layers[i].cost_ms_saved / 1000.0);
+
+    head(b, "gencache_ghost_hits_total", "counter",
+         "Misses on keys evicted recently: hits a larger cache would have had, by layer.");
+    for (uint32_t i = 0; i < st->n_layers; i++)
+        if (st->layers[i].layer)
+            put(b, "gencache_ghost_hits_total{layer=\"%s\"} %llu\n",
+                esc(st->layers[i].layer, l, sizeof l),
+                (unsigned long long)st->layers[i].ghost_hits);
+}
+
+static void tiers_out(buf *b, const gencache_stats *st)
+{
+    char t[40];
+    head(b, "gencache_bytes", "gauge", "Bytes held by each tier.");
+    for (uint32_t i = 0; i < st->n_tiers; i++)
+        if (st->tiers[i].tier)
+            put(b, "gencache_bytes{tier=\"%s\"} %llu\n", esc(st->tiers[i].tier, t, sizeof t),
+                (unsigned long long)st->tiers[i].bytes);
+    head(b, "gencache_entries", "gauge", "Entries held by each tier.");
+    for (uint32_t i = 0; i < st->n_tiers; i++)
+        if (st->tiers[i].tier)
+            put(b, "gencache_entries{tier=\"%s\"} %llu\n", esc(st->tiers[i].tier, t, sizeof t),
+                (unsigned long long)st->tiers[i].entries);
+    head(b, "gencache_evictions_total", "counter",
+         "Entries removed by the cache, by tier and reason (capacity, expired, corrupt).");
+    for (uint32_t i = 0; i < st->n_tiers; i++) {
+        const gencache_tier_stats *s = &st->tiers[i];
+        if (!s->tier)
+            continue;
+        esc(s->tier, t, sizeof t);
+        put(b, "gencache_evictions_total{tier=\"%s\",reason=\"capacity\"} %llu\n", t,
+            (unsigned long long)s->evictions_capacity);
+        put(b, "gencache_evictions_total{tier=\"%s\",reason=\"expired\"} %llu\n", t,
+            (unsigned long long)s->evictions_expired);
+        put(b, "gencache_evictions_total{tier=\"%s\",reason=\"corrupt\"} %llu\n", t,
+            (unsigned long long)s->evictions_corrupt);
+    }
+    head(b, "gencache_backend_errors_total", "counter",
+         "Failed operations on a tier's backend (I/O, network).");
+    for (uint32_t i = 0; i < st->n_tiers; i++)
+        if (st->tiers[i].tier)
+            put(b, "gencache_backend_errors_total{tier=\"%s\"} %llu\n",
+                esc(st->tiers[i].tier, t, sizeof t),
+                (unsigned long long)st->tiers[i].backend_errors);
+}
+
+/* The memory-pressure state tenancy.c keeps (warning threshold, degradation steps). */
+static void pressure_out(buf *b, gcd_server *srv)
+{
+    head(b, "gencache_memory_pressure_ratio", "gauge",
+         "Memory tier bytes over its limit, as of the last pressure check.");
+    put(b, "gencache_memory_pressure_ratio %.4f\n", gcd_pressure_ratio(srv));
+    head(b, "gencache_memory_pressure_level", "gauge",
+         "Degradation step: 0 normal, 1 above the warning ratio (batch tenants' entries evicted), "
+         "2 still above (new entries of non-high tenants get shortened TTLs).");
+    put(b, "gencache_memory_pressure_level %u\n", gcd_pressure_level(srv));
+    head(b, "gencache_memory_pressure_evictions_total", "counter",
+         "Entries of batch-priority tenants evicted because of memory pressure.");
+    put(b, "gencache_memory_pressure_evictions_total %llu\n",
+        (unsigned long long)gcd_pressure_evicted(srv));
+}
+
+static void daemon_out(buf *b)
+{
+    head(b, "gencache_request_duration_seconds", "histogram",
+         "HTTP request duration, from the request line to the last byte queued, by route.");
+    for (int s = 0; s < N_ROUTES; s++) {
+        const histogram *h = &hist[s];
+        uint64_t count = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
+        if (!count && s != route_slot(GCD_ROUTE_GENERATE))
+            continue; /* routes never called stay out of the output */
+        const char *name = SLOT_ROUTE[s] < 0 ? "other" : route_name(SLOT_ROUTE[s]);
+        uint64_t cum = 0;
+        for (size_t i = 0; i < N_BUCKETS; i++) {
+            cum += __atomic_load_n(&h->buckets[i], __ATOMIC_RELAXED);
+            put(b, "gencache_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n", name,
+                BUCKETS[i], (unsigned long long)cum);
+        }
+        /* count is read after the buckets, so +Inf is never below the last bucket. */
+        count = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
+        if (count < cum)
+            count = cum;
+        put(b, "gencache_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n", name,
+            (unsigned long long)count);
+        put(b, "gencache_request_duration_seconds_sum{route=\"%s\"} %.9f\n", name,
+            (double)__atomic_load_n(&h->sum_ns, __ATOMIC_RELAXED) / 1e9);
+        put(b, "gencache_request_duration_seconds_count{route=\"%s\"} %llu\n", name,
+            (unsigned long long)count);
+    }
+    head(b, "gencache_coalesced_total", "counter",
+         "Generate requests that waited for an identical request's upstream call.");
+    put(b, "gencache_coalesced_total %llu\n",
+        (unsigned long long)__atomic_load_n(&coalesced, __ATOMIC_RELAXED));
+    head(b, "gencache_upstream_requests_total", "counter",
+         "Calls to the upstream generator by outcome (ok, error, timeout).");
+    static const char *const names[] = {"ok", "error", "timeout"};
+    for (int i = 0; i < 3; i++)
+        put(b, "gencache_upstream_requests_total{outcome=\"%s\"} %llu\n", names[i],
+            (unsigned long long)__atomic_load_n(&upstream[i], __ATOMIC_RELAXED));
+}
+
+enum MHD_Result gcd_metrics_handle(struct MHD_Connection *c, gcd_request *req)
+{
+    /* The numbers cover every tenant's traffic: an admin token (or the open mode) only. */
+    if (!gcd_tenant_admin(req))
+        return gcd_reply_error(c, req, MHD_HTTP_FORBIDDEN, "forbidden",
+                               "/metrics covers every tenant: it needs an admin tenant's token");
+    gencache_stats *st = calloc(1, sizeof *st);
+    if (!st)
+        return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "reading the counters");
+    st->struct_size = sizeof *st;
+    int err = gencache_stats_get(req->srv->cache, st);
+    if (err != 0) {
+        free(st);
+        return gcd_reply_gencache(c, req, err, "reading the counters");
+    }
+    if (st->n_layers > GENCACHE_MAX_LAYERS)
+        st->n_layers = GENCACHE_MAX_LAYERS;
+    if (st->n_tiers > GENCACHE_MAX_TIERS)
+        st->n_tiers = GENCACHE_MAX_TIERS;
+    buf b = {.cap = 16384};
+    b.p = malloc(b.cap);
+    if (!b.p) {
+        free(st);
+        return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "writing the metrics");
+    }
+    layers_out(&b, st);
+    tiers_out(&b, st);
+    daemon_out(&b);
+    pressure_out(&b, req->srv);
+    free(st);
+    if (b.failed) {
+        free(b.p);
+        return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "writing the metrics");
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(b.len, b.p, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(b.p);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8");
+    return gcd_reply_queue(c, req, MHD_HTTP_OK, resp);
+}

@@ -1,0 +1,396 @@
+/*
+ * prewarm.c: POST /v1/prewarm and GET /v1/jobs/{id}. A job is a list of request JSON documents
+ * that runs through the proxy (gcd_generate_submit, the same path as POST /v1/generate) in the
+ * background (a thread of its own starts each job, so no MHD thread ever runs a job's hits), at
+ * most `concurrency` at a time; its counters say how each was served. Jobs live
+ * in memory, at most MAX_JOBS of them: a new job drops the oldest finished one. Invariant: a job
+ * is freed only when finished and no thread pumps it, so no callback can still reach it.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "gencached.h"
+
+#define MAX_JOBS            64
+#define MAX_JOB_REQUESTS    100000
+#define DEFAULT_CONCURRENCY 4
+
+typedef struct job {
+    char id[24];
+    char *tenant; /* the submitter's: the only one who sees the job */
+    char **bodies;
+    size_t *lens;
+    size_t total;
+    size_t next;    /* the next request to submit */
+    size_t running; /* submitted, not answered */
+    size_t done, hits, misses, coalesced, bypassed, errors;
+    char first_error[320];
+    bool pumping; /* claimed by a thread in pump_claimed(): it re-checks before leaving */
+    uint64_t created_ms, finished_ms;
+    struct job *next_job;   /* newest first */
+    struct job *next_start; /* in the queue of jobs the starter thread has yet to pump */
+} job;
+
+static struct {
+    pthread_mutex_t mu; /* every job's fields and the list */
+    job *jobs;
+    size_t n_jobs;
+    uint64_t seq;
+    gcd_server *srv;
+    unsigned limit;
+    pthread_cond_t cv; /* a job to start, or stopping */
+    job *starts;       /* jobs to start, oldest first */
+    pthread_t starter;
+    bool starter_running;
+    bool stopping;
+} J = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void job_free(job *jb)
+{
+    for (size_t i = 0; i < jb->total; i++)
+        free(jb->bodies[i]);
+    free(jb->bodies);
+    free(jb->lens);
+    free(jb->tenant);
+    free(jb);
+}
+
+static bool finished(const job *jb)
+{
+    return jb->done == jb->total && !jb->pumping;
+}
+
+static void pump_claimed(job *jb);
+
+static void item_done(void *ctx, gcd_gen_outcome outcome, gcd_gen_result *res)
+{
+    job *jb = ctx;
+    pthread_mutex_lock(&J.mu);
+    switch (outcome) {
+    case GCD_GEN_HIT:
+        jb->hits++;
+        break;
+    case GCD_GEN_MISS:
+        jb->misses++;
+        break;
+    case GCD_GEN_COALESCED:
+        jb->coalesced++;
+        break;
+    case GCD_GEN_BYPASS:
+        jb->bypassed++;
+        break;
+    default:
+        if (!jb->errors++)
+            snprintf(jb->first_error, sizeof jb->first_error, "%u %s: %s", res->status,
+                     res->error_code ? res->error_code : "error", res->message);
+        break;
+    }
+    jb->running--;
+    jb->done++;
+    if (jb->done == jb->total)
+        jb->finished_ms = gcd_now_ms();
+    /* Claimed under the lock: a job being pumped is never finished, so never freed. */
+    bool go_on = !jb->pumping && jb->next < jb->total;
+    if (go_on)
+        jb->pumping = true;
+    pthread_mutex_unlock(&J.mu);
+    /* Unless go_on, the job may be finished and freed by now: touch nothing. */
+    if (go_on)
+        pump_claimed(jb);
+}
+
+/* Submits requests while fewer than the limit run. The caller has set jb->pumping under J.mu
+ * (one pump per job at a time). Answers may come back inside submit (hits, errors) or on other
+ * threads; whoever finds no pump running and work left claims the next one. */
+static void pump_claimed(job *jb)
+{
+    pthread_mutex_lock(&J.mu);
+    while (jb->running < J.limit && jb->next < jb->total) {
+        size_t i = jb->next++;
+        jb->running++;
+        pthread_mutex_unlock(&J.mu);
+        gcd_generate_submit(J.srv, jb->bodies[i], jb->lens[i], jb->tenant, item_done, jb);
+        pthread_mutex_lock(&J.mu);
+    }
+    jb->pumping = false;
+    pthread_mutex_unlock(&J.mu);
+}
+
+static void *starter_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&J.mu);
+    for (;;) {
+        while (!J.starts && !J.stopping)
+            pthread_cond_wait(&J.cv, &J.mu);
+        job *jb = J.starts;
+        if (!jb)
+            break;
+        J.starts = jb->next_start;
+        jb->pumping = true; /* nothing is submitted yet: no one else pumps it */
+        pthread_mutex_unlock(&J.mu);
+        pump_claimed(jb);
+        pthread_mutex_lock(&J.mu);
+    }
+    pthread_mutex_unlock(&J.mu);
+    return NULL;
+}
+
+void gcd_prewarm_stop(void)
+{
+    pthread_mutex_lock(&J.mu);
+    J.stopping = true;
+    pthread_cond_broadcast(&J.cv);
+    bool joined = J.starter_running;
+    J.starter_running = false;
+    pthread_mutex_unlock(&J.mu);
+    /* The proxy is stopped: what the starter still pumps fails at once. */
+    if (joined)
+        pthread_join(J.starter, NULL);
+    pthread_mutex_lock(&J.mu);
+    job *list = J.jobs;
+    J.jobs = NULL;
+    J.n_jobs = 0;
+    pthread_mutex_unlock(&J.mu);
+    for (job *jb = list, *next; jb; jb = next) {
+        next = jb->next_job;
+        job_free(jb);
+    }
+}
+
+static bool add_body(job *jb, const char *text, size_t len, size_t *cap)
+{
+    if (jb->total == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
+        char **nb = realloc(jb->bodies, ncap * sizeof *nb);
+        if (!nb)
+            return false;
+        jb->bodies = nb;
+        size_t *nl = realloc(jb->lens, ncap * sizeof *nl);
+        if (!nl)
+            return false;
+        jb->lens = nl;
+        *cap = ncap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return false;
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    jb->bodies[jb->total] = copy;
+    jb->lens[jb->total] = len;
+    jb->total++;
+    return true;
+}
+
+/* Fills jb from {"requests": [...]} or from JSON lines. Returns 0, or an HTTP status with a
+ * message in err. */
+static unsigned parse_job(job *jb, const char *body, size_t len, char *err, size_t err_size)
+{
+    size_t cap = 0;
+    json_error_t jerr;
+    json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (doc && json_is_object(doc) && json_object_get(doc, "requests")) {
+        json_t *list = json_object_get(doc, "requests");
+        if (!json_is_array(list)) {
+            json_decref(doc);
+            snprintf(err, err_size, "\"requests\" must be an array of request objects");
+            return 400;
+        }
+        size_t i;
+        json_t *item;
+        json_array_foreach(list, i, item)
+        {
+            if (!json_is_object(item)) {
+                json_decref(doc);
+                snprintf(err, err_size, "requests[%zu] is not an object", i);
+                return 400;
+            }
+            if (jb->total >= MAX_JOB_REQUESTS) {
+                json_decref(doc);
+                snprintf(err, err_size, "more than %d requests in one job", MAX_JOB_REQUESTS);
+                return 413;
+            }
+            char *text = json_dumps(item, JSON_COMPACT);
+            bool ok = text && add_body(jb, text, strlen(text), &cap);
+            free(text);
+            if (!ok) {
+                json_decref(doc);
+                snprintf(err, err_size, "out of memory");
+                return 500;
+            }
+        }
+        json_decref(doc);
+        return 0;
+    }
+    json_decref(doc);
+    /* JSON lines: one request per non-blank line; each is checked when it runs. */
+    const char *p = body, *end = body + len;
+    size_t line = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nl ? nl : end;
+        line++;
+        const char *s = p, *t = e;
+        while (s < t && (*s == ' ' || *s == '\t' || *s == '\r'))
+            s++;
+        while (t > s && (t[-1] == ' ' || t[-1] == '\t' || t[-1] == '\r'))
+            t--;
+        if (t > s) {
+            if (*s != '{') {
+                snprintf(err, err_size,
+                         "line %zu: expected a request object, or a body {\"requests\": [...]}",
+                         line);
+                return 400;
+            }
+            if (jb->total >= MAX_JOB_REQUESTS) {
+                snprintf(err, err_size, "more than %d requests in one job", MAX_JOB_REQUESTS);
+                return 413;
+            }
+            if (!add_body(jb, s, (size_t)(t - s), &cap)) {
+                snprintf(err, err_size, "out of memory");
+                return 500;
+            }
+        }
+        p = e + 1;
+    }
+    return 0;
+}
+
+static json_t *job_json(const job *jb)
+{
+    json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "id", jb->id, "state",
+                          jb->done == jb->total ? "done" : "running", "total",
+                          (json_int_t)jb->total, "done", (json_int_t)jb->done, "hits",
+                          (json_int_t)jb->hits, "misses", (json_int_t)jb->misses, "coalesced",
+                          (json_int_t)jb->coalesced, "errors", (json_int_t)jb->errors, "bypassed",
+                          (json_int_t)jb->bypassed, "running", (json_int_t)jb->running);
+    if (o && jb->errors)
+        json_object_set_new(o, "first_error", json_string(jb->first_error));
+    return o;
+}
+
+static enum MHD_Result reply_json(struct MHD_Connection *c, gcd_request *req, unsigned status,
+                                  json_t *doc, const char *location)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text)
+        return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "writing the job");
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (location)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
+    return gcd_reply_queue(c, req, status, resp);
+}
+
+/* Makes room for one more job: drops the oldest finished one. Called with J.mu held. */
+static bool make_room_locked(void)
+{
+    if (J.n_jobs < MAX_JOBS)
+        return true;
+    job **victim = NULL;
+    for (job **pp = &J.jobs; *pp; pp = &(*pp)->next_job)
+        if (finished(*pp))
+            victim = pp; /* the list is newest first: the last finished is the oldest */
+    if (!victim)
+        return false;
+    job *jb = *victim;
+    *victim = jb->next_job;
+    J.n_jobs--;
+    job_free(jb);
+    return true;
+}
+
+enum MHD_Result gcd_prewarm_handle(struct MHD_Connection *c, gcd_request *req)
+{
+    job *jb = calloc(1, sizeof *jb);
+    if (!jb)
+        return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "creating the job");
+    char err[200] = "";
+    unsigned st = parse_job(jb, req->body ? req->body : "", req->body_len, err, sizeof err);
+    if (st == 0 && jb->total == 0) {
+        st = 400;
+        snprintf(err, sizeof err, "no requests: send {\"requests\": [...]} or JSON lines");
+    }
+    if (st == 0 && req->tenant && !(jb->tenant = strdup(req->tenant))) {
+        st = 500;
+        snprintf(err, sizeof err, "out of memory");
+    }
+    if (st != 0) {
+        job_free(jb);
+        const char *code = "bad_request";
+        if (st == 413)
+            code = "limit";
+        else if (st == 500)
+            code = "internal";
+        return gcd_reply_error(c, req, st, code, "prewarm: %s", err);
+    }
+    jb->created_ms = gcd_now_ms();
+
+    pthread_mutex_lock(&J.mu);
+    if (!J.starter_running && !J.stopping) {
+        if (pthread_create(&J.starter, NULL, starter_main, NULL) == 0)
+            J.starter_running = true;
+    }
+    if (!J.starter_running) {
+        pthread_mutex_unlock(&J.mu);
+        job_free(jb);
+        return gcd_reply_error(c, req, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+                               "prewarm: cannot start the prewarm thread");
+    }
+    if (!make_room_locked()) {
+        pthread_mutex_unlock(&J.mu);
+        job_free(jb);
+        return gcd_reply_error(c, req, MHD_HTTP_SERVICE_UNAVAILABLE, "too_many_jobs",
+                               "%d prewarm jobs are running; try again when one is done", MAX_JOBS);
+    }
+    J.srv = req->srv;
+    J.limit = req->srv->cfg->prewarm_concurrency ? req->srv->cfg->prewarm_concurrency
+                                                 : DEFAULT_CONCURRENCY;
+    J.seq++;
+    snprintf(jb->id, sizeof jb->id, "%" PRIx64 "-%" PRIu64, jb->created_ms, J.seq);
+    jb->next_job = J.jobs;
+    J.jobs = jb;
+    J.n_jobs++;
+    size_t total = jb->total;
+    char id[sizeof jb->id];
+    memcpy(id, jb->id, sizeof id);
+    job **tail = &J.starts;
+    while (*tail)
+        tail = &(*tail)->next_start;
+    *tail = jb;
+    pthread_cond_signal(&J.cv);
+    pthread_mutex_unlock(&J.mu);
+    char location[64];
+    snprintf(location, sizeof location, "/v1/jobs/%s", id);
+    json_t *doc = json_pack("{s:s,s:I}", "job", id, "total", (json_int_t)total);
+    return reply_json(c, req, MHD_HTTP_ACCEPTED, doc, location);
+}
+
+enum MHD_Result gcd_jobs_handle(struct MHD_Connection *c, gcd_request *req, const char *id)
+{
+    pthread_mutex_lock(&J.mu);
+    const job *jb = J.jobs;
+    for (; jb; jb = jb->next_job) {
+        bool same_tenant = (!jb->tenant && !req->tenant) ||
+                           (jb->tenant && req->tenant && strcmp(jb->tenant, req->tenant) == 0);
+        if (strcmp(jb->id, id) == 0 && same_tenant)
+            break;
+    }
+    json_t *doc = jb ? job_json(jb) : NULL;
+    pthread_mutex_unlock(&J.mu);
+    if (!jb)
+        return gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "unknown_job", "no job '%.64s'", id);
+    return reply_json(c, req, MHD_HTTP_OK, doc, NULL);
+}
