@@ -15,7 +15,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gencached_fixture import GENCACHED, Daemon, Runner, check, check_eq  # noqa: E402
+from gencached_fixture import GENCACHE, GENCACHED, Daemon, Runner, check, check_eq  # noqa: E402
 
 TOKENS = {"alice": "alice-token-0123456789", "bob": "bob-token-0123456789abc",
           "small": "small-token-0123456789", "bulk": "bulk-token-0123456789x",
@@ -344,6 +344,39 @@ def t_pressure():
         check_eq(d.stop(), 0, "exit status")
 
 
+def t_cli_tokens(d):
+    """The CLI's daemon verbs carry the tenant's token (--token or $GENCACHE_TOKEN) and are
+    refused without it."""
+    k = key("cli-token")
+    data = os.path.join(TMP, "cli-token.bin")
+    with open(data, "wb") as f:
+        f.write(b"tensor" * 100)
+
+    def cli(*args, token=None, env_token=None):
+        env = dict(os.environ)
+        env.pop("GENCACHE_TOKEN", None)
+        if env_token:
+            env["GENCACHE_TOKEN"] = env_token
+        extra = ["--token", token] if token else []
+        return subprocess.run([GENCACHE, args[0], "--url", d.url, *extra, *args[1:]], env=env,
+                              capture_output=True, timeout=30)
+
+    r = cli("put", k, data)
+    check_eq(r.returncode, 1, "put without a token")
+    check(b"token" in r.stderr.lower() or b"unauthorized" in r.stderr.lower(),
+          "401 message %r" % r.stderr)
+    check_eq(cli("put", k, data, token=TOKENS["alice"]).returncode, 0, "put with --token")
+    r = cli("get", k, env_token=TOKENS["alice"])
+    check_eq((r.returncode, r.stdout), (0, b"tensor" * 100), "get with $GENCACHE_TOKEN")
+    r = cli("get", k, token=TOKENS["bob"])
+    check_eq(r.returncode, 1, "another tenant's get")
+    check(b"not found" in r.stderr, "a miss to bob: %r" % r.stderr)
+    check_eq(cli("stats", "--json", token=TOKENS["alice"]).returncode, 0, "stats with a token")
+    check_eq(cli("del", k, token=TOKENS["bob"]).returncode, 1, "bob cannot delete it")
+    check_eq(cli("del", k, token=TOKENS["alice"]).returncode, 0, "alice deletes it")
+    check_eq(cli("get", k, token="has space").returncode, 2, "malformed token refused")
+
+
 def main():
     r = Runner()
     d = Daemon("--config", config())
@@ -356,6 +389,7 @@ def main():
         r.run("quota", t_quota, d)
         r.run("quota_concurrent", t_quota_concurrent, d)
         r.run("admin", t_admin, d)
+        r.run("cli_tokens", t_cli_tokens, d)
         r.run("still_up", lambda: check(d.alive(), "daemon alive"))
     finally:
         rc = d.stop()

@@ -1,6 +1,7 @@
 /*
- * cmd_client.c: the verbs that talk to a gencached daemon over HTTP (get, put, del, stats), with
- * libcurl. Each verb makes one request on one reused handle (keep-alive) and turns the answer
+ * cmd_client.c: the verbs that talk to a gencached daemon over HTTP (get, put, del, stats),
+ * through the shared client of client.c. Each verb makes its requests on one reused handle
+ * (keep-alive), with the bearer token of --token or $GENCACHE_TOKEN, and turns the answer
  * into an exit code: 0 done, 1 refused or missing (the daemon's own error message is printed),
  * 2 bad usage. Entry bytes go to their destination unchanged; a file named with -o is written
  * under a temporary name and renamed only when the whole body has arrived.
@@ -19,201 +20,7 @@
 #include <jansson.h>
 
 #include "cli.h"
-
-#define ERROR_BODY_MAX (64 * 1024)
-
-typedef struct buffer {
-    char *data;
-    size_t len, cap;
-} buffer;
-
-typedef struct client {
-    CURL *curl;
-    char base[2048]; /* the daemon URL without a trailing slash */
-    char errbuf[CURL_ERROR_SIZE];
-    long status; /* HTTP status of the last request */
-    FILE *out;   /* where a 200 body goes; NULL: into body */
-    bool out_failed;
-    buffer body;    /* the body when not streamed (errors, stats) */
-    buffer headers; /* raw response header lines */
-} client;
-
-static bool buffer_add(buffer *b, const char *data, size_t n, size_t max)
-{
-    if (b->len + n > max)
-        n = max > b->len ? max - b->len : 0;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *nd = realloc(b->data, cap);
-        if (!nd)
-            return false;
-        b->data = nd;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return true;
-}
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
-{
-    client *cl = userdata;
-    size_t n = size * nmemb;
-    long status = 0;
-    curl_easy_getinfo(cl->curl, CURLINFO_RESPONSE_CODE, &status);
-    if (status == 200 && cl->out) {
-        if (fwrite(data, 1, n, cl->out) != n) {
-            cl->out_failed = true;
-            return 0;
-        }
-        return n;
-    }
-    /* Error documents are small; stats too. Anything past the cap is dropped, not failed. */
-    buffer_add(&cl->body, data, n, status == 200 ? SIZE_MAX / 2 : ERROR_BODY_MAX);
-    return n;
-}
-
-static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
-{
-    client *cl = userdata;
-    size_t n = size * nmemb;
-    /* A new status line starts a new header block (after a 100 Continue, say). */
-    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0)
-        cl->headers.len = 0;
-    buffer_add(&cl->headers, data, n, ERROR_BODY_MAX);
-    return n;
-}
-
-static int client_open(client *cl, const char *url)
-{
-    memset(cl, 0, sizeof *cl);
-    size_t n = strlen(url);
-    while (n > 0 && url[n - 1] == '/')
-        n--;
-    if (n == 0 || n >= sizeof cl->base) {
-        cli_error("bad daemon URL '%s'", url);
-        return 2;
-    }
-    memcpy(cl->base, url, n);
-    cl->base[n] = '\0';
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(cl->curl = curl_easy_init())) {
-        cli_error("cannot initialize libcurl");
-        return 1;
-    }
-    return 0;
-}
-
-static void client_close(client *cl)
-{
-    if (cl->curl)
-        curl_easy_cleanup(cl->curl);
-    free(cl->body.data);
-    free(cl->headers.data);
-    curl_global_cleanup();
-}
-
-/* Appends `key` to `out`, percent-encoding every byte a path may not carry as is. */
-static void append_key(char *out, size_t cap, const char *key)
-{
-    size_t n = strlen(out);
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)key; *p && n + 4 < cap; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '_' || *p == '-' || *p == '.' || *p == '~' || *p == '/') {
-            out[n++] = (char)*p;
-        } else {
-            out[n++] = '%';
-            out[n++] = hex[*p >> 4];
-            out[n++] = hex[*p & 15];
-        }
-    }
-    out[n] = '\0';
-}
-
-/* Performs one request. method: "GET", "HEAD", "PUT", "DELETE". Returns 0 when an HTTP answer
- * came back (cl->status says which), 1 after printing why none did. */
-static int client_request(client *cl, const char *method, const char *path, const char *key,
-                          struct curl_slist *headers, const void *body, size_t body_len)
-{
-    char url[4096];
-    snprintf(url, sizeof url, "%s%s", cl->base, path);
-    if (key)
-        append_key(url, sizeof url, key);
-    CURL *c = cl->curl;
-    curl_easy_reset(c);
-    cl->body.len = 0;
-    cl->headers.len = 0;
-    cl->status = 0;
-    cl->errbuf[0] = '\0';
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cl->errbuf);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, cl);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, cl);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    /* The key goes to the daemon as typed: "result/../x" is a malformed key, not another path. */
-    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
-    if (strcmp(method, "HEAD") == 0) {
-        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-    } else if (strcmp(method, "PUT") == 0) {
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    } else if (strcmp(method, "GET") != 0) {
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    }
-    if (headers)
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    CURLcode rc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &cl->status);
-    if (cl->out_failed) {
-        cli_error("cannot write the entry: %s", strerror(errno));
-        return 1;
-    }
-    if (rc != CURLE_OK) {
-        if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-            rc == CURLE_OPERATION_TIMEDOUT)
-            cli_error("cannot reach the daemon at %s: %s", cl->base,
-                      cl->errbuf[0] ? cl->errbuf : curl_easy_strerror(rc));
-        else
-            cli_error("request to %s failed: %s", cl->base,
-                      cl->errbuf[0] ? cl->errbuf : curl_easy_strerror(rc));
-        return 1;
-    }
-    return 0;
-}
-
-/* Prints the daemon's error for a failed request: its JSON message when it sent one. */
-static int report_error(const client *cl, const char *what)
-{
-    if (cl->status == 404 && cl->body.data) {
-        json_t *doc = json_loads(cl->body.data, 0, NULL);
-        const char *code =
-            json_string_value(json_object_get(json_object_get(doc, "error"), "code"));
-        bool plain_miss = code && strcmp(code, "not_found") == 0;
-        json_decref(doc);
-        if (plain_miss) {
-            fprintf(stderr, "not found: %s\n", what);
-            return 1;
-        }
-    }
-    json_t *doc = cl->body.data ? json_loads(cl->body.data, 0, NULL) : NULL;
-    const char *msg = json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
-    if (msg)
-        cli_error("%s: %s (HTTP %ld)", what, msg, cl->status);
-    else if (cl->status == 404)
-        fprintf(stderr, "not found: %s\n", what);
-    else
-        cli_error("%s: the daemon answered HTTP %ld", what, cl->status);
-    json_decref(doc);
-    return 1;
-}
+#include "client.h"
 
 static bool parse_u64(const char *s, uint64_t *out)
 {
@@ -231,7 +38,7 @@ static bool parse_u64(const char *s, uint64_t *out)
 }
 
 /* Shared option parsing: --url is every verb's; the rest are listed per verb. */
-enum { O_URL = 256, O_META, O_COST, O_TTL, O_TAGS, O_CTYPE, O_DTYPE, O_SHAPE, O_PINNED, O_JSON };
+enum { O_URL = 256, O_TOKEN, O_META, O_COST, O_TTL, O_TAGS, O_CTYPE, O_DTYPE, O_SHAPE, O_PINNED, O_JSON };
 
 static int usage_error(const char *verb, const char *what, const char *arg)
 {
@@ -243,10 +50,12 @@ static int usage_error(const char *verb, const char *what, const char *arg)
 int cmd_get(int argc, char **argv)
 {
     static const struct option opts[] = {{"url", required_argument, NULL, O_URL},
+                                         {"token", required_argument, NULL, O_TOKEN},
                                          {"output", required_argument, NULL, 'o'},
                                          {"meta", no_argument, NULL, O_META},
                                          {NULL, 0, NULL, 0}};
     const char *url = cli_default_url(), *output = NULL;
+    const char *token = cli_default_token();
     bool meta = false;
     int opt;
     optind = 1;
@@ -255,6 +64,9 @@ int cmd_get(int argc, char **argv)
         switch (opt) {
         case O_URL:
             url = optarg;
+            break;
+        case O_TOKEN:
+            token = optarg;
             break;
         case 'o':
             output = optarg;
@@ -272,19 +84,19 @@ int cmd_get(int argc, char **argv)
         return usage_error(argv[0], "expected one KEY", NULL);
     const char *key = argv[optind];
 
-    client cl;
-    int rc = client_open(&cl, url);
+    cli_client cl;
+    int rc = cli_client_open(&cl, url, token);
     if (rc)
         return rc;
     char tmp[4096] = "";
     if (meta) {
-        rc = client_request(&cl, "HEAD", "/v1/entries/", key, NULL, NULL, 0);
+        rc = cli_client_request(&cl, "HEAD", "/v1/entries/", key, NULL, NULL, 0);
         /* A HEAD answer has no body to carry the daemon's message: ask again with GET (which
          * fails the same way, so it counts no access). */
         if (rc == 0 && cl.status != 200 && cl.status != 404)
-            rc = client_request(&cl, "GET", "/v1/entries/", key, NULL, NULL, 0);
+            rc = cli_client_request(&cl, "GET", "/v1/entries/", key, NULL, NULL, 0);
         if (rc == 0 && cl.status != 200)
-            rc = report_error(&cl, key);
+            rc = cli_client_report(&cl, key);
         if (rc == 0) {
             /* The entry's metadata, as the daemon names it. */
             char *save = NULL;
@@ -297,7 +109,7 @@ int cmd_get(int argc, char **argv)
                     printf("%s\n", line);
             }
         }
-        client_close(&cl);
+        cli_client_close(&cl);
         return rc;
     }
     if (output && strcmp(output, "-") != 0) {
@@ -305,15 +117,15 @@ int cmd_get(int argc, char **argv)
         cl.out = fopen(tmp, "wb");
         if (!cl.out) {
             cli_error("cannot write %s: %s", tmp, strerror(errno));
-            client_close(&cl);
+            cli_client_close(&cl);
             return 1;
         }
     } else {
         cl.out = stdout;
     }
-    rc = client_request(&cl, "GET", "/v1/entries/", key, NULL, NULL, 0);
+    rc = cli_client_request(&cl, "GET", "/v1/entries/", key, NULL, NULL, 0);
     if (rc == 0 && cl.status != 200)
-        rc = report_error(&cl, key);
+        rc = cli_client_report(&cl, key);
     if (cl.out != stdout) {
         if (fclose(cl.out) != 0 && rc == 0) {
             cli_error("cannot write %s: %s", output, strerror(errno));
@@ -329,12 +141,12 @@ int cmd_get(int argc, char **argv)
         cli_error("cannot write to stdout: %s", strerror(errno));
         rc = 1;
     }
-    client_close(&cl);
+    cli_client_close(&cl);
     return rc;
 }
 
 /* Reads a whole file ("-": stdin) into memory. */
-static int read_all(const char *path, buffer *b)
+static int read_all(const char *path, cli_buffer *b)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) {
@@ -344,7 +156,7 @@ static int read_all(const char *path, buffer *b)
     char chunk[65536];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (!buffer_add(b, chunk, n, SIZE_MAX / 2)) {
+        if (!cli_buffer_add(b, chunk, n, SIZE_MAX / 2)) {
             cli_error("out of memory reading %s", path);
             if (f != stdin)
                 fclose(f);
@@ -371,6 +183,7 @@ static struct curl_slist *add_header(struct curl_slist *list, const char *name, 
 int cmd_put(int argc, char **argv)
 {
     static const struct option opts[] = {{"url", required_argument, NULL, O_URL},
+                                         {"token", required_argument, NULL, O_TOKEN},
                                          {"cost-ms", required_argument, NULL, O_COST},
                                          {"ttl", required_argument, NULL, O_TTL},
                                          {"tags", required_argument, NULL, O_TAGS},
@@ -380,6 +193,7 @@ int cmd_put(int argc, char **argv)
                                          {"pinned", no_argument, NULL, O_PINNED},
                                          {NULL, 0, NULL, 0}};
     const char *url = cli_default_url();
+    const char *token = cli_default_token();
     const char *cost = NULL, *ttl = NULL, *tags = NULL, *ctype = NULL, *dtype = NULL, *shape = NULL;
     bool pinned = false;
     uint64_t num;
@@ -390,6 +204,9 @@ int cmd_put(int argc, char **argv)
         switch (opt) {
         case O_URL:
             url = optarg;
+            break;
+        case O_TOKEN:
+            token = optarg;
             break;
         case O_COST:
             if (!parse_u64(optarg, &num))
@@ -428,21 +245,19 @@ int cmd_put(int argc, char **argv)
         return usage_error(argv[0], "--dtype and --shape go together", NULL);
     const char *key = argv[optind], *path = argv[optind + 1];
 
-    buffer data = {0};
+    cli_buffer data = {0};
     if (read_all(path, &data) != 0) {
         free(data.data);
         return 1;
     }
-    client cl;
-    int rc = client_open(&cl, url);
+    cli_client cl;
+    int rc = cli_client_open(&cl, url, token);
     if (rc) {
         free(data.data);
         return rc;
     }
-    /* No "Expect: 100-continue" round trip: the daemon refuses a bad request as soon as it has
-     * its headers either way. */
-    struct curl_slist *h = curl_slist_append(NULL, "Expect:");
-    h = add_header(h, "Content-Type", ctype ? ctype : "application/octet-stream");
+    struct curl_slist *h =
+        add_header(NULL, "Content-Type", ctype ? ctype : "application/octet-stream");
     if (cost)
         h = add_header(h, "X-Gencache-Cost-Ms", cost);
     if (ttl)
@@ -455,20 +270,22 @@ int cmd_put(int argc, char **argv)
     }
     if (pinned)
         h = add_header(h, "X-Gencache-Pinned", "1");
-    rc = client_request(&cl, "PUT", "/v1/entries/", key, h, data.data, data.len);
+    rc = cli_client_request(&cl, "PUT", "/v1/entries/", key, h, data.data, data.len);
     if (rc == 0 && cl.status != 201 && cl.status != 204)
-        rc = report_error(&cl, key);
+        rc = cli_client_report(&cl, key);
     curl_slist_free_all(h);
     free(data.data);
-    client_close(&cl);
+    cli_client_close(&cl);
     return rc;
 }
 
 int cmd_del(int argc, char **argv)
 {
     static const struct option opts[] = {{"url", required_argument, NULL, O_URL},
+                                         {"token", required_argument, NULL, O_TOKEN},
                                          {NULL, 0, NULL, 0}};
     const char *url = cli_default_url();
+    const char *token = cli_default_token();
     int opt;
     optind = 1;
     opterr = 0;
@@ -476,6 +293,9 @@ int cmd_del(int argc, char **argv)
         switch (opt) {
         case O_URL:
             url = optarg;
+            break;
+        case O_TOKEN:
+            token = optarg;
             break;
         case ':':
             return usage_error(argv[0], "missing value for", argv[optind - 1]);
@@ -485,14 +305,14 @@ int cmd_del(int argc, char **argv)
     }
     if (argc - optind != 1)
         return usage_error(argv[0], "expected one KEY", NULL);
-    client cl;
-    int rc = client_open(&cl, url);
+    cli_client cl;
+    int rc = cli_client_open(&cl, url, token);
     if (rc)
         return rc;
-    rc = client_request(&cl, "DELETE", "/v1/entries/", argv[optind], NULL, NULL, 0);
+    rc = cli_client_request(&cl, "DELETE", "/v1/entries/", argv[optind], NULL, NULL, 0);
     if (rc == 0 && cl.status != 204 && cl.status != 200)
-        rc = report_error(&cl, argv[optind]);
-    client_close(&cl);
+        rc = cli_client_report(&cl, argv[optind]);
+    cli_client_close(&cl);
     return rc;
 }
 
@@ -571,9 +391,11 @@ static void print_stats(json_t *doc)
 int cmd_stats(int argc, char **argv)
 {
     static const struct option opts[] = {{"url", required_argument, NULL, O_URL},
+                                         {"token", required_argument, NULL, O_TOKEN},
                                          {"json", no_argument, NULL, O_JSON},
                                          {NULL, 0, NULL, 0}};
     const char *url = cli_default_url();
+    const char *token = cli_default_token();
     bool raw = false;
     int opt;
     optind = 1;
@@ -582,6 +404,9 @@ int cmd_stats(int argc, char **argv)
         switch (opt) {
         case O_URL:
             url = optarg;
+            break;
+        case O_TOKEN:
+            token = optarg;
             break;
         case O_JSON:
             raw = true;
@@ -594,13 +419,13 @@ int cmd_stats(int argc, char **argv)
     }
     if (optind != argc)
         return usage_error(argv[0], "unexpected argument", argv[optind]);
-    client cl;
-    int rc = client_open(&cl, url);
+    cli_client cl;
+    int rc = cli_client_open(&cl, url, token);
     if (rc)
         return rc;
-    rc = client_request(&cl, "GET", "/v1/stats", NULL, NULL, NULL, 0);
+    rc = cli_client_request(&cl, "GET", "/v1/stats", NULL, NULL, NULL, 0);
     if (rc == 0 && cl.status != 200)
-        rc = report_error(&cl, "stats");
+        rc = cli_client_report(&cl, "stats");
     if (rc == 0) {
         json_error_t jerr;
         json_t *doc = cl.body.data ? json_loads(cl.body.data, 0, &jerr) : NULL;
@@ -616,6 +441,6 @@ int cmd_stats(int argc, char **argv)
         }
         json_decref(doc);
     }
-    client_close(&cl);
+    cli_client_close(&cl);
     return rc;
 }

@@ -18,80 +18,29 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "client.h"
 
 #define MAX_FILE      (1024ull << 20)
-#define MAX_ANSWER    (1u << 20)
 #define POLL_MS       200
 #define BAR_WIDTH     30
 #define PLAIN_EVERY_S 2.0
 
-typedef struct answer {
-    char *data;
-    size_t len;
-} answer;
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
-{
-    answer *a = userdata;
-    size_t n = size * nmemb;
-    if (a->len + n > MAX_ANSWER)
-        return n; /* job documents are small: what is past the cap is dropped */
-    char *nd = realloc(a->data, a->len + n + 1);
-    if (!nd)
-        return 0;
-    memcpy(nd + a->len, data, n);
-    a->len += n;
-    nd[a->len] = '\0';
-    a->data = nd;
-    return n;
-}
-
 /* One request; *status is the HTTP status, *doc the JSON body (or NULL). Returns 0, or 1 after
- * reporting a transport error. */
-static int call(const char *base, const char *method, const char *path, const char *token,
-                const char *body, size_t len, long *status, json_t **doc)
+ * the client reported a transport error. */
+static int call(cli_client *cl, const char *method, const char *path, const char *body,
+                size_t len, long *status, json_t **doc)
 {
     *doc = NULL;
     *status = 0;
-    char url[2048];
-    snprintf(url, sizeof url, "%s%s", base, path);
-    CURL *h = curl_easy_init();
-    if (!h) {
-        cli_error("prewarm: cannot start libcurl");
+    struct curl_slist *h =
+        body ? curl_slist_append(NULL, "Content-Type: application/x-ndjson") : NULL;
+    int rc = cli_client_request(cl, method, path, NULL, h, body, len);
+    curl_slist_free_all(h);
+    if (rc)
         return 1;
-    }
-    struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/x-ndjson");
-    char auth[1100];
-    if (token) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-        hdrs = curl_slist_append(hdrs, auth);
-    }
-    hdrs = curl_slist_append(hdrs, "Expect:");
-    answer a = {0};
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    if (body) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &a);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
-    CURLcode rc = curl_easy_perform(h);
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(h);
-    if (rc != CURLE_OK) {
-        cli_error("prewarm: %s %s: %s", method, url, curl_easy_strerror(rc));
-        free(a.data);
-        return 1;
-    }
-    if (a.data)
-        *doc = json_loads(a.data, 0, NULL);
-    free(a.data);
+    *status = cl->status;
+    if (cl->body.data)
+        *doc = json_loads(cl->body.data, 0, NULL);
     return 0;
 }
 
@@ -185,53 +134,12 @@ static int read_file(const char *path, char **out, size_t *len)
     return 0;
 }
 
-int cmd_prewarm(int argc, char **argv)
+/* Submits the job and follows it to its end. Returns the exit status. */
+static int prewarm(cli_client *cl, const char *data, size_t len)
 {
-    enum { O_URL = 256, O_TOKEN };
-    static const struct option opts[] = {{"url", required_argument, NULL, O_URL},
-                                         {"token", required_argument, NULL, O_TOKEN},
-                                         {NULL, 0, NULL, 0}};
-    const char *url = cli_default_url();
-    const char *token = getenv("GENCACHE_TOKEN");
-    int opt;
-    optind = 1;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        switch (opt) {
-        case O_URL:
-            url = optarg;
-            break;
-        case O_TOKEN:
-            token = optarg;
-            break;
-        case ':':
-            cli_error("prewarm: missing value for %s", argv[optind - 1]);
-            return 2;
-        default:
-            cli_error("prewarm: unknown option %s", argv[optind - 1]);
-            return 2;
-        }
-    }
-    if (optind + 1 != argc) {
-        cli_error("prewarm: expected one FILE.jsonl (or - for stdin)");
-        return 2;
-    }
-    if (token && !*token)
-        token = NULL;
-    char base[1024];
-    snprintf(base, sizeof base, "%s", url);
-    size_t bl = strlen(base);
-    while (bl && base[bl - 1] == '/')
-        base[--bl] = '\0';
-
-    char *data = NULL;
-    size_t len = 0;
-    if (read_file(argv[optind], &data, &len) != 0)
-        return 1;
     long status;
     json_t *doc;
-    int rc = call(base, "POST", "/v1/prewarm", token, data, len, &status, &doc);
-    free(data);
+    int rc = call(cl, "POST", "/v1/prewarm", data, len, &status, &doc);
     if (rc)
         return 1;
     const char *id = json_string_value(json_object_get(doc, "job"));
@@ -248,7 +156,7 @@ int cmd_prewarm(int argc, char **argv)
     double t0 = now_s(), last_plain = 0;
     json_t *job = NULL;
     for (;;) {
-        rc = call(base, "GET", path, token, NULL, 0, &status, &doc);
+        rc = call(cl, "GET", path, NULL, 0, &status, &doc);
         if (rc)
             return 1;
         if (status != 200 || !json_is_object(doc)) {
@@ -281,4 +189,53 @@ int cmd_prewarm(int argc, char **argv)
         cli_error("prewarm: first error: %s", first);
     json_decref(job);
     return errors ? 1 : 0;
+}
+
+int cmd_prewarm(int argc, char **argv)
+{
+    enum { O_URL = 256, O_TOKEN };
+    static const struct option opts[] = {{"url", required_argument, NULL, O_URL},
+                                         {"token", required_argument, NULL, O_TOKEN},
+                                         {NULL, 0, NULL, 0}};
+    const char *url = cli_default_url();
+    const char *token = cli_default_token();
+    int opt;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (opt) {
+        case O_URL:
+            url = optarg;
+            break;
+        case O_TOKEN:
+            token = optarg;
+            break;
+        case ':':
+            cli_error("prewarm: missing value for %s", argv[optind - 1]);
+            return 2;
+        default:
+            cli_error("prewarm: unknown option %s", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind + 1 != argc) {
+        cli_error("prewarm: expected one FILE.jsonl (or - for stdin)");
+        return 2;
+    }
+    if (token && !*token)
+        token = NULL;
+    char *data = NULL;
+    size_t len = 0;
+    if (read_file(argv[optind], &data, &len) != 0)
+        return 1;
+    cli_client cl;
+    int rc = cli_client_open(&cl, url, token);
+    if (rc) {
+        free(data);
+        return rc;
+    }
+    rc = prewarm(&cl, data, len);
+    free(data);
+    cli_client_close(&cl);
+    return rc;
 }

@@ -21,69 +21,7 @@
 
 #include "gencache.h"
 #include "cli.h"
-
-typedef struct fetched {
-    char *data;
-    size_t len, cap;
-    char dtype[16];
-    char shape[GENCACHE_MAX_DIMS * 21 + 1];
-    bool has_dtype, has_shape;
-    bool too_big;
-} fetched;
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
-{
-    fetched *f = userdata;
-    size_t n = size * nmemb;
-    if (f->len + n + 1 > f->cap) {
-        size_t cap = f->cap ? f->cap : 65536;
-        while (cap < f->len + n + 1)
-            cap *= 2;
-        char *p = realloc(f->data, cap);
-        if (!p) {
-            f->too_big = true;
-            return 0;
-        }
-        f->data = p;
-        f->cap = cap;
-    }
-    memcpy(f->data + f->len, data, n);
-    f->len += n;
-    f->data[f->len] = '\0';
-    return n;
-}
-
-/* Copies the value of header `name` from a raw header line into out, trimmed. */
-static bool header_value(const char *line, size_t n, const char *name, char *out, size_t cap)
-{
-    size_t nl = strlen(name);
-    if (n <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-        return false;
-    const char *v = line + nl + 1, *end = line + n;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && isspace((unsigned char)end[-1]))
-        end--;
-    size_t len = (size_t)(end - v);
-    if (len >= cap)
-        len = cap - 1;
-    memcpy(out, v, len);
-    out[len] = '\0';
-    return true;
-}
-
-static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
-{
-    fetched *f = userdata;
-    size_t n = size * nmemb;
-    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0)
-        f->has_dtype = f->has_shape = false;
-    if (header_value(data, n, "X-Gencache-Dtype", f->dtype, sizeof f->dtype))
-        f->has_dtype = true;
-    if (header_value(data, n, "X-Gencache-Shape", f->shape, sizeof f->shape))
-        f->has_shape = true;
-    return n;
-}
+#include "client.h"
 
 /* "<layer>/<64 lowercase hex>", the form every key has. */
 static bool key_form(const char *key)
@@ -126,37 +64,6 @@ static bool parse_shape(const char *s, uint32_t *ndim, int64_t *shape)
     }
 }
 
-static void entry_url(char *out, size_t cap, const char *base, const char *key)
-{
-    size_t n = strlen(base);
-    while (n > 0 && base[n - 1] == '/')
-        n--;
-    snprintf(out, cap, "%.*s/v1/entries/%s", (int)n, base, key);
-}
-
-static void setup(CURL *c, const char *url, char *errbuf)
-{
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
-}
-
-/* Prints why a request failed: transport error, or the daemon's status and body. */
-static void report(const char *what, const char *key, CURLcode rc, long status, const char *errbuf,
-                   const fetched *f)
-{
-    if (rc != CURLE_OK)
-        cli_error("%s %s: %s", what, key, errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    else if (status == 404)
-        cli_error("%s %s: not found", what, key);
-    else
-        cli_error("%s %s: the daemon answered %ld%s%.300s", what, key, status,
-                  f && f->len ? ": " : "", f && f->len ? f->data : "");
-}
-
 static int stdout_write(void *ud, const void *data, size_t size)
 {
     return fwrite(data, 1, size, ud) == size ? 0 : GENCACHE_EIO;
@@ -164,9 +71,10 @@ static int stdout_write(void *ud, const void *data, size_t size)
 
 int cmd_export(int argc, char **argv)
 {
-    const char *url = NULL, *out = NULL, *format = "safetensors";
+    const char *url = NULL, *out = NULL, *format = "safetensors", *token = cli_default_token();
     static const struct option longopts[] = {
         {"url", required_argument, NULL, 'u'},
+        {"token", required_argument, NULL, 'k'},
         {"format", required_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'o'},
         {NULL, 0, NULL, 0},
@@ -177,6 +85,9 @@ int cmd_export(int argc, char **argv)
         switch (ch) {
         case 'u':
             url = optarg;
+            break;
+        case 'k':
+            token = optarg;
             break;
         case 'f':
             format = optarg;
@@ -193,7 +104,7 @@ int cmd_export(int argc, char **argv)
         return 2;
     }
     if (!out || optind >= argc) {
-        cli_error("usage: gencache export --format safetensors [--url URL] -o FILE KEY...");
+        cli_error("usage: gencache export --format safetensors [--url URL] [--token T] -o FILE KEY...");
         return 2;
     }
     int nkeys = argc - optind;
@@ -212,41 +123,42 @@ int cmd_export(int argc, char **argv)
     }
     if (!url)
         url = cli_default_url();
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return 1;
-    CURL *c = curl_easy_init();
-    fetched *f = calloc((size_t)nkeys, sizeof *f);
+    cli_client cl;
+    int result = cli_client_open(&cl, url, token);
+    if (result)
+        return result;
+    cli_buffer *f = calloc((size_t)nkeys, sizeof *f);
     gencache_safetensors_tensor *t = calloc((size_t)nkeys, sizeof *t);
-    int result = c && f && t ? 0 : 1;
+    if (!f || !t)
+        result = 1;
     for (int i = 0; i < nkeys && result == 0; i++) {
-        char u[4096], errbuf[CURL_ERROR_SIZE] = "";
-        entry_url(u, sizeof u, url, keys[i]);
-        setup(c, u, errbuf);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &f[i]);
-        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-        curl_easy_setopt(c, CURLOPT_HEADERDATA, &f[i]);
-        CURLcode rc = curl_easy_perform(c);
-        long status = 0;
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        if (rc != CURLE_OK || status != 200) {
-            report("export", keys[i], rc, status, errbuf, &f[i]);
+        if (cli_client_request(&cl, "GET", "/v1/entries/", keys[i], NULL, NULL, 0) != 0) {
             result = 1;
             break;
         }
+        if (cl.status != 200) {
+            result = cli_client_report(&cl, keys[i]);
+            break;
+        }
+        /* The body stays with this tensor until the file is written. */
+        f[i] = cl.body;
+        memset(&cl.body, 0, sizeof cl.body);
+        char dtype[16], shape[GENCACHE_MAX_DIMS * 21 + 1];
+        bool has_dtype = cli_client_header(&cl, "X-Gencache-Dtype", dtype, sizeof dtype);
+        bool has_shape = cli_client_header(&cl, "X-Gencache-Shape", shape, sizeof shape);
         t[i].name = keys[i];
         t[i].data = f[i].data ? f[i].data : "";
         t[i].size = f[i].len;
-        if (!f[i].has_dtype || !f[i].has_shape) {
+        if (!has_dtype || !has_shape) {
             cli_error("export %s: not a tensor entry (no X-Gencache-Dtype and X-Gencache-Shape)",
                       keys[i]);
             result = 1;
-        } else if (gencache_dtype_parse(f[i].dtype, &t[i].dtype) != GENCACHE_OK ||
-                   !parse_shape(f[i].shape, &t[i].ndim, t[i].shape) ||
+        } else if (gencache_dtype_parse(dtype, &t[i].dtype) != GENCACHE_OK ||
+                   !parse_shape(shape, &t[i].ndim, t[i].shape) ||
                    gencache_tensor_check(t[i].dtype, t[i].ndim, t[i].shape, t[i].size) !=
                        GENCACHE_OK) {
             cli_error("export %s: dtype '%s' and shape '%s' do not describe its %zu bytes", keys[i],
-                      f[i].dtype, f[i].shape, f[i].len);
+                      dtype, shape, f[i].len);
             result = 1;
         }
     }
@@ -267,17 +179,16 @@ int cmd_export(int argc, char **argv)
         free(f[i].data);
     free(f);
     free(t);
-    if (c)
-        curl_easy_cleanup(c);
-    curl_global_cleanup();
+    cli_client_close(&cl);
     return result;
 }
 
 int cmd_import(int argc, char **argv)
 {
-    const char *url = NULL, *codec = NULL, *ttl = NULL;
+    const char *url = NULL, *codec = NULL, *ttl = NULL, *token = cli_default_token();
     static const struct option longopts[] = {
         {"url", required_argument, NULL, 'u'},
+        {"token", required_argument, NULL, 'k'},
         {"codec", required_argument, NULL, 'c'},
         {"ttl", required_argument, NULL, 't'},
         {NULL, 0, NULL, 0},
@@ -288,6 +199,9 @@ int cmd_import(int argc, char **argv)
         switch (ch) {
         case 'u':
             url = optarg;
+            break;
+        case 'k':
+            token = optarg;
             break;
         case 'c':
             codec = optarg;
@@ -300,7 +214,7 @@ int cmd_import(int argc, char **argv)
         }
     }
     if (optind != argc - 1) {
-        cli_error("usage: gencache import [--url URL] [--codec C] [--ttl SECONDS] FILE");
+        cli_error("usage: gencache import [--url URL] [--token T] [--codec C] [--ttl SECONDS] FILE");
         return 2;
     }
     gencache_codec cd;
@@ -333,20 +247,12 @@ int cmd_import(int argc, char **argv)
     }
     if (!url)
         url = cli_default_url();
-    int result = 0;
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        gencache_safetensors_close(st);
-        return 1;
-    }
-    CURL *c = curl_easy_init();
-    if (!c)
-        result = 1;
+    cli_client cl;
+    int result = cli_client_open(&cl, url, token);
     for (size_t i = 0; i < n && result == 0; i++) {
         gencache_safetensors_tensor t;
         gencache_safetensors_get(st, i, &t);
-        char u[4096], errbuf[CURL_ERROR_SIZE] = "", hdr[GENCACHE_MAX_DIMS * 21 + 64];
-        entry_url(u, sizeof u, url, t.name);
-        setup(c, u, errbuf);
+        char hdr[GENCACHE_MAX_DIMS * 21 + 64];
         struct curl_slist *h = NULL;
         snprintf(hdr, sizeof hdr, "X-Gencache-Dtype: %s", gencache_dtype_name(t.dtype));
         h = curl_slist_append(h, hdr);
@@ -366,29 +272,15 @@ int cmd_import(int argc, char **argv)
             snprintf(hdr, sizeof hdr, "X-Gencache-TTL: %.30s", ttl);
             h = curl_slist_append(h, hdr);
         }
-        h = curl_slist_append(h, "Expect:");
-        fetched reply = {0};
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, t.size ? t.data : "");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)t.size);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &reply);
-        CURLcode crc = curl_easy_perform(c);
-        long status = 0;
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        if (crc != CURLE_OK || status < 200 || status > 299) {
-            report("import", t.name, crc, status, errbuf, &reply);
+        if (cli_client_request(&cl, "PUT", "/v1/entries/", t.name, h, t.data, t.size) != 0)
             result = 1;
-        }
-        free(reply.data);
+        else if (cl.status < 200 || cl.status > 299)
+            result = cli_client_report(&cl, t.name);
         curl_slist_free_all(h);
     }
     if (result == 0)
         printf("imported %zu tensors from %s\n", n, path);
-    if (c)
-        curl_easy_cleanup(c);
-    curl_global_cleanup();
+    cli_client_close(&cl);
     gencache_safetensors_close(st);
     return result;
 }

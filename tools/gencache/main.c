@@ -10,14 +10,14 @@
 #include "cli.h"
 
 static const cli_command commands[] = {
-    {"get", cmd_get, "[--url URL] [-o FILE] [--meta] KEY",
+    {"get", cmd_get, "[--url URL] [--token T] [-o FILE] [--meta] KEY",
      "fetch an entry's bytes from a daemon (--meta: its metadata headers instead)"},
     {"put", cmd_put,
-     "[--url URL] [--cost-ms N] [--ttl SECONDS] [--tags A,B] [--content-type T]\n"
+     "[--url URL] [--token T] [--cost-ms N] [--ttl SECONDS] [--tags A,B] [--content-type T]\n"
      "            [--dtype D --shape A,B,..] [--pinned] KEY FILE|-",
      "store a file as an entry in a daemon"},
-    {"del", cmd_del, "[--url URL] KEY", "remove an entry from every tier of a daemon"},
-    {"stats", cmd_stats, "[--url URL] [--json]", "show a daemon's counters"},
+    {"del", cmd_del, "[--url URL] [--token T] KEY", "remove an entry from every tier of a daemon"},
+    {"stats", cmd_stats, "[--url URL] [--token T] [--json]", "show a daemon's counters"},
     {"normalize", cmd_normalize, "[--mode M] [--lines|--jsonl] TEXT|FILE|-",
      "print a prompt normalized (modes: exact safe clip tokens aggressive)"},
     {"key", cmd_key, "[--layer L]... [--mode M] [--tenant T] [--lines|--json] REQUEST.json|-",
@@ -27,9 +27,9 @@ static const cli_command commands[] = {
      "print each image's perceptual hash as imagehash does: <hex>  FILE"},
     {"similar", cmd_similar, "[--radius R] QUERY FILE...",
      "list the FILEs that are near duplicates of QUERY, nearest first: <distance>  FILE"},
-    {"export", cmd_export, "--format safetensors [--url URL] -o FILE|- KEY...",
+    {"export", cmd_export, "--format safetensors [--url URL] [--token T] -o FILE|- KEY...",
      "fetch tensor entries from a daemon into one safetensors file (tensor names = keys)"},
-    {"import", cmd_import, "[--url URL] [--codec C] [--ttl SECONDS] FILE",
+    {"import", cmd_import, "[--url URL] [--token T] [--codec C] [--ttl SECONDS] FILE",
      "store each tensor of a safetensors file in a daemon (tensor names must be keys)"},
     {"prewarm", cmd_prewarm, "[--url URL] [--token T] FILE.jsonl|-",
      "run a file of requests (one JSON per line) through a daemon's proxy, with progress"},
@@ -57,7 +57,8 @@ static void usage(FILE *out)
     fprintf(out, "usage: gencache [--help] [--version] COMMAND [ARGS]\n\n"
                  "A cache for generative-video inference: keys, image identity, and a client\n"
                  "for the gencached daemon (default URL $GENCACHE_URL or "
-                 "http://127.0.0.1:8787).\n\ncommands:\n");
+                 "http://127.0.0.1:8787; the\nbearer token of a tenant: --token or "
+                 "$GENCACHE_TOKEN).\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(out, "  %-9s %s\n            %s\n", commands[i].name, commands[i].summary,
                 commands[i].usage);
