@@ -5,11 +5,13 @@ set -euo pipefail
 lib=$1
 syms=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TDBRVW]$/ {print $3}' | sed 's/@.*//')
 [ -n "$syms" ] || { echo "no exported symbols in $lib"; exit 1; }
-bad=$(printf '%s\n' $syms | grep -v -E '^gencache_[a-z]' || true)
+# Here-strings, not pipes: with pipefail, "grep -q" closing a pipe early would make printf's
+# SIGPIPE fail the check at random.
+bad=$(grep -v -E '^gencache_[a-z]' <<< "$syms" || true)
 if [ -n "$bad" ]; then
     echo "symbols exported beyond the public API:"; printf '  %s\n' $bad; exit 1
 fi
 for required in gencache_open gencache_close gencache_get gencache_put gencache_strerror; do
-    printf '%s\n' $syms | grep -qx "$required" || { echo "missing export: $required"; exit 1; }
+    grep -qx "$required" <<< "$syms" || { echo "missing export: $required"; exit 1; }
 done
-echo "$(printf '%s\n' $syms | wc -l) exported symbols, all gencache_*"
+echo "$(wc -l <<< "$syms") exported symbols, all gencache_*"
