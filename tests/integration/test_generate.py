@@ -360,6 +360,17 @@ def t_tenants_and_sensitive(up):
             check(hb["x-gencache-key"] != ha["x-gencache-key"], "tenant keys differ")
             check_eq(body_b, body_a, "same generator answer")
             check_eq(up.calls() - before, 2, "one upstream call per tenant")
+            # Any tenant can write bytes under any key through the entries API; the proxy must
+            # still serve alice only what was stored for her.
+            poison = "/v1/entries/" + ha["x-gencache-key"]
+            st, _, _ = d.request("PUT", poison, body=b"poison", headers=bob)
+            check_eq(st, 201, "bob writes under alice's key (the entry becomes his)")
+            st, h, body = gen(d, doc, headers=alice)
+            check_eq((st, h.get("x-gencache"), body == body_a), (200, "miss", True),
+                     "alice is not served bob's bytes")
+            st, h, body = gen(d, doc, headers=alice)
+            check_eq((st, h.get("x-gencache"), body == body_a), (200, "hit", True),
+                     "alice's own result again")
             expect_error(gen(d, doc), 401, "unauthorized", "no token")
             expect_error(gen(d, doc, headers={"Authorization": "Bearer nope"}), 401,
                          "unauthorized", "unknown token")

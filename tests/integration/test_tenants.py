@@ -179,6 +179,13 @@ def t_global_shared(d):
     check_eq(st, 200, "bob HEAD global")
     st, _, body = req(d, "bob", "DELETE", path)
     check_eq((st, error_code(body)), (403, "forbidden"), "bob deletes alice's shared entry")
+    st, _, body = req(d, "bob", "PUT", path, body=b"poison")
+    check_eq((st, error_code(body)), (403, "forbidden"), "bob overwrites alice's shared entry")
+    st, _, body = req(d, "alice", "GET", path)
+    check_eq((st, body), (200, b"emb"), "alice's shared bytes intact")
+    st, _, _ = req(d, "alice", "PUT", path, body=b"emb2")
+    check_eq(st, 201, "alice replaces what she stored")
+    st, _, _ = req(d, "alice", "PUT", path, body=b"emb")
     st, _, body = req(d, "bob", "POST", "/v1/invalidate",
                       body=json.dumps({"layer": "text_embedding"}))
     check_eq(json.loads(body), {"invalidated": 0}, "bob invalidates the shared layer")

@@ -84,6 +84,17 @@ static bool visible(gcd_request *req, bool private, const gencache_meta *m)
     return !req->tenant || !private || owned_by(m, req->tenant);
 }
 
+/* True when the shared entry under key exists and was stored by another tenant. */
+static bool foreign_shared(gcd_request *req, const char *key)
+{
+    gencache_handle *h = NULL;
+    if (gencache_peek(req->srv->cache, key, &h) != 0)
+        return false;
+    bool foreign = !owned_by(gencache_handle_meta(h), req->tenant);
+    gencache_handle_release(h);
+    return foreign;
+}
+
 static enum MHD_Result reply_miss(struct MHD_Connection *c, gcd_request *req, const char *key)
 {
     return gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "not_found", "no entry %s", key);
@@ -464,6 +475,13 @@ enum MHD_Result gcd_entries_put_end(struct MHD_Connection *c, gcd_request *req, 
         if (err != 0)
             return gcd_reply_gencache(c, req, err, "encoding the tensor");
         bytes = encoded;
+    }
+    /* A shared entry is everyone's: only the tenant that stored it may replace it (as only it
+     * may delete it), or any tenant could poison what the others read. */
+    if (req->tenant && !private_layer(req->srv, key) && foreign_shared(req, key)) {
+        free(encoded);
+        return gcd_reply_error(c, req, MHD_HTTP_FORBIDDEN, "forbidden",
+                               "entry %s is shared and was stored by another tenant", key);
     }
     /* The owner comes from the token, never from the request. */
     m->tenant = req->tenant;

@@ -391,6 +391,32 @@ static gcd_gen_result *result_from_handle(gencache_handle *h)
 }
 
 /* A hit: answered at once from the cache's bytes. */
+/* Whether a stored result may be served to `tenant`. The key already names the tenant, but any
+ * tenant can PUT bytes under any key through the entries API: serving them would let one tenant
+ * poison another's results. So in a tenant-scoped result layer only the caller's own entry is
+ * served; another's is a miss, and the fresh answer then replaces it. */
+static bool servable(gcd_server *srv, const gencache_meta *m, const char *tenant)
+{
+    gencache_layer_options lo;
+    gencache_layer_options_init(&lo);
+    if (!tenant || gencache_layer_get(srv->cache, RESULT_LAYER, &lo) != 0 ||
+        lo.scope == GENCACHE_SCOPE_GLOBAL)
+        return true;
+    return m->tenant && strcmp(m->tenant, tenant) == 0;
+}
+
+/* True when an entry under key exists that `tenant` may not be served. Peeked, so the foreign
+ * entry is neither counted nor touched. */
+static bool foreign_entry(gcd_server *srv, const char *key, const char *tenant)
+{
+    gencache_handle *h = NULL;
+    if (!tenant || gencache_peek(srv->cache, key, &h) != 0)
+        return false;
+    bool foreign = !servable(srv, gencache_handle_meta(h), tenant);
+    gencache_handle_release(h);
+    return foreign;
+}
+
 static void serve_hit(gencache_handle *h, gcd_gen_done_fn done, void *ctx)
 {
     gcd_gen_result *r = result_from_handle(h);
@@ -435,7 +461,12 @@ static void join_or_fly(gcd_server *srv, const char *key, const char *body, size
     /* A flight for this key may have stored its answer and left the table since our lookup: this
      * request then waited for it like a coalesced one. A peek, so that the lookup already
      * counted is the only one. */
-    if (gencache_peek(srv->cache, key, &h) == 0) {
+    if (gencache_peek(srv->cache, key, &h) == 0 &&
+        !servable(srv, gencache_handle_meta(h), tenant)) {
+        gencache_handle_release(h);
+        h = NULL;
+    }
+    if (h) {
         pthread_mutex_unlock(&P.mu);
         flight_free(f);
         gcd_gen_result *r = result_from_handle(h);
@@ -511,7 +542,8 @@ void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const ch
     bool cacheable = err == 0 && !sensitive;
     if (cacheable) {
         gencache_handle *h = NULL;
-        int gerr = gencache_get(srv->cache, key, &h);
+        int gerr = foreign_entry(srv, key, tenant) ? GENCACHE_ENOTFOUND
+                                                   : gencache_get(srv->cache, key, &h);
         gcd_tenant_count(srv, tenant, RESULT_LAYER, gerr ? GCD_COUNT_MISS : GCD_COUNT_HIT,
                          gerr ? 0 : gencache_handle_meta(h)->cost_ms);
         if (gerr == 0) {
