@@ -177,6 +177,54 @@ def t_cli(d, up):
         check_eq(p.returncode, 2, "no file: usage")
 
 
+FAIR_CONFIG = """
+tenants:
+  - name: alice
+    token: "tok-alice-0123456789"
+  - name: bob
+    token: "tok-bob-0123456789"
+"""
+
+
+def t_tenant_fairness(up):
+    """One tenant's prewarm backlog neither takes every job slot nor every upstream worker:
+    another tenant can still submit jobs, and an interactive generate is served by a worker kept
+    for interactive requests while the backlog waits."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "gencache.yaml")
+        with open(path, "w") as f:
+            f.write(FAIR_CONFIG)
+        d = Daemon("--config", path, "--upstream", up.url, "--upstream-timeout", "20",
+                   "--upstream-concurrency", "2")
+        alice = {"Authorization": "Bearer tok-alice-0123456789",
+                 "Content-Type": "application/json"}
+        bob = {"Authorization": "Bearer tok-bob-0123456789", "Content-Type": "application/json"}
+        try:
+            slow = [req(300 + i, params={"sleep_ms": 1500}) for i in range(8)]
+            for doc in slow:
+                st, _, _ = d.request("POST", "/v1/prewarm", body=json.dumps(doc).encode(),
+                                     headers=alice)
+                check_eq(st, 202, "alice's job")
+            st, _, body = d.request("POST", "/v1/prewarm", body=json.dumps(req(399)).encode(),
+                                    headers=alice)
+            check_eq((st, json.loads(body)["error"]["code"]), (429, "too_many_jobs"),
+                     "alice's ninth running job")
+            st, _, _ = d.request("POST", "/v1/prewarm", body=json.dumps(req(400)).encode(),
+                                 headers=bob)
+            check_eq(st, 202, "bob can still submit a job")
+            time.sleep(0.2)  # the backlog reaches the upstream queue
+            t0 = time.monotonic()
+            st, h, _ = d.request("POST", "/v1/generate",
+                                 body=json.dumps(req(401, params={"sleep_ms": 100})).encode(),
+                                 headers=bob)
+            took = time.monotonic() - t0
+            check_eq((st, h.get("x-gencache")), (200, "miss"), "bob's interactive generate")
+            # The backlog alone is 8 x 1.5 s on the one worker background work may use.
+            check(took < 1.4, "bob's generate waited %.2f s behind alice's backlog" % took)
+        finally:
+            d.stop()
+
+
 def main():
     r = Runner()
     up = Upstream("--sleep-ms", str(SLEEP_MS), "--size-kb", "16")
@@ -190,6 +238,7 @@ def main():
         finally:
             rc = d.stop()
         r.run("clean_exit", lambda: check_eq(rc, 0, "exit status"))
+        r.run("tenant_fairness", t_tenant_fairness, up)
     finally:
         up.stop()
     r.finish()

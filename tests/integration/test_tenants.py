@@ -195,6 +195,20 @@ def t_global_shared(d):
     check_eq(st, 204, "alice deletes what she stored")
 
 
+def t_pin_admin_only(d):
+    """A pinned entry is never evicted: only an admin may pin, or one tenant could fill the
+    memory tier for good."""
+    path = "/v1/entries/" + key("pin-me")
+    st, _, body = req(d, "alice", "PUT", path, body=b"p", headers={"X-Gencache-Pinned": "1"})
+    check_eq((st, error_code(body)), (403, "forbidden"), "a tenant pins")
+    check_eq(req(d, "alice", "GET", path)[0], 404, "nothing stored by the refused PUT")
+    st, _, _ = req(d, "ops", "PUT", path, body=b"p", headers={"X-Gencache-Pinned": "1"})
+    check_eq(st, 201, "the admin pins")
+    st, h, _ = req(d, "ops", "GET", path)
+    check_eq((st, h.get("x-gencache-pinned")), (200, "1"), "pinned")
+    check_eq(req(d, "ops", "DELETE", path)[0], 204, "unpinned by deletion")
+
+
 def t_tenant_from_token(d):
     body = {"model": "m", "prompt": "a cat", "seed": 3}
     keys = {}
@@ -397,6 +411,7 @@ def main():
         r.run("quota_concurrent", t_quota_concurrent, d)
         r.run("admin", t_admin, d)
         r.run("cli_tokens", t_cli_tokens, d)
+        r.run("pin_admin_only", t_pin_admin_only, d)
         r.run("still_up", lambda: check(d.alive(), "daemon alive"))
     finally:
         rc = d.stop()

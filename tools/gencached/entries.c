@@ -416,6 +416,15 @@ enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req
             m->pinned = 1;
         else if (strcmp(v, "0") != 0)
             BAD_HEADER("X-Gencache-Pinned '%.64s': expected 1 or 0", v);
+        /* A pinned entry is never evicted: a tenant pinning at will could fill the memory tier
+         * and lock every other tenant out. With tenants, pins come from the config's
+         * `preferred` list or from an admin. */
+        if (m->pinned && !gcd_tenant_admin(req)) {
+            *queued = true;
+            return gcd_reply_error(c, req, MHD_HTTP_FORBIDDEN, "forbidden",
+                                   "X-Gencache-Pinned: only an admin tenant may pin entries "
+                                   "(others get pins from the config's preferred list)");
+        }
     }
     const char *dtype = header(c, "X-Gencache-Dtype");
     const char *shape = header(c, "X-Gencache-Shape");

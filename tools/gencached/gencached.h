@@ -314,9 +314,11 @@ typedef void (*gcd_gen_done_fn)(void *ctx, gcd_gen_outcome outcome, gcd_gen_resu
 int gcd_generate_start(gcd_server *srv);
 void gcd_generate_stop(void);
 /* Runs one request JSON through the cache: hit, coalesced wait, upstream call or bypass. body is
- * copied; tenant (NULL: none) must outlive the call only. done is always called exactly once. */
+ * copied; tenant (NULL: none) must outlive the call only. background (prewarm): its upstream
+ * call waits behind interactive ones and uses at most three quarters of the workers. done is
+ * always called exactly once. */
 void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const char *tenant,
-                         gcd_gen_done_fn done, void *ctx);
+                         bool background, gcd_gen_done_fn done, void *ctx);
 /* POST /v1/generate with its complete body; suspends the connection while the upstream runs and
  * answers when resumed (MHD calls it again). */
 enum MHD_Result gcd_generate_handle(struct MHD_Connection *c, gcd_request *req);

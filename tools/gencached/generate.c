@@ -39,7 +39,9 @@ typedef struct flight {
     waiter *waiters;
     waiter **tail;
     struct flight *next;  /* in the table */
-    struct flight *qnext; /* in the queue */
+    struct flight *qnext; /* in a queue */
+    bool background;      /* prewarm work: queued behind interactive requests */
+    bool in_queue;        /* waiting for a worker */
 } flight;
 
 static struct {
@@ -47,14 +49,23 @@ static struct {
     pthread_cond_t cv;  /* the queue has work, or stopping */
     gcd_server *srv;
     flight *table;
-    flight *qhead;
+    flight *qhead; /* interactive requests, first come first served */
     flight **qtail;
+    flight *bhead; /* background (prewarm) work: taken only when no interactive request
+                      waits, and by at most bg_limit workers at once, so that a backlog never
+                      occupies every worker */
+    flight **btail;
+    unsigned bg_running;
+    unsigned bg_limit;
     pthread_t *threads;
     unsigned n_threads;
     int stopping; /* read atomically by the upstream calls (cancel) */
     bool running;
     int suspended; /* HTTP requests suspended and not yet completed (atomic) */
-} P = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .qtail = &P.qhead};
+} P = {.mu = PTHREAD_MUTEX_INITIALIZER,
+       .cv = PTHREAD_COND_INITIALIZER,
+       .qtail = &P.qhead,
+       .btail = &P.bhead};
 
 /* ---- results ------------------------------------------------------------------------------ */
 
@@ -222,18 +233,36 @@ static void *worker_main(void *arg)
     (void)arg;
     for (;;) {
         pthread_mutex_lock(&P.mu);
-        while (!P.qhead && !P.stopping)
+        while (!P.stopping && !P.qhead && !(P.bhead && P.bg_running < P.bg_limit))
             pthread_cond_wait(&P.cv, &P.mu);
-        flight *f = P.qhead;
+        flight *f = NULL;
+        bool bg = false;
+        if (P.qhead) {
+            f = P.qhead;
+            P.qhead = f->qnext;
+            if (!P.qhead)
+                P.qtail = &P.qhead;
+        } else if (P.bhead && P.bg_running < P.bg_limit) {
+            f = P.bhead;
+            P.bhead = f->qnext;
+            if (!P.bhead)
+                P.btail = &P.bhead;
+            P.bg_running++;
+            bg = true;
+        }
         if (!f) { /* stopping, and nothing left to run */
             pthread_mutex_unlock(&P.mu);
             return NULL;
         }
-        P.qhead = f->qnext;
-        if (!P.qhead)
-            P.qtail = &P.qhead;
+        f->in_queue = false;
         pthread_mutex_unlock(&P.mu);
         flight_finish(f, call_upstream(P.srv, f));
+        if (bg) {
+            pthread_mutex_lock(&P.mu);
+            P.bg_running--;
+            pthread_cond_broadcast(&P.cv);
+            pthread_mutex_unlock(&P.mu);
+        }
     }
 }
 
@@ -258,6 +287,8 @@ int gcd_generate_start(gcd_server *srv)
         }
         P.n_threads++;
     }
+    /* Keep a quarter of the workers (at least one) for interactive requests. */
+    P.bg_limit = P.n_threads > 1 ? P.n_threads - (P.n_threads / 4 ? P.n_threads / 4 : 1) : 1;
     P.running = true;
     return 0;
 }
@@ -270,6 +301,13 @@ void gcd_generate_stop(void)
     flight *queued = P.qhead;
     P.qhead = NULL;
     P.qtail = &P.qhead;
+    /* Background work goes after the interactive requests, in one list. */
+    flight **end = &queued;
+    while (*end)
+        end = &(*end)->qnext;
+    *end = P.bhead;
+    P.bhead = NULL;
+    P.btail = &P.bhead;
     pthread_cond_broadcast(&P.cv);
     pthread_mutex_unlock(&P.mu);
     for (flight *f = queued, *next; f; f = next) {
@@ -331,8 +369,14 @@ static bool enqueue_locked(flight *f)
     if (P.stopping || !P.running)
         return false;
     f->qnext = NULL;
-    *P.qtail = f;
-    P.qtail = &f->qnext;
+    f->in_queue = true;
+    if (f->background) {
+        *P.btail = f;
+        P.btail = &f->qnext;
+    } else {
+        *P.qtail = f;
+        P.qtail = &f->qnext;
+    }
     if (f->key[0]) {
         f->next = P.table;
         P.table = f;
@@ -430,8 +474,27 @@ static void serve_hit(gencache_handle *h, gcd_gen_done_fn done, void *ctx)
 }
 
 /* Joins the flight for key, or starts one; answers a hit found under the lock. */
+/* Moves a queued background flight to the interactive queue: an interactive request now waits
+ * for it. Called with P.mu held. */
+static void promote_locked(flight *g)
+{
+    flight **pp = &P.bhead;
+    while (*pp && *pp != g)
+        pp = &(*pp)->qnext;
+    if (!*pp)
+        return;
+    *pp = g->qnext;
+    if (P.btail == &g->qnext)
+        P.btail = pp;
+    g->background = false;
+    g->qnext = NULL;
+    *P.qtail = g;
+    P.qtail = &g->qnext;
+}
+
 static void join_or_fly(gcd_server *srv, const char *key, const char *body, size_t len,
-                        const char *model, const char *tenant, gcd_gen_done_fn done, void *ctx)
+                        const char *model, const char *tenant, bool background,
+                        gcd_gen_done_fn done, void *ctx)
 {
     waiter *w = calloc(1, sizeof *w);
     flight *f = flight_new(key, body, len, model, tenant, done, ctx, GCD_GEN_MISS);
@@ -442,6 +505,7 @@ static void join_or_fly(gcd_server *srv, const char *key, const char *body, size
         fail(done, ctx, NULL);
         return;
     }
+    f->background = background;
     gencache_handle *h = NULL;
     pthread_mutex_lock(&P.mu);
     for (flight *g = P.table; g; g = g->next) {
@@ -451,6 +515,8 @@ static void join_or_fly(gcd_server *srv, const char *key, const char *body, size
             w->outcome = GCD_GEN_COALESCED;
             *g->tail = w;
             g->tail = &w->next;
+            if (!background && g->background && g->in_queue)
+                promote_locked(g);
             pthread_mutex_unlock(&P.mu);
             gcd_metrics_coalesced();
             flight_free(f);
@@ -487,13 +553,15 @@ static void join_or_fly(gcd_server *srv, const char *key, const char *body, size
     }
 }
 
-static void bypass(const char *body, size_t len, gcd_gen_done_fn done, void *ctx)
+static void bypass(const char *body, size_t len, bool background, gcd_gen_done_fn done,
+                   void *ctx)
 {
     flight *f = flight_new("", body, len, NULL, NULL, done, ctx, GCD_GEN_BYPASS);
     if (!f) {
         fail(done, ctx, NULL);
         return;
     }
+    f->background = background;
     pthread_mutex_lock(&P.mu);
     bool queued = enqueue_locked(f);
     pthread_mutex_unlock(&P.mu);
@@ -504,7 +572,7 @@ static void bypass(const char *body, size_t len, gcd_gen_done_fn done, void *ctx
 }
 
 void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const char *tenant,
-                         gcd_gen_done_fn done, void *ctx)
+                         bool background, gcd_gen_done_fn done, void *ctx)
 {
     if (!body)
         body = "";
@@ -560,9 +628,10 @@ void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const ch
         return;
     }
     if (cacheable)
-        join_or_fly(srv, key, body, len, gencache_request_model(r), tenant, done, ctx);
+        join_or_fly(srv, key, body, len, gencache_request_model(r), tenant, background, done,
+                    ctx);
     else
-        bypass(body, len, done, ctx);
+        bypass(body, len, background, done, ctx);
     gencache_request_free(r);
 }
 
@@ -661,7 +730,8 @@ enum MHD_Result gcd_generate_handle(struct MHD_Connection *c, gcd_request *req)
         pthread_mutex_init(&st->mu, NULL);
         st->c = c;
         req->gen = st;
-        gcd_generate_submit(req->srv, req->body, req->body_len, req->tenant, http_done, st);
+        gcd_generate_submit(req->srv, req->body, req->body_len, req->tenant, false, http_done,
+                            st);
         pthread_mutex_lock(&st->mu);
         if (!st->done) {
             /* Answered from the callback's thread: MHD calls us again once resumed. */

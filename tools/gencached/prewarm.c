@@ -17,6 +17,7 @@
 #include "gencached.h"
 
 #define MAX_JOBS            64
+#define MAX_JOBS_PER_TENANT 8
 #define MAX_JOB_REQUESTS    100000
 #define DEFAULT_CONCURRENCY 4
 
@@ -114,7 +115,7 @@ static void pump_claimed(job *jb)
         size_t i = jb->next++;
         jb->running++;
         pthread_mutex_unlock(&J.mu);
-        gcd_generate_submit(J.srv, jb->bodies[i], jb->lens[i], jb->tenant, item_done, jb);
+        gcd_generate_submit(J.srv, jb->bodies[i], jb->lens[i], jb->tenant, true, item_done, jb);
         pthread_mutex_lock(&J.mu);
     }
     jb->pumping = false;
@@ -294,15 +295,38 @@ static enum MHD_Result reply_json(struct MHD_Connection *c, gcd_request *req, un
     return gcd_reply_queue(c, req, status, resp);
 }
 
-/* Makes room for one more job: drops the oldest finished one. Called with J.mu held. */
-static bool make_room_locked(void)
+static bool same_tenant(const job *jb, const char *tenant)
+{
+    return (!jb->tenant && !tenant) || (jb->tenant && tenant && strcmp(jb->tenant, tenant) == 0);
+}
+
+/* Unfinished jobs of one tenant. Called with J.mu held. */
+static unsigned running_jobs_locked(const char *tenant)
+{
+    unsigned n = 0;
+    for (job *jb = J.jobs; jb; jb = jb->next_job)
+        if (!finished(jb) && same_tenant(jb, tenant))
+            n++;
+    return n;
+}
+
+/* Makes room for one more job of `tenant`: drops its own oldest finished job, or else the oldest
+ * finished job of anyone (the table is full of finished jobs only when every tenant is under its
+ * cap of running ones). Called with J.mu held. */
+static bool make_room_locked(const char *tenant)
 {
     if (J.n_jobs < MAX_JOBS)
         return true;
-    job **victim = NULL;
-    for (job **pp = &J.jobs; *pp; pp = &(*pp)->next_job)
-        if (finished(*pp))
-            victim = pp; /* the list is newest first: the last finished is the oldest */
+    job **victim = NULL, **own = NULL;
+    for (job **pp = &J.jobs; *pp; pp = &(*pp)->next_job) {
+        if (!finished(*pp))
+            continue;
+        victim = pp; /* the list is newest first: the last finished is the oldest */
+        if (same_tenant(*pp, tenant))
+            own = pp;
+    }
+    if (own)
+        victim = own;
     if (!victim)
         return false;
     job *jb = *victim;
@@ -349,7 +373,17 @@ enum MHD_Result gcd_prewarm_handle(struct MHD_Connection *c, gcd_request *req)
         return gcd_reply_error(c, req, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
                                "prewarm: cannot start the prewarm thread");
     }
-    if (!make_room_locked()) {
+    /* One tenant's backlog must not take every job slot: with tenants, each may run at most
+     * MAX_JOBS_PER_TENANT jobs at once. */
+    if (req->tenant && running_jobs_locked(req->tenant) >= MAX_JOBS_PER_TENANT) {
+        pthread_mutex_unlock(&J.mu);
+        job_free(jb);
+        return gcd_reply_error(c, req, MHD_HTTP_TOO_MANY_REQUESTS, "too_many_jobs",
+                               "tenant %s already runs %d prewarm jobs; try again when one is "
+                               "done",
+                               req->tenant, MAX_JOBS_PER_TENANT);
+    }
+    if (!make_room_locked(req->tenant)) {
         pthread_mutex_unlock(&J.mu);
         job_free(jb);
         return gcd_reply_error(c, req, MHD_HTTP_SERVICE_UNAVAILABLE, "too_many_jobs",
@@ -383,9 +417,7 @@ enum MHD_Result gcd_jobs_handle(struct MHD_Connection *c, gcd_request *req, cons
     pthread_mutex_lock(&J.mu);
     const job *jb = J.jobs;
     for (; jb; jb = jb->next_job) {
-        bool same_tenant = (!jb->tenant && !req->tenant) ||
-                           (jb->tenant && req->tenant && strcmp(jb->tenant, req->tenant) == 0);
-        if (strcmp(jb->id, id) == 0 && same_tenant)
+        if (strcmp(jb->id, id) == 0 && same_tenant(jb, req->tenant))
             break;
     }
     json_t *doc = jb ? job_json(jb) : NULL;
