@@ -98,17 +98,30 @@ static int get_bool(ctx *x, yaml_node_t *n, const char *path, bool *out)
     return fail(x, n, path, "expected true or false");
 }
 
+/* Reads the decimal digits at *p (at least one, no overflow) into *v and advances *p past them.
+ * Returns 0 or -1. */
+static int leading_u64(const char **p, uint64_t *v)
+{
+    const char *q = *p;
+    uint64_t n = 0;
+    if (*q < '0' || *q > '9')
+        return -1;
+    for (; *q >= '0' && *q <= '9'; q++) {
+        if (n > (UINT64_MAX - (uint64_t)(*q - '0')) / 10)
+            return -1;
+        n = n * 10 + (uint64_t)(*q - '0');
+    }
+    *p = q;
+    *v = n;
+    return 0;
+}
+
 int gcd_parse_size(const char *s, uint64_t *out)
 {
-    uint64_t v = 0;
+    uint64_t v;
     const char *p = s;
-    if (*p < '0' || *p > '9')
+    if (leading_u64(&p, &v) != 0)
         return -1;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
-            return -1;
-        v = v * 10 + (uint64_t)(*p - '0');
-    }
     unsigned shift = 0;
     const char *units = "KMGT";
     const char *u = *p ? strchr(units, toupper((unsigned char)*p)) : NULL;
@@ -130,15 +143,10 @@ int gcd_parse_size(const char *s, uint64_t *out)
 
 int gcd_parse_duration_ms(const char *s, uint64_t *out)
 {
-    uint64_t v = 0;
+    uint64_t v;
     const char *p = s;
-    if (*p < '0' || *p > '9')
+    if (leading_u64(&p, &v) != 0)
         return -1;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
-            return -1;
-        v = v * 10 + (uint64_t)(*p - '0');
-    }
     uint64_t mul;
     if (!*p || strcmp(p, "s") == 0)
         mul = 1000;

@@ -56,55 +56,6 @@ static void usage(FILE *out)
             "  --version              show the version and exit\n");
 }
 
-/* Parses "<digits>[K|M|G|T][B|iB]" (powers of 1024, case-insensitive). Returns 0 or -1. */
-static int parse_size(const char *s, uint64_t *out)
-{
-    uint64_t v = 0;
-    const char *p = s;
-    if (*p < '0' || *p > '9')
-        return -1;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
-            return -1;
-        v = v * 10 + (uint64_t)(*p - '0');
-    }
-    unsigned shift = 0;
-    switch (*p) {
-    case 'k':
-    case 'K':
-        shift = 10;
-        p++;
-        break;
-    case 'm':
-    case 'M':
-        shift = 20;
-        p++;
-        break;
-    case 'g':
-    case 'G':
-        shift = 30;
-        p++;
-        break;
-    case 't':
-    case 'T':
-        shift = 40;
-        p++;
-        break;
-    default:
-        break;
-    }
-    if (shift && (*p == 'i' || *p == 'I') && (p[1] == 'b' || p[1] == 'B'))
-        p += 2;
-    else if (*p == 'b' || *p == 'B')
-        p++;
-    if (*p != '\0')
-        return -1;
-    if (shift && v > (UINT64_MAX >> shift))
-        return -1;
-    *out = v << shift;
-    return 0;
-}
-
 static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
 {
     uint64_t v;
@@ -248,7 +199,7 @@ static int parse_args(int argc, char **argv, gcd_config *cfg)
         case O_DISK:
         case O_BODY: {
             uint64_t v;
-            if (parse_size(optarg, &v) != 0 || (opt == O_BODY && v == 0)) {
+            if (gcd_parse_size(optarg, &v) != 0 || (opt == O_BODY && v == 0)) {
                 bad_usage("bad size '%s': expected a number with an optional K, M, G or T "
                           "suffix",
                           optarg);
