@@ -160,6 +160,9 @@ typedef struct gencache_options {
     const char *redis_url;        /* "redis://HOST:PORT[/DB]"; NULL: no redis tier */
     uint32_t redis_timeout_ms;    /* longest a Redis call may stall a caller; default 100 */
     uint64_t redis_max_value_bytes; /* larger values are not sent to Redis; default 64 MiB */
+    uint64_t writeback_max_bytes; /* bound of the queue of entries on their way from memory to
+                                     disk and Redis (written by a background thread); a put or
+                                     eviction that finds it full waits. Default 64 MiB */
 } gencache_options;
 
 /* Fills *opts with the defaults above. Thread-safety: safe. */
@@ -176,7 +179,10 @@ GENCACHE_API void gencache_options_init(gencache_options *opts);
  * Thread-safety: safe (each call makes an independent cache). */
 GENCACHE_API int gencache_open(gencache **out, const gencache_options *opts);
 
-/* Closes the cache and frees what it owns. Handles still held stay valid until released: their
+/* Closes the cache and frees what it owns. Before the tiers close, every entry of a write-back
+ * layer that only memory holds is written to the disk tier (session-scoped layers excepted) and
+ * the write-back queue is drained, so a clean shutdown loses nothing a restart could serve
+ * (docs/tiers.md says what survives what). Handles still held stay valid until released: their
  * bytes outlive the cache. gencache_close(NULL) does nothing.
  * Thread-safety: one thread at a time, and no other call on this cache may run meanwhile. */
 GENCACHE_API void gencache_close(gencache *cache);
@@ -197,7 +203,11 @@ typedef struct gencache_layer_options {
     uint64_t ttl_ms;      /* default time to live; 0: no expiry. Default 0 */
     int sliding_ttl;      /* nonzero: a hit pushes the expiry to now + ttl_ms. Default 0 */
     int write_through;    /* nonzero: a put also writes to the disk and redis tiers at once;
-                             zero: entries reach disk only when evicted from memory. Default 0 */
+                             zero (write-back): entries reach disk in the background when they
+                             leave memory, and at the latest at gencache_close(). Default 0 */
+    int shared;           /* nonzero: entries reach the shared (redis) tier: at once for a
+                             write-through layer, in the background for a write-back one.
+                             Default 1 (the built-in session layer: 0) */
 } gencache_layer_options;
 
 /* Fills *opts with the defaults above (name NULL). Thread-safety: safe. */
@@ -278,9 +288,25 @@ typedef struct gencache_handle gencache_handle;
  * (malformed key), GENCACHE_ENOMEM. Thread-safety: safe. */
 GENCACHE_API int gencache_get(gencache *cache, const char *key, gencache_handle **out);
 
-/* Like gencache_get(), but a hit counts no access and changes no expiry (for HEAD requests and
- * probes). Thread-safety: safe. */
+/* Like gencache_get(), but changes nothing: no access or lookup is counted, no expiry moves, an
+ * entry found below memory is not promoted and nothing is evicted (for HEAD requests, ownership
+ * checks and probes). Thread-safety: safe. */
 GENCACHE_API int gencache_peek(gencache *cache, const char *key, gencache_handle **out);
+
+/* Options of one lookup (gencache_get_ex). */
+typedef struct gencache_lookup_options {
+    size_t struct_size; /* sizeof(gencache_lookup_options); set by _init() */
+    uint64_t cost_ms;   /* what this request would have cost to compute: a hit adds it to the
+                           layer's cost_ms_saved. 0: the stored entry's cost_ms. Default 0 */
+} gencache_lookup_options;
+
+/* Fills *opts with the defaults above. Thread-safety: safe. */
+GENCACHE_API void gencache_lookup_options_init(gencache_lookup_options *opts);
+
+/* gencache_get() with options (opts NULL: the defaults). Returns what gencache_get() returns, and
+ * GENCACHE_EINVAL for a struct_size out of range. Thread-safety: safe. */
+GENCACHE_API int gencache_get_ex(gencache *cache, const char *key,
+                                 const gencache_lookup_options *opts, gencache_handle **out);
 
 /* The handle's bytes: valid until the handle is released. Never NULL for a valid handle (a zero-
  * length value gives a non-NULL pointer). Thread-safety: safe. */
@@ -327,6 +353,21 @@ GENCACHE_API void gencache_filter_init(gencache_filter *filter);
 GENCACHE_API int gencache_invalidate(gencache *cache, const gencache_filter *filter,
                                      uint64_t *count);
 
+/* Moves every unpinned entry that matches `filter` out of the memory tier, and only out of it:
+ * entries of write-back layers that no persistent tier holds yet are queued for the disk tier
+ * first (as on any eviction), so durable copies are never touched. This is how memory pressure
+ * is relieved; gencache_invalidate() is how data is removed. *count (may be NULL) receives how
+ * many entries left memory. Returns GENCACHE_OK, GENCACHE_EINVAL (NULL or empty filter).
+ * Thread-safety: safe. */
+GENCACHE_API int gencache_demote(gencache *cache, const gencache_filter *filter, uint64_t *count);
+
+/* Writes every entry of a write-back layer that only memory holds to the disk tier (session-
+ * scoped layers excepted) and waits until the write-back queue is empty: after it returns, a
+ * kill -9 loses nothing that was stored before the call. Without a disk tier it only drains the
+ * queue. *count (may be NULL) receives how many entries it wrote. Returns GENCACHE_OK,
+ * GENCACHE_EINVAL. Thread-safety: safe. */
+GENCACHE_API int gencache_flush(gencache *cache, uint64_t *count);
+
 /* Removes expired entries now (lookups already treat them as misses; this gives their memory
  * back). *count (may be NULL) receives how many were removed. Thread-safety: safe. */
 GENCACHE_API int gencache_maintain(gencache *cache, uint64_t *count);
@@ -343,7 +384,8 @@ typedef struct gencache_layer_stats {
     uint64_t misses;          /* lookups that found none */
     uint64_t ghost_hits;      /* misses on a key evicted recently: a larger tier would have hit */
     uint64_t puts;            /* values stored */
-    uint64_t cost_ms_saved;   /* sum of cost_ms over hits: compute time the cache saved */
+    uint64_t cost_ms_saved;   /* compute time the cache saved: over hits, the requester's cost
+                                 (gencache_lookup_options.cost_ms) or else the entry's cost_ms */
 } gencache_layer_stats;
 
 typedef struct gencache_tier_stats {
@@ -357,6 +399,7 @@ typedef struct gencache_tier_stats {
     uint64_t evictions_expired;     /* entries removed because their TTL ran out */
     uint64_t evictions_corrupt;     /* entries dropped because they failed their checksum */
     uint64_t backend_errors;        /* failed operations on the backend (I/O, network) */
+    uint64_t hits;                  /* lookups (gencache_get) this tier answered */
 } gencache_tier_stats;
 
 typedef struct gencache_stats {
@@ -367,6 +410,26 @@ typedef struct gencache_stats {
     gencache_tier_stats tiers[GENCACHE_MAX_TIERS];
     uint64_t invalidated;     /* entries removed by gencache_del() and gencache_invalidate() */
 } gencache_stats;
+
+/* How hard the tiers are pressed, for a caller deciding whether to shed work. A full memory
+ * tier is the normal state of a cache and is not pressure by itself: what is left of room below
+ * it, and whether demotion keeps up, is. */
+typedef struct gencache_pressure {
+    size_t struct_size;       /* sizeof(gencache_pressure); the caller sets it before the call */
+    double mem_ratio;         /* memory tier bytes / byte limit; 0 when unlimited */
+    double disk_ratio;        /* disk tier bytes / byte limit; 0 without a disk tier or limit */
+    uint64_t writeback_bytes; /* bytes queued on their way below memory */
+    uint64_t writeback_max_bytes; /* the queue's bound */
+    uint64_t writeback_stalls;    /* puts and evictions that waited for room in the queue */
+    int degraded;             /* nonzero when demotion cannot keep up (the queue is over three
+                                 quarters of its bound) or the disk tier is over 95% of its
+                                 limit: the time to shorten lifetimes or refuse low-priority
+                                 work. Never set merely because memory is full */
+} gencache_pressure;
+
+/* Fills *out (out->struct_size must be set). Returns GENCACHE_OK or GENCACHE_EINVAL.
+ * Thread-safety: safe. */
+GENCACHE_API int gencache_pressure_get(gencache *cache, gencache_pressure *out);
 
 /* Fills *out with a snapshot of the counters (each counter is read atomically; the set as a whole
  * is not one instant). out->struct_size must be set. Returns GENCACHE_OK or GENCACHE_EINVAL.

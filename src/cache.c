@@ -2,7 +2,9 @@
  * cache.c: the orchestrator. It owns the layer table and an ordered list of tiers, fastest
  * first (mem, then disk and redis when configured). A get walks the tiers down and promotes what
  * it finds into the faster ones; a put lands in memory and, for write-through layers, in every
- * tier below; an entry evicted from memory is demoted to disk when it is still worth keeping.
+ * tier below; an entry evicted from memory is demoted to disk (through the write-back queue, off
+ * the caller's thread) when it is still worth keeping. Memory decisions (eviction, demotion,
+ * pressure) never remove a durable copy: only del and invalidate do.
  * The orchestrator never looks inside a tier: it speaks only through gencache__tier_ops.
  */
 #include <stdlib.h>
@@ -16,6 +18,7 @@ typedef struct layer {
     uint64_t ttl_ms;
     bool sliding;
     bool write_through;
+    bool shared;
     _Atomic uint64_t lookups, hits, misses, ghost_hits, puts, cost_ms_saved;
 } layer;
 
@@ -29,6 +32,11 @@ struct gencache {
     unsigned n_layers;
     gencache__tier *tiers[GENCACHE_MAX_TIERS]; /* tiers[0] is the memory tier */
     unsigned n_tiers;
+    int disk_tier;   /* index of the persistent local tier; -1: none */
+    int shared_tier; /* index of the shared tier; -1: none */
+    _Atomic uint64_t tier_hits[GENCACHE_MAX_TIERS];
+    gencache__writeback *wb; /* NULL without tiers below memory */
+    uint64_t writeback_max_bytes;
     gencache__ghost *ghost;
     _Atomic uint64_t invalidated;
 };
@@ -49,12 +57,13 @@ static const struct {
     uint64_t ttl_ms;
     bool sliding;
     bool write_through;
+    bool shared;
 } default_layers[] = {
-    {"result", GENCACHE_SCOPE_TENANT, 7ull * DAY_MS, true, true},
-    {"image_latent", GENCACHE_SCOPE_GLOBAL, 30ull * MINUTE_MS, false, false},
-    {"text_embedding", GENCACHE_SCOPE_GLOBAL, 30ull * MINUTE_MS, false, false},
-    {"condition", GENCACHE_SCOPE_TENANT, 10ull * MINUTE_MS, false, false},
-    {"session", GENCACHE_SCOPE_SESSION, 5ull * MINUTE_MS, false, false},
+    {"result", GENCACHE_SCOPE_TENANT, 7ull * DAY_MS, true, true, true},
+    {"image_latent", GENCACHE_SCOPE_GLOBAL, 30ull * MINUTE_MS, false, false, true},
+    {"text_embedding", GENCACHE_SCOPE_GLOBAL, 30ull * MINUTE_MS, false, false, true},
+    {"condition", GENCACHE_SCOPE_TENANT, 10ull * MINUTE_MS, false, false, true},
+    {"session", GENCACHE_SCOPE_SESSION, 5ull * MINUTE_MS, false, false, false},
 };
 
 static uint64_t now_ms(const gencache *c)
@@ -112,6 +121,7 @@ void gencache_layer_options_init(gencache_layer_options *opts)
     memset(opts, 0, sizeof *opts);
     opts->struct_size = sizeof *opts;
     opts->scope = GENCACHE_SCOPE_GLOBAL;
+    opts->shared = 1;
 }
 
 int gencache_layer_define(gencache *cache, const gencache_layer_options *opts)
@@ -132,6 +142,7 @@ int gencache_layer_define(gencache *cache, const gencache_layer_options *opts)
     l->ttl_ms = opts->ttl_ms;
     l->sliding = opts->sliding_ttl != 0;
     l->write_through = opts->write_through != 0;
+    l->shared = opts->shared != 0;
     return GENCACHE_OK;
 }
 
@@ -149,6 +160,7 @@ int gencache_layer_get(gencache *cache, const char *name, gencache_layer_options
     out->ttl_ms = l->ttl_ms;
     out->sliding_ttl = l->sliding;
     out->write_through = l->write_through;
+    out->shared = l->shared;
     return GENCACHE_OK;
 }
 
@@ -175,28 +187,56 @@ int gencache_key_check(gencache *cache, const char *key)
 
 /* ---- eviction and demotion ---- */
 
-/* Called by a tier for each entry it evicted. Entries that leave for lack of room are
- * remembered as ghosts; entries leaving memory go down to the next tier when they are still
- * worth keeping (not about to expire, and not already there by write-through). */
-static void on_evict(void *userdata, gencache__entry *e, gencache__evict_reason reason)
+/* The write-back queue's writer: puts e into the tiers its targets name. A value that expired
+ * while queued is not worth a write. */
+static void write_below(void *userdata, gencache__entry *e, unsigned targets)
+{
+    gencache *c = userdata;
+    uint64_t now = now_ms(c);
+    if (gencache__entry_expired(e, now))
+        return;
+    if ((targets & GENCACHE__WB_DISK) && c->disk_tier >= 0 && !atomic_load(&e->durable)) {
+        gencache__tier *t = c->tiers[c->disk_tier];
+        if (t->ops->put(t, e, now) == GENCACHE_OK)
+            atomic_store(&e->durable, true);
+    }
+    if ((targets & GENCACHE__WB_SHARED) && c->shared_tier >= 0) {
+        gencache__tier *t = c->tiers[c->shared_tier];
+        t->ops->put(t, e, now);
+    }
+}
+
+/* True when an entry leaving memory must still be written to disk to survive: a write-back
+ * layer's value that no persistent tier holds and that is not about to expire. */
+static bool needs_disk(const gencache *c, const gencache__entry *e, uint64_t now)
+{
+    if (!c->wb || c->disk_tier < 0 || e->layer >= c->n_layers ||
+        c->layers[e->layer].write_through || atomic_load(&e->durable))
+        return false;
+    uint64_t exp = atomic_load(&e->expires_ms);
+    return exp == 0 || exp > now + 1000;
+}
+
+/* Called by the memory tier, outside its locks, for each entry it let go of. Entries that leave
+ * for lack of room are remembered as ghosts and demoted: queued for the disk tier when only
+ * memory held them. */
+static void on_mem_evict(void *userdata, gencache__entry *e, gencache__evict_reason reason)
 {
     gencache *c = userdata;
     if (reason != GENCACHE__EVICT_CAPACITY)
         return;
     gencache__ghost_add(c->ghost, e->hash);
-    if (c->n_tiers < 2 || e->layer >= c->n_layers || c->layers[e->layer].write_through)
-        return;
-    uint64_t now = now_ms(c);
-    uint64_t exp = atomic_load(&e->expires_ms);
-    if (exp != 0 && exp <= now + 1000)
-        return;
-    for (unsigned i = 1; i < c->n_tiers; i++) {
-        if (!(c->tiers[i]->ops->caps & GENCACHE__TIER_PERSISTENT) ||
-            (c->tiers[i]->ops->caps & GENCACHE__TIER_SHARED))
-            continue;
-        c->tiers[i]->ops->put(c->tiers[i], e, now);
-        break;
-    }
+    if (needs_disk(c, e, now_ms(c)))
+        gencache__writeback_push(c->wb, e, GENCACHE__WB_DISK);
+}
+
+/* Called by the tiers below memory: their evictions are final (nothing lies below to demote to),
+ * and only feed the ghost list. */
+static void on_lower_evict(void *userdata, gencache__entry *e, gencache__evict_reason reason)
+{
+    gencache *c = userdata;
+    if (reason == GENCACHE__EVICT_CAPACITY)
+        gencache__ghost_add(c->ghost, e->hash);
 }
 
 /* ---- open and close ---- */
@@ -212,6 +252,7 @@ void gencache_options_init(gencache_options *opts)
     opts->disk_max_bytes = 10ull << 30;
     opts->redis_timeout_ms = 100;
     opts->redis_max_value_bytes = 64ull << 20;
+    opts->writeback_max_bytes = 64ull << 20;
 }
 
 static int add_tier(gencache *c, gencache__tier *t)
@@ -220,8 +261,14 @@ static int add_tier(gencache *c, gencache__tier *t)
         t->ops->close(t);
         return GENCACHE_ELIMIT;
     }
-    t->on_evict = on_evict;
+    unsigned i = c->n_tiers;
+    t->on_evict = i == 0 ? on_mem_evict : on_lower_evict;
     t->on_evict_userdata = c;
+    unsigned caps = t->ops->caps;
+    if (i > 0 && (caps & GENCACHE__TIER_SHARED) && c->shared_tier < 0)
+        c->shared_tier = (int)i;
+    else if (i > 0 && (caps & GENCACHE__TIER_PERSISTENT) && c->disk_tier < 0)
+        c->disk_tier = (int)i;
     c->tiers[c->n_tiers++] = t;
     return GENCACHE_OK;
 }
@@ -252,6 +299,8 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
     c->log.level = opts.log_level;
     c->clock_fn = opts.clock_fn ? opts.clock_fn : gencache__clock_realtime_ms;
     c->clock_userdata = opts.clock_userdata;
+    c->disk_tier = c->shared_tier = -1;
+    c->writeback_max_bytes = opts.writeback_max_bytes ? opts.writeback_max_bytes : 64ull << 20;
     for (size_t i = 0; i < sizeof default_layers / sizeof default_layers[0]; i++) {
         layer *l = &c->layers[c->n_layers++];
         strcpy(l->name, default_layers[i].name);
@@ -259,6 +308,7 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
         l->ttl_ms = default_layers[i].ttl_ms;
         l->sliding = default_layers[i].sliding;
         l->write_through = default_layers[i].write_through;
+        l->shared = default_layers[i].shared;
     }
 
     int rc = GENCACHE_OK;
@@ -304,6 +354,8 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
         if (rc == GENCACHE_OK)
             rc = add_tier(c, redis);
     }
+    if (rc == GENCACHE_OK && c->n_tiers > 1)
+        rc = gencache__writeback_open(c->alloc, c->writeback_max_bytes, write_below, c, &c->wb);
     if (rc != GENCACHE_OK) {
         gencache_close(c);
         return rc;
@@ -316,6 +368,12 @@ void gencache_close(gencache *cache)
 {
     if (!cache)
         return;
+    if (cache->wb) {
+        /* Everything only memory holds of a write-back layer goes to disk before the tiers
+         * close: a clean shutdown loses no value a restart could serve. */
+        gencache_flush(cache, NULL);
+        gencache__writeback_close(cache->wb);
+    }
     for (unsigned i = cache->n_tiers; i-- > 0;)
         cache->tiers[i]->ops->close(cache->tiers[i]);
     gencache__ghost_free(cache->ghost);
@@ -382,12 +440,24 @@ int gencache_put(gencache *cache, const char *key, const void *data, size_t size
         memcpy(e->value, data, size);
     e->checksum = gencache__checksum(e->value, size);
 
+    /* An older value of this key still queued for a lower tier must not land after this one. */
+    if (cache->wb)
+        gencache__writeback_forget(cache->wb, key, e->hash);
     rc = cache->tiers[0]->ops->put(cache->tiers[0], e, now);
     bool stored = rc == GENCACHE_OK;
     if (l->write_through || (!stored && (rc == GENCACHE_ETOOBIG || rc == GENCACHE_EFULL))) {
-        for (unsigned i = 1; i < cache->n_tiers; i++)
-            if (cache->tiers[i]->ops->put(cache->tiers[i], e, now) == GENCACHE_OK)
-                stored = true;
+        for (unsigned i = 1; i < cache->n_tiers; i++) {
+            if ((int)i == cache->shared_tier && !l->shared)
+                continue;
+            if (cache->tiers[i]->ops->put(cache->tiers[i], e, now) != GENCACHE_OK)
+                continue;
+            stored = true;
+            if ((int)i == cache->disk_tier)
+                atomic_store(&e->durable, true);
+        }
+    } else if (stored && l->shared && cache->shared_tier >= 0) {
+        /* A write-back layer's value reaches the other nodes without making this put wait. */
+        gencache__writeback_push(cache->wb, e, GENCACHE__WB_SHARED);
     }
     gencache__entry_release(e);
     if (!stored)
@@ -431,12 +501,31 @@ static int handle_new(gencache__entry *e, const char *tier, gencache_handle **ou
     return GENCACHE_OK;
 }
 
-static int lookup(gencache *c, const char *key, bool touch, gencache_handle **out)
+/* The tier an entry was found in, below memory's table; -1 when none. The write-back queue
+ * counts as memory (its entries left the table, not the process): 0 with *queued set. */
+static int find_below(gencache *c, const char *key, uint64_t hash, uint64_t now, bool touch,
+                      gencache__entry **e, bool *queued)
+{
+    if (c->wb && (*e = gencache__writeback_find(c->wb, key, hash)) != NULL) {
+        *queued = true;
+        return 0;
+    }
+    for (unsigned i = 1; i < c->n_tiers; i++) {
+        gencache__tier *t = c->tiers[i];
+        if (t->ops->get(t, key, hash, now, touch, e) == GENCACHE_OK)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* touch: a get (counts, refreshes, promotes); !touch: a peek, which changes nothing. */
+static int lookup(gencache *c, const char *key, const gencache_lookup_options *opts, bool touch,
+                  gencache_handle **out)
 {
     if (!out)
         return GENCACHE_EINVAL;
     *out = NULL;
-    if (!c || !key)
+    if (!c || !key || (opts && opts->struct_size < sizeof *opts))
         return GENCACHE_EINVAL;
     int idx;
     int rc = key_layer(c, key, &idx);
@@ -446,15 +535,14 @@ static int lookup(gencache *c, const char *key, bool touch, gencache_handle **ou
     uint64_t now = now_ms(c);
     uint64_t hash = gencache__checksum(key, strlen(key));
     gencache__entry *e = NULL;
-    unsigned found = 0;
-    for (; found < c->n_tiers; found++) {
-        gencache__tier *t = c->tiers[found];
-        if (t->ops->get(t, key, hash, now, touch, &e) == GENCACHE_OK)
-            break;
-    }
+    int found = 0;
+    bool queued = false;
+    gencache__tier *mem = c->tiers[0];
+    if (mem->ops->get(mem, key, hash, now, touch, &e) != GENCACHE_OK)
+        found = find_below(c, key, hash, now, touch, &e, &queued);
     if (touch)
         atomic_fetch_add_explicit(&l->lookups, 1, memory_order_relaxed);
-    if (!e) {
+    if (found < 0) {
         if (touch) {
             atomic_fetch_add_explicit(&l->misses, 1, memory_order_relaxed);
             if (gencache__ghost_contains(c->ghost, hash))
@@ -466,12 +554,19 @@ static int lookup(gencache *c, const char *key, bool touch, gencache_handle **ou
         /* A lower tier built this entry; nobody else sees it yet, so it can be completed. */
         e->layer = (uint32_t)idx;
         e->sliding = l->sliding;
-        for (unsigned i = 0; i < found; i++)
-            c->tiers[i]->ops->put(c->tiers[i], e, now);
+        if (found == c->disk_tier)
+            atomic_store(&e->durable, true);
     }
     if (touch) {
+        /* Promotion is part of a get only: a probe must not push hot entries out of memory. An
+         * entry from the write-back queue goes back into memory too (it stays queued). */
+        int promote_to = queued ? 1 : found;
+        for (int i = 0; i < promote_to; i++)
+            c->tiers[i]->ops->put(c->tiers[i], e, now);
+        uint64_t credit = opts && opts->cost_ms ? opts->cost_ms : e->cost_ms;
         atomic_fetch_add_explicit(&l->hits, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&l->cost_ms_saved, e->cost_ms, memory_order_relaxed);
+        atomic_fetch_add_explicit(&l->cost_ms_saved, credit, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->tier_hits[found], 1, memory_order_relaxed);
     }
     rc = handle_new(e, c->tiers[found]->ops->name, out);
     if (rc != GENCACHE_OK)
@@ -479,14 +574,26 @@ static int lookup(gencache *c, const char *key, bool touch, gencache_handle **ou
     return rc;
 }
 
+void gencache_lookup_options_init(gencache_lookup_options *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->struct_size = sizeof *opts;
+}
+
 int gencache_get(gencache *cache, const char *key, gencache_handle **out)
 {
-    return lookup(cache, key, true, out);
+    return lookup(cache, key, NULL, true, out);
+}
+
+int gencache_get_ex(gencache *cache, const char *key, const gencache_lookup_options *opts,
+                    gencache_handle **out)
+{
+    return lookup(cache, key, opts, true, out);
 }
 
 int gencache_peek(gencache *cache, const char *key, gencache_handle **out)
 {
-    return lookup(cache, key, false, out);
+    return lookup(cache, key, NULL, false, out);
 }
 
 const void *gencache_handle_data(const gencache_handle *handle)
@@ -535,6 +642,8 @@ int gencache_del(gencache *cache, const char *key)
         return rc;
     uint64_t hash = gencache__checksum(key, strlen(key));
     bool removed = false;
+    if (cache->wb && gencache__writeback_forget(cache->wb, key, hash))
+        removed = true;
     for (unsigned i = 0; i < cache->n_tiers; i++)
         if (cache->tiers[i]->ops->del(cache->tiers[i], key, hash) == GENCACHE_OK)
             removed = true;
@@ -565,9 +674,10 @@ static bool str_eq(const char *entry_value, const char *wanted)
     return entry_value && strcmp(entry_value, wanted) == 0;
 }
 
-static bool filter_match(void *ud, const gencache__entry *e)
+/* True when e matches the filter; no side effect. */
+static bool filter_accepts(void *ud, const gencache__entry *e)
 {
-    match_state *st = ud;
+    const match_state *st = ud;
     const gencache_filter *f = st->f;
     if (f->key && strcmp(e->key, f->key) != 0)
         return false;
@@ -579,7 +689,14 @@ static bool filter_match(void *ud, const gencache__entry *e)
         return false;
     if (f->tag && !gencache__entry_has_tag(e, f->tag))
         return false;
-    if (st->created_before && e->created_ms >= st->created_before)
+    return !st->created_before || e->created_ms < st->created_before;
+}
+
+/* filter_accepts(), recording the hash of each match so it is counted once over the tiers. */
+static bool filter_match(void *ud, const gencache__entry *e)
+{
+    match_state *st = ud;
+    if (!filter_accepts(st, e))
         return false;
     if (st->n == st->cap) {
         size_t ncap = st->cap ? st->cap * 2 : 64;
@@ -604,20 +721,32 @@ static int cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int gencache_invalidate(gencache *cache, const gencache_filter *filter, uint64_t *count)
+/* Checks a filter and prepares the state that matches entries against it. */
+static int match_begin(gencache *cache, const gencache_filter *filter, match_state *st)
 {
-    if (count)
-        *count = 0;
     if (!cache || !filter || filter->struct_size < sizeof *filter)
         return GENCACHE_EINVAL;
     if (!filter->key && !filter->layer && !filter->tenant && !filter->tag && !filter->model &&
         !filter->older_than_ms)
         return GENCACHE_EINVAL;
-    match_state st = {.f = filter, .alloc = cache->alloc};
+    *st = (match_state){.f = filter, .alloc = cache->alloc};
     if (filter->older_than_ms) {
         uint64_t now = now_ms(cache);
-        st.created_before = now > filter->older_than_ms ? now - filter->older_than_ms : 1;
+        st->created_before = now > filter->older_than_ms ? now - filter->older_than_ms : 1;
     }
+    return GENCACHE_OK;
+}
+
+int gencache_invalidate(gencache *cache, const gencache_filter *filter, uint64_t *count)
+{
+    if (count)
+        *count = 0;
+    match_state st;
+    int rc = match_begin(cache, filter, &st);
+    if (rc != GENCACHE_OK)
+        return rc;
+    if (cache->wb)
+        gencache__writeback_forget_if(cache->wb, filter_match, &st);
     uint64_t removed_total = 0;
     for (unsigned i = 0; i < cache->n_tiers; i++) {
         uint64_t n = 0;
@@ -637,6 +766,102 @@ int gencache_invalidate(gencache *cache, const gencache_filter *filter, uint64_t
     atomic_fetch_add(&cache->invalidated, unique);
     if (count)
         *count = unique;
+    return GENCACHE_OK;
+}
+
+int gencache_demote(gencache *cache, const gencache_filter *filter, uint64_t *count)
+{
+    if (count)
+        *count = 0;
+    match_state st;
+    int rc = match_begin(cache, filter, &st);
+    if (rc != GENCACHE_OK)
+        return rc;
+    return gencache__mem_tier_evict_if(cache->tiers[0], filter_accepts, &st, count);
+}
+
+typedef struct flush_state {
+    gencache *c;
+    uint64_t now;
+    gencache__entry **list;
+    size_t n, cap;
+    bool oom;
+} flush_state;
+
+/* Notes each memory entry that a flush must write (called under a shard lock: no I/O here). */
+static void flush_collect(void *ud, gencache__entry *e)
+{
+    flush_state *st = ud;
+    if (!needs_disk(st->c, e, st->now) || st->c->layers[e->layer].scope == GENCACHE_SCOPE_SESSION)
+        return;
+    if (st->n == st->cap) {
+        size_t ncap = st->cap ? 2 * st->cap : 256;
+        gencache__entry **nl = gencache__malloc(st->c->alloc, ncap * sizeof *nl);
+        if (!nl) {
+            st->oom = true;
+            return;
+        }
+        if (st->n)
+            memcpy(nl, st->list, st->n * sizeof *nl);
+        gencache__free(st->c->alloc, st->list);
+        st->list = nl;
+        st->cap = ncap;
+    }
+    st->list[st->n++] = gencache__entry_retain(e);
+}
+
+int gencache_flush(gencache *cache, uint64_t *count)
+{
+    if (count)
+        *count = 0;
+    if (!cache)
+        return GENCACHE_EINVAL;
+    if (!cache->wb)
+        return GENCACHE_OK;
+    flush_state st = {.c = cache, .now = now_ms(cache)};
+    gencache__tier *mem = cache->tiers[0];
+    if (cache->disk_tier >= 0 && mem->ops->each)
+        mem->ops->each(mem, flush_collect, &st);
+    for (size_t i = 0; i < st.n; i++) {
+        gencache__writeback_push(cache->wb, st.list[i], GENCACHE__WB_DISK);
+        gencache__entry_release(st.list[i]);
+    }
+    gencache__free(cache->alloc, st.list);
+    gencache__writeback_drain(cache->wb);
+    if (st.oom)
+        gencache__log_msg(&cache->log, GENCACHE_LOG_ERROR,
+                          "flush: out of memory listing entries; %zu of them written", st.n);
+    if (count)
+        *count = st.n;
+    return st.oom ? GENCACHE_ENOMEM : GENCACHE_OK;
+}
+
+int gencache_pressure_get(gencache *cache, gencache_pressure *out)
+{
+    if (!cache || !out || out->struct_size < sizeof *out)
+        return GENCACHE_EINVAL;
+    memset(out, 0, sizeof *out);
+    out->struct_size = sizeof *out;
+    gencache_tier_stats ts;
+    cache->tiers[0]->ops->stats(cache->tiers[0], &ts);
+    if (ts.max_bytes)
+        out->mem_ratio = (double)ts.bytes / (double)ts.max_bytes;
+    if (cache->disk_tier >= 0) {
+        gencache__tier *d = cache->tiers[cache->disk_tier];
+        d->ops->stats(d, &ts);
+        if (ts.max_bytes)
+            out->disk_ratio = (double)ts.bytes / (double)ts.max_bytes;
+    }
+    if (cache->wb) {
+        gencache__writeback_stats ws;
+        gencache__writeback_get_stats(cache->wb, &ws);
+        out->writeback_bytes = ws.queued_bytes;
+        out->writeback_stalls = ws.stalls;
+        out->writeback_max_bytes = cache->writeback_max_bytes;
+    }
+    out->degraded = out->disk_ratio > 0.95 ||
+                    (out->writeback_max_bytes &&
+                     out->writeback_bytes * 4 >= out->writeback_max_bytes * 3);
     return GENCACHE_OK;
 }
 
@@ -679,8 +904,10 @@ int gencache_stats_get(gencache *cache, gencache_stats *out)
         s->cost_ms_saved = atomic_load(&l->cost_ms_saved);
     }
     out->n_tiers = cache->n_tiers;
-    for (unsigned i = 0; i < cache->n_tiers; i++)
+    for (unsigned i = 0; i < cache->n_tiers; i++) {
         cache->tiers[i]->ops->stats(cache->tiers[i], &out->tiers[i]);
+        out->tiers[i].hits = atomic_load(&cache->tier_hits[i]);
+    }
     out->invalidated = atomic_load(&cache->invalidated);
     return GENCACHE_OK;
 }

@@ -113,6 +113,10 @@ struct gencache__entry {
     bool sliding;        /* a hit moves expires_ms to now + ttl_ms */
     unsigned char *value;
 
+    /* True once a persistent local tier (disk) holds this very value: leaving memory then loses
+     * nothing, so eviction and shutdown need not write it again. */
+    _Atomic bool durable;
+
     /* Changed by lookups; atomics so readers need no lock. */
     _Atomic uint64_t expires_ms; /* 0: never */
     _Atomic uint64_t last_access_ms;
@@ -190,6 +194,10 @@ typedef struct gencache__tier_ops {
     int (*expire)(gencache__tier *t, uint64_t now_ms, uint64_t *count);
     /* Fills the tier's counters (the tier field included). */
     void (*stats)(gencache__tier *t, gencache_tier_stats *out);
+    /* Calls fn for every entry held, under the tier's lock: fn may only retain the entry and
+     * note it. May be NULL for a tier that cannot enumerate cheaply (disk, redis). */
+    void (*each)(gencache__tier *t, void (*fn)(void *userdata, gencache__entry *e),
+                 void *userdata);
     void (*close)(gencache__tier *t);
 } gencache__tier_ops;
 
@@ -217,6 +225,11 @@ int gencache__mem_tier_open(const gencache__mem_options *opts, gencache__tier **
  * held outside it (sessions, KV windows), evicting entries to make room. GENCACHE_EFULL when
  * the room cannot be made (nothing is reserved then). */
 int gencache__mem_tier_reserve(gencache__tier *t, int64_t delta);
+/* Takes every unpinned entry for which pred holds out of the memory tier and hands each to the
+ * tier's eviction callback as a capacity eviction (so it is demoted, not deleted, like any entry
+ * that leaves for lack of room). *count gets how many. */
+int gencache__mem_tier_evict_if(gencache__tier *t, gencache__entry_pred pred, void *userdata,
+                                uint64_t *count);
 
 /* The same against a cache's memory tier: what sessions and KV windows call. */
 int gencache__cache_charge(gencache *cache, int64_t delta_bytes);
@@ -249,6 +262,54 @@ typedef struct gencache__redis_options {
 } gencache__redis_options;
 
 int gencache__redis_tier_open(const gencache__redis_options *opts, gencache__tier **out);
+
+/* ---- write-back queue (src/writeback.c) ---------------------------------------------------
+ * Entries on their way from memory to the tiers below, written by one background thread so that
+ * neither a put nor an eviction waits for a durable write it did not ask for. A queued entry stays
+ * readable through gencache__writeback_find(), so a value is never invisible between leaving
+ * memory and reaching disk; a delete withdraws queued copies of its key and waits out one being
+ * written, so nothing deleted comes back. The queue's bytes are bounded: a push over the bound
+ * waits for room (counted as a stall: demotion is not keeping up). */
+enum {
+    GENCACHE__WB_DISK = 1u << 0,   /* to the persistent local tier */
+    GENCACHE__WB_SHARED = 1u << 1, /* to the shared tier (redis) */
+};
+
+/* Writes e to the tiers named by targets (GENCACHE__WB_* bits); runs on the writer thread. */
+typedef void (*gencache__writeback_fn)(void *userdata, gencache__entry *e, unsigned targets);
+
+typedef struct gencache__writeback gencache__writeback;
+
+typedef struct gencache__writeback_stats {
+    uint64_t queued_bytes;   /* charges of the entries waiting now */
+    uint64_t queued_entries;
+    uint64_t written;        /* jobs completed */
+    uint64_t stalls;         /* pushes that had to wait for room */
+} gencache__writeback_stats;
+
+/* Starts the writer thread. max_bytes: the queue's bound (at least one entry always fits).
+ * Returns GENCACHE_OK, GENCACHE_ENOMEM, GENCACHE_EIO (no thread). */
+int gencache__writeback_open(const gencache_allocator *a, uint64_t max_bytes,
+                             gencache__writeback_fn fn, void *userdata,
+                             gencache__writeback **out);
+/* Queues e (the queue takes its own reference), replacing a queued job of the same key and
+ * merging their targets. Waits while the queue is over its bound. */
+void gencache__writeback_push(gencache__writeback *wb, gencache__entry *e, unsigned targets);
+/* The queued (or being written) entry of key, as a new reference; NULL when none. */
+gencache__entry *gencache__writeback_find(gencache__writeback *wb, const char *key,
+                                          uint64_t hash);
+/* Withdraws queued jobs of key and waits until none of key is being written. Returns true when
+ * a queued job was withdrawn (the value existed nowhere else yet). */
+bool gencache__writeback_forget(gencache__writeback *wb, const char *key, uint64_t hash);
+/* Withdraws every queued job whose entry pred accepts, and waits out a matching write. Returns
+ * how many queued jobs were withdrawn. */
+uint64_t gencache__writeback_forget_if(gencache__writeback *wb, gencache__entry_pred pred,
+                                   void *userdata);
+/* Returns when every job queued before the call has been written. */
+void gencache__writeback_drain(gencache__writeback *wb);
+void gencache__writeback_get_stats(gencache__writeback *wb, gencache__writeback_stats *out);
+/* Drains the queue, then stops the thread and frees the queue. NULL does nothing. */
+void gencache__writeback_close(gencache__writeback *wb);
 
 /* ---- ghost keys ----------------------------------------------------------------------------
  * Hashes of recently evicted keys (keys only, no values), so a miss can tell whether a larger

@@ -343,24 +343,69 @@ static bool expired_pred(void *ud, const gencache__entry *e)
     return gencache__entry_expired(e, *(const uint64_t *)ud);
 }
 
-static int mem_expire(gencache__tier *t, uint64_t now_ms, uint64_t *count)
+/* Takes every entry pred accepts out of every shard and hands each to the eviction callback for
+ * `reason`, counting it in *counter. Returns how many left. */
+static uint64_t evict_where(mem_tier *m, gencache__entry_pred pred, void *ud,
+                            gencache__evict_reason reason, _Atomic uint64_t *counter)
 {
-    mem_tier *m = (mem_tier *)t;
     uint64_t n = 0;
     for (unsigned i = 0; i < m->nshards; i++) {
-        gencache__entry *e = shard_take_if(m, &m->shards[i], expired_pred, &now_ms);
+        gencache__entry *e = shard_take_if(m, &m->shards[i], pred, ud);
         while (e) {
             gencache__entry *next = e->hnext;
             e->hnext = NULL;
-            atomic_fetch_add(&m->ev_expired, 1);
-            dispose(m, e, GENCACHE__EVICT_EXPIRED);
+            atomic_fetch_add(counter, 1);
+            dispose(m, e, reason);
             n++;
             e = next;
         }
     }
+    return n;
+}
+
+static int mem_expire(gencache__tier *t, uint64_t now_ms, uint64_t *count)
+{
+    mem_tier *m = (mem_tier *)t;
+    uint64_t n = evict_where(m, expired_pred, &now_ms, GENCACHE__EVICT_EXPIRED, &m->ev_expired);
     if (count)
         *count = n;
     return GENCACHE_OK;
+}
+
+typedef struct unpinned_pred {
+    gencache__entry_pred pred;
+    void *userdata;
+} unpinned_pred;
+
+static bool unpinned_match(void *ud, const gencache__entry *e)
+{
+    const unpinned_pred *p = ud;
+    return !e->pinned && p->pred(p->userdata, e);
+}
+
+int gencache__mem_tier_evict_if(gencache__tier *t, gencache__entry_pred pred, void *userdata,
+                                uint64_t *count)
+{
+    mem_tier *m = (mem_tier *)t;
+    unpinned_pred p = {pred, userdata};
+    uint64_t n = evict_where(m, unpinned_match, &p, GENCACHE__EVICT_CAPACITY, &m->ev_capacity);
+    if (count)
+        *count = n;
+    return GENCACHE_OK;
+}
+
+static void mem_each(gencache__tier *t, void (*fn)(void *userdata, gencache__entry *e),
+                     void *userdata)
+{
+    mem_tier *m = (mem_tier *)t;
+    for (unsigned i = 0; i < m->nshards; i++) {
+        shard *s = &m->shards[i];
+        pthread_mutex_lock(&s->lock);
+        for (size_t b = 0; b < s->nbuckets; b++)
+            for (gencache__entry *e = s->buckets[b]; e; e = e->hnext)
+                fn(userdata, e);
+        pthread_mutex_unlock(&s->lock);
+    }
 }
 
 static void mem_stats(gencache__tier *t, gencache_tier_stats *out)
@@ -413,6 +458,7 @@ static const gencache__tier_ops mem_ops = {
     .remove_if = mem_remove_if,
     .expire = mem_expire,
     .stats = mem_stats,
+    .each = mem_each,
     .close = mem_close,
 };
 

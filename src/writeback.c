@@ -1,0 +1,257 @@
+/*
+ * writeback.c: the queue of entries on their way from memory to the tiers below, and the one
+ * thread that writes them. Evictions and puts of write-back layers hand their entry here instead
+ * of paying a durable write on the caller's thread. Invariants: a key has at most one queued job
+ * (a newer push replaces the value and merges the targets), a queued or in-flight entry stays
+ * findable, and after gencache__writeback_forget() returns no write of that key is queued or
+ * running, so a delete is never undone by a late write.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct job {
+    struct job *prev, *next;
+    gencache__entry *e;
+    unsigned targets;
+} job;
+
+struct gencache__writeback {
+    const gencache_allocator *alloc;
+    gencache__writeback_fn fn;
+    void *userdata;
+    uint64_t max_bytes;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work; /* the writer waits here for jobs */
+    pthread_cond_t idle; /* pushers wait for room, forget/drain for writes to end */
+    job *head, *tail;    /* FIFO: head is written next */
+    job *inflight;       /* taken by the writer, being written; still findable */
+    uint64_t queued_bytes, queued_entries, written, stalls;
+    bool stopping;
+    pthread_t thread;
+};
+
+static bool same_key(const gencache__entry *e, const char *key, uint64_t hash)
+{
+    return e->hash == hash && strcmp(e->key, key) == 0;
+}
+
+/* Takes j out of the queue (lock held). */
+static void unlink_job(gencache__writeback *wb, job *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        wb->head = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        wb->tail = j->prev;
+    j->prev = j->next = NULL;
+    wb->queued_bytes -= j->e->charge;
+    wb->queued_entries--;
+}
+
+static void job_free(gencache__writeback *wb, job *j)
+{
+    gencache__entry_release(j->e);
+    gencache__free(wb->alloc, j);
+}
+
+static void *writer_main(void *arg)
+{
+    gencache__writeback *wb = arg;
+    pthread_mutex_lock(&wb->mu);
+    for (;;) {
+        while (!wb->head && !wb->stopping)
+            pthread_cond_wait(&wb->work, &wb->mu);
+        if (!wb->head)
+            break; /* stopping, and everything is written */
+        job *j = wb->head;
+        unlink_job(wb, j);
+        wb->inflight = j;
+        pthread_cond_broadcast(&wb->idle); /* room for a waiting pusher */
+        pthread_mutex_unlock(&wb->mu);
+        wb->fn(wb->userdata, j->e, j->targets);
+        pthread_mutex_lock(&wb->mu);
+        wb->inflight = NULL;
+        wb->written++;
+        pthread_cond_broadcast(&wb->idle);
+        pthread_mutex_unlock(&wb->mu);
+        job_free(wb, j);
+        pthread_mutex_lock(&wb->mu);
+    }
+    pthread_mutex_unlock(&wb->mu);
+    return NULL;
+}
+
+int gencache__writeback_open(const gencache_allocator *a, uint64_t max_bytes,
+                             gencache__writeback_fn fn, void *userdata,
+                             gencache__writeback **out)
+{
+    *out = NULL;
+    gencache__writeback *wb = gencache__calloc(a, 1, sizeof *wb);
+    if (!wb)
+        return GENCACHE_ENOMEM;
+    wb->alloc = a;
+    wb->fn = fn;
+    wb->userdata = userdata;
+    wb->max_bytes = max_bytes;
+    pthread_mutex_init(&wb->mu, NULL);
+    pthread_cond_init(&wb->work, NULL);
+    pthread_cond_init(&wb->idle, NULL);
+    if (pthread_create(&wb->thread, NULL, writer_main, wb) != 0) {
+        pthread_cond_destroy(&wb->idle);
+        pthread_cond_destroy(&wb->work);
+        pthread_mutex_destroy(&wb->mu);
+        gencache__free(a, wb);
+        return GENCACHE_EIO;
+    }
+    *out = wb;
+    return GENCACHE_OK;
+}
+
+/* The queued job of key, or NULL (lock held). */
+static job *find_job(gencache__writeback *wb, const char *key, uint64_t hash)
+{
+    for (job *j = wb->head; j; j = j->next)
+        if (same_key(j->e, key, hash))
+            return j;
+    return NULL;
+}
+
+void gencache__writeback_push(gencache__writeback *wb, gencache__entry *e, unsigned targets)
+{
+    job *fresh = gencache__malloc(wb->alloc, sizeof *fresh);
+    pthread_mutex_lock(&wb->mu);
+    job *j = find_job(wb, e->key, e->hash);
+    if (j) {
+        /* One job per key: the newer value replaces the queued one, in the queued one's place. */
+        wb->queued_bytes += e->charge;
+        wb->queued_bytes -= j->e->charge;
+        gencache__entry_release(j->e);
+        j->e = gencache__entry_retain(e);
+        j->targets |= targets;
+        pthread_mutex_unlock(&wb->mu);
+        gencache__free(wb->alloc, fresh);
+        return;
+    }
+    if (wb->queued_entries && wb->queued_bytes + e->charge > wb->max_bytes) {
+        wb->stalls++;
+        while (wb->queued_entries && wb->queued_bytes + e->charge > wb->max_bytes)
+            pthread_cond_wait(&wb->idle, &wb->mu);
+    }
+    if (!fresh) {
+        /* No memory for a job: write on this thread rather than lose the value. */
+        pthread_mutex_unlock(&wb->mu);
+        wb->fn(wb->userdata, e, targets);
+        return;
+    }
+    fresh->e = gencache__entry_retain(e);
+    fresh->targets = targets;
+    fresh->next = NULL;
+    fresh->prev = wb->tail;
+    if (wb->tail)
+        wb->tail->next = fresh;
+    else
+        wb->head = fresh;
+    wb->tail = fresh;
+    wb->queued_bytes += e->charge;
+    wb->queued_entries++;
+    pthread_cond_signal(&wb->work);
+    pthread_mutex_unlock(&wb->mu);
+}
+
+gencache__entry *gencache__writeback_find(gencache__writeback *wb, const char *key, uint64_t hash)
+{
+    gencache__entry *e = NULL;
+    pthread_mutex_lock(&wb->mu);
+    job *j = find_job(wb, key, hash);
+    if (j)
+        e = gencache__entry_retain(j->e);
+    else if (wb->inflight && same_key(wb->inflight->e, key, hash))
+        e = gencache__entry_retain(wb->inflight->e);
+    pthread_mutex_unlock(&wb->mu);
+    return e;
+}
+
+typedef struct key_match {
+    const char *key;
+    uint64_t hash;
+} key_match;
+
+static bool key_pred(void *ud, const gencache__entry *e)
+{
+    const key_match *k = ud;
+    return same_key(e, k->key, k->hash);
+}
+
+uint64_t gencache__writeback_forget_if(gencache__writeback *wb, gencache__entry_pred pred,
+                                       void *userdata)
+{
+    job *gone = NULL;
+    uint64_t n = 0;
+    pthread_mutex_lock(&wb->mu);
+    for (job *j = wb->head, *next; j; j = next) {
+        next = j->next;
+        if (pred(userdata, j->e)) {
+            unlink_job(wb, j);
+            j->next = gone;
+            gone = j;
+            n++;
+        }
+    }
+    while (wb->inflight && pred(userdata, wb->inflight->e))
+        pthread_cond_wait(&wb->idle, &wb->mu);
+    if (gone)
+        pthread_cond_broadcast(&wb->idle);
+    pthread_mutex_unlock(&wb->mu);
+    for (job *j = gone, *next; j; j = next) {
+        next = j->next;
+        job_free(wb, j);
+    }
+    return n;
+}
+
+bool gencache__writeback_forget(gencache__writeback *wb, const char *key, uint64_t hash)
+{
+    key_match k = {key, hash};
+    pthread_mutex_lock(&wb->mu);
+    bool any = wb->head || wb->inflight;
+    pthread_mutex_unlock(&wb->mu);
+    return any && gencache__writeback_forget_if(wb, key_pred, &k) > 0;
+}
+
+void gencache__writeback_drain(gencache__writeback *wb)
+{
+    pthread_mutex_lock(&wb->mu);
+    while (wb->head || wb->inflight)
+        pthread_cond_wait(&wb->idle, &wb->mu);
+    pthread_mutex_unlock(&wb->mu);
+}
+
+void gencache__writeback_get_stats(gencache__writeback *wb, gencache__writeback_stats *out)
+{
+    pthread_mutex_lock(&wb->mu);
+    out->queued_bytes = wb->queued_bytes;
+    out->queued_entries = wb->queued_entries;
+    out->written = wb->written;
+    out->stalls = wb->stalls;
+    pthread_mutex_unlock(&wb->mu);
+}
+
+void gencache__writeback_close(gencache__writeback *wb)
+{
+    if (!wb)
+        return;
+    pthread_mutex_lock(&wb->mu);
+    wb->stopping = true;
+    pthread_cond_signal(&wb->work);
+    pthread_mutex_unlock(&wb->mu);
+    pthread_join(wb->thread, NULL);
+    pthread_cond_destroy(&wb->idle);
+    pthread_cond_destroy(&wb->work);
+    pthread_mutex_destroy(&wb->mu);
+    gencache__free(wb->alloc, wb);
+}

@@ -1,0 +1,373 @@
+/*
+ * test_writeback.c: what memory decisions may and may not do to the tiers below. Eviction and
+ * gencache_demote() move entries down (through the write-back queue) and never delete a durable
+ * copy; a probe changes nothing; a clean close leaves every write-back value on disk; a delete
+ * or invalidation is never undone by a queued write; hits credit the requester's cost.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+
+#include "tier_util.h"
+
+#define VALUE 4000
+
+static gencache *open_cache(const char *dir, uint64_t mem_bytes)
+{
+    gencache_options o;
+    gencache_options_init(&o);
+    o.data_dir = dir;
+    o.mem_max_bytes = mem_bytes;
+    o.ghost_max_entries = 0;
+    gencache *c = NULL;
+    CHECK_OK(gencache_open(&c, &o));
+    return c;
+}
+
+static void put_value(gencache *c, const char *layer, uint64_t id, uint64_t cost_ms)
+{
+    char key[GENCACHE__KEY_MAX + 1];
+    unsigned char v[VALUE];
+    tu_key(key, layer, id);
+    tu_fill(v, sizeof v, id);
+    gencache_meta m;
+    gencache_meta_init(&m);
+    m.cost_ms = cost_ms;
+    CHECK_OK(gencache_put(c, key, v, sizeof v, &m));
+}
+
+/* Gets key `id` of `layer` and checks its bytes; returns the tier it came from (static). */
+static const char *get_value(gencache *c, const char *layer, uint64_t id)
+{
+    char key[GENCACHE__KEY_MAX + 1];
+    unsigned char v[VALUE];
+    tu_key(key, layer, id);
+    tu_fill(v, sizeof v, id);
+    gencache_handle *h = NULL;
+    CHECK_OK(gencache_get(c, key, &h));
+    CHECK_UINT_EQ(gencache_handle_size(h), sizeof v);
+    CHECK_MEM_EQ(gencache_handle_data(h), v, sizeof v);
+    const char *tier = gencache_handle_meta(h)->tier;
+    gencache_handle_release(h);
+    return tier;
+}
+
+static gencache_tier_stats tier_stats(gencache *c, unsigned i)
+{
+    gencache_stats s = {.struct_size = sizeof s};
+    CHECK_OK(gencache_stats_get(c, &s));
+    CHECK(i < s.n_tiers);
+    return s.tiers[i];
+}
+
+static uint64_t demote_layer(gencache *c, const char *layer)
+{
+    gencache_filter f;
+    gencache_filter_init(&f);
+    f.layer = layer;
+    uint64_t n = 0;
+    CHECK_OK(gencache_demote(c, &f, &n));
+    return n;
+}
+
+TEST_CASE(peek_changes_nothing)
+{
+    char *dir = tu_tmpdir("wb-peek");
+    gencache *c = open_cache(dir, 0);
+    put_value(c, "result", 1, 10); /* write-through: memory and disk */
+    CHECK_UINT_EQ(demote_layer(c, "result"), 1);
+    CHECK_UINT_EQ(tier_stats(c, 0).entries, 0);
+
+    char key[GENCACHE__KEY_MAX + 1];
+    tu_key(key, "result", 1);
+    for (int i = 0; i < 3; i++) {
+        gencache_handle *h = NULL;
+        CHECK_OK(gencache_peek(c, key, &h));
+        CHECK_STR_EQ(gencache_handle_meta(h)->tier, "disk");
+        gencache_handle_release(h);
+    }
+    /* Not promoted, not counted. */
+    CHECK_UINT_EQ(tier_stats(c, 0).entries, 0);
+    gencache_stats s = {.struct_size = sizeof s};
+    CHECK_OK(gencache_stats_get(c, &s));
+    CHECK_UINT_EQ(s.layers[0].lookups, 0);
+    CHECK_UINT_EQ(s.tiers[1].hits, 0);
+
+    /* A get promotes, and counts the tier that answered. */
+    CHECK_STR_EQ(get_value(c, "result", 1), "disk");
+    CHECK_STR_EQ(get_value(c, "result", 1), "mem");
+    CHECK_OK(gencache_stats_get(c, &s));
+    CHECK_UINT_EQ(s.tiers[0].hits, 1);
+    CHECK_UINT_EQ(s.tiers[1].hits, 1);
+    gencache_close(c);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+TEST_CASE(peek_never_evicts)
+{
+    char *dir = tu_tmpdir("wb-peek-evict");
+    /* Room for about four values. */
+    gencache *c = open_cache(dir, 5 * (VALUE + 512));
+    put_value(c, "result", 100, 10);
+    demote_layer(c, "result");
+    for (uint64_t id = 1; id <= 4; id++)
+        put_value(c, "result", id, 10);
+    gencache_tier_stats before = tier_stats(c, 0);
+    char key[GENCACHE__KEY_MAX + 1];
+    tu_key(key, "result", 100);
+    gencache_handle *h = NULL;
+    CHECK_OK(gencache_peek(c, key, &h));
+    gencache_handle_release(h);
+    gencache_tier_stats after = tier_stats(c, 0);
+    CHECK_UINT_EQ(after.entries, before.entries);
+    CHECK_UINT_EQ(after.evictions_capacity, before.evictions_capacity);
+    for (uint64_t id = 1; id <= 4; id++)
+        CHECK_STR_EQ(get_value(c, "result", id), "mem");
+    gencache_close(c);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+TEST_CASE(demote_keeps_write_back_values)
+{
+    char *dir = tu_tmpdir("wb-demote");
+    gencache *c = open_cache(dir, 0);
+    for (uint64_t id = 1; id <= 50; id++)
+        put_value(c, "image_latent", id, 10);
+    CHECK_UINT_EQ(tier_stats(c, 1).entries, 0); /* write-back: only memory has them */
+    CHECK_UINT_EQ(demote_layer(c, "image_latent"), 50);
+    CHECK_UINT_EQ(tier_stats(c, 0).entries, 0);
+    /* Readable at once, whether still queued or already on disk. */
+    for (uint64_t id = 1; id <= 50; id++)
+        get_value(c, "image_latent", id);
+    CHECK_OK(gencache_flush(c, NULL));
+    CHECK_UINT_EQ(tier_stats(c, 1).entries, 50);
+    gencache_close(c);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+TEST_CASE(demote_refuses_empty_filter)
+{
+    gencache *c = open_cache(NULL, 0);
+    gencache_filter f;
+    gencache_filter_init(&f);
+    uint64_t n = 7;
+    CHECK_RC(gencache_demote(c, &f, &n), GENCACHE_EINVAL);
+    CHECK_UINT_EQ(n, 0);
+    CHECK_RC(gencache_demote(c, NULL, NULL), GENCACHE_EINVAL);
+    CHECK_RC(gencache_demote(NULL, &f, NULL), GENCACHE_EINVAL);
+    gencache_close(c);
+}
+
+TEST_CASE(demote_skips_pinned)
+{
+    gencache *c = open_cache(NULL, 0);
+    char key[GENCACHE__KEY_MAX + 1];
+    tu_key(key, "image_latent", 1);
+    gencache_meta m;
+    gencache_meta_init(&m);
+    m.pinned = 1;
+    CHECK_OK(gencache_put(c, key, "x", 1, &m));
+    CHECK_UINT_EQ(demote_layer(c, "image_latent"), 0);
+    CHECK_UINT_EQ(tier_stats(c, 0).entries, 1);
+    gencache_close(c);
+}
+
+TEST_CASE(clean_close_persists_write_back_layers)
+{
+    char *dir = tu_tmpdir("wb-close");
+    gencache *c = open_cache(dir, 0);
+    const char *layers[] = {"image_latent", "text_embedding", "condition", "result"};
+    for (size_t l = 0; l < 4; l++)
+        for (uint64_t id = 1; id <= 20; id++)
+            put_value(c, layers[l], id, 10);
+    put_value(c, "session", 1, 10);
+    gencache_close(c);
+
+    c = open_cache(dir, 0);
+    for (size_t l = 0; l < 4; l++)
+        for (uint64_t id = 1; id <= 20; id++)
+            CHECK_STR_EQ(get_value(c, layers[l], id), "disk");
+    /* In-flight session state does not outlive the process. */
+    char key[GENCACHE__KEY_MAX + 1];
+    tu_key(key, "session", 1);
+    gencache_handle *h = NULL;
+    CHECK_RC(gencache_get(c, key, &h), GENCACHE_ENOTFOUND);
+    gencache_close(c);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+TEST_CASE(eviction_demotes_without_loss)
+{
+    char *dir = tu_tmpdir("wb-evict");
+    /* Memory holds ~8 values; 400 are stored: every one must stay readable throughout. */
+    gencache *c = open_cache(dir, 8 * (VALUE + 512));
+    for (uint64_t id = 1; id <= 400; id++) {
+        put_value(c, "text_embedding", id, 10);
+        if (id % 50 == 0)
+            for (uint64_t back = id - 49; back <= id; back += 7)
+                get_value(c, "text_embedding", back);
+    }
+    for (uint64_t id = 1; id <= 400; id++)
+        get_value(c, "text_embedding", id);
+    CHECK_OK(gencache_flush(c, NULL));
+    CHECK_UINT_EQ(tier_stats(c, 1).entries, 400);
+    gencache_close(c);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+TEST_CASE(delete_is_not_undone_by_a_queued_write)
+{
+    char *dir = tu_tmpdir("wb-del");
+    gencache *c = open_cache(dir, 0);
+    for (uint64_t id = 1; id <= 200; id++)
+        put_value(c, "image_latent", id, 10);
+    demote_layer(c, "image_latent"); /* 200 writes queued */
+    char key[GENCACHE__KEY_MAX + 1];
+    for (uint64_t id = 1; id <= 200; id += 2) {
+        tu_key(key, "image_latent", id);
+        CHECK_OK(gencache_del(c, key));
+    }
+    gencache_filter f;
+    gencache_filter_init(&f);
+    tu_key(key, "image_latent", 200);
+    f.key = key;
+    uint64_t n = 0;
+    CHECK_OK(gencache_invalidate(c, &f, &n));
+    CHECK_UINT_EQ(n, 1);
+    gencache_close(c);
+
+    c = open_cache(dir, 0);
+    for (uint64_t id = 1; id <= 200; id++) {
+        tu_key(key, "image_latent", id);
+        gencache_handle *h = NULL;
+        int rc = gencache_get(c, key, &h);
+        CHECK_INT_EQ(rc, (id % 2 == 1 || id == 200) ? GENCACHE_ENOTFOUND : GENCACHE_OK);
+        gencache_handle_release(h);
+    }
+    gencache_close(c);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+TEST_CASE(newer_value_wins_over_queued_one)
+{
+    char *dir = tu_tmpdir("wb-newer");
+    gencache *c = open_cache(dir, 0);
+    char key[GENCACHE__KEY_MAX + 1];
+    tu_key(key, "image_latent", 1);
+    CHECK_OK(gencache_put(c, key, "old", 3, NULL));
+    demote_layer(c, "image_latent");
+    CHECK_OK(gencache_put(c, key, "new!", 4, NULL));
+    gencache_close(c);
+    c = open_cache(dir, 0);
+    gencache_handle *h = NULL;
+    CHECK_OK(gencache_get(c, key, &h));
+    CHECK_UINT_EQ(gencache_handle_size(h), 4);
+    CHECK_MEM_EQ(gencache_handle_data(h), "new!", 4);
+    gencache_handle_release(h);
+    gencache_close(c);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+TEST_CASE(full_memory_is_not_pressure)
+{
+    char *dir = tu_tmpdir("wb-pressure");
+    gencache *c = open_cache(dir, 16 * (VALUE + 512));
+    for (uint64_t id = 1; id <= 160; id++) /* memory filled ten times over */
+        put_value(c, "result", id, 10);
+    gencache_pressure p = {.struct_size = sizeof p};
+    CHECK_OK(gencache_pressure_get(c, &p));
+    CHECK(p.mem_ratio > 0.8);
+    CHECK_INT_EQ(p.degraded, 0);
+    CHECK_UINT_EQ(p.writeback_max_bytes, 64ull << 20);
+    /* TTLs stay what the layer says. */
+    gencache_layer_options lo;
+    CHECK_OK(gencache_layer_get(c, "result", &lo));
+    char key[GENCACHE__KEY_MAX + 1];
+    for (uint64_t id = 1; id <= 160; id += 13) {
+        tu_key(key, "result", id);
+        gencache_handle *h = NULL;
+        CHECK_OK(gencache_peek(c, key, &h));
+        const gencache_meta *m = gencache_handle_meta(h);
+        CHECK_UINT_EQ(m->ttl_ms, lo.ttl_ms);
+        gencache_handle_release(h);
+    }
+    gencache_pressure bad = {.struct_size = 1};
+    CHECK_RC(gencache_pressure_get(c, &bad), GENCACHE_EINVAL);
+    gencache_close(c);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+TEST_CASE(hit_credits_the_requesters_cost)
+{
+    gencache *c = open_cache(NULL, 0);
+    put_value(c, "result", 1, 100);
+    char key[GENCACHE__KEY_MAX + 1];
+    tu_key(key, "result", 1);
+    gencache_lookup_options lo;
+    gencache_lookup_options_init(&lo);
+    lo.cost_ms = 2500;
+    gencache_handle *h = NULL;
+    CHECK_OK(gencache_get_ex(c, key, &lo, &h));
+    CHECK_UINT_EQ(gencache_handle_meta(h)->cost_ms, 100); /* the stored cost is unchanged */
+    gencache_handle_release(h);
+    CHECK_OK(gencache_get_ex(c, key, NULL, &h)); /* no cost given: the stored one */
+    gencache_handle_release(h);
+    gencache_stats s = {.struct_size = sizeof s};
+    CHECK_OK(gencache_stats_get(c, &s));
+    CHECK_UINT_EQ(s.layers[0].cost_ms_saved, 2600);
+    lo.struct_size = 1;
+    CHECK_RC(gencache_get_ex(c, key, &lo, &h), GENCACHE_EINVAL);
+    CHECK(h == NULL);
+    gencache_close(c);
+}
+
+typedef struct writer_arg {
+    gencache *c;
+    uint64_t first, count;
+} writer_arg;
+
+static void *writer(void *p)
+{
+    writer_arg *a = p;
+    for (uint64_t id = a->first; id < a->first + a->count; id++) {
+        put_value(a->c, (id & 1) ? "image_latent" : "result", id, 10);
+        uint64_t back = a->first + (id * 7919) % (id - a->first + 1);
+        get_value(a->c, (back & 1) ? "image_latent" : "result", back);
+    }
+    return NULL;
+}
+
+/* Two threads fill memory ten times over with durable layers, with a queue small enough to
+ * stall: nothing is lost, on disk or after a restart. */
+TEST_CASE(pressure_under_load_loses_nothing)
+{
+    char *dir = tu_tmpdir("wb-load");
+    gencache_options o;
+    gencache_options_init(&o);
+    o.data_dir = dir;
+    o.mem_max_bytes = 40 * (VALUE + 512);
+    o.writeback_max_bytes = 4 * (VALUE + 512);
+    gencache *c = NULL;
+    CHECK_OK(gencache_open(&c, &o));
+    pthread_t t[2];
+    writer_arg args[2] = {{c, 1, 200}, {c, 1001, 200}};
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_create(&t[i], NULL, writer, &args[i]) == 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    gencache_close(c);
+    c = open_cache(dir, 0);
+    for (int i = 0; i < 2; i++)
+        for (uint64_t id = args[i].first; id < args[i].first + args[i].count; id++)
+            CHECK_STR_EQ(get_value(c, (id & 1) ? "image_latent" : "result", id), "disk");
+    gencache_close(c);
+    tu_rm_rf(dir);
+    free(dir);
+}
