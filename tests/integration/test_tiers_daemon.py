@@ -3,6 +3,7 @@ daemons on one Redis share, and what clients see while Redis goes away and comes
 
 Each case starts its own daemons (and redis-server on a free loopback port) and stops them.
 """
+import json
 import os
 import random
 import signal
@@ -160,6 +161,128 @@ def test_two_daemons_share_redis():
         r.stop()
 
 
+LAYERS = ("result", "image_latent", "text_embedding", "condition", "session")
+
+
+def put_every_layer(d, first):
+    for n, layer in enumerate(LAYERS):
+        status, _, _ = d.request("PUT", "/v1/entries/" + key(first + n, layer),
+                                 body=value(first + n), headers={"X-Gencache-Model": "m1"})
+        check_eq(status, 201, "PUT %s" % layer)
+
+
+def test_restart_per_layer():
+    """What survives a restart, layer by layer, as docs/tiers.md says: after SIGTERM every layer
+    but session (write-back values are written to disk before the daemon exits); after kill -9
+    the write-through result layer, and nothing corrupt anywhere."""
+    top = tempfile.mkdtemp(prefix="gencache-restart-")
+    data_dir = os.path.join(top, "data")
+    d = Daemon(data_dir=data_dir)
+    d2 = d3 = None
+    try:
+        put_every_layer(d, 100)
+        check_eq(d.stop(), 0, "clean exit on SIGTERM")
+        d2 = Daemon(data_dir=data_dir)
+        for n, layer in enumerate(LAYERS):
+            status, headers, body = d2.request("GET", "/v1/entries/" + key(100 + n, layer))
+            if layer == "session":
+                check_eq(status, 404, "session state after SIGTERM")
+                continue
+            check_eq(status, 200, "%s after SIGTERM" % layer)
+            check_eq(body, value(100 + n), "%s bytes after SIGTERM" % layer)
+            check_eq(headers.get("x-gencache-tier"), "disk", "%s read from disk" % layer)
+            check_eq(headers.get("x-gencache-model"), "m1", "%s keeps its model" % layer)
+        put_every_layer(d2, 200)
+        d2.proc.send_signal(signal.SIGKILL)
+        d2.proc.wait()
+        d3 = Daemon(data_dir=data_dir)
+        for n, layer in enumerate(LAYERS):
+            status, _, body = d3.request("GET", "/v1/entries/" + key(200 + n, layer))
+            if layer == "result":
+                check_eq(status, 200, "write-through result after kill -9")
+            elif layer == "session":
+                check_eq(status, 404, "session state after kill -9")
+            if status == 200:
+                check_eq(body, value(200 + n), "%s bytes after kill -9" % layer)
+    finally:
+        for x in (d, d2, d3):
+            if x:
+                if x.alive():
+                    x.proc.kill()
+                x.stop()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_write_back_layers_reach_redis():
+    """A write-back layer's PUT on one daemon reaches the other through Redis, in the
+    background (within a second), while session state stays local."""
+    r = Redis()
+    a = b = None
+    try:
+        a = Daemon("--redis", r.url)
+        b = Daemon("--redis", r.url)
+        for layer in ("image_latent", "text_embedding", "condition", "session"):
+            k = "/v1/entries/" + key(77, layer)
+            status, _, _ = a.request("PUT", k, body=value(77))
+            check_eq(status, 201, "PUT %s" % layer)
+            deadline = time.monotonic() + 2
+            status = 404
+            while time.monotonic() < deadline and status != 200:
+                status, headers, got = b.request("GET", k)
+                if status != 200:
+                    time.sleep(0.05)
+            if layer == "session":
+                check_eq(status, 404, "session state is not shared")
+                continue
+            check_eq(status, 200, "%s through Redis" % layer)
+            check_eq(headers.get("x-gencache-tier"), "redis", "%s tier" % layer)
+            check_eq(got, value(77), "%s bytes" % layer)
+    finally:
+        for d in (a, b):
+            if d:
+                d.stop()
+        r.stop()
+
+
+def test_model_lineage_and_savings():
+    """Invalidating a model removes what was derived from it in every layer; a GET that says
+    what it would have cost is credited that cost."""
+    d = Daemon()
+    try:
+        for n, layer in enumerate(("result", "image_latent", "text_embedding", "condition")):
+            for model in ("m1", "m2"):
+                i = 10 * n + (model == "m2")
+                status, _, _ = d.request("PUT", "/v1/entries/" + key(i, layer), body=value(i),
+                                         headers={"X-Gencache-Model": model,
+                                                  "X-Gencache-Cost-Ms": "100"})
+                check_eq(status, 201, "PUT %s %s" % (layer, model))
+        status, _, body = d.request("POST", "/v1/invalidate", body=b'{"model": "m1"}')
+        check_eq(status, 200, "invalidate by model")
+        check_eq(json.loads(body)["invalidated"], 4, "entries of m1 across the layers")
+        for n, layer in enumerate(("result", "image_latent", "text_embedding", "condition")):
+            check_eq(d.request("GET", "/v1/entries/" + key(10 * n, layer))[0], 404,
+                     "%s of m1" % layer)
+            check_eq(d.request("GET", "/v1/entries/" + key(10 * n + 1, layer))[0], 200,
+                     "%s of m2" % layer)
+        status, _, _ = d.request("GET", "/v1/entries/" + key(1, "result"),
+                                 headers={"X-Gencache-Cost-Ms": "9000"})
+        check_eq(status, 200, "GET with the requester's cost")
+        status, _, _ = d.request("GET", "/v1/entries/" + key(1, "result"),
+                                 headers={"X-Gencache-Cost-Ms": "soon"})
+        check_eq(status, 400, "malformed cost")
+        status, _, _ = d.request("PUT", "/v1/entries/" + key(99), body=b"x",
+                                 headers={"X-Gencache-Model": "m" * 129})
+        check_eq(status, 400, "model name too long")
+        _, _, metrics = d.request("GET", "/metrics")
+        line = [ln for ln in metrics.decode().splitlines()
+                if ln.startswith('gencache_compute_seconds_saved_total{layer="result"}')]
+        check_eq(len(line), 1, "savings metric")
+        # One GET credited 9 s (the requester's cost), the first GET of m2's result 0.1 s.
+        check_eq(float(line[0].split()[-1]), 9.1, "seconds saved")
+    finally:
+        d.stop()
+
+
 def test_redis_goes_away_and_comes_back():
     """Redis killed under load: clients see no errors and no long stalls, only misses; Redis
     restarted on the same port: the daemons reconnect and shared hits resume."""
@@ -231,4 +354,7 @@ if __name__ == "__main__":
     runner.run("kill9_during_puts", test_kill9_during_puts)
     runner.run("two_daemons_share_redis", test_two_daemons_share_redis)
     runner.run("redis_goes_away_and_comes_back", test_redis_goes_away_and_comes_back)
+    runner.run("restart_per_layer", test_restart_per_layer)
+    runner.run("write_back_layers_reach_redis", test_write_back_layers_reach_redis)
+    runner.run("model_lineage_and_savings", test_model_lineage_and_savings)
     runner.finish()

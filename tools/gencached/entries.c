@@ -20,6 +20,7 @@
 #define KEY_MAX          (GENCACHE_KEY_MAX - 1)
 #define TAGS_MAX         1024
 #define CONTENT_TYPE_MAX 255
+#define MODEL_MAX        128
 
 typedef struct put_args {
     gencache_meta meta; /* strings point at MHD's header values: valid for the request */
@@ -141,6 +142,11 @@ static bool etag_matches(const char *list, const char *etag)
     return false;
 }
 
+static const char *header(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
 static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m)
 {
     char buf[GENCACHE_MAX_DIMS * 21 + 1];
@@ -162,6 +168,8 @@ static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m)
     }
     if (m->tags && *m->tags)
         MHD_add_response_header(resp, "X-Gencache-Tags", m->tags);
+    if (m->model && *m->model)
+        MHD_add_response_header(resp, "X-Gencache-Model", m->model);
     if (m->pinned)
         MHD_add_response_header(resp, "X-Gencache-Pinned", "1");
     if (m->expires_ms) {
@@ -278,17 +286,26 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req, c
         gencache_handle_release(h);
         h = NULL;
     }
-    /* HEAD is a probe: it must not count as a use of the entry. */
+    /* HEAD is a probe: it must not count as a use of the entry. A GET may say what computing the
+     * value would have cost this requester: the savings credit that, not the stored cost. */
+    gencache_lookup_options lo;
+    gencache_lookup_options_init(&lo);
+    const char *cost = header(c, "X-Gencache-Cost-Ms");
+    if (cost && gcd_parse_u64(cost, &lo.cost_ms) != 0)
+        return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_header",
+                               "X-Gencache-Cost-Ms '%.64s': expected a whole number of "
+                               "milliseconds",
+                               cost);
     if (err == 0)
-        err =
-            head ? gencache_peek(req->srv->cache, key, &h) : gencache_get(req->srv->cache, key, &h);
+        err = head ? gencache_peek(req->srv->cache, key, &h)
+                   : gencache_get_ex(req->srv->cache, key, &lo, &h);
     if (err == 0 && !visible(req, private, gencache_handle_meta(h))) {
         gencache_handle_release(h); /* replaced by another tenant's entry meanwhile */
         err = GENCACHE_ENOTFOUND;
     }
     if (!head && (err == 0 || err == GENCACHE_ENOTFOUND))
         gcd_tenant_count(req->srv, req->tenant, layer, err ? GCD_COUNT_MISS : GCD_COUNT_HIT,
-                         err ? 0 : gencache_handle_meta(h)->cost_ms);
+                         err ? 0 : lo.cost_ms ? lo.cost_ms : gencache_handle_meta(h)->cost_ms);
     if (!head && err == 0)
         gcd_metrics_hit(layer, gencache_handle_meta(h)->tier);
     if (err == GENCACHE_ENOTFOUND)
@@ -364,10 +381,6 @@ static int parse_shape(const char *s, gencache_meta *m)
     }
 }
 
-static const char *header(struct MHD_Connection *c, const char *name)
-{
-    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
-}
 
 #define BAD_HEADER(...)                                                                            \
     do {                                                                                           \
@@ -404,6 +417,14 @@ enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req
         if (strlen(v) > TAGS_MAX || !printable(v))
             BAD_HEADER("X-Gencache-Tags: expected at most %d printable ASCII characters", TAGS_MAX);
         m->tags = *v ? v : NULL;
+    }
+    if ((v = header(c, "X-Gencache-Model"))) {
+        /* The model the value was derived from: invalidating that model reaches this entry,
+         * whatever its layer. */
+        if (strlen(v) > MODEL_MAX || !printable(v))
+            BAD_HEADER("X-Gencache-Model: expected at most %d printable ASCII characters",
+                       MODEL_MAX);
+        m->model = *v ? v : NULL;
     }
     if ((v = header(c, MHD_HTTP_HEADER_CONTENT_TYPE))) {
         if (strlen(v) > CONTENT_TYPE_MAX || !printable(v))

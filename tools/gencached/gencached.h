@@ -174,11 +174,12 @@ void gcd_tenant_count(gcd_server *srv, const char *tenant, const char *layer, in
 
 /* Memory pressure: the memory tier's bytes over its limit, as of the last check (every second),
  * and the degradation step: 0 normal, 1 above memory_pressure.warn_ratio (batch tenants'
- * entries are being evicted), 2 still above after that (new puts of non-high tenants get their
- * TTL capped at memory_pressure.shortened_ttl). Thread-safe. */
+ * entries are demoted out of memory, never deleted), 2 the library reports the tiers below as
+ * unable to keep up (new puts of non-high tenants get their TTL capped at
+ * memory_pressure.shortened_ttl). Thread-safe. */
 double gcd_pressure_ratio(gcd_server *srv);
 unsigned gcd_pressure_level(gcd_server *srv);
-/* Entries removed by the batch-priority step so far. */
+/* Entries demoted out of memory by the batch-priority step so far. */
 uint64_t gcd_pressure_evicted(gcd_server *srv);
 /* The TTL (ms; 0: the layer's default) a put by `tenant` into `layer` should use, given the one
  * asked for: shortened at pressure level 2 unless the tenant has high priority. */

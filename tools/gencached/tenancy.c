@@ -351,24 +351,9 @@ uint64_t gcd_pressure_ttl_ms(gcd_server *srv, const char *tenant, const char *la
     return want && want < cap ? want : cap;
 }
 
-static double mem_ratio(gcd_server *srv)
-{
-    gencache_stats *st = calloc(1, sizeof *st);
-    double r = 0.0;
-    if (!st)
-        return r;
-    st->struct_size = sizeof *st;
-    if (gencache_stats_get(srv->cache, st) == 0)
-        for (uint32_t i = 0; i < st->n_tiers && i < GENCACHE_MAX_TIERS; i++)
-            if (st->tiers[i].tier && strcmp(st->tiers[i].tier, "mem") == 0 &&
-                st->tiers[i].max_bytes)
-                r = (double)st->tiers[i].bytes / (double)st->tiers[i].max_bytes;
-    free(st);
-    return r;
-}
-
-/* Removes every entry of batch-priority tenants; returns how many. */
-static uint64_t evict_batch(gcd_server *srv)
+/* Moves every entry of batch-priority tenants out of memory (the library demotes them: disk and
+ * Redis keep their copies, and write-back values are queued for disk first); returns how many. */
+static uint64_t demote_batch(gcd_server *srv)
 {
     uint64_t total = 0;
     for (size_t i = 0; i < srv->cfg->n_tenants; i++) {
@@ -379,13 +364,16 @@ static uint64_t evict_batch(gcd_server *srv)
         gencache_filter_init(&f);
         f.tenant = t->name;
         uint64_t n = 0;
-        if (gencache_invalidate(srv->cache, &f, &n) == 0)
+        if (gencache_demote(srv->cache, &f, &n) == 0)
             total += n;
-        gcd_quota_reconcile(srv, t->name);
     }
     return total;
 }
 
+/* A full memory tier is the normal state of a cache. Above warn_ratio, batch tenants' entries
+ * leave memory first (level 1: nothing is deleted). Only when the library reports the tiers below
+ * as unable to absorb more (the disk tier nearly full, or demotion not keeping up) are the
+ * lifetimes of new entries shortened (level 2). */
 void gcd_pressure_check(gcd_server *srv)
 {
     struct gcd_tenancy *ty = srv->tenancy;
@@ -393,30 +381,39 @@ void gcd_pressure_check(gcd_server *srv)
         return;
     double warn =
         srv->cfg->pressure_warn_ratio > 0 ? srv->cfg->pressure_warn_ratio : DEFAULT_WARN_RATIO;
-    double r = mem_ratio(srv);
+    gencache_pressure p = {.struct_size = sizeof p};
+    if (gencache_pressure_get(srv->cache, &p) != 0)
+        return;
     unsigned level = atomic_load(&ty->level);
-    if (r >= warn) {
+    unsigned next = level;
+    if (p.mem_ratio >= warn) {
         if (level == 0)
-            gcd_log(GENCACHE_LOG_WARN,
-                    "memory pressure: the memory tier is %.0f%% full (warning at %.0f%%); "
-                    "evicting batch-priority tenants' entries",
-                    r * 100, warn * 100);
-        uint64_t n = evict_batch(srv);
+            gcd_log(GENCACHE_LOG_INFO,
+                    "memory pressure: the memory tier is %.0f%% full (threshold %.0f%%); "
+                    "batch-priority tenants' entries leave memory first (kept on disk)",
+                    p.mem_ratio * 100, warn * 100);
+        uint64_t n = demote_batch(srv);
         if (n) {
             atomic_fetch_add(&ty->evicted, n);
-            gcd_log(GENCACHE_LOG_INFO, "memory pressure: %" PRIu64 " batch entries evicted", n);
-            r = mem_ratio(srv);
+            gcd_log(GENCACHE_LOG_DEBUG, "memory pressure: %" PRIu64 " batch entries demoted", n);
         }
-        unsigned next = r >= warn ? 2u : 1u;
-        if (next == 2 && level < 2)
-            gcd_log(GENCACHE_LOG_WARN,
-                    "memory pressure: still %.0f%% full; shortening the TTL of new entries "
-                    "(tenants of high priority excepted)",
-                    r * 100);
-        atomic_store(&ty->level, next > level ? next : level);
-    } else if (level && r < warn - PRESSURE_HYSTERESIS) {
-        gcd_log(GENCACHE_LOG_INFO, "memory pressure: back to %.0f%% of the memory tier", r * 100);
-        atomic_store(&ty->level, 0u);
+        if (next == 0)
+            next = 1;
+    } else if (p.mem_ratio < warn - PRESSURE_HYSTERESIS && !p.degraded) {
+        next = 0;
     }
-    atomic_store(&ty->ratio, r);
+    if (p.degraded)
+        next = 2;
+    else if (next == 2)
+        next = p.mem_ratio >= warn ? 1 : 0;
+    if (next == 2 && level < 2)
+        gcd_log(GENCACHE_LOG_WARN,
+                "pressure: the tiers below memory cannot keep up (disk %.0f%% full, %" PRIu64
+                " bytes waiting to be written); shortening the TTL of new entries (tenants of "
+                "high priority excepted)",
+                p.disk_ratio * 100, p.writeback_bytes);
+    else if (next < 2 && level == 2)
+        gcd_log(GENCACHE_LOG_INFO, "pressure: relieved; new entries keep their TTL");
+    atomic_store(&ty->level, next);
+    atomic_store(&ty->ratio, p.mem_ratio);
 }
