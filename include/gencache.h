@@ -293,21 +293,6 @@ GENCACHE_API int gencache_get(gencache *cache, const char *key, gencache_handle 
  * checks and probes). Thread-safety: safe. */
 GENCACHE_API int gencache_peek(gencache *cache, const char *key, gencache_handle **out);
 
-/* Options of one lookup (gencache_get_ex). */
-typedef struct gencache_lookup_options {
-    size_t struct_size; /* sizeof(gencache_lookup_options); set by _init() */
-    uint64_t cost_ms;   /* what this request would have cost to compute: a hit adds it to the
-                           layer's cost_ms_saved. 0: the stored entry's cost_ms. Default 0 */
-} gencache_lookup_options;
-
-/* Fills *opts with the defaults above. Thread-safety: safe. */
-GENCACHE_API void gencache_lookup_options_init(gencache_lookup_options *opts);
-
-/* gencache_get() with options (opts NULL: the defaults). Returns what gencache_get() returns, and
- * GENCACHE_EINVAL for a struct_size out of range. Thread-safety: safe. */
-GENCACHE_API int gencache_get_ex(gencache *cache, const char *key,
-                                 const gencache_lookup_options *opts, gencache_handle **out);
-
 /* The handle's bytes: valid until the handle is released. Never NULL for a valid handle (a zero-
  * length value gives a non-NULL pointer). Thread-safety: safe. */
 GENCACHE_API const void *gencache_handle_data(const gencache_handle *handle);
@@ -385,7 +370,7 @@ typedef struct gencache_layer_stats {
     uint64_t ghost_hits;      /* misses on a key evicted recently: a larger tier would have hit */
     uint64_t puts;            /* values stored */
     uint64_t cost_ms_saved;   /* compute time the cache saved: over hits, the requester's cost
-                                 (gencache_lookup_options.cost_ms) or else the entry's cost_ms */
+                                 (gencache_caller.cost_ms) or else the entry's cost_ms */
 } gencache_layer_stats;
 
 typedef struct gencache_tier_stats {
@@ -450,6 +435,11 @@ GENCACHE_API int gencache_stats_get(gencache *cache, gencache_stats *out);
  * Tensors, codecs, sessions and KV windows (src/tensor/, src/session/)
  */
 #include "gencache/tensor.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Tenants and calls on a tenant's behalf (src/tenant.c, src/cache_tenant.c)
+ */
+#include "gencache/tenant.h"
 
 #ifdef __cplusplus
 }

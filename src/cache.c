@@ -10,42 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-
-typedef struct layer {
-    char name[GENCACHE__LAYER_NAME_MAX + 1];
-    gencache_scope scope;
-    uint64_t ttl_ms;
-    bool sliding;
-    bool write_through;
-    bool shared;
-    _Atomic uint64_t lookups, hits, misses, ghost_hits, puts, cost_ms_saved;
-} layer;
-
-struct gencache {
-    const gencache_allocator *alloc;
-    gencache__log log;
-    gencache_clock_fn clock_fn;
-    void *clock_userdata;
-    bool verify_mem_reads;
-    layer layers[GENCACHE_MAX_LAYERS];
-    unsigned n_layers;
-    gencache__tier *tiers[GENCACHE_MAX_TIERS]; /* tiers[0] is the memory tier */
-    unsigned n_tiers;
-    int disk_tier;   /* index of the persistent local tier; -1: none */
-    int shared_tier; /* index of the shared tier; -1: none */
-    _Atomic uint64_t tier_hits[GENCACHE_MAX_TIERS];
-    gencache__writeback *wb; /* NULL without tiers below memory */
-    uint64_t writeback_max_bytes;
-    gencache__ghost *ghost;
-    _Atomic uint64_t invalidated;
-};
-
-struct gencache_handle {
-    _Atomic uint32_t refs;
-    gencache__entry *entry;
-    gencache_meta meta;
-};
+#include "cache.h"
 
 #define MINUTE_MS (60u * 1000u)
 #define DAY_MS (24u * 60u * MINUTE_MS)
@@ -164,8 +129,7 @@ int gencache_layer_get(gencache *cache, const char *name, gencache_layer_options
     return GENCACHE_OK;
 }
 
-/* Resolves a key to its layer index. */
-static int key_layer(const gencache *c, const char *key, int *idx)
+int gencache__cache_key_layer(const gencache *c, const char *key, int *idx)
 {
     const char *name;
     size_t len;
@@ -182,7 +146,7 @@ int gencache_key_check(gencache *cache, const char *key)
     if (!cache)
         return GENCACHE_EINVAL;
     int idx;
-    return key_layer(cache, key, &idx);
+    return gencache__cache_key_layer(cache, key, &idx);
 }
 
 /* ---- eviction and demotion ---- */
@@ -199,6 +163,8 @@ static void write_below(void *userdata, gencache__entry *e, unsigned targets)
         gencache__tier *t = c->tiers[c->disk_tier];
         if (t->ops->put(t, e, now) == GENCACHE_OK)
             atomic_store(&e->durable, true);
+        else if (e->tenant)
+            gencache__cache_forget_usage(c, e->tenant, e->key, e->hash); /* the value is gone */
     }
     if ((targets & GENCACHE__WB_SHARED) && c->shared_tier >= 0) {
         gencache__tier *t = c->tiers[c->shared_tier];
@@ -208,7 +174,7 @@ static void write_below(void *userdata, gencache__entry *e, unsigned targets)
 
 /* True when an entry leaving memory must still be written to disk to survive: a write-back
  * layer's value that no persistent tier holds and that is not about to expire. */
-static bool needs_disk(const gencache *c, const gencache__entry *e, uint64_t now)
+bool gencache__cache_needs_disk(const gencache *c, const gencache__entry *e, uint64_t now)
 {
     if (!c->wb || c->disk_tier < 0 || e->layer >= c->n_layers ||
         c->layers[e->layer].write_through || atomic_load(&e->durable))
@@ -223,20 +189,62 @@ static bool needs_disk(const gencache *c, const gencache__entry *e, uint64_t now
 static void on_mem_evict(void *userdata, gencache__entry *e, gencache__evict_reason reason)
 {
     gencache *c = userdata;
-    if (reason != GENCACHE__EVICT_CAPACITY)
-        return;
-    gencache__ghost_add(c->ghost, e->hash);
-    if (needs_disk(c, e, now_ms(c)))
-        gencache__writeback_push(c->wb, e, GENCACHE__WB_DISK);
+    bool kept = false; /* a local tier still holds the value */
+    if (reason == GENCACHE__EVICT_CAPACITY) {
+        gencache__ghost_add(c->ghost, e->hash);
+        kept = atomic_load(&e->queued) || atomic_load(&e->durable);
+        if (atomic_load(&e->queued))
+            gencache__writeback_wait_room(c->wb); /* the push was made under the shard lock */
+    }
+    if (!kept && e->tenant)
+        gencache__cache_forget_usage(c, e->tenant, e->key, e->hash);
 }
 
-/* Called by the tiers below memory: their evictions are final (nothing lies below to demote to),
- * and only feed the ghost list. */
-static void on_lower_evict(void *userdata, gencache__entry *e, gencache__evict_reason reason)
+/* Called by the memory tier under a shard lock, for each entry about to leave for lack of room:
+ * its write to disk is queued before it leaves the table, so a concurrent get finds it in one
+ * place or the other. Does not wait for room (on_mem_evict does, with the lock released). */
+static void before_mem_evict(void *userdata, gencache__entry *e)
+{
+    gencache *c = userdata;
+    if (gencache__cache_needs_disk(c, e, now_ms(c))) {
+        gencache__writeback_push_nowait(c->wb, e, GENCACHE__WB_DISK);
+        atomic_store(&e->queued, true);
+    }
+}
+
+/* Called by the disk tier for each entry it let go of (metadata only). When memory still holds
+ * the value, that copy is no longer backed by disk: it will be demoted again when it leaves
+ * memory, and it still counts for its tenant. Otherwise the node has lost the value. */
+static void on_disk_evict(void *userdata, gencache__entry *e, gencache__evict_reason reason)
 {
     gencache *c = userdata;
     if (reason == GENCACHE__EVICT_CAPACITY)
         gencache__ghost_add(c->ghost, e->hash);
+    gencache__tier *mem = c->tiers[0];
+    gencache__entry *in_mem = NULL;
+    if (reason != GENCACHE__EVICT_EXPIRED &&
+        mem->ops->get(mem, e->key, e->hash, now_ms(c), false, &in_mem) == GENCACHE_OK) {
+        atomic_store(&in_mem->durable, false);
+        gencache__entry_release(in_mem);
+        return;
+    }
+    if (e->tenant)
+        gencache__cache_forget_usage(c, e->tenant, e->key, e->hash);
+}
+
+/* Called by the shared tier: its evictions only feed the ghost list (it is not this node's). */
+static void on_shared_evict(void *userdata, gencache__entry *e, gencache__evict_reason reason)
+{
+    gencache *c = userdata;
+    if (reason == GENCACHE__EVICT_CAPACITY)
+        gencache__ghost_add(c->ghost, e->hash);
+}
+
+void gencache__cache_forget_usage(gencache *c, const char *tenant, const char *key,
+                                  uint64_t hash)
+{
+    if (tenant)
+        gencache__tenants_forget(c->tenants, tenant, key, hash);
 }
 
 /* ---- open and close ---- */
@@ -262,13 +270,16 @@ static int add_tier(gencache *c, gencache__tier *t)
         return GENCACHE_ELIMIT;
     }
     unsigned i = c->n_tiers;
-    t->on_evict = i == 0 ? on_mem_evict : on_lower_evict;
-    t->on_evict_userdata = c;
     unsigned caps = t->ops->caps;
-    if (i > 0 && (caps & GENCACHE__TIER_SHARED) && c->shared_tier < 0)
+    t->on_evict = i == 0 ? on_mem_evict : on_shared_evict;
+    t->before_evict = i == 0 ? before_mem_evict : NULL;
+    t->on_evict_userdata = c;
+    if (i > 0 && (caps & GENCACHE__TIER_SHARED) && c->shared_tier < 0) {
         c->shared_tier = (int)i;
-    else if (i > 0 && (caps & GENCACHE__TIER_PERSISTENT) && c->disk_tier < 0)
+    } else if (i > 0 && (caps & GENCACHE__TIER_PERSISTENT) && c->disk_tier < 0) {
         c->disk_tier = (int)i;
+        t->on_evict = on_disk_evict;
+    }
     c->tiers[c->n_tiers++] = t;
     return GENCACHE_OK;
 }
@@ -311,8 +322,8 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
         l->shared = default_layers[i].shared;
     }
 
-    int rc = GENCACHE_OK;
-    if (opts.ghost_max_entries)
+    int rc = gencache__tenants_new(c->alloc, &c->tenants);
+    if (rc == GENCACHE_OK && opts.ghost_max_entries)
         rc = gencache__ghost_new(c->alloc, opts.ghost_max_entries, &c->ghost);
     gencache__tier *mem = NULL;
     if (rc == GENCACHE_OK) {
@@ -377,6 +388,7 @@ void gencache_close(gencache *cache)
     for (unsigned i = cache->n_tiers; i-- > 0;)
         cache->tiers[i]->ops->close(cache->tiers[i]);
     gencache__ghost_free(cache->ghost);
+    gencache__tenants_free(cache->tenants);
     gencache__free(cache->alloc, cache);
 }
 
@@ -413,12 +425,30 @@ static int check_tensor(const gencache_meta *m, size_t size)
 int gencache_put(gencache *cache, const char *key, const void *data, size_t size,
                  const gencache_meta *meta)
 {
+    return gencache__cache_put(cache, key, data, size, meta, NULL, false);
+}
+
+/* The tenant whose usage a put counts: the caller, or for the owner's puts the meta's tenant
+ * (created on first sight, so usage is exact for every tenant; NULL when the registry is full). */
+static gencache__tenant *usage_tenant(gencache *c, const gencache_meta *meta,
+                                      gencache__tenant *charge)
+{
+    if (charge || !meta || !meta->tenant || !*meta->tenant)
+        return charge;
+    gencache__tenant *t = NULL;
+    gencache__tenant_obtain(c->tenants, meta->tenant, &t);
+    return t;
+}
+
+int gencache__cache_put(gencache *cache, const char *key, const void *data, size_t size,
+                        const gencache_meta *meta, gencache__tenant *charge, bool enforce)
+{
     if (!cache || !key || (!data && size))
         return GENCACHE_EINVAL;
     if (meta && (meta->struct_size < sizeof *meta || check_tensor(meta, size) != GENCACHE_OK))
         return GENCACHE_EINVAL;
     int idx;
-    int rc = key_layer(cache, key, &idx);
+    int rc = gencache__cache_key_layer(cache, key, &idx);
     if (rc != GENCACHE_OK)
         return rc;
     layer *l = &cache->layers[idx];
@@ -440,6 +470,16 @@ int gencache_put(gencache *cache, const char *key, const void *data, size_t size
         memcpy(e->value, data, size);
     e->checksum = gencache__checksum(e->value, size);
 
+    /* Counted before it is stored, so an eviction that follows at once is counted off after. */
+    gencache__tenant *owner = usage_tenant(cache, meta, charge);
+    uint64_t old_size = UINT64_MAX;
+    if (owner) {
+        rc = gencache__tenant_charge(owner, key, e->hash, size, enforce, &old_size);
+        if (rc != GENCACHE_OK) {
+            gencache__entry_release(e);
+            return rc;
+        }
+    }
     /* An older value of this key still queued for a lower tier must not land after this one. */
     if (cache->wb)
         gencache__writeback_forget(cache->wb, key, e->hash);
@@ -459,18 +499,25 @@ int gencache_put(gencache *cache, const char *key, const void *data, size_t size
         /* A write-back layer's value reaches the other nodes without making this put wait. */
         gencache__writeback_push(cache->wb, e, GENCACHE__WB_SHARED);
     }
+    if (!stored && owner)
+        gencache__tenant_uncharge(owner, key, e->hash, old_size);
     gencache__entry_release(e);
     if (!stored)
         return rc;
     atomic_fetch_add_explicit(&l->puts, 1, memory_order_relaxed);
+    if (charge)
+        gencache__tenant_count(charge, (uint32_t)idx, GENCACHE__TENANT_PUT, 0);
     return GENCACHE_OK;
 }
 
 /* ---- get ---- */
 
-static int handle_new(gencache__entry *e, const char *tier, gencache_handle **out)
+/* shown_key: the key as the caller named it, when the stored one differs (a tenant namespace). */
+static int handle_new(gencache__entry *e, const char *tier, const char *shown_key,
+                      gencache_handle **out)
 {
-    gencache_handle *h = gencache__malloc(e->alloc, sizeof *h);
+    size_t extra = shown_key ? strlen(shown_key) + 1 : 0;
+    gencache_handle *h = gencache__malloc(e->alloc, sizeof *h + extra);
     if (!h)
         return GENCACHE_ENOMEM;
     atomic_init(&h->refs, 1);
@@ -489,6 +536,10 @@ static int handle_new(gencache__entry *e, const char *tier, gencache_handle **ou
     m->ttl_ms = e->ttl_ms;
     m->pinned = e->pinned;
     m->key = e->key;
+    if (shown_key) {
+        memcpy(h->shown_key, shown_key, extra);
+        m->key = h->shown_key;
+    }
     m->layer = e->layer_name;
     m->size = e->size;
     m->checksum = e->checksum;
@@ -519,16 +570,17 @@ static int find_below(gencache *c, const char *key, uint64_t hash, uint64_t now,
 }
 
 /* touch: a get (counts, refreshes, promotes); !touch: a peek, which changes nothing. */
-static int lookup(gencache *c, const char *key, const gencache_lookup_options *opts, bool touch,
-                  gencache_handle **out)
+int gencache__cache_lookup(gencache *c, const char *key, const char *shown_key,
+                           const gencache__call *call, bool touch, gencache_handle **out)
 {
     if (!out)
         return GENCACHE_EINVAL;
     *out = NULL;
-    if (!c || !key || (opts && opts->struct_size < sizeof *opts))
+    if (!c || !key)
         return GENCACHE_EINVAL;
+    gencache__tenant *tenant = call ? call->tenant : NULL;
     int idx;
-    int rc = key_layer(c, key, &idx);
+    int rc = gencache__cache_key_layer(c, key, &idx);
     if (rc != GENCACHE_OK)
         return rc; /* an unknown layer holds nothing: a miss */
     layer *l = &c->layers[idx];
@@ -547,6 +599,8 @@ static int lookup(gencache *c, const char *key, const gencache_lookup_options *o
             atomic_fetch_add_explicit(&l->misses, 1, memory_order_relaxed);
             if (gencache__ghost_contains(c->ghost, hash))
                 atomic_fetch_add_explicit(&l->ghost_hits, 1, memory_order_relaxed);
+            if (tenant)
+                gencache__tenant_count(tenant, (uint32_t)idx, GENCACHE__TENANT_MISS, 0);
         }
         return GENCACHE_ENOTFOUND;
     }
@@ -561,39 +615,36 @@ static int lookup(gencache *c, const char *key, const gencache_lookup_options *o
         /* Promotion is part of a get only: a probe must not push hot entries out of memory. An
          * entry from the write-back queue goes back into memory too (it stays queued). */
         int promote_to = queued ? 1 : found;
+        if (found > 0 && found == c->shared_tier && e->tenant) {
+            /* Written by another node: from now on this node holds it too. */
+            gencache__tenant *owner = NULL;
+            uint64_t old;
+            if (gencache__tenant_obtain(c->tenants, e->tenant, &owner) == GENCACHE_OK)
+                gencache__tenant_charge(owner, key, hash, e->size, false, &old);
+        }
         for (int i = 0; i < promote_to; i++)
             c->tiers[i]->ops->put(c->tiers[i], e, now);
-        uint64_t credit = opts && opts->cost_ms ? opts->cost_ms : e->cost_ms;
+        uint64_t credit = call && call->cost_ms ? call->cost_ms : e->cost_ms;
         atomic_fetch_add_explicit(&l->hits, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&l->cost_ms_saved, credit, memory_order_relaxed);
         atomic_fetch_add_explicit(&c->tier_hits[found], 1, memory_order_relaxed);
+        if (tenant)
+            gencache__tenant_count(tenant, (uint32_t)idx, GENCACHE__TENANT_HIT, credit);
     }
-    rc = handle_new(e, c->tiers[found]->ops->name, out);
+    rc = handle_new(e, c->tiers[found]->ops->name, shown_key, out);
     if (rc != GENCACHE_OK)
         gencache__entry_release(e);
     return rc;
 }
 
-void gencache_lookup_options_init(gencache_lookup_options *opts)
-{
-    memset(opts, 0, sizeof *opts);
-    opts->struct_size = sizeof *opts;
-}
-
 int gencache_get(gencache *cache, const char *key, gencache_handle **out)
 {
-    return lookup(cache, key, NULL, true, out);
-}
-
-int gencache_get_ex(gencache *cache, const char *key, const gencache_lookup_options *opts,
-                    gencache_handle **out)
-{
-    return lookup(cache, key, opts, true, out);
+    return gencache__cache_lookup(cache, key, NULL, NULL, true, out);
 }
 
 int gencache_peek(gencache *cache, const char *key, gencache_handle **out)
 {
-    return lookup(cache, key, NULL, false, out);
+    return gencache__cache_lookup(cache, key, NULL, NULL, false, out);
 }
 
 const void *gencache_handle_data(const gencache_handle *handle)
@@ -637,7 +688,7 @@ int gencache_del(gencache *cache, const char *key)
     if (!cache || !key)
         return GENCACHE_EINVAL;
     int idx;
-    int rc = key_layer(cache, key, &idx);
+    int rc = gencache__cache_key_layer(cache, key, &idx);
     if (rc != GENCACHE_OK)
         return rc;
     uint64_t hash = gencache__checksum(key, strlen(key));
@@ -649,265 +700,7 @@ int gencache_del(gencache *cache, const char *key)
             removed = true;
     if (!removed)
         return GENCACHE_ENOTFOUND;
+    gencache__tenants_forget_key(cache->tenants, key, hash);
     atomic_fetch_add(&cache->invalidated, 1);
-    return GENCACHE_OK;
-}
-
-void gencache_filter_init(gencache_filter *filter)
-{
-    memset(filter, 0, sizeof *filter);
-    filter->struct_size = sizeof *filter;
-}
-
-typedef struct match_state {
-    const gencache_filter *f;
-    uint64_t created_before; /* entries created before this ms match; 0: any */
-    /* Hashes of the keys removed, to count an entry held by several tiers once. */
-    uint64_t *hashes;
-    size_t n, cap;
-    const gencache_allocator *alloc;
-    bool oom;
-} match_state;
-
-static bool str_eq(const char *entry_value, const char *wanted)
-{
-    return entry_value && strcmp(entry_value, wanted) == 0;
-}
-
-/* True when e matches the filter; no side effect. */
-static bool filter_accepts(void *ud, const gencache__entry *e)
-{
-    const match_state *st = ud;
-    const gencache_filter *f = st->f;
-    if (f->key && strcmp(e->key, f->key) != 0)
-        return false;
-    if (f->layer && strcmp(e->layer_name, f->layer) != 0)
-        return false;
-    if (f->tenant && !str_eq(e->tenant, f->tenant))
-        return false;
-    if (f->model && !str_eq(e->model, f->model))
-        return false;
-    if (f->tag && !gencache__entry_has_tag(e, f->tag))
-        return false;
-    return !st->created_before || e->created_ms < st->created_before;
-}
-
-/* filter_accepts(), recording the hash of each match so it is counted once over the tiers. */
-static bool filter_match(void *ud, const gencache__entry *e)
-{
-    match_state *st = ud;
-    if (!filter_accepts(st, e))
-        return false;
-    if (st->n == st->cap) {
-        size_t ncap = st->cap ? st->cap * 2 : 64;
-        uint64_t *nh = gencache__malloc(st->alloc, ncap * sizeof *nh);
-        if (!nh) {
-            st->oom = true; /* still removed; only the count may be high */
-            return true;
-        }
-        if (st->n)
-            memcpy(nh, st->hashes, st->n * sizeof *nh);
-        gencache__free(st->alloc, st->hashes);
-        st->hashes = nh;
-        st->cap = ncap;
-    }
-    st->hashes[st->n++] = e->hash;
-    return true;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Checks a filter and prepares the state that matches entries against it. */
-static int match_begin(gencache *cache, const gencache_filter *filter, match_state *st)
-{
-    if (!cache || !filter || filter->struct_size < sizeof *filter)
-        return GENCACHE_EINVAL;
-    if (!filter->key && !filter->layer && !filter->tenant && !filter->tag && !filter->model &&
-        !filter->older_than_ms)
-        return GENCACHE_EINVAL;
-    *st = (match_state){.f = filter, .alloc = cache->alloc};
-    if (filter->older_than_ms) {
-        uint64_t now = now_ms(cache);
-        st->created_before = now > filter->older_than_ms ? now - filter->older_than_ms : 1;
-    }
-    return GENCACHE_OK;
-}
-
-int gencache_invalidate(gencache *cache, const gencache_filter *filter, uint64_t *count)
-{
-    if (count)
-        *count = 0;
-    match_state st;
-    int rc = match_begin(cache, filter, &st);
-    if (rc != GENCACHE_OK)
-        return rc;
-    if (cache->wb)
-        gencache__writeback_forget_if(cache->wb, filter_match, &st);
-    uint64_t removed_total = 0;
-    for (unsigned i = 0; i < cache->n_tiers; i++) {
-        uint64_t n = 0;
-        cache->tiers[i]->ops->remove_if(cache->tiers[i], filter_match, &st, &n);
-        removed_total += n;
-    }
-    uint64_t unique = 0;
-    if (st.oom) {
-        unique = removed_total;
-    } else if (st.n) {
-        qsort(st.hashes, st.n, sizeof *st.hashes, cmp_u64);
-        for (size_t i = 0; i < st.n; i++)
-            if (i == 0 || st.hashes[i] != st.hashes[i - 1])
-                unique++;
-    }
-    gencache__free(cache->alloc, st.hashes);
-    atomic_fetch_add(&cache->invalidated, unique);
-    if (count)
-        *count = unique;
-    return GENCACHE_OK;
-}
-
-int gencache_demote(gencache *cache, const gencache_filter *filter, uint64_t *count)
-{
-    if (count)
-        *count = 0;
-    match_state st;
-    int rc = match_begin(cache, filter, &st);
-    if (rc != GENCACHE_OK)
-        return rc;
-    return gencache__mem_tier_evict_if(cache->tiers[0], filter_accepts, &st, count);
-}
-
-typedef struct flush_state {
-    gencache *c;
-    uint64_t now;
-    gencache__entry **list;
-    size_t n, cap;
-    bool oom;
-} flush_state;
-
-/* Notes each memory entry that a flush must write (called under a shard lock: no I/O here). */
-static void flush_collect(void *ud, gencache__entry *e)
-{
-    flush_state *st = ud;
-    if (!needs_disk(st->c, e, st->now) || st->c->layers[e->layer].scope == GENCACHE_SCOPE_SESSION)
-        return;
-    if (st->n == st->cap) {
-        size_t ncap = st->cap ? 2 * st->cap : 256;
-        gencache__entry **nl = gencache__malloc(st->c->alloc, ncap * sizeof *nl);
-        if (!nl) {
-            st->oom = true;
-            return;
-        }
-        if (st->n)
-            memcpy(nl, st->list, st->n * sizeof *nl);
-        gencache__free(st->c->alloc, st->list);
-        st->list = nl;
-        st->cap = ncap;
-    }
-    st->list[st->n++] = gencache__entry_retain(e);
-}
-
-int gencache_flush(gencache *cache, uint64_t *count)
-{
-    if (count)
-        *count = 0;
-    if (!cache)
-        return GENCACHE_EINVAL;
-    if (!cache->wb)
-        return GENCACHE_OK;
-    flush_state st = {.c = cache, .now = now_ms(cache)};
-    gencache__tier *mem = cache->tiers[0];
-    if (cache->disk_tier >= 0 && mem->ops->each)
-        mem->ops->each(mem, flush_collect, &st);
-    for (size_t i = 0; i < st.n; i++) {
-        gencache__writeback_push(cache->wb, st.list[i], GENCACHE__WB_DISK);
-        gencache__entry_release(st.list[i]);
-    }
-    gencache__free(cache->alloc, st.list);
-    gencache__writeback_drain(cache->wb);
-    if (st.oom)
-        gencache__log_msg(&cache->log, GENCACHE_LOG_ERROR,
-                          "flush: out of memory listing entries; %zu of them written", st.n);
-    if (count)
-        *count = st.n;
-    return st.oom ? GENCACHE_ENOMEM : GENCACHE_OK;
-}
-
-int gencache_pressure_get(gencache *cache, gencache_pressure *out)
-{
-    if (!cache || !out || out->struct_size < sizeof *out)
-        return GENCACHE_EINVAL;
-    memset(out, 0, sizeof *out);
-    out->struct_size = sizeof *out;
-    gencache_tier_stats ts;
-    cache->tiers[0]->ops->stats(cache->tiers[0], &ts);
-    if (ts.max_bytes)
-        out->mem_ratio = (double)ts.bytes / (double)ts.max_bytes;
-    if (cache->disk_tier >= 0) {
-        gencache__tier *d = cache->tiers[cache->disk_tier];
-        d->ops->stats(d, &ts);
-        if (ts.max_bytes)
-            out->disk_ratio = (double)ts.bytes / (double)ts.max_bytes;
-    }
-    if (cache->wb) {
-        gencache__writeback_stats ws;
-        gencache__writeback_get_stats(cache->wb, &ws);
-        out->writeback_bytes = ws.queued_bytes;
-        out->writeback_stalls = ws.stalls;
-        out->writeback_max_bytes = cache->writeback_max_bytes;
-    }
-    out->degraded = out->disk_ratio > 0.95 ||
-                    (out->writeback_max_bytes &&
-                     out->writeback_bytes * 4 >= out->writeback_max_bytes * 3);
-    return GENCACHE_OK;
-}
-
-int gencache_maintain(gencache *cache, uint64_t *count)
-{
-    if (count)
-        *count = 0;
-    if (!cache)
-        return GENCACHE_EINVAL;
-    uint64_t now = now_ms(cache), total = 0;
-    for (unsigned i = 0; i < cache->n_tiers; i++) {
-        gencache__tier *t = cache->tiers[i];
-        uint64_t n = 0;
-        if (t->ops->expire && t->ops->expire(t, now, &n) == GENCACHE_OK)
-            total += n;
-    }
-    if (count)
-        *count = total;
-    return GENCACHE_OK;
-}
-
-/* ---- statistics ---- */
-
-int gencache_stats_get(gencache *cache, gencache_stats *out)
-{
-    if (!cache || !out || out->struct_size < sizeof *out)
-        return GENCACHE_EINVAL;
-    memset(out, 0, sizeof *out);
-    out->struct_size = sizeof *out;
-    out->n_layers = cache->n_layers;
-    for (unsigned i = 0; i < cache->n_layers; i++) {
-        layer *l = &cache->layers[i];
-        gencache_layer_stats *s = &out->layers[i];
-        s->layer = l->name;
-        s->lookups = atomic_load(&l->lookups);
-        s->hits = atomic_load(&l->hits);
-        s->misses = atomic_load(&l->misses);
-        s->ghost_hits = atomic_load(&l->ghost_hits);
-        s->puts = atomic_load(&l->puts);
-        s->cost_ms_saved = atomic_load(&l->cost_ms_saved);
-    }
-    out->n_tiers = cache->n_tiers;
-    for (unsigned i = 0; i < cache->n_tiers; i++) {
-        cache->tiers[i]->ops->stats(cache->tiers[i], &out->tiers[i]);
-        out->tiers[i].hits = atomic_load(&cache->tier_hits[i]);
-    }
-    out->invalidated = atomic_load(&cache->invalidated);
     return GENCACHE_OK;
 }

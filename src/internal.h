@@ -116,6 +116,8 @@ struct gencache__entry {
     /* True once a persistent local tier (disk) holds this very value: leaving memory then loses
      * nothing, so eviction and shutdown need not write it again. */
     _Atomic bool durable;
+    /* True once an eviction queued this value's write to disk (src/writeback.c). */
+    _Atomic bool queued;
 
     /* Changed by lookups; atomics so readers need no lock. */
     _Atomic uint64_t expires_ms; /* 0: never */
@@ -208,6 +210,10 @@ typedef void (*gencache__evict_fn)(void *userdata, gencache__entry *e,
 struct gencache__tier {
     const gencache__tier_ops *ops;
     gencache__evict_fn on_evict; /* may be NULL */
+    /* Called under the tier's lock for each entry about to leave for lack of room, before it
+     * leaves the table, so the entry is never out of sight of readers in between (the cache
+     * queues its write to disk here). Must not block or take a tier's lock. May be NULL. */
+    void (*before_evict)(void *userdata, gencache__entry *e);
     void *on_evict_userdata;
 };
 
@@ -295,6 +301,11 @@ int gencache__writeback_open(const gencache_allocator *a, uint64_t max_bytes,
 /* Queues e (the queue takes its own reference), replacing a queued job of the same key and
  * merging their targets. Waits while the queue is over its bound. */
 void gencache__writeback_push(gencache__writeback *wb, gencache__entry *e, unsigned targets);
+/* The same without waiting for room (the bound may be passed): for callers that hold a lock.
+ * gencache__writeback_wait_room() then waits, with the lock released. */
+void gencache__writeback_push_nowait(gencache__writeback *wb, gencache__entry *e,
+                                     unsigned targets);
+void gencache__writeback_wait_room(gencache__writeback *wb);
 /* The queued (or being written) entry of key, as a new reference; NULL when none. */
 gencache__entry *gencache__writeback_find(gencache__writeback *wb, const char *key,
                                           uint64_t hash);
@@ -310,6 +321,51 @@ void gencache__writeback_drain(gencache__writeback *wb);
 void gencache__writeback_get_stats(gencache__writeback *wb, gencache__writeback_stats *out);
 /* Drains the queue, then stops the thread and frees the queue. NULL does nothing. */
 void gencache__writeback_close(gencache__writeback *wb);
+
+/* ---- tenants (src/tenant.c) ----------------------------------------------------------------
+ * The registry of tenants: rules, per-layer counters, and the exact account of each one's stored
+ * bytes (keys and sizes). Tenants are never removed: a pointer stays valid until the registry is
+ * freed. */
+typedef struct gencache__tenants gencache__tenants;
+typedef struct gencache__tenant gencache__tenant;
+
+typedef enum gencache__tenant_event {
+    GENCACHE__TENANT_HIT,
+    GENCACHE__TENANT_MISS,
+    GENCACHE__TENANT_PUT,
+} gencache__tenant_event;
+
+int gencache__tenants_new(const gencache_allocator *a, gencache__tenants **out);
+void gencache__tenants_free(gencache__tenants *ts);
+bool gencache__tenant_name_valid(const char *name);
+/* The tenant of that name, or NULL. Lock-free. */
+gencache__tenant *gencache__tenant_find(gencache__tenants *ts, const char *name);
+/* The tenant of that name, created with the defaults when new. GENCACHE_EINVAL (bad name),
+ * GENCACHE_ELIMIT (registry full), GENCACHE_ENOMEM. */
+int gencache__tenant_obtain(gencache__tenants *ts, const char *name, gencache__tenant **out);
+void gencache__tenant_configure(gencache__tenant *t, gencache_priority priority,
+                                uint64_t quota_bytes, bool admin);
+const char *gencache__tenant_name(const gencache__tenant *t);
+bool gencache__tenant_admin(const gencache__tenant *t);
+void gencache__tenant_options(const gencache__tenant *t, gencache_tenant_options *out);
+/* Counts `size` bytes under key (replacing what the key counted). enforce: GENCACHE_ELIMIT when
+ * the quota would be exceeded (nothing changes). *old_size: what the key counted before, or
+ * UINT64_MAX when it was new, for gencache__tenant_uncharge() to undo. */
+int gencache__tenant_charge(gencache__tenant *t, const char *key, uint64_t hash, uint64_t size,
+                            bool enforce, uint64_t *old_size);
+/* Sets key back to restore_size, or (UINT64_MAX) stops counting it. */
+void gencache__tenant_uncharge(gencache__tenant *t, const char *key, uint64_t hash,
+                               uint64_t restore_size);
+/* Stops counting key for the tenant of that name (if there is one). */
+void gencache__tenants_forget(gencache__tenants *ts, const char *tenant, const char *key,
+                              uint64_t hash);
+/* Stops counting key for whichever tenant counts it (a delete knows the key, not the owner). */
+void gencache__tenants_forget_key(gencache__tenants *ts, const char *key, uint64_t hash);
+/* layer: the cache's layer index. */
+void gencache__tenant_count(gencache__tenant *t, uint32_t layer, gencache__tenant_event ev,
+                            uint64_t cost_ms);
+/* Fills the tenant's fields of *out; out->n_layers says how many layer slots to fill. */
+void gencache__tenant_stats(gencache__tenant *t, gencache_tenant_stats *out);
 
 /* ---- ghost keys ----------------------------------------------------------------------------
  * Hashes of recently evicted keys (keys only, no values), so a miss can tell whether a larger

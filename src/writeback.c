@@ -121,7 +121,7 @@ static job *find_job(gencache__writeback *wb, const char *key, uint64_t hash)
     return NULL;
 }
 
-void gencache__writeback_push(gencache__writeback *wb, gencache__entry *e, unsigned targets)
+static void push(gencache__writeback *wb, gencache__entry *e, unsigned targets, bool wait)
 {
     job *fresh = gencache__malloc(wb->alloc, sizeof *fresh);
     pthread_mutex_lock(&wb->mu);
@@ -137,7 +137,7 @@ void gencache__writeback_push(gencache__writeback *wb, gencache__entry *e, unsig
         gencache__free(wb->alloc, fresh);
         return;
     }
-    if (wb->queued_entries && wb->queued_bytes + e->charge > wb->max_bytes) {
+    if (wait && wb->queued_entries && wb->queued_bytes + e->charge > wb->max_bytes) {
         wb->stalls++;
         while (wb->queued_entries && wb->queued_bytes + e->charge > wb->max_bytes)
             pthread_cond_wait(&wb->idle, &wb->mu);
@@ -160,6 +160,28 @@ void gencache__writeback_push(gencache__writeback *wb, gencache__entry *e, unsig
     wb->queued_bytes += e->charge;
     wb->queued_entries++;
     pthread_cond_signal(&wb->work);
+    pthread_mutex_unlock(&wb->mu);
+}
+
+void gencache__writeback_push(gencache__writeback *wb, gencache__entry *e, unsigned targets)
+{
+    push(wb, e, targets, true);
+}
+
+void gencache__writeback_push_nowait(gencache__writeback *wb, gencache__entry *e,
+                                     unsigned targets)
+{
+    push(wb, e, targets, false);
+}
+
+void gencache__writeback_wait_room(gencache__writeback *wb)
+{
+    pthread_mutex_lock(&wb->mu);
+    if (wb->queued_bytes > wb->max_bytes) {
+        wb->stalls++;
+        while (wb->queued_bytes > wb->max_bytes)
+            pthread_cond_wait(&wb->idle, &wb->mu);
+    }
     pthread_mutex_unlock(&wb->mu);
 }
 

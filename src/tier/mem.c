@@ -185,8 +185,11 @@ static int make_room(mem_tier *m, gencache__entry *keep)
         if (best) {
             pthread_mutex_lock(&best->lock);
             victim = candidate(best, keep);
-            if (victim)
+            if (victim) {
+                if (m->base.before_evict)
+                    m->base.before_evict(m->base.on_evict_userdata, victim);
                 table_unlink(m, best, victim);
+            }
             pthread_mutex_unlock(&best->lock);
             if (!victim)
                 continue; /* another thread emptied that shard meanwhile: look again */
@@ -299,7 +302,8 @@ static int mem_del(gencache__tier *t, const char *key, uint64_t hash)
 }
 
 /* Takes every entry of a shard for which pred holds out of the table, chained through hnext. */
-static gencache__entry *shard_take_if(mem_tier *m, shard *s, gencache__entry_pred pred, void *ud)
+static gencache__entry *shard_take_if(mem_tier *m, shard *s, gencache__entry_pred pred, void *ud,
+                                      bool for_room)
 {
     gencache__entry *taken = NULL;
     pthread_mutex_lock(&s->lock);
@@ -308,6 +312,8 @@ static gencache__entry *shard_take_if(mem_tier *m, shard *s, gencache__entry_pre
         while (e) {
             gencache__entry *next = e->hnext;
             if (pred(ud, e)) {
+                if (for_room && m->base.before_evict)
+                    m->base.before_evict(m->base.on_evict_userdata, e);
                 table_unlink(m, s, e);
                 e->hnext = taken;
                 taken = e;
@@ -324,7 +330,7 @@ static int mem_remove_if(gencache__tier *t, gencache__entry_pred pred, void *ud,
     mem_tier *m = (mem_tier *)t;
     uint64_t n = 0;
     for (unsigned i = 0; i < m->nshards; i++) {
-        gencache__entry *e = shard_take_if(m, &m->shards[i], pred, ud);
+        gencache__entry *e = shard_take_if(m, &m->shards[i], pred, ud, false);
         while (e) {
             gencache__entry *next = e->hnext;
             e->hnext = NULL;
@@ -350,7 +356,8 @@ static uint64_t evict_where(mem_tier *m, gencache__entry_pred pred, void *ud,
 {
     uint64_t n = 0;
     for (unsigned i = 0; i < m->nshards; i++) {
-        gencache__entry *e = shard_take_if(m, &m->shards[i], pred, ud);
+        gencache__entry *e =
+            shard_take_if(m, &m->shards[i], pred, ud, reason == GENCACHE__EVICT_CAPACITY);
         while (e) {
             gencache__entry *next = e->hnext;
             e->hnext = NULL;

@@ -158,15 +158,20 @@ def t_isolation(d):
 
 
 def t_overwrite(d):
-    # Bob writing the same key does not reveal alice's entry; it becomes his.
+    # Bob writing the same key neither reveals nor displaces alice's entry: a private layer's key
+    # names an entry of the writer's own namespace.
     path = "/v1/entries/" + key("contested")
     req(d, "alice", "PUT", path, body=b"A")
     st, _, _ = req(d, "bob", "PUT", path, body=b"B")
     check_eq(st, 201, "bob PUT on an existing key of alice's")
     st, _, body = req(d, "bob", "GET", path)
     check_eq((st, body), (200, b"B"), "bob reads his")
-    st, _, _ = req(d, "alice", "GET", path)
-    check_eq(st, 404, "alice no longer sees it")
+    st, _, body = req(d, "alice", "GET", path)
+    check_eq((st, body), (200, b"A"), "alice still reads hers")
+    st, _, _ = req(d, "bob", "DELETE", path)
+    check_eq(st, 204, "bob deletes his")
+    st, _, body = req(d, "alice", "GET", path)
+    check_eq((st, body), (200, b"A"), "alice's untouched by bob's delete")
 
 
 def t_global_shared(d):

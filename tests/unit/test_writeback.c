@@ -310,20 +310,20 @@ TEST_CASE(hit_credits_the_requesters_cost)
     put_value(c, "result", 1, 100);
     char key[GENCACHE__KEY_MAX + 1];
     tu_key(key, "result", 1);
-    gencache_lookup_options lo;
-    gencache_lookup_options_init(&lo);
+    gencache_caller lo;
+    gencache_caller_init(&lo);
     lo.cost_ms = 2500;
     gencache_handle *h = NULL;
-    CHECK_OK(gencache_get_ex(c, key, &lo, &h));
+    CHECK_OK(gencache_get_as(c, &lo, key, &h));
     CHECK_UINT_EQ(gencache_handle_meta(h)->cost_ms, 100); /* the stored cost is unchanged */
     gencache_handle_release(h);
-    CHECK_OK(gencache_get_ex(c, key, NULL, &h)); /* no cost given: the stored one */
+    CHECK_OK(gencache_get_as(c, NULL, key, &h)); /* no cost given: the stored one */
     gencache_handle_release(h);
     gencache_stats s = {.struct_size = sizeof s};
     CHECK_OK(gencache_stats_get(c, &s));
     CHECK_UINT_EQ(s.layers[0].cost_ms_saved, 2600);
     lo.struct_size = 1;
-    CHECK_RC(gencache_get_ex(c, key, &lo, &h), GENCACHE_EINVAL);
+    CHECK_RC(gencache_get_as(c, &lo, key, &h), GENCACHE_EINVAL);
     CHECK(h == NULL);
     gencache_close(c);
 }

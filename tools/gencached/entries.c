@@ -4,9 +4,9 @@
  * sent the last byte or dropped the connection, so an entry evicted meanwhile is still sent
  * whole. Every PUT header is checked before the body is read; only the tensor shape against the
  * body size has to wait for the body.
- * With tenant tokens configured, an entry stored by tenant T carries meta.tenant = T (from the
- * token only); in a layer whose scope is not global, any other tenant's GET, HEAD or DELETE of it
- * is answered exactly like a miss, so no probe tells that it exists.
+ * With tenant tokens configured, every call is made on behalf of the token's tenant
+ * (gencache_*_as): the library keeps private entries in their tenant's namespace, so another
+ * tenant's GET, HEAD or DELETE finds nothing there, exactly like a miss.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -54,46 +54,6 @@ static bool check_key(struct MHD_Connection *c, gcd_request *req, const char *ke
         *r = gcd_reply_gencache(c, req, err, "checking the key");
     }
     return false;
-}
-
-/* True when the key's layer is tenant- or session-scoped: its entries are private to a tenant. */
-static bool private_layer(gcd_server *srv, const char *key)
-{
-    char layer[64];
-    const char *slash = strchr(key, '/');
-    size_t n = slash ? (size_t)(slash - key) : strlen(key);
-    if (n >= sizeof layer)
-        return true;
-    memcpy(layer, key, n);
-    layer[n] = '\0';
-    gencache_layer_options lo;
-    gencache_layer_options_init(&lo);
-    if (gencache_layer_get(srv->cache, layer, &lo) != 0)
-        return true;
-    return lo.scope != GENCACHE_SCOPE_GLOBAL;
-}
-
-static bool owned_by(const gencache_meta *m, const char *tenant)
-{
-    return m->tenant && tenant && strcmp(m->tenant, tenant) == 0;
-}
-
-/* What a caller may see: everything in the tokenless mode and in global layers; in a private
- * layer only its own entries. */
-static bool visible(gcd_request *req, bool private, const gencache_meta *m)
-{
-    return !req->tenant || !private || owned_by(m, req->tenant);
-}
-
-/* True when the shared entry under key exists and was stored by another tenant. */
-static bool foreign_shared(gcd_request *req, const char *key)
-{
-    gencache_handle *h = NULL;
-    if (gencache_peek(req->srv->cache, key, &h) != 0)
-        return false;
-    bool foreign = !owned_by(gencache_handle_meta(h), req->tenant);
-    gencache_handle_release(h);
-    return foreign;
 }
 
 static enum MHD_Result reply_miss(struct MHD_Connection *c, gcd_request *req, const char *key)
@@ -230,34 +190,32 @@ static enum MHD_Result reply_decoded(struct MHD_Connection *c, gcd_request *req,
     return gcd_reply_queue(c, req, status, resp);
 }
 
+/* The caller as the library sees it: the tenant from the token (NULL in the open mode). */
+static gencache_caller caller_of(const gcd_request *req)
+{
+    gencache_caller who;
+    gencache_caller_init(&who);
+    who.tenant = req->tenant;
+    return who;
+}
+
+static enum MHD_Result forbidden_shared(struct MHD_Connection *c, gcd_request *req,
+                                        const char *key)
+{
+    return gcd_reply_error(c, req, MHD_HTTP_FORBIDDEN, "forbidden",
+                           "entry %s is shared and was stored by another tenant", key);
+}
+
+/* Another tenant's private entry is not addressable (a miss); a shared entry may be deleted only
+ * by the tenant that stored it: the library decides both. */
 static enum MHD_Result handle_delete(struct MHD_Connection *c, gcd_request *req, const char *key)
 {
-    char owner[GENCACHE_KEY_MAX] = "";
-    if (req->tenant) {
-        /* Look first: another tenant's private entry is a miss; a shared entry may be deleted
-         * only by the tenant that stored it. */
-        gencache_handle *h = NULL;
-        int perr = gencache_peek(req->srv->cache, key, &h);
-        if (perr == GENCACHE_ENOTFOUND)
-            return reply_miss(c, req, key);
-        if (perr != 0)
-            return gcd_reply_gencache(c, req, perr, "looking up the entry");
-        const gencache_meta *m = gencache_handle_meta(h);
-        bool mine = owned_by(m, req->tenant);
-        bool private = private_layer(req->srv, key);
-        snprintf(owner, sizeof owner, "%s", m->tenant ? m->tenant : "");
-        gencache_handle_release(h);
-        if (!mine && private)
-            return reply_miss(c, req, key);
-        if (!mine)
-            return gcd_reply_error(c, req, MHD_HTTP_FORBIDDEN, "forbidden",
-                                   "entry %s is shared and was stored by another tenant", key);
-    }
-    int err = gencache_del(req->srv->cache, key);
-    if (owner[0])
-        gcd_quota_cancel(req->srv, owner, key);
+    gencache_caller who = caller_of(req);
+    int err = gencache_del_as(req->srv->cache, &who, key);
     if (err == GENCACHE_ENOTFOUND)
-        return gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "not_found", "no entry %s", key);
+        return reply_miss(c, req, key);
+    if (err == GENCACHE_EPERM)
+        return forbidden_shared(c, req, key);
     if (err != 0)
         return gcd_reply_gencache(c, req, err, "deleting the entry");
     return gcd_reply_bytes(c, req, MHD_HTTP_NO_CONTENT, NULL, "", 0);
@@ -273,39 +231,21 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req, c
     const char *as = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "as");
 
     bool head = strcmp(req->method, "HEAD") == 0;
-    bool private = req->tenant && private_layer(req->srv, key);
     char layer[40];
     layer_of(key, layer, sizeof layer);
-    gencache_handle *h = NULL;
-    int err = 0;
-    if (private && !head) {
-        /* Peek first, so that another tenant's entry is neither counted nor touched. */
-        err = gencache_peek(req->srv->cache, key, &h);
-        if (err == 0 && !visible(req, private, gencache_handle_meta(h)))
-            err = GENCACHE_ENOTFOUND;
-        gencache_handle_release(h);
-        h = NULL;
-    }
     /* HEAD is a probe: it must not count as a use of the entry. A GET may say what computing the
-     * value would have cost this requester: the savings credit that, not the stored cost. */
-    gencache_lookup_options lo;
-    gencache_lookup_options_init(&lo);
+     * value would have cost this requester: the savings credit that, not the stored cost. The
+     * library looks in the caller's namespace and counts the lookup for its tenant. */
+    gencache_caller who = caller_of(req);
     const char *cost = header(c, "X-Gencache-Cost-Ms");
-    if (cost && gcd_parse_u64(cost, &lo.cost_ms) != 0)
+    if (cost && gcd_parse_u64(cost, &who.cost_ms) != 0)
         return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_header",
                                "X-Gencache-Cost-Ms '%.64s': expected a whole number of "
                                "milliseconds",
                                cost);
-    if (err == 0)
-        err = head ? gencache_peek(req->srv->cache, key, &h)
-                   : gencache_get_ex(req->srv->cache, key, &lo, &h);
-    if (err == 0 && !visible(req, private, gencache_handle_meta(h))) {
-        gencache_handle_release(h); /* replaced by another tenant's entry meanwhile */
-        err = GENCACHE_ENOTFOUND;
-    }
-    if (!head && (err == 0 || err == GENCACHE_ENOTFOUND))
-        gcd_tenant_count(req->srv, req->tenant, layer, err ? GCD_COUNT_MISS : GCD_COUNT_HIT,
-                         err ? 0 : lo.cost_ms ? lo.cost_ms : gencache_handle_meta(h)->cost_ms);
+    gencache_handle *h = NULL;
+    int err = head ? gencache_peek_as(req->srv->cache, &who, key, &h)
+                   : gencache_get_as(req->srv->cache, &who, key, &h);
     if (!head && err == 0)
         gcd_metrics_hit(layer, gencache_handle_meta(h)->tier);
     if (err == GENCACHE_ENOTFOUND)
@@ -506,36 +446,30 @@ enum MHD_Result gcd_entries_put_end(struct MHD_Connection *c, gcd_request *req, 
             return gcd_reply_gencache(c, req, err, "encoding the tensor");
         bytes = encoded;
     }
-    /* A shared entry is everyone's: only the tenant that stored it may replace it (as only it
-     * may delete it), or any tenant could poison what the others read. */
-    if (req->tenant && !private_layer(req->srv, key) && foreign_shared(req, key)) {
-        free(encoded);
-        return gcd_reply_error(c, req, MHD_HTTP_FORBIDDEN, "forbidden",
-                               "entry %s is shared and was stored by another tenant", key);
-    }
-    /* The owner comes from the token, never from the request. */
-    m->tenant = req->tenant;
+    /* The owner comes from the token, never from the request. The library keeps a private
+     * entry in the tenant's namespace, refuses to replace another tenant's shared entry (or any
+     * tenant could poison what the others read), and holds the tenant to its quota. */
+    gencache_caller who = caller_of(req);
     if (gcd_preferred(req->srv, key))
         m->pinned = 1;
     char layer[40];
     layer_of(key, layer, sizeof layer);
     m->ttl_ms = gcd_pressure_ttl_ms(req->srv, req->tenant, layer, m->ttl_ms);
-    int err = gcd_quota_reserve(req->srv, req->tenant, key, len);
-    if (err == GENCACHE_EFULL) {
-        free(encoded);
-        const gcd_tenant *t = gcd_tenant_find(req->srv->cfg, req->tenant);
+    int err = gencache_put_as(req->srv->cache, &who, key, bytes, len, m);
+    free(encoded);
+    if (err == GENCACHE_EPERM)
+        return forbidden_shared(c, req, key);
+    if (err == GENCACHE_ELIMIT) {
+        gencache_tenant_options t;
+        uint64_t quota = gencache_tenant_get(req->srv->cache, req->tenant, &t) == 0
+                             ? t.quota_bytes
+                             : 0;
         return gcd_reply_error(c, req, MHD_HTTP_INSUFFICIENT_STORAGE, "quota_exceeded",
                                "storing %zu bytes would exceed tenant %s's quota of %llu bytes",
-                               len, req->tenant, (unsigned long long)(t ? t->quota_bytes : 0));
+                               len, req->tenant, (unsigned long long)quota);
     }
-    if (err == 0)
-        err = gencache_put(req->srv->cache, key, bytes, len, m);
-    free(encoded);
-    if (err != 0) {
-        gcd_quota_cancel(req->srv, req->tenant, key);
+    if (err != 0)
         return gcd_reply_gencache(c, req, err, "storing the entry");
-    }
-    gcd_tenant_count(req->srv, req->tenant, layer, GCD_COUNT_PUT, 0);
 
     char json[256];
     int n = snprintf(json, sizeof json, "{\"key\":\"%s\",\"size\":%zu}", key, req->body_len);

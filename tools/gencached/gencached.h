@@ -69,7 +69,7 @@ typedef struct gcd_server {
     struct MHD_Daemon *mhd;
     uint16_t port;       /* the port actually bound (differs from cfg when it asked 0) */
     uint64_t started_ms; /* wall clock at start, for uptime */
-    struct gcd_tenancy *tenancy; /* tenancy.c (A): per-tenant bytes, counters, memory pressure */
+    struct gcd_tenancy *tenancy; /* tenancy.c: the memory-pressure state */
 } gcd_server;
 
 /* ---- log.c: timestamped lines on stderr ----------------------------------------------------- */
@@ -149,29 +149,12 @@ const gcd_tenant *gcd_tenant_find(const gcd_config *cfg, const char *name);
 /* True in the open mode (no tenant) and for an admin tenant: global counters may be shown. */
 bool gcd_tenant_admin(const gcd_request *req);
 
-/* ---- tenancy.c (A): per-tenant stored bytes and quotas, counters, memory pressure ----------- */
+/* ---- tenancy.c: tenants handed to the library, memory pressure ------------------------------ */
 
-/* Creates and frees srv->tenancy (after the cache is open; before the server starts). */
+/* Defines the config's tenants in the library and creates srv->tenancy (after the cache is open;
+ * before the server starts); frees it. */
 int gcd_tenancy_init(gcd_server *srv);
 void gcd_tenancy_free(gcd_server *srv);
-/* Before storing `size` bytes under `key` for `tenant` (NULL: nothing to do, returns 0): counts
- * them against the tenant's quota_bytes (replacing what the key held for it). Returns 0, or
- * GENCACHE_EFULL when the tenant's quota would be exceeded (nothing counted: answer 507
- * quota_exceeded). Thread-safe. */
-int gcd_quota_reserve(gcd_server *srv, const char *tenant, const char *key, uint64_t size);
-/* The store after a successful reserve failed: gives the bytes back. Thread-safe. */
-void gcd_quota_cancel(gcd_server *srv, const char *tenant, const char *key);
-/* Re-counts a tenant's bytes (NULL: every tenant) against what the cache still holds (after a
- * delete or an invalidation; entries the cache evicted or expired are dropped too). */
-void gcd_quota_reconcile(gcd_server *srv, const char *tenant);
-/* Bytes and entries counted for a tenant now. */
-void gcd_quota_usage(gcd_server *srv, const char *tenant, uint64_t *bytes, uint64_t *entries);
-
-/* Per-tenant counters (what GET /v1/stats shows a tenant). what: one of these. */
-enum { GCD_COUNT_HIT, GCD_COUNT_MISS, GCD_COUNT_PUT };
-void gcd_tenant_count(gcd_server *srv, const char *tenant, const char *layer, int what,
-                      uint64_t cost_ms);
-
 /* Memory pressure: the memory tier's bytes over its limit, as of the last check (every second),
  * and the degradation step: 0 normal, 1 above memory_pressure.warn_ratio (batch tenants'
  * entries are demoted out of memory, never deleted), 2 the library reports the tiers below as

@@ -168,33 +168,26 @@ static void flight_finish(flight *f, gcd_gen_result *r)
     flight_free(f);
 }
 
-/* Stores a fresh answer like a PUT of its tenant would be: pinned when preferred, TTL shortened
- * under memory pressure, counted against the tenant's quota. A failure to store is logged; the
- * answer goes out all the same. */
+/* Stores a fresh answer like a PUT of its tenant would be (the library keeps it in the tenant's
+ * namespace and counts it against its quota): pinned when preferred, TTL shortened under
+ * pressure. A failure to store is logged; the answer goes out all the same. */
 static void store(gcd_server *srv, const flight *f, const gcd_gen_result *r)
 {
     gencache_meta m;
     gencache_meta_init(&m);
     m.content_type = r->content_type;
     m.model = f->model;
-    m.tenant = f->tenant;
     m.cost_ms = r->cost_ms;
     m.pinned = gcd_preferred(srv, f->key);
     m.ttl_ms = gcd_pressure_ttl_ms(srv, f->tenant, RESULT_LAYER, 0);
-    int err = gcd_quota_reserve(srv, f->tenant, f->key, r->size);
-    if (err != 0) {
-        gcd_log(GENCACHE_LOG_WARN, "generate: %s (%zu bytes) not stored: %s", f->key, r->size,
-                err == GENCACHE_EFULL ? "over the tenant's quota" : gencache_strerror(err));
-        return;
-    }
-    err = gencache_put(srv->cache, f->key, r->data, r->size, &m);
-    if (err != 0) {
-        gcd_quota_cancel(srv, f->tenant, f->key);
+    gencache_caller who;
+    gencache_caller_init(&who);
+    who.tenant = f->tenant;
+    int err = gencache_put_as(srv->cache, &who, f->key, r->data, r->size, &m);
+    if (err != 0)
         gcd_log(GENCACHE_LOG_WARN, "generate: storing %s (%zu bytes): %s; answered anyway", f->key,
-                r->size, gencache_strerror(err));
-        return;
-    }
-    gcd_tenant_count(srv, f->tenant, RESULT_LAYER, GCD_COUNT_PUT, 0);
+                r->size,
+                err == GENCACHE_ELIMIT ? "over the tenant's quota" : gencache_strerror(err));
 }
 
 static gcd_gen_result *call_upstream(gcd_server *srv, flight *f)
@@ -434,33 +427,20 @@ static gcd_gen_result *result_from_handle(gencache_handle *h)
     return r;
 }
 
+/* Looks key up for tenant: in a tenant-scoped result layer the library serves only the tenant's
+ * own entry (another's is not addressable), so no tenant can poison another's results. touch:
+ * a get; otherwise a peek that counts nothing. */
+static int lookup_for(gcd_server *srv, const char *key, const char *tenant, bool touch,
+                      gencache_handle **h)
+{
+    gencache_caller who;
+    gencache_caller_init(&who);
+    who.tenant = tenant;
+    return touch ? gencache_get_as(srv->cache, &who, key, h)
+                 : gencache_peek_as(srv->cache, &who, key, h);
+}
+
 /* A hit: answered at once from the cache's bytes. */
-/* Whether a stored result may be served to `tenant`. The key already names the tenant, but any
- * tenant can PUT bytes under any key through the entries API: serving them would let one tenant
- * poison another's results. So in a tenant-scoped result layer only the caller's own entry is
- * served; another's is a miss, and the fresh answer then replaces it. */
-static bool servable(gcd_server *srv, const gencache_meta *m, const char *tenant)
-{
-    gencache_layer_options lo;
-    gencache_layer_options_init(&lo);
-    if (!tenant || gencache_layer_get(srv->cache, RESULT_LAYER, &lo) != 0 ||
-        lo.scope == GENCACHE_SCOPE_GLOBAL)
-        return true;
-    return m->tenant && strcmp(m->tenant, tenant) == 0;
-}
-
-/* True when an entry under key exists that `tenant` may not be served. Peeked, so the foreign
- * entry is neither counted nor touched. */
-static bool foreign_entry(gcd_server *srv, const char *key, const char *tenant)
-{
-    gencache_handle *h = NULL;
-    if (!tenant || gencache_peek(srv->cache, key, &h) != 0)
-        return false;
-    bool foreign = !servable(srv, gencache_handle_meta(h), tenant);
-    gencache_handle_release(h);
-    return foreign;
-}
-
 static void serve_hit(gencache_handle *h, gcd_gen_done_fn done, void *ctx)
 {
     gcd_gen_result *r = result_from_handle(h);
@@ -527,11 +507,8 @@ static void join_or_fly(gcd_server *srv, const char *key, const char *body, size
     /* A flight for this key may have stored its answer and left the table since our lookup: this
      * request then waited for it like a coalesced one. A peek, so that the lookup already
      * counted is the only one. */
-    if (gencache_peek(srv->cache, key, &h) == 0 &&
-        !servable(srv, gencache_handle_meta(h), tenant)) {
-        gencache_handle_release(h);
+    if (lookup_for(srv, key, tenant, false, &h) != 0)
         h = NULL;
-    }
     if (h) {
         pthread_mutex_unlock(&P.mu);
         flight_free(f);
@@ -610,11 +587,7 @@ void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const ch
     bool cacheable = err == 0 && !sensitive;
     if (cacheable) {
         gencache_handle *h = NULL;
-        int gerr = foreign_entry(srv, key, tenant) ? GENCACHE_ENOTFOUND
-                                                   : gencache_get(srv->cache, key, &h);
-        gcd_tenant_count(srv, tenant, RESULT_LAYER, gerr ? GCD_COUNT_MISS : GCD_COUNT_HIT,
-                         gerr ? 0 : gencache_handle_meta(h)->cost_ms);
-        if (gerr == 0) {
+        if (lookup_for(srv, key, tenant, true, &h) == 0) {
             gencache_request_free(r);
             serve_hit(h, done, ctx);
             return;

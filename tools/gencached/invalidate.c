@@ -168,10 +168,13 @@ enum MHD_Result gcd_invalidate_handle(struct MHD_Connection *c, gcd_request *req
         }
         f.tenant = req->tenant;
     }
+    /* On the caller's behalf: a key names an entry of its namespace, and the library confines
+     * a non-admin tenant to its own entries too. */
+    gencache_caller who;
+    gencache_caller_init(&who);
+    who.tenant = req->tenant;
     uint64_t n = 0;
-    int err = gencache_invalidate(srv->cache, &f, &n);
-    if (err == 0 && n)
-        gcd_quota_reconcile(srv, f.tenant); /* NULL: every tenant */
+    int err = gencache_invalidate_as(srv->cache, &who, &f, &n);
     json_decref(doc); /* the filter's strings point into it */
     if (err != 0)
         return gcd_reply_gencache(c, req, err, "invalidating");

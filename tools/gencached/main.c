@@ -413,8 +413,8 @@ int main(int argc, char **argv)
             cfg.redis_url ? cfg.redis_url : "off", cfg.threads);
 
     /* Memory pressure is checked every second. Expired entries are misses already; the sweep
-     * every MAINTAIN_INTERVAL_S gives their memory and disk back, and re-counts the tenants'
-     * bytes against what the cache still holds. */
+     * every MAINTAIN_INTERVAL_S gives their memory and disk back (and takes them off their
+     * tenants' usage). */
     int sig = 0;
     struct timespec tick = {.tv_sec = 1};
     for (unsigned ticks = 1;; ticks++) {
@@ -424,7 +424,6 @@ int main(int argc, char **argv)
         gcd_pressure_check(&srv);
         if (ticks % MAINTAIN_INTERVAL_S != 0)
             continue;
-        gcd_quota_reconcile(&srv, NULL);
         uint64_t n = 0;
         if (gencache_maintain(srv.cache, &n) == GENCACHE_OK && n)
             gcd_log(GENCACHE_LOG_DEBUG, "maintenance: %llu expired entries removed",

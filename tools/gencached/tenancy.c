@@ -1,10 +1,9 @@
 /*
- * tenancy.c: what the daemon keeps per tenant, since the library's counters and limits are global:
- * the keys each tenant stored with their sizes (for quota_bytes), per-layer lookup counters (what
- * GET /v1/stats shows a tenant), and the memory-pressure state. The cache may evict or expire an
- * entry without telling the daemon, so a tenant's byte count is an upper bound that
- * gcd_quota_reconcile() brings back to what the cache still holds (peeking each key); it runs
- * before a put is refused, after deletes and invalidations, and every ten seconds.
+ * tenancy.c: the daemon's side of tenants. The rules themselves (namespaces, who may replace or
+ * delete a shared entry, exact quotas, per-tenant counters) live in the library; this file hands
+ * the config's tenants to it at start, turns its per-tenant counters into the JSON a tenant sees
+ * on GET /v1/stats, and runs the memory-pressure policy (batch tenants leave memory first; TTLs
+ * are shortened only when the library reports that the tiers below cannot keep up).
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -18,70 +17,37 @@
 #define PRESSURE_HYSTERESIS     0.05
 #define DEFAULT_PRESSURE_TTL_MS (10ull * 60 * 1000)
 
-typedef struct tracked {
-    struct tracked *next;
-    uint64_t size;
-    char key[];
-} tracked;
-
-typedef struct layer_counts {
-    char name[40];
-    uint64_t lookups, hits, misses, puts, cost_ms_saved;
-} layer_counts;
-
-typedef struct tenant_state {
-    const gcd_tenant *t;
-    pthread_mutex_t mu;
-    tracked **buckets; /* n_buckets, a power of two */
-    size_t n_buckets;
-    uint64_t bytes, entries;
-    layer_counts layers[GENCACHE_MAX_LAYERS];
-    size_t n_layers;
-} tenant_state;
-
 struct gcd_tenancy {
-    tenant_state *tenants; /* cfg->n_tenants */
-    size_t n;
     _Atomic double ratio;
     atomic_uint level;
     atomic_uint_fast64_t evicted;
 };
 
-static tenant_state *state_of(gcd_server *srv, const char *tenant)
-{
-    struct gcd_tenancy *ty = srv->tenancy;
-    if (!ty || !tenant)
-        return NULL;
-    for (size_t i = 0; i < ty->n; i++)
-        if (strcmp(ty->tenants[i].t->name, tenant) == 0)
-            return &ty->tenants[i];
-    return NULL;
-}
+static const gencache_priority library_priority[] = {
+    [GCD_PRIO_HIGH] = GENCACHE_PRIORITY_HIGH,
+    [GCD_PRIO_NORMAL] = GENCACHE_PRIORITY_NORMAL,
+    [GCD_PRIO_BATCH] = GENCACHE_PRIORITY_BATCH,
+};
 
 int gcd_tenancy_init(gcd_server *srv)
 {
-    struct gcd_tenancy *ty = calloc(1, sizeof *ty);
-    if (!ty)
-        return -1;
-    size_t n = srv->cfg->n_tenants;
-    ty->tenants = calloc(n ? n : 1, sizeof *ty->tenants);
-    if (!ty->tenants) {
-        free(ty);
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        tenant_state *ts = &ty->tenants[i];
-        ts->t = &srv->cfg->tenants[i];
-        pthread_mutex_init(&ts->mu, NULL);
-        ts->n_buckets = 256;
-        ts->buckets = calloc(ts->n_buckets, sizeof *ts->buckets);
-        ty->n = i + 1;
-        if (!ts->buckets) {
-            srv->tenancy = ty;
-            gcd_tenancy_free(srv);
+    for (size_t i = 0; i < srv->cfg->n_tenants; i++) {
+        const gcd_tenant *t = &srv->cfg->tenants[i];
+        gencache_tenant_options o;
+        gencache_tenant_options_init(&o);
+        o.name = t->name;
+        o.priority = library_priority[t->priority];
+        o.quota_bytes = t->quota_bytes;
+        o.admin = t->admin;
+        int err = gencache_tenant_define(srv->cache, &o);
+        if (err != 0) {
+            gcd_log(GENCACHE_LOG_ERROR, "tenant %s: %s", t->name, gencache_strerror(err));
             return -1;
         }
     }
+    struct gcd_tenancy *ty = calloc(1, sizeof *ty);
+    if (!ty)
+        return -1;
     atomic_init(&ty->ratio, 0.0);
     atomic_init(&ty->level, 0u);
     atomic_init(&ty->evicted, 0u);
@@ -91,227 +57,39 @@ int gcd_tenancy_init(gcd_server *srv)
 
 void gcd_tenancy_free(gcd_server *srv)
 {
-    struct gcd_tenancy *ty = srv->tenancy;
-    if (!ty)
-        return;
-    for (size_t i = 0; i < ty->n; i++) {
-        tenant_state *ts = &ty->tenants[i];
-        for (size_t b = 0; ts->buckets && b < ts->n_buckets; b++) {
-            for (tracked *e = ts->buckets[b], *next; e; e = next) {
-                next = e->next;
-                free(e);
-            }
-        }
-        free(ts->buckets);
-        pthread_mutex_destroy(&ts->mu);
-    }
-    free(ty->tenants);
-    free(ty);
+    free(srv->tenancy);
     srv->tenancy = NULL;
-}
-
-/* ---- tracked keys (the tenant's lock held) -------------------------------------------------- */
-
-static size_t hash_key(const char *key)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *key; key++)
-        h = (h ^ (unsigned char)*key) * 1099511628211ull;
-    return (size_t)h;
-}
-
-static tracked **slot_of(tenant_state *ts, const char *key)
-{
-    tracked **p = &ts->buckets[hash_key(key) & (ts->n_buckets - 1)];
-    while (*p && strcmp((*p)->key, key) != 0)
-        p = &(*p)->next;
-    return p;
-}
-
-static void grow(tenant_state *ts)
-{
-    if (ts->entries < ts->n_buckets * 2)
-        return;
-    size_t nb = ts->n_buckets * 2;
-    tracked **b = calloc(nb, sizeof *b);
-    if (!b)
-        return; /* longer chains, still correct */
-    for (size_t i = 0; i < ts->n_buckets; i++) {
-        for (tracked *e = ts->buckets[i], *next; e; e = next) {
-            next = e->next;
-            size_t h = hash_key(e->key) & (nb - 1);
-            e->next = b[h];
-            b[h] = e;
-        }
-    }
-    free(ts->buckets);
-    ts->buckets = b;
-    ts->n_buckets = nb;
-}
-
-static void drop(tenant_state *ts, tracked **slot)
-{
-    tracked *e = *slot;
-    *slot = e->next;
-    ts->bytes -= e->size;
-    ts->entries--;
-    free(e);
-}
-
-/* Drops the keys the cache no longer holds for this tenant (evicted, expired, deleted, or
- * replaced by another tenant's entry). */
-static void reconcile_locked(gcd_server *srv, tenant_state *ts)
-{
-    for (size_t b = 0; b < ts->n_buckets; b++) {
-        tracked **p = &ts->buckets[b];
-        while (*p) {
-            gencache_handle *h = NULL;
-            bool keep = false;
-            if (gencache_peek(srv->cache, (*p)->key, &h) == 0) {
-                const char *owner = gencache_handle_meta(h)->tenant;
-                keep = owner && strcmp(owner, ts->t->name) == 0;
-                gencache_handle_release(h);
-            }
-            if (keep)
-                p = &(*p)->next;
-            else
-                drop(ts, p);
-        }
-    }
-}
-
-int gcd_quota_reserve(gcd_server *srv, const char *tenant, const char *key, uint64_t size)
-{
-    tenant_state *ts = state_of(srv, tenant);
-    if (!ts)
-        return 0;
-    pthread_mutex_lock(&ts->mu);
-    tracked **slot = slot_of(ts, key);
-    uint64_t old = *slot ? (*slot)->size : 0;
-    uint64_t quota = ts->t->quota_bytes;
-    if (quota && ts->bytes - old + size > quota) {
-        reconcile_locked(srv, ts);
-        slot = slot_of(ts, key);
-        old = *slot ? (*slot)->size : 0;
-        if (ts->bytes - old + size > quota) {
-            pthread_mutex_unlock(&ts->mu);
-            return GENCACHE_EFULL;
-        }
-    }
-    if (*slot) {
-        ts->bytes = ts->bytes - old + size;
-        (*slot)->size = size;
-    } else {
-        size_t kl = strlen(key);
-        tracked *e = malloc(sizeof *e + kl + 1);
-        if (!e) {
-            pthread_mutex_unlock(&ts->mu);
-            return GENCACHE_ENOMEM;
-        }
-        memcpy(e->key, key, kl + 1);
-        e->size = size;
-        e->next = NULL;
-        *slot = e;
-        ts->bytes += size;
-        ts->entries++;
-        grow(ts);
-    }
-    pthread_mutex_unlock(&ts->mu);
-    return 0;
-}
-
-void gcd_quota_cancel(gcd_server *srv, const char *tenant, const char *key)
-{
-    tenant_state *ts = state_of(srv, tenant);
-    if (!ts)
-        return;
-    pthread_mutex_lock(&ts->mu);
-    tracked **slot = slot_of(ts, key);
-    if (*slot)
-        drop(ts, slot);
-    pthread_mutex_unlock(&ts->mu);
-}
-
-void gcd_quota_reconcile(gcd_server *srv, const char *tenant)
-{
-    struct gcd_tenancy *ty = srv->tenancy;
-    for (size_t i = 0; ty && i < ty->n; i++) {
-        tenant_state *ts = &ty->tenants[i];
-        if (tenant && strcmp(ts->t->name, tenant) != 0)
-            continue;
-        pthread_mutex_lock(&ts->mu);
-        reconcile_locked(srv, ts);
-        pthread_mutex_unlock(&ts->mu);
-    }
-}
-
-void gcd_quota_usage(gcd_server *srv, const char *tenant, uint64_t *bytes, uint64_t *entries)
-{
-    *bytes = *entries = 0;
-    tenant_state *ts = state_of(srv, tenant);
-    if (!ts)
-        return;
-    pthread_mutex_lock(&ts->mu);
-    *bytes = ts->bytes;
-    *entries = ts->entries;
-    pthread_mutex_unlock(&ts->mu);
-}
-
-/* ---- counters ------------------------------------------------------------------------------- */
-
-void gcd_tenant_count(gcd_server *srv, const char *tenant, const char *layer, int what,
-                      uint64_t cost_ms)
-{
-    tenant_state *ts = state_of(srv, tenant);
-    if (!ts || !layer)
-        return;
-    pthread_mutex_lock(&ts->mu);
-    layer_counts *lc = NULL;
-    for (size_t i = 0; i < ts->n_layers && !lc; i++)
-        if (strcmp(ts->layers[i].name, layer) == 0)
-            lc = &ts->layers[i];
-    if (!lc && ts->n_layers < GENCACHE_MAX_LAYERS && strlen(layer) < sizeof lc->name) {
-        lc = &ts->layers[ts->n_layers++];
-        memset(lc, 0, sizeof *lc);
-        strcpy(lc->name, layer);
-    }
-    if (lc) {
-        if (what == GCD_COUNT_HIT) {
-            lc->lookups++;
-            lc->hits++;
-            lc->cost_ms_saved += cost_ms;
-        } else if (what == GCD_COUNT_MISS) {
-            lc->lookups++;
-            lc->misses++;
-        } else {
-            lc->puts++;
-        }
-    }
-    pthread_mutex_unlock(&ts->mu);
 }
 
 json_t *gcd_tenancy_stats_json(gcd_server *srv, const char *tenant)
 {
-    tenant_state *ts = state_of(srv, tenant);
-    if (!ts)
+    gencache_tenant_stats *st = calloc(1, sizeof *st);
+    if (!st)
         return NULL;
+    st->struct_size = sizeof *st;
+    if (!tenant || gencache_tenant_stats_get(srv->cache, tenant, st) != 0) {
+        free(st);
+        return NULL;
+    }
     json_t *layers = json_object();
-    pthread_mutex_lock(&ts->mu);
-    for (size_t i = 0; layers && i < ts->n_layers; i++) {
-        const layer_counts *l = &ts->layers[i];
-        json_object_set_new(layers, l->name,
+    for (uint32_t i = 0; layers && i < st->n_layers; i++) {
+        const gencache_layer_stats *l = &st->layers[i];
+        if (!l->lookups && !l->puts)
+            continue;
+        json_object_set_new(layers, l->layer,
                             json_pack("{s:I,s:I,s:I,s:I,s:I,s:f}", "lookups",
                                       (json_int_t)l->lookups, "hits", (json_int_t)l->hits, "misses",
                                       (json_int_t)l->misses, "puts", (json_int_t)l->puts,
                                       "cost_ms_saved", (json_int_t)l->cost_ms_saved, "hit_ratio",
                                       l->lookups ? (double)l->hits / (double)l->lookups : 0.0));
     }
-    uint64_t bytes = ts->bytes, entries = ts->entries;
-    pthread_mutex_unlock(&ts->mu);
     static const char *const prio[] = {"high", "normal", "batch"};
-    return json_pack("{s:s,s:s,s:o,s:{s:I,s:I,s:I}}", "tenant", ts->t->name, "priority",
-                     prio[ts->t->priority], "layers", layers, "usage", "bytes", (json_int_t)bytes,
-                     "entries", (json_int_t)entries, "quota_bytes", (json_int_t)ts->t->quota_bytes);
+    json_t *doc = json_pack("{s:s,s:s,s:o,s:{s:I,s:I,s:I}}", "tenant", tenant, "priority",
+                            prio[st->priority], "layers", layers, "usage", "bytes",
+                            (json_int_t)st->bytes, "entries", (json_int_t)st->entries,
+                            "quota_bytes", (json_int_t)st->quota_bytes);
+    free(st);
+    return doc;
 }
 
 /* ---- memory pressure ------------------------------------------------------------------------ */
