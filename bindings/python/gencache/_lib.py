@@ -160,6 +160,9 @@ class LayerOptions(ctypes.Structure):
     _fields_ = [
         ("struct_size", c_size_t), ("name", c_char_p), ("scope", c_int), ("ttl_ms", c_u64),
         ("sliding_ttl", c_int), ("write_through", c_int),
+        # appended in 0.2
+        ("fields", ctypes.POINTER(c_char_p)), ("n_fields", c_size_t), ("shared", c_int),
+        ("prompt_normalization", c_int), ("eviction", c_int), ("image_match", c_int),
     ]
 
 
