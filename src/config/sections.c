@@ -392,6 +392,44 @@ static int parse_preferred(gencache__cfg_ctx *x, yaml_node_t *v, const char *pat
     return rc;
 }
 
+/* True when a repetition operator directly follows another ("a++", "a*{2}"): undefined in POSIX
+ * EREs, and glibc's regcomp() can take unbounded memory on a run of them. Bracket expressions
+ * and escaped characters are skipped. */
+static bool stacked_repetition(const char *re)
+{
+    bool after_rep = false;
+    for (const char *p = re; *p; p++) {
+        if (*p == '\\' && p[1]) {
+            p++;
+            after_rep = false;
+        } else if (*p == '[') {
+            p += p[1] == '^' ? 2 : 1;
+            if (*p == ']')
+                p++;
+            while (*p && *p != ']')
+                p++;
+            if (!*p)
+                return false; /* regcomp reports the unbalanced bracket */
+            after_rep = false;
+        } else if (*p == '*' || *p == '+' || *p == '?' || *p == '{') {
+            if (after_rep)
+                return true;
+            if (*p == '{') {
+                while (p[1] && p[1] != '}')
+                    p++;
+                if (p[1])
+                    p++; /* on the '}' */
+            }
+            after_rep = true;
+        } else {
+            after_rep = false;
+        }
+    }
+    return false;
+}
+
+#define SENSITIVE_MAX 1024 /* longest rule, bytes */
+
 static int parse_sensitive(gencache__cfg_ctx *x, yaml_node_t *v, const char *path)
 {
     yaml_node_t **nodes = NULL;
@@ -408,6 +446,14 @@ static int parse_sensitive(gencache__cfg_ctx *x, yaml_node_t *v, const char *pat
     if (rc == 0 && !(c->sensitive = calloc(want ? want : 1, sizeof *c->sensitive)))
         rc = fail(x, v, path, "out of memory");
     for (; rc == 0 && c->n_sensitive < want; c->n_sensitive++) {
+        const char *src = c->sensitive_src[c->n_sensitive];
+        if (strlen(src) > SENSITIVE_MAX || stacked_repetition(src)) {
+            rc = fail(x, nodes[c->n_sensitive], path,
+                      "rule '%.64s': longer than %d bytes or a repetition of a repetition "
+                      "(like a++)",
+                      src, SENSITIVE_MAX);
+            break;
+        }
         int re = regcomp(&c->sensitive[c->n_sensitive], c->sensitive_src[c->n_sensitive],
                          REG_EXTENDED | REG_ICASE | REG_NOSUB);
         if (re != 0) {
