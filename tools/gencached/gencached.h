@@ -33,7 +33,7 @@ typedef struct gcd_tenant {
     bool admin;           /* sees the global /v1/stats and /metrics; invalidates any entries */
 } gcd_tenant;
 
-struct gcd_config_ext; /* config.c's private part (layers, regexes, ...) */
+struct gcd_config_ext; /* config.h: the library's gencache_config and what main.c reads of it */
 
 /* What the flags configure; filled by main.c before the server starts, read-only afterwards. */
 typedef struct gcd_config {
