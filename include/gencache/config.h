@@ -109,6 +109,7 @@ typedef enum gencache_priority {
 
 /* One entry of `tenants:`. Strings point into the config. */
 typedef struct gencache_config_tenant {
+    size_t struct_size;         /* sizeof(gencache_config_tenant); set by the caller */
     const char *name;           /* letters, digits, '_', '-', '.'; at most 64 */
     const char *token;          /* the bearer token, printable ASCII, at least 16 characters */
     gencache_priority priority; /* default NORMAL */
@@ -116,8 +117,9 @@ typedef struct gencache_config_tenant {
     int admin;                  /* nonzero: sees global stats, may invalidate any entry */
 } gencache_config_tenant;
 
-/* The number of tenants, and tenant i into *out. Returns GENCACHE_OK, GENCACHE_EINVAL (NULL
- * argument), GENCACHE_ENOTFOUND (i out of range). Thread-safety: safe. */
+/* The number of tenants, and tenant i into *out (out->struct_size must be set; as much of the
+ * struct is written as it says). Returns GENCACHE_OK, GENCACHE_EINVAL (NULL argument,
+ * struct_size too small), GENCACHE_ENOTFOUND (i out of range). Thread-safety: safe. */
 GENCACHE_API size_t gencache_config_tenant_count(const gencache_config *cfg);
 GENCACHE_API int gencache_config_tenant_get(const gencache_config *cfg, size_t i,
                                             gencache_config_tenant *out);

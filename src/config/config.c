@@ -139,10 +139,9 @@ int gencache_config_server_get(const gencache_config *cfg, gencache_config_serve
 {
     if (!cfg || !out || out->struct_size < sizeof(size_t))
         return GENCACHE_EINVAL;
-    size_t n = out->struct_size < sizeof *out ? out->struct_size : sizeof *out;
     gencache_config_server s = cfg->server;
-    s.struct_size = n;
-    memcpy(out, &s, n);
+    s.struct_size = out->struct_size < sizeof s ? out->struct_size : sizeof s;
+    memcpy(out, &s, s.struct_size);
     return GENCACHE_OK;
 }
 
@@ -153,11 +152,13 @@ size_t gencache_config_tenant_count(const gencache_config *cfg)
 
 int gencache_config_tenant_get(const gencache_config *cfg, size_t i, gencache_config_tenant *out)
 {
-    if (!cfg || !out)
+    if (!cfg || !out || out->struct_size < sizeof(size_t))
         return GENCACHE_EINVAL;
     if (i >= cfg->n_tenants)
         return GENCACHE_ENOTFOUND;
-    *out = cfg->tenants[i];
+    gencache_config_tenant t = cfg->tenants[i];
+    t.struct_size = out->struct_size < sizeof t ? out->struct_size : sizeof t;
+    memcpy(out, &t, t.struct_size);
     return GENCACHE_OK;
 }
 

@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gencache_keyspace_free(ks);
     gencache_config_server s = {.struct_size = sizeof s};
     gencache_config_server_get(cfg, &s);
-    gencache_config_tenant t;
+    gencache_config_tenant t = {.struct_size = sizeof t};
     for (size_t i = 0; gencache_config_tenant_get(cfg, i, &t) == GENCACHE_OK; i++)
         if (!t.name || !t.token)
             abort();

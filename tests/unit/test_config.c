@@ -258,12 +258,14 @@ TEST_CASE(example_file)
     CHECK_UINT_EQ(s.max_body, 256ull << 20);
     CHECK_UINT_EQ(s.pressure_ttl_ms, 600000);
     CHECK_UINT_EQ(gencache_config_tenant_count(cfg), 3);
-    gencache_config_tenant t;
+    gencache_config_tenant t = {.struct_size = sizeof t};
     CHECK_OK(gencache_config_tenant_get(cfg, 1, &t));
     CHECK_STR_EQ(t.name, "studio");
     CHECK_INT_EQ(t.priority, GENCACHE_PRIORITY_HIGH);
     CHECK_UINT_EQ(t.quota_bytes, 50ull << 30);
     CHECK_RC(gencache_config_tenant_get(cfg, 3, &t), GENCACHE_ENOTFOUND);
+    t.struct_size = 0;
+    CHECK_RC(gencache_config_tenant_get(cfg, 0, &t), GENCACHE_EINVAL);
     CHECK(gencache_config_preferred_match(cfg, "text_embedding/00"));
     CHECK(!gencache_config_preferred_match(cfg, "result/00"));
     CHECK(gencache_config_sensitive_match(cfg, "my Passport Number is"));

@@ -80,7 +80,7 @@ int gcd_config_load(const char *path, gcd_config *cfg, char *err, size_t err_siz
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
-        gencache_config_tenant t;
+        gencache_config_tenant t = {.struct_size = sizeof t};
         gencache_config_tenant_get(e->lib, i, &t);
         gcd_tenant *d = &cfg->tenants[cfg->n_tenants++];
         d->name = (char *)t.name;
