@@ -129,18 +129,7 @@ int gencache_layer_get(gencache *cache, const char *name, gencache_layer_options
     if (size < LAYER_OPTIONS_V1_SIZE)
         return GENCACHE_EINVAL;
     gencache_layer_options o;
-    gencache_layer_options_init(&o);
-    o.name = r->name;
-    o.scope = r->scope;
-    o.ttl_ms = r->ttl_ms;
-    o.sliding_ttl = r->sliding;
-    o.write_through = r->write_through;
-    o.fields = r->n_fields ? (const char *const *)r->specs : NULL;
-    o.n_fields = r->n_fields;
-    o.shared = r->shared;
-    o.prompt_normalization = r->mode;
-    o.eviction = r->eviction;
-    o.image_match = r->image_match;
+    gencache__registry_options(r, &o);
     o.struct_size = size < sizeof o ? size : sizeof o;
     memcpy(out, &o, o.struct_size);
     return GENCACHE_OK;

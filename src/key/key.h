@@ -154,6 +154,8 @@ gencache__layer_recipe *gencache__registry_find(gencache_keyspace *ks, const cha
 /* Defines or redefines a layer from opts (a full-size copy, see gencache_layer_define()).
  * Returns the GENCACHE_* code of gencache_layer_define(). */
 int gencache__registry_define(gencache_keyspace *ks, const gencache_layer_options *opts);
+/* The registry entry as options (name and fields point into the entry). */
+void gencache__registry_options(const gencache__layer_recipe *r, gencache_layer_options *o);
 /* Fills a keyspace with the default layers of DESIGN.md section 2: the one table of them. */
 int gencache__registry_defaults(gencache_keyspace *ks);
 /* Frees what a registry entry owns. */

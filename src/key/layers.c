@@ -204,6 +204,22 @@ int gencache__registry_define(gencache_keyspace *ks, const gencache_layer_option
     return GENCACHE_OK;
 }
 
+void gencache__registry_options(const gencache__layer_recipe *r, gencache_layer_options *o)
+{
+    gencache_layer_options_init(o);
+    o->name = r->name;
+    o->scope = r->scope;
+    o->ttl_ms = r->ttl_ms;
+    o->sliding_ttl = r->sliding;
+    o->write_through = r->write_through;
+    o->fields = r->n_fields ? (const char *const *)r->specs : NULL;
+    o->n_fields = r->n_fields;
+    o->shared = r->shared;
+    o->prompt_normalization = r->mode;
+    o->eviction = r->eviction;
+    o->image_match = r->image_match;
+}
+
 int gencache__registry_defaults(gencache_keyspace *ks)
 {
     for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
@@ -231,15 +247,8 @@ int gencache_keyspace_set_layer(gencache_keyspace *ks, const char *layer, const 
     gencache_layer_options o;
     gencache_layer_options_init(&o);
     const gencache__layer_recipe *r = gencache__registry_find(ks, layer);
-    if (r) {
-        o.ttl_ms = r->ttl_ms;
-        o.sliding_ttl = r->sliding;
-        o.write_through = r->write_through;
-        o.shared = r->shared;
-        o.prompt_normalization = r->mode;
-        o.eviction = r->eviction;
-        o.image_match = r->image_match;
-    }
+    if (r)
+        gencache__registry_options(r, &o);
     o.name = layer;
     o.fields = fields;
     o.n_fields = n_fields;
