@@ -196,6 +196,27 @@ typedef enum gencache_scope {
     GENCACHE_SCOPE_SESSION = 2, /* entries belong to one generation session */
 } gencache_scope;
 
+/* How a layer's entries are chosen for eviction. Only LRU exists today: the others are names the
+ * registry knows (DESIGN.md section 4) so that a config naming them gets a clear "not supported in
+ * this build" instead of "unknown". */
+typedef enum gencache_eviction {
+    GENCACHE_EVICTION_LRU = 0,    /* least recently used first */
+    GENCACHE_EVICTION_GDSF = 1,   /* cost-aware (saved compute per byte); not implemented yet */
+    GENCACHE_EVICTION_S3FIFO = 2, /* S3-FIFO; not implemented yet */
+} gencache_eviction;
+
+/* How lookups of a layer match input images (DESIGN.md section 3). */
+typedef enum gencache_image_match_mode {
+    GENCACHE_IMAGE_MATCH_EXACT = 0,      /* the pixel digest only */
+    GENCACHE_IMAGE_MATCH_PERCEPTUAL = 1, /* opt-in near-duplicate lookup; stored for the lookups
+                                            that use it, keys are unchanged */
+} gencache_image_match_mode;
+
+/* One layer of the cache's layer registry: its key recipe, scope, lifetime and storage policy.
+ * The registry is the one table of layers: the cache's TTLs and write policy and the key
+ * recipes of its keyspace (gencache_keyspace_from_cache()) are both read from it. Fields after
+ * write_through were appended in 0.2; a caller compiled against the older, shorter struct still
+ * works (struct_size tells the library how much of the struct it may read). */
 typedef struct gencache_layer_options {
     size_t struct_size;   /* sizeof(gencache_layer_options); set by _init() */
     const char *name;     /* [a-z0-9_], 1-32 bytes */
@@ -205,25 +226,51 @@ typedef struct gencache_layer_options {
     int write_through;    /* nonzero: a put also writes to the disk and redis tiers at once;
                              zero (write-back): entries reach disk in the background when they
                              leave memory, and at the latest at gencache_close(). Default 0 */
+    /* Appended in 0.2. */
+    const char *const *fields; /* the key recipe, n_fields request field names in the syntax of
+                                  gencache_keyspace_set_layer(); NULL: keep the layer's current
+                                  recipe (a new layer then has none: its keys can be stored and
+                                  checked, not derived from requests) */
+    size_t n_fields;
     int shared;           /* nonzero: entries reach the shared (redis) tier: at once for a
                              write-through layer, in the background for a write-back one.
                              Default 1 (the built-in session layer: 0) */
+    int prompt_normalization; /* a gencache_norm_mode, or -1 (default): each model's own mode.
+                                 Prompts are normalized per model, so a layer's mode becomes the
+                                 default mode of the models that have none */
+    gencache_eviction eviction;         /* default LRU; the others are GENCACHE_EUNSUPPORTED */
+    gencache_image_match_mode image_match; /* default EXACT */
 } gencache_layer_options;
 
-/* Fills *opts with the defaults above (name NULL). Thread-safety: safe. */
+/* Fills *opts with the defaults above (name NULL, fields NULL). Thread-safety: safe. */
 GENCACHE_API void gencache_layer_options_init(gencache_layer_options *opts);
 
-/* Defines a layer, or redefines the TTL and scope of an existing one (entries already stored
- * keep the expiry they were given). The name is copied. At most GENCACHE_MAX_LAYERS layers.
- * Returns GENCACHE_OK, GENCACHE_EINVAL (bad name or options), GENCACHE_ELIMIT (too many layers),
- * GENCACHE_ENOMEM. Thread-safety: init only (before any other call uses the cache). */
+/* Defines a layer in the cache's registry, or redefines an existing one: every option is
+ * replaced (entries already stored keep the expiry they were given), and the key recipe too when
+ * opts->fields is set; a scope change re-scopes the current recipe. The name and fields are
+ * copied. At most GENCACHE_MAX_LAYERS layers. opts->struct_size may be that of the 0.1 struct
+ * (up to write_through); the later fields then take their defaults.
+ * Returns GENCACHE_OK, GENCACHE_EINVAL (bad name, scope, field, mode or image_match; n_fields 0
+ * with fields set), GENCACHE_EUNSUPPORTED (an eviction policy other than LRU), GENCACHE_ELIMIT
+ * (too many layers or fields), GENCACHE_ENOMEM. Thread-safety: init only (before any other call
+ * uses the cache or its keyspace). */
 GENCACHE_API int gencache_layer_define(gencache *cache, const gencache_layer_options *opts);
 
 #define GENCACHE_MAX_LAYERS 32
 
-/* Copies the options of layer `name` into *out (out->name points into the cache, valid until it
- * is closed). Returns GENCACHE_OK, GENCACHE_EINVAL, GENCACHE_ENOTFOUND. Thread-safety: safe. */
+/* Copies the registry entry of layer `name` into *out. out->struct_size says how much of the
+ * struct may be written: set it (gencache_layer_options_init() does), or leave it 0 for the 0.1
+ * fields only (what callers of 0.1, which did not set it, get).
+ * out->name and out->fields point into the cache's registry, valid until the layer is
+ * redefined or the cache is closed; fields are written as defined (a required field keeps its
+ * '!'); a layer without a recipe has fields NULL and n_fields 0.
+ * Returns GENCACHE_OK, GENCACHE_EINVAL, GENCACHE_ENOTFOUND. Thread-safety: safe. */
 GENCACHE_API int gencache_layer_get(gencache *cache, const char *name, gencache_layer_options *out);
+
+/* The number of layers in the cache's registry and the name of layer i (definition order; NULL
+ * past the end). The name is owned by the cache. Thread-safety: safe. */
+GENCACHE_API size_t gencache_layer_count(gencache *cache);
+GENCACHE_API const char *gencache_layer_name(gencache *cache, size_t i);
 
 /* Checks that `key` is "<known layer>/<64 lowercase hex>". Returns GENCACHE_OK,
  * GENCACHE_EINVAL (malformed key), GENCACHE_ENOTFOUND (well-formed, layer not defined).
@@ -440,6 +487,11 @@ GENCACHE_API int gencache_stats_get(gencache *cache, gencache_stats *out);
  * Tenants and calls on a tenant's behalf (src/tenant.c, src/cache_tenant.c)
  */
 #include "gencache/tenant.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Configuration files, sizes and durations (src/config/)
+ */
+#include "gencache/config.h"
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
 /*
- * cache.c: the orchestrator. It owns the layer table and an ordered list of tiers, fastest
+ * cache.c: the orchestrator. It owns a layer registry (a keyspace, src/key/layers.c) and an
+ * ordered list of tiers, fastest
  * first (mem, then disk and redis when configured). A get walks the tiers down and promotes what
  * it finds into the faster ones; a put lands in memory and, for write-through layers, in every
  * tier below; an entry evicted from memory is demoted to disk (through the write-back queue, off
@@ -11,25 +12,7 @@
 #include <string.h>
 
 #include "cache.h"
-
-#define MINUTE_MS (60u * 1000u)
-#define DAY_MS (24u * 60u * MINUTE_MS)
-
-/* The default layers of DESIGN.md section 2. */
-static const struct {
-    const char *name;
-    gencache_scope scope;
-    uint64_t ttl_ms;
-    bool sliding;
-    bool write_through;
-    bool shared;
-} default_layers[] = {
-    {"result", GENCACHE_SCOPE_TENANT, 7ull * DAY_MS, true, true, true},
-    {"image_latent", GENCACHE_SCOPE_GLOBAL, 30ull * MINUTE_MS, false, false, true},
-    {"text_embedding", GENCACHE_SCOPE_GLOBAL, 30ull * MINUTE_MS, false, false, true},
-    {"condition", GENCACHE_SCOPE_TENANT, 10ull * MINUTE_MS, false, false, true},
-    {"session", GENCACHE_SCOPE_SESSION, 5ull * MINUTE_MS, false, false, false},
-};
+#include "key/key.h"
 
 static uint64_t now_ms(const gencache *c)
 {
@@ -68,64 +51,80 @@ static int layer_index(const gencache *c, const char *name, size_t len)
     return -1;
 }
 
-static bool layer_name_valid(const char *name)
+int gencache__cache_layers_sync(gencache *c)
 {
-    size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n > GENCACHE__LAYER_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = name[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'))
-            return false;
+    /* Registry layers are only ever added, never removed, so indexes stay stable. */
+    for (size_t i = 0; i < c->ks->n_layers; i++) {
+        const gencache__layer_recipe *r = &c->ks->layers[i];
+        layer *l = &c->layers[i];
+        if (i >= c->n_layers) {
+            strcpy(l->name, r->name);
+            c->n_layers = (unsigned)i + 1;
+        }
+        l->scope = r->scope;
+        l->ttl_ms = r->ttl_ms;
+        l->sliding = r->sliding;
+        l->write_through = r->write_through;
+        l->shared = r->shared;
     }
-    return true;
+    return GENCACHE_OK;
 }
 
-void gencache_layer_options_init(gencache_layer_options *opts)
-{
-    memset(opts, 0, sizeof *opts);
-    opts->struct_size = sizeof *opts;
-    opts->scope = GENCACHE_SCOPE_GLOBAL;
-    opts->shared = 1;
-}
+/* The struct of 0.1 ended with write_through: a caller built against it passes that size. */
+#define LAYER_OPTIONS_V1_SIZE                                                                     \
+    (offsetof(gencache_layer_options, write_through) + sizeof(int))
 
 int gencache_layer_define(gencache *cache, const gencache_layer_options *opts)
 {
-    if (!cache || !opts || opts->struct_size < sizeof *opts || !layer_name_valid(opts->name))
+    if (!cache || !opts || opts->struct_size < LAYER_OPTIONS_V1_SIZE)
         return GENCACHE_EINVAL;
-    if (opts->scope < GENCACHE_SCOPE_GLOBAL || opts->scope > GENCACHE_SCOPE_SESSION)
-        return GENCACHE_EINVAL;
-    int i = layer_index(cache, opts->name, strlen(opts->name));
-    if (i < 0) {
-        if (cache->n_layers == GENCACHE_MAX_LAYERS)
-            return GENCACHE_ELIMIT;
-        i = (int)cache->n_layers++;
-        strcpy(cache->layers[i].name, opts->name);
-    }
-    layer *l = &cache->layers[i];
-    l->scope = opts->scope;
-    l->ttl_ms = opts->ttl_ms;
-    l->sliding = opts->sliding_ttl != 0;
-    l->write_through = opts->write_through != 0;
-    l->shared = opts->shared != 0;
-    return GENCACHE_OK;
+    gencache_layer_options o;
+    gencache_layer_options_init(&o);
+    memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
+    o.struct_size = sizeof o;
+    int rc = gencache__registry_define(cache->ks, &o);
+    if (rc == GENCACHE_OK && o.prompt_normalization >= 0)
+        rc = gencache_keyspace_set_mode(cache->ks, NULL, (gencache_norm_mode)o.prompt_normalization);
+    if (rc == GENCACHE_OK)
+        rc = gencache__cache_layers_sync(cache);
+    return rc;
 }
 
 int gencache_layer_get(gencache *cache, const char *name, gencache_layer_options *out)
 {
     if (!cache || !name || !out)
         return GENCACHE_EINVAL;
-    int i = layer_index(cache, name, strlen(name));
-    if (i < 0)
+    const gencache__layer_recipe *r = gencache__registry_find(cache->ks, name);
+    if (!r)
         return GENCACHE_ENOTFOUND;
-    const layer *l = &cache->layers[i];
-    gencache_layer_options_init(out);
-    out->name = l->name;
-    out->scope = l->scope;
-    out->ttl_ms = l->ttl_ms;
-    out->sliding_ttl = l->sliding;
-    out->write_through = l->write_through;
-    out->shared = l->shared;
+    size_t size = out->struct_size ? out->struct_size : LAYER_OPTIONS_V1_SIZE;
+    if (size < LAYER_OPTIONS_V1_SIZE)
+        return GENCACHE_EINVAL;
+    gencache_layer_options o;
+    gencache__registry_options(r, &o);
+    o.struct_size = size < sizeof o ? size : sizeof o;
+    memcpy(out, &o, o.struct_size);
+    return GENCACHE_OK;
+}
+
+size_t gencache_layer_count(gencache *cache)
+{
+    return cache ? cache->n_layers : 0;
+}
+
+const char *gencache_layer_name(gencache *cache, size_t i)
+{
+    return cache && i < cache->n_layers ? cache->layers[i].name : NULL;
+}
+
+int gencache_keyspace_from_cache(gencache *cache, gencache_keyspace **out)
+{
+    if (!out)
+        return GENCACHE_EINVAL;
+    *out = NULL;
+    if (!cache)
+        return GENCACHE_EINVAL;
+    *out = gencache__keyspace_retain(cache->ks);
     return GENCACHE_OK;
 }
 
@@ -312,17 +311,13 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
     c->clock_userdata = opts.clock_userdata;
     c->disk_tier = c->shared_tier = -1;
     c->writeback_max_bytes = opts.writeback_max_bytes ? opts.writeback_max_bytes : 64ull << 20;
-    for (size_t i = 0; i < sizeof default_layers / sizeof default_layers[0]; i++) {
-        layer *l = &c->layers[c->n_layers++];
-        strcpy(l->name, default_layers[i].name);
-        l->scope = default_layers[i].scope;
-        l->ttl_ms = default_layers[i].ttl_ms;
-        l->sliding = default_layers[i].sliding;
-        l->write_through = default_layers[i].write_through;
-        l->shared = default_layers[i].shared;
-    }
-
     int rc = gencache__tenants_new(c->alloc, &c->tenants);
+    if (rc == GENCACHE_OK)
+        rc = gencache_keyspace_new(&c->ks);
+    if (rc == GENCACHE_OK) {
+        c->ks->cache = c;
+        rc = gencache__cache_layers_sync(c);
+    }
     if (rc == GENCACHE_OK && opts.ghost_max_entries)
         rc = gencache__ghost_new(c->alloc, opts.ghost_max_entries, &c->ghost);
     gencache__tier *mem = NULL;
@@ -389,6 +384,9 @@ void gencache_close(gencache *cache)
         cache->tiers[i]->ops->close(cache->tiers[i]);
     gencache__ghost_free(cache->ghost);
     gencache__tenants_free(cache->tenants);
+    if (cache->ks)
+        cache->ks->cache = NULL; /* the keyspace may outlive the cache (requests hold it) */
+    gencache_keyspace_free(cache->ks);
     gencache__free(cache->alloc, cache);
 }
 

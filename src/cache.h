@@ -9,6 +9,7 @@
 
 #include "internal.h"
 
+/* The hot-path copy of one registry layer (same index), with its counters. */
 typedef struct layer {
     char name[GENCACHE__LAYER_NAME_MAX + 1];
     gencache_scope scope;
@@ -25,6 +26,7 @@ struct gencache {
     gencache_clock_fn clock_fn;
     void *clock_userdata;
     bool verify_mem_reads;
+    gencache_keyspace *ks; /* the layer registry; layers[i] mirrors ks->layers[i] */
     layer layers[GENCACHE_MAX_LAYERS];
     unsigned n_layers;
     gencache__tier *tiers[GENCACHE_MAX_TIERS]; /* tiers[0] is the memory tier */

@@ -243,6 +243,9 @@ int gencache__cache_charge(gencache *cache, int64_t delta_bytes);
 const gencache_allocator *gencache__cache_allocator(gencache *cache);
 const gencache__log *gencache__cache_log(gencache *cache);
 uint64_t gencache__cache_now_ms(gencache *cache);
+/* Re-reads the cache's per-layer TTL and write policy from its layer registry (the keyspace
+ * that gencache_keyspace_from_cache() returns) after the registry changed. Init only. */
+int gencache__cache_layers_sync(gencache *cache);
 
 /* The disk tier (src/tier/disk.c): LMDB index and metadata, values as the tier chooses; survives
  * restarts and kill -9. */

@@ -58,11 +58,20 @@ typedef struct gencache_keyspace gencache_keyspace;
  * Thread-safety: safe. */
 GENCACHE_API int gencache_keyspace_new(gencache_keyspace **out);
 
+/* The keyspace of an open cache: a view of the cache's layer registry (gencache_layer_define()
+ * and this keyspace's gencache_keyspace_set_layer() change the same layers) plus its
+ * normalization modes and synonyms. On success *out is a new reference; drop it with
+ * gencache_keyspace_free() (it may outlive the cache: it then keeps the recipes it had).
+ * Returns GENCACHE_OK, GENCACHE_EINVAL (NULL argument). Thread-safety: safe. */
+GENCACHE_API int gencache_keyspace_from_cache(gencache *cache, gencache_keyspace **out);
+
 /* Drops the caller's reference; the keyspace is freed when no request holds it any more.
  * gencache_keyspace_free(NULL) does nothing. Thread-safety: safe. */
 GENCACHE_API void gencache_keyspace_free(gencache_keyspace *ks);
 
-/* Defines a layer's recipe, or replaces an existing one. `layer` is [a-z0-9_], 1-32 bytes; at most
+/* Defines a layer's recipe, or replaces an existing one (its TTL and storage options stay; a new
+ * layer gets gencache_layer_options_init()'s, and on a cache's keyspace becomes a layer of
+ * that cache). `layer` is [a-z0-9_], 1-32 bytes; at most
  * GENCACHE_MAX_LAYERS layers. Each field is a request field name ("model", "width", "params" for
  * every params.* field, "params.lora" for one), "*" for every request parameter (what result
  * uses), and may end in '!' to mark it required: a request without it has no key in this layer

@@ -103,12 +103,23 @@ typedef struct gencache__recipe_field {
     bool all;      /* "*": every request parameter */
 } gencache__recipe_field;
 
+/* One layer of the registry (DESIGN.md section 2): its key recipe and everything else a layer
+ * is configured with. The cache reads its TTL and write policy from here (src/cache.c), key
+ * derivation its fields and scope. */
 typedef struct gencache__layer_recipe {
     char name[GENCACHE__LAYER_NAME_MAX + 1];
-    gencache__recipe_field *fields;
+    gencache__recipe_field *fields; /* n_fields; 0: no recipe (keys stored, never derived) */
     size_t n_fields;
+    char **specs;                   /* the fields as defined ("image!"), for gencache_layer_get() */
     gencache_scope scope;
-    bool seeded; /* depends on the seed: "*" or "seed" among the fields */
+    bool seeded;                    /* depends on the seed: "*" or "seed" among the fields */
+    uint64_t ttl_ms;                /* 0: no expiry */
+    bool sliding;                   /* a hit pushes the expiry to now + ttl_ms */
+    bool write_through;
+    bool shared;                    /* entries may go to the Redis tier */
+    int mode;                       /* gencache_norm_mode, or -1: the model's */
+    gencache_eviction eviction;
+    gencache_image_match_mode image_match;
 } gencache__layer_recipe;
 
 typedef struct gencache__model_mode {
@@ -118,6 +129,7 @@ typedef struct gencache__model_mode {
 
 struct gencache_keyspace {
     _Atomic unsigned refs;
+    gencache *cache; /* the cache whose registry this is; NULL once it closed, or for none */
     gencache__layer_recipe layers[GENCACHE_MAX_LAYERS];
     size_t n_layers;
     gencache_norm_mode default_mode;
@@ -131,8 +143,23 @@ struct gencache_keyspace {
 gencache_keyspace *gencache__keyspace_default(void);
 gencache_keyspace *gencache__keyspace_retain(const gencache_keyspace *ks);
 gencache_norm_mode gencache__keyspace_mode_for(const gencache_keyspace *ks, const char *model);
+/* The layer's registry entry when it has a key recipe, else NULL. */
 const gencache__layer_recipe *gencache__keyspace_find(const gencache_keyspace *ks,
                                                       const char *layer);
+
+/* ---- the layer registry (layers.c) ---------------------------------------------------------- */
+
+/* The registry entry of `layer` (with or without a recipe), or NULL. */
+gencache__layer_recipe *gencache__registry_find(gencache_keyspace *ks, const char *layer);
+/* Defines or redefines a layer from opts (a full-size copy, see gencache_layer_define()).
+ * Returns the GENCACHE_* code of gencache_layer_define(). */
+int gencache__registry_define(gencache_keyspace *ks, const gencache_layer_options *opts);
+/* The registry entry as options (name and fields point into the entry). */
+void gencache__registry_options(const gencache__layer_recipe *r, gencache_layer_options *o);
+/* Fills a keyspace with the default layers of DESIGN.md section 2: the one table of them. */
+int gencache__registry_defaults(gencache_keyspace *ks);
+/* Frees what a registry entry owns. */
+void gencache__registry_clear(gencache__layer_recipe *r);
 
 /* ---- requests ------------------------------------------------------------------------------ */
 

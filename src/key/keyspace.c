@@ -1,112 +1,14 @@
 /*
- * keyspace.c: layer recipes (the parameter-sensitivity matrix of DESIGN.md section 2), the prompt
- * normalization mode per model and the aggressive mode's synonyms. A keyspace is configured once,
- * then only read; requests hold a reference to the keyspace they were parsed with, so a recipe is
+ * keyspace.c: a keyspace is the layer registry (layers.c: recipes, the parameter-sensitivity
+ * matrix of DESIGN.md section 2), the prompt normalization mode per model and the aggressive
+ * mode's synonyms. A keyspace is configured once, then only read; requests hold a reference to the keyspace they were parsed with, so a recipe is
  * never freed under a request that still derives keys from it.
  */
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "key.h"
-
-static void recipe_clear(gencache__layer_recipe *r)
-{
-    for (size_t i = 0; i < r->n_fields; i++)
-        free(r->fields[i].name);
-    free(r->fields);
-    r->fields = NULL;
-    r->n_fields = 0;
-}
-
-static bool layer_name_ok(const char *name)
-{
-    size_t n = strlen(name);
-    if (n == 0 || n > GENCACHE__LAYER_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
-            return false;
-    }
-    return true;
-}
-
-static bool field_name_ok(const char *f, size_t n)
-{
-    if (n == 0 || n > GENCACHE__KEY_FIELD_NAME_MAX)
-        return false;
-    if (n == 1 && f[0] == '*')
-        return true;
-    if (f[0] == '.' || f[n - 1] == '.')
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)f[i];
-        if (c < 0x21 || c > 0x7E || c == '=' || c == '*' || c == '!')
-            return false;
-        if (c == '.' && f[i + 1] == '.')
-            return false;
-    }
-    return true;
-}
-
-int gencache_keyspace_set_layer(gencache_keyspace *ks, const char *layer, const char *const *fields,
-                                size_t n_fields, gencache_scope scope)
-{
-    if (!ks || !layer || !fields || n_fields == 0 || !layer_name_ok(layer))
-        return GENCACHE_EINVAL;
-    if (scope != GENCACHE_SCOPE_GLOBAL && scope != GENCACHE_SCOPE_TENANT &&
-        scope != GENCACHE_SCOPE_SESSION)
-        return GENCACHE_EINVAL;
-    if (n_fields > GENCACHE__KEY_MAX_FIELDS_PER_LAYER)
-        return GENCACHE_ELIMIT;
-    gencache__layer_recipe r = {0};
-    r.fields = calloc(n_fields, sizeof *r.fields);
-    if (!r.fields)
-        return GENCACHE_ENOMEM;
-    for (size_t i = 0; i < n_fields; i++) {
-        const char *f = fields[i];
-        if (!f) {
-            recipe_clear(&r);
-            return GENCACHE_EINVAL;
-        }
-        size_t n = strlen(f);
-        bool required = n > 1 && f[n - 1] == '!';
-        if (required)
-            n--;
-        if (!field_name_ok(f, n) || (required && n == 1 && f[0] == '*')) {
-            recipe_clear(&r);
-            return GENCACHE_EINVAL;
-        }
-        gencache__recipe_field *rf = &r.fields[r.n_fields++];
-        rf->name = strndup(f, n);
-        if (!rf->name) {
-            recipe_clear(&r);
-            return GENCACHE_ENOMEM;
-        }
-        rf->len = n;
-        rf->required = required;
-        rf->all = n == 1 && f[0] == '*';
-        if (rf->all || (n == 4 && memcmp(f, "seed", 4) == 0))
-            r.seeded = true;
-    }
-    snprintf(r.name, sizeof r.name, "%s", layer);
-    r.scope = scope;
-    for (size_t i = 0; i < ks->n_layers; i++) {
-        if (strcmp(ks->layers[i].name, layer) == 0) {
-            recipe_clear(&ks->layers[i]);
-            ks->layers[i] = r;
-            return GENCACHE_OK;
-        }
-    }
-    if (ks->n_layers == GENCACHE_MAX_LAYERS) {
-        recipe_clear(&r);
-        return GENCACHE_ELIMIT;
-    }
-    ks->layers[ks->n_layers++] = r;
-    return GENCACHE_OK;
-}
 
 int gencache_keyspace_new(gencache_keyspace **out)
 {
@@ -118,24 +20,7 @@ int gencache_keyspace_new(gencache_keyspace **out)
         return GENCACHE_ENOMEM;
     atomic_init(&ks->refs, 1);
     ks->default_mode = GENCACHE_NORM_SAFE;
-    static const char *const result[] = {"*"};
-    static const char *const image_latent[] = {"model",  "image!", "width",
-                                               "height", "crop",   "rotation"};
-    static const char *const text_embedding[] = {"model", "prompt", "negative_prompt"};
-    static const char *const condition[] = {"model", "prompt", "negative_prompt",
-                                            "image", "width",  "height"};
-    static const char *const session[] = {"name"};
-    int rc = gencache_keyspace_set_layer(ks, "result", result, 1, GENCACHE_SCOPE_TENANT);
-    if (rc == GENCACHE_OK)
-        rc =
-            gencache_keyspace_set_layer(ks, "image_latent", image_latent, 6, GENCACHE_SCOPE_GLOBAL);
-    if (rc == GENCACHE_OK)
-        rc = gencache_keyspace_set_layer(ks, "text_embedding", text_embedding, 3,
-                                         GENCACHE_SCOPE_GLOBAL);
-    if (rc == GENCACHE_OK)
-        rc = gencache_keyspace_set_layer(ks, "condition", condition, 6, GENCACHE_SCOPE_TENANT);
-    if (rc == GENCACHE_OK)
-        rc = gencache_keyspace_set_layer(ks, "session", session, 1, GENCACHE_SCOPE_SESSION);
+    int rc = gencache__registry_defaults(ks);
     if (rc != GENCACHE_OK) {
         gencache_keyspace_free(ks);
         return rc;
@@ -149,7 +34,7 @@ void gencache_keyspace_free(gencache_keyspace *ks)
     if (!ks || atomic_fetch_sub(&ks->refs, 1) != 1)
         return;
     for (size_t i = 0; i < ks->n_layers; i++)
-        recipe_clear(&ks->layers[i]);
+        gencache__registry_clear(&ks->layers[i]);
     for (size_t i = 0; i < ks->n_modes; i++)
         free(ks->modes[i].model);
     free(ks->modes);
@@ -227,7 +112,7 @@ const gencache__layer_recipe *gencache__keyspace_find(const gencache_keyspace *k
 {
     for (size_t i = 0; i < ks->n_layers; i++)
         if (strcmp(ks->layers[i].name, layer) == 0)
-            return &ks->layers[i];
+            return ks->layers[i].n_fields ? &ks->layers[i] : NULL;
     return NULL;
 }
 
@@ -281,14 +166,20 @@ fail:
     return rc;
 }
 
+/* Layers without a recipe (defined on a cache without fields) derive no keys: the keyspace's
+ * list leaves them out. */
 size_t gencache_keyspace_layer_count(const gencache_keyspace *ks)
 {
-    return ks ? ks->n_layers : 0;
+    size_t n = 0;
+    for (size_t i = 0; ks && i < ks->n_layers; i++)
+        n += ks->layers[i].n_fields > 0;
+    return n;
 }
 
 const char *gencache_keyspace_layer_name(const gencache_keyspace *ks, size_t i)
 {
-    if (!ks || i >= ks->n_layers)
-        return NULL;
-    return ks->layers[i].name;
+    for (size_t j = 0; ks && j < ks->n_layers; j++)
+        if (ks->layers[j].n_fields && i-- == 0)
+            return ks->layers[j].name;
+    return NULL;
 }

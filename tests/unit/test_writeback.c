@@ -287,6 +287,7 @@ TEST_CASE(full_memory_is_not_pressure)
     CHECK_UINT_EQ(p.writeback_max_bytes, 64ull << 20);
     /* TTLs stay what the layer says. */
     gencache_layer_options lo;
+    gencache_layer_options_init(&lo);
     CHECK_OK(gencache_layer_get(c, "result", &lo));
     char key[GENCACHE__KEY_MAX + 1];
     for (uint64_t id = 1; id <= 160; id += 13) {

@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "gencache.h"
 #include "cli.h"
 #include "client.h"
 
@@ -194,6 +195,7 @@ int cmd_put(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     const char *url = cli_default_url();
     const char *token = cli_default_token();
+    char ttl_buf[24];
     const char *cost = NULL, *ttl = NULL, *tags = NULL, *ctype = NULL, *dtype = NULL, *shape = NULL;
     bool pinned = false;
     uint64_t num;
@@ -214,9 +216,12 @@ int cmd_put(int argc, char **argv)
             cost = optarg;
             break;
         case O_TTL:
-            if (!parse_u64(optarg, &num))
-                return usage_error(argv[0], "--ttl expects seconds, not", optarg);
-            ttl = optarg;
+            /* The library's duration grammar, as in gencache.yaml: "90", "90s", "30m", "7d". */
+            if (gencache_parse_duration_ms(optarg, &num) != GENCACHE_OK || num % 1000 != 0)
+                return usage_error(argv[0], "--ttl expects whole seconds or a duration like 30m, not",
+                                   optarg);
+            snprintf(ttl_buf, sizeof ttl_buf, "%llu", (unsigned long long)(num / 1000));
+            ttl = ttl_buf;
             break;
         case O_TAGS:
             tags = optarg;

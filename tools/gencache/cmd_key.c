@@ -1,6 +1,8 @@
 /*
  * cmd_key.c: `gencache key`, the keys of a request from the command line: one "<layer>/<hex>"
- * line per layer (every layer of the default keyspace unless --layer names some). A layer the
+ * line per layer (every layer of the keyspace unless --layer names some). With --config FILE
+ * the layers and models are those of a gencache.yaml, read by the library as the daemon reads
+ * it, so the keys printed are the keys the daemon derives. A layer the
  * request has no key in gets a note on stderr instead of a line. --lines also prints each
  * layer's canonical document and --json prints everything as one JSON object, for checking other
  * implementations against this one.
@@ -39,11 +41,34 @@ static char *read_request(const char *path, size_t *len)
     return buf;
 }
 
+/* The keyspace of a cache opened (memory only) with the config's layers and models. Returns 0,
+ * 1 after printing why the file was refused, or a GENCACHE_* code. */
+static int keyspace_of_config(const char *path, gencache_keyspace **ks)
+{
+    gencache_config *cfg = NULL;
+    char err[GENCACHE_CONFIG_ERR_MAX];
+    int rc = gencache_config_load(path, &cfg, err, sizeof err);
+    if (rc != GENCACHE_OK) {
+        cli_error("key: %s", err[0] ? err : gencache_strerror(rc));
+        return 1;
+    }
+    gencache_options o;
+    gencache_options_init(&o); /* the file's tiers play no part in keys */
+    o.ghost_max_entries = 0;
+    gencache *cache = NULL;
+    rc = gencache_open_config(&cache, cfg, &o);
+    if (rc == GENCACHE_OK)
+        rc = gencache_keyspace_from_cache(cache, ks);
+    gencache_close(cache); /* the keyspace outlives it */
+    gencache_config_free(cfg);
+    return rc;
+}
+
 int cmd_key(int argc, char **argv)
 {
     const char *layers[MAX_LAYERS_ARG];
     size_t n_layers = 0;
-    const char *path = NULL, *tenant = NULL;
+    const char *path = NULL, *tenant = NULL, *config = NULL;
     int lines = 0, as_json = 0, have_mode = 0;
     gencache_norm_mode mode = GENCACHE_NORM_SAFE;
     for (int i = 1; i < argc; i++) {
@@ -60,6 +85,8 @@ int cmd_key(int argc, char **argv)
                 return 2;
             }
             have_mode = 1;
+        } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config = argv[++i];
         } else if (strcmp(argv[i], "--tenant") == 0 && i + 1 < argc) {
             tenant = argv[++i];
         } else if (strcmp(argv[i], "--lines") == 0) {
@@ -74,13 +101,15 @@ int cmd_key(int argc, char **argv)
         }
     }
     if (!path) {
-        cli_error("usage: gencache key [--layer L]... [--mode M] [--tenant T] [--lines|--json] "
-                  "REQUEST.json|-");
+        cli_error("usage: gencache key [--config FILE] [--layer L]... [--mode M] [--tenant T] "
+                  "[--lines|--json] REQUEST.json|-");
         return 2;
     }
 
     gencache_keyspace *ks = NULL;
-    int rc = gencache_keyspace_new(&ks);
+    int rc = config ? keyspace_of_config(config, &ks) : gencache_keyspace_new(&ks);
+    if (rc == 1)
+        return 1;
     if (rc == 0 && have_mode)
         rc = gencache_keyspace_set_mode(ks, NULL, mode);
     if (rc != 0) {

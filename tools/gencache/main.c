@@ -13,14 +13,15 @@ static const cli_command commands[] = {
     {"get", cmd_get, "[--url URL] [--token T] [-o FILE] [--meta] KEY",
      "fetch an entry's bytes from a daemon (--meta: its metadata headers instead)"},
     {"put", cmd_put,
-     "[--url URL] [--token T] [--cost-ms N] [--ttl SECONDS] [--tags A,B] [--content-type T]\n"
+     "[--url URL] [--token T] [--cost-ms N] [--ttl DURATION] [--tags A,B] [--content-type T]\n"
      "            [--dtype D --shape A,B,..] [--pinned] KEY FILE|-",
      "store a file as an entry in a daemon"},
     {"del", cmd_del, "[--url URL] [--token T] KEY", "remove an entry from every tier of a daemon"},
     {"stats", cmd_stats, "[--url URL] [--token T] [--json]", "show a daemon's counters"},
     {"normalize", cmd_normalize, "[--mode M] [--lines|--jsonl] TEXT|FILE|-",
      "print a prompt normalized (modes: exact safe clip tokens aggressive)"},
-    {"key", cmd_key, "[--layer L]... [--mode M] [--tenant T] [--lines|--json] REQUEST.json|-",
+    {"key", cmd_key,
+     "[--config FILE] [--layer L]... [--mode M] [--tenant T] [--lines|--json] REQUEST.json|-",
      "print a request's keys, one <layer>/<hex> line per layer"},
     {"imgid", cmd_imgid, "FILE...", "print each image's pixel digest: sha256:<hex>  FILE"},
     {"imghash", cmd_imghash, "[--algo ahash|dhash|phash] [--bits 64|256] FILE...",

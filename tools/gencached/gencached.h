@@ -33,7 +33,7 @@ typedef struct gcd_tenant {
     bool admin;           /* sees the global /v1/stats and /metrics; invalidates any entries */
 } gcd_tenant;
 
-struct gcd_config_ext; /* config.c's private part (layers, regexes, ...) */
+struct gcd_config_ext; /* config.h: the library's gencache_config and what main.c reads of it */
 
 /* What the flags configure; filled by main.c before the server starts, read-only afterwards. */
 typedef struct gcd_config {
@@ -149,10 +149,9 @@ const gcd_tenant *gcd_tenant_find(const gcd_config *cfg, const char *name);
 /* True in the open mode (no tenant) and for an admin tenant: global counters may be shown. */
 bool gcd_tenant_admin(const gcd_request *req);
 
-/* ---- tenancy.c: tenants handed to the library, memory pressure ------------------------------ */
+/* ---- tenancy.c: per-tenant statistics, memory pressure -------------------------------------- */
 
-/* Defines the config's tenants in the library and creates srv->tenancy (after the cache is open;
- * before the server starts); frees it. */
+/* Creates srv->tenancy (after the cache is open; before the server starts); frees it. */
 int gcd_tenancy_init(gcd_server *srv);
 void gcd_tenancy_free(gcd_server *srv);
 /* Memory pressure: the memory tier's bytes over its limit, as of the last check (every second),

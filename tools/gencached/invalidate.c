@@ -43,7 +43,7 @@ static enum MHD_Result from_query(struct MHD_Connection *c, gcd_request *req, fi
     for (size_t i = 0; i < N_NAMES; i++)
         a->v[i] = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, names[i]);
     if (a->v[5]) {
-        if (gcd_parse_duration_ms(a->v[5], &a->older_than_ms) != 0)
+        if (gencache_parse_duration_ms(a->v[5], &a->older_than_ms) != 0)
             return BAD("older_than '%.64s': expected seconds or a duration like 30m or 7d",
                        a->v[5]);
         a->has_older_than = true;
@@ -77,7 +77,7 @@ static enum MHD_Result from_json(struct MHD_Connection *c, gcd_request *req, jso
                 (uint64_t)json_integer_value(v) <= UINT64_MAX / 1000) {
                 a->older_than_ms = (uint64_t)json_integer_value(v) * 1000;
             } else if (!json_is_string(v) ||
-                       gcd_parse_duration_ms(json_string_value(v), &a->older_than_ms) != 0) {
+                       gencache_parse_duration_ms(json_string_value(v), &a->older_than_ms) != 0) {
                 return BAD("field 'older_than': expected a non-negative number of seconds or a "
                            "duration string like \"30m\" or \"7d\"");
             }

@@ -1,6 +1,6 @@
 /*
- * main.c: gencached, the HTTP daemon over libgencache. It loads the config file (config.c) and
- * then the flags over it, opens the cache, applies the configured layers, starts the server and
+ * main.c: gencached, the HTTP daemon over libgencache. It loads the config file (through the
+ * library, config.c) and then the flags over it, opens the cache with the configured layers, starts the server and
  * then waits for SIGINT or SIGTERM, checking memory pressure every second meanwhile. Those signals are blocked in every
  * thread before any thread starts and taken with sigwait() here, so the shutdown (stop the
  * server, close the cache) runs in ordinary code, never in a signal handler.
@@ -199,9 +199,9 @@ static int parse_args(int argc, char **argv, gcd_config *cfg)
         case O_DISK:
         case O_BODY: {
             uint64_t v;
-            if (gcd_parse_size(optarg, &v) != 0 || (opt == O_BODY && v == 0)) {
-                bad_usage("bad size '%s': expected a number with an optional K, M, G or T "
-                          "suffix",
+            if (gencache_parse_size(optarg, &v) != GENCACHE_OK || (opt == O_BODY && v == 0)) {
+                bad_usage("bad size '%s': expected a number with an optional unit, like 512M, "
+                          "1G (powers of 1024) or 1GB (powers of 1000)",
                           optarg);
                 return 2;
             }
@@ -333,18 +333,20 @@ int main(int argc, char **argv)
         return 2;
     }
     if (check) {
-        /* The layer recipes are checked by applying them to a throwaway memory-only cache. */
-        gencache *probe = NULL;
-        gencache_keyspace *ks = NULL;
+        /* The file's layers are applied to a throwaway memory-only cache and printed from it. */
         gencache_options po;
         gencache_options_init(&po);
+        if (cfg.ext)
+            gencache_config_options(cfg.ext->lib, &po);
+        po.data_dir = NULL;
+        po.redis_url = NULL;
+        po.ghost_max_entries = 0;
         po.log_fn = gcd_log_library;
-        int ok = gencache_open(&probe, &po) == 0 && gencache_keyspace_new(&ks) == 0 &&
-                 gcd_config_apply(&cfg, probe, ks) == 0;
-        gencache_keyspace_free(ks);
-        gencache_close(probe);
+        gencache *probe = NULL;
+        int ok = gcd_config_open_cache(&cfg, &po, &probe) == 0;
         if (ok)
-            gcd_config_print(&cfg, stdout);
+            gcd_config_print(&cfg, probe, stdout);
+        gencache_close(probe);
         gcd_config_free(&cfg);
         return ok ? 0 : 2;
     }
@@ -365,40 +367,31 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* The file's tier settings, then the flags over them (cfg holds both). */
     gencache_options opts;
     gencache_options_init(&opts);
+    if (cfg.ext)
+        gencache_config_options(cfg.ext->lib, &opts);
     if (cfg.max_memory)
         opts.mem_max_bytes = cfg.max_memory;
     if (cfg.max_disk)
         opts.disk_max_bytes = cfg.max_disk;
     opts.data_dir = disk ? cfg.data_dir : NULL;
     opts.redis_url = cfg.redis_url;
-    if (cfg.ext) {
-        opts.mem_max_entries = cfg.ext->mem_max_entries;
-        opts.disk_max_entries = cfg.ext->disk_max_entries;
-        if (cfg.ext->redis_max_value_bytes)
-            opts.redis_max_value_bytes = cfg.ext->redis_max_value_bytes;
-    }
     if (cfg.redis_timeout_ms)
         opts.redis_timeout_ms = cfg.redis_timeout_ms;
     opts.log_fn = gcd_log_library;
     opts.log_level = cfg.log_level;
 
     gcd_server srv = {.cfg = &cfg, .started_ms = gcd_now_ms()};
-    int err = gencache_open(&srv.cache, &opts);
-    if (err != 0) {
-        gcd_log(GENCACHE_LOG_ERROR, "cannot open the cache in %s: %s (%s)", cfg.data_dir,
-                gencache_strerror(err), gencache_errname(err));
+    if (gcd_config_open_cache(&cfg, &opts, &srv.cache) != 0) {
+        gcd_config_free(&cfg);
         return 1;
     }
-    err = gencache_keyspace_new(&srv.keyspace);
-    if (err != 0) {
-        gcd_log(GENCACHE_LOG_ERROR, "cannot create the keyspace: %s", gencache_strerror(err));
-        gencache_close(srv.cache);
-        return 1;
-    }
-    if (gcd_config_apply(&cfg, srv.cache, srv.keyspace) != 0 || gcd_tenancy_init(&srv) != 0 ||
-        gcd_http_start(&srv) != 0) {
+    /* Keys are derived from the cache's own layer registry, so /v1/keys and the stored layers
+     * can never disagree. */
+    gencache_keyspace_from_cache(srv.cache, &srv.keyspace);
+    if (gcd_tenancy_init(&srv) != 0 || gcd_http_start(&srv) != 0) {
         gcd_tenancy_free(&srv);
         gencache_keyspace_free(srv.keyspace);
         gencache_close(srv.cache);

@@ -1,8 +1,8 @@
 /*
  * tenancy.c: the daemon's side of tenants. The rules themselves (namespaces, who may replace or
- * delete a shared entry, exact quotas, per-tenant counters) live in the library; this file hands
- * the config's tenants to it at start, turns its per-tenant counters into the JSON a tenant sees
- * on GET /v1/stats, and runs the memory-pressure policy (batch tenants leave memory first; TTLs
+ * delete a shared entry, exact quotas, per-tenant counters) live in the library, which takes the
+ * config's tenants when the cache is opened; this file turns the per-tenant counters into the
+ * JSON a tenant sees on GET /v1/stats, and runs the memory-pressure policy (batch tenants leave memory first; TTLs
  * are shortened only when the library reports that the tiers below cannot keep up).
  */
 #include <inttypes.h>
@@ -23,28 +23,10 @@ struct gcd_tenancy {
     atomic_uint_fast64_t evicted;
 };
 
-static const gencache_priority library_priority[] = {
-    [GCD_PRIO_HIGH] = GENCACHE_PRIORITY_HIGH,
-    [GCD_PRIO_NORMAL] = GENCACHE_PRIORITY_NORMAL,
-    [GCD_PRIO_BATCH] = GENCACHE_PRIORITY_BATCH,
-};
-
 int gcd_tenancy_init(gcd_server *srv)
 {
-    for (size_t i = 0; i < srv->cfg->n_tenants; i++) {
-        const gcd_tenant *t = &srv->cfg->tenants[i];
-        gencache_tenant_options o;
-        gencache_tenant_options_init(&o);
-        o.name = t->name;
-        o.priority = library_priority[t->priority];
-        o.quota_bytes = t->quota_bytes;
-        o.admin = t->admin;
-        int err = gencache_tenant_define(srv->cache, &o);
-        if (err != 0) {
-            gcd_log(GENCACHE_LOG_ERROR, "tenant %s: %s", t->name, gencache_strerror(err));
-            return -1;
-        }
-    }
+    /* The config's tenants were defined in the library when the cache was opened
+     * (gencache_open_config); only the pressure state is the daemon's. */
     struct gcd_tenancy *ty = calloc(1, sizeof *ty);
     if (!ty)
         return -1;

@@ -69,16 +69,17 @@ def _bytes_arg(data):
 
 
 class Cache(StageMixin):
-    """An in-process cache (gencache_open). Options, by keyword or from `config` (a dict or a
-    gencache.yaml path; keywords win): mem_max_bytes, mem_max_entries, mem_shards,
+    """An in-process cache (gencache_open). Options, by keyword or from `config` (a gencache.yaml
+    path, or a dict of the same keys, read by the library's loader; keywords win): mem_max_bytes, mem_max_entries, mem_shards,
     ghost_max_entries, verify_mem_reads, data_dir (disk tier), disk_max_bytes,
     disk_max_entries, redis_url, redis_timeout_ms, redis_max_value_bytes; layers
-    ({name: {fields, scope, ttl_s, sliding_ttl, write_through}}); modes ({model or None:
+    ({name: {fields, scope, ttl_s, sliding_ttl, write_through, shared,
+    prompt_normalization}}); modes ({model or None:
     normalization mode}); log (a callable(level_name, message), called from any thread)."""
 
     def __init__(self, config=None, **options):
-        opts = _config.to_options(_config.load(config))
-        opts.update(options)
+        # The file (or dict) is read by the library; keywords override what it sets.
+        cfg = _config.load(config)
         self._mu = threading.Lock()
         self._enters = itertools.count()  # calls that began (see _enter)
         self._leaves = itertools.count()  # calls that ended
@@ -87,16 +88,20 @@ class Cache(StageMixin):
         self._children = weakref.WeakSet()  # open sessions and KV windows, closed first
         o = _lib.Options()
         lib.gencache_options_init(ctypes.byref(o))
+        if cfg is not None:
+            lib.gencache_config_options(cfg.ptr, ctypes.byref(o))
+        opts = dict(options)
         for name in _OPTION_FIELDS:
             if opts.get(name) is not None:
                 setattr(o, name, int(opts.pop(name)))
             else:
                 opts.pop(name, None)
         # The C strings must stay alive while gencache_open() runs; it copies what it keeps.
-        data_dir = opts.pop("data_dir", None)
-        redis_url = opts.pop("redis_url", None)
-        o.data_dir = cstr(None if data_dir is None else str(data_dir), "data_dir")
-        o.redis_url = cstr(redis_url, "redis_url")
+        if "data_dir" in opts:
+            data_dir = opts.pop("data_dir")
+            o.data_dir = cstr(None if data_dir is None else str(data_dir), "data_dir")
+        if "redis_url" in opts:
+            o.redis_url = cstr(opts.pop("redis_url"), "redis_url")
         log = opts.pop("log", None)
         self._log_cb = None
         if log is not None:
@@ -116,13 +121,22 @@ class Cache(StageMixin):
         if opts:
             raise TypeError("unknown Cache option(s): %s" % ", ".join(sorted(opts)))
         p = ctypes.c_void_p()
-        _lib.check(lib.gencache_open(ctypes.byref(p), ctypes.byref(o)), "gencache_open")
+        try:
+            if cfg is not None:
+                rc = lib.gencache_open_config(ctypes.byref(p), cfg.ptr, ctypes.byref(o))
+            else:
+                rc = lib.gencache_open(ctypes.byref(p), ctypes.byref(o))
+            _lib.check(rc, "gencache_open")
+        finally:
+            if cfg is not None:
+                cfg.free()
         self._ptr = p.value
         self._keyspace = None
         try:
-            # Made now, not on first use, so threads never race to create it.
-            if _lib.has("gencache_keyspace_new"):
-                self._keyspace = Keyspace()
+            # The view of the cache's own layer registry: keys follow define_layer() and the
+            # config's layers. Made now, not on first use, so threads never race to create it.
+            if _lib.has("gencache_keyspace_from_cache"):
+                self._keyspace = Keyspace(self._ptr)
             for mode_model, mode in modes.items():
                 self.keyspace.set_mode(mode, mode_model)
             for name, spec in layers.items():
@@ -192,21 +206,29 @@ class Cache(StageMixin):
         return self._keyspace
 
     def define_layer(self, name, fields=None, scope=None, ttl_s=None, sliding_ttl=None,
-                     write_through=None, prompt_normalization=None):
-        """Defines a layer (or changes a known one's TTL and scope) in the cache, and, when
-        `fields` is given, its key recipe in the keyspace. Call it before the cache is used."""
-        if prompt_normalization is not None:
-            raise ValueError("prompt_normalization is set per model (modes=...), not per layer")
+                     write_through=None, prompt_normalization=None, shared=None):
+        """Defines a layer in the cache's layer registry, or changes a known one: its key recipe
+        (`fields`, kept when None), scope, TTL, write policy, whether entries may go to Redis,
+        and prompt_normalization (the default mode of models without one). Keys from key()
+        follow at once. Call it before the cache is used."""
         if scope is not None and scope not in _SCOPES:
             raise ValueError("scope must be global, tenant or session, not %r" % (scope,))
         lo = _lib.LayerOptions()
+        lib.gencache_layer_options_init(ctypes.byref(lo))
+        bname = cstr(name, "layer")
         ptr = self._enter()
         try:
-            known = lib.gencache_layer_get(ptr, cstr(name, "layer"), ctypes.byref(lo)) == 0
-            if not known:
-                lib.gencache_layer_options_init(ctypes.byref(lo))
-            bname = cstr(name, "layer")
+            lib.gencache_layer_get(ptr, bname, ctypes.byref(lo))  # a new layer keeps the defaults
             lo.name = bname
+            keep = None
+            if fields is not None:
+                names = [cstr(f, "field") for f in fields]
+                keep = (ctypes.c_char_p * max(len(names), 1))(*names)
+                lo.fields = ctypes.cast(keep, ctypes.POINTER(ctypes.c_char_p))
+                lo.n_fields = len(names)
+            else:
+                lo.fields = None
+                lo.n_fields = 0
             if scope is not None:
                 lo.scope = _SCOPES[scope]
             if ttl_s is not None:
@@ -215,12 +237,15 @@ class Cache(StageMixin):
                 lo.sliding_ttl = int(bool(sliding_ttl))
             if write_through is not None:
                 lo.write_through = int(bool(write_through))
+            if shared is not None:
+                lo.shared = int(bool(shared))
+            if prompt_normalization is not None:
+                from ._keys import mode_code
+                lo.prompt_normalization = mode_code(prompt_normalization)
             _lib.check(lib.gencache_layer_define(ptr, ctypes.byref(lo)), "layer %r" % name)
+            del keep
         finally:
             self._leave()
-        if fields is not None:
-            scope_name = {v: k for k, v in _SCOPES.items()}[lo.scope]
-            self.keyspace.set_layer(name, list(fields), scope_name)
 
     def has_layer(self, name):
         lo = _lib.LayerOptions()

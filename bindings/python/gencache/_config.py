@@ -1,112 +1,95 @@
-"""Reading cache options from a gencache.yaml-style config (a dict, or a .yaml/.json file):
-sizes ("512MiB", 1073741824), durations ("30m", "7d", seconds as a number), tiers, layers and
-normalization modes. Only what an in-process cache uses is read; daemon keys (listen, tenants,
-upstream) are ignored.
+"""gencache.yaml for the in-process cache, read by the library (gencache_config_load), so a file
+means the same here as in the daemon and the CLI: one size grammar ("1G" is 2**30, "1GB" 10**9),
+one duration grammar ("30m", "7d", "1w"; a bare number is seconds), the same checks and the same
+"FILE:LINE: key.path: message" errors. Keys only a daemon uses (listen, tenants, upstream, ...)
+are accepted and ignored by Cache.
 """
+import ctypes
 import json
 import os
-import re
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000 ** 2,
-               "mb": 1000 ** 2, "mib": 1024 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3,
-               "gib": 1024 ** 3, "t": 1000 ** 4, "tb": 1000 ** 4, "tib": 1024 ** 4}
-_TIME_UNITS = {"": 1, "s": 1, "ms": 0.001, "m": 60, "min": 60, "h": 3600, "d": 86400}
+from . import _lib
+from ._lib import lib, cstr
+
+ERR_MAX = 512
+
+
+class ConfigError(_lib.GencacheError, ValueError):
+    """A config the library refused; str() is its "FILE:LINE: key.path: message"."""
+
+    def __init__(self, code, message):
+        _lib.GencacheError.__init__(self, code, message)
+        self.detail = message
+
+    def __str__(self):
+        return self.detail
+
+
+def _scaled(fn, v, what, example):
+    out = ctypes.c_uint64()
+    if fn(cstr(str(v), what), ctypes.byref(out)) != 0:
+        raise ValueError("%s: expected %s, got %r" % (what, example, v))
+    return out.value
 
 
 def parse_size(v, what="size"):
-    """Bytes from an int or a string such as "512MiB" or "1.5 GB"."""
+    """Bytes from an int or a size string ("4096", "512M", "1G", "1GiB", "1GB"), by the
+    library's grammar (gencache_parse_size)."""
     if isinstance(v, bool):
         raise ValueError("%s: expected a size, got %r" % (what, v))
     if isinstance(v, int):
         if v < 0:
             raise ValueError("%s: negative size %r" % (what, v))
         return v
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(v))
-    if not m or m.group(2).lower() not in _SIZE_UNITS:
-        raise ValueError("%s: expected a size such as 512MiB, got %r" % (what, v))
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    return _scaled(lib.gencache_parse_size, v, what, "a size like 1G, 512M or 4096")
 
 
 def parse_seconds(v, what="duration"):
-    """Seconds (float) from a number or a string such as "30m", "7d", "250ms"."""
+    """Seconds (float) from a number or a duration string ("500ms", "90s", "30m", "7d", "1w"),
+    by the library's grammar (gencache_parse_duration_ms)."""
     if isinstance(v, bool):
         raise ValueError("%s: expected a duration, got %r" % (what, v))
     if isinstance(v, (int, float)):
         if v < 0:
             raise ValueError("%s: negative duration %r" % (what, v))
         return float(v)
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(v))
-    if not m or m.group(2).lower() not in _TIME_UNITS:
-        raise ValueError("%s: expected a duration such as 30m, got %r" % (what, v))
-    return float(m.group(1)) * _TIME_UNITS[m.group(2).lower()]
+    return _scaled(lib.gencache_parse_duration_ms, v, what,
+                   "a duration like 30m, 7d, 90s or 500ms") / 1000.0
+
+
+class Config:
+    """A loaded gencache_config (freed with the object)."""
+
+    def __init__(self, ptr):
+        self._ptr = ptr
+
+    @property
+    def ptr(self):
+        return self._ptr
+
+    def free(self):
+        ptr, self._ptr = self._ptr, None
+        if ptr:
+            lib.gencache_config_free(ptr)
+
+    def __del__(self):
+        self.free()
 
 
 def load(config):
-    """A config dict from a dict, or from a path to a YAML or JSON file."""
+    """A Config from a path to a gencache.yaml (or JSON) file, or from a dict (written as JSON,
+    which YAML reads as it is); None for None."""
     if config is None:
-        return {}
+        return None
+    p = ctypes.c_void_p()
+    err = ctypes.create_string_buffer(ERR_MAX)
     if isinstance(config, dict):
-        return config
-    path = os.fspath(config)
-    with open(path, "rb") as f:
-        text = f.read()
-    if path.endswith(".json"):
-        data = json.loads(text)
+        text = json.dumps(config).encode("utf-8")
+        rc = lib.gencache_config_parse(b"<config>", text, len(text), ctypes.byref(p), err,
+                                       len(err))
     else:
-        import yaml  # Debian's python3-yaml
-        data = yaml.safe_load(text)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError("%s: the config must be a mapping" % path)
-    return data
-
-
-def to_options(cfg):
-    """Flattens a config dict into Cache keyword options."""
-    opts = {}
-    if "data_dir" in cfg:
-        opts["data_dir"] = cfg["data_dir"]
-    tiers = cfg.get("tiers") or {}
-    mem = tiers.get("memory") or {}
-    if "max_bytes" in mem:
-        opts["mem_max_bytes"] = parse_size(mem["max_bytes"], "tiers.memory.max_bytes")
-    if "max_entries" in mem:
-        opts["mem_max_entries"] = int(mem["max_entries"])
-    disk = tiers.get("disk") or {}
-    if disk.get("enabled", True) is False:
-        opts["data_dir"] = None
-    else:
-        if "path" in disk:
-            opts["data_dir"] = disk["path"]
-        if "max_bytes" in disk:
-            opts["disk_max_bytes"] = parse_size(disk["max_bytes"], "tiers.disk.max_bytes")
-        if "max_entries" in disk:
-            opts["disk_max_entries"] = int(disk["max_entries"])
-    redis = tiers.get("redis") or {}
-    if redis.get("enabled", True) is not False and redis.get("url"):
-        opts["redis_url"] = redis["url"]
-    layers = {}
-    for name, spec in (cfg.get("layers") or {}).items():
-        spec = dict(spec or {})
-        unknown = set(spec) - {"fields", "scope", "ttl", "sliding_ttl", "write_through"}
-        if unknown:
-            raise ValueError("layers.%s: %s not supported by the in-process cache (it takes "
-                             "fields, scope, ttl, sliding_ttl, write_through)"
-                             % (name, ", ".join(sorted(unknown))))
-        if "ttl" in spec:
-            spec["ttl_s"] = parse_seconds(spec.pop("ttl"), "layers.%s.ttl" % name)
-        layers[name] = spec
-    if layers:
-        opts["layers"] = layers
-    modes = {}
-    if "prompt_normalization" in cfg:
-        modes[None] = cfg["prompt_normalization"]
-    models = cfg.get("models") or {}
-    if isinstance(models, dict):
-        for name, spec in models.items():
-            if isinstance(spec, dict) and "prompt_normalization" in spec:
-                modes[name] = spec["prompt_normalization"]
-    if modes:
-        opts["modes"] = modes
-    return opts
+        rc = lib.gencache_config_load(cstr(os.fspath(config), "config"), ctypes.byref(p), err,
+                                      len(err))
+    if rc != 0:
+        raise ConfigError(rc, _lib.pystr(err.value) or _lib.strerror(rc))
+    return Config(p.value)

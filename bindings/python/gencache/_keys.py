@@ -66,11 +66,16 @@ def request_json(request, digest_paths=False):
 class Keyspace:
     """Layer recipes and normalization modes (gencache_keyspace): what enters each key."""
 
-    def __init__(self):
+    def __init__(self, cache_ptr=None):
+        """A new keyspace with the default layers, or with cache_ptr (a gencache *) the view of
+        that cache's layer registry (gencache_keyspace_from_cache), which may outlive it."""
         _lib.require("key derivation", "gencache_keyspace_new", "gencache_request_parse_ex",
                      "gencache_request_key")
         p = ctypes.c_void_p()
-        _lib.check(lib.gencache_keyspace_new(ctypes.byref(p)), "keyspace")
+        if cache_ptr is None:
+            _lib.check(lib.gencache_keyspace_new(ctypes.byref(p)), "keyspace")
+        else:
+            _lib.check(lib.gencache_keyspace_from_cache(cache_ptr, ctypes.byref(p)), "keyspace")
         self._ptr = p.value
 
     def __del__(self):

@@ -160,7 +160,10 @@ class Options(ctypes.Structure):
 class LayerOptions(ctypes.Structure):
     _fields_ = [
         ("struct_size", c_size_t), ("name", c_char_p), ("scope", c_int), ("ttl_ms", c_u64),
-        ("sliding_ttl", c_int), ("write_through", c_int), ("shared", c_int),
+        ("sliding_ttl", c_int), ("write_through", c_int),
+        # appended in 0.2
+        ("fields", ctypes.POINTER(c_char_p)), ("n_fields", c_size_t), ("shared", c_int),
+        ("prompt_normalization", c_int), ("eviction", c_int), ("image_match", c_int),
     ]
 
 
@@ -277,7 +280,18 @@ _PROTOTYPES = {
     "gencache_layer_options_init": (None, [P(LayerOptions)]),
     "gencache_layer_define": (c_int, [c_void_p, P(LayerOptions)]),
     "gencache_layer_get": (c_int, [c_void_p, c_char_p, P(LayerOptions)]),
+    "gencache_layer_count": (c_size_t, [c_void_p]),
+    "gencache_layer_name": (c_char_p, [c_void_p, c_size_t]),
     "gencache_key_check": (c_int, [c_void_p, c_char_p]),
+    # config (include/gencache/config.h)
+    "gencache_parse_size": (c_int, [c_char_p, P(c_u64)]),
+    "gencache_parse_duration_ms": (c_int, [c_char_p, P(c_u64)]),
+    "gencache_config_load": (c_int, [c_char_p, P(c_void_p), c_char_p, c_size_t]),
+    "gencache_config_parse": (c_int, [c_char_p, c_char_p, c_size_t, P(c_void_p), c_char_p,
+                                      c_size_t]),
+    "gencache_config_free": (None, [c_void_p]),
+    "gencache_config_options": (c_int, [c_void_p, P(Options)]),
+    "gencache_open_config": (c_int, [P(c_void_p), c_void_p, P(Options)]),
     "gencache_meta_init": (None, [P(Meta)]),
     "gencache_put": (c_int, [c_void_p, c_char_p, c_void_p, c_size_t, P(Meta)]),
     "gencache_get": (c_int, [c_void_p, c_char_p, P(c_void_p)]),
@@ -298,6 +312,7 @@ _PROTOTYPES = {
     "gencache_free": (None, [c_void_p]),
     "gencache_keyspace_new": (c_int, [P(c_void_p)]),
     "gencache_keyspace_free": (None, [c_void_p]),
+    "gencache_keyspace_from_cache": (c_int, [c_void_p, P(c_void_p)]),
     "gencache_keyspace_set_layer": (c_int, [c_void_p, c_char_p, P(c_char_p), c_size_t, c_int]),
     "gencache_keyspace_set_mode": (c_int, [c_void_p, c_char_p, c_int]),
     "gencache_keyspace_add_synonym": (c_int, [c_void_p, c_char_p, c_char_p]),
