@@ -387,6 +387,7 @@ GENCACHE_API int gencache_stats_get(gencache *cache, gencache_stats *out);
  * Tensors, codecs, sessions and KV windows (src/tensor/, src/session/)
  */
 #include "gencache/tensor.h"
+#include "gencache/coalesce.h" /* single flight (src/coalesce/) */
 
 #ifdef __cplusplus
 }

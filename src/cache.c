@@ -316,6 +316,7 @@ void gencache_close(gencache *cache)
 {
     if (!cache)
         return;
+    gencache__coalesce_close(cache);
     for (unsigned i = cache->n_tiers; i-- > 0;)
         cache->tiers[i]->ops->close(cache->tiers[i]);
     gencache__ghost_free(cache->ghost);
