@@ -73,9 +73,13 @@ GENCACHE_API int gencache_claim(gencache *cache, const char *key,
 /* Tells a gencache_claim_async() caller how its wait ended: status is GENCACHE_OK with result a
  * HIT (the caller owns result->handle) or a LEASE (the caller owns result->lease and must end
  * it), or an error as gencache_claim() returns it, with result kind NONE. result is borrowed for
- * the call. Called exactly once per PENDING claim, from the thread that ended the flight, the
- * table's timer thread (timeouts), or gencache_close() (GENCACHE_EUNAVAILABLE); possibly before
- * gencache_claim_async() has returned. It must not block for long: it holds up that thread. */
+ * the call. Called exactly once per PENDING claim, possibly before gencache_claim_async() has
+ * returned: when the holder ends the lease, on the holder's thread before its
+ * gencache_lease_fulfil/fail/abandon() returns (so the holder may hand its waiters more than the
+ * status, through state of its own thread); on a timeout, on the table's timer thread; at
+ * gencache_close(), on the closing thread (GENCACHE_EUNAVAILABLE). No lock of the library is held
+ * during the call, so it may claim and end leases; it must not block for long: it holds up that
+ * thread. */
 typedef void (*gencache_claim_done_fn)(void *userdata, int status,
                                        const gencache_claim_result *result);
 
