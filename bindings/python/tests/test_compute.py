@@ -140,7 +140,8 @@ def test_hundred_threads_one_computation(cache):
     assert errors == [None] * 100
     assert len(calls) == 1
     outcomes = [o for _, o in results]
-    assert outcomes.count("miss") == 1 and outcomes.count("coalesced") == 99
+    assert outcomes.count("miss") == 1 and set(outcomes) <= {"miss", "coalesced", "hit"}
+    assert outcomes.count("coalesced") >= 50  # the rest may start after the value is stored
     assert all(v == b"v" * 1000 for v, _ in results)
 
 
