@@ -17,6 +17,7 @@ import threading
 import time
 
 from . import _lib
+from ._handle import Handle
 from ._lib import lib, cstr
 
 _RETRY_ALONE = {"EFULL", "ETOOBIG", "ENOSPC", "EIO"}  # the holder's store failed
@@ -59,7 +60,6 @@ class Flights:
             # The holder computed the value but could not store it: compute it here, alone.
             return self._compute_and_store(key, None, compute, store), "miss"
         if res.kind == _lib.CLAIM_HIT:
-            from ._handle import Handle
             with Handle(res.handle) as h:
                 return hit_value(h), ("coalesced" if res.waited else "hit")
         return self._compute_and_store(key, res.lease, compute, store), "miss"
