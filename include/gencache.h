@@ -482,6 +482,7 @@ GENCACHE_API int gencache_stats_get(gencache *cache, gencache_stats *out);
  * Tensors, codecs, sessions and KV windows (src/tensor/, src/session/)
  */
 #include "gencache/tensor.h"
+#include "gencache/coalesce.h" /* single flight (src/coalesce/) */
 
 /* ---------------------------------------------------------------------------------------------
  * Tenants and calls on a tenant's behalf (src/tenant.c, src/cache_tenant.c)

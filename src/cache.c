@@ -374,6 +374,7 @@ void gencache_close(gencache *cache)
 {
     if (!cache)
         return;
+    gencache__coalesce_close(cache);
     if (cache->wb) {
         /* Everything only memory holds of a write-back layer goes to disk before the tiers
          * close: a clean shutdown loses no value a restart could serve. */

@@ -381,4 +381,11 @@ void gencache__ghost_add(gencache__ghost *g, uint64_t hash);
 bool gencache__ghost_contains(gencache__ghost *g, uint64_t hash);
 uint64_t gencache__ghost_count(gencache__ghost *g);
 
+/* ---- single flight (src/coalesce/) ----------------------------------------------------------- */
+
+/* Called by gencache_close() before the tiers close: stops the cache's flight table (if a claim
+ * ever made one), fails every wait with GENCACHE_EUNAVAILABLE and cuts outstanding leases off
+ * the cache. */
+void gencache__coalesce_close(gencache *cache);
+
 #endif

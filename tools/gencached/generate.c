@@ -1,11 +1,13 @@
 /*
  * generate.c: the caching proxy behind POST /v1/generate (and prewarm). A request's key is its
  * result-layer key; a hit is answered from the cache's own bytes, a miss becomes a "flight": one
- * upstream call on the proxy's worker threads, which every identical request arriving meanwhile
- * joins instead of calling the upstream again. Invariant: at most one flight per key exists, and
- * it leaves the table only after its answer is stored, so a request that finds neither a flight
- * nor an entry (both checked under the table lock) is the only one that calls the upstream.
- * HTTP requests wait with their connection suspended, never blocking an MHD worker thread.
+ * upstream call on the proxy's worker threads. Which request calls the upstream is the library's
+ * decision (gencache_claim_async, include/gencache/coalesce.h): the one that gets the key's lease
+ * flies, and every identical request arriving meanwhile waits in the library's flight table and
+ * is answered when the lease ends. Invariant: a flight with a key holds that key's lease and ends
+ * it exactly once, after storing the answer, so for one key the upstream is called once at a
+ * time. No lock of this file is held across a cache call; HTTP requests wait with their
+ * connection suspended, never blocking an MHD worker thread.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -22,33 +24,26 @@
 #define DEFAULT_UPSTREAM_WORKERS 16u
 #define STOP_DRAIN_NS            (3ull * 1000000000ull) /* longest wait for waiters' answers */
 
-typedef struct waiter {
-    gcd_gen_done_fn done;
-    void *ctx;
-    gcd_gen_outcome outcome; /* what it will be told on success */
-    struct waiter *next;
-} waiter;
-
-/* One upstream call and the requests waiting for it. */
+/* One upstream call for one request, or a request waiting in the library for the key's lease
+ * (then it becomes a flight if the lease passes to it). */
 typedef struct flight {
-    char key[GENCACHE_KEY_MAX]; /* "" for a bypass: not in the table, never stored */
+    char key[GENCACHE_KEY_MAX]; /* "" for a bypass: no lease, never stored */
     char *body;
     size_t len;
     char *model;  /* stored with the result, for invalidation by model */
     char *tenant; /* owner of the stored result */
-    waiter *waiters;
-    waiter **tail;
-    struct flight *next;  /* in the table */
-    struct flight *qnext; /* in a queue */
-    bool background;      /* prewarm work: queued behind interactive requests */
-    bool in_queue;        /* waiting for a worker */
+    gcd_gen_done_fn done; /* the request this flight answers */
+    void *ctx;
+    gcd_gen_outcome outcome; /* what it will be told on success: MISS or BYPASS */
+    gencache_lease *lease;   /* the key's lease while this flight holds it */
+    struct flight *qnext;    /* in a queue */
+    bool background;         /* prewarm work: queued behind interactive requests */
 } flight;
 
 static struct {
-    pthread_mutex_t mu; /* table, queue, stopping's writes */
+    pthread_mutex_t mu; /* the queues, stopping's writes */
     pthread_cond_t cv;  /* the queue has work, or stopping */
     gcd_server *srv;
-    flight *table;
     flight *qhead; /* interactive requests, first come first served */
     flight **qtail;
     flight *bhead; /* background (prewarm) work: taken only when no interactive request
@@ -66,6 +61,16 @@ static struct {
        .cv = PTHREAD_COND_INITIALIZER,
        .qtail = &P.qhead,
        .btail = &P.bhead};
+
+/* The answer of the flight this thread is ending. The library calls the waiters' callbacks on the
+ * thread that ends a flight, before gencache_lease_fulfil/fail returns: a waiter whose wait ends
+ * in an error (the upstream failed, or the answer could not be stored) takes this answer, so it
+ * gets the very status, message or bytes the flight's own request got. */
+typedef struct ending {
+    const char *key;
+    gcd_gen_result *r; /* NULL: out of memory */
+} ending;
+static __thread const ending *cur_ending;
 
 /* ---- results ------------------------------------------------------------------------------ */
 
@@ -130,48 +135,29 @@ static void fail(gcd_gen_done_fn done, void *ctx, gcd_gen_result *r)
 
 static void flight_free(flight *f)
 {
-    for (waiter *w = f->waiters, *next; w; w = next) {
-        next = w->next;
-        free(w);
-    }
     free(f->body);
     free(f->model);
     free(f->tenant);
     free(f);
 }
 
-/* Takes f out of the table and tells every waiter; then frees f. */
-static void flight_finish(flight *f, gcd_gen_result *r)
+/* The library code that tells a waiter why the flight ended without a stored answer. */
+static int lease_error(const gcd_gen_result *r)
 {
-    pthread_mutex_lock(&P.mu);
-    if (f->key[0]) {
-        for (flight **pp = &P.table; *pp; pp = &(*pp)->next) {
-            if (*pp == f) {
-                *pp = f->next;
-                break;
-            }
-        }
-    }
-    waiter *list = f->waiters;
-    f->waiters = NULL;
-    pthread_mutex_unlock(&P.mu);
-    /* No new waiter can join now: the flight is out of the table. */
-    for (waiter *w = list, *next; w; w = next) {
-        next = w->next;
-        if (r && r->status == 200)
-            w->done(w->ctx, w->outcome, r);
-        else
-            fail(w->done, w->ctx, gcd_gen_result_retain(r));
-        free(w);
-    }
-    gcd_gen_result_release(r);
-    flight_free(f);
+    if (!r)
+        return GENCACHE_ENOMEM;
+    if (r->status == 504)
+        return GENCACHE_ETIMEDOUT;
+    if (r->status == 503)
+        return GENCACHE_EUNAVAILABLE;
+    return GENCACHE_EIO;
 }
 
-/* Stores a fresh answer like a PUT of its tenant would be (the library keeps it in the tenant's
- * namespace and counts it against its quota): pinned when preferred, TTL shortened under
- * pressure. A failure to store is logged; the answer goes out all the same. */
-static void store(gcd_server *srv, const flight *f, const gcd_gen_result *r)
+/* Stores a fresh answer like a PUT of its tenant would be (the lease stores it on the tenant's
+ * behalf: its namespace, its quota; pinned when preferred, TTL shortened under pressure) and ends
+ * the flight's lease. A failure to store is logged; the answer goes out all the same, to the
+ * waiters too (cur_ending). */
+static void store(gcd_server *srv, flight *f, const gcd_gen_result *r)
 {
     gencache_meta m;
     gencache_meta_init(&m);
@@ -180,14 +166,33 @@ static void store(gcd_server *srv, const flight *f, const gcd_gen_result *r)
     m.cost_ms = r->cost_ms;
     m.pinned = gcd_preferred(srv, f->key);
     m.ttl_ms = gcd_pressure_ttl_ms(srv, f->tenant, RESULT_LAYER, 0);
-    gencache_caller who;
-    gencache_caller_init(&who);
-    who.tenant = f->tenant;
-    int err = gencache_put_as(srv->cache, &who, f->key, r->data, r->size, &m);
+    int err = gencache_lease_fulfil(f->lease, r->data, r->size, &m);
     if (err != 0)
         gcd_log(GENCACHE_LOG_WARN, "generate: storing %s (%zu bytes): %s; answered anyway", f->key,
                 r->size,
                 err == GENCACHE_ELIMIT ? "over the tenant's quota" : gencache_strerror(err));
+}
+
+/* Ends f's lease (storing a good answer), answers f's request with r, and frees f. */
+static void flight_finish(flight *f, gcd_gen_result *r)
+{
+    if (f->lease) {
+        ending e = {f->key, r};
+        const ending *outer = cur_ending; /* a waiter's callback may end a flight of its own */
+        cur_ending = &e;
+        if (r && r->status == 200)
+            store(P.srv, f, r);
+        else
+            gencache_lease_fail(f->lease, lease_error(r));
+        f->lease = NULL;
+        cur_ending = outer;
+    }
+    if (r && r->status == 200)
+        f->done(f->ctx, f->outcome, r);
+    else
+        fail(f->done, f->ctx, gcd_gen_result_retain(r));
+    gcd_gen_result_release(r);
+    flight_free(f);
 }
 
 static gcd_gen_result *call_upstream(gcd_server *srv, flight *f)
@@ -216,8 +221,6 @@ static gcd_gen_result *call_upstream(gcd_server *srv, flight *f)
     r->cost_ms = rep.duration_ms;
     snprintf(r->content_type, sizeof r->content_type, "%s", rep.content_type);
     snprintf(r->key, sizeof r->key, "%s", f->key);
-    if (f->key[0])
-        store(srv, f, r);
     return r;
 }
 
@@ -247,7 +250,6 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&P.mu);
             return NULL;
         }
-        f->in_queue = false;
         pthread_mutex_unlock(&P.mu);
         flight_finish(f, call_upstream(P.srv, f));
         if (bg) {
@@ -336,6 +338,7 @@ static void inspect(gcd_server *srv, const char *body, size_t len, bool *image_p
     json_decref(doc);
 }
 
+
 static gcd_gen_result *parse_error(int err, const char *msg)
 {
     const char *detail = msg[0] ? msg : gencache_strerror(err);
@@ -356,13 +359,12 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-/* Queues a new flight with its first waiter. Called with P.mu held; false when stopping. */
+/* Queues a flight for a worker. Called with P.mu held; false when stopping. */
 static bool enqueue_locked(flight *f)
 {
     if (P.stopping || !P.running)
         return false;
     f->qnext = NULL;
-    f->in_queue = true;
     if (f->background) {
         *P.btail = f;
         P.btail = &f->qnext;
@@ -370,12 +372,18 @@ static bool enqueue_locked(flight *f)
         *P.qtail = f;
         P.qtail = &f->qnext;
     }
-    if (f->key[0]) {
-        f->next = P.table;
-        P.table = f;
-    }
     pthread_cond_signal(&P.cv);
     return true;
+}
+
+/* Queues f, or answers it 503 when the daemon is stopping. */
+static void fly(flight *f)
+{
+    pthread_mutex_lock(&P.mu);
+    bool queued = enqueue_locked(f);
+    pthread_mutex_unlock(&P.mu);
+    if (!queued)
+        flight_finish(f, result_error(503, "shutting_down", "the daemon is shutting down"));
 }
 
 static flight *flight_new(const char *key, const char *body, size_t len, const char *model,
@@ -383,28 +391,21 @@ static flight *flight_new(const char *key, const char *body, size_t len, const c
                           gcd_gen_outcome outcome)
 {
     flight *f = calloc(1, sizeof *f);
-    waiter *w = calloc(1, sizeof *w);
-    if (!f || !w) {
-        free(f);
-        free(w);
+    if (!f)
         return NULL;
-    }
     snprintf(f->key, sizeof f->key, "%s", key);
     f->body = malloc(len ? len : 1);
     f->len = len;
     f->model = dup_or_null(model);
     f->tenant = dup_or_null(tenant);
     if (!f->body || (model && !f->model) || (tenant && !f->tenant)) {
-        free(w);
         flight_free(f);
         return NULL;
     }
     memcpy(f->body, body, len);
-    w->done = done;
-    w->ctx = ctx;
-    w->outcome = outcome;
-    f->waiters = w;
-    f->tail = &w->next;
+    f->done = done;
+    f->ctx = ctx;
+    f->outcome = outcome;
     return f;
 }
 
@@ -427,124 +428,118 @@ static gcd_gen_result *result_from_handle(gencache_handle *h)
     return r;
 }
 
-/* Looks key up for tenant: in a tenant-scoped result layer the library serves only the tenant's
- * own entry (another's is not addressable), so no tenant can poison another's results. touch:
- * a get; otherwise a peek that counts nothing. */
-static int lookup_for(gcd_server *srv, const char *key, const char *tenant, bool touch,
-                      gencache_handle **h)
-{
-    gencache_caller who;
-    gencache_caller_init(&who);
-    who.tenant = tenant;
-    return touch ? gencache_get_as(srv->cache, &who, key, h)
-                 : gencache_peek_as(srv->cache, &who, key, h);
-}
-
-/* A hit: answered at once from the cache's bytes. */
-static void serve_hit(gencache_handle *h, gcd_gen_done_fn done, void *ctx)
+/* Answers from the cache's bytes: a hit, or the entry an identical request's flight stored. */
+static void serve_handle(gencache_handle *h, gcd_gen_outcome outcome, gcd_gen_done_fn done,
+                         void *ctx)
 {
     gcd_gen_result *r = result_from_handle(h);
     if (!r) {
         fail(done, ctx, NULL);
         return;
     }
-    gcd_metrics_hit(RESULT_LAYER, r->tier);
-    done(ctx, GCD_GEN_HIT, r);
+    if (outcome == GCD_GEN_HIT)
+        gcd_metrics_hit(RESULT_LAYER, r->tier);
+    done(ctx, outcome, r);
     gcd_gen_result_release(r);
 }
 
-/* Joins the flight for key, or starts one; answers a hit found under the lock. */
-/* Moves a queued background flight to the interactive queue: an interactive request now waits
- * for it. Called with P.mu held. */
-static void promote_locked(flight *g)
+/* Moves the queued background flight for key, if any, to the interactive queue: an interactive
+ * request now waits for it. */
+static void promote(const char *key)
 {
-    flight **pp = &P.bhead;
-    while (*pp && *pp != g)
-        pp = &(*pp)->qnext;
-    if (!*pp)
-        return;
-    *pp = g->qnext;
-    if (P.btail == &g->qnext)
-        P.btail = pp;
-    g->background = false;
-    g->qnext = NULL;
-    *P.qtail = g;
-    P.qtail = &g->qnext;
-}
-
-static void join_or_fly(gcd_server *srv, const char *key, const char *body, size_t len,
-                        const char *model, const char *tenant, bool background,
-                        gcd_gen_done_fn done, void *ctx)
-{
-    waiter *w = calloc(1, sizeof *w);
-    flight *f = flight_new(key, body, len, model, tenant, done, ctx, GCD_GEN_MISS);
-    if (!w || !f) {
-        free(w);
-        if (f)
-            flight_free(f);
-        fail(done, ctx, NULL);
-        return;
-    }
-    f->background = background;
-    gencache_handle *h = NULL;
     pthread_mutex_lock(&P.mu);
-    for (flight *g = P.table; g; g = g->next) {
-        if (strcmp(g->key, key) == 0) {
-            w->done = done;
-            w->ctx = ctx;
-            w->outcome = GCD_GEN_COALESCED;
-            *g->tail = w;
-            g->tail = &w->next;
-            if (!background && g->background && g->in_queue)
-                promote_locked(g);
-            pthread_mutex_unlock(&P.mu);
-            gcd_metrics_coalesced();
-            flight_free(f);
-            return;
-        }
+    flight **pp = &P.bhead;
+    while (*pp && strcmp((*pp)->key, key) != 0)
+        pp = &(*pp)->qnext;
+    flight *g = *pp;
+    if (g) {
+        *pp = g->qnext;
+        if (P.btail == &g->qnext)
+            P.btail = pp;
+        g->background = false;
+        g->qnext = NULL;
+        *P.qtail = g;
+        P.qtail = &g->qnext;
     }
-    free(w);
-    /* A flight for this key may have stored its answer and left the table since our lookup: this
-     * request then waited for it like a coalesced one. A peek, so that the lookup already
-     * counted is the only one. */
-    if (lookup_for(srv, key, tenant, false, &h) != 0)
-        h = NULL;
-    if (h) {
-        pthread_mutex_unlock(&P.mu);
-        flight_free(f);
-        gcd_gen_result *r = result_from_handle(h);
-        if (!r) {
-            fail(done, ctx, NULL);
-            return;
-        }
-        gcd_metrics_coalesced();
-        done(ctx, GCD_GEN_COALESCED, r);
-        gcd_gen_result_release(r);
-        return;
-    }
-    bool queued = enqueue_locked(f);
     pthread_mutex_unlock(&P.mu);
-    if (!queued) {
-        flight_free(f);
-        fail(done, ctx, result_error(503, "shutting_down", "the daemon is shutting down"));
-    }
 }
 
-static void bypass(const char *body, size_t len, bool background, gcd_gen_done_fn done,
-                   void *ctx)
+/* How a request that waited for an identical one's flight is answered (gencache_claim_done_fn):
+ * with the stored entry, by flying itself when the lease passed to it, or with the flight's own
+ * answer when it ended without storing one. */
+static void on_claim(void *userdata, int status, const gencache_claim_result *res)
 {
-    flight *f = flight_new("", body, len, NULL, NULL, done, ctx, GCD_GEN_BYPASS);
+    flight *f = userdata;
+    if (status == GENCACHE_OK && res->kind == GENCACHE_CLAIM_HIT) {
+        serve_handle(res->handle, GCD_GEN_COALESCED, f->done, f->ctx);
+        flight_free(f);
+        return;
+    }
+    if (status == GENCACHE_OK && res->kind == GENCACHE_CLAIM_LEASE) {
+        f->lease = res->lease;
+        fly(f);
+        return;
+    }
+    gcd_gen_result *r;
+    if (cur_ending && strcmp(cur_ending->key, f->key) == 0)
+        r = gcd_gen_result_retain(cur_ending->r);
+    else if (status == GENCACHE_EUNAVAILABLE)
+        r = result_error(503, "shutting_down", "the daemon is shutting down");
+    else
+        r = result_error(502, "upstream_error", "waiting for an identical request: %s",
+                         gencache_strerror(status));
+    if (r && r->status == 200)
+        f->done(f->ctx, GCD_GEN_COALESCED, r);
+    else
+        fail(f->done, f->ctx, gcd_gen_result_retain(r));
+    gcd_gen_result_release(r);
+    flight_free(f);
+}
+
+/* A cacheable request: a hit, the key's lease (this request calls the upstream), or a wait for
+ * the request that holds it. The lookup and the wait are the library's; no lock is held here. */
+static void claim_key(gcd_server *srv, const char *key, const char *body, size_t len,
+                      const char *model, const char *tenant, bool background, gcd_gen_done_fn done,
+                      void *ctx)
+{
+    flight *f = flight_new(key, body, len, model, tenant, done, ctx, GCD_GEN_MISS);
     if (!f) {
         fail(done, ctx, NULL);
         return;
     }
     f->background = background;
-    pthread_mutex_lock(&P.mu);
-    bool queued = enqueue_locked(f);
-    pthread_mutex_unlock(&P.mu);
-    if (!queued) {
+    gencache_claim_options o;
+    gencache_claim_options_init(&o);
+    o.tenant = tenant; /* the claim looks in, and stores to, the tenant's own namespace */
+    /* Every holder is one of our flights and ends its lease when its upstream call ends (the
+     * call has its own timeout), however long it waited in the queue: no lease timeout, and a
+     * waiter waits as long as that takes; stopping ends every flight. */
+    o.lease_timeout_ms = 0;
+    o.wait_timeout_ms = UINT32_MAX;
+    gencache_claim_result res;
+    int err = gencache_claim_async(srv->cache, key, &o, on_claim, f, &res);
+    if (err != 0) {
         flight_free(f);
-        fail(done, ctx, result_error(503, "shutting_down", "the daemon is shutting down"));
+        fail(done, ctx,
+             result_error(500, "internal", "looking up %s: %s", key, gencache_strerror(err)));
+        return;
+    }
+    if (res.kind == GENCACHE_CLAIM_HIT) { /* the library counted it for the tenant */
+        flight_free(f);
+        serve_handle(res.handle, GCD_GEN_HIT, done, ctx);
+    } else if (res.kind == GENCACHE_CLAIM_LEASE) {
+        f->lease = res.lease;
+        if (!srv->cfg->upstream_url)
+            flight_finish(f, result_error(503, "no_upstream",
+                                          "no upstream generator is configured (--upstream URL "
+                                          "or upstream.url)"));
+        else
+            fly(f);
+    } else {
+        /* f belongs to on_claim now, which may already have run: use only our own arguments. */
+        gcd_metrics_coalesced();
+        if (!background)
+            promote(key);
     }
 }
 
@@ -584,28 +579,25 @@ void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const ch
                           gencache_errname(err)));
         return;
     }
-    bool cacheable = err == 0 && !sensitive;
-    if (cacheable) {
-        gencache_handle *h = NULL;
-        if (lookup_for(srv, key, tenant, true, &h) == 0) {
-            gencache_request_free(r);
-            serve_hit(h, done, ctx);
-            return;
-        }
-    }
-    if (!srv->cfg->upstream_url) {
+    if (err == 0 && !sensitive) {
+        claim_key(srv, key, body, len, gencache_request_model(r), tenant, background, done, ctx);
         gencache_request_free(r);
+        return;
+    }
+    gencache_request_free(r);
+    if (!srv->cfg->upstream_url) {
         fail(done, ctx,
              result_error(503, "no_upstream",
                           "no upstream generator is configured (--upstream URL or upstream.url)"));
         return;
     }
-    if (cacheable)
-        join_or_fly(srv, key, body, len, gencache_request_model(r), tenant, background, done,
-                    ctx);
-    else
-        bypass(body, len, background, done, ctx);
-    gencache_request_free(r);
+    flight *f = flight_new("", body, len, NULL, NULL, done, ctx, GCD_GEN_BYPASS);
+    if (!f) {
+        fail(done, ctx, NULL);
+        return;
+    }
+    f->background = background;
+    fly(f);
 }
 
 /* ---- POST /v1/generate -------------------------------------------------------------------- */

@@ -114,8 +114,9 @@ static void pump_claimed(job *jb)
     while (jb->running < J.limit && jb->next < jb->total) {
         size_t i = jb->next++;
         jb->running++;
+        gcd_server *srv = J.srv; /* written under J.mu by each new job */
         pthread_mutex_unlock(&J.mu);
-        gcd_generate_submit(J.srv, jb->bodies[i], jb->lens[i], jb->tenant, true, item_done, jb);
+        gcd_generate_submit(srv, jb->bodies[i], jb->lens[i], jb->tenant, true, item_done, jb);
         pthread_mutex_lock(&J.mu);
     }
     jb->pumping = false;

@@ -14,7 +14,7 @@ import weakref
 from . import _config
 from . import _lib
 from . import _tensors as T
-from ._coalesce import Coalescer
+from ._coalesce import Flights
 from ._stage import StageMixin
 from ._handle import Handle, _Ref
 from ._image import image_digest, image_hash
@@ -84,7 +84,7 @@ class Cache(StageMixin):
         self._enters = itertools.count()  # calls that began (see _enter)
         self._leaves = itertools.count()  # calls that ended
         self._ptr = None
-        self._coalescer = Coalescer()
+        self._flights = Flights(self)
         self._children = weakref.WeakSet()  # open sessions and KV windows, closed first
         o = _lib.Options()
         lib.gencache_options_init(ctypes.byref(o))
@@ -311,9 +311,15 @@ class Cache(StageMixin):
             for i, d in enumerate(shape):
                 m.shape[i] = int(d)
         bkey = cstr(key, "key")
+        lease = self._flights.take_lease(key)  # get_or_compute storing what it computed
         cptr = self._enter()
         try:
-            rc = lib.gencache_put(cptr, bkey, ptr, size, ctypes.byref(m))
+            if lease:
+                rc = lib.gencache_lease_fulfil(lease, ptr, size, ctypes.byref(m))
+                if rc == _lib.CODES["ETIMEDOUT"]:  # the lease passed on: store all the same
+                    rc = lib.gencache_put(cptr, bkey, ptr, size, ctypes.byref(m))
+            else:
+                rc = lib.gencache_put(cptr, bkey, ptr, size, ctypes.byref(m))
         finally:
             self._leave()
         _lib.check(rc, "put %s" % key)
@@ -487,6 +493,10 @@ class Cache(StageMixin):
         return arr
 
     # ---- hooks of the compute-once helpers (gencache._stage.StageMixin) -------------------------
+    def _compute_once(self, key, device, fn, store):
+        # The library's single flight: shared with C callers of this cache, blocking in C.
+        return self._flights.run(key, fn, store, lambda h: value_from_handle(h, device=device))
+
     def _lookup_value(self, key, device):
         h = self.get(key)
         if h is None:

@@ -1,15 +1,114 @@
-"""In-process coalescing for get_or_compute(): concurrent callers that miss on one key run the
-computation once.
+"""Coalescing for get_or_compute(): concurrent callers that miss on one key run the computation
+once.
 
-The first caller for a key becomes its leader and runs the function; callers that arrive while
-it runs wait on the leader's event. When the leader succeeds, the waiters read the value it
-stored (or, when storing it failed, the very object it returned). When the leader's function raises,
-the exception propagates to the leader only: each waiter then starts over, so one of them
-becomes the next leader and calls the function itself. A failure is never cached, and an
-exception is only ever raised in a thread whose own call ran the function.
+An in-process Cache uses the library's single flight (gencache_claim, include/gencache/coalesce.h)
+through ``Flights``: the caller that gets the key's lease runs the function and stores its result
+with gencache_lease_fulfil(); callers that arrive meanwhile block inside gencache_claim() (ctypes
+releases the GIL) and then read the stored entry. When the function raises, the lease is
+abandoned and passes to one waiter, which runs the function itself: a failure is never cached, and
+an exception is only ever raised in a thread whose own call ran the function. C code and the
+daemon sharing the cache wait on the same flights.
+
+A Client's values live in a daemon, beyond any in-process cache, so ``Coalescer`` keeps the same
+rules in Python for it.
 """
+import ctypes
 import threading
 import time
+
+from . import _lib
+from ._handle import Handle
+from ._lib import lib, cstr
+
+_RETRY_ALONE = {"EFULL", "ETOOBIG", "ENOSPC", "EIO"}  # the holder's store failed
+
+
+class Flights:
+    """get_or_compute's coalescing for an in-process Cache, over the library's flight table."""
+
+    def __init__(self, cache):
+        self._cache = cache
+        self._tls = threading.local()
+
+    def _held(self):
+        held = getattr(self._tls, "held", None)
+        if held is None:
+            held = self._tls.held = set()
+        return held
+
+    def _claim(self, key, opts=None):
+        res = _lib.ClaimResult()
+        bkey = cstr(key, "key")
+        ptr = self._cache._enter()
+        try:
+            rc = lib.gencache_claim(ptr, bkey, opts, ctypes.byref(res))
+        finally:
+            self._cache._leave()
+        return rc, res
+
+    def run(self, key, compute, store, hit_value):
+        """compute() -> value (may raise); store(value, seconds) stores it (the Cache's put
+        path fulfils the lease, see take_lease); hit_value(handle) -> the value of an entry.
+        Returns (value, outcome), outcome "hit", "miss" (this call computed) or "coalesced"."""
+        if key in self._held():
+            raise RuntimeError("get_or_compute(%r) called again from inside its own "
+                               "computation: it would wait for itself" % (key,))
+        rc, res = self._claim(key)
+        if rc < 0:
+            if _lib.errname(rc) not in _RETRY_ALONE:
+                _lib.check(rc, "get_or_compute %s" % key)
+            # The holder computed the value but could not store it: compute it here, alone.
+            return self._compute_and_store(key, None, compute, store), "miss"
+        if res.kind == _lib.CLAIM_HIT:
+            with Handle(res.handle) as h:
+                return hit_value(h), ("coalesced" if res.waited else "hit")
+        return self._compute_and_store(key, res.lease, compute, store), "miss"
+
+    def _compute_and_store(self, key, lease, compute, store):
+        held = self._held()
+        held.add(key)
+        try:
+            t0 = time.perf_counter()
+            value = compute()
+            seconds = time.perf_counter() - t0
+        except BaseException:
+            if lease:
+                lib.gencache_lease_abandon(lease)  # the next waiter runs the function
+            raise
+        finally:
+            held.discard(key)
+        self._tls.lease = (key, lease)
+        try:
+            store(value, seconds)
+        finally:
+            pending, self._tls.lease = getattr(self._tls, "lease", None), None
+            if pending is not None and pending[1]:
+                lib.gencache_lease_abandon(pending[1])  # the store failed before putting
+        return value
+
+    def take_lease(self, key):
+        """The lease this thread holds on `key` while storing a computed value, or None; the
+        caller ends it (gencache_lease_fulfil)."""
+        pending = getattr(self._tls, "lease", None)
+        if pending is None or pending[0] != key:
+            return None
+        self._tls.lease = None
+        return pending[1]
+
+    def in_flight(self, key):
+        """Whether a lease on `key` is held now (for tests and diagnostics)."""
+        opts = _lib.ClaimOptions()
+        lib.gencache_claim_options_init(ctypes.byref(opts))
+        opts.wait_timeout_ms = 0
+        rc, res = self._claim(key, ctypes.byref(opts))
+        if rc == _lib.CODES["EBUSY"]:
+            return True
+        _lib.check(rc, "claim %s" % key)
+        if res.kind == _lib.CLAIM_HIT:
+            lib.gencache_handle_release(res.handle)
+        else:
+            lib.gencache_lease_abandon(res.lease)
+        return False
 
 
 class _Flight:
@@ -23,6 +122,11 @@ class _Flight:
 
 
 class Coalescer:
+    """The Client's coalescing, in Python: the first caller for a key becomes its leader and
+    runs the function; callers that arrive while it runs wait on the leader's event, then read
+    the value it stored (or, when storing it failed, the very object it returned). When the
+    leader's function raises, each waiter starts over, so one of them becomes the next leader."""
+
     def __init__(self):
         self._lock = threading.Lock()
         self._flights = {}
@@ -66,6 +170,6 @@ class Coalescer:
                     del self._flights[key]
                 flight.event.set()
 
-    def in_flight(self):
+    def in_flight(self, key=None):
         with self._lock:
-            return len(self._flights)
+            return key in self._flights if key is not None else len(self._flights)

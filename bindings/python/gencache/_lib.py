@@ -208,6 +208,20 @@ class Stats(ctypes.Structure):
     ]
 
 
+class ClaimOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_size_t), ("wait_timeout_ms", c_u32), ("lease_timeout_ms", c_u32),
+        ("tenant", c_char_p),
+    ]
+
+
+class ClaimResult(ctypes.Structure):
+    _fields_ = [("kind", c_int), ("waited", c_int), ("handle", c_void_p), ("lease", c_void_p)]
+
+
+CLAIM_HIT, CLAIM_LEASE = 1, 2
+
+
 class TensorDesc(ctypes.Structure):
     _fields_ = [
         ("dtype", c_int), ("ndim", c_u32), ("shape", c_i64 * MAX_DIMS), ("byte_order", c_int),
@@ -306,6 +320,12 @@ _PROTOTYPES = {
     "gencache_invalidate": (c_int, [c_void_p, P(Filter), P(c_u64)]),
     "gencache_maintain": (c_int, [c_void_p, P(c_u64)]),
     "gencache_stats_get": (c_int, [c_void_p, P(Stats)]),
+    # single flight (include/gencache/coalesce.h); gencache_claim blocks with the GIL released
+    "gencache_claim_options_init": (None, [P(ClaimOptions)]),
+    "gencache_claim": (c_int, [c_void_p, c_char_p, P(ClaimOptions), P(ClaimResult)]),
+    "gencache_lease_fulfil": (c_int, [c_void_p, c_void_p, c_size_t, P(Meta)]),
+    "gencache_lease_abandon": (c_int, [c_void_p]),
+    "gencache_lease_fail": (c_int, [c_void_p, c_int]),
     # keys
     "gencache_norm_mode_parse": (c_int, [c_char_p, P(c_int)]),
     "gencache_normalize": (c_int, [c_int, c_char_p, c_size_t, P(c_void_p), P(c_size_t)]),

@@ -1,6 +1,7 @@
 """get_or_compute() and the @stage decorator, shared by Cache and Client: the class supplies
-lookups (_lookup_value), stores (put, put_tensor), keys (key) and layers (_ensure_layer); this
-mixin adds coalescing (gencache._coalesce) and the cost measurement.
+lookups (_lookup_value), stores (put, put_tensor), keys (key), layers (_ensure_layer) and its
+coalescing (_compute_once: the library's single flight for a Cache, gencache._coalesce's Python
+one for a Client); this mixin adds the cost measurement and the decorator.
 """
 import functools
 import inspect
@@ -23,15 +24,19 @@ class StageMixin:
         the cache's memory, on `device` if given); the caller that ran fn gets fn's own result.
         with_outcome=True returns (value, outcome), outcome "hit", "miss" or "coalesced".
         put_args (ttl_s, tags, model, tenant, pinned) and codec go to the store."""
-        def lookup():
-            return self._lookup_value(key, device)
-
         def store(value, seconds):
             self._store_value(key, value, seconds, codec, put_args)
             return value
 
-        value, outcome = self._coalescer.run(key, lookup, fn, store)
+        value, outcome = self._compute_once(key, device, fn, store)
         return (value, outcome) if with_outcome else value
+
+    def _compute_once(self, key, device, fn, store):
+        """(value, outcome) of fn run once for all concurrent callers: gencache._coalesce."""
+        def lookup():
+            return self._lookup_value(key, device)
+
+        return self._coalescer.run(key, lookup, fn, store)
 
     def _store_value(self, key, value, seconds, codec, put_args):
         if T.is_numpy(value) or T.is_torch(value):

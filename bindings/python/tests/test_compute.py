@@ -50,7 +50,7 @@ def test_concurrent_callers_run_the_function_once(cache):
         assert np.array_equal(value, np.arange(16, dtype=np.float32))
     with cache.get(K) as h:
         assert h.meta["cost_ms"] >= 190  # the measured compute time is the entry's cost
-    assert cache._coalescer.in_flight() == 0
+    assert not cache._flights.in_flight(K)
 
 
 def test_a_failure_reaches_only_the_caller_that_ran_it(cache):
@@ -78,7 +78,7 @@ def test_an_unstorable_result_is_an_error_and_not_cached(cache):
     with pytest.raises(TypeError):
         cache.get_or_compute(K, lambda: {"a": 1})
     assert cache.get(K) is None
-    assert cache._coalescer.in_flight() == 0
+    assert not cache._flights.in_flight(K)
 
 
 def test_stage_decorator_keys_on_the_named_arguments(cache):
@@ -120,4 +120,44 @@ def test_recursion_on_the_same_key_is_an_error_not_a_deadlock(cache):
 
     with pytest.raises(RuntimeError):
         cache.get_or_compute(K, inner)
-    assert cache.get(K) is None and cache._coalescer.in_flight() == 0
+    assert cache.get(K) is None and not cache._flights.in_flight(K)
+
+
+def test_hundred_threads_one_computation(cache):
+    # The library's single flight: 99 callers block in gencache_claim (GIL released) while one
+    # computes; every caller gets the value.
+    calls = []
+    lock = threading.Lock()
+
+    def compute():
+        with lock:
+            calls.append(1)
+        time.sleep(0.3)
+        return b"v" * 1000
+
+    results, errors = run_threads(100, lambda: cache.get_or_compute(K, compute,
+                                                                    with_outcome=True))
+    assert errors == [None] * 100
+    assert len(calls) == 1
+    outcomes = [o for _, o in results]
+    assert outcomes.count("miss") == 1 and set(outcomes) <= {"miss", "coalesced", "hit"}
+    assert outcomes.count("coalesced") >= 50  # the rest may start after the value is stored
+    assert all(v == b"v" * 1000 for v, _ in results)
+
+
+def test_c_callers_and_python_share_flights(cache):
+    # A lease taken through the C API makes get_or_compute wait for it, then read its value.
+    import ctypes
+    from gencache import _lib
+    res = _lib.ClaimResult()
+    assert _lib.lib.gencache_claim(cache._ptr, K.encode(), None, ctypes.byref(res)) == 0
+    assert res.kind == _lib.CLAIM_LEASE
+    out = []
+    t = threading.Thread(target=lambda: out.append(
+        cache.get_or_compute(K, lambda: b"python", with_outcome=True)))
+    t.start()
+    time.sleep(0.2)
+    assert cache._flights.in_flight(K) and not out
+    assert _lib.lib.gencache_lease_fulfil(res.lease, b"from C", 6, None) == 0
+    t.join(10)
+    assert out == [(b"from C", "coalesced")]
