@@ -25,7 +25,6 @@
 typedef struct put_args {
     gencache_meta meta; /* strings point at MHD's header values: valid for the request */
     gcd_codec_args codec;
-    char ctype[CONTENT_TYPE_MAX + 32]; /* content type of an int8 payload */
 } put_args;
 
 void gcd_entries_request_free(gcd_request *req)
@@ -493,23 +492,23 @@ enum MHD_Result gcd_entries_put_end(struct MHD_Connection *c, gcd_request *req, 
     }
     const void *bytes = req->body ? req->body : "";
     size_t len = req->body_len;
-    void *encoded = NULL;
-    if (a->codec.codec != GENCACHE_CODEC_NONE) {
-        int err =
-            gcd_codec_encode(&a->codec, m, bytes, len, &encoded, &len, a->ctype, sizeof a->ctype);
+    gencache_encoded *encoded = NULL;
+    if (a->codec.opts.codec != GENCACHE_CODEC_NONE) {
+        int err = gcd_codec_encode(&a->codec, m, bytes, len, &encoded);
         if (err == GENCACHE_EINVAL)
             return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_tensor",
                                    "X-Gencache-Codec %s: the tensor holds NaN or Inf, or its "
                                    "options do not fit its shape",
-                                   gencache_codec_name(a->codec.codec));
+                                   gencache_codec_name(a->codec.opts.codec));
         if (err != 0)
             return gcd_reply_gencache(c, req, err, "encoding the tensor");
-        bytes = encoded;
+        bytes = gencache_encoded_data(encoded);
+        len = gencache_encoded_size(encoded);
     }
     /* A shared entry is everyone's: only the tenant that stored it may replace it (as only it
      * may delete it), or any tenant could poison what the others read. */
     if (req->tenant && !private_layer(req->srv, key) && foreign_shared(req, key)) {
-        free(encoded);
+        gencache_encoded_free(encoded);
         return gcd_reply_error(c, req, MHD_HTTP_FORBIDDEN, "forbidden",
                                "entry %s is shared and was stored by another tenant", key);
     }
@@ -522,7 +521,7 @@ enum MHD_Result gcd_entries_put_end(struct MHD_Connection *c, gcd_request *req, 
     m->ttl_ms = gcd_pressure_ttl_ms(req->srv, req->tenant, layer, m->ttl_ms);
     int err = gcd_quota_reserve(req->srv, req->tenant, key, len);
     if (err == GENCACHE_EFULL) {
-        free(encoded);
+        gencache_encoded_free(encoded);
         const gcd_tenant *t = gcd_tenant_find(req->srv->cfg, req->tenant);
         return gcd_reply_error(c, req, MHD_HTTP_INSUFFICIENT_STORAGE, "quota_exceeded",
                                "storing %zu bytes would exceed tenant %s's quota of %llu bytes",
@@ -530,7 +529,7 @@ enum MHD_Result gcd_entries_put_end(struct MHD_Connection *c, gcd_request *req, 
     }
     if (err == 0)
         err = gencache_put(req->srv->cache, key, bytes, len, m);
-    free(encoded);
+    gencache_encoded_free(encoded);
     if (err != 0) {
         gcd_quota_cancel(req->srv, req->tenant, key);
         return gcd_reply_gencache(c, req, err, "storing the entry");
