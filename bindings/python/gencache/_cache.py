@@ -266,7 +266,7 @@ class Cache(StageMixin):
         del keep
 
     def _put(self, key, ptr, size, *, cost_s, ttl_s, tags, content_type, model, tenant, pinned,
-             dtype, shape):
+             dtype, shape, encode=None):
         m = _lib.Meta()
         lib.gencache_meta_init(ctypes.byref(m))
         m.content_type = cstr(content_type, "content_type")
@@ -288,7 +288,11 @@ class Cache(StageMixin):
         bkey = cstr(key, "key")
         cptr = self._enter()
         try:
-            rc = lib.gencache_put(cptr, bkey, ptr, size, ctypes.byref(m))
+            if encode is None:
+                rc = lib.gencache_put(cptr, bkey, ptr, size, ctypes.byref(m))
+            else:
+                rc = lib.gencache_put_tensor(cptr, bkey, ptr, size, ctypes.byref(m),
+                                             ctypes.byref(encode))
         finally:
             self._leave()
         _lib.check(rc, "put %s" % key)
@@ -399,24 +403,22 @@ class Cache(StageMixin):
                    ttl_s=None, tags=None, model=None, tenant=None, pinned=False):
         """Stores a numpy array or torch tensor (f32, f16, bf16, i8, u8, i32, i64) with its dtype
         and shape. codec: None/"none" (exact bytes), "f16"/"bf16" (floats narrowed), "int8",
-        "int8-channel" (along `axis`) or "int8-group" (`group_size` elements per scale)."""
+        "int8-channel" (along `axis`) or "int8-group" (`group_size` elements per scale). The
+        library encodes and marks the entry (gencache_put_tensor), exactly as the daemon does
+        for X-Gencache-Codec, so either reads what the other stored."""
         from . import _codec
+        opts = _codec.encode_options(codec, axis, group_size)
         prep = T.prepare(tensor)
         ct = T.CT_TORCH if prep.kind == "torch" else T.CT_NUMPY
-        common = dict(cost_s=cost_s, ttl_s=ttl_s, tags=tags, model=model, tenant=tenant,
-                      pinned=pinned)
-        if codec in (None, "none"):
+        try:
             self._put(key, prep.ptr, prep.size, content_type=ct, dtype=prep.dtype,
-                      shape=prep.shape, **common)
-        elif codec in ("f16", "bf16"):
-            arr = _codec.narrow(prep, T.dtype_code(codec))
-            self._put(key, arr.ctypes.data, arr.nbytes, content_type=ct,
-                      dtype=T.dtype_code(codec), shape=prep.shape, **common)
-        else:
-            payload = _codec.quantize(prep, codec, axis, group_size)
-            self._put(key, payload.ctypes.data, payload.nbytes,
-                      content_type=T.QUANT_CONTENT_TYPE + ";origin=" + prep.kind,
-                      dtype=T.NONE, shape=None, **common)
+                      shape=prep.shape, cost_s=cost_s, ttl_s=ttl_s, tags=tags, model=model,
+                      tenant=tenant, pinned=pinned, encode=opts)
+        except _lib.GencacheError as e:
+            if e.name == "EUNSUPPORTED":
+                raise TypeError("codec %s takes an f32, f16 or bf16 tensor, not %s"
+                                % (codec, T.DTYPE_NAMES.get(prep.dtype))) from None
+            raise
         del prep
 
     def get_tensor(self, key, device=None, *, dtype=None, kind=None, copy=False):
@@ -493,8 +495,9 @@ class Cache(StageMixin):
 
 def value_from_handle(h, device=None):
     """What get_or_compute() returns on a hit: a tensor for a tensor entry, else bytes."""
+    from . import _codec
     ct = h.content_type
-    if h.shape is not None or ct.startswith(T.QUANT_CONTENT_TYPE):
+    if h.shape is not None or ct.startswith(T.QUANT_CONTENT_TYPE) or _codec.needs_decode(h):
         return tensor_from_handle(h, device=device)
     return h.bytes()
 
@@ -502,16 +505,16 @@ def value_from_handle(h, device=None):
 def tensor_from_handle(h, device=None, dtype=None, kind=None, copy=False):
     from . import _codec
     ct = h.content_type
-    if ct.startswith(T.QUANT_CONTENT_TYPE):
+    if ct.startswith(T.QUANT_CONTENT_TYPE):  # an int8 entry of an older package version
         origin = "torch" if ct.endswith("origin=torch") else "numpy"
-        arr, code = _codec.dequantize(h, dtype)
+        arr, code = _codec.dequantize_legacy(h, dtype)
+        return _codec.finish(arr, code, origin, device, kind, copy=False)
+    if _codec.needs_decode(h, dtype):
+        # An int8 payload or a conversion: the library decodes, into a new array.
+        arr, code, ct = _codec.decode(h, dtype)
+        origin = "torch" if ct == T.CT_TORCH else "numpy"
         return _codec.finish(arr, code, origin, device, kind, copy=False)
     if h.shape is None:
         raise TypeError("%s is not a tensor entry" % h.meta["key"])
     origin = "torch" if ct == T.CT_TORCH else "numpy"
-    arr = h.array()
-    code = T.dtype_code(h.dtype)
-    if dtype is not None and T.dtype_code(dtype) != code:
-        arr, code = _codec.convert(arr, code, T.dtype_code(dtype)), T.dtype_code(dtype)
-        copy = False  # already a new array
-    return _codec.finish(arr, code, origin, device, kind, copy)
+    return _codec.finish(h.array(), T.dtype_code(h.dtype), origin, device, kind, copy)
