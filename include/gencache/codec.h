@@ -109,7 +109,8 @@ GENCACHE_API int gencache_tensor_needs_decode(const gencache_meta *meta, gencach
 /* Describes what gencache_tensor_decode() writes for the stored entry (`data`, `size` bytes,
  * with its metadata meta) decoded to `want`: GENCACHE_DTYPE_NONE for the tensor's original dtype
  * (an int8 payload's, or the stored one), else F32, F16 or BF16, or the stored dtype itself.
- * Validates an int8 payload completely and a plain tensor's size against its shape.
+ * Validates an int8 payload completely and a plain tensor's size against its shape. A plain
+ * tensor's data must be aligned for its elements, as a handle's bytes are (64 bytes).
  * Returns GENCACHE_OK, GENCACHE_EINVAL (NULL meta or out, NULL data with size > 0, an unknown
  * want, an entry that is not a tensor: dtype NONE and no codec mark), GENCACHE_EUNSUPPORTED
  * (a conversion to or from a dtype other than f32/f16/bf16), GENCACHE_EPARSE (the bytes are not
