@@ -494,6 +494,11 @@ GENCACHE_API int gencache_stats_get(gencache *cache, gencache_stats *out);
  */
 #include "gencache/config.h"
 
+/* ---------------------------------------------------------------------------------------------
+ * Storing tensors with a codec and reading them back (src/tensor/codec.c)
+ */
+#include "gencache/codec.h"
+
 #ifdef __cplusplus
 }
 #endif

@@ -411,6 +411,8 @@ def t_codecs(d):
         st, h, body = d.request("GET", path(k))
         check_eq((st, h.get("x-gencache-dtype"), h.get("x-gencache-shape"),
                   h.get("x-gencache-codec")), (200, "f32", "2,3", codec), codec + " GET")
+        # The codec mark is how the entry is stored, not what the client receives.
+        check_eq(h.get("content-type"), "application/octet-stream", codec + " content type")
         got = struct.unpack("<6f", body)
         # Symmetric int8: every element within half a step of its block's scale.
         for g, v in zip(got, vals):

@@ -25,7 +25,6 @@
 typedef struct put_args {
     gencache_meta meta; /* strings point at MHD's header values: valid for the request */
     gcd_codec_args codec;
-    char ctype[CONTENT_TYPE_MAX + 32]; /* content type of an int8 payload */
 } put_args;
 
 void gcd_entries_request_free(gcd_request *req)
@@ -433,18 +432,18 @@ enum MHD_Result gcd_entries_put_end(struct MHD_Connection *c, gcd_request *req, 
     }
     const void *bytes = req->body ? req->body : "";
     size_t len = req->body_len;
-    void *encoded = NULL;
-    if (a->codec.codec != GENCACHE_CODEC_NONE) {
-        int err =
-            gcd_codec_encode(&a->codec, m, bytes, len, &encoded, &len, a->ctype, sizeof a->ctype);
+    gencache_encoded *encoded = NULL;
+    if (a->codec.opts.codec != GENCACHE_CODEC_NONE) {
+        int err = gcd_codec_encode(&a->codec, m, bytes, len, &encoded);
         if (err == GENCACHE_EINVAL)
             return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_tensor",
                                    "X-Gencache-Codec %s: the tensor holds NaN or Inf, or its "
                                    "options do not fit its shape",
-                                   gencache_codec_name(a->codec.codec));
+                                   gencache_codec_name(a->codec.opts.codec));
         if (err != 0)
             return gcd_reply_gencache(c, req, err, "encoding the tensor");
-        bytes = encoded;
+        bytes = gencache_encoded_data(encoded);
+        len = gencache_encoded_size(encoded);
     }
     /* The owner comes from the token, never from the request. The library keeps a private
      * entry in the tenant's namespace, refuses to replace another tenant's shared entry (or any
@@ -456,7 +455,7 @@ enum MHD_Result gcd_entries_put_end(struct MHD_Connection *c, gcd_request *req, 
     layer_of(key, layer, sizeof layer);
     m->ttl_ms = gcd_pressure_ttl_ms(req->srv, req->tenant, layer, m->ttl_ms);
     int err = gencache_put_as(req->srv->cache, &who, key, bytes, len, m);
-    free(encoded);
+    gencache_encoded_free(encoded); /* after the put: m's strings may point into it */
     if (err == GENCACHE_EPERM)
         return forbidden_shared(c, req, key);
     if (err == GENCACHE_ELIMIT) {

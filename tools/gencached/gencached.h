@@ -221,18 +221,18 @@ void gcd_entries_request_free(gcd_request *req);
 
 /* How a PUT asked its tensor to be stored. */
 typedef struct gcd_codec_args {
-    gencache_codec codec;         /* NONE: as given */
-    gencache_quant_options quant; /* the int8 codecs' options */
+    gencache_encode_options opts; /* codec NONE: as given */
 } gcd_codec_args;
 
 /* Reads X-Gencache-Codec (and -Axis, -Group-Size) for a PUT whose dtype and shape are parsed in
  * m. Returns 0, or -1 with a message for a 400 in err. */
 int gcd_codec_parse_put(struct MHD_Connection *c, const gencache_meta *m, gcd_codec_args *out,
                         char *err, size_t err_size);
-/* Encodes a validated tensor body; *out (malloc'd) is what to store and m is updated to describe
- * it (ctype receives the marked content type of an int8 payload). Returns 0 or a GENCACHE_E*. */
+/* Encodes a validated tensor body with the library (gencache_tensor_encode): *out holds what to
+ * store, and m's dtype, shape and content type are updated to describe it (the content type
+ * points into *out). Returns 0 or a GENCACHE_E*. */
 int gcd_codec_encode(const gcd_codec_args *a, gencache_meta *m, const void *body, size_t len,
-                     void **out, size_t *out_len, char *ctype, size_t ctype_size);
+                     gencache_encoded **out);
 
 /* A tensor decoded for a GET. */
 typedef struct gcd_decoded {

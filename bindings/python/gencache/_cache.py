@@ -291,7 +291,7 @@ class Cache(StageMixin):
         del keep
 
     def _put(self, key, ptr, size, *, cost_s, ttl_s, tags, content_type, model, tenant, pinned,
-             dtype, shape):
+             dtype, shape, encode=None):
         m = _lib.Meta()
         lib.gencache_meta_init(ctypes.byref(m))
         m.content_type = cstr(content_type, "content_type")
@@ -314,12 +314,31 @@ class Cache(StageMixin):
         lease = self._flights.take_lease(key)  # get_or_compute storing what it computed
         cptr = self._enter()
         try:
-            if lease:
-                rc = lib.gencache_lease_fulfil(lease, ptr, size, ctypes.byref(m))
-                if rc == _lib.CODES["ETIMEDOUT"]:  # the lease passed on: store all the same
-                    rc = lib.gencache_put(cptr, bkey, ptr, size, ctypes.byref(m))
+            enc = ctypes.c_void_p()
+            mp = ctypes.byref(m)
+            if encode is not None and lease:
+                # The lease stores what it is given: encode first, so the waiters get the
+                # same stored form as a plain put_tensor would leave.
+                rc = lib.gencache_tensor_encode(ptr, size, mp, ctypes.byref(encode),
+                                                ctypes.byref(enc))
+                if rc == 0:
+                    ptr = lib.gencache_encoded_data(enc)
+                    size = lib.gencache_encoded_size(enc)
+                    mp = lib.gencache_encoded_meta(enc)
             else:
-                rc = lib.gencache_put(cptr, bkey, ptr, size, ctypes.byref(m))
+                rc = 0
+            if rc != 0:
+                lib.gencache_lease_abandon(lease)
+            elif lease:
+                rc = lib.gencache_lease_fulfil(lease, ptr, size, mp)
+                if rc == _lib.CODES["ETIMEDOUT"]:  # the lease passed on: store all the same
+                    rc = lib.gencache_put(cptr, bkey, ptr, size, mp)
+            elif encode is None:
+                rc = lib.gencache_put(cptr, bkey, ptr, size, mp)
+            else:
+                rc = lib.gencache_put_tensor(cptr, bkey, ptr, size, mp, ctypes.byref(encode))
+            if enc:
+                lib.gencache_encoded_free(enc)
         finally:
             self._leave()
         _lib.check(rc, "put %s" % key)
@@ -430,24 +449,22 @@ class Cache(StageMixin):
                    ttl_s=None, tags=None, model=None, tenant=None, pinned=False):
         """Stores a numpy array or torch tensor (f32, f16, bf16, i8, u8, i32, i64) with its dtype
         and shape. codec: None/"none" (exact bytes), "f16"/"bf16" (floats narrowed), "int8",
-        "int8-channel" (along `axis`) or "int8-group" (`group_size` elements per scale)."""
+        "int8-channel" (along `axis`) or "int8-group" (`group_size` elements per scale). The
+        library encodes and marks the entry (gencache_put_tensor), exactly as the daemon does
+        for X-Gencache-Codec, so either reads what the other stored."""
         from . import _codec
+        opts = _codec.encode_options(codec, axis, group_size)
         prep = T.prepare(tensor)
         ct = T.CT_TORCH if prep.kind == "torch" else T.CT_NUMPY
-        common = dict(cost_s=cost_s, ttl_s=ttl_s, tags=tags, model=model, tenant=tenant,
-                      pinned=pinned)
-        if codec in (None, "none"):
+        try:
             self._put(key, prep.ptr, prep.size, content_type=ct, dtype=prep.dtype,
-                      shape=prep.shape, **common)
-        elif codec in ("f16", "bf16"):
-            arr = _codec.narrow(prep, T.dtype_code(codec))
-            self._put(key, arr.ctypes.data, arr.nbytes, content_type=ct,
-                      dtype=T.dtype_code(codec), shape=prep.shape, **common)
-        else:
-            payload = _codec.quantize(prep, codec, axis, group_size)
-            self._put(key, payload.ctypes.data, payload.nbytes,
-                      content_type=T.QUANT_CONTENT_TYPE + ";origin=" + prep.kind,
-                      dtype=T.NONE, shape=None, **common)
+                      shape=prep.shape, cost_s=cost_s, ttl_s=ttl_s, tags=tags, model=model,
+                      tenant=tenant, pinned=pinned, encode=opts)
+        except _lib.GencacheError as e:
+            if e.name == "EUNSUPPORTED":
+                raise TypeError("codec %s takes an f32, f16 or bf16 tensor, not %s"
+                                % (codec, T.DTYPE_NAMES.get(prep.dtype))) from None
+            raise
         del prep
 
     def get_tensor(self, key, device=None, *, dtype=None, kind=None, copy=False):
@@ -528,8 +545,9 @@ class Cache(StageMixin):
 
 def value_from_handle(h, device=None):
     """What get_or_compute() returns on a hit: a tensor for a tensor entry, else bytes."""
+    from . import _codec
     ct = h.content_type
-    if h.shape is not None or ct.startswith(T.QUANT_CONTENT_TYPE):
+    if h.shape is not None or ct.startswith(T.QUANT_CONTENT_TYPE) or _codec.needs_decode(h):
         return tensor_from_handle(h, device=device)
     return h.bytes()
 
@@ -537,16 +555,16 @@ def value_from_handle(h, device=None):
 def tensor_from_handle(h, device=None, dtype=None, kind=None, copy=False):
     from . import _codec
     ct = h.content_type
-    if ct.startswith(T.QUANT_CONTENT_TYPE):
+    if ct.startswith(T.QUANT_CONTENT_TYPE):  # an int8 entry of an older package version
         origin = "torch" if ct.endswith("origin=torch") else "numpy"
-        arr, code = _codec.dequantize(h, dtype)
+        arr, code = _codec.dequantize_legacy(h, dtype)
+        return _codec.finish(arr, code, origin, device, kind, copy=False)
+    if _codec.needs_decode(h, dtype):
+        # An int8 payload or a conversion: the library decodes, into a new array.
+        arr, code, ct = _codec.decode(h, dtype)
+        origin = "torch" if ct == T.CT_TORCH else "numpy"
         return _codec.finish(arr, code, origin, device, kind, copy=False)
     if h.shape is None:
         raise TypeError("%s is not a tensor entry" % h.meta["key"])
     origin = "torch" if ct == T.CT_TORCH else "numpy"
-    arr = h.array()
-    code = T.dtype_code(h.dtype)
-    if dtype is not None and T.dtype_code(dtype) != code:
-        arr, code = _codec.convert(arr, code, T.dtype_code(dtype)), T.dtype_code(dtype)
-        copy = False  # already a new array
-    return _codec.finish(arr, code, origin, device, kind, copy)
+    return _codec.finish(h.array(), T.dtype_code(h.dtype), origin, device, kind, copy)

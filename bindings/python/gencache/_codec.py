@@ -1,6 +1,7 @@
-"""Tensor codecs through the C tensor module (src/tensor/): narrowing f32 to f16/bf16,
-int8 quantization (per tensor, per channel, per group) and back, with the same bits the daemon
-and the C API produce. Every function here makes a new array: a codec cannot share memory.
+"""Tensor codecs through the C library: dtype conversion (src/tensor/), and how an entry is
+stored with a codec and decoded on read (include/gencache/codec.h), the one rule the daemon and
+the C API follow too, so an entry stored by any of them reads back identically through the
+others. Every function here makes a new array: a codec cannot share memory.
 """
 import ctypes
 
@@ -48,44 +49,57 @@ def narrow(prep, dst):
     return out
 
 
-def _desc(dtype, shape):
-    d = _lib.TensorDesc()
-    d.dtype = dtype
-    d.ndim = len(shape)
-    for i, n in enumerate(shape):
-        d.shape[i] = int(n)
-    d.byte_order = 0
-    return d
-
-
-def quantize(prep, codec, axis=0, group_size=128):
-    """The int8 payload (docs/tensors.md) of a Prepared f32/f16/bf16 tensor, as a uint8 array."""
-    _lib.require("int8 quantization", "gencache_quant_encode", "gencache_quant_size",
-                 "gencache_quant_options_init")
-    if codec not in ("int8", "int8-channel", "int8-group"):
+def encode_options(codec, axis=0, group_size=128):
+    """The gencache_encode_options for put_tensor's codec= (None/"none": stored as given)."""
+    _lib.require("tensor codecs", "gencache_encode_options_init", "gencache_put_tensor")
+    name = "none" if codec is None else codec
+    if name not in _CODECS:
         raise ValueError("unknown codec %r (expected none, f16, bf16, int8, int8-channel or "
                          "int8-group)" % (codec,))
-    o = _lib.QuantOptions()
-    lib.gencache_quant_options_init(ctypes.byref(o))
-    o.codec = _CODECS[codec]
+    o = _lib.EncodeOptions()
+    lib.gencache_encode_options_init(ctypes.byref(o))
+    o.codec = _CODECS[name]
     o.axis = axis
     o.group_size = group_size
-    desc = _desc(prep.dtype, prep.shape)
-    size = ctypes.c_size_t()
-    _lib.check(lib.gencache_quant_size(ctypes.byref(desc), ctypes.byref(o), ctypes.byref(size)),
-               "codec %s" % codec)
+    return o
+
+
+def needs_decode(h, dtype=None):
+    """Whether reading the Handle's entry (as `dtype`) takes gencache_handle_decode(): an int8
+    payload, or a dtype other than the stored one (gencache_tensor_needs_decode)."""
+    _lib.require("tensor codecs", "gencache_tensor_needs_decode")
+    want = T.NONE if dtype is None else T.dtype_code(dtype)
+    return bool(lib.gencache_tensor_needs_decode(lib.gencache_handle_meta(h._live().ptr), want))
+
+
+def decode(h, dtype=None):
+    """(array, dtype code, content type without the codec mark) of the Handle's entry decoded
+    by the library (gencache_handle_decode): an int8 payload dequantized, a float tensor
+    converted; the original dtype, or `dtype`."""
+    _lib.require("tensor codecs", "gencache_handle_decode_info", "gencache_handle_decode")
+    want = T.NONE if dtype is None else T.dtype_code(dtype)
+    ptr = h._live().ptr
+    info = _lib.DecodeInfo()
+    rc = lib.gencache_handle_decode_info(ptr, want, ctypes.byref(info))
+    if rc == _lib.CODES["EUNSUPPORTED"]:
+        raise TypeError("%s: only f32, f16 and bf16 convert into each other, not to %s"
+                        % (h.meta["key"], T.DTYPE_NAMES.get(want)))
+    if rc == _lib.CODES["EINVAL"]:
+        raise TypeError("%s is not a tensor entry" % h.meta["key"])
+    _lib.check(rc, "decode %s" % h.meta["key"])
+    code = info.desc.dtype
+    shape = tuple(info.desc.shape[i] for i in range(info.desc.ndim))
+    ct = ctypes.string_at(info.content_type, info.content_type_len).decode("utf-8", "replace")
     np = _np()
-    out = np.empty(size.value, dtype=np.uint8)
-    written = ctypes.c_size_t()
-    _lib.check(lib.gencache_quant_encode(ctypes.byref(desc), prep.ptr or None, prep.size,
-                                         ctypes.byref(o), out.ctypes.data, out.nbytes,
-                                         ctypes.byref(written)), "codec %s" % codec)
-    return out[:written.value]
+    out = np.empty(shape, dtype=np.dtype(T.TYPESTR[code]))
+    _lib.check(lib.gencache_handle_decode(ptr, want, out.ctypes.data if out.size else None,
+                                          out.nbytes, None), "decode %s" % h.meta["key"])
+    return out, code, ct
 
 
-def dequantize(h, dtype=None):
-    """(array, dtype code) decoded from the payload a Handle holds: the original dtype, or
-    `dtype` (f32, f16 or bf16)."""
+def dequantize_legacy(h, dtype=None):
+    """(array, dtype code) of an int8 entry stored by an older package version, whose content
+    type was application/vnd.gencache.quant rather than the library's codec mark."""
     _lib.require("int8 dequantization", "gencache_quant_info_get", "gencache_quant_decode")
     info = _lib.QuantInfo()
     _lib.check(lib.gencache_quant_info_get(h.data_ptr, h.size, ctypes.byref(info)),

@@ -241,6 +241,19 @@ class QuantInfo(ctypes.Structure):
     ]
 
 
+class EncodeOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_size_t), ("codec", c_int), ("axis", c_u32), ("group_size", c_u32),
+    ]
+
+
+class DecodeInfo(ctypes.Structure):
+    _fields_ = [
+        ("codec", c_int), ("desc", TensorDesc), ("size", c_u64), ("needs_decode", c_int),
+        ("content_type", c_void_p), ("content_type_len", c_size_t),
+    ]
+
+
 class SessionOptions(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("ttl_ms", c_u64), ("max_bytes", c_u64)]
 
@@ -364,6 +377,19 @@ _PROTOTYPES = {
     "gencache_quant_info_get": (c_int, [c_void_p, c_size_t, P(QuantInfo)]),
     "gencache_quant_decode": (c_int, [c_void_p, c_size_t, c_int, c_void_p, c_size_t,
                                       P(c_size_t)]),
+    # storing tensors with a codec, reading them back (include/gencache/codec.h)
+    "gencache_encode_options_init": (None, [P(EncodeOptions)]),
+    "gencache_put_tensor": (c_int, [c_void_p, c_char_p, c_void_p, c_size_t, P(Meta),
+                                    P(EncodeOptions)]),
+    "gencache_tensor_encode": (c_int, [c_void_p, c_size_t, P(Meta), P(EncodeOptions),
+                                       P(c_void_p)]),
+    "gencache_encoded_data": (c_void_p, [c_void_p]),
+    "gencache_encoded_size": (c_size_t, [c_void_p]),
+    "gencache_encoded_meta": (P(Meta), [c_void_p]),
+    "gencache_encoded_free": (None, [c_void_p]),
+    "gencache_tensor_needs_decode": (c_int, [P(Meta), c_int]),
+    "gencache_handle_decode_info": (c_int, [c_void_p, c_int, P(DecodeInfo)]),
+    "gencache_handle_decode": (c_int, [c_void_p, c_int, c_void_p, c_size_t, P(c_size_t)]),
     # sessions
     "gencache_session_options_init": (None, [P(SessionOptions)]),
     "gencache_session_open": (c_int, [c_void_p, c_char_p, P(SessionOptions), P(c_void_p)]),

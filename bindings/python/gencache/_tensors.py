@@ -22,8 +22,9 @@ TYPESTR = {F32: "<f4", F16: "<f2", BF16: "<i2", I8: "|i1", U8: "|u1", I32: "<i4"
 _NP_KIND = {("f", 4): F32, ("f", 2): F16, ("i", 1): I8, ("u", 1): U8, ("i", 4): I32,
             ("i", 8): I64}
 
-# Content type of an entry that holds an int8-quantized tensor (docs/tensors.md payload). Such
-# an entry is stored as opaque bytes (dtype NONE), since its size is not the tensor's.
+# Content type of the int8 entries that package versions before the library's codec rule
+# (include/gencache/codec.h) stored: still read. Entries stored now carry the library's mark,
+# "<content type>; codec=<name>", like the daemon's.
 QUANT_CONTENT_TYPE = "application/vnd.gencache.quant"
 # Content types that say which Python type made a value, so get_or_compute() hands back the type
 # the function returned.
