@@ -16,8 +16,10 @@ from ._handle import Handle
 from ._client import Client, RemoteEntry
 from ._image import image_digest, image_hash
 from ._keys import Keyspace, key, normalize
+from ._tenant import Forbidden, QuotaExceeded, TenantView
 
 __all__ = ["Cache", "Client", "Handle", "RemoteEntry", "Keyspace", "GencacheError", "NotFound",
+           "TenantView", "QuotaExceeded", "Forbidden",
            "key", "normalize", "image_digest", "image_hash", "library_path", "version",
            "available"]
 __version__ = "0.1.0"

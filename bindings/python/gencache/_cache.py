@@ -12,7 +12,7 @@ import time
 import weakref
 
 from . import _config
-from . import _lib
+from . import _lib, _tenant
 from . import _tensors as T
 from ._coalesce import Flights
 from ._stage import StageMixin
@@ -443,6 +443,21 @@ class Cache(StageMixin):
         finally:
             self._leave()
         return {"layers": layers, "tiers": tiers, "invalidated": s.invalidated}
+
+    # ---- tenants --------------------------------------------------------------------------------
+    def define_tenant(self, name, *, priority="normal", quota_bytes=0, admin=False):
+        """Defines (or redefines) a tenant: priority "high", "normal" or "batch", a quota of live
+        bytes (0: none), and whether it is an admin. A config's `tenants:` are defined already."""
+        _tenant.define(self, name, priority=priority, quota_bytes=quota_bytes, admin=admin)
+
+    def as_tenant(self, name):
+        """A view of the cache on tenant `name`'s behalf, with the rules the daemon applies to a
+        token's tenant (namespaces, shared-entry ownership, quota): see TenantView."""
+        return _tenant.TenantView(self, name)
+
+    def tenant_stats(self, name):
+        """A tenant's counters and usage, as the daemon's GET /v1/stats shows them to it."""
+        return _tenant.stats(self, name)
 
     # ---- tensors --------------------------------------------------------------------------------
     def put_tensor(self, key, tensor, *, cost_s=0.0, codec=None, axis=0, group_size=128,

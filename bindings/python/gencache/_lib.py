@@ -208,6 +208,25 @@ class Stats(ctypes.Structure):
     ]
 
 
+class TenantOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_size_t), ("name", c_char_p), ("priority", c_int),
+        ("quota_bytes", c_u64), ("admin", c_int),
+    ]
+
+
+class Caller(ctypes.Structure):
+    _fields_ = [("struct_size", c_size_t), ("tenant", c_char_p), ("cost_ms", c_u64)]
+
+
+class TenantStats(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_size_t), ("tenant", c_char_p), ("priority", c_int),
+        ("quota_bytes", c_u64), ("bytes", c_u64), ("entries", c_u64), ("n_layers", c_u32),
+        ("layers", LayerStats * MAX_LAYERS),
+    ]
+
+
 class ClaimOptions(ctypes.Structure):
     _fields_ = [
         ("struct_size", c_size_t), ("wait_timeout_ms", c_u32), ("lease_timeout_ms", c_u32),
@@ -295,6 +314,18 @@ class KvStats(ctypes.Structure):
 # ---- prototypes -------------------------------------------------------------------------------
 
 _PROTOTYPES = {
+    "gencache_tenant_options_init": (None, [P(TenantOptions)]),
+    "gencache_tenant_define": (c_int, [c_void_p, P(TenantOptions)]),
+    "gencache_tenant_get": (c_int, [c_void_p, c_char_p, P(TenantOptions)]),
+    "gencache_caller_init": (None, [P(Caller)]),
+    "gencache_get_as": (c_int, [c_void_p, P(Caller), c_char_p, P(c_void_p)]),
+    "gencache_peek_as": (c_int, [c_void_p, P(Caller), c_char_p, P(c_void_p)]),
+    "gencache_put_as": (c_int, [c_void_p, P(Caller), c_char_p, c_void_p, c_size_t, P(Meta)]),
+    "gencache_del_as": (c_int, [c_void_p, P(Caller), c_char_p]),
+    "gencache_invalidate_as": (c_int, [c_void_p, P(Caller), P(Filter), P(c_u64)]),
+    "gencache_tenant_stats_get": (c_int, [c_void_p, c_char_p, P(TenantStats)]),
+    "gencache_demote": (c_int, [c_void_p, P(Filter), P(c_u64)]),
+    "gencache_flush": (c_int, [c_void_p, P(c_u64)]),
     # core
     "gencache_version": (c_char_p, []),
     "gencache_strerror": (c_char_p, [c_int]),
