@@ -56,7 +56,8 @@ class StageMixin:
         the function runs once (coalesced, see get_or_compute) and its result is stored with
         its measured cost. With an in-process Cache, a layer it does not know is defined with
         key_fields as its recipe. options go to get_or_compute (ttl_s, tags, model, codec,
-        device). The wrapper also has .with_outcome(...) -> (value, outcome) and .key(...)."""
+        device); without a model option, a "model" argument is recorded as the entry's model, so
+        invalidate(model=...) reaches it. The wrapper also has .with_outcome(...) -> (value, outcome) and .key(...)."""
         def decorate(fn):
             sig = inspect.signature(fn)
             fields = list(key_fields) if key_fields is not None else list(sig.parameters)
@@ -66,17 +67,25 @@ class StageMixin:
                                 % (unknown, fn.__name__))
             self._ensure_layer(layer, fields)
 
-            def key_of(*args, **kwargs):
+            def request_of(*args, **kwargs):
                 bound = sig.bind(*args, **kwargs)
                 bound.apply_defaults()
-                request = {f: bound.arguments[f] for f in fields
-                           if bound.arguments.get(f) is not None}
-                return self.key(request, layer)
+                return {f: bound.arguments[f] for f in fields
+                        if bound.arguments.get(f) is not None}
+
+            def key_of(*args, **kwargs):
+                return self.key(request_of(*args, **kwargs), layer)
 
             def with_outcome(*args, **kwargs):
-                k = key_of(*args, **kwargs)
+                request = request_of(*args, **kwargs)
+                k = self.key(request, layer)
+                opts = options
+                if "model" not in opts and isinstance(request.get("model"), str):
+                    # The entry records the model it was derived from, so invalidating that
+                    # model (an upgrade) reaches this stage's entries too.
+                    opts = dict(options, model=request["model"])
                 return self.get_or_compute(k, lambda: fn(*args, **kwargs), with_outcome=True,
-                                           **options)
+                                           **opts)
 
             @functools.wraps(fn)
             def wrapper(*args, **kwargs):

@@ -102,6 +102,23 @@ def test_stage_decorator_keys_on_the_named_arguments(cache):
         cache.stage("text_embedding", key_fields=("nope",))(lambda model: b"")
 
 
+def test_stage_records_the_model_so_an_upgrade_invalidates_it(cache):
+    calls = []
+
+    @cache.stage("text_embedding", key_fields=("model", "prompt"))
+    def encode(model, prompt):
+        calls.append((model, prompt))
+        return prompt.encode()
+
+    encode("enc-v1", "a fox")
+    encode("enc-v2", "a fox")
+    assert cache.get(encode.key("enc-v1", "a fox")).meta["model"] == "enc-v1"
+    assert cache.invalidate(model="enc-v1") == 1
+    assert encode.with_outcome("enc-v1", "a fox")[1] == "miss"
+    assert encode.with_outcome("enc-v2", "a fox")[1] == "hit"
+    assert calls == [("enc-v1", "a fox"), ("enc-v2", "a fox"), ("enc-v1", "a fox")]
+
+
 def test_stage_defines_an_unknown_layer(cache):
     @cache.stage("thumbnail")
     def thumb(name, size=64):
