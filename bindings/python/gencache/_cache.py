@@ -356,9 +356,17 @@ class Cache(StageMixin):
         _lib.check(rc, "get %s" % key)
         return Handle(out.value)
 
-    def get(self, key):
-        """A Handle on the stored value (no copy), or None on a miss. Counts as an access."""
-        return self._lookup(key, lib.gencache_get)
+    def get(self, key, *, cost_s=None):
+        """A Handle on the stored value (no copy), or None on a miss. Counts as an access.
+        cost_s: what computing the value would cost this request; a hit credits that to the
+        layer's savings instead of the cost stored with the entry."""
+        if cost_s is None:
+            return self._lookup(key, lib.gencache_get)
+        return self.as_owner(cost_s)._lookup(key, lib.gencache_get_as)
+
+    def as_owner(self, cost_s=None):
+        """The owner's view with a per-request cost (TenantView with no tenant)."""
+        return _tenant.TenantView(self, None, cost_s=cost_s)
 
     def peek(self, key):
         """Like get(), but counts no access and extends no expiry."""

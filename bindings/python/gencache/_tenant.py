@@ -72,15 +72,18 @@ class TenantView:
     """The cache as one tenant sees it (Cache.as_tenant()). Keys are the same strings the
     tenant would name through the daemon."""
 
-    def __init__(self, cache, tenant):
+    def __init__(self, cache, tenant, cost_s=None):
         self._cache = cache
         self.tenant = tenant
         self._btenant = cstr(tenant, "tenant")
+        self._cost_s = cost_s
 
     def _caller(self, cost_s=None):
         c = _lib.Caller()
         lib.gencache_caller_init(ctypes.byref(c))
         c.tenant = self._btenant
+        if cost_s is None:
+            cost_s = self._cost_s
         if cost_s is not None:
             c.cost_ms = int(round(float(cost_s) * 1000))
         return c

@@ -178,3 +178,11 @@ def test_c_callers_and_python_share_flights(cache):
     assert _lib.lib.gencache_lease_fulfil(res.lease, b"from C", 6, None) == 0
     t.join(10)
     assert out == [(b"from C", "coalesced")]
+
+
+def test_a_hit_credits_the_requesters_cost(cache):
+    key = "result/" + "5a" * 32
+    cache.put(key, b"video", cost_s=2.0)
+    cache.get(key, cost_s=9.5).close()
+    cache.get(key).close()
+    assert cache.stats()["layers"]["result"]["cost_ms_saved"] == 11500
