@@ -11,10 +11,15 @@
 #include "internal.h"
 
 typedef struct job {
-    struct job *prev, *next;
+    struct job *prev, *next; /* the FIFO */
+    struct job *hnext;       /* the key's bucket */
     gencache__entry *e;
     unsigned targets;
 } job;
+
+/* Queued jobs are also hashed by key, so a lookup that misses memory finds a queued entry in
+ * constant time however long the queue is. */
+#define JOB_BUCKETS 1024
 
 struct gencache__writeback {
     const gencache_allocator *alloc;
@@ -26,6 +31,7 @@ struct gencache__writeback {
     pthread_cond_t work; /* the writer waits here for jobs */
     pthread_cond_t idle; /* pushers wait for room, forget/drain for writes to end */
     job *head, *tail;    /* FIFO: head is written next */
+    job *buckets[JOB_BUCKETS];
     job *inflight;       /* taken by the writer, being written; still findable */
     uint64_t queued_bytes, queued_entries, written, stalls;
     bool stopping;
@@ -37,9 +43,19 @@ static bool same_key(const gencache__entry *e, const char *key, uint64_t hash)
     return e->hash == hash && strcmp(e->key, key) == 0;
 }
 
+static job **bucket_of(gencache__writeback *wb, uint64_t hash)
+{
+    return &wb->buckets[hash & (JOB_BUCKETS - 1)];
+}
+
 /* Takes j out of the queue (lock held). */
 static void unlink_job(gencache__writeback *wb, job *j)
 {
+    job **pp = bucket_of(wb, j->e->hash);
+    while (*pp != j)
+        pp = &(*pp)->hnext;
+    *pp = j->hnext;
+    j->hnext = NULL;
     if (j->prev)
         j->prev->next = j->next;
     else
@@ -115,7 +131,7 @@ int gencache__writeback_open(const gencache_allocator *a, uint64_t max_bytes,
 /* The queued job of key, or NULL (lock held). */
 static job *find_job(gencache__writeback *wb, const char *key, uint64_t hash)
 {
-    for (job *j = wb->head; j; j = j->next)
+    for (job *j = *bucket_of(wb, hash); j; j = j->hnext)
         if (same_key(j->e, key, hash))
             return j;
     return NULL;
@@ -150,6 +166,9 @@ static void push(gencache__writeback *wb, gencache__entry *e, unsigned targets, 
     }
     fresh->e = gencache__entry_retain(e);
     fresh->targets = targets;
+    job **b = bucket_of(wb, e->hash);
+    fresh->hnext = *b;
+    *b = fresh;
     fresh->next = NULL;
     fresh->prev = wb->tail;
     if (wb->tail)
