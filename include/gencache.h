@@ -319,7 +319,10 @@ GENCACHE_API void gencache_meta_init(gencache_meta *meta);
  * Evicts least recently used entries to fit the tier's limits.
  * Returns GENCACHE_OK, GENCACHE_EINVAL (bad key, meta or tensor shape), GENCACHE_ENOTFOUND
  * (unknown layer), GENCACHE_ETOOBIG (larger than the memory tier's byte limit), GENCACHE_EFULL
- * (no room: the rest is pinned or being written), GENCACHE_ENOMEM.
+ * (no room: the rest is pinned or being written), GENCACHE_ENOMEM; for a write-through layer
+ * with a disk tier, the disk's error when it cannot store the value (GENCACHE_ENOSPC,
+ * GENCACHE_EIO, ...): the put then stores nothing, so an acknowledged write-through put is on
+ * disk.
  * Thread-safety: safe. */
 GENCACHE_API int gencache_put(gencache *cache, const char *key, const void *data, size_t size,
                               const gencache_meta *meta);

@@ -488,7 +488,17 @@ int gencache__cache_put(gencache *cache, const char *key, const void *data, size
         for (unsigned i = 1; i < cache->n_tiers; i++) {
             if ((int)i == cache->shared_tier && !l->shared)
                 continue;
-            if (cache->tiers[i]->ops->put(cache->tiers[i], e, now) != GENCACHE_OK)
+            int trc = cache->tiers[i]->ops->put(cache->tiers[i], e, now);
+            if (trc != GENCACHE_OK && (int)i == cache->disk_tier && l->write_through) {
+                /* A write-through put promises durability: when the disk refuses (full, I/O
+                 * error) the put fails, and no copy elsewhere may claim otherwise. */
+                if (stored)
+                    cache->tiers[0]->ops->del(cache->tiers[0], key, e->hash);
+                stored = false;
+                rc = trc;
+                break;
+            }
+            if (trc != GENCACHE_OK)
                 continue;
             stored = true;
             if ((int)i == cache->disk_tier)

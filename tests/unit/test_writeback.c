@@ -6,6 +6,9 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 
 #include "tier_util.h"
 
@@ -369,6 +372,59 @@ TEST_CASE(pressure_under_load_loses_nothing)
         for (uint64_t id = args[i].first; id < args[i].first + args[i].count; id++)
             CHECK_STR_EQ(get_value(c, (id & 1) ? "image_latent" : "result", id), "disk");
     gencache_close(c);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+/* A full disk (a file-size limit in a child process): a write-through put that cannot reach disk
+ * fails, stores nothing anywhere, and every put that was acknowledged is on disk after a restart. */
+TEST_CASE(write_through_put_fails_when_the_disk_is_full)
+{
+    char *dir = tu_tmpdir("wb-full");
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl = {4u << 20, RLIM_INFINITY};
+        CHECK(setrlimit(RLIMIT_FSIZE, &rl) == 0);
+        gencache *c = open_cache(dir, 0);
+        char key[GENCACHE__KEY_MAX + 1];
+        static unsigned char v[300 << 10];
+        uint64_t acked = 0;
+        int rc = GENCACHE_OK;
+        for (uint64_t id = 1; id <= 200 && rc == GENCACHE_OK; id++) {
+            tu_key(key, "result", id);
+            tu_fill(v, sizeof v, id);
+            rc = gencache_put(c, key, v, sizeof v, NULL);
+            if (rc == GENCACHE_OK)
+                acked = id;
+        }
+        /* LMDB reports the limit as ENOSPC or, mid-commit, as an I/O error. */
+        if (rc != GENCACHE_EIO)
+            CHECK_INT_EQ(rc, GENCACHE_ENOSPC);
+        CHECK(acked >= 1);
+        /* The refused value is nowhere, memory included. */
+        tu_key(key, "result", acked + 1);
+        gencache_handle *h = NULL;
+        CHECK_RC(gencache_get(c, key, &h), GENCACHE_ENOTFOUND);
+        gencache_close(c);
+        struct rlimit open_rl = {RLIM_INFINITY, RLIM_INFINITY};
+        CHECK(setrlimit(RLIMIT_FSIZE, &open_rl) == 0);
+        c = open_cache(dir, 0);
+        for (uint64_t id = 1; id <= acked; id++) {
+            tu_key(key, "result", id);
+            tu_fill(v, sizeof v, id);
+            CHECK_OK(gencache_get(c, key, &h));
+            CHECK_STR_EQ(gencache_handle_meta(h)->tier, "disk");
+            CHECK_MEM_EQ(gencache_handle_data(h), v, sizeof v);
+            gencache_handle_release(h);
+        }
+        gencache_close(c);
+        _exit(0);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     tu_rm_rf(dir);
     free(dir);
 }

@@ -119,9 +119,12 @@ enum MHD_Result gcd_reply_gencache(struct MHD_Connection *c, gcd_request *req, i
         code = "too_big";
         break;
     case GENCACHE_EFULL:
-    case GENCACHE_ENOSPC:
         status = MHD_HTTP_INSUFFICIENT_STORAGE;
         code = "cache_full";
+        break;
+    case GENCACHE_ENOSPC:
+        status = MHD_HTTP_INSUFFICIENT_STORAGE;
+        code = "insufficient_storage";
         break;
     case GENCACHE_ELIMIT:
         status = MHD_HTTP_CONTENT_TOO_LARGE;
