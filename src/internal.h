@@ -271,6 +271,10 @@ typedef struct gencache__redis_options {
 } gencache__redis_options;
 
 int gencache__redis_tier_open(const gencache__redis_options *opts, gencache__tier **out);
+/* Splits redis://HOST[:PORT][/DB] (HOST may be [IPv6]; port 1-65535, default 6379; db 0-100000,
+ * default 0) without resolving HOST. Returns GENCACHE_OK or GENCACHE_ECONFIG. */
+int gencache__redis_url_split(const char *url, char *host, size_t host_size, long *port,
+                              long *db);
 
 /* ---- write-back queue (src/writeback.c) ---------------------------------------------------
  * Entries on their way from memory to the tiers below, written by one background thread so that

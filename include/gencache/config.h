@@ -36,8 +36,10 @@ typedef struct gencache_config gencache_config;
  * size like 1G, 512M or 4096"; a file that cannot be read gives "FILE: cannot open: REASON".
  * On success *out is a new config; free it with gencache_config_free().
  * Returns GENCACHE_OK, GENCACHE_EINVAL (NULL path or out), GENCACHE_EIO (cannot read the file),
- * GENCACHE_EPARSE (not YAML, a second document), GENCACHE_ECONFIG (a key or value refused),
- * GENCACHE_ENOMEM. Thread-safety: safe. */
+ * GENCACHE_ELIMIT (larger than 16 MiB), GENCACHE_EPARSE (not YAML, a second document, flow
+ * collections nested deeper than 64 levels), GENCACHE_ECONFIG (a key or value refused: among
+ * them a string holding a NUL character, a size of 0, a redis url whose port is outside
+ * 1-65535), GENCACHE_ENOMEM. Thread-safety: safe. */
 GENCACHE_API int gencache_config_load(const char *path, gencache_config **out, char *err,
                                       size_t err_size);
 

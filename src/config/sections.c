@@ -24,8 +24,16 @@ static int tier_limits(gencache__cfg_ctx *x, const char *key, yaml_node_t *v, co
                        uint64_t *max_bytes, bool *has_bytes, uint64_t *max_entries,
                        bool *has_entries)
 {
-    if (strcmp(key, "max_bytes") == 0)
-        return (*has_bytes = true), gencache__cfg_size(x, v, path, max_bytes);
+    if (strcmp(key, "max_bytes") == 0) {
+        *has_bytes = true;
+        if (gencache__cfg_size(x, v, path, max_bytes) != 0)
+            return -1;
+        /* The C API reads 0 as "no limit"; a config that means that should say so plainly
+         * rather than get it (or the default) from a zero. */
+        if (*max_bytes == 0)
+            return fail(x, v, path, "must be above 0 (omit the key for the default)");
+        return 0;
+    }
     *has_entries = true;
     return gencache__cfg_size(x, v, path, max_entries);
 }
@@ -65,8 +73,11 @@ static int tier_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yam
             const char *s = NULL;
             if (gencache__cfg_str(x, v, path, &s) != 0)
                 return -1;
-            if (strncmp(s, "redis://", 8) != 0 || !s[8])
-                return fail(x, v, path, "expected redis://HOST:PORT[/DB]");
+            char host[256];
+            long port, db;
+            if (gencache__redis_url_split(s, host, sizeof host, &port, &db) != GENCACHE_OK)
+                return fail(x, v, path,
+                            "expected redis://HOST[:PORT][/DB] (port 1-65535, db 0-100000)");
             return gencache__cfg_owned_str(x, v, path, &c->redis_url);
         }
         if (strcmp(key, "timeout_ms") == 0)

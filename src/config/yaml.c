@@ -54,6 +54,9 @@ int gencache__cfg_str(gencache__cfg_ctx *x, yaml_node_t *n, const char *path, co
     const char *s = gencache__cfg_scalar(n);
     if (!s)
         return gencache__cfg_fail(x, n, path, "expected a string");
+    /* C reads a string up to its first NUL: "a\0b" would quietly become "a". */
+    if (strlen(s) != n->data.scalar.length)
+        return gencache__cfg_fail(x, n, path, "contains a NUL character");
     *out = s;
     return 0;
 }
@@ -221,6 +224,56 @@ static int load(yaml_parser_t *parser, const char *name, gencache_config **out, 
     return GENCACHE_OK;
 }
 
+/* Deepest flow nesting ([ and {) a config may have. libyaml checks every stored simple key on
+ * each token, one per open flow level, so deep nesting costs it quadratic time: 100,000 levels
+ * take tens of seconds. Nothing a config means needs more than a few levels. */
+#define MAX_FLOW_DEPTH 64
+#define MAX_CONFIG_BYTES (16u << 20)
+
+/* Refuses input nested deeper than MAX_FLOW_DEPTH before libyaml sees it. Quoted scalars and
+ * comments are skipped, so brackets inside strings (a sensitive regex) do not count. */
+static int check_nesting(const char *text, size_t len, const char *name, char *err,
+                         size_t err_size)
+{
+    size_t depth = 0, line = 1;
+    char quote = 0;
+    bool comment = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = text[i];
+        if (ch == '\n') {
+            line++;
+            comment = false;
+            continue;
+        }
+        if (comment)
+            continue;
+        if (quote) {
+            if (quote == '"' && ch == '\\' && i + 1 < len)
+                i++;
+            else if (ch == quote)
+                quote = 0;
+            continue;
+        }
+        if (ch == '#' && (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t' ||
+                          text[i - 1] == '\n')) {
+            comment = true;
+        } else if (ch == '"' || ch == '\'') {
+            quote = ch;
+        } else if (ch == '[' || ch == '{') {
+            if (++depth > MAX_FLOW_DEPTH) {
+                if (err && err_size)
+                    snprintf(err, err_size,
+                             "%s:%zu: (document): nested deeper than %d levels", name, line,
+                             MAX_FLOW_DEPTH);
+                return GENCACHE_EPARSE;
+            }
+        } else if ((ch == ']' || ch == '}') && depth) {
+            depth--;
+        }
+    }
+    return GENCACHE_OK;
+}
+
 int gencache_config_parse(const char *name, const char *text, size_t len, gencache_config **out,
                           char *err, size_t err_size)
 {
@@ -233,6 +286,9 @@ int gencache_config_parse(const char *name, const char *text, size_t len, gencac
         return GENCACHE_EINVAL;
     if (!name)
         name = "<config>";
+    int nrc = check_nesting(text ? text : "", len, name, err, err_size);
+    if (nrc != GENCACHE_OK)
+        return nrc;
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
         set_err(err, err_size, "%s: %s", name, "out of memory");
@@ -258,20 +314,26 @@ int gencache_config_load(const char *path, gencache_config **out, char *err, siz
         set_err(err, err_size, "%s: cannot open: %s", path, strerror(errno));
         return GENCACHE_EIO;
     }
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser)) {
+    /* Read whole (a config is small) so that it can be checked before libyaml parses it. */
+    char *text = malloc(MAX_CONFIG_BYTES + 1);
+    if (!text) {
         fclose(f);
         set_err(err, err_size, "%s: %s", path, "out of memory");
         return GENCACHE_ENOMEM;
     }
-    yaml_parser_set_input_file(&parser, f);
-    int rc = load(&parser, path, out, err, err_size);
-    if (rc == GENCACHE_EPARSE && parser.error == YAML_READER_ERROR && ferror(f)) {
+    size_t len = fread(text, 1, MAX_CONFIG_BYTES + 1, f);
+    int rc = GENCACHE_OK;
+    if (ferror(f)) {
         set_err(err, err_size, "%s: cannot read: %s", path, strerror(errno));
         rc = GENCACHE_EIO;
+    } else if (len > MAX_CONFIG_BYTES) {
+        set_err(err, err_size, "%s: %s", path, "larger than 16 MiB: not a config file");
+        rc = GENCACHE_ELIMIT;
     }
-    yaml_parser_delete(&parser);
     fclose(f);
+    if (rc == GENCACHE_OK)
+        rc = gencache_config_parse(path, text, len, out, err, err_size);
+    free(text);
     return rc;
 }
 

@@ -394,52 +394,61 @@ static const gencache__tier_ops redis_ops = {
     .close = redis_close,
 };
 
-/* Parses redis://HOST[:PORT][/DB] (HOST may be [IPv6]) and resolves HOST once. */
-static int parse_url(gencache__redis_tier *r, const char *url)
+int gencache__redis_url_split(const char *url, char *host, size_t host_size, long *port,
+                              long *db)
 {
     const char *p = url;
-    if (strncmp(p, "redis://", 8) != 0)
+    if (!p || strncmp(p, "redis://", 8) != 0)
         return GENCACHE_ECONFIG;
     p += 8;
-    char host[256];
     size_t hl;
     if (*p == '[') {
         const char *close = strchr(p, ']');
         if (!close)
             return GENCACHE_ECONFIG;
         hl = (size_t)(close - p - 1);
-        if (hl == 0 || hl >= sizeof host)
+        if (hl == 0 || hl >= host_size)
             return GENCACHE_ECONFIG;
         memcpy(host, p + 1, hl);
         p = close + 1;
     } else {
         hl = strcspn(p, ":/");
-        if (hl == 0 || hl >= sizeof host)
+        if (hl == 0 || hl >= host_size)
             return GENCACHE_ECONFIG;
         memcpy(host, p, hl);
         p += hl;
     }
     host[hl] = '\0';
-    long port = 6379, db = 0;
+    *port = 6379;
+    *db = 0;
     char *end;
     if (*p == ':') {
         errno = 0;
-        port = strtol(p + 1, &end, 10);
-        if (errno || end == p + 1 || port < 1 || port > 65535)
+        *port = strtol(p + 1, &end, 10);
+        if (errno || end == p + 1 || *port < 1 || *port > 65535)
             return GENCACHE_ECONFIG;
         p = end;
     }
     if (*p == '/' && p[1]) {
         errno = 0;
-        db = strtol(p + 1, &end, 10);
-        if (errno || end == p + 1 || *end || db < 0 || db > 100000)
+        *db = strtol(p + 1, &end, 10);
+        if (errno || end == p + 1 || *end || *db < 0 || *db > 100000)
             return GENCACHE_ECONFIG;
         p = end;
     } else if (*p == '/') {
         p++;
     }
-    if (*p)
-        return GENCACHE_ECONFIG;
+    return *p ? GENCACHE_ECONFIG : GENCACHE_OK;
+}
+
+/* Parses redis://HOST[:PORT][/DB] (HOST may be [IPv6]) and resolves HOST once. */
+static int parse_url(gencache__redis_tier *r, const char *url)
+{
+    char host[256];
+    long port, db;
+    int rc = gencache__redis_url_split(url, host, sizeof host, &port, &db);
+    if (rc != GENCACHE_OK)
+        return rc;
     char service[8];
     snprintf(service, sizeof service, "%ld", port);
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;

@@ -176,6 +176,18 @@ static const struct {
     {"- just\n- a list\n", GENCACHE_ECONFIG, "t.yaml:1: (top level)", "mapping"},
     {"tiers: {memory: {max_bytes: 1G}\n", GENCACHE_EPARSE, "t.yaml:2: ", "YAML syntax error"},
     {"listen: a\n---\nlisten: b\n", GENCACHE_EPARSE, "t.yaml:2: ", "a second YAML document"},
+    /* Values that used to pass the check and fail (or mean something else) later. */
+    {"tiers:\n  redis:\n    url: redis://127.0.0.1:99999999\n", GENCACHE_ECONFIG,
+     "t.yaml:3: tiers.redis.url", "port 1-65535"},
+    {"tiers:\n  redis:\n    url: redis://h:6379/x\n", GENCACHE_ECONFIG,
+     "t.yaml:3: tiers.redis.url", "expected redis://"},
+    {"tiers:\n  memory:\n    max_bytes: 0\n", GENCACHE_ECONFIG,
+     "t.yaml:3: tiers.memory.max_bytes", "must be above 0"},
+    {"tiers:\n  disk:\n    max_bytes: 0\n", GENCACHE_ECONFIG,
+     "t.yaml:3: tiers.disk.max_bytes", "must be above 0"},
+    {"sensitive:\n  - \"a\\0b\"\n", GENCACHE_ECONFIG, "t.yaml:2: sensitive",
+     "contains a NUL character"},
+    {"listen: \"127.0.0.1\\0:1\"\n", GENCACHE_ECONFIG, "t.yaml:1: listen", "NUL character"},
 };
 
 TEST_CASE(error_paths)
@@ -192,6 +204,30 @@ TEST_CASE(error_paths)
                       i, t, gencache_errname(rc), err, gencache_errname(bad_configs[i].rc),
                       bad_configs[i].where, bad_configs[i].what);
     }
+}
+
+/* Deep flow nesting is refused before libyaml, whose scanner takes quadratic time on it; brackets
+ * inside quoted strings do not count. */
+TEST_CASE(deep_nesting_is_refused)
+{
+    size_t depth = 100000, n = 0;
+    char *t = malloc(2 * depth + 16);
+    CHECK(t != NULL);
+    n += (size_t)sprintf(t, "a: ");
+    for (size_t i = 0; i < depth; i++)
+        t[n++] = '[';
+    for (size_t i = 0; i < depth; i++)
+        t[n++] = ']';
+    t[n++] = '\n';
+    gencache_config *cfg = NULL;
+    char err[GENCACHE_CONFIG_ERR_MAX];
+    CHECK_RC(gencache_config_parse("t.yaml", t, n, &cfg, err, sizeof err), GENCACHE_EPARSE);
+    CHECK_STR_EQ(err, "t.yaml:1: (document): nested deeper than 64 levels");
+    free(t);
+    const char *quoted = "sensitive:\n  - \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+                         "[[[[[[[[[[[[x]\"  # [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n";
+    CHECK_OK(gencache_config_parse("t.yaml", quoted, strlen(quoted), &cfg, err, sizeof err));
+    gencache_config_free(cfg);
 }
 
 TEST_CASE(load_errors)
