@@ -63,8 +63,9 @@ static bool plain_ascii(const char *s, size_t len)
 
 static void collapse_ascii(const char *s, size_t len, bool lower, gencache__buf *out)
 {
-    /* The output is never longer than the input: reserve once, then write directly. */
-    if (!gencache__buf_reserve(out, len))
+    /* The output is never longer than the input: reserve once, then write directly. An empty
+     * prompt writes nothing (and an empty buffer may have no storage to point into). */
+    if (len == 0 || !gencache__buf_reserve(out, len))
         return;
     char *w = out->data + out->len, *start = w;
     bool pending_space = false;

@@ -91,6 +91,19 @@ TEST_CASE(safe_collapses_ascii_white_space)
     check_norm(GENCACHE_NORM_TOKENS, "  A  b ", "  A  b ");
 }
 
+/* An empty prompt (and one of white space only) normalizes to "" in every mode; clang's UBSan
+ * caught arithmetic on the empty output buffer's null pointer here. */
+TEST_CASE(empty_prompt_normalizes_to_empty)
+{
+    for (int m = GENCACHE_NORM_EXACT; m <= GENCACHE_NORM_AGGRESSIVE; m++) {
+        if (m == GENCACHE_NORM_TOKENS)
+            continue;
+        check_norm((gencache_norm_mode)m, "", "");
+    }
+    check_norm(GENCACHE_NORM_SAFE, " \t\r\n ", "");
+    check_norm(GENCACHE_NORM_CLIP, "   ", "");
+}
+
 TEST_CASE(lossless_modes_leave_other_prompts_alone)
 {
     /* Entities, controls, exotic spaces, full-width forms, combining marks, mojibake: the
