@@ -163,6 +163,10 @@ typedef struct gencache_options {
     uint64_t writeback_max_bytes; /* bound of the queue of entries on their way from memory to
                                      disk and Redis (written by a background thread); a put or
                                      eviction that finds it full waits. Default 64 MiB */
+    uint64_t mem_max_pinned_bytes; /* most bytes pinned entries may hold in the memory tier: a
+                                      pin that would pass it is stored unpinned (evictable), and
+                                      counted in gencache_tier_stats.pins_refused. 0: half of
+                                      mem_max_bytes (none when that is unlimited). Default 0 */
 } gencache_options;
 
 /* Fills *opts with the defaults above. Thread-safety: safe. */
@@ -295,7 +299,9 @@ typedef struct gencache_meta {
     int64_t shape[GENCACHE_MAX_DIMS]; /* in: tensor dimensions, ndim of them */
     uint64_t cost_ms;               /* in: time it took to compute: what a hit saves */
     uint64_t ttl_ms;                /* in: time to live; 0: the layer's default */
-    int pinned;                     /* in: nonzero: never evicted (still expires, deletable) */
+    int pinned;                     /* in: nonzero: never evicted (still expires, deletable), within
+                                       the memory tier's pinned-bytes ceiling (beyond it the entry
+                                       is stored unpinned) */
     /* Filled by the cache; ignored on put. */
     const char *key;                /* "<layer>/<hex>" */
     const char *layer;              /* the layer's name */
@@ -435,6 +441,8 @@ typedef struct gencache_tier_stats {
     uint64_t evictions_corrupt;     /* entries dropped because they failed their checksum */
     uint64_t backend_errors;        /* failed operations on the backend (I/O, network) */
     uint64_t hits;                  /* lookups (gencache_get) this tier answered */
+    uint64_t pinned_bytes;          /* bytes held by pinned entries */
+    uint64_t pins_refused;          /* pinned puts stored unpinned: the pinned-bytes ceiling */
 } gencache_tier_stats;
 
 typedef struct gencache_stats {

@@ -325,6 +325,8 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
         gencache__mem_options mo = {
             .max_bytes = opts.mem_max_bytes,
             .max_entries = opts.mem_max_entries,
+            .max_pinned_bytes = opts.mem_max_pinned_bytes ? opts.mem_max_pinned_bytes
+                                                          : opts.mem_max_bytes / 2,
             .shards = opts.mem_shards ? opts.mem_shards : 16,
             .verify_reads = opts.verify_mem_reads != 0,
             .alloc = c->alloc,

@@ -219,6 +219,7 @@ struct gencache__tier {
 
 typedef struct gencache__mem_options {
     uint64_t max_bytes;   /* 0: unlimited */
+    uint64_t max_pinned_bytes; /* 0: no ceiling on pinned bytes */
     uint64_t max_entries; /* 0: unlimited */
     unsigned shards;      /* rounded up to a power of two */
     bool verify_reads;

@@ -40,7 +40,7 @@ struct gencache_config {
     /* tiers and data_dir, each with a has_ flag (what gencache_config_options() writes) */
     const char *data_dir, *redis_url;
     uint64_t mem_max_bytes, mem_max_entries, disk_max_bytes, disk_max_entries,
-        redis_max_value_bytes;
+        redis_max_value_bytes, mem_max_pinned_bytes; /* 0: the library's default */
     unsigned redis_timeout_ms;
     bool has_mem_max_bytes, has_mem_max_entries, has_disk_max_bytes, has_disk_max_entries,
         has_redis_max_value_bytes, disk_disabled, redis_disabled;

@@ -21,6 +21,8 @@ int gencache_config_options(const gencache_config *c, gencache_options *o)
         o->mem_max_bytes = c->mem_max_bytes;
     if (c->has_mem_max_entries)
         o->mem_max_entries = c->mem_max_entries;
+    if (c->mem_max_pinned_bytes)
+        o->mem_max_pinned_bytes = c->mem_max_pinned_bytes;
     if (c->data_dir)
         o->data_dir = c->data_dir;
     if (c->disk_disabled)

@@ -54,7 +54,14 @@ static int tier_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yam
                 return -1;
             return b ? 0 : fail(x, v, path, "the memory tier cannot be disabled");
         }
-        return unknown(x, kn, path, "max_bytes, max_entries, enabled");
+        if (strcmp(key, "max_pinned_bytes") == 0) {
+            if (gencache__cfg_size(x, v, path, &c->mem_max_pinned_bytes) != 0)
+                return -1;
+            return c->mem_max_pinned_bytes ? 0
+                                           : fail(x, v, path, "must be above 0 (omit the key "
+                                                              "for the default: half of max_bytes)");
+        }
+        return unknown(x, kn, path, "max_bytes, max_entries, max_pinned_bytes, enabled");
     }
     if (strcmp(tier, "disk") == 0) {
         if (limit)

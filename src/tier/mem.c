@@ -30,6 +30,8 @@ typedef struct mem_tier {
     _Atomic uint64_t reserved; /* bytes held for memory outside the table */
     _Atomic uint64_t entries;
     _Atomic uint64_t pinned;
+    _Atomic uint64_t pinned_bytes; /* charges of pinned entries, reserved by mem_put */
+    _Atomic uint64_t pins_refused;
     _Atomic uint64_t ev_capacity, ev_expired, ev_corrupt;
 } mem_tier;
 
@@ -130,8 +132,10 @@ static void table_unlink(mem_tier *m, shard *s, gencache__entry *e)
     s->count--;
     atomic_fetch_sub(&m->bytes, e->charge);
     atomic_fetch_sub(&m->entries, 1);
-    if (e->pinned)
+    if (e->pinned) {
         atomic_fetch_sub(&m->pinned, 1);
+        atomic_fetch_sub(&m->pinned_bytes, e->charge);
+    }
 }
 
 /* Hands an entry the table let go of to the eviction callback, then drops the reference. */
@@ -266,12 +270,29 @@ static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t n
     return GENCACHE_OK;
 }
 
+/* Reserves room under the pinned-bytes ceiling for e; false when it does not fit. */
+static bool reserve_pin(mem_tier *m, const gencache__entry *e)
+{
+    uint64_t cur = atomic_load(&m->pinned_bytes);
+    do {
+        if (m->opts.max_pinned_bytes && cur + e->charge > m->opts.max_pinned_bytes)
+            return false;
+    } while (!atomic_compare_exchange_weak(&m->pinned_bytes, &cur, cur + e->charge));
+    return true;
+}
+
 static int mem_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
 {
     mem_tier *m = (mem_tier *)t;
     (void)now_ms;
     if (m->opts.max_bytes && e->charge > m->opts.max_bytes)
         return GENCACHE_ETOOBIG;
+    /* Pinned entries can never be evicted, so their bytes are capped: past the ceiling a pin is
+     * stored as an ordinary entry. The entry is not visible to anyone else yet. */
+    if (e->pinned && !reserve_pin(m, e)) {
+        e->pinned = false;
+        atomic_fetch_add(&m->pins_refused, 1);
+    }
     shard *s = shard_of(m, e->hash);
     pthread_mutex_lock(&s->lock);
     gencache__entry *old = table_find(s, e->key, e->hash);
@@ -425,6 +446,8 @@ static void mem_stats(gencache__tier *t, gencache_tier_stats *out)
     out->max_bytes = m->opts.max_bytes;
     out->max_entries = m->opts.max_entries;
     out->pinned_entries = atomic_load(&m->pinned);
+    out->pinned_bytes = atomic_load(&m->pinned_bytes);
+    out->pins_refused = atomic_load(&m->pins_refused);
     out->evictions_capacity = atomic_load(&m->ev_capacity);
     out->evictions_expired = atomic_load(&m->ev_expired);
     out->evictions_corrupt = atomic_load(&m->ev_corrupt);

@@ -183,6 +183,8 @@ static const struct {
      "t.yaml:3: tiers.redis.url", "expected redis://"},
     {"tiers:\n  memory:\n    max_bytes: 0\n", GENCACHE_ECONFIG,
      "t.yaml:3: tiers.memory.max_bytes", "must be above 0"},
+    {"tiers:\n  memory:\n    max_pinned_bytes: 0\n", GENCACHE_ECONFIG,
+     "t.yaml:3: tiers.memory.max_pinned_bytes", "must be above 0"},
     {"tiers:\n  disk:\n    max_bytes: 0\n", GENCACHE_ECONFIG,
      "t.yaml:3: tiers.disk.max_bytes", "must be above 0"},
     {"sensitive:\n  - \"a\\0b\"\n", GENCACHE_ECONFIG, "t.yaml:2: sensitive",

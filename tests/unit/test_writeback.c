@@ -177,6 +177,57 @@ TEST_CASE(demote_skips_pinned)
     gencache_close(c);
 }
 
+/* Pinned entries cannot be evicted, so they are capped: past the pinned-bytes ceiling a pin is
+ * stored as an ordinary entry (and counted), and the ceiling frees up as pins leave. */
+TEST_CASE(pinned_bytes_have_a_ceiling)
+{
+    gencache_options o;
+    gencache_options_init(&o);
+    o.mem_max_bytes = 1u << 20;
+    o.mem_max_pinned_bytes = 3 * (VALUE + 512);
+    gencache *c = NULL;
+    CHECK_OK(gencache_open(&c, &o));
+    char key[GENCACHE__KEY_MAX + 1];
+    unsigned char v[VALUE] = {0};
+    gencache_meta m;
+    gencache_meta_init(&m);
+    m.pinned = 1;
+    for (uint64_t id = 1; id <= 6; id++) {
+        tu_key(key, "image_latent", id);
+        CHECK_OK(gencache_put(c, key, v, sizeof v, &m));
+    }
+    gencache_tier_stats t = tier_stats(c, 0);
+    CHECK_UINT_EQ(t.pinned_entries, 3);
+    CHECK_UINT_EQ(t.pins_refused, 3);
+    CHECK_UINT_LE(t.pinned_bytes, o.mem_max_pinned_bytes);
+    tu_key(key, "image_latent", 6);
+    gencache_handle *h = NULL;
+    CHECK_OK(gencache_peek(c, key, &h));
+    CHECK_INT_EQ(gencache_handle_meta(h)->pinned, 0);
+    gencache_handle_release(h);
+    tu_key(key, "image_latent", 1);
+    CHECK_OK(gencache_del(c, key));
+    tu_key(key, "image_latent", 7);
+    CHECK_OK(gencache_put(c, key, v, sizeof v, &m));
+    t = tier_stats(c, 0);
+    CHECK_UINT_EQ(t.pinned_entries, 3);
+    CHECK_UINT_EQ(t.pins_refused, 3);
+    gencache_close(c);
+
+    /* The default ceiling is half of the memory tier. */
+    gencache_options_init(&o);
+    o.mem_max_bytes = 8 * (VALUE + 512);
+    CHECK_OK(gencache_open(&c, &o));
+    for (uint64_t id = 1; id <= 8; id++) {
+        tu_key(key, "image_latent", id);
+        CHECK_OK(gencache_put(c, key, v, sizeof v, &m));
+    }
+    t = tier_stats(c, 0);
+    CHECK_UINT_LE(t.pinned_bytes, o.mem_max_bytes / 2);
+    CHECK(t.pins_refused >= 4);
+    gencache_close(c);
+}
+
 TEST_CASE(clean_close_persists_write_back_layers)
 {
     char *dir = tu_tmpdir("wb-close");

@@ -35,7 +35,7 @@ _SCOPES = {"global": 0, "tenant": 1, "session": 2}
 _LOG_LEVELS = {"error": 0, "warn": 1, "info": 2, "debug": 3}
 _OPTION_FIELDS = ("mem_max_bytes", "mem_max_entries", "mem_shards", "ghost_max_entries",
                   "verify_mem_reads", "disk_max_bytes", "disk_max_entries", "redis_timeout_ms",
-                  "redis_max_value_bytes")
+                  "redis_max_value_bytes", "writeback_max_bytes", "mem_max_pinned_bytes")
 
 
 def _ms(seconds, what):

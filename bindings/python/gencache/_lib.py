@@ -153,7 +153,7 @@ class Options(ctypes.Structure):
         ("clock_fn", CLOCK_FN), ("clock_userdata", c_void_p), ("allocator", c_void_p),
         ("data_dir", c_char_p), ("disk_max_bytes", c_u64), ("disk_max_entries", c_u64),
         ("redis_url", c_char_p), ("redis_timeout_ms", c_u32), ("redis_max_value_bytes", c_u64),
-        ("writeback_max_bytes", c_u64),
+        ("writeback_max_bytes", c_u64), ("mem_max_pinned_bytes", c_u64),
     ]
 
 
@@ -197,7 +197,7 @@ class TierStats(ctypes.Structure):
         ("tier", c_char_p), ("bytes", c_u64), ("entries", c_u64), ("max_bytes", c_u64),
         ("max_entries", c_u64), ("pinned_entries", c_u64), ("evictions_capacity", c_u64),
         ("evictions_expired", c_u64), ("evictions_corrupt", c_u64), ("backend_errors", c_u64),
-        ("hits", c_u64),
+        ("hits", c_u64), ("pinned_bytes", c_u64), ("pins_refused", c_u64),
     ]
 
 
