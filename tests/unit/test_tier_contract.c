@@ -744,6 +744,56 @@ static void concurrent_use_never_tears(fixture *f)
     CHECK_UINT_EQ(st.backend_errors, 0);
 }
 
+/* A replacement carries its own metadata even when touching gets of the value it replaced race
+ * with the put: the reader's access record (hits, last access, expiry) belongs to the value it
+ * read, never to the one that took its place. Here the replaced values expire at once and their
+ * replacement never does. */
+typedef struct race_arg {
+    fixture *f;
+    _Atomic bool stop;
+    uint64_t hits;
+} race_arg;
+
+static void *race_reader(void *p)
+{
+    race_arg *a = p;
+    while (!atomic_load(&a->stop)) {
+        gencache__entry *e = NULL;
+        if (get(a->f, 5, a->f->now, true, &e) == GENCACHE_OK) {
+            a->hits++;
+            gencache__entry_release(e);
+        }
+    }
+    return NULL;
+}
+
+static void replace_keeps_own_metadata_under_gets(fixture *f)
+{
+    const uint64_t t0 = f->now;
+    race_arg a = {.f = f};
+    pthread_t th;
+    CHECK_INT_EQ(pthread_create(&th, NULL, race_reader, &a), 0);
+    unsigned rounds = shared(f) ? 300 : 2000;
+    for (unsigned i = 0; i < rounds; i++) {
+        /* Expires 1 ms after t0 (created a second earlier), then one with no expiry. */
+        put(f, (tu_spec){.id = 5, .size = 8192, .ttl_ms = 1001, .now_ms = t0 - 1000}, t0);
+        put(f, (tu_spec){.id = 5, .size = 8192, .tags = "forever"}, t0);
+    }
+    atomic_store(&a.stop, true);
+    pthread_join(th, NULL);
+    CHECK(a.hits > 0);
+    /* A day later (for redis: now), the last put, which never expires, is still there. */
+    uint64_t later = backend_ttl(f) ? wall_ms() : t0 + 24 * HOUR_MS;
+    gencache__entry *e = expect_hit(f, 5, 8192, later, false);
+    CHECK_STR_EQ(e->tags, "forever");
+    CHECK_UINT_EQ(e->ttl_ms, 0);
+    CHECK_UINT_EQ(atomic_load(&e->expires_ms), 0);
+    gencache__entry_release(e);
+    e = expect_hit(f, 5, 8192, later, true);
+    CHECK_UINT_EQ(atomic_load(&e->expires_ms), 0);
+    gencache__entry_release(e);
+}
+
 /* ---- registration ---- */
 
 /* Every clause; each must be registered below for every tier. */
@@ -758,7 +808,8 @@ static void concurrent_use_never_tears(fixture *f)
     X(stats_report_name_and_counts)                                                                \
     X(corrupt_value_never_returned)                                                                \
     X(close_with_references_is_safe)                                                               \
-    X(concurrent_use_never_tears)
+    X(concurrent_use_never_tears)                                                                  \
+    X(replace_keeps_own_metadata_under_gets)
 
 static void run(const tier_kind *kind, void (*clause)(fixture *))
 {
@@ -786,6 +837,7 @@ TEST_CASE(mem_stats_report_name_and_counts) RUN(mem, stats_report_name_and_count
 TEST_CASE(mem_corrupt_value_never_returned) RUN(mem, corrupt_value_never_returned)
 TEST_CASE(mem_close_with_references_is_safe) RUN(mem, close_with_references_is_safe)
 TEST_CASE(mem_concurrent_use_never_tears) RUN(mem, concurrent_use_never_tears)
+TEST_CASE(mem_replace_keeps_own_metadata_under_gets) RUN(mem, replace_keeps_own_metadata_under_gets)
 
 TEST_CASE(disk_put_get_roundtrip) RUN(disk, put_get_roundtrip)
 TEST_CASE(disk_put_replaces_same_key) RUN(disk, put_replaces_same_key)
@@ -798,6 +850,7 @@ TEST_CASE(disk_stats_report_name_and_counts) RUN(disk, stats_report_name_and_cou
 TEST_CASE(disk_corrupt_value_never_returned) RUN(disk, corrupt_value_never_returned)
 TEST_CASE(disk_close_with_references_is_safe) RUN(disk, close_with_references_is_safe)
 TEST_CASE(disk_concurrent_use_never_tears) RUN(disk, concurrent_use_never_tears)
+TEST_CASE(disk_replace_keeps_own_metadata_under_gets) RUN(disk, replace_keeps_own_metadata_under_gets)
 
 TEST_CASE(redis_put_get_roundtrip) RUN(redis, put_get_roundtrip)
 TEST_CASE(redis_put_replaces_same_key) RUN(redis, put_replaces_same_key)
@@ -810,6 +863,7 @@ TEST_CASE(redis_stats_report_name_and_counts) RUN(redis, stats_report_name_and_c
 TEST_CASE(redis_corrupt_value_never_returned) RUN(redis, corrupt_value_never_returned)
 TEST_CASE(redis_close_with_references_is_safe) RUN(redis, close_with_references_is_safe)
 TEST_CASE(redis_concurrent_use_never_tears) RUN(redis, concurrent_use_never_tears)
+TEST_CASE(redis_replace_keeps_own_metadata_under_gets) RUN(redis, replace_keeps_own_metadata_under_gets)
 
 /* CMake registers only the literal TEST_CASE lines above: a clause added to CONTRACT_CASES but
  * not registered for some tier would silently not run there. This case makes that a failure. */
@@ -847,5 +901,5 @@ TEST_CASE(every_case_runs_on_every_tier)
             checked++;
         }
     }
-    CHECK_INT_EQ(checked, 33);
+    CHECK_INT_EQ(checked, 36);
 }
