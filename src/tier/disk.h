@@ -31,9 +31,12 @@ void gencache__disk_tuning_init(gencache__disk_tuning *t);
 int gencache__disk_tier_open_ex(const gencache__disk_options *opts,
                                 const gencache__disk_tuning *tune, gencache__tier **out);
 
-/* One get's access, kept in memory until the next write transaction writes it to the index. */
+/* One get's access, kept in memory until the next write transaction writes it to the index. It
+ * belongs to the record the get read, named by its checksum and creation time: a put may replace
+ * that record meanwhile, and the access of the old value must not be applied to the new one. */
 typedef struct gencache__disk_touch {
     char key[GENCACHE__KEY_MAX + 1]; /* "" : free slot */
+    uint64_t checksum, created_ms;   /* of the record the access was made on */
     uint64_t last_access_ms;
     uint64_t expires_ms;
     uint64_t hits;

@@ -175,11 +175,12 @@ int gencache__disk_get(gencache__tier *t, const char *key, uint64_t hash, uint64
     if (rc != GENCACHE_OK)
         return rc;
 
-    /* Accesses not yet written to the index are newer than the record. */
+    /* Accesses not yet written to the index are newer than the record, when they were made on
+     * this record and not on one it replaced. */
     uint64_t expires = m.expires_ms, last = m.last_access_ms, hits = m.hits;
     pthread_mutex_lock(&d->touch_lock);
     gencache__disk_touch *slot = touch_slot(d, key, hash, false);
-    if (slot) {
+    if (slot && slot->checksum == m.checksum && slot->created_ms == m.created_ms) {
         expires = slot->expires_ms;
         last = slot->last_access_ms;
         hits = slot->hits;
@@ -233,6 +234,8 @@ int gencache__disk_get(gencache__tier *t, const char *key, uint64_t hash, uint64
         pthread_mutex_lock(&d->touch_lock);
         slot = touch_slot(d, key, hash, true);
         if (slot) {
+            slot->checksum = m.checksum;
+            slot->created_ms = m.created_ms;
             slot->expires_ms = expires;
             slot->last_access_ms = last;
             slot->hits = hits;

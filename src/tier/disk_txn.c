@@ -97,6 +97,10 @@ static int flush_touches(gencache__disk_txn *w)
         if (gencache__codec_decode(d->alloc, (const char *)v.mv_data + GENCACHE__DISK_LOC_LEN,
                                    v.mv_size - GENCACHE__DISK_LOC_LEN, &m) != GENCACHE_OK)
             continue;
+        if (m.checksum != t->checksum || m.created_ms != t->created_ms) {
+            gencache__codec_meta_clear(&m); /* made on a value this key no longer holds */
+            continue;
+        }
         MDB_val nv = {v.mv_size, NULL};
         rc = mdb_put(w->txn, d->meta, &k, &nv, MDB_RESERVE);
         if (rc == MDB_SUCCESS) {

@@ -49,7 +49,7 @@ static gencache_caller as(const char *tenant)
 
 static int put_as(gencache *c, const char *tenant, const char *key, size_t size, int fill)
 {
-    static _Thread_local unsigned char buf[1 << 16];
+    static _Thread_local unsigned char buf[1 << 16]; /* quota_writer threads put at once */
     memset(buf, fill, size);
     gencache_caller who = as(tenant);
     return gencache_put_as(c, &who, key, buf, size, NULL);
