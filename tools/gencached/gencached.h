@@ -18,19 +18,17 @@
 
 #include "gencache.h"
 
-/* ---- config.c (engineer A's block): tenants, layers, limits from gencache.yaml ------------- */
+/* ---- config.c: the settings of gencache.yaml and the flags ----------------------------------- */
 
-/* A tenant's priority: high is never degraded, batch is evicted first under memory pressure. */
-typedef enum gcd_priority { GCD_PRIO_HIGH = 0, GCD_PRIO_NORMAL = 1, GCD_PRIO_BATCH = 2 } gcd_priority;
-
-/* One tenant of `tenants:`; its token is what a client sends as "Authorization: Bearer <token>". */
+/* One tenant of `tenants:`, as auth.c and the pressure policy need it (the library holds the
+ * tenant's rules: quota, namespace); its token is what a client sends as
+ * "Authorization: Bearer <token>". Strings point into the loaded config. */
 typedef struct gcd_tenant {
-    char *name;
-    char *token;
+    const char *name;
+    const char *token;
     size_t token_len;
-    gcd_priority priority;
-    uint64_t quota_bytes; /* 0: no quota */
-    bool admin;           /* sees the global /v1/stats and /metrics; invalidates any entries */
+    gencache_priority priority; /* batch leaves memory first under pressure */
+    bool admin;                 /* sees the global /v1/stats and /metrics; invalidates any entries */
 } gcd_tenant;
 
 struct gcd_config_ext; /* config.h: the library's gencache_config and what main.c reads of it */
@@ -49,14 +47,14 @@ typedef struct gcd_config {
     gencache_log_level log_level;
     const char *redis_url;        /* shared Redis tier; NULL: none */
     unsigned redis_timeout_ms;    /* 0: the library's default */
-    /* From the config file (engineer A): */
+    /* From the config file only: */
     const char *config_path;      /* NULL: built-in defaults only */
     gcd_tenant *tenants;          /* n_tenants; none: the open, loopback-only mode */
     size_t n_tenants;
     const char *upstream_url;     /* upstream: url (NULL: none) */
     unsigned upstream_timeout_ms; /* upstream: timeout; 0: the proxy's default */
     unsigned prewarm_concurrency; /* prewarm: concurrency; 0: the prewarm's default */
-    unsigned upstream_concurrency; /* most upstream calls in flight (B's flag); 0: default 16 */
+    unsigned upstream_concurrency; /* most upstream calls in flight; 0: default 16 */
     double pressure_warn_ratio;   /* memory_pressure: warn_ratio (default 0.85) */
     struct gcd_config_ext *ext;
 } gcd_config;
@@ -110,7 +108,8 @@ typedef struct gcd_request {
     /* The caller's tenant name, from its bearer token (http.c, first call); NULL in the open,
      * tokenless mode. Never taken from a body or another header. Points into the config. */
     const char *tenant;
-    void *gen; /* generate.c's state of a proxied request (B), freed by gcd_generate_request_free */
+    bool admin; /* the token's tenant has admin: true (auth.c) */
+    void *gen; /* generate.c's state of a proxied request, freed by gcd_generate_request_free */
 } gcd_request;
 
 enum {
@@ -119,11 +118,11 @@ enum {
     GCD_ROUTE_STATS,
     GCD_ROUTE_KEYS,
     GCD_ROUTE_ENTRY,
-    GCD_ROUTE_GENERATE, /* B: POST /v1/generate */
-    GCD_ROUTE_PREWARM,  /* B: POST /v1/prewarm */
-    GCD_ROUTE_JOB,      /* B: GET /v1/jobs/{id} */
-    GCD_ROUTE_METRICS,  /* B: GET /metrics */
-    GCD_ROUTE_INVALIDATE, /* A: POST /v1/invalidate, POST /invalidate?key=... */
+    GCD_ROUTE_GENERATE,   /* POST /v1/generate */
+    GCD_ROUTE_PREWARM,    /* POST /v1/prewarm */
+    GCD_ROUTE_JOB,        /* GET /v1/jobs/{id} */
+    GCD_ROUTE_METRICS,    /* GET /metrics */
+    GCD_ROUTE_INVALIDATE, /* POST /v1/invalidate, POST /invalidate?key=... */
 };
 
 /* Splits "HOST:PORT" (or "[V6]:PORT") and resolves it; refuses addresses beyond loopback unless
@@ -136,16 +135,12 @@ int gcd_http_start(gcd_server *srv);
  * threads. */
 void gcd_http_stop(gcd_server *srv);
 
-/* ---- auth.c (engineer A): bearer tokens -> tenants ----------------------------------------- */
+/* ---- auth.c: bearer tokens -> tenants ------------------------------------------------------- */
 
 /* First call of every request: with tenants configured, anything but /healthz needs a known
  * "Authorization: Bearer <token>"; sets req->tenant (NULL in the tokenless mode). Returns true to
  * go on, false after queueing 401 unauthorized (with WWW-Authenticate: Bearer) into *r. */
 bool gcd_auth_check(struct MHD_Connection *c, gcd_request *req, enum MHD_Result *r);
-/* The tenant a token maps to (constant-time comparison against every token), or NULL. */
-const gcd_tenant *gcd_auth_lookup(const gcd_config *cfg, const char *token, size_t len);
-/* The tenant of that name, or NULL (also for a NULL name). */
-const gcd_tenant *gcd_tenant_find(const gcd_config *cfg, const char *name);
 /* True in the open mode (no tenant) and for an admin tenant: global counters may be shown. */
 bool gcd_tenant_admin(const gcd_request *req);
 
@@ -170,7 +165,7 @@ uint64_t gcd_pressure_ttl_ms(gcd_server *srv, const char *tenant, const char *la
 /* One pressure check (main.c's loop calls it every second). */
 void gcd_pressure_check(gcd_server *srv);
 
-/* ---- config.c, keys.c, invalidate.c (A) ----------------------------------------------------- */
+/* ---- config.c, keys.c, invalidate.c --------------------------------------------------------- */
 
 /* True when text matches a `sensitive:` rule of the config: a request whose prompt or
  * negative_prompt matches must not be cached (POST /v1/generate bypasses the cache). Thread-safe. */
@@ -257,7 +252,7 @@ int gcd_codec_decode(const gencache_meta *m, const void *data, size_t size, cons
 enum MHD_Result gcd_stats_handle(struct MHD_Connection *c, gcd_request *req);
 enum MHD_Result gcd_keys_handle(struct MHD_Connection *c, gcd_request *req);
 
-/* ---- generate.c, upstream.c, prewarm.c, metrics.c (engineer B): proxy, prewarm, metrics ---- */
+/* ---- generate.c, upstream.c, prewarm.c, metrics.c: proxy, prewarm, metrics ------------------ */
 
 /* How a proxied generate request was served. */
 typedef enum gcd_gen_outcome {
@@ -285,10 +280,7 @@ typedef struct gcd_gen_result {
     uint64_t cost_ms;           /* the stored cost of a hit; the upstream's duration otherwise */
 } gcd_gen_result;
 
-gcd_gen_result *gcd_gen_result_retain(gcd_gen_result *r);
-void gcd_gen_result_release(gcd_gen_result *r);
-
-/* Called once per submission with the outcome and a borrowed result (retain it to keep it); from
+/* Called once per submission with the outcome and a borrowed result (valid for the call); from
  * the submitting thread (hits, bad requests) or from an upstream worker thread. */
 typedef void (*gcd_gen_done_fn)(void *ctx, gcd_gen_outcome outcome, gcd_gen_result *res);
 

@@ -74,14 +74,14 @@ static __thread const ending *cur_ending;
 
 /* ---- results ------------------------------------------------------------------------------ */
 
-gcd_gen_result *gcd_gen_result_retain(gcd_gen_result *r)
+static gcd_gen_result *result_retain(gcd_gen_result *r)
 {
     if (r)
         __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
     return r;
 }
 
-void gcd_gen_result_release(gcd_gen_result *r)
+static void result_release(gcd_gen_result *r)
 {
     if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
@@ -128,7 +128,7 @@ static void fail(gcd_gen_done_fn done, void *ctx, gcd_gen_result *r)
                                  .data = ""};
     done(ctx, GCD_GEN_ERROR, r ? r : &oom);
     if (r)
-        gcd_gen_result_release(r);
+        result_release(r);
 }
 
 /* ---- the worker pool ---------------------------------------------------------------------- */
@@ -190,8 +190,8 @@ static void flight_finish(flight *f, gcd_gen_result *r)
     if (r && r->status == 200)
         f->done(f->ctx, f->outcome, r);
     else
-        fail(f->done, f->ctx, gcd_gen_result_retain(r));
-    gcd_gen_result_release(r);
+        fail(f->done, f->ctx, result_retain(r));
+    result_release(r);
     flight_free(f);
 }
 
@@ -440,7 +440,7 @@ static void serve_handle(gencache_handle *h, gcd_gen_outcome outcome, gcd_gen_do
     if (outcome == GCD_GEN_HIT)
         gcd_metrics_hit(RESULT_LAYER, r->tier);
     done(ctx, outcome, r);
-    gcd_gen_result_release(r);
+    result_release(r);
 }
 
 /* Moves the queued background flight for key, if any, to the interactive queue: an interactive
@@ -482,7 +482,7 @@ static void on_claim(void *userdata, int status, const gencache_claim_result *re
     }
     gcd_gen_result *r;
     if (cur_ending && strcmp(cur_ending->key, f->key) == 0)
-        r = gcd_gen_result_retain(cur_ending->r);
+        r = result_retain(cur_ending->r);
     else if (status == GENCACHE_EUNAVAILABLE)
         r = result_error(503, "shutting_down", "the daemon is shutting down");
     else
@@ -491,8 +491,8 @@ static void on_claim(void *userdata, int status, const gencache_claim_result *re
     if (r && r->status == 200)
         f->done(f->ctx, GCD_GEN_COALESCED, r);
     else
-        fail(f->done, f->ctx, gcd_gen_result_retain(r));
-    gcd_gen_result_release(r);
+        fail(f->done, f->ctx, result_retain(r));
+    result_release(r);
     flight_free(f);
 }
 
@@ -617,7 +617,7 @@ static void http_done(void *ctx, gcd_gen_outcome outcome, gcd_gen_result *res)
     gen_state *st = ctx;
     pthread_mutex_lock(&st->mu);
     st->outcome = outcome;
-    st->res = gcd_gen_result_retain(res);
+    st->res = result_retain(res);
     st->done = true;
     bool resume = st->suspended;
     struct MHD_Connection *c = st->c;
@@ -635,14 +635,14 @@ void gcd_generate_request_free(gcd_request *req)
     req->gen = NULL;
     if (st->suspended)
         __atomic_sub_fetch(&P.suspended, 1, __ATOMIC_RELEASE);
-    gcd_gen_result_release(st->res);
+    result_release(st->res);
     pthread_mutex_destroy(&st->mu);
     free(st);
 }
 
 static void release_result(void *cls)
 {
-    gcd_gen_result_release(cls);
+    result_release(cls);
 }
 
 static const char *outcome_name(gcd_gen_outcome o)
@@ -668,9 +668,9 @@ static enum MHD_Result reply(struct MHD_Connection *c, gcd_request *req, gen_sta
         return gcd_reply_error(c, req, r->status, r->error_code ? r->error_code : "internal", "%s",
                                r->message);
     struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
-        r->size, (void *)r->data, release_result, gcd_gen_result_retain(r));
+        r->size, (void *)r->data, release_result, result_retain(r));
     if (!resp) {
-        gcd_gen_result_release(r);
+        result_release(r);
         return MHD_NO;
     }
     char buf[32];

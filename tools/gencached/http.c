@@ -34,9 +34,9 @@ static int route_of(const char *url, const char **key)
         return GCD_ROUTE_STATS;
     if (strcmp(url, "/v1/keys") == 0)
         return GCD_ROUTE_KEYS;
-    if (strcmp(url, "/v1/invalidate") == 0 || strcmp(url, "/invalidate") == 0) /* A */
+    if (strcmp(url, "/v1/invalidate") == 0 || strcmp(url, "/invalidate") == 0)
         return GCD_ROUTE_INVALIDATE;
-    if (strcmp(url, "/v1/generate") == 0) /* B */
+    if (strcmp(url, "/v1/generate") == 0)
         return GCD_ROUTE_GENERATE;
     if (strcmp(url, "/v1/prewarm") == 0)
         return GCD_ROUTE_PREWARM;
@@ -201,7 +201,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         /* Answered on the next call, once MHD has the whole request: a response queued now
          * would make MHD close the connection (it cannot know the request is over), and
          * keep-alive matters for small GETs. */
-        /* POST /invalidate?key=... may come with no body at all (A). */
+        /* POST /invalidate?key=... may come with no body at all. */
         if (route == GCD_ROUTE_INVALIDATE && is_method(req, "POST") && gcd_has_body(c))
             post = true;
         if (!put && !post)
@@ -339,7 +339,7 @@ int gcd_http_start(gcd_server *srv)
 {
     const gcd_config *cfg = srv->cfg;
     struct sockaddr_storage ss = cfg->addr;
-    if (gcd_generate_start(srv) != 0) /* the proxy's upstream workers (B) */
+    if (gcd_generate_start(srv) != 0) /* the proxy's upstream workers */
         return -1;
     /* Suspend/resume: a proxied request waits for its upstream without holding a thread. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |

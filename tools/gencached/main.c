@@ -149,7 +149,7 @@ static int parse_args(int argc, char **argv, gcd_config *cfg)
         O_LEVEL,
         O_REDIS,
         O_REDIS_TIMEOUT,
-        O_UPSTREAM, /* B: the proxy's flags (override the config file) */
+        O_UPSTREAM, /* the proxy's flags (override the config file) */
         O_UPSTREAM_TIMEOUT,
         O_UPSTREAM_CONC,
         O_PREWARM_CONC,

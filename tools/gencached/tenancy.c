@@ -6,10 +6,8 @@
  * are shortened only when the library reports that the tiers below cannot keep up).
  */
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "config.h"
 
@@ -96,8 +94,10 @@ uint64_t gcd_pressure_ttl_ms(gcd_server *srv, const char *tenant, const char *la
 {
     if (gcd_pressure_level(srv) < 2)
         return ttl_ms;
-    const gcd_tenant *t = gcd_tenant_find(srv->cfg, tenant);
-    if (t && t->priority == GCD_PRIO_HIGH)
+    gencache_tenant_options t;
+    gencache_tenant_options_init(&t);
+    if (tenant && gencache_tenant_get(srv->cache, tenant, &t) == 0 &&
+        t.priority == GENCACHE_PRIORITY_HIGH)
         return ttl_ms;
     uint64_t cap = srv->cfg->ext && srv->cfg->ext->pressure_ttl_ms ? srv->cfg->ext->pressure_ttl_ms
                                                                    : DEFAULT_PRESSURE_TTL_MS;
@@ -118,7 +118,7 @@ static uint64_t demote_batch(gcd_server *srv)
     uint64_t total = 0;
     for (size_t i = 0; i < srv->cfg->n_tenants; i++) {
         const gcd_tenant *t = &srv->cfg->tenants[i];
-        if (t->priority != GCD_PRIO_BATCH)
+        if (t->priority != GENCACHE_PRIORITY_BATCH)
             continue;
         gencache_filter f;
         gencache_filter_init(&f);
