@@ -104,12 +104,13 @@ void gcd_config_free(gcd_config *cfg)
     cfg->ext = NULL;
 }
 
-int gcd_config_open_cache(const gcd_config *cfg, const gencache_options *opts, gencache **out)
+int gcd_config_open_cache(const gcd_config *cfg, const gencache_options *opts, const gcd_logger *lg,
+                          gencache **out)
 {
     const struct gcd_config_ext *e = cfg->ext;
     int err = e && e->lib ? gencache_open_config(out, e->lib, opts) : gencache_open(out, opts);
     if (err != GENCACHE_OK)
-        gcd_log(GENCACHE_LOG_ERROR, "cannot open the cache%s%s: %s (%s)",
+        gcd_log(lg, GENCACHE_LOG_ERROR, "cannot open the cache%s%s: %s (%s)",
                 opts->data_dir ? " in " : "", opts->data_dir ? opts->data_dir : "",
                 gencache_strerror(err), gencache_errname(err));
     return err == GENCACHE_OK ? 0 : -1;

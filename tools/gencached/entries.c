@@ -197,8 +197,7 @@ static gencache_caller caller_of(const gcd_request *req)
     return who;
 }
 
-static enum MHD_Result forbidden_shared(struct MHD_Connection *c, gcd_request *req,
-                                        const char *key)
+static enum MHD_Result forbidden_shared(struct MHD_Connection *c, gcd_request *req, const char *key)
 {
     return gcd_reply_error(c, req, MHD_HTTP_FORBIDDEN, "forbidden",
                            "entry %s is shared and was stored by another tenant", key);
@@ -245,7 +244,7 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req, c
     int err = head ? gencache_peek_as(req->srv->cache, &who, key, &h)
                    : gencache_get_as(req->srv->cache, &who, key, &h);
     if (!head && err == 0)
-        gcd_metrics_hit(layer, gencache_handle_meta(h)->tier);
+        gcd_metrics_hit(req->srv->metrics, layer, gencache_handle_meta(h)->tier);
     if (err == GENCACHE_ENOTFOUND)
         return reply_miss(c, req, key);
     if (err != 0)
@@ -318,7 +317,6 @@ static int parse_shape(const char *s, gencache_meta *m)
             return -1;
     }
 }
-
 
 #define BAD_HEADER(...)                                                                            \
     do {                                                                                           \
@@ -459,9 +457,8 @@ enum MHD_Result gcd_entries_put_end(struct MHD_Connection *c, gcd_request *req, 
         return forbidden_shared(c, req, key);
     if (err == GENCACHE_ELIMIT) {
         gencache_tenant_options t;
-        uint64_t quota = gencache_tenant_get(req->srv->cache, req->tenant, &t) == 0
-                             ? t.quota_bytes
-                             : 0;
+        uint64_t quota =
+            gencache_tenant_get(req->srv->cache, req->tenant, &t) == 0 ? t.quota_bytes : 0;
         return gcd_reply_error(c, req, MHD_HTTP_INSUFFICIENT_STORAGE, "quota_exceeded",
                                "storing %zu bytes would exceed tenant %s's quota of %llu bytes",
                                len, req->tenant, (unsigned long long)quota);

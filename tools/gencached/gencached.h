@@ -59,30 +59,55 @@ typedef struct gcd_config {
     struct gcd_config_ext *ext;
 } gcd_config;
 
-/* The running server: one per process. */
+/* ---- log.c: timestamped lines on stderr ----------------------------------------------------- */
+
+/* Where a server's lines go and how verbose they are. Each server has its own; main.c has one
+ * for what it says before the server exists. */
+typedef struct gcd_logger {
+    gencache_log_level level; /* the most verbose level written; set before any thread logs */
+} gcd_logger;
+
+/* Writes "<UTC timestamp> <LEVEL> <message>" as one line to stderr (one write, so lines from
+ * several threads never interleave) when level is within lg's. Thread-safe. */
+void gcd_log(const gcd_logger *lg, gencache_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The library's log callback (gencache_log_fn) and MHD's (MHD_LogCallback); userdata and cls
+ * are the gcd_logger. */
+void gcd_log_library(void *userdata, gencache_log_level level, const char *message);
+void gcd_log_mhd(void *cls, const char *fmt, va_list ap);
+/* Wall-clock milliseconds and monotonic nanoseconds. */
+uint64_t gcd_now_ms(void);
+uint64_t gcd_mono_ns(void);
+
+/* ---- server.c: one running server and everything it owns ------------------------------------ */
+
+/* A server: the cache, the listener and the state of its endpoints. Nothing of it is global, so
+ * several can run in one process; every file reaches the state through the gcd_server its
+ * request or caller carries. */
 typedef struct gcd_server {
     const gcd_config *cfg;
+    gcd_logger log;
     gencache *cache;
     gencache_keyspace *keyspace; /* the layer recipes POST /v1/keys derives keys with */
     struct MHD_Daemon *mhd;
     uint16_t port;       /* the port actually bound (differs from cfg when it asked 0) */
     uint64_t started_ms; /* wall clock at start, for uptime */
     struct gcd_tenancy *tenancy; /* tenancy.c: the memory-pressure state */
+    struct gcd_metrics *metrics; /* metrics.c: the counters only the daemon sees */
+    struct gcd_proxy *proxy;     /* generate.c: upstream workers and their queues */
+    struct gcd_prewarm *prewarm; /* prewarm.c: the jobs and their starter thread */
 } gcd_server;
 
-/* ---- log.c: timestamped lines on stderr ----------------------------------------------------- */
-
-/* Sets the most verbose level that is written. */
-void gcd_log_set_level(gencache_log_level level);
-/* Writes "<UTC timestamp> <LEVEL> <message>" as one line to stderr (one write, so lines from
- * several threads never interleave). Thread-safe. */
-void gcd_log(gencache_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The library's log callback (gencache_log_fn) and MHD's (MHD_LogCallback). */
-void gcd_log_library(void *userdata, gencache_log_level level, const char *message);
-void gcd_log_mhd(void *cls, const char *fmt, va_list ap);
-/* Wall-clock milliseconds and monotonic nanoseconds. */
-uint64_t gcd_now_ms(void);
-uint64_t gcd_mono_ns(void);
+/* Fills srv for cfg (which must outlive it): opens the cache with opts and the config's layers,
+ * and creates the endpoints' state. Nothing listens yet. Returns 0, or -1 after logging why
+ * (srv is then closed). */
+int gcd_server_open(gcd_server *srv, const gcd_config *cfg, const gencache_options *opts);
+/* The once-a-second housekeeping: memory pressure, and every `maintain_every` ticks the sweep
+ * of expired entries. */
+void gcd_server_tick(gcd_server *srv, unsigned tick, unsigned maintain_every);
+/* Stops serving (if started: gcd_http_start) and frees everything srv owns, the cache
+ * included. */
+void gcd_server_close(gcd_server *srv);
 
 /* ---- http.c: the server --------------------------------------------------------------------- */
 
@@ -127,8 +152,8 @@ enum {
 
 /* Splits "HOST:PORT" (or "[V6]:PORT") and resolves it; refuses addresses beyond loopback unless
  * any_address (tenant tokens are configured). Returns 0, or -1 after logging why. */
-int gcd_listen_resolve(const char *listen, bool any_address, struct sockaddr_storage *ss,
-                       socklen_t *len);
+int gcd_listen_resolve(const gcd_logger *lg, const char *listen, bool any_address,
+                       struct sockaddr_storage *ss, socklen_t *len);
 /* Binds cfg->addr and starts the worker threads. Returns 0, or -1 after logging why. */
 int gcd_http_start(gcd_server *srv);
 /* Stops accepting, closes every connection (releasing the handles they held) and joins the
@@ -284,10 +309,13 @@ typedef struct gcd_gen_result {
  * the submitting thread (hits, bad requests) or from an upstream worker thread. */
 typedef void (*gcd_gen_done_fn)(void *ctx, gcd_gen_outcome outcome, gcd_gen_result *res);
 
-/* Starts and stops the proxy's upstream workers. Stop fails every queued or running call
- * (waiters get 503 shutting_down) and returns when no callback is left to run. */
+/* Creates srv->proxy and starts its upstream workers (on failure srv->proxy may be left for
+ * gcd_generate_free). Stop fails every queued or running call (waiters get 503 shutting_down)
+ * and returns when no callback is left to run; free stops, then frees srv->proxy once no
+ * request can reach it (after MHD is stopped). Both do nothing without a proxy. */
 int gcd_generate_start(gcd_server *srv);
-void gcd_generate_stop(void);
+void gcd_generate_stop(gcd_server *srv);
+void gcd_generate_free(gcd_server *srv);
 /* Runs one request JSON through the cache: hit, coalesced wait, upstream call or bypass. body is
  * copied; tenant (NULL: none) must outlive the call only. background (prewarm): its upstream
  * call waits behind interactive ones and uses at most three quarters of the workers. done is
@@ -322,15 +350,22 @@ void gcd_upstream_call(const char *url, unsigned timeout_ms, const char *body, s
                        uint64_t max_bytes, const int *cancel, gcd_upstream_reply *out);
 
 /* prewarm.c: POST /v1/prewarm and GET /v1/jobs/{id}. */
-void gcd_prewarm_stop(void); /* after gcd_generate_stop(): frees every job */
+/* Creates srv->prewarm (no thread yet: the first job starts one). Returns 0 or -1. */
+int gcd_prewarm_new(gcd_server *srv);
+/* After gcd_generate_stop(): joins the starter thread and frees every job and srv->prewarm. */
+void gcd_prewarm_free(gcd_server *srv);
 enum MHD_Result gcd_prewarm_handle(struct MHD_Connection *c, gcd_request *req);
 enum MHD_Result gcd_jobs_handle(struct MHD_Connection *c, gcd_request *req, const char *id);
 
 /* metrics.c: GET /metrics and the counters only the daemon sees. */
 enum MHD_Result gcd_metrics_handle(struct MHD_Connection *c, gcd_request *req);
-void gcd_metrics_request(int route, double seconds); /* http.c's on_completed */
-void gcd_metrics_hit(const char *layer, const char *tier); /* a hit served, by tier */
-void gcd_metrics_coalesced(void);
-void gcd_metrics_upstream(gcd_upstream_outcome outcome);
+/* Creates and frees srv->metrics. Returns 0 or -1. */
+int gcd_metrics_new(gcd_server *srv);
+void gcd_metrics_free(gcd_server *srv);
+/* Recording; each takes the server's counters and is thread-safe. */
+void gcd_metrics_request(struct gcd_metrics *m, int route, double seconds); /* on_completed */
+void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier); /* by tier */
+void gcd_metrics_coalesced(struct gcd_metrics *m);
+void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome);
 
 #endif

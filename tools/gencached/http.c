@@ -230,8 +230,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (req->status) /* already answered: drop what still arrives */
             return MHD_YES;
         if (!take_body(req, upload_data, n)) {
-            gcd_log(GENCACHE_LOG_WARN, "%s %s: body far beyond its limit, closing", req->method,
-                    req->path);
+            gcd_log(&srv->log, GENCACHE_LOG_WARN, "%s %s: body far beyond its limit, closing",
+                    req->method, req->path);
             return MHD_NO;
         }
         return MHD_YES;
@@ -270,25 +270,26 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         return;
     *con_cls = NULL;
     double ms = (double)(gcd_mono_ns() - req->start_ns) / 1e6;
-    gcd_metrics_request(req->route, ms / 1e3);
+    gcd_metrics_request(req->srv->metrics, req->route, ms / 1e3);
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
-        gcd_log(GENCACHE_LOG_DEBUG, "%s %s %u %.3f ms", req->method, req->path, req->status, ms);
+        gcd_log(&req->srv->log, GENCACHE_LOG_DEBUG, "%s %s %u %.3f ms", req->method, req->path,
+                req->status, ms);
     else
-        gcd_log(GENCACHE_LOG_DEBUG, "%s %s %u %.3f ms (terminated: %d)", req->method, req->path,
-                req->status, ms, (int)toe);
+        gcd_log(&req->srv->log, GENCACHE_LOG_DEBUG, "%s %s %u %.3f ms (terminated: %d)",
+                req->method, req->path, req->status, ms, (int)toe);
     gcd_entries_request_free(req);
     gcd_generate_request_free(req);
     free(req->body);
     free(req);
 }
 
-int gcd_listen_resolve(const char *listen, bool any_address, struct sockaddr_storage *ss,
-                       socklen_t *len)
+int gcd_listen_resolve(const gcd_logger *lg, const char *listen, bool any_address,
+                       struct sockaddr_storage *ss, socklen_t *len)
 {
     char host[256];
     const char *colon = strrchr(listen, ':');
     if (!colon || colon == listen || colon[1] == '\0' || (size_t)(colon - listen) >= sizeof host) {
-        gcd_log(GENCACHE_LOG_ERROR, "--listen '%s': expected HOST:PORT", listen);
+        gcd_log(lg, GENCACHE_LOG_ERROR, "--listen '%s': expected HOST:PORT", listen);
         return -1;
     }
     size_t hl = (size_t)(colon - listen);
@@ -300,7 +301,7 @@ int gcd_listen_resolve(const char *listen, bool any_address, struct sockaddr_sto
     }
     uint64_t port;
     if (gcd_parse_u64(colon + 1, &port) != 0 || port > 65535) {
-        gcd_log(GENCACHE_LOG_ERROR, "--listen '%s': bad port '%s'", listen, colon + 1);
+        gcd_log(lg, GENCACHE_LOG_ERROR, "--listen '%s': bad port '%s'", listen, colon + 1);
         return -1;
     }
     struct addrinfo hints = {
@@ -308,7 +309,7 @@ int gcd_listen_resolve(const char *listen, bool any_address, struct sockaddr_sto
     struct addrinfo *ai = NULL;
     int rc = getaddrinfo(host, colon + 1, &hints, &ai);
     if (rc != 0 || !ai) {
-        gcd_log(GENCACHE_LOG_ERROR, "--listen '%s': cannot resolve '%s': %s", listen, host,
+        gcd_log(lg, GENCACHE_LOG_ERROR, "--listen '%s': cannot resolve '%s': %s", listen, host,
                 gai_strerror(rc));
         return -1;
     }
@@ -326,7 +327,7 @@ int gcd_listen_resolve(const char *listen, bool any_address, struct sockaddr_sto
         loopback = loopback || IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
     }
     if (!loopback) {
-        gcd_log(GENCACHE_LOG_ERROR,
+        gcd_log(lg, GENCACHE_LOG_ERROR,
                 "listen '%s': refusing to listen beyond loopback without tenant tokens (tenants: "
                 "in the config file)",
                 listen);
@@ -349,7 +350,7 @@ int gcd_http_start(gcd_server *srv)
     srv->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv,
         /* First, so that every message of MHD's goes to our log. */
-        MHD_OPTION_EXTERNAL_LOGGER, gcd_log_mhd, (void *)srv, MHD_OPTION_SOCK_ADDR,
+        MHD_OPTION_EXTERNAL_LOGGER, gcd_log_mhd, (void *)&srv->log, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)(cfg->threads > 1 ? cfg->threads : 0), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -357,9 +358,8 @@ int gcd_http_start(gcd_server *srv)
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)srv, MHD_OPTION_STRICT_FOR_CLIENT,
         (int)1, MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int)1, MHD_OPTION_END);
     if (!srv->mhd) {
-        gcd_log(GENCACHE_LOG_ERROR, "cannot listen on %s (address in use, or no permission?)",
-                cfg->listen);
-        gcd_generate_stop();
+        gcd_log(&srv->log, GENCACHE_LOG_ERROR,
+                "cannot listen on %s (address in use, or no permission?)", cfg->listen);
         return -1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -370,9 +370,8 @@ int gcd_http_start(gcd_server *srv)
 void gcd_http_stop(gcd_server *srv)
 {
     /* Every suspended connection is resumed (answered 503) before MHD may stop. */
-    gcd_generate_stop();
+    gcd_generate_stop(srv);
     if (srv->mhd)
         MHD_stop_daemon(srv->mhd);
     srv->mhd = NULL;
-    gcd_prewarm_stop();
 }

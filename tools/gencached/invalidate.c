@@ -176,7 +176,7 @@ enum MHD_Result gcd_invalidate_handle(struct MHD_Connection *c, gcd_request *req
     json_decref(doc); /* the filter's strings point into it */
     if (err != 0)
         return gcd_reply_gencache(c, req, err, "invalidating");
-    gcd_log(GENCACHE_LOG_DEBUG, "invalidate%s%s: %" PRIu64 " entries removed",
+    gcd_log(&srv->log, GENCACHE_LOG_DEBUG, "invalidate%s%s: %" PRIu64 " entries removed",
             req->tenant ? " by tenant " : "", req->tenant ? req->tenant : "", n);
     char json[64];
     int len = snprintf(json, sizeof json, "{\"invalidated\": %" PRIu64 "}", n);

@@ -32,12 +32,36 @@ typedef struct hit_label {
     uint64_t hits;
 } hit_label;
 
-static histogram hist[N_ROUTES];
-static uint64_t coalesced;
-static uint64_t upstream[3]; /* by gcd_upstream_outcome */
-static pthread_mutex_t hits_mu = PTHREAD_MUTEX_INITIALIZER;
-static hit_label hit_labels[MAX_HIT_LABELS];
-static size_t n_hit_labels;
+/* One server's counters (srv->metrics). */
+struct gcd_metrics {
+    histogram hist[N_ROUTES];
+    uint64_t coalesced;
+    uint64_t upstream[3]; /* by gcd_upstream_outcome */
+    pthread_mutex_t hits_mu;
+    hit_label hit_labels[MAX_HIT_LABELS];
+    size_t n_hit_labels;
+};
+
+int gcd_metrics_new(gcd_server *srv)
+{
+    struct gcd_metrics *m = calloc(1, sizeof *m);
+    if (!m || pthread_mutex_init(&m->hits_mu, NULL) != 0) {
+        free(m);
+        return -1;
+    }
+    srv->metrics = m;
+    return 0;
+}
+
+void gcd_metrics_free(gcd_server *srv)
+{
+    struct gcd_metrics *m = srv->metrics;
+    if (!m)
+        return;
+    pthread_mutex_destroy(&m->hits_mu);
+    free(m);
+    srv->metrics = NULL;
+}
 
 static const char *route_name(int route)
 {
@@ -108,9 +132,9 @@ static const int SLOT_ROUTE[N_ROUTES] = {GCD_ROUTE_NONE,
                                          GCD_ROUTE_INVALIDATE,
                                          -1};
 
-void gcd_metrics_request(int route, double seconds)
+void gcd_metrics_request(struct gcd_metrics *m, int route, double seconds)
 {
-    histogram *h = &hist[route_slot(route)];
+    histogram *h = &m->hist[route_slot(route)];
     size_t i = 0;
     while (i < N_BUCKETS && seconds > BUCKETS[i])
         i++;
@@ -120,34 +144,35 @@ void gcd_metrics_request(int route, double seconds)
     __atomic_add_fetch(&h->sum_ns, (uint64_t)(seconds * 1e9), __ATOMIC_RELAXED);
 }
 
-void gcd_metrics_hit(const char *layer, const char *tier)
+void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier)
 {
     if (!layer || !tier || !*tier)
         return;
-    pthread_mutex_lock(&hits_mu);
+    pthread_mutex_lock(&m->hits_mu);
+    hit_label *hl = m->hit_labels;
     size_t i = 0;
-    for (; i < n_hit_labels; i++)
-        if (strcmp(hit_labels[i].layer, layer) == 0 && strcmp(hit_labels[i].tier, tier) == 0)
+    for (; i < m->n_hit_labels; i++)
+        if (strcmp(hl[i].layer, layer) == 0 && strcmp(hl[i].tier, tier) == 0)
             break;
-    if (i == n_hit_labels && i < MAX_HIT_LABELS) {
-        snprintf(hit_labels[i].layer, sizeof hit_labels[i].layer, "%s", layer);
-        snprintf(hit_labels[i].tier, sizeof hit_labels[i].tier, "%s", tier);
-        n_hit_labels++;
+    if (i == m->n_hit_labels && i < MAX_HIT_LABELS) {
+        snprintf(hl[i].layer, sizeof hl[i].layer, "%s", layer);
+        snprintf(hl[i].tier, sizeof hl[i].tier, "%s", tier);
+        m->n_hit_labels++;
     }
-    if (i < n_hit_labels)
-        hit_labels[i].hits++;
-    pthread_mutex_unlock(&hits_mu);
+    if (i < m->n_hit_labels)
+        hl[i].hits++;
+    pthread_mutex_unlock(&m->hits_mu);
 }
 
-void gcd_metrics_coalesced(void)
+void gcd_metrics_coalesced(struct gcd_metrics *m)
 {
-    __atomic_add_fetch(&coalesced, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&m->coalesced, 1, __ATOMIC_RELAXED);
 }
 
-void gcd_metrics_upstream(gcd_upstream_outcome outcome)
+void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome)
 {
     if ((unsigned)outcome < 3)
-        __atomic_add_fetch(&upstream[outcome], 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&m->upstream[outcome], 1, __ATOMIC_RELAXED);
 }
 
 /* ---- output ------------------------------------------------------------------------------- */
@@ -211,7 +236,7 @@ static const char *esc(const char *s, char *out, size_t size)
     return out;
 }
 
-static void layers_out(buf *b, const gencache_stats *st)
+static void layers_out(buf *b, const gencache_stats *st, struct gcd_metrics *m)
 {
     char l[80];
     head(b, "gencache_lookups_total", "counter", "Lookups by layer and outcome (hit or miss).");
@@ -229,12 +254,12 @@ static void layers_out(buf *b, const gencache_stats *st)
     /* The library counts hits per layer; the daemon knows the tier of the hits it serves
      * itself. What it did not see (other clients of the same counters) is tier "unknown". */
     head(b, "gencache_hits_total", "counter", "Hits by layer and the tier that served them.");
-    pthread_mutex_lock(&hits_mu);
-    size_t n = n_hit_labels;
+    pthread_mutex_lock(&m->hits_mu);
+    size_t n = m->n_hit_labels;
     hit_label *copy = malloc((n ? n : 1) * sizeof *copy);
     if (copy)
-        memcpy(copy, hit_labels, n * sizeof *copy);
-    pthread_mutex_unlock(&hits_mu);
+        memcpy(copy, m->hit_labels, n * sizeof *copy);
+    pthread_mutex_unlock(&m->hits_mu);
     if (!copy)
         n = 0;
     for (uint32_t i = 0; i < st->n_layers; i++) {
@@ -325,12 +350,12 @@ static void pressure_out(buf *b, gcd_server *srv)
         (unsigned long long)gcd_pressure_evicted(srv));
 }
 
-static void daemon_out(buf *b)
+static void daemon_out(buf *b, const struct gcd_metrics *m)
 {
     head(b, "gencache_request_duration_seconds", "histogram",
          "HTTP request duration, from the request line to the last byte queued, by route.");
     for (int s = 0; s < N_ROUTES; s++) {
-        const histogram *h = &hist[s];
+        const histogram *h = &m->hist[s];
         uint64_t count = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
         if (!count && s != route_slot(GCD_ROUTE_GENERATE))
             continue; /* routes never called stay out of the output */
@@ -355,13 +380,13 @@ static void daemon_out(buf *b)
     head(b, "gencache_coalesced_total", "counter",
          "Generate requests that waited for an identical request's upstream call.");
     put(b, "gencache_coalesced_total %llu\n",
-        (unsigned long long)__atomic_load_n(&coalesced, __ATOMIC_RELAXED));
+        (unsigned long long)__atomic_load_n(&m->coalesced, __ATOMIC_RELAXED));
     head(b, "gencache_upstream_requests_total", "counter",
          "Calls to the upstream generator by outcome (ok, error, timeout).");
     static const char *const names[] = {"ok", "error", "timeout"};
     for (int i = 0; i < 3; i++)
         put(b, "gencache_upstream_requests_total{outcome=\"%s\"} %llu\n", names[i],
-            (unsigned long long)__atomic_load_n(&upstream[i], __ATOMIC_RELAXED));
+            (unsigned long long)__atomic_load_n(&m->upstream[i], __ATOMIC_RELAXED));
 }
 
 enum MHD_Result gcd_metrics_handle(struct MHD_Connection *c, gcd_request *req)
@@ -389,9 +414,9 @@ enum MHD_Result gcd_metrics_handle(struct MHD_Connection *c, gcd_request *req)
         free(st);
         return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "writing the metrics");
     }
-    layers_out(&b, st);
+    layers_out(&b, st, req->srv->metrics);
     tiers_out(&b, st);
-    daemon_out(&b);
+    daemon_out(&b, req->srv->metrics);
     pressure_out(&b, req->srv);
     free(st);
     if (b.failed) {

@@ -2,8 +2,9 @@
  * tenancy.c: the daemon's side of tenants. The rules themselves (namespaces, who may replace or
  * delete a shared entry, exact quotas, per-tenant counters) live in the library, which takes the
  * config's tenants when the cache is opened; this file turns the per-tenant counters into the
- * JSON a tenant sees on GET /v1/stats, and runs the memory-pressure policy (batch tenants leave memory first; TTLs
- * are shortened only when the library reports that the tiers below cannot keep up).
+ * JSON a tenant sees on GET /v1/stats, and runs the memory-pressure policy (batch tenants leave
+ * memory first; TTLs are shortened only when the library reports that the tiers below cannot keep
+ * up).
  */
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -64,10 +65,10 @@ json_t *gcd_tenancy_stats_json(gcd_server *srv, const char *tenant)
                                       l->lookups ? (double)l->hits / (double)l->lookups : 0.0));
     }
     static const char *const prio[] = {"high", "normal", "batch"};
-    json_t *doc = json_pack("{s:s,s:s,s:o,s:{s:I,s:I,s:I}}", "tenant", tenant, "priority",
-                            prio[st->priority], "layers", layers, "usage", "bytes",
-                            (json_int_t)st->bytes, "entries", (json_int_t)st->entries,
-                            "quota_bytes", (json_int_t)st->quota_bytes);
+    json_t *doc =
+        json_pack("{s:s,s:s,s:o,s:{s:I,s:I,s:I}}", "tenant", tenant, "priority", prio[st->priority],
+                  "layers", layers, "usage", "bytes", (json_int_t)st->bytes, "entries",
+                  (json_int_t)st->entries, "quota_bytes", (json_int_t)st->quota_bytes);
     free(st);
     return doc;
 }
@@ -148,14 +149,15 @@ void gcd_pressure_check(gcd_server *srv)
     unsigned next = level;
     if (p.mem_ratio >= warn) {
         if (level == 0)
-            gcd_log(GENCACHE_LOG_INFO,
+            gcd_log(&srv->log, GENCACHE_LOG_INFO,
                     "memory pressure: the memory tier is %.0f%% full (threshold %.0f%%); "
                     "batch-priority tenants' entries leave memory first (kept on disk)",
                     p.mem_ratio * 100, warn * 100);
         uint64_t n = demote_batch(srv);
         if (n) {
             atomic_fetch_add(&ty->evicted, n);
-            gcd_log(GENCACHE_LOG_DEBUG, "memory pressure: %" PRIu64 " batch entries demoted", n);
+            gcd_log(&srv->log, GENCACHE_LOG_DEBUG,
+                    "memory pressure: %" PRIu64 " batch entries demoted", n);
         }
         if (next == 0)
             next = 1;
@@ -167,13 +169,13 @@ void gcd_pressure_check(gcd_server *srv)
     else if (next == 2)
         next = p.mem_ratio >= warn ? 1 : 0;
     if (next == 2 && level < 2)
-        gcd_log(GENCACHE_LOG_WARN,
+        gcd_log(&srv->log, GENCACHE_LOG_WARN,
                 "pressure: the tiers below memory cannot keep up (disk %.0f%% full, %" PRIu64
                 " bytes waiting to be written); shortening the TTL of new entries (tenants of "
                 "high priority excepted)",
                 p.disk_ratio * 100, p.writeback_bytes);
     else if (next < 2 && level == 2)
-        gcd_log(GENCACHE_LOG_INFO, "pressure: relieved; new entries keep their TTL");
+        gcd_log(&srv->log, GENCACHE_LOG_INFO, "pressure: relieved; new entries keep their TTL");
     atomic_store(&ty->level, next);
     atomic_store(&ty->ratio, p.mem_ratio);
 }
