@@ -36,16 +36,17 @@ void gcd_entries_request_free(gcd_request *req)
 static bool check_key(struct MHD_Connection *c, gcd_request *req, const char *key,
                       enum MHD_Result *r)
 {
-    int err = strlen(key) > KEY_MAX ? GENCACHE_EINVAL : gencache_key_check(req->srv->cache, key);
-    if (err == 0)
+    const char *code;
+    int err;
+    unsigned status = gcd_route_key_status(req->srv->cache, key, &code, &err);
+    if (status == 0)
         return true;
-    if (err == GENCACHE_ENOTFOUND) {
+    if (status == MHD_HTTP_NOT_FOUND) {
         const char *slash = strchr(key, '/');
         int n = slash ? (int)(slash - key) : (int)strlen(key);
-        *r = gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "unknown_layer", "unknown layer '%.*s'", n,
-                             key);
-    } else if (err == GENCACHE_EINVAL) {
-        *r = gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_key",
+        *r = gcd_reply_error(c, req, status, code, "unknown layer '%.*s'", n, key);
+    } else if (status == MHD_HTTP_BAD_REQUEST) {
+        *r = gcd_reply_error(c, req, status, code,
                              "malformed key '%.120s': expected <layer>/<64 lowercase hex digits>",
                              key);
     } else {
@@ -218,8 +219,13 @@ static enum MHD_Result handle_delete(struct MHD_Connection *c, gcd_request *req,
     return gcd_reply_bytes(c, req, MHD_HTTP_NO_CONTENT, NULL, "", 0);
 }
 
-enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req, const char *key)
+static enum MHD_Result put_end(struct MHD_Connection *c, gcd_request *req, const char *key);
+
+enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
 {
+    const char *key = req->tail ? req->tail : "";
+    if (strcmp(req->method, "PUT") == 0)
+        return put_end(c, req, key);
     enum MHD_Result r = MHD_NO;
     if (!check_key(c, req, key, &r))
         return r;
@@ -324,9 +330,9 @@ static int parse_shape(const char *s, gencache_meta *m)
         return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_header", __VA_ARGS__);           \
     } while (0)
 
-enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req, const char *key,
-                                      bool *queued)
+enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req, bool *queued)
 {
+    const char *key = req->tail ? req->tail : "";
     enum MHD_Result r = MHD_NO;
     *queued = false;
     if (!check_key(c, req, key, &r)) {
@@ -402,7 +408,8 @@ enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req
     return MHD_YES;
 }
 
-enum MHD_Result gcd_entries_put_end(struct MHD_Connection *c, gcd_request *req, const char *key)
+/* PUT, body complete: stores it. */
+static enum MHD_Result put_end(struct MHD_Connection *c, gcd_request *req, const char *key)
 {
     put_args *a = req->put;
     if (!a)

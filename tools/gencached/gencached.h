@@ -1,8 +1,9 @@
 /*
  * gencached.h: what the files of the gencached daemon share. The daemon is a thin HTTP layer
  * over the public API of libgencache (include/gencache.h, nothing else): main.c reads the flags
- * and owns the process, http.c runs libmicrohttpd and routes requests, and one file per group of
- * endpoints turns requests into library calls. Names here are gcd_*; nothing is exported.
+ * and owns the process, server.c owns everything a server holds, route.c decides where a request
+ * goes, http.c runs libmicrohttpd and hands complete requests to the routes' handlers, and one
+ * file per group of endpoints turns requests into library calls. Names here are gcd_*; nothing is exported.
  */
 #ifndef GENCACHED_H
 #define GENCACHED_H
@@ -17,6 +18,7 @@
 #include <microhttpd.h>
 
 #include "gencache.h"
+#include "route.h"
 
 /* ---- config.c: the settings of gencache.yaml and the flags ----------------------------------- */
 
@@ -117,7 +119,8 @@ typedef struct gcd_request {
     gcd_server *srv;
     char method[16];
     char path[160]; /* a prefix of the URL, for the access log */
-    int route;      /* GCD_ROUTE_* */
+    gcd_route_id route;
+    const char *tail; /* the route's {layer}/{hex} or {id}, from this call's URL; NULL: none */
     char *body;     /* uploaded bytes (PUT, POST); NULL until the first byte */
     size_t body_len;
     size_t body_cap;
@@ -136,19 +139,6 @@ typedef struct gcd_request {
     bool admin; /* the token's tenant has admin: true (auth.c) */
     void *gen; /* generate.c's state of a proxied request, freed by gcd_generate_request_free */
 } gcd_request;
-
-enum {
-    GCD_ROUTE_NONE = 0,
-    GCD_ROUTE_HEALTH,
-    GCD_ROUTE_STATS,
-    GCD_ROUTE_KEYS,
-    GCD_ROUTE_ENTRY,
-    GCD_ROUTE_GENERATE,   /* POST /v1/generate */
-    GCD_ROUTE_PREWARM,    /* POST /v1/prewarm */
-    GCD_ROUTE_JOB,        /* GET /v1/jobs/{id} */
-    GCD_ROUTE_METRICS,    /* GET /metrics */
-    GCD_ROUTE_INVALIDATE, /* POST /v1/invalidate, POST /invalidate?key=... */
-};
 
 /* Splits "HOST:PORT" (or "[V6]:PORT") and resolves it; refuses addresses beyond loopback unless
  * any_address (tenant tokens are configured). Returns 0, or -1 after logging why. */
@@ -226,14 +216,11 @@ int gcd_parse_u64(const char *s, uint64_t *out);
 
 /* ---- entries.c: /v1/entries/{layer}/{hex} --------------------------------------------------- */
 
-/* Serves GET, HEAD and DELETE (no body). */
-enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req, const char *key);
+/* The key is req->tail. Serves GET, HEAD and DELETE, and a PUT whose body is complete. */
+enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req);
 /* PUT, first call: checks the key and headers before any byte of the body is read, so a bad
  * request is refused at once. Returns MHD_YES with nothing queued to go on reading the body. */
-enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req, const char *key,
-                                      bool *queued);
-/* PUT, body complete: stores it. */
-enum MHD_Result gcd_entries_put_end(struct MHD_Connection *c, gcd_request *req, const char *key);
+enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req, bool *queued);
 /* Frees what put_begin kept in req->put. */
 void gcd_entries_request_free(gcd_request *req);
 
@@ -355,7 +342,7 @@ int gcd_prewarm_new(gcd_server *srv);
 /* After gcd_generate_stop(): joins the starter thread and frees every job and srv->prewarm. */
 void gcd_prewarm_free(gcd_server *srv);
 enum MHD_Result gcd_prewarm_handle(struct MHD_Connection *c, gcd_request *req);
-enum MHD_Result gcd_jobs_handle(struct MHD_Connection *c, gcd_request *req, const char *id);
+enum MHD_Result gcd_jobs_handle(struct MHD_Connection *c, gcd_request *req); /* id: req->tail */
 
 /* metrics.c: GET /metrics and the counters only the daemon sees. */
 enum MHD_Result gcd_metrics_handle(struct MHD_Connection *c, gcd_request *req);
@@ -363,7 +350,7 @@ enum MHD_Result gcd_metrics_handle(struct MHD_Connection *c, gcd_request *req);
 int gcd_metrics_new(gcd_server *srv);
 void gcd_metrics_free(gcd_server *srv);
 /* Recording; each takes the server's counters and is thread-safe. */
-void gcd_metrics_request(struct gcd_metrics *m, int route, double seconds); /* on_completed */
+void gcd_metrics_request(struct gcd_metrics *m, gcd_route_id route, double seconds);
 void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier); /* by tier */
 void gcd_metrics_coalesced(struct gcd_metrics *m);
 void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome);

@@ -156,7 +156,7 @@ static int lease_error(const gcd_gen_result *r)
 /* Stores a fresh answer like a PUT of its tenant would be (the lease stores it on the tenant's
  * behalf: its namespace, its quota; pinned when preferred, TTL shortened under pressure) and ends
  * the flight's lease. A failure to store is logged; the answer goes out all the same, to the
- * waiters too (cur_ending). */
+ * waiters too (the proxy's endings). */
 static void store(gcd_server *srv, flight *f, const gcd_gen_result *r)
 {
     gencache_meta m;

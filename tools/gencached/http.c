@@ -1,10 +1,11 @@
 /*
- * http.c: the libmicrohttpd server and the request router. MHD runs a pool of worker threads,
- * each with its own epoll loop, and calls on_request() several times per request: once when the
- * headers are in, once per piece of body, and once when the request is complete, which is when
- * it is answered. Requests with a body (PUT, POST) have their headers and length checked on the
- * first call, so a bad or oversize upload is refused before its body is read.
- * A body is never held beyond its limit: past it the bytes are counted and dropped.
+ * http.c: the libmicrohttpd plumbing: the listener, the request lifecycle and body accumulation;
+ * where a request goes is route.c's decision, and this file applies it. MHD runs a pool of worker
+ * threads, each with its own epoll loop, and calls on_request() several times per request: once
+ * when the headers are in, once per piece of body, and once when the request is complete, which is
+ * when it is answered. Requests with a body (PUT, POST) have their headers and length checked on
+ * the first call, so a bad or oversize upload is refused before its body is read. A body is never
+ * held beyond its limit: past it the bytes are counted and dropped.
  */
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -22,41 +23,7 @@
 #define CONNECTION_MEMORY (64u * 1024u)
 /* A chunked upload past its limit is read and dropped (so the client gets its 413) until this
  * much more has arrived; then the connection is cut. */
-#define DISCARD_MAX  (64ull << 20)
-#define ENTRY_PREFIX "/v1/entries/"
-
-static int route_of(const char *url, const char **key)
-{
-    *key = NULL;
-    if (strcmp(url, "/healthz") == 0)
-        return GCD_ROUTE_HEALTH;
-    if (strcmp(url, "/v1/stats") == 0)
-        return GCD_ROUTE_STATS;
-    if (strcmp(url, "/v1/keys") == 0)
-        return GCD_ROUTE_KEYS;
-    if (strcmp(url, "/v1/invalidate") == 0 || strcmp(url, "/invalidate") == 0)
-        return GCD_ROUTE_INVALIDATE;
-    if (strcmp(url, "/v1/generate") == 0)
-        return GCD_ROUTE_GENERATE;
-    if (strcmp(url, "/v1/prewarm") == 0)
-        return GCD_ROUTE_PREWARM;
-    if (strcmp(url, "/metrics") == 0)
-        return GCD_ROUTE_METRICS;
-    if (strncmp(url, "/v1/jobs/", 9) == 0) {
-        *key = url + 9;
-        return GCD_ROUTE_JOB;
-    }
-    if (strncmp(url, ENTRY_PREFIX, sizeof ENTRY_PREFIX - 1) == 0) {
-        *key = url + sizeof ENTRY_PREFIX - 1;
-        return GCD_ROUTE_ENTRY;
-    }
-    return GCD_ROUTE_NONE;
-}
-
-static bool is_method(const gcd_request *req, const char *m)
-{
-    return strcmp(req->method, m) == 0;
-}
+#define DISCARD_MAX (64ull << 20)
 
 /* First call of a request that carries a body: checks its announced length against the limit.
  * Returns true when it queued a refusal. */
@@ -131,42 +98,73 @@ static bool take_body(gcd_request *req, const char *data, size_t n)
     return true;
 }
 
-/* Requests with no body, or whose body is dropped unread (body_limit 0). */
-static enum MHD_Result dispatch(struct MHD_Connection *c, gcd_request *req, const char *key)
+static enum MHD_Result health(struct MHD_Connection *c, gcd_request *req)
 {
-    switch (req->route) {
-    case GCD_ROUTE_HEALTH:
-        if (!is_method(req, "GET") && !is_method(req, "HEAD"))
-            return gcd_reply_method(c, req, "GET, HEAD");
-        return gcd_reply_bytes(c, req, MHD_HTTP_OK, "text/plain", "ok", 2);
-    case GCD_ROUTE_STATS:
-        if (!is_method(req, "GET") && !is_method(req, "HEAD"))
-            return gcd_reply_method(c, req, "GET, HEAD");
-        return gcd_stats_handle(c, req);
-    case GCD_ROUTE_KEYS:
-    case GCD_ROUTE_GENERATE:
-    case GCD_ROUTE_PREWARM:
-        return gcd_reply_method(c, req, "POST");
-    case GCD_ROUTE_METRICS:
-        if (!is_method(req, "GET") && !is_method(req, "HEAD"))
-            return gcd_reply_method(c, req, "GET, HEAD");
-        return gcd_metrics_handle(c, req);
-    case GCD_ROUTE_JOB:
-        if (!is_method(req, "GET") && !is_method(req, "HEAD"))
-            return gcd_reply_method(c, req, "GET, HEAD");
-        return gcd_jobs_handle(c, req, key);
-    case GCD_ROUTE_INVALIDATE: /* POST without any body: the filter is in the query */
-        if (!is_method(req, "POST"))
-            return gcd_reply_method(c, req, "POST");
-        return gcd_invalidate_handle(c, req);
-    case GCD_ROUTE_ENTRY:
-        if (is_method(req, "GET") || is_method(req, "HEAD") || is_method(req, "DELETE"))
-            return gcd_entries_handle(c, req, key);
-        return gcd_reply_method(c, req, "GET, HEAD, PUT, DELETE");
-    default:
+    return gcd_reply_bytes(c, req, MHD_HTTP_OK, "text/plain", "ok", 2);
+}
+
+/* Who answers each route once its request is complete (route.c has decided it may). */
+typedef enum MHD_Result (*handler_fn)(struct MHD_Connection *c, gcd_request *req);
+static const handler_fn HANDLERS[GCD_ROUTE_COUNT] = {
+    [GCD_ROUTE_HEALTH] = health,
+    [GCD_ROUTE_STATS] = gcd_stats_handle,
+    [GCD_ROUTE_KEYS] = gcd_keys_handle,
+    [GCD_ROUTE_ENTRY] = gcd_entries_handle,
+    [GCD_ROUTE_GENERATE] = gcd_generate_handle,
+    [GCD_ROUTE_PREWARM] = gcd_prewarm_handle,
+    [GCD_ROUTE_JOB] = gcd_jobs_handle,
+    [GCD_ROUTE_METRICS] = gcd_metrics_handle,
+    [GCD_ROUTE_INVALIDATE] = gcd_invalidate_handle,
+};
+
+/* First call of a request: takes its tenant from its token, and for a request whose route reads
+ * a body, checks the announced length (and a PUT's headers) before any byte of it is read. A
+ * refusal is queued at once; anything else is answered once the request is complete: a response
+ * queued now would make MHD close the connection (it cannot know the request is over), and
+ * keep-alive matters for small GETs. */
+static enum MHD_Result begin(struct MHD_Connection *c, gcd_request *req, const gcd_route_match *m)
+{
+    /* Bearer token -> req->tenant (auth.c); refused at once, before any body is read. */
+    enum MHD_Result r = MHD_YES;
+    if (!gcd_auth_check(c, req, &r))
+        return r;
+    bool reads = m->status == 0 && (m->body == GCD_BODY_SMALL || m->body == GCD_BODY_LARGE ||
+                                    (m->body == GCD_BODY_IF_SENT && gcd_has_body(c)));
+    if (!reads)
+        return MHD_YES;
+    req->wants_body = true;
+    req->body_limit = req->srv->cfg->max_body;
+    if (m->body != GCD_BODY_LARGE && req->body_limit > GENCACHE_REQUEST_MAX_BYTES)
+        req->body_limit = GENCACHE_REQUEST_MAX_BYTES;
+    if (refuse_body(c, req, &r))
+        return r;
+    if (m->route == GCD_ROUTE_ENTRY) {
+        bool queued = false;
+        r = gcd_entries_put_begin(c, req, &queued);
+        if (queued || r != MHD_YES)
+            return r;
+    }
+    return MHD_YES; /* read the body */
+}
+
+/* The request is complete: the body's refusals, then the route's verdict, then its handler. */
+static enum MHD_Result finish(struct MHD_Connection *c, gcd_request *req, const gcd_route_match *m)
+{
+    if (req->status)
+        return MHD_YES;
+    if (req->no_memory)
+        return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "reading the body");
+    if (req->wants_body && req->too_big)
+        return gcd_reply_error(c, req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                               "body of %llu bytes or more exceeds the limit of %llu bytes",
+                               (unsigned long long)req->discarded,
+                               (unsigned long long)req->body_limit);
+    if (m->status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        return gcd_reply_method(c, req, m->allow);
+    if (m->status != 0 || !HANDLERS[m->route])
         return gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "unknown_route", "no endpoint at %s",
                                req->path);
-    }
+    return HANDLERS[m->route](c, req);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -176,8 +174,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     gcd_server *srv = cls;
     gcd_request *req = *con_cls;
-    const char *key;
-    int route = route_of(url, &key);
+    gcd_route_match m;
+    gcd_route_resolve(method, url, &m);
 
     if (!req) {
         req = calloc(1, sizeof *req);
@@ -186,43 +184,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *con_cls = req;
         req->srv = srv;
         req->start_ns = gcd_mono_ns();
-        req->route = route;
+        req->route = m.route;
+        req->tail = m.tail;
         snprintf(req->method, sizeof req->method, "%s", method);
         snprintf(req->path, sizeof req->path, "%s", url);
-        /* Bearer token -> req->tenant (auth.c); refused at once, before any body is read. */
-        enum MHD_Result auth_r = MHD_YES;
-        if (!gcd_auth_check(c, req, &auth_r))
-            return auth_r;
-
-        bool put = route == GCD_ROUTE_ENTRY && is_method(req, "PUT");
-        bool post = (route == GCD_ROUTE_KEYS || route == GCD_ROUTE_GENERATE ||
-                     route == GCD_ROUTE_PREWARM) &&
-                    is_method(req, "POST");
-        /* Answered on the next call, once MHD has the whole request: a response queued now
-         * would make MHD close the connection (it cannot know the request is over), and
-         * keep-alive matters for small GETs. */
-        /* POST /invalidate?key=... may come with no body at all. */
-        if (route == GCD_ROUTE_INVALIDATE && is_method(req, "POST") && gcd_has_body(c))
-            post = true;
-        if (!put && !post)
-            return MHD_YES;
-        req->wants_body = true;
-
-        req->body_limit = srv->cfg->max_body;
-        /* POST /v1/keys bodies are small JSON documents. */
-        if (post && route != GCD_ROUTE_PREWARM && req->body_limit > GENCACHE_REQUEST_MAX_BYTES)
-            req->body_limit = GENCACHE_REQUEST_MAX_BYTES;
-        enum MHD_Result r = MHD_YES;
-        if (refuse_body(c, req, &r))
-            return r;
-        if (put) {
-            bool queued = false;
-            r = gcd_entries_put_begin(c, req, key, &queued);
-            if (queued || r != MHD_YES)
-                return r;
-        }
-        return MHD_YES; /* read the body */
+        return begin(c, req, &m);
     }
+    req->tail = m.tail;
 
     if (*upload_data_size) {
         size_t n = *upload_data_size;
@@ -236,28 +204,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         return MHD_YES;
     }
-
-    /* The request is complete. */
-    if (req->status)
-        return MHD_YES;
-    if (!req->wants_body)
-        return dispatch(c, req, key);
-    if (req->no_memory)
-        return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "reading the body");
-    if (req->too_big)
-        return gcd_reply_error(c, req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
-                               "body of %llu bytes or more exceeds the limit of %llu bytes",
-                               (unsigned long long)req->discarded,
-                               (unsigned long long)req->body_limit);
-    if (req->route == GCD_ROUTE_KEYS)
-        return gcd_keys_handle(c, req);
-    if (req->route == GCD_ROUTE_INVALIDATE)
-        return gcd_invalidate_handle(c, req);
-    if (req->route == GCD_ROUTE_GENERATE)
-        return gcd_generate_handle(c, req);
-    if (req->route == GCD_ROUTE_PREWARM)
-        return gcd_prewarm_handle(c, req);
-    return gcd_entries_put_end(c, req, key);
+    return finish(c, req, &m);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,

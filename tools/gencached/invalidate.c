@@ -133,9 +133,9 @@ enum MHD_Result gcd_invalidate_handle(struct MHD_Connection *c, gcd_request *req
                                "non-zero older_than");
     }
     if (f.key) {
-        int kerr = strlen(f.key) >= GENCACHE_KEY_MAX ? GENCACHE_EINVAL
-                                                     : gencache_key_check(srv->cache, f.key);
-        if (kerr != 0) {
+        const char *code;
+        int kerr;
+        if (gcd_route_key_status(srv->cache, f.key, &code, &kerr) != 0) {
             r = kerr == GENCACHE_ENOTFOUND
                     ? gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "unknown_layer",
                                       "key '%.120s': unknown layer", f.key)

@@ -17,7 +17,6 @@
 static const double BUCKETS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                  0.25,   0.5,   1,      2.5,   5,    10,    30,   60};
 #define N_BUCKETS      (sizeof BUCKETS / sizeof BUCKETS[0])
-#define N_ROUTES       11
 #define MAX_HIT_LABELS (GENCACHE_MAX_LAYERS * GENCACHE_MAX_TIERS)
 
 typedef struct histogram {
@@ -34,7 +33,7 @@ typedef struct hit_label {
 
 /* One server's counters (srv->metrics). */
 struct gcd_metrics {
-    histogram hist[N_ROUTES];
+    histogram hist[GCD_ROUTE_COUNT]; /* by route */
     uint64_t coalesced;
     uint64_t upstream[3]; /* by gcd_upstream_outcome */
     pthread_mutex_t hits_mu;
@@ -63,78 +62,11 @@ void gcd_metrics_free(gcd_server *srv)
     srv->metrics = NULL;
 }
 
-static const char *route_name(int route)
+void gcd_metrics_request(struct gcd_metrics *m, gcd_route_id route, double seconds)
 {
-    switch (route) {
-    case GCD_ROUTE_HEALTH:
-        return "healthz";
-    case GCD_ROUTE_STATS:
-        return "stats";
-    case GCD_ROUTE_KEYS:
-        return "keys";
-    case GCD_ROUTE_ENTRY:
-        return "entries";
-    case GCD_ROUTE_GENERATE:
-        return "generate";
-    case GCD_ROUTE_PREWARM:
-        return "prewarm";
-    case GCD_ROUTE_JOB:
-        return "jobs";
-    case GCD_ROUTE_METRICS:
-        return "metrics";
-    case GCD_ROUTE_INVALIDATE:
-        return "invalidate";
-    case GCD_ROUTE_NONE:
-        return "unknown";
-    default:
-        return "other";
-    }
-}
-
-/* The histogram slot of a route: one per distinct name. */
-static int route_slot(int route)
-{
-    switch (route) {
-    case GCD_ROUTE_HEALTH:
-        return 1;
-    case GCD_ROUTE_STATS:
-        return 2;
-    case GCD_ROUTE_KEYS:
-        return 3;
-    case GCD_ROUTE_ENTRY:
-        return 4;
-    case GCD_ROUTE_GENERATE:
-        return 5;
-    case GCD_ROUTE_PREWARM:
-        return 6;
-    case GCD_ROUTE_JOB:
-        return 7;
-    case GCD_ROUTE_METRICS:
-        return 8;
-    case GCD_ROUTE_INVALIDATE:
-        return 9;
-    case GCD_ROUTE_NONE:
-        return 0;
-    default:
-        return 10;
-    }
-}
-
-static const int SLOT_ROUTE[N_ROUTES] = {GCD_ROUTE_NONE,
-                                         GCD_ROUTE_HEALTH,
-                                         GCD_ROUTE_STATS,
-                                         GCD_ROUTE_KEYS,
-                                         GCD_ROUTE_ENTRY,
-                                         GCD_ROUTE_GENERATE,
-                                         GCD_ROUTE_PREWARM,
-                                         GCD_ROUTE_JOB,
-                                         GCD_ROUTE_METRICS,
-                                         GCD_ROUTE_INVALIDATE,
-                                         -1};
-
-void gcd_metrics_request(struct gcd_metrics *m, int route, double seconds)
-{
-    histogram *h = &m->hist[route_slot(route)];
+    if ((unsigned)route >= GCD_ROUTE_COUNT)
+        route = GCD_ROUTE_NONE;
+    histogram *h = &m->hist[route];
     size_t i = 0;
     while (i < N_BUCKETS && seconds > BUCKETS[i])
         i++;
@@ -354,12 +286,12 @@ static void daemon_out(buf *b, const struct gcd_metrics *m)
 {
     head(b, "gencache_request_duration_seconds", "histogram",
          "HTTP request duration, from the request line to the last byte queued, by route.");
-    for (int s = 0; s < N_ROUTES; s++) {
+    for (int s = 0; s < GCD_ROUTE_COUNT; s++) {
         const histogram *h = &m->hist[s];
         uint64_t count = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
-        if (!count && s != route_slot(GCD_ROUTE_GENERATE))
+        if (!count && s != GCD_ROUTE_GENERATE)
             continue; /* routes never called stay out of the output */
-        const char *name = SLOT_ROUTE[s] < 0 ? "other" : route_name(SLOT_ROUTE[s]);
+        const char *name = gcd_route_name((gcd_route_id)s);
         uint64_t cum = 0;
         for (size_t i = 0; i < N_BUCKETS; i++) {
             cum += __atomic_load_n(&h->buckets[i], __ATOMIC_RELAXED);

@@ -435,8 +435,9 @@ enum MHD_Result gcd_prewarm_handle(struct MHD_Connection *c, gcd_request *req)
     return reply_json(c, req, MHD_HTTP_ACCEPTED, doc, location);
 }
 
-enum MHD_Result gcd_jobs_handle(struct MHD_Connection *c, gcd_request *req, const char *id)
+enum MHD_Result gcd_jobs_handle(struct MHD_Connection *c, gcd_request *req)
 {
+    const char *id = req->tail ? req->tail : "";
     struct gcd_prewarm *pw = req->srv->prewarm;
     pthread_mutex_lock(&pw->mu);
     const job *jb = pw->jobs;
