@@ -21,7 +21,7 @@ NAMES = {
     "gencache_evictions_total": "counter", "gencache_compute_seconds_saved_total": "counter",
     "gencache_request_duration_seconds": "histogram", "gencache_coalesced_total": "counter",
     "gencache_upstream_requests_total": "counter", "gencache_backend_errors_total": "counter",
-    "gencache_ghost_hits_total": "counter",
+    "gencache_ghost_hits_total": "counter", "gencache_tier_hits_total": "counter",
     "gencache_memory_pressure_ratio": "gauge", "gencache_memory_pressure_level": "gauge",
     "gencache_memory_pressure_evictions_total": "counter",
 }
@@ -142,6 +142,8 @@ def t_counters_move(d, up):
     tiers_sum = sum(v - val(before, n, **dict(l)) for (n, l), v in after.items()
                     if n == "gencache_hits_total" and ("layer", "result") in l)
     check_eq(tiers_sum, 3, "hits by tier add up to the layer's hits")
+    # The library's own count per tier agrees with the daemon's per (layer, tier).
+    check_eq(delta("gencache_tier_hits_total", tier="mem"), 3, "library's hits answered by mem")
     saved = delta("gencache_compute_seconds_saved_total", layer="result")
     check(abs(saved - 2 * cost_ms / 1000.0) < 0.0015, "seconds saved %.3f for 2 hits of %d ms"
           % (saved, cost_ms))

@@ -351,7 +351,9 @@ int gcd_metrics_new(gcd_server *srv);
 void gcd_metrics_free(gcd_server *srv);
 /* Recording; each takes the server's counters and is thread-safe. */
 void gcd_metrics_request(struct gcd_metrics *m, gcd_route_id route, double seconds);
-void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier); /* by tier */
+/* A hit the daemon served, for gencache_hits_total{layer,tier}: the library counts hits per layer
+ * and per tier but not per pair. */
+void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier);
 void gcd_metrics_coalesced(struct gcd_metrics *m);
 void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome);
 

@@ -1,9 +1,10 @@
 /*
  * metrics.c: GET /metrics in the Prometheus text format (version 0.0.4), with the metric names
- * of DESIGN.md section 5. Most numbers are the library's counters (gencache_stats_get); the
- * ones only the daemon sees live here: the request latency histogram, hits by tier (the library
- * counts hits per layer only), coalesced requests and upstream outcomes. Every counter here is
- * updated with atomics or under one short lock, so recording never slows a request down.
+ * of DESIGN.md section 5. Most numbers are the library's counters (gencache_stats_get), hits per
+ * tier included; the ones only the daemon sees live here: the request latency histogram, hits by
+ * (layer, tier) (the library counts per layer and per tier, not per pair), coalesced requests
+ * and upstream outcomes. Every counter here is updated with atomics or under one short lock, so
+ * recording never slows a request down.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,8 +184,11 @@ static void layers_out(buf *b, const gencache_stats *st, struct gcd_metrics *m)
             (unsigned long long)s->misses);
     }
 
-    /* The library counts hits per layer; the daemon knows the tier of the hits it serves
-     * itself. What it did not see (other clients of the same counters) is tier "unknown". */
+    /* gencache_hits_total{layer,tier} keeps DESIGN.md's labels, but the library counts hits
+     * per layer and per tier (gencache_tier_stats.hits), never per (layer, tier): the pair is
+     * the daemon's own count of the hits it serves (gcd_metrics_hit). What it did not see (other
+     * clients of the same cache) is tier "unknown", so a layer's tiers add up to its hits. The
+     * library's per-tier count is gencache_tier_hits_total{tier} below. */
     head(b, "gencache_hits_total", "counter", "Hits by layer and the tier that served them.");
     pthread_mutex_lock(&m->hits_mu);
     size_t n = m->n_hit_labels;
@@ -233,6 +237,12 @@ static void layers_out(buf *b, const gencache_stats *st, struct gcd_metrics *m)
 static void tiers_out(buf *b, const gencache_stats *st)
 {
     char t[40];
+    head(b, "gencache_tier_hits_total", "counter",
+         "Hits by the tier that answered them, over every layer (the library's count).");
+    for (uint32_t i = 0; i < st->n_tiers; i++)
+        if (st->tiers[i].tier)
+            put(b, "gencache_tier_hits_total{tier=\"%s\"} %llu\n",
+                esc(st->tiers[i].tier, t, sizeof t), (unsigned long long)st->tiers[i].hits);
     head(b, "gencache_bytes", "gauge", "Bytes held by each tier.");
     for (uint32_t i = 0; i < st->n_tiers; i++)
         if (st->tiers[i].tier)
