@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gencached_fixture import GENCACHE, Daemon, Runner, Upstream, check, check_eq  # noqa: E402
@@ -125,9 +126,18 @@ def t_counters_move(d, up):
     check_eq(d.request("PUT", "/v1/entries/" + k, body=b"x" * 4096)[0], 201, "put")
     check_eq(d.request("GET", "/v1/entries/" + k)[0], 200, "get")
 
-    text = scrape(d)
+    # The latency histogram records a request when libmicrohttpd reports it complete, which can
+    # come just after the client has read the answer: scrape until the last requests are in.
+    deadline = time.time() + 5
+    while True:
+        text = scrape(d)
+        after, _ = parse(text)
+        count = val(after, "gencache_request_duration_seconds_count", route="entries") - \
+            val(before, "gencache_request_duration_seconds_count", route="entries")
+        if count >= 2 or time.time() > deadline:
+            break
+        time.sleep(0.01)
     promtool(text)
-    after, _ = parse(text)
 
     def delta(name, **labels):
         return val(after, name, **labels) - val(before, name, **labels)
