@@ -111,7 +111,7 @@ void gcd_server_tick(gcd_server *srv, unsigned tick, unsigned maintain_every);
  * included. */
 void gcd_server_close(gcd_server *srv);
 
-/* ---- http.c: the server --------------------------------------------------------------------- */
+/* ---- http.c: the libmicrohttpd plumbing ----------------------------------------------------- */
 
 /* Per-request state, created on the first call of the access handler and freed when MHD reports
  * the request complete. */
@@ -322,14 +322,15 @@ typedef enum gcd_upstream_outcome {
 } gcd_upstream_outcome;
 typedef struct gcd_upstream_reply {
     gcd_upstream_outcome outcome;
-    long http_status;       /* the upstream's status; 0 when none came */
     void *data;             /* malloc'd answer body (OK only) */
     size_t size;
     char content_type[256]; /* the upstream's Content-Type */
     char message[256];      /* why it failed */
     uint64_t duration_ms;
 } gcd_upstream_reply;
-/* Global libcurl setup; call once before any thread uses curl. Returns 0 or -1. */
+/* libcurl's global setup and its end: each proxy calls them once, before its workers start and
+ * after they stop (libcurl counts the calls, so several servers may each call them, though not
+ * from two threads at once). Returns 0 or -1. */
 int gcd_upstream_init(void);
 void gcd_upstream_cleanup(void);
 /* cancel (may be NULL) is polled during the transfer: nonzero aborts it as an error. */
