@@ -23,7 +23,8 @@ static bool token_equal(const char *given, size_t given_len, const gcd_tenant *t
     return diff == 0;
 }
 
-const gcd_tenant *gcd_auth_lookup(const gcd_config *cfg, const char *token, size_t len)
+/* The tenant a token maps to, or NULL. */
+static const gcd_tenant *token_lookup(const gcd_config *cfg, const char *token, size_t len)
 {
     const gcd_tenant *found = NULL;
     for (size_t i = 0; i < cfg->n_tenants; i++) {
@@ -34,22 +35,9 @@ const gcd_tenant *gcd_auth_lookup(const gcd_config *cfg, const char *token, size
     return found;
 }
 
-const gcd_tenant *gcd_tenant_find(const gcd_config *cfg, const char *name)
-{
-    if (!name)
-        return NULL;
-    for (size_t i = 0; i < cfg->n_tenants; i++)
-        if (strcmp(cfg->tenants[i].name, name) == 0)
-            return &cfg->tenants[i];
-    return NULL;
-}
-
 bool gcd_tenant_admin(const gcd_request *req)
 {
-    if (!req->tenant)
-        return true;
-    const gcd_tenant *t = gcd_tenant_find(req->srv->cfg, req->tenant);
-    return t && t->admin;
+    return !req->tenant || req->admin;
 }
 
 static enum MHD_Result unauthorized(struct MHD_Connection *c, gcd_request *req, const char *why)
@@ -72,6 +60,7 @@ bool gcd_auth_check(struct MHD_Connection *c, gcd_request *req, enum MHD_Result 
 {
     const gcd_config *cfg = req->srv->cfg;
     req->tenant = NULL;
+    req->admin = false;
     if (cfg->n_tenants == 0 || req->route == GCD_ROUTE_HEALTH)
         return true;
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -89,12 +78,13 @@ bool gcd_auth_check(struct MHD_Connection *c, gcd_request *req, enum MHD_Result 
     size_t len = strlen(tok);
     while (len && (tok[len - 1] == ' ' || tok[len - 1] == '\t'))
         len--;
-    const gcd_tenant *t = len ? gcd_auth_lookup(cfg, tok, len) : NULL;
+    const gcd_tenant *t = len ? token_lookup(cfg, tok, len) : NULL;
     if (!t) {
         *r = unauthorized(c, req, "unknown token");
         return false;
     }
     req->tenant = t->name;
+    req->admin = t->admin;
     /* Metrics are the whole cache's counters: they would tell a tenant about the others. */
     if (req->route == GCD_ROUTE_METRICS && !t->admin) {
         *r = gcd_reply_error(c, req, MHD_HTTP_FORBIDDEN, "forbidden",

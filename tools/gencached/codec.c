@@ -6,7 +6,6 @@
  * 400. The invariant: a client always receives a plain tensor whose dtype and shape headers
  * describe the body exactly.
  */
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -18,7 +18,7 @@ static void copy_tiers(gencache_config *lib, gcd_config *cfg, struct gcd_config_
     o.data_dir = NULL;
     o.redis_url = NULL;
     o.mem_max_bytes = o.disk_max_bytes = 0;
-    o.mem_max_entries = o.disk_max_entries = o.redis_max_value_bytes = 0;
+    o.mem_max_entries = o.disk_max_entries = 0;
     o.redis_timeout_ms = 0;
     o.log_level = (gencache_log_level)-1;
     gencache_config_options(lib, &o);
@@ -35,7 +35,6 @@ static void copy_tiers(gencache_config *lib, gcd_config *cfg, struct gcd_config_
         cfg->log_level = o.log_level;
     e->mem_max_entries = o.mem_max_entries;
     e->disk_max_entries = o.disk_max_entries;
-    e->redis_max_value_bytes = o.redis_max_value_bytes;
     o.data_dir = ".";
     gencache_config_options(lib, &o);
     e->disk_disabled = o.data_dir == NULL;
@@ -83,11 +82,10 @@ int gcd_config_load(const char *path, gcd_config *cfg, char *err, size_t err_siz
         gencache_config_tenant t = {.struct_size = sizeof t};
         gencache_config_tenant_get(e->lib, i, &t);
         gcd_tenant *d = &cfg->tenants[cfg->n_tenants++];
-        d->name = (char *)t.name;
-        d->token = (char *)t.token;
+        d->name = t.name;
+        d->token = t.token;
         d->token_len = strlen(t.token);
-        d->priority = (gcd_priority)t.priority;
-        d->quota_bytes = t.quota_bytes;
+        d->priority = t.priority;
         d->admin = t.admin != 0;
     }
     return 0;
@@ -106,12 +104,13 @@ void gcd_config_free(gcd_config *cfg)
     cfg->ext = NULL;
 }
 
-int gcd_config_open_cache(const gcd_config *cfg, const gencache_options *opts, gencache **out)
+int gcd_config_open_cache(const gcd_config *cfg, const gencache_options *opts, const gcd_logger *lg,
+                          gencache **out)
 {
     const struct gcd_config_ext *e = cfg->ext;
     int err = e && e->lib ? gencache_open_config(out, e->lib, opts) : gencache_open(out, opts);
     if (err != GENCACHE_OK)
-        gcd_log(GENCACHE_LOG_ERROR, "cannot open the cache%s%s: %s (%s)",
+        gcd_log(lg, GENCACHE_LOG_ERROR, "cannot open the cache%s%s: %s (%s)",
                 opts->data_dir ? " in " : "", opts->data_dir ? opts->data_dir : "",
                 gencache_strerror(err), gencache_errname(err));
     return err == GENCACHE_OK ? 0 : -1;

@@ -15,7 +15,7 @@
 
 struct gcd_config_ext {
     gencache_config *lib;     /* the loaded file */
-    uint64_t mem_max_entries, disk_max_entries, redis_max_value_bytes; /* 0: the default */
+    uint64_t mem_max_entries, disk_max_entries; /* 0: the default */
     bool disk_disabled;
     uint64_t pressure_ttl_ms; /* TTL cap of new puts in the second degradation step; 0: none */
 };
@@ -29,8 +29,9 @@ void gcd_config_free(gcd_config *cfg);
  * to (its layers are printed). */
 void gcd_config_print(const gcd_config *cfg, gencache *cache, FILE *out);
 /* Opens the cache with opts and applies the file's layers and models to it (the cache's
- * keyspace follows). Returns 0, or -1 after logging why. */
-int gcd_config_open_cache(const gcd_config *cfg, const gencache_options *opts, gencache **out);
+ * keyspace follows). Returns 0, or -1 after logging why to lg. */
+int gcd_config_open_cache(const gcd_config *cfg, const gencache_options *opts,
+                          const gcd_logger *lg, gencache **out);
 /* stats.c's view of one tenant (tenancy.c): {"tenant", "priority", "layers": {name: counters},
  * "usage": {bytes, entries, quota_bytes}}; NULL for an unknown tenant. */
 json_t *gcd_tenancy_stats_json(gcd_server *srv, const char *tenant);

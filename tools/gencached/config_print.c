@@ -5,7 +5,6 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "config.h"
 
@@ -73,10 +72,11 @@ void gcd_config_print(const gcd_config *cfg, gencache *cache, FILE *out)
     else
         fprintf(out, "tenants: %zu\n", cfg->n_tenants);
     for (size_t i = 0; i < cfg->n_tenants; i++) {
-        const gcd_tenant *t = &cfg->tenants[i];
-        fprintf(out, "  %s: priority %s%s, ", t->name, prio[t->priority],
-                t->admin ? ", admin" : "");
-        print_size(out, "quota ", t->quota_bytes, "none");
+        gencache_config_tenant t = {.struct_size = sizeof t};
+        if (gencache_config_tenant_get(lib, i, &t) != GENCACHE_OK)
+            continue;
+        fprintf(out, "  %s: priority %s%s, ", t.name, prio[t.priority], t.admin ? ", admin" : "");
+        print_size(out, "quota ", t.quota_bytes, "none");
         fprintf(out, "\n");
     }
     const char *p;

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "gencached.h"
 
@@ -37,16 +36,17 @@ void gcd_entries_request_free(gcd_request *req)
 static bool check_key(struct MHD_Connection *c, gcd_request *req, const char *key,
                       enum MHD_Result *r)
 {
-    int err = strlen(key) > KEY_MAX ? GENCACHE_EINVAL : gencache_key_check(req->srv->cache, key);
-    if (err == 0)
+    const char *code;
+    int err;
+    unsigned status = gcd_route_key_status(req->srv->cache, key, &code, &err);
+    if (status == 0)
         return true;
-    if (err == GENCACHE_ENOTFOUND) {
+    if (status == MHD_HTTP_NOT_FOUND) {
         const char *slash = strchr(key, '/');
         int n = slash ? (int)(slash - key) : (int)strlen(key);
-        *r = gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "unknown_layer", "unknown layer '%.*s'", n,
-                             key);
-    } else if (err == GENCACHE_EINVAL) {
-        *r = gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_key",
+        *r = gcd_reply_error(c, req, status, code, "unknown layer '%.*s'", n, key);
+    } else if (status == MHD_HTTP_BAD_REQUEST) {
+        *r = gcd_reply_error(c, req, status, code,
                              "malformed key '%.120s': expected <layer>/<64 lowercase hex digits>",
                              key);
     } else {
@@ -198,8 +198,7 @@ static gencache_caller caller_of(const gcd_request *req)
     return who;
 }
 
-static enum MHD_Result forbidden_shared(struct MHD_Connection *c, gcd_request *req,
-                                        const char *key)
+static enum MHD_Result forbidden_shared(struct MHD_Connection *c, gcd_request *req, const char *key)
 {
     return gcd_reply_error(c, req, MHD_HTTP_FORBIDDEN, "forbidden",
                            "entry %s is shared and was stored by another tenant", key);
@@ -220,8 +219,13 @@ static enum MHD_Result handle_delete(struct MHD_Connection *c, gcd_request *req,
     return gcd_reply_bytes(c, req, MHD_HTTP_NO_CONTENT, NULL, "", 0);
 }
 
-enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req, const char *key)
+static enum MHD_Result put_end(struct MHD_Connection *c, gcd_request *req, const char *key);
+
+enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
 {
+    const char *key = req->tail ? req->tail : "";
+    if (strcmp(req->method, "PUT") == 0)
+        return put_end(c, req, key);
     enum MHD_Result r = MHD_NO;
     if (!check_key(c, req, key, &r))
         return r;
@@ -246,7 +250,7 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req, c
     int err = head ? gencache_peek_as(req->srv->cache, &who, key, &h)
                    : gencache_get_as(req->srv->cache, &who, key, &h);
     if (!head && err == 0)
-        gcd_metrics_hit(layer, gencache_handle_meta(h)->tier);
+        gcd_metrics_hit(req->srv->metrics, layer, gencache_handle_meta(h)->tier);
     if (err == GENCACHE_ENOTFOUND)
         return reply_miss(c, req, key);
     if (err != 0)
@@ -320,16 +324,15 @@ static int parse_shape(const char *s, gencache_meta *m)
     }
 }
 
-
 #define BAD_HEADER(...)                                                                            \
     do {                                                                                           \
         *queued = true;                                                                            \
         return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_header", __VA_ARGS__);           \
     } while (0)
 
-enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req, const char *key,
-                                      bool *queued)
+enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req, bool *queued)
 {
+    const char *key = req->tail ? req->tail : "";
     enum MHD_Result r = MHD_NO;
     *queued = false;
     if (!check_key(c, req, key, &r)) {
@@ -405,7 +408,8 @@ enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req
     return MHD_YES;
 }
 
-enum MHD_Result gcd_entries_put_end(struct MHD_Connection *c, gcd_request *req, const char *key)
+/* PUT, body complete: stores it. */
+static enum MHD_Result put_end(struct MHD_Connection *c, gcd_request *req, const char *key)
 {
     put_args *a = req->put;
     if (!a)
@@ -460,9 +464,8 @@ enum MHD_Result gcd_entries_put_end(struct MHD_Connection *c, gcd_request *req, 
         return forbidden_shared(c, req, key);
     if (err == GENCACHE_ELIMIT) {
         gencache_tenant_options t;
-        uint64_t quota = gencache_tenant_get(req->srv->cache, req->tenant, &t) == 0
-                             ? t.quota_bytes
-                             : 0;
+        uint64_t quota =
+            gencache_tenant_get(req->srv->cache, req->tenant, &t) == 0 ? t.quota_bytes : 0;
         return gcd_reply_error(c, req, MHD_HTTP_INSUFFICIENT_STORAGE, "quota_exceeded",
                                "storing %zu bytes would exceed tenant %s's quota of %llu bytes",
                                len, req->tenant, (unsigned long long)quota);

@@ -1,8 +1,9 @@
 /*
  * gencached.h: what the files of the gencached daemon share. The daemon is a thin HTTP layer
  * over the public API of libgencache (include/gencache.h, nothing else): main.c reads the flags
- * and owns the process, http.c runs libmicrohttpd and routes requests, and one file per group of
- * endpoints turns requests into library calls. Names here are gcd_*; nothing is exported.
+ * and owns the process, server.c owns everything a server holds, route.c decides where a request
+ * goes, http.c runs libmicrohttpd and hands complete requests to the routes' handlers, and one
+ * file per group of endpoints turns requests into library calls. Names here are gcd_*; nothing is exported.
  */
 #ifndef GENCACHED_H
 #define GENCACHED_H
@@ -17,20 +18,19 @@
 #include <microhttpd.h>
 
 #include "gencache.h"
+#include "route.h"
 
-/* ---- config.c (engineer A's block): tenants, layers, limits from gencache.yaml ------------- */
+/* ---- config.c: the settings of gencache.yaml and the flags ----------------------------------- */
 
-/* A tenant's priority: high is never degraded, batch is evicted first under memory pressure. */
-typedef enum gcd_priority { GCD_PRIO_HIGH = 0, GCD_PRIO_NORMAL = 1, GCD_PRIO_BATCH = 2 } gcd_priority;
-
-/* One tenant of `tenants:`; its token is what a client sends as "Authorization: Bearer <token>". */
+/* One tenant of `tenants:`, as auth.c and the pressure policy need it (the library holds the
+ * tenant's rules: quota, namespace); its token is what a client sends as
+ * "Authorization: Bearer <token>". Strings point into the loaded config. */
 typedef struct gcd_tenant {
-    char *name;
-    char *token;
+    const char *name;
+    const char *token;
     size_t token_len;
-    gcd_priority priority;
-    uint64_t quota_bytes; /* 0: no quota */
-    bool admin;           /* sees the global /v1/stats and /metrics; invalidates any entries */
+    gencache_priority priority; /* batch leaves memory first under pressure */
+    bool admin;                 /* sees the global /v1/stats and /metrics; invalidates any entries */
 } gcd_tenant;
 
 struct gcd_config_ext; /* config.h: the library's gencache_config and what main.c reads of it */
@@ -49,44 +49,69 @@ typedef struct gcd_config {
     gencache_log_level log_level;
     const char *redis_url;        /* shared Redis tier; NULL: none */
     unsigned redis_timeout_ms;    /* 0: the library's default */
-    /* From the config file (engineer A): */
+    /* From the config file only: */
     const char *config_path;      /* NULL: built-in defaults only */
     gcd_tenant *tenants;          /* n_tenants; none: the open, loopback-only mode */
     size_t n_tenants;
     const char *upstream_url;     /* upstream: url (NULL: none) */
     unsigned upstream_timeout_ms; /* upstream: timeout; 0: the proxy's default */
     unsigned prewarm_concurrency; /* prewarm: concurrency; 0: the prewarm's default */
-    unsigned upstream_concurrency; /* most upstream calls in flight (B's flag); 0: default 16 */
+    unsigned upstream_concurrency; /* most upstream calls in flight; 0: default 16 */
     double pressure_warn_ratio;   /* memory_pressure: warn_ratio (default 0.85) */
     struct gcd_config_ext *ext;
 } gcd_config;
 
-/* The running server: one per process. */
-typedef struct gcd_server {
-    const gcd_config *cfg;
-    gencache *cache;
-    gencache_keyspace *keyspace; /* the layer recipes POST /v1/keys derives keys with */
-    struct MHD_Daemon *mhd;
-    uint16_t port;       /* the port actually bound (differs from cfg when it asked 0) */
-    uint64_t started_ms; /* wall clock at start, for uptime */
-    struct gcd_tenancy *tenancy; /* tenancy.c: the memory-pressure state */
-} gcd_server;
-
 /* ---- log.c: timestamped lines on stderr ----------------------------------------------------- */
 
-/* Sets the most verbose level that is written. */
-void gcd_log_set_level(gencache_log_level level);
+/* Where a server's lines go and how verbose they are. Each server has its own; main.c has one
+ * for what it says before the server exists. */
+typedef struct gcd_logger {
+    gencache_log_level level; /* the most verbose level written; set before any thread logs */
+} gcd_logger;
+
 /* Writes "<UTC timestamp> <LEVEL> <message>" as one line to stderr (one write, so lines from
- * several threads never interleave). Thread-safe. */
-void gcd_log(gencache_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The library's log callback (gencache_log_fn) and MHD's (MHD_LogCallback). */
+ * several threads never interleave) when level is within lg's. Thread-safe. */
+void gcd_log(const gcd_logger *lg, gencache_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The library's log callback (gencache_log_fn) and MHD's (MHD_LogCallback); userdata and cls
+ * are the gcd_logger. */
 void gcd_log_library(void *userdata, gencache_log_level level, const char *message);
 void gcd_log_mhd(void *cls, const char *fmt, va_list ap);
 /* Wall-clock milliseconds and monotonic nanoseconds. */
 uint64_t gcd_now_ms(void);
 uint64_t gcd_mono_ns(void);
 
-/* ---- http.c: the server --------------------------------------------------------------------- */
+/* ---- server.c: one running server and everything it owns ------------------------------------ */
+
+/* A server: the cache, the listener and the state of its endpoints. Nothing of it is global, so
+ * several can run in one process; every file reaches the state through the gcd_server its
+ * request or caller carries. */
+typedef struct gcd_server {
+    const gcd_config *cfg;
+    gcd_logger log;
+    gencache *cache;
+    gencache_keyspace *keyspace; /* the layer recipes POST /v1/keys derives keys with */
+    struct MHD_Daemon *mhd;
+    uint16_t port;       /* the port actually bound (differs from cfg when it asked 0) */
+    uint64_t started_ms; /* wall clock at start, for uptime */
+    struct gcd_tenancy *tenancy; /* tenancy.c: the memory-pressure state */
+    struct gcd_metrics *metrics; /* metrics.c: the counters only the daemon sees */
+    struct gcd_proxy *proxy;     /* generate.c: upstream workers and their queues */
+    struct gcd_prewarm *prewarm; /* prewarm.c: the jobs and their starter thread */
+} gcd_server;
+
+/* Fills srv for cfg (which must outlive it): opens the cache with opts and the config's layers,
+ * and creates the endpoints' state. Nothing listens yet. Returns 0, or -1 after logging why
+ * (srv is then closed). */
+int gcd_server_open(gcd_server *srv, const gcd_config *cfg, const gencache_options *opts);
+/* The once-a-second housekeeping: memory pressure, and every `maintain_every` ticks the sweep
+ * of expired entries. */
+void gcd_server_tick(gcd_server *srv, unsigned tick, unsigned maintain_every);
+/* Stops serving (if started: gcd_http_start) and frees everything srv owns, the cache
+ * included. */
+void gcd_server_close(gcd_server *srv);
+
+/* ---- http.c: the libmicrohttpd plumbing ----------------------------------------------------- */
 
 /* Per-request state, created on the first call of the access handler and freed when MHD reports
  * the request complete. */
@@ -94,7 +119,8 @@ typedef struct gcd_request {
     gcd_server *srv;
     char method[16];
     char path[160]; /* a prefix of the URL, for the access log */
-    int route;      /* GCD_ROUTE_* */
+    gcd_route_id route;
+    const char *tail; /* the route's {layer}/{hex} or {id}, from this call's URL; NULL: none */
     char *body;     /* uploaded bytes (PUT, POST); NULL until the first byte */
     size_t body_len;
     size_t body_cap;
@@ -110,42 +136,26 @@ typedef struct gcd_request {
     /* The caller's tenant name, from its bearer token (http.c, first call); NULL in the open,
      * tokenless mode. Never taken from a body or another header. Points into the config. */
     const char *tenant;
-    void *gen; /* generate.c's state of a proxied request (B), freed by gcd_generate_request_free */
+    bool admin; /* the token's tenant has admin: true (auth.c) */
+    void *gen; /* generate.c's state of a proxied request, freed by gcd_generate_request_free */
 } gcd_request;
-
-enum {
-    GCD_ROUTE_NONE = 0,
-    GCD_ROUTE_HEALTH,
-    GCD_ROUTE_STATS,
-    GCD_ROUTE_KEYS,
-    GCD_ROUTE_ENTRY,
-    GCD_ROUTE_GENERATE, /* B: POST /v1/generate */
-    GCD_ROUTE_PREWARM,  /* B: POST /v1/prewarm */
-    GCD_ROUTE_JOB,      /* B: GET /v1/jobs/{id} */
-    GCD_ROUTE_METRICS,  /* B: GET /metrics */
-    GCD_ROUTE_INVALIDATE, /* A: POST /v1/invalidate, POST /invalidate?key=... */
-};
 
 /* Splits "HOST:PORT" (or "[V6]:PORT") and resolves it; refuses addresses beyond loopback unless
  * any_address (tenant tokens are configured). Returns 0, or -1 after logging why. */
-int gcd_listen_resolve(const char *listen, bool any_address, struct sockaddr_storage *ss,
-                       socklen_t *len);
+int gcd_listen_resolve(const gcd_logger *lg, const char *listen, bool any_address,
+                       struct sockaddr_storage *ss, socklen_t *len);
 /* Binds cfg->addr and starts the worker threads. Returns 0, or -1 after logging why. */
 int gcd_http_start(gcd_server *srv);
 /* Stops accepting, closes every connection (releasing the handles they held) and joins the
  * threads. */
 void gcd_http_stop(gcd_server *srv);
 
-/* ---- auth.c (engineer A): bearer tokens -> tenants ----------------------------------------- */
+/* ---- auth.c: bearer tokens -> tenants ------------------------------------------------------- */
 
 /* First call of every request: with tenants configured, anything but /healthz needs a known
  * "Authorization: Bearer <token>"; sets req->tenant (NULL in the tokenless mode). Returns true to
  * go on, false after queueing 401 unauthorized (with WWW-Authenticate: Bearer) into *r. */
 bool gcd_auth_check(struct MHD_Connection *c, gcd_request *req, enum MHD_Result *r);
-/* The tenant a token maps to (constant-time comparison against every token), or NULL. */
-const gcd_tenant *gcd_auth_lookup(const gcd_config *cfg, const char *token, size_t len);
-/* The tenant of that name, or NULL (also for a NULL name). */
-const gcd_tenant *gcd_tenant_find(const gcd_config *cfg, const char *name);
 /* True in the open mode (no tenant) and for an admin tenant: global counters may be shown. */
 bool gcd_tenant_admin(const gcd_request *req);
 
@@ -170,7 +180,7 @@ uint64_t gcd_pressure_ttl_ms(gcd_server *srv, const char *tenant, const char *la
 /* One pressure check (main.c's loop calls it every second). */
 void gcd_pressure_check(gcd_server *srv);
 
-/* ---- config.c, keys.c, invalidate.c (A) ----------------------------------------------------- */
+/* ---- config.c, keys.c, invalidate.c --------------------------------------------------------- */
 
 /* True when text matches a `sensitive:` rule of the config: a request whose prompt or
  * negative_prompt matches must not be cached (POST /v1/generate bypasses the cache). Thread-safe. */
@@ -206,14 +216,11 @@ int gcd_parse_u64(const char *s, uint64_t *out);
 
 /* ---- entries.c: /v1/entries/{layer}/{hex} --------------------------------------------------- */
 
-/* Serves GET, HEAD and DELETE (no body). */
-enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req, const char *key);
+/* The key is req->tail. Serves GET, HEAD and DELETE, and a PUT whose body is complete. */
+enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req);
 /* PUT, first call: checks the key and headers before any byte of the body is read, so a bad
  * request is refused at once. Returns MHD_YES with nothing queued to go on reading the body. */
-enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req, const char *key,
-                                      bool *queued);
-/* PUT, body complete: stores it. */
-enum MHD_Result gcd_entries_put_end(struct MHD_Connection *c, gcd_request *req, const char *key);
+enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req, bool *queued);
 /* Frees what put_begin kept in req->put. */
 void gcd_entries_request_free(gcd_request *req);
 
@@ -257,7 +264,7 @@ int gcd_codec_decode(const gencache_meta *m, const void *data, size_t size, cons
 enum MHD_Result gcd_stats_handle(struct MHD_Connection *c, gcd_request *req);
 enum MHD_Result gcd_keys_handle(struct MHD_Connection *c, gcd_request *req);
 
-/* ---- generate.c, upstream.c, prewarm.c, metrics.c (engineer B): proxy, prewarm, metrics ---- */
+/* ---- generate.c, upstream.c, prewarm.c, metrics.c: proxy, prewarm, metrics ------------------ */
 
 /* How a proxied generate request was served. */
 typedef enum gcd_gen_outcome {
@@ -285,17 +292,17 @@ typedef struct gcd_gen_result {
     uint64_t cost_ms;           /* the stored cost of a hit; the upstream's duration otherwise */
 } gcd_gen_result;
 
-gcd_gen_result *gcd_gen_result_retain(gcd_gen_result *r);
-void gcd_gen_result_release(gcd_gen_result *r);
-
-/* Called once per submission with the outcome and a borrowed result (retain it to keep it); from
+/* Called once per submission with the outcome and a borrowed result (valid for the call); from
  * the submitting thread (hits, bad requests) or from an upstream worker thread. */
 typedef void (*gcd_gen_done_fn)(void *ctx, gcd_gen_outcome outcome, gcd_gen_result *res);
 
-/* Starts and stops the proxy's upstream workers. Stop fails every queued or running call
- * (waiters get 503 shutting_down) and returns when no callback is left to run. */
+/* Creates srv->proxy and starts its upstream workers (on failure srv->proxy may be left for
+ * gcd_generate_free). Stop fails every queued or running call (waiters get 503 shutting_down)
+ * and returns when no callback is left to run; free stops, then frees srv->proxy once no
+ * request can reach it (after MHD is stopped). Both do nothing without a proxy. */
 int gcd_generate_start(gcd_server *srv);
-void gcd_generate_stop(void);
+void gcd_generate_stop(gcd_server *srv);
+void gcd_generate_free(gcd_server *srv);
 /* Runs one request JSON through the cache: hit, coalesced wait, upstream call or bypass. body is
  * copied; tenant (NULL: none) must outlive the call only. background (prewarm): its upstream
  * call waits behind interactive ones and uses at most three quarters of the workers. done is
@@ -315,14 +322,15 @@ typedef enum gcd_upstream_outcome {
 } gcd_upstream_outcome;
 typedef struct gcd_upstream_reply {
     gcd_upstream_outcome outcome;
-    long http_status;       /* the upstream's status; 0 when none came */
     void *data;             /* malloc'd answer body (OK only) */
     size_t size;
     char content_type[256]; /* the upstream's Content-Type */
     char message[256];      /* why it failed */
     uint64_t duration_ms;
 } gcd_upstream_reply;
-/* Global libcurl setup; call once before any thread uses curl. Returns 0 or -1. */
+/* libcurl's global setup and its end: each proxy calls them once, before its workers start and
+ * after they stop (libcurl counts the calls, so several servers may each call them, though not
+ * from two threads at once). Returns 0 or -1. */
 int gcd_upstream_init(void);
 void gcd_upstream_cleanup(void);
 /* cancel (may be NULL) is polled during the transfer: nonzero aborts it as an error. */
@@ -330,15 +338,24 @@ void gcd_upstream_call(const char *url, unsigned timeout_ms, const char *body, s
                        uint64_t max_bytes, const int *cancel, gcd_upstream_reply *out);
 
 /* prewarm.c: POST /v1/prewarm and GET /v1/jobs/{id}. */
-void gcd_prewarm_stop(void); /* after gcd_generate_stop(): frees every job */
+/* Creates srv->prewarm (no thread yet: the first job starts one). Returns 0 or -1. */
+int gcd_prewarm_new(gcd_server *srv);
+/* After gcd_generate_stop(): joins the starter thread and frees every job and srv->prewarm. */
+void gcd_prewarm_free(gcd_server *srv);
 enum MHD_Result gcd_prewarm_handle(struct MHD_Connection *c, gcd_request *req);
-enum MHD_Result gcd_jobs_handle(struct MHD_Connection *c, gcd_request *req, const char *id);
+enum MHD_Result gcd_jobs_handle(struct MHD_Connection *c, gcd_request *req); /* id: req->tail */
 
 /* metrics.c: GET /metrics and the counters only the daemon sees. */
 enum MHD_Result gcd_metrics_handle(struct MHD_Connection *c, gcd_request *req);
-void gcd_metrics_request(int route, double seconds); /* http.c's on_completed */
-void gcd_metrics_hit(const char *layer, const char *tier); /* a hit served, by tier */
-void gcd_metrics_coalesced(void);
-void gcd_metrics_upstream(gcd_upstream_outcome outcome);
+/* Creates and frees srv->metrics. Returns 0 or -1. */
+int gcd_metrics_new(gcd_server *srv);
+void gcd_metrics_free(gcd_server *srv);
+/* Recording; each takes the server's counters and is thread-safe. */
+void gcd_metrics_request(struct gcd_metrics *m, gcd_route_id route, double seconds);
+/* A hit the daemon served, for gencache_hits_total{layer,tier}: the library counts hits per layer
+ * and per tier but not per pair. */
+void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier);
+void gcd_metrics_coalesced(struct gcd_metrics *m);
+void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome);
 
 #endif

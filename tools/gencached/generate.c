@@ -27,11 +27,12 @@
 /* One upstream call for one request, or a request waiting in the library for the key's lease
  * (then it becomes a flight if the lease passes to it). */
 typedef struct flight {
+    gcd_server *srv;
     char key[GENCACHE_KEY_MAX]; /* "" for a bypass: no lease, never stored */
     char *body;
     size_t len;
-    char *model;  /* stored with the result, for invalidation by model */
-    char *tenant; /* owner of the stored result */
+    char *model;          /* stored with the result, for invalidation by model */
+    char *tenant;         /* owner of the stored result */
     gcd_gen_done_fn done; /* the request this flight answers */
     void *ctx;
     gcd_gen_outcome outcome; /* what it will be told on success: MISS or BYPASS */
@@ -40,8 +41,21 @@ typedef struct flight {
     bool background;         /* prewarm work: queued behind interactive requests */
 } flight;
 
-static struct {
-    pthread_mutex_t mu; /* the queues, stopping's writes */
+/* The answer of a flight a thread is ending. The library calls the waiters' callbacks on the
+ * thread that ends a flight, before gencache_lease_fulfil/fail returns: a waiter whose wait ends
+ * in an error (the upstream failed, or the answer could not be stored) takes this answer, so it
+ * gets the very status, message or bytes the flight's own request got. A waiter's callback may
+ * end a flight of its own, so a thread can be ending several: the innermost is found first. */
+typedef struct ending {
+    const char *key;
+    gcd_gen_result *r; /* NULL: out of memory */
+    pthread_t thread;  /* the thread ending it */
+    struct ending *next;
+} ending;
+
+/* One server's proxy (srv->proxy). */
+struct gcd_proxy {
+    pthread_mutex_t mu; /* the queues, stopping's writes, endings */
     pthread_cond_t cv;  /* the queue has work, or stopping */
     gcd_server *srv;
     flight *qhead; /* interactive requests, first come first served */
@@ -56,32 +70,23 @@ static struct {
     unsigned n_threads;
     int stopping; /* read atomically by the upstream calls (cancel) */
     bool running;
-    int suspended; /* HTTP requests suspended and not yet completed (atomic) */
-} P = {.mu = PTHREAD_MUTEX_INITIALIZER,
-       .cv = PTHREAD_COND_INITIALIZER,
-       .qtail = &P.qhead,
-       .btail = &P.bhead};
-
-/* The answer of the flight this thread is ending. The library calls the waiters' callbacks on the
- * thread that ends a flight, before gencache_lease_fulfil/fail returns: a waiter whose wait ends
- * in an error (the upstream failed, or the answer could not be stored) takes this answer, so it
- * gets the very status, message or bytes the flight's own request got. */
-typedef struct ending {
-    const char *key;
-    gcd_gen_result *r; /* NULL: out of memory */
-} ending;
-static __thread const ending *cur_ending;
+    int suspended;      /* HTTP requests suspended and not yet completed (atomic) */
+    bool curl;          /* libcurl's global state is initialized (gcd_upstream_init) */
+    bool stopped;       /* gcd_generate_stop() has run */
+    ending *endings;    /* flights being ended, innermost first */
+    gcd_gen_result oom; /* the answer when not even an error can be allocated; never freed */
+};
 
 /* ---- results ------------------------------------------------------------------------------ */
 
-gcd_gen_result *gcd_gen_result_retain(gcd_gen_result *r)
+static gcd_gen_result *result_retain(gcd_gen_result *r)
 {
     if (r)
         __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
     return r;
 }
 
-void gcd_gen_result_release(gcd_gen_result *r)
+static void result_release(gcd_gen_result *r)
 {
     if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
@@ -119,16 +124,11 @@ static gcd_gen_result *result_error(unsigned status, const char *code, const cha
 }
 
 /* Calls done with an error and drops the result. */
-static void fail(gcd_gen_done_fn done, void *ctx, gcd_gen_result *r)
+static void fail(struct gcd_proxy *p, gcd_gen_done_fn done, void *ctx, gcd_gen_result *r)
 {
-    static gcd_gen_result oom = {.refs = 1 << 30,
-                                 .status = 500,
-                                 .error_code = "internal",
-                                 .message = "out of memory",
-                                 .data = ""};
-    done(ctx, GCD_GEN_ERROR, r ? r : &oom);
+    done(ctx, GCD_GEN_ERROR, r ? r : &p->oom);
     if (r)
-        gcd_gen_result_release(r);
+        result_release(r);
 }
 
 /* ---- the worker pool ---------------------------------------------------------------------- */
@@ -156,7 +156,7 @@ static int lease_error(const gcd_gen_result *r)
 /* Stores a fresh answer like a PUT of its tenant would be (the lease stores it on the tenant's
  * behalf: its namespace, its quota; pinned when preferred, TTL shortened under pressure) and ends
  * the flight's lease. A failure to store is logged; the answer goes out all the same, to the
- * waiters too (cur_ending). */
+ * waiters too (the proxy's endings). */
 static void store(gcd_server *srv, flight *f, const gcd_gen_result *r)
 {
     gencache_meta m;
@@ -168,45 +168,54 @@ static void store(gcd_server *srv, flight *f, const gcd_gen_result *r)
     m.ttl_ms = gcd_pressure_ttl_ms(srv, f->tenant, RESULT_LAYER, 0);
     int err = gencache_lease_fulfil(f->lease, r->data, r->size, &m);
     if (err != 0)
-        gcd_log(GENCACHE_LOG_WARN, "generate: storing %s (%zu bytes): %s; answered anyway", f->key,
-                r->size,
+        gcd_log(&srv->log, GENCACHE_LOG_WARN,
+                "generate: storing %s (%zu bytes): %s; answered anyway", f->key, r->size,
                 err == GENCACHE_ELIMIT ? "over the tenant's quota" : gencache_strerror(err));
 }
 
 /* Ends f's lease (storing a good answer), answers f's request with r, and frees f. */
 static void flight_finish(flight *f, gcd_gen_result *r)
 {
+    struct gcd_proxy *p = f->srv->proxy;
     if (f->lease) {
-        ending e = {f->key, r};
-        const ending *outer = cur_ending; /* a waiter's callback may end a flight of its own */
-        cur_ending = &e;
+        ending e = {f->key, r, pthread_self(), NULL};
+        pthread_mutex_lock(&p->mu);
+        e.next = p->endings;
+        p->endings = &e;
+        pthread_mutex_unlock(&p->mu);
         if (r && r->status == 200)
-            store(P.srv, f, r);
+            store(f->srv, f, r);
         else
             gencache_lease_fail(f->lease, lease_error(r));
         f->lease = NULL;
-        cur_ending = outer;
+        pthread_mutex_lock(&p->mu);
+        ending **pp = &p->endings;
+        while (*pp != &e)
+            pp = &(*pp)->next;
+        *pp = e.next;
+        pthread_mutex_unlock(&p->mu);
     }
     if (r && r->status == 200)
         f->done(f->ctx, f->outcome, r);
     else
-        fail(f->done, f->ctx, gcd_gen_result_retain(r));
-    gcd_gen_result_release(r);
+        fail(p, f->done, f->ctx, result_retain(r));
+    result_release(r);
     flight_free(f);
 }
 
 static gcd_gen_result *call_upstream(gcd_server *srv, flight *f)
 {
     const gcd_config *cfg = srv->cfg;
+    struct gcd_proxy *p = srv->proxy;
     unsigned timeout = cfg->upstream_timeout_ms ? cfg->upstream_timeout_ms : DEFAULT_TIMEOUT_MS;
     gcd_upstream_reply rep;
-    gcd_upstream_call(cfg->upstream_url, timeout, f->body, f->len, cfg->max_body, &P.stopping,
+    gcd_upstream_call(cfg->upstream_url, timeout, f->body, f->len, cfg->max_body, &p->stopping,
                       &rep);
-    gcd_metrics_upstream(rep.outcome);
+    gcd_metrics_upstream(srv->metrics, rep.outcome);
     if (rep.outcome == GCD_UPSTREAM_TIMEOUT)
         return result_error(504, "upstream_timeout", "%s", rep.message);
     if (rep.outcome != GCD_UPSTREAM_OK) {
-        if (__atomic_load_n(&P.stopping, __ATOMIC_ACQUIRE))
+        if (__atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE))
             return result_error(503, "shutting_down", "%s", rep.message);
         return result_error(502, "upstream_error", "%s", rep.message);
     }
@@ -226,37 +235,37 @@ static gcd_gen_result *call_upstream(gcd_server *srv, flight *f)
 
 static void *worker_main(void *arg)
 {
-    (void)arg;
+    struct gcd_proxy *p = arg;
     for (;;) {
-        pthread_mutex_lock(&P.mu);
-        while (!P.stopping && !P.qhead && !(P.bhead && P.bg_running < P.bg_limit))
-            pthread_cond_wait(&P.cv, &P.mu);
+        pthread_mutex_lock(&p->mu);
+        while (!p->stopping && !p->qhead && !(p->bhead && p->bg_running < p->bg_limit))
+            pthread_cond_wait(&p->cv, &p->mu);
         flight *f = NULL;
         bool bg = false;
-        if (P.qhead) {
-            f = P.qhead;
-            P.qhead = f->qnext;
-            if (!P.qhead)
-                P.qtail = &P.qhead;
-        } else if (P.bhead && P.bg_running < P.bg_limit) {
-            f = P.bhead;
-            P.bhead = f->qnext;
-            if (!P.bhead)
-                P.btail = &P.bhead;
-            P.bg_running++;
+        if (p->qhead) {
+            f = p->qhead;
+            p->qhead = f->qnext;
+            if (!p->qhead)
+                p->qtail = &p->qhead;
+        } else if (p->bhead && p->bg_running < p->bg_limit) {
+            f = p->bhead;
+            p->bhead = f->qnext;
+            if (!p->bhead)
+                p->btail = &p->bhead;
+            p->bg_running++;
             bg = true;
         }
         if (!f) { /* stopping, and nothing left to run */
-            pthread_mutex_unlock(&P.mu);
+            pthread_mutex_unlock(&p->mu);
             return NULL;
         }
-        pthread_mutex_unlock(&P.mu);
-        flight_finish(f, call_upstream(P.srv, f));
+        pthread_mutex_unlock(&p->mu);
+        flight_finish(f, call_upstream(p->srv, f));
         if (bg) {
-            pthread_mutex_lock(&P.mu);
-            P.bg_running--;
-            pthread_cond_broadcast(&P.cv);
-            pthread_mutex_unlock(&P.mu);
+            pthread_mutex_lock(&p->mu);
+            p->bg_running--;
+            pthread_cond_broadcast(&p->cv);
+            pthread_mutex_unlock(&p->mu);
         }
     }
 }
@@ -264,63 +273,89 @@ static void *worker_main(void *arg)
 int gcd_generate_start(gcd_server *srv)
 {
     const gcd_config *cfg = srv->cfg;
+    struct gcd_proxy *p = calloc(1, sizeof *p);
+    if (!p)
+        return -1;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->srv = srv;
+    p->qtail = &p->qhead;
+    p->btail = &p->bhead;
+    p->oom = (gcd_gen_result){.refs = 1 << 30, .status = 500, .error_code = "internal", .data = ""};
+    snprintf(p->oom.message, sizeof p->oom.message, "out of memory");
+    srv->proxy = p;
     if (gcd_upstream_init() != 0) {
-        gcd_log(GENCACHE_LOG_ERROR, "cannot initialize libcurl");
+        gcd_log(&srv->log, GENCACHE_LOG_ERROR, "cannot initialize libcurl");
         return -1;
     }
+    p->curl = true;
     unsigned n = cfg->upstream_concurrency ? cfg->upstream_concurrency : DEFAULT_UPSTREAM_WORKERS;
-    P.srv = srv;
-    P.stopping = 0;
-    P.threads = calloc(n, sizeof *P.threads);
-    if (!P.threads)
+    p->threads = calloc(n, sizeof *p->threads);
+    if (!p->threads)
         return -1;
     for (unsigned i = 0; i < n; i++) {
-        if (pthread_create(&P.threads[i], NULL, worker_main, NULL) != 0) {
-            gcd_log(GENCACHE_LOG_ERROR, "cannot start the upstream workers");
-            gcd_generate_stop();
+        if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0) {
+            gcd_log(&srv->log, GENCACHE_LOG_ERROR, "cannot start the upstream workers");
             return -1;
         }
-        P.n_threads++;
+        p->n_threads++;
     }
     /* Keep a quarter of the workers (at least one) for interactive requests. */
-    P.bg_limit = P.n_threads > 1 ? P.n_threads - (P.n_threads / 4 ? P.n_threads / 4 : 1) : 1;
-    P.running = true;
+    p->bg_limit = p->n_threads > 1 ? p->n_threads - (p->n_threads / 4 ? p->n_threads / 4 : 1) : 1;
+    p->running = true;
     return 0;
 }
 
-void gcd_generate_stop(void)
+void gcd_generate_stop(gcd_server *srv)
 {
-    pthread_mutex_lock(&P.mu);
-    __atomic_store_n(&P.stopping, 1, __ATOMIC_RELEASE);
-    P.running = false;
-    flight *queued = P.qhead;
-    P.qhead = NULL;
-    P.qtail = &P.qhead;
+    struct gcd_proxy *p = srv->proxy;
+    if (!p || p->stopped)
+        return;
+    pthread_mutex_lock(&p->mu);
+    __atomic_store_n(&p->stopping, 1, __ATOMIC_RELEASE);
+    p->running = false;
+    flight *queued = p->qhead;
+    p->qhead = NULL;
+    p->qtail = &p->qhead;
     /* Background work goes after the interactive requests, in one list. */
     flight **end = &queued;
     while (*end)
         end = &(*end)->qnext;
-    *end = P.bhead;
-    P.bhead = NULL;
-    P.btail = &P.bhead;
-    pthread_cond_broadcast(&P.cv);
-    pthread_mutex_unlock(&P.mu);
+    *end = p->bhead;
+    p->bhead = NULL;
+    p->btail = &p->bhead;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
     for (flight *f = queued, *next; f; f = next) {
         next = f->qnext;
         flight_finish(f, result_error(503, "shutting_down", "the daemon is shutting down"));
     }
-    for (unsigned i = 0; i < P.n_threads; i++)
-        pthread_join(P.threads[i], NULL);
+    for (unsigned i = 0; i < p->n_threads; i++)
+        pthread_join(p->threads[i], NULL);
     /* Every waiter is resumed now; give MHD the moment it needs to send their answers before
      * it is stopped and closes the connections. */
     uint64_t deadline = gcd_mono_ns() + STOP_DRAIN_NS;
-    while (__atomic_load_n(&P.suspended, __ATOMIC_ACQUIRE) > 0 && gcd_mono_ns() < deadline)
+    while (__atomic_load_n(&p->suspended, __ATOMIC_ACQUIRE) > 0 && gcd_mono_ns() < deadline)
         nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
-    free(P.threads);
-    P.threads = NULL;
-    if (P.n_threads)
+    free(p->threads);
+    p->threads = NULL;
+    p->n_threads = 0;
+    if (p->curl)
         gcd_upstream_cleanup();
-    P.n_threads = 0;
+    p->curl = false;
+    p->stopped = true;
+}
+
+void gcd_generate_free(gcd_server *srv)
+{
+    struct gcd_proxy *p = srv->proxy;
+    if (!p)
+        return;
+    gcd_generate_stop(srv);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+    srv->proxy = NULL;
 }
 
 /* ---- submitting --------------------------------------------------------------------------- */
@@ -337,7 +372,6 @@ static void inspect(gcd_server *srv, const char *body, size_t len, bool *image_p
                  gcd_sensitive(srv, json_string_value(json_object_get(doc, "negative_prompt")));
     json_decref(doc);
 }
-
 
 static gcd_gen_result *parse_error(int err, const char *msg)
 {
@@ -359,40 +393,42 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-/* Queues a flight for a worker. Called with P.mu held; false when stopping. */
-static bool enqueue_locked(flight *f)
+/* Queues a flight for a worker. Called with p->mu held; false when stopping. */
+static bool enqueue_locked(struct gcd_proxy *p, flight *f)
 {
-    if (P.stopping || !P.running)
+    if (p->stopping || !p->running)
         return false;
     f->qnext = NULL;
     if (f->background) {
-        *P.btail = f;
-        P.btail = &f->qnext;
+        *p->btail = f;
+        p->btail = &f->qnext;
     } else {
-        *P.qtail = f;
-        P.qtail = &f->qnext;
+        *p->qtail = f;
+        p->qtail = &f->qnext;
     }
-    pthread_cond_signal(&P.cv);
+    pthread_cond_signal(&p->cv);
     return true;
 }
 
 /* Queues f, or answers it 503 when the daemon is stopping. */
 static void fly(flight *f)
 {
-    pthread_mutex_lock(&P.mu);
-    bool queued = enqueue_locked(f);
-    pthread_mutex_unlock(&P.mu);
+    struct gcd_proxy *p = f->srv->proxy;
+    pthread_mutex_lock(&p->mu);
+    bool queued = enqueue_locked(p, f);
+    pthread_mutex_unlock(&p->mu);
     if (!queued)
         flight_finish(f, result_error(503, "shutting_down", "the daemon is shutting down"));
 }
 
-static flight *flight_new(const char *key, const char *body, size_t len, const char *model,
-                          const char *tenant, gcd_gen_done_fn done, void *ctx,
+static flight *flight_new(gcd_server *srv, const char *key, const char *body, size_t len,
+                          const char *model, const char *tenant, gcd_gen_done_fn done, void *ctx,
                           gcd_gen_outcome outcome)
 {
     flight *f = calloc(1, sizeof *f);
     if (!f)
         return NULL;
+    f->srv = srv;
     snprintf(f->key, sizeof f->key, "%s", key);
     f->body = malloc(len ? len : 1);
     f->len = len;
@@ -429,39 +465,55 @@ static gcd_gen_result *result_from_handle(gencache_handle *h)
 }
 
 /* Answers from the cache's bytes: a hit, or the entry an identical request's flight stored. */
-static void serve_handle(gencache_handle *h, gcd_gen_outcome outcome, gcd_gen_done_fn done,
-                         void *ctx)
+static void serve_handle(gcd_server *srv, gencache_handle *h, gcd_gen_outcome outcome,
+                         gcd_gen_done_fn done, void *ctx)
 {
     gcd_gen_result *r = result_from_handle(h);
     if (!r) {
-        fail(done, ctx, NULL);
+        fail(srv->proxy, done, ctx, NULL);
         return;
     }
     if (outcome == GCD_GEN_HIT)
-        gcd_metrics_hit(RESULT_LAYER, r->tier);
+        gcd_metrics_hit(srv->metrics, RESULT_LAYER, r->tier);
     done(ctx, outcome, r);
-    gcd_gen_result_release(r);
+    result_release(r);
 }
 
 /* Moves the queued background flight for key, if any, to the interactive queue: an interactive
  * request now waits for it. */
-static void promote(const char *key)
+static void promote(struct gcd_proxy *p, const char *key)
 {
-    pthread_mutex_lock(&P.mu);
-    flight **pp = &P.bhead;
+    pthread_mutex_lock(&p->mu);
+    flight **pp = &p->bhead;
     while (*pp && strcmp((*pp)->key, key) != 0)
         pp = &(*pp)->qnext;
     flight *g = *pp;
     if (g) {
         *pp = g->qnext;
-        if (P.btail == &g->qnext)
-            P.btail = pp;
+        if (p->btail == &g->qnext)
+            p->btail = pp;
         g->background = false;
         g->qnext = NULL;
-        *P.qtail = g;
-        P.qtail = &g->qnext;
+        *p->qtail = g;
+        p->qtail = &g->qnext;
     }
-    pthread_mutex_unlock(&P.mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* True when this thread is ending a flight for key: *r is then a new reference to its answer
+ * (NULL: out of memory). */
+static bool ending_answer(struct gcd_proxy *p, const char *key, gcd_gen_result **r)
+{
+    bool found = false;
+    *r = NULL;
+    pthread_mutex_lock(&p->mu);
+    for (const ending *e = p->endings; e && !found; e = e->next) {
+        found = pthread_equal(e->thread, pthread_self()) && strcmp(e->key, key) == 0;
+        if (found)
+            *r = result_retain(e->r);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return found;
 }
 
 /* How a request that waited for an identical one's flight is answered (gencache_claim_done_fn):
@@ -471,7 +523,7 @@ static void on_claim(void *userdata, int status, const gencache_claim_result *re
 {
     flight *f = userdata;
     if (status == GENCACHE_OK && res->kind == GENCACHE_CLAIM_HIT) {
-        serve_handle(res->handle, GCD_GEN_COALESCED, f->done, f->ctx);
+        serve_handle(f->srv, res->handle, GCD_GEN_COALESCED, f->done, f->ctx);
         flight_free(f);
         return;
     }
@@ -480,19 +532,20 @@ static void on_claim(void *userdata, int status, const gencache_claim_result *re
         fly(f);
         return;
     }
+    struct gcd_proxy *p = f->srv->proxy;
     gcd_gen_result *r;
-    if (cur_ending && strcmp(cur_ending->key, f->key) == 0)
-        r = gcd_gen_result_retain(cur_ending->r);
-    else if (status == GENCACHE_EUNAVAILABLE)
-        r = result_error(503, "shutting_down", "the daemon is shutting down");
-    else
-        r = result_error(502, "upstream_error", "waiting for an identical request: %s",
-                         gencache_strerror(status));
+    if (!ending_answer(p, f->key, &r)) {
+        if (status == GENCACHE_EUNAVAILABLE)
+            r = result_error(503, "shutting_down", "the daemon is shutting down");
+        else
+            r = result_error(502, "upstream_error", "waiting for an identical request: %s",
+                             gencache_strerror(status));
+    }
     if (r && r->status == 200)
         f->done(f->ctx, GCD_GEN_COALESCED, r);
     else
-        fail(f->done, f->ctx, gcd_gen_result_retain(r));
-    gcd_gen_result_release(r);
+        fail(p, f->done, f->ctx, result_retain(r));
+    result_release(r);
     flight_free(f);
 }
 
@@ -502,9 +555,10 @@ static void claim_key(gcd_server *srv, const char *key, const char *body, size_t
                       const char *model, const char *tenant, bool background, gcd_gen_done_fn done,
                       void *ctx)
 {
-    flight *f = flight_new(key, body, len, model, tenant, done, ctx, GCD_GEN_MISS);
+    struct gcd_proxy *p = srv->proxy;
+    flight *f = flight_new(srv, key, body, len, model, tenant, done, ctx, GCD_GEN_MISS);
     if (!f) {
-        fail(done, ctx, NULL);
+        fail(p, done, ctx, NULL);
         return;
     }
     f->background = background;
@@ -520,13 +574,13 @@ static void claim_key(gcd_server *srv, const char *key, const char *body, size_t
     int err = gencache_claim_async(srv->cache, key, &o, on_claim, f, &res);
     if (err != 0) {
         flight_free(f);
-        fail(done, ctx,
+        fail(p, done, ctx,
              result_error(500, "internal", "looking up %s: %s", key, gencache_strerror(err)));
         return;
     }
     if (res.kind == GENCACHE_CLAIM_HIT) { /* the library counted it for the tenant */
         flight_free(f);
-        serve_handle(res.handle, GCD_GEN_HIT, done, ctx);
+        serve_handle(srv, res.handle, GCD_GEN_HIT, done, ctx);
     } else if (res.kind == GENCACHE_CLAIM_LEASE) {
         f->lease = res.lease;
         if (!srv->cfg->upstream_url)
@@ -537,9 +591,9 @@ static void claim_key(gcd_server *srv, const char *key, const char *body, size_t
             fly(f);
     } else {
         /* f belongs to on_claim now, which may already have run: use only our own arguments. */
-        gcd_metrics_coalesced();
+        gcd_metrics_coalesced(srv->metrics);
         if (!background)
-            promote(key);
+            promote(p, key);
     }
 }
 
@@ -551,7 +605,7 @@ void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const ch
     bool image_path, sensitive;
     inspect(srv, body, len, &image_path, &sensitive);
     if (image_path) {
-        fail(done, ctx,
+        fail(srv->proxy, done, ctx,
              result_error(400, "bad_request",
                           "request: image paths are not accepted over HTTP; send {\"digest\": "
                           "\"sha256:<hex>\"} (gencache imgid FILE prints it)"));
@@ -561,12 +615,12 @@ void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const ch
     char msg[GENCACHE_ERRMSG_MAX] = "";
     int err = gencache_request_parse_ex(srv->keyspace, body, len, 0, &r, msg, sizeof msg);
     if (err != 0) {
-        fail(done, ctx, parse_error(err, msg));
+        fail(srv->proxy, done, ctx, parse_error(err, msg));
         return;
     }
     if (tenant && (err = gencache_request_set_tenant(r, tenant)) != 0) {
         gencache_request_free(r);
-        fail(done, ctx,
+        fail(srv->proxy, done, ctx,
              result_error(500, "internal", "setting the tenant: %s", gencache_strerror(err)));
         return;
     }
@@ -574,7 +628,7 @@ void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const ch
     err = gencache_request_key(r, RESULT_LAYER, key, sizeof key);
     if (err != 0 && err != GENCACHE_EUNCACHEABLE) {
         gencache_request_free(r);
-        fail(done, ctx,
+        fail(srv->proxy, done, ctx,
              result_error(500, "internal", "deriving the key: %s (%s)", gencache_strerror(err),
                           gencache_errname(err)));
         return;
@@ -586,14 +640,14 @@ void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const ch
     }
     gencache_request_free(r);
     if (!srv->cfg->upstream_url) {
-        fail(done, ctx,
+        fail(srv->proxy, done, ctx,
              result_error(503, "no_upstream",
                           "no upstream generator is configured (--upstream URL or upstream.url)"));
         return;
     }
-    flight *f = flight_new("", body, len, NULL, NULL, done, ctx, GCD_GEN_BYPASS);
+    flight *f = flight_new(srv, "", body, len, NULL, NULL, done, ctx, GCD_GEN_BYPASS);
     if (!f) {
-        fail(done, ctx, NULL);
+        fail(srv->proxy, done, ctx, NULL);
         return;
     }
     f->background = background;
@@ -617,7 +671,7 @@ static void http_done(void *ctx, gcd_gen_outcome outcome, gcd_gen_result *res)
     gen_state *st = ctx;
     pthread_mutex_lock(&st->mu);
     st->outcome = outcome;
-    st->res = gcd_gen_result_retain(res);
+    st->res = result_retain(res);
     st->done = true;
     bool resume = st->suspended;
     struct MHD_Connection *c = st->c;
@@ -634,15 +688,15 @@ void gcd_generate_request_free(gcd_request *req)
         return;
     req->gen = NULL;
     if (st->suspended)
-        __atomic_sub_fetch(&P.suspended, 1, __ATOMIC_RELEASE);
-    gcd_gen_result_release(st->res);
+        __atomic_sub_fetch(&req->srv->proxy->suspended, 1, __ATOMIC_RELEASE);
+    result_release(st->res);
     pthread_mutex_destroy(&st->mu);
     free(st);
 }
 
 static void release_result(void *cls)
 {
-    gcd_gen_result_release(cls);
+    result_release(cls);
 }
 
 static const char *outcome_name(gcd_gen_outcome o)
@@ -668,9 +722,9 @@ static enum MHD_Result reply(struct MHD_Connection *c, gcd_request *req, gen_sta
         return gcd_reply_error(c, req, r->status, r->error_code ? r->error_code : "internal", "%s",
                                r->message);
     struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
-        r->size, (void *)r->data, release_result, gcd_gen_result_retain(r));
+        r->size, (void *)r->data, release_result, result_retain(r));
     if (!resp) {
-        gcd_gen_result_release(r);
+        result_release(r);
         return MHD_NO;
     }
     char buf[32];
@@ -695,13 +749,12 @@ enum MHD_Result gcd_generate_handle(struct MHD_Connection *c, gcd_request *req)
         pthread_mutex_init(&st->mu, NULL);
         st->c = c;
         req->gen = st;
-        gcd_generate_submit(req->srv, req->body, req->body_len, req->tenant, false, http_done,
-                            st);
+        gcd_generate_submit(req->srv, req->body, req->body_len, req->tenant, false, http_done, st);
         pthread_mutex_lock(&st->mu);
         if (!st->done) {
             /* Answered from the callback's thread: MHD calls us again once resumed. */
             st->suspended = true;
-            __atomic_add_fetch(&P.suspended, 1, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&req->srv->proxy->suspended, 1, __ATOMIC_RELAXED);
             MHD_suspend_connection(c);
             pthread_mutex_unlock(&st->mu);
             return MHD_YES;

@@ -1,10 +1,11 @@
 /*
- * http.c: the libmicrohttpd server and the request router. MHD runs a pool of worker threads,
- * each with its own epoll loop, and calls on_request() several times per request: once when the
- * headers are in, once per piece of body, and once when the request is complete, which is when
- * it is answered. Requests with a body (PUT, POST) have their headers and length checked on the
- * first call, so a bad or oversize upload is refused before its body is read.
- * A body is never held beyond its limit: past it the bytes are counted and dropped.
+ * http.c: the libmicrohttpd plumbing: the listener, the request lifecycle and body accumulation;
+ * where a request goes is route.c's decision, and this file applies it. MHD runs a pool of worker
+ * threads, each with its own epoll loop, and calls on_request() several times per request: once
+ * when the headers are in, once per piece of body, and once when the request is complete, which is
+ * when it is answered. Requests with a body (PUT, POST) have their headers and length checked on
+ * the first call, so a bad or oversize upload is refused before its body is read. A body is never
+ * held beyond its limit: past it the bytes are counted and dropped.
  */
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -22,41 +23,7 @@
 #define CONNECTION_MEMORY (64u * 1024u)
 /* A chunked upload past its limit is read and dropped (so the client gets its 413) until this
  * much more has arrived; then the connection is cut. */
-#define DISCARD_MAX  (64ull << 20)
-#define ENTRY_PREFIX "/v1/entries/"
-
-static int route_of(const char *url, const char **key)
-{
-    *key = NULL;
-    if (strcmp(url, "/healthz") == 0)
-        return GCD_ROUTE_HEALTH;
-    if (strcmp(url, "/v1/stats") == 0)
-        return GCD_ROUTE_STATS;
-    if (strcmp(url, "/v1/keys") == 0)
-        return GCD_ROUTE_KEYS;
-    if (strcmp(url, "/v1/invalidate") == 0 || strcmp(url, "/invalidate") == 0) /* A */
-        return GCD_ROUTE_INVALIDATE;
-    if (strcmp(url, "/v1/generate") == 0) /* B */
-        return GCD_ROUTE_GENERATE;
-    if (strcmp(url, "/v1/prewarm") == 0)
-        return GCD_ROUTE_PREWARM;
-    if (strcmp(url, "/metrics") == 0)
-        return GCD_ROUTE_METRICS;
-    if (strncmp(url, "/v1/jobs/", 9) == 0) {
-        *key = url + 9;
-        return GCD_ROUTE_JOB;
-    }
-    if (strncmp(url, ENTRY_PREFIX, sizeof ENTRY_PREFIX - 1) == 0) {
-        *key = url + sizeof ENTRY_PREFIX - 1;
-        return GCD_ROUTE_ENTRY;
-    }
-    return GCD_ROUTE_NONE;
-}
-
-static bool is_method(const gcd_request *req, const char *m)
-{
-    return strcmp(req->method, m) == 0;
-}
+#define DISCARD_MAX (64ull << 20)
 
 /* First call of a request that carries a body: checks its announced length against the limit.
  * Returns true when it queued a refusal. */
@@ -131,42 +98,73 @@ static bool take_body(gcd_request *req, const char *data, size_t n)
     return true;
 }
 
-/* Requests with no body, or whose body is dropped unread (body_limit 0). */
-static enum MHD_Result dispatch(struct MHD_Connection *c, gcd_request *req, const char *key)
+static enum MHD_Result health(struct MHD_Connection *c, gcd_request *req)
 {
-    switch (req->route) {
-    case GCD_ROUTE_HEALTH:
-        if (!is_method(req, "GET") && !is_method(req, "HEAD"))
-            return gcd_reply_method(c, req, "GET, HEAD");
-        return gcd_reply_bytes(c, req, MHD_HTTP_OK, "text/plain", "ok", 2);
-    case GCD_ROUTE_STATS:
-        if (!is_method(req, "GET") && !is_method(req, "HEAD"))
-            return gcd_reply_method(c, req, "GET, HEAD");
-        return gcd_stats_handle(c, req);
-    case GCD_ROUTE_KEYS:
-    case GCD_ROUTE_GENERATE:
-    case GCD_ROUTE_PREWARM:
-        return gcd_reply_method(c, req, "POST");
-    case GCD_ROUTE_METRICS:
-        if (!is_method(req, "GET") && !is_method(req, "HEAD"))
-            return gcd_reply_method(c, req, "GET, HEAD");
-        return gcd_metrics_handle(c, req);
-    case GCD_ROUTE_JOB:
-        if (!is_method(req, "GET") && !is_method(req, "HEAD"))
-            return gcd_reply_method(c, req, "GET, HEAD");
-        return gcd_jobs_handle(c, req, key);
-    case GCD_ROUTE_INVALIDATE: /* POST without any body: the filter is in the query */
-        if (!is_method(req, "POST"))
-            return gcd_reply_method(c, req, "POST");
-        return gcd_invalidate_handle(c, req);
-    case GCD_ROUTE_ENTRY:
-        if (is_method(req, "GET") || is_method(req, "HEAD") || is_method(req, "DELETE"))
-            return gcd_entries_handle(c, req, key);
-        return gcd_reply_method(c, req, "GET, HEAD, PUT, DELETE");
-    default:
+    return gcd_reply_bytes(c, req, MHD_HTTP_OK, "text/plain", "ok", 2);
+}
+
+/* Who answers each route once its request is complete (route.c has decided it may). */
+typedef enum MHD_Result (*handler_fn)(struct MHD_Connection *c, gcd_request *req);
+static const handler_fn HANDLERS[GCD_ROUTE_COUNT] = {
+    [GCD_ROUTE_HEALTH] = health,
+    [GCD_ROUTE_STATS] = gcd_stats_handle,
+    [GCD_ROUTE_KEYS] = gcd_keys_handle,
+    [GCD_ROUTE_ENTRY] = gcd_entries_handle,
+    [GCD_ROUTE_GENERATE] = gcd_generate_handle,
+    [GCD_ROUTE_PREWARM] = gcd_prewarm_handle,
+    [GCD_ROUTE_JOB] = gcd_jobs_handle,
+    [GCD_ROUTE_METRICS] = gcd_metrics_handle,
+    [GCD_ROUTE_INVALIDATE] = gcd_invalidate_handle,
+};
+
+/* First call of a request: takes its tenant from its token, and for a request whose route reads
+ * a body, checks the announced length (and a PUT's headers) before any byte of it is read. A
+ * refusal is queued at once; anything else is answered once the request is complete: a response
+ * queued now would make MHD close the connection (it cannot know the request is over), and
+ * keep-alive matters for small GETs. */
+static enum MHD_Result begin(struct MHD_Connection *c, gcd_request *req, const gcd_route_match *m)
+{
+    /* Bearer token -> req->tenant (auth.c); refused at once, before any body is read. */
+    enum MHD_Result r = MHD_YES;
+    if (!gcd_auth_check(c, req, &r))
+        return r;
+    bool reads = m->status == 0 && (m->body == GCD_BODY_SMALL || m->body == GCD_BODY_LARGE ||
+                                    (m->body == GCD_BODY_IF_SENT && gcd_has_body(c)));
+    if (!reads)
+        return MHD_YES;
+    req->wants_body = true;
+    req->body_limit = req->srv->cfg->max_body;
+    if (m->body != GCD_BODY_LARGE && req->body_limit > GENCACHE_REQUEST_MAX_BYTES)
+        req->body_limit = GENCACHE_REQUEST_MAX_BYTES;
+    if (refuse_body(c, req, &r))
+        return r;
+    if (m->route == GCD_ROUTE_ENTRY) {
+        bool queued = false;
+        r = gcd_entries_put_begin(c, req, &queued);
+        if (queued || r != MHD_YES)
+            return r;
+    }
+    return MHD_YES; /* read the body */
+}
+
+/* The request is complete: the body's refusals, then the route's verdict, then its handler. */
+static enum MHD_Result finish(struct MHD_Connection *c, gcd_request *req, const gcd_route_match *m)
+{
+    if (req->status)
+        return MHD_YES;
+    if (req->no_memory)
+        return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "reading the body");
+    if (req->wants_body && req->too_big)
+        return gcd_reply_error(c, req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                               "body of %llu bytes or more exceeds the limit of %llu bytes",
+                               (unsigned long long)req->discarded,
+                               (unsigned long long)req->body_limit);
+    if (m->status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        return gcd_reply_method(c, req, m->allow);
+    if (m->status != 0 || !HANDLERS[m->route])
         return gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "unknown_route", "no endpoint at %s",
                                req->path);
-    }
+    return HANDLERS[m->route](c, req);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -176,8 +174,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     gcd_server *srv = cls;
     gcd_request *req = *con_cls;
-    const char *key;
-    int route = route_of(url, &key);
+    gcd_route_match m;
+    gcd_route_resolve(method, url, &m);
 
     if (!req) {
         req = calloc(1, sizeof *req);
@@ -186,43 +184,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *con_cls = req;
         req->srv = srv;
         req->start_ns = gcd_mono_ns();
-        req->route = route;
+        req->route = m.route;
+        req->tail = m.tail;
         snprintf(req->method, sizeof req->method, "%s", method);
         snprintf(req->path, sizeof req->path, "%s", url);
-        /* Bearer token -> req->tenant (auth.c); refused at once, before any body is read. */
-        enum MHD_Result auth_r = MHD_YES;
-        if (!gcd_auth_check(c, req, &auth_r))
-            return auth_r;
-
-        bool put = route == GCD_ROUTE_ENTRY && is_method(req, "PUT");
-        bool post = (route == GCD_ROUTE_KEYS || route == GCD_ROUTE_GENERATE ||
-                     route == GCD_ROUTE_PREWARM) &&
-                    is_method(req, "POST");
-        /* Answered on the next call, once MHD has the whole request: a response queued now
-         * would make MHD close the connection (it cannot know the request is over), and
-         * keep-alive matters for small GETs. */
-        /* POST /invalidate?key=... may come with no body at all (A). */
-        if (route == GCD_ROUTE_INVALIDATE && is_method(req, "POST") && gcd_has_body(c))
-            post = true;
-        if (!put && !post)
-            return MHD_YES;
-        req->wants_body = true;
-
-        req->body_limit = srv->cfg->max_body;
-        /* POST /v1/keys bodies are small JSON documents. */
-        if (post && route != GCD_ROUTE_PREWARM && req->body_limit > GENCACHE_REQUEST_MAX_BYTES)
-            req->body_limit = GENCACHE_REQUEST_MAX_BYTES;
-        enum MHD_Result r = MHD_YES;
-        if (refuse_body(c, req, &r))
-            return r;
-        if (put) {
-            bool queued = false;
-            r = gcd_entries_put_begin(c, req, key, &queued);
-            if (queued || r != MHD_YES)
-                return r;
-        }
-        return MHD_YES; /* read the body */
+        return begin(c, req, &m);
     }
+    req->tail = m.tail;
 
     if (*upload_data_size) {
         size_t n = *upload_data_size;
@@ -230,34 +198,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (req->status) /* already answered: drop what still arrives */
             return MHD_YES;
         if (!take_body(req, upload_data, n)) {
-            gcd_log(GENCACHE_LOG_WARN, "%s %s: body far beyond its limit, closing", req->method,
-                    req->path);
+            gcd_log(&srv->log, GENCACHE_LOG_WARN, "%s %s: body far beyond its limit, closing",
+                    req->method, req->path);
             return MHD_NO;
         }
         return MHD_YES;
     }
-
-    /* The request is complete. */
-    if (req->status)
-        return MHD_YES;
-    if (!req->wants_body)
-        return dispatch(c, req, key);
-    if (req->no_memory)
-        return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "reading the body");
-    if (req->too_big)
-        return gcd_reply_error(c, req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
-                               "body of %llu bytes or more exceeds the limit of %llu bytes",
-                               (unsigned long long)req->discarded,
-                               (unsigned long long)req->body_limit);
-    if (req->route == GCD_ROUTE_KEYS)
-        return gcd_keys_handle(c, req);
-    if (req->route == GCD_ROUTE_INVALIDATE)
-        return gcd_invalidate_handle(c, req);
-    if (req->route == GCD_ROUTE_GENERATE)
-        return gcd_generate_handle(c, req);
-    if (req->route == GCD_ROUTE_PREWARM)
-        return gcd_prewarm_handle(c, req);
-    return gcd_entries_put_end(c, req, key);
+    return finish(c, req, &m);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -270,25 +217,26 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         return;
     *con_cls = NULL;
     double ms = (double)(gcd_mono_ns() - req->start_ns) / 1e6;
-    gcd_metrics_request(req->route, ms / 1e3);
+    gcd_metrics_request(req->srv->metrics, req->route, ms / 1e3);
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
-        gcd_log(GENCACHE_LOG_DEBUG, "%s %s %u %.3f ms", req->method, req->path, req->status, ms);
+        gcd_log(&req->srv->log, GENCACHE_LOG_DEBUG, "%s %s %u %.3f ms", req->method, req->path,
+                req->status, ms);
     else
-        gcd_log(GENCACHE_LOG_DEBUG, "%s %s %u %.3f ms (terminated: %d)", req->method, req->path,
-                req->status, ms, (int)toe);
+        gcd_log(&req->srv->log, GENCACHE_LOG_DEBUG, "%s %s %u %.3f ms (terminated: %d)",
+                req->method, req->path, req->status, ms, (int)toe);
     gcd_entries_request_free(req);
     gcd_generate_request_free(req);
     free(req->body);
     free(req);
 }
 
-int gcd_listen_resolve(const char *listen, bool any_address, struct sockaddr_storage *ss,
-                       socklen_t *len)
+int gcd_listen_resolve(const gcd_logger *lg, const char *listen, bool any_address,
+                       struct sockaddr_storage *ss, socklen_t *len)
 {
     char host[256];
     const char *colon = strrchr(listen, ':');
     if (!colon || colon == listen || colon[1] == '\0' || (size_t)(colon - listen) >= sizeof host) {
-        gcd_log(GENCACHE_LOG_ERROR, "--listen '%s': expected HOST:PORT", listen);
+        gcd_log(lg, GENCACHE_LOG_ERROR, "--listen '%s': expected HOST:PORT", listen);
         return -1;
     }
     size_t hl = (size_t)(colon - listen);
@@ -300,7 +248,7 @@ int gcd_listen_resolve(const char *listen, bool any_address, struct sockaddr_sto
     }
     uint64_t port;
     if (gcd_parse_u64(colon + 1, &port) != 0 || port > 65535) {
-        gcd_log(GENCACHE_LOG_ERROR, "--listen '%s': bad port '%s'", listen, colon + 1);
+        gcd_log(lg, GENCACHE_LOG_ERROR, "--listen '%s': bad port '%s'", listen, colon + 1);
         return -1;
     }
     struct addrinfo hints = {
@@ -308,7 +256,7 @@ int gcd_listen_resolve(const char *listen, bool any_address, struct sockaddr_sto
     struct addrinfo *ai = NULL;
     int rc = getaddrinfo(host, colon + 1, &hints, &ai);
     if (rc != 0 || !ai) {
-        gcd_log(GENCACHE_LOG_ERROR, "--listen '%s': cannot resolve '%s': %s", listen, host,
+        gcd_log(lg, GENCACHE_LOG_ERROR, "--listen '%s': cannot resolve '%s': %s", listen, host,
                 gai_strerror(rc));
         return -1;
     }
@@ -326,7 +274,7 @@ int gcd_listen_resolve(const char *listen, bool any_address, struct sockaddr_sto
         loopback = loopback || IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
     }
     if (!loopback) {
-        gcd_log(GENCACHE_LOG_ERROR,
+        gcd_log(lg, GENCACHE_LOG_ERROR,
                 "listen '%s': refusing to listen beyond loopback without tenant tokens (tenants: "
                 "in the config file)",
                 listen);
@@ -339,7 +287,7 @@ int gcd_http_start(gcd_server *srv)
 {
     const gcd_config *cfg = srv->cfg;
     struct sockaddr_storage ss = cfg->addr;
-    if (gcd_generate_start(srv) != 0) /* the proxy's upstream workers (B) */
+    if (gcd_generate_start(srv) != 0) /* the proxy's upstream workers */
         return -1;
     /* Suspend/resume: a proxied request waits for its upstream without holding a thread. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
@@ -349,7 +297,7 @@ int gcd_http_start(gcd_server *srv)
     srv->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv,
         /* First, so that every message of MHD's goes to our log. */
-        MHD_OPTION_EXTERNAL_LOGGER, gcd_log_mhd, (void *)srv, MHD_OPTION_SOCK_ADDR,
+        MHD_OPTION_EXTERNAL_LOGGER, gcd_log_mhd, (void *)&srv->log, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)(cfg->threads > 1 ? cfg->threads : 0), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -357,9 +305,8 @@ int gcd_http_start(gcd_server *srv)
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)srv, MHD_OPTION_STRICT_FOR_CLIENT,
         (int)1, MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int)1, MHD_OPTION_END);
     if (!srv->mhd) {
-        gcd_log(GENCACHE_LOG_ERROR, "cannot listen on %s (address in use, or no permission?)",
-                cfg->listen);
-        gcd_generate_stop();
+        gcd_log(&srv->log, GENCACHE_LOG_ERROR,
+                "cannot listen on %s (address in use, or no permission?)", cfg->listen);
         return -1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -370,9 +317,8 @@ int gcd_http_start(gcd_server *srv)
 void gcd_http_stop(gcd_server *srv)
 {
     /* Every suspended connection is resumed (answered 503) before MHD may stop. */
-    gcd_generate_stop();
+    gcd_generate_stop(srv);
     if (srv->mhd)
         MHD_stop_daemon(srv->mhd);
     srv->mhd = NULL;
-    gcd_prewarm_stop();
 }

@@ -8,9 +8,7 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <jansson.h>
 
@@ -135,9 +133,9 @@ enum MHD_Result gcd_invalidate_handle(struct MHD_Connection *c, gcd_request *req
                                "non-zero older_than");
     }
     if (f.key) {
-        int kerr = strlen(f.key) >= GENCACHE_KEY_MAX ? GENCACHE_EINVAL
-                                                     : gencache_key_check(srv->cache, f.key);
-        if (kerr != 0) {
+        const char *code;
+        int kerr;
+        if (gcd_route_key_status(srv->cache, f.key, &code, &kerr) != 0) {
             r = kerr == GENCACHE_ENOTFOUND
                     ? gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "unknown_layer",
                                       "key '%.120s': unknown layer", f.key)
@@ -178,7 +176,7 @@ enum MHD_Result gcd_invalidate_handle(struct MHD_Connection *c, gcd_request *req
     json_decref(doc); /* the filter's strings point into it */
     if (err != 0)
         return gcd_reply_gencache(c, req, err, "invalidating");
-    gcd_log(GENCACHE_LOG_DEBUG, "invalidate%s%s: %" PRIu64 " entries removed",
+    gcd_log(&srv->log, GENCACHE_LOG_DEBUG, "invalidate%s%s: %" PRIu64 " entries removed",
             req->tenant ? " by tenant " : "", req->tenant ? req->tenant : "", n);
     char json[64];
     int len = snprintf(json, sizeof json, "{\"invalidated\": %" PRIu64 "}", n);

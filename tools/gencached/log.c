@@ -1,10 +1,10 @@
 /*
  * log.c: the daemon's log, one timestamped line per message on stderr. The library, libmicrohttpd
- * and the daemon itself all log through here. Each line is built in a local buffer and written
+ * and the daemon itself all log through here, each through the gcd_logger of the server it
+ * serves (so each server has its own level). Each line is built in a local buffer and written
  * with a single write(2), so lines from different worker threads never interleave.
  */
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -12,14 +12,7 @@
 
 #include "gencached.h"
 
-static _Atomic int log_level = GENCACHE_LOG_INFO;
-
 static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
-
-void gcd_log_set_level(gencache_log_level level)
-{
-    atomic_store(&log_level, (int)level);
-}
 
 uint64_t gcd_now_ms(void)
 {
@@ -35,9 +28,9 @@ uint64_t gcd_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void log_line(gencache_log_level level, const char *fmt, va_list ap)
+static void log_line(const gcd_logger *lg, gencache_log_level level, const char *fmt, va_list ap)
 {
-    if ((int)level > atomic_load(&log_level))
+    if (lg && (int)level > (int)lg->level)
         return;
     char line[2048];
     struct timespec ts;
@@ -61,24 +54,22 @@ static void log_line(gencache_log_level level, const char *fmt, va_list ap)
     (void)w;
 }
 
-void gcd_log(gencache_log_level level, const char *fmt, ...)
+void gcd_log(const gcd_logger *lg, gencache_log_level level, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    log_line(level, fmt, ap);
+    log_line(lg, level, fmt, ap);
     va_end(ap);
 }
 
 void gcd_log_library(void *userdata, gencache_log_level level, const char *message)
 {
-    (void)userdata;
-    gcd_log(level, "cache: %s", message);
+    gcd_log(userdata, level, "cache: %s", message);
 }
 
 void gcd_log_mhd(void *cls, const char *fmt, va_list ap)
 {
-    (void)cls;
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    gcd_log(GENCACHE_LOG_WARN, "http: %s", msg);
+    gcd_log(cls, GENCACHE_LOG_WARN, "http: %s", msg);
 }

@@ -1,9 +1,10 @@
 /*
  * main.c: gencached, the HTTP daemon over libgencache. It loads the config file (through the
- * library, config.c) and then the flags over it, opens the cache with the configured layers, starts the server and
- * then waits for SIGINT or SIGTERM, checking memory pressure every second meanwhile. Those signals are blocked in every
- * thread before any thread starts and taken with sigwait() here, so the shutdown (stop the
- * server, close the cache) runs in ordinary code, never in a signal handler.
+ * library, config.c) and then the flags over it, opens the cache with the configured layers, starts
+ * the server and then waits for SIGINT or SIGTERM, checking memory pressure every second meanwhile.
+ * Those signals are blocked in every thread before any thread starts and taken with sigwait() here,
+ * so the shutdown (stop the server, close the cache) runs in ordinary code, never in a signal
+ * handler.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,9 +20,9 @@
 
 #include "config.h"
 
-#define DEFAULT_LISTEN   "127.0.0.1:8787"
-#define DEFAULT_DATA_DIR "./gencache-data"
-#define DEFAULT_MAX_BODY (256ull << 20)
+#define DEFAULT_LISTEN      "127.0.0.1:8787"
+#define DEFAULT_DATA_DIR    "./gencache-data"
+#define DEFAULT_MAX_BODY    (256ull << 20)
 #define MAINTAIN_INTERVAL_S 10
 
 static void usage(FILE *out)
@@ -149,7 +150,7 @@ static int parse_args(int argc, char **argv, gcd_config *cfg)
         O_LEVEL,
         O_REDIS,
         O_REDIS_TIMEOUT,
-        O_UPSTREAM, /* B: the proxy's flags (override the config file) */
+        O_UPSTREAM, /* the proxy's flags (override the config file) */
         O_UPSTREAM_TIMEOUT,
         O_UPSTREAM_CONC,
         O_PREWARM_CONC,
@@ -326,9 +327,10 @@ int main(int argc, char **argv)
         gcd_config_free(&cfg);
         return rc < 0 ? 0 : rc;
     }
-    gcd_log_set_level(cfg.log_level);
+    /* What main says before the server exists (the server has a logger of its own). */
+    gcd_logger boot_log = {.level = cfg.log_level};
     socklen_t addr_len;
-    if (gcd_listen_resolve(cfg.listen, cfg.n_tenants > 0, &cfg.addr, &addr_len) != 0) {
+    if (gcd_listen_resolve(&boot_log, cfg.listen, cfg.n_tenants > 0, &cfg.addr, &addr_len) != 0) {
         gcd_config_free(&cfg);
         return 2;
     }
@@ -342,8 +344,9 @@ int main(int argc, char **argv)
         po.redis_url = NULL;
         po.ghost_max_entries = 0;
         po.log_fn = gcd_log_library;
+        po.log_userdata = &boot_log;
         gencache *probe = NULL;
-        int ok = gcd_config_open_cache(&cfg, &po, &probe) == 0;
+        int ok = gcd_config_open_cache(&cfg, &po, &boot_log, &probe) == 0;
         if (ok)
             gcd_config_print(&cfg, probe, stdout);
         gencache_close(probe);
@@ -362,7 +365,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     if (disk && make_dirs(cfg.data_dir) != 0) {
-        gcd_log(GENCACHE_LOG_ERROR, "cannot create data directory %s: %s", cfg.data_dir,
+        gcd_log(&boot_log, GENCACHE_LOG_ERROR, "cannot create data directory %s: %s", cfg.data_dir,
                 strerror(errno));
         return 1;
     }
@@ -380,27 +383,22 @@ int main(int argc, char **argv)
     opts.redis_url = cfg.redis_url;
     if (cfg.redis_timeout_ms)
         opts.redis_timeout_ms = cfg.redis_timeout_ms;
-    opts.log_fn = gcd_log_library;
     opts.log_level = cfg.log_level;
 
-    gcd_server srv = {.cfg = &cfg, .started_ms = gcd_now_ms()};
-    if (gcd_config_open_cache(&cfg, &opts, &srv.cache) != 0) {
+    gcd_server srv;
+    if (gcd_server_open(&srv, &cfg, &opts) != 0) {
         gcd_config_free(&cfg);
         return 1;
     }
-    /* Keys are derived from the cache's own layer registry, so /v1/keys and the stored layers
-     * can never disagree. */
-    gencache_keyspace_from_cache(srv.cache, &srv.keyspace);
-    if (gcd_tenancy_init(&srv) != 0 || gcd_http_start(&srv) != 0) {
-        gcd_tenancy_free(&srv);
-        gencache_keyspace_free(srv.keyspace);
-        gencache_close(srv.cache);
+    if (gcd_http_start(&srv) != 0) {
+        gcd_server_close(&srv);
         gcd_config_free(&cfg);
         return 1;
     }
     if (cfg.n_tenants)
-        gcd_log(GENCACHE_LOG_INFO, "%zu tenants; requests need a bearer token", cfg.n_tenants);
-    gcd_log(GENCACHE_LOG_INFO,
+        gcd_log(&srv.log, GENCACHE_LOG_INFO, "%zu tenants; requests need a bearer token",
+                cfg.n_tenants);
+    gcd_log(&srv.log, GENCACHE_LOG_INFO,
             "gencached %s listening on %s (port %u), data in %s, redis %s, %u threads",
             gencache_version(), cfg.listen, (unsigned)srv.port, disk ? cfg.data_dir : "(no disk)",
             cfg.redis_url ? cfg.redis_url : "off", cfg.threads);
@@ -414,20 +412,12 @@ int main(int argc, char **argv)
         sig = sigtimedwait(&stop_signals, NULL, &tick);
         if (sig == SIGINT || sig == SIGTERM)
             break;
-        gcd_pressure_check(&srv);
-        if (ticks % MAINTAIN_INTERVAL_S != 0)
-            continue;
-        uint64_t n = 0;
-        if (gencache_maintain(srv.cache, &n) == GENCACHE_OK && n)
-            gcd_log(GENCACHE_LOG_DEBUG, "maintenance: %llu expired entries removed",
-                    (unsigned long long)n);
+        gcd_server_tick(&srv, ticks, MAINTAIN_INTERVAL_S);
     }
-    gcd_log(GENCACHE_LOG_INFO, "%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    gcd_http_stop(&srv);
-    gcd_tenancy_free(&srv);
-    gencache_keyspace_free(srv.keyspace);
-    gencache_close(srv.cache);
+    gcd_log(&srv.log, GENCACHE_LOG_INFO, "%s received, shutting down",
+            sig == SIGINT ? "SIGINT" : "SIGTERM");
+    gcd_server_close(&srv);
     gcd_config_free(&cfg);
-    gcd_log(GENCACHE_LOG_INFO, "stopped");
+    gcd_log(&boot_log, GENCACHE_LOG_INFO, "stopped");
     return 0;
 }

@@ -1,9 +1,10 @@
 /*
  * metrics.c: GET /metrics in the Prometheus text format (version 0.0.4), with the metric names
- * of DESIGN.md section 5. Most numbers are the library's counters (gencache_stats_get); the
- * ones only the daemon sees live here: the request latency histogram, hits by tier (the library
- * counts hits per layer only), coalesced requests and upstream outcomes. Every counter here is
- * updated with atomics or under one short lock, so recording never slows a request down.
+ * of DESIGN.md section 5. Most numbers are the library's counters (gencache_stats_get), hits per
+ * tier included; the ones only the daemon sees live here: the request latency histogram, hits by
+ * (layer, tier) (the library counts per layer and per tier, not per pair), coalesced requests
+ * and upstream outcomes. Every counter here is updated with atomics or under one short lock, so
+ * recording never slows a request down.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,6 @@
 static const double BUCKETS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                  0.25,   0.5,   1,      2.5,   5,    10,    30,   60};
 #define N_BUCKETS      (sizeof BUCKETS / sizeof BUCKETS[0])
-#define N_ROUTES       11
 #define MAX_HIT_LABELS (GENCACHE_MAX_LAYERS * GENCACHE_MAX_TIERS)
 
 typedef struct histogram {
@@ -32,85 +32,42 @@ typedef struct hit_label {
     uint64_t hits;
 } hit_label;
 
-static histogram hist[N_ROUTES];
-static uint64_t coalesced;
-static uint64_t upstream[3]; /* by gcd_upstream_outcome */
-static pthread_mutex_t hits_mu = PTHREAD_MUTEX_INITIALIZER;
-static hit_label hit_labels[MAX_HIT_LABELS];
-static size_t n_hit_labels;
+/* One server's counters (srv->metrics). */
+struct gcd_metrics {
+    histogram hist[GCD_ROUTE_COUNT]; /* by route */
+    uint64_t coalesced;
+    uint64_t upstream[3]; /* by gcd_upstream_outcome */
+    pthread_mutex_t hits_mu;
+    hit_label hit_labels[MAX_HIT_LABELS];
+    size_t n_hit_labels;
+};
 
-static const char *route_name(int route)
+int gcd_metrics_new(gcd_server *srv)
 {
-    switch (route) {
-    case GCD_ROUTE_HEALTH:
-        return "healthz";
-    case GCD_ROUTE_STATS:
-        return "stats";
-    case GCD_ROUTE_KEYS:
-        return "keys";
-    case GCD_ROUTE_ENTRY:
-        return "entries";
-    case GCD_ROUTE_GENERATE:
-        return "generate";
-    case GCD_ROUTE_PREWARM:
-        return "prewarm";
-    case GCD_ROUTE_JOB:
-        return "jobs";
-    case GCD_ROUTE_METRICS:
-        return "metrics";
-    case GCD_ROUTE_INVALIDATE:
-        return "invalidate";
-    case GCD_ROUTE_NONE:
-        return "unknown";
-    default:
-        return "other";
+    struct gcd_metrics *m = calloc(1, sizeof *m);
+    if (!m || pthread_mutex_init(&m->hits_mu, NULL) != 0) {
+        free(m);
+        return -1;
     }
+    srv->metrics = m;
+    return 0;
 }
 
-/* The histogram slot of a route: one per distinct name. */
-static int route_slot(int route)
+void gcd_metrics_free(gcd_server *srv)
 {
-    switch (route) {
-    case GCD_ROUTE_HEALTH:
-        return 1;
-    case GCD_ROUTE_STATS:
-        return 2;
-    case GCD_ROUTE_KEYS:
-        return 3;
-    case GCD_ROUTE_ENTRY:
-        return 4;
-    case GCD_ROUTE_GENERATE:
-        return 5;
-    case GCD_ROUTE_PREWARM:
-        return 6;
-    case GCD_ROUTE_JOB:
-        return 7;
-    case GCD_ROUTE_METRICS:
-        return 8;
-    case GCD_ROUTE_INVALIDATE:
-        return 9;
-    case GCD_ROUTE_NONE:
-        return 0;
-    default:
-        return 10;
-    }
+    struct gcd_metrics *m = srv->metrics;
+    if (!m)
+        return;
+    pthread_mutex_destroy(&m->hits_mu);
+    free(m);
+    srv->metrics = NULL;
 }
 
-static const int SLOT_ROUTE[N_ROUTES] = {GCD_ROUTE_NONE,
-                                         GCD_ROUTE_HEALTH,
-                                         GCD_ROUTE_STATS,
-                                         GCD_ROUTE_KEYS,
-                                         GCD_ROUTE_ENTRY,
-                                         GCD_ROUTE_GENERATE,
-                                         GCD_ROUTE_PREWARM,
-                                         GCD_ROUTE_JOB,
-                                         GCD_ROUTE_METRICS,
-                                         GCD_ROUTE_INVALIDATE,
-                                         -1};
-
-void gcd_metrics_request(int route, double seconds)
+void gcd_metrics_request(struct gcd_metrics *m, gcd_route_id route, double seconds)
 {
-    histogram *h = &hist[route_slot(route)];
+    if ((unsigned)route >= GCD_ROUTE_COUNT)
+        route = GCD_ROUTE_NONE;
+    histogram *h = &m->hist[route];
     size_t i = 0;
     while (i < N_BUCKETS && seconds > BUCKETS[i])
         i++;
@@ -120,34 +77,35 @@ void gcd_metrics_request(int route, double seconds)
     __atomic_add_fetch(&h->sum_ns, (uint64_t)(seconds * 1e9), __ATOMIC_RELAXED);
 }
 
-void gcd_metrics_hit(const char *layer, const char *tier)
+void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier)
 {
     if (!layer || !tier || !*tier)
         return;
-    pthread_mutex_lock(&hits_mu);
+    pthread_mutex_lock(&m->hits_mu);
+    hit_label *hl = m->hit_labels;
     size_t i = 0;
-    for (; i < n_hit_labels; i++)
-        if (strcmp(hit_labels[i].layer, layer) == 0 && strcmp(hit_labels[i].tier, tier) == 0)
+    for (; i < m->n_hit_labels; i++)
+        if (strcmp(hl[i].layer, layer) == 0 && strcmp(hl[i].tier, tier) == 0)
             break;
-    if (i == n_hit_labels && i < MAX_HIT_LABELS) {
-        snprintf(hit_labels[i].layer, sizeof hit_labels[i].layer, "%s", layer);
-        snprintf(hit_labels[i].tier, sizeof hit_labels[i].tier, "%s", tier);
-        n_hit_labels++;
+    if (i == m->n_hit_labels && i < MAX_HIT_LABELS) {
+        snprintf(hl[i].layer, sizeof hl[i].layer, "%s", layer);
+        snprintf(hl[i].tier, sizeof hl[i].tier, "%s", tier);
+        m->n_hit_labels++;
     }
-    if (i < n_hit_labels)
-        hit_labels[i].hits++;
-    pthread_mutex_unlock(&hits_mu);
+    if (i < m->n_hit_labels)
+        hl[i].hits++;
+    pthread_mutex_unlock(&m->hits_mu);
 }
 
-void gcd_metrics_coalesced(void)
+void gcd_metrics_coalesced(struct gcd_metrics *m)
 {
-    __atomic_add_fetch(&coalesced, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&m->coalesced, 1, __ATOMIC_RELAXED);
 }
 
-void gcd_metrics_upstream(gcd_upstream_outcome outcome)
+void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome)
 {
     if ((unsigned)outcome < 3)
-        __atomic_add_fetch(&upstream[outcome], 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&m->upstream[outcome], 1, __ATOMIC_RELAXED);
 }
 
 /* ---- output ------------------------------------------------------------------------------- */
@@ -211,7 +169,7 @@ static const char *esc(const char *s, char *out, size_t size)
     return out;
 }
 
-static void layers_out(buf *b, const gencache_stats *st)
+static void layers_out(buf *b, const gencache_stats *st, struct gcd_metrics *m)
 {
     char l[80];
     head(b, "gencache_lookups_total", "counter", "Lookups by layer and outcome (hit or miss).");
@@ -226,15 +184,18 @@ static void layers_out(buf *b, const gencache_stats *st)
             (unsigned long long)s->misses);
     }
 
-    /* The library counts hits per layer; the daemon knows the tier of the hits it serves
-     * itself. What it did not see (other clients of the same counters) is tier "unknown". */
+    /* gencache_hits_total{layer,tier} keeps DESIGN.md's labels, but the library counts hits
+     * per layer and per tier (gencache_tier_stats.hits), never per (layer, tier): the pair is
+     * the daemon's own count of the hits it serves (gcd_metrics_hit). What it did not see (other
+     * clients of the same cache) is tier "unknown", so a layer's tiers add up to its hits. The
+     * library's per-tier count is gencache_tier_hits_total{tier} below. */
     head(b, "gencache_hits_total", "counter", "Hits by layer and the tier that served them.");
-    pthread_mutex_lock(&hits_mu);
-    size_t n = n_hit_labels;
+    pthread_mutex_lock(&m->hits_mu);
+    size_t n = m->n_hit_labels;
     hit_label *copy = malloc((n ? n : 1) * sizeof *copy);
     if (copy)
-        memcpy(copy, hit_labels, n * sizeof *copy);
-    pthread_mutex_unlock(&hits_mu);
+        memcpy(copy, m->hit_labels, n * sizeof *copy);
+    pthread_mutex_unlock(&m->hits_mu);
     if (!copy)
         n = 0;
     for (uint32_t i = 0; i < st->n_layers; i++) {
@@ -276,6 +237,12 @@ static void layers_out(buf *b, const gencache_stats *st)
 static void tiers_out(buf *b, const gencache_stats *st)
 {
     char t[40];
+    head(b, "gencache_tier_hits_total", "counter",
+         "Hits by the tier that answered them, over every layer (the library's count).");
+    for (uint32_t i = 0; i < st->n_tiers; i++)
+        if (st->tiers[i].tier)
+            put(b, "gencache_tier_hits_total{tier=\"%s\"} %llu\n",
+                esc(st->tiers[i].tier, t, sizeof t), (unsigned long long)st->tiers[i].hits);
     head(b, "gencache_bytes", "gauge", "Bytes held by each tier.");
     for (uint32_t i = 0; i < st->n_tiers; i++)
         if (st->tiers[i].tier)
@@ -325,16 +292,16 @@ static void pressure_out(buf *b, gcd_server *srv)
         (unsigned long long)gcd_pressure_evicted(srv));
 }
 
-static void daemon_out(buf *b)
+static void daemon_out(buf *b, const struct gcd_metrics *m)
 {
     head(b, "gencache_request_duration_seconds", "histogram",
          "HTTP request duration, from the request line to the last byte queued, by route.");
-    for (int s = 0; s < N_ROUTES; s++) {
-        const histogram *h = &hist[s];
+    for (int s = 0; s < GCD_ROUTE_COUNT; s++) {
+        const histogram *h = &m->hist[s];
         uint64_t count = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
-        if (!count && s != route_slot(GCD_ROUTE_GENERATE))
+        if (!count && s != GCD_ROUTE_GENERATE)
             continue; /* routes never called stay out of the output */
-        const char *name = SLOT_ROUTE[s] < 0 ? "other" : route_name(SLOT_ROUTE[s]);
+        const char *name = gcd_route_name((gcd_route_id)s);
         uint64_t cum = 0;
         for (size_t i = 0; i < N_BUCKETS; i++) {
             cum += __atomic_load_n(&h->buckets[i], __ATOMIC_RELAXED);
@@ -355,13 +322,13 @@ static void daemon_out(buf *b)
     head(b, "gencache_coalesced_total", "counter",
          "Generate requests that waited for an identical request's upstream call.");
     put(b, "gencache_coalesced_total %llu\n",
-        (unsigned long long)__atomic_load_n(&coalesced, __ATOMIC_RELAXED));
+        (unsigned long long)__atomic_load_n(&m->coalesced, __ATOMIC_RELAXED));
     head(b, "gencache_upstream_requests_total", "counter",
          "Calls to the upstream generator by outcome (ok, error, timeout).");
     static const char *const names[] = {"ok", "error", "timeout"};
     for (int i = 0; i < 3; i++)
         put(b, "gencache_upstream_requests_total{outcome=\"%s\"} %llu\n", names[i],
-            (unsigned long long)__atomic_load_n(&upstream[i], __ATOMIC_RELAXED));
+            (unsigned long long)__atomic_load_n(&m->upstream[i], __ATOMIC_RELAXED));
 }
 
 enum MHD_Result gcd_metrics_handle(struct MHD_Connection *c, gcd_request *req)
@@ -389,9 +356,9 @@ enum MHD_Result gcd_metrics_handle(struct MHD_Connection *c, gcd_request *req)
         free(st);
         return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "writing the metrics");
     }
-    layers_out(&b, st);
+    layers_out(&b, st, req->srv->metrics);
     tiers_out(&b, st);
-    daemon_out(&b);
+    daemon_out(&b, req->srv->metrics);
     pressure_out(&b, req->srv);
     free(st);
     if (b.failed) {

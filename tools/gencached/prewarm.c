@@ -22,6 +22,7 @@
 #define DEFAULT_CONCURRENCY 4
 
 typedef struct job {
+    struct gcd_prewarm *pw; /* the server's prewarm state the job belongs to */
     char id[24];
     char *tenant; /* the submitter's: the only one who sees the job */
     char **bodies;
@@ -37,19 +38,33 @@ typedef struct job {
     struct job *next_start; /* in the queue of jobs the starter thread has yet to pump */
 } job;
 
-static struct {
+/* One server's jobs (srv->prewarm). */
+struct gcd_prewarm {
     pthread_mutex_t mu; /* every job's fields and the list */
     job *jobs;
     size_t n_jobs;
     uint64_t seq;
     gcd_server *srv;
-    unsigned limit;
+    unsigned limit;    /* requests of one job in flight at once */
     pthread_cond_t cv; /* a job to start, or stopping */
     job *starts;       /* jobs to start, oldest first */
     pthread_t starter;
     bool starter_running;
     bool stopping;
-} J = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+};
+
+int gcd_prewarm_new(gcd_server *srv)
+{
+    struct gcd_prewarm *pw = calloc(1, sizeof *pw);
+    if (!pw)
+        return -1;
+    pthread_mutex_init(&pw->mu, NULL);
+    pthread_cond_init(&pw->cv, NULL);
+    pw->srv = srv;
+    pw->limit = srv->cfg->prewarm_concurrency ? srv->cfg->prewarm_concurrency : DEFAULT_CONCURRENCY;
+    srv->prewarm = pw;
+    return 0;
+}
 
 static void job_free(job *jb)
 {
@@ -71,7 +86,8 @@ static void pump_claimed(job *jb);
 static void item_done(void *ctx, gcd_gen_outcome outcome, gcd_gen_result *res)
 {
     job *jb = ctx;
-    pthread_mutex_lock(&J.mu);
+    struct gcd_prewarm *pw = jb->pw;
+    pthread_mutex_lock(&pw->mu);
     switch (outcome) {
     case GCD_GEN_HIT:
         jb->hits++;
@@ -99,70 +115,77 @@ static void item_done(void *ctx, gcd_gen_outcome outcome, gcd_gen_result *res)
     bool go_on = !jb->pumping && jb->next < jb->total;
     if (go_on)
         jb->pumping = true;
-    pthread_mutex_unlock(&J.mu);
+    pthread_mutex_unlock(&pw->mu);
     /* Unless go_on, the job may be finished and freed by now: touch nothing. */
     if (go_on)
         pump_claimed(jb);
 }
 
-/* Submits requests while fewer than the limit run. The caller has set jb->pumping under J.mu
+/* Submits requests while fewer than the limit run. The caller has set jb->pumping under pw->mu
  * (one pump per job at a time). Answers may come back inside submit (hits, errors) or on other
  * threads; whoever finds no pump running and work left claims the next one. */
 static void pump_claimed(job *jb)
 {
-    pthread_mutex_lock(&J.mu);
-    while (jb->running < J.limit && jb->next < jb->total) {
+    struct gcd_prewarm *pw = jb->pw;
+    pthread_mutex_lock(&pw->mu);
+    while (jb->running < pw->limit && jb->next < jb->total) {
         size_t i = jb->next++;
         jb->running++;
-        gcd_server *srv = J.srv; /* written under J.mu by each new job */
-        pthread_mutex_unlock(&J.mu);
-        gcd_generate_submit(srv, jb->bodies[i], jb->lens[i], jb->tenant, true, item_done, jb);
-        pthread_mutex_lock(&J.mu);
+        pthread_mutex_unlock(&pw->mu);
+        gcd_generate_submit(pw->srv, jb->bodies[i], jb->lens[i], jb->tenant, true, item_done, jb);
+        pthread_mutex_lock(&pw->mu);
     }
     jb->pumping = false;
-    pthread_mutex_unlock(&J.mu);
+    pthread_mutex_unlock(&pw->mu);
 }
 
 static void *starter_main(void *arg)
 {
-    (void)arg;
-    pthread_mutex_lock(&J.mu);
+    struct gcd_prewarm *pw = arg;
+    pthread_mutex_lock(&pw->mu);
     for (;;) {
-        while (!J.starts && !J.stopping)
-            pthread_cond_wait(&J.cv, &J.mu);
-        job *jb = J.starts;
+        while (!pw->starts && !pw->stopping)
+            pthread_cond_wait(&pw->cv, &pw->mu);
+        job *jb = pw->starts;
         if (!jb)
             break;
-        J.starts = jb->next_start;
+        pw->starts = jb->next_start;
         jb->pumping = true; /* nothing is submitted yet: no one else pumps it */
-        pthread_mutex_unlock(&J.mu);
+        pthread_mutex_unlock(&pw->mu);
         pump_claimed(jb);
-        pthread_mutex_lock(&J.mu);
+        pthread_mutex_lock(&pw->mu);
     }
-    pthread_mutex_unlock(&J.mu);
+    pthread_mutex_unlock(&pw->mu);
     return NULL;
 }
 
-void gcd_prewarm_stop(void)
+void gcd_prewarm_free(gcd_server *srv)
 {
-    pthread_mutex_lock(&J.mu);
-    J.stopping = true;
-    pthread_cond_broadcast(&J.cv);
-    bool joined = J.starter_running;
-    J.starter_running = false;
-    pthread_mutex_unlock(&J.mu);
+    struct gcd_prewarm *pw = srv->prewarm;
+    if (!pw)
+        return;
+    pthread_mutex_lock(&pw->mu);
+    pw->stopping = true;
+    pthread_cond_broadcast(&pw->cv);
+    bool joined = pw->starter_running;
+    pw->starter_running = false;
+    pthread_mutex_unlock(&pw->mu);
     /* The proxy is stopped: what the starter still pumps fails at once. */
     if (joined)
-        pthread_join(J.starter, NULL);
-    pthread_mutex_lock(&J.mu);
-    job *list = J.jobs;
-    J.jobs = NULL;
-    J.n_jobs = 0;
-    pthread_mutex_unlock(&J.mu);
+        pthread_join(pw->starter, NULL);
+    pthread_mutex_lock(&pw->mu);
+    job *list = pw->jobs;
+    pw->jobs = NULL;
+    pw->n_jobs = 0;
+    pthread_mutex_unlock(&pw->mu);
     for (job *jb = list, *next; jb; jb = next) {
         next = jb->next_job;
         job_free(jb);
     }
+    pthread_cond_destroy(&pw->cv);
+    pthread_mutex_destroy(&pw->mu);
+    free(pw);
+    srv->prewarm = NULL;
 }
 
 static bool add_body(job *jb, const char *text, size_t len, size_t *cap)
@@ -301,11 +324,11 @@ static bool same_tenant(const job *jb, const char *tenant)
     return (!jb->tenant && !tenant) || (jb->tenant && tenant && strcmp(jb->tenant, tenant) == 0);
 }
 
-/* Unfinished jobs of one tenant. Called with J.mu held. */
-static unsigned running_jobs_locked(const char *tenant)
+/* Unfinished jobs of one tenant. Called with pw->mu held. */
+static unsigned running_jobs_locked(const struct gcd_prewarm *pw, const char *tenant)
 {
     unsigned n = 0;
-    for (job *jb = J.jobs; jb; jb = jb->next_job)
+    for (job *jb = pw->jobs; jb; jb = jb->next_job)
         if (!finished(jb) && same_tenant(jb, tenant))
             n++;
     return n;
@@ -313,13 +336,13 @@ static unsigned running_jobs_locked(const char *tenant)
 
 /* Makes room for one more job of `tenant`: drops its own oldest finished job, or else the oldest
  * finished job of anyone (the table is full of finished jobs only when every tenant is under its
- * cap of running ones). Called with J.mu held. */
-static bool make_room_locked(const char *tenant)
+ * cap of running ones). Called with pw->mu held. */
+static bool make_room_locked(struct gcd_prewarm *pw, const char *tenant)
 {
-    if (J.n_jobs < MAX_JOBS)
+    if (pw->n_jobs < MAX_JOBS)
         return true;
     job **victim = NULL, **own = NULL;
-    for (job **pp = &J.jobs; *pp; pp = &(*pp)->next_job) {
+    for (job **pp = &pw->jobs; *pp; pp = &(*pp)->next_job) {
         if (!finished(*pp))
             continue;
         victim = pp; /* the list is newest first: the last finished is the oldest */
@@ -332,16 +355,18 @@ static bool make_room_locked(const char *tenant)
         return false;
     job *jb = *victim;
     *victim = jb->next_job;
-    J.n_jobs--;
+    pw->n_jobs--;
     job_free(jb);
     return true;
 }
 
 enum MHD_Result gcd_prewarm_handle(struct MHD_Connection *c, gcd_request *req)
 {
+    struct gcd_prewarm *pw = req->srv->prewarm;
     job *jb = calloc(1, sizeof *jb);
     if (!jb)
         return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "creating the job");
+    jb->pw = pw;
     char err[200] = "";
     unsigned st = parse_job(jb, req->body ? req->body : "", req->body_len, err, sizeof err);
     if (st == 0 && jb->total == 0) {
@@ -363,66 +388,65 @@ enum MHD_Result gcd_prewarm_handle(struct MHD_Connection *c, gcd_request *req)
     }
     jb->created_ms = gcd_now_ms();
 
-    pthread_mutex_lock(&J.mu);
-    if (!J.starter_running && !J.stopping) {
-        if (pthread_create(&J.starter, NULL, starter_main, NULL) == 0)
-            J.starter_running = true;
+    pthread_mutex_lock(&pw->mu);
+    if (!pw->starter_running && !pw->stopping) {
+        if (pthread_create(&pw->starter, NULL, starter_main, pw) == 0)
+            pw->starter_running = true;
     }
-    if (!J.starter_running) {
-        pthread_mutex_unlock(&J.mu);
+    if (!pw->starter_running) {
+        pthread_mutex_unlock(&pw->mu);
         job_free(jb);
         return gcd_reply_error(c, req, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
                                "prewarm: cannot start the prewarm thread");
     }
     /* One tenant's backlog must not take every job slot: with tenants, each may run at most
      * MAX_JOBS_PER_TENANT jobs at once. */
-    if (req->tenant && running_jobs_locked(req->tenant) >= MAX_JOBS_PER_TENANT) {
-        pthread_mutex_unlock(&J.mu);
+    if (req->tenant && running_jobs_locked(pw, req->tenant) >= MAX_JOBS_PER_TENANT) {
+        pthread_mutex_unlock(&pw->mu);
         job_free(jb);
         return gcd_reply_error(c, req, MHD_HTTP_TOO_MANY_REQUESTS, "too_many_jobs",
                                "tenant %s already runs %d prewarm jobs; try again when one is "
                                "done",
                                req->tenant, MAX_JOBS_PER_TENANT);
     }
-    if (!make_room_locked(req->tenant)) {
-        pthread_mutex_unlock(&J.mu);
+    if (!make_room_locked(pw, req->tenant)) {
+        pthread_mutex_unlock(&pw->mu);
         job_free(jb);
         return gcd_reply_error(c, req, MHD_HTTP_SERVICE_UNAVAILABLE, "too_many_jobs",
                                "%d prewarm jobs are running; try again when one is done", MAX_JOBS);
     }
-    J.srv = req->srv;
-    J.limit = req->srv->cfg->prewarm_concurrency ? req->srv->cfg->prewarm_concurrency
-                                                 : DEFAULT_CONCURRENCY;
-    J.seq++;
-    snprintf(jb->id, sizeof jb->id, "%" PRIx64 "-%" PRIu64, jb->created_ms, J.seq);
-    jb->next_job = J.jobs;
-    J.jobs = jb;
-    J.n_jobs++;
+    pw->seq++;
+    snprintf(jb->id, sizeof jb->id, "%" PRIx64 "-%" PRIu64, jb->created_ms, pw->seq);
+    jb->next_job = pw->jobs;
+    pw->jobs = jb;
+    pw->n_jobs++;
     size_t total = jb->total;
     char id[sizeof jb->id];
     memcpy(id, jb->id, sizeof id);
-    job **tail = &J.starts;
+    job **tail = &pw->starts;
     while (*tail)
         tail = &(*tail)->next_start;
     *tail = jb;
-    pthread_cond_signal(&J.cv);
-    pthread_mutex_unlock(&J.mu);
+    pthread_cond_signal(&pw->cv);
+    pthread_mutex_unlock(&pw->mu);
     char location[64];
     snprintf(location, sizeof location, "/v1/jobs/%s", id);
     json_t *doc = json_pack("{s:s,s:I}", "job", id, "total", (json_int_t)total);
     return reply_json(c, req, MHD_HTTP_ACCEPTED, doc, location);
 }
 
-enum MHD_Result gcd_jobs_handle(struct MHD_Connection *c, gcd_request *req, const char *id)
+enum MHD_Result gcd_jobs_handle(struct MHD_Connection *c, gcd_request *req)
 {
-    pthread_mutex_lock(&J.mu);
-    const job *jb = J.jobs;
+    const char *id = req->tail ? req->tail : "";
+    struct gcd_prewarm *pw = req->srv->prewarm;
+    pthread_mutex_lock(&pw->mu);
+    const job *jb = pw->jobs;
     for (; jb; jb = jb->next_job) {
         if (strcmp(jb->id, id) == 0 && same_tenant(jb, req->tenant))
             break;
     }
     json_t *doc = jb ? job_json(jb) : NULL;
-    pthread_mutex_unlock(&J.mu);
+    pthread_mutex_unlock(&pw->mu);
     if (!jb)
         return gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "unknown_job", "no job '%.64s'", id);
     return reply_json(c, req, MHD_HTTP_OK, doc, NULL);

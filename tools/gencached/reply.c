@@ -60,11 +60,11 @@ static enum MHD_Result reply_error_v(struct MHD_Connection *c, gcd_request *req,
     if (allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     if (status >= 500)
-        gcd_log(GENCACHE_LOG_WARN, "%s %s: %u %s: %s", req ? req->method : "?",
-                req ? req->path : "?", status, code, message);
+        gcd_log(req ? &req->srv->log : NULL, GENCACHE_LOG_WARN, "%s %s: %u %s: %s",
+                req ? req->method : "?", req ? req->path : "?", status, code, message);
     else
-        gcd_log(GENCACHE_LOG_DEBUG, "%s %s: %u %s: %s", req ? req->method : "?",
-                req ? req->path : "?", status, code, message);
+        gcd_log(req ? &req->srv->log : NULL, GENCACHE_LOG_DEBUG, "%s %s: %u %s: %s",
+                req ? req->method : "?", req ? req->path : "?", status, code, message);
     return gcd_reply_queue(c, req, status, resp);
 }
 

@@ -2,14 +2,13 @@
  * tenancy.c: the daemon's side of tenants. The rules themselves (namespaces, who may replace or
  * delete a shared entry, exact quotas, per-tenant counters) live in the library, which takes the
  * config's tenants when the cache is opened; this file turns the per-tenant counters into the
- * JSON a tenant sees on GET /v1/stats, and runs the memory-pressure policy (batch tenants leave memory first; TTLs
- * are shortened only when the library reports that the tiers below cannot keep up).
+ * JSON a tenant sees on GET /v1/stats, and runs the memory-pressure policy (batch tenants leave
+ * memory first; TTLs are shortened only when the library reports that the tiers below cannot keep
+ * up).
  */
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "config.h"
 
@@ -66,10 +65,10 @@ json_t *gcd_tenancy_stats_json(gcd_server *srv, const char *tenant)
                                       l->lookups ? (double)l->hits / (double)l->lookups : 0.0));
     }
     static const char *const prio[] = {"high", "normal", "batch"};
-    json_t *doc = json_pack("{s:s,s:s,s:o,s:{s:I,s:I,s:I}}", "tenant", tenant, "priority",
-                            prio[st->priority], "layers", layers, "usage", "bytes",
-                            (json_int_t)st->bytes, "entries", (json_int_t)st->entries,
-                            "quota_bytes", (json_int_t)st->quota_bytes);
+    json_t *doc =
+        json_pack("{s:s,s:s,s:o,s:{s:I,s:I,s:I}}", "tenant", tenant, "priority", prio[st->priority],
+                  "layers", layers, "usage", "bytes", (json_int_t)st->bytes, "entries",
+                  (json_int_t)st->entries, "quota_bytes", (json_int_t)st->quota_bytes);
     free(st);
     return doc;
 }
@@ -96,8 +95,10 @@ uint64_t gcd_pressure_ttl_ms(gcd_server *srv, const char *tenant, const char *la
 {
     if (gcd_pressure_level(srv) < 2)
         return ttl_ms;
-    const gcd_tenant *t = gcd_tenant_find(srv->cfg, tenant);
-    if (t && t->priority == GCD_PRIO_HIGH)
+    gencache_tenant_options t;
+    gencache_tenant_options_init(&t);
+    if (tenant && gencache_tenant_get(srv->cache, tenant, &t) == 0 &&
+        t.priority == GENCACHE_PRIORITY_HIGH)
         return ttl_ms;
     uint64_t cap = srv->cfg->ext && srv->cfg->ext->pressure_ttl_ms ? srv->cfg->ext->pressure_ttl_ms
                                                                    : DEFAULT_PRESSURE_TTL_MS;
@@ -118,7 +119,7 @@ static uint64_t demote_batch(gcd_server *srv)
     uint64_t total = 0;
     for (size_t i = 0; i < srv->cfg->n_tenants; i++) {
         const gcd_tenant *t = &srv->cfg->tenants[i];
-        if (t->priority != GCD_PRIO_BATCH)
+        if (t->priority != GENCACHE_PRIORITY_BATCH)
             continue;
         gencache_filter f;
         gencache_filter_init(&f);
@@ -148,14 +149,15 @@ void gcd_pressure_check(gcd_server *srv)
     unsigned next = level;
     if (p.mem_ratio >= warn) {
         if (level == 0)
-            gcd_log(GENCACHE_LOG_INFO,
+            gcd_log(&srv->log, GENCACHE_LOG_INFO,
                     "memory pressure: the memory tier is %.0f%% full (threshold %.0f%%); "
                     "batch-priority tenants' entries leave memory first (kept on disk)",
                     p.mem_ratio * 100, warn * 100);
         uint64_t n = demote_batch(srv);
         if (n) {
             atomic_fetch_add(&ty->evicted, n);
-            gcd_log(GENCACHE_LOG_DEBUG, "memory pressure: %" PRIu64 " batch entries demoted", n);
+            gcd_log(&srv->log, GENCACHE_LOG_DEBUG,
+                    "memory pressure: %" PRIu64 " batch entries demoted", n);
         }
         if (next == 0)
             next = 1;
@@ -167,13 +169,13 @@ void gcd_pressure_check(gcd_server *srv)
     else if (next == 2)
         next = p.mem_ratio >= warn ? 1 : 0;
     if (next == 2 && level < 2)
-        gcd_log(GENCACHE_LOG_WARN,
+        gcd_log(&srv->log, GENCACHE_LOG_WARN,
                 "pressure: the tiers below memory cannot keep up (disk %.0f%% full, %" PRIu64
                 " bytes waiting to be written); shortening the TTL of new entries (tenants of "
                 "high priority excepted)",
                 p.disk_ratio * 100, p.writeback_bytes);
     else if (next < 2 && level == 2)
-        gcd_log(GENCACHE_LOG_INFO, "pressure: relieved; new entries keep their TTL");
+        gcd_log(&srv->log, GENCACHE_LOG_INFO, "pressure: relieved; new entries keep their TTL");
     atomic_store(&ty->level, next);
     atomic_store(&ty->ratio, p.mem_ratio);
 }

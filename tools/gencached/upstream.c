@@ -136,7 +136,6 @@ void gcd_upstream_call(const char *url, unsigned timeout_ms, const char *body, s
     CURLcode rc = curl_easy_perform(h);
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    out->http_status = status;
     if (rc == CURLE_OPERATION_TIMEDOUT) {
         out->outcome = GCD_UPSTREAM_TIMEOUT;
         snprintf(out->message, sizeof out->message, "upstream %.160s did not answer within %u ms",
