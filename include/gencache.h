@@ -167,6 +167,12 @@ typedef struct gencache_options {
                                       pin that would pass it is stored unpinned (evictable), and
                                       counted in gencache_tier_stats.pins_refused. 0: half of
                                       mem_max_bytes (none when that is unlimited). Default 0 */
+    double pressure_warn_ratio;   /* memory fill (bytes / limit) from which gencache_pressure_
+                                     relieve() moves batch-priority tenants' entries out of
+                                     memory first; 0: 0.85. Default 0 */
+    uint64_t pressure_ttl_ms;     /* while the cache is degraded, the TTL of new entries of every
+                                     caller but high-priority tenants is capped at this; 0: 10
+                                     minutes. Default 0 */
 } gencache_options;
 
 /* Fills *opts with the defaults above. Thread-safety: safe. */
@@ -468,11 +474,26 @@ typedef struct gencache_pressure {
                                  quarters of its bound) or the disk tier is over 95% of its
                                  limit: the time to shorten lifetimes or refuse low-priority
                                  work. Never set merely because memory is full */
+    unsigned level;           /* the policy's state, as the last gencache_pressure_relieve()
+                                 left it: 0 normal; 1 memory at or over pressure_warn_ratio
+                                 (batch tenants' entries leave memory first, nothing is
+                                 deleted); 2 degraded (new entries of callers below high
+                                 priority get a TTL of at most pressure_ttl_ms) */
+    uint64_t batch_demoted;   /* entries the policy has moved out of memory so far */
 } gencache_pressure;
 
 /* Fills *out (out->struct_size must be set). Returns GENCACHE_OK or GENCACHE_EINVAL.
  * Thread-safety: safe. */
 GENCACHE_API int gencache_pressure_get(gencache *cache, gencache_pressure *out);
+
+/* One step of the memory-pressure policy; call it periodically (a daemon does once a second).
+ * At or above pressure_warn_ratio of the memory tier, the entries of batch-priority tenants
+ * leave memory (gencache_demote(): disk and Redis keep them); while the report is degraded,
+ * puts cap the TTL of new entries of every caller but high-priority tenants at pressure_ttl_ms.
+ * Level 1 ends below warn_ratio - 0.05. *out (may be NULL; struct_size set) receives the report
+ * after the step, with the level it set. Returns GENCACHE_OK or GENCACHE_EINVAL.
+ * Thread-safety: safe (steps from several threads are serialized). */
+GENCACHE_API int gencache_pressure_relieve(gencache *cache, gencache_pressure *out);
 
 /* Fills *out with a snapshot of the counters (each counter is read atomically; the set as a whole
  * is not one instant). out->struct_size must be set. Returns GENCACHE_OK or GENCACHE_EINVAL.

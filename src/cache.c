@@ -311,6 +311,9 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
     c->clock_userdata = opts.clock_userdata;
     c->disk_tier = c->shared_tier = -1;
     c->writeback_max_bytes = opts.writeback_max_bytes ? opts.writeback_max_bytes : 64ull << 20;
+    c->pressure_warn_ratio = opts.pressure_warn_ratio > 0 ? opts.pressure_warn_ratio : 0.85;
+    c->pressure_ttl_ms = opts.pressure_ttl_ms ? opts.pressure_ttl_ms : 10ull * 60 * 1000;
+    pthread_mutex_init(&c->pressure_mu, NULL);
     int rc = gencache__tenants_new(c->alloc, &c->tenants);
     if (rc == GENCACHE_OK)
         rc = gencache_keyspace_new(&c->ks);
@@ -387,6 +390,7 @@ void gencache_close(gencache *cache)
         cache->tiers[i]->ops->close(cache->tiers[i]);
     gencache__ghost_free(cache->ghost);
     gencache__tenants_free(cache->tenants);
+    pthread_mutex_destroy(&cache->pressure_mu);
     if (cache->ks)
         cache->ks->cache = NULL; /* the keyspace may outlive the cache (requests hold it) */
     gencache_keyspace_free(cache->ks);
@@ -454,13 +458,19 @@ int gencache__cache_put(gencache *cache, const char *key, const void *data, size
         return rc;
     layer *l = &cache->layers[idx];
     uint64_t now = now_ms(cache);
+    gencache__tenant *owner = usage_tenant(cache, meta, charge);
+    uint64_t ttl = meta && meta->ttl_ms ? meta->ttl_ms : l->ttl_ms;
+    if (atomic_load_explicit(&cache->pressure_level, memory_order_relaxed) >= 2 &&
+        !(owner && gencache__tenant_priority(owner) == GENCACHE_PRIORITY_HIGH) &&
+        (ttl == 0 || ttl > cache->pressure_ttl_ms))
+        ttl = cache->pressure_ttl_ms; /* degraded: shorter lives for all but high priority */
     gencache__entry_spec spec = {
         .key = key,
         .layer = (uint32_t)idx,
         .meta = meta,
         .size = size,
         .now_ms = now,
-        .ttl_ms = meta && meta->ttl_ms ? meta->ttl_ms : l->ttl_ms,
+        .ttl_ms = ttl,
         .sliding = l->sliding,
     };
     gencache__entry *e;
@@ -472,7 +482,6 @@ int gencache__cache_put(gencache *cache, const char *key, const void *data, size
     e->checksum = gencache__checksum(e->value, size);
 
     /* Counted before it is stored, so an eviction that follows at once is counted off after. */
-    gencache__tenant *owner = usage_tenant(cache, meta, charge);
     uint64_t old_size = UINT64_MAX;
     if (owner) {
         rc = gencache__tenant_charge(owner, key, e->hash, size, enforce, &old_size);

@@ -38,6 +38,11 @@ struct gencache {
     uint64_t writeback_max_bytes;
     gencache__ghost *ghost;
     gencache__tenants *tenants;
+    double pressure_warn_ratio;
+    uint64_t pressure_ttl_ms;
+    pthread_mutex_t pressure_mu; /* serializes gencache_pressure_relieve() */
+    _Atomic unsigned pressure_level;
+    _Atomic uint64_t batch_demoted;
     _Atomic bool tenant_usage_loaded; /* the disk tier's entries are in the usage tables */
     _Atomic uint64_t invalidated;
 };

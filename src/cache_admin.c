@@ -220,6 +220,46 @@ int gencache_pressure_get(gencache *cache, gencache_pressure *out)
     out->degraded = out->disk_ratio > 0.95 ||
                     (out->writeback_max_bytes &&
                      out->writeback_bytes * 4 >= out->writeback_max_bytes * 3);
+    out->level = atomic_load(&cache->pressure_level);
+    out->batch_demoted = atomic_load(&cache->batch_demoted);
+    return GENCACHE_OK;
+}
+
+/* Entries of batch-priority tenants: what leaves memory first under pressure. */
+static bool batch_entry(void *ud, const gencache__entry *e)
+{
+    gencache *c = ud;
+    gencache__tenant *t = e->tenant ? gencache__tenant_find(c->tenants, e->tenant) : NULL;
+    return t && gencache__tenant_priority(t) == GENCACHE_PRIORITY_BATCH;
+}
+
+#define PRESSURE_HYSTERESIS 0.05
+
+int gencache_pressure_relieve(gencache *cache, gencache_pressure *out)
+{
+    if (!cache || (out && out->struct_size < sizeof *out))
+        return GENCACHE_EINVAL;
+    gencache_pressure p = {.struct_size = sizeof p};
+    pthread_mutex_lock(&cache->pressure_mu);
+    gencache_pressure_get(cache, &p);
+    unsigned level = atomic_load(&cache->pressure_level), next = level;
+    if (p.mem_ratio >= cache->pressure_warn_ratio) {
+        uint64_t n = 0;
+        gencache__mem_tier_evict_if(cache->tiers[0], batch_entry, cache, &n);
+        atomic_fetch_add(&cache->batch_demoted, n);
+        if (next == 0)
+            next = 1;
+    } else if (p.mem_ratio < cache->pressure_warn_ratio - PRESSURE_HYSTERESIS) {
+        next = 0;
+    }
+    if (p.degraded)
+        next = 2;
+    else if (next == 2)
+        next = p.mem_ratio >= cache->pressure_warn_ratio ? 1 : 0;
+    atomic_store(&cache->pressure_level, next);
+    pthread_mutex_unlock(&cache->pressure_mu);
+    if (out)
+        gencache_pressure_get(cache, out);
     return GENCACHE_OK;
 }
 

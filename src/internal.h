@@ -355,6 +355,7 @@ void gencache__tenant_configure(gencache__tenant *t, gencache_priority priority,
                                 uint64_t quota_bytes, bool admin);
 const char *gencache__tenant_name(const gencache__tenant *t);
 bool gencache__tenant_admin(const gencache__tenant *t);
+gencache_priority gencache__tenant_priority(const gencache__tenant *t);
 void gencache__tenant_options(const gencache__tenant *t, gencache_tenant_options *out);
 /* Counts `size` bytes under key (replacing what the key counted). enforce: GENCACHE_ELIMIT when
  * the quota would be exceeded (nothing changes). *old_size: what the key counted before, or

@@ -148,6 +148,11 @@ const char *gencache__tenant_name(const gencache__tenant *t)
     return t->name;
 }
 
+gencache_priority gencache__tenant_priority(const gencache__tenant *t)
+{
+    return (gencache_priority)atomic_load(&t->priority);
+}
+
 bool gencache__tenant_admin(const gencache__tenant *t)
 {
     return atomic_load(&t->admin);

@@ -479,3 +479,83 @@ TEST_CASE(write_through_put_fails_when_the_disk_is_full)
     tu_rm_rf(dir);
     free(dir);
 }
+
+/* The pressure policy: at warn_ratio batch tenants' entries leave memory (and only memory); while
+ * the tiers below cannot keep up (here: a disk tier filled to its limit) new entries of every
+ * caller but high-priority tenants get the capped TTL; when that passes, TTLs are whole again. */
+TEST_CASE(pressure_policy_demotes_batch_then_caps_ttls)
+{
+    char *dir = tu_tmpdir("wb-policy");
+    gencache_options o;
+    gencache_options_init(&o);
+    o.data_dir = dir;
+    o.mem_max_bytes = 64 * (VALUE + 512);
+    o.disk_max_bytes = 4ull << 20;
+    o.pressure_warn_ratio = 0.5;
+    o.pressure_ttl_ms = 1000;
+    gencache *c = NULL;
+    CHECK_OK(gencache_open(&c, &o));
+    gencache_tenant_options t;
+    gencache_tenant_options_init(&t);
+    t.name = "bulk";
+    t.priority = GENCACHE_PRIORITY_BATCH;
+    CHECK_OK(gencache_tenant_define(c, &t));
+    t.name = "vip";
+    t.priority = GENCACHE_PRIORITY_HIGH;
+    CHECK_OK(gencache_tenant_define(c, &t));
+    gencache_caller bulk, vip, plain;
+    gencache_caller_init(&bulk);
+    bulk.tenant = "bulk";
+    gencache_caller_init(&vip);
+    vip.tenant = "vip";
+    gencache_caller_init(&plain);
+    plain.tenant = "plain";
+    char key[GENCACHE__KEY_MAX + 1];
+    unsigned char v[VALUE];
+    for (uint64_t id = 1; id <= 40; id++) {
+        tu_key(key, "image_latent", id);
+        tu_fill(v, sizeof v, id);
+        CHECK_OK(gencache_put_as(c, id <= 30 ? &bulk : &vip, key, v, sizeof v, NULL));
+    }
+    gencache_pressure p = {.struct_size = sizeof p};
+    CHECK_OK(gencache_pressure_relieve(c, &p));
+    CHECK_INT_EQ(p.level, 1);
+    CHECK_UINT_EQ(p.batch_demoted, 30);
+    CHECK_INT_EQ(p.degraded, 0);
+    CHECK_OK(gencache_flush(c, NULL));
+    for (uint64_t id = 1; id <= 40; id++) {
+        tu_key(key, "image_latent", id);
+        gencache_handle *h = NULL;
+        CHECK_OK(gencache_peek_as(c, id <= 30 ? &bulk : &vip, key, &h));
+        CHECK_STR_EQ(gencache_handle_meta(h)->tier, id <= 30 ? "disk" : "mem");
+        gencache_handle_release(h);
+    }
+
+    /* Fill the disk tier to its limit: from now on the report is degraded. */
+    for (uint64_t id = 100; id < 100 + (4u << 20) / VALUE + 64; id++) {
+        tu_key(key, "result", id);
+        CHECK_OK(gencache_put(c, key, v, sizeof v, NULL));
+    }
+    CHECK_OK(gencache_pressure_relieve(c, &p));
+    CHECK(p.disk_ratio > 0.95);
+    CHECK_INT_EQ(p.level, 2);
+    gencache_layer_options lo;
+    gencache_layer_options_init(&lo);
+    CHECK_OK(gencache_layer_get(c, "result", &lo));
+    const gencache_caller *who[] = {&plain, &vip, NULL};
+    const uint64_t want[] = {1000, lo.ttl_ms, 1000};
+    for (int i = 0; i < 3; i++) {
+        tu_key(key, "result", 900 + (uint64_t)i);
+        CHECK_OK(gencache_put_as(c, who[i], key, v, 16, NULL));
+        gencache_handle *h = NULL;
+        CHECK_OK(gencache_peek_as(c, who[i], key, &h));
+        CHECK_UINT_EQ(gencache_handle_meta(h)->ttl_ms, want[i]);
+        gencache_handle_release(h);
+    }
+    gencache_pressure bad = {.struct_size = 2};
+    CHECK_RC(gencache_pressure_relieve(c, &bad), GENCACHE_EINVAL);
+    CHECK_RC(gencache_pressure_relieve(NULL, NULL), GENCACHE_EINVAL);
+    gencache_close(c);
+    tu_rm_rf(dir);
+    free(dir);
+}

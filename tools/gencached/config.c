@@ -71,7 +71,6 @@ int gcd_config_load(const char *path, gcd_config *cfg, char *err, size_t err_siz
     cfg->prewarm_concurrency = s.prewarm_concurrency;
     if (s.pressure_warn_ratio > 0)
         cfg->pressure_warn_ratio = s.pressure_warn_ratio;
-    e->pressure_ttl_ms = s.pressure_ttl_ms;
     size_t n = gencache_config_tenant_count(e->lib);
     cfg->tenants = calloc(n ? n : 1, sizeof *cfg->tenants);
     if (!cfg->tenants) {

@@ -17,7 +17,6 @@ struct gcd_config_ext {
     gencache_config *lib;     /* the loaded file */
     uint64_t mem_max_entries, disk_max_entries; /* 0: the default */
     bool disk_disabled;
-    uint64_t pressure_ttl_ms; /* TTL cap of new puts in the second degradation step; 0: none */
 };
 
 /* Loads `path` into cfg (whose fields hold the defaults): every value the file sets replaces the

@@ -457,7 +457,6 @@ static enum MHD_Result put_end(struct MHD_Connection *c, gcd_request *req, const
         m->pinned = 1;
     char layer[40];
     layer_of(key, layer, sizeof layer);
-    m->ttl_ms = gcd_pressure_ttl_ms(req->srv, req->tenant, layer, m->ttl_ms);
     int err = gencache_put_as(req->srv->cache, &who, key, bytes, len, m);
     gencache_encoded_free(encoded); /* after the put: m's strings may point into it */
     if (err == GENCACHE_EPERM)

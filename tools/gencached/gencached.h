@@ -164,20 +164,16 @@ bool gcd_tenant_admin(const gcd_request *req);
 /* Creates srv->tenancy (after the cache is open; before the server starts); frees it. */
 int gcd_tenancy_init(gcd_server *srv);
 void gcd_tenancy_free(gcd_server *srv);
-/* Memory pressure: the memory tier's bytes over its limit, as of the last check (every second),
- * and the degradation step: 0 normal, 1 above memory_pressure.warn_ratio (batch tenants'
- * entries are demoted out of memory, never deleted), 2 the library reports the tiers below as
- * unable to keep up (new puts of non-high tenants get their TTL capped at
+/* Memory pressure as the library's last policy step left it (gencache_pressure_relieve, every
+ * second): the memory tier's fill, and the level: 0 normal, 1 at or above
+ * memory_pressure.warn_ratio (batch tenants' entries are demoted out of memory, never deleted),
+ * 2 the tiers below cannot keep up (the library caps the TTL of new puts of non-high tenants at
  * memory_pressure.shortened_ttl). Thread-safe. */
 double gcd_pressure_ratio(gcd_server *srv);
 unsigned gcd_pressure_level(gcd_server *srv);
 /* Entries demoted out of memory by the batch-priority step so far. */
 uint64_t gcd_pressure_evicted(gcd_server *srv);
-/* The TTL (ms; 0: the layer's default) a put by `tenant` into `layer` should use, given the one
- * asked for: shortened at pressure level 2 unless the tenant has high priority. */
-uint64_t gcd_pressure_ttl_ms(gcd_server *srv, const char *tenant, const char *layer,
-                             uint64_t ttl_ms);
-/* One pressure check (main.c's loop calls it every second). */
+/* One step of the library's pressure policy, with its transitions logged (every second). */
 void gcd_pressure_check(gcd_server *srv);
 
 /* ---- config.c, keys.c, invalidate.c --------------------------------------------------------- */

@@ -165,7 +165,6 @@ static void store(gcd_server *srv, flight *f, const gcd_gen_result *r)
     m.model = f->model;
     m.cost_ms = r->cost_ms;
     m.pinned = gcd_preferred(srv, f->key);
-    m.ttl_ms = gcd_pressure_ttl_ms(srv, f->tenant, RESULT_LAYER, 0);
     int err = gencache_lease_fulfil(f->lease, r->data, r->size, &m);
     if (err != 0)
         gcd_log(&srv->log, GENCACHE_LOG_WARN,

@@ -2,9 +2,8 @@
  * tenancy.c: the daemon's side of tenants. The rules themselves (namespaces, who may replace or
  * delete a shared entry, exact quotas, per-tenant counters) live in the library, which takes the
  * config's tenants when the cache is opened; this file turns the per-tenant counters into the
- * JSON a tenant sees on GET /v1/stats, and runs the memory-pressure policy (batch tenants leave
- * memory first; TTLs are shortened only when the library reports that the tiers below cannot keep
- * up).
+ * JSON a tenant sees on GET /v1/stats, and steps the library's memory-pressure policy once a
+ * second, logging its transitions.
  */
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -12,9 +11,7 @@
 
 #include "config.h"
 
-#define DEFAULT_WARN_RATIO      0.85
-#define PRESSURE_HYSTERESIS     0.05
-#define DEFAULT_PRESSURE_TTL_MS (10ull * 60 * 1000)
+#define DEFAULT_WARN_RATIO 0.85
 
 struct gcd_tenancy {
     _Atomic double ratio;
@@ -90,92 +87,35 @@ uint64_t gcd_pressure_evicted(gcd_server *srv)
     return srv->tenancy ? (uint64_t)atomic_load(&srv->tenancy->evicted) : 0u;
 }
 
-uint64_t gcd_pressure_ttl_ms(gcd_server *srv, const char *tenant, const char *layer,
-                             uint64_t ttl_ms)
-{
-    if (gcd_pressure_level(srv) < 2)
-        return ttl_ms;
-    gencache_tenant_options t;
-    gencache_tenant_options_init(&t);
-    if (tenant && gencache_tenant_get(srv->cache, tenant, &t) == 0 &&
-        t.priority == GENCACHE_PRIORITY_HIGH)
-        return ttl_ms;
-    uint64_t cap = srv->cfg->ext && srv->cfg->ext->pressure_ttl_ms ? srv->cfg->ext->pressure_ttl_ms
-                                                                   : DEFAULT_PRESSURE_TTL_MS;
-    uint64_t want = ttl_ms;
-    if (!want) {
-        gencache_layer_options lo;
-        gencache_layer_options_init(&lo);
-        if (layer && gencache_layer_get(srv->cache, layer, &lo) == 0)
-            want = lo.ttl_ms;
-    }
-    return want && want < cap ? want : cap;
-}
-
-/* Moves every entry of batch-priority tenants out of memory (the library demotes them: disk and
- * Redis keep their copies, and write-back values are queued for disk first); returns how many. */
-static uint64_t demote_batch(gcd_server *srv)
-{
-    uint64_t total = 0;
-    for (size_t i = 0; i < srv->cfg->n_tenants; i++) {
-        const gcd_tenant *t = &srv->cfg->tenants[i];
-        if (t->priority != GENCACHE_PRIORITY_BATCH)
-            continue;
-        gencache_filter f;
-        gencache_filter_init(&f);
-        f.tenant = t->name;
-        uint64_t n = 0;
-        if (gencache_demote(srv->cache, &f, &n) == 0)
-            total += n;
-    }
-    return total;
-}
-
-/* A full memory tier is the normal state of a cache. Above warn_ratio, batch tenants' entries
- * leave memory first (level 1: nothing is deleted). Only when the library reports the tiers below
- * as unable to absorb more (the disk tier nearly full, or demotion not keeping up) are the
- * lifetimes of new entries shortened (level 2). */
+/* The policy is the library's (gencache_pressure_relieve): at warn_ratio batch tenants' entries
+ * leave memory first, and TTLs of new entries are capped only while the tiers below cannot keep
+ * up. The daemon runs a step every second, logs the transitions and keeps the report for
+ * /metrics and /v1/stats. */
 void gcd_pressure_check(gcd_server *srv)
 {
     struct gcd_tenancy *ty = srv->tenancy;
     if (!ty)
         return;
-    double warn =
-        srv->cfg->pressure_warn_ratio > 0 ? srv->cfg->pressure_warn_ratio : DEFAULT_WARN_RATIO;
     gencache_pressure p = {.struct_size = sizeof p};
-    if (gencache_pressure_get(srv->cache, &p) != 0)
+    if (gencache_pressure_relieve(srv->cache, &p) != 0)
         return;
     unsigned level = atomic_load(&ty->level);
-    unsigned next = level;
-    if (p.mem_ratio >= warn) {
-        if (level == 0)
-            gcd_log(&srv->log, GENCACHE_LOG_INFO,
-                    "memory pressure: the memory tier is %.0f%% full (threshold %.0f%%); "
-                    "batch-priority tenants' entries leave memory first (kept on disk)",
-                    p.mem_ratio * 100, warn * 100);
-        uint64_t n = demote_batch(srv);
-        if (n) {
-            atomic_fetch_add(&ty->evicted, n);
-            gcd_log(&srv->log, GENCACHE_LOG_DEBUG,
-                    "memory pressure: %" PRIu64 " batch entries demoted", n);
-        }
-        if (next == 0)
-            next = 1;
-    } else if (p.mem_ratio < warn - PRESSURE_HYSTERESIS && !p.degraded) {
-        next = 0;
-    }
-    if (p.degraded)
-        next = 2;
-    else if (next == 2)
-        next = p.mem_ratio >= warn ? 1 : 0;
-    if (next == 2 && level < 2)
+    double warn =
+        srv->cfg->pressure_warn_ratio > 0 ? srv->cfg->pressure_warn_ratio : DEFAULT_WARN_RATIO;
+    if (level == 0 && p.level >= 1)
+        gcd_log(&srv->log, GENCACHE_LOG_INFO,
+                "memory pressure: the memory tier is %.0f%% full (threshold %.0f%%); "
+                "batch-priority tenants' entries leave memory first (kept on disk)",
+                p.mem_ratio * 100, warn * 100);
+    if (p.level == 2 && level < 2)
         gcd_log(&srv->log, GENCACHE_LOG_WARN,
                 "pressure: the tiers below memory cannot keep up (disk %.0f%% full, %" PRIu64
                 " bytes waiting to be written); shortening the TTL of new entries (tenants of "
                 "high priority excepted)",
                 p.disk_ratio * 100, p.writeback_bytes);
-    else if (next < 2 && level == 2)
+    else if (p.level < 2 && level == 2)
         gcd_log(&srv->log, GENCACHE_LOG_INFO, "pressure: relieved; new entries keep their TTL");
-    atomic_store(&ty->level, next);
+    atomic_store(&ty->level, p.level);
     atomic_store(&ty->ratio, p.mem_ratio);
+    atomic_store(&ty->evicted, p.batch_demoted);
 }

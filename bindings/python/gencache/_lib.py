@@ -154,6 +154,7 @@ class Options(ctypes.Structure):
         ("data_dir", c_char_p), ("disk_max_bytes", c_u64), ("disk_max_entries", c_u64),
         ("redis_url", c_char_p), ("redis_timeout_ms", c_u32), ("redis_max_value_bytes", c_u64),
         ("writeback_max_bytes", c_u64), ("mem_max_pinned_bytes", c_u64),
+        ("pressure_warn_ratio", ctypes.c_double), ("pressure_ttl_ms", c_u64),
     ]
 
 
@@ -451,6 +452,41 @@ for _name, (_res, _args) in _PROTOTYPES.items():
     _fn.restype = _res
     _fn.argtypes = _args
     _available.add(_name)
+
+
+
+def _check_layouts():
+    """The structs above mirror the C API's by hand: a field the header gained and this file did
+    not would let C write past a ctypes buffer and corrupt the interpreter's memory, so each
+    option struct's size is checked against what the library's _init() says it is (its
+    struct_size field), once, at import. A mismatch is an ImportError that names the struct."""
+    for init, cls in (("gencache_options_init", Options),
+                      ("gencache_layer_options_init", LayerOptions),
+                      ("gencache_meta_init", Meta), ("gencache_filter_init", Filter),
+                      ("gencache_caller_init", Caller),
+                      ("gencache_tenant_options_init", TenantOptions),
+                      ("gencache_claim_options_init", ClaimOptions),
+                      ("gencache_encode_options_init", EncodeOptions),
+                      ("gencache_quant_options_init", QuantOptions),
+                      ("gencache_session_options_init", SessionOptions),
+                      ("gencache_kv_options_init", KvOptions)):
+        if init not in _available:
+            continue
+        buf = (ctypes.c_ubyte * 4096)()  # room for any size the library may write
+        fn = getattr(lib, init)
+        fn.argtypes = [ctypes.c_void_p]
+        fn(ctypes.addressof(buf))
+        fn.argtypes = _PROTOTYPES[init][1]
+        want = c_size_t.from_buffer(buf).value
+        if want != ctypes.sizeof(cls):
+            raise ImportError("gencache: the library's %s is %d bytes, this package's %s is %d: "
+                              "the package and %s do not match" % (
+                                  init[:-5], want, cls.__name__, ctypes.sizeof(cls),
+                                  library_path))
+
+
+if lib is not None:
+    _check_layouts()
 
 
 def has(*names):
