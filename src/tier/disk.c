@@ -243,6 +243,27 @@ static int open_index(gencache__disk_tier *d)
     int dead = 0;
     mdb_reader_check(d->env, &dead);
 
+    /* LMDB reads its pages through the map: a data.mdb shorter than the pages its meta page
+     * names (a copy cut short, a file truncated by hand) would kill the process with SIGBUS on
+     * the first read past the end. Such an index is refused here, with a reason. */
+    MDB_envinfo info;
+    MDB_stat est;
+    struct stat sb;
+    char file[PATH_MAX + sizeof "/data.mdb"];
+    snprintf(file, sizeof file, "%s/data.mdb", path);
+    if (mdb_env_info(d->env, &info) == MDB_SUCCESS && mdb_env_stat(d->env, &est) == MDB_SUCCESS &&
+        stat(file, &sb) == 0) {
+        uint64_t need = ((uint64_t)info.me_last_pgno + 1) * est.ms_psize;
+        if ((uint64_t)sb.st_size < need) {
+            gencache__log_msg(d->log, GENCACHE_LOG_ERROR,
+                              "disk tier %s: %s is %llu bytes, its pages need %llu: the file was "
+                              "truncated; refusing to open it",
+                              d->path, file, (unsigned long long)sb.st_size,
+                              (unsigned long long)need);
+            return GENCACHE_ECORRUPT;
+        }
+    }
+
     MDB_txn *txn;
     rc = mdb_txn_begin(d->env, NULL, 0, &txn);
     if (rc != MDB_SUCCESS)
