@@ -5,7 +5,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-asan test-clang test-tsan bench clean
+.PHONY: all deps build run test test-asan test-clang test-tsan fuzz bench clean
 
 all: build
 
@@ -38,6 +38,11 @@ test-clang: deps
 	cmake --build build-clang -j $(JOBS)
 	cd build-clang && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) -E '^integration\.'
 
+# Every libFuzzer target for a bounded time (20 s or 200,000 inputs each, fixed seed) on top of
+# the corpus replay that `make test` runs.
+fuzz: deps
+	scripts/fuzz.sh 20 200000
+
 # The threaded tests under ThreadSanitizer.
 test-tsan: deps
 	cmake -S . -B build-tsan -DGENCACHE_TSAN=ON -DGENCACHE_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug
@@ -48,4 +53,4 @@ bench: build
 	@echo "benchmarks are in $(BUILD)/bench; see docs/BENCHMARKS.md for how each is run"
 
 clean:
-	rm -rf build build-asan build-clang build-tsan
+	rm -rf build build-asan build-clang build-tsan build-fuzz
