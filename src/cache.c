@@ -24,6 +24,11 @@ uint64_t gencache__cache_now_ms(gencache *cache)
     return now_ms(cache);
 }
 
+_Atomic(struct gencache__flights *) *gencache__cache_flights_slot(gencache *cache)
+{
+    return &cache->flights;
+}
+
 const gencache_allocator *gencache__cache_allocator(gencache *cache)
 {
     return cache->alloc;

@@ -38,6 +38,7 @@ struct gencache {
     uint64_t writeback_max_bytes;
     gencache__ghost *ghost;
     gencache__tenants *tenants;
+    _Atomic(struct gencache__flights *) flights; /* src/coalesce/: made on the first claim */
     double pressure_warn_ratio;
     uint64_t pressure_ttl_ms;
     pthread_mutex_t pressure_mu; /* serializes gencache_pressure_relieve() */

@@ -240,6 +240,9 @@ int gencache__mem_tier_evict_if(gencache__tier *t, gencache__entry_pred pred, vo
 
 /* The same against a cache's memory tier: what sessions and KV windows call. */
 int gencache__cache_charge(gencache *cache, int64_t delta_bytes);
+/* Where the cache keeps its flight table (src/coalesce/): NULL until the first claim. */
+struct gencache__flights;
+_Atomic(struct gencache__flights *) *gencache__cache_flights_slot(gencache *cache);
 /* The cache's allocator and log, for modules that allocate on its behalf. */
 const gencache_allocator *gencache__cache_allocator(gencache *cache);
 const gencache__log *gencache__cache_log(gencache *cache);

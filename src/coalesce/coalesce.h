@@ -1,8 +1,7 @@
 /*
  * coalesce.h: the flight table behind gencache_claim() (include/gencache/coalesce.h), private to
- * src/coalesce/. A cache's table lives in a process-wide registry keyed by the cache pointer,
- * made on the first claim and removed by gencache_close(), so the cache object itself carries no
- * field for it. Invariant: at most one flight per key, and a flight holds exactly one live lease
+ * src/coalesce/. A cache's table hangs off the cache (gencache__cache_flights_slot()), made on
+ * the first claim and taken down by gencache_close(). Invariant: at most one flight per key, and a flight holds exactly one live lease
  * or is being handed to its oldest waiter under its bucket's lock; no lock of this module is held
  * across a tier call (gencache_get/put/peek) or a completion callback.
  */
@@ -61,7 +60,7 @@ typedef struct gencache__flight_bucket {
 
 struct gencache__flights {
     gencache *cache;
-    _Atomic uint32_t refs;        /* the registry's, one per lease and per waiting claim */
+    _Atomic uint32_t refs;        /* the cache's (until close), one per lease and per waiting claim */
     _Atomic bool closed;
     pthread_mutex_t tmu;          /* the timer fields below; taken after a bucket lock */
     pthread_cond_t tcv;           /* monotonic clock */

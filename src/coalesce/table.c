@@ -1,5 +1,5 @@
 /*
- * table.c: the flight table of a cache: its registry entry, its striped buckets, the hand-over of
+ * table.c: the flight table of a cache: made on the first claim, its striped buckets, the hand-over of
  * a lease from one holder to the next waiter, and the timer thread that takes back leases and
  * ends async waits whose time ran out. Invariant: every state change of a flight happens under
  * its bucket's lock, and callbacks run only after that lock is released; the timer thread never
@@ -11,25 +11,6 @@
 #include <time.h>
 
 #include "coalesce/coalesce.h"
-
-/* ---- the registry: cache -> table ------------------------------------------------------------ */
-
-typedef struct reg_slot {
-    gencache *cache;
-    gencache__flights *fl;
-} reg_slot;
-
-static pthread_rwlock_t reg_lock = PTHREAD_RWLOCK_INITIALIZER;
-static reg_slot *reg;
-static size_t reg_n, reg_cap;
-
-static gencache__flights *reg_find(gencache *cache)
-{
-    for (size_t i = 0; i < reg_n; i++)
-        if (reg[i].cache == cache)
-            return reg[i].fl;
-    return NULL;
-}
 
 void gencache__cond_init_mono(pthread_cond_t *cv)
 {
@@ -60,28 +41,18 @@ static gencache__flights *flights_new(gencache *cache)
 
 gencache__flights *gencache__flights_for(gencache *cache, bool create)
 {
-    pthread_rwlock_rdlock(&reg_lock);
-    gencache__flights *fl = reg_find(cache);
-    pthread_rwlock_unlock(&reg_lock);
+    _Atomic(gencache__flights *) *slot = gencache__cache_flights_slot(cache);
+    gencache__flights *fl = atomic_load_explicit(slot, memory_order_acquire);
     if (fl || !create)
         return fl;
-    pthread_rwlock_wrlock(&reg_lock);
-    fl = reg_find(cache);
-    if (!fl) {
-        if (reg_n == reg_cap) {
-            size_t cap = reg_cap ? reg_cap * 2 : 4;
-            reg_slot *grown = realloc(reg, cap * sizeof *grown);
-            if (!grown)
-                goto out;
-            reg = grown;
-            reg_cap = cap;
-        }
-        fl = flights_new(cache);
-        if (fl)
-            reg[reg_n++] = (reg_slot){cache, fl};
-    }
-out:
-    pthread_rwlock_unlock(&reg_lock);
+    /* Made on the first claim; two first claims race with a compare-and-swap, the loser's
+     * table is freed unused. */
+    gencache__flights *made = flights_new(cache);
+    if (!made)
+        return NULL;
+    if (atomic_compare_exchange_strong(slot, &fl, made))
+        return made;
+    gencache__flights_release(made);
     return fl;
 }
 
@@ -315,21 +286,7 @@ void gencache__flights_timer_note(gencache__flights *fl, uint64_t deadline_ns)
  * stores nothing). The table itself is freed when the last lease is ended. */
 void gencache__coalesce_close(gencache *cache)
 {
-    pthread_rwlock_wrlock(&reg_lock);
-    gencache__flights *fl = NULL;
-    for (size_t i = 0; i < reg_n; i++) {
-        if (reg[i].cache == cache) {
-            fl = reg[i].fl;
-            reg[i] = reg[--reg_n];
-            break;
-        }
-    }
-    if (reg_n == 0) {
-        free(reg);
-        reg = NULL;
-        reg_cap = 0;
-    }
-    pthread_rwlock_unlock(&reg_lock);
+    gencache__flights *fl = atomic_exchange(gencache__cache_flights_slot(cache), NULL);
     if (!fl)
         return;
     atomic_store(&fl->closed, true);
