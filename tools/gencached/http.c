@@ -188,6 +188,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         req->tail = m.tail;
         snprintf(req->method, sizeof req->method, "%s", method);
         snprintf(req->path, sizeof req->path, "%s", url);
+        gcd_conns_busy(srv, c); /* the head is complete: its deadline no longer applies */
         return begin(c, req, &m);
     }
     req->tail = m.tail;
@@ -210,8 +211,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)c;
+    gcd_server *srv = cls;
+    gcd_conns_idle(srv, c); /* keep-alive: idle until the next request line */
     gcd_request *req = *con_cls;
     if (!req)
         return;
@@ -302,7 +303,11 @@ int gcd_http_start(gcd_server *srv)
         (unsigned int)(cfg->threads > 1 ? cfg->threads : 0), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)cfg->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)srv, MHD_OPTION_STRICT_FOR_CLIENT,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)srv,
+        /* Slow and idle clients (conns.c); the per-address cap is MHD's own. */
+        MHD_OPTION_NOTIFY_CONNECTION, gcd_conns_notify, (void *)srv, MHD_OPTION_URI_LOG_CALLBACK,
+        gcd_conns_uri, (void *)srv, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned int)cfg->max_per_client, MHD_OPTION_STRICT_FOR_CLIENT,
         (int)1, MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int)1, MHD_OPTION_END);
     if (!srv->mhd) {
         gcd_log(&srv->log, GENCACHE_LOG_ERROR,
