@@ -267,7 +267,12 @@ static unsigned parse_job(job *jb, const char *body, size_t len, char *err, size
         while (t > s && (t[-1] == ' ' || t[-1] == '\t' || t[-1] == '\r'))
             t--;
         if (t > s) {
-            if (*s != '{') {
+            /* The whole line must be a JSON object: a line that only starts like one is as
+             * malformed as any other (its fields are checked when it runs). */
+            json_t *obj = *s == '{' ? json_loadb(s, (size_t)(t - s), 0, NULL) : NULL;
+            bool is_object = json_is_object(obj);
+            json_decref(obj);
+            if (!is_object) {
                 snprintf(err, err_size,
                          "line %zu: expected a request object, or a body {\"requests\": [...]}",
                          line);
