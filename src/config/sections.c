@@ -567,9 +567,15 @@ static int section_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, 
         sv->has_max_connections_per_client = 1;
         return gencache__cfg_uint(x, v, path, 0, 1000000, &sv->max_connections_per_client);
     }
+    if (strcmp(key, "max_inflight_bytes") == 0 || strcmp(key, "prewarm_max_bytes") == 0) {
+        uint64_t *out = key[0] == 'm' ? &sv->max_inflight_bytes : &sv->prewarm_max_bytes;
+        if (gencache__cfg_size(x, v, path, out) != 0)
+            return -1;
+        return *out ? 0 : fail(x, v, path, "must be above 0 (omit the key for the default)");
+    }
     return unknown(x, kn, path,
                    "max_body, max_connections, max_connections_per_client, threads, timeout, "
-                   "header_timeout");
+                   "header_timeout, max_inflight_bytes, prewarm_max_bytes");
 }
 
 static int top_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml_node_t *v,

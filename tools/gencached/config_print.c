@@ -97,4 +97,7 @@ void gcd_config_print(const gcd_config *cfg, gencache *cache, FILE *out)
             cfg->threads, cfg->timeout_s);
     fprintf(out, ", header_timeout %ums, max_connections_per_client %u%s\n",
             cfg->header_timeout_ms, cfg->max_per_client, cfg->max_per_client ? "" : " (no cap)");
+    print_size(out, "limits: max_inflight_bytes ", cfg->max_inflight, "default");
+    print_size(out, ", prewarm_max_bytes ", cfg->prewarm_max_bytes, "default");
+    fprintf(out, "\n");
 }

@@ -50,6 +50,9 @@ typedef struct gcd_config {
                                      connection opened (or its request line arrived) */
     unsigned max_per_client;      /* connections from one client address; 0: no cap */
     bool max_per_client_set;      /* the file set max_per_client (else a quarter of the slots) */
+    uint64_t max_inflight;        /* request body bytes held at once, all requests together
+                                     (at least max_body) */
+    uint64_t prewarm_max_bytes;   /* request bytes one tenant's unfinished prewarm jobs hold */
     gencache_log_level log_level;
     const char *redis_url;        /* shared Redis tier; NULL: none */
     unsigned redis_timeout_ms;    /* 0: the library's default */
@@ -103,6 +106,8 @@ typedef struct gcd_server {
     struct gcd_proxy *proxy;     /* generate.c: upstream workers and their queues */
     struct gcd_prewarm *prewarm; /* prewarm.c: the jobs and their starter thread */
     struct gcd_conns *conns;     /* conns.c: every open connection and what it is doing */
+    uint64_t inflight;           /* request body bytes reserved now (atomic; http.c) */
+    uint64_t inflight_refused;   /* bodies refused 503 for the budget (atomic) */
 } gcd_server;
 
 /* Fills srv for cfg (which must outlive it): opens the cache with opts and the config's layers,
@@ -133,6 +138,8 @@ typedef struct gcd_request {
     uint64_t expected;  /* the announced Content-Length; 0 for a chunked body */
     uint64_t discarded; /* bytes dropped after the body passed its limit */
     bool too_big;       /* past body_limit: the rest is counted and dropped */
+    bool over_budget;   /* the in-flight byte budget ran out: dropped likewise, answered 503 */
+    uint64_t reserved;  /* bytes of the in-flight budget this request holds */
     bool no_memory;     /* the body buffer could not grow: dropped likewise */
     bool wants_body;    /* PUT or POST to a route that reads a body */
     unsigned status;    /* the status queued, for the access log */

@@ -310,6 +310,8 @@ int main(int argc, char **argv)
         .max_connections = 1024,
         .timeout_s = 60,
         .header_timeout_ms = 5000,
+        .max_inflight = 512ull << 20,
+        .prewarm_max_bytes = 64ull << 20,
         .log_level = GENCACHE_LOG_INFO,
     };
     /* The config file first, so that every other flag overrides what it sets. */
@@ -332,6 +334,9 @@ int main(int argc, char **argv)
      * take them all. */
     if (!cfg.max_per_client_set)
         cfg.max_per_client = cfg.max_connections / 4 ? cfg.max_connections / 4 : 1;
+    /* One body of the largest size is always let in. */
+    if (cfg.max_inflight < cfg.max_body)
+        cfg.max_inflight = cfg.max_body;
     /* What main says before the server exists (the server has a logger of its own). */
     gcd_logger boot_log = {.level = cfg.log_level};
     socklen_t addr_len;

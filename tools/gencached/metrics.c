@@ -304,6 +304,14 @@ static void connections_out(buf *b, gcd_server *srv)
     put(b, "gencache_connections_closed_total{reason=\"head_timeout\"} %llu\n",
         (unsigned long long)head_timeouts);
     put(b, "gencache_connections_closed_total{reason=\"shed\"} %llu\n", (unsigned long long)shed);
+    head(b, "gencache_inflight_body_bytes", "gauge",
+         "Request body bytes held now, against limits.max_inflight_bytes.");
+    put(b, "gencache_inflight_body_bytes %llu\n",
+        (unsigned long long)__atomic_load_n(&srv->inflight, __ATOMIC_RELAXED));
+    head(b, "gencache_inflight_refused_total", "counter",
+         "Requests answered 503 busy because their body did not fit the in-flight budget.");
+    put(b, "gencache_inflight_refused_total %llu\n",
+        (unsigned long long)__atomic_load_n(&srv->inflight_refused, __ATOMIC_RELAXED));
 }
 
 static void daemon_out(buf *b, const struct gcd_metrics *m)
