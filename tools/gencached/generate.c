@@ -284,9 +284,7 @@ static void *worker_main(void *arg)
         while (!p->stopping && !(f = take_interactive(p)) &&
                !(p->bhead && p->bg_running < p->bg_limit))
             pthread_cond_wait(&p->cv, &p->mu);
-        if (f) {
-            /* taken: an interactive request */
-        } else if (p->bhead && p->bg_running < p->bg_limit) {
+        if (!f && p->bhead && p->bg_running < p->bg_limit) { /* no interactive one may run */
             f = p->bhead;
             p->bhead = f->qnext;
             if (!p->bhead)
