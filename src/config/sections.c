@@ -555,7 +555,27 @@ static int section_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, 
         sv->timeout_s = (unsigned)(ms / 1000);
         return 0;
     }
-    return unknown(x, kn, path, "max_body, max_connections, threads, timeout");
+    if (strcmp(key, "header_timeout") == 0) {
+        if (gencache__cfg_duration(x, v, path, &ms) != 0)
+            return -1;
+        if (ms < 100 || ms > 3600000)
+            return fail(x, v, path, "expected a duration from 100ms to 1h");
+        sv->header_timeout_ms = ms;
+        return 0;
+    }
+    if (strcmp(key, "max_connections_per_client") == 0) {
+        sv->has_max_connections_per_client = 1;
+        return gencache__cfg_uint(x, v, path, 0, 1000000, &sv->max_connections_per_client);
+    }
+    if (strcmp(key, "max_inflight_bytes") == 0 || strcmp(key, "prewarm_max_bytes") == 0) {
+        uint64_t *out = key[0] == 'm' ? &sv->max_inflight_bytes : &sv->prewarm_max_bytes;
+        if (gencache__cfg_size(x, v, path, out) != 0)
+            return -1;
+        return *out ? 0 : fail(x, v, path, "must be above 0 (omit the key for the default)");
+    }
+    return unknown(x, kn, path,
+                   "max_body, max_connections, max_connections_per_client, threads, timeout, "
+                   "header_timeout, max_inflight_bytes, prewarm_max_bytes");
 }
 
 static int top_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml_node_t *v,

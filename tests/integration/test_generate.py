@@ -404,6 +404,63 @@ def t_tenants_and_sensitive(up):
             check_eq(d.stop(), 0, "exit status")
 
 
+FAIR_CONFIG = """
+tenants:
+  - name: alpha
+    token: "tok-alpha-0123456789"
+  - name: beta
+    token: "tok-beta-0123456789"
+upstream:
+  concurrency: 4
+  timeout: 30s
+"""
+
+
+def t_tenant_fair_share():
+    """Eight hanging generates of one tenant take at most three of the four upstream workers:
+    another tenant's 50 ms generate is served at once, not after the hung calls time out."""
+    import tempfile
+    up = Upstream("--size-kb", "4")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "gencache.yaml")
+        with open(path, "w") as f:
+            f.write(FAIR_CONFIG + "  url: %s\n" % up.url)
+        d = Daemon("--config", path)
+        beta = {"Authorization": "Bearer tok-beta-0123456789"}
+        alpha = {"Authorization": "Bearer tok-alpha-0123456789"}
+        out = []
+
+        def hang(i):
+            doc = {"model": "sdxl", "prompt": "beta hangs %d" % i, "seed": i,
+                   "params": {"hang": True}}
+            try:
+                out.append(gen(d, doc, headers=beta))
+            except OSError as e:
+                out.append(e)
+
+        ts = [threading.Thread(target=hang, args=(i,)) for i in range(8)]
+        try:
+            for t in ts:
+                t.start()
+            time.sleep(0.5)  # beta's calls reach the workers and its queue
+            t0 = time.monotonic()
+            st, h, _ = gen(d, {"model": "sdxl", "prompt": "alpha", "seed": 1,
+                               "params": {"sleep_ms": 50}}, headers=alpha)
+            took = time.monotonic() - t0
+            check_eq((st, h.get("x-gencache")), (200, "miss"), "alpha's generate")
+            check(took < 1.0, "alpha's 50 ms generate took %.2f s behind beta's hung calls" % took)
+            c = up.counts()
+            check_eq(c["max_active"], 4, "beta's three hung calls and alpha's")
+            check_eq(c["calls"], 4, "beta's other five wait in its queue")
+        finally:
+            rc = d.stop()
+            for t in ts:
+                t.join(10)
+            up.stop()
+        check_eq(rc, 0, "exit status")
+        check_eq(len(out), 8, "beta's requests answered at shutdown")
+
+
 def main():
     r = Runner()
     up = Upstream("--sleep-ms", str(SLEEP_MS), "--size-kb", str(SIZE_KB))
@@ -424,6 +481,7 @@ def main():
         r.run("tenants_and_sensitive", t_tenants_and_sensitive, up)
         r.run("upstream_concurrency", t_upstream_concurrency)
         r.run("shutdown_while_waiting", t_shutdown_while_waiting, up)
+        r.run("tenant_fair_share", t_tenant_fair_share)
     finally:
         up.stop()
     r.finish()

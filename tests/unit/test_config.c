@@ -169,6 +169,16 @@ static const struct {
     {"limits:\n  timeout: 100ms\n", GENCACHE_ECONFIG, "t.yaml:2: limits.timeout", "from 1s"},
     {"limits:\n  max_header: 1K\n", GENCACHE_ECONFIG, "t.yaml:2: limits.max_header",
      "unknown key"},
+    {"limits:\n  header_timeout: 10ms\n", GENCACHE_ECONFIG, "t.yaml:2: limits.header_timeout",
+     "from 100ms to 1h"},
+    {"limits:\n  header_timeout: 2h\n", GENCACHE_ECONFIG, "t.yaml:2: limits.header_timeout",
+     "from 100ms to 1h"},
+    {"limits:\n  max_connections_per_client: -1\n", GENCACHE_ECONFIG,
+     "t.yaml:2: limits.max_connections_per_client", "from 0 to 1000000"},
+    {"limits:\n  max_inflight_bytes: 0\n", GENCACHE_ECONFIG, "t.yaml:2: limits.max_inflight_bytes",
+     "must be above 0"},
+    {"limits:\n  prewarm_max_bytes: lots\n", GENCACHE_ECONFIG,
+     "t.yaml:2: limits.prewarm_max_bytes", "size"},
     {"listen: a\nlisten: b\n", GENCACHE_ECONFIG, "t.yaml:2: listen", "duplicate key"},
     {"listen: \"\"\n", GENCACHE_ECONFIG, "t.yaml:1: listen", "must not be empty"},
     {"log_level: loud\n", GENCACHE_ECONFIG, "t.yaml:1: log_level", "expected error, warn"},
@@ -229,6 +239,42 @@ TEST_CASE(deep_nesting_is_refused)
     const char *quoted = "sensitive:\n  - \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
                          "[[[[[[[[[[[[x]\"  # [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n";
     CHECK_OK(gencache_config_parse("t.yaml", quoted, strlen(quoted), &cfg, err, sizeof err));
+    gencache_config_free(cfg);
+}
+
+/* The keys that protect the listener from slow and idle clients. */
+TEST_CASE(connection_limits)
+{
+    gencache_config *cfg = parse_ok("limits:\n  header_timeout: 1500ms\n"
+                                    "  max_connections_per_client: 0\n");
+    gencache_config_server s = {.struct_size = sizeof s};
+    CHECK_OK(gencache_config_server_get(cfg, &s));
+    CHECK_UINT_EQ(s.header_timeout_ms, 1500);
+    CHECK_UINT_EQ(s.max_connections_per_client, 0);
+    CHECK_INT_EQ(s.has_max_connections_per_client, 1); /* 0 is "no cap", not "not set" */
+    gencache_config_free(cfg);
+    cfg = parse_ok("limits:\n  max_connections_per_client: 16\n");
+    CHECK_OK(gencache_config_server_get(cfg, &s));
+    CHECK_UINT_EQ(s.max_connections_per_client, 16);
+    CHECK_UINT_EQ(s.header_timeout_ms, 0); /* not set: the daemon's default */
+    gencache_config_free(cfg);
+    cfg = parse_ok("");
+    CHECK_OK(gencache_config_server_get(cfg, &s));
+    CHECK_INT_EQ(s.has_max_connections_per_client, 0);
+    CHECK_UINT_EQ(s.max_inflight_bytes, 0);
+    CHECK_UINT_EQ(s.prewarm_max_bytes, 0);
+    gencache_config_free(cfg);
+}
+
+/* The memory the daemon holds beyond its tiers: request bodies in flight, prewarm lists. */
+TEST_CASE(memory_limits)
+{
+    gencache_config *cfg = parse_ok("limits:\n  max_inflight_bytes: 128M\n"
+                                    "  prewarm_max_bytes: 1MiB\n");
+    gencache_config_server s = {.struct_size = sizeof s};
+    CHECK_OK(gencache_config_server_get(cfg, &s));
+    CHECK_UINT_EQ(s.max_inflight_bytes, 128ull << 20);
+    CHECK_UINT_EQ(s.prewarm_max_bytes, 1ull << 20);
     gencache_config_free(cfg);
 }
 

@@ -65,6 +65,16 @@ int gcd_config_load(const char *path, gcd_config *cfg, char *err, size_t err_siz
         cfg->threads = s.threads;
     if (s.timeout_s)
         cfg->timeout_s = s.timeout_s;
+    if (s.header_timeout_ms)
+        cfg->header_timeout_ms = (unsigned)s.header_timeout_ms;
+    if (s.max_inflight_bytes)
+        cfg->max_inflight = s.max_inflight_bytes;
+    if (s.prewarm_max_bytes)
+        cfg->prewarm_max_bytes = s.prewarm_max_bytes;
+    if (s.has_max_connections_per_client) {
+        cfg->max_per_client = s.max_connections_per_client;
+        cfg->max_per_client_set = true;
+    }
     cfg->upstream_url = s.upstream_url;
     cfg->upstream_timeout_ms = (unsigned)s.upstream_timeout_ms;
     cfg->upstream_concurrency = s.upstream_concurrency;

@@ -93,6 +93,11 @@ void gcd_config_print(const gcd_config *cfg, gencache *cache, FILE *out)
     fprintf(out, "memory_pressure: warn at %.0f%%\n",
             (cfg->pressure_warn_ratio > 0 ? cfg->pressure_warn_ratio : 0.85) * 100);
     print_size(out, "limits: max_body ", cfg->max_body, "default");
-    fprintf(out, ", max_connections %u, threads %u, timeout %us\n", cfg->max_connections,
+    fprintf(out, ", max_connections %u, threads %u, timeout %us", cfg->max_connections,
             cfg->threads, cfg->timeout_s);
+    fprintf(out, ", header_timeout %ums, max_connections_per_client %u%s\n",
+            cfg->header_timeout_ms, cfg->max_per_client, cfg->max_per_client ? "" : " (no cap)");
+    print_size(out, "limits: max_inflight_bytes ", cfg->max_inflight, "default");
+    print_size(out, ", prewarm_max_bytes ", cfg->prewarm_max_bytes, "default");
+    fprintf(out, "\n");
 }

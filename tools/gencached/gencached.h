@@ -46,6 +46,13 @@ typedef struct gcd_config {
     unsigned threads;             /* MHD worker threads */
     unsigned max_connections;     /* concurrent connections */
     unsigned timeout_s;           /* idle connection timeout in seconds */
+    unsigned header_timeout_ms;   /* a request head must be complete this long after the
+                                     connection opened (or its request line arrived) */
+    unsigned max_per_client;      /* connections from one client address; 0: no cap */
+    bool max_per_client_set;      /* the file set max_per_client (else a quarter of the slots) */
+    uint64_t max_inflight;        /* request body bytes held at once, all requests together
+                                     (at least max_body) */
+    uint64_t prewarm_max_bytes;   /* request bytes one tenant's unfinished prewarm jobs hold */
     gencache_log_level log_level;
     const char *redis_url;        /* shared Redis tier; NULL: none */
     unsigned redis_timeout_ms;    /* 0: the library's default */
@@ -98,6 +105,9 @@ typedef struct gcd_server {
     struct gcd_metrics *metrics; /* metrics.c: the counters only the daemon sees */
     struct gcd_proxy *proxy;     /* generate.c: upstream workers and their queues */
     struct gcd_prewarm *prewarm; /* prewarm.c: the jobs and their starter thread */
+    struct gcd_conns *conns;     /* conns.c: every open connection and what it is doing */
+    uint64_t inflight;           /* request body bytes reserved now (atomic; http.c) */
+    uint64_t inflight_refused;   /* bodies refused 503 for the budget (atomic) */
 } gcd_server;
 
 /* Fills srv for cfg (which must outlive it): opens the cache with opts and the config's layers,
@@ -128,6 +138,8 @@ typedef struct gcd_request {
     uint64_t expected;  /* the announced Content-Length; 0 for a chunked body */
     uint64_t discarded; /* bytes dropped after the body passed its limit */
     bool too_big;       /* past body_limit: the rest is counted and dropped */
+    bool over_budget;   /* the in-flight byte budget ran out: dropped likewise, answered 503 */
+    uint64_t reserved;  /* bytes of the in-flight budget this request holds */
     bool no_memory;     /* the body buffer could not grow: dropped likewise */
     bool wants_body;    /* PUT or POST to a route that reads a body */
     unsigned status;    /* the status queued, for the access log */
@@ -149,6 +161,29 @@ int gcd_http_start(gcd_server *srv);
 /* Stops accepting, closes every connection (releasing the handles they held) and joins the
  * threads. */
 void gcd_http_stop(gcd_server *srv);
+
+/* ---- conns.c: slow, idle and greedy clients ------------------------------------------------ */
+
+/* Creates and frees srv->conns. Returns 0 or -1. */
+int gcd_conns_new(gcd_server *srv);
+void gcd_conns_free(gcd_server *srv);
+/* MHD_OPTION_NOTIFY_CONNECTION and MHD_OPTION_URI_LOG_CALLBACK (cls: the server). The first
+ * tracks every connection, and when a new one leaves fewer than a reserve of slots free, closes
+ * the longest-idle keep-alive connection (else the oldest one still sending its head); the
+ * second restarts the head deadline of a keep-alive connection when its next request begins. */
+void gcd_conns_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                      enum MHD_ConnectionNotificationCode code);
+void *gcd_conns_uri(void *cls, const char *uri, struct MHD_Connection *c);
+/* The request's head is complete (first call of the access handler) / the request is over and
+ * the connection idles until the next one (keep-alive). */
+void gcd_conns_busy(gcd_server *srv, struct MHD_Connection *c);
+void gcd_conns_idle(gcd_server *srv, struct MHD_Connection *c);
+/* Closes the connections whose head is overdue, and keep-alive connections idle for longer than
+ * limits.timeout however they trickle (every second, from gcd_server_tick). */
+void gcd_conns_sweep(gcd_server *srv);
+/* Connections closed so far: head overdue, and shed (idle or slow) to make room. */
+void gcd_conns_counts(gcd_server *srv, uint64_t *open, uint64_t *head_timeouts,
+                      uint64_t *shed);
 
 /* ---- auth.c: bearer tokens -> tenants ------------------------------------------------------- */
 

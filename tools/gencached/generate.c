@@ -38,8 +38,20 @@ typedef struct flight {
     gcd_gen_outcome outcome; /* what it will be told on success: MISS or BYPASS */
     gencache_lease *lease;   /* the key's lease while this flight holds it */
     struct flight *qnext;    /* in a queue */
+    struct tenant_queue *tq; /* its tenant's interactive queue (for its share of workers) */
+    uint64_t seq;            /* arrival order, between tenants */
     bool background;         /* prewarm work: queued behind interactive requests */
 } flight;
+
+/* One tenant's interactive requests waiting for an upstream worker, and how many of its calls
+ * run. The open mode (no tenants) and requests of no known tenant share one. */
+typedef struct tenant_queue {
+    const char *name; /* points into the config; NULL: the open mode's queue */
+    unsigned weight;  /* by priority: high 4, normal 2, batch 1 */
+    unsigned running; /* its interactive calls on workers now */
+    flight *head;
+    flight **tail;
+} tenant_queue;
 
 /* The answer of a flight a thread is ending. The library calls the waiters' callbacks on the
  * thread that ends a flight, before gencache_lease_fulfil/fail returns: a waiter whose wait ends
@@ -58,8 +70,13 @@ struct gcd_proxy {
     pthread_mutex_t mu; /* the queues, stopping's writes, endings */
     pthread_cond_t cv;  /* the queue has work, or stopping */
     gcd_server *srv;
-    flight *qhead; /* interactive requests, first come first served */
-    flight **qtail;
+    tenant_queue *tqs; /* interactive requests, one queue per tenant: a free worker takes the
+                          head of the queue whose tenant runs the fewest calls for its weight,
+                          and no tenant runs more than tenant_cap at once, so one tenant's slow
+                          or hanging calls never take every worker from the others */
+    size_t n_tqs;
+    unsigned tenant_cap; /* 0: no cap (fewer than two tenants, or one worker) */
+    uint64_t seq;
     flight *bhead; /* background (prewarm) work: taken only when no interactive request
                       waits, and by at most bg_limit workers at once, so that a backlog never
                       occupies every worker */
@@ -232,21 +249,42 @@ static gcd_gen_result *call_upstream(gcd_server *srv, flight *f)
     return r;
 }
 
+/* The next interactive request a free worker takes: the head of the queue whose tenant runs
+ * the fewest calls for its weight (ties: the earlier arrival), among tenants under the cap.
+ * Called with p->mu held; NULL when none may run now. */
+static flight *take_interactive(struct gcd_proxy *p)
+{
+    tenant_queue *best = NULL;
+    for (size_t i = 0; i < p->n_tqs; i++) {
+        tenant_queue *q = &p->tqs[i];
+        if (!q->head || (p->tenant_cap && q->running >= p->tenant_cap))
+            continue;
+        uint64_t mine = (uint64_t)(q->running + 1) * (best ? best->weight : 1);
+        uint64_t theirs = best ? (uint64_t)(best->running + 1) * q->weight : 0;
+        if (!best || mine < theirs || (mine == theirs && q->head->seq < best->head->seq))
+            best = q;
+    }
+    if (!best)
+        return NULL;
+    flight *f = best->head;
+    best->head = f->qnext;
+    if (!best->head)
+        best->tail = &best->head;
+    best->running++;
+    return f;
+}
+
 static void *worker_main(void *arg)
 {
     struct gcd_proxy *p = arg;
     for (;;) {
         pthread_mutex_lock(&p->mu);
-        while (!p->stopping && !p->qhead && !(p->bhead && p->bg_running < p->bg_limit))
-            pthread_cond_wait(&p->cv, &p->mu);
         flight *f = NULL;
         bool bg = false;
-        if (p->qhead) {
-            f = p->qhead;
-            p->qhead = f->qnext;
-            if (!p->qhead)
-                p->qtail = &p->qhead;
-        } else if (p->bhead && p->bg_running < p->bg_limit) {
+        while (!p->stopping && !(f = take_interactive(p)) &&
+               !(p->bhead && p->bg_running < p->bg_limit))
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (!f && p->bhead && p->bg_running < p->bg_limit) { /* no interactive one may run */
             f = p->bhead;
             p->bhead = f->qnext;
             if (!p->bhead)
@@ -259,13 +297,15 @@ static void *worker_main(void *arg)
             return NULL;
         }
         pthread_mutex_unlock(&p->mu);
+        tenant_queue *tq = f->tq;
         flight_finish(f, call_upstream(p->srv, f));
-        if (bg) {
-            pthread_mutex_lock(&p->mu);
+        pthread_mutex_lock(&p->mu);
+        if (bg)
             p->bg_running--;
-            pthread_cond_broadcast(&p->cv);
-            pthread_mutex_unlock(&p->mu);
-        }
+        else
+            tq->running--;
+        pthread_cond_broadcast(&p->cv); /* a tenant at its cap may run again */
+        pthread_mutex_unlock(&p->mu);
     }
 }
 
@@ -278,11 +318,27 @@ int gcd_generate_start(gcd_server *srv)
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->srv = srv;
-    p->qtail = &p->qhead;
     p->btail = &p->bhead;
     p->oom = (gcd_gen_result){.refs = 1 << 30, .status = 500, .error_code = "internal", .data = ""};
     snprintf(p->oom.message, sizeof p->oom.message, "out of memory");
     srv->proxy = p;
+    /* One queue per configured tenant, and the last for the open mode (or an unknown one). */
+    p->tqs = calloc(cfg->n_tenants + 1, sizeof *p->tqs);
+    if (!p->tqs)
+        return -1;
+    p->n_tqs = cfg->n_tenants + 1;
+    for (size_t i = 0; i < p->n_tqs; i++) {
+        tenant_queue *q = &p->tqs[i];
+        q->name = i < cfg->n_tenants ? cfg->tenants[i].name : NULL;
+        /* The tenant's priority as the library holds it (the rule every surface shares). */
+        gencache_tenant_options t;
+        gencache_tenant_options_init(&t);
+        gencache_priority pr = GENCACHE_PRIORITY_NORMAL;
+        if (q->name && gencache_tenant_get(srv->cache, q->name, &t) == GENCACHE_OK)
+            pr = t.priority;
+        q->weight = pr == GENCACHE_PRIORITY_HIGH ? 4 : pr == GENCACHE_PRIORITY_BATCH ? 1 : 2;
+        q->tail = &q->head;
+    }
     if (gcd_upstream_init() != 0) {
         gcd_log(&srv->log, GENCACHE_LOG_ERROR, "cannot initialize libcurl");
         return -1;
@@ -299,8 +355,10 @@ int gcd_generate_start(gcd_server *srv)
         }
         p->n_threads++;
     }
-    /* Keep a quarter of the workers (at least one) for interactive requests. */
+    /* Keep a quarter of the workers (at least one) for interactive requests; and with several
+     * tenants, a quarter of them free of any one tenant's calls. */
     p->bg_limit = p->n_threads > 1 ? p->n_threads - (p->n_threads / 4 ? p->n_threads / 4 : 1) : 1;
+    p->tenant_cap = cfg->n_tenants > 1 && p->n_threads > 1 ? p->bg_limit : 0;
     p->running = true;
     return 0;
 }
@@ -313,13 +371,16 @@ void gcd_generate_stop(gcd_server *srv)
     pthread_mutex_lock(&p->mu);
     __atomic_store_n(&p->stopping, 1, __ATOMIC_RELEASE);
     p->running = false;
-    flight *queued = p->qhead;
-    p->qhead = NULL;
-    p->qtail = &p->qhead;
-    /* Background work goes after the interactive requests, in one list. */
+    /* Every tenant's interactive requests, then the background work, in one list. */
+    flight *queued = NULL;
     flight **end = &queued;
-    while (*end)
-        end = &(*end)->qnext;
+    for (size_t i = 0; i < p->n_tqs; i++) {
+        *end = p->tqs[i].head;
+        p->tqs[i].head = NULL;
+        p->tqs[i].tail = &p->tqs[i].head;
+        while (*end)
+            end = &(*end)->qnext;
+    }
     *end = p->bhead;
     p->bhead = NULL;
     p->btail = &p->bhead;
@@ -353,6 +414,7 @@ void gcd_generate_free(gcd_server *srv)
     gcd_generate_stop(srv);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
+    free(p->tqs);
     free(p);
     srv->proxy = NULL;
 }
@@ -392,20 +454,40 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+/* The interactive queue of f's tenant. */
+static tenant_queue *queue_of(struct gcd_proxy *p, const flight *f)
+{
+    for (size_t i = 0; f->tenant && i + 1 < p->n_tqs; i++)
+        if (strcmp(p->tqs[i].name, f->tenant) == 0)
+            return &p->tqs[i];
+    return &p->tqs[p->n_tqs - 1];
+}
+
+/* Appends f to its tenant's interactive queue. Called with p->mu held. */
+static void push_interactive(struct gcd_proxy *p, flight *f)
+{
+    tenant_queue *q = queue_of(p, f);
+    f->tq = q;
+    f->qnext = NULL;
+    *q->tail = f;
+    q->tail = &f->qnext;
+}
+
 /* Queues a flight for a worker. Called with p->mu held; false when stopping. */
 static bool enqueue_locked(struct gcd_proxy *p, flight *f)
 {
     if (p->stopping || !p->running)
         return false;
     f->qnext = NULL;
+    f->seq = ++p->seq;
     if (f->background) {
         *p->btail = f;
         p->btail = &f->qnext;
     } else {
-        *p->qtail = f;
-        p->qtail = &f->qnext;
+        push_interactive(p, f);
     }
-    pthread_cond_signal(&p->cv);
+    /* Every worker re-checks: the one woken might find only a tenant at its cap. */
+    pthread_cond_broadcast(&p->cv);
     return true;
 }
 
@@ -492,9 +574,8 @@ static void promote(struct gcd_proxy *p, const char *key)
         if (p->btail == &g->qnext)
             p->btail = pp;
         g->background = false;
-        g->qnext = NULL;
-        *p->qtail = g;
-        p->qtail = &g->qnext;
+        push_interactive(p, g);
+        pthread_cond_broadcast(&p->cv);
     }
     pthread_mutex_unlock(&p->mu);
 }
@@ -644,7 +725,8 @@ void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const ch
                           "no upstream generator is configured (--upstream URL or upstream.url)"));
         return;
     }
-    flight *f = flight_new(srv, "", body, len, NULL, NULL, done, ctx, GCD_GEN_BYPASS);
+    /* Not stored, so no owner; the tenant is kept for its share of the workers. */
+    flight *f = flight_new(srv, "", body, len, NULL, tenant, done, ctx, GCD_GEN_BYPASS);
     if (!f) {
         fail(srv->proxy, done, ctx, NULL);
         return;

@@ -25,6 +25,26 @@
  * much more has arrived; then the connection is cut. */
 #define DISCARD_MAX (64ull << 20)
 
+/* Takes n bytes of the server's in-flight body budget for req. Returns false, taking nothing,
+ * when they do not fit. */
+static bool budget_take(gcd_request *req, uint64_t n)
+{
+    gcd_server *srv = req->srv;
+    uint64_t cur = __atomic_load_n(&srv->inflight, __ATOMIC_RELAXED);
+    do {
+        if (cur + n > srv->cfg->max_inflight)
+            return false;
+    } while (!__atomic_compare_exchange_n(&srv->inflight, &cur, cur + n, true, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    req->reserved += n;
+    return true;
+}
+
+static void budget_refused(gcd_request *req)
+{
+    __atomic_add_fetch(&req->srv->inflight_refused, 1, __ATOMIC_RELAXED);
+}
+
 /* First call of a request that carries a body: checks its announced length against the limit.
  * Returns true when it queued a refusal. */
 static bool refuse_body(struct MHD_Connection *c, gcd_request *req, enum MHD_Result *r)
@@ -47,6 +67,14 @@ static bool refuse_body(struct MHD_Connection *c, gcd_request *req, enum MHD_Res
             return true;
         }
         req->expected = n; /* so the buffer is allocated once, at its final size */
+        if (!budget_take(req, n)) {
+            budget_refused(req);
+            *r = gcd_reply_error(c, req, MHD_HTTP_SERVICE_UNAVAILABLE, "busy",
+                                 "request bodies in flight fill the daemon's budget of %llu "
+                                 "bytes; try again shortly",
+                                 (unsigned long long)req->srv->cfg->max_inflight);
+            return true;
+        }
         return false;
     }
     if (!te || strcasecmp(te, "chunked") != 0) {
@@ -57,17 +85,23 @@ static bool refuse_body(struct MHD_Connection *c, gcd_request *req, enum MHD_Res
     return false;
 }
 
+/* Frees what the body holds and counts it, and the piece of n bytes being taken, as dropped:
+ * the rest of the body is read and dropped, and the request answered once it ends. */
+static void drop_body(gcd_request *req, size_t n)
+{
+    req->too_big = true;
+    free(req->body);
+    req->body = NULL;
+    req->discarded = req->body_len + n;
+    req->body_len = req->body_cap = 0;
+}
+
 /* Appends a piece of body, or drops it once the body has passed its limit. Returns false when
  * the connection should be cut. */
 static bool take_body(gcd_request *req, const char *data, size_t n)
 {
-    if (!req->too_big && req->body_len + n > req->body_limit) {
-        req->too_big = true;
-        free(req->body);
-        req->body = NULL;
-        req->discarded = req->body_len;
-        req->body_len = req->body_cap = 0;
-    }
+    if (!req->too_big && req->body_len + n > req->body_limit)
+        drop_body(req, 0); /* this piece is counted just below */
     if (req->too_big) {
         req->discarded += n;
         return req->discarded <= req->body_limit + DISCARD_MAX;
@@ -80,14 +114,18 @@ static bool take_body(gcd_request *req, const char *data, size_t n)
             cap = req->body_len + n;
         if (cap > req->body_limit)
             cap = (size_t)req->body_limit;
+        /* A chunked body takes from the budget as its buffer grows. */
+        if (cap > req->reserved && !budget_take(req, cap - req->reserved)) {
+            budget_refused(req);
+            req->over_budget = true;
+            drop_body(req, n);
+            return true;
+        }
         char *nb = realloc(req->body, cap);
         if (!nb) {
             /* Answered with 500 once the body is over; what still comes is dropped. */
-            req->no_memory = req->too_big = true;
-            free(req->body);
-            req->body = NULL;
-            req->discarded = req->body_len + n;
-            req->body_len = req->body_cap = 0;
+            req->no_memory = true;
+            drop_body(req, n);
             return true;
         }
         req->body = nb;
@@ -154,6 +192,11 @@ static enum MHD_Result finish(struct MHD_Connection *c, gcd_request *req, const 
         return MHD_YES;
     if (req->no_memory)
         return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "reading the body");
+    if (req->over_budget)
+        return gcd_reply_error(c, req, MHD_HTTP_SERVICE_UNAVAILABLE, "busy",
+                               "request bodies in flight fill the daemon's budget of %llu bytes; "
+                               "try again shortly",
+                               (unsigned long long)req->srv->cfg->max_inflight);
     if (req->wants_body && req->too_big)
         return gcd_reply_error(c, req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
                                "body of %llu bytes or more exceeds the limit of %llu bytes",
@@ -188,6 +231,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         req->tail = m.tail;
         snprintf(req->method, sizeof req->method, "%s", method);
         snprintf(req->path, sizeof req->path, "%s", url);
+        gcd_conns_busy(srv, c); /* the head is complete: its deadline no longer applies */
         return begin(c, req, &m);
     }
     req->tail = m.tail;
@@ -210,8 +254,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)c;
+    gcd_server *srv = cls;
+    gcd_conns_idle(srv, c); /* keep-alive: idle until the next request line */
     gcd_request *req = *con_cls;
     if (!req)
         return;
@@ -227,6 +271,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     gcd_entries_request_free(req);
     gcd_generate_request_free(req);
     free(req->body);
+    if (req->reserved)
+        __atomic_sub_fetch(&srv->inflight, req->reserved, __ATOMIC_RELAXED);
     free(req);
 }
 
@@ -302,7 +348,11 @@ int gcd_http_start(gcd_server *srv)
         (unsigned int)(cfg->threads > 1 ? cfg->threads : 0), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)cfg->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)srv, MHD_OPTION_STRICT_FOR_CLIENT,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)srv,
+        /* Slow and idle clients (conns.c); the per-address cap is MHD's own. */
+        MHD_OPTION_NOTIFY_CONNECTION, gcd_conns_notify, (void *)srv, MHD_OPTION_URI_LOG_CALLBACK,
+        gcd_conns_uri, (void *)srv, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned int)cfg->max_per_client, MHD_OPTION_STRICT_FOR_CLIENT,
         (int)1, MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int)1, MHD_OPTION_END);
     if (!srv->mhd) {
         gcd_log(&srv->log, GENCACHE_LOG_ERROR,

@@ -309,6 +309,9 @@ int main(int argc, char **argv)
         .threads = ncpu > 0 ? (unsigned)ncpu : 1,
         .max_connections = 1024,
         .timeout_s = 60,
+        .header_timeout_ms = 5000,
+        .max_inflight = 512ull << 20,
+        .prewarm_max_bytes = 64ull << 20,
         .log_level = GENCACHE_LOG_INFO,
     };
     /* The config file first, so that every other flag overrides what it sets. */
@@ -327,6 +330,13 @@ int main(int argc, char **argv)
         gcd_config_free(&cfg);
         return rc < 0 ? 0 : rc;
     }
+    /* By default one client address may hold a quarter of the slots, so no single client can
+     * take them all. */
+    if (!cfg.max_per_client_set)
+        cfg.max_per_client = cfg.max_connections / 4 ? cfg.max_connections / 4 : 1;
+    /* One body of the largest size is always let in. */
+    if (cfg.max_inflight < cfg.max_body)
+        cfg.max_inflight = cfg.max_body;
     /* What main says before the server exists (the server has a logger of its own). */
     gcd_logger boot_log = {.level = cfg.log_level};
     socklen_t addr_len;

@@ -292,6 +292,28 @@ static void pressure_out(buf *b, gcd_server *srv)
         (unsigned long long)gcd_pressure_evicted(srv));
 }
 
+static void connections_out(buf *b, gcd_server *srv)
+{
+    uint64_t open, head_timeouts, shed;
+    gcd_conns_counts(srv, &open, &head_timeouts, &shed);
+    head(b, "gencache_connections", "gauge", "Open client connections.");
+    put(b, "gencache_connections %llu\n", (unsigned long long)open);
+    head(b, "gencache_connections_closed_total", "counter",
+         "Connections the daemon closed: head_timeout (no complete request head within "
+         "limits.header_timeout), shed (idle keep-alive or slow head, closed to make room).");
+    put(b, "gencache_connections_closed_total{reason=\"head_timeout\"} %llu\n",
+        (unsigned long long)head_timeouts);
+    put(b, "gencache_connections_closed_total{reason=\"shed\"} %llu\n", (unsigned long long)shed);
+    head(b, "gencache_inflight_body_bytes", "gauge",
+         "Request body bytes held now, against limits.max_inflight_bytes.");
+    put(b, "gencache_inflight_body_bytes %llu\n",
+        (unsigned long long)__atomic_load_n(&srv->inflight, __ATOMIC_RELAXED));
+    head(b, "gencache_inflight_refused_total", "counter",
+         "Requests answered 503 busy because their body did not fit the in-flight budget.");
+    put(b, "gencache_inflight_refused_total %llu\n",
+        (unsigned long long)__atomic_load_n(&srv->inflight_refused, __ATOMIC_RELAXED));
+}
+
 static void daemon_out(buf *b, const struct gcd_metrics *m)
 {
     head(b, "gencache_request_duration_seconds", "histogram",
@@ -360,6 +382,7 @@ enum MHD_Result gcd_metrics_handle(struct MHD_Connection *c, gcd_request *req)
     tiers_out(&b, st);
     daemon_out(&b, req->srv->metrics);
     pressure_out(&b, req->srv);
+    connections_out(&b, req->srv);
     free(st);
     if (b.failed) {
         free(b.p);

@@ -20,6 +20,8 @@
 #define MAX_JOBS_PER_TENANT 8
 #define MAX_JOB_REQUESTS    100000
 #define DEFAULT_CONCURRENCY 4
+/* What one held request costs beyond its bytes: its pointer, length and allocation header. */
+#define REQUEST_OVERHEAD 32
 
 typedef struct job {
     struct gcd_prewarm *pw; /* the server's prewarm state the job belongs to */
@@ -31,6 +33,7 @@ typedef struct job {
     size_t next;    /* the next request to submit */
     size_t running; /* submitted, not answered */
     size_t done, hits, misses, coalesced, bypassed, errors;
+    uint64_t held; /* bytes of the requests not yet submitted (each is freed once submitted) */
     char first_error[320];
     bool pumping; /* claimed by a thread in pump_claimed(): it re-checks before leaving */
     uint64_t created_ms, finished_ms;
@@ -134,6 +137,10 @@ static void pump_claimed(job *jb)
         pthread_mutex_unlock(&pw->mu);
         gcd_generate_submit(pw->srv, jb->bodies[i], jb->lens[i], jb->tenant, true, item_done, jb);
         pthread_mutex_lock(&pw->mu);
+        /* The proxy has its own copy: the job keeps only its counters. */
+        free(jb->bodies[i]);
+        jb->bodies[i] = NULL;
+        jb->held -= jb->lens[i] + REQUEST_OVERHEAD;
     }
     jb->pumping = false;
     pthread_mutex_unlock(&pw->mu);
@@ -209,13 +216,26 @@ static bool add_body(job *jb, const char *text, size_t len, size_t *cap)
     copy[len] = '\0';
     jb->bodies[jb->total] = copy;
     jb->lens[jb->total] = len;
+    jb->held += len + REQUEST_OVERHEAD;
     jb->total++;
     return true;
 }
 
-/* Fills jb from {"requests": [...]} or from JSON lines. Returns 0, or an HTTP status with a
- * message in err. */
-static unsigned parse_job(job *jb, const char *body, size_t len, char *err, size_t err_size)
+/* True (with a 413 message in err) once jb holds more than max_held bytes of requests; checked
+ * as the job is built, so a huge list is refused before it is all copied. */
+static bool over_held(const job *jb, uint64_t max_held, char *err, size_t err_size)
+{
+    if (!max_held || jb->held <= max_held)
+        return false;
+    snprintf(err, err_size, "the job's requests take more than limits.prewarm_max_bytes (%llu bytes)",
+             (unsigned long long)max_held);
+    return true;
+}
+
+/* Fills jb from {"requests": [...]} or from JSON lines, holding at most max_held bytes of
+ * requests (0: no limit). Returns 0, or an HTTP status with a message in err. */
+static unsigned parse_job(job *jb, const char *body, size_t len, uint64_t max_held, char *err,
+                          size_t err_size)
 {
     size_t cap = 0;
     json_error_t jerr;
@@ -249,6 +269,10 @@ static unsigned parse_job(job *jb, const char *body, size_t len, char *err, size
                 snprintf(err, err_size, "out of memory");
                 return 500;
             }
+            if (over_held(jb, max_held, err, err_size)) {
+                json_decref(doc);
+                return 413;
+            }
         }
         json_decref(doc);
         return 0;
@@ -267,7 +291,12 @@ static unsigned parse_job(job *jb, const char *body, size_t len, char *err, size
         while (t > s && (t[-1] == ' ' || t[-1] == '\t' || t[-1] == '\r'))
             t--;
         if (t > s) {
-            if (*s != '{') {
+            /* The whole line must be a JSON object: a line that only starts like one is as
+             * malformed as any other (its fields are checked when it runs). */
+            json_t *obj = *s == '{' ? json_loadb(s, (size_t)(t - s), 0, NULL) : NULL;
+            bool is_object = json_is_object(obj);
+            json_decref(obj);
+            if (!is_object) {
                 snprintf(err, err_size,
                          "line %zu: expected a request object, or a body {\"requests\": [...]}",
                          line);
@@ -281,6 +310,8 @@ static unsigned parse_job(job *jb, const char *body, size_t len, char *err, size
                 snprintf(err, err_size, "out of memory");
                 return 500;
             }
+            if (over_held(jb, max_held, err, err_size))
+                return 413;
         }
         p = e + 1;
     }
@@ -334,6 +365,16 @@ static unsigned running_jobs_locked(const struct gcd_prewarm *pw, const char *te
     return n;
 }
 
+/* Request bytes the unfinished jobs of one tenant still hold. Called with pw->mu held. */
+static uint64_t held_bytes_locked(const struct gcd_prewarm *pw, const char *tenant)
+{
+    uint64_t n = 0;
+    for (job *jb = pw->jobs; jb; jb = jb->next_job)
+        if (same_tenant(jb, tenant))
+            n += jb->held;
+    return n;
+}
+
 /* Makes room for one more job of `tenant`: drops its own oldest finished job, or else the oldest
  * finished job of anyone (the table is full of finished jobs only when every tenant is under its
  * cap of running ones). Called with pw->mu held. */
@@ -368,7 +409,9 @@ enum MHD_Result gcd_prewarm_handle(struct MHD_Connection *c, gcd_request *req)
         return gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "creating the job");
     jb->pw = pw;
     char err[200] = "";
-    unsigned st = parse_job(jb, req->body ? req->body : "", req->body_len, err, sizeof err);
+    uint64_t max_held = req->srv->cfg->prewarm_max_bytes;
+    unsigned st =
+        parse_job(jb, req->body ? req->body : "", req->body_len, max_held, err, sizeof err);
     if (st == 0 && jb->total == 0) {
         st = 400;
         snprintf(err, sizeof err, "no requests: send {\"requests\": [...]} or JSON lines");
@@ -408,6 +451,19 @@ enum MHD_Result gcd_prewarm_handle(struct MHD_Connection *c, gcd_request *req)
                                "tenant %s already runs %d prewarm jobs; try again when one is "
                                "done",
                                req->tenant, MAX_JOBS_PER_TENANT);
+    }
+    /* Nor may its waiting requests take more than their share of memory. */
+    uint64_t held = held_bytes_locked(pw, req->tenant);
+    if (max_held && held + jb->held > max_held) {
+        pthread_mutex_unlock(&pw->mu);
+        uint64_t want = jb->held;
+        job_free(jb);
+        return gcd_reply_error(c, req, MHD_HTTP_TOO_MANY_REQUESTS, "too_many_jobs",
+                               "prewarm jobs already hold %llu bytes of requests; %llu more would "
+                               "pass limits.prewarm_max_bytes (%llu): try again when they have "
+                               "run",
+                               (unsigned long long)held, (unsigned long long)want,
+                               (unsigned long long)max_held);
     }
     if (!make_room_locked(pw, req->tenant)) {
         pthread_mutex_unlock(&pw->mu);

@@ -22,7 +22,8 @@ int gcd_server_open(gcd_server *srv, const gcd_config *cfg, const gencache_optio
     /* Keys are derived from the cache's own layer registry, so /v1/keys and the stored layers
      * can never disagree. */
     if (gencache_keyspace_from_cache(srv->cache, &srv->keyspace) != GENCACHE_OK ||
-        gcd_tenancy_init(srv) != 0 || gcd_metrics_new(srv) != 0 || gcd_prewarm_new(srv) != 0) {
+        gcd_tenancy_init(srv) != 0 || gcd_metrics_new(srv) != 0 || gcd_prewarm_new(srv) != 0 ||
+        gcd_conns_new(srv) != 0) {
         gcd_log(&srv->log, GENCACHE_LOG_ERROR, "cannot set up the server: out of memory");
         gcd_server_close(srv);
         return -1;
@@ -33,6 +34,7 @@ int gcd_server_open(gcd_server *srv, const gcd_config *cfg, const gencache_optio
 void gcd_server_tick(gcd_server *srv, unsigned tick, unsigned maintain_every)
 {
     gcd_pressure_check(srv);
+    gcd_conns_sweep(srv);
     if (!maintain_every || tick % maintain_every != 0)
         return;
     uint64_t n = 0;
@@ -47,6 +49,7 @@ void gcd_server_close(gcd_server *srv)
     gcd_prewarm_free(srv);  /* after the proxy stopped: what a job still submits fails at once */
     gcd_generate_free(srv); /* after MHD stopped: no request holds a wait on it any more */
     gcd_metrics_free(srv);
+    gcd_conns_free(srv); /* after MHD stopped: every connection is untracked */
     gcd_tenancy_free(srv);
     gencache_keyspace_free(srv->keyspace);
     srv->keyspace = NULL;

@@ -1,0 +1,250 @@
+/*
+ * conns.c: keeps slow, idle and greedy clients from taking every connection slot. libmicrohttpd
+ * measures idleness only, so a client that trickles its head a byte at a time, or holds idle
+ * keep-alive connections, could hold a slot for ever; this file tracks every connection (MHD's
+ * connection notifications) with what it is doing: sending its head, being served, or idling
+ * between requests. A head must be complete within limits.header_timeout; and when a new
+ * connection leaves fewer than a reserve of slots free, the longest-idle keep-alive connection
+ * (else the oldest head still arriving) is closed to make room, so a fresh client (a health
+ * check) is served while the slots are full of such clients. A connection being served is never
+ * touched. Closing is shutdown(2) of the connection's socket: MHD sees the end of the stream and
+ * closes the connection in its own thread. Invariant: a tracked socket is still open (MHD closes
+ * it only after the CLOSED notification, which untracks it under the same lock), so shutdown()
+ * never reaches another connection's socket.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include "gencached.h"
+
+/* A HEAD connection younger than this is never shed to make room: it is most likely a client
+ * whose head is on its way. */
+#define SHED_MIN_AGE_NS (1000ull * 1000000ull)
+
+typedef enum conn_state {
+    CONN_HEAD, /* accepted, or its next request line arrived: the head is on its way */
+    CONN_BUSY, /* the head is complete: being served (a body, a suspended generate, a reply) */
+    CONN_IDLE, /* keep-alive, between requests */
+} conn_state;
+
+typedef struct conn {
+    struct conn *prev, *next; /* the list, oldest `since` first */
+    int fd;
+    conn_state state;
+    uint64_t since_ns; /* monotonic: when it entered its state */
+    bool closing;      /* shut down by us; MHD will close it */
+} conn;
+
+struct gcd_conns {
+    pthread_mutex_t mu;
+    conn list; /* sentinel */
+    unsigned open;
+    unsigned reserve;         /* slots kept free for newcomers by shedding */
+    unsigned limit;           /* limits.max_connections */
+    uint64_t head_timeout_ns; /* limits.header_timeout */
+    uint64_t idle_max_ns;     /* limits.timeout: longest keep-alive idle, trickling or not */
+    uint64_t head_timeouts, shed;
+    const gcd_logger *log;
+};
+
+int gcd_conns_new(gcd_server *srv)
+{
+    struct gcd_conns *cs = calloc(1, sizeof *cs);
+    if (!cs)
+        return -1;
+    pthread_mutex_init(&cs->mu, NULL);
+    cs->list.prev = cs->list.next = &cs->list;
+    cs->limit = srv->cfg->max_connections;
+    /* An eighth of the slots (at least one) stay free for whoever comes next. */
+    cs->reserve = cs->limit / 8 ? cs->limit / 8 : 1;
+    cs->head_timeout_ns = (uint64_t)srv->cfg->header_timeout_ms * 1000000ull;
+    cs->idle_max_ns = (uint64_t)srv->cfg->timeout_s * 1000000000ull;
+    cs->log = &srv->log;
+    srv->conns = cs;
+    return 0;
+}
+
+void gcd_conns_free(gcd_server *srv)
+{
+    struct gcd_conns *cs = srv->conns;
+    if (!cs)
+        return;
+    /* MHD is stopped: every connection was notified closed and untracked. */
+    pthread_mutex_destroy(&cs->mu);
+    free(cs);
+    srv->conns = NULL;
+}
+
+static void unlink_conn(conn *k)
+{
+    k->prev->next = k->next;
+    k->next->prev = k->prev;
+}
+
+static void append(struct gcd_conns *cs, conn *k)
+{
+    k->prev = cs->list.prev;
+    k->next = &cs->list;
+    cs->list.prev->next = k;
+    cs->list.prev = k;
+}
+
+/* Moves k to a new state, at the end of the list (its `since` is the newest). */
+static void set_state(struct gcd_conns *cs, conn *k, conn_state st, uint64_t now)
+{
+    k->state = st;
+    k->since_ns = now;
+    unlink_conn(k);
+    append(cs, k);
+}
+
+static void shut(conn *k)
+{
+    k->closing = true;
+    shutdown(k->fd, SHUT_RDWR);
+}
+
+/* Closes one connection to make room: the longest-idle keep-alive one, else the oldest head
+ * older than SHED_MIN_AGE_NS. Called with cs->mu held. */
+static void shed_one(struct gcd_conns *cs, uint64_t now)
+{
+    conn *victim = NULL;
+    for (conn *k = cs->list.next; k != &cs->list && !victim; k = k->next)
+        if (k->state == CONN_IDLE && !k->closing)
+            victim = k;
+    for (conn *k = cs->list.next; k != &cs->list && !victim; k = k->next)
+        if (k->state == CONN_HEAD && !k->closing && now - k->since_ns >= SHED_MIN_AGE_NS)
+            victim = k;
+    if (victim) {
+        shut(victim);
+        cs->shed++;
+    }
+}
+
+static conn *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+void gcd_conns_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                      enum MHD_ConnectionNotificationCode code)
+{
+    gcd_server *srv = cls;
+    struct gcd_conns *cs = srv->conns;
+    uint64_t now = gcd_mono_ns();
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn *k = ci ? calloc(1, sizeof *k) : NULL;
+        *socket_context = k;
+        if (!k)
+            return; /* untracked: served, never shed */
+        k->fd = ci->connect_fd;
+        k->state = CONN_HEAD;
+        k->since_ns = now;
+        pthread_mutex_lock(&cs->mu);
+        append(cs, k);
+        cs->open++;
+        if (cs->open + cs->reserve > cs->limit)
+            shed_one(cs, now);
+        pthread_mutex_unlock(&cs->mu);
+        return;
+    }
+    conn *k = *socket_context;
+    if (!k)
+        return;
+    *socket_context = NULL;
+    pthread_mutex_lock(&cs->mu);
+    unlink_conn(k);
+    cs->open--;
+    pthread_mutex_unlock(&cs->mu);
+    free(k);
+}
+
+void *gcd_conns_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)uri;
+    gcd_server *srv = cls;
+    conn *k = conn_of(c);
+    if (k) {
+        pthread_mutex_lock(&srv->conns->mu);
+        if (k->state == CONN_IDLE)
+            set_state(srv->conns, k, CONN_HEAD, gcd_mono_ns());
+        pthread_mutex_unlock(&srv->conns->mu);
+    }
+    return NULL; /* the request's state starts empty: on_request creates it */
+}
+
+static void mark(gcd_server *srv, struct MHD_Connection *c, conn_state st)
+{
+    conn *k = conn_of(c);
+    if (!k)
+        return;
+    pthread_mutex_lock(&srv->conns->mu);
+    if (k->state != st)
+        set_state(srv->conns, k, st, gcd_mono_ns());
+    pthread_mutex_unlock(&srv->conns->mu);
+}
+
+void gcd_conns_busy(gcd_server *srv, struct MHD_Connection *c)
+{
+    mark(srv, c, CONN_BUSY);
+}
+
+void gcd_conns_idle(gcd_server *srv, struct MHD_Connection *c)
+{
+    mark(srv, c, CONN_IDLE);
+}
+
+void gcd_conns_sweep(gcd_server *srv)
+{
+    struct gcd_conns *cs = srv->conns;
+    if (!cs)
+        return;
+    uint64_t now = gcd_mono_ns(), overdue = 0;
+    pthread_mutex_lock(&cs->mu);
+    for (conn *k = cs->list.next; k != &cs->list; k = k->next) {
+        if (k->closing)
+            continue;
+        uint64_t age = now - k->since_ns;
+        if (k->state == CONN_HEAD && age > cs->head_timeout_ns) {
+            shut(k);
+            cs->head_timeouts++;
+            overdue++;
+        } else if (k->state == CONN_IDLE && age > cs->idle_max_ns) {
+            shut(k); /* MHD's idle timeout misses a client that trickles its next head */
+        }
+    }
+    /* Slots taken by heads too young to shed when they came: make the reserve free again, so
+     * the next newcomer is accepted. */
+    unsigned closing = 0;
+    for (conn *k = cs->list.next; k != &cs->list; k = k->next)
+        closing += k->closing;
+    for (unsigned want = cs->open - closing + cs->reserve; want > cs->limit; want--) {
+        uint64_t before = cs->shed;
+        shed_one(cs, now);
+        if (cs->shed == before)
+            break;
+    }
+    pthread_mutex_unlock(&cs->mu);
+    if (overdue)
+        gcd_log(cs->log, GENCACHE_LOG_INFO,
+                "closed %llu connections whose request head took longer than %llu ms",
+                (unsigned long long)overdue, (unsigned long long)(cs->head_timeout_ns / 1000000));
+}
+
+void gcd_conns_counts(gcd_server *srv, uint64_t *open, uint64_t *head_timeouts, uint64_t *shed)
+{
+    struct gcd_conns *cs = srv->conns;
+    *open = *head_timeouts = *shed = 0;
+    if (!cs)
+        return;
+    pthread_mutex_lock(&cs->mu);
+    *open = cs->open;
+    *head_timeouts = cs->head_timeouts;
+    *shed = cs->shed;
+    pthread_mutex_unlock(&cs->mu);
+}
