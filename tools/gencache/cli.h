@@ -20,6 +20,10 @@ typedef struct cli_command {
 /* Prints "gencache: <message>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Reports bad usage ("gencache: VERB: WHAT ARG (try 'gencache VERB --help')") and returns 2, the
+ * exit code for it. arg may be NULL. */
+int cli_usage_error(const char *verb, const char *what, const char *arg);
+
 /* The daemon URL: --url, else $GENCACHE_URL, else http://127.0.0.1:8787. */
 const char *cli_default_url(void);
 
@@ -29,6 +33,7 @@ int cmd_get(int argc, char **argv);
 int cmd_put(int argc, char **argv);
 int cmd_del(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
+int cmd_invalidate(int argc, char **argv);
 int cmd_normalize(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_imgid(int argc, char **argv);

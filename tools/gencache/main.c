@@ -17,6 +17,10 @@ static const cli_command commands[] = {
      "            [--dtype D --shape A,B,..] [--pinned] KEY FILE|-",
      "store a file as an entry in a daemon"},
     {"del", cmd_del, "[--url URL] [--token T] KEY", "remove an entry from every tier of a daemon"},
+    {"invalidate", cmd_invalidate,
+     "[--url URL] [--token T] [--key K] [--layer L] [--tenant T] [--tag T] [--model M]\n"
+     "            [--older-than DURATION] [--json]",
+     "remove every entry that matches all the filters given; prints how many"},
     {"stats", cmd_stats, "[--url URL] [--token T] [--json]", "show a daemon's counters"},
     {"normalize", cmd_normalize, "[--mode M] [--lines|--jsonl] TEXT|FILE|-",
      "print a prompt normalized (modes: exact safe clip tokens aggressive)"},
@@ -45,6 +49,13 @@ void cli_error(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+}
+
+int cli_usage_error(const char *verb, const char *what, const char *arg)
+{
+    cli_error("%s: %s%s%s (try 'gencache %s --help')", verb, what, arg ? " " : "", arg ? arg : "",
+              verb);
+    return 2;
 }
 
 const char *cli_default_url(void)
