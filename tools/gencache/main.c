@@ -25,8 +25,11 @@ static const cli_command commands[] = {
     {"normalize", cmd_normalize, "[--mode M] [--lines|--jsonl] TEXT|FILE|-",
      "print a prompt normalized (modes: exact safe clip tokens aggressive)"},
     {"key", cmd_key,
-     "[--config FILE] [--layer L]... [--mode M] [--tenant T] [--lines|--json] REQUEST.json|-",
-     "print a request's keys, one <layer>/<hex> line per layer"},
+     "[--config FILE] [--layer L]... [--mode M] [--tenant T] [--lines|--json]\n"
+     "            REQUEST.json|-\n"
+     "          [--config FILE] [--layer L]... [--mode M] [--tenant T] --jsonl [REQUESTS.jsonl|-]",
+     "print a request's keys, one <layer>/<hex> line per layer (--jsonl: one request per line\n"
+     "            in, one {\"keys\": {LAYER: KEY}} line out, in order)"},
     {"imgid", cmd_imgid, "FILE...", "print each image's pixel digest: sha256:<hex>  FILE"},
     {"imghash", cmd_imghash, "[--algo ahash|dhash|phash] [--bits 64|256] FILE...",
      "print each image's perceptual hash as imagehash does: <hex>  FILE"},
