@@ -47,10 +47,11 @@ int cmd_get(int argc, char **argv)
                                          {"token", required_argument, NULL, O_TOKEN},
                                          {"output", required_argument, NULL, 'o'},
                                          {"meta", no_argument, NULL, O_META},
+                                         {"json", no_argument, NULL, O_JSON},
                                          {NULL, 0, NULL, 0}};
     const char *url = cli_default_url(), *output = NULL;
     const char *token = cli_default_token();
-    bool meta = false;
+    bool meta = false, as_json = false;
     int opt;
     optind = 1;
     opterr = 0;
@@ -67,6 +68,9 @@ int cmd_get(int argc, char **argv)
             break;
         case O_META:
             meta = true;
+            break;
+        case O_JSON: /* the metadata as one JSON object: implies --meta */
+            meta = as_json = true;
             break;
         case ':':
             return cli_usage_error(argv[0], "missing value for", argv[optind - 1]);
@@ -93,15 +97,26 @@ int cmd_get(int argc, char **argv)
             rc = cli_client_report(&cl, key);
         if (rc == 0) {
             /* The entry's metadata, as the daemon names it. */
+            json_t *doc = as_json ? json_object() : NULL;
             char *save = NULL;
             for (char *line = strtok_r(cl.headers.data, "\r\n", &save); line;
                  line = strtok_r(NULL, "\r\n", &save)) {
                 if (strncasecmp(line, "X-Gencache-", 11) == 0 ||
                     strncasecmp(line, "ETag:", 5) == 0 ||
                     strncasecmp(line, "Content-Type:", 13) == 0 ||
-                    strncasecmp(line, "Content-Length:", 15) == 0)
-                    printf("%s\n", line);
+                    strncasecmp(line, "Content-Length:", 15) == 0) {
+                    if (!doc) {
+                        printf("%s\n", line);
+                        continue;
+                    }
+                    char *colon = strchr(line, ':'), *v = colon + 1;
+                    *colon = '\0';
+                    v += strspn(v, " \t");
+                    json_object_set_new(doc, line, json_string(v));
+                }
             }
+            if (doc)
+                rc = cli_print_json(doc);
         }
         cli_client_close(&cl);
         return rc;
