@@ -22,7 +22,9 @@ got=$(pkg-config --variable=prefix gencache)
 got=$(pkg-config --variable=libdir gencache)
 [ "$got" = "$libdir" ] || fail "gencache.pc libdir is '$got', expected '$libdir'"
 for f in "$libdir/libgencache.so" "$libdir/libgencache.a" "$prefix/include/gencache.h" \
-         "$prefix/include/gencache/keys.h" "$prefix/bin/gencache" "$prefix/bin/gencached"; do
+         "$prefix/include/gencache/keys.h" "$prefix/bin/gencache" "$prefix/bin/gencached" \
+         "$prefix/share/bash-completion/completions/gencache" \
+         "$prefix/share/zsh/vendor-completions/_gencache"; do
     [ -e "$f" ] || fail "$f not installed"
 done
 
