@@ -83,4 +83,12 @@ grep -qx "ExecStart=$prefix/bin/gencached --config \${CREDENTIALS_DIRECTORY}/gen
 grep -Eq '@[A-Z_]+@' "$unit" && fail "unsubstituted @VAR@ in the unit: $(grep -E '@[A-Z_]+@' "$unit")"
 grep -qF "file://$prefix/share/doc/gencache/config.md" "$unit" || fail "Documentation= of the unit"
 [ -f "$prefix/share/doc/gencache/config.md" ] || fail "docs not installed"
+# The man pages, when the build made them (scdoc installed).
+for page in gencache.1 gencached.8 gencache.yaml.5; do
+    if [ -f "$build/man/$page" ]; then
+        [ -f "$prefix/share/man/man${page##*.}/$page" ] || fail "man page $page not installed"
+    else
+        echo "$page not built (no scdoc): not checked"
+    fi
+done
 echo "all passed"
