@@ -53,9 +53,11 @@ int main(void)
     return same ? 0 : 4;
 }
 C
-cc=${CC:-cc}
+cc=${GENCACHE_CC:-cc}
+# In a sanitizer build the library is instrumented, so the program must be too.
+read -ra san <<<"${GENCACHE_SANITIZE_FLAGS:-}"
 # shellcheck disable=SC2046 # pkg-config output is a list of words by design
-"$cc" -o "$tmp/prog" "$tmp/prog.c" $(pkg-config --cflags --libs gencache) \
+"$cc" "${san[@]}" -o "$tmp/prog" "$tmp/prog.c" $(pkg-config --cflags --libs gencache) \
     -Wl,-rpath,"$(pkg-config --variable=libdir gencache)" || fail "compile against the shared library"
 out=$("$tmp/prog") || fail "the program failed: $out"
 echo "$out" | grep -q "round trip ok" || fail "program output: $out"
@@ -64,7 +66,7 @@ ldd "$tmp/prog" | grep -F "$libdir/libgencache.so" >/dev/null ||
 
 # The static library: Requires.private and Libs.private must name everything it needs.
 # shellcheck disable=SC2046
-"$cc" -o "$tmp/prog_static" "$tmp/prog.c" $(pkg-config --cflags gencache) \
+"$cc" "${san[@]}" -o "$tmp/prog_static" "$tmp/prog.c" $(pkg-config --cflags gencache) \
     "$libdir/libgencache.a" $(pkg-config --static --libs-only-L --libs-only-l gencache | sed 's/-lgencache //') ||
     fail "compile against the static library"
 out=$("$tmp/prog_static") || fail "the static program failed: $out"

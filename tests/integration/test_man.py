@@ -28,8 +28,11 @@ def texts(page):
                 re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", "", text))]
     built = os.path.join(BUILD, "man", page)
     if os.path.exists(built) and shutil.which("man"):
+        # man and troff are system programs: a sanitizer runtime preloaded for our library
+        # (the sanitizer builds do that for Python) must not reach them.
+        env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS")}
         r = subprocess.run(["man", "-P", "cat", "-l", built], capture_output=True, timeout=30,
-                           env=dict(os.environ, MANWIDTH="1000", LANG="C.UTF-8"))
+                           env=dict(env, MANWIDTH="1000", LANG="C.UTF-8"))
         check(r.returncode == 0 and len(r.stdout) > 1000, "man -l %s: %r" % (built, r.stderr))
         out.append(("man -l " + built, r.stdout.decode()))
     elif not os.path.exists(built):
