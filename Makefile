@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PREFIX ?= /usr/local
 
-.PHONY: all deps build install run test test-asan test-clang test-tsan bench clean
+.PHONY: all deps build run test test-asan test-clang test-tsan bench clean
 
 all: build
 
@@ -23,6 +23,7 @@ build: deps $(BUILD)/CMakeCache.txt
 # The prefix is configured, not only given to cmake --install: GNUInstallDirs picks the library
 # directory from it (lib/<multiarch> under /usr, as Debian expects) and the library looks for its
 # data files there.
+.PHONY: install
 install: deps
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
 	cmake --build $(BUILD) -j $(JOBS)
