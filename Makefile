@@ -1,9 +1,11 @@
 # The two commands of the README's Quick start, and a few more for developers.
 #   make run    install missing Debian packages, build, start gencached in the foreground
 #   make test   build and run the whole test suite through CTest
+#   make install   install under PREFIX (default /usr/local; DESTDIR is honoured)
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+PREFIX ?= /usr/local
 
 .PHONY: all deps build run test test-asan test-clang test-tsan fuzz bench clean
 
@@ -17,6 +19,15 @@ $(BUILD)/CMakeCache.txt:
 
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
+
+# The prefix is configured, not only given to cmake --install: GNUInstallDirs picks the library
+# directory from it (lib/<multiarch> under /usr, as Debian expects) and the library looks for its
+# data files there.
+.PHONY: install
+install: deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+	cmake --build $(BUILD) -j $(JOBS)
+	cmake --install $(BUILD)
 
 run: build
 	$(BUILD)/bin/gencached --listen 127.0.0.1:8787 --data-dir ./gencache-data

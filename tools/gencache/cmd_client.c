@@ -41,23 +41,17 @@ static bool parse_u64(const char *s, uint64_t *out)
 /* Shared option parsing: --url is every verb's; the rest are listed per verb. */
 enum { O_URL = 256, O_TOKEN, O_META, O_COST, O_TTL, O_TAGS, O_CTYPE, O_DTYPE, O_SHAPE, O_PINNED, O_JSON };
 
-static int usage_error(const char *verb, const char *what, const char *arg)
-{
-    cli_error("%s: %s%s%s (try 'gencache %s --help')", verb, what, arg ? " " : "", arg ? arg : "",
-              verb);
-    return 2;
-}
-
 int cmd_get(int argc, char **argv)
 {
     static const struct option opts[] = {{"url", required_argument, NULL, O_URL},
                                          {"token", required_argument, NULL, O_TOKEN},
                                          {"output", required_argument, NULL, 'o'},
                                          {"meta", no_argument, NULL, O_META},
+                                         {"json", no_argument, NULL, O_JSON},
                                          {NULL, 0, NULL, 0}};
     const char *url = cli_default_url(), *output = NULL;
     const char *token = cli_default_token();
-    bool meta = false;
+    bool meta = false, as_json = false;
     int opt;
     optind = 1;
     opterr = 0;
@@ -75,14 +69,17 @@ int cmd_get(int argc, char **argv)
         case O_META:
             meta = true;
             break;
+        case O_JSON: /* the metadata as one JSON object: implies --meta */
+            meta = as_json = true;
+            break;
         case ':':
-            return usage_error(argv[0], "missing value for", argv[optind - 1]);
+            return cli_usage_error(argv[0], "missing value for", argv[optind - 1]);
         default:
-            return usage_error(argv[0], "unknown option", argv[optind - 1]);
+            return cli_usage_error(argv[0], "unknown option", argv[optind - 1]);
         }
     }
     if (argc - optind != 1)
-        return usage_error(argv[0], "expected one KEY", NULL);
+        return cli_usage_error(argv[0], "expected one KEY", NULL);
     const char *key = argv[optind];
 
     cli_client cl;
@@ -100,15 +97,26 @@ int cmd_get(int argc, char **argv)
             rc = cli_client_report(&cl, key);
         if (rc == 0) {
             /* The entry's metadata, as the daemon names it. */
+            json_t *doc = as_json ? json_object() : NULL;
             char *save = NULL;
             for (char *line = strtok_r(cl.headers.data, "\r\n", &save); line;
                  line = strtok_r(NULL, "\r\n", &save)) {
                 if (strncasecmp(line, "X-Gencache-", 11) == 0 ||
                     strncasecmp(line, "ETag:", 5) == 0 ||
                     strncasecmp(line, "Content-Type:", 13) == 0 ||
-                    strncasecmp(line, "Content-Length:", 15) == 0)
-                    printf("%s\n", line);
+                    strncasecmp(line, "Content-Length:", 15) == 0) {
+                    if (!doc) {
+                        printf("%s\n", line);
+                        continue;
+                    }
+                    char *colon = strchr(line, ':'), *v = colon + 1;
+                    *colon = '\0';
+                    v += strspn(v, " \t");
+                    json_object_set_new(doc, line, json_string(v));
+                }
             }
+            if (doc)
+                rc = cli_print_json(doc);
         }
         cli_client_close(&cl);
         return rc;
@@ -212,13 +220,13 @@ int cmd_put(int argc, char **argv)
             break;
         case O_COST:
             if (!parse_u64(optarg, &num))
-                return usage_error(argv[0], "--cost-ms expects milliseconds, not", optarg);
+                return cli_usage_error(argv[0], "--cost-ms expects milliseconds, not", optarg);
             cost = optarg;
             break;
         case O_TTL:
             /* The library's duration grammar, as in gencache.yaml: "90", "90s", "30m", "7d". */
             if (gencache_parse_duration_ms(optarg, &num) != GENCACHE_OK || num % 1000 != 0)
-                return usage_error(argv[0], "--ttl expects whole seconds or a duration like 30m, not",
+                return cli_usage_error(argv[0], "--ttl expects whole seconds or a duration like 30m, not",
                                    optarg);
             snprintf(ttl_buf, sizeof ttl_buf, "%llu", (unsigned long long)(num / 1000));
             ttl = ttl_buf;
@@ -239,15 +247,15 @@ int cmd_put(int argc, char **argv)
             pinned = true;
             break;
         case ':':
-            return usage_error(argv[0], "missing value for", argv[optind - 1]);
+            return cli_usage_error(argv[0], "missing value for", argv[optind - 1]);
         default:
-            return usage_error(argv[0], "unknown option", argv[optind - 1]);
+            return cli_usage_error(argv[0], "unknown option", argv[optind - 1]);
         }
     }
     if (argc - optind != 2)
-        return usage_error(argv[0], "expected KEY and FILE (or - for stdin)", NULL);
+        return cli_usage_error(argv[0], "expected KEY and FILE (or - for stdin)", NULL);
     if (!dtype != !shape)
-        return usage_error(argv[0], "--dtype and --shape go together", NULL);
+        return cli_usage_error(argv[0], "--dtype and --shape go together", NULL);
     const char *key = argv[optind], *path = argv[optind + 1];
 
     cli_buffer data = {0};
@@ -303,13 +311,13 @@ int cmd_del(int argc, char **argv)
             token = optarg;
             break;
         case ':':
-            return usage_error(argv[0], "missing value for", argv[optind - 1]);
+            return cli_usage_error(argv[0], "missing value for", argv[optind - 1]);
         default:
-            return usage_error(argv[0], "unknown option", argv[optind - 1]);
+            return cli_usage_error(argv[0], "unknown option", argv[optind - 1]);
         }
     }
     if (argc - optind != 1)
-        return usage_error(argv[0], "expected one KEY", NULL);
+        return cli_usage_error(argv[0], "expected one KEY", NULL);
     cli_client cl;
     int rc = cli_client_open(&cl, url, token);
     if (rc)
@@ -417,13 +425,13 @@ int cmd_stats(int argc, char **argv)
             raw = true;
             break;
         case ':':
-            return usage_error(argv[0], "missing value for", argv[optind - 1]);
+            return cli_usage_error(argv[0], "missing value for", argv[optind - 1]);
         default:
-            return usage_error(argv[0], "unknown option", argv[optind - 1]);
+            return cli_usage_error(argv[0], "unknown option", argv[optind - 1]);
         }
     }
     if (optind != argc)
-        return usage_error(argv[0], "unexpected argument", argv[optind]);
+        return cli_usage_error(argv[0], "unexpected argument", argv[optind]);
     cli_client cl;
     int rc = cli_client_open(&cl, url, token);
     if (rc)

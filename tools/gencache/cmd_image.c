@@ -2,21 +2,39 @@
  * cmd_image.c: the image verbs of `gencache`. `imgid` prints pixel digests, `imghash` perceptual
  * hashes (one `<value>  FILE` line per file, as sha256sum does), and `similar` the files that are
  * near duplicates of a query image, nearest first. A file that cannot be read or decoded is
- * reported on stderr and the others are still processed; the exit status is then 1.
+ * reported on stderr and the others are still processed; the exit status is then 1. With --json
+ * each prints one JSON array instead, an object per FILE (an error object for a failed one).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gencache.h"
 #include "cli.h"
 
-static void report(const char *path, int rc)
+/* Reports a file that failed on stderr and, for --json (out not NULL), as an element of out. */
+static void report(const char *path, int rc, json_t *out)
 {
+    char msg[512];
     if (rc == GENCACHE_EIO)
-        cli_error("%s: cannot read: %s", path, strerror(errno ? errno : EIO));
+        snprintf(msg, sizeof msg, "cannot read: %s", strerror(errno ? errno : EIO));
     else
-        cli_error("%s: %s (%s)", path, gencache_strerror(rc), gencache_errname(rc));
+        snprintf(msg, sizeof msg, "%s (%s)", gencache_strerror(rc), gencache_errname(rc));
+    cli_error("%s: %s", path, msg);
+    if (out) {
+        json_t *e = cli_json_error(rc, msg);
+        json_object_set_new(e, "file", json_string(path));
+        json_array_append_new(out, e);
+    }
+}
+
+/* Prints the --json array (when there is one) and returns the exit status. */
+static int finish(json_t *out, int status)
+{
+    if (out && cli_print_json(out) != 0)
+        return 1;
+    return status;
 }
 
 /* Splits "--name=value" / "--name value"; returns the value or NULL when arg is not --name. */
@@ -37,10 +55,16 @@ static const char *opt_value(const char *name, int argc, char **argv, int *i)
 int cmd_imgid(int argc, char **argv)
 {
     int first = 1;
+    json_t *out = NULL;
+    if (first < argc && strcmp(argv[first], "--json") == 0) {
+        out = json_array();
+        first++;
+    }
     if (first < argc && strcmp(argv[first], "--") == 0)
         first++;
     if (first >= argc) {
         cli_error("imgid: no FILE given");
+        json_decref(out);
         return 2;
     }
     int status = 0;
@@ -49,13 +73,16 @@ int cmd_imgid(int argc, char **argv)
         errno = 0;
         int rc = gencache_image_digest_file(argv[i], digest);
         if (rc != GENCACHE_OK) {
-            report(argv[i], rc);
+            report(argv[i], rc, out);
             status = 1;
             continue;
         }
-        printf("%s  %s\n", digest, argv[i]);
+        if (out)
+            json_array_append_new(out, json_pack("{s:s,s:s}", "file", argv[i], "digest", digest));
+        else
+            printf("%s  %s\n", digest, argv[i]);
     }
-    return status;
+    return finish(out, status);
 }
 
 static int parse_algo(const char *s, gencache_hash_algo *out)
@@ -75,6 +102,7 @@ int cmd_imghash(int argc, char **argv)
 {
     gencache_hash_algo algo = GENCACHE_HASH_PHASH;
     unsigned bits = 64;
+    bool as_json = false;
     int i = 1;
     for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
         const char *v;
@@ -96,6 +124,8 @@ int cmd_imghash(int argc, char **argv)
                 cli_error("imghash: --bits must be 64 or 256, not '%s'", v);
                 return 2;
             }
+        } else if (strcmp(argv[i], "--json") == 0) {
+            as_json = true;
         } else {
             cli_error("imghash: unknown option '%s'", argv[i]);
             return 2;
@@ -106,6 +136,11 @@ int cmd_imghash(int argc, char **argv)
         return 2;
     }
     int status = 0;
+    json_t *out = as_json ? json_array() : NULL;
+    static const char *const algo_names[] = {"ahash", "dhash", "phash"};
+    const char *algo_name = algo == GENCACHE_HASH_AHASH   ? algo_names[0]
+                            : algo == GENCACHE_HASH_DHASH ? algo_names[1]
+                                                          : algo_names[2];
     for (; i < argc; i++) {
         gencache_image *img;
         errno = 0;
@@ -116,16 +151,20 @@ int cmd_imghash(int argc, char **argv)
             gencache_image_free(img);
         }
         if (rc != GENCACHE_OK) {
-            report(argv[i], rc);
+            report(argv[i], rc, out);
             status = 1;
             continue;
         }
-        printf("%s  %s\n", hex, argv[i]);
+        if (out)
+            json_array_append_new(out, json_pack("{s:s,s:s,s:i,s:s}", "file", argv[i], "algo",
+                                                 algo_name, "bits", (int)bits, "hash", hex));
+        else
+            printf("%s  %s\n", hex, argv[i]);
     }
-    return status;
+    return finish(out, status);
 }
 
-static int sig_of(const char *path, gencache_image_sig *sig)
+static int sig_of(const char *path, gencache_image_sig *sig, json_t *out)
 {
     gencache_image *img;
     errno = 0;
@@ -135,7 +174,7 @@ static int sig_of(const char *path, gencache_image_sig *sig)
         gencache_image_free(img);
     }
     if (rc != GENCACHE_OK)
-        report(path, rc);
+        report(path, rc, out);
     return rc;
 }
 
@@ -143,6 +182,7 @@ int cmd_similar(int argc, char **argv)
 {
     gencache_match_options opts;
     gencache_match_options_init(&opts);
+    bool as_json = false;
     int i = 1;
     for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
         const char *v;
@@ -159,6 +199,8 @@ int cmd_similar(int argc, char **argv)
                 return 2;
             }
             opts.phash_radius = (unsigned)r;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            as_json = true;
         } else {
             cli_error("similar: unknown option '%s'", argv[i]);
             return 2;
@@ -168,9 +210,10 @@ int cmd_similar(int argc, char **argv)
         cli_error("similar: need a QUERY and at least one FILE");
         return 2;
     }
+    json_t *out = as_json ? json_array() : NULL;
     gencache_image_sig query;
-    if (sig_of(argv[i], &query) != GENCACHE_OK)
-        return 1;
+    if (sig_of(argv[i], &query, out) != GENCACHE_OK)
+        return finish(out, 1);
     int first = i + 1, n = argc - first;
     gencache_image_sig *sigs = calloc((size_t)n, sizeof *sigs);
     gencache_hash_index *idx = NULL;
@@ -179,11 +222,12 @@ int cmd_similar(int argc, char **argv)
         cli_error("similar: out of memory");
         free(sigs);
         free(hits);
+        json_decref(out);
         return 1;
     }
     int status = 0;
     for (int k = 0; k < n; k++) {
-        if (sig_of(argv[first + k], &sigs[k]) != GENCACHE_OK) {
+        if (sig_of(argv[first + k], &sigs[k], out) != GENCACHE_OK) {
             status = 1;
             continue;
         }
@@ -203,7 +247,11 @@ int cmd_similar(int argc, char **argv)
         unsigned d;
         int k = (int)hits[h].id;
         if (gencache_image_match(&query, &sigs[k], &opts, &d) == GENCACHE_OK) {
-            printf("%u  %s\n", d, argv[first + k]);
+            if (out)
+                json_array_append_new(out, json_pack("{s:s,s:i}", "file", argv[first + k],
+                                                     "distance", (int)d));
+            else
+                printf("%u  %s\n", d, argv[first + k]);
             matched++;
         }
     }
@@ -212,5 +260,5 @@ int cmd_similar(int argc, char **argv)
     free(hits);
     if (!matched && status == 0)
         status = 1;
-    return status;
+    return finish(out, status);
 }

@@ -5,9 +5,12 @@
  * it, so the keys printed are the keys the daemon derives. A layer the
  * request has no key in gets a note on stderr instead of a line. --lines also prints each
  * layer's canonical document and --json prints everything as one JSON object, for checking other
- * implementations against this one.
+ * implementations against this one. --jsonl is the bulk mode: one request per input line, one
+ * JSON object of keys per output line, in order, in one process (a line that is not a request
+ * gets an error object on its output line, and the rest go on).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,12 +67,155 @@ static int keyspace_of_config(const char *path, gencache_keyspace **ks)
     return rc;
 }
 
+/* Writes s as a JSON string. Layer names and keys are plain ASCII; this keeps the bulk mode's
+ * output loop free of allocations while staying correct for any bytes a config might allow. */
+static void put_json_string(const char *s, FILE *out)
+{
+    putc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(out, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(out, "\\u%04x", *p);
+        else
+            putc(*p, out);
+    }
+    putc('"', out);
+}
+
+static void put_line_error(size_t line, int rc, const char *msg, FILE *out)
+{
+    json_t *o = json_pack("{s:{s:s,s:s,s:I}}", "error", "code", gencache_errname(rc), "message",
+                          msg, "line", (json_int_t)line);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (text)
+        fputs(text, out);
+    else
+        fputs("{\"error\":{\"code\":\"ENOMEM\",\"message\":\"out of memory\"}}", out);
+    putc('\n', out);
+    free(text);
+    json_decref(o);
+}
+
+/* The keys of one request line: {"keys":{"<layer>":"<key>",...}} plus "uncacheable":[...] for
+ * the layers it has no key in. Returns 0, or 1 when the line got an error object. */
+static int key_line(const gencache_keyspace *ks, const char *text, size_t len, size_t line,
+                    const char *const *layers, size_t n_layers, const char *tenant, FILE *out)
+{
+    if (len == 0) {
+        put_line_error(line, GENCACHE_EPARSE, "empty line: expected a request JSON object", out);
+        return 1;
+    }
+    gencache_request *req = NULL;
+    char err[GENCACHE_ERRMSG_MAX];
+    err[0] = '\0';
+    int rc = gencache_request_parse_ex(ks, text, len, GENCACHE_REQUEST_TRUST_TENANT, &req, err,
+                                       sizeof err);
+    if (rc == 0 && tenant)
+        rc = gencache_request_set_tenant(req, tenant);
+    if (rc != 0) {
+        put_line_error(line, rc, err[0] ? err : gencache_strerror(rc), out);
+        gencache_request_free(req);
+        return 1;
+    }
+    char keys[MAX_LAYERS_ARG][GENCACHE_KEY_MAX];
+    bool have[MAX_LAYERS_ARG];
+    size_t n_unc = 0;
+    for (size_t i = 0; i < n_layers; i++) {
+        rc = gencache_request_key(req, layers[i], keys[i], sizeof keys[i]);
+        have[i] = rc == 0;
+        if (rc == GENCACHE_EUNCACHEABLE) {
+            n_unc++;
+        } else if (rc != 0) {
+            put_line_error(line, rc, gencache_strerror(rc), out);
+            gencache_request_free(req);
+            return 1;
+        }
+    }
+    gencache_request_free(req);
+    fputs("{\"keys\":{", out);
+    for (size_t i = 0, first = 1; i < n_layers; i++) {
+        if (!have[i])
+            continue;
+        if (!first)
+            putc(',', out);
+        first = 0;
+        put_json_string(layers[i], out);
+        putc(':', out);
+        put_json_string(keys[i], out);
+    }
+    putc('}', out);
+    if (n_unc) {
+        fputs(",\"uncacheable\":[", out);
+        for (size_t i = 0, first = 1; i < n_layers; i++) {
+            if (have[i])
+                continue;
+            if (!first)
+                putc(',', out);
+            first = 0;
+            put_json_string(layers[i], out);
+        }
+        putc(']', out);
+    }
+    fputs("}\n", out);
+    return 0;
+}
+
+/* --jsonl: every line of path ("-": stdin) through key_line(). Returns the exit status: 0, or 1
+ * when a line got an error object or the input could not be read. */
+static int key_jsonl(const gencache_keyspace *ks, const char *path, const char *const *layers,
+                     size_t n_layers, const char *tenant)
+{
+    FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!in) {
+        cli_error("key: %s: %s", path, strerror(errno));
+        return 1;
+    }
+    static char outbuf[1 << 20];
+    setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+    char *text = NULL;
+    size_t cap = 0, line = 0;
+    ssize_t n;
+    int status = 0;
+    while ((n = getline(&text, &cap, in)) >= 0) {
+        size_t len = (size_t)n;
+        line++;
+        if (len > 0 && text[len - 1] == '\n')
+            len--;
+        if (len > 0 && text[len - 1] == '\r')
+            len--;
+        if (len > GENCACHE_REQUEST_MAX_BYTES) {
+            put_line_error(line, GENCACHE_ELIMIT, "request larger than the limit", stdout);
+            status = 1;
+            continue;
+        }
+        status |= key_line(ks, text, len, line, layers, n_layers, tenant, stdout);
+    }
+    if (ferror(in)) {
+        cli_error("key: %s: read failed after line %zu", path, line);
+        status = 1;
+    }
+    free(text);
+    if (in != stdin)
+        fclose(in);
+    return status;
+}
+
+static bool keyspace_has_layer(const gencache_keyspace *ks, const char *name)
+{
+    for (size_t i = 0; i < gencache_keyspace_layer_count(ks); i++)
+        if (strcmp(gencache_keyspace_layer_name(ks, i), name) == 0)
+            return true;
+    return false;
+}
+
 int cmd_key(int argc, char **argv)
 {
     const char *layers[MAX_LAYERS_ARG];
     size_t n_layers = 0;
     const char *path = NULL, *tenant = NULL, *config = NULL;
-    int lines = 0, as_json = 0, have_mode = 0;
+    int explicit_layers = 0;
+    int lines = 0, as_json = 0, jsonl = 0, have_mode = 0;
     gencache_norm_mode mode = GENCACHE_NORM_SAFE;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--layer") == 0 && i + 1 < argc) {
@@ -93,6 +239,8 @@ int cmd_key(int argc, char **argv)
             lines = 1;
         } else if (strcmp(argv[i], "--json") == 0) {
             as_json = 1;
+        } else if (strcmp(argv[i], "--jsonl") == 0) {
+            jsonl = 1;
         } else if ((argv[i][0] != '-' || strcmp(argv[i], "-") == 0) && !path) {
             path = argv[i];
         } else {
@@ -100,9 +248,11 @@ int cmd_key(int argc, char **argv)
             return 2;
         }
     }
-    if (!path) {
+    if (jsonl && !path)
+        path = "-";
+    if (!path || lines + as_json + jsonl > 1) {
         cli_error("usage: gencache key [--config FILE] [--layer L]... [--mode M] [--tenant T] "
-                  "[--lines|--json] REQUEST.json|-");
+                  "[--lines|--json|--jsonl] REQUEST.json|REQUESTS.jsonl|-");
         return 2;
     }
 
@@ -116,6 +266,29 @@ int cmd_key(int argc, char **argv)
         cli_error("key: %s", gencache_strerror(rc));
         gencache_keyspace_free(ks);
         return 1;
+    }
+    /* In bulk mode a layer that does not exist is an error of the command, not of every line. */
+    for (size_t i = 0; jsonl && i < n_layers; i++) {
+        if (!keyspace_has_layer(ks, layers[i])) {
+            cli_error("key: unknown layer '%s'", layers[i]);
+            gencache_keyspace_free(ks);
+            return 1;
+        }
+    }
+    if (n_layers == 0) {
+        for (size_t i = 0; i < gencache_keyspace_layer_count(ks) && i < MAX_LAYERS_ARG; i++)
+            layers[n_layers++] = gencache_keyspace_layer_name(ks, i);
+    } else {
+        explicit_layers = 1;
+    }
+    if (jsonl) {
+        rc = key_jsonl(ks, path, layers, n_layers, tenant);
+        gencache_keyspace_free(ks);
+        if (fflush(stdout) != 0) {
+            cli_error("key: write failed");
+            return 1;
+        }
+        return rc;
     }
     size_t len = 0;
     char *json = read_request(path, &len);
@@ -142,11 +315,6 @@ int cmd_key(int argc, char **argv)
         gencache_keyspace_free(ks);
         gencache_request_free(req);
         return 1;
-    }
-    int explicit_layers = n_layers > 0;
-    if (n_layers == 0) {
-        for (size_t i = 0; i < gencache_keyspace_layer_count(ks) && i < MAX_LAYERS_ARG; i++)
-            layers[n_layers++] = gencache_keyspace_layer_name(ks, i);
     }
     int status = 0;
     json_t *jkeys = json_object(), *jcanon = json_object(), *junc = json_array();

@@ -2,7 +2,8 @@
  * cmd_normalize.c: `gencache normalize`, prompt normalization from the command line. With TEXT it
  * prints one normalized text; with --lines it normalizes every line of a file (or stdin) in one
  * process, and with --jsonl every line holding a JSON string, so that tests and benchmarks can
- * push a whole trace through the library in seconds.
+ * push a whole trace through the library in seconds. --json prints each result as a JSON object
+ * {"mode": M, "prompt": NORMALIZED} on its own line instead of the bare text.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -52,6 +53,29 @@ static char *read_all(const char *path, size_t *len)
     return buf;
 }
 
+static int as_json; /* --json: one {"mode": M, "prompt": P} object per result */
+
+/* Prints one normalized text: bare (with a newline), as a JSON string (jsonl), or as an object. */
+static int emit(gencache_norm_mode mode, const char *norm, size_t len, int jsonl, FILE *out)
+{
+    if (!as_json && !jsonl) {
+        fwrite(norm, 1, len, out);
+        fputc('\n', out);
+        return 0;
+    }
+    json_t *o = as_json ? json_pack("{s:s,s:s%}", "mode", gencache_norm_mode_name(mode), "prompt",
+                                    norm, len)
+                        : json_stringn(norm, len);
+    char *text = o ? json_dumps(o, JSON_ENCODE_ANY | JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    if (!text)
+        return 1;
+    fputs(text, out);
+    fputc('\n', out);
+    free(text);
+    return 0;
+}
+
 static int normalize_one(gencache_norm_mode mode, const char *s, size_t len, FILE *out, size_t line)
 {
     char *norm = NULL;
@@ -64,10 +88,11 @@ static int normalize_one(gencache_norm_mode mode, const char *s, size_t len, FIL
             cli_error("normalize: %s", gencache_strerror(rc));
         return 1;
     }
-    fwrite(norm, 1, norm_len, out);
-    fputc('\n', out);
+    rc = emit(mode, norm, norm_len, 0, out);
     gencache_free(norm);
-    return 0;
+    if (rc)
+        cli_error("normalize: out of memory");
+    return rc;
 }
 
 static int normalize_jsonl(gencache_norm_mode mode, const char *s, size_t len)
@@ -93,16 +118,12 @@ static int normalize_jsonl(gencache_norm_mode mode, const char *s, size_t len)
             cli_error("normalize: line %zu: %s", line, gencache_strerror(rc));
             return 1;
         }
-        json_t *o = json_stringn(norm, norm_len);
+        rc = emit(mode, norm, norm_len, 1, stdout);
         gencache_free(norm);
-        char *text = o ? json_dumps(o, JSON_ENCODE_ANY) : NULL;
-        json_decref(o);
-        if (!text) {
+        if (rc) {
             cli_error("normalize: line %zu: out of memory", line);
             return 1;
         }
-        puts(text);
-        free(text);
         i = end + 1;
     }
     return 0;
@@ -124,6 +145,8 @@ int cmd_normalize(int argc, char **argv)
             lines = 1;
         } else if (strcmp(argv[i], "--jsonl") == 0) {
             jsonl = 1;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            as_json = 1;
         } else if (strcmp(argv[i], "--") == 0 && i + 1 < argc && !arg) {
             arg = argv[++i];
         } else if ((argv[i][0] != '-' || strcmp(argv[i], "-") == 0 || lines || jsonl) && !arg) {
@@ -134,7 +157,7 @@ int cmd_normalize(int argc, char **argv)
         }
     }
     if (!arg || (lines && jsonl)) {
-        cli_error("usage: gencache normalize [--mode M] [--lines|--jsonl] TEXT|FILE|-");
+        cli_error("usage: gencache normalize [--mode M] [--lines|--jsonl] [--json] TEXT|FILE|-");
         return 2;
     }
     if (!lines && !jsonl && strcmp(arg, "-") != 0)

@@ -2,7 +2,8 @@
  * cmd_prewarm.c: `gencache prewarm [--url URL] FILE.jsonl`. It posts the file (one request JSON
  * per line) to the daemon's POST /v1/prewarm, then polls GET /v1/jobs/{id} until the job is done,
  * drawing a progress bar on stderr when stderr is a terminal (a plain progress line otherwise),
- * and prints a summary. The exit status is 1 if any request failed, so scripts can rely on it.
+ * and prints a summary (--json: the job's final JSON document, with "seconds" added). The exit
+ * status is 1 if any request failed, so scripts can rely on it.
  */
 #include <getopt.h>
 #include <stdarg.h>
@@ -135,7 +136,7 @@ static int read_file(const char *path, char **out, size_t *len)
 }
 
 /* Submits the job and follows it to its end. Returns the exit status. */
-static int prewarm(cli_client *cl, const char *data, size_t len)
+static int prewarm(cli_client *cl, const char *data, size_t len, bool as_json)
 {
     long status;
     json_t *doc;
@@ -180,6 +181,10 @@ static int prewarm(cli_client *cl, const char *data, size_t len)
     if (tty)
         fputc('\n', stderr);
     long long errors = field(job, "errors");
+    if (as_json) {
+        json_object_set_new(job, "seconds", json_real(now_s() - t0));
+        return cli_print_json(job) ? 1 : errors ? 1 : 0;
+    }
     printf("prewarm %s: %lld requests in %.1f s: %lld hits, %lld misses, %lld coalesced, "
            "%lld bypassed, %lld errors\n",
            id_of(job), field(job, "total"), now_s() - t0, field(job, "hits"), field(job, "misses"),
@@ -193,10 +198,12 @@ static int prewarm(cli_client *cl, const char *data, size_t len)
 
 int cmd_prewarm(int argc, char **argv)
 {
-    enum { O_URL = 256, O_TOKEN };
+    enum { O_URL = 256, O_TOKEN, O_JSON };
     static const struct option opts[] = {{"url", required_argument, NULL, O_URL},
                                          {"token", required_argument, NULL, O_TOKEN},
+                                         {"json", no_argument, NULL, O_JSON},
                                          {NULL, 0, NULL, 0}};
+    bool as_json = false;
     const char *url = cli_default_url();
     const char *token = cli_default_token();
     int opt;
@@ -209,6 +216,9 @@ int cmd_prewarm(int argc, char **argv)
             break;
         case O_TOKEN:
             token = optarg;
+            break;
+        case O_JSON:
+            as_json = true;
             break;
         case ':':
             cli_error("prewarm: missing value for %s", argv[optind - 1]);
@@ -234,7 +244,7 @@ int cmd_prewarm(int argc, char **argv)
         free(data);
         return rc;
     }
-    rc = prewarm(&cl, data, len);
+    rc = prewarm(&cl, data, len, as_json);
     free(data);
     cli_client_close(&cl);
     return rc;

@@ -191,8 +191,10 @@ int cmd_import(int argc, char **argv)
         {"token", required_argument, NULL, 'k'},
         {"codec", required_argument, NULL, 'c'},
         {"ttl", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},
         {NULL, 0, NULL, 0},
     };
+    bool as_json = false;
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -208,6 +210,9 @@ int cmd_import(int argc, char **argv)
             break;
         case 't':
             ttl = optarg;
+            break;
+        case 'j':
+            as_json = true;
             break;
         default:
             return 2;
@@ -278,7 +283,9 @@ int cmd_import(int argc, char **argv)
             result = cli_client_report(&cl, t.name);
         curl_slist_free_all(h);
     }
-    if (result == 0)
+    if (result == 0 && as_json)
+        result = cli_print_json(json_pack("{s:s,s:I}", "file", path, "imported", (json_int_t)n));
+    else if (result == 0)
         printf("imported %zu tensors from %s\n", n, path);
     cli_client_close(&cl);
     gencache_safetensors_close(st);

@@ -10,29 +10,36 @@
 #include "cli.h"
 
 static const cli_command commands[] = {
-    {"get", cmd_get, "[--url URL] [--token T] [-o FILE] [--meta] KEY",
-     "fetch an entry's bytes from a daemon (--meta: its metadata headers instead)"},
+    {"get", cmd_get, "[--url URL] [--token T] [-o FILE] [--meta] [--json] KEY",
+     "fetch an entry's bytes from a daemon (--meta: its metadata headers instead; --json: them\n"
+     "            as a JSON object)"},
     {"put", cmd_put,
      "[--url URL] [--token T] [--cost-ms N] [--ttl DURATION] [--tags A,B] [--content-type T]\n"
      "            [--dtype D --shape A,B,..] [--pinned] KEY FILE|-",
      "store a file as an entry in a daemon"},
     {"del", cmd_del, "[--url URL] [--token T] KEY", "remove an entry from every tier of a daemon"},
+    {"invalidate", cmd_invalidate,
+     "[--url URL] [--token T] [--key K] [--layer L] [--tenant T] [--tag T] [--model M]\n"
+     "            [--older-than DURATION] [--json]",
+     "remove every entry that matches all the filters given; prints how many"},
     {"stats", cmd_stats, "[--url URL] [--token T] [--json]", "show a daemon's counters"},
-    {"normalize", cmd_normalize, "[--mode M] [--lines|--jsonl] TEXT|FILE|-",
+    {"normalize", cmd_normalize, "[--mode M] [--lines|--jsonl] [--json] TEXT|FILE|-",
      "print a prompt normalized (modes: exact safe clip tokens aggressive)"},
     {"key", cmd_key,
-     "[--config FILE] [--layer L]... [--mode M] [--tenant T] [--lines|--json] REQUEST.json|-",
-     "print a request's keys, one <layer>/<hex> line per layer"},
-    {"imgid", cmd_imgid, "FILE...", "print each image's pixel digest: sha256:<hex>  FILE"},
-    {"imghash", cmd_imghash, "[--algo ahash|dhash|phash] [--bits 64|256] FILE...",
+     "[--config FILE] [--layer L]... [--mode M] [--tenant T]\n"
+     "            [--lines|--json] REQUEST.json|-   or   --jsonl [REQUESTS.jsonl|-]",
+     "print a request's keys, one <layer>/<hex> line per layer (--jsonl: one request per\n"
+     "            line in, one {\"keys\": {LAYER: KEY}} line out, in order)"},
+    {"imgid", cmd_imgid, "[--json] FILE...", "print each image's pixel digest: sha256:<hex>  FILE"},
+    {"imghash", cmd_imghash, "[--algo ahash|dhash|phash] [--bits 64|256] [--json] FILE...",
      "print each image's perceptual hash as imagehash does: <hex>  FILE"},
-    {"similar", cmd_similar, "[--radius R] QUERY FILE...",
+    {"similar", cmd_similar, "[--radius R] [--json] QUERY FILE...",
      "list the FILEs that are near duplicates of QUERY, nearest first: <distance>  FILE"},
     {"export", cmd_export, "--format safetensors [--url URL] [--token T] -o FILE|- KEY...",
      "fetch tensor entries from a daemon into one safetensors file (tensor names = keys)"},
-    {"import", cmd_import, "[--url URL] [--token T] [--codec C] [--ttl SECONDS] FILE",
+    {"import", cmd_import, "[--url URL] [--token T] [--codec C] [--ttl SECONDS] [--json] FILE",
      "store each tensor of a safetensors file in a daemon (tensor names must be keys)"},
-    {"prewarm", cmd_prewarm, "[--url URL] [--token T] FILE.jsonl|-",
+    {"prewarm", cmd_prewarm, "[--url URL] [--token T] [--json] FILE.jsonl|-",
      "run a file of requests (one JSON per line) through a daemon's proxy, with progress"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -45,6 +52,36 @@ void cli_error(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+}
+
+int cli_usage_error(const char *verb, const char *what, const char *arg)
+{
+    cli_error("%s: %s%s%s (try 'gencache %s --help')", verb, what, arg ? " " : "", arg ? arg : "",
+              verb);
+    return 2;
+}
+
+int cli_print_json(json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(doc);
+    if (!text) {
+        cli_error("out of memory writing JSON");
+        return 1;
+    }
+    int failed = puts(text) == EOF;
+    free(text);
+    if (failed || fflush(stdout) != 0) {
+        cli_error("write failed");
+        return 1;
+    }
+    return 0;
+}
+
+json_t *cli_json_error(int rc, const char *msg)
+{
+    return json_pack("{s:{s:s,s:s}}", "error", "code", gencache_errname(rc), "message",
+                     msg ? msg : gencache_strerror(rc));
 }
 
 const char *cli_default_url(void)
