@@ -76,8 +76,7 @@ int gencache__cache_layers_sync(gencache *c)
 }
 
 /* The struct of 0.1 ended with write_through: a caller built against it passes that size. */
-#define LAYER_OPTIONS_V1_SIZE                                                                     \
-    (offsetof(gencache_layer_options, write_through) + sizeof(int))
+#define LAYER_OPTIONS_V1_SIZE (offsetof(gencache_layer_options, write_through) + sizeof(int))
 
 int gencache_layer_define(gencache *cache, const gencache_layer_options *opts)
 {
@@ -89,7 +88,8 @@ int gencache_layer_define(gencache *cache, const gencache_layer_options *opts)
     o.struct_size = sizeof o;
     int rc = gencache__registry_define(cache->ks, &o);
     if (rc == GENCACHE_OK && o.prompt_normalization >= 0)
-        rc = gencache_keyspace_set_mode(cache->ks, NULL, (gencache_norm_mode)o.prompt_normalization);
+        rc =
+            gencache_keyspace_set_mode(cache->ks, NULL, (gencache_norm_mode)o.prompt_normalization);
     if (rc == GENCACHE_OK)
         rc = gencache__cache_layers_sync(cache);
     return rc;
@@ -244,8 +244,7 @@ static void on_shared_evict(void *userdata, gencache__entry *e, gencache__evict_
         gencache__ghost_add(c->ghost, e->hash);
 }
 
-void gencache__cache_forget_usage(gencache *c, const char *tenant, const char *key,
-                                  uint64_t hash)
+void gencache__cache_forget_usage(gencache *c, const char *tenant, const char *key, uint64_t hash)
 {
     if (tenant)
         gencache__tenants_forget(c->tenants, tenant, key, hash);
@@ -333,8 +332,8 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
         gencache__mem_options mo = {
             .max_bytes = opts.mem_max_bytes,
             .max_entries = opts.mem_max_entries,
-            .max_pinned_bytes = opts.mem_max_pinned_bytes ? opts.mem_max_pinned_bytes
-                                                          : opts.mem_max_bytes / 2,
+            .max_pinned_bytes =
+                opts.mem_max_pinned_bytes ? opts.mem_max_pinned_bytes : opts.mem_max_bytes / 2,
             .shards = opts.mem_shards ? opts.mem_shards : 16,
             .verify_reads = opts.verify_mem_reads != 0,
             .alloc = c->alloc,

@@ -72,8 +72,7 @@ int gencache__cache_lookup(gencache *c, const char *key, const char *shown_key,
 int gencache__cache_put(gencache *c, const char *key, const void *data, size_t size,
                         const gencache_meta *meta, gencache__tenant *charge, bool enforce);
 /* Every removal path tells the usage tables: the entry is gone from this node's local tiers. */
-void gencache__cache_forget_usage(gencache *c, const char *tenant, const char *key,
-                                  uint64_t hash);
+void gencache__cache_forget_usage(gencache *c, const char *tenant, const char *key, uint64_t hash);
 /* True when an entry leaving memory must still be written to disk to survive. */
 bool gencache__cache_needs_disk(const gencache *c, const gencache__entry *e, uint64_t now);
 /* Counts what the disk tier holds per tenant into the usage tables, once. */

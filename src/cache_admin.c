@@ -150,7 +150,8 @@ typedef struct flush_state {
 static void flush_collect(void *ud, gencache__entry *e)
 {
     flush_state *st = ud;
-    if (!gencache__cache_needs_disk(st->c, e, st->now) || st->c->layers[e->layer].scope == GENCACHE_SCOPE_SESSION)
+    if (!gencache__cache_needs_disk(st->c, e, st->now) ||
+        st->c->layers[e->layer].scope == GENCACHE_SCOPE_SESSION)
         return;
     if (st->n == st->cap) {
         size_t ncap = st->cap ? 2 * st->cap : 256;
@@ -217,9 +218,9 @@ int gencache_pressure_get(gencache *cache, gencache_pressure *out)
         out->writeback_stalls = ws.stalls;
         out->writeback_max_bytes = cache->writeback_max_bytes;
     }
-    out->degraded = out->disk_ratio > 0.95 ||
-                    (out->writeback_max_bytes &&
-                     out->writeback_bytes * 4 >= out->writeback_max_bytes * 3);
+    out->degraded =
+        out->disk_ratio > 0.95 ||
+        (out->writeback_max_bytes && out->writeback_bytes * 4 >= out->writeback_max_bytes * 3);
     out->level = atomic_load(&cache->pressure_level);
     out->batch_demoted = atomic_load(&cache->batch_demoted);
     return GENCACHE_OK;

@@ -32,7 +32,7 @@ struct gencache__writeback {
     pthread_cond_t idle; /* pushers wait for room, forget/drain for writes to end */
     job *head, *tail;    /* FIFO: head is written next */
     job *buckets[JOB_BUCKETS];
-    job *inflight;       /* taken by the writer, being written; still findable */
+    job *inflight; /* taken by the writer, being written; still findable */
     uint64_t queued_bytes, queued_entries, written, stalls;
     bool stopping;
     pthread_t thread;
@@ -103,8 +103,7 @@ static void *writer_main(void *arg)
 }
 
 int gencache__writeback_open(const gencache_allocator *a, uint64_t max_bytes,
-                             gencache__writeback_fn fn, void *userdata,
-                             gencache__writeback **out)
+                             gencache__writeback_fn fn, void *userdata, gencache__writeback **out)
 {
     *out = NULL;
     gencache__writeback *wb = gencache__calloc(a, 1, sizeof *wb);
@@ -187,8 +186,7 @@ void gencache__writeback_push(gencache__writeback *wb, gencache__entry *e, unsig
     push(wb, e, targets, true);
 }
 
-void gencache__writeback_push_nowait(gencache__writeback *wb, gencache__entry *e,
-                                     unsigned targets)
+void gencache__writeback_push_nowait(gencache__writeback *wb, gencache__entry *e, unsigned targets)
 {
     push(wb, e, targets, false);
 }

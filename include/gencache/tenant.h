@@ -14,7 +14,7 @@
 #error "include <gencache.h>, not <gencache/tenant.h>"
 #endif
 
-#define GENCACHE_MAX_TENANTS 256
+#define GENCACHE_MAX_TENANTS     256
 #define GENCACHE_TENANT_NAME_MAX 64
 
 /* How a tenant fares under pressure: high is never degraded, batch leaves memory first. */
@@ -72,8 +72,8 @@ GENCACHE_API int gencache_get_as(gencache *cache, const gencache_caller *caller,
 
 /* gencache_peek() on the caller's behalf: the same namespace and visibility, nothing counted or
  * changed. Thread-safety: safe. */
-GENCACHE_API int gencache_peek_as(gencache *cache, const gencache_caller *caller,
-                                  const char *key, gencache_handle **out);
+GENCACHE_API int gencache_peek_as(gencache *cache, const gencache_caller *caller, const char *key,
+                                  gencache_handle **out);
 
 /* gencache_put() on the caller's behalf: the entry is owned by the caller (meta->tenant is
  * ignored), stored in its namespace in a tenant-scoped layer, and counted against its quota (a
@@ -97,14 +97,14 @@ GENCACHE_API int gencache_invalidate_as(gencache *cache, const gencache_caller *
 
 /* One tenant's counters. */
 typedef struct gencache_tenant_stats {
-    size_t struct_size;       /* sizeof(gencache_tenant_stats); the caller sets it */
-    const char *tenant;       /* valid until the cache is closed */
+    size_t struct_size; /* sizeof(gencache_tenant_stats); the caller sets it */
+    const char *tenant; /* valid until the cache is closed */
     gencache_priority priority;
-    uint64_t quota_bytes;     /* 0: none */
-    uint64_t bytes;           /* value bytes of its live entries in this node's memory and disk
-                                 tiers (each entry once), exact: what the quota is checked against */
-    uint64_t entries;         /* those entries */
-    uint32_t n_layers;        /* as in gencache_stats */
+    uint64_t quota_bytes; /* 0: none */
+    uint64_t bytes;       /* value bytes of its live entries in this node's memory and disk
+                             tiers (each entry once), exact: what the quota is checked against */
+    uint64_t entries;     /* those entries */
+    uint32_t n_layers;    /* as in gencache_stats */
     gencache_layer_stats layers[GENCACHE_MAX_LAYERS]; /* its lookups, hits, misses, puts and
                                                          savings through the *_as functions */
 } gencache_tenant_stats;

@@ -231,7 +231,10 @@ TEST_CASE(counters_are_per_tenant)
     gencache_handle *h = NULL;
     CHECK_OK(gencache_get_as(c, &alice, key, &h));
     gencache_handle_release(h);
-    CHECK_RC(gencache_get_as(c, &alice, "result/" "0000000000000000000000000000000000000000000000000000000000000000", &h),
+    CHECK_RC(gencache_get_as(c, &alice,
+                             "result/"
+                             "0000000000000000000000000000000000000000000000000000000000000000",
+                             &h),
              GENCACHE_ENOTFOUND);
     CHECK_INT_EQ(read_as(c, "bob", key), -1);
     gencache_tenant_stats s = {.struct_size = sizeof s};
@@ -303,7 +306,9 @@ TEST_CASE(bad_callers_are_refused)
     CHECK_RC(gencache_del_as(c, &who, key), GENCACHE_EINVAL);
     CHECK_RC(gencache_get_as(NULL, NULL, key, &h), GENCACHE_EINVAL);
     CHECK_RC(gencache_get_as(c, NULL, "result/xyz", &h), GENCACHE_EINVAL);
-    CHECK_RC(put_as(c, "alice", "nolayer/0000000000000000000000000000000000000000000000000000000000000000", 1, 0),
+    CHECK_RC(put_as(c, "alice",
+                    "nolayer/0000000000000000000000000000000000000000000000000000000000000000", 1,
+                    0),
              GENCACHE_ENOTFOUND);
     gencache_tenant_options t;
     gencache_tenant_options_init(&t);

@@ -428,7 +428,8 @@ TEST_CASE(pressure_under_load_loses_nothing)
 }
 
 /* A full disk (a file-size limit in a child process): a write-through put that cannot reach disk
- * fails, stores nothing anywhere, and every put that was acknowledged is on disk after a restart. */
+ * fails, stores nothing anywhere, and every put that was acknowledged is on disk after a restart.
+ */
 TEST_CASE(write_through_put_fails_when_the_disk_is_full)
 {
     char *dir = tu_tmpdir("wb-full");
