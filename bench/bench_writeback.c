@@ -121,10 +121,10 @@ int main(int argc, char **argv)
     printf("  memcpy of the value          %9.1f us\n", m_mc);
     printf("  write+fdatasync of the value %9.1f us\n", m_fs);
     printf("  put, no disk tier (no demotion)%7.1f us  %.2fx memcpy\n", m_mo, m_mo / m_mc);
-    printf("  write-back put (image_latent)%9.1f us  %.2fx memcpy, %.3fx memcpy+fdatasync\n",
-           m_wb, m_wb / m_mc, m_wb / (m_mc + m_fs));
-    printf("  write-through put (result)   %9.1f us  %.2fx memcpy, %.3fx memcpy+fdatasync\n",
-           m_wt, m_wt / m_mc, m_wt / (m_mc + m_fs));
+    printf("  write-back put (image_latent)%9.1f us  %.2fx memcpy, %.3fx memcpy+fdatasync\n", m_wb,
+           m_wb / m_mc, m_wb / (m_mc + m_fs));
+    printf("  write-through put (result)   %9.1f us  %.2fx memcpy, %.3fx memcpy+fdatasync\n", m_wt,
+           m_wt / m_mc, m_wt / (m_mc + m_fs));
     nftw(top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     free(wb);
     free(wt);

@@ -27,9 +27,9 @@ extern "C" {
 #define GENCACHE_API
 #endif
 
-#define GENCACHE_VERSION_MAJOR 0
-#define GENCACHE_VERSION_MINOR 1
-#define GENCACHE_VERSION_PATCH 0
+#define GENCACHE_VERSION_MAJOR  0
+#define GENCACHE_VERSION_MINOR  1
+#define GENCACHE_VERSION_PATCH  0
 #define GENCACHE_VERSION_STRING "0.1.0"
 
 /* The library's version string, e.g. "0.1.0". Thread-safety: safe. */
@@ -139,40 +139,40 @@ GENCACHE_API size_t gencache_dtype_size(gencache_dtype dtype);
 typedef struct gencache gencache;
 
 typedef struct gencache_options {
-    size_t struct_size;           /* sizeof(gencache_options); set by gencache_options_init() */
-    uint64_t mem_max_bytes;       /* memory tier byte limit; 0: unlimited. Default 1 GiB */
-    uint64_t mem_max_entries;     /* memory tier entry limit; 0: unlimited. Default 0 */
-    unsigned mem_shards;          /* hash table shards, rounded up to a power of two; default 16 */
-    uint64_t ghost_max_entries;   /* evicted keys remembered for ghost hits; 0: none. Default
-                                     65536 */
-    int verify_mem_reads;         /* nonzero: verify the checksum on every memory-tier hit (costs
-                                     a pass over the value); default 0 */
-    gencache_log_fn log_fn;       /* NULL: no logging */
+    size_t struct_size;         /* sizeof(gencache_options); set by gencache_options_init() */
+    uint64_t mem_max_bytes;     /* memory tier byte limit; 0: unlimited. Default 1 GiB */
+    uint64_t mem_max_entries;   /* memory tier entry limit; 0: unlimited. Default 0 */
+    unsigned mem_shards;        /* hash table shards, rounded up to a power of two; default 16 */
+    uint64_t ghost_max_entries; /* evicted keys remembered for ghost hits; 0: none. Default
+                                   65536 */
+    int verify_mem_reads;       /* nonzero: verify the checksum on every memory-tier hit (costs
+                                   a pass over the value); default 0 */
+    gencache_log_fn log_fn;     /* NULL: no logging */
     void *log_userdata;
     gencache_log_level log_level; /* messages above this level are dropped; default INFO */
     gencache_clock_fn clock_fn;   /* NULL: the system's real-time clock */
     void *clock_userdata;
     const gencache_allocator *allocator; /* NULL: malloc/free. Borrowed: must outlive the cache
                                             and every handle */
-    const char *data_dir;         /* disk tier directory (created if absent); NULL: no disk tier */
-    uint64_t disk_max_bytes;      /* disk tier byte limit; 0: unlimited. Default 10 GiB */
-    uint64_t disk_max_entries;    /* disk tier entry limit; 0: unlimited. Default 0 */
-    const char *redis_url;        /* "redis://HOST:PORT[/DB]"; NULL: no redis tier */
-    uint32_t redis_timeout_ms;    /* longest a Redis call may stall a caller; default 100 */
+    const char *data_dir;      /* disk tier directory (created if absent); NULL: no disk tier */
+    uint64_t disk_max_bytes;   /* disk tier byte limit; 0: unlimited. Default 10 GiB */
+    uint64_t disk_max_entries; /* disk tier entry limit; 0: unlimited. Default 0 */
+    const char *redis_url;     /* "redis://HOST:PORT[/DB]"; NULL: no redis tier */
+    uint32_t redis_timeout_ms; /* longest a Redis call may stall a caller; default 100 */
     uint64_t redis_max_value_bytes; /* larger values are not sent to Redis; default 64 MiB */
-    uint64_t writeback_max_bytes; /* bound of the queue of entries on their way from memory to
-                                     disk and Redis (written by a background thread); a put or
-                                     eviction that finds it full waits. Default 64 MiB */
-    uint64_t mem_max_pinned_bytes; /* most bytes pinned entries may hold in the memory tier: a
-                                      pin that would pass it is stored unpinned (evictable), and
-                                      counted in gencache_tier_stats.pins_refused. 0: half of
-                                      mem_max_bytes (none when that is unlimited). Default 0 */
-    double pressure_warn_ratio;   /* memory fill (bytes / limit) from which gencache_pressure_
-                                     relieve() moves batch-priority tenants' entries out of
-                                     memory first; 0: 0.85. Default 0 */
-    uint64_t pressure_ttl_ms;     /* while the cache is degraded, the TTL of new entries of every
-                                     caller but high-priority tenants is capped at this; 0: 10
-                                     minutes. Default 0 */
+    uint64_t writeback_max_bytes;   /* bound of the queue of entries on their way from memory to
+                                       disk and Redis (written by a background thread); a put or
+                                       eviction that finds it full waits. Default 64 MiB */
+    uint64_t mem_max_pinned_bytes;  /* most bytes pinned entries may hold in the memory tier: a
+                                       pin that would pass it is stored unpinned (evictable), and
+                                       counted in gencache_tier_stats.pins_refused. 0: half of
+                                       mem_max_bytes (none when that is unlimited). Default 0 */
+    double pressure_warn_ratio;     /* memory fill (bytes / limit) from which gencache_pressure_
+                                       relieve() moves batch-priority tenants' entries out of
+                                       memory first; 0: 0.85. Default 0 */
+    uint64_t pressure_ttl_ms;       /* while the cache is degraded, the TTL of new entries of every
+                                       caller but high-priority tenants is capped at this; 0: 10
+                                       minutes. Default 0 */
 } gencache_options;
 
 /* Fills *opts with the defaults above. Thread-safety: safe. */
@@ -242,13 +242,13 @@ typedef struct gencache_layer_options {
                                   recipe (a new layer then has none: its keys can be stored and
                                   checked, not derived from requests) */
     size_t n_fields;
-    int shared;           /* nonzero: entries reach the shared (redis) tier: at once for a
-                             write-through layer, in the background for a write-back one.
-                             Default 1 (the built-in session layer: 0) */
-    int prompt_normalization; /* a gencache_norm_mode, or -1 (default): each model's own mode.
-                                 Prompts are normalized per model, so a layer's mode becomes the
-                                 default mode of the models that have none */
-    gencache_eviction eviction;         /* default LRU; the others are GENCACHE_EUNSUPPORTED */
+    int shared;                 /* nonzero: entries reach the shared (redis) tier: at once for a
+                                   write-through layer, in the background for a write-back one.
+                                   Default 1 (the built-in session layer: 0) */
+    int prompt_normalization;   /* a gencache_norm_mode, or -1 (default): each model's own mode.
+                                   Prompts are normalized per model, so a layer's mode becomes the
+                                   default mode of the models that have none */
+    gencache_eviction eviction; /* default LRU; the others are GENCACHE_EUNSUPPORTED */
     gencache_image_match_mode image_match; /* default EXACT */
 } gencache_layer_options;
 
@@ -295,30 +295,30 @@ GENCACHE_API int gencache_key_check(gencache *cache, const char *key);
  * keeps. From a handle, every field is filled and the strings point into the handle (valid until
  * it is released). */
 typedef struct gencache_meta {
-    size_t struct_size;             /* in: sizeof(gencache_meta); set by gencache_meta_init() */
-    const char *content_type;       /* in: MIME type; NULL: application/octet-stream */
-    const char *tenant;             /* in: owner for tenant-scoped layers; NULL or "": none */
-    const char *model;              /* in: model that made it, for invalidation; NULL: none */
-    const char *tags;               /* in: comma-separated tags; NULL: none */
-    gencache_dtype dtype;           /* in: tensor dtype; NONE: not a tensor */
-    uint32_t ndim;                  /* in: tensor rank, <= GENCACHE_MAX_DIMS */
+    size_t struct_size;               /* in: sizeof(gencache_meta); set by gencache_meta_init() */
+    const char *content_type;         /* in: MIME type; NULL: application/octet-stream */
+    const char *tenant;               /* in: owner for tenant-scoped layers; NULL or "": none */
+    const char *model;                /* in: model that made it, for invalidation; NULL: none */
+    const char *tags;                 /* in: comma-separated tags; NULL: none */
+    gencache_dtype dtype;             /* in: tensor dtype; NONE: not a tensor */
+    uint32_t ndim;                    /* in: tensor rank, <= GENCACHE_MAX_DIMS */
     int64_t shape[GENCACHE_MAX_DIMS]; /* in: tensor dimensions, ndim of them */
-    uint64_t cost_ms;               /* in: time it took to compute: what a hit saves */
-    uint64_t ttl_ms;                /* in: time to live; 0: the layer's default */
-    int pinned;                     /* in: nonzero: never evicted (still expires, deletable), within
-                                       the memory tier's pinned-bytes ceiling (beyond it the entry
-                                       is stored unpinned) */
+    uint64_t cost_ms;                 /* in: time it took to compute: what a hit saves */
+    uint64_t ttl_ms;                  /* in: time to live; 0: the layer's default */
+    int pinned; /* in: nonzero: never evicted (still expires, deletable), within
+                   the memory tier's pinned-bytes ceiling (beyond it the entry
+                   is stored unpinned) */
     /* Filled by the cache; ignored on put. */
-    const char *key;                /* "<layer>/<hex>" */
-    const char *layer;              /* the layer's name */
-    uint64_t size;                  /* value size in bytes */
-    uint64_t checksum;              /* XXH3-64 of the value */
-    uint64_t created_ms;            /* wall-clock ms when stored */
-    uint64_t expires_ms;            /* wall-clock ms when it expires; 0: never */
-    uint64_t last_access_ms;        /* wall-clock ms of the latest access (this lookup's, when it
-                                       counted one; else the put's or an earlier hit's) */
-    uint64_t hits;                  /* hits counted so far, this lookup's included */
-    const char *tier;               /* tier the value was found in ("mem", "disk", ...) */
+    const char *key;         /* "<layer>/<hex>" */
+    const char *layer;       /* the layer's name */
+    uint64_t size;           /* value size in bytes */
+    uint64_t checksum;       /* XXH3-64 of the value */
+    uint64_t created_ms;     /* wall-clock ms when stored */
+    uint64_t expires_ms;     /* wall-clock ms when it expires; 0: never */
+    uint64_t last_access_ms; /* wall-clock ms of the latest access (this lookup's, when it
+                                counted one; else the put's or an earlier hit's) */
+    uint64_t hits;           /* hits counted so far, this lookup's included */
+    const char *tier;        /* tier the value was found in ("mem", "disk", ...) */
 } gencache_meta;
 
 /* Fills *meta with defaults: no tenant, model or tags, not a tensor, layer TTL, not pinned.
@@ -374,20 +374,21 @@ GENCACHE_API gencache_handle *gencache_handle_retain(gencache_handle *handle);
 GENCACHE_API void gencache_handle_release(gencache_handle *handle);
 
 /* Removes `key` from every tier. Returns GENCACHE_OK, GENCACHE_ENOTFOUND (nothing stored, or a
- * layer that is not defined), GENCACHE_EINVAL (malformed key). Handles on the value stay valid. Thread-safety: safe. */
+ * layer that is not defined), GENCACHE_EINVAL (malformed key). Handles on the value stay valid.
+ * Thread-safety: safe. */
 GENCACHE_API int gencache_del(gencache *cache, const char *key);
 
 /* Which entries gencache_invalidate() removes: every set field must match (AND); unset fields
  * (NULL / 0) match anything. A filter with no field set is refused (GENCACHE_EINVAL), so that
  * "everything" is never removed by accident. */
 typedef struct gencache_filter {
-    size_t struct_size;       /* sizeof(gencache_filter); set by gencache_filter_init() */
-    const char *key;          /* exactly this key */
-    const char *layer;        /* entries of this layer */
-    const char *tenant;       /* entries owned by this tenant */
-    const char *tag;          /* entries carrying this tag among their tags */
-    const char *model;        /* entries made by this model */
-    uint64_t older_than_ms;   /* entries created more than this many ms ago; 0: any age */
+    size_t struct_size;     /* sizeof(gencache_filter); set by gencache_filter_init() */
+    const char *key;        /* exactly this key */
+    const char *layer;      /* entries of this layer */
+    const char *tenant;     /* entries owned by this tenant */
+    const char *tag;        /* entries carrying this tag among their tags */
+    const char *model;      /* entries made by this model */
+    uint64_t older_than_ms; /* entries created more than this many ms ago; 0: any age */
 } gencache_filter;
 
 /* Fills *filter so that it matches nothing in particular (all fields unset).
@@ -425,30 +426,30 @@ GENCACHE_API int gencache_maintain(gencache *cache, uint64_t *count);
 #define GENCACHE_MAX_TIERS 8
 
 typedef struct gencache_layer_stats {
-    const char *layer;        /* valid until the cache is closed */
-    uint64_t lookups;         /* gets of this layer */
-    uint64_t hits;            /* lookups that found a value */
-    uint64_t misses;          /* lookups that found none */
-    uint64_t ghost_hits;      /* misses on a key evicted recently: a larger tier would have hit */
-    uint64_t puts;            /* values stored */
-    uint64_t cost_ms_saved;   /* compute time the cache saved: over hits, the requester's cost
-                                 (gencache_caller.cost_ms) or else the entry's cost_ms */
+    const char *layer;      /* valid until the cache is closed */
+    uint64_t lookups;       /* gets of this layer */
+    uint64_t hits;          /* lookups that found a value */
+    uint64_t misses;        /* lookups that found none */
+    uint64_t ghost_hits;    /* misses on a key evicted recently: a larger tier would have hit */
+    uint64_t puts;          /* values stored */
+    uint64_t cost_ms_saved; /* compute time the cache saved: over hits, the requester's cost
+                               (gencache_caller.cost_ms) or else the entry's cost_ms */
 } gencache_layer_stats;
 
 typedef struct gencache_tier_stats {
-    const char *tier;               /* "mem", "disk", "redis", "gpu" */
-    uint64_t bytes;                 /* bytes held, values and their overhead */
-    uint64_t entries;               /* entries held */
-    uint64_t max_bytes;             /* 0: unlimited */
-    uint64_t max_entries;           /* 0: unlimited */
-    uint64_t pinned_entries;        /* entries that are never evicted */
-    uint64_t evictions_capacity;    /* entries evicted to respect the limits */
-    uint64_t evictions_expired;     /* entries removed because their TTL ran out */
-    uint64_t evictions_corrupt;     /* entries dropped because they failed their checksum */
-    uint64_t backend_errors;        /* failed operations on the backend (I/O, network) */
-    uint64_t hits;                  /* lookups (gencache_get) this tier answered */
-    uint64_t pinned_bytes;          /* bytes held by pinned entries */
-    uint64_t pins_refused;          /* pinned puts stored unpinned: the pinned-bytes ceiling */
+    const char *tier;            /* "mem", "disk", "redis", "gpu" */
+    uint64_t bytes;              /* bytes held, values and their overhead */
+    uint64_t entries;            /* entries held */
+    uint64_t max_bytes;          /* 0: unlimited */
+    uint64_t max_entries;        /* 0: unlimited */
+    uint64_t pinned_entries;     /* entries that are never evicted */
+    uint64_t evictions_capacity; /* entries evicted to respect the limits */
+    uint64_t evictions_expired;  /* entries removed because their TTL ran out */
+    uint64_t evictions_corrupt;  /* entries dropped because they failed their checksum */
+    uint64_t backend_errors;     /* failed operations on the backend (I/O, network) */
+    uint64_t hits;               /* lookups (gencache_get) this tier answered */
+    uint64_t pinned_bytes;       /* bytes held by pinned entries */
+    uint64_t pins_refused;       /* pinned puts stored unpinned: the pinned-bytes ceiling */
 } gencache_tier_stats;
 
 typedef struct gencache_stats {
@@ -457,7 +458,7 @@ typedef struct gencache_stats {
     gencache_layer_stats layers[GENCACHE_MAX_LAYERS];
     uint32_t n_tiers;
     gencache_tier_stats tiers[GENCACHE_MAX_TIERS];
-    uint64_t invalidated;     /* entries removed by gencache_del() and gencache_invalidate() */
+    uint64_t invalidated; /* entries removed by gencache_del() and gencache_invalidate() */
 } gencache_stats;
 
 /* How hard the tiers are pressed, for a caller deciding whether to shed work. A full memory
@@ -470,16 +471,16 @@ typedef struct gencache_pressure {
     uint64_t writeback_bytes; /* bytes queued on their way below memory */
     uint64_t writeback_max_bytes; /* the queue's bound */
     uint64_t writeback_stalls;    /* puts and evictions that waited for room in the queue */
-    int degraded;             /* nonzero when demotion cannot keep up (the queue is over three
-                                 quarters of its bound) or the disk tier is over 95% of its
-                                 limit: the time to shorten lifetimes or refuse low-priority
-                                 work. Never set merely because memory is full */
-    unsigned level;           /* the policy's state, as the last gencache_pressure_relieve()
-                                 left it: 0 normal; 1 memory at or over pressure_warn_ratio
-                                 (batch tenants' entries leave memory first, nothing is
-                                 deleted); 2 degraded (new entries of callers below high
-                                 priority get a TTL of at most pressure_ttl_ms) */
-    uint64_t batch_demoted;   /* entries the policy has moved out of memory so far */
+    int degraded;                 /* nonzero when demotion cannot keep up (the queue is over three
+                                     quarters of its bound) or the disk tier is over 95% of its
+                                     limit: the time to shorten lifetimes or refuse low-priority
+                                     work. Never set merely because memory is full */
+    unsigned level;               /* the policy's state, as the last gencache_pressure_relieve()
+                                     left it: 0 normal; 1 memory at or over pressure_warn_ratio
+                                     (batch tenants' entries leave memory first, nothing is
+                                     deleted); 2 degraded (new entries of callers below high
+                                     priority get a TTL of at most pressure_ttl_ms) */
+    uint64_t batch_demoted;       /* entries the policy has moved out of memory so far */
 } gencache_pressure;
 
 /* Fills *out (out->struct_size must be set). Returns GENCACHE_OK or GENCACHE_EINVAL.

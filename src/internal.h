@@ -15,7 +15,7 @@
 
 #include "gencache.h"
 
-#define GENCACHE__KEY_HEX_LEN 64
+#define GENCACHE__KEY_HEX_LEN    64
 #define GENCACHE__LAYER_NAME_MAX 32
 /* Longest key: layer name, '/', 64 hex digits. */
 #define GENCACHE__KEY_MAX (GENCACHE__LAYER_NAME_MAX + 1 + GENCACHE__KEY_HEX_LEN)
@@ -88,9 +88,9 @@ int gencache__key_split(const char *key, const char **layer, size_t *layer_len);
 
 typedef struct gencache__entry gencache__entry;
 struct gencache__entry {
-    _Atomic uint32_t refs; /* one per holder: each tier that stores it, each handle */
-    uint32_t layer;        /* index into the cache's layer table */
-    uint64_t hash;         /* hash of key: shard and bucket selection */
+    _Atomic uint32_t refs;           /* one per holder: each tier that stores it, each handle */
+    uint32_t layer;                  /* index into the cache's layer table */
+    uint64_t hash;                   /* hash of key: shard and bucket selection */
     const gencache_allocator *alloc; /* frees this entry; borrowed, outlives every handle */
 
     /* Immutable after creation; the strings live in the same allocation. */
@@ -110,7 +110,7 @@ struct gencache__entry {
     size_t size;         /* value bytes */
     size_t charge;       /* bytes counted against tier limits: the whole allocation */
     bool pinned;
-    bool sliding;        /* a hit moves expires_ms to now + ttl_ms */
+    bool sliding; /* a hit moves expires_ms to now + ttl_ms */
     unsigned char *value;
 
     /* True once a persistent local tier (disk) holds this very value: leaving memory then loses
@@ -138,7 +138,7 @@ typedef struct gencache__entry_spec {
     const gencache_meta *meta; /* may be NULL */
     size_t size;
     uint64_t now_ms;
-    uint64_t ttl_ms;   /* resolved: the meta's or the layer's */
+    uint64_t ttl_ms; /* resolved: the meta's or the layer's */
     bool sliding;
 } gencache__entry_spec;
 
@@ -189,8 +189,7 @@ typedef struct gencache__tier_ops {
     /* Removes key; GENCACHE_ENOTFOUND when absent. */
     int (*del)(gencache__tier *t, const char *key, uint64_t hash);
     /* Removes every entry for which pred returns true; *count gets how many. */
-    int (*remove_if)(gencache__tier *t, gencache__entry_pred pred, void *userdata,
-                     uint64_t *count);
+    int (*remove_if)(gencache__tier *t, gencache__entry_pred pred, void *userdata, uint64_t *count);
     /* Removes entries expired at now_ms, counting them as expiry evictions; may be NULL for a
      * tier whose backend expires entries itself. */
     int (*expire)(gencache__tier *t, uint64_t now_ms, uint64_t *count);
@@ -198,8 +197,7 @@ typedef struct gencache__tier_ops {
     void (*stats)(gencache__tier *t, gencache_tier_stats *out);
     /* Calls fn for every entry held, under the tier's lock: fn may only retain the entry and
      * note it. May be NULL for a tier that cannot enumerate cheaply (disk, redis). */
-    void (*each)(gencache__tier *t, void (*fn)(void *userdata, gencache__entry *e),
-                 void *userdata);
+    void (*each)(gencache__tier *t, void (*fn)(void *userdata, gencache__entry *e), void *userdata);
     void (*close)(gencache__tier *t);
 } gencache__tier_ops;
 
@@ -218,10 +216,10 @@ struct gencache__tier {
 };
 
 typedef struct gencache__mem_options {
-    uint64_t max_bytes;   /* 0: unlimited */
+    uint64_t max_bytes;        /* 0: unlimited */
     uint64_t max_pinned_bytes; /* 0: no ceiling on pinned bytes */
-    uint64_t max_entries; /* 0: unlimited */
-    unsigned shards;      /* rounded up to a power of two */
+    uint64_t max_entries;      /* 0: unlimited */
+    unsigned shards;           /* rounded up to a power of two */
     bool verify_reads;
     const gencache_allocator *alloc;
     const gencache__log *log;
@@ -267,7 +265,7 @@ int gencache__disk_tier_open(const gencache__disk_options *opts, gencache__tier 
  * down, gets miss and puts are dropped (counted), never errors and never longer stalls than
  * timeout_ms. */
 typedef struct gencache__redis_options {
-    const char *url;          /* redis://HOST:PORT[/DB] */
+    const char *url; /* redis://HOST:PORT[/DB] */
     uint32_t timeout_ms;
     uint64_t max_value_bytes; /* larger values are not stored */
     const gencache_allocator *alloc;
@@ -277,8 +275,7 @@ typedef struct gencache__redis_options {
 int gencache__redis_tier_open(const gencache__redis_options *opts, gencache__tier **out);
 /* Splits redis://HOST[:PORT][/DB] (HOST may be [IPv6]; port 1-65535, default 6379; db 0-100000,
  * default 0) without resolving HOST. Returns GENCACHE_OK or GENCACHE_ECONFIG. */
-int gencache__redis_url_split(const char *url, char *host, size_t host_size, long *port,
-                              long *db);
+int gencache__redis_url_split(const char *url, char *host, size_t host_size, long *port, long *db);
 
 /* ---- write-back queue (src/writeback.c) ---------------------------------------------------
  * Entries on their way from memory to the tiers below, written by one background thread so that
@@ -298,35 +295,32 @@ typedef void (*gencache__writeback_fn)(void *userdata, gencache__entry *e, unsig
 typedef struct gencache__writeback gencache__writeback;
 
 typedef struct gencache__writeback_stats {
-    uint64_t queued_bytes;   /* charges of the entries waiting now */
+    uint64_t queued_bytes; /* charges of the entries waiting now */
     uint64_t queued_entries;
-    uint64_t written;        /* jobs completed */
-    uint64_t stalls;         /* pushes that had to wait for room */
+    uint64_t written; /* jobs completed */
+    uint64_t stalls;  /* pushes that had to wait for room */
 } gencache__writeback_stats;
 
 /* Starts the writer thread. max_bytes: the queue's bound (at least one entry always fits).
  * Returns GENCACHE_OK, GENCACHE_ENOMEM, GENCACHE_EIO (no thread). */
 int gencache__writeback_open(const gencache_allocator *a, uint64_t max_bytes,
-                             gencache__writeback_fn fn, void *userdata,
-                             gencache__writeback **out);
+                             gencache__writeback_fn fn, void *userdata, gencache__writeback **out);
 /* Queues e (the queue takes its own reference), replacing a queued job of the same key and
  * merging their targets. Waits while the queue is over its bound. */
 void gencache__writeback_push(gencache__writeback *wb, gencache__entry *e, unsigned targets);
 /* The same without waiting for room (the bound may be passed): for callers that hold a lock.
  * gencache__writeback_wait_room() then waits, with the lock released. */
-void gencache__writeback_push_nowait(gencache__writeback *wb, gencache__entry *e,
-                                     unsigned targets);
+void gencache__writeback_push_nowait(gencache__writeback *wb, gencache__entry *e, unsigned targets);
 void gencache__writeback_wait_room(gencache__writeback *wb);
 /* The queued (or being written) entry of key, as a new reference; NULL when none. */
-gencache__entry *gencache__writeback_find(gencache__writeback *wb, const char *key,
-                                          uint64_t hash);
+gencache__entry *gencache__writeback_find(gencache__writeback *wb, const char *key, uint64_t hash);
 /* Withdraws queued jobs of key and waits until none of key is being written. Returns true when
  * a queued job was withdrawn (the value existed nowhere else yet). */
 bool gencache__writeback_forget(gencache__writeback *wb, const char *key, uint64_t hash);
 /* Withdraws every queued job whose entry pred accepts, and waits out a matching write. Returns
  * how many queued jobs were withdrawn. */
 uint64_t gencache__writeback_forget_if(gencache__writeback *wb, gencache__entry_pred pred,
-                                   void *userdata);
+                                       void *userdata);
 /* Returns when every job queued before the call has been written. */
 void gencache__writeback_drain(gencache__writeback *wb);
 void gencache__writeback_get_stats(gencache__writeback *wb, gencache__writeback_stats *out);

@@ -103,10 +103,10 @@ GENCACHE_API int gencache_claim_async(gencache *cache, const char *key,
  * borrowed for the call. The lease is freed in every case: do not use it again.
  * When the put fails, its error is returned and every waiter's claim fails with that same code:
  * the value was computed but is not in the cache (the waiters may compute it themselves).
- * Returns GENCACHE_OK, the errors of gencache_put() / gencache_put_as(), GENCACHE_ETIMEDOUT (the lease had timed
- * out and passed on: nothing is stored), GENCACHE_EUNAVAILABLE (the cache was closed meanwhile:
- * nothing is stored), GENCACHE_EINVAL (NULL lease; NULL data with size > 0, the lease then
- * stays held). Thread-safety: safe (one call per lease). */
+ * Returns GENCACHE_OK, the errors of gencache_put() / gencache_put_as(), GENCACHE_ETIMEDOUT (the
+ * lease had timed out and passed on: nothing is stored), GENCACHE_EUNAVAILABLE (the cache was
+ * closed meanwhile: nothing is stored), GENCACHE_EINVAL (NULL lease; NULL data with size > 0, the
+ * lease then stays held). Thread-safety: safe (one call per lease). */
 GENCACHE_API int gencache_lease_fulfil(gencache_lease *lease, const void *data, size_t size,
                                        const gencache_meta *meta);
 

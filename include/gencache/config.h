@@ -84,26 +84,26 @@ GENCACHE_API int gencache_open_config(gencache **out, const gencache_config *cfg
 /* The settings of a server process (gencached) the config holds. Every field is 0 or NULL
  * when the file does not set it; strings point into the config. */
 typedef struct gencache_config_server {
-    size_t struct_size;             /* sizeof(gencache_config_server); set by the caller */
-    const char *listen;             /* "HOST:PORT" */
-    uint64_t max_body;              /* limits.max_body, bytes */
-    unsigned max_connections;       /* limits.max_connections */
-    unsigned threads;               /* limits.threads */
-    unsigned timeout_s;             /* limits.timeout, seconds */
-    const char *upstream_url;       /* upstream.url */
-    uint64_t upstream_timeout_ms;   /* upstream.timeout */
-    unsigned upstream_concurrency;  /* upstream.concurrency */
-    unsigned prewarm_concurrency;   /* prewarm.concurrency */
-    double pressure_warn_ratio;     /* memory_pressure.warn_ratio, in (0, 1] */
-    uint64_t pressure_ttl_ms;       /* memory_pressure.shortened_ttl */
-    int log_level_set;              /* nonzero: log_level is set (gencache_config_options()) */
-    uint64_t header_timeout_ms;     /* limits.header_timeout; 0: not set (the daemon's default) */
+    size_t struct_size;            /* sizeof(gencache_config_server); set by the caller */
+    const char *listen;            /* "HOST:PORT" */
+    uint64_t max_body;             /* limits.max_body, bytes */
+    unsigned max_connections;      /* limits.max_connections */
+    unsigned threads;              /* limits.threads */
+    unsigned timeout_s;            /* limits.timeout, seconds */
+    const char *upstream_url;      /* upstream.url */
+    uint64_t upstream_timeout_ms;  /* upstream.timeout */
+    unsigned upstream_concurrency; /* upstream.concurrency */
+    unsigned prewarm_concurrency;  /* prewarm.concurrency */
+    double pressure_warn_ratio;    /* memory_pressure.warn_ratio, in (0, 1] */
+    uint64_t pressure_ttl_ms;      /* memory_pressure.shortened_ttl */
+    int log_level_set;             /* nonzero: log_level is set (gencache_config_options()) */
+    uint64_t header_timeout_ms;    /* limits.header_timeout; 0: not set (the daemon's default) */
     unsigned max_connections_per_client; /* limits.max_connections_per_client (0: no cap) */
     int has_max_connections_per_client;  /* nonzero: the file sets it (0 is a value) */
-    uint64_t max_inflight_bytes;    /* limits.max_inflight_bytes: request bodies held at once,
-                                       bytes; 0: not set (the daemon's default) */
-    uint64_t prewarm_max_bytes;     /* limits.prewarm_max_bytes: request bytes one tenant's
-                                       unfinished prewarm jobs hold; 0: not set */
+    uint64_t max_inflight_bytes;         /* limits.max_inflight_bytes: request bodies held at once,
+                                            bytes; 0: not set (the daemon's default) */
+    uint64_t prewarm_max_bytes;          /* limits.prewarm_max_bytes: request bytes one tenant's
+                                            unfinished prewarm jobs hold; 0: not set */
 } gencache_config_server;
 
 /* Fills *out (out->struct_size must be set) with the server settings. Returns GENCACHE_OK or

@@ -1,6 +1,7 @@
 /*
- * gencache/keys.h: part of the public API of libgencache: canonical requests, prompt normalization and keys (DESIGN.md section 2).
- * Include <gencache.h>, which includes this file; it is not meant to be included alone.
+ * gencache/keys.h: part of the public API of libgencache: canonical requests, prompt normalization
+ * and keys (DESIGN.md section 2). Include <gencache.h>, which includes this file; it is not meant
+ * to be included alone.
  */
 #ifndef GENCACHE_API_KEYS_H
 #define GENCACHE_API_KEYS_H
@@ -77,8 +78,8 @@ GENCACHE_API void gencache_keyspace_free(gencache_keyspace *ks);
  * uses), and may end in '!' to mark it required: a request without it has no key in this layer
  * (GENCACHE_EUNCACHEABLE). Scope TENANT adds the field `tenant` to the key; scope SESSION adds
  * `session` and requires it. Field names are 1-64 bytes of printable ASCII without '=', '*', '!'
- * or empty dotted parts. The strings are copied. Returns GENCACHE_OK, GENCACHE_EINVAL (bad name, field or scope; n_fields 0),
- * GENCACHE_ELIMIT (too many layers or fields), GENCACHE_ENOMEM.
+ * or empty dotted parts. The strings are copied. Returns GENCACHE_OK, GENCACHE_EINVAL (bad name,
+ * field or scope; n_fields 0), GENCACHE_ELIMIT (too many layers or fields), GENCACHE_ENOMEM.
  * Thread-safety: init only (before requests are parsed with this keyspace). */
 GENCACHE_API int gencache_keyspace_set_layer(gencache_keyspace *ks, const char *layer,
                                              const char *const *fields, size_t n_fields,
@@ -110,7 +111,7 @@ typedef struct gencache_request gencache_request;
 enum { GENCACHE_REQUEST_TRUST_TENANT = 1u << 0 }; /* honour the body's "tenant" (CLI, in-process) */
 
 #define GENCACHE_REQUEST_MAX_BYTES (1u << 20) /* longest request JSON accepted */
-#define GENCACHE_ERRMSG_MAX 256               /* error message buffer that always suffices */
+#define GENCACHE_ERRMSG_MAX        256        /* error message buffer that always suffices */
 
 /* Parses request JSON (DESIGN.md section 2) with keyspace ks (NULL: the built-in defaults).
  * Known fields are type-checked: model, scheduler, tokenizer, session, name, prompt,

@@ -14,7 +14,7 @@
 #include "coalesce/coalesce.h"
 
 #define DEFAULT_TIMEOUT_MS 600000u
-#define MISS_RETRIES 4 /* lookups again after a racing store, before computing anyway */
+#define MISS_RETRIES       4 /* lookups again after a racing store, before computing anyway */
 
 void gencache_claim_options_init(gencache_claim_options *opts)
 {
@@ -127,9 +127,9 @@ static void wait_blocking(gencache__flight_bucket *b, gencache__waiter *w)
 /* The state one claim prepares before taking the bucket lock, so that nothing is allocated
  * under it. */
 typedef struct prep {
-    gencache_lease *lease;     /* ours as a holder, or preallocated for a hand-over */
-    gencache__flight *flight;  /* used when we start the flight */
-    gencache__waiter *async;   /* used when an async claim waits */
+    gencache_lease *lease;    /* ours as a holder, or preallocated for a hand-over */
+    gencache__flight *flight; /* used when we start the flight */
+    gencache__waiter *async;  /* used when an async claim waits */
 } prep;
 
 static void prep_free(prep *p)
@@ -262,8 +262,7 @@ int gencache_claim(gencache *cache, const char *key, const gencache_claim_option
 }
 
 int gencache_claim_async(gencache *cache, const char *key, const gencache_claim_options *opts,
-                         gencache_claim_done_fn done, void *userdata,
-                         gencache_claim_result *result)
+                         gencache_claim_done_fn done, void *userdata, gencache_claim_result *result)
 {
     return claim(cache, key, opts, done, userdata, true, result);
 }

@@ -1,9 +1,10 @@
 /*
  * coalesce.h: the flight table behind gencache_claim() (include/gencache/coalesce.h), private to
  * src/coalesce/. A cache's table hangs off the cache (gencache__cache_flights_slot()), made on
- * the first claim and taken down by gencache_close(). Invariant: at most one flight per key, and a flight holds exactly one live lease
- * or is being handed to its oldest waiter under its bucket's lock; no lock of this module is held
- * across a tier call (gencache_get/put/peek) or a completion callback.
+ * the first claim and taken down by gencache_close(). Invariant: at most one flight per key, and a
+ * flight holds exactly one live lease or is being handed to its oldest waiter under its bucket's
+ * lock; no lock of this module is held across a tier call (gencache_get/put/peek) or a completion
+ * callback.
  */
 #ifndef GENCACHE_COALESCE_INTERNAL_H
 #define GENCACHE_COALESCE_INTERNAL_H
@@ -17,33 +18,33 @@ typedef struct gencache__flight gencache__flight;
 typedef struct gencache__waiter gencache__waiter;
 
 struct gencache_lease {
-    gencache__flights *fl;   /* holds one reference on the table */
-    gencache__flight *f;     /* NULL once taken back (timeout) or the table closed */
-    int ended;               /* when f is NULL: GENCACHE_ETIMEDOUT or GENCACHE_EUNAVAILABLE */
-    uint32_t timeout_ms;     /* 0: never times out */
-    uint64_t hash;           /* of key and namespace: bucket selection */
+    gencache__flights *fl; /* holds one reference on the table */
+    gencache__flight *f;   /* NULL once taken back (timeout) or the table closed */
+    int ended;             /* when f is NULL: GENCACHE_ETIMEDOUT or GENCACHE_EUNAVAILABLE */
+    uint32_t timeout_ms;   /* 0: never times out */
+    uint64_t hash;         /* of key and namespace: bucket selection */
     char key[GENCACHE__KEY_MAX + 1];
     char tenant[GENCACHE_TENANT_NAME_MAX + 1]; /* on whose behalf it stores; "": the owner */
 };
 
 struct gencache__waiter {
     gencache__waiter *next;
-    gencache__flight *f;          /* the flight waited for, until finished */
-    pthread_cond_t cv;            /* blocking claims only: signalled under the bucket lock */
-    gencache_claim_done_fn done;  /* NULL: a blocking claim */
+    gencache__flight *f;         /* the flight waited for, until finished */
+    pthread_cond_t cv;           /* blocking claims only: signalled under the bucket lock */
+    gencache_claim_done_fn done; /* NULL: a blocking claim */
     void *userdata;
-    uint64_t deadline_ns;         /* monotonic; 0: none */
-    gencache_lease *lease;        /* preallocated, handed over when the lease passes to us */
+    uint64_t deadline_ns;  /* monotonic; 0: none */
+    gencache_lease *lease; /* preallocated, handed over when the lease passes to us */
     bool finished;
     int status;
     gencache_claim_result res;
 };
 
 struct gencache__flight {
-    gencache__flight *next;       /* in the bucket */
-    gencache_lease *lease;        /* the holder's; NULL only inside a hand-over */
-    uint64_t lease_deadline_ns;   /* monotonic; 0: none */
-    bool storing;                 /* fulfil is storing the value: not timed out meanwhile */
+    gencache__flight *next;     /* in the bucket */
+    gencache_lease *lease;      /* the holder's; NULL only inside a hand-over */
+    uint64_t lease_deadline_ns; /* monotonic; 0: none */
+    bool storing;               /* fulfil is storing the value: not timed out meanwhile */
     gencache__waiter *head, **tail;
     uint64_t hash;
     char key[GENCACHE__KEY_MAX + 1];
@@ -53,20 +54,20 @@ struct gencache__flight {
 };
 
 typedef struct gencache__flight_bucket {
-    pthread_mutex_t mu;           /* the flights of this bucket and their waiters */
+    pthread_mutex_t mu; /* the flights of this bucket and their waiters */
     gencache__flight *head;
-    _Atomic uint64_t stored;      /* bumped when a flight here stores its value */
+    _Atomic uint64_t stored; /* bumped when a flight here stores its value */
 } gencache__flight_bucket;
 
 struct gencache__flights {
     gencache *cache;
-    _Atomic uint32_t refs;        /* the cache's (until close), one per lease and per waiting claim */
+    _Atomic uint32_t refs; /* the cache's (until close), one per lease and per waiting claim */
     _Atomic bool closed;
-    pthread_mutex_t tmu;          /* the timer fields below; taken after a bucket lock */
-    pthread_cond_t tcv;           /* monotonic clock */
+    pthread_mutex_t tmu; /* the timer fields below; taken after a bucket lock */
+    pthread_cond_t tcv;  /* monotonic clock */
     pthread_t timer;
     bool timer_started, timer_stop;
-    uint64_t next_deadline_ns;    /* earliest deadline the timer must wake for; UINT64_MAX */
+    uint64_t next_deadline_ns; /* earliest deadline the timer must wake for; UINT64_MAX */
     gencache__flight_bucket b[GENCACHE__FLIGHT_BUCKETS];
 };
 

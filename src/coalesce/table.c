@@ -1,6 +1,6 @@
 /*
- * table.c: the flight table of a cache: made on the first claim, its striped buckets, the hand-over of
- * a lease from one holder to the next waiter, and the timer thread that takes back leases and
+ * table.c: the flight table of a cache: made on the first claim, its striped buckets, the hand-over
+ * of a lease from one holder to the next waiter, and the timer thread that takes back leases and
  * ends async waits whose time ran out. Invariant: every state change of a flight happens under
  * its bucket's lock, and callbacks run only after that lock is released; the timer thread never
  * holds its own mutex while it takes a bucket lock (order: bucket, then timer).

@@ -93,8 +93,7 @@ int gencache__cfg_owned_str(gencache__cfg_ctx *x, yaml_node_t *n, const char *pa
                             const char **out);
 int gencache__cfg_bool(gencache__cfg_ctx *x, yaml_node_t *n, const char *path, bool *out);
 int gencache__cfg_size(gencache__cfg_ctx *x, yaml_node_t *n, const char *path, uint64_t *out);
-int gencache__cfg_duration(gencache__cfg_ctx *x, yaml_node_t *n, const char *path,
-                           uint64_t *out);
+int gencache__cfg_duration(gencache__cfg_ctx *x, yaml_node_t *n, const char *path, uint64_t *out);
 int gencache__cfg_uint(gencache__cfg_ctx *x, yaml_node_t *n, const char *path, uint64_t lo,
                        uint64_t hi, unsigned *out);
 /* One of names[0..n) (their index into *out); message "expected <list>". */

@@ -30,8 +30,7 @@ typedef struct unit {
     uint64_t mul;
 } unit;
 
-static int scaled(const char *s, const unit *units, size_t n_units, uint64_t bare,
-                  uint64_t *out)
+static int scaled(const char *s, const unit *units, size_t n_units, uint64_t bare, uint64_t *out)
 {
     uint64_t v;
     if (!out)
@@ -58,11 +57,17 @@ int gencache_parse_size(const char *s, uint64_t *out)
 {
     static const unit units[] = {
         {"B", 1},
-        {"K", KI},           {"M", KI * KI},           {"G", KI * KI * KI},
+        {"K", KI},
+        {"M", KI * KI},
+        {"G", KI * KI * KI},
         {"T", KI * KI * KI * KI},
-        {"KiB", KI},         {"MiB", KI * KI},         {"GiB", KI * KI * KI},
+        {"KiB", KI},
+        {"MiB", KI * KI},
+        {"GiB", KI * KI * KI},
         {"TiB", KI * KI * KI * KI},
-        {"KB", KD},          {"MB", KD * KD},          {"GB", KD * KD * KD},
+        {"KB", KD},
+        {"MB", KD * KD},
+        {"GB", KD * KD * KD},
         {"TB", KD * KD * KD * KD},
     };
     return scaled(s, units, sizeof units / sizeof units[0], 1, out);
@@ -71,8 +76,8 @@ int gencache_parse_size(const char *s, uint64_t *out)
 int gencache_parse_duration_ms(const char *s, uint64_t *out)
 {
     static const unit units[] = {
-        {"ms", 1},           {"s", 1000},           {"m", 60000},
-        {"h", 3600000},      {"d", 86400000},       {"w", 7ull * 86400000},
+        {"ms", 1},      {"s", 1000},     {"m", 60000},
+        {"h", 3600000}, {"d", 86400000}, {"w", 7ull * 86400000},
     };
     return scaled(s, units, sizeof units / sizeof units[0], 1000, out);
 }

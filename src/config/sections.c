@@ -13,10 +13,10 @@
 
 #include "cfg.h"
 
-#define fail gencache__cfg_fail
-#define scalar gencache__cfg_scalar
+#define fail      gencache__cfg_fail
+#define scalar    gencache__cfg_scalar
 #define each_pair gencache__cfg_each_pair
-#define unknown gencache__cfg_unknown
+#define unknown   gencache__cfg_unknown
 
 /* ---- tiers ---------------------------------------------------------------------------------- */
 
@@ -58,8 +58,9 @@ static int tier_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yam
             if (gencache__cfg_size(x, v, path, &c->mem_max_pinned_bytes) != 0)
                 return -1;
             return c->mem_max_pinned_bytes ? 0
-                                           : fail(x, v, path, "must be above 0 (omit the key "
-                                                              "for the default: half of max_bytes)");
+                                           : fail(x, v, path,
+                                                  "must be above 0 (omit the key "
+                                                  "for the default: half of max_bytes)");
         }
         return unknown(x, kn, path, "max_bytes, max_entries, max_pinned_bytes, enabled");
     }
@@ -126,11 +127,11 @@ static int tiers_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, ya
             return -1;
         /* redis: enabled: false wins over a url; enabled: true needs one. */
         if (i == 2 && !x->cfg->redis_disabled && !x->cfg->redis_url)
-            for (yaml_node_pair_t *p = v->data.mapping.pairs.start;
-                 p < v->data.mapping.pairs.top; p++)
+            for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top;
+                 p++)
                 if (strcmp(scalar(yaml_document_get_node(x->doc, p->key)), "enabled") == 0)
-                    return fail(x, yaml_document_get_node(x->doc, p->value),
-                                "tiers.redis.enabled", "the redis tier needs a url");
+                    return fail(x, yaml_document_get_node(x->doc, p->value), "tiers.redis.enabled",
+                                "the redis tier needs a url");
         return 0;
     }
     return unknown(x, kn, path, "memory, disk, redis, gpu");
@@ -661,8 +662,10 @@ static int cross_checks(gencache__cfg_ctx *x)
         gencache_layer_options lo;
         gencache_layer_options_init(&lo);
         if (!l->fields && gencache_layer_get(scratch, l->name, &lo) == GENCACHE_ENOTFOUND)
-            fail_at(x, l->line, "layers.%s: a new layer needs fields (the request fields its key "
-                    "is made of)%s", l->name, "");
+            fail_at(x, l->line,
+                    "layers.%s: a new layer needs fields (the request fields its key "
+                    "is made of)%s",
+                    l->name, "");
         else if (rc == GENCACHE_EINVAL && l->fields)
             fail_at(x, l->fields_line, "layers.%s.fields: %s", l->name,
                     "a field name is not valid (1-64 printable characters without '=', '*' "
@@ -681,8 +684,10 @@ static int cross_checks(gencache__cfg_ctx *x)
         for (size_t j = 0; !known && j < gencache_layer_count(scratch); j++)
             known = fnmatch(layer, gencache_layer_name(scratch, j), 0) == 0;
         if (!known) {
-            fail_at(x, c->preferred_line[i], "preferred: '%s' names no layer '%s' (define it under "
-                    "layers:)", p, layer);
+            fail_at(x, c->preferred_line[i],
+                    "preferred: '%s' names no layer '%s' (define it under "
+                    "layers:)",
+                    p, layer);
             rc = GENCACHE_ECONFIG;
         }
     }

@@ -76,7 +76,7 @@ int gencache__cfg_owned_str(gencache__cfg_ctx *x, yaml_node_t *n, const char *pa
 
 int gencache__cfg_bool(gencache__cfg_ctx *x, yaml_node_t *n, const char *path, bool *out)
 {
-    static const char *const names[] = {"false", "False", "FALSE", "no", "off",
+    static const char *const names[] = {"false", "False", "FALSE", "no",  "off",
                                         "true",  "True",  "TRUE",  "yes", "on"};
     int i;
     if (gencache__cfg_enum(x, n, path, names, 10, "true or false", &i) != 0)
@@ -112,8 +112,8 @@ int gencache__cfg_uint(gencache__cfg_ctx *x, yaml_node_t *n, const char *path, u
         v = v * 10 + (uint64_t)(*p - '0');
     }
     if (!ok || v < lo || v > hi)
-        return gencache__cfg_fail(x, n, path, "expected a whole number from %" PRIu64
-                                              " to %" PRIu64, lo, hi);
+        return gencache__cfg_fail(x, n, path,
+                                  "expected a whole number from %" PRIu64 " to %" PRIu64, lo, hi);
     *out = (unsigned)v;
     return 0;
 }
@@ -227,13 +227,12 @@ static int load(yaml_parser_t *parser, const char *name, gencache_config **out, 
 /* Deepest flow nesting ([ and {) a config may have. libyaml checks every stored simple key on
  * each token, one per open flow level, so deep nesting costs it quadratic time: 100,000 levels
  * take tens of seconds. Nothing a config means needs more than a few levels. */
-#define MAX_FLOW_DEPTH 64
+#define MAX_FLOW_DEPTH   64
 #define MAX_CONFIG_BYTES (16u << 20)
 
 /* Refuses input nested deeper than MAX_FLOW_DEPTH before libyaml sees it. Quoted scalars and
  * comments are skipped, so brackets inside strings (a sensitive regex) do not count. */
-static int check_nesting(const char *text, size_t len, const char *name, char *err,
-                         size_t err_size)
+static int check_nesting(const char *text, size_t len, const char *name, char *err, size_t err_size)
 {
     size_t depth = 0, line = 1;
     char quote = 0;
@@ -254,17 +253,16 @@ static int check_nesting(const char *text, size_t len, const char *name, char *e
                 quote = 0;
             continue;
         }
-        if (ch == '#' && (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t' ||
-                          text[i - 1] == '\n')) {
+        if (ch == '#' &&
+            (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t' || text[i - 1] == '\n')) {
             comment = true;
         } else if (ch == '"' || ch == '\'') {
             quote = ch;
         } else if (ch == '[' || ch == '{') {
             if (++depth > MAX_FLOW_DEPTH) {
                 if (err && err_size)
-                    snprintf(err, err_size,
-                             "%s:%zu: (document): nested deeper than %d levels", name, line,
-                             MAX_FLOW_DEPTH);
+                    snprintf(err, err_size, "%s:%zu: (document): nested deeper than %d levels",
+                             name, line, MAX_FLOW_DEPTH);
                 return GENCACHE_EPARSE;
             }
         } else if ((ch == ']' || ch == '}') && depth) {

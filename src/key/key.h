@@ -110,14 +110,14 @@ typedef struct gencache__layer_recipe {
     char name[GENCACHE__LAYER_NAME_MAX + 1];
     gencache__recipe_field *fields; /* n_fields; 0: no recipe (keys stored, never derived) */
     size_t n_fields;
-    char **specs;                   /* the fields as defined ("image!"), for gencache_layer_get() */
+    char **specs; /* the fields as defined ("image!"), for gencache_layer_get() */
     gencache_scope scope;
-    bool seeded;                    /* depends on the seed: "*" or "seed" among the fields */
-    uint64_t ttl_ms;                /* 0: no expiry */
-    bool sliding;                   /* a hit pushes the expiry to now + ttl_ms */
+    bool seeded;     /* depends on the seed: "*" or "seed" among the fields */
+    uint64_t ttl_ms; /* 0: no expiry */
+    bool sliding;    /* a hit pushes the expiry to now + ttl_ms */
     bool write_through;
-    bool shared;                    /* entries may go to the Redis tier */
-    int mode;                       /* gencache_norm_mode, or -1: the model's */
+    bool shared; /* entries may go to the Redis tier */
+    int mode;    /* gencache_norm_mode, or -1: the model's */
     gencache_eviction eviction;
     gencache_image_match_mode image_match;
 } gencache__layer_recipe;

@@ -1,8 +1,9 @@
 /*
  * keyspace.c: a keyspace is the layer registry (layers.c: recipes, the parameter-sensitivity
  * matrix of DESIGN.md section 2), the prompt normalization mode per model and the aggressive
- * mode's synonyms. A keyspace is configured once, then only read; requests hold a reference to the keyspace they were parsed with, so a recipe is
- * never freed under a request that still derives keys from it.
+ * mode's synonyms. A keyspace is configured once, then only read; requests hold a reference to the
+ * keyspace they were parsed with, so a recipe is never freed under a request that still derives
+ * keys from it.
  */
 #include <pthread.h>
 #include <stdlib.h>

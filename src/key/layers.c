@@ -11,14 +11,14 @@
 #include "key.h"
 
 #define MINUTE_MS (60ull * 1000ull)
-#define DAY_MS (24ull * 60ull * MINUTE_MS)
+#define DAY_MS    (24ull * 60ull * MINUTE_MS)
 
 static const char *const f_result[] = {"*"};
-static const char *const f_image_latent[] = {"model", "image!", "width", "height", "crop",
-                                             "rotation"};
+static const char *const f_image_latent[] = {"model",  "image!", "width",
+                                             "height", "crop",   "rotation"};
 static const char *const f_text_embedding[] = {"model", "prompt", "negative_prompt"};
-static const char *const f_condition[] = {"model", "prompt", "negative_prompt", "image", "width",
-                                          "height"};
+static const char *const f_condition[] = {"model", "prompt", "negative_prompt",
+                                          "image", "width",  "height"};
 static const char *const f_session[] = {"name"};
 
 /* The default layers: the only place they are written down. */

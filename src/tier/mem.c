@@ -25,7 +25,7 @@ typedef struct mem_tier {
     gencache__tier base;
     gencache__mem_options opts;
     shard *shards;
-    unsigned nshards; /* power of two */
+    unsigned nshards;          /* power of two */
     _Atomic uint64_t bytes;    /* charges of the entries in the table */
     _Atomic uint64_t reserved; /* bytes held for memory outside the table */
     _Atomic uint64_t entries;
@@ -252,8 +252,8 @@ static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t n
     pthread_mutex_unlock(&s->lock);
 
     if (m->opts.verify_reads && gencache__checksum(e->value, e->size) != e->checksum) {
-        gencache__log_msg(m->opts.log, GENCACHE_LOG_ERROR,
-                          "mem: %s failed its checksum; dropped", e->key);
+        gencache__log_msg(m->opts.log, GENCACHE_LOG_ERROR, "mem: %s failed its checksum; dropped",
+                          e->key);
         pthread_mutex_lock(&s->lock);
         bool linked = e->linked && table_find(s, key, hash) == e;
         if (linked)

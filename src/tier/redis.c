@@ -394,8 +394,7 @@ static const gencache__tier_ops redis_ops = {
     .close = redis_close,
 };
 
-int gencache__redis_url_split(const char *url, char *host, size_t host_size, long *port,
-                              long *db)
+int gencache__redis_url_split(const char *url, char *host, size_t host_size, long *port, long *db)
 {
     const char *p = url;
     if (!p || strncmp(p, "redis://", 8) != 0)

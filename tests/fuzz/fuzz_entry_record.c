@@ -31,18 +31,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     size_t cap = gencache__codec_size(e), len = 0;
     unsigned char *buf = malloc(cap ? cap : 1);
-    if (!buf || gencache__codec_encode(e, m.expires_ms, m.last_access_ms, m.hits, buf, cap,
-                                       &len) != GENCACHE_OK)
+    if (!buf || gencache__codec_encode(e, m.expires_ms, m.last_access_ms, m.hits, buf, cap, &len) !=
+                    GENCACHE_OK)
         abort();
     gencache__codec_meta back;
     if (gencache__codec_decode(NULL, buf, len, &back) != GENCACHE_OK)
         abort();
     if (!str_eq(back.key, m.key) || !str_eq(back.tenant, m.tenant) ||
-        !str_eq(back.model, m.model) || !str_eq(back.tags, m.tags) ||
-        back.dtype != m.dtype || back.ndim != m.ndim || back.size != m.size ||
-        back.checksum != m.checksum || back.created_ms != m.created_ms ||
-        back.expires_ms != m.expires_ms || back.ttl_ms != m.ttl_ms ||
-        back.cost_ms != m.cost_ms || back.pinned != m.pinned)
+        !str_eq(back.model, m.model) || !str_eq(back.tags, m.tags) || back.dtype != m.dtype ||
+        back.ndim != m.ndim || back.size != m.size || back.checksum != m.checksum ||
+        back.created_ms != m.created_ms || back.expires_ms != m.expires_ms ||
+        back.ttl_ms != m.ttl_ms || back.cost_ms != m.cost_ms || back.pinned != m.pinned)
         abort();
     if (gencache__codec_patch(buf, len, 1, 2, 3) != GENCACHE_OK)
         abort();

@@ -614,7 +614,8 @@ TEST_CASE(hung_redis_delays_no_other_key)
     int a_done_meanwhile = atomic_load(&sc.done);
     pthread_join(t, NULL);
     printf("hung redis: the claim that waited on Redis took %" PRIu64 " ms; 100 claims of "
-           "another key meanwhile, slowest %" PRIu64 " us\n", sc.ms, worst_us);
+           "another key meanwhile, slowest %" PRIu64 " us\n",
+           sc.ms, worst_us);
     /* Behaviour, not timing: every claim of b returned while a's claim was still waiting. */
     CHECK_INT_EQ(a_done_meanwhile, 0);
     gencache_close(c);

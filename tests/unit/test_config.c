@@ -24,11 +24,21 @@ TEST_CASE(size_grammar)
         const char *s;
         uint64_t v;
     } good[] = {
-        {"0", 0},           {"4096", 4096},          {"10B", 10},
-        {"1K", 1024},       {"512M", 512ull << 20},  {"1G", 1ull << 30},
-        {"2T", 2ull << 40}, {"1KiB", 1024},          {"3MiB", 3ull << 20},
-        {"1GiB", 1ull << 30}, {"1TiB", 1ull << 40},  {"1KB", 1000},
-        {"1MB", 1000000},   {"1GB", 1000000000},     {"1TB", 1000000000000ull},
+        {"0", 0},
+        {"4096", 4096},
+        {"10B", 10},
+        {"1K", 1024},
+        {"512M", 512ull << 20},
+        {"1G", 1ull << 30},
+        {"2T", 2ull << 40},
+        {"1KiB", 1024},
+        {"3MiB", 3ull << 20},
+        {"1GiB", 1ull << 30},
+        {"1TiB", 1ull << 40},
+        {"1KB", 1000},
+        {"1MB", 1000000},
+        {"1GB", 1000000000},
+        {"1TB", 1000000000000ull},
         {"18446744073709551615", UINT64_MAX},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
@@ -36,8 +46,10 @@ TEST_CASE(size_grammar)
         CHECK_OK(gencache_parse_size(good[i].s, &v));
         CHECK_UINT_EQ(v, good[i].v);
     }
-    static const char *const bad[] = {"", "G", "-1", "1.5G", "1 G", "1g", "1gb", "1Gi", "1GIB",
-                                      "1KK", "1X", "18446744073709551616", "16777216T", " 1"};
+    static const char *const bad[] = {"",          "G",   "-1",  "1.5G",
+                                      "1 G",       "1g",  "1gb", "1Gi",
+                                      "1GIB",      "1KK", "1X",  "18446744073709551616",
+                                      "16777216T", " 1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint64_t v = 7;
         CHECK_RC(gencache_parse_size(bad[i], &v), GENCACHE_EINVAL);
@@ -54,16 +66,16 @@ TEST_CASE(duration_grammar)
         const char *s;
         uint64_t ms;
     } good[] = {
-        {"0", 0},         {"90", 90000},       {"500ms", 500},   {"90s", 90000},
-        {"30m", 1800000}, {"2h", 7200000},     {"7d", 604800000}, {"1w", 604800000},
+        {"0", 0},         {"90", 90000},   {"500ms", 500},    {"90s", 90000},
+        {"30m", 1800000}, {"2h", 7200000}, {"7d", 604800000}, {"1w", 604800000},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         uint64_t v = 1;
         CHECK_OK(gencache_parse_duration_ms(good[i].s, &v));
         CHECK_UINT_EQ(v, good[i].ms);
     }
-    static const char *const bad[] = {"", "s", "1.5h", "1min", "1M", "1y", "-1s", "1 s",
-                                      "18446744073709551615w"};
+    static const char *const bad[] = {
+        "", "s", "1.5h", "1min", "1M", "1y", "-1s", "1 s", "18446744073709551615w"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint64_t v = 7;
         CHECK_RC(gencache_parse_duration_ms(bad[i], &v), GENCACHE_EINVAL);
@@ -86,8 +98,8 @@ static const struct {
     {"tiers:\n  tape: {}\n", GENCACHE_ECONFIG, "t.yaml:2: tiers.tape", "unknown key"},
     {"tiers:\n  gpu:\n    enabled: true\n", GENCACHE_ECONFIG, "t.yaml:3: tiers.gpu.enabled",
      "no GPU tier"},
-    {"tiers:\n  memory:\n    enabled: false\n", GENCACHE_ECONFIG,
-     "t.yaml:3: tiers.memory.enabled", "cannot be disabled"},
+    {"tiers:\n  memory:\n    enabled: false\n", GENCACHE_ECONFIG, "t.yaml:3: tiers.memory.enabled",
+     "cannot be disabled"},
     {"tiers:\n  disk:\n    enabled: maybe\n", GENCACHE_ECONFIG, "t.yaml:3: tiers.disk.enabled",
      "expected true or false"},
     {"tiers:\n  redis:\n    enabled: true\n", GENCACHE_ECONFIG, "t.yaml:3: tiers.redis.enabled",
@@ -98,8 +110,8 @@ static const struct {
      "from 1 to 60000"},
     {"layers:\n  result:\n    ttl: 7x\n", GENCACHE_ECONFIG, "t.yaml:3: layers.result.ttl",
      "expected a duration"},
-    {"layers:\n  result:\n    scope: everyone\n", GENCACHE_ECONFIG,
-     "t.yaml:3: layers.result.scope", "global, tenant"},
+    {"layers:\n  result:\n    scope: everyone\n", GENCACHE_ECONFIG, "t.yaml:3: layers.result.scope",
+     "global, tenant"},
     {"layers:\n  result:\n    policy: lfu\n", GENCACHE_ECONFIG, "t.yaml:3: layers.result.policy",
      "write_back"},
     {"layers:\n  result:\n    shared: sometimes\n", GENCACHE_ECONFIG,
@@ -149,8 +161,8 @@ static const struct {
      GENCACHE_ECONFIG, "t.yaml:3: tenants[1]", "share a token"},
     {"preferred: result/*\n", GENCACHE_ECONFIG, "t.yaml:1: preferred", "list"},
     {"preferred:\n  - nolayer\n", GENCACHE_ECONFIG, "t.yaml:2: preferred", "<layer>/"},
-    {"preferred:\n  - \"result/*\"\n  - \"upscaled/*\"\n", GENCACHE_ECONFIG,
-     "t.yaml:3: preferred", "names no layer 'upscaled'"},
+    {"preferred:\n  - \"result/*\"\n  - \"upscaled/*\"\n", GENCACHE_ECONFIG, "t.yaml:3: preferred",
+     "names no layer 'upscaled'"},
     {"sensitive:\n  - ok\n  - \"a(b\"\n", GENCACHE_ECONFIG, "t.yaml:3: sensitive",
      "bad regular expression"},
     {"sensitive:\n  - \"n+++\"\n", GENCACHE_ECONFIG, "t.yaml:2: sensitive",
@@ -167,8 +179,7 @@ static const struct {
      "t.yaml:2: memory_pressure.shortened_ttl", "above 0"},
     {"limits:\n  max_body: 0\n", GENCACHE_ECONFIG, "t.yaml:2: limits.max_body", "above 0"},
     {"limits:\n  timeout: 100ms\n", GENCACHE_ECONFIG, "t.yaml:2: limits.timeout", "from 1s"},
-    {"limits:\n  max_header: 1K\n", GENCACHE_ECONFIG, "t.yaml:2: limits.max_header",
-     "unknown key"},
+    {"limits:\n  max_header: 1K\n", GENCACHE_ECONFIG, "t.yaml:2: limits.max_header", "unknown key"},
     {"limits:\n  header_timeout: 10ms\n", GENCACHE_ECONFIG, "t.yaml:2: limits.header_timeout",
      "from 100ms to 1h"},
     {"limits:\n  header_timeout: 2h\n", GENCACHE_ECONFIG, "t.yaml:2: limits.header_timeout",
@@ -177,8 +188,8 @@ static const struct {
      "t.yaml:2: limits.max_connections_per_client", "from 0 to 1000000"},
     {"limits:\n  max_inflight_bytes: 0\n", GENCACHE_ECONFIG, "t.yaml:2: limits.max_inflight_bytes",
      "must be above 0"},
-    {"limits:\n  prewarm_max_bytes: lots\n", GENCACHE_ECONFIG,
-     "t.yaml:2: limits.prewarm_max_bytes", "size"},
+    {"limits:\n  prewarm_max_bytes: lots\n", GENCACHE_ECONFIG, "t.yaml:2: limits.prewarm_max_bytes",
+     "size"},
     {"listen: a\nlisten: b\n", GENCACHE_ECONFIG, "t.yaml:2: listen", "duplicate key"},
     {"listen: \"\"\n", GENCACHE_ECONFIG, "t.yaml:1: listen", "must not be empty"},
     {"log_level: loud\n", GENCACHE_ECONFIG, "t.yaml:1: log_level", "expected error, warn"},
@@ -189,14 +200,14 @@ static const struct {
     /* Values that used to pass the check and fail (or mean something else) later. */
     {"tiers:\n  redis:\n    url: redis://127.0.0.1:99999999\n", GENCACHE_ECONFIG,
      "t.yaml:3: tiers.redis.url", "port 1-65535"},
-    {"tiers:\n  redis:\n    url: redis://h:6379/x\n", GENCACHE_ECONFIG,
-     "t.yaml:3: tiers.redis.url", "expected redis://"},
-    {"tiers:\n  memory:\n    max_bytes: 0\n", GENCACHE_ECONFIG,
-     "t.yaml:3: tiers.memory.max_bytes", "must be above 0"},
+    {"tiers:\n  redis:\n    url: redis://h:6379/x\n", GENCACHE_ECONFIG, "t.yaml:3: tiers.redis.url",
+     "expected redis://"},
+    {"tiers:\n  memory:\n    max_bytes: 0\n", GENCACHE_ECONFIG, "t.yaml:3: tiers.memory.max_bytes",
+     "must be above 0"},
     {"tiers:\n  memory:\n    max_pinned_bytes: 0\n", GENCACHE_ECONFIG,
      "t.yaml:3: tiers.memory.max_pinned_bytes", "must be above 0"},
-    {"tiers:\n  disk:\n    max_bytes: 0\n", GENCACHE_ECONFIG,
-     "t.yaml:3: tiers.disk.max_bytes", "must be above 0"},
+    {"tiers:\n  disk:\n    max_bytes: 0\n", GENCACHE_ECONFIG, "t.yaml:3: tiers.disk.max_bytes",
+     "must be above 0"},
     {"sensitive:\n  - \"a\\0b\"\n", GENCACHE_ECONFIG, "t.yaml:2: sensitive",
      "contains a NUL character"},
     {"listen: \"127.0.0.1\\0:1\"\n", GENCACHE_ECONFIG, "t.yaml:1: listen", "NUL character"},
@@ -236,8 +247,9 @@ TEST_CASE(deep_nesting_is_refused)
     CHECK_RC(gencache_config_parse("t.yaml", t, n, &cfg, err, sizeof err), GENCACHE_EPARSE);
     CHECK_STR_EQ(err, "t.yaml:1: (document): nested deeper than 64 levels");
     free(t);
-    const char *quoted = "sensitive:\n  - \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
-                         "[[[[[[[[[[[[x]\"  # [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n";
+    const char *quoted =
+        "sensitive:\n  - \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+        "[[[[[[[[[[[[x]\"  # [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n";
     CHECK_OK(gencache_config_parse("t.yaml", quoted, strlen(quoted), &cfg, err, sizeof err));
     gencache_config_free(cfg);
 }
@@ -512,7 +524,8 @@ TEST_CASE(keyspace_view_follows_registry)
     CHECK_OK(gencache_layer_define(c, &lo));
     key_of(view, req, "text_embedding", a);
     CHECK(strcmp(a, b) != 0);
-    CHECK_OK(gencache_keyspace_set_layer(plain, "text_embedding", fields, 3, GENCACHE_SCOPE_GLOBAL));
+    CHECK_OK(
+        gencache_keyspace_set_layer(plain, "text_embedding", fields, 3, GENCACHE_SCOPE_GLOBAL));
     key_of(plain, req, "text_embedding", b);
     CHECK_STR_EQ(a, b);
 

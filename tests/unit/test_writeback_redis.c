@@ -171,8 +171,8 @@ TEST_CASE(pressure_loses_nothing)
         }
     }
     CHECK(from[1] > 0);
-    printf("%u keys: %u in memory, %u on disk, %u only in redis\n", THREADS * PER_THREAD,
-           from[0], from[1], from[2]);
+    printf("%u keys: %u in memory, %u on disk, %u only in redis\n", THREADS * PER_THREAD, from[0],
+           from[1], from[2]);
 
     /* After a flush, a node without a disk finds every shared key in Redis, with its layer's
      * TTL (read from Redis itself, before any read could refresh it). */
@@ -191,8 +191,8 @@ TEST_CASE(pressure_loses_nothing)
             long long ttl = (long long)layer_ttl(b, layer_of(id));
             long long pttl = redis_pttl(rc, id);
             if (pttl > ttl || pttl < ttl - (long long)TTL_SLACK_MS)
-                test_fail(__FILE__, __LINE__, "%s %llu: PTTL %lld, layer TTL %lld",
-                          layer_of(id), (unsigned long long)id, pttl, ttl);
+                test_fail(__FILE__, __LINE__, "%s %llu: PTTL %lld, layer TTL %lld", layer_of(id),
+                          (unsigned long long)id, pttl, ttl);
             CHECK_STR_EQ(check_value(b, id, true), "redis");
         }
     }

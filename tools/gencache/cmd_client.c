@@ -39,16 +39,26 @@ static bool parse_u64(const char *s, uint64_t *out)
 }
 
 /* Shared option parsing: --url is every verb's; the rest are listed per verb. */
-enum { O_URL = 256, O_TOKEN, O_META, O_COST, O_TTL, O_TAGS, O_CTYPE, O_DTYPE, O_SHAPE, O_PINNED, O_JSON };
+enum {
+    O_URL = 256,
+    O_TOKEN,
+    O_META,
+    O_COST,
+    O_TTL,
+    O_TAGS,
+    O_CTYPE,
+    O_DTYPE,
+    O_SHAPE,
+    O_PINNED,
+    O_JSON
+};
 
 int cmd_get(int argc, char **argv)
 {
-    static const struct option opts[] = {{"url", required_argument, NULL, O_URL},
-                                         {"token", required_argument, NULL, O_TOKEN},
-                                         {"output", required_argument, NULL, 'o'},
-                                         {"meta", no_argument, NULL, O_META},
-                                         {"json", no_argument, NULL, O_JSON},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"url", required_argument, NULL, O_URL},  {"token", required_argument, NULL, O_TOKEN},
+        {"output", required_argument, NULL, 'o'}, {"meta", no_argument, NULL, O_META},
+        {"json", no_argument, NULL, O_JSON},      {NULL, 0, NULL, 0}};
     const char *url = cli_default_url(), *output = NULL;
     const char *token = cli_default_token();
     bool meta = false, as_json = false;
@@ -226,8 +236,8 @@ int cmd_put(int argc, char **argv)
         case O_TTL:
             /* The library's duration grammar, as in gencache.yaml: "90", "90s", "30m", "7d". */
             if (gencache_parse_duration_ms(optarg, &num) != GENCACHE_OK || num % 1000 != 0)
-                return cli_usage_error(argv[0], "--ttl expects whole seconds or a duration like 30m, not",
-                                   optarg);
+                return cli_usage_error(
+                    argv[0], "--ttl expects whole seconds or a duration like 30m, not", optarg);
             snprintf(ttl_buf, sizeof ttl_buf, "%llu", (unsigned long long)(num / 1000));
             ttl = ttl_buf;
             break;
@@ -365,9 +375,9 @@ static void print_stats(json_t *doc)
     printf("hit ratio %.1f%% (%llu of %llu lookups), GPU-seconds saved %.3f (%lluh%02llum%02llus)"
            "\n",
            all_lookups ? 100.0 * (double)all_hits / (double)all_lookups : 0.0,
-           (unsigned long long)all_hits, (unsigned long long)all_lookups,
-           (double)saved_ms / 1000.0, (unsigned long long)(saved_s / 3600),
-           (unsigned long long)(saved_s / 60 % 60), (unsigned long long)(saved_s % 60));
+           (unsigned long long)all_hits, (unsigned long long)all_lookups, (double)saved_ms / 1000.0,
+           (unsigned long long)(saved_s / 3600), (unsigned long long)(saved_s / 60 % 60),
+           (unsigned long long)(saved_s % 60));
     char hb[32];
     json_object_foreach(json_object_get(doc, "tiers"), name, v)
     {

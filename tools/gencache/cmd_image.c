@@ -248,8 +248,8 @@ int cmd_similar(int argc, char **argv)
         int k = (int)hits[h].id;
         if (gencache_image_match(&query, &sigs[k], &opts, &d) == GENCACHE_OK) {
             if (out)
-                json_array_append_new(out, json_pack("{s:s,s:i}", "file", argv[first + k],
-                                                     "distance", (int)d));
+                json_array_append_new(
+                    out, json_pack("{s:s,s:i}", "file", argv[first + k], "distance", (int)d));
             else
                 printf("%u  %s\n", d, argv[first + k]);
             matched++;

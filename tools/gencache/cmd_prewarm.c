@@ -28,8 +28,8 @@
 
 /* One request; *status is the HTTP status, *doc the JSON body (or NULL). Returns 0, or 1 after
  * the client reported a transport error. */
-static int call(cli_client *cl, const char *method, const char *path, const char *body,
-                size_t len, long *status, json_t **doc)
+static int call(cli_client *cl, const char *method, const char *path, const char *body, size_t len,
+                long *status, json_t **doc)
 {
     *doc = NULL;
     *status = 0;

@@ -104,7 +104,8 @@ int cmd_export(int argc, char **argv)
         return 2;
     }
     if (!out || optind >= argc) {
-        cli_error("usage: gencache export --format safetensors [--url URL] [--token T] -o FILE KEY...");
+        cli_error(
+            "usage: gencache export --format safetensors [--url URL] [--token T] -o FILE KEY...");
         return 2;
     }
     int nkeys = argc - optind;
@@ -187,12 +188,9 @@ int cmd_import(int argc, char **argv)
 {
     const char *url = NULL, *codec = NULL, *ttl = NULL, *token = cli_default_token();
     static const struct option longopts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"token", required_argument, NULL, 'k'},
-        {"codec", required_argument, NULL, 'c'},
-        {"ttl", required_argument, NULL, 't'},
-        {"json", no_argument, NULL, 'j'},
-        {NULL, 0, NULL, 0},
+        {"url", required_argument, NULL, 'u'},   {"token", required_argument, NULL, 'k'},
+        {"codec", required_argument, NULL, 'c'}, {"ttl", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},        {NULL, 0, NULL, 0},
     };
     bool as_json = false;
     int ch;
@@ -219,7 +217,8 @@ int cmd_import(int argc, char **argv)
         }
     }
     if (optind != argc - 1) {
-        cli_error("usage: gencache import [--url URL] [--token T] [--codec C] [--ttl SECONDS] FILE");
+        cli_error(
+            "usage: gencache import [--url URL] [--token T] [--codec C] [--ttl SECONDS] FILE");
         return 2;
     }
     gencache_codec cd;

@@ -14,7 +14,7 @@
 #include "gencached.h"
 
 struct gcd_config_ext {
-    gencache_config *lib;     /* the loaded file */
+    gencache_config *lib;                       /* the loaded file */
     uint64_t mem_max_entries, disk_max_entries; /* 0: the default */
     bool disk_disabled;
 };
@@ -29,8 +29,8 @@ void gcd_config_free(gcd_config *cfg);
 void gcd_config_print(const gcd_config *cfg, gencache *cache, FILE *out);
 /* Opens the cache with opts and applies the file's layers and models to it (the cache's
  * keyspace follows). Returns 0, or -1 after logging why to lg. */
-int gcd_config_open_cache(const gcd_config *cfg, const gencache_options *opts,
-                          const gcd_logger *lg, gencache **out);
+int gcd_config_open_cache(const gcd_config *cfg, const gencache_options *opts, const gcd_logger *lg,
+                          gencache **out);
 /* stats.c's view of one tenant (tenancy.c): {"tenant", "priority", "layers": {name: counters},
  * "usage": {bytes, entries, quota_bytes}}; NULL for an unknown tenant. */
 json_t *gcd_tenancy_stats_json(gcd_server *srv, const char *tenant);

@@ -32,9 +32,9 @@ static void print_layers(gencache *cache, FILE *out)
         fprintf(out, "  %s: fields [", l.name);
         for (size_t f = 0; f < l.n_fields; f++)
             fprintf(out, "%s%s", f ? ", " : "", l.fields[f]);
-        fprintf(out, "] scope %s ttl %" PRIu64 "s%s policy %s%s", scopes[l.scope],
-                l.ttl_ms / 1000, l.sliding_ttl ? " (sliding)" : "",
-                l.write_through ? "write_through" : "write_back", l.shared ? "" : " not shared");
+        fprintf(out, "] scope %s ttl %" PRIu64 "s%s policy %s%s", scopes[l.scope], l.ttl_ms / 1000,
+                l.sliding_ttl ? " (sliding)" : "", l.write_through ? "write_through" : "write_back",
+                l.shared ? "" : " not shared");
         if (l.prompt_normalization >= 0)
             fprintf(out, " prompt_normalization %s",
                     gencache_norm_mode_name((gencache_norm_mode)l.prompt_normalization));
@@ -95,8 +95,8 @@ void gcd_config_print(const gcd_config *cfg, gencache *cache, FILE *out)
     print_size(out, "limits: max_body ", cfg->max_body, "default");
     fprintf(out, ", max_connections %u, threads %u, timeout %us", cfg->max_connections,
             cfg->threads, cfg->timeout_s);
-    fprintf(out, ", header_timeout %ums, max_connections_per_client %u%s\n",
-            cfg->header_timeout_ms, cfg->max_per_client, cfg->max_per_client ? "" : " (no cap)");
+    fprintf(out, ", header_timeout %ums, max_connections_per_client %u%s\n", cfg->header_timeout_ms,
+            cfg->max_per_client, cfg->max_per_client ? "" : " (no cap)");
     print_size(out, "limits: max_inflight_bytes ", cfg->max_inflight, "default");
     print_size(out, ", prewarm_max_bytes ", cfg->prewarm_max_bytes, "default");
     fprintf(out, "\n");

@@ -3,7 +3,8 @@
  * over the public API of libgencache (include/gencache.h, nothing else): main.c reads the flags
  * and owns the process, server.c owns everything a server holds, route.c decides where a request
  * goes, http.c runs libmicrohttpd and hands complete requests to the routes' handlers, and one
- * file per group of endpoints turns requests into library calls. Names here are gcd_*; nothing is exported.
+ * file per group of endpoints turns requests into library calls. Names here are gcd_*; nothing is
+ * exported.
  */
 #ifndef GENCACHED_H
 #define GENCACHED_H
@@ -30,7 +31,7 @@ typedef struct gcd_tenant {
     const char *token;
     size_t token_len;
     gencache_priority priority; /* batch leaves memory first under pressure */
-    bool admin;                 /* sees the global /v1/stats and /metrics; invalidates any entries */
+    bool admin; /* sees the global /v1/stats and /metrics; invalidates any entries */
 } gcd_tenant;
 
 struct gcd_config_ext; /* config.h: the library's gencache_config and what main.c reads of it */
@@ -54,17 +55,17 @@ typedef struct gcd_config {
                                      (at least max_body) */
     uint64_t prewarm_max_bytes;   /* request bytes one tenant's unfinished prewarm jobs hold */
     gencache_log_level log_level;
-    const char *redis_url;        /* shared Redis tier; NULL: none */
-    unsigned redis_timeout_ms;    /* 0: the library's default */
+    const char *redis_url;     /* shared Redis tier; NULL: none */
+    unsigned redis_timeout_ms; /* 0: the library's default */
     /* From the config file only: */
-    const char *config_path;      /* NULL: built-in defaults only */
-    gcd_tenant *tenants;          /* n_tenants; none: the open, loopback-only mode */
+    const char *config_path; /* NULL: built-in defaults only */
+    gcd_tenant *tenants;     /* n_tenants; none: the open, loopback-only mode */
     size_t n_tenants;
-    const char *upstream_url;     /* upstream: url (NULL: none) */
-    unsigned upstream_timeout_ms; /* upstream: timeout; 0: the proxy's default */
-    unsigned prewarm_concurrency; /* prewarm: concurrency; 0: the prewarm's default */
+    const char *upstream_url;      /* upstream: url (NULL: none) */
+    unsigned upstream_timeout_ms;  /* upstream: timeout; 0: the proxy's default */
+    unsigned prewarm_concurrency;  /* prewarm: concurrency; 0: the prewarm's default */
     unsigned upstream_concurrency; /* most upstream calls in flight; 0: default 16 */
-    double pressure_warn_ratio;   /* memory_pressure: warn_ratio (default 0.85) */
+    double pressure_warn_ratio;    /* memory_pressure: warn_ratio (default 0.85) */
     struct gcd_config_ext *ext;
 } gcd_config;
 
@@ -99,8 +100,8 @@ typedef struct gcd_server {
     gencache *cache;
     gencache_keyspace *keyspace; /* the layer recipes POST /v1/keys derives keys with */
     struct MHD_Daemon *mhd;
-    uint16_t port;       /* the port actually bound (differs from cfg when it asked 0) */
-    uint64_t started_ms; /* wall clock at start, for uptime */
+    uint16_t port;               /* the port actually bound (differs from cfg when it asked 0) */
+    uint64_t started_ms;         /* wall clock at start, for uptime */
     struct gcd_tenancy *tenancy; /* tenancy.c: the memory-pressure state */
     struct gcd_metrics *metrics; /* metrics.c: the counters only the daemon sees */
     struct gcd_proxy *proxy;     /* generate.c: upstream workers and their queues */
@@ -131,7 +132,7 @@ typedef struct gcd_request {
     char path[160]; /* a prefix of the URL, for the access log */
     gcd_route_id route;
     const char *tail; /* the route's {layer}/{hex} or {id}, from this call's URL; NULL: none */
-    char *body;     /* uploaded bytes (PUT, POST); NULL until the first byte */
+    char *body;       /* uploaded bytes (PUT, POST); NULL until the first byte */
     size_t body_len;
     size_t body_cap;
     uint64_t body_limit;
@@ -149,7 +150,7 @@ typedef struct gcd_request {
      * tokenless mode. Never taken from a body or another header. Points into the config. */
     const char *tenant;
     bool admin; /* the token's tenant has admin: true (auth.c) */
-    void *gen; /* generate.c's state of a proxied request, freed by gcd_generate_request_free */
+    void *gen;  /* generate.c's state of a proxied request, freed by gcd_generate_request_free */
 } gcd_request;
 
 /* Splits "HOST:PORT" (or "[V6]:PORT") and resolves it; refuses addresses beyond loopback unless
@@ -182,8 +183,7 @@ void gcd_conns_idle(gcd_server *srv, struct MHD_Connection *c);
  * limits.timeout however they trickle (every second, from gcd_server_tick). */
 void gcd_conns_sweep(gcd_server *srv);
 /* Connections closed so far: head overdue, and shed (idle or slow) to make room. */
-void gcd_conns_counts(gcd_server *srv, uint64_t *open, uint64_t *head_timeouts,
-                      uint64_t *shed);
+void gcd_conns_counts(gcd_server *srv, uint64_t *open, uint64_t *head_timeouts, uint64_t *shed);
 
 /* ---- auth.c: bearer tokens -> tenants ------------------------------------------------------- */
 
@@ -214,7 +214,8 @@ void gcd_pressure_check(gcd_server *srv);
 /* ---- config.c, keys.c, invalidate.c --------------------------------------------------------- */
 
 /* True when text matches a `sensitive:` rule of the config: a request whose prompt or
- * negative_prompt matches must not be cached (POST /v1/generate bypasses the cache). Thread-safe. */
+ * negative_prompt matches must not be cached (POST /v1/generate bypasses the cache). Thread-safe.
+ */
 bool gcd_sensitive(gcd_server *srv, const char *text);
 /* True when `key` matches a `preferred:` pattern: store the entry pinned. */
 bool gcd_preferred(gcd_server *srv, const char *key);
@@ -353,7 +354,7 @@ typedef enum gcd_upstream_outcome {
 } gcd_upstream_outcome;
 typedef struct gcd_upstream_reply {
     gcd_upstream_outcome outcome;
-    void *data;             /* malloc'd answer body (OK only) */
+    void *data; /* malloc'd answer body (OK only) */
     size_t size;
     char content_type[256]; /* the upstream's Content-Type */
     char message[256];      /* why it failed */

@@ -352,8 +352,8 @@ int gcd_http_start(gcd_server *srv)
         /* Slow and idle clients (conns.c); the per-address cap is MHD's own. */
         MHD_OPTION_NOTIFY_CONNECTION, gcd_conns_notify, (void *)srv, MHD_OPTION_URI_LOG_CALLBACK,
         gcd_conns_uri, (void *)srv, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned int)cfg->max_per_client, MHD_OPTION_STRICT_FOR_CLIENT,
-        (int)1, MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int)1, MHD_OPTION_END);
+        (unsigned int)cfg->max_per_client, MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int)1, MHD_OPTION_END);
     if (!srv->mhd) {
         gcd_log(&srv->log, GENCACHE_LOG_ERROR,
                 "cannot listen on %s (address in use, or no permission?)", cfg->listen);

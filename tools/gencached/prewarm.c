@@ -227,7 +227,8 @@ static bool over_held(const job *jb, uint64_t max_held, char *err, size_t err_si
 {
     if (!max_held || jb->held <= max_held)
         return false;
-    snprintf(err, err_size, "the job's requests take more than limits.prewarm_max_bytes (%llu bytes)",
+    snprintf(err, err_size,
+             "the job's requests take more than limits.prewarm_max_bytes (%llu bytes)",
              (unsigned long long)max_held);
     return true;
 }
