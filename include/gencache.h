@@ -339,6 +339,13 @@ GENCACHE_API void gencache_meta_init(gencache_meta *meta);
 GENCACHE_API int gencache_put(gencache *cache, const char *key, const void *data, size_t size,
                               const gencache_meta *meta);
 
+/* Adds a shell pattern (fnmatch: a star matches any run of characters) of keys that every put
+ * stores pinned, whoever makes it: the entries a deployment always wants in memory. A pattern is
+ * matched against the key the caller names (for a tenant, before its namespace). Pins stay
+ * within the memory tier's pinned-bytes ceiling. The pattern is copied. Returns GENCACHE_OK,
+ * GENCACHE_EINVAL (NULL or empty), GENCACHE_ENOMEM. Thread-safety: init only. */
+GENCACHE_API int gencache_preferred_add(gencache *cache, const char *pattern);
+
 /* A read handle: a reference to a stored value. Its bytes stay valid and unchanged until it is
  * released, even if the entry is evicted, replaced, invalidated or the cache is closed. */
 typedef struct gencache_handle gencache_handle;

@@ -8,6 +8,7 @@
  * pressure) never remove a durable copy: only del and invalidate do.
  * The orchestrator never looks inside a tier: it speaks only through gencache__tier_ops.
  */
+#include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -394,6 +395,9 @@ void gencache_close(gencache *cache)
         cache->tiers[i]->ops->close(cache->tiers[i]);
     gencache__ghost_free(cache->ghost);
     gencache__tenants_free(cache->tenants);
+    for (size_t i = 0; i < cache->n_preferred; i++)
+        gencache__free(cache->alloc, cache->preferred[i]);
+    gencache__free(cache->alloc, cache->preferred);
     pthread_mutex_destroy(&cache->pressure_mu);
     if (cache->ks)
         cache->ks->cache = NULL; /* the keyspace may outlive the cache (requests hold it) */
@@ -431,9 +435,47 @@ static int check_tensor(const gencache_meta *m, size_t size)
     return GENCACHE_OK;
 }
 
+int gencache_preferred_add(gencache *cache, const char *pattern)
+{
+    if (!cache || !pattern || !*pattern)
+        return GENCACHE_EINVAL;
+    char **grown = gencache__malloc(cache->alloc, (cache->n_preferred + 1) * sizeof *grown);
+    char *copy = gencache__strdup(cache->alloc, pattern);
+    if (!grown || !copy) {
+        gencache__free(cache->alloc, grown);
+        gencache__free(cache->alloc, copy);
+        return GENCACHE_ENOMEM;
+    }
+    if (cache->n_preferred)
+        memcpy(grown, cache->preferred, cache->n_preferred * sizeof *grown);
+    grown[cache->n_preferred++] = copy;
+    gencache__free(cache->alloc, cache->preferred);
+    cache->preferred = grown;
+    return GENCACHE_OK;
+}
+
+bool gencache__cache_preferred(const gencache *c, const char *key)
+{
+    for (size_t i = 0; i < c->n_preferred; i++)
+        if (fnmatch(c->preferred[i], key, 0) == 0)
+            return true;
+    return false;
+}
+
 int gencache_put(gencache *cache, const char *key, const void *data, size_t size,
                  const gencache_meta *meta)
 {
+    if (cache && key && cache->n_preferred && gencache__cache_preferred(cache, key)) {
+        if (meta && meta->struct_size < sizeof *meta)
+            return GENCACHE_EINVAL;
+        gencache_meta m;
+        if (meta)
+            m = *meta;
+        else
+            gencache_meta_init(&m);
+        m.pinned = 1;
+        return gencache__cache_put(cache, key, data, size, &m, NULL, false);
+    }
     return gencache__cache_put(cache, key, data, size, meta, NULL, false);
 }
 

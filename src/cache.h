@@ -38,6 +38,8 @@ struct gencache {
     uint64_t writeback_max_bytes;
     gencache__ghost *ghost;
     gencache__tenants *tenants;
+    char **preferred; /* n_preferred fnmatch patterns of keys every put pins */
+    size_t n_preferred;
     _Atomic(struct gencache__flights *) flights; /* src/coalesce/: made on the first claim */
     double pressure_warn_ratio;
     uint64_t pressure_ttl_ms;
@@ -75,6 +77,8 @@ int gencache__cache_put(gencache *c, const char *key, const void *data, size_t s
 void gencache__cache_forget_usage(gencache *c, const char *tenant, const char *key, uint64_t hash);
 /* True when an entry leaving memory must still be written to disk to survive. */
 bool gencache__cache_needs_disk(const gencache *c, const gencache__entry *e, uint64_t now);
+/* True when key matches a gencache_preferred_add() pattern. */
+bool gencache__cache_preferred(const gencache *c, const char *key);
 /* Counts what the disk tier holds per tenant into the usage tables, once. */
 void gencache__cache_load_usage(gencache *c);
 

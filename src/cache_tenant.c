@@ -193,6 +193,12 @@ int gencache_put_as(gencache *cache, const gencache_caller *caller, const char *
         m = *meta;
     else
         gencache_meta_init(&m);
+    /* A pinned entry is never evicted: a tenant pinning at will could fill memory and lock the
+     * others out. Tenants get pins from the preferred patterns; only an admin asks for one. */
+    if (a.call.tenant && m.pinned && !gencache__tenant_admin(a.call.tenant))
+        return GENCACHE_EPERM;
+    if (cache->n_preferred && gencache__cache_preferred(cache, key))
+        m.pinned = 1;
     if (!a.call.tenant)
         return gencache__cache_put(cache, a.key, data, size, &m, NULL, false);
     if (foreign_shared(cache, &a))

@@ -66,11 +66,11 @@ GENCACHE_API const char *gencache_config_path(const gencache_config *cfg);
 GENCACHE_API int gencache_config_options(const gencache_config *cfg, gencache_options *opts);
 
 /* Applies the config's layers (added or redefined in the cache's layer registry), models (their
- * prompt normalization modes) and tenants (gencache_tenant_define(): priority, quota, admin) to
- * an open cache; keys derived with gencache_keyspace_from_cache() follow them. Returns
- * GENCACHE_OK, GENCACHE_EINVAL (NULL argument), GENCACHE_ELIMIT (the cache has too many layers
- * or tenants already), GENCACHE_ENOMEM. Thread-safety: init only (before the cache is
- * used). */
+ * prompt normalization modes), tenants (gencache_tenant_define(): priority, quota, admin) and
+ * preferred patterns (gencache_preferred_add()) to an open cache; keys derived with
+ * gencache_keyspace_from_cache() follow them. Returns GENCACHE_OK, GENCACHE_EINVAL (NULL argument),
+ * GENCACHE_ELIMIT (the cache has too many layers or tenants already), GENCACHE_ENOMEM.
+ * Thread-safety: init only (before the cache is used). */
 GENCACHE_API int gencache_config_apply(const gencache_config *cfg, gencache *cache);
 
 /* Opens a cache as the config describes: gencache_open() with opts (NULL: gencache_options_init()

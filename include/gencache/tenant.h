@@ -79,7 +79,9 @@ GENCACHE_API int gencache_peek_as(gencache *cache, const gencache_caller *caller
  * ignored), stored in its namespace in a tenant-scoped layer, and counted against its quota (a
  * value replacing one of the caller's counts only the difference). Returns what gencache_put()
  * returns, and GENCACHE_ELIMIT when the quota would be exceeded (nothing stored), GENCACHE_EPERM
- * when the key of a global layer holds another tenant's entry and the caller is not an admin.
+ * when the key of a global layer holds another tenant's entry and the caller is not an admin, or
+ * when meta->pinned is set and the caller is a tenant but not an admin (tenants get pins from
+ * gencache_preferred_add() patterns, which apply to every put).
  * Thread-safety: safe. */
 GENCACHE_API int gencache_put_as(gencache *cache, const gencache_caller *caller, const char *key,
                                  const void *data, size_t size, const gencache_meta *meta);

@@ -125,6 +125,8 @@ int gencache_config_apply(const gencache_config *cfg, gencache *cache)
         o.admin = t->admin;
         rc = gencache_tenant_define(cache, &o);
     }
+    for (size_t i = 0; rc == GENCACHE_OK && i < cfg->n_preferred; i++)
+        rc = gencache_preferred_add(cache, cfg->preferred[i]);
     return rc;
 }
 

@@ -364,3 +364,43 @@ TEST_CASE(quota_holds_under_concurrent_puts)
     CHECK_UINT_EQ(usage(c, "alice"), 50000);
     gencache_close(c);
 }
+
+/* Who may pin is the library's rule: a tenant's own pin is refused (only an admin asks for one),
+ * and keys matching a preferred pattern are pinned whoever puts them. */
+TEST_CASE(pins_come_from_admins_and_preferred_patterns)
+{
+    gencache *c = open_cache(NULL, 0);
+    define(c, "root", 0, 1);
+    CHECK_OK(gencache_preferred_add(c, "text_embedding/*"));
+    CHECK_RC(gencache_preferred_add(c, ""), GENCACHE_EINVAL);
+    char key[GENCACHE__KEY_MAX + 1];
+    gencache_meta m;
+    gencache_meta_init(&m);
+    m.pinned = 1;
+    gencache_caller alice = as("alice"), root = as("root");
+    tu_key(key, "result", 1);
+    CHECK_RC(gencache_put_as(c, &alice, key, "x", 1, &m), GENCACHE_EPERM);
+    CHECK_INT_EQ(read_as(c, "alice", key), -1);
+    CHECK_OK(gencache_put_as(c, &root, key, "x", 1, &m));
+    const struct {
+        const char *layer;
+        const gencache_caller *who;
+        int pinned;
+    } cases[] = {
+        {"text_embedding", &alice, 1}, {"text_embedding", NULL, 1}, {"image_latent", &alice, 0}};
+    for (size_t i = 0; i < 3; i++) {
+        tu_key(key, cases[i].layer, 10 + i);
+        CHECK_OK(gencache_put_as(c, cases[i].who, key, "y", 1, NULL));
+        gencache_handle *h = NULL;
+        CHECK_OK(gencache_peek_as(c, cases[i].who, key, &h));
+        CHECK_INT_EQ(gencache_handle_meta(h)->pinned, cases[i].pinned);
+        gencache_handle_release(h);
+    }
+    tu_key(key, "text_embedding", 20);
+    CHECK_OK(gencache_put(c, key, "z", 1, NULL)); /* the plain put too */
+    gencache_handle *h = NULL;
+    CHECK_OK(gencache_peek(c, key, &h));
+    CHECK_INT_EQ(gencache_handle_meta(h)->pinned, 1);
+    gencache_handle_release(h);
+    gencache_close(c);
+}

@@ -125,12 +125,6 @@ int gcd_config_open_cache(const gcd_config *cfg, const gencache_options *opts, c
     return err == GENCACHE_OK ? 0 : -1;
 }
 
-bool gcd_preferred(gcd_server *srv, const char *key)
-{
-    const struct gcd_config_ext *e = srv->cfg->ext;
-    return e && gencache_config_preferred_match(e->lib, key);
-}
-
 bool gcd_sensitive(gcd_server *srv, const char *text)
 {
     const struct gcd_config_ext *e = srv->cfg->ext;

@@ -379,15 +379,6 @@ enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req
             m->pinned = 1;
         else if (strcmp(v, "0") != 0)
             BAD_HEADER("X-Gencache-Pinned '%.64s': expected 1 or 0", v);
-        /* A pinned entry is never evicted: a tenant pinning at will could fill the memory tier
-         * and lock every other tenant out. With tenants, pins come from the config's
-         * `preferred` list or from an admin. */
-        if (m->pinned && !gcd_tenant_admin(req)) {
-            *queued = true;
-            return gcd_reply_error(c, req, MHD_HTTP_FORBIDDEN, "forbidden",
-                                   "X-Gencache-Pinned: only an admin tenant may pin entries "
-                                   "(others get pins from the config's preferred list)");
-        }
     }
     const char *dtype = header(c, "X-Gencache-Dtype");
     const char *shape = header(c, "X-Gencache-Shape");
@@ -453,12 +444,15 @@ static enum MHD_Result put_end(struct MHD_Connection *c, gcd_request *req, const
      * entry in the tenant's namespace, refuses to replace another tenant's shared entry (or any
      * tenant could poison what the others read), and holds the tenant to its quota. */
     gencache_caller who = caller_of(req);
-    if (gcd_preferred(req->srv, key))
-        m->pinned = 1;
     char layer[40];
     layer_of(key, layer, sizeof layer);
     int err = gencache_put_as(req->srv->cache, &who, key, bytes, len, m);
     gencache_encoded_free(encoded); /* after the put: m's strings may point into it */
+    /* Who may pin is the library's rule: tenants get pins from the preferred patterns. */
+    if (err == GENCACHE_EPERM && m->pinned)
+        return gcd_reply_error(c, req, MHD_HTTP_FORBIDDEN, "forbidden",
+                               "X-Gencache-Pinned: only an admin tenant may pin entries "
+                               "(others get pins from the config's preferred list)");
     if (err == GENCACHE_EPERM)
         return forbidden_shared(c, req, key);
     if (err == GENCACHE_ELIMIT) {

@@ -217,8 +217,6 @@ void gcd_pressure_check(gcd_server *srv);
  * negative_prompt matches must not be cached (POST /v1/generate bypasses the cache). Thread-safe.
  */
 bool gcd_sensitive(gcd_server *srv, const char *text);
-/* True when `key` matches a `preferred:` pattern: store the entry pinned. */
-bool gcd_preferred(gcd_server *srv, const char *key);
 /* True when the request announces a body (Content-Length above 0, or chunked). */
 bool gcd_has_body(struct MHD_Connection *c);
 /* POST /v1/invalidate (JSON body) and POST /invalidate?key=... (query). */

@@ -181,7 +181,6 @@ static void store(gcd_server *srv, flight *f, const gcd_gen_result *r)
     m.content_type = r->content_type;
     m.model = f->model;
     m.cost_ms = r->cost_ms;
-    m.pinned = gcd_preferred(srv, f->key);
     int err = gencache_lease_fulfil(f->lease, r->data, r->size, &m);
     if (err != 0)
         gcd_log(&srv->log, GENCACHE_LOG_WARN,
