@@ -454,6 +454,17 @@ int gencache_preferred_add(gencache *cache, const char *pattern)
     return GENCACHE_OK;
 }
 
+int gencache__meta_copy(const gencache_meta *meta, gencache_meta *out)
+{
+    if (meta && meta->struct_size < sizeof *meta)
+        return GENCACHE_EINVAL;
+    if (meta)
+        *out = *meta;
+    else
+        gencache_meta_init(out);
+    return GENCACHE_OK;
+}
+
 bool gencache__cache_preferred(const gencache *c, const char *key)
 {
     for (size_t i = 0; i < c->n_preferred; i++)
@@ -466,13 +477,9 @@ int gencache_put(gencache *cache, const char *key, const void *data, size_t size
                  const gencache_meta *meta)
 {
     if (cache && key && cache->n_preferred && gencache__cache_preferred(cache, key)) {
-        if (meta && meta->struct_size < sizeof *meta)
-            return GENCACHE_EINVAL;
         gencache_meta m;
-        if (meta)
-            m = *meta;
-        else
-            gencache_meta_init(&m);
+        if (gencache__meta_copy(meta, &m) != GENCACHE_OK)
+            return GENCACHE_EINVAL;
         m.pinned = 1;
         return gencache__cache_put(cache, key, data, size, &m, NULL, false);
     }

@@ -77,6 +77,8 @@ int gencache__cache_put(gencache *c, const char *key, const void *data, size_t s
 void gencache__cache_forget_usage(gencache *c, const char *tenant, const char *key, uint64_t hash);
 /* True when an entry leaving memory must still be written to disk to survive. */
 bool gencache__cache_needs_disk(const gencache *c, const gencache__entry *e, uint64_t now);
+/* *out = *meta, or the defaults for a NULL meta; GENCACHE_EINVAL for a short struct_size. */
+int gencache__meta_copy(const gencache_meta *meta, gencache_meta *out);
 /* True when key matches a gencache_preferred_add() pattern. */
 bool gencache__cache_preferred(const gencache *c, const char *key);
 /* Counts what the disk tier holds per tenant into the usage tables, once. */

@@ -186,13 +186,9 @@ int gencache_put_as(gencache *cache, const gencache_caller *caller, const char *
     int rc = resolve(cache, caller, key, &a);
     if (rc != GENCACHE_OK)
         return rc;
-    if (meta && meta->struct_size < sizeof *meta)
-        return GENCACHE_EINVAL;
     gencache_meta m;
-    if (meta)
-        m = *meta;
-    else
-        gencache_meta_init(&m);
+    if (gencache__meta_copy(meta, &m) != GENCACHE_OK)
+        return GENCACHE_EINVAL;
     /* A pinned entry is never evicted: a tenant pinning at will could fill memory and lock the
      * others out. Tenants get pins from the preferred patterns; only an admin asks for one. */
     if (a.call.tenant && m.pinned && !gencache__tenant_admin(a.call.tenant))
