@@ -824,78 +824,53 @@ static void run(const tier_kind *kind, void (*clause)(fixture *))
     kind->cleanup(&f);
 }
 
-#define RUN(tier, clause)                                                                          \
-    {                                                                                              \
-        run(&tier_##tier, clause);                                                                 \
-    }
+/* One line per (tier, clause): CMake registers each literal TEST_CASE line, so the list stays
+ * unformatted. */
+/* clang-format off */
+#define RUN(tier, clause) { run(&tier_##tier, clause); }
 
-TEST_CASE(mem_put_get_roundtrip)
-RUN(mem, put_get_roundtrip) TEST_CASE(mem_put_replaces_same_key) RUN(mem, put_replaces_same_key) TEST_CASE(
-    mem_del_removes_then_enotfound) RUN(mem,
-                                        del_removes_then_enotfound) TEST_CASE(mem_get_missing_is_enotfound)
-    RUN(mem, get_missing_is_enotfound) TEST_CASE(mem_expired_is_miss) RUN(mem, expired_is_miss) TEST_CASE(
-        mem_peek_changes_nothing) RUN(mem,
-                                      peek_changes_nothing) TEST_CASE(mem_remove_if_counts_matches)
-        RUN(mem, remove_if_counts_matches) TEST_CASE(mem_stats_report_name_and_counts) RUN(
-            mem, stats_report_name_and_counts) TEST_CASE(mem_corrupt_value_never_returned)
-            RUN(mem, corrupt_value_never_returned) TEST_CASE(mem_close_with_references_is_safe) RUN(
-                mem, close_with_references_is_safe) TEST_CASE(mem_concurrent_use_never_tears)
-                RUN(mem, concurrent_use_never_tears) TEST_CASE(
-                    mem_replace_keeps_own_metadata_under_gets) RUN(mem,
-                                                                   replace_keeps_own_metadata_under_gets)
+TEST_CASE(mem_put_get_roundtrip) RUN(mem, put_get_roundtrip)
+TEST_CASE(mem_put_replaces_same_key) RUN(mem, put_replaces_same_key)
+TEST_CASE(mem_del_removes_then_enotfound) RUN(mem, del_removes_then_enotfound)
+TEST_CASE(mem_get_missing_is_enotfound) RUN(mem, get_missing_is_enotfound)
+TEST_CASE(mem_expired_is_miss) RUN(mem, expired_is_miss)
+TEST_CASE(mem_peek_changes_nothing) RUN(mem, peek_changes_nothing)
+TEST_CASE(mem_remove_if_counts_matches) RUN(mem, remove_if_counts_matches)
+TEST_CASE(mem_stats_report_name_and_counts) RUN(mem, stats_report_name_and_counts)
+TEST_CASE(mem_corrupt_value_never_returned) RUN(mem, corrupt_value_never_returned)
+TEST_CASE(mem_close_with_references_is_safe) RUN(mem, close_with_references_is_safe)
+TEST_CASE(mem_concurrent_use_never_tears) RUN(mem, concurrent_use_never_tears)
+TEST_CASE(mem_replace_keeps_own_metadata_under_gets) RUN(mem, replace_keeps_own_metadata_under_gets)
 
-                    TEST_CASE(disk_put_get_roundtrip) RUN(disk, put_get_roundtrip) TEST_CASE(
-                        disk_put_replaces_same_key) RUN(disk,
-                                                        put_replaces_same_key) TEST_CASE(disk_del_removes_then_enotfound)
-                        RUN(disk, del_removes_then_enotfound) TEST_CASE(disk_get_missing_is_enotfound) RUN(
-                            disk,
-                            get_missing_is_enotfound) TEST_CASE(disk_expired_is_miss) RUN(disk,
-                                                                                          expired_is_miss)
-                            TEST_CASE(disk_peek_changes_nothing) RUN(disk, peek_changes_nothing) TEST_CASE(
-                                disk_remove_if_counts_matches) RUN(disk,
-                                                                   remove_if_counts_matches) TEST_CASE(disk_stats_report_name_and_counts)
-                                RUN(disk, stats_report_name_and_counts) TEST_CASE(
-                                    disk_corrupt_value_never_returned) RUN(disk,
-                                                                           corrupt_value_never_returned)
-                                    TEST_CASE(disk_close_with_references_is_safe) RUN(
-                                        disk,
-                                        close_with_references_is_safe) TEST_CASE(disk_concurrent_use_never_tears)
-                                        RUN(disk, concurrent_use_never_tears) TEST_CASE(
-                                            disk_replace_keeps_own_metadata_under_gets) RUN(disk,
-                                                                                            replace_keeps_own_metadata_under_gets)
+TEST_CASE(disk_put_get_roundtrip) RUN(disk, put_get_roundtrip)
+TEST_CASE(disk_put_replaces_same_key) RUN(disk, put_replaces_same_key)
+TEST_CASE(disk_del_removes_then_enotfound) RUN(disk, del_removes_then_enotfound)
+TEST_CASE(disk_get_missing_is_enotfound) RUN(disk, get_missing_is_enotfound)
+TEST_CASE(disk_expired_is_miss) RUN(disk, expired_is_miss)
+TEST_CASE(disk_peek_changes_nothing) RUN(disk, peek_changes_nothing)
+TEST_CASE(disk_remove_if_counts_matches) RUN(disk, remove_if_counts_matches)
+TEST_CASE(disk_stats_report_name_and_counts) RUN(disk, stats_report_name_and_counts)
+TEST_CASE(disk_corrupt_value_never_returned) RUN(disk, corrupt_value_never_returned)
+TEST_CASE(disk_close_with_references_is_safe) RUN(disk, close_with_references_is_safe)
+TEST_CASE(disk_concurrent_use_never_tears) RUN(disk, concurrent_use_never_tears)
+TEST_CASE(disk_replace_keeps_own_metadata_under_gets) RUN(disk, replace_keeps_own_metadata_under_gets)
 
-                                            TEST_CASE(redis_put_get_roundtrip) RUN(redis, put_get_roundtrip) TEST_CASE(
-                                                redis_put_replaces_same_key) RUN(redis,
-                                                                                 put_replaces_same_key)
-                                                TEST_CASE(redis_del_removes_then_enotfound) RUN(
-                                                    redis,
-                                                    del_removes_then_enotfound) TEST_CASE(redis_get_missing_is_enotfound)
-                                                    RUN(redis, get_missing_is_enotfound) TEST_CASE(
-                                                        redis_expired_is_miss) RUN(redis,
-                                                                                   expired_is_miss)
-                                                        TEST_CASE(redis_peek_changes_nothing) RUN(
-                                                            redis,
-                                                            peek_changes_nothing) TEST_CASE(redis_remove_if_counts_matches)
-                                                            RUN(redis, remove_if_counts_matches) TEST_CASE(
-                                                                redis_stats_report_name_and_counts)
-                                                                RUN(redis, stats_report_name_and_counts) TEST_CASE(
-                                                                    redis_corrupt_value_never_returned)
-                                                                    RUN(redis, corrupt_value_never_returned) TEST_CASE(
-                                                                        redis_close_with_references_is_safe)
-                                                                        RUN(redis,
-                                                                            close_with_references_is_safe)
-                                                                            TEST_CASE(
-                                                                                redis_concurrent_use_never_tears)
-                                                                                RUN(redis,
-                                                                                    concurrent_use_never_tears)
-                                                                                    TEST_CASE(
-                                                                                        redis_replace_keeps_own_metadata_under_gets)
-                                                                                        RUN(redis,
-                                                                                            replace_keeps_own_metadata_under_gets)
+TEST_CASE(redis_put_get_roundtrip) RUN(redis, put_get_roundtrip)
+TEST_CASE(redis_put_replaces_same_key) RUN(redis, put_replaces_same_key)
+TEST_CASE(redis_del_removes_then_enotfound) RUN(redis, del_removes_then_enotfound)
+TEST_CASE(redis_get_missing_is_enotfound) RUN(redis, get_missing_is_enotfound)
+TEST_CASE(redis_expired_is_miss) RUN(redis, expired_is_miss)
+TEST_CASE(redis_peek_changes_nothing) RUN(redis, peek_changes_nothing)
+TEST_CASE(redis_remove_if_counts_matches) RUN(redis, remove_if_counts_matches)
+TEST_CASE(redis_stats_report_name_and_counts) RUN(redis, stats_report_name_and_counts)
+TEST_CASE(redis_corrupt_value_never_returned) RUN(redis, corrupt_value_never_returned)
+TEST_CASE(redis_close_with_references_is_safe) RUN(redis, close_with_references_is_safe)
+TEST_CASE(redis_concurrent_use_never_tears) RUN(redis, concurrent_use_never_tears)
+TEST_CASE(redis_replace_keeps_own_metadata_under_gets) RUN(redis, replace_keeps_own_metadata_under_gets)
 
-    /* CMake registers only the literal TEST_CASE lines above: a clause added to CONTRACT_CASES but
-     * not registered for some tier would silently not run there. This case makes that a failure. */
-    TEST_CASE(every_case_runs_on_every_tier)
+/* CMake registers only the literal TEST_CASE lines above: a clause added to CONTRACT_CASES but
+ * not registered for some tier would silently not run there. This case makes that a failure. */
+TEST_CASE(every_case_runs_on_every_tier)
 {
     char exe[PATH_MAX], cmd[PATH_MAX + 16];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -924,9 +899,11 @@ RUN(mem, put_get_roundtrip) TEST_CASE(mem_put_replaces_same_key) RUN(mem, put_re
             char want[128];
             snprintf(want, sizeof want, "\n%s_%s\n", tiers[t], clauses[c]);
             if (!strstr(listed, want))
-                test_fail(__FILE__, __LINE__, "case %s_%s is not registered", tiers[t], clauses[c]);
+                test_fail(__FILE__, __LINE__, "case %s_%s is not registered", tiers[t],
+                          clauses[c]);
             checked++;
         }
     }
     CHECK_INT_EQ(checked, 36);
 }
+/* clang-format on */
