@@ -1,7 +1,14 @@
 #!/usr/bin/python3
-"""Benchmark: fetching a 1.5 MiB latent from Python.
+"""Benchmark: the cost of one call from Python, and fetching a 1.5 MiB latent.
 
-Measures, in one run, the median time of
+Part 1, per call (median ns per call over batches of calls, rounds interleaved):
+  - Cache.get_bytes of 100 B and Cache.get_tensor of a 1.5 MiB f16 latent through the C
+    extension (gencache._fast) and through the ctypes fallback (the extension switched off),
+  - the baselines of the same run: the two raw ctypes calls a lookup needs (gencache_get +
+    gencache_handle_release, no copy) and a Python dict lookup,
+with the ratios and the goals (get_bytes <= 1.5 us, get_tensor <= 3 us).
+
+Part 2, fetching a latent; measures, in one run, the median time of
   - gencache.Cache.get_tensor() on a hit (in-process: a read-only numpy view, no copy),
   - the same as a torch tensor (kind="torch"),
   - numpy.load() of the same array from an .npy file in the page cache,
@@ -12,6 +19,8 @@ and prints the ratios of each baseline to the in-process hit.
 
     PYTHONPATH=bindings/python GENCACHE_LIB=build/src/libgencache.so \\
         /usr/bin/python3 bench/bench_python.py [--iters N] [--rounds R] [--shape 16,4,96,128]
+
+Pin it to one core for steadier figures (taskset -c 1 ...): everything runs in one process.
 """
 import argparse
 import importlib.util
@@ -77,6 +86,79 @@ def fmt_us(ns):
     return "%10.1f us" % (ns / 1000)
 
 
+def batch_ns(fn, calls, batches, warmup=200):
+    """Median ns per call over `batches` batches of `calls` calls (a per-call clock read would
+    cost as much as the calls measured)."""
+    for _ in range(warmup):
+        fn()
+    clock = time.perf_counter_ns
+    rng = range(calls)
+    samples = []
+    for _ in range(batches):
+        t0 = clock()
+        for _ in rng:
+            fn()
+        samples.append((clock() - t0) / calls)
+    return statistics.median(samples)
+
+
+def per_call(args, latent):
+    """Part 1: one call's cost, extension vs ctypes vs the raw calls and a dict."""
+    import ctypes
+    from gencache import _lib
+    key = "result/" + "ab" * 32
+    tkey = "image_latent/" + "5a" * 32
+    value = bytes(range(100))
+    fast = gencache.Cache(mem_max_bytes=64 << 20)
+    slow = gencache.Cache(mem_max_bytes=64 << 20)
+    slow._core = None  # the ctypes fallback, as without the extension
+    for c in (fast, slow):
+        c.put(key, value)
+        c.put_tensor(tkey, latent)
+    assert fast._core is not None, "gencache._fast is not built: build with cmake first"
+    lib = _lib.lib
+    c_get, c_release = lib.gencache_get, lib.gencache_handle_release
+    ptr, bkey, out = fast._ptr, key.encode(), ctypes.c_void_p()
+
+    def raw():
+        c_get(ptr, bkey, out)
+        c_release(out.value)
+
+    d = {key: value}
+    methods = [
+        ("dict.get (100 B)", lambda: d.get(key)),
+        ("raw ctypes get+release (100 B)", raw),
+        ("get_bytes 100 B, extension", lambda: fast.get_bytes(key)),
+        ("get_bytes 100 B, ctypes", lambda: slow.get_bytes(key)),
+        ("get_tensor 1.5 MiB, extension", lambda: fast.get_tensor(tkey)),
+        ("get_tensor 1.5 MiB, ctypes", lambda: slow.get_tensor(tkey)),
+    ]
+    if importlib.util.find_spec("torch") is not None:
+        methods.append(("get_tensor torch, extension",
+                        lambda: fast.get_tensor(tkey, kind="torch")))
+        methods.append(("get_tensor torch, ctypes", lambda: slow.get_tensor(tkey, kind="torch")))
+    per_round = {name: [] for name, _ in methods}
+    for _ in range(args.rounds):
+        for name, fn in methods:
+            per_round[name].append(batch_ns(fn, 1000, max(args.iters // 1000, 3)))
+    res = {name: statistics.median(v) for name, v in per_round.items()}
+    fast.close()
+    slow.close()
+    base = res["raw ctypes get+release (100 B)"]
+    print("per call (%d rounds; median ns per call)" % args.rounds)
+    print("%-34s %10s %14s %10s" % ("call", "median", "vs raw ctypes", "vs dict"))
+    for name, _ in methods:
+        print("%-34s %7.0f ns %13.2fx %9.1fx" % (name, res[name], res[name] / base,
+                                                  res[name] / res["dict.get (100 B)"]))
+    for name, goal in (("get_bytes 100 B, extension", 1500),
+                       ("get_bytes 100 B, ctypes", 1500),
+                       ("get_tensor 1.5 MiB, extension", 3000),
+                       ("get_tensor 1.5 MiB, ctypes", 3000)):
+        print("goal %-30s <= %.1f us: %s" % (name, goal / 1000,
+                                              "met" if res[name] <= goal else "NOT met"))
+    print()
+
+
 def main():
     p = argparse.ArgumentParser(description="get_tensor of a latent vs numpy.load and redis-py")
     p.add_argument("--iters", type=int, default=2000,
@@ -87,8 +169,10 @@ def main():
     shape = tuple(int(d) for d in args.shape.split(","))
     latent = np.random.default_rng(0).standard_normal(shape).astype(np.float16)
     key = "image_latent/" + "5a" * 32
-    print("latent: f16 %s, %d bytes; %d rounds; library %s"
-          % (list(shape), latent.nbytes, args.rounds, gencache.library_path))
+    print("latent: f16 %s, %d bytes; %d rounds; library %s; extension %s"
+          % (list(shape), latent.nbytes, args.rounds, gencache.library_path,
+             gencache._lib.fast_path))
+    per_call(args, latent)
 
     methods = []  # (name, fn, calls per round)
     cache = gencache.Cache(mem_max_bytes=256 << 20)

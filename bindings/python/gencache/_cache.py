@@ -27,6 +27,12 @@ _c_meta_addr.restype = ctypes.c_void_p
 _c_meta_addr.argtypes = [ctypes.c_void_p]
 _Meta_at = _lib.Meta.from_address  # reading the struct in place is faster than POINTER.contents
 _c_data = lib.gencache_handle_data
+_c_size = lib.gencache_handle_size
+_c_release = lib.gencache_handle_release
+_string_at = ctypes.string_at
+_fast = _lib.fast  # the C extension, or None: the ctypes path below
+_FastRef = getattr(_fast, "Ref", None)
+_KINDS = {None: 0, "numpy": 1, "torch": 2}
 _QUANT_CT = T.QUANT_CONTENT_TYPE.encode()
 _TORCH_CT = T.CT_TORCH.encode()
 
@@ -84,6 +90,7 @@ class Cache(StageMixin):
         self._enters = itertools.count()  # calls that began (see _enter)
         self._leaves = itertools.count()  # calls that ended
         self._ptr = None
+        self._core = None
         self._flights = Flights(self)
         self._children = weakref.WeakSet()  # open sessions and KV windows, closed first
         o = _lib.Options()
@@ -131,6 +138,8 @@ class Cache(StageMixin):
             if cfg is not None:
                 cfg.free()
         self._ptr = p.value
+        if _fast is not None:
+            self._core = _fast.Core(self._ptr)  # the hot lookups, in C
         self._keyspace = None
         try:
             # The view of the cache's own layer registry: keys follow define_layer() and the
@@ -176,6 +185,9 @@ class Cache(StageMixin):
             child.close()
         with self._mu:  # one closer
             ptr, self._ptr = self._ptr, None
+        core = getattr(self, "_core", None)
+        if core is not None:
+            core.detach()  # refuses new calls, waits for those inside
         if ptr:
             delay = 0.0001
             while self._in_progress():
@@ -374,11 +386,27 @@ class Cache(StageMixin):
 
     def get_bytes(self, key):
         """A copy of the stored bytes, or None on a miss."""
-        h = self.get(key)
-        if h is None:
-            return None
-        with h:
-            return h.bytes()
+        core = self._core
+        if core is not None:
+            return core.get_bytes(key)
+        bkey = key.encode() if type(key) is str else cstr(key, "key")
+        if b"\0" in bkey:
+            raise ValueError("key contains a NUL character")
+        out = ctypes.c_void_p()
+        ptr = self._enter()
+        try:
+            rc = _c_get(ptr, bkey, out)
+        finally:
+            self._leave()
+        if rc:
+            if rc == _lib.ENOTFOUND:
+                return None
+            _lib.check(rc, "get %s" % key)
+        h = out.value
+        try:
+            return _string_at(_c_data(h), _c_size(h))
+        finally:
+            _c_release(h)
 
     def __contains__(self, key):
         h = self.peek(key)
@@ -496,8 +524,16 @@ class Cache(StageMixin):
         result shares the cache's memory read-only (no copy): numpy marks it non-writable; a
         torch tensor must not be written (.clone() it). Quantized entries are dequantized to
         the stored dtype, or `dtype`."""
-        # This is the hot path of a pipeline's hits: the use count (_enter/_leave) and the key
-        # conversion are written out inline.
+        core = self._core
+        if core is not None and device is None and dtype is None and not copy and kind in _KINDS:
+            # The hot path of a pipeline's hits, in C: the view (or tensor), None on a miss, or
+            # a reference for the general path below.
+            r = core.get_tensor(key, _KINDS[kind])
+            if type(r) is not _FastRef:
+                return r
+            with Handle(r.ptr, r) as h:
+                return tensor_from_handle(h, device=device, dtype=dtype, kind=kind, copy=copy)
+        # The ctypes path: the use count (_enter/_leave) and the key conversion written inline.
         bkey = key.encode() if type(key) is str else cstr(key, "key")
         if b"\0" in bkey:
             raise ValueError("key contains a NUL character")

@@ -162,6 +162,26 @@ class Handle:
         t = T.torch_from_numpy(self.array(), self._dtype)
         return T.to_device(t, device, copy)
 
+    # ---- DLPack ---------------------------------------------------------------------------------
+    def __dlpack__(self, stream=None):
+        """A DLPack capsule of the tensor entry, on the CPU, sharing the stored bytes (no copy):
+        torch.from_dlpack(handle) makes a tensor of them with no numpy in between. The capsule
+        holds a reference of its own to the value, released by whoever consumes it. As with
+        tensor(), the memory must not be written. Needs the gencache._fast extension."""
+        if stream is not None and stream != -1:
+            raise BufferError("a CPU tensor takes no stream, got %r" % (stream,))
+        fast = _lib.fast
+        if fast is None:
+            raise _lib.unsupported("DLPack export (it needs the gencache._fast extension)")
+        ref = self._live()
+        if self._dtype == T.NONE:
+            raise TypeError("%s is not a tensor entry" % (self.meta["key"],))
+        return fast.dlpack(ref.ptr)  # ref holds the handle alive for the call
+
+    def __dlpack_device__(self):
+        """(kDLCPU, 0): the stored bytes are in host memory."""
+        return (1, 0)
+
     def bytes(self):
         """A copy of the bytes."""
         self._live()

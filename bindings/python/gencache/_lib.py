@@ -16,14 +16,10 @@ __all__ = ["lib", "has", "check", "GencacheError", "NotFound", "library_path"]
 
 # ---- errors ---------------------------------------------------------------------------------
 
-# The table of include/gencache.h (GENCACHE_ERRNO_MAP): code -> name. Codes are never renumbered.
-ERRNAMES = {
-    0: "OK", -1: "EINVAL", -2: "ENOMEM", -3: "ENOTFOUND", -4: "ETOOBIG", -5: "EFULL",
-    -6: "EIO", -7: "ECORRUPT", -8: "EBUSY", -9: "EPARSE", -10: "EUNSUPPORTED", -11: "ELIMIT",
-    -12: "ETIMEDOUT", -13: "EUNAVAILABLE", -14: "ECONFIG", -15: "EVERSION", -16: "EPERM",
-    -17: "EEXIST", -18: "ENOSPC", -19: "EUNCACHEABLE",
-}
-CODES = {name: code for code, name in ERRNAMES.items()}
+# Error names and codes are the library's (gencache_errname(), filled in below once it is
+# loaded): code -> name ("ENOTFOUND"), and name -> code. Codes are never renumbered.
+ERRNAMES = {}
+CODES = {}
 
 
 class GencacheError(Exception):
@@ -51,7 +47,10 @@ class NotFound(GencacheError, KeyError):
 
 
 def errname(code):
-    return ERRNAMES.get(int(code), "EUNKNOWN")
+    name = ERRNAMES.get(int(code))
+    if name is None:
+        name = lib.gencache_errname(int(code)).decode("ascii")
+    return name
 
 
 def strerror(code):
@@ -61,7 +60,7 @@ def strerror(code):
 
 
 def error(code, what=None, message=None, status=None):
-    cls = NotFound if code == CODES["ENOTFOUND"] else GencacheError
+    cls = NotFound if code == ENOTFOUND else GencacheError
     return cls(code, message, what, status)
 
 
@@ -489,6 +488,24 @@ if lib is not None:
     _check_layouts()
 
 
+def _error_table():
+    """code -> name for every code the library knows: gencache_errname() from 0 down to the
+    first code it calls EUNKNOWN (the table is contiguous and only ever grows at the end)."""
+    table = {}
+    code = 0
+    while True:
+        name = lib.gencache_errname(code).decode("ascii")
+        if name == "EUNKNOWN" or code < -4096:
+            return table
+        table[code] = name
+        code -= 1
+
+
+ERRNAMES.update(_error_table())
+CODES.update({name: code for code, name in ERRNAMES.items()})
+ENOTFOUND = CODES["ENOTFOUND"]
+
+
 def has(*names):
     """True when the loaded library exports every function named."""
     return all(n in _available for n in names)
@@ -517,3 +534,44 @@ def cstr(s, what="string"):
 def pystr(b):
     return None if b is None else b.decode("utf-8", "replace")
 
+
+
+# ---- the C extension (gencache/_fast.c) ---------------------------------------------------------
+
+def _fast_candidates():
+    """Where the extension may be: installed beside this file, else the build tree of the loaded
+    library (<tree>/src/libgencache.so -> <tree>/bindings/python/gencache/_fast.*.so)."""
+    import importlib.machinery
+    here = os.path.dirname(os.path.abspath(__file__))
+    tree = os.path.dirname(os.path.dirname(os.path.abspath(library_path)))
+    for d in (here, os.path.join(tree, "bindings", "python", "gencache")):
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            yield os.path.join(d, "_fast" + suffix)
+
+
+def _load_fast():
+    """The extension module bound to the loaded library, or None: $GENCACHE_NO_EXTENSION=1, or
+    none was built (the package then runs on ctypes alone)."""
+    if os.environ.get("GENCACHE_NO_EXTENSION") not in (None, "", "0"):
+        return None
+    import importlib.util
+    for path in _fast_candidates():
+        if not os.path.exists(path):
+            continue
+        spec = importlib.util.spec_from_file_location(__package__ + "._fast", path)
+        if spec is None or spec.loader is None:
+            continue
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        names = ("gencache_get", "gencache_peek", "gencache_handle_data", "gencache_handle_size",
+                 "gencache_handle_meta", "gencache_handle_retain", "gencache_handle_release",
+                 "gencache_meta_init")
+        addresses = {n: ctypes.cast(getattr(lib, n), c_void_p).value for n in names}
+        from ._tensors import torch_from_numpy
+        mod.bind(addresses, lambda code, what: error(code, what), torch_from_numpy)
+        return mod
+    return None
+
+
+fast = _load_fast()
+fast_path = getattr(fast, "__file__", None)
