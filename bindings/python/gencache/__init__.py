@@ -22,12 +22,14 @@ __all__ = ["Cache", "Client", "Handle", "RemoteEntry", "Keyspace", "GencacheErro
            "TenantView", "QuotaExceeded", "Forbidden",
            "key", "normalize", "image_digest", "image_hash", "library_path", "version",
            "available"]
-__version__ = "0.1.0"
 
 
 def version():
     """The loaded libgencache's version string."""
     return _clib.gencache_version().decode("ascii")
+
+
+__version__ = version()  # the package is versioned with the library it binds
 
 
 def available(feature):

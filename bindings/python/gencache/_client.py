@@ -11,6 +11,7 @@ import json
 import math
 import threading
 import urllib.parse
+import weakref
 
 from . import _lib
 from . import _tensors as T
@@ -110,6 +111,15 @@ class RemoteEntry:
         return "<gencache.RemoteEntry %s %d bytes>" % (self.key, len(self._data))
 
 
+def _close_all(conns, lock):
+    """Closes and forgets every connection in `conns` (the list stays the client's)."""
+    with lock:
+        taken = list(conns)
+        conns.clear()
+    for c in taken:
+        c.close()
+
+
 def _check_key(key):
     if not isinstance(key, str) or "/" not in key:
         raise ValueError("a key is '<layer>/<64 hex>', got %r" % (key,))
@@ -136,6 +146,9 @@ class Client(StageMixin):
         self._coalescer = Coalescer()
         self._conns = []
         self._conns_lock = threading.Lock()
+        # A client dropped without close() still closes its sockets (when it is collected, or at
+        # exit): no ResourceWarning. The finalizer holds the list, not the client.
+        self._finalizer = weakref.finalize(self, _close_all, self._conns, self._conns_lock)
 
     # ---- transport ------------------------------------------------------------------------------
     def _conn(self):
@@ -221,10 +234,7 @@ class Client(StageMixin):
 
     def close(self):
         """Closes every connection this client opened (from any thread)."""
-        with self._conns_lock:
-            conns, self._conns = self._conns, []
-        for c in conns:
-            c.close()
+        _close_all(self._conns, self._conns_lock)
         self._local = threading.local()
 
     def __enter__(self):
