@@ -311,6 +311,31 @@ class KvStats(ctypes.Structure):
     ]
 
 
+class SafetensorsTensor(ctypes.Structure):
+    _fields_ = [
+        ("name", c_char_p), ("dtype", c_int), ("ndim", c_u32), ("shape", c_i64 * MAX_DIMS),
+        ("data", c_void_p), ("size", c_u64),
+    ]
+
+
+class SafetensorsOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_size_t), ("max_header_bytes", c_u64), ("errbuf", c_void_p),
+        ("errbuf_size", c_size_t),
+    ]
+
+
+class ChunkOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_size_t), ("shape", c_i64 * 5), ("dtype", c_int),
+        ("bytes_per_frame", c_u64), ("budget_bytes", c_u64), ("overlap", c_u32),
+    ]
+
+
+class Chunk(ctypes.Structure):
+    _fields_ = [("start", c_i64), ("frames", c_i64), ("overlap", c_i64)]
+
+
 # ---- prototypes -------------------------------------------------------------------------------
 
 _PROTOTYPES = {
@@ -421,6 +446,20 @@ _PROTOTYPES = {
     "gencache_tensor_needs_decode": (c_int, [P(Meta), c_int]),
     "gencache_handle_decode_info": (c_int, [c_void_p, c_int, P(DecodeInfo)]),
     "gencache_handle_decode": (c_int, [c_void_p, c_int, c_void_p, c_size_t, P(c_size_t)]),
+    # safetensors files and the chunk planner (include/gencache/tensor.h)
+    "gencache_safetensors_options_init": (None, [P(SafetensorsOptions)]),
+    "gencache_safetensors_parse": (c_int, [c_void_p, c_size_t, P(SafetensorsOptions),
+                                           P(c_void_p)]),
+    "gencache_safetensors_open": (c_int, [c_char_p, P(SafetensorsOptions), P(c_void_p)]),
+    "gencache_safetensors_close": (None, [c_void_p]),
+    "gencache_safetensors_count": (c_size_t, [c_void_p]),
+    "gencache_safetensors_get": (c_int, [c_void_p, c_size_t, P(SafetensorsTensor)]),
+    "gencache_safetensors_find": (c_int, [c_void_p, c_char_p, P(SafetensorsTensor)]),
+    "gencache_safetensors_metadata": (c_char_p, [c_void_p, c_char_p]),
+    "gencache_safetensors_write": (c_int, [c_char_p, P(SafetensorsTensor), c_size_t,
+                                           P(c_char_p), c_size_t]),
+    "gencache_chunk_options_init": (None, [P(ChunkOptions)]),
+    "gencache_chunk_plan": (c_int, [P(ChunkOptions), P(Chunk), c_size_t, P(c_size_t)]),
     # sessions
     "gencache_session_options_init": (None, [P(SessionOptions)]),
     "gencache_session_open": (c_int, [c_void_p, c_char_p, P(SessionOptions), P(c_void_p)]),
@@ -468,7 +507,9 @@ def _check_layouts():
                       ("gencache_encode_options_init", EncodeOptions),
                       ("gencache_quant_options_init", QuantOptions),
                       ("gencache_session_options_init", SessionOptions),
-                      ("gencache_kv_options_init", KvOptions)):
+                      ("gencache_kv_options_init", KvOptions),
+                      ("gencache_safetensors_options_init", SafetensorsOptions),
+                      ("gencache_chunk_options_init", ChunkOptions)):
         if init not in _available:
             continue
         buf = (ctypes.c_ubyte * 4096)()  # room for any size the library may write
