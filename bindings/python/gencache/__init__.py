@@ -10,6 +10,8 @@ The package loads the shared library with ctypes (no compiler involved): $GENCAC
 libgencache.so next to this package, else a build tree of the source checkout
 (build*/src/libgencache.so), else the system's (ctypes.util.find_library). See docs/python.md.
 """
+from __future__ import annotations
+
 from ._lib import GencacheError, NotFound, has as _has, library_path, lib as _clib
 from ._cache import Cache
 from ._handle import Handle
@@ -27,15 +29,15 @@ __all__ = ["Cache", "Client", "Handle", "RemoteEntry", "Keyspace", "GencacheErro
            "save_safetensors"]
 
 
-def version():
+def version() -> str:
     """The loaded libgencache's version string."""
-    return _clib.gencache_version().decode("ascii")
+    return str(_clib.gencache_version().decode("ascii"))
 
 
 __version__ = version()  # the package is versioned with the library it binds
 
 
-def available(feature):
+def available(feature: str) -> bool:
     """Whether the loaded library provides a feature: "keys", "images", "hashes", "codecs",
     "int8", "sessions", "kv"."""
     names = {

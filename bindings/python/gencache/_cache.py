@@ -5,7 +5,11 @@ read-only numpy arrays or torch tensors sharing that memory. A Cache may be used
 threads: each call is counted in and out, and close() waits for the calls in progress before it
 closes the C cache, so no call ever runs on a closed cache (the C API forbids that).
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
+import os
 import itertools
 import threading
 import time
@@ -20,6 +24,10 @@ from ._handle import Handle, _Ref
 from ._image import image_digest, image_hash
 from ._keys import Keyspace, normalize
 from ._lib import lib, cstr
+from ._keys import Request
+
+if TYPE_CHECKING:
+    from ._session import KVWindow, Session
 
 _c_get = lib.gencache_get
 _c_meta_addr = lib["gencache_handle_meta"]  # a second function object: returns the address
@@ -44,7 +52,7 @@ _OPTION_FIELDS = ("mem_max_bytes", "mem_max_entries", "mem_shards", "ghost_max_e
                   "redis_max_value_bytes", "writeback_max_bytes", "mem_max_pinned_bytes")
 
 
-def _ms(seconds, what):
+def _ms(seconds: Optional[float], what: str) -> int:
     if seconds is None:
         return 0
     if seconds < 0:
@@ -52,7 +60,7 @@ def _ms(seconds, what):
     return int(round(seconds * 1000))
 
 
-def _bytes_arg(data):
+def _bytes_arg(data: Any) -> tuple[Any, int, Any]:
     """(pointer, size, keep-alive) for any contiguous buffer, without a copy when possible."""
     if isinstance(data, bytes):
         return data, len(data), data
@@ -83,7 +91,8 @@ class Cache(StageMixin):
     prompt_normalization}}); modes ({model or None:
     normalization mode}); log (a callable(level_name, message), called from any thread)."""
 
-    def __init__(self, config=None, **options):
+    def __init__(self, config: Union[None, str, "os.PathLike[str]", dict[str, Any]] = None,
+                 **options: Any) -> None:
         # The file (or dict) is read by the library; keywords override what it sets.
         cfg = _config.load(config)
         self._mu = threading.Lock()
@@ -92,7 +101,7 @@ class Cache(StageMixin):
         self._ptr = None
         self._core = None
         self._flights = Flights(self)
-        self._children = weakref.WeakSet()  # open sessions and KV windows, closed first
+        self._children: weakref.WeakSet[Any] = weakref.WeakSet()  # open sessions and KV windows, closed first
         o = _lib.Options()
         lib.gencache_options_init(ctypes.byref(o))
         if cfg is not None:
@@ -114,7 +123,7 @@ class Cache(StageMixin):
         if log is not None:
             names = {v: k for k, v in _LOG_LEVELS.items()}
 
-            def log_cb(_userdata, level, message):
+            def log_cb(_userdata: Any, level: int, message: Optional[bytes]) -> None:
                 try:
                     log(names.get(level, str(level)), _lib.pystr(message))
                 except Exception:  # an exception must never unwind into C
@@ -160,7 +169,7 @@ class Cache(StageMixin):
     # first clears the pointer, then waits until as many calls have left as have entered. A
     # call that counted itself in before the pointer was cleared is waited for; one that came
     # later sees None and leaves. next() on itertools.count is atomic under the GIL.
-    def _enter(self):
+    def _enter(self) -> int:
         next(self._enters)
         ptr = self._ptr
         if ptr is None:
@@ -168,16 +177,16 @@ class Cache(StageMixin):
             raise ValueError("the cache is closed")
         return ptr
 
-    def _leave(self):
+    def _leave(self) -> None:
         next(self._leaves)
 
-    def _in_progress(self):
+    def _in_progress(self) -> int:
         # Leaves first, then enters: equal counts then mean nobody was inside in between.
         left = int(repr(self._leaves)[6:-1])
         entered = int(repr(self._enters)[6:-1])
         return entered - left
 
-    def close(self):
+    def close(self) -> None:
         """Waits for calls in progress, then closes the cache. Handles and the arrays made from
         them stay valid; sessions and KV windows still open are closed first. Closing twice
         does nothing."""
@@ -196,29 +205,32 @@ class Cache(StageMixin):
             lib.gencache_close(ptr)
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._ptr is None
 
-    def __enter__(self):
+    def __enter__(self) -> "Cache":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         if getattr(self, "_mu", None) is not None:
             self.close()
 
     # ---- layers and keys ------------------------------------------------------------------------
     @property
-    def keyspace(self):
+    def keyspace(self) -> Keyspace:
         """The Keyspace behind key(): layer recipes and normalization modes."""
         if self._keyspace is None:
             raise _lib.unsupported("key derivation")
         return self._keyspace
 
-    def define_layer(self, name, fields=None, scope=None, ttl_s=None, sliding_ttl=None,
-                     write_through=None, prompt_normalization=None, shared=None):
+    def define_layer(self, name: str, fields: Optional[Sequence[str]] = None,
+                     scope: Optional[str] = None, ttl_s: Union[None, float, str] = None,
+                     sliding_ttl: Optional[bool] = None, write_through: Optional[bool] = None,
+                     prompt_normalization: Optional[str] = None,
+                     shared: Optional[bool] = None) -> None:
         """Defines a layer in the cache's layer registry, or changes a known one: its key recipe
         (`fields`, kept when None), scope, TTL, write policy, whether entries may go to Redis,
         and prompt_normalization (the default mode of models without one). Keys from key()
@@ -259,21 +271,22 @@ class Cache(StageMixin):
         finally:
             self._leave()
 
-    def has_layer(self, name):
+    def has_layer(self, name: str) -> bool:
         lo = _lib.LayerOptions()
         ptr = self._enter()
         try:
-            return lib.gencache_layer_get(ptr, cstr(name, "layer"), ctypes.byref(lo)) == 0
+            return bool(lib.gencache_layer_get(ptr, cstr(name, "layer"), ctypes.byref(lo)) == 0)
         finally:
             self._leave()
 
-    def key(self, request, layer=None, tenant=None):
+    def key(self, request: Request, layer: Optional[str] = None,
+            tenant: Optional[str] = None) -> Any:
         """The key "<layer>/<hex>" of a request (dict or JSON) for `layer`, exactly as the C API
         and the CLI derive it; with no layer, {layer: key} for every layer it has a key in. An
         "image" given as a path, numpy array or PIL image is replaced by its pixel digest."""
         return self.keyspace.key(request, layer, tenant)
 
-    def canonical(self, request, layer, tenant=None):
+    def canonical(self, request: Request, layer: str, tenant: Optional[str] = None) -> str:
         """The canonical document whose SHA-256 is the key."""
         return self.keyspace.canonical(request, layer, tenant)
 
@@ -282,8 +295,11 @@ class Cache(StageMixin):
     image_hash = staticmethod(image_hash)
 
     # ---- bytes ----------------------------------------------------------------------------------
-    def put(self, key, data, *, cost_s=0.0, ttl_s=None, tags=None, content_type=None, model=None,
-            tenant=None, pinned=False, dtype=None, shape=None):
+    def put(self, key: str, data: Any, *, cost_s: float = 0.0,
+            ttl_s: Union[None, float, str] = None, tags: Union[str, Sequence[str], None] = None,
+            content_type: Optional[str] = None, model: Optional[str] = None,
+            tenant: Optional[str] = None, pinned: bool = False, dtype: Optional[str] = None,
+            shape: Optional[Sequence[int]] = None) -> None:
         """Stores `data` (bytes or any contiguous buffer; a numpy array or torch tensor goes to
         put_tensor()) under `key`. cost_s: seconds it took to compute (what a hit saves).
         dtype/shape describe raw tensor bytes. Raises GencacheError (EINVAL, ETOOBIG, EFULL,
@@ -302,8 +318,10 @@ class Cache(StageMixin):
                   dtype=dcode, shape=shape_t)
         del keep
 
-    def _put(self, key, ptr, size, *, cost_s, ttl_s, tags, content_type, model, tenant, pinned,
-             dtype, shape, encode=None):
+    def _put(self, key: str, ptr: Any, size: int, *, cost_s: float, ttl_s: Any, tags: Any,
+             content_type: Optional[str], model: Optional[str], tenant: Optional[str],
+             pinned: bool, dtype: int, shape: Optional[Sequence[int]],
+             encode: Optional[_lib.EncodeOptions] = None) -> None:
         m = _lib.Meta()
         lib.gencache_meta_init(ctypes.byref(m))
         m.content_type = cstr(content_type, "content_type")
@@ -315,7 +333,7 @@ class Cache(StageMixin):
         m.cost_ms = _ms(cost_s, "cost_s")
         m.ttl_ms = _ms(None if ttl_s is None else _config.parse_seconds(ttl_s), "ttl_s")
         m.pinned = int(bool(pinned))
-        if dtype != T.NONE:
+        if dtype != T.NONE and shape is not None:
             if len(shape) > _lib.MAX_DIMS:
                 raise ValueError("tensors have at most %d dimensions" % _lib.MAX_DIMS)
             m.dtype = dtype
@@ -355,7 +373,7 @@ class Cache(StageMixin):
             self._leave()
         _lib.check(rc, "put %s" % key)
 
-    def _lookup(self, key, fn):
+    def _lookup(self, key: str, fn: Any) -> Optional[Handle]:
         out = ctypes.c_void_p()
         bkey = cstr(key, "key")
         ptr = self._enter()
@@ -366,9 +384,9 @@ class Cache(StageMixin):
         if rc == -3:  # ENOTFOUND: a miss
             return None
         _lib.check(rc, "get %s" % key)
-        return Handle(out.value)
+        return Handle(out.value or 0)
 
-    def get(self, key, *, cost_s=None):
+    def get(self, key: str, *, cost_s: Optional[float] = None) -> Optional[Handle]:
         """A Handle on the stored value (no copy), or None on a miss. Counts as an access.
         cost_s: what computing the value would cost this request; a hit credits that to the
         layer's savings instead of the cost stored with the entry."""
@@ -376,20 +394,21 @@ class Cache(StageMixin):
             return self._lookup(key, lib.gencache_get)
         return self.as_owner(cost_s)._lookup(key, lib.gencache_get_as)
 
-    def as_owner(self, cost_s=None):
+    def as_owner(self, cost_s: Optional[float] = None) -> _tenant.TenantView:
         """The owner's view with a per-request cost (TenantView with no tenant)."""
         return _tenant.TenantView(self, None, cost_s=cost_s)
 
-    def peek(self, key):
+    def peek(self, key: str) -> Optional[Handle]:
         """Like get(), but counts no access and extends no expiry."""
         return self._lookup(key, lib.gencache_peek)
 
-    def get_bytes(self, key):
+    def get_bytes(self, key: str) -> Optional[bytes]:
         """A copy of the stored bytes, or None on a miss."""
         core = self._core
         if core is not None:
-            return core.get_bytes(key)
-        bkey = key.encode() if type(key) is str else cstr(key, "key")
+            found: Optional[bytes] = core.get_bytes(key)
+            return found
+        bkey = key.encode() if type(key) is str else (cstr(key, "key") or b"")
         if b"\0" in bkey:
             raise ValueError("key contains a NUL character")
         out = ctypes.c_void_p()
@@ -408,14 +427,16 @@ class Cache(StageMixin):
         finally:
             _c_release(h)
 
-    def __contains__(self, key):
-        h = self.peek(key)
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, (str, bytes)):
+            return False
+        h = self.peek(key)  # type: ignore[arg-type]
         if h is None:
             return False
         h.close()
         return True
 
-    def delete(self, key):
+    def delete(self, key: str) -> bool:
         """Removes `key` from every tier. Returns True when something was removed, False when
         nothing was stored. Handles on the value stay valid."""
         bkey = cstr(key, "key")
@@ -429,8 +450,9 @@ class Cache(StageMixin):
         _lib.check(rc, "delete %s" % key)
         return True
 
-    def invalidate(self, key=None, *, layer=None, tenant=None, tag=None, model=None,
-                   older_than_s=None):
+    def invalidate(self, key: Optional[str] = None, *, layer: Optional[str] = None,
+                   tenant: Optional[str] = None, tag: Optional[str] = None,
+                   model: Optional[str] = None, older_than_s: Optional[float] = None) -> int:
         """Removes every entry matching all the given criteria; returns how many. At least one
         criterion is required (nothing is removed by accident)."""
         f = _lib.Filter()
@@ -447,7 +469,7 @@ class Cache(StageMixin):
         _lib.check(rc, "invalidate")
         return n.value
 
-    def maintain(self):
+    def maintain(self) -> int:
         """Removes expired entries now; returns how many."""
         n = ctypes.c_uint64()
         ptr = self._enter()
@@ -458,7 +480,7 @@ class Cache(StageMixin):
         _lib.check(rc, "maintain")
         return n.value
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         """Counters: {"layers": {name: {...}}, "tiers": {name: {...}}, "invalidated": n}."""
         s = _lib.Stats()
         s.struct_size = ctypes.sizeof(s)
@@ -481,23 +503,27 @@ class Cache(StageMixin):
         return {"layers": layers, "tiers": tiers, "invalidated": s.invalidated}
 
     # ---- tenants --------------------------------------------------------------------------------
-    def define_tenant(self, name, *, priority="normal", quota_bytes=0, admin=False):
+    def define_tenant(self, name: str, *, priority: str = "normal", quota_bytes: int = 0,
+                      admin: bool = False) -> None:
         """Defines (or redefines) a tenant: priority "high", "normal" or "batch", a quota of live
         bytes (0: none), and whether it is an admin. A config's `tenants:` are defined already."""
         _tenant.define(self, name, priority=priority, quota_bytes=quota_bytes, admin=admin)
 
-    def as_tenant(self, name):
+    def as_tenant(self, name: str) -> _tenant.TenantView:
         """A view of the cache on tenant `name`'s behalf, with the rules the daemon applies to a
         token's tenant (namespaces, shared-entry ownership, quota): see TenantView."""
         return _tenant.TenantView(self, name)
 
-    def tenant_stats(self, name):
+    def tenant_stats(self, name: str) -> dict[str, Any]:
         """A tenant's counters and usage, as the daemon's GET /v1/stats shows them to it."""
         return _tenant.stats(self, name)
 
     # ---- tensors --------------------------------------------------------------------------------
-    def put_tensor(self, key, tensor, *, cost_s=0.0, codec=None, axis=0, group_size=128,
-                   ttl_s=None, tags=None, model=None, tenant=None, pinned=False):
+    def put_tensor(self, key: str, tensor: Any, *, cost_s: float = 0.0,
+                   codec: Optional[str] = None, axis: int = 0, group_size: int = 128,
+                   ttl_s: Union[None, float, str] = None,
+                   tags: Union[str, Sequence[str], None] = None, model: Optional[str] = None,
+                   tenant: Optional[str] = None, pinned: bool = False) -> None:
         """Stores a numpy array or torch tensor (f32, f16, bf16, i8, u8, i32, i64) with its dtype
         and shape. codec: None/"none" (exact bytes), "f16"/"bf16" (floats narrowed), "int8",
         "int8-channel" (along `axis`) or "int8-group" (`group_size` elements per scale). The
@@ -518,7 +544,8 @@ class Cache(StageMixin):
             raise
         del prep
 
-    def get_tensor(self, key, device=None, *, dtype=None, kind=None, copy=False):
+    def get_tensor(self, key: str, device: Any = None, *, dtype: Optional[str] = None,
+                   kind: Optional[str] = None, copy: bool = False) -> Any:
         """The tensor stored under `key`, or None on a miss. kind: "numpy" or "torch" (default:
         what was stored; bf16 and any device imply torch). Without dtype, device or copy the
         result shares the cache's memory read-only (no copy): numpy marks it non-writable; a
@@ -534,7 +561,7 @@ class Cache(StageMixin):
             with Handle(r.ptr, r) as h:
                 return tensor_from_handle(h, device=device, dtype=dtype, kind=kind, copy=copy)
         # The ctypes path: the use count (_enter/_leave) and the key conversion written inline.
-        bkey = key.encode() if type(key) is str else cstr(key, "key")
+        bkey = key.encode() if type(key) is str else (cstr(key, "key") or b"")
         if b"\0" in bkey:
             raise ValueError("key contains a NUL character")
         out = ctypes.c_void_p()
@@ -559,7 +586,7 @@ class Cache(StageMixin):
                 (kind is not None and (kind not in ("numpy", "torch") or
                                        (kind == "numpy" and dt == T.BF16))) or
                 (ct is not None and ct.startswith(_QUANT_CT))):
-            with Handle(ref.ptr, ref) as h:
+            with Handle(ref.ptr or 0, ref) as h:
                 return tensor_from_handle(h, device=device, dtype=dtype, kind=kind, copy=copy)
         # The common case, kept short: a view of the stored tensor as it was put. The view
         # takes over this lookup's reference, so the bytes live exactly as long as the view.
@@ -569,40 +596,44 @@ class Cache(StageMixin):
         return arr
 
     # ---- hooks of the compute-once helpers (gencache._stage.StageMixin) -------------------------
-    def _compute_once(self, key, device, fn, store):
+    def _compute_once(self, key: str, device: Any, fn: Callable[[], Any],
+                      store: Callable[[Any, float], Any]) -> tuple[Any, str]:
         # The library's single flight: shared with C callers of this cache, blocking in C.
         return self._flights.run(key, fn, store, lambda h: value_from_handle(h, device=device))
 
-    def _lookup_value(self, key, device):
+    def _lookup_value(self, key: str, device: Any) -> tuple[bool, Any]:
         h = self.get(key)
         if h is None:
             return False, None
         with h:
             return True, value_from_handle(h, device=device)
 
-    def _ensure_layer(self, layer, fields):
+    def _ensure_layer(self, layer: str, fields: Sequence[str]) -> None:
         if not self.has_layer(layer) or layer not in self.keyspace.layers():
             self.define_layer(layer, fields=fields)
 
     # ---- sessions and KV windows ----------------------------------------------------------------
-    def session(self, session_id, *, ttl_s=None, max_bytes=None):
+    def session(self, session_id: str, *, ttl_s: Optional[float] = None,
+                max_bytes: Optional[int] = None) -> "Session":
         """Opens a generation session (gencache_session_open): step-scoped values."""
         from ._session import Session
         return Session(self, session_id, ttl_s=ttl_s, max_bytes=max_bytes)
 
-    def kv_window(self, n_layers, k_elems, v_elems, *, dtype="f16", int8=False,
-                  initial_positions=None, offload=None, charge_cache=True):
+    def kv_window(self, n_layers: int, k_elems: int, v_elems: int, *, dtype: str = "f16",
+                  int8: bool = False, initial_positions: Optional[int] = None,
+                  offload: Optional[Callable[[dict[str, Any]], None]] = None,
+                  charge_cache: bool = True) -> "KVWindow":
         """A KV window (gencache_kv_new) whose buffers count against this cache's budget."""
         from ._session import KVWindow
         return KVWindow(n_layers, k_elems, v_elems, dtype=dtype, int8=int8,
                         initial_positions=initial_positions, offload=offload,
                         cache=self if charge_cache else None)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<gencache.Cache %s>" % ("closed" if self.closed else "open")
 
 
-def value_from_handle(h, device=None):
+def value_from_handle(h: Handle, device: Any = None) -> Any:
     """What get_or_compute() returns on a hit: a tensor for a tensor entry, else bytes."""
     from . import _codec
     ct = h.content_type
@@ -611,7 +642,8 @@ def value_from_handle(h, device=None):
     return h.bytes()
 
 
-def tensor_from_handle(h, device=None, dtype=None, kind=None, copy=False):
+def tensor_from_handle(h: Handle, device: Any = None, dtype: Optional[str] = None,
+                       kind: Optional[str] = None, copy: bool = False) -> Any:
     from . import _codec
     ct = h.content_type
     if ct.startswith(T.QUANT_CONTENT_TYPE):  # an int8 entry of an older package version
@@ -626,4 +658,4 @@ def tensor_from_handle(h, device=None, dtype=None, kind=None, copy=False):
     if h.shape is None:
         raise TypeError("%s is not a tensor entry" % h.meta["key"])
     origin = "torch" if ct == T.CT_TORCH else "numpy"
-    return _codec.finish(h.array(), T.dtype_code(h.dtype), origin, device, kind, copy)
+    return _codec.finish(h.array(), h._dtype, origin, device, kind, copy)

@@ -6,6 +6,9 @@ that fails because the daemon closed an idle kept-alive connection is sent once 
 fresh one, which is safe for every method used here (GET, HEAD, PUT and DELETE are idempotent;
 POST /v1/keys and /v1/invalidate compute the same answer twice).
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import http.client
 import json
 import math
@@ -18,6 +21,7 @@ from . import _tensors as T
 from ._coalesce import Coalescer
 from ._lib import CODES, GencacheError
 from ._stage import StageMixin
+from ._keys import Request
 
 # HTTP status -> the library's error code, for errors the daemon reports.
 _STATUS_CODES = {400: "EINVAL", 401: "EPERM", 403: "EPERM", 404: "ENOTFOUND", 409: "EEXIST",
@@ -38,7 +42,7 @@ class RemoteEntry:
     a Handle offers (bytes, array, memoryview, tensor, meta, dtype, shape; a context manager),
     so code can take either."""
 
-    def __init__(self, key, data, headers):
+    def __init__(self, key: str, data: bytearray, headers: dict[str, str]) -> None:
         self.key = key
         self._data = data  # a bytearray: arrays over it are writable and owned by the caller
         self.headers = headers
@@ -49,22 +53,22 @@ class RemoteEntry:
         self._shape = tuple(int(d) for d in shape.split(",") if d.strip()) if dtype else None
 
     @property
-    def size(self):
+    def size(self) -> int:
         return len(self._data)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._data)
 
     @property
-    def dtype(self):
+    def dtype(self) -> Optional[str]:
         return T.DTYPE_NAMES.get(self._dtype)
 
     @property
-    def shape(self):
+    def shape(self) -> Optional[tuple[int, ...]]:
         return self._shape
 
     @property
-    def meta(self):
+    def meta(self) -> dict[str, Any]:
         h = self.headers
         ttl = h.get("x-gencache-ttl")
         return {
@@ -76,42 +80,42 @@ class RemoteEntry:
             "ttl_s": int(ttl) if ttl is not None else None, "etag": h.get("etag"),
         }
 
-    def bytes(self):
+    def bytes(self) -> bytes:
         return bytes(self._data)
 
-    def memoryview(self):
+    def memoryview(self) -> memoryview:
         return memoryview(self._data)
 
-    def array(self, raw=False):
+    def array(self, raw: bool = False) -> Any:
         import numpy as np
         if self._dtype != T.NONE and not raw:
             return np.frombuffer(self._data, dtype=np.dtype(T.TYPESTR[self._dtype])).reshape(
-                self._shape)
+                self._shape or ())
         return np.frombuffer(self._data, dtype=np.uint8)
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> Any:
         a = self.array()
         return a if dtype is None else a.astype(dtype)
 
-    def tensor(self, device=None, copy=False):
+    def tensor(self, device: Any = None, copy: bool = False) -> Any:
         if self._dtype == T.NONE:
             raise TypeError("%s is not a tensor entry" % self.key)
         return T.to_device(T.torch_from_numpy(self.array(), self._dtype), device, copy)
 
-    def close(self):
+    def close(self) -> None:
         pass
 
-    def __enter__(self):
+    def __enter__(self) -> "RemoteEntry":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         pass
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<gencache.RemoteEntry %s %d bytes>" % (self.key, len(self._data))
 
 
-def _close_all(conns, lock):
+def _close_all(conns: list[http.client.HTTPConnection], lock: threading.Lock) -> None:
     """Closes and forgets every connection in `conns` (the list stays the client's)."""
     with lock:
         taken = list(conns)
@@ -120,7 +124,7 @@ def _close_all(conns, lock):
         c.close()
 
 
-def _check_key(key):
+def _check_key(key: str) -> str:
     if not isinstance(key, str) or "/" not in key:
         raise ValueError("a key is '<layer>/<64 hex>', got %r" % (key,))
     return urllib.parse.quote(key, safe="/")
@@ -131,7 +135,8 @@ class Client(StageMixin):
     bearer token. timeout: seconds per request. Safe to share between threads (one connection
     per thread)."""
 
-    def __init__(self, url="http://127.0.0.1:8787", token=None, timeout=30.0):
+    def __init__(self, url: str = "http://127.0.0.1:8787", token: Optional[str] = None,
+                 timeout: float = 30.0) -> None:
         u = urllib.parse.urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError("the daemon URL must be http://HOST:PORT, got %r" % (url,))
@@ -144,15 +149,15 @@ class Client(StageMixin):
         self._headers = {"Authorization": "Bearer " + token} if token else {}
         self._local = threading.local()
         self._coalescer = Coalescer()
-        self._conns = []
+        self._conns: list[http.client.HTTPConnection] = []
         self._conns_lock = threading.Lock()
         # A client dropped without close() still closes its sockets (when it is collected, or at
         # exit): no ResourceWarning. The finalizer holds the list, not the client.
         self._finalizer = weakref.finalize(self, _close_all, self._conns, self._conns_lock)
 
     # ---- transport ------------------------------------------------------------------------------
-    def _conn(self):
-        c = getattr(self._local, "conn", None)
+    def _conn(self) -> http.client.HTTPConnection:
+        c: Optional[http.client.HTTPConnection] = getattr(self._local, "conn", None)
         if c is None:
             cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
             c = cls(self._host, self._port, timeout=self._timeout)
@@ -161,7 +166,7 @@ class Client(StageMixin):
                 self._conns.append(c)
         return c
 
-    def _drop(self):
+    def _drop(self) -> None:
         c = getattr(self._local, "conn", None)
         if c is not None:
             c.close()
@@ -170,7 +175,8 @@ class Client(StageMixin):
                 if c in self._conns:
                     self._conns.remove(c)
 
-    def request(self, method, path, body=None, headers=None):
+    def request(self, method: str, path: str, body: Optional[bytes] = None,
+                headers: Optional[Mapping[str, str]] = None) -> tuple[int, dict[str, str], bytearray]:
         """One request: returns (status, headers with lowercase names, body as a bytearray)."""
         hdrs = dict(self._headers)
         if headers:
@@ -207,23 +213,25 @@ class Client(StageMixin):
             except BaseException:
                 self._drop()
                 raise
+        raise AssertionError("the second attempt returns or raises")
 
-    def _error(self, status, body, what):
-        code, message = None, None
+    def _error(self, status: int, body: bytearray, what: str) -> _lib.GencacheError:
+        code: Optional[str] = None
+        message: Optional[str] = None
         try:
             err = json.loads(bytes(body).decode("utf-8"))["error"]
             code, message = err.get("code"), err.get("message")
         except (ValueError, KeyError, TypeError, AttributeError):
             message = bytes(body[:200]).decode("utf-8", "replace") or None
-        name = _ERROR_CODES.get(code) or _STATUS_CODES.get(status) or "EIO"
+        name = _ERROR_CODES.get(code or "") or _STATUS_CODES.get(status) or "EIO"
         e = _lib.error(CODES[name], what, "%s (HTTP %d%s)" % (message or "daemon error",
                                                                status,
                                                                ", " + code if code else ""),
                        status)
-        e.http_code = code
+        e.http_code = code  # type: ignore[attr-defined]
         return e
 
-    def _json(self, method, path, payload, what):
+    def _json(self, method: str, path: str, payload: Any, what: str) -> Any:
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8") \
             if payload is not None else None
         hdrs = {"Content-Type": "application/json"} if body is not None else {}
@@ -232,24 +240,24 @@ class Client(StageMixin):
             raise self._error(status, data, what)
         return json.loads(bytes(data).decode("utf-8")) if data else {}
 
-    def close(self):
+    def close(self) -> None:
         """Closes every connection this client opened (from any thread)."""
         _close_all(self._conns, self._conns_lock)
         self._local = threading.local()
 
-    def __enter__(self):
+    def __enter__(self) -> "Client":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ---- entries --------------------------------------------------------------------------------
-    def health(self):
+    def health(self) -> bool:
         """True when GET /healthz answers ok."""
         status, _, body = self.request("GET", "/healthz")
         return status == 200 and bytes(body).strip() == b"ok"
 
-    def get(self, key):
+    def get(self, key: str) -> Optional[RemoteEntry]:
         """A RemoteEntry, or None on a miss (404)."""
         path = "/v1/entries/" + _check_key(key)
         status, headers, data = self.request("GET", path)
@@ -259,7 +267,7 @@ class Client(StageMixin):
             raise self._error(status, data, "get %s" % key)
         return RemoteEntry(key, data, headers)
 
-    def peek(self, key):
+    def peek(self, key: str) -> Optional[dict[str, Any]]:
         """The entry's metadata (HEAD: counts no access), or None on a miss."""
         status, headers, data = self.request("HEAD", "/v1/entries/" + _check_key(key))
         if status == 404:
@@ -268,15 +276,19 @@ class Client(StageMixin):
             raise self._error(status, data, "peek %s" % key)
         return RemoteEntry(key, bytearray(), headers).meta
 
-    def __contains__(self, key):
-        return self.peek(key) is not None
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.peek(key) is not None
 
-    def get_bytes(self, key):
+    def get_bytes(self, key: str) -> Optional[bytes]:
         e = self.get(key)
         return None if e is None else bytes(e._data)
 
-    def put(self, key, data, *, cost_s=0.0, ttl_s=None, tags=None, content_type=None,
-            model=None, tenant=None, pinned=False, dtype=None, shape=None, codec=None):
+    def put(self, key: str, data: Any, *, cost_s: float = 0.0,
+            ttl_s: Optional[float] = None, tags: Union[str, Sequence[str], None] = None,
+            content_type: Optional[str] = None, model: Optional[str] = None,
+            tenant: Optional[str] = None, pinned: bool = False,
+            dtype: Union[str, int, None] = None, shape: Optional[Sequence[int]] = None,
+            codec: Optional[str] = None) -> None:
         """PUT /v1/entries/{key}. A numpy array or torch tensor goes to put_tensor(). model
         and tenant are not sent: the daemon takes the tenant from the token."""
         if T.is_numpy(data) or T.is_torch(data):
@@ -295,15 +307,17 @@ class Client(StageMixin):
             hdrs["X-Gencache-Shape"] = ",".join(str(int(d)) for d in shape) \
                 if shape is not None else str(len(memoryview(data).cast("B"))
                                               // T.ITEMSIZE[T.dtype_code(dtype)])
-        if codec not in (None, "none"):
+        if codec is not None and codec != "none":
             hdrs["X-Gencache-Codec"] = codec
         body = data if isinstance(data, (bytes, bytearray)) else memoryview(data).cast("B")
         status, _, resp = self.request("PUT", "/v1/entries/" + _check_key(key), body, hdrs)
         if status >= 400:
             raise self._error(status, resp, "put %s" % key)
 
-    def put_tensor(self, key, tensor, *, cost_s=0.0, codec=None, ttl_s=None, tags=None,
-                   pinned=False, model=None, tenant=None):
+    def put_tensor(self, key: str, tensor: Any, *, cost_s: float = 0.0,
+                   codec: Optional[str] = None, ttl_s: Optional[float] = None,
+                   tags: Union[str, Sequence[str], None] = None, pinned: bool = False,
+                   model: Optional[str] = None, tenant: Optional[str] = None) -> None:
         """Stores a numpy array or torch tensor with its dtype and shape (headers
         X-Gencache-Dtype and X-Gencache-Shape). codec "f16"/"bf16" narrows the floats here,
         with the library's own conversion (the bytes the daemon would store, half the upload);
@@ -327,7 +341,8 @@ class Client(StageMixin):
                  content_type=T.CT_TORCH if prep.kind == "torch" else T.CT_NUMPY,
                  dtype=prep.dtype, shape=prep.shape, codec=codec)
 
-    def get_tensor(self, key, device=None, *, dtype=None, kind=None, copy=False):
+    def get_tensor(self, key: str, device: Any = None, *, dtype: Optional[str] = None,
+                   kind: Optional[str] = None, copy: bool = False) -> Any:
         """The tensor under `key`, or None on a miss; numpy or torch as it was stored (kind
         overrides). The array owns its bytes (writable). dtype: ask the daemon to decode to
         f32/f16 (GET ?as=)."""
@@ -346,7 +361,7 @@ class Client(StageMixin):
         origin = "torch" if e.content_type == T.CT_TORCH else "numpy"
         return _codec.finish(e.array(), e._dtype, origin, device, kind, copy)
 
-    def delete(self, key):
+    def delete(self, key: str) -> bool:
         """DELETE: True when something was removed, False when nothing was stored."""
         status, _, data = self.request("DELETE", "/v1/entries/" + _check_key(key))
         if status == 404:
@@ -355,10 +370,11 @@ class Client(StageMixin):
             raise self._error(status, data, "delete %s" % key)
         return True
 
-    def invalidate(self, key=None, *, layer=None, tenant=None, tag=None, model=None,
-                   older_than_s=None):
+    def invalidate(self, key: Optional[str] = None, *, layer: Optional[str] = None,
+                   tenant: Optional[str] = None, tag: Optional[str] = None,
+                   model: Optional[str] = None, older_than_s: Optional[float] = None) -> int:
         """POST /v1/invalidate; returns how many entries were removed."""
-        q = {k: v for k, v in (("key", key), ("layer", layer), ("tenant", tenant), ("tag", tag),
+        q: dict[str, Any] = {k: v for k, v in (("key", key), ("layer", layer), ("tenant", tenant), ("tag", tag),
                                ("model", model)) if v is not None}
         if older_than_s is not None:
             q["older_than"] = older_than_s
@@ -366,18 +382,20 @@ class Client(StageMixin):
             raise ValueError("invalidate needs at least one criterion")
         return int(self._json("POST", "/v1/invalidate", q, "invalidate").get("invalidated", 0))
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         """GET /v1/stats, as a dict."""
-        return self._json("GET", "/v1/stats", None, "stats")
+        found: dict[str, Any] = self._json("GET", "/v1/stats", None, "stats")
+        return found
 
-    def keys(self, request):
+    def keys(self, request: Request) -> dict[str, Any]:
         """POST /v1/keys: {"keys": {layer: key}, "prompt": normalized prompt, "uncacheable":
         [layers]}. An image path is replaced by its pixel digest before it is sent."""
         from ._keys import request_json
         body = json.loads(request_json(request, digest_paths=True))
-        return self._json("POST", "/v1/keys", body, "keys")
+        found: dict[str, Any] = self._json("POST", "/v1/keys", body, "keys")
+        return found
 
-    def key(self, request, layer=None):
+    def key(self, request: Request, layer: Optional[str] = None) -> Any:
         """The daemon's key for `request` in `layer` (None: {layer: key} for every layer)."""
         keys = self.keys(request).get("keys", {})
         if layer is None:
@@ -388,7 +406,7 @@ class Client(StageMixin):
         return keys[layer]
 
     # ---- hooks of the compute-once helpers ------------------------------------------------------
-    def _lookup_value(self, key, device):
+    def _lookup_value(self, key: str, device: Any) -> tuple[bool, Any]:
         e = self.get(key)
         if e is None:
             return False, None
@@ -398,8 +416,8 @@ class Client(StageMixin):
             return True, _codec.finish(e.array(), e._dtype, origin, device, None, False)
         return True, e.bytes()
 
-    def _ensure_layer(self, layer, fields):
+    def _ensure_layer(self, layer: str, fields: Sequence[str]) -> None:
         pass  # layers and their recipes live in the daemon's config
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<gencache.Client %s>" % self.url

@@ -12,6 +12,9 @@ daemon sharing the cache wait on the same flights.
 A Client's values live in a daemon, beyond any in-process cache, so ``Coalescer`` keeps the same
 rules in Python for it.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
 import threading
 import time
@@ -20,33 +23,37 @@ from . import _lib
 from ._handle import Handle
 from ._lib import lib, cstr
 
+if TYPE_CHECKING:
+    from ._cache import Cache
+
 _RETRY_ALONE = {"EFULL", "ETOOBIG", "ENOSPC", "EIO"}  # the holder's store failed
 
 
 class Flights:
     """get_or_compute's coalescing for an in-process Cache, over the library's flight table."""
 
-    def __init__(self, cache):
+    def __init__(self, cache: "Cache") -> None:
         self._cache = cache
         self._tls = threading.local()
 
-    def _held(self):
-        held = getattr(self._tls, "held", None)
+    def _held(self) -> set[str]:
+        held: Optional[set[str]] = getattr(self._tls, "held", None)
         if held is None:
             held = self._tls.held = set()
         return held
 
-    def _claim(self, key, opts=None):
+    def _claim(self, key: str, opts: Any = None) -> tuple[int, _lib.ClaimResult]:
         res = _lib.ClaimResult()
         bkey = cstr(key, "key")
         ptr = self._cache._enter()
         try:
-            rc = lib.gencache_claim(ptr, bkey, opts, ctypes.byref(res))
+            rc: int = lib.gencache_claim(ptr, bkey, opts, ctypes.byref(res))
         finally:
             self._cache._leave()
         return rc, res
 
-    def run(self, key, compute, store, hit_value):
+    def run(self, key: str, compute: Callable[[], Any], store: Callable[[Any, float], Any],
+            hit_value: Callable[[Handle], Any]) -> tuple[Any, str]:
         """compute() -> value (may raise); store(value, seconds) stores it (the Cache's put
         path fulfils the lease, see take_lease); hit_value(handle) -> the value of an entry.
         Returns (value, outcome), outcome "hit", "miss" (this call computed) or "coalesced"."""
@@ -60,11 +67,12 @@ class Flights:
             # The holder computed the value but could not store it: compute it here, alone.
             return self._compute_and_store(key, None, compute, store), "miss"
         if res.kind == _lib.CLAIM_HIT:
-            with Handle(res.handle) as h:
+            with Handle(res.handle or 0) as h:
                 return hit_value(h), ("coalesced" if res.waited else "hit")
         return self._compute_and_store(key, res.lease, compute, store), "miss"
 
-    def _compute_and_store(self, key, lease, compute, store):
+    def _compute_and_store(self, key: str, lease: Optional[int], compute: Callable[[], Any],
+                           store: Callable[[Any, float], Any]) -> Any:
         held = self._held()
         held.add(key)
         try:
@@ -86,16 +94,17 @@ class Flights:
                 lib.gencache_lease_abandon(pending[1])  # the store failed before putting
         return value
 
-    def take_lease(self, key):
+    def take_lease(self, key: str) -> Optional[int]:
         """The lease this thread holds on `key` while storing a computed value, or None; the
         caller ends it (gencache_lease_fulfil)."""
         pending = getattr(self._tls, "lease", None)
         if pending is None or pending[0] != key:
             return None
         self._tls.lease = None
-        return pending[1]
+        lease: Optional[int] = pending[1]
+        return lease
 
-    def in_flight(self, key):
+    def in_flight(self, key: str) -> bool:
         """Whether a lease on `key` is held now (for tests and diagnostics)."""
         opts = _lib.ClaimOptions()
         lib.gencache_claim_options_init(ctypes.byref(opts))
@@ -114,10 +123,10 @@ class Flights:
 class _Flight:
     __slots__ = ("event", "ok", "value", "leader")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.event = threading.Event()
         self.ok = False
-        self.value = None
+        self.value: Any = None
         self.leader = threading.get_ident()
 
 
@@ -127,11 +136,12 @@ class Coalescer:
     the value it stored (or, when storing it failed, the very object it returned). When the
     leader's function raises, each waiter starts over, so one of them becomes the next leader."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._flights = {}
+        self._flights: dict[str, _Flight] = {}
 
-    def run(self, key, lookup, compute, store):
+    def run(self, key: str, lookup: Callable[[], tuple[bool, Any]], compute: Callable[[], Any],
+            store: Callable[[Any, float], Any]) -> tuple[Any, str]:
         """lookup() -> (hit, value); compute() -> value (may raise); store(value, seconds) ->
         value as read back (or the computed one). Returns (value, outcome) where outcome is
         "hit", "miss" (this call computed) or "coalesced" (another call computed it)."""
@@ -142,7 +152,7 @@ class Coalescer:
             with self._lock:
                 flight = self._flights.get(key)
                 leader = flight is None
-                if leader:
+                if flight is None:
                     flight = self._flights[key] = _Flight()
             if not leader:
                 if flight.leader == threading.get_ident():
@@ -170,6 +180,6 @@ class Coalescer:
                     del self._flights[key]
                 flight.event.set()
 
-    def in_flight(self, key=None):
+    def in_flight(self, key: Optional[str] = None) -> Union[bool, int]:
         with self._lock:
             return key in self._flights if key is not None else len(self._flights)

@@ -3,6 +3,9 @@ stored with a codec and decoded on read (include/gencache/codec.h), the one rule
 the C API follow too, so an entry stored by any of them reads back identically through the
 others. Every function here makes a new array: a codec cannot share memory.
 """
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
 
 from . import _lib
@@ -13,12 +16,12 @@ _CODECS = {"none": 0, "f16": 1, "bf16": 2, "int8": 3, "int8-channel": 4, "int8-g
 _FLOATS = (T.F32, T.F16, T.BF16)
 
 
-def _np():
+def _np() -> Any:
     import numpy as np
     return np
 
 
-def convert(arr, src, dst):
+def convert(arr: Any, src: int, dst: int) -> Any:
     """A new array of `dst` from the float array `arr` of `src` (gencache_tensor_convert:
     round half to even, saturating; NaN/Inf refused when narrowing)."""
     _lib.require("dtype conversion", "gencache_tensor_convert")
@@ -34,7 +37,7 @@ def convert(arr, src, dst):
     return out
 
 
-def narrow(prep, dst):
+def narrow(prep: T.Prepared, dst: int) -> Any:
     """A Prepared f32/f16/bf16 tensor as a new array of dtype dst (the f16/bf16 codecs)."""
     _lib.require("dtype conversion", "gencache_tensor_convert")
     if prep.dtype not in _FLOATS:
@@ -49,7 +52,8 @@ def narrow(prep, dst):
     return out
 
 
-def encode_options(codec, axis=0, group_size=128):
+def encode_options(codec: Optional[str], axis: int = 0,
+                   group_size: int = 128) -> _lib.EncodeOptions:
     """The gencache_encode_options for put_tensor's codec= (None/"none": stored as given)."""
     _lib.require("tensor codecs", "gencache_encode_options_init", "gencache_put_tensor")
     name = "none" if codec is None else codec
@@ -64,7 +68,7 @@ def encode_options(codec, axis=0, group_size=128):
     return o
 
 
-def needs_decode(h, dtype=None):
+def needs_decode(h: Any, dtype: Union[str, int, None] = None) -> bool:
     """Whether reading the Handle's entry (as `dtype`) takes gencache_handle_decode(): an int8
     payload, or a dtype other than the stored one (gencache_tensor_needs_decode)."""
     _lib.require("tensor codecs", "gencache_tensor_needs_decode")
@@ -72,7 +76,7 @@ def needs_decode(h, dtype=None):
     return bool(lib.gencache_tensor_needs_decode(lib.gencache_handle_meta(h._live().ptr), want))
 
 
-def decode(h, dtype=None):
+def decode(h: Any, dtype: Union[str, int, None] = None) -> tuple[Any, int, str]:
     """(array, dtype code, content type without the codec mark) of the Handle's entry decoded
     by the library (gencache_handle_decode): an int8 payload dequantized, a float tensor
     converted; the original dtype, or `dtype`."""
@@ -97,7 +101,7 @@ def decode(h, dtype=None):
     return out, code, ct
 
 
-def dequantize_legacy(h, dtype=None):
+def dequantize_legacy(h: Any, dtype: Union[str, int, None] = None) -> tuple[Any, int]:
     """(array, dtype code) of an int8 entry stored by an older package version, whose content
     type was application/vnd.gencache.quant rather than the library's codec mark."""
     _lib.require("int8 dequantization", "gencache_quant_info_get", "gencache_quant_decode")
@@ -114,7 +118,8 @@ def dequantize_legacy(h, dtype=None):
     return out, target
 
 
-def finish(arr, code, origin, device, kind, copy):
+def finish(arr: Any, code: int, origin: str, device: Any, kind: Optional[str],
+           copy: bool) -> Any:
     """The array as the caller asked for it: numpy, or a torch tensor (on `device`)."""
     if kind is None:
         kind = "torch" if (origin == "torch" or code == T.BF16 or device is not None) \

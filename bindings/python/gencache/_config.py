@@ -4,6 +4,9 @@ one duration grammar ("30m", "7d", "1w"; a bare number is seconds), the same che
 "FILE:LINE: key.path: message" errors. Keys only a daemon uses (listen, tenants, upstream, ...)
 are accepted and ignored by Cache.
 """
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
 import json
 import os
@@ -17,22 +20,22 @@ ERR_MAX = 512
 class ConfigError(_lib.GencacheError, ValueError):
     """A config the library refused; str() is its "FILE:LINE: key.path: message"."""
 
-    def __init__(self, code, message):
+    def __init__(self, code: int, message: str) -> None:
         _lib.GencacheError.__init__(self, code, message)
         self.detail = message
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.detail
 
 
-def _scaled(fn, v, what, example):
+def _scaled(fn: Any, v: object, what: str, example: str) -> int:
     out = ctypes.c_uint64()
     if fn(cstr(str(v), what), ctypes.byref(out)) != 0:
         raise ValueError("%s: expected %s, got %r" % (what, example, v))
-    return out.value
+    return int(out.value)
 
 
-def parse_size(v, what="size"):
+def parse_size(v: Union[int, str], what: str = "size") -> int:
     """Bytes from an int or a size string ("4096", "512M", "1G", "1GiB", "1GB"), by the
     library's grammar (gencache_parse_size)."""
     if isinstance(v, bool):
@@ -44,7 +47,7 @@ def parse_size(v, what="size"):
     return _scaled(lib.gencache_parse_size, v, what, "a size like 1G, 512M or 4096")
 
 
-def parse_seconds(v, what="duration"):
+def parse_seconds(v: Union[int, float, str], what: str = "duration") -> float:
     """Seconds (float) from a number or a duration string ("500ms", "90s", "30m", "7d", "1w"),
     by the library's grammar (gencache_parse_duration_ms)."""
     if isinstance(v, bool):
@@ -60,23 +63,23 @@ def parse_seconds(v, what="duration"):
 class Config:
     """A loaded gencache_config (freed with the object)."""
 
-    def __init__(self, ptr):
+    def __init__(self, ptr: Optional[int]) -> None:
         self._ptr = ptr
 
     @property
-    def ptr(self):
+    def ptr(self) -> Optional[int]:
         return self._ptr
 
-    def free(self):
+    def free(self) -> None:
         ptr, self._ptr = self._ptr, None
         if ptr:
             lib.gencache_config_free(ptr)
 
-    def __del__(self):
+    def __del__(self) -> None:
         self.free()
 
 
-def load(config):
+def load(config: Union[None, str, "os.PathLike[str]", dict[str, Any]]) -> Optional[Config]:
     """A Config from a path to a gencache.yaml (or JSON) file, or from a dict (written as JSON,
     which YAML reads as it is); None for None."""
     if config is None:

@@ -3,6 +3,9 @@ the perceptual hashes, for a file path, a numpy array (H x W, H x W x 1|3|4 uint
 A file is decoded by libgencache itself; pixels already in memory are handed over as they are,
 so an array and the PNG it was saved to give the same digest.
 """
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
 import os
 
@@ -13,7 +16,7 @@ ALGOS = {"ahash": 0, "dhash": 1, "phash": 2}
 _PIXEL_FORMAT = {1: 1, 3: 3, 4: 4}  # channels -> gencache_pixel_format
 
 
-def _pixels(obj):
+def _pixels(obj: Any) -> tuple[Any, int, int, int]:
     """(contiguous uint8 array, width, height, channels) from a numpy array or PIL image."""
     import numpy as np
     if hasattr(obj, "mode") and hasattr(obj, "getbands"):  # a PIL image
@@ -42,7 +45,7 @@ def _pixels(obj):
 class _Image:
     """A decoded gencache_image, freed on close."""
 
-    def __init__(self, obj):
+    def __init__(self, obj: Any) -> None:
         p = ctypes.c_void_p()
         if isinstance(obj, (str, bytes, os.PathLike)):
             _lib.require("image decoding", "gencache_image_decode_file")
@@ -57,21 +60,21 @@ class _Image:
             _lib.check(lib.gencache_image_from_pixels(a.ctypes.data, w, h, w * c,
                                                       _PIXEL_FORMAT[c], ctypes.byref(p)),
                        "image")
-        self.ptr = p.value
+        self.ptr: Optional[int] = p.value
 
-    def close(self):
+    def close(self) -> None:
         ptr, self.ptr = self.ptr, None
         if ptr:
             lib.gencache_image_free(ptr)
 
-    def __enter__(self):
+    def __enter__(self) -> "_Image":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def image_digest(image):
+def image_digest(image: Any) -> str:
     """The pixel digest "sha256:<hex>" (DESIGN.md section 3) of a file path, numpy array or PIL
     image."""
     out = ctypes.create_string_buffer(_lib.DIGEST_MAX)
@@ -87,7 +90,7 @@ def image_digest(image):
     return out.value.decode("ascii")
 
 
-def image_hash(image, algo="phash", bits=64):
+def image_hash(image: Any, algo: str = "phash", bits: int = 64) -> str:
     """A perceptual hash (ahash, dhash, phash; 64 or 256 bits) as the lowercase hex string the
     Python imagehash library prints for the same image."""
     _lib.require("perceptual hashes", "gencache_image_hash")

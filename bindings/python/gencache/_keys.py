@@ -1,6 +1,9 @@
 """Canonical keys and prompt normalization through the C key module (src/key/), so a key made
 in Python is byte for byte the key the CLI, the daemon and the C API make for the same request.
 """
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
 import json
 import os
@@ -10,20 +13,22 @@ from ._lib import lib, cstr
 
 MODES = {"exact": 0, "safe": 1, "clip": 2, "tokens": 3, "aggressive": 4}
 SCOPES = {"global": 0, "tenant": 1, "session": 2}
+# A request: a dict (the JSON object of DESIGN.md section 2), or its JSON text.
+Request = Union[Mapping[str, Any], str, bytes]
 TRUST_TENANT = 1
 
 
-def mode_code(mode):
+def mode_code(mode: Union[str, int]) -> int:
     if isinstance(mode, int) and mode in MODES.values():
         return mode
     try:
-        return MODES[mode]
+        return MODES[mode]  # type: ignore[index]
     except (KeyError, TypeError):
         raise ValueError("unknown normalization mode %r (expected one of %s)"
                          % (mode, ", ".join(MODES))) from None
 
 
-def normalize(text, mode="safe"):
+def normalize(text: Union[str, bytes], mode: str = "safe") -> str:
     """The prompt `text` normalized with `mode` (exact, safe, clip, tokens, aggressive)."""
     _lib.require("prompt normalization", "gencache_normalize", "gencache_free")
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
@@ -32,12 +37,12 @@ def normalize(text, mode="safe"):
     _lib.check(lib.gencache_normalize(mode_code(mode), raw, len(raw), ctypes.byref(out),
                                       ctypes.byref(n)), "normalize")
     try:
-        return ctypes.string_at(out.value, n.value).decode("utf-8")
+        return ctypes.string_at(out.value or 0, n.value).decode("utf-8")
     finally:
         lib.gencache_free(out)
 
 
-def request_json(request, digest_paths=False):
+def request_json(request: Request, digest_paths: bool = False) -> bytes:
     """A request (dict, JSON text or bytes) as UTF-8 JSON bytes. An "image" may be given as a
     path (str or PathLike: becomes {"path": ...}), as {"path": ...}, as {"digest": ...}, or as
     an image object (numpy array, PIL image), which becomes {"digest": ...}. digest_paths:
@@ -66,7 +71,7 @@ def request_json(request, digest_paths=False):
 class Keyspace:
     """Layer recipes and normalization modes (gencache_keyspace): what enters each key."""
 
-    def __init__(self, cache_ptr=None):
+    def __init__(self, cache_ptr: Optional[int] = None) -> None:
         """A new keyspace with the default layers, or with cache_ptr (a gencache *) the view of
         that cache's layer registry (gencache_keyspace_from_cache), which may outlive it."""
         _lib.require("key derivation", "gencache_keyspace_new", "gencache_request_parse_ex",
@@ -78,31 +83,33 @@ class Keyspace:
             _lib.check(lib.gencache_keyspace_from_cache(cache_ptr, ctypes.byref(p)), "keyspace")
         self._ptr = p.value
 
-    def __del__(self):
+    def __del__(self) -> None:
         ptr, self._ptr = getattr(self, "_ptr", None), None
         if ptr:
             lib.gencache_keyspace_free(ptr)
 
-    def set_layer(self, layer, fields, scope="global"):
-        fields = [cstr(f, "field") for f in fields]
-        arr = (ctypes.c_char_p * max(len(fields), 1))(*fields)
+    def set_layer(self, layer: str, fields: Sequence[str], scope: str = "global") -> None:
+        names = [cstr(f, "field") for f in fields]
+        arr = (ctypes.c_char_p * max(len(names), 1))(*names)
         _lib.check(lib.gencache_keyspace_set_layer(self._ptr, cstr(layer, "layer"), arr,
-                                                   len(fields), SCOPES[scope]),
+                                                   len(names), SCOPES[scope]),
                    "layer %r" % layer)
 
-    def set_mode(self, mode, model=None):
+    def set_mode(self, mode: str, model: Optional[str] = None) -> None:
         _lib.check(lib.gencache_keyspace_set_mode(self._ptr, cstr(model, "model"),
                                                   mode_code(mode)), "normalization mode")
 
-    def add_synonym(self, word, replacement):
+    def add_synonym(self, word: str, replacement: str) -> None:
         _lib.check(lib.gencache_keyspace_add_synonym(self._ptr, cstr(word), cstr(replacement)),
                    "synonym")
 
-    def layers(self):
+    def layers(self) -> list[str]:
         n = lib.gencache_keyspace_layer_count(self._ptr)
-        return [_lib.pystr(lib.gencache_keyspace_layer_name(self._ptr, i)) for i in range(n)]
+        return [_lib.pystr(lib.gencache_keyspace_layer_name(self._ptr, i)) or ""
+                for i in range(n)]
 
-    def _parse(self, request, trust_tenant=True, tenant=None):
+    def _parse(self, request: Request, trust_tenant: bool = True,
+               tenant: Optional[str] = None) -> int:
         body = request_json(request)
         req = ctypes.c_void_p()
         err = ctypes.create_string_buffer(256)
@@ -116,9 +123,10 @@ class Keyspace:
             if rc < 0:
                 lib.gencache_request_free(req)
                 raise _lib.error(rc, "tenant")
-        return req.value
+        return req.value or 0
 
-    def key(self, request, layer=None, tenant=None, trust_tenant=True):
+    def key(self, request: Request, layer: Optional[str] = None, tenant: Optional[str] = None,
+            trust_tenant: bool = True) -> Any:
         """The key "<layer>/<hex>" of `request` for `layer`; with no layer, a dict of the keys of
         every layer the request has one for (layers it is uncacheable in are left out). tenant
         (set after parsing) overrides the body's "tenant", which is honoured when trust_tenant
@@ -138,13 +146,13 @@ class Keyspace:
         finally:
             lib.gencache_request_free(req)
 
-    def _key(self, req, layer):
+    def _key(self, req: int, layer: str) -> str:
         out = ctypes.create_string_buffer(_lib.KEY_MAX)
         _lib.check(lib.gencache_request_key(req, cstr(layer, "layer"), out, len(out)),
                    "key for layer %r" % layer)
         return out.value.decode("ascii")
 
-    def canonical(self, request, layer, tenant=None):
+    def canonical(self, request: Request, layer: str, tenant: Optional[str] = None) -> str:
         """The canonical document whose SHA-256 is the key (for debugging a miss)."""
         _lib.require("canonical documents", "gencache_request_canonical")
         req = self._parse(request, True, tenant)
@@ -154,7 +162,7 @@ class Keyspace:
             _lib.check(lib.gencache_request_canonical(req, cstr(layer), ctypes.byref(out),
                                                       ctypes.byref(n)), "canonical")
             try:
-                return ctypes.string_at(out.value, n.value).decode("utf-8")
+                return ctypes.string_at(out.value or 0, n.value).decode("utf-8")
             finally:
                 lib.gencache_free(out)
         finally:
@@ -164,13 +172,13 @@ class Keyspace:
 _default = None
 
 
-def default_keyspace():
+def default_keyspace() -> Keyspace:
     global _default
     if _default is None:
         _default = Keyspace()
     return _default
 
 
-def key(request, layer=None, tenant=None):
+def key(request: Request, layer: Optional[str] = None, tenant: Optional[str] = None) -> Any:
     """The key of `request` for `layer` with the default recipes (DESIGN.md section 2)."""
     return default_keyspace().key(request, layer, tenant)

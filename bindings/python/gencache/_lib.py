@@ -7,10 +7,14 @@ function the loaded library does not export is simply left out (``has(name)`` sa
 there): the package then refuses the features built on it with GencacheError(EUNSUPPORTED)
 instead of failing to import.
 """
+from __future__ import annotations
+
 import ctypes
 import ctypes.util
 import glob
 import os
+from types import ModuleType
+from typing import Any, Iterator, NoReturn, Optional, Union
 
 __all__ = ["lib", "has", "check", "GencacheError", "NotFound", "library_path"]
 
@@ -18,8 +22,8 @@ __all__ = ["lib", "has", "check", "GencacheError", "NotFound", "library_path"]
 
 # Error names and codes are the library's (gencache_errname(), filled in below once it is
 # loaded): code -> name ("ENOTFOUND"), and name -> code. Codes are never renumbered.
-ERRNAMES = {}
-CODES = {}
+ERRNAMES: dict[int, str] = {}
+CODES: dict[str, int] = {}
 
 
 class GencacheError(Exception):
@@ -27,7 +31,8 @@ class GencacheError(Exception):
     ``name`` its name without the prefix ("ENOTFOUND"), ``status`` the HTTP status for errors
     that came from a daemon (else None)."""
 
-    def __init__(self, code, message=None, what=None, status=None):
+    def __init__(self, code: int, message: Optional[str] = None, what: Optional[str] = None,
+                 status: Optional[int] = None) -> None:
         self.code = int(code)
         self.name = errname(self.code)
         self.status = status
@@ -42,36 +47,37 @@ class GencacheError(Exception):
 class NotFound(GencacheError, KeyError):
     """GENCACHE_ENOTFOUND: a miss, an unknown layer, an absent session value."""
 
-    def __str__(self):  # KeyError would otherwise print the repr of the message
+    def __str__(self) -> str:  # KeyError would otherwise print the repr of the message
         return Exception.__str__(self)
 
 
-def errname(code):
+def errname(code: int) -> str:
     name = ERRNAMES.get(int(code))
     if name is None:
-        name = lib.gencache_errname(int(code)).decode("ascii")
+        name = str(lib.gencache_errname(int(code)).decode("ascii"))
     return name
 
 
-def strerror(code):
-    if lib is not None and has("gencache_strerror"):
-        return lib.gencache_strerror(int(code)).decode("utf-8", "replace")
+def strerror(code: int) -> str:
+    if has("gencache_strerror"):
+        return str(lib.gencache_strerror(int(code)).decode("utf-8", "replace"))
     return errname(code)
 
 
-def error(code, what=None, message=None, status=None):
+def error(code: int, what: Optional[str] = None, message: Optional[str] = None,
+          status: Optional[int] = None) -> GencacheError:
     cls = NotFound if code == ENOTFOUND else GencacheError
     return cls(code, message, what, status)
 
 
-def check(rc, what=None):
+def check(rc: int, what: Optional[str] = None) -> int:
     """Raises the GencacheError for a negative return code; returns rc otherwise."""
     if rc < 0:
         raise error(rc, what)
     return rc
 
 
-def unsupported(feature):
+def unsupported(feature: str) -> GencacheError:
     return GencacheError(CODES["EUNSUPPORTED"],
                          "%s is not available in the loaded libgencache (%s)"
                          % (feature, library_path))
@@ -79,7 +85,7 @@ def unsupported(feature):
 
 # ---- finding the library ----------------------------------------------------------------------
 
-def _candidates():
+def _candidates() -> Iterator[str]:
     """Where the library may be, in the order the package documents."""
     env = os.environ.get("GENCACHE_LIB")
     if env:
@@ -102,7 +108,7 @@ def _candidates():
         yield found
 
 
-def _load():
+def _load() -> tuple[ctypes.CDLL, str]:
     errors = []
     for path in _candidates():
         if os.sep in path and not os.path.exists(path):
@@ -338,7 +344,7 @@ class Chunk(ctypes.Structure):
 
 # ---- prototypes -------------------------------------------------------------------------------
 
-_PROTOTYPES = {
+_PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "gencache_tenant_options_init": (None, [P(TenantOptions)]),
     "gencache_tenant_define": (c_int, [c_void_p, P(TenantOptions)]),
     "gencache_tenant_get": (c_int, [c_void_p, c_char_p, P(TenantOptions)]),
@@ -481,7 +487,7 @@ _PROTOTYPES = {
     "gencache_kv_free": (None, [c_void_p]),
 }
 
-_available = set()
+_available: set[str] = set()
 for _name, (_res, _args) in _PROTOTYPES.items():
     try:
         _fn = getattr(lib, _name)
@@ -493,7 +499,7 @@ for _name, (_res, _args) in _PROTOTYPES.items():
 
 
 
-def _check_layouts():
+def _check_layouts() -> None:
     """The structs above mirror the C API's by hand: a field the header gained and this file did
     not would let C write past a ctypes buffer and corrupt the interpreter's memory, so each
     option struct's size is checked against what the library's _init() says it is (its
@@ -525,14 +531,13 @@ def _check_layouts():
                                   library_path))
 
 
-if lib is not None:
-    _check_layouts()
+_check_layouts()
 
 
-def _error_table():
+def _error_table() -> dict[int, str]:
     """code -> name for every code the library knows: gencache_errname() from 0 down to the
     first code it calls EUNKNOWN (the table is contiguous and only ever grows at the end)."""
-    table = {}
+    table: dict[int, str] = {}
     code = 0
     while True:
         name = lib.gencache_errname(code).decode("ascii")
@@ -547,17 +552,17 @@ CODES.update({name: code for code, name in ERRNAMES.items()})
 ENOTFOUND = CODES["ENOTFOUND"]
 
 
-def has(*names):
+def has(*names: str) -> bool:
     """True when the loaded library exports every function named."""
     return all(n in _available for n in names)
 
 
-def require(feature, *names):
+def require(feature: str, *names: str) -> None:
     if not has(*names):
         raise unsupported(feature)
 
 
-def cstr(s, what="string"):
+def cstr(s: Union[str, bytes, None], what: str = "string") -> Optional[bytes]:
     """A Python str (or bytes) as NUL-terminated UTF-8 for the C API; None stays NULL."""
     if s is None:
         return None
@@ -572,14 +577,14 @@ def cstr(s, what="string"):
     return b
 
 
-def pystr(b):
+def pystr(b: Optional[bytes]) -> Optional[str]:
     return None if b is None else b.decode("utf-8", "replace")
 
 
 
 # ---- the C extension (gencache/_fast.c) ---------------------------------------------------------
 
-def _fast_candidates():
+def _fast_candidates() -> Iterator[str]:
     """Where the extension may be: installed beside this file, else the build tree of the loaded
     library (<tree>/src/libgencache.so -> <tree>/bindings/python/gencache/_fast.*.so)."""
     import importlib.machinery
@@ -590,7 +595,7 @@ def _fast_candidates():
             yield os.path.join(d, "_fast" + suffix)
 
 
-def _load_fast():
+def _load_fast() -> Optional[ModuleType]:
     """The extension module bound to the loaded library, or None: $GENCACHE_NO_EXTENSION=1, or
     none was built (the package then runs on ctypes alone)."""
     if os.environ.get("GENCACHE_NO_EXTENSION") not in (None, "", "0"):
@@ -609,10 +614,9 @@ def _load_fast():
                  "gencache_meta_init")
         addresses = {n: ctypes.cast(getattr(lib, n), c_void_p).value for n in names}
         from ._tensors import torch_from_numpy
-        mod.bind(addresses, lambda code, what: error(code, what), torch_from_numpy)
+        mod.bind(addresses, error, torch_from_numpy)
         return mod
     return None
 
-
-fast = _load_fast()
-fast_path = getattr(fast, "__file__", None)
+fast: Optional[ModuleType] = _load_fast()
+fast_path: Optional[str] = getattr(fast, "__file__", None)

@@ -6,6 +6,9 @@ are freed by the step that expires it, and a KV view is invalidated by the next 
 retrieve. Python code cannot be trusted to drop a view in time, so both objects hand out copies,
 taken under a lock that also serializes step/put/close, so a copy never reads freed memory.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
 import threading
 
@@ -13,11 +16,14 @@ from . import _lib
 from . import _tensors as T
 from ._lib import lib, cstr
 
+if TYPE_CHECKING:
+    from ._cache import Cache
+
 PERSISTENT = 1
 _INT64_MAX = (1 << 63) - 1
 
 
-def _desc_shape(desc):
+def _desc_shape(desc: Any) -> tuple[int, ...]:
     return tuple(desc.shape[i] for i in range(min(desc.ndim, _lib.MAX_DIMS)))
 
 
@@ -26,7 +32,8 @@ class Session:
     from the current one; persistent=True keeps one for the whole session. Close it (or use it
     as a context manager) before the cache is closed; Cache.close() closes it otherwise."""
 
-    def __init__(self, cache, session_id, ttl_s=None, max_bytes=None):
+    def __init__(self, cache: "Cache", session_id: str, ttl_s: Optional[float] = None,
+                 max_bytes: Optional[int] = None) -> None:
         _lib.require("sessions", "gencache_session_open", "gencache_session_put",
                      "gencache_session_get", "gencache_session_step", "gencache_session_close")
         self._cache = cache
@@ -49,12 +56,12 @@ class Session:
         self._ptr = p.value
         cache._children.add(self)
 
-    def _live(self):
+    def _live(self) -> int:
         if self._ptr is None:
             raise ValueError("the session is closed")
         return self._ptr
 
-    def put(self, name, value, steps=1, persistent=False):
+    def put(self, name: str, value: Any, steps: int = 1, persistent: bool = False) -> None:
         """Stores a copy of `value` (bytes, numpy array or torch tensor) under `name`."""
         m = None
         if T.is_numpy(value) or T.is_torch(value):
@@ -65,7 +72,9 @@ class Session:
             m.ndim = len(prep.shape)
             for i, d in enumerate(prep.shape):
                 m.shape[i] = d
-            ptr, size, keep = prep.ptr or None, prep.size, prep
+            ptr: Any = prep.ptr or None
+            size = prep.size
+            keep: Any = prep
         else:
             keep = bytes(value)
             ptr, size = keep, len(keep)
@@ -76,7 +85,7 @@ class Session:
         del keep
         _lib.check(rc, "session put %r" % name)
 
-    def get(self, name, kind=None):
+    def get(self, name: str, kind: Optional[str] = None) -> Any:
         """A copy of the value: a numpy array (torch for bf16, or kind="torch") for a tensor,
         else bytes; None when it is absent or expired."""
         data = ctypes.c_void_p()
@@ -88,22 +97,22 @@ class Session:
             if rc == -3:
                 return None
             _lib.check(rc, "session get %r" % name)
-            raw = ctypes.string_at(data.value, size.value) if size.value else b""
+            raw = ctypes.string_at(data.value or 0, size.value) if size.value else b""
         if desc.dtype == T.NONE:
             return raw
         from . import _codec
         arr = T.from_bytes_numpy(bytearray(raw), desc.dtype, _desc_shape(desc))
         return _codec.finish(arr, desc.dtype, "numpy", None, kind, False)
 
-    def step(self):
+    def step(self) -> int:
         """Advances one step, freeing the values that expire; returns the bytes given back."""
         freed = ctypes.c_uint64()
         with self._lock:
             rc = lib.gencache_session_step(self._live(), ctypes.byref(freed))
         _lib.check(rc, "session step")
-        return freed.value
+        return int(freed.value)
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         s = _lib.SessionStats()
         with self._lock:
             rc = lib.gencache_session_stats_get(self._live(), ctypes.byref(s))
@@ -111,20 +120,20 @@ class Session:
         return {"step": s.step, "entries": s.entries, "bytes": s.bytes,
                 "reaped": bool(s.reaped)}
 
-    def close(self):
+    def close(self) -> None:
         with self._lock:
             ptr, self._ptr = self._ptr, None
         if ptr:
             lib.gencache_session_close(ptr)
             self._cache._children.discard(self)
 
-    def __enter__(self):
+    def __enter__(self) -> "Session":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         if getattr(self, "_ptr", None):
             self.close()
 
@@ -136,8 +145,10 @@ class KVWindow:
     receiving pruned rows as a dict (layer, first_pos, n_positions, dtype, k, v bytes, scales
     for int8 rows) on the pruning thread."""
 
-    def __init__(self, n_layers, k_elems, v_elems, dtype="f16", int8=False,
-                 initial_positions=None, offload=None, cache=None):
+    def __init__(self, n_layers: int, k_elems: int, v_elems: int, dtype: str = "f16",
+                 int8: bool = False, initial_positions: Optional[int] = None,
+                 offload: Optional[Callable[[dict[str, Any]], None]] = None,
+                 cache: Optional["Cache"] = None) -> None:
         _lib.require("KV windows", "gencache_kv_new", "gencache_kv_append",
                      "gencache_kv_retrieve", "gencache_kv_prune", "gencache_kv_free")
         self._lock = threading.Lock()
@@ -151,9 +162,9 @@ class KVWindow:
         o.int8 = int(self.int8)
         if initial_positions is not None:
             o.initial_positions = int(initial_positions)
-        self._offload_cb = None
+        self._offload_cb: Any = None
         if offload is not None:
-            def cb(_userdata, block_p):
+            def cb(_userdata: Any, block_p: Any) -> None:
                 b = block_p.contents
                 n = b.n_positions
                 blk = {"layer": b.layer, "first_pos": b.first_pos, "n_positions": n,
@@ -163,6 +174,7 @@ class KVWindow:
                        "k_scales": [b.k_scales[i] for i in range(n)] if b.k_scales else None,
                        "v_scales": [b.v_scales[i] for i in range(n)] if b.v_scales else None}
                 try:
+                    assert offload is not None
                     offload(blk)
                 except Exception:  # never unwind into C
                     pass
@@ -183,12 +195,12 @@ class KVWindow:
         if cache is not None:
             cache._children.add(self)
 
-    def _live(self):
+    def _live(self) -> int:
         if self._ptr is None:
             raise ValueError("the KV window is freed")
         return self._ptr
 
-    def _row(self, x, elems, what):
+    def _row(self, x: Any, elems: int, what: str) -> Any:
         prep = T.prepare(x)
         if prep.dtype != self.dtype:
             raise TypeError("%s: expected dtype %s, got %s" % (
@@ -198,14 +210,15 @@ class KVWindow:
                                                                          prep.size))
         return prep
 
-    def append(self, layer, pos, k, v):
+    def append(self, layer: int, pos: int, k: Any, v: Any) -> None:
         kp = self._row(k, self.k_elems, "k")
         vp = self._row(v, self.v_elems, "v")
         with self._lock:
             rc = lib.gencache_kv_append(self._live(), int(layer), int(pos), kp.ptr, vp.ptr)
         _lib.check(rc, "kv append")
 
-    def retrieve(self, layer, end_pos=None, kind=None):
+    def retrieve(self, layer: int, end_pos: Optional[int] = None,
+                 kind: Optional[str] = None) -> Optional[tuple[Any, Any, int]]:
         """(k, v, first_pos): copies of the layer's rows before end_pos (None: all), or None
         when there is none."""
         view = _lib.KvView()
@@ -226,22 +239,22 @@ class KVWindow:
         return (_codec.finish(k, self.dtype, "numpy", None, kind, False),
                 _codec.finish(v, self.dtype, "numpy", None, kind, False), view.first_pos)
 
-    def prune(self, keep_last_n):
+    def prune(self, keep_last_n: int) -> int:
         """Keeps the last keep_last_n positions of every layer; returns the bytes removed."""
         moved = ctypes.c_uint64()
         with self._lock:
             rc = lib.gencache_kv_prune(self._live(), int(keep_last_n), ctypes.byref(moved))
         _lib.check(rc, "kv prune")
-        return moved.value
+        return int(moved.value)
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         s = _lib.KvStats()
         with self._lock:
             rc = lib.gencache_kv_stats_get(self._live(), ctypes.byref(s))
         _lib.check(rc, "kv stats")
         return {f: getattr(s, f) for f, _ in _lib.KvStats._fields_}
 
-    def close(self):
+    def close(self) -> None:
         with self._lock:
             ptr, self._ptr = self._ptr, None
         if ptr:
@@ -251,12 +264,12 @@ class KVWindow:
 
     free = close
 
-    def __enter__(self):
+    def __enter__(self) -> "KVWindow":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         if getattr(self, "_ptr", None):
             self.close()

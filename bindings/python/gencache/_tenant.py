@@ -5,11 +5,17 @@ entry of a tenant-scoped layer lives in its tenant's own namespace (no other ten
 probe, overwrite or delete it), an entry of a global layer may be replaced or deleted only by the
 tenant that wrote it (or an admin), and a tenant's live bytes are held to its quota exactly.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
 
 from . import _lib
 from ._handle import Handle
 from ._lib import cstr, lib
+
+if TYPE_CHECKING:
+    from ._cache import Cache
 
 PRIORITIES = {"high": 0, "normal": 1, "batch": 2}
 _PRIORITY_NAMES = {v: k for k, v in PRIORITIES.items()}
@@ -23,7 +29,7 @@ class Forbidden(_lib.GencacheError):
     """GENCACHE_EPERM: a shared entry another tenant wrote is not this tenant's to change."""
 
 
-def _raise(rc, what):
+def _raise(rc: int, what: str) -> None:
     if rc == _lib.CODES["ELIMIT"]:
         raise QuotaExceeded(rc, None, what)
     if rc == _lib.CODES["EPERM"]:
@@ -31,7 +37,8 @@ def _raise(rc, what):
     _lib.check(rc, what)
 
 
-def define(cache, name, *, priority="normal", quota_bytes=0, admin=False):
+def define(cache: "Cache", name: str, *, priority: str = "normal", quota_bytes: int = 0,
+           admin: bool = False) -> None:
     if priority not in PRIORITIES:
         raise ValueError("priority must be one of %s" % ", ".join(PRIORITIES))
     o = _lib.TenantOptions()
@@ -48,7 +55,7 @@ def define(cache, name, *, priority="normal", quota_bytes=0, admin=False):
     _lib.check(rc, "define tenant %s" % name)
 
 
-def stats(cache, name):
+def stats(cache: "Cache", name: str) -> dict[str, Any]:
     s = _lib.TenantStats()
     s.struct_size = ctypes.sizeof(s)
     ptr = cache._enter()
@@ -72,13 +79,14 @@ class TenantView:
     """The cache as one tenant sees it (Cache.as_tenant()). Keys are the same strings the
     tenant would name through the daemon."""
 
-    def __init__(self, cache, tenant, cost_s=None):
+    def __init__(self, cache: "Cache", tenant: Optional[str],
+                 cost_s: Optional[float] = None) -> None:
         self._cache = cache
         self.tenant = tenant
         self._btenant = cstr(tenant, "tenant")
         self._cost_s = cost_s
 
-    def _caller(self, cost_s=None):
+    def _caller(self, cost_s: Optional[float] = None) -> _lib.Caller:
         c = _lib.Caller()
         lib.gencache_caller_init(ctypes.byref(c))
         c.tenant = self._btenant
@@ -88,7 +96,7 @@ class TenantView:
             c.cost_ms = int(round(float(cost_s) * 1000))
         return c
 
-    def _lookup(self, key, fn, cost_s=None):
+    def _lookup(self, key: str, fn: Any, cost_s: Optional[float] = None) -> Optional[Handle]:
         out = ctypes.c_void_p()
         c = self._caller(cost_s)
         ptr = self._cache._enter()
@@ -99,25 +107,26 @@ class TenantView:
         if rc == _lib.CODES["ENOTFOUND"]:
             return None
         _raise(rc, "get %s" % key)
-        return Handle(out.value)
+        return Handle(out.value or 0)
 
-    def get(self, key, *, cost_s=None):
+    def get(self, key: str, *, cost_s: Optional[float] = None) -> Optional[Handle]:
         """A Handle on the tenant's entry, or None. cost_s: what computing it would cost this
         request (a hit credits it to the savings)."""
         return self._lookup(key, lib.gencache_get_as, cost_s)
 
-    def peek(self, key):
+    def peek(self, key: str) -> Optional[Handle]:
         return self._lookup(key, lib.gencache_peek_as)
 
-    def get_bytes(self, key):
+    def get_bytes(self, key: str) -> Optional[bytes]:
         h = self.get(key)
         if h is None:
             return None
         with h:
             return h.bytes()
 
-    def put(self, key, data, *, cost_s=0.0, ttl_s=None, content_type=None, model=None,
-            tags=None):
+    def put(self, key: str, data: Any, *, cost_s: float = 0.0, ttl_s: Optional[float] = None,
+            content_type: Optional[str] = None, model: Optional[str] = None,
+            tags: Union[str, Sequence[str], None] = None) -> None:
         """Stores bytes as this tenant's. Raises QuotaExceeded, Forbidden, GencacheError."""
         buf = bytes(data)
         m = _lib.Meta()
@@ -139,7 +148,7 @@ class TenantView:
             self._cache._leave()
         _raise(rc, "put %s" % key)
 
-    def delete(self, key):
+    def delete(self, key: str) -> bool:
         """True when the tenant's entry was removed, False when there was none. Raises
         Forbidden for a shared entry another tenant wrote."""
         c = self._caller()
@@ -153,8 +162,9 @@ class TenantView:
         _raise(rc, "delete %s" % key)
         return True
 
-    def invalidate(self, key=None, *, layer=None, tenant=None, tag=None, model=None,
-                   older_than_s=None):
+    def invalidate(self, key: Optional[str] = None, *, layer: Optional[str] = None,
+                   tenant: Optional[str] = None, tag: Optional[str] = None,
+                   model: Optional[str] = None, older_than_s: Optional[float] = None) -> int:
         """Removes the matching entries this tenant may remove (its own, unless it is an admin);
         returns how many."""
         f = _lib.Filter()
@@ -174,10 +184,10 @@ class TenantView:
         _raise(rc, "invalidate")
         return n.value
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         """{"tenant", "priority", "layers": {name: counters}, "usage": {bytes, entries,
         quota_bytes}}: the same document the daemon's GET /v1/stats gives this tenant."""
-        return stats(self._cache, self.tenant)
+        return stats(self._cache, self.tenant or "")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<gencache tenant view %r>" % self.tenant

@@ -7,9 +7,12 @@ bf16 has no numpy dtype: it travels as int16 words (same size and byte order) an
 torch.bfloat16 on the way out, so no bit of it is ever converted. numpy and torch are imported
 lazily: the package works without either for plain bytes.
 """
+from __future__ import annotations
+
 import sys
 import threading
 import warnings
+from typing import Any, Optional, Union
 
 # gencache_dtype values (include/gencache.h).
 NONE, F32, F16, BF16, I8, U8, I32, I64 = range(8)
@@ -32,7 +35,7 @@ CT_NUMPY = "application/vnd.gencache.numpy"
 CT_TORCH = "application/vnd.gencache.torch"
 
 
-def dtype_code(name):
+def dtype_code(name: Union[str, int]) -> int:
     if isinstance(name, int):
         if name in DTYPE_NAMES:
             return name
@@ -41,22 +44,22 @@ def dtype_code(name):
     raise ValueError("unknown dtype %r (expected one of %s)" % (name, ", ".join(DTYPE_BY_NAME)))
 
 
-def _torch():
+def _torch() -> Any:
     return sys.modules.get("torch")
 
 
-def is_torch(obj):
+def is_torch(obj: object) -> bool:
     t = _torch()
     return t is not None and isinstance(obj, t.Tensor)
 
 
-def is_numpy(obj):
+def is_numpy(obj: object) -> bool:
     """A numpy array, or a numpy scalar (stored as a rank-0 tensor)."""
     np = sys.modules.get("numpy")
     return np is not None and isinstance(obj, (np.ndarray, np.generic))
 
 
-def _torch_dtype_code(dt):
+def _torch_dtype_code(dt: Any) -> int:
     import torch
     table = {torch.float32: F32, torch.float16: F16, torch.bfloat16: BF16, torch.int8: I8,
              torch.uint8: U8, torch.int32: I32, torch.int64: I64}
@@ -66,7 +69,7 @@ def _torch_dtype_code(dt):
     return table[dt]
 
 
-def torch_dtype(code):
+def torch_dtype(code: int) -> Any:
     import torch
     return {F32: torch.float32, F16: torch.float16, BF16: torch.bfloat16, I8: torch.int8,
             U8: torch.uint8, I32: torch.int32, I64: torch.int64}[code]
@@ -77,12 +80,13 @@ class Prepared:
     alive by `keep` for as long as this object lives."""
     __slots__ = ("ptr", "size", "dtype", "shape", "keep", "kind")
 
-    def __init__(self, ptr, size, dtype, shape, keep, kind):
+    def __init__(self, ptr: int, size: int, dtype: int, shape: tuple[int, ...], keep: Any,
+                 kind: str) -> None:
         self.ptr, self.size, self.dtype, self.shape, self.keep, self.kind = (
             ptr, size, dtype, shape, keep, kind)
 
 
-def prepare(obj):
+def prepare(obj: Any) -> Prepared:
     """numpy array or torch tensor -> Prepared. Copies only when the memory is not already
     contiguous little-endian on the CPU (a view, a transposed array, a GPU tensor)."""
     if is_torch(obj):
@@ -117,16 +121,17 @@ _torch_warned = False
 _torch_warn_lock = threading.Lock()
 
 
-def torch_from_numpy(arr, dtype):
+def torch_from_numpy(arr: Any, dtype: int) -> Any:
     """A tensor sharing arr's memory. arr is read-only (the cache's bytes): torch has no
     read-only tensors and warns about that, once per process (TORCH_WARN_ONCE). The sharing is
     deliberate and documented (the tensor must not be written; .clone() it first), so the first
     conversion runs with that one warning filtered out; later ones cannot warn again and skip
     the (slow, process-global) filter."""
     global _torch_warned
-    torch = sys.modules.get("torch")
+    torch: Any = sys.modules.get("torch")
     if torch is None:
-        import torch
+        import torch as torch_module
+        torch = torch_module
     if _torch_warned:
         t = torch.from_numpy(arr)
     else:
@@ -141,13 +146,13 @@ def torch_from_numpy(arr, dtype):
     return t
 
 
-def to_device(t, device, copy):
+def to_device(t: Any, device: Any, copy: bool) -> Any:
     if device is not None and str(device) != "cpu":
         return t.to(device)
     return t.clone() if copy else t
 
 
-def from_bytes_numpy(buf, dtype, shape):
+def from_bytes_numpy(buf: Any, dtype: int, shape: tuple[int, ...]) -> Any:
     """A numpy array over `buf` (a bytearray the caller owns: writable, no further copy)."""
     import numpy as np
     return np.frombuffer(buf, dtype=np.dtype(TYPESTR[dtype])).reshape(shape)
