@@ -8,6 +8,13 @@ Part 1, per call (median ns per call over batches of calls, rounds interleaved):
     gencache_handle_release, no copy) and a Python dict lookup,
 with the ratios and the goals (get_bytes <= 1.5 us, get_tensor <= 3 us).
 
+Part 3, the device tier (Cache(device=D, device_bytes=...)): a promotion of a 1.5 MiB and of a
+64 MiB tensor (host hit -> resident on D: pinned staging and a non-blocking copy on a side stream
+on CUDA) and a device hit, against a plain pinned_tensor.to(D, non_blocking=True) (with copy=True
+on the CPU, where .to() of the same device would return the tensor itself), each followed by
+torch.cuda.synchronize() on CUDA so a copy is timed to its end. D is --device (default: cuda
+when available, else cpu).
+
 Part 2, fetching a latent; measures, in one run, the median time of
   - gencache.Cache.get_tensor() on a hit (in-process: a read-only numpy view, no copy),
   - the same as a torch tensor (kind="torch"),
@@ -159,12 +166,66 @@ def per_call(args, latent):
     print()
 
 
+def device_tier(args):
+    """Part 3: promotions into the device tier against a plain .to(device) from pinned memory."""
+    import torch
+    dev = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = torch.device(dev).type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    print("device tier on %s%s (median us over %d rounds)"
+          % (dev, "" if cuda else "; no GPU in this run: host memory stands in for the device",
+             args.rounds))
+    print("%-28s %12s %12s %12s %10s" % ("tensor", "promotion", "device hit", ".to() pinned",
+                                        "promo/.to"))
+    for label, shape in (("1.5 MiB f16", (16, 4, 96, 128)), ("64 MiB f16", (32, 16, 256, 256))):
+        host = torch.randn(shape).to(torch.float16)
+        nbytes = host.numel() * 2
+        cache = gencache.Cache(mem_max_bytes=4 * nbytes + (64 << 20), device=dev,
+                               device_bytes=2 * nbytes)
+        key = "image_latent/" + "d1" * 32
+        cache.put_tensor(key, host)
+        tier = cache.device_tier
+        assert torch.equal(cache.get_tensor(key, device=dev).cpu(), host)
+        pinned = host.pin_memory() if cuda else host.clone()
+
+        def promote():
+            tier.drop(key)  # the next get promotes again
+            cache.get_tensor(key, device=dev)
+            sync()
+
+        def hit():
+            cache.get_tensor(key, device=dev)
+
+        def plain():
+            if cuda:
+                pinned.to(dev, non_blocking=True)
+            else:
+                pinned.to(dev, copy=True)
+            sync()
+
+        calls = 10 if nbytes > (16 << 20) else 200
+        rounds = {"promote": [], "hit": [], "plain": []}
+        for _ in range(args.rounds):
+            rounds["promote"].append(batch_ns(promote, calls, 3, warmup=3))
+            rounds["hit"].append(batch_ns(hit, 1000, 3))
+            rounds["plain"].append(batch_ns(plain, calls, 3, warmup=3))
+        med = {k: statistics.median(v) / 1000 for k, v in rounds.items()}
+        stats = tier.stats()
+        assert stats["hits"] > 0 and stats["promotions"] > 0
+        cache.close()
+        print("%-28s %9.1f us %9.2f us %9.1f us %9.2fx"
+              % (label, med["promote"], med["hit"], med["plain"], med["promote"] / med["plain"]))
+    print()
+
+
 def main():
     p = argparse.ArgumentParser(description="get_tensor of a latent vs numpy.load and redis-py")
     p.add_argument("--iters", type=int, default=2000,
                    help="timed gencache calls per round (baselines: a tenth)")
     p.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
     p.add_argument("--shape", default="16,4,96,128", help="f16 latent shape (1.5 MiB)")
+    p.add_argument("--device", default=None,
+                   help="the device tier's torch device (default: cuda if available, else cpu)")
     args = p.parse_args()
     shape = tuple(int(d) for d in args.shape.split(","))
     latent = np.random.default_rng(0).standard_normal(shape).astype(np.float16)
@@ -173,6 +234,8 @@ def main():
           % (list(shape), latent.nbytes, args.rounds, gencache.library_path,
              gencache._lib.fast_path))
     per_call(args, latent)
+    if importlib.util.find_spec("torch") is not None:
+        device_tier(args)
 
     methods = []  # (name, fn, calls per round)
     cache = gencache.Cache(mem_max_bytes=256 << 20)

@@ -20,13 +20,14 @@ from ._image import image_digest, image_hash
 from ._keys import Keyspace, key, normalize
 from ._tenant import Forbidden, QuotaExceeded, TenantView
 from ._chunks import Chunk, chunk_plan
+from ._device import DeviceTier
 from ._safetensors import SafetensorsFile, load_safetensors, save_safetensors
 
 __all__ = ["Cache", "Client", "Handle", "RemoteEntry", "Keyspace", "GencacheError", "NotFound",
            "TenantView", "QuotaExceeded", "Forbidden",
            "key", "normalize", "image_digest", "image_hash", "library_path", "version",
            "available", "Chunk", "chunk_plan", "SafetensorsFile", "load_safetensors",
-           "save_safetensors"]
+           "save_safetensors", "DeviceTier"]
 
 
 def version() -> str:

@@ -25,6 +25,7 @@ from ._image import image_digest, image_hash
 from ._keys import Keyspace, normalize
 from ._lib import lib, cstr
 from ._keys import Request
+from ._device import DeviceTier, exact_keys, preferred_patterns
 
 if TYPE_CHECKING:
     from ._session import KVWindow, Session
@@ -41,6 +42,7 @@ _string_at = ctypes.string_at
 _fast = _lib.fast  # the C extension, or None: the ctypes path below
 _FastRef = getattr(_fast, "Ref", None)
 _KINDS = {None: 0, "numpy": 1, "torch": 2}
+_DEFAULT_DEVICE_BYTES = 1 << 30
 _QUANT_CT = T.QUANT_CONTENT_TYPE.encode()
 _TORCH_CT = T.CT_TORCH.encode()
 
@@ -89,7 +91,12 @@ class Cache(StageMixin):
     disk_max_entries, redis_url, redis_timeout_ms, redis_max_value_bytes; layers
     ({name: {fields, scope, ttl_s, sliding_ttl, write_through, shared,
     prompt_normalization}}); modes ({model or None:
-    normalization mode}); log (a callable(level_name, message), called from any thread)."""
+    normalization mode}); log (a callable(level_name, message), called from any thread);
+    device, device_bytes (default 1 GiB), device_preferred: a device tier (gencache.DeviceTier)
+    keeping recently used tensors resident on that torch device ("cuda:0", or any torch device),
+    served by get_tensor(key, device=<it>); device_preferred are key patterns (the config's
+    `preferred:` too) loaded at start when they name one key, on every put otherwise, and
+    dropped from the device last."""
 
     def __init__(self, config: Union[None, str, "os.PathLike[str]", dict[str, Any]] = None,
                  **options: Any) -> None:
@@ -100,6 +107,7 @@ class Cache(StageMixin):
         self._leaves = itertools.count()  # calls that ended
         self._ptr = None
         self._core = None
+        self.device_tier: Optional[DeviceTier] = None
         self._flights = Flights(self)
         self._children: weakref.WeakSet[Any] = weakref.WeakSet()  # open sessions and KV windows, closed first
         o = _lib.Options()
@@ -134,6 +142,12 @@ class Cache(StageMixin):
             o.log_level = _LOG_LEVELS.get(opts.pop("log_level", "info"), 2)
         layers = opts.pop("layers", None) or {}
         modes = opts.pop("modes", None) or {}
+        device = opts.pop("device", None)
+        device_bytes = opts.pop("device_bytes", None)
+        device_preferred = list(opts.pop("device_preferred", None) or [])
+        if device is not None:
+            # The config's `preferred:` entries are the device tier's too.
+            device_preferred += preferred_patterns(cfg.ptr if cfg is not None else None)
         if opts:
             raise TypeError("unknown Cache option(s): %s" % ", ".join(sorted(opts)))
         p = ctypes.c_void_p()
@@ -159,6 +173,11 @@ class Cache(StageMixin):
                 self.keyspace.set_mode(mode, mode_model)
             for name, spec in layers.items():
                 self.define_layer(name, **spec)
+            if device is not None:
+                self.device_tier = DeviceTier(
+                    self, device, _DEFAULT_DEVICE_BYTES if device_bytes is None
+                    else _config.parse_size(device_bytes, "device_bytes"), device_preferred)
+                self.device_tier.load(exact_keys(device_preferred))
         except BaseException:
             self.close()
             raise
@@ -192,6 +211,9 @@ class Cache(StageMixin):
         does nothing."""
         for child in list(getattr(self, "_children", ())):
             child.close()
+        tier = getattr(self, "device_tier", None)
+        if tier is not None:
+            tier.clear()
         with self._mu:  # one closer
             ptr, self._ptr = self._ptr, None
         core = getattr(self, "_core", None)
@@ -372,6 +394,9 @@ class Cache(StageMixin):
         finally:
             self._leave()
         _lib.check(rc, "put %s" % key)
+        tier = self.device_tier
+        if tier is not None and tier.drop(key, "stale") | tier.is_preferred(key):
+            tier.refresh(key)  # a preferred entry (or one that was resident) goes to the device
 
     def _lookup(self, key: str, fn: Any) -> Optional[Handle]:
         out = ctypes.c_void_p()
@@ -445,6 +470,8 @@ class Cache(StageMixin):
             rc = lib.gencache_del(ptr, bkey)
         finally:
             self._leave()
+        if self.device_tier is not None:
+            self.device_tier.drop(key, "stale")
         if rc == -3:
             return False
         _lib.check(rc, "delete %s" % key)
@@ -467,7 +494,9 @@ class Cache(StageMixin):
         finally:
             self._leave()
         _lib.check(rc, "invalidate")
-        return n.value
+        if self.device_tier is not None and n.value:
+            self.device_tier.prune()
+        return int(n.value)
 
     def maintain(self) -> int:
         """Removes expired entries now; returns how many."""
@@ -551,6 +580,10 @@ class Cache(StageMixin):
         result shares the cache's memory read-only (no copy): numpy marks it non-writable; a
         torch tensor must not be written (.clone() it). Quantized entries are dequantized to
         the stored dtype, or `dtype`."""
+        tier = self.device_tier
+        if (tier is not None and device is not None and dtype is None and not copy and
+                kind in (None, "torch") and tier.matches(device)):
+            return tier.get(key)  # resident on the device, or promoted there now
         core = self._core
         if core is not None and device is None and dtype is None and not copy and kind in _KINDS:
             # The hot path of a pipeline's hits, in C: the view (or tensor), None on a miss, or

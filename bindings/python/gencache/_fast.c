@@ -188,8 +188,17 @@ static PyObject *ref_ptr(Ref *self, void *closure)
     return PyLong_FromVoidPtr(self->h);
 }
 
+/* (checksum, created_ms, size): what tells one stored version of a key from another. */
+static PyObject *ref_stamp(Ref *self, void *closure)
+{
+    const gencache_meta *m = api.meta(self->h);
+    return Py_BuildValue("(KKK)", (unsigned long long)m->checksum,
+                         (unsigned long long)m->created_ms, (unsigned long long)m->size);
+}
+
 static PyGetSetDef ref_getset[] = {
     {"ptr", (getter)ref_ptr, NULL, "the gencache_handle's address", NULL},
+    {"stamp", (getter)ref_stamp, NULL, "(checksum, created_ms, size) of the value", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

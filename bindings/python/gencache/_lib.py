@@ -379,6 +379,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "gencache_config_parse": (c_int, [c_char_p, c_char_p, c_size_t, P(c_void_p), c_char_p,
                                       c_size_t]),
     "gencache_config_free": (None, [c_void_p]),
+    "gencache_config_preferred": (c_char_p, [c_void_p, c_size_t]),
     "gencache_config_options": (c_int, [c_void_p, P(Options)]),
     "gencache_open_config": (c_int, [P(c_void_p), c_void_p, P(Options)]),
     "gencache_meta_init": (None, [P(Meta)]),
