@@ -2,6 +2,7 @@
 their own byte cap and LRU, promoted on a host hit, demoted by dropping the device copy, never
 copied on a device hit, never served once the host value changed. The tests use the "cpu" and
 "meta" devices (any torch device works); the stream checks run where CUDA is available."""
+import os
 import threading
 
 import numpy as np
@@ -181,8 +182,12 @@ def test_threads_share_one_resident_copy(path):
 def test_bad_device_options():
     with pytest.raises(ValueError):
         gencache.Cache(device="cpu", device_bytes=-1)
-    with pytest.raises(RuntimeError):
-        gencache.Cache(device="nonsense")
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):
+        # torch refuses the name with a C++ exception, which AddressSanitizer preloaded into
+        # an uninstrumented interpreter cannot unwind (its __cxa_throw interceptor finds no
+        # libstdc++): checked in the plain build only.
+        with pytest.raises(RuntimeError):
+            gencache.Cache(device="nonsense")
     c = gencache.Cache(device="cpu", device_bytes="1M")
     assert c.device_tier.max_bytes == 1 << 20
     assert not c.device_tier.matches("meta")
