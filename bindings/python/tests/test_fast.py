@@ -189,3 +189,42 @@ def test_without_the_extension_the_package_runs_on_ctypes():
                        timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["ok", "3.0"]
+
+
+def test_extension_refuses_bad_bindings_and_keeps_working():
+    fast = _lib.fast
+    if fast is None:
+        pytest.fail("the extension is not built")
+    with pytest.raises(KeyError, match="gencache_get"):
+        fast.bind({}, _lib.error, None)
+    with pytest.raises(TypeError):
+        fast.bind([], _lib.error, None)
+    with pytest.raises(ValueError):
+        fast.Core(0)
+    with pytest.raises(ValueError, match="closed"):
+        fast.dlpack(0)
+    c = gencache.Cache()  # the earlier binding is intact
+    try:
+        c.put(KEY, b"still bound")
+        assert c.get_bytes(KEY) == b"still bound"
+    finally:
+        c.close()
+
+
+def test_extension_refs_expose_read_only_bytes_and_the_stamp():
+    if _lib.fast is None:
+        pytest.fail("the extension is not built")
+    c = gencache.Cache()
+    try:
+        c.put(KEY, b"abc")
+        ref = c._core.get(KEY)
+        mv = memoryview(ref)
+        assert mv.readonly and bytes(mv) == b"abc"
+        with c.get(KEY) as h:
+            m = h.meta
+        assert ref.stamp == (m["checksum"], m["created_ms"], 3)
+        assert c._core.peek("result/" + "cd" * 32) is None
+        with pytest.raises(TypeError):
+            c._core.get(None)
+    finally:
+        c.close()
