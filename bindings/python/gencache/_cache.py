@@ -7,13 +7,13 @@ closes the C cache, so no call ever runs on a closed cache (the C API forbids th
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
 import os
 import itertools
 import threading
 import time
 import weakref
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 from . import _config
 from . import _lib, _tenant
@@ -109,7 +109,8 @@ class Cache(StageMixin):
         self._core = None
         self.device_tier: Optional[DeviceTier] = None
         self._flights = Flights(self)
-        self._children: weakref.WeakSet[Any] = weakref.WeakSet()  # open sessions and KV windows, closed first
+        # Open sessions and KV windows, closed first.
+        self._children: weakref.WeakSet[Any] = weakref.WeakSet()
         o = _lib.Options()
         lib.gencache_options_init(ctypes.byref(o))
         if cfg is not None:

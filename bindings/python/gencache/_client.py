@@ -8,13 +8,13 @@ POST /v1/keys and /v1/invalidate compute the same answer twice).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import http.client
 import json
 import math
 import threading
 import urllib.parse
 import weakref
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from . import _lib
 from . import _tensors as T
@@ -176,7 +176,8 @@ class Client(StageMixin):
                     self._conns.remove(c)
 
     def request(self, method: str, path: str, body: Optional[bytes] = None,
-                headers: Optional[Mapping[str, str]] = None) -> tuple[int, dict[str, str], bytearray]:
+                headers: Optional[Mapping[str, str]] = None
+                ) -> tuple[int, dict[str, str], bytearray]:
         """One request: returns (status, headers with lowercase names, body as a bytearray)."""
         hdrs = dict(self._headers)
         if headers:
@@ -374,8 +375,9 @@ class Client(StageMixin):
                    tenant: Optional[str] = None, tag: Optional[str] = None,
                    model: Optional[str] = None, older_than_s: Optional[float] = None) -> int:
         """POST /v1/invalidate; returns how many entries were removed."""
-        q: dict[str, Any] = {k: v for k, v in (("key", key), ("layer", layer), ("tenant", tenant), ("tag", tag),
-                               ("model", model)) if v is not None}
+        criteria = (("key", key), ("layer", layer), ("tenant", tenant), ("tag", tag),
+                    ("model", model))
+        q: dict[str, Any] = {k: v for k, v in criteria if v is not None}
         if older_than_s is not None:
             q["older_than"] = older_than_s
         if not q:

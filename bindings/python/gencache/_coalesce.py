@@ -14,10 +14,10 @@ rules in Python for it.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
 import threading
 import time
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import _lib
 from ._handle import Handle

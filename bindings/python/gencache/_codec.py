@@ -5,8 +5,8 @@ others. Every function here makes a new array: a codec cannot share memory.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
+from typing import Any, Optional, Union
 
 from . import _lib
 from . import _tensors as T

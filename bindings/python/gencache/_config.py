@@ -6,10 +6,10 @@ are accepted and ignored by Cache.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
 import json
 import os
+from typing import Any, Optional, Union
 
 from . import _lib
 from ._lib import lib, cstr

@@ -8,8 +8,8 @@ C library frees them with the last reference.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
+from typing import Any, Optional
 
 from . import _lib
 from . import _tensors as T

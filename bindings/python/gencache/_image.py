@@ -5,9 +5,9 @@ so an array and the PNG it was saved to give the same digest.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
 import os
+from typing import Any, Optional
 
 from . import _lib
 from ._lib import lib

@@ -3,10 +3,10 @@ in Python is byte for byte the key the CLI, the daemon and the C API make for th
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
 import json
 import os
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from . import _lib
 from ._lib import lib, cstr

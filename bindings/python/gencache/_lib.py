@@ -14,7 +14,7 @@ import ctypes.util
 import glob
 import os
 from types import ModuleType
-from typing import Any, Iterator, NoReturn, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 __all__ = ["lib", "has", "check", "GencacheError", "NotFound", "library_path"]
 

@@ -8,9 +8,9 @@ taken under a lock that also serializes step/put/close, so a copy never reads fr
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
 import threading
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import _lib
 from . import _tensors as T

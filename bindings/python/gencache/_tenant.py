@@ -7,8 +7,8 @@ tenant that wrote it (or an admin), and a tenant's live bytes are held to its qu
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import ctypes
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from . import _lib
 from ._handle import Handle

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 import warnings
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 # gencache_dtype values (include/gencache.h).
 NONE, F32, F16, BF16, I8, U8, I32, I64 = range(8)
