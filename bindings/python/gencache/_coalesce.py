@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import _lib
@@ -33,7 +34,8 @@ class Flights:
     """get_or_compute's coalescing for an in-process Cache, over the library's flight table."""
 
     def __init__(self, cache: "Cache") -> None:
-        self._cache = cache
+        # Weak: the cache owns this object, and must go by reference counting alone.
+        self._cache_ref = weakref.ref(cache)
         self._tls = threading.local()
 
     def _held(self) -> set[str]:
@@ -45,11 +47,14 @@ class Flights:
     def _claim(self, key: str, opts: Any = None) -> tuple[int, _lib.ClaimResult]:
         res = _lib.ClaimResult()
         bkey = cstr(key, "key")
-        ptr = self._cache._enter()
+        cache = self._cache_ref()
+        if cache is None:
+            raise ValueError("the cache is closed")
+        ptr = cache._enter()
         try:
             rc: int = lib.gencache_claim(ptr, bkey, opts, ctypes.byref(res))
         finally:
-            self._cache._leave()
+            cache._leave()
         return rc, res
 
     def run(self, key: str, compute: Callable[[], Any], store: Callable[[Any, float], Any],

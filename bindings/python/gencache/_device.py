@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import fnmatch
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 if TYPE_CHECKING:
@@ -58,7 +59,9 @@ class DeviceTier:
                  preferred: Iterable[str] = ()) -> None:
         import torch
         self._torch = torch
-        self._cache = cache
+        # A weak reference: the cache owns the tier, and a cache dropped without close() must
+        # still be closed when it goes, not when the cycle collector gets to it.
+        self._cache_ref = weakref.ref(cache)
         self.device = torch.device(device)
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
@@ -75,6 +78,13 @@ class DeviceTier:
         self._stream: Any = torch.cuda.Stream(device=self.device) if self._cuda else None
         self._staging = [_Staging() for _ in range(_STAGING_BUFFERS)] if self._cuda else []
         self._next_staging = 0
+
+    @property
+    def _cache(self) -> "Cache":
+        cache = self._cache_ref()
+        if cache is None:
+            raise ValueError("the cache is closed")
+        return cache
 
     # ---- lookups --------------------------------------------------------------------------------
     def matches(self, device: Any) -> bool:

@@ -210,3 +210,22 @@ def test_cuda_promotion_on_a_side_stream_is_ready_on_the_callers_stream():
     assert c.get_tensor(K[0], device="cuda") is t  # a device hit: no copy
     assert c.get_tensor(K[0], device="cuda:%d" % torch.cuda.current_device()) is t
     c.close()
+
+
+def test_a_dropped_cache_closes_at_once():
+    import gc
+    import weakref
+    gc.disable()  # no cycle collection: the cache must go by reference counting alone
+    try:
+        c = gencache.Cache(device="cpu", device_bytes=1 << 20)
+        c.put_tensor(K[0], torch.ones(4))
+        c.get_tensor(K[0], device="cpu")
+        tier = c.device_tier
+        ref = weakref.ref(c)
+        del c
+        assert ref() is None
+        assert tier.stats()["entries"] == 0  # closing dropped the device copies
+        with pytest.raises(ValueError, match="closed"):
+            tier.get(K[0])
+    finally:
+        gc.enable()

@@ -81,3 +81,18 @@ def test_cache_is_a_context_manager():
         assert not c.closed
     assert c.closed
     c.close()  # twice: nothing
+
+
+def test_a_dropped_cache_goes_by_reference_counting():
+    import gc
+    import weakref
+    gc.disable()  # nothing may depend on the cycle collector
+    try:
+        c = gencache.Cache()
+        c.put("result/" + "2" * 64, b"v")
+        assert c.get_or_compute("result/" + "3" * 64, lambda: b"w") == b"w"
+        ref = weakref.ref(c)
+        del c
+        assert ref() is None
+    finally:
+        gc.enable()
