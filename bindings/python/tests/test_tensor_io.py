@@ -2,7 +2,6 @@
 and DLPack export of a handle (torch.from_dlpack(handle), no numpy in between)."""
 import json
 import struct
-import sys
 
 import numpy as np
 import pytest
