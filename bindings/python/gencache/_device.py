@@ -150,9 +150,14 @@ class DeviceTier:
         """The host value as a CPU torch tensor (a view; a decoded copy for an int8 entry)."""
         from ._cache import tensor_from_handle
         from ._handle import Handle
+        from ._lib import fast
         if isinstance(holder, Handle):
             with holder:
                 return tensor_from_handle(holder, kind="torch")
+        if fast is not None:
+            view = fast.view(holder, 2)  # a torch view, or the Ref back for the general path
+            if view is not holder:
+                return view
         with Handle(holder.ptr, holder) as h:
             return tensor_from_handle(h, kind="torch")
 

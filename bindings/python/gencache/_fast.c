@@ -356,24 +356,19 @@ static PyObject *array_of(PyObject *ref, const gencache_meta *m)
     return arr;
 }
 
-/* get_tensor(key, kind) -> None on a miss; a read-only numpy array (kind 0: as stored, 1:
- * numpy) or torch tensor (kind 2, or a torch/bf16 entry with kind 0) sharing the stored bytes;
- * or the Ref itself when the entry needs the package's general path (not a tensor, an int8
- * payload, a legacy quantized entry, bf16 asked for as numpy). */
-static PyObject *core_get_tensor(Core *self, PyObject *args)
+/* The view of the tensor `ref` holds (a reference the caller gives up): a read-only numpy array
+ * (kind 0: as stored, 1: numpy) or torch tensor (kind 2, or a torch/bf16 entry with kind 0)
+ * sharing the stored bytes; or `ref` itself when the entry needs the package's general path
+ * (not a tensor, an int8 payload, a legacy quantized entry, bf16 asked for as numpy). */
+static PyObject *view_of(PyObject *ref, int kind)
 {
-    PyObject *key;
-    int kind = 0;
-    if (!PyArg_ParseTuple(args, "O|i", &key, &kind))
-        return NULL;
     if (!numpy_ready) {
-        if (_import_array() < 0)
+        if (_import_array() < 0) {
+            Py_DECREF(ref);
             return NULL;
+        }
         numpy_ready = 1;
     }
-    PyObject *ref = core_get_ref(self, key, 0);
-    if (ref == NULL || ref == Py_None)
-        return ref;
     const gencache_meta *m = api.meta(((Ref *)ref)->h);
     const char *ct = m->content_type;
     if (m->dtype == GENCACHE_DTYPE_NONE || numpy_type(m->dtype) < 0 ||
@@ -391,6 +386,19 @@ static PyObject *core_get_tensor(Core *self, PyObject *args)
     PyObject *t = PyObject_CallFunction(torch_hook, "Oi", arr, (int)dt);
     Py_DECREF(arr);
     return t;
+}
+
+/* get_tensor(key, kind) -> None on a miss, else what view_of() makes of the value. */
+static PyObject *core_get_tensor(Core *self, PyObject *args)
+{
+    PyObject *key;
+    int kind = 0;
+    if (!PyArg_ParseTuple(args, "O|i", &key, &kind))
+        return NULL;
+    PyObject *ref = core_get_ref(self, key, 0);
+    if (ref == NULL || ref == Py_None)
+        return ref;
+    return view_of(ref, kind);
 }
 
 /* detach(): no new call may start; waits for the calls inside the library, then returns the
@@ -519,9 +527,21 @@ static PyObject *fast_dlpack(PyObject *self, PyObject *addr)
     return cap;
 }
 
+/* view(ref, kind) -> the view of a Ref's tensor, or the Ref itself (see view_of()). */
+static PyObject *fast_view(PyObject *self, PyObject *args)
+{
+    PyObject *ref;
+    int kind = 0;
+    if (!PyArg_ParseTuple(args, "O!|i", &RefType, &ref, &kind))
+        return NULL;
+    Py_INCREF(ref);
+    return view_of(ref, kind);
+}
+
 static PyMethodDef fast_methods[] = {
     {"bind", fast_bind, METH_VARARGS, "bind(addresses, error, torch_from_numpy)"},
     {"dlpack", fast_dlpack, METH_O, "dlpack(handle_address) -> a dltensor capsule"},
+    {"view", fast_view, METH_VARARGS, "view(ref, kind) -> the tensor's view, or the Ref"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -228,3 +228,24 @@ def test_extension_refs_expose_read_only_bytes_and_the_stamp():
             c._core.get(None)
     finally:
         c.close()
+
+
+def test_extension_view_of_a_ref():
+    torch = pytest.importorskip("torch")
+    if _lib.fast is None:
+        pytest.fail("the extension is not built")
+    c = gencache.Cache()
+    try:
+        c.put_tensor(TKEY, np.arange(6, dtype=np.int32))
+        ref = c._core.get(TKEY)
+        t = _lib.fast.view(ref, 2)
+        assert isinstance(t, torch.Tensor) and t.tolist() == list(range(6))
+        a = _lib.fast.view(ref, 1)
+        assert isinstance(a, np.ndarray) and not a.flags.writeable
+        c.put(KEY, b"bytes")
+        r2 = c._core.get(KEY)
+        assert _lib.fast.view(r2, 2) is r2  # not a tensor: handed back for the general path
+        with pytest.raises(TypeError):
+            _lib.fast.view(object(), 2)
+    finally:
+        c.close()
