@@ -388,4 +388,16 @@ void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier)
 void gcd_metrics_coalesced(struct gcd_metrics *m);
 void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome);
 
+/* ---- lookup.c: POST /v1/lookup and POST /v1/store (gencache/reuse.h) ------------------------ */
+
+/* POST /v1/lookup: {"layer": L, "request": {...}} -> the entry, X-Gencache-Key, X-Gencache-Match;
+ * 404 on a miss. */
+enum MHD_Result gcd_lookup_handle(struct MHD_Connection *c, gcd_request *req);
+/* POST /v1/store: the body is the value; X-Gencache-Layer and X-Gencache-Request name where. */
+enum MHD_Result gcd_store_handle(struct MHD_Connection *c, gcd_request *req);
+/* The reuse counters as Prometheus text (a new string the caller frees; NULL when out of memory),
+ * and as the "reuse" object of /v1/stats (a new reference; NULL when out of memory). */
+char *gcd_lookup_metrics(gcd_server *srv);
+struct json_t *gcd_lookup_stats_json(gcd_server *srv);
+
 #endif

@@ -153,6 +153,8 @@ static const handler_fn HANDLERS[GCD_ROUTE_COUNT] = {
     [GCD_ROUTE_JOB] = gcd_jobs_handle,
     [GCD_ROUTE_METRICS] = gcd_metrics_handle,
     [GCD_ROUTE_INVALIDATE] = gcd_invalidate_handle,
+    [GCD_ROUTE_LOOKUP] = gcd_lookup_handle,
+    [GCD_ROUTE_STORE] = gcd_store_handle,
 };
 
 /* First call of a request: takes its tenant from its token, and for a request whose route reads
