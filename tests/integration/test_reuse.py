@@ -162,6 +162,50 @@ def t_cli_and_python(d):
                                         "image": IM + "granite.png"}) is None, "python miss")
 
 
+def form(parts, boundary="gencache-test-boundary"):
+    """A multipart/form-data body of (name, bytes) parts, and its Content-Type."""
+    out = b""
+    for name, data in parts:
+        out += b"--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n" % (
+            boundary.encode(), name.encode()) + data + b"\r\n"
+    return out + b"--%s--\r\n" % boundary.encode(), \
+        "multipart/form-data; boundary=" + boundary
+
+
+def t_multipart_lookup(d):
+    orig = IM + "julia-set.png"
+    key = store(d, "image_latent", req(orig, "mp"), b"julia-latent")
+    doc = json.dumps({"layer": "image_latent", "request": {
+        "model": "mp", "width": 832, "height": 480, "image": {"path": "ignored"}}}).encode()
+    with open(variant("julia-set.png", "q70"), "rb") as f:
+        image = f.read()
+    body, ct = form([("request", doc), ("image", image)])
+    status, h, data = d.request("POST", "/v1/lookup", body, {"Content-Type": ct})
+    check_eq((status, data, h.get("x-gencache-key")), (200, b"julia-latent", key), "multipart")
+    check(h["x-gencache-match"].startswith("perceptual"), h["x-gencache-match"])
+    # The request may have no image member at all: the part supplies it.
+    doc2 = json.dumps({"request": {"width": 832, "height": 480, "model": "mp"},
+                       "layer": "image_latent"}).encode()
+    with open(orig, "rb") as f:
+        body, ct = form([("request", doc2), ("image", f.read())])
+    status, h, data = d.request("POST", "/v1/lookup", body, {"Content-Type": ct})
+    check_eq((status, h.get("x-gencache-match")), (200, "exact"), "multipart, image added")
+    bad = [
+        (form([("request", doc)])[0], ct, "bad_multipart"),                  # no image part
+        (form([("image", image)])[0], ct, "bad_multipart"),                  # no request part
+        (form([("request", doc), ("image", b"not an image")])[0], ct, "bad_image"),
+        (form([("request", b"{}"), ("image", image)])[0], ct, "bad_multipart"),
+        (form([("request", doc), ("image", image), ("x", b"")])[0], ct, "bad_multipart"),
+        (body[:len(body) // 2], ct, "bad_multipart"),                        # truncated
+        (body, "multipart/form-data", "bad_multipart"),                      # no boundary
+        (body, "multipart/form-data; boundary=other", "bad_multipart"),      # wrong boundary
+    ]
+    for i, (b, t, code) in enumerate(bad):
+        status, _, data = d.request("POST", "/v1/lookup", b, {"Content-Type": t})
+        check_eq(status, 400, "malformed multipart %d: %s" % (i, data[:200]))
+        check_eq(json.loads(data)["error"]["code"], code, "malformed multipart %d" % i)
+
+
 def t_delete_and_invalidate(d):
     orig = IM + "frame.jpg"
     k1 = store(d, "image_latent", req(orig, "del-a"), b"a")
@@ -267,6 +311,7 @@ def main():
         try:
             r.run("perceptual_over_http", t_perceptual_over_http, d)
             r.run("cli_and_python", t_cli_and_python, d)
+            r.run("multipart_lookup", t_multipart_lookup, d)
             r.run("delete_and_invalidate", t_delete_and_invalidate, d)
             r.run("any_seed", t_any_seed, d)
             r.run("malformed", t_malformed, d)

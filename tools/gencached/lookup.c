@@ -6,7 +6,10 @@
  * request in X-Gencache-Request and the layer in X-Gencache-Layer. The request is parsed from its
  * own bytes in the body (never re-serialized: a 64-bit seed must keep its digits), image paths
  * are refused (the daemon opens no file a client names), and every call is made with the
- * token's tenant, so a match never reaches another tenant's entries.
+ * token's tenant, so a match never reaches another tenant's entries. A lookup may also come as
+ * multipart/form-data: the same document in a part named "request" and the image file itself
+ * in a part named "image", which the daemon decodes to write its digest and signature into the
+ * request's image.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,6 +19,7 @@
 #include <jansson.h>
 
 #include "gencached.h"
+#include "multipart.h"
 
 /* Skips JSON white space. */
 static size_t skip_ws(const char *s, size_t i, size_t len)
@@ -187,16 +191,138 @@ static enum MHD_Result reply_entry(struct MHD_Connection *c, gcd_request *req, g
     return gcd_reply_queue(c, req, MHD_HTTP_OK, resp);
 }
 
+/* The image object {"digest", "phash", "dhash", "width", "height"} of an encoded image, as JSON
+ * text into out. Returns 0, or a library error with a message in err. */
+static int describe_image(const void *bytes, size_t len, char *out, size_t size, char *err,
+                          size_t esize)
+{
+    gencache_image *img = NULL;
+    char digest[GENCACHE_DIGEST_MAX];
+    gencache_image_sig sig;
+    int rc = gencache_image_decode_memory(bytes, len, NULL, &img);
+    if (rc == GENCACHE_OK)
+        rc = gencache_image_digest(img, digest);
+    if (rc == GENCACHE_OK)
+        rc = gencache_image_sig_get(img, &sig);
+    gencache_image_free(img);
+    if (rc != GENCACHE_OK) {
+        snprintf(err, esize, "the image part cannot be decoded: %s", gencache_strerror(rc));
+        return rc;
+    }
+    snprintf(out, size,
+             "{\"digest\":\"%s\",\"phash\":\"%016" PRIx64 "\",\"dhash\":\"%016" PRIx64
+             "\",\"width\":%" PRIu32 ",\"height\":%" PRIu32 "}",
+             digest, sig.phash, sig.dhash, sig.width, sig.height);
+    return GENCACHE_OK;
+}
+
+/* A copy of the request object's text (text, len) with its "image" member set to image (JSON
+ * text): replaced where it is, else added first. NULL when out of memory. */
+static char *splice_image(const char *text, size_t len, const char *image, size_t *out_len)
+{
+    size_t off = 0, n = 0, ilen = strlen(image);
+    bool present = member_span(text, len, "image", &off, &n);
+    size_t open = skip_ws(text, 0, len) + 1; /* just after '{' */
+    bool empty = skip_ws(text, open, len) < len && text[skip_ws(text, open, len)] == '}';
+    char *out = malloc(len + ilen + 16);
+    if (!out)
+        return NULL;
+    if (present) {
+        memcpy(out, text, off);
+        memcpy(out + off, image, ilen);
+        memcpy(out + off + ilen, text + off + n, len - off - n);
+        *out_len = len - n + ilen;
+    } else {
+        memcpy(out, text, open);
+        int k = sprintf(out + open, "\"image\":%s%s", image, empty ? "" : ",");
+        memcpy(out + open + (size_t)k, text + open, len - open);
+        *out_len = len + (size_t)k;
+    }
+    return out;
+}
+
+/* A multipart lookup: the document of part "request" with the image of part "image" described
+ * into its request. *doc_out is a new buffer. Returns true, or false after queueing the error. */
+static bool multipart_document(struct MHD_Connection *c, gcd_request *req, const char *ct,
+                               char **doc_out, size_t *doc_len, enum MHD_Result *r)
+{
+    gcd_part parts[GCD_MULTIPART_MAX_PARTS];
+    size_t n = 0;
+    char err[256] = "";
+    if (gcd_multipart_parse(ct, req->body, req->body_len, parts, &n, err, sizeof err) != 0) {
+        *r = gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_multipart", "lookup: %s", err);
+        return false;
+    }
+    const gcd_part *doc = gcd_multipart_find(parts, n, "request");
+    const gcd_part *image = gcd_multipart_find(parts, n, "image");
+    size_t off = 0, len = 0;
+    json_t *j = doc ? json_loadb(doc->data, doc->len, JSON_DECODE_INT_AS_REAL, NULL) : NULL;
+    bool ok = j && json_is_object(json_object_get(j, "request")) &&
+              member_span(doc->data, doc->len, "request", &off, &len);
+    json_decref(j);
+    if (!image || !ok || n != 2) {
+        *r = gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_multipart",
+                             "lookup: a multipart lookup has exactly two parts: \"request\" "
+                             "({\"layer\": NAME, \"request\": {...}}) and \"image\" (the file)");
+        return false;
+    }
+    char desc[256];
+    int rc = describe_image(image->data, image->len, desc, sizeof desc, err, sizeof err);
+    if (rc != GENCACHE_OK) {
+        unsigned status = rc == GENCACHE_ENOMEM   ? MHD_HTTP_INTERNAL_SERVER_ERROR
+                          : rc == GENCACHE_ELIMIT ? MHD_HTTP_CONTENT_TOO_LARGE
+                                                  : MHD_HTTP_BAD_REQUEST;
+        *r = gcd_reply_error(c, req, status, "bad_image", "lookup: %s", err);
+        return false;
+    }
+    size_t rlen = 0;
+    char *spliced = splice_image(doc->data + off, len, desc, &rlen);
+    char *out = spliced ? malloc(doc->len - len + rlen + 1) : NULL;
+    if (!out) {
+        free(spliced);
+        *r = gcd_reply_gencache(c, req, GENCACHE_ENOMEM, "reading the lookup");
+        return false;
+    }
+    memcpy(out, doc->data, off);
+    memcpy(out + off, spliced, rlen);
+    memcpy(out + off + rlen, doc->data + off + len, doc->len - off - len);
+    *doc_len = doc->len - len + rlen;
+    out[*doc_len] = '\0';
+    free(spliced);
+    *doc_out = out;
+    return true;
+}
+
+static enum MHD_Result lookup_document(struct MHD_Connection *c, gcd_request *req, const char *body,
+                                       size_t body_len);
+
 enum MHD_Result gcd_lookup_handle(struct MHD_Connection *c, gcd_request *req)
 {
-    const char *body = req->body ? req->body : "";
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (gcd_multipart_is_form(ct)) {
+        char *text = NULL;
+        size_t len = 0;
+        enum MHD_Result r = MHD_YES;
+        if (!multipart_document(c, req, ct, &text, &len, &r))
+            return r;
+        r = lookup_document(c, req, text, len);
+        free(text);
+        return r;
+    }
+    return lookup_document(c, req, req->body ? req->body : "", req->body_len);
+}
+
+/* A lookup document {"layer": L, "request": {...}} (body bytes, len). */
+static enum MHD_Result lookup_document(struct MHD_Connection *c, gcd_request *req, const char *body,
+                                       size_t body_len)
+{
     json_error_t jerr;
-    json_t *doc = json_loadb(body, req->body_len, JSON_DECODE_INT_AS_REAL, &jerr);
+    json_t *doc = json_loadb(body, body_len, JSON_DECODE_INT_AS_REAL, &jerr);
     const char *layer = json_string_value(json_object_get(doc, "layer"));
     size_t off = 0, n = 0;
     if (!doc || !json_is_object(doc) || !layer ||
         !json_is_object(json_object_get(doc, "request")) ||
-        !member_span(body, req->body_len, "request", &off, &n)) {
+        !member_span(body, body_len, "request", &off, &n)) {
         json_decref(doc);
         return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_request",
                                "lookup: expected {\"layer\": NAME, \"request\": {...}}");
