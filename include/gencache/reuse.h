@@ -77,8 +77,10 @@ GENCACHE_API int gencache_lookup(gencache *cache, const gencache_caller *caller,
  * radius over 14, a negative tolerance). Thread-safety: init only. */
 GENCACHE_API int gencache_reuse_set_guard(gencache *cache, const gencache_match_options *opts);
 
-/* Writes the reuse records to the disk tier's directory now (reuse.idx, replaced atomically);
- * gencache_flush() and gencache_close() do it too. Without a disk tier it does nothing.
+/* Writes the reuse records to the disk tier's directory now (reuse.idx, replaced atomically),
+ * unless nothing changed since they were last read or written; gencache_flush() and
+ * gencache_close() do it too (gencached also calls it every minute). Without a disk tier it does
+ * nothing.
  * Returns GENCACHE_OK, GENCACHE_EINVAL, GENCACHE_EIO, GENCACHE_ENOSPC, GENCACHE_ENOMEM.
  * Thread-safety: safe. */
 GENCACHE_API int gencache_reuse_save(gencache *cache);

@@ -60,6 +60,8 @@ struct gencache_config {
     size_t n_sensitive;
     char **owned;
     size_t n_owned;
+    gencache_match_options guard; /* perceptual: the near-duplicate guard (has_guard: set) */
+    bool has_guard;
 };
 
 /* The walk over one document. */

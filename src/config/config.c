@@ -127,6 +127,8 @@ int gencache_config_apply(const gencache_config *cfg, gencache *cache)
     }
     for (size_t i = 0; rc == GENCACHE_OK && i < cfg->n_preferred; i++)
         rc = gencache_preferred_add(cache, cfg->preferred[i]);
+    if (rc == GENCACHE_OK && cfg->has_guard)
+        rc = gencache_reuse_set_guard(cache, &cfg->guard);
     return rc;
 }
 

@@ -22,6 +22,8 @@ struct gencache__reuse_state {
     char *path;              /* data_dir/reuse.idx; NULL without a disk tier */
     pthread_mutex_t save_mu; /* serializes loading and saving the file */
     _Atomic bool loaded;     /* the file was read (lazily: config layers come after open) */
+    bool saved_once;         /* under save_mu: saved_at is meaningful */
+    uint64_t saved_at;       /* under save_mu: the records' mutations when last read or written */
     _Atomic uint64_t perceptual_hits[GENCACHE_MAX_LAYERS];
     _Atomic uint64_t any_seed_hits[GENCACHE_MAX_LAYERS];
     _Atomic uint64_t refusals[GENCACHE_MAX_LAYERS];
@@ -104,6 +106,10 @@ static void load_locked(gencache *cache, struct gencache__reuse_state *st)
         return;
     gencache__reuse_layers layers = {layer_index_of, layer_name_of, cache};
     int rc = gencache__reuse_load_file(st->records, st->path, &layers);
+    if (rc == GENCACHE_OK) {
+        st->saved_at = gencache__reuse_mutations(st->records); /* the file says just this */
+        st->saved_once = true;
+    }
     if (rc != GENCACHE_OK && rc != GENCACHE_EIO)
         gencache__log_msg(&cache->log, GENCACHE_LOG_WARN,
                           "reuse: %s is unreadable (%s); perceptual and seed matches start empty "
@@ -132,7 +138,15 @@ int gencache_reuse_save(gencache *cache)
     gencache__reuse_layers layers = {layer_index_of, layer_name_of, cache};
     pthread_mutex_lock(&st->save_mu); /* two saves would race on the temporary file */
     load_locked(cache, st);           /* never overwrite records not read yet */
-    int rc = gencache__reuse_save_file(st->records, st->path, &layers);
+    uint64_t now = gencache__reuse_mutations(st->records);
+    int rc = GENCACHE_OK;
+    if (!st->saved_once || now != st->saved_at) {
+        rc = gencache__reuse_save_file(st->records, st->path, &layers);
+        if (rc == GENCACHE_OK) {
+            st->saved_at = now; /* changes made while writing are saved next time */
+            st->saved_once = true;
+        }
+    }
     pthread_mutex_unlock(&st->save_mu);
     if (rc != GENCACHE_OK)
         gencache__log_msg(&cache->log, GENCACHE_LOG_ERROR, "reuse: cannot write %s: %s", st->path,

@@ -25,6 +25,7 @@ struct gencache__reuse {
     uint32_t *by_key, *by_ctx;        /* heads; mask + 1 buckets each */
     uint32_t mask;
     uint64_t images, results, stamp;
+    uint64_t mutations; /* adds and drops so far: what tells a save whether anything changed */
     gencache_hash_index *phash; /* image records: (pHash, slot) */
 };
 
@@ -191,6 +192,7 @@ int gencache__reuse_add(gencache__reuse *r, const gencache__reuse_rec *rec)
         r->images++;
     else
         r->results++;
+    r->mutations++;
     pthread_rwlock_unlock(&r->lock);
     return GENCACHE_OK;
 }
@@ -199,6 +201,7 @@ size_t gencache__reuse_drop(gencache__reuse *r, uint64_t key_hash)
 {
     pthread_rwlock_wrlock(&r->lock);
     size_t n = drop_locked(r, key_hash, 0);
+    r->mutations += n;
     pthread_rwlock_unlock(&r->lock);
     return n;
 }
@@ -286,6 +289,14 @@ int gencache__reuse_find_seed(gencache__reuse *r, uint32_t layer, uint64_t ctx,
     }
     pthread_rwlock_unlock(&r->lock);
     return GENCACHE_OK;
+}
+
+uint64_t gencache__reuse_mutations(gencache__reuse *r)
+{
+    pthread_rwlock_rdlock(&r->lock);
+    uint64_t n = r->mutations;
+    pthread_rwlock_unlock(&r->lock);
+    return n;
 }
 
 void gencache__reuse_counts(gencache__reuse *r, uint64_t *images, uint64_t *results)

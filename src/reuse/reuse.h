@@ -59,6 +59,8 @@ int gencache__reuse_find_seed(gencache__reuse *r, uint32_t layer, uint64_t ctx,
 /* Calls fn for every record under the reader lock (fn must not call back into r). */
 void gencache__reuse_each(gencache__reuse *r, void (*fn)(void *ud, const gencache__reuse_rec *rec),
                           void *ud);
+/* How many adds and drops there have been: unchanged means nothing to save. */
+uint64_t gencache__reuse_mutations(gencache__reuse *r);
 /* How many records of each kind are held. */
 void gencache__reuse_counts(gencache__reuse *r, uint64_t *images, uint64_t *results);
 

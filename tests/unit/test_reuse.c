@@ -616,3 +616,58 @@ TEST_CASE(concurrent_store_lookup_delete)
     remove_dir(dir);
     images_free(&im);
 }
+
+/* ---- the guard from a config file ---- */
+
+static int open_with_config(const char *text, gencache **out, char *err)
+{
+    char dir[64], path[96];
+    temp_dir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/gencache.yaml", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    fputs(text, f);
+    fclose(f);
+    gencache_config *cfg = NULL;
+    int rc = gencache_config_load(path, &cfg, err, 256);
+    if (rc == GENCACHE_OK) {
+        gencache_options o;
+        gencache_options_init(&o);
+        rc = gencache_open_config(out, cfg, &o);
+    }
+    gencache_config_free(cfg);
+    remove_dir(dir);
+    return rc;
+}
+
+TEST_CASE(guard_from_config)
+{
+    images im;
+    images_load(&im);
+    char err[256] = "";
+    gencache *c = NULL;
+    CHECK_OK(open_with_config("layers:\n  image_latent:\n    image_match: perceptual\n"
+                              "perceptual:\n  min_detail: 64\n  phash_radius: 10\n",
+                              &c, err));
+    char key[GENCACHE_KEY_MAX];
+    gencache_match m;
+    store(c, NULL, "image_latent", "m1", &im.o, "v", key);
+    /* Every image counts as featureless now: nothing matches, the exact key still does. */
+    CHECK_INT_EQ(lookup(c, NULL, "image_latent", "m1", &im.small, &m, NULL), GENCACHE_MATCH_NONE);
+    CHECK_INT_EQ(lookup(c, NULL, "image_latent", "m1", &im.o, &m, NULL), GENCACHE_MATCH_EXACT);
+    gencache_close(c);
+    c = NULL;
+    static const char *const bad[] = {
+        "perceptual:\n  phash_radius: 33\n",
+        "perceptual:\n  aspect_tolerance: -1\n",
+        "perceptual:\n  aspect_tolerance: wide\n",
+        "perceptual:\n  radius: 3\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        CHECK_INT_EQ(open_with_config(bad[i], &c, err), GENCACHE_ECONFIG);
+        CHECK(strstr(err, "perceptual.") != NULL);
+        CHECK(c == NULL);
+    }
+    images_free(&im);
+}
