@@ -191,10 +191,8 @@ static enum MHD_Result reply_entry(struct MHD_Connection *c, gcd_request *req, g
     return gcd_reply_queue(c, req, MHD_HTTP_OK, resp);
 }
 
-/* The image object {"digest", "phash", "dhash", "width", "height"} of an encoded image, as JSON
- * text into out. Returns 0, or a library error with a message in err. */
-static int describe_image(const void *bytes, size_t len, char *out, size_t size, char *err,
-                          size_t esize)
+int gcd_image_describe(const void *bytes, size_t len, char *out, size_t size, char *err,
+                       size_t esize)
 {
     gencache_image *img = NULL;
     char digest[GENCACHE_DIGEST_MAX];
@@ -216,9 +214,15 @@ static int describe_image(const void *bytes, size_t len, char *out, size_t size,
     return GENCACHE_OK;
 }
 
-/* A copy of the request object's text (text, len) with its "image" member set to image (JSON
- * text): replaced where it is, else added first. NULL when out of memory. */
-static char *splice_image(const char *text, size_t len, const char *image, size_t *out_len)
+bool gcd_json_object_text(const char *text, size_t len)
+{
+    json_t *j = json_loadb(text, len, JSON_DECODE_INT_AS_REAL, NULL);
+    bool ok = json_is_object(j);
+    json_decref(j);
+    return ok;
+}
+
+char *gcd_splice_image(const char *text, size_t len, const char *image, size_t *out_len)
 {
     size_t off = 0, n = 0, ilen = strlen(image);
     bool present = member_span(text, len, "image", &off, &n);
@@ -267,7 +271,7 @@ static bool multipart_document(struct MHD_Connection *c, gcd_request *req, const
         return false;
     }
     char desc[256];
-    int rc = describe_image(image->data, image->len, desc, sizeof desc, err, sizeof err);
+    int rc = gcd_image_describe(image->data, image->len, desc, sizeof desc, err, sizeof err);
     if (rc != GENCACHE_OK) {
         unsigned status = rc == GENCACHE_ENOMEM   ? MHD_HTTP_INTERNAL_SERVER_ERROR
                           : rc == GENCACHE_ELIMIT ? MHD_HTTP_CONTENT_TOO_LARGE
@@ -276,7 +280,7 @@ static bool multipart_document(struct MHD_Connection *c, gcd_request *req, const
         return false;
     }
     size_t rlen = 0;
-    char *spliced = splice_image(doc->data + off, len, desc, &rlen);
+    char *spliced = gcd_splice_image(doc->data + off, len, desc, &rlen);
     char *out = spliced ? malloc(doc->len - len + rlen + 1) : NULL;
     if (!out) {
         free(spliced);
