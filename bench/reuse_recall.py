@@ -15,8 +15,8 @@ wizard.jpg: counted apart, as "same picture"); a hit on another family is a wron
 model; every original and variant of one half is looked up under the other half's model, where
 only distinct images are stored: any hit is a false match. Prints both, per variant kind.
 
-    /usr/bin/python3 bench/reuse_recall.py   (GENCACHE_BIN_DIR: where gencached is; default
-                                               build/bin; PYTHONPATH=bindings/python)
+    /usr/bin/python3 bench/reuse_recall.py [PHASH_RADIUS]   (default: the guard's default, 8;
+        GENCACHE_BIN_DIR: where gencached is, default build/bin; PYTHONPATH=bindings/python)
 """
 import glob
 import json
@@ -60,6 +60,8 @@ def main():
     conf = os.path.join(tmp, "gencache.yaml")
     with open(conf, "w") as f:
         f.write("layers:\n  image_latent:\n    image_match: perceptual\n")
+        if len(sys.argv) > 1:
+            f.write("perceptual:\n  phash_radius: %d\n" % int(sys.argv[1]))
     files = sorted(glob.glob(IM + "*.png") + glob.glob(IM + "*.jpg"))
     corpus, skipped = [], []
     for p in files:
@@ -129,6 +131,7 @@ def main():
                     print("  false match: %s -> %s" % (os.path.basename(p), r))
         n = len(corpus)
         total = sum(hits.values())
+        print("guard: pHash radius %s" % (sys.argv[1] if len(sys.argv) > 1 else "8 (default)"))
         print("corpus: %d real images in %d families (%d skipped: %s)" % (
             n, len(fams), len(skipped), ", ".join(skipped)))
         total_same = sum(same.values())
