@@ -77,6 +77,10 @@ GENCACHE_API int gencache_lookup(gencache *cache, const gencache_caller *caller,
  * radius over 14, a negative tolerance). Thread-safety: init only. */
 GENCACHE_API int gencache_reuse_set_guard(gencache *cache, const gencache_match_options *opts);
 
+/* Copies the guard in force into *out (out->struct_size must be set). Returns GENCACHE_OK or
+ * GENCACHE_EINVAL. Thread-safety: safe (the guard changes only at init). */
+GENCACHE_API int gencache_reuse_get_guard(gencache *cache, gencache_match_options *out);
+
 /* Writes the reuse records to the disk tier's directory now (reuse.idx, replaced atomically),
  * unless nothing changed since they were last read or written; gencache_flush() and
  * gencache_close() do it too (gencached also calls it every minute). Without a disk tier it does

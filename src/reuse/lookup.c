@@ -182,6 +182,14 @@ int gencache_reuse_set_guard(gencache *cache, const gencache_match_options *opts
     return GENCACHE_OK;
 }
 
+int gencache_reuse_get_guard(gencache *cache, gencache_match_options *out)
+{
+    if (!cache || !out || out->struct_size < sizeof *out || !cache->reuse)
+        return GENCACHE_EINVAL;
+    *out = cache->reuse->guard;
+    return GENCACHE_OK;
+}
+
 int gencache_reuse_stats_get(gencache *cache, gencache_reuse_stats *out)
 {
     if (!cache || !out || out->struct_size < sizeof *out)

@@ -649,6 +649,13 @@ TEST_CASE(guard_from_config)
     CHECK_OK(open_with_config("layers:\n  image_latent:\n    image_match: perceptual\n"
                               "perceptual:\n  min_detail: 64\n  phash_radius: 10\n",
                               &c, err));
+    gencache_match_options g = {.struct_size = sizeof g};
+    CHECK_OK(gencache_reuse_get_guard(c, &g));
+    CHECK_UINT_EQ(g.min_detail, 64);
+    CHECK_UINT_EQ(g.phash_radius, 10);
+    CHECK_UINT_EQ(g.dhash_radius, 12); /* the rest keeps its defaults */
+    g.struct_size = 4;
+    CHECK_INT_EQ(gencache_reuse_get_guard(c, &g), GENCACHE_EINVAL);
     char key[GENCACHE_KEY_MAX];
     gencache_match m;
     store(c, NULL, "image_latent", "m1", &im.o, "v", key);
