@@ -18,20 +18,22 @@ typedef enum gencache_match_kind {
     GENCACHE_MATCH_EXACT = 1,      /* the request's own key */
     GENCACHE_MATCH_PERCEPTUAL = 2, /* an entry of a near-duplicate input image */
     GENCACHE_MATCH_ANY_SEED = 3,   /* a result of the same seedless recipe, made with some seed */
+    GENCACHE_MATCH_SIMILAR_PROMPT = 4, /* an entry of a near-duplicate prompt */
 } gencache_match_kind;
 
 /* What a lookup served, and why. */
 typedef struct gencache_match {
     size_t struct_size;           /* sizeof(gencache_match); the caller sets it before the call */
     gencache_match_kind kind;     /* NONE on a miss */
-    unsigned distance;            /* PERCEPTUAL: Hamming distance of the pHashes (0-64); else 0 */
+    unsigned distance;            /* PERCEPTUAL: Hamming distance of the pHashes (0-64);
+                                     SIMILAR_PROMPT: of the prompts' SimHashes; else 0 */
     char key[GENCACHE_KEY_MAX];   /* the key served, as the caller names it; "" on a miss */
     char of[GENCACHE_DIGEST_MAX]; /* PERCEPTUAL: the pixel digest of the stored image; else "" */
     char seed[24];                /* ANY_SEED: the served result's seed, decimal; else "" */
 } gencache_match;
 
 /* The name of a match kind as the X-Gencache-Match header writes it ("exact", "perceptual",
- * "any_seed"; "none"); NULL for a value outside the enum. Thread-safety: safe. */
+ * "any_seed", "similar_prompt"; "none"); NULL for a value outside the enum. Thread-safety: safe. */
 GENCACHE_API const char *gencache_match_kind_name(gencache_match_kind kind);
 
 /* Attaches the input image's signature (gencache_image_sig_get()) to a parsed request, as the
@@ -45,7 +47,9 @@ GENCACHE_API int gencache_request_set_image_sig(gencache_request *req,
 /* Stores `size` bytes under the request's key in `layer` (gencache_request_key()) on behalf of
  * caller (NULL: the cache's owner; see gencache_put_as()), and records what later lookups may
  * reuse it for: on a layer whose image_match is perceptual, the request's image signature (when
- * it has one); on a seeded layer, the seedless recipe and the seed. These records follow the
+ * it has one); on a seeded layer, the seedless recipe and the seed; on a layer without a seed
+ * whose recipe takes the prompt (text_embedding, condition), the prompt's fingerprint (the
+ * SimHash of its aggressive normalization). These records follow the
  * entry: del, invalidation and eviction from every local tier remove them, and they are saved in
  * the disk tier's directory (reuse.idx) by gencache_flush() and gencache_close(). key_out (may be
  * NULL, GENCACHE_KEY_MAX bytes) receives the key. data, meta and req are borrowed for the call.
@@ -61,12 +65,16 @@ GENCACHE_API int gencache_store(gencache *cache, const gencache_caller *caller,
  * tenant included on a tenant-scoped layer) whose image passes the guard (gencache_reuse_set_
  * guard()) against the request's, nearest pHash first; and for a seedless request with
  * "cache": "any_seed", among the stored results of its recipe with any seed (the most recently
- * stored first). On success *out is a new handle (see gencache_get_as(); the hit is counted on
- * the served key) and *match (struct_size set; may be NULL) says how it was found. A match
- * never reaches another tenant's namespace: the served entry is read with the caller's rights.
- * Returns GENCACHE_OK, GENCACHE_ENOTFOUND (a miss: match->kind NONE), GENCACHE_EINVAL (NULL
- * cache, req, layer or out; short struct_size), GENCACHE_EUNCACHEABLE (no key in the layer and
- * no match path applies), GENCACHE_ENOMEM. Thread-safety: safe. */
+ * stored first); and for a request with "cache": "similar_prompt", among the stored entries of
+ * the same recipe but the prompt whose prompt is a near duplicate: at the default radius 0, the
+ * same prompt once normalized with the aggressive mode (case, punctuation, entities, British
+ * spellings), whatever the model's own mode (gencache_reuse_set_prompt_radius()). On success
+ * *out is a new handle (see gencache_get_as(); the hit is counted on the served key) and *match
+ * (struct_size set; may be NULL) says how it was found. A match never reaches another tenant's
+ * namespace: the served entry is read with the caller's rights. Returns GENCACHE_OK,
+ * GENCACHE_ENOTFOUND (a miss: match->kind NONE), GENCACHE_EINVAL (NULL cache, req, layer or out;
+ * short struct_size), GENCACHE_EUNCACHEABLE (no key in the layer and no match path applies),
+ * GENCACHE_ENOMEM. Thread-safety: safe. */
 GENCACHE_API int gencache_lookup(gencache *cache, const gencache_caller *caller,
                                  const gencache_request *req, const char *layer,
                                  gencache_handle **out, gencache_match *match);
@@ -76,6 +84,12 @@ GENCACHE_API int gencache_lookup(gencache *cache, const gencache_caller *caller,
  * options are copied. Returns GENCACHE_OK, GENCACHE_EINVAL (NULL, short struct_size, a pHash
  * radius over 14, a negative tolerance). Thread-safety: init only. */
 GENCACHE_API int gencache_reuse_set_guard(gencache *cache, const gencache_match_options *opts);
+
+/* Sets how far apart (in SimHash bits, 0-16) the prompts of a "similar_prompt" match may be;
+ * 0 (the default): the same prompt after aggressive normalization. A larger radius also serves
+ * prompts that differ in a word or two, which a model may well tell apart: opt in knowingly.
+ * Returns GENCACHE_OK, GENCACHE_EINVAL. Thread-safety: init only. */
+GENCACHE_API int gencache_reuse_set_prompt_radius(gencache *cache, unsigned radius);
 
 /* Copies the guard in force into *out (out->struct_size must be set). Returns GENCACHE_OK or
  * GENCACHE_EINVAL. Thread-safety: safe (the guard changes only at init). */
@@ -90,10 +104,11 @@ GENCACHE_API int gencache_reuse_get_guard(gencache *cache, gencache_match_option
 GENCACHE_API int gencache_reuse_save(gencache *cache);
 
 typedef struct gencache_reuse_layer_stats {
-    const char *layer;        /* valid until the cache is closed */
-    uint64_t perceptual_hits; /* lookups served by a perceptual match */
-    uint64_t any_seed_hits;   /* lookups served by a result of another seed */
-    uint64_t guard_refusals;  /* candidates within the pHash radius that the guard refused */
+    const char *layer;            /* valid until the cache is closed */
+    uint64_t perceptual_hits;     /* lookups served by a perceptual match */
+    uint64_t any_seed_hits;       /* lookups served by a result of another seed */
+    uint64_t guard_refusals;      /* candidates within the pHash radius that the guard refused */
+    uint64_t similar_prompt_hits; /* lookups served by a near-duplicate prompt */
 } gencache_reuse_layer_stats;
 
 typedef struct gencache_reuse_stats {
@@ -102,6 +117,7 @@ typedef struct gencache_reuse_stats {
     gencache_reuse_layer_stats layers[GENCACHE_MAX_LAYERS];
     uint64_t images;  /* image signatures held (the near-duplicate index's size) */
     uint64_t results; /* seedless recipes of stored results held */
+    uint64_t prompts; /* prompt fingerprints held */
 } gencache_reuse_stats;
 
 /* Fills *out with the reuse counters. Returns GENCACHE_OK or GENCACHE_EINVAL.

@@ -185,8 +185,9 @@ struct gencache_request {
     char *tenant;       /* NULL: none */
     bool has_seed;
     bool allow_random;
-    bool any_seed;      /* "cache": "any_seed": a stored result of any seed may serve */
-    bool has_image_sig; /* image_sig holds the input image's signature */
+    bool any_seed;       /* "cache": "any_seed": a stored result of any seed may serve */
+    bool similar_prompt; /* "cache": "similar_prompt": a near-duplicate prompt may serve */
+    bool has_image_sig;  /* image_sig holds the input image's signature */
     gencache_image_sig image_sig;
     char image_digest[GENCACHE_DIGEST_MAX]; /* "" when the request has no image */
     char seed_text[24]; /* the seed's decimal digits as written; "" without one */

@@ -509,9 +509,12 @@ static int add_top(parse_ctx *c, const char *k, const json_t *v, unsigned flags)
             r->allow_random = true;
         else if (strcmp(s, "any_seed") == 0)
             r->any_seed = true;
+        else if (strcmp(s, "similar_prompt") == 0)
+            r->similar_prompt = true;
         else if (strcmp(s, "default") != 0)
             return fail(c, GENCACHE_EINVAL,
-                        "field 'cache': expected \"default\", \"allow_random\" or \"any_seed\"");
+                        "field 'cache': expected \"default\", \"allow_random\", "
+                        "\"any_seed\" or \"similar_prompt\"");
         return GENCACHE_OK;
     }
     if (strcmp(k, "tenant") == 0) {

@@ -27,6 +27,8 @@ struct gencache__reuse_state {
     _Atomic uint64_t perceptual_hits[GENCACHE_MAX_LAYERS];
     _Atomic uint64_t any_seed_hits[GENCACHE_MAX_LAYERS];
     _Atomic uint64_t refusals[GENCACHE_MAX_LAYERS];
+    _Atomic uint64_t prompt_hits[GENCACHE_MAX_LAYERS];
+    unsigned prompt_radius; /* SimHash bits; 0: the same aggressively normalized prompt */
 };
 
 const char *gencache_match_kind_name(gencache_match_kind kind)
@@ -40,6 +42,8 @@ const char *gencache_match_kind_name(gencache_match_kind kind)
         return "perceptual";
     case GENCACHE_MATCH_ANY_SEED:
         return "any_seed";
+    case GENCACHE_MATCH_SIMILAR_PROMPT:
+        return "similar_prompt";
     }
     return NULL;
 }
@@ -182,6 +186,14 @@ int gencache_reuse_set_guard(gencache *cache, const gencache_match_options *opts
     return GENCACHE_OK;
 }
 
+int gencache_reuse_set_prompt_radius(gencache *cache, unsigned radius)
+{
+    if (!cache || !cache->reuse || radius > 16)
+        return GENCACHE_EINVAL;
+    cache->reuse->prompt_radius = radius;
+    return GENCACHE_OK;
+}
+
 int gencache_reuse_get_guard(gencache *cache, gencache_match_options *out)
 {
     if (!cache || !out || out->struct_size < sizeof *out || !cache->reuse)
@@ -205,10 +217,11 @@ int gencache_reuse_stats_get(gencache *cache, gencache_reuse_stats *out)
             l->perceptual_hits = atomic_load(&st->perceptual_hits[i]);
             l->any_seed_hits = atomic_load(&st->any_seed_hits[i]);
             l->guard_refusals = atomic_load(&st->refusals[i]);
+            l->similar_prompt_hits = atomic_load(&st->prompt_hits[i]);
         }
     }
     if (st)
-        gencache__reuse_counts(st->records, &out->images, &out->results);
+        gencache__reuse_counts(st->records, &out->images, &out->results, &out->prompts);
     return GENCACHE_OK;
 }
 
@@ -267,7 +280,8 @@ static int record(gencache *c, const gencache_caller *caller, const gencache_req
         return rc;
     bool image = lr->image_match == GENCACHE_IMAGE_MATCH_PERCEPTUAL && req->has_image_sig;
     bool seed = lr->seeded && req->has_seed && req->seed_text[0];
-    if (!image && !seed)
+    bool prompt = !lr->seeded && req->prompt;
+    if (!image && !seed && !prompt)
         return GENCACHE_OK;
     gencache__reuse_rec rec = {.layer = (uint32_t)idx};
     rec.tenant_hash = tenant_hash_of(c, rec.layer, caller);
@@ -290,6 +304,20 @@ static int record(gencache *c, const gencache_caller *caller, const gencache_req
         memset(rec.digest, 0, sizeof rec.digest);
         snprintf(rec.seed, sizeof rec.seed, "%s", req->seed_text);
         rc = gencache__reuse_add(st->records, &rec);
+    }
+    if (rc == GENCACHE_OK && prompt) {
+        /* Only a recipe that takes the prompt: then leaving it out changes the document. */
+        gencache__reuse_rec p = rec;
+        memset(&p.sig, 0, sizeof p.sig);
+        memset(p.digest, 0, sizeof p.digest);
+        p.seed[0] = '\0';
+        p.kind = GENCACHE__REUSE_PROMPT;
+        if ((rc = gencache__request_context(req, lname, NULL, &whole)) == GENCACHE_OK &&
+            (rc = gencache__request_context(req, lname, "prompt", &p.ctx)) == GENCACHE_OK &&
+            p.ctx != whole &&
+            (rc = gencache__prompt_fingerprint(req->prompt, &p.simhash, &p.text_hash)) ==
+                GENCACHE_OK)
+            rc = gencache__reuse_add(st->records, &p);
     }
     return rc;
 }
@@ -357,6 +385,8 @@ static void match_set(gencache_match *m, gencache_match_kind kind, const char *l
         m->distance = cand->distance;
         memcpy(m->of, "sha256:", 7);
         bytes_to_hex(cand->rec.digest, 32, m->of + 7);
+    } else if (kind == GENCACHE_MATCH_SIMILAR_PROMPT) {
+        m->distance = cand->distance;
     } else {
         snprintf(m->seed, sizeof m->seed, "%s", cand->rec.seed);
     }
@@ -369,9 +399,15 @@ static int lookup_records(gencache *c, const gencache_caller *caller, const genc
                           gencache_match *m)
 {
     struct gencache__reuse_state *st = c->reuse;
-    bool image = kind == GENCACHE__REUSE_IMAGE;
-    uint64_t ctx, tenant = tenant_hash_of(c, idx, caller), refused = 0;
-    int rc = gencache__request_context(req, lname, image ? "image" : "seed", &ctx);
+    bool image = kind == GENCACHE__REUSE_IMAGE, prompt = kind == GENCACHE__REUSE_PROMPT;
+    uint64_t ctx, tenant = tenant_hash_of(c, idx, caller), refused = 0, sim = 0, text = 0;
+    int rc = gencache__request_context(req, lname,
+                                       image    ? "image"
+                                       : prompt ? "prompt"
+                                                : "seed",
+                                       &ctx);
+    if (rc == GENCACHE_OK && prompt)
+        rc = gencache__prompt_fingerprint(req->prompt, &sim, &text);
     if (rc != GENCACHE_OK)
         return rc;
     gencache__reuse_cand cands[MAX_CANDS];
@@ -379,6 +415,9 @@ static int lookup_records(gencache *c, const gencache_caller *caller, const genc
     if (image)
         rc = gencache__reuse_find_image(st->records, idx, ctx, tenant, &req->image_sig, &st->guard,
                                         cands, MAX_CANDS, &n, &refused);
+    else if (prompt)
+        rc = gencache__reuse_find_prompt(st->records, idx, ctx, tenant, sim, text,
+                                         st->prompt_radius, cands, MAX_CANDS, &n);
     else
         rc = gencache__reuse_find_seed(st->records, idx, ctx, tenant, cands, MAX_CANDS, &n);
     if (refused)
@@ -387,9 +426,15 @@ static int lookup_records(gencache *c, const gencache_caller *caller, const genc
         rc = serve_first(c, caller, lname, cands, n, out, &which);
     if (rc != GENCACHE_OK)
         return rc;
-    atomic_fetch_add_explicit(image ? &st->perceptual_hits[idx] : &st->any_seed_hits[idx], 1,
-                              memory_order_relaxed);
-    match_set(m, image ? GENCACHE_MATCH_PERCEPTUAL : GENCACHE_MATCH_ANY_SEED, lname, &cands[which]);
+    _Atomic uint64_t *hits = image    ? &st->perceptual_hits[idx]
+                             : prompt ? &st->prompt_hits[idx]
+                                      : &st->any_seed_hits[idx];
+    atomic_fetch_add_explicit(hits, 1, memory_order_relaxed);
+    match_set(m,
+              image    ? GENCACHE_MATCH_PERCEPTUAL
+              : prompt ? GENCACHE_MATCH_SIMILAR_PROMPT
+                       : GENCACHE_MATCH_ANY_SEED,
+              lname, &cands[which]);
     return GENCACHE_OK;
 }
 
@@ -435,5 +480,8 @@ int gencache_lookup(gencache *cache, const gencache_caller *caller, const gencac
             rc = lookup_records(cache, caller, req, lname, (uint32_t)idx, GENCACHE__REUSE_SEED, out,
                                 match);
     }
+    if (rc == GENCACHE_ENOTFOUND && req->similar_prompt && req->prompt && !lr->seeded)
+        rc = lookup_records(cache, caller, req, lname, (uint32_t)idx, GENCACHE__REUSE_PROMPT, out,
+                            match);
     return rc;
 }

@@ -1,9 +1,10 @@
 /*
  * records.c: the table of reuse records. Records live in slots (a freed slot is reused); two
  * chained hash tables find them by stored-key hash (every removal) and by recipe context (seed
- * lookups), and the near-duplicate index of the image module (src/image/hash_index.c) finds
- * image records by pHash, the slot being the index's id. One reader-writer lock guards it all;
- * the index's own lock nests inside it and nothing else is called while it is held.
+ * lookups), and two near-duplicate indexes of the image module (src/image/hash_index.c) find
+ * image records by pHash and prompt records by SimHash, the slot being the index's id. One
+ * reader-writer lock guards it all; the indexes' own locks nest inside it and nothing else is
+ * called while it is held.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +25,10 @@ struct gencache__reuse {
     uint32_t n_slots, cap, free_head; /* free slots chain through next_key */
     uint32_t *by_key, *by_ctx;        /* heads; mask + 1 buckets each */
     uint32_t mask;
-    uint64_t images, results, stamp;
+    uint64_t images, results, prompts, stamp;
     uint64_t mutations; /* adds and drops so far: what tells a save whether anything changed */
-    gencache_hash_index *phash; /* image records: (pHash, slot) */
+    gencache_hash_index *phash;   /* image records: (pHash, slot) */
+    gencache_hash_index *simhash; /* prompt records: (SimHash, slot) */
 };
 
 int gencache__reuse_new(gencache__reuse **out)
@@ -37,8 +39,11 @@ int gencache__reuse_new(gencache__reuse **out)
         return GENCACHE_ENOMEM;
     r->free_head = NONE;
     int rc = gencache_hash_index_new(&r->phash);
+    if (rc == GENCACHE_OK)
+        rc = gencache_hash_index_new(&r->simhash);
     if (rc != GENCACHE_OK || pthread_rwlock_init(&r->lock, NULL) != 0) {
         gencache_hash_index_free(r->phash);
+        gencache_hash_index_free(r->simhash);
         free(r);
         return rc != GENCACHE_OK ? rc : GENCACHE_ENOMEM;
     }
@@ -51,6 +56,7 @@ void gencache__reuse_free(gencache__reuse *r)
     if (!r)
         return;
     gencache_hash_index_free(r->phash);
+    gencache_hash_index_free(r->simhash);
     free(r->slots);
     free(r->by_key);
     free(r->by_ctx);
@@ -131,6 +137,9 @@ static void remove_slot(gencache__reuse *r, uint32_t i)
     if (s->rec.kind == GENCACHE__REUSE_IMAGE) {
         gencache_hash_index_remove(r->phash, s->rec.sig.phash, i);
         r->images--;
+    } else if (s->rec.kind == GENCACHE__REUSE_PROMPT) {
+        gencache_hash_index_remove(r->simhash, s->rec.simhash, i);
+        r->prompts--;
     } else {
         r->results--;
     }
@@ -169,8 +178,11 @@ int gencache__reuse_add(gencache__reuse *r, const gencache__reuse_rec *rec)
         return rc;
     }
     uint32_t i = r->free_head != NONE ? r->free_head : r->n_slots;
-    if (rec->kind == GENCACHE__REUSE_IMAGE &&
-        (rc = gencache_hash_index_insert(r->phash, rec->sig.phash, i)) != GENCACHE_OK) {
+    if (rec->kind == GENCACHE__REUSE_IMAGE)
+        rc = gencache_hash_index_insert(r->phash, rec->sig.phash, i);
+    else if (rec->kind == GENCACHE__REUSE_PROMPT)
+        rc = gencache_hash_index_insert(r->simhash, rec->simhash, i);
+    if (rc != GENCACHE_OK) {
         pthread_rwlock_unlock(&r->lock);
         return rc;
     }
@@ -190,6 +202,8 @@ int gencache__reuse_add(gencache__reuse *r, const gencache__reuse_rec *rec)
     r->by_ctx[b] = i;
     if (rec->kind == GENCACHE__REUSE_IMAGE)
         r->images++;
+    else if (rec->kind == GENCACHE__REUSE_PROMPT)
+        r->prompts++;
     else
         r->results++;
     r->mutations++;
@@ -273,6 +287,28 @@ int gencache__reuse_find_image(gencache__reuse *r, uint32_t layer, uint64_t ctx,
     return rc;
 }
 
+int gencache__reuse_find_prompt(gencache__reuse *r, uint32_t layer, uint64_t ctx,
+                                uint64_t tenant_hash, uint64_t simhash, uint64_t text_hash,
+                                unsigned radius, gencache__reuse_cand *out, size_t cap, size_t *n)
+{
+    *n = 0;
+    gencache_hash_hit hits[64];
+    size_t count = 0;
+    pthread_rwlock_rdlock(&r->lock);
+    /* Beyond 64 candidates within the radius the nearest 64 are enough: a prompt has one. */
+    int rc = gencache_hash_index_query(r->simhash, simhash, radius, hits, 64, &count);
+    for (size_t i = 0; rc == GENCACHE_OK && i < count && i < 64; i++) {
+        const slot *s = &r->slots[hits[i].id];
+        if (!s->live || !same_recipe(&s->rec, GENCACHE__REUSE_PROMPT, layer, ctx, tenant_hash) ||
+            (radius == 0 && s->rec.text_hash != text_hash))
+            continue;
+        gencache__reuse_cand c = {.rec = s->rec, .distance = hits[i].distance};
+        keep_best(out, cap, n, &c, true);
+    }
+    pthread_rwlock_unlock(&r->lock);
+    return rc;
+}
+
 int gencache__reuse_find_seed(gencache__reuse *r, uint32_t layer, uint64_t ctx,
                               uint64_t tenant_hash, gencache__reuse_cand *out, size_t cap,
                               size_t *n)
@@ -299,11 +335,13 @@ uint64_t gencache__reuse_mutations(gencache__reuse *r)
     return n;
 }
 
-void gencache__reuse_counts(gencache__reuse *r, uint64_t *images, uint64_t *results)
+void gencache__reuse_counts(gencache__reuse *r, uint64_t *images, uint64_t *results,
+                            uint64_t *prompts)
 {
     pthread_rwlock_rdlock(&r->lock);
     *images = r->images;
     *results = r->results;
+    *prompts = r->prompts;
     pthread_rwlock_unlock(&r->lock);
 }
 

@@ -14,8 +14,9 @@ static const unsigned char MAGIC[8] = {'G', 'C', 'R', 'E', 'U', 'S', 'E', 1};
 #define FILE_VERSION 1u
 #define HEADER_BYTES 24u
 #define NAME_BYTES   (GENCACHE__LAYER_NAME_MAX + 1)
-/* name, kind, key_hash, ctx, tenant_hash, stamp, hex, width, height, phash, dhash, digest, seed */
-#define REC_BYTES (NAME_BYTES + 1 + 4 * 8 + 32 + 2 * 4 + 2 * 8 + 32 + 24)
+/* name, kind, key_hash, ctx, tenant_hash, stamp, hex, width, height, phash, dhash, digest, seed,
+ * simhash, text_hash */
+#define REC_BYTES (NAME_BYTES + 1 + 4 * 8 + 32 + 2 * 4 + 2 * 8 + 32 + 24 + 2 * 8)
 
 typedef struct writer {
     unsigned char *buf;
@@ -62,6 +63,9 @@ static void put_rec(void *ud, const gencache__reuse_rec *rec)
     p += 32;
     memcpy(p, rec->seed, 24);
     p[23] = '\0';
+    p += 24;
+    gencache__le64_put(p, rec->simhash);
+    gencache__le64_put(p + 8, rec->text_hash);
     w->n += REC_BYTES;
     w->count++;
 }
@@ -111,6 +115,9 @@ static void get_rec(const unsigned char *p, gencache__reuse_rec *rec, char *name
     p += 32;
     memcpy(rec->seed, p, 24);
     rec->seed[23] = '\0';
+    p += 24;
+    rec->simhash = gencache__le64_get(p);
+    rec->text_hash = gencache__le64_get(p + 8);
 }
 
 int gencache__reuse_load_file(gencache__reuse *r, const char *path,
@@ -136,7 +143,7 @@ int gencache__reuse_load_file(gencache__reuse *r, const char *path,
         char name[NAME_BYTES];
         get_rec(buf + HEADER_BYTES + i * REC_BYTES, &rec, name);
         int layer = layers->index_of(layers->ud, name);
-        if (layer < 0 || (rec.kind != GENCACHE__REUSE_IMAGE && rec.kind != GENCACHE__REUSE_SEED))
+        if (layer < 0 || rec.kind < GENCACHE__REUSE_IMAGE || rec.kind > GENCACHE__REUSE_PROMPT)
             continue;
         rec.layer = (uint32_t)layer;
         rc = gencache__reuse_add(r, &rec);

@@ -13,8 +13,9 @@
 #include "internal.h"
 
 enum {
-    GENCACHE__REUSE_IMAGE = 1, /* sig and digest are set */
-    GENCACHE__REUSE_SEED = 2,  /* seed is set */
+    GENCACHE__REUSE_IMAGE = 1,  /* sig and digest are set */
+    GENCACHE__REUSE_SEED = 2,   /* seed is set */
+    GENCACHE__REUSE_PROMPT = 3, /* simhash and text_hash are set */
 };
 
 typedef struct gencache__reuse gencache__reuse;
@@ -30,6 +31,8 @@ typedef struct gencache__reuse_rec {
     gencache_image_sig sig;   /* IMAGE */
     unsigned char digest[32]; /* IMAGE: the image's pixel digest */
     char seed[24];            /* SEED: decimal */
+    uint64_t simhash;         /* PROMPT: gencache__prompt_fingerprint()'s SimHash */
+    uint64_t text_hash;       /* PROMPT: and its hash of the normalized text */
     uint64_t stamp;           /* store order, for "the newest first" */
 } gencache__reuse_rec;
 
@@ -56,13 +59,23 @@ int gencache__reuse_find_image(gencache__reuse *r, uint32_t layer, uint64_t ctx,
 int gencache__reuse_find_seed(gencache__reuse *r, uint32_t layer, uint64_t ctx,
                               uint64_t tenant_hash, gencache__reuse_cand *out, size_t cap,
                               size_t *n);
+/* PROMPT records of (layer, ctx, tenant_hash) whose SimHash lies within radius of simhash
+ * (radius 0: whose normalized text hashes to text_hash too), nearest first. */
+int gencache__reuse_find_prompt(gencache__reuse *r, uint32_t layer, uint64_t ctx,
+                                uint64_t tenant_hash, uint64_t simhash, uint64_t text_hash,
+                                unsigned radius, gencache__reuse_cand *out, size_t cap, size_t *n);
+/* The fingerprint of a prompt (src/reuse/simhash.c): the SimHash of the words and word pairs of
+ * its aggressive normalization, and the hash of that normalized text. Returns GENCACHE_OK,
+ * GENCACHE_EPARSE (invalid UTF-8), GENCACHE_ENOMEM. */
+int gencache__prompt_fingerprint(const char *prompt, uint64_t *simhash, uint64_t *text_hash);
 /* Calls fn for every record under the reader lock (fn must not call back into r). */
 void gencache__reuse_each(gencache__reuse *r, void (*fn)(void *ud, const gencache__reuse_rec *rec),
                           void *ud);
 /* How many adds and drops there have been: unchanged means nothing to save. */
 uint64_t gencache__reuse_mutations(gencache__reuse *r);
 /* How many records of each kind are held. */
-void gencache__reuse_counts(gencache__reuse *r, uint64_t *images, uint64_t *results);
+void gencache__reuse_counts(gencache__reuse *r, uint64_t *images, uint64_t *results,
+                            uint64_t *prompts);
 
 /* The layer index of a name, and the name of an index, for the file (layers are saved by name:
  * their indexes may differ after a restart with another config). */

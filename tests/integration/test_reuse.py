@@ -236,6 +236,25 @@ def t_any_seed(d):
     check_eq(lookup(d, "result", dict(base, steps=31, cache="any_seed"))[0], 404, "other recipe")
 
 
+def t_similar_prompt(d):
+    key = store(d, "text_embedding", {"model": "t2v", "prompt": "A Colour Photo of the Harbour!"},
+                b"embedding")
+    status, h, body = lookup(d, "text_embedding", {
+        "model": "t2v", "prompt": "a color photo of the harbor", "cache": "similar_prompt"})
+    check_eq((status, h.get("x-gencache-match"), h.get("x-gencache-key"), body),
+             (200, "similar_prompt; distance=0", key, b"embedding"), "similar prompt")
+    check_eq(lookup(d, "text_embedding", {"model": "t2v", "prompt": "a color photo of the harbor"})
+             [0], 404, "without the directive")
+    check_eq(lookup(d, "text_embedding", {"model": "t2v", "prompt": "a color photo of the sea",
+                                          "cache": "similar_prompt"})[0], 404, "another prompt")
+    stats = json.loads(d.request("GET", "/v1/stats")[2])["reuse"]
+    check_eq(stats["layers"]["text_embedding"]["similar_prompt_hits"], 1, "stats")
+    check(stats["prompts"] >= 1, stats)
+    metrics = d.request("GET", "/metrics")[2].decode()
+    check('gencache_match_hits_total{layer="text_embedding",kind="similar_prompt"} 1' in metrics,
+          "metrics")
+
+
 def t_malformed(d):
     for body in (b"", b"[]", b"{\"layer\": \"image_latent\"}", b"{\"request\": {}}",
                  b"{\"layer\": 3, \"request\": {}}",
@@ -314,6 +333,7 @@ def main():
             r.run("multipart_lookup", t_multipart_lookup, d)
             r.run("delete_and_invalidate", t_delete_and_invalidate, d)
             r.run("any_seed", t_any_seed, d)
+            r.run("similar_prompt", t_similar_prompt, d)
             r.run("malformed", t_malformed, d)
         finally:
             d.stop()

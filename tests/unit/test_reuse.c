@@ -678,3 +678,107 @@ TEST_CASE(guard_from_config)
     }
     images_free(&im);
 }
+
+/* ---- near-duplicate prompts ---- */
+
+static gencache_match_kind prompt_lookup(gencache *c, const char *json, gencache_match *m,
+                                         char *value)
+{
+    gencache_request *req = parse(c, json);
+    gencache_handle *h = NULL;
+    m->struct_size = sizeof *m;
+    int rc = gencache_lookup(c, NULL, req, "text_embedding", &h, m);
+    gencache_request_free(req);
+    if (rc == GENCACHE_ENOTFOUND)
+        return GENCACHE_MATCH_NONE;
+    CHECK_OK(rc);
+    if (value) {
+        memcpy(value, gencache_handle_data(h), gencache_handle_size(h));
+        value[gencache_handle_size(h)] = '\0';
+    }
+    gencache_handle_release(h);
+    return m->kind;
+}
+
+TEST_CASE(similar_prompt_matches_what_aggressive_merges)
+{
+    gencache *c = open_cache(NULL, 0);
+    gencache_request *r = parse(c, "{\"model\": \"m\", \"prompt\": \"A Colour photo of a cat, "
+                                   "&amp; a dog!\", \"negative_prompt\": \"blur\"}");
+    char key[GENCACHE_KEY_MAX], value[64];
+    CHECK_OK(gencache_store(c, NULL, r, "text_embedding", "emb-1", 5, NULL, key));
+    gencache_request_free(r);
+    gencache_match m;
+    static const char *const same =
+        "{\"model\": \"m\", \"prompt\": \"a color photo of a CAT & a dog\", \"negative_prompt\": "
+        "\"blur\", \"cache\": \"similar_prompt\"}";
+    CHECK_INT_EQ(prompt_lookup(c, same, &m, value), GENCACHE_MATCH_SIMILAR_PROMPT);
+    CHECK(strcmp(value, "emb-1") == 0);
+    CHECK(strcmp(m.key, key) == 0);
+    CHECK_UINT_EQ(m.distance, 0);
+    /* Without the directive: the safe mode tells them apart, no match. */
+    CHECK_INT_EQ(prompt_lookup(c,
+                               "{\"model\": \"m\", \"prompt\": \"a color photo of a CAT & a dog\", "
+                               "\"negative_prompt\": \"blur\"}",
+                               &m, NULL),
+                 GENCACHE_MATCH_NONE);
+    /* Another word order, another word, another negative prompt, another model: no match. */
+    static const char *const other[] = {
+        "{\"model\": \"m\", \"prompt\": \"a dog photo of a cat & a color\", \"negative_prompt\": "
+        "\"blur\", \"cache\": \"similar_prompt\"}",
+        "{\"model\": \"m\", \"prompt\": \"a color photo of a cat & a fox\", \"negative_prompt\": "
+        "\"blur\", \"cache\": \"similar_prompt\"}",
+        "{\"model\": \"m\", \"prompt\": \"a color photo of a cat & a dog\", \"negative_prompt\": "
+        "\"noise\", \"cache\": \"similar_prompt\"}",
+        "{\"model\": \"m2\", \"prompt\": \"a color photo of a cat & a dog\", \"negative_prompt\": "
+        "\"blur\", \"cache\": \"similar_prompt\"}",
+    };
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+        CHECK_INT_EQ(prompt_lookup(c, other[i], &m, NULL), GENCACHE_MATCH_NONE);
+    /* A radius lets a near duplicate through: one more word in a long prompt. */
+    r = parse(c, "{\"model\": \"m\", \"prompt\": \"portrait of an old sailor with a grey beard "
+                 "and a pipe, oil painting, dramatic light, highly detailed, trending on "
+                 "artstation, by greg rutkowski\"}");
+    CHECK_OK(gencache_store(c, NULL, r, "text_embedding", "emb-2", 5, NULL, key));
+    gencache_request_free(r);
+    static const char *const near =
+        "{\"model\": \"m\", \"prompt\": \"portrait of an old sailor with a grey beard and a pipe, "
+        "oil painting, dramatic light, highly detailed, trending on artstation, by greg "
+        "rutkowski, 4k\", \"cache\": \"similar_prompt\"}";
+    CHECK_INT_EQ(prompt_lookup(c, near, &m, NULL), GENCACHE_MATCH_NONE); /* radius 0 */
+    CHECK_INT_EQ(gencache_reuse_set_prompt_radius(c, 17), GENCACHE_EINVAL);
+    CHECK_OK(gencache_reuse_set_prompt_radius(c, 16));
+    CHECK_INT_EQ(prompt_lookup(c, near, &m, value), GENCACHE_MATCH_SIMILAR_PROMPT);
+    CHECK(strcmp(value, "emb-2") == 0);
+    CHECK(m.distance > 0 && m.distance <= 16);
+    /* Deleting the entry drops its fingerprint. */
+    gencache_reuse_stats st = {.struct_size = sizeof st};
+    CHECK_OK(gencache_reuse_stats_get(c, &st));
+    CHECK_UINT_EQ(st.prompts, 2);
+    CHECK_UINT_EQ(st.layers[2].similar_prompt_hits, 2);
+    CHECK_OK(gencache_del(c, key));
+    CHECK_OK(gencache_reuse_stats_get(c, &st));
+    CHECK_UINT_EQ(st.prompts, 1);
+    CHECK_INT_EQ(prompt_lookup(c, near, &m, NULL), GENCACHE_MATCH_NONE);
+    gencache_close(c);
+}
+
+TEST_CASE(prompt_fingerprints_survive_restart)
+{
+    char dir[64];
+    temp_dir(dir, sizeof dir);
+    gencache *c = open_cache(dir, 0);
+    gencache_request *r = parse(c, "{\"model\": \"m\", \"prompt\": \"The Harbour at Dusk\"}");
+    CHECK_OK(gencache_store(c, NULL, r, "text_embedding", "emb", 3, NULL, NULL));
+    gencache_request_free(r);
+    gencache_close(c);
+    c = open_cache(dir, 0);
+    gencache_match m;
+    CHECK_INT_EQ(prompt_lookup(c,
+                               "{\"model\": \"m\", \"prompt\": \"the harbor at dusk\", \"cache\": "
+                               "\"similar_prompt\"}",
+                               &m, NULL),
+                 GENCACHE_MATCH_SIMILAR_PROMPT);
+    gencache_close(c);
+    remove_dir(dir);
+}

@@ -1,10 +1,11 @@
 /*
- * cmd_lookup.c: `gencache lookup [--url U] [--token T] --layer L [-o FILE] REQUEST.json|-`, a
- * request looked up in a daemon's layer by its exact key or by a match the layer allows (POST
- * /v1/lookup). An image named by "path" is read here, its pixel digest and signature (pHash,
- * dHash, size) computed, and only those are sent: the daemon never opens a client's file. Prints
- * `KEY MATCH DISTANCE` (MATCH exact, perceptual or any_seed; --json: an object) and exits 0; a
- * miss exits 1, like any failure it reports; bad usage 2. -o writes the entry's bytes to FILE.
+ * cmd_lookup.c: `gencache lookup [--url U] [--token T] --layer L [-o FILE] [--json]
+ * REQUEST.json|-`, a request looked up in a daemon's layer by its exact key or by a match the layer
+ * allows (POST /v1/lookup). An image named by "path" is read here, its pixel digest and signature
+ * (pHash, dHash, size) computed, and only those are sent: the daemon never opens a client's file.
+ * Prints `KEY MATCH DISTANCE` (MATCH exact, perceptual, any_seed or similar_prompt; --json: an
+ * object) and exits 0; a miss exits 1, like any failure it reports; bad usage 2. -o writes the
+ * entry's bytes to FILE.
  */
 #include <errno.h>
 #include <getopt.h>

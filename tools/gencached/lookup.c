@@ -2,14 +2,14 @@
  * lookup.c: POST /v1/lookup and POST /v1/store, the request-level reads and writes of
  * gencache/reuse.h. A lookup body is {"layer": L, "request": {...}} and the answer is the entry's
  * bytes with X-Gencache-Key (the key served) and X-Gencache-Match ("exact", "perceptual;
- * distance=N; of=<digest>" or "any_seed; seed=N"), or 404. A store body is the value, with the
- * request in X-Gencache-Request and the layer in X-Gencache-Layer. The request is parsed from its
- * own bytes in the body (never re-serialized: a 64-bit seed must keep its digits), image paths
- * are refused (the daemon opens no file a client names), and every call is made with the
- * token's tenant, so a match never reaches another tenant's entries. A lookup may also come as
- * multipart/form-data: the same document in a part named "request" and the image file itself
- * in a part named "image", which the daemon decodes to write its digest and signature into the
- * request's image.
+ * distance=N; of=<digest>", "any_seed; seed=N" or "similar_prompt; distance=N"), or 404. A store
+ * body is the value, with the request in X-Gencache-Request and the layer in X-Gencache-Layer. The
+ * request is parsed from its own bytes in the body (never re-serialized: a 64-bit seed must keep
+ * its digits), image paths are refused (the daemon opens no file a client names), and every call is
+ * made with the token's tenant, so a match never reaches another tenant's entries. A lookup may
+ * also come as multipart/form-data: the same document in a part named "request" and the image file
+ * itself in a part named "image", which the daemon decodes to write its digest and signature into
+ * the request's image.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -163,6 +163,8 @@ static void match_header(const gencache_match *m, char *out, size_t size)
         snprintf(out, size, "perceptual; distance=%u; of=%s", m->distance, m->of);
     else if (m->kind == GENCACHE_MATCH_ANY_SEED)
         snprintf(out, size, "any_seed; seed=%s", m->seed);
+    else if (m->kind == GENCACHE_MATCH_SIMILAR_PROMPT)
+        snprintf(out, size, "similar_prompt; distance=%u", m->distance);
     else
         snprintf(out, size, "%s", gencache_match_kind_name(m->kind));
 }
@@ -428,15 +430,17 @@ char *gcd_lookup_metrics(gcd_server *srv)
     }
     n += (size_t)snprintf(out + n, cap - n,
                           "# HELP gencache_match_hits_total Lookups served beyond the exact key, "
-                          "by layer and kind (perceptual, any_seed).\n"
+                          "by layer and kind (perceptual, any_seed, similar_prompt).\n"
                           "# TYPE gencache_match_hits_total counter\n");
     for (uint32_t i = 0; i < st->n_layers && i < GENCACHE_MAX_LAYERS; i++) {
         const gencache_reuse_layer_stats *l = &st->layers[i];
         n += (size_t)snprintf(out + n, cap - n,
                               "gencache_match_hits_total{layer=\"%s\",kind=\"perceptual\"} %" PRIu64
                               "\ngencache_match_hits_total{layer=\"%s\",kind=\"any_seed\"} %" PRIu64
-                              "\n",
-                              l->layer, l->perceptual_hits, l->layer, l->any_seed_hits);
+                              "\ngencache_match_hits_total{layer=\"%s\",kind=\"similar_prompt\"} "
+                              "%" PRIu64 "\n",
+                              l->layer, l->perceptual_hits, l->layer, l->any_seed_hits, l->layer,
+                              l->similar_prompt_hits);
     }
     n += (size_t)snprintf(out + n, cap - n,
                           "# HELP gencache_match_guard_refusals_total Perceptual candidates the "
@@ -450,8 +454,9 @@ char *gcd_lookup_metrics(gcd_server *srv)
              "# HELP gencache_match_records Reuse records held, by kind.\n"
              "# TYPE gencache_match_records gauge\n"
              "gencache_match_records{kind=\"image\"} %" PRIu64 "\n"
-             "gencache_match_records{kind=\"result\"} %" PRIu64 "\n",
-             st->images, st->results);
+             "gencache_match_records{kind=\"result\"} %" PRIu64 "\n"
+             "gencache_match_records{kind=\"prompt\"} %" PRIu64 "\n",
+             st->images, st->results, st->prompts);
     free(st);
     return out;
 }
@@ -465,14 +470,15 @@ json_t *gcd_lookup_stats_json(gcd_server *srv)
     json_t *layers = json_object();
     if (gencache_reuse_stats_get(srv->cache, st) == GENCACHE_OK)
         for (uint32_t i = 0; i < st->n_layers && i < GENCACHE_MAX_LAYERS; i++)
-            json_object_set_new(layers, st->layers[i].layer,
-                                json_pack("{s:I,s:I,s:I}", "perceptual_hits",
-                                          (json_int_t)st->layers[i].perceptual_hits,
-                                          "any_seed_hits", (json_int_t)st->layers[i].any_seed_hits,
-                                          "guard_refusals",
-                                          (json_int_t)st->layers[i].guard_refusals));
-    json_t *doc = json_pack("{s:o,s:I,s:I}", "layers", layers, "images", (json_int_t)st->images,
-                            "results", (json_int_t)st->results);
+            json_object_set_new(
+                layers, st->layers[i].layer,
+                json_pack("{s:I,s:I,s:I,s:I}", "perceptual_hits",
+                          (json_int_t)st->layers[i].perceptual_hits, "any_seed_hits",
+                          (json_int_t)st->layers[i].any_seed_hits, "similar_prompt_hits",
+                          (json_int_t)st->layers[i].similar_prompt_hits, "guard_refusals",
+                          (json_int_t)st->layers[i].guard_refusals));
+    json_t *doc = json_pack("{s:o,s:I,s:I,s:I}", "layers", layers, "images", (json_int_t)st->images,
+                            "results", (json_int_t)st->results, "prompts", (json_int_t)st->prompts);
     free(st);
     return doc;
 }
