@@ -91,6 +91,9 @@ GENCACHE_API int gencache_reuse_set_guard(gencache *cache, const gencache_match_
  * Returns GENCACHE_OK, GENCACHE_EINVAL. Thread-safety: init only. */
 GENCACHE_API int gencache_reuse_set_prompt_radius(gencache *cache, unsigned radius);
 
+/* The radius in force (0 for a NULL cache). Thread-safety: safe. */
+GENCACHE_API unsigned gencache_reuse_get_prompt_radius(gencache *cache);
+
 /* Copies the guard in force into *out (out->struct_size must be set). Returns GENCACHE_OK or
  * GENCACHE_EINVAL. Thread-safety: safe (the guard changes only at init). */
 GENCACHE_API int gencache_reuse_get_guard(gencache *cache, gencache_match_options *out);

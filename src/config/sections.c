@@ -608,6 +608,18 @@ static int perceptual_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *k
     return unknown(x, kn, path, "phash_radius, dhash_radius, aspect_tolerance, min_detail");
 }
 
+/* similar_prompt: how near a prompt match may be (gencache_reuse_set_prompt_radius()). */
+static int similar_prompt_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn,
+                               yaml_node_t *v, const char *path, void *arg)
+{
+    (void)arg;
+    if (strcmp(key, "radius") == 0) {
+        x->cfg->has_prompt_radius = true;
+        return gencache__cfg_uint(x, v, path, 0, 16, &x->cfg->prompt_radius);
+    }
+    return unknown(x, kn, path, "radius");
+}
+
 static int top_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml_node_t *v,
                     const char *path, void *arg)
 {
@@ -640,13 +652,16 @@ static int top_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml
         return parse_sensitive(x, v, path);
     if (strcmp(key, "perceptual") == 0)
         return each_pair(x, v, path, perceptual_pair, NULL);
+    if (strcmp(key, "similar_prompt") == 0)
+        return each_pair(x, v, path, similar_prompt_pair, NULL);
     static const char *const sections[] = {"upstream", "prewarm", "memory_pressure", "limits"};
     for (size_t i = 0; i < 4; i++)
         if (strcmp(key, sections[i]) == 0)
             return each_pair(x, v, path, section_pair, (void *)sections[i]);
     return unknown(x, kn, path,
                    "listen, data_dir, log_level, tiers, layers, models, tenants, preferred, "
-                   "upstream, prewarm, memory_pressure, sensitive, limits, perceptual");
+                   "upstream, prewarm, memory_pressure, sensitive, limits, perceptual, "
+                   "similar_prompt");
 }
 
 /* Formats an error at a line remembered from the document. */

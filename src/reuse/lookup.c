@@ -194,6 +194,11 @@ int gencache_reuse_set_prompt_radius(gencache *cache, unsigned radius)
     return GENCACHE_OK;
 }
 
+unsigned gencache_reuse_get_prompt_radius(gencache *cache)
+{
+    return cache && cache->reuse ? cache->reuse->prompt_radius : 0;
+}
+
 int gencache_reuse_get_guard(gencache *cache, gencache_match_options *out)
 {
     if (!cache || !out || out->struct_size < sizeof *out || !cache->reuse)

@@ -647,13 +647,15 @@ TEST_CASE(guard_from_config)
     char err[256] = "";
     gencache *c = NULL;
     CHECK_OK(open_with_config("layers:\n  image_latent:\n    image_match: perceptual\n"
-                              "perceptual:\n  min_detail: 64\n  phash_radius: 10\n",
+                              "perceptual:\n  min_detail: 64\n  phash_radius: 10\n"
+                              "similar_prompt:\n  radius: 5\n",
                               &c, err));
     gencache_match_options g = {.struct_size = sizeof g};
     CHECK_OK(gencache_reuse_get_guard(c, &g));
     CHECK_UINT_EQ(g.min_detail, 64);
     CHECK_UINT_EQ(g.phash_radius, 10);
     CHECK_UINT_EQ(g.dhash_radius, 12); /* the rest keeps its defaults */
+    CHECK_UINT_EQ(gencache_reuse_get_prompt_radius(c), 5);
     g.struct_size = 4;
     CHECK_INT_EQ(gencache_reuse_get_guard(c, &g), GENCACHE_EINVAL);
     char key[GENCACHE_KEY_MAX];
@@ -665,15 +667,14 @@ TEST_CASE(guard_from_config)
     gencache_close(c);
     c = NULL;
     static const char *const bad[] = {
-        "perceptual:\n  phash_radius: 33\n",
-        "perceptual:\n  aspect_tolerance: -1\n",
-        "perceptual:\n  aspect_tolerance: wide\n",
-        "perceptual:\n  radius: 3\n",
+        "perceptual:\n  phash_radius: 33\n",       "perceptual:\n  aspect_tolerance: -1\n",
+        "perceptual:\n  aspect_tolerance: wide\n", "perceptual:\n  radius: 3\n",
+        "similar_prompt:\n  radius: 17\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
         CHECK_INT_EQ(open_with_config(bad[i], &c, err), GENCACHE_ECONFIG);
-        CHECK(strstr(err, "perceptual.") != NULL);
+        CHECK(strstr(err, "perceptual.") != NULL || strstr(err, "similar_prompt.") != NULL);
         CHECK(c == NULL);
     }
     images_free(&im);

@@ -98,6 +98,7 @@ void gcd_config_print(const gcd_config *cfg, gencache *cache, FILE *out)
             out,
             "perceptual: phash_radius %u, dhash_radius %u, aspect_tolerance %g, min_detail %u\n",
             guard.phash_radius, guard.dhash_radius, guard.aspect_tolerance, guard.min_detail);
+    fprintf(out, "similar_prompt: radius %u\n", gencache_reuse_get_prompt_radius(cache));
     print_size(out, "limits: max_body ", cfg->max_body, "default");
     fprintf(out, ", max_connections %u, threads %u, timeout %us", cfg->max_connections,
             cfg->threads, cfg->timeout_s);
