@@ -539,6 +539,11 @@ GENCACHE_API int gencache_stats_get(gencache *cache, gencache_stats *out);
  */
 #include "gencache/codec.h"
 
+/* ---------------------------------------------------------------------------------------------
+ * Lookups by request, and reuse beyond the exact key (src/reuse/)
+ */
+#include "gencache/reuse.h"
+
 #ifdef __cplusplus
 }
 #endif

@@ -14,6 +14,7 @@
 
 #include "cache.h"
 #include "key/key.h"
+#include "reuse/reuse.h"
 
 static uint64_t now_ms(const gencache *c)
 {
@@ -203,6 +204,8 @@ static void on_mem_evict(void *userdata, gencache__entry *e, gencache__evict_rea
     }
     if (!kept && e->tenant)
         gencache__cache_forget_usage(c, e->tenant, e->key, e->hash);
+    if (!kept)
+        gencache__reuse_forget(c, e->hash);
 }
 
 /* Called by the memory tier under a shard lock, for each entry about to leave for lack of room:
@@ -235,6 +238,7 @@ static void on_disk_evict(void *userdata, gencache__entry *e, gencache__evict_re
     }
     if (e->tenant)
         gencache__cache_forget_usage(c, e->tenant, e->key, e->hash);
+    gencache__reuse_forget(c, e->hash);
 }
 
 /* Called by the shared tier: its evictions only feed the ghost list (it is not this node's). */
@@ -372,6 +376,8 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
     }
     if (rc == GENCACHE_OK && c->n_tiers > 1)
         rc = gencache__writeback_open(c->alloc, c->writeback_max_bytes, write_below, c, &c->wb);
+    if (rc == GENCACHE_OK)
+        rc = gencache__reuse_open(c, c->disk_tier >= 0 ? opts.data_dir : NULL);
     if (rc != GENCACHE_OK) {
         gencache_close(c);
         return rc;
@@ -393,6 +399,7 @@ void gencache_close(gencache *cache)
     }
     for (unsigned i = cache->n_tiers; i-- > 0;)
         cache->tiers[i]->ops->close(cache->tiers[i]);
+    gencache__reuse_close(cache);
     gencache__ghost_free(cache->ghost);
     gencache__tenants_free(cache->tenants);
     for (size_t i = 0; i < cache->n_preferred; i++)
@@ -774,6 +781,7 @@ int gencache_del(gencache *cache, const char *key)
     if (!removed)
         return GENCACHE_ENOTFOUND;
     gencache__tenants_forget_key(cache->tenants, key, hash);
+    gencache__reuse_forget(cache, hash);
     atomic_fetch_add(&cache->invalidated, 1);
     return GENCACHE_OK;
 }

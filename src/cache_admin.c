@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "reuse/reuse.h"
 
 void gencache_filter_init(gencache_filter *filter)
 {
@@ -56,6 +57,7 @@ static bool filter_match(void *ud, const gencache__entry *e)
     if (!filter_accepts(st, e))
         return false;
     gencache__cache_forget_usage(st->cache, e->tenant, e->key, e->hash);
+    gencache__reuse_forget(st->cache, e->hash);
     if (st->n == st->cap) {
         size_t ncap = st->cap ? st->cap * 2 : 64;
         uint64_t *nh = gencache__malloc(st->alloc, ncap * sizeof *nh);
@@ -187,6 +189,7 @@ int gencache_flush(gencache *cache, uint64_t *count)
     }
     gencache__free(cache->alloc, st.list);
     gencache__writeback_drain(cache->wb);
+    gencache_reuse_save(cache);
     if (st.oom)
         gencache__log_msg(&cache->log, GENCACHE_LOG_ERROR,
                           "flush: out of memory listing entries; %zu of them written", st.n);

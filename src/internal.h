@@ -78,6 +78,17 @@ static inline uint64_t gencache__le64_get(const unsigned char *p)
 /* XXH3-64 of a value (the checksum every stored value carries), and of a key (hash tables). */
 uint64_t gencache__checksum(const void *data, size_t size);
 
+/* ---- whole files (src/file_atomic.c) -------------------------------------------------------- */
+
+/* Maps an errno value to GENCACHE_ENOSPC, GENCACHE_ENOMEM or GENCACHE_EIO. */
+int gencache__errno_code(int e);
+/* Writes size bytes as the whole file at path: a temporary file beside it, synced, renamed over
+ * it. Returns GENCACHE_OK, GENCACHE_EIO, GENCACHE_ENOSPC, GENCACHE_ENOMEM. */
+int gencache__file_replace(const char *path, const void *data, size_t size);
+/* Reads the whole regular file at path into a new malloc'd buffer (*out, *size bytes).
+ * Returns GENCACHE_OK, GENCACHE_EIO (missing, not a regular file, short read), GENCACHE_ENOMEM. */
+int gencache__file_read(const char *path, unsigned char **out, size_t *size);
+
 /* ---- keys ---------------------------------------------------------------------------------- */
 
 /* Splits "<layer>/<64 lowercase hex>" into its layer name (returned through *layer / *layer_len,

@@ -60,6 +60,10 @@ struct gencache_config {
     size_t n_sensitive;
     char **owned;
     size_t n_owned;
+    gencache_match_options guard; /* perceptual: the near-duplicate guard (has_guard: set) */
+    bool has_guard;
+    unsigned prompt_radius; /* similar_prompt.radius (has_prompt_radius: set) */
+    bool has_prompt_radius;
 };
 
 /* The walk over one document. */

@@ -127,6 +127,10 @@ int gencache_config_apply(const gencache_config *cfg, gencache *cache)
     }
     for (size_t i = 0; rc == GENCACHE_OK && i < cfg->n_preferred; i++)
         rc = gencache_preferred_add(cache, cfg->preferred[i]);
+    if (rc == GENCACHE_OK && cfg->has_guard)
+        rc = gencache_reuse_set_guard(cache, &cfg->guard);
+    if (rc == GENCACHE_OK && cfg->has_prompt_radius)
+        rc = gencache_reuse_set_prompt_radius(cache, cfg->prompt_radius);
     return rc;
 }
 

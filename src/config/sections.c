@@ -579,6 +579,47 @@ static int section_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, 
                    "header_timeout, max_inflight_bytes, prewarm_max_bytes");
 }
 
+/* perceptual: the guard a near-duplicate image must pass (gencache_reuse_set_guard()). */
+static int perceptual_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml_node_t *v,
+                           const char *path, void *arg)
+{
+    (void)arg;
+    gencache_match_options *g = &x->cfg->guard;
+    if (!x->cfg->has_guard) {
+        gencache_match_options_init(g);
+        x->cfg->has_guard = true;
+    }
+    if (strcmp(key, "phash_radius") == 0)
+        return gencache__cfg_uint(x, v, path, 0, 32, &g->phash_radius);
+    if (strcmp(key, "dhash_radius") == 0)
+        return gencache__cfg_uint(x, v, path, 0, 64, &g->dhash_radius);
+    if (strcmp(key, "min_detail") == 0)
+        return gencache__cfg_uint(x, v, path, 0, 64, &g->min_detail);
+    if (strcmp(key, "aspect_tolerance") == 0) {
+        const char *s = scalar(v);
+        char *end = NULL;
+        errno = 0;
+        double r = s ? strtod(s, &end) : 0;
+        if (!s || !*s || *end || errno || !(r >= 0.0 && r <= 1.0))
+            return fail(x, v, path, "expected a ratio from 0 to 1, like 0.02");
+        g->aspect_tolerance = r;
+        return 0;
+    }
+    return unknown(x, kn, path, "phash_radius, dhash_radius, aspect_tolerance, min_detail");
+}
+
+/* similar_prompt: how near a prompt match may be (gencache_reuse_set_prompt_radius()). */
+static int similar_prompt_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn,
+                               yaml_node_t *v, const char *path, void *arg)
+{
+    (void)arg;
+    if (strcmp(key, "radius") == 0) {
+        x->cfg->has_prompt_radius = true;
+        return gencache__cfg_uint(x, v, path, 0, 16, &x->cfg->prompt_radius);
+    }
+    return unknown(x, kn, path, "radius");
+}
+
 static int top_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml_node_t *v,
                     const char *path, void *arg)
 {
@@ -609,13 +650,18 @@ static int top_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml
         return parse_preferred(x, v, path);
     if (strcmp(key, "sensitive") == 0)
         return parse_sensitive(x, v, path);
+    if (strcmp(key, "perceptual") == 0)
+        return each_pair(x, v, path, perceptual_pair, NULL);
+    if (strcmp(key, "similar_prompt") == 0)
+        return each_pair(x, v, path, similar_prompt_pair, NULL);
     static const char *const sections[] = {"upstream", "prewarm", "memory_pressure", "limits"};
     for (size_t i = 0; i < 4; i++)
         if (strcmp(key, sections[i]) == 0)
             return each_pair(x, v, path, section_pair, (void *)sections[i]);
     return unknown(x, kn, path,
                    "listen, data_dir, log_level, tiers, layers, models, tenants, preferred, "
-                   "upstream, prewarm, memory_pressure, sensitive, limits");
+                   "upstream, prewarm, memory_pressure, sensitive, limits, perceptual, "
+                   "similar_prompt");
 }
 
 /* Formats an error at a line remembered from the document. */

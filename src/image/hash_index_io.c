@@ -20,47 +20,16 @@ static const unsigned char MAGIC[8] = {'G', 'C', 'H', 'I', 'D', 'X', 0, 1};
 #define FILE_VERSION 1u
 #define HEADER_BYTES 24u
 
-static int errno_code(int e)
-{
-    if (e == ENOSPC || e == EDQUOT)
-        return GENCACHE_ENOSPC;
-    if (e == ENOMEM)
-        return GENCACHE_ENOMEM;
-    return GENCACHE_EIO;
-}
-
-static int write_all(int fd, const unsigned char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno_code(errno);
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return GENCACHE_OK;
-}
-
 int gencache_hash_index_save(gencache_hash_index *idx, const char *path)
 {
     if (!idx || !path)
         return GENCACHE_EINVAL;
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 32);
-    if (!tmp)
-        return GENCACHE_ENOMEM;
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-
     pthread_rwlock_rdlock(&idx->lock);
     uint64_t count = idx->count;
     size_t total = HEADER_BYTES + (size_t)count * 16 + 8;
     unsigned char *buf = malloc(total);
     if (!buf) {
         pthread_rwlock_unlock(&idx->lock);
-        free(tmp);
         return GENCACHE_ENOMEM;
     }
     memcpy(buf, MAGIC, 8);
@@ -77,23 +46,8 @@ int gencache_hash_index_save(gencache_hash_index *idx, const char *path)
     pthread_rwlock_unlock(&idx->lock);
     gencache__le64_put(p, gencache__checksum(buf, total - 8));
 
-    int rc = GENCACHE_OK;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = errno_code(errno);
-    } else {
-        rc = write_all(fd, buf, total);
-        if (rc == GENCACHE_OK && fsync(fd) != 0)
-            rc = errno_code(errno);
-        if (close(fd) != 0 && rc == GENCACHE_OK)
-            rc = errno_code(errno);
-        if (rc == GENCACHE_OK && rename(tmp, path) != 0)
-            rc = errno_code(errno);
-        if (rc != GENCACHE_OK)
-            unlink(tmp);
-    }
+    int rc = gencache__file_replace(path, buf, total);
     free(buf);
-    free(tmp);
     return rc;
 }
 
@@ -103,37 +57,15 @@ int gencache_hash_index_load(const char *path, gencache_hash_index **out)
         *out = NULL;
     if (!path || !out)
         return GENCACHE_EINVAL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return GENCACHE_EIO;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return GENCACHE_EIO;
-    }
-    size_t size = (size_t)st.st_size;
-    if (size < HEADER_BYTES + 8) {
-        close(fd);
-        return GENCACHE_EPARSE;
-    }
-    unsigned char *buf = malloc(size);
-    if (!buf) {
-        close(fd);
-        return GENCACHE_ENOMEM;
-    }
-    size_t got = 0;
-    while (got < size) {
-        ssize_t r = read(fd, buf + got, size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    int rc = GENCACHE_OK;
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    int rc = gencache__file_read(path, &buf, &size);
+    if (rc != GENCACHE_OK)
+        return rc;
     uint64_t count = 0;
-    if (got != size || memcmp(buf, MAGIC, 6) != 0) {
+    if (size < HEADER_BYTES + 8) {
+        rc = GENCACHE_EPARSE;
+    } else if (memcmp(buf, MAGIC, 6) != 0) {
         rc = GENCACHE_EPARSE;
     } else if (memcmp(buf, MAGIC, 8) != 0 || gencache__le64_get(buf + 8) != FILE_VERSION) {
         rc = GENCACHE_EVERSION;

@@ -58,13 +58,11 @@ static bool present(const gencache_request *req, const char *want, size_t want_l
     return false;
 }
 
-/* NULL when the request has a key in this layer, else why not (a static sentence). */
-static const char *why_uncacheable(const gencache_request *req, const gencache__layer_recipe *lr)
+/* The rules of why_uncacheable() other than the seed rule. */
+static const char *why_uncacheable_seeded(const gencache_request *req,
+                                          const gencache__layer_recipe *lr)
 {
     bool tokens = req->mode == GENCACHE_NORM_TOKENS;
-    if (lr->seeded && !req->has_seed && !req->allow_random)
-        return "the request has no seed (a fresh random generation); give a \"seed\", or "
-               "\"cache\": \"allow_random\" to cache it anyway";
     if (lr->scope == GENCACHE_SCOPE_SESSION && !present(req, "session", 7))
         return "the layer is session-scoped and the request has no \"session\"";
     for (size_t i = 0; i < lr->n_fields; i++) {
@@ -84,6 +82,15 @@ static const char *why_uncacheable(const gencache_request *req, const gencache__
     return NULL;
 }
 
+/* NULL when the request has a key in this layer, else why not (a static sentence). */
+static const char *why_uncacheable(const gencache_request *req, const gencache__layer_recipe *lr)
+{
+    if (lr->seeded && !req->has_seed && !req->allow_random)
+        return "the request has no seed (a fresh random generation); give a \"seed\", or "
+               "\"cache\": \"allow_random\" to cache it anyway";
+    return why_uncacheable_seeded(req, lr);
+}
+
 const char *gencache_request_uncacheable_reason(const gencache_request *req, const char *layer)
 {
     if (!req || !layer)
@@ -101,15 +108,18 @@ static void put_line(gencache__buf *b, const char *name, size_t name_len, const 
     gencache__buf_putc(b, '\n');
 }
 
-static int build(const gencache_request *req, const char *layer, gencache__buf *b)
+/* skip: a field whose lines are left out (gencache__request_context()), or NULL. */
+static int build(const gencache_request *req, const char *layer, const char *skip, gencache__buf *b)
 {
     if (!req || !layer)
         return GENCACHE_EINVAL;
     const gencache__layer_recipe *lr = gencache__keyspace_find(req->ks, layer);
     if (!lr)
         return GENCACHE_ENOTFOUND;
-    if (why_uncacheable(req, lr))
+    bool skip_seed = skip && strcmp(skip, "seed") == 0;
+    if (skip_seed ? why_uncacheable_seeded(req, lr) != NULL : why_uncacheable(req, lr) != NULL)
         return GENCACHE_EUNCACHEABLE;
+    size_t skip_len = skip ? strlen(skip) : 0;
     int rc;
     bool tokens = req->mode == GENCACHE_NORM_TOKENS;
     bool tenant = lr->scope == GENCACHE_SCOPE_TENANT && req->tenant;
@@ -136,6 +146,8 @@ static int build(const gencache_request *req, const char *layer, gencache__buf *
                 tenant = false;
             }
         }
+        if (skip && name_is(name, f->name_len, skip, skip_len))
+            continue;
         if (selected(lr, tokens, name, f->name_len, f->flags))
             put_line(b, name, f->name_len, req->text.data + f->val_off, f->val_len);
     }
@@ -156,7 +168,7 @@ int gencache_request_canonical(const gencache_request *req, const char *layer, c
     if (!out)
         return GENCACHE_EINVAL;
     gencache__buf b = {0};
-    int rc = build(req, layer, &b);
+    int rc = build(req, layer, NULL, &b);
     if (rc == GENCACHE_OK && !gencache__buf_terminate(&b))
         rc = GENCACHE_ENOMEM;
     if (rc != GENCACHE_OK) {
@@ -186,7 +198,7 @@ int gencache_request_key(const gencache_request *req, const char *layer, char *o
         return GENCACHE_EINVAL;
     char storage[2048];
     gencache__buf b = gencache__buf_on(storage, sizeof storage);
-    int rc = build(req, layer, &b);
+    int rc = build(req, layer, NULL, &b);
     if (rc != GENCACHE_OK) {
         gencache__buf_free(&b);
         return rc;
@@ -214,4 +226,17 @@ int gencache_request_key(const gencache_request *req, const char *layer, char *o
     }
     out[lname + 1 + 64] = '\0';
     return GENCACHE_OK;
+}
+
+int gencache__request_context(const gencache_request *req, const char *layer, const char *skip,
+                              uint64_t *out)
+{
+    *out = 0;
+    char storage[2048];
+    gencache__buf b = gencache__buf_on(storage, sizeof storage);
+    int rc = build(req, layer, skip, &b);
+    if (rc == GENCACHE_OK)
+        *out = gencache__checksum(b.data, b.len);
+    gencache__buf_free(&b);
+    return rc;
 }

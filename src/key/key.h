@@ -185,7 +185,20 @@ struct gencache_request {
     char *tenant;       /* NULL: none */
     bool has_seed;
     bool allow_random;
+    bool any_seed;       /* "cache": "any_seed": a stored result of any seed may serve */
+    bool similar_prompt; /* "cache": "similar_prompt": a near-duplicate prompt may serve */
+    bool has_image_sig;  /* image_sig holds the input image's signature */
+    gencache_image_sig image_sig;
+    char image_digest[GENCACHE_DIGEST_MAX]; /* "" when the request has no image */
+    char seed_text[24]; /* the seed's decimal digits as written; "" without one */
 };
+
+/* A 64-bit hash of the layer's canonical document with every line of the field `skip` left out
+ * ("image" or "seed"): two requests with one hash differ at most in that field. The seed rule
+ * (a seeded recipe needs a seed) is not applied when skip is "seed". Returns the codes of
+ * gencache_request_key(). */
+int gencache__request_context(const gencache_request *req, const char *layer, const char *skip,
+                              uint64_t *out);
 
 /* Appends the encoding of a JSON number literal (DESIGN.md section 2) to out.
  * Returns GENCACHE_OK, GENCACHE_ELIMIT (integer literal beyond 64 bits), GENCACHE_EINVAL

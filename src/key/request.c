@@ -294,19 +294,86 @@ static int image_digest_of_file(const char *path, char *out, size_t out_size)
 #endif
 }
 
+/* A 64-bit hash written as imagehash prints it: 16 lowercase hex digits. */
+static bool parse_hash16(const json_t *v, uint64_t *out)
+{
+    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+    if (!s || json_string_length(v) != 16)
+        return false;
+    uint64_t h = 0;
+    for (int i = 0; i < 16; i++) {
+        char ch = s[i];
+        unsigned d = ch >= '0' && ch <= '9'   ? (unsigned)(ch - '0')
+                     : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
+                                              : 16u;
+        if (d == 16)
+            return false;
+        h = h << 4 | d;
+    }
+    *out = h;
+    return true;
+}
+
+static bool parse_dim(const json_t *v, uint32_t *out)
+{
+    if (!json_is_number(v))
+        return false;
+    double d = json_number_value(v);
+    if (!(d >= 1 && d <= 1e6) || d != (double)(uint32_t)d)
+        return false;
+    *out = (uint32_t)d;
+    return true;
+}
+
+/* The optional signature of the input image (phash, dhash, width, height: all or none), which
+ * perceptual lookups use (src/reuse/); it never enters a key. */
+static int add_image_sig(parse_ctx *c, const json_t *v)
+{
+    const json_t *p = json_object_get(v, "phash"), *d = json_object_get(v, "dhash");
+    const json_t *w = json_object_get(v, "width"), *h = json_object_get(v, "height");
+    if (!p && !d && !w && !h)
+        return GENCACHE_OK;
+    gencache_image_sig sig = {0};
+    if (!p || !d || !w || !h)
+        return fail(c, GENCACHE_EINVAL,
+                    "field 'image': a signature needs all of phash, dhash, width and height");
+    if (!parse_hash16(p, &sig.phash) || !parse_hash16(d, &sig.dhash))
+        return fail(c, GENCACHE_EINVAL,
+                    "field 'image.phash'/'image.dhash': expected 16 lowercase hex digits");
+    if (!parse_dim(w, &sig.width) || !parse_dim(h, &sig.height))
+        return fail(c, GENCACHE_EINVAL,
+                    "field 'image.width'/'image.height': expected an integer of 1-1000000 pixels");
+    c->req->image_sig = sig;
+    c->req->has_image_sig = true;
+    return GENCACHE_OK;
+}
+
+#define IMAGE_SHAPE                                                                                \
+    "field 'image': expected {\"path\": FILE} or {\"digest\": \"sha256:<hex>\"}, optionally with " \
+    "phash, dhash, width and height"
+
 static int add_image(parse_ctx *c, const json_t *v)
 {
-    if (!json_is_object(v) || json_object_size(v) != 1)
-        return fail(c, GENCACHE_EINVAL,
-                    "field 'image': expected {\"path\": FILE} or {\"digest\": \"sha256:<hex>\"}");
+    if (!json_is_object(v))
+        return fail(c, GENCACHE_EINVAL, IMAGE_SHAPE);
     const json_t *p = json_object_get(v, "path"), *d = json_object_get(v, "digest");
+    const char *k;
+    const json_t *m;
+    json_object_foreach((json_t *)v, k, m)
+    {
+        if (strcmp(k, "path") != 0 && strcmp(k, "digest") != 0 && strcmp(k, "phash") != 0 &&
+            strcmp(k, "dhash") != 0 && strcmp(k, "width") != 0 && strcmp(k, "height") != 0)
+            return fail(c, GENCACHE_EINVAL, IMAGE_SHAPE);
+    }
+    if ((p != NULL) == (d != NULL))
+        return fail(c, GENCACHE_EINVAL, IMAGE_SHAPE);
     char digest[80];
     if (d) {
         if (!json_is_string(d) || !is_hex_digest(json_string_value(d)))
             return fail(c, GENCACHE_EINVAL,
                         "field 'image.digest': expected \"sha256:\" and 64 lowercase hex digits");
         snprintf(digest, sizeof digest, "%s", json_string_value(d));
-    } else if (p) {
+    } else {
         if (!json_is_string(p) || json_string_length(p) == 0)
             return fail(c, GENCACHE_EINVAL, "field 'image.path': expected a file name");
         int rc = image_digest_of_file(json_string_value(p), digest, sizeof digest);
@@ -315,10 +382,11 @@ static int add_image(parse_ctx *c, const json_t *v)
                         json_string_value(p), gencache_strerror(rc));
         if (!is_hex_digest(digest))
             return fail(c, GENCACHE_EIO, "field 'image.path': bad digest from the image module");
-    } else {
-        return fail(c, GENCACHE_EINVAL,
-                    "field 'image': expected {\"path\": FILE} or {\"digest\": \"sha256:<hex>\"}");
     }
+    int rc = add_image_sig(c, v);
+    if (rc != GENCACHE_OK)
+        return rc;
+    memcpy(c->req->image_digest, digest, 7 + 64 + 1); /* checked: "sha256:" and 64 digits */
     char val[96];
     int n = snprintf(val, sizeof val, "d:%s", digest);
     return add_field(c, "image", 5, val, (size_t)n, GENCACHE__KF_PARAM);
@@ -439,9 +507,14 @@ static int add_top(parse_ctx *c, const char *k, const json_t *v, unsigned flags)
         const char *s = json_is_string(v) ? json_string_value(v) : "";
         if (strcmp(s, "allow_random") == 0)
             r->allow_random = true;
+        else if (strcmp(s, "any_seed") == 0)
+            r->any_seed = true;
+        else if (strcmp(s, "similar_prompt") == 0)
+            r->similar_prompt = true;
         else if (strcmp(s, "default") != 0)
             return fail(c, GENCACHE_EINVAL,
-                        "field 'cache': expected \"default\" or \"allow_random\"");
+                        "field 'cache': expected \"default\", \"allow_random\", "
+                        "\"any_seed\" or \"similar_prompt\"");
         return GENCACHE_OK;
     }
     if (strcmp(k, "tenant") == 0) {
@@ -470,8 +543,14 @@ static int add_top(parse_ctx *c, const char *k, const json_t *v, unsigned flags)
     int rc = check_kind(c, k, v, kind);
     if (rc != GENCACHE_OK)
         return rc;
-    if (strcmp(k, "seed") == 0)
+    if (strcmp(k, "seed") == 0) {
         r->has_seed = true;
+        const numlit *lit = find_literal(c, v);
+        if (lit && lit->len < sizeof r->seed_text) {
+            memcpy(r->seed_text, c->json + lit->off, lit->len);
+            r->seed_text[lit->len] = '\0';
+        }
+    }
     if (strcmp(k, "model") == 0) {
         r->model = strdup(json_string_value(v));
         if (!r->model)

@@ -71,12 +71,21 @@ TEST_CASE(design_endpoints)
     check_ok("HEAD", "/v1/stats", GCD_ROUTE_STATS, GCD_BODY_NONE, NULL);
 }
 
-/* POST /v1/lookup and GET /ui are in DESIGN.md section 5 but gencached does not serve them yet:
- * until it does they must be a plain 404, never another route's handler. */
+/* GET /ui is in DESIGN.md section 5 but gencached does not serve it yet: until it does it must
+ * be a plain 404, never another route's handler. */
 TEST_CASE(design_endpoints_not_served)
 {
-    check_404("POST", "/v1/lookup");
     check_404("GET", "/ui");
+}
+
+TEST_CASE(lookup_and_store)
+{
+    check_ok("POST", "/v1/lookup", GCD_ROUTE_LOOKUP, GCD_BODY_LARGE, NULL);
+    check_ok("POST", "/v1/store", GCD_ROUTE_STORE, GCD_BODY_LARGE, NULL);
+    check_405("GET", "/v1/lookup", GCD_ROUTE_LOOKUP, "POST");
+    check_405("PUT", "/v1/store", GCD_ROUTE_STORE, "POST");
+    CHECK_STR_EQ(gcd_route_name(GCD_ROUTE_LOOKUP), "lookup");
+    CHECK_STR_EQ(gcd_route_name(GCD_ROUTE_STORE), "store");
 }
 
 TEST_CASE(methods_not_allowed)

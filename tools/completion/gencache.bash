@@ -6,7 +6,7 @@
 _gencache()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local verbs="get put del invalidate stats normalize key imgid imghash similar export import prewarm"
+    local verbs="get put del invalidate stats normalize key imgid imghash similar export import prewarm lookup"
     if ((COMP_CWORD == 1)); then
         mapfile -t COMPREPLY < <(compgen -W "$verbs --help --version" -- "$cur")
         return
@@ -27,6 +27,7 @@ _gencache()
     export) opts="$client --format -o --output" ;;
     import) opts="$client --codec --ttl --json" ;;
     prewarm) opts="$client --json" ;;
+    lookup) opts="$client --layer -o --output --json" ;;
     *) return ;;
     esac
 

@@ -235,3 +235,30 @@ int cli_client_report(const cli_client *cl, const char *what)
     json_decref(doc);
     return 1;
 }
+
+int cli_read_all(const char *path, cli_buffer *b)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        cli_error("cannot read %s: %s", path, strerror(errno));
+        return 1;
+    }
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (!cli_buffer_add(b, chunk, n, SIZE_MAX / 2)) {
+            cli_error("out of memory reading %s", path);
+            if (f != stdin)
+                fclose(f);
+            return 1;
+        }
+    }
+    bool failed = ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (failed) {
+        cli_error("cannot read %s: %s", path, strerror(errno));
+        return 1;
+    }
+    return 0;
+}

@@ -18,11 +18,11 @@ typedef struct cli_buffer {
 
 typedef struct cli_client {
     CURL *curl;
-    char base[2048];  /* the daemon URL without a trailing slash */
-    char auth[1100];  /* "Authorization: Bearer <token>", or "" */
+    char base[2048]; /* the daemon URL without a trailing slash */
+    char auth[1100]; /* "Authorization: Bearer <token>", or "" */
     char errbuf[CURL_ERROR_SIZE];
-    long status;      /* HTTP status of the last request; 0 when none came back */
-    FILE *out;        /* where a 200 body goes; NULL: into body */
+    long status; /* HTTP status of the last request; 0 when none came back */
+    FILE *out;   /* where a 200 body goes; NULL: into body */
     bool out_failed;
     cli_buffer body;    /* the body when not streamed (errors, JSON documents) */
     cli_buffer headers; /* raw response header lines of the last response */
@@ -30,6 +30,9 @@ typedef struct cli_client {
 
 /* Appends n bytes (at most up to max in all). Returns false when memory ran out. */
 bool cli_buffer_add(cli_buffer *b, const char *data, size_t n, size_t max);
+
+/* Reads a whole file ("-": stdin) into b. Returns 0, or 1 after reporting why it could not. */
+int cli_read_all(const char *path, cli_buffer *b);
 
 /* The token: $GENCACHE_TOKEN, or NULL. */
 const char *cli_default_token(void);

@@ -164,34 +164,6 @@ int cmd_get(int argc, char **argv)
     return rc;
 }
 
-/* Reads a whole file ("-": stdin) into memory. */
-static int read_all(const char *path, cli_buffer *b)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f) {
-        cli_error("cannot read %s: %s", path, strerror(errno));
-        return 1;
-    }
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (!cli_buffer_add(b, chunk, n, SIZE_MAX / 2)) {
-            cli_error("out of memory reading %s", path);
-            if (f != stdin)
-                fclose(f);
-            return 1;
-        }
-    }
-    bool failed = ferror(f);
-    if (f != stdin)
-        fclose(f);
-    if (failed) {
-        cli_error("cannot read %s: %s", path, strerror(errno));
-        return 1;
-    }
-    return 0;
-}
-
 static struct curl_slist *add_header(struct curl_slist *list, const char *name, const char *value)
 {
     char line[2048];
@@ -269,7 +241,7 @@ int cmd_put(int argc, char **argv)
     const char *key = argv[optind], *path = argv[optind + 1];
 
     cli_buffer data = {0};
-    if (read_all(path, &data) != 0) {
+    if (cli_read_all(path, &data) != 0) {
         free(data.data);
         return 1;
     }

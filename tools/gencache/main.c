@@ -41,6 +41,10 @@ static const cli_command commands[] = {
      "store each tensor of a safetensors file in a daemon (tensor names must be keys)"},
     {"prewarm", cmd_prewarm, "[--url URL] [--token T] [--json] FILE.jsonl|-",
      "run a file of requests (one JSON per line) through a daemon's proxy, with progress"},
+    {"lookup", cmd_lookup, "[--url URL] [--token T] --layer L [-o FILE] [--json] REQUEST.json|-",
+     "look a request up in a daemon's layer, by its key or by a match the layer allows\n"
+     "            (perceptual image, any seed, similar prompt); prints KEY MATCH DISTANCE, exit 1\n"
+     "            on a miss"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -388,4 +388,56 @@ void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier)
 void gcd_metrics_coalesced(struct gcd_metrics *m);
 void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome);
 
+/* ---- lookup.c: POST /v1/lookup and POST /v1/store (gencache/reuse.h) ------------------------ */
+
+/* POST /v1/lookup: {"layer": L, "request": {...}} -> the entry, X-Gencache-Key, X-Gencache-Match;
+ * 404 on a miss. */
+enum MHD_Result gcd_lookup_handle(struct MHD_Connection *c, gcd_request *req);
+/* POST /v1/store: the body is the value; X-Gencache-Layer and X-Gencache-Request name where. */
+enum MHD_Result gcd_store_handle(struct MHD_Connection *c, gcd_request *req);
+/* The reuse counters as Prometheus text (a new string the caller frees; NULL when out of memory),
+ * and as the "reuse" object of /v1/stats (a new reference; NULL when out of memory). */
+char *gcd_lookup_metrics(gcd_server *srv);
+struct json_t *gcd_lookup_stats_json(gcd_server *srv);
+/* The image object {"digest", "phash", "dhash", "width", "height"} of an encoded image (PNG,
+ * JPEG, WebP), as JSON text into out. Returns 0, or a library error with a message in err. */
+int gcd_image_describe(const void *bytes, size_t len, char *out, size_t size, char *err,
+                       size_t esize);
+/* True when text (len bytes) is one JSON object. */
+bool gcd_json_object_text(const char *text, size_t len);
+/* A malloc'd copy of a JSON object's text with its "image" member set to image (JSON text):
+ * replaced where it is, else added first; *out_len its length. NULL when out of memory. The
+ * text must be a valid JSON object (gcd_json_object_text). */
+char *gcd_splice_image(const char *text, size_t len, const char *image, size_t *out_len);
+
+/* ---- upload.c: POST /v1/generate with the image itself ------------------------------------- */
+
+/* An upload read: the request to look up (its image described) and the form to forward. */
+typedef struct gcd_upload {
+    char *request; /* the request JSON, its image replaced by its digest and signature */
+    size_t request_len;
+    char *forward; /* what the upstream receives: multipart/form-data, request and image */
+    size_t forward_len;
+    char forward_type[128]; /* its Content-Type */
+    unsigned status;        /* on failure: the HTTP status, error code and message */
+    char code[32];
+    char message[320];
+} gcd_upload;
+
+/* True when a /v1/generate body of this Content-Type carries the image: multipart/form-data,
+ * image/png, image/jpeg, image/webp. */
+bool gcd_upload_is(const char *content_type);
+/* Reads an upload (header_request: X-Gencache-Request, for a raw image body). Returns 0, or -1
+ * with up->status, code and message set. Free with gcd_upload_free() either way. */
+int gcd_upload_read(const char *content_type, const char *header_request, const char *body,
+                    size_t len, gcd_upload *up);
+void gcd_upload_free(gcd_upload *up);
+/* gcd_generate_submit() of an upload: up->request decides the key, up->forward goes upstream. */
+void gcd_generate_submit_upload(gcd_server *srv, const gcd_upload *up, const char *tenant,
+                                gcd_gen_done_fn done, void *ctx);
+/* gcd_upstream_call() with a body of another Content-Type than application/json. */
+void gcd_upstream_call_typed(const char *url, unsigned timeout_ms, const char *content_type,
+                             const char *body, size_t len, uint64_t max_bytes, const int *cancel,
+                             gcd_upstream_reply *out);
+
 #endif

@@ -31,6 +31,7 @@ typedef struct flight {
     char key[GENCACHE_KEY_MAX]; /* "" for a bypass: no lease, never stored */
     char *body;
     size_t len;
+    char *content_type;   /* of body as forwarded upstream; NULL: application/json */
     char *model;          /* stored with the result, for invalidation by model */
     char *tenant;         /* owner of the stored result */
     gcd_gen_done_fn done; /* the request this flight answers */
@@ -153,6 +154,7 @@ static void fail(struct gcd_proxy *p, gcd_gen_done_fn done, void *ctx, gcd_gen_r
 static void flight_free(flight *f)
 {
     free(f->body);
+    free(f->content_type);
     free(f->model);
     free(f->tenant);
     free(f);
@@ -224,8 +226,8 @@ static gcd_gen_result *call_upstream(gcd_server *srv, flight *f)
     struct gcd_proxy *p = srv->proxy;
     unsigned timeout = cfg->upstream_timeout_ms ? cfg->upstream_timeout_ms : DEFAULT_TIMEOUT_MS;
     gcd_upstream_reply rep;
-    gcd_upstream_call(cfg->upstream_url, timeout, f->body, f->len, cfg->max_body, &p->stopping,
-                      &rep);
+    gcd_upstream_call_typed(cfg->upstream_url, timeout, f->content_type, f->body, f->len,
+                            cfg->max_body, &p->stopping, &rep);
     gcd_metrics_upstream(srv->metrics, rep.outcome);
     if (rep.outcome == GCD_UPSTREAM_TIMEOUT)
         return result_error(504, "upstream_timeout", "%s", rep.message);
@@ -501,8 +503,15 @@ static void fly(flight *f)
         flight_finish(f, result_error(503, "shutting_down", "the daemon is shutting down"));
 }
 
-static flight *flight_new(gcd_server *srv, const char *key, const char *body, size_t len,
-                          const char *model, const char *tenant, gcd_gen_done_fn done, void *ctx,
+/* What a flight sends upstream: the request JSON, or an upload's form (upload.c). */
+typedef struct forward {
+    const char *body;
+    size_t len;
+    const char *content_type; /* NULL: application/json */
+} forward;
+
+static flight *flight_new(gcd_server *srv, const char *key, const forward *fw, const char *model,
+                          const char *tenant, gcd_gen_done_fn done, void *ctx,
                           gcd_gen_outcome outcome)
 {
     flight *f = calloc(1, sizeof *f);
@@ -510,15 +519,17 @@ static flight *flight_new(gcd_server *srv, const char *key, const char *body, si
         return NULL;
     f->srv = srv;
     snprintf(f->key, sizeof f->key, "%s", key);
-    f->body = malloc(len ? len : 1);
-    f->len = len;
+    f->body = malloc(fw->len ? fw->len : 1);
+    f->len = fw->len;
+    f->content_type = dup_or_null(fw->content_type);
     f->model = dup_or_null(model);
     f->tenant = dup_or_null(tenant);
-    if (!f->body || (model && !f->model) || (tenant && !f->tenant)) {
+    if (!f->body || (model && !f->model) || (tenant && !f->tenant) ||
+        (fw->content_type && !f->content_type)) {
         flight_free(f);
         return NULL;
     }
-    memcpy(f->body, body, len);
+    memcpy(f->body, fw->body, fw->len);
     f->done = done;
     f->ctx = ctx;
     f->outcome = outcome;
@@ -630,12 +641,11 @@ static void on_claim(void *userdata, int status, const gencache_claim_result *re
 
 /* A cacheable request: a hit, the key's lease (this request calls the upstream), or a wait for
  * the request that holds it. The lookup and the wait are the library's; no lock is held here. */
-static void claim_key(gcd_server *srv, const char *key, const char *body, size_t len,
-                      const char *model, const char *tenant, bool background, gcd_gen_done_fn done,
-                      void *ctx)
+static void claim_key(gcd_server *srv, const char *key, const forward *fw, const char *model,
+                      const char *tenant, bool background, gcd_gen_done_fn done, void *ctx)
 {
     struct gcd_proxy *p = srv->proxy;
-    flight *f = flight_new(srv, key, body, len, model, tenant, done, ctx, GCD_GEN_MISS);
+    flight *f = flight_new(srv, key, fw, model, tenant, done, ctx, GCD_GEN_MISS);
     if (!f) {
         fail(p, done, ctx, NULL);
         return;
@@ -676,11 +686,15 @@ static void claim_key(gcd_server *srv, const char *key, const char *body, size_t
     }
 }
 
-void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const char *tenant,
-                         bool background, gcd_gen_done_fn done, void *ctx)
+/* body (len bytes) is the request JSON; fw what goes upstream on a miss (NULL: body itself). */
+static void submit(gcd_server *srv, const char *body, size_t len, const forward *fw,
+                   const char *tenant, bool background, gcd_gen_done_fn done, void *ctx)
 {
     if (!body)
         body = "";
+    forward as_is = {body, len, NULL};
+    if (!fw)
+        fw = &as_is;
     bool image_path, sensitive;
     inspect(srv, body, len, &image_path, &sensitive);
     if (image_path) {
@@ -713,7 +727,7 @@ void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const ch
         return;
     }
     if (err == 0 && !sensitive) {
-        claim_key(srv, key, body, len, gencache_request_model(r), tenant, background, done, ctx);
+        claim_key(srv, key, fw, gencache_request_model(r), tenant, background, done, ctx);
         gencache_request_free(r);
         return;
     }
@@ -725,13 +739,26 @@ void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const ch
         return;
     }
     /* Not stored, so no owner; the tenant is kept for its share of the workers. */
-    flight *f = flight_new(srv, "", body, len, NULL, tenant, done, ctx, GCD_GEN_BYPASS);
+    flight *f = flight_new(srv, "", fw, NULL, tenant, done, ctx, GCD_GEN_BYPASS);
     if (!f) {
         fail(srv->proxy, done, ctx, NULL);
         return;
     }
     f->background = background;
     fly(f);
+}
+
+void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const char *tenant,
+                         bool background, gcd_gen_done_fn done, void *ctx)
+{
+    submit(srv, body, len, NULL, tenant, background, done, ctx);
+}
+
+void gcd_generate_submit_upload(gcd_server *srv, const gcd_upload *up, const char *tenant,
+                                gcd_gen_done_fn done, void *ctx)
+{
+    forward fw = {up->forward, up->forward_len, up->forward_type};
+    submit(srv, up->request, up->request_len, &fw, tenant, false, done, ctx);
 }
 
 /* ---- POST /v1/generate -------------------------------------------------------------------- */
@@ -829,7 +856,23 @@ enum MHD_Result gcd_generate_handle(struct MHD_Connection *c, gcd_request *req)
         pthread_mutex_init(&st->mu, NULL);
         st->c = c;
         req->gen = st;
-        gcd_generate_submit(req->srv, req->body, req->body_len, req->tenant, false, http_done, st);
+        const char *ct =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (gcd_upload_is(ct)) {
+            /* The image itself came (upload.c): refused at once when malformed. */
+            gcd_upload up;
+            if (gcd_upload_read(
+                    ct, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Gencache-Request"),
+                    req->body, req->body_len, &up) != 0) {
+                gcd_upload_free(&up);
+                return gcd_reply_error(c, req, up.status, up.code, "%s", up.message);
+            }
+            gcd_generate_submit_upload(req->srv, &up, req->tenant, http_done, st);
+            gcd_upload_free(&up);
+        } else {
+            gcd_generate_submit(req->srv, req->body, req->body_len, req->tenant, false, http_done,
+                                st);
+        }
         pthread_mutex_lock(&st->mu);
         if (!st->done) {
             /* Answered from the callback's thread: MHD calls us again once resumed. */

@@ -153,6 +153,8 @@ static const handler_fn HANDLERS[GCD_ROUTE_COUNT] = {
     [GCD_ROUTE_JOB] = gcd_jobs_handle,
     [GCD_ROUTE_METRICS] = gcd_metrics_handle,
     [GCD_ROUTE_INVALIDATE] = gcd_invalidate_handle,
+    [GCD_ROUTE_LOOKUP] = gcd_lookup_handle,
+    [GCD_ROUTE_STORE] = gcd_store_handle,
 };
 
 /* First call of a request: takes its tenant from its token, and for a request whose route reads
@@ -172,7 +174,11 @@ static enum MHD_Result begin(struct MHD_Connection *c, gcd_request *req, const g
         return MHD_YES;
     req->wants_body = true;
     req->body_limit = req->srv->cfg->max_body;
-    if (m->body != GCD_BODY_LARGE && req->body_limit > GENCACHE_REQUEST_MAX_BYTES)
+    /* An upload to /v1/generate carries the image itself (upload.c): up to max_body too. */
+    bool upload = m->route == GCD_ROUTE_GENERATE &&
+                  gcd_upload_is(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                            MHD_HTTP_HEADER_CONTENT_TYPE));
+    if (m->body != GCD_BODY_LARGE && !upload && req->body_limit > GENCACHE_REQUEST_MAX_BYTES)
         req->body_limit = GENCACHE_REQUEST_MAX_BYTES;
     if (refuse_body(c, req, &r))
         return r;

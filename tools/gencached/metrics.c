@@ -383,6 +383,11 @@ enum MHD_Result gcd_metrics_handle(struct MHD_Connection *c, gcd_request *req)
     daemon_out(&b, req->srv->metrics);
     pressure_out(&b, req->srv);
     connections_out(&b, req->srv);
+    char *reuse = gcd_lookup_metrics(req->srv);
+    if (reuse)
+        put(&b, "%s", reuse);
+    b.failed |= reuse == NULL;
+    free(reuse);
     free(st);
     if (b.failed) {
         free(b.p);

@@ -41,6 +41,10 @@ void gcd_server_tick(gcd_server *srv, unsigned tick, unsigned maintain_every)
     if (gencache_maintain(srv->cache, &n) == GENCACHE_OK && n)
         gcd_log(&srv->log, GENCACHE_LOG_DEBUG, "maintenance: %llu expired entries removed",
                 (unsigned long long)n);
+    /* The reuse records reach disk every minute, not only at exit (a no-op when unchanged):
+     * a kill -9 loses at most a minute of them, never an entry. */
+    if (tick % (maintain_every * 6) == 0)
+        gencache_reuse_save(srv->cache);
 }
 
 void gcd_server_close(gcd_server *srv)

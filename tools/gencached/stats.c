@@ -96,6 +96,7 @@ enum MHD_Result gcd_stats_handle(struct MHD_Connection *c, gcd_request *req)
                             json_pack("{s:f,s:i,s:I}", "ratio", gcd_pressure_ratio(req->srv),
                                       "level", (int)gcd_pressure_level(req->srv), "batch_evicted",
                                       (json_int_t)gcd_pressure_evicted(req->srv)));
+        json_object_set_new(doc, "reuse", gcd_lookup_stats_json(req->srv));
     }
     return reply_json(c, req, doc);
 }

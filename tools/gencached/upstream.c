@@ -100,13 +100,22 @@ void gcd_upstream_cleanup(void)
 void gcd_upstream_call(const char *url, unsigned timeout_ms, const char *body, size_t len,
                        uint64_t max_bytes, const int *cancel, gcd_upstream_reply *out)
 {
+    gcd_upstream_call_typed(url, timeout_ms, NULL, body, len, max_bytes, cancel, out);
+}
+
+void gcd_upstream_call_typed(const char *url, unsigned timeout_ms, const char *content_type,
+                             const char *body, size_t len, uint64_t max_bytes, const int *cancel,
+                             gcd_upstream_reply *out)
+{
     memset(out, 0, sizeof *out);
     out->outcome = GCD_UPSTREAM_ERROR;
     sink s = {.max = max_bytes, .cancel = cancel};
     uint64_t t0 = gcd_mono_ns();
     CURL *h = curl_easy_init();
     struct curl_slist *hdrs = NULL;
-    hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    char ct[200];
+    snprintf(ct, sizeof ct, "Content-Type: %s", content_type ? content_type : "application/json");
+    hdrs = curl_slist_append(hdrs, ct);
     hdrs = hdrs ? curl_slist_append(hdrs, "Expect:") : NULL; /* no 100-continue round trip */
     if (!h || !hdrs) {
         snprintf(out->message, sizeof out->message, "out of memory setting up the call");

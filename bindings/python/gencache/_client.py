@@ -407,6 +407,42 @@ class Client(StageMixin):
                                 "the daemon gave no key for layer %r" % layer, "key")
         return keys[layer]
 
+    def lookup(self, layer, request):
+        """POST /v1/lookup: the entry `request` finds in `layer`, by its exact key or by a match
+        the layer allows (a perceptual match of its image on a layer with image_match
+        perceptual; for a seedless request with "cache": "any_seed", a result of any seed).
+        An image given as a path, numpy array or PIL image is digested and hashed here: the
+        daemon never opens a client's file. Returns None on a miss, else a dict: "data" (bytes),
+        "key" (the key served), "match" ("exact", "perceptual" or "any_seed"), "distance"
+        (pHash distance, 0 unless perceptual), "of" (the stored image's digest, perceptual
+        only) and "seed" (the served result's seed, any_seed only)."""
+        import ctypes
+        from . import _image
+        req = dict(request)
+        img = req.get("image")
+        src = img.get("path") if isinstance(img, dict) else img
+        if src is not None:
+            with _image._Image(src) as im:
+                info = (ctypes.c_uint32 * 5)()  # gencache_image_info: width, height, ...
+                _lib.check(_lib.lib.gencache_image_info_get(ctypes.c_void_p(im.ptr), info),
+                           "image info")
+            req["image"] = {"digest": _image.image_digest(src),
+                            "phash": _image.image_hash(src, "phash"),
+                            "dhash": _image.image_hash(src, "dhash"),
+                            "width": info[0], "height": info[1]}
+        body = json.dumps({"layer": layer, "request": req}).encode("utf-8")
+        status, headers, data = self.request("POST", "/v1/lookup", body,
+                                             {"Content-Type": "application/json"})
+        if status == 404 and b'"not_found"' in bytes(data):
+            return None
+        if status >= 400:
+            raise self._error(status, data, "lookup in %s" % layer)
+        parts = [p.strip() for p in headers.get("x-gencache-match", "").split(";")]
+        attrs = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+        return {"data": bytes(data), "key": headers.get("x-gencache-key"), "match": parts[0],
+                "distance": int(attrs.get("distance", 0)), "of": attrs.get("of"),
+                "seed": attrs.get("seed")}
+
     # ---- hooks of the compute-once helpers ------------------------------------------------------
     def _lookup_value(self, key: str, device: Any) -> tuple[bool, Any]:
         e = self.get(key)

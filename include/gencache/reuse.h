@@ -1,0 +1,130 @@
+/*
+ * gencache/reuse.h: part of the public API of libgencache: lookups by request that may reuse an
+ * entry beyond the exact key (DESIGN.md section 4, "Reuse beyond the key"): a perceptual match of
+ * the input image on a layer with image_match perceptual, and a stored result of any seed for a
+ * seedless request that says "cache": "any_seed". Every such answer is opt-in and reported as a
+ * match, never served silently. Include <gencache.h>, which includes this file.
+ */
+#ifndef GENCACHE_API_REUSE_H
+#define GENCACHE_API_REUSE_H
+
+#ifndef GENCACHE_H
+#error "include <gencache.h>, not <gencache/reuse.h>"
+#endif
+
+/* How a lookup found what it serves. */
+typedef enum gencache_match_kind {
+    GENCACHE_MATCH_NONE = 0,       /* nothing served */
+    GENCACHE_MATCH_EXACT = 1,      /* the request's own key */
+    GENCACHE_MATCH_PERCEPTUAL = 2, /* an entry of a near-duplicate input image */
+    GENCACHE_MATCH_ANY_SEED = 3,   /* a result of the same seedless recipe, made with some seed */
+    GENCACHE_MATCH_SIMILAR_PROMPT = 4, /* an entry of a near-duplicate prompt */
+} gencache_match_kind;
+
+/* What a lookup served, and why. */
+typedef struct gencache_match {
+    size_t struct_size;           /* sizeof(gencache_match); the caller sets it before the call */
+    gencache_match_kind kind;     /* NONE on a miss */
+    unsigned distance;            /* PERCEPTUAL: Hamming distance of the pHashes (0-64);
+                                     SIMILAR_PROMPT: of the prompts' SimHashes; else 0 */
+    char key[GENCACHE_KEY_MAX];   /* the key served, as the caller names it; "" on a miss */
+    char of[GENCACHE_DIGEST_MAX]; /* PERCEPTUAL: the pixel digest of the stored image; else "" */
+    char seed[24];                /* ANY_SEED: the served result's seed, decimal; else "" */
+} gencache_match;
+
+/* The name of a match kind as the X-Gencache-Match header writes it ("exact", "perceptual",
+ * "any_seed", "similar_prompt"; "none"); NULL for a value outside the enum. Thread-safety: safe. */
+GENCACHE_API const char *gencache_match_kind_name(gencache_match_kind kind);
+
+/* Attaches the input image's signature (gencache_image_sig_get()) to a parsed request, as the
+ * request JSON does with the image object's "phash", "dhash", "width" and "height". A request
+ * without one is looked up by its pixel digest only. Returns GENCACHE_OK, GENCACHE_EINVAL (NULL
+ * argument, zero width or height, or a request without an image). Thread-safety: one thread at a
+ * time per request. */
+GENCACHE_API int gencache_request_set_image_sig(gencache_request *req,
+                                                const gencache_image_sig *sig);
+
+/* Stores `size` bytes under the request's key in `layer` (gencache_request_key()) on behalf of
+ * caller (NULL: the cache's owner; see gencache_put_as()), and records what later lookups may
+ * reuse it for: on a layer whose image_match is perceptual, the request's image signature (when
+ * it has one); on a seeded layer, the seedless recipe and the seed; on a layer without a seed
+ * whose recipe takes the prompt (text_embedding, condition), the prompt's fingerprint (the
+ * SimHash of its aggressive normalization). These records follow the
+ * entry: del, invalidation and eviction from every local tier remove them, and they are saved in
+ * the disk tier's directory (reuse.idx) by gencache_flush() and gencache_close(). key_out (may be
+ * NULL, GENCACHE_KEY_MAX bytes) receives the key. data, meta and req are borrowed for the call.
+ * Returns what gencache_request_key() and gencache_put_as() return (GENCACHE_EUNCACHEABLE for a
+ * request without a key in the layer). Thread-safety: safe. */
+GENCACHE_API int gencache_store(gencache *cache, const gencache_caller *caller,
+                                const gencache_request *req, const char *layer, const void *data,
+                                size_t size, const gencache_meta *meta, char *key_out);
+
+/* Looks up a request in `layer` on behalf of caller (NULL: the owner): first by its exact key;
+ * on a miss, when the layer's image_match is perceptual and the request carries an image
+ * signature, among the stored entries of the same recipe (every field but the image equal,
+ * tenant included on a tenant-scoped layer) whose image passes the guard (gencache_reuse_set_
+ * guard()) against the request's, nearest pHash first; and for a seedless request with
+ * "cache": "any_seed", among the stored results of its recipe with any seed (the most recently
+ * stored first); and for a request with "cache": "similar_prompt", among the stored entries of
+ * the same recipe but the prompt whose prompt is a near duplicate: at the default radius 0, the
+ * same prompt once normalized with the aggressive mode (case, punctuation, entities, British
+ * spellings), whatever the model's own mode (gencache_reuse_set_prompt_radius()). On success
+ * *out is a new handle (see gencache_get_as(); the hit is counted on the served key) and *match
+ * (struct_size set; may be NULL) says how it was found. A match never reaches another tenant's
+ * namespace: the served entry is read with the caller's rights. Returns GENCACHE_OK,
+ * GENCACHE_ENOTFOUND (a miss: match->kind NONE), GENCACHE_EINVAL (NULL cache, req, layer or out;
+ * short struct_size), GENCACHE_EUNCACHEABLE (no key in the layer and no match path applies),
+ * GENCACHE_ENOMEM. Thread-safety: safe. */
+GENCACHE_API int gencache_lookup(gencache *cache, const gencache_caller *caller,
+                                 const gencache_request *req, const char *layer,
+                                 gencache_handle **out, gencache_match *match);
+
+/* Sets the guard a perceptual candidate must pass (gencache_match_options: pHash and dHash
+ * radii, aspect tolerance, min_detail); the defaults are gencache_match_options_init()'s. The
+ * options are copied. Returns GENCACHE_OK, GENCACHE_EINVAL (NULL, short struct_size, a pHash
+ * radius over 14, a negative tolerance). Thread-safety: init only. */
+GENCACHE_API int gencache_reuse_set_guard(gencache *cache, const gencache_match_options *opts);
+
+/* Sets how far apart (in SimHash bits, 0-16) the prompts of a "similar_prompt" match may be;
+ * 0 (the default): the same prompt after aggressive normalization. A larger radius also serves
+ * prompts that differ in a word or two, which a model may well tell apart: opt in knowingly.
+ * Returns GENCACHE_OK, GENCACHE_EINVAL. Thread-safety: init only. */
+GENCACHE_API int gencache_reuse_set_prompt_radius(gencache *cache, unsigned radius);
+
+/* The radius in force (0 for a NULL cache). Thread-safety: safe. */
+GENCACHE_API unsigned gencache_reuse_get_prompt_radius(gencache *cache);
+
+/* Copies the guard in force into *out (out->struct_size must be set). Returns GENCACHE_OK or
+ * GENCACHE_EINVAL. Thread-safety: safe (the guard changes only at init). */
+GENCACHE_API int gencache_reuse_get_guard(gencache *cache, gencache_match_options *out);
+
+/* Writes the reuse records to the disk tier's directory now (reuse.idx, replaced atomically),
+ * unless nothing changed since they were last read or written; gencache_flush() and
+ * gencache_close() do it too (gencached also calls it every minute). Without a disk tier it does
+ * nothing.
+ * Returns GENCACHE_OK, GENCACHE_EINVAL, GENCACHE_EIO, GENCACHE_ENOSPC, GENCACHE_ENOMEM.
+ * Thread-safety: safe. */
+GENCACHE_API int gencache_reuse_save(gencache *cache);
+
+typedef struct gencache_reuse_layer_stats {
+    const char *layer;            /* valid until the cache is closed */
+    uint64_t perceptual_hits;     /* lookups served by a perceptual match */
+    uint64_t any_seed_hits;       /* lookups served by a result of another seed */
+    uint64_t guard_refusals;      /* candidates within the pHash radius that the guard refused */
+    uint64_t similar_prompt_hits; /* lookups served by a near-duplicate prompt */
+} gencache_reuse_layer_stats;
+
+typedef struct gencache_reuse_stats {
+    size_t struct_size; /* sizeof(gencache_reuse_stats); the caller sets it before the call */
+    uint32_t n_layers;
+    gencache_reuse_layer_stats layers[GENCACHE_MAX_LAYERS];
+    uint64_t images;  /* image signatures held (the near-duplicate index's size) */
+    uint64_t results; /* seedless recipes of stored results held */
+    uint64_t prompts; /* prompt fingerprints held */
+} gencache_reuse_stats;
+
+/* Fills *out with the reuse counters. Returns GENCACHE_OK or GENCACHE_EINVAL.
+ * Thread-safety: safe. */
+GENCACHE_API int gencache_reuse_stats_get(gencache *cache, gencache_reuse_stats *out);
+
+#endif /* GENCACHE_API_REUSE_H */

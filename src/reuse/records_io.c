@@ -1,0 +1,153 @@
+/*
+ * records_io.c: the reuse records on disk (reuse.idx in the disk tier's directory). The file is
+ * a 24-byte header (magic "GCREUSE\1", version, record count), fixed-size little-endian records
+ * that name their layer by name, and the XXH3-64 checksum of everything before it, replaced whole
+ * (gencache__file_replace), so a crash leaves the old file or the new one; a loader that finds a
+ * wrong size or checksum refuses the whole file.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "reuse.h"
+
+static const unsigned char MAGIC[8] = {'G', 'C', 'R', 'E', 'U', 'S', 'E', 1};
+#define FILE_VERSION 1u
+#define HEADER_BYTES 24u
+#define NAME_BYTES   (GENCACHE__LAYER_NAME_MAX + 1)
+/* name, kind, key_hash, ctx, tenant_hash, stamp, hex, width, height, phash, dhash, digest, seed,
+ * simhash, text_hash */
+#define REC_BYTES (NAME_BYTES + 1 + 4 * 8 + 32 + 2 * 4 + 2 * 8 + 32 + 24 + 2 * 8)
+
+typedef struct writer {
+    unsigned char *buf;
+    size_t n, cap;
+    uint64_t count;
+    const gencache__reuse_layers *layers;
+    bool oom;
+} writer;
+
+static void put_rec(void *ud, const gencache__reuse_rec *rec)
+{
+    writer *w = ud;
+    const char *name = w->layers->name_of(w->layers->ud, rec->layer);
+    if (!name || w->oom)
+        return;
+    if (w->cap - w->n < REC_BYTES + 8) {
+        size_t ncap = w->cap * 2 + REC_BYTES + 8;
+        unsigned char *nb = realloc(w->buf, ncap);
+        if (!nb) {
+            w->oom = true;
+            return;
+        }
+        w->buf = nb;
+        w->cap = ncap;
+    }
+    unsigned char *p = w->buf + w->n;
+    memset(p, 0, NAME_BYTES);
+    memcpy(p, name, strnlen(name, GENCACHE__LAYER_NAME_MAX));
+    p += NAME_BYTES;
+    *p++ = (unsigned char)rec->kind;
+    gencache__le64_put(p, rec->key_hash);
+    gencache__le64_put(p + 8, rec->ctx);
+    gencache__le64_put(p + 16, rec->tenant_hash);
+    gencache__le64_put(p + 24, rec->stamp);
+    p += 32;
+    memcpy(p, rec->hex, 32);
+    p += 32;
+    gencache__le32_put(p, rec->sig.width);
+    gencache__le32_put(p + 4, rec->sig.height);
+    gencache__le64_put(p + 8, rec->sig.phash);
+    gencache__le64_put(p + 16, rec->sig.dhash);
+    p += 24;
+    memcpy(p, rec->digest, 32);
+    p += 32;
+    memcpy(p, rec->seed, 24);
+    p[23] = '\0';
+    p += 24;
+    gencache__le64_put(p, rec->simhash);
+    gencache__le64_put(p + 8, rec->text_hash);
+    w->n += REC_BYTES;
+    w->count++;
+}
+
+int gencache__reuse_save_file(gencache__reuse *r, const char *path,
+                              const gencache__reuse_layers *layers)
+{
+    writer w = {.layers = layers, .cap = 4096};
+    w.buf = malloc(w.cap);
+    if (!w.buf)
+        return GENCACHE_ENOMEM;
+    w.n = HEADER_BYTES;
+    gencache__reuse_each(r, put_rec, &w);
+    if (w.oom) {
+        free(w.buf);
+        return GENCACHE_ENOMEM;
+    }
+    memcpy(w.buf, MAGIC, 8);
+    gencache__le64_put(w.buf + 8, FILE_VERSION);
+    gencache__le64_put(w.buf + 16, w.count);
+    gencache__le64_put(w.buf + w.n, gencache__checksum(w.buf, w.n));
+    int rc = gencache__file_replace(path, w.buf, w.n + 8);
+    free(w.buf);
+    return rc;
+}
+
+static void get_rec(const unsigned char *p, gencache__reuse_rec *rec, char *name)
+{
+    memset(rec, 0, sizeof *rec);
+    memcpy(name, p, NAME_BYTES);
+    name[GENCACHE__LAYER_NAME_MAX] = '\0';
+    p += NAME_BYTES;
+    rec->kind = *p++;
+    rec->key_hash = gencache__le64_get(p);
+    rec->ctx = gencache__le64_get(p + 8);
+    rec->tenant_hash = gencache__le64_get(p + 16);
+    rec->stamp = gencache__le64_get(p + 24);
+    p += 32;
+    memcpy(rec->hex, p, 32);
+    p += 32;
+    rec->sig.width = gencache__le32_get(p);
+    rec->sig.height = gencache__le32_get(p + 4);
+    rec->sig.phash = gencache__le64_get(p + 8);
+    rec->sig.dhash = gencache__le64_get(p + 16);
+    p += 24;
+    memcpy(rec->digest, p, 32);
+    p += 32;
+    memcpy(rec->seed, p, 24);
+    rec->seed[23] = '\0';
+    p += 24;
+    rec->simhash = gencache__le64_get(p);
+    rec->text_hash = gencache__le64_get(p + 8);
+}
+
+int gencache__reuse_load_file(gencache__reuse *r, const char *path,
+                              const gencache__reuse_layers *layers)
+{
+    unsigned char *buf;
+    size_t size = 0;
+    int rc = gencache__file_read(path, &buf, &size);
+    if (rc != GENCACHE_OK)
+        return rc;
+    uint64_t count = 0;
+    if (size < HEADER_BYTES + 8 || memcmp(buf, MAGIC, 7) != 0)
+        rc = GENCACHE_EPARSE;
+    else if (buf[7] != MAGIC[7] || gencache__le64_get(buf + 8) != FILE_VERSION)
+        rc = GENCACHE_EVERSION;
+    else if ((count = gencache__le64_get(buf + 16)) > (size - HEADER_BYTES - 8) / REC_BYTES ||
+             HEADER_BYTES + count * REC_BYTES + 8 != size)
+        rc = GENCACHE_EPARSE;
+    else if (gencache__checksum(buf, size - 8) != gencache__le64_get(buf + size - 8))
+        rc = GENCACHE_ECORRUPT;
+    for (uint64_t i = 0; rc == GENCACHE_OK && i < count; i++) {
+        gencache__reuse_rec rec;
+        char name[NAME_BYTES];
+        get_rec(buf + HEADER_BYTES + i * REC_BYTES, &rec, name);
+        int layer = layers->index_of(layers->ud, name);
+        if (layer < 0 || rec.kind < GENCACHE__REUSE_IMAGE || rec.kind > GENCACHE__REUSE_PROMPT)
+            continue;
+        rec.layer = (uint32_t)layer;
+        rc = gencache__reuse_add(r, &rec);
+    }
+    free(buf);
+    return rc;
+}
