@@ -407,7 +407,7 @@ class Client(StageMixin):
                                 "the daemon gave no key for layer %r" % layer, "key")
         return keys[layer]
 
-    def lookup(self, layer, request):
+    def lookup(self, layer: str, request: Mapping[str, Any]) -> Optional[dict[str, Any]]:
         """POST /v1/lookup: the entry `request` finds in `layer`, by its exact key or by a match
         the layer allows (a perceptual match of its image on a layer with image_match
         perceptual; for a seedless request with "cache": "any_seed", a result of any seed).
@@ -418,7 +418,7 @@ class Client(StageMixin):
         only) and "seed" (the served result's seed, any_seed only)."""
         import ctypes
         from . import _image
-        req = dict(request)
+        req: dict[str, Any] = dict(request)
         img = req.get("image")
         src = img.get("path") if isinstance(img, dict) else img
         if src is not None:
@@ -438,7 +438,11 @@ class Client(StageMixin):
         if status >= 400:
             raise self._error(status, data, "lookup in %s" % layer)
         parts = [p.strip() for p in headers.get("x-gencache-match", "").split(";")]
-        attrs = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+        attrs: dict[str, str] = {}
+        for p in parts[1:]:
+            name, eq, value = p.partition("=")
+            if eq:
+                attrs[name] = value
         return {"data": bytes(data), "key": headers.get("x-gencache-key"), "match": parts[0],
                 "distance": int(attrs.get("distance", 0)), "of": attrs.get("of"),
                 "seed": attrs.get("seed")}
