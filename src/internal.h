@@ -83,6 +83,8 @@ uint64_t gencache__checksum(const void *data, size_t size);
 /* Splits "<layer>/<64 lowercase hex>" into its layer name (returned through *layer / *layer_len,
  * pointing into key). Returns GENCACHE_OK or GENCACHE_EINVAL for a malformed key. */
 int gencache__key_split(const char *key, const char **layer, size_t *layer_len);
+/* True when the 64 bytes at p (which must be readable) are lowercase hex digits. */
+bool gencache__key_hex64(const char *p);
 
 /* ---- entries ------------------------------------------------------------------------------- */
 
