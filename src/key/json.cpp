@@ -133,6 +133,7 @@ struct walker {
             return fail(GENCACHE_EPARSE, "invalid JSON: bad number '%.*s'",
                         static_cast<int>(raw.size() < 40 ? raw.size() : 40), raw.data());
         }
+        doc->nodes[idx].num = x;
         doc->nodes[idx].off = static_cast<uint32_t>(raw.data() - base);
         doc->nodes[idx].len = static_cast<uint32_t>(raw.size());
         return GENCACHE_OK;
@@ -143,15 +144,28 @@ struct walker {
         return strcmp(*static_cast<const char *const *>(a), *static_cast<const char *const *>(b));
     }
 
+    int duplicate(const char *name)
+    {
+        return fail(GENCACHE_EPARSE, "invalid JSON: duplicate name '%.64s'", name);
+    }
+
     /* Refuses an object whose members repeat a name (JSON allows it; a request must not). Names
-     * hold no NUL (keep() refused it), so they compare as C strings. */
+     * hold no NUL (keep() refused it), so they compare as C strings. A request's objects are
+     * small: compared pairwise up to 32 members, sorted beyond. */
     int unique_names(size_t obj)
     {
         const gencache__jnode *nodes = doc->nodes;
         size_t n = nodes[obj].count;
-        const char *small[16];
-        const char **names =
-            n <= 16 ? small : static_cast<const char **>(malloc(n * sizeof *names));
+        if (n <= 32) {
+            for (size_t i = obj + 1; i < nodes[obj].end; i = nodes[i].end)
+                for (size_t j = nodes[i].end; j < nodes[obj].end; j = nodes[j].end)
+                    if (nodes[i].name_len == nodes[j].name_len &&
+                        memcmp(doc->strings + nodes[i].name_off, doc->strings + nodes[j].name_off,
+                               nodes[i].name_len) == 0)
+                        return duplicate(doc->strings + nodes[i].name_off);
+            return GENCACHE_OK;
+        }
+        const char **names = static_cast<const char **>(malloc(n * sizeof *names));
         if (!names)
             return GENCACHE_ENOMEM;
         size_t k = 0;
@@ -161,9 +175,8 @@ struct walker {
         int rc = GENCACHE_OK;
         for (size_t i = 1; i < k && rc == GENCACHE_OK; i++)
             if (strcmp(names[i - 1], names[i]) == 0)
-                rc = fail(GENCACHE_EPARSE, "invalid JSON: duplicate name '%.64s'", names[i]);
-        if (names != small)
-            free(names);
+                rc = duplicate(names[i]);
+        free(names);
         return rc;
     }
 
@@ -330,8 +343,15 @@ int parse_with(od::parser &parser, padded &copy, const char *text, size_t len, w
     if (!copy.fit(text, len))
         return GENCACHE_ENOMEM;
     w.base = copy.data;
+    /* simdjson's own depth bound sits above ours, so walker::value() is what refuses. */
+    constexpr size_t depth = GENCACHE__JSON_MAX_DEPTH + 8;
+    simdjson::error_code e = simdjson::SUCCESS;
+    if (parser.capacity() < len || parser.max_depth() != depth)
+        e = parser.allocate(len < 4096 ? 4096 : len, depth);
+    if (e != simdjson::SUCCESS)
+        return w.parse_error(e);
     od::document d;
-    simdjson::error_code e = parser.iterate(copy.data, len, copy.cap).get(d);
+    e = parser.iterate(copy.data, len, copy.cap).get(d);
     od::object root;
     if (e == simdjson::SUCCESS) {
         od::json_type t;

@@ -37,6 +37,7 @@ typedef struct gencache__jnode {
                                     literal in the parsed text */
     uint32_t count;              /* array, object: how many members */
     uint32_t end;                /* index of the node after this value and its members */
+    double num;                  /* number: the literal's value (correctly rounded) */
 } gencache__jnode;
 
 typedef struct gencache__json {

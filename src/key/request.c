@@ -70,7 +70,7 @@ static int fail(parse_ctx *c, int rc, const char *fmt, ...)
 static int encode_number(parse_ctx *c, size_t v, gencache__buf *out)
 {
     const gencache__jnode *n = node(c, v);
-    int rc = gencache__key_encode_number(c->json + n->off, n->len, out);
+    int rc = gencache__key_encode_number_parsed(c->json + n->off, n->len, n->num, out);
     if (rc == GENCACHE_ELIMIT)
         return fail(c, rc, "field '%s': integer %.*s does not fit in 64 bits", c->path,
                     (int)(n->len > 40 ? 40 : n->len), c->json + n->off);
@@ -295,25 +295,26 @@ enum kind { K_STRING, K_INT, K_UINT, K_NUMBER, K_TOKENS, K_OBJECT, K_ANY };
 
 static const struct {
     const char *name;
+    size_t len;
     enum kind kind;
     unsigned flags;
 } known[] = {
-    {"model", K_STRING, GENCACHE__KF_PARAM},
-    {"scheduler", K_STRING, GENCACHE__KF_PARAM},
-    {"tokenizer", K_STRING, GENCACHE__KF_PARAM},
-    {"session", K_STRING, 0},
-    {"name", K_STRING, 0},
-    {"seed", K_INT, GENCACHE__KF_PARAM},
-    {"steps", K_UINT, GENCACHE__KF_PARAM},
-    {"frames", K_UINT, GENCACHE__KF_PARAM},
-    {"width", K_UINT, GENCACHE__KF_PARAM},
-    {"height", K_UINT, GENCACHE__KF_PARAM},
-    {"guidance", K_NUMBER, GENCACHE__KF_PARAM},
-    {"fps", K_NUMBER, GENCACHE__KF_PARAM},
-    {"rotation", K_NUMBER, GENCACHE__KF_PARAM},
-    {"params", K_OBJECT, GENCACHE__KF_PARAM},
-    {"prompt_tokens", K_TOKENS, GENCACHE__KF_PARAM},
-    {"negative_prompt_tokens", K_TOKENS, GENCACHE__KF_PARAM},
+    {"model", 5, K_STRING, GENCACHE__KF_PARAM},
+    {"scheduler", 9, K_STRING, GENCACHE__KF_PARAM},
+    {"tokenizer", 9, K_STRING, GENCACHE__KF_PARAM},
+    {"session", 7, K_STRING, 0},
+    {"name", 4, K_STRING, 0},
+    {"seed", 4, K_INT, GENCACHE__KF_PARAM},
+    {"steps", 5, K_UINT, GENCACHE__KF_PARAM},
+    {"frames", 6, K_UINT, GENCACHE__KF_PARAM},
+    {"width", 5, K_UINT, GENCACHE__KF_PARAM},
+    {"height", 6, K_UINT, GENCACHE__KF_PARAM},
+    {"guidance", 8, K_NUMBER, GENCACHE__KF_PARAM},
+    {"fps", 3, K_NUMBER, GENCACHE__KF_PARAM},
+    {"rotation", 8, K_NUMBER, GENCACHE__KF_PARAM},
+    {"params", 6, K_OBJECT, GENCACHE__KF_PARAM},
+    {"prompt_tokens", 13, K_TOKENS, GENCACHE__KF_PARAM},
+    {"negative_prompt_tokens", 22, K_TOKENS, GENCACHE__KF_PARAM},
 };
 #define N_KNOWN (sizeof known / sizeof known[0])
 
@@ -368,12 +369,15 @@ static int check_kind(parse_ctx *c, const char *k, size_t v, enum kind kind)
     return GENCACHE_OK;
 }
 
-static int add_top(parse_ctx *c, const char *k, size_t v, unsigned flags)
+/* True when the name k of klen bytes is lit (a string literal). */
+#define NAME_IS(k, klen, lit) ((klen) == sizeof(lit) - 1 && memcmp((k), (lit), (klen)) == 0)
+
+static int add_top(parse_ctx *c, const char *k, size_t klen, size_t v, unsigned flags)
 {
     gencache_request *r = c->req;
     if (type_of(c, v) == GENCACHE__J_NULL)
         return GENCACHE_OK;
-    if (strcmp(k, "cache") == 0) {
+    if (NAME_IS(k, klen, "cache")) {
         const char *s = type_of(c, v) == GENCACHE__J_STRING ? str_of(c, v) : "";
         if (strcmp(s, "allow_random") == 0)
             r->allow_random = true;
@@ -382,7 +386,7 @@ static int add_top(parse_ctx *c, const char *k, size_t v, unsigned flags)
                         "field 'cache': expected \"default\" or \"allow_random\"");
         return GENCACHE_OK;
     }
-    if (strcmp(k, "tenant") == 0) {
+    if (NAME_IS(k, klen, "tenant")) {
         if (!(flags & GENCACHE_REQUEST_TRUST_TENANT))
             return GENCACHE_OK; /* the daemon takes the tenant from the caller's token */
         if (type_of(c, v) != GENCACHE__J_STRING || node(c, v)->len == 0 ||
@@ -391,15 +395,15 @@ static int add_top(parse_ctx *c, const char *k, size_t v, unsigned flags)
                         GENCACHE__KEY_TENANT_MAX);
         return gencache_request_set_tenant(r, str_of(c, v));
     }
-    if (strcmp(k, "image") == 0)
+    if (NAME_IS(k, klen, "image"))
         return add_image(c, v);
-    if (strcmp(k, "prompt") == 0 || strcmp(k, "negative_prompt") == 0)
+    if (NAME_IS(k, klen, "prompt") || NAME_IS(k, klen, "negative_prompt"))
         return add_prompt(c, k, v);
-    memcpy(c->path, k, strlen(k) + 1); /* name_ok() bounded it */
+    memcpy(c->path, k, klen + 1); /* name_ok() bounded it */
     enum kind kind = K_ANY;
     unsigned fflags = GENCACHE__KF_PARAM;
     for (size_t i = 0; i < N_KNOWN; i++) {
-        if (strcmp(k, known[i].name) == 0) {
+        if (known[i].len == klen && memcmp(k, known[i].name, klen) == 0) {
             kind = known[i].kind;
             fflags = known[i].flags;
             break;
@@ -408,9 +412,9 @@ static int add_top(parse_ctx *c, const char *k, size_t v, unsigned flags)
     int rc = check_kind(c, k, v, kind);
     if (rc != GENCACHE_OK)
         return rc;
-    if (strcmp(k, "seed") == 0)
+    if (NAME_IS(k, klen, "seed"))
         r->has_seed = true;
-    if (strcmp(k, "model") == 0) {
+    if (NAME_IS(k, klen, "model")) {
         r->model = strdup(str_of(c, v));
         if (!r->model)
             return GENCACHE_ENOMEM;
@@ -420,10 +424,13 @@ static int add_top(parse_ctx *c, const char *k, size_t v, unsigned flags)
 
 static int cmp_fields_ctx(const gencache__kfield *a, const gencache__kfield *b, const char *text)
 {
+    /* Names are short and mostly differ early: compared inline, bytewise as unsigned. */
     size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
-    int d = memcmp(text + a->name_off, text + b->name_off, n);
-    if (d != 0)
-        return d;
+    const unsigned char *x = (const unsigned char *)text + a->name_off;
+    const unsigned char *y = (const unsigned char *)text + b->name_off;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i])
+            return x[i] < y[i] ? -1 : 1;
     return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
 }
 
@@ -482,7 +489,7 @@ static int parse_request(parse_ctx *c, unsigned flags)
                         "field name '%.64s' must be 1-64 printable ASCII characters without "
                         "'.', '=' or spaces",
                         k);
-        rc = add_top(c, k, v, flags);
+        rc = add_top(c, k, node(c, v)->name_len, v, flags);
         if (rc != GENCACHE_OK)
             return rc;
     }
