@@ -28,6 +28,7 @@
 
 enum { META_NONE, META_BUSY, META_READY };
 
+#if HANDLE_POOL_MAX > 0
 typedef struct handle_pool {
     gencache_handle *top;
     unsigned n;
@@ -55,38 +56,59 @@ static void pool_key_init(void)
     pool_key_ok = pthread_key_create(&pool_key, pool_drain) == 0;
 }
 
-static gencache_handle *handle_alloc(const gencache_allocator *a)
+static gencache_handle *pool_take(void)
 {
-    if (a)
-        return gencache__malloc(a, sizeof(gencache_handle));
     gencache_handle *h = pool.top;
     if (h) {
         pool.top = h->next_free;
         pool.n--;
-        return h;
     }
-    return malloc(sizeof *h);
+    return h;
+}
+
+/* True when h went to the pool. */
+static bool pool_keep(gencache_handle *h)
+{
+    if (pool.n >= HANDLE_POOL_MAX)
+        return false;
+    if (!pool.registered) {
+        pthread_once(&pool_once, pool_key_init);
+        pool.registered = pool_key_ok && pthread_setspecific(pool_key, &pool) == 0;
+        if (!pool.registered)
+            return false;
+    }
+    h->next_free = pool.top;
+    pool.top = h;
+    pool.n++;
+    return true;
+}
+#else
+static gencache_handle *pool_take(void)
+{
+    return NULL;
+}
+
+static bool pool_keep(gencache_handle *h)
+{
+    (void)h;
+    return false;
+}
+#endif
+
+static gencache_handle *handle_alloc(const gencache_allocator *a)
+{
+    if (a)
+        return gencache__malloc(a, sizeof(gencache_handle));
+    gencache_handle *h = pool_take();
+    return h ? h : malloc(sizeof *h);
 }
 
 static void handle_free(gencache_handle *h, const gencache_allocator *a)
 {
-    if (a) {
+    if (a)
         gencache__free(a, h);
-        return;
-    }
-    if (pool.n < HANDLE_POOL_MAX) {
-        if (!pool.registered) {
-            pthread_once(&pool_once, pool_key_init);
-            pool.registered = pool_key_ok && pthread_setspecific(pool_key, &pool) == 0;
-        }
-        if (pool.registered) {
-            h->next_free = pool.top;
-            pool.top = h;
-            pool.n++;
-            return;
-        }
-    }
-    free(h);
+    else if (!pool_keep(h))
+        free(h);
 }
 
 /* The handle points at the entry: its metadata is built only when someone asks for it

@@ -90,13 +90,21 @@ bool gencache__key_hex64(const char *p);
 
 typedef struct gencache__entry gencache__entry;
 struct gencache__entry {
-    _Atomic uint32_t refs;           /* one per holder: each tier that stores it, each handle */
-    uint32_t layer;                  /* index into the cache's layer table */
-    uint64_t hash;                   /* hash of key: shard and bucket selection */
+    _Atomic uint32_t refs; /* one per holder: each tier that stores it, each handle */
+    uint32_t layer;        /* index into the cache's layer table */
+    uint64_t hash;         /* hash of key: shard and bucket selection */
+    /* What a lookup reads, kept in the entry's first cache line: a memory-tier chain walk then
+     * touches one line of each entry it passes. hnext is owned by the memory tier, under its
+     * shard lock; key is immutable; the access fields change with lookups (atomics, so readers
+     * need no lock). */
+    gencache__entry *hnext;
+    const char *key;
+    _Atomic uint64_t expires_ms; /* 0: never */
+    _Atomic uint64_t last_access_ms;
+    _Atomic uint64_t hits;
     const gencache_allocator *alloc; /* frees this entry; borrowed, outlives every handle */
 
     /* Immutable after creation; the strings live in the same allocation. */
-    const char *key;
     const char *layer_name; /* the key's layer part, NUL-terminated */
     const char *tenant;     /* NULL: none */
     const char *model;      /* NULL: none */
@@ -121,13 +129,7 @@ struct gencache__entry {
     /* True once an eviction queued this value's write to disk (src/writeback.c). */
     _Atomic bool queued;
 
-    /* Changed by lookups; atomics so readers need no lock. */
-    _Atomic uint64_t expires_ms; /* 0: never */
-    _Atomic uint64_t last_access_ms;
-    _Atomic uint64_t hits;
-
     /* Owned by the memory tier, under its shard lock. */
-    gencache__entry *hnext;
     gencache__entry *lru_prev, *lru_next;
     bool linked; /* in the memory tier's table */
 };
