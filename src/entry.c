@@ -93,27 +93,6 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     return GENCACHE_OK;
 }
 
-gencache__entry *gencache__entry_retain(gencache__entry *e)
-{
-    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-    return e;
-}
-
-void gencache__entry_release(gencache__entry *e)
-{
-    if (!e)
-        return;
-    /* acq_rel: the thread that frees must see every write made by the other holders. */
-    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
-        gencache__free(e->alloc, e);
-}
-
-bool gencache__entry_expired(const gencache__entry *e, uint64_t now_ms)
-{
-    uint64_t exp = atomic_load_explicit(&((gencache__entry *)e)->expires_ms, memory_order_relaxed);
-    return exp != 0 && now_ms >= exp;
-}
-
 bool gencache__entry_has_tag(const gencache__entry *e, const char *tag)
 {
     if (!e->tags || !tag || !*tag)

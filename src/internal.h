@@ -150,10 +150,26 @@ typedef struct gencache__entry_spec {
  * Returns GENCACHE_OK, GENCACHE_ENOMEM. */
 int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_spec *spec,
                         gencache__entry **out);
-gencache__entry *gencache__entry_retain(gencache__entry *e);
-void gencache__entry_release(gencache__entry *e);
+/* Retain, release and the expiry test are on every hit: inline. */
+static inline gencache__entry *gencache__entry_retain(gencache__entry *e)
+{
+    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+    return e;
+}
+
+static inline void gencache__entry_release(gencache__entry *e)
+{
+    /* acq_rel: the thread that frees must see every write made by the other holders. */
+    if (e && atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
+        gencache__free(e->alloc, e);
+}
+
 /* True when the entry has expired at now_ms. */
-bool gencache__entry_expired(const gencache__entry *e, uint64_t now_ms);
+static inline bool gencache__entry_expired(const gencache__entry *e, uint64_t now_ms)
+{
+    uint64_t exp = atomic_load_explicit(&((gencache__entry *)e)->expires_ms, memory_order_relaxed);
+    return exp != 0 && now_ms >= exp;
+}
 /* True when the entry carries `tag` as one of its comma-separated tags. */
 bool gencache__entry_has_tag(const gencache__entry *e, const char *tag);
 
