@@ -1,16 +1,21 @@
 /*
- * bench_mem.c: the in-process memory tier.
+ * bench_mem.c: the in-process memory tier, against a minimal C cache (baseline_cache.c: one
+ * mutex, open addressing, refcounted items) measured in the same run on the same keys.
  *   1. gencache_get of a 1.5 MB entry (a zero-copy handle), median ns, against a memcpy of the
- *      same 1.5 MB measured in the same run: what a copying cache would pay per hit.
- *   2. put/get throughput of 4 KB entries with 2 threads (70% get, 30% put), ops/s, against the
- *      same loop with 1 thread.
- * Usage: bench_mem [ROUNDS]   (prints medians over ROUNDS rounds, default 15)
+ *      same 1.5 MB: what a copying cache would pay per hit.
+ *   2. get hits (get + release of the handle) in random order over 10^3 and 10^6 resident
+ *      entries of 64 bytes, median ns per hit, gencache / baseline.
+ *   3. put/get throughput of 4 KB entries (70% get, 30% put) in a 64 MiB cache (steady
+ *      eviction), ops/s with 1 and 2 threads, gencache / baseline and 2 threads / 1 thread.
+ * Usage: bench_mem [ROUNDS] [MAX_ENTRIES]   (medians over ROUNDS rounds, default 15; the hit
+ * test's largest table, default 1000000)
  */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "baseline_cache.h"
 #include "gencache.h"
 #include "internal.h"
 
@@ -26,6 +31,36 @@ static uint64_t median(uint64_t *v, size_t n)
     return v[n / 2];
 }
 
+static uint64_t xorshift(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* n distinct keys of a layer, "<layer>/<64 hex>", in one allocation. */
+static char **make_keys(const char *layer, size_t n)
+{
+    size_t stride = strlen(layer) + 1 + 64 + 1;
+    char **keys = malloc(n * sizeof *keys);
+    char *text = malloc(n * stride);
+    if (!keys || !text)
+        exit(1);
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = text + i * stride;
+        snprintf(keys[i], stride, "%s/%016llx%048llx", layer, (unsigned long long)i * 2654435761u,
+                 (unsigned long long)i);
+    }
+    return keys;
+}
+
+static void free_keys(char **keys)
+{
+    free(keys[0]);
+    free(keys);
+}
+
 static void bench_get_large(int rounds)
 {
     enum { SIZE = 1536 * 1024, ITERS = 2000 };
@@ -34,7 +69,8 @@ static void bench_get_large(int rounds)
         exit(1);
     unsigned char *src = malloc(SIZE), *dst = malloc(SIZE);
     memset(src, 0x5a, SIZE);
-    const char *key = "image_latent/00000000000000000000000000000000000000000000000000000000000000ff";
+    const char *key =
+        "image_latent/00000000000000000000000000000000000000000000000000000000000000ff";
     if (gencache_put(c, key, src, SIZE, NULL) != GENCACHE_OK)
         exit(1);
     uint64_t *get_ns = malloc(sizeof(uint64_t) * rounds);
@@ -68,8 +104,87 @@ static void bench_get_large(int rounds)
     gencache_close(c);
 }
 
+/* ---- hits over many entries ---- */
+
+static void bench_hits(int rounds, size_t n)
+{
+    enum { VALUE = 64 };
+    /* Short rounds, alternating between the caches, so that load from other processes on a
+     * shared machine hits both alike; the ratio is the median of the rounds' ratios. */
+    size_t iters = 200000;
+    char **keys = make_keys("text_embedding", n);
+    /* The order of the lookups: random, the same for both caches. */
+    uint32_t *order = malloc(iters * sizeof *order);
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < iters; i++)
+        order[i] = (uint32_t)(xorshift(&x) % n);
+    unsigned char val[VALUE];
+    memset(val, 7, sizeof val);
+
+    gencache_options o;
+    gencache_options_init(&o);
+    o.mem_max_bytes = 0; /* everything stays resident */
+    o.ghost_max_entries = 0;
+    gencache *c;
+    bl_cache *b = bl_cache_new(0);
+    if (gencache_open(&c, &o) != GENCACHE_OK || !b)
+        exit(1);
+    for (size_t i = 0; i < n; i++)
+        if (gencache_put(c, keys[i], val, sizeof val, NULL) != GENCACHE_OK ||
+            bl_cache_put(b, keys[i], val, sizeof val) != 0)
+            exit(1);
+    uint64_t *g_ns = malloc(sizeof(uint64_t) * rounds), *b_ns = malloc(sizeof(uint64_t) * rounds);
+    uint64_t *ratio = malloc(sizeof(uint64_t) * rounds);
+    volatile unsigned sink = 0;
+    size_t misses = 0;
+    for (int r = 0; r < rounds; r++) {
+        uint64_t t0 = gencache__clock_mono_ns();
+        for (size_t i = 0; i < iters; i++) {
+            gencache_handle *h;
+            if (gencache_get(c, keys[order[i]], &h) != GENCACHE_OK) {
+                misses++;
+                continue;
+            }
+            sink += ((const unsigned char *)gencache_handle_data(h))[0];
+            gencache_handle_release(h);
+        }
+        uint64_t t1 = gencache__clock_mono_ns();
+        for (size_t i = 0; i < iters; i++) {
+            bl_item *it = bl_cache_get(b, keys[order[i]]);
+            if (!it) {
+                misses++;
+                continue;
+            }
+            sink += ((const unsigned char *)bl_item_data(it))[0];
+            bl_item_release(it);
+        }
+        uint64_t t2 = gencache__clock_mono_ns();
+        g_ns[r] = (t1 - t0) * 100 / iters; /* hundredths of a ns */
+        b_ns[r] = (t2 - t1) * 100 / iters;
+        ratio[r] = g_ns[r] * 1000 / (b_ns[r] ? b_ns[r] : 1);
+    }
+    if (misses)
+        fprintf(stderr, "bench_mem: %zu unexpected misses\n", misses);
+    uint64_t g = median(g_ns, rounds), bl = median(b_ns, rounds), q = median(ratio, rounds);
+    printf("get hit, %8zu entries of %d B: gencache %6.1f ns, baseline %6.1f ns, ratio %.2fx\n", n,
+           VALUE, g / 100.0, bl / 100.0, q / 1000.0);
+    free(ratio);
+    free(g_ns);
+    free(b_ns);
+    free(order);
+    gencache_close(c);
+    bl_cache_free(b);
+    free_keys(keys);
+}
+
+/* ---- mixed put/get with threads ---- */
+
+enum { MIX_KEYS = 50000 };
+
 typedef struct worker_arg {
     gencache *c;
+    bl_cache *b;
+    char **keys;
     int id;
     long ops;
 } worker_arg;
@@ -79,65 +194,82 @@ static void *worker(void *p)
     worker_arg *a = p;
     unsigned char val[4096];
     memset(val, a->id, sizeof val);
-    char key[128];
     uint64_t x = 88172645463325252ull + (uint64_t)a->id;
     for (long i = 0; i < a->ops; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        sprintf(key, "text_embedding/%064llx", (unsigned long long)(x % 50000));
-        if (x % 10 < 3) {
+        uint64_t r = xorshift(&x);
+        const char *key = a->keys[r % MIX_KEYS];
+        bool put = (r >> 32) % 10 < 3;
+        if (a->c && put) {
             gencache_put(a->c, key, val, sizeof val, NULL);
-        } else {
+        } else if (a->c) {
             gencache_handle *h;
             if (gencache_get(a->c, key, &h) == GENCACHE_OK)
                 gencache_handle_release(h);
+        } else if (put) {
+            bl_cache_put(a->b, key, val, sizeof val);
+        } else {
+            bl_item_release(bl_cache_get(a->b, key));
         }
     }
     return NULL;
 }
 
-static double run_threads(int nthreads, long ops_each)
+/* ops/s of nthreads workers on a fresh 64 MiB cache (~14,000 entries of 4 KB: steady eviction):
+ * gencache's, or the baseline's when baseline is set. */
+static double run_threads(char **keys, int nthreads, long ops_each, bool baseline)
 {
-    gencache_options o;
-    gencache_options_init(&o);
-    o.mem_max_bytes = 64ull << 20; /* ~14,000 entries of 4 KB: steady eviction */
-    gencache *c;
-    if (gencache_open(&c, &o) != GENCACHE_OK)
-        exit(1);
+    gencache *c = NULL;
+    bl_cache *b = NULL;
+    if (baseline) {
+        b = bl_cache_new(64ull << 20);
+        if (!b)
+            exit(1);
+    } else {
+        gencache_options o;
+        gencache_options_init(&o);
+        o.mem_max_bytes = 64ull << 20;
+        if (gencache_open(&c, &o) != GENCACHE_OK)
+            exit(1);
+    }
     pthread_t t[8];
     worker_arg args[8];
     uint64_t t0 = gencache__clock_mono_ns();
     for (int i = 0; i < nthreads; i++) {
-        args[i] = (worker_arg){c, i + 1, ops_each};
+        args[i] = (worker_arg){c, b, keys, i + 1, ops_each};
         pthread_create(&t[i], NULL, worker, &args[i]);
     }
     for (int i = 0; i < nthreads; i++)
         pthread_join(t[i], NULL);
     uint64_t dt = gencache__clock_mono_ns() - t0;
-    gencache_close(c);
+    if (c)
+        gencache_close(c);
+    if (b)
+        bl_cache_free(b);
     return (double)nthreads * (double)ops_each / ((double)dt / 1e9);
 }
 
-static void bench_small(int rounds)
+static void bench_mixed(int rounds)
 {
     enum { OPS = 200000 };
-    double *one = malloc(sizeof(double) * rounds), *two = malloc(sizeof(double) * rounds);
+    char **keys = make_keys("text_embedding", MIX_KEYS);
+    uint64_t g1[64], g2[64], b1[64], b2[64];
     for (int r = 0; r < rounds; r++) {
-        one[r] = run_threads(1, OPS);
-        two[r] = run_threads(2, OPS);
+        g1[r] = (uint64_t)run_threads(keys, 1, OPS, false);
+        b1[r] = (uint64_t)run_threads(keys, 1, OPS, true);
+        g2[r] = (uint64_t)run_threads(keys, 2, OPS, false);
+        b2[r] = (uint64_t)run_threads(keys, 2, OPS, true);
     }
-    uint64_t a[64], b[64];
-    for (int r = 0; r < rounds; r++) {
-        a[r] = (uint64_t)one[r];
-        b[r] = (uint64_t)two[r];
-    }
-    uint64_t m1 = median(a, rounds), m2 = median(b, rounds);
-    printf("4 KB put/get (30%% put), 1 thread:  median %llu ops/s\n", (unsigned long long)m1);
-    printf("4 KB put/get (30%% put), 2 threads: median %llu ops/s (%.2fx of 1 thread)\n",
-           (unsigned long long)m2, (double)m2 / (double)m1);
-    free(one);
-    free(two);
+    double mg1 = (double)median(g1, rounds), mb1 = (double)median(b1, rounds);
+    double mg2 = (double)median(g2, rounds), mb2 = (double)median(b2, rounds);
+    printf("4 KB put/get (30%% put), 1 thread:  gencache %8.0f ops/s, baseline %8.0f ops/s, "
+           "ratio %.2fx\n",
+           mg1, mb1, mg1 / mb1);
+    printf("4 KB put/get (30%% put), 2 threads: gencache %8.0f ops/s, baseline %8.0f ops/s, "
+           "ratio %.2fx\n",
+           mg2, mb2, mg2 / mb2);
+    printf("2-thread scaling (2 threads / 1 thread): gencache %.2fx, baseline %.2fx\n", mg2 / mg1,
+           mb2 / mb1);
+    free_keys(keys);
 }
 
 int main(int argc, char **argv)
@@ -145,7 +277,10 @@ int main(int argc, char **argv)
     int rounds = argc > 1 ? atoi(argv[1]) : 15;
     if (rounds < 1 || rounds > 64)
         rounds = 15;
+    size_t max_entries = argc > 2 ? strtoull(argv[2], NULL, 10) : 1000000;
     bench_get_large(rounds);
-    bench_small(rounds < 7 ? rounds : 7);
+    for (size_t n = 1000; n <= max_entries; n *= 1000)
+        bench_hits(rounds, n);
+    bench_mixed(rounds < 7 ? rounds : 7);
     return 0;
 }

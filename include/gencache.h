@@ -150,7 +150,8 @@ typedef struct gencache_options {
     gencache_log_fn log_fn;     /* NULL: no logging */
     void *log_userdata;
     gencache_log_level log_level; /* messages above this level are dropped; default INFO */
-    gencache_clock_fn clock_fn;   /* NULL: the system's real-time clock */
+    gencache_clock_fn clock_fn;   /* NULL: the system's coarse real-time clock (one kernel
+                                     tick, a few ms, of resolution) */
     void *clock_userdata;
     const gencache_allocator *allocator; /* NULL: malloc/free. Borrowed: must outlive the cache
                                             and every handle */

@@ -11,14 +11,32 @@
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cache.h"
 #include "key/key.h"
 #include "reuse/reuse.h"
 
+/* Keys are short: XXH3 inlined hashes them in a few dozen instructions, where the library call
+ * would go through the runtime dispatch meant for long values. Same function, same hashes as
+ * gencache__checksum(). */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 static uint64_t now_ms(const gencache *c)
 {
     return c->clock_fn(c->clock_userdata);
+}
+
+/* The default clock. Expiry and access times are kept in milliseconds and TTLs are seconds to
+ * days, so the kernel's coarse clock (one tick, a few ms, read without a timer access) is exact
+ * enough, at a fraction of the cost of the precise one on every get and put. */
+static uint64_t clock_coarse_ms(void *userdata)
+{
+    (void)userdata;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 uint64_t gencache__cache_now_ms(gencache *cache)
@@ -50,14 +68,6 @@ int gencache__cache_charge(gencache *cache, int64_t delta_bytes)
 
 /* ---- layers ---- */
 
-static int layer_index(const gencache *c, const char *name, size_t len)
-{
-    for (unsigned i = 0; i < c->n_layers; i++)
-        if (strncmp(c->layers[i].name, name, len) == 0 && c->layers[i].name[len] == '\0')
-            return (int)i;
-    return -1;
-}
-
 int gencache__cache_layers_sync(gencache *c)
 {
     /* Registry layers are only ever added, never removed, so indexes stay stable. */
@@ -66,6 +76,7 @@ int gencache__cache_layers_sync(gencache *c)
         layer *l = &c->layers[i];
         if (i >= c->n_layers) {
             strcpy(l->name, r->name);
+            l->name_len = strlen(l->name);
             c->n_layers = (unsigned)i + 1;
         }
         l->scope = r->scope;
@@ -137,14 +148,29 @@ int gencache_keyspace_from_cache(gencache *cache, gencache_keyspace **out)
 
 int gencache__cache_key_layer(const gencache *c, const char *key, int *idx)
 {
-    const char *name;
-    size_t len;
     *idx = -1;
-    int rc = gencache__key_split(key, &name, &len);
-    if (rc != GENCACHE_OK)
-        return rc;
-    *idx = layer_index(c, name, len);
-    return *idx < 0 ? GENCACHE_ENOTFOUND : GENCACHE_OK;
+    if (!key)
+        return GENCACHE_EINVAL;
+    /* The usual case, checked in one pass: a defined layer's name (valid by construction), '/',
+     * and the hex digits. */
+    size_t len = strlen(key);
+    size_t n = len > GENCACHE__KEY_HEX_LEN + 1 ? len - GENCACHE__KEY_HEX_LEN - 1 : 0;
+    if (n > 0 && n <= GENCACHE__LAYER_NAME_MAX && key[n] == '/') {
+        for (unsigned i = 0; i < c->n_layers; i++) {
+            const layer *l = &c->layers[i];
+            if (l->name_len == n && memcmp(key, l->name, n) == 0) {
+                if (!gencache__key_hex64(key + n + 1))
+                    return GENCACHE_EINVAL;
+                *idx = (int)i;
+                return GENCACHE_OK;
+            }
+        }
+    }
+    /* No defined layer: a well-formed key of an unknown one, or a malformed key. */
+    const char *name;
+    size_t name_len;
+    int rc = gencache__key_split(key, &name, &name_len);
+    return rc != GENCACHE_OK ? rc : GENCACHE_ENOTFOUND;
 }
 
 int gencache_key_check(gencache *cache, const char *key)
@@ -316,7 +342,7 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
     c->log.fn = opts.log_fn;
     c->log.userdata = opts.log_userdata;
     c->log.level = opts.log_level;
-    c->clock_fn = opts.clock_fn ? opts.clock_fn : gencache__clock_realtime_ms;
+    c->clock_fn = opts.clock_fn ? opts.clock_fn : clock_coarse_ms;
     c->clock_userdata = opts.clock_userdata;
     c->disk_tier = c->shared_tier = -1;
     c->writeback_max_bytes = opts.writeback_max_bytes ? opts.writeback_max_bytes : 64ull << 20;
@@ -592,46 +618,6 @@ int gencache__cache_put(gencache *cache, const char *key, const void *data, size
 
 /* ---- get ---- */
 
-/* shown_key: the key as the caller named it, when the stored one differs (a tenant namespace). */
-static int handle_new(gencache__entry *e, const char *tier, const char *shown_key,
-                      gencache_handle **out)
-{
-    size_t extra = shown_key ? strlen(shown_key) + 1 : 0;
-    gencache_handle *h = gencache__malloc(e->alloc, sizeof *h + extra);
-    if (!h)
-        return GENCACHE_ENOMEM;
-    atomic_init(&h->refs, 1);
-    h->entry = e;
-    gencache_meta *m = &h->meta;
-    memset(m, 0, sizeof *m);
-    m->struct_size = sizeof *m;
-    m->content_type = e->content_type;
-    m->tenant = e->tenant;
-    m->model = e->model;
-    m->tags = e->tags;
-    m->dtype = e->dtype;
-    m->ndim = e->ndim;
-    memcpy(m->shape, e->shape, sizeof m->shape);
-    m->cost_ms = e->cost_ms;
-    m->ttl_ms = e->ttl_ms;
-    m->pinned = e->pinned;
-    m->key = e->key;
-    if (shown_key) {
-        memcpy(h->shown_key, shown_key, extra);
-        m->key = h->shown_key;
-    }
-    m->layer = e->layer_name;
-    m->size = e->size;
-    m->checksum = e->checksum;
-    m->created_ms = e->created_ms;
-    m->expires_ms = atomic_load_explicit(&e->expires_ms, memory_order_relaxed);
-    m->last_access_ms = atomic_load_explicit(&e->last_access_ms, memory_order_relaxed);
-    m->hits = atomic_load_explicit(&e->hits, memory_order_relaxed);
-    m->tier = tier;
-    *out = h;
-    return GENCACHE_OK;
-}
-
 /* The tier an entry was found in, below memory's table; -1 when none. The write-back queue
  * counts as memory (its entries left the table, not the process): 0 with *queued set. */
 static int find_below(gencache *c, const char *key, uint64_t hash, uint64_t now, bool touch,
@@ -649,31 +635,15 @@ static int find_below(gencache *c, const char *key, uint64_t hash, uint64_t now,
     return -1;
 }
 
-/* touch: a get (counts, refreshes, promotes); !touch: a peek, which changes nothing. */
-int gencache__cache_lookup(gencache *c, const char *key, const char *shown_key,
-                           const gencache__call *call, bool touch, gencache_handle **out)
+/* The rare part of a lookup: a miss, or a hit below memory's table. */
+static int lookup_below(gencache *c, const char *key, uint64_t hash, int idx,
+                        const gencache__call *call, uint64_t now, bool touch, gencache__entry **out)
 {
-    if (!out)
-        return GENCACHE_EINVAL;
-    *out = NULL;
-    if (!c || !key)
-        return GENCACHE_EINVAL;
     gencache__tenant *tenant = call ? call->tenant : NULL;
-    int idx;
-    int rc = gencache__cache_key_layer(c, key, &idx);
-    if (rc != GENCACHE_OK)
-        return rc; /* an unknown layer holds nothing: a miss */
     layer *l = &c->layers[idx];
-    uint64_t now = now_ms(c);
-    uint64_t hash = gencache__checksum(key, strlen(key));
-    gencache__entry *e = NULL;
-    int found = 0;
     bool queued = false;
-    gencache__tier *mem = c->tiers[0];
-    if (mem->ops->get(mem, key, hash, now, touch, &e) != GENCACHE_OK)
-        found = find_below(c, key, hash, now, touch, &e, &queued);
-    if (touch)
-        atomic_fetch_add_explicit(&l->lookups, 1, memory_order_relaxed);
+    gencache__entry *e = NULL;
+    int found = find_below(c, key, hash, now, touch, &e, &queued);
     if (found < 0) {
         if (touch) {
             atomic_fetch_add_explicit(&l->misses, 1, memory_order_relaxed);
@@ -682,7 +652,7 @@ int gencache__cache_lookup(gencache *c, const char *key, const char *shown_key,
             if (tenant)
                 gencache__tenant_count(tenant, (uint32_t)idx, GENCACHE__TENANT_MISS, 0);
         }
-        return GENCACHE_ENOTFOUND;
+        return found;
     }
     if (found > 0) {
         /* A lower tier built this entry; nobody else sees it yet, so it can be completed. */
@@ -704,14 +674,48 @@ int gencache__cache_lookup(gencache *c, const char *key, const char *shown_key,
         }
         for (int i = 0; i < promote_to; i++)
             c->tiers[i]->ops->put(c->tiers[i], e, now);
+    }
+    *out = e;
+    return found;
+}
+
+/* touch: a get (counts, refreshes, promotes); !touch: a peek, which changes nothing. */
+int gencache__cache_lookup(gencache *c, const char *key, int idx, const char *shown_key,
+                           const gencache__call *call, bool touch, gencache_handle **out)
+{
+    if (!out)
+        return GENCACHE_EINVAL;
+    *out = NULL;
+    if (!c || !key)
+        return GENCACHE_EINVAL;
+    if (idx < 0) {
+        int rc = gencache__cache_key_layer(c, key, &idx);
+        if (rc != GENCACHE_OK)
+            return rc; /* an unknown layer holds nothing: a miss */
+    }
+    layer *l = &c->layers[idx];
+    uint64_t now = now_ms(c);
+    /* Every stored key is "<layer>/<64 hex>". */
+    uint64_t hash = XXH3_64bits(key, l->name_len + 1 + GENCACHE__KEY_HEX_LEN);
+    gencache__entry *e = NULL;
+    int found = 0;
+    gencache__tier *mem = c->tiers[0];
+    if (mem->ops->get(mem, key, hash, now, touch, &e) != GENCACHE_OK &&
+        (found = lookup_below(c, key, hash, idx, call, now, touch, &e)) < 0)
+        return GENCACHE_ENOTFOUND;
+    if (touch) {
+        /* Lookups are hits plus misses, and memory's hits are the layers' hits less those of the
+         * tiers below (src/cache_admin.c adds them up): two shared counters fewer per hit. */
         uint64_t credit = call && call->cost_ms ? call->cost_ms : e->cost_ms;
         atomic_fetch_add_explicit(&l->hits, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&l->cost_ms_saved, credit, memory_order_relaxed);
-        atomic_fetch_add_explicit(&c->tier_hits[found], 1, memory_order_relaxed);
-        if (tenant)
-            gencache__tenant_count(tenant, (uint32_t)idx, GENCACHE__TENANT_HIT, credit);
+        if (credit)
+            atomic_fetch_add_explicit(&l->cost_ms_saved, credit, memory_order_relaxed);
+        if (found > 0) /* after the layer's hit: see gencache_stats_get() */
+            atomic_fetch_add_explicit(&c->tier_hits[found], 1, memory_order_relaxed);
+        if (call && call->tenant)
+            gencache__tenant_count(call->tenant, (uint32_t)idx, GENCACHE__TENANT_HIT, credit);
     }
-    rc = handle_new(e, c->tiers[found]->ops->name, shown_key, out);
+    int rc = gencache__handle_new(e, c->tiers[found]->ops->name, shown_key, out);
     if (rc != GENCACHE_OK)
         gencache__entry_release(e);
     return rc;
@@ -719,46 +723,12 @@ int gencache__cache_lookup(gencache *c, const char *key, const char *shown_key,
 
 int gencache_get(gencache *cache, const char *key, gencache_handle **out)
 {
-    return gencache__cache_lookup(cache, key, NULL, NULL, true, out);
+    return gencache__cache_lookup(cache, key, -1, NULL, NULL, true, out);
 }
 
 int gencache_peek(gencache *cache, const char *key, gencache_handle **out)
 {
-    return gencache__cache_lookup(cache, key, NULL, NULL, false, out);
-}
-
-const void *gencache_handle_data(const gencache_handle *handle)
-{
-    return handle ? handle->entry->value : NULL;
-}
-
-size_t gencache_handle_size(const gencache_handle *handle)
-{
-    return handle ? handle->entry->size : 0;
-}
-
-const gencache_meta *gencache_handle_meta(const gencache_handle *handle)
-{
-    return handle ? &handle->meta : NULL;
-}
-
-gencache_handle *gencache_handle_retain(gencache_handle *handle)
-{
-    if (handle)
-        atomic_fetch_add_explicit(&handle->refs, 1, memory_order_relaxed);
-    return handle;
-}
-
-void gencache_handle_release(gencache_handle *handle)
-{
-    if (!handle)
-        return;
-    if (atomic_fetch_sub_explicit(&handle->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    gencache__entry *e = handle->entry;
-    const gencache_allocator *a = e->alloc;
-    gencache__entry_release(e);
-    gencache__free(a, handle);
+    return gencache__cache_lookup(cache, key, -1, NULL, NULL, false, out);
 }
 
 /* ---- delete and invalidate ---- */

@@ -12,12 +12,14 @@
 /* The hot-path copy of one registry layer (same index), with its counters. */
 typedef struct layer {
     char name[GENCACHE__LAYER_NAME_MAX + 1];
+    size_t name_len;
     gencache_scope scope;
     uint64_t ttl_ms;
     bool sliding;
     bool write_through;
     bool shared;
-    _Atomic uint64_t lookups, hits, misses, ghost_hits, puts, cost_ms_saved;
+    /* Lookups are hits + misses: not counted apart, so a hit touches two counters fewer. */
+    _Atomic uint64_t hits, misses, ghost_hits, puts, cost_ms_saved;
 } layer;
 
 struct gencache {
@@ -33,8 +35,9 @@ struct gencache {
     unsigned n_tiers;
     int disk_tier;   /* index of the persistent local tier; -1: none */
     int shared_tier; /* index of the shared tier; -1: none */
-    _Atomic uint64_t tier_hits[GENCACHE_MAX_TIERS];
-    gencache__writeback *wb; /* NULL without tiers below memory */
+    _Atomic uint64_t tier_hits[GENCACHE_MAX_TIERS]; /* [0] unused: memory's hits are the layers'
+                                                       hits less those of the tiers below */
+    gencache__writeback *wb;                        /* NULL without tiers below memory */
     uint64_t writeback_max_bytes;
     gencache__ghost *ghost;
     gencache__tenants *tenants;
@@ -51,11 +54,18 @@ struct gencache {
     struct gencache__reuse_state *reuse; /* src/reuse/: what matches beyond the key may serve */
 };
 
+/* A read handle points at its entry (which it keeps alive) and notes what the lookup saw of the
+ * entry's changing fields; the gencache_meta is filled in on the first gencache_handle_meta(). */
 struct gencache_handle {
     _Atomic uint32_t refs;
+    _Atomic uint32_t meta_state; /* the meta is unfilled, being filled, or ready */
     gencache__entry *entry;
+    gencache_handle *next_free; /* in a thread's pool of released handles (src/cache.c) */
+    const char *tier;           /* where the value was found */
+    uint64_t expires_ms, last_access_ms, hits; /* the entry's, as the lookup left them */
+    bool shown; /* shown_key is the key the caller named (the stored one differs) */
     gencache_meta meta;
-    char shown_key[]; /* the key as the caller gave it, when it differs from the stored one */
+    char shown_key[GENCACHE__KEY_MAX + 1];
 };
 
 /* What one call is made for: on whose behalf, and what a hit saves it. */
@@ -64,11 +74,17 @@ typedef struct gencache__call {
     uint64_t cost_ms;         /* 0: credit the stored cost */
 } gencache__call;
 
+/* A new handle on e (whose reference it takes over), found in tier (a static name); shown_key:
+ * what its meta->key says when the stored key differs (NULL: the entry's key). Returns
+ * GENCACHE_OK or GENCACHE_ENOMEM (e is then still the caller's). src/cache_handle.c. */
+int gencache__handle_new(gencache__entry *e, const char *tier, const char *shown_key,
+                         gencache_handle **out);
 /* Resolves a key to its layer index. GENCACHE_EINVAL (malformed), GENCACHE_ENOTFOUND. */
 int gencache__cache_key_layer(const gencache *c, const char *key, int *idx);
-/* Looks up the stored key `key`; shown_key (NULL: key) is what the handle's meta->key says.
- * touch: a get; !touch: a peek (changes nothing). */
-int gencache__cache_lookup(gencache *c, const char *key, const char *shown_key,
+/* Looks up the stored key `key` of layer index idx (-1: check the key and find its layer here;
+ * otherwise the caller has checked it); shown_key (NULL: key) is what the handle's meta->key
+ * says. touch: a get; !touch: a peek (changes nothing). */
+int gencache__cache_lookup(gencache *c, const char *key, int idx, const char *shown_key,
                            const gencache__call *call, bool touch, gencache_handle **out);
 /* Stores under the stored key `key`. charge: the tenant whose usage counts the value (NULL:
  * the meta's tenant, unenforced); enforce: refuse with GENCACHE_ELIMIT over its quota. */

@@ -294,13 +294,19 @@ int gencache_stats_get(gencache *cache, gencache_stats *out)
     memset(out, 0, sizeof *out);
     out->struct_size = sizeof *out;
     out->n_layers = cache->n_layers;
+    /* The tiers below first: a lower tier's hit is counted after its layer's, so memory's share
+     * (the rest) never comes out negative. */
+    uint64_t below = 0, hits = 0;
+    for (unsigned i = 1; i < cache->n_tiers; i++)
+        below += atomic_load(&cache->tier_hits[i]);
     for (unsigned i = 0; i < cache->n_layers; i++) {
         layer *l = &cache->layers[i];
         gencache_layer_stats *s = &out->layers[i];
         s->layer = l->name;
-        s->lookups = atomic_load(&l->lookups);
         s->hits = atomic_load(&l->hits);
         s->misses = atomic_load(&l->misses);
+        s->lookups = s->hits + s->misses;
+        hits += s->hits;
         s->ghost_hits = atomic_load(&l->ghost_hits);
         s->puts = atomic_load(&l->puts);
         s->cost_ms_saved = atomic_load(&l->cost_ms_saved);
@@ -308,8 +314,10 @@ int gencache_stats_get(gencache *cache, gencache_stats *out)
     out->n_tiers = cache->n_tiers;
     for (unsigned i = 0; i < cache->n_tiers; i++) {
         cache->tiers[i]->ops->stats(cache->tiers[i], &out->tiers[i]);
-        out->tiers[i].hits = atomic_load(&cache->tier_hits[i]);
+        out->tiers[i].hits = i == 0 ? 0 : atomic_load(&cache->tier_hits[i]);
     }
+    if (cache->n_tiers > 0)
+        out->tiers[0].hits = hits > below ? hits - below : 0;
     out->invalidated = atomic_load(&cache->invalidated);
     return GENCACHE_OK;
 }

@@ -144,7 +144,7 @@ static bool foreign_shared(gencache *c, const as_call *a)
     if (!a->call.tenant || a->namespaced || gencache__tenant_admin(a->call.tenant))
         return false;
     gencache_handle *h = NULL;
-    if (gencache__cache_lookup(c, a->key, NULL, NULL, false, &h) != GENCACHE_OK)
+    if (gencache__cache_lookup(c, a->key, a->layer, NULL, NULL, false, &h) != GENCACHE_OK)
         return false;
     const char *owner = gencache_handle_meta(h)->tenant;
     bool foreign = !owner || strcmp(owner, gencache__tenant_name(a->call.tenant)) != 0;
@@ -164,7 +164,8 @@ static int lookup_as(gencache *c, const gencache_caller *caller, const char *key
     int rc = resolve(c, caller, key, &a);
     if (rc != GENCACHE_OK)
         return rc;
-    return gencache__cache_lookup(c, a.key, a.namespaced ? key : NULL, &a.call, touch, out);
+    return gencache__cache_lookup(c, a.key, a.layer, a.namespaced ? key : NULL, &a.call, touch,
+                                  out);
 }
 
 int gencache_get_as(gencache *cache, const gencache_caller *caller, const char *key,

@@ -5,6 +5,9 @@
  * outlive eviction without copying.
  */
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "internal.h"
 
@@ -33,8 +36,8 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     const char *tenant = m ? m->tenant : NULL;
     const char *model = m ? m->model : NULL;
     const char *tags = m ? m->tags : NULL;
-    const char *ctype = m && m->content_type && *m->content_type ? m->content_type
-                                                                 : "application/octet-stream";
+    const char *ctype =
+        m && m->content_type && *m->content_type ? m->content_type : "application/octet-stream";
 
     const char *slash = strchr(spec->key, '/');
     size_t layer_len = slash ? (size_t)(slash - spec->key) : strlen(spec->key);
@@ -90,27 +93,6 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     return GENCACHE_OK;
 }
 
-gencache__entry *gencache__entry_retain(gencache__entry *e)
-{
-    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-    return e;
-}
-
-void gencache__entry_release(gencache__entry *e)
-{
-    if (!e)
-        return;
-    /* acq_rel: the thread that frees must see every write made by the other holders. */
-    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
-        gencache__free(e->alloc, e);
-}
-
-bool gencache__entry_expired(const gencache__entry *e, uint64_t now_ms)
-{
-    uint64_t exp = atomic_load_explicit(&((gencache__entry *)e)->expires_ms, memory_order_relaxed);
-    return exp != 0 && now_ms >= exp;
-}
-
 bool gencache__entry_has_tag(const gencache__entry *e, const char *tag)
 {
     if (!e->tags || !tag || !*tag)
@@ -137,31 +119,51 @@ bool gencache__entry_has_tag(const gencache__entry *e, const char *tag)
     return false;
 }
 
+bool gencache__key_hex64(const char *p)
+{
+#ifdef __SSE2__
+    /* Sixteen bytes at a time: a byte passes when it lies in '0'..'9' or 'a'..'f'. Bytes of 0x80
+     * and up are negative in the signed compares and fail both ranges. */
+    __m128i ok = _mm_set1_epi8(-1);
+    for (int i = 0; i < GENCACHE__KEY_HEX_LEN; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+        __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+                                      _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+        __m128i af = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('a' - 1)),
+                                   _mm_cmplt_epi8(v, _mm_set1_epi8('f' + 1)));
+        ok = _mm_and_si128(ok, _mm_or_si128(digit, af));
+    }
+    return _mm_movemask_epi8(ok) == 0xFFFF;
+#else
+    bool ok = true;
+    for (int i = 0; i < GENCACHE__KEY_HEX_LEN; i++) {
+        char c = p[i];
+        ok &= (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+    }
+    return ok;
+#endif
+}
+
+static bool layer_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+}
+
 int gencache__key_split(const char *key, const char **layer, size_t *layer_len)
 {
     *layer = NULL;
     *layer_len = 0;
     if (!key)
         return GENCACHE_EINVAL;
-    const char *slash = strchr(key, '/');
-    if (!slash)
+    size_t n = 0;
+    while (n <= GENCACHE__LAYER_NAME_MAX && layer_char(key[n]))
+        n++;
+    if (n == 0 || n > GENCACHE__LAYER_NAME_MAX || key[n] != '/')
         return GENCACHE_EINVAL;
-    size_t n = (size_t)(slash - key);
-    if (n == 0 || n > GENCACHE__LAYER_NAME_MAX)
-        return GENCACHE_EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        char c = key[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
-            return GENCACHE_EINVAL;
-    }
-    const char *hex = slash + 1;
-    size_t i = 0;
-    for (; hex[i]; i++) {
-        char c = hex[i];
-        if (i >= GENCACHE__KEY_HEX_LEN || !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return GENCACHE_EINVAL;
-    }
-    if (i != GENCACHE__KEY_HEX_LEN)
+    /* The length first, so the vector loads stay inside the string. */
+    const char *hex = key + n + 1;
+    if (strnlen(hex, GENCACHE__KEY_HEX_LEN + 1) != GENCACHE__KEY_HEX_LEN ||
+        !gencache__key_hex64(hex))
         return GENCACHE_EINVAL;
     *layer = key;
     *layer_len = n;

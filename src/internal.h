@@ -94,18 +94,28 @@ int gencache__file_read(const char *path, unsigned char **out, size_t *size);
 /* Splits "<layer>/<64 lowercase hex>" into its layer name (returned through *layer / *layer_len,
  * pointing into key). Returns GENCACHE_OK or GENCACHE_EINVAL for a malformed key. */
 int gencache__key_split(const char *key, const char **layer, size_t *layer_len);
+/* True when the 64 bytes at p (which must be readable) are lowercase hex digits. */
+bool gencache__key_hex64(const char *p);
 
 /* ---- entries ------------------------------------------------------------------------------- */
 
 typedef struct gencache__entry gencache__entry;
 struct gencache__entry {
-    _Atomic uint32_t refs;           /* one per holder: each tier that stores it, each handle */
-    uint32_t layer;                  /* index into the cache's layer table */
-    uint64_t hash;                   /* hash of key: shard and bucket selection */
+    _Atomic uint32_t refs; /* one per holder: each tier that stores it, each handle */
+    uint32_t layer;        /* index into the cache's layer table */
+    uint64_t hash;         /* hash of key: shard and bucket selection */
+    /* What a lookup reads, kept in the entry's first cache line: a memory-tier chain walk then
+     * touches one line of each entry it passes. hnext is owned by the memory tier, under its
+     * shard lock; key is immutable; the access fields change with lookups (atomics, so readers
+     * need no lock). */
+    gencache__entry *hnext;
+    const char *key;
+    _Atomic uint64_t expires_ms; /* 0: never */
+    _Atomic uint64_t last_access_ms;
+    _Atomic uint64_t hits;
     const gencache_allocator *alloc; /* frees this entry; borrowed, outlives every handle */
 
     /* Immutable after creation; the strings live in the same allocation. */
-    const char *key;
     const char *layer_name; /* the key's layer part, NUL-terminated */
     const char *tenant;     /* NULL: none */
     const char *model;      /* NULL: none */
@@ -130,13 +140,7 @@ struct gencache__entry {
     /* True once an eviction queued this value's write to disk (src/writeback.c). */
     _Atomic bool queued;
 
-    /* Changed by lookups; atomics so readers need no lock. */
-    _Atomic uint64_t expires_ms; /* 0: never */
-    _Atomic uint64_t last_access_ms;
-    _Atomic uint64_t hits;
-
     /* Owned by the memory tier, under its shard lock. */
-    gencache__entry *hnext;
     gencache__entry *lru_prev, *lru_next;
     bool linked; /* in the memory tier's table */
 };
@@ -157,10 +161,26 @@ typedef struct gencache__entry_spec {
  * Returns GENCACHE_OK, GENCACHE_ENOMEM. */
 int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_spec *spec,
                         gencache__entry **out);
-gencache__entry *gencache__entry_retain(gencache__entry *e);
-void gencache__entry_release(gencache__entry *e);
+/* Retain, release and the expiry test are on every hit: inline. */
+static inline gencache__entry *gencache__entry_retain(gencache__entry *e)
+{
+    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+    return e;
+}
+
+static inline void gencache__entry_release(gencache__entry *e)
+{
+    /* acq_rel: the thread that frees must see every write made by the other holders. */
+    if (e && atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
+        gencache__free(e->alloc, e);
+}
+
 /* True when the entry has expired at now_ms. */
-bool gencache__entry_expired(const gencache__entry *e, uint64_t now_ms);
+static inline bool gencache__entry_expired(const gencache__entry *e, uint64_t now_ms)
+{
+    uint64_t exp = atomic_load_explicit(&((gencache__entry *)e)->expires_ms, memory_order_relaxed);
+    return exp != 0 && now_ms >= exp;
+}
 /* True when the entry carries `tag` as one of its comma-separated tags. */
 bool gencache__entry_has_tag(const gencache__entry *e, const char *tag);
 

@@ -204,5 +204,9 @@ int gencache__request_context(const gencache_request *req, const char *layer, co
  * Returns GENCACHE_OK, GENCACHE_ELIMIT (integer literal beyond 64 bits), GENCACHE_EINVAL
  * (not finite). */
 int gencache__key_encode_number(const char *lit, size_t len, gencache__buf *out);
+/* The same for a literal already converted (value: its correctly rounded binary64, which the
+ * JSON reader computed while validating it), sparing a second conversion. */
+int gencache__key_encode_number_parsed(const char *lit, size_t len, double value,
+                                       gencache__buf *out);
 
 #endif

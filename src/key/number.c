@@ -40,7 +40,9 @@ static double parse_double(const char *lit, size_t len)
     return x;
 }
 
-int gencache__key_encode_number(const char *lit, size_t len, gencache__buf *out)
+/* parsed: the literal's binary64 value when the caller has it (correctly rounded, as strtod
+ * gives it), or NULL to convert it here. */
+static int encode_number(const char *lit, size_t len, const double *parsed, gencache__buf *out)
 {
     bool integer_form = len > 0;
     for (size_t i = 0; i < len; i++)
@@ -63,7 +65,7 @@ int gencache__key_encode_number(const char *lit, size_t len, gencache__buf *out)
         gencache__buf_put_u64(out, mag);
         return GENCACHE_OK;
     }
-    double x = parse_double(lit, len);
+    double x = parsed ? *parsed : parse_double(lit, len);
     if (!isfinite(x))
         return GENCACHE_EINVAL;
     if (x == trunc(x) && fabs(x) <= 9007199254740992.0) {
@@ -78,4 +80,15 @@ int gencache__key_encode_number(const char *lit, size_t len, gencache__buf *out)
         hex[2 + i] = "0123456789abcdef"[(bits >> (60 - 4 * i)) & 15];
     gencache__buf_append(out, hex, sizeof hex);
     return GENCACHE_OK;
+}
+
+int gencache__key_encode_number(const char *lit, size_t len, gencache__buf *out)
+{
+    return encode_number(lit, len, NULL, out);
+}
+
+int gencache__key_encode_number_parsed(const char *lit, size_t len, double value,
+                                       gencache__buf *out)
+{
+    return encode_number(lit, len, &value, out);
 }

@@ -1,41 +1,57 @@
 /*
- * request.c: parsing a request's JSON (jansson) into the sorted field list that keys are derived
- * from. Known fields are type-checked; every other field is a request parameter of any JSON type;
- * objects are flattened to dotted names. Numbers are encoded from their literal text (jansson
- * reads them as doubles, which would lose 64-bit integers and the integer/real distinction), so
- * the parser pairs every number node with its literal: jansson keeps object members in document
- * order, so the n-th number of a depth-first walk is the n-th number literal of the text.
+ * request.c: a request's JSON (read by json.cpp, simdjson) into the sorted field list that keys
+ * are derived from. Known fields are type-checked; every other field is a request parameter of
+ * any JSON type; objects are flattened to dotted names. Numbers are encoded from the literal text
+ * the reader keeps for each (a double would lose 64-bit integers and the integer/real
+ * distinction).
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
+#include "json.h"
 #include "key.h"
 
 #define MAX_DEPTH    8 /* nested objects and arrays */
 #define MAX_FIELDS   1024
 #define NAME_MAX_LEN 64
 
-typedef struct numlit {
-    const json_t *node;
-    uint32_t off, len;
-} numlit;
-
 typedef struct parse_ctx {
     const gencache_keyspace *ks;
     const char *json;
     size_t len;
-    numlit *nums;
-    size_t n_nums, cap_nums;
+    gencache__json doc;
     gencache_request *req;
     size_t cap_fields;
     char *err;
     size_t err_size;
     char path[(NAME_MAX_LEN + 1) * (MAX_DEPTH + 2)]; /* the dotted name being parsed */
 } parse_ctx;
+
+/* Values are nodes of c->doc, named by index. */
+static const gencache__jnode *node(const parse_ctx *c, size_t v)
+{
+    return &c->doc.nodes[v];
+}
+
+static gencache__jtype type_of(const parse_ctx *c, size_t v)
+{
+    return (gencache__jtype)c->doc.nodes[v].type;
+}
+
+static const char *str_of(const parse_ctx *c, size_t v)
+{
+    return c->doc.strings + c->doc.nodes[v].off;
+}
+
+static const char *name_of(const parse_ctx *c, size_t v)
+{
+    return c->doc.strings + c->doc.nodes[v].name_off;
+}
+
+/* Each member m of an array or object v, in document order. */
+#define FOR_EACH_MEMBER(c, v, m) for (size_t m = (v) + 1; m < node(c, v)->end; m = node(c, m)->end)
 
 static int fail(parse_ctx *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(parse_ctx *c, int rc, const char *fmt, ...)
@@ -49,89 +65,12 @@ static int fail(parse_ctx *c, int rc, const char *fmt, ...)
     return rc;
 }
 
-/* ---- number literals ----------------------------------------------------------------------- */
-
-/* Collects the number nodes of the tree in document order. */
-static int collect_nodes(parse_ctx *c, const json_t *v)
-{
-    if (json_is_number(v)) {
-        if (c->n_nums == c->cap_nums) {
-            size_t cap = c->cap_nums ? c->cap_nums * 2 : 32;
-            numlit *p = realloc(c->nums, cap * sizeof *p);
-            if (!p)
-                return GENCACHE_ENOMEM;
-            c->nums = p;
-            c->cap_nums = cap;
-        }
-        c->nums[c->n_nums++].node = v;
-    } else if (json_is_object(v)) {
-        const char *k;
-        json_t *m;
-        json_object_foreach((json_t *)v, k, m)
-        {
-            int rc = collect_nodes(c, m);
-            if (rc != GENCACHE_OK)
-                return rc;
-        }
-    } else if (json_is_array(v)) {
-        for (size_t i = 0; i < json_array_size(v); i++) {
-            int rc = collect_nodes(c, json_array_get(v, i));
-            if (rc != GENCACHE_OK)
-                return rc;
-        }
-    }
-    return GENCACHE_OK;
-}
-
-/* Pairs the collected nodes with the number literals of the (already validated) text. */
-static int pair_literals(parse_ctx *c)
-{
-    size_t k = 0;
-    const char *s = c->json;
-    for (size_t i = 0; i < c->len;) {
-        char ch = s[i];
-        if (ch == '"') {
-            for (i++; i < c->len && s[i] != '"'; i++)
-                if (s[i] == '\\')
-                    i++;
-            i++;
-        } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
-            size_t start = i;
-            while (i < c->len && (s[i] == '-' || s[i] == '+' || s[i] == '.' || s[i] == 'e' ||
-                                  s[i] == 'E' || (s[i] >= '0' && s[i] <= '9')))
-                i++;
-            if (k == c->n_nums)
-                return GENCACHE_EPARSE;
-            c->nums[k].off = (uint32_t)start;
-            c->nums[k].len = (uint32_t)(i - start);
-            k++;
-        } else {
-            i++;
-        }
-    }
-    return k == c->n_nums ? GENCACHE_OK : GENCACHE_EPARSE;
-}
-
-static int cmp_numlit(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)((const numlit *)a)->node, y = (uintptr_t)((const numlit *)b)->node;
-    return x < y ? -1 : x > y;
-}
-
-static const numlit *find_literal(const parse_ctx *c, const json_t *node)
-{
-    numlit key = {node, 0, 0};
-    return bsearch(&key, c->nums, c->n_nums, sizeof key, cmp_numlit);
-}
-
 /* ---- encodings ----------------------------------------------------------------------------- */
 
-static int encode_number(parse_ctx *c, const json_t *v, gencache__buf *out)
+static int encode_number(parse_ctx *c, size_t v, gencache__buf *out)
 {
-    const numlit *n = find_literal(c, v);
-    if (!n)
-        return fail(c, GENCACHE_EPARSE, "internal error pairing number literals");
-    int rc = gencache__key_encode_number(c->json + n->off, n->len, out);
+    const gencache__jnode *n = node(c, v);
+    int rc = gencache__key_encode_number_parsed(c->json + n->off, n->len, n->num, out);
     if (rc == GENCACHE_ELIMIT)
         return fail(c, rc, "field '%s': integer %.*s does not fit in 64 bits", c->path,
                     (int)(n->len > 40 ? 40 : n->len), c->json + n->off);
@@ -149,34 +88,32 @@ static void encode_string(const char *s, size_t n, gencache__buf *out)
     gencache__buf_append(out, s, n);
 }
 
-static int encode_value(parse_ctx *c, const json_t *v, int depth, gencache__buf *out)
+static int encode_value(parse_ctx *c, size_t v, int depth, gencache__buf *out)
 {
     if (depth > MAX_DEPTH)
         return fail(c, GENCACHE_ELIMIT, "field '%s': nested deeper than %d levels", c->path,
                     MAX_DEPTH);
-    switch (json_typeof(v)) {
-    case JSON_STRING:
-        encode_string(json_string_value(v), json_string_length(v), out);
+    switch (type_of(c, v)) {
+    case GENCACHE__J_STRING:
+        encode_string(str_of(c, v), node(c, v)->len, out);
         return GENCACHE_OK;
-    case JSON_INTEGER:
-    case JSON_REAL:
+    case GENCACHE__J_NUMBER:
         return encode_number(c, v, out);
-    case JSON_TRUE:
+    case GENCACHE__J_TRUE:
         gencache__buf_append(out, "b:true", 6);
         return GENCACHE_OK;
-    case JSON_FALSE:
+    case GENCACHE__J_FALSE:
         gencache__buf_append(out, "b:false", 7);
         return GENCACHE_OK;
-    case JSON_ARRAY: {
-        size_t n = json_array_size(v);
+    case GENCACHE__J_ARRAY: {
         gencache__buf_append(out, "a:", 2);
-        gencache__buf_put_u64(out, n);
+        gencache__buf_put_u64(out, node(c, v)->count);
         gencache__buf_putc(out, ':');
-        for (size_t i = 0; i < n; i++) {
-            const json_t *e = json_array_get(v, i);
-            if (json_is_null(e))
+        FOR_EACH_MEMBER(c, v, e)
+        {
+            if (type_of(c, e) == GENCACHE__J_NULL)
                 return fail(c, GENCACHE_EINVAL, "field '%s': null inside an array", c->path);
-            if (json_is_object(e))
+            if (type_of(c, e) == GENCACHE__J_OBJECT)
                 return fail(c, GENCACHE_EINVAL, "field '%s': object inside an array", c->path);
             int rc = encode_value(c, e, depth + 1, out);
             if (rc != GENCACHE_OK)
@@ -217,9 +154,8 @@ static int add_field(parse_ctx *c, const char *name, size_t name_len, const char
     return r->text.failed ? GENCACHE_ENOMEM : GENCACHE_OK;
 }
 
-static bool name_ok(const char *k)
+static bool name_ok(const char *k, size_t n)
 {
-    size_t n = strlen(k);
     if (n == 0 || n > NAME_MAX_LEN)
         return false;
     for (size_t i = 0; i < n; i++) {
@@ -231,25 +167,25 @@ static bool name_ok(const char *k)
 }
 
 /* Encodes v as the field c->path (objects are flattened below it). */
-static int add_value(parse_ctx *c, const json_t *v, int depth, unsigned flags)
+static int add_value(parse_ctx *c, size_t v, int depth, unsigned flags)
 {
-    if (json_is_null(v))
+    if (type_of(c, v) == GENCACHE__J_NULL)
         return GENCACHE_OK;
     if (depth > MAX_DEPTH)
         return fail(c, GENCACHE_ELIMIT, "field '%s': nested deeper than %d levels", c->path,
                     MAX_DEPTH);
-    if (json_is_object(v)) {
+    if (type_of(c, v) == GENCACHE__J_OBJECT) {
         size_t base = strlen(c->path);
-        const char *k;
-        json_t *m;
-        json_object_foreach((json_t *)v, k, m)
+        FOR_EACH_MEMBER(c, v, m)
         {
-            if (!name_ok(k))
+            const char *k = name_of(c, m);
+            size_t klen = node(c, m)->name_len;
+            if (!name_ok(k, klen))
                 return fail(c, GENCACHE_EINVAL,
                             "field '%s': member name '%.64s' must be 1-64 printable ASCII "
                             "characters without '.', '=' or spaces",
                             c->path, k);
-            size_t klen = strlen(k); /* <= NAME_MAX_LEN, and depth <= MAX_DEPTH: it fits */
+            /* klen <= NAME_MAX_LEN, and depth <= MAX_DEPTH: it fits */
             c->path[base] = '.';
             memcpy(c->path + base + 1, k, klen + 1);
             int rc = add_value(c, m, depth + 1, flags);
@@ -295,11 +231,11 @@ static int image_digest_of_file(const char *path, char *out, size_t out_size)
 }
 
 /* A 64-bit hash written as imagehash prints it: 16 lowercase hex digits. */
-static bool parse_hash16(const json_t *v, uint64_t *out)
+static bool parse_hash16(const parse_ctx *c, long v, uint64_t *out)
 {
-    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
-    if (!s || json_string_length(v) != 16)
+    if (type_of(c, (size_t)v) != GENCACHE__J_STRING || node(c, (size_t)v)->len != 16)
         return false;
+    const char *s = str_of(c, (size_t)v);
     uint64_t h = 0;
     for (int i = 0; i < 16; i++) {
         char ch = s[i];
@@ -314,11 +250,11 @@ static bool parse_hash16(const json_t *v, uint64_t *out)
     return true;
 }
 
-static bool parse_dim(const json_t *v, uint32_t *out)
+static bool parse_dim(const parse_ctx *c, long v, uint32_t *out)
 {
-    if (!json_is_number(v))
+    if (type_of(c, (size_t)v) != GENCACHE__J_NUMBER)
         return false;
-    double d = json_number_value(v);
+    double d = node(c, (size_t)v)->num;
     if (!(d >= 1 && d <= 1e6) || d != (double)(uint32_t)d)
         return false;
     *out = (uint32_t)d;
@@ -327,20 +263,22 @@ static bool parse_dim(const json_t *v, uint32_t *out)
 
 /* The optional signature of the input image (phash, dhash, width, height: all or none), which
  * perceptual lookups use (src/reuse/); it never enters a key. */
-static int add_image_sig(parse_ctx *c, const json_t *v)
+static int add_image_sig(parse_ctx *c, size_t v)
 {
-    const json_t *p = json_object_get(v, "phash"), *d = json_object_get(v, "dhash");
-    const json_t *w = json_object_get(v, "width"), *h = json_object_get(v, "height");
-    if (!p && !d && !w && !h)
+    long p = gencache__json_member(&c->doc, v, "phash"),
+         d = gencache__json_member(&c->doc, v, "dhash");
+    long w = gencache__json_member(&c->doc, v, "width"),
+         h = gencache__json_member(&c->doc, v, "height");
+    if (p < 0 && d < 0 && w < 0 && h < 0)
         return GENCACHE_OK;
     gencache_image_sig sig = {0};
-    if (!p || !d || !w || !h)
+    if (p < 0 || d < 0 || w < 0 || h < 0)
         return fail(c, GENCACHE_EINVAL,
                     "field 'image': a signature needs all of phash, dhash, width and height");
-    if (!parse_hash16(p, &sig.phash) || !parse_hash16(d, &sig.dhash))
+    if (!parse_hash16(c, p, &sig.phash) || !parse_hash16(c, d, &sig.dhash))
         return fail(c, GENCACHE_EINVAL,
                     "field 'image.phash'/'image.dhash': expected 16 lowercase hex digits");
-    if (!parse_dim(w, &sig.width) || !parse_dim(h, &sig.height))
+    if (!parse_dim(c, w, &sig.width) || !parse_dim(c, h, &sig.height))
         return fail(c, GENCACHE_EINVAL,
                     "field 'image.width'/'image.height': expected an integer of 1-1000000 pixels");
     c->req->image_sig = sig;
@@ -352,34 +290,34 @@ static int add_image_sig(parse_ctx *c, const json_t *v)
     "field 'image': expected {\"path\": FILE} or {\"digest\": \"sha256:<hex>\"}, optionally with " \
     "phash, dhash, width and height"
 
-static int add_image(parse_ctx *c, const json_t *v)
+static int add_image(parse_ctx *c, size_t v)
 {
-    if (!json_is_object(v))
+    if (type_of(c, v) != GENCACHE__J_OBJECT)
         return fail(c, GENCACHE_EINVAL, IMAGE_SHAPE);
-    const json_t *p = json_object_get(v, "path"), *d = json_object_get(v, "digest");
-    const char *k;
-    const json_t *m;
-    json_object_foreach((json_t *)v, k, m)
+    FOR_EACH_MEMBER(c, v, m)
     {
+        const char *k = name_of(c, m);
         if (strcmp(k, "path") != 0 && strcmp(k, "digest") != 0 && strcmp(k, "phash") != 0 &&
             strcmp(k, "dhash") != 0 && strcmp(k, "width") != 0 && strcmp(k, "height") != 0)
             return fail(c, GENCACHE_EINVAL, IMAGE_SHAPE);
     }
-    if ((p != NULL) == (d != NULL))
+    long p = gencache__json_member(&c->doc, v, "path"),
+         d = gencache__json_member(&c->doc, v, "digest");
+    if ((p >= 0) == (d >= 0))
         return fail(c, GENCACHE_EINVAL, IMAGE_SHAPE);
     char digest[80];
-    if (d) {
-        if (!json_is_string(d) || !is_hex_digest(json_string_value(d)))
+    if (d >= 0) {
+        if (type_of(c, (size_t)d) != GENCACHE__J_STRING || !is_hex_digest(str_of(c, (size_t)d)))
             return fail(c, GENCACHE_EINVAL,
                         "field 'image.digest': expected \"sha256:\" and 64 lowercase hex digits");
-        snprintf(digest, sizeof digest, "%s", json_string_value(d));
+        snprintf(digest, sizeof digest, "%s", str_of(c, (size_t)d));
     } else {
-        if (!json_is_string(p) || json_string_length(p) == 0)
+        if (type_of(c, (size_t)p) != GENCACHE__J_STRING || node(c, (size_t)p)->len == 0)
             return fail(c, GENCACHE_EINVAL, "field 'image.path': expected a file name");
-        int rc = image_digest_of_file(json_string_value(p), digest, sizeof digest);
+        int rc = image_digest_of_file(str_of(c, (size_t)p), digest, sizeof digest);
         if (rc != GENCACHE_OK)
             return fail(c, rc, "field 'image.path': cannot read image '%.200s': %s",
-                        json_string_value(p), gencache_strerror(rc));
+                        str_of(c, (size_t)p), gencache_strerror(rc));
         if (!is_hex_digest(digest))
             return fail(c, GENCACHE_EIO, "field 'image.path': bad digest from the image module");
     }
@@ -392,13 +330,13 @@ static int add_image(parse_ctx *c, const json_t *v)
     return add_field(c, "image", 5, val, (size_t)n, GENCACHE__KF_PARAM);
 }
 
-static int add_prompt(parse_ctx *c, const char *name, const json_t *v)
+static int add_prompt(parse_ctx *c, const char *name, size_t v)
 {
     gencache_request *r = c->req;
-    if (!json_is_string(v))
+    if (type_of(c, v) != GENCACHE__J_STRING)
         return fail(c, GENCACHE_EINVAL, "field '%s': expected a string", name);
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v);
+    const char *s = str_of(c, v);
+    size_t n = node(c, v)->len;
     gencache__buf norm = {0};
     int rc = gencache__key_normalize(r->mode, s, n, c->ks->synonyms, c->ks->n_synonyms, &norm);
     if (rc == GENCACHE_OK && !gencache__buf_terminate(&norm))
@@ -426,39 +364,41 @@ enum kind { K_STRING, K_INT, K_UINT, K_NUMBER, K_TOKENS, K_OBJECT, K_ANY };
 
 static const struct {
     const char *name;
+    size_t len;
     enum kind kind;
     unsigned flags;
 } known[] = {
-    {"model", K_STRING, GENCACHE__KF_PARAM},
-    {"scheduler", K_STRING, GENCACHE__KF_PARAM},
-    {"tokenizer", K_STRING, GENCACHE__KF_PARAM},
-    {"session", K_STRING, 0},
-    {"name", K_STRING, 0},
-    {"seed", K_INT, GENCACHE__KF_PARAM},
-    {"steps", K_UINT, GENCACHE__KF_PARAM},
-    {"frames", K_UINT, GENCACHE__KF_PARAM},
-    {"width", K_UINT, GENCACHE__KF_PARAM},
-    {"height", K_UINT, GENCACHE__KF_PARAM},
-    {"guidance", K_NUMBER, GENCACHE__KF_PARAM},
-    {"fps", K_NUMBER, GENCACHE__KF_PARAM},
-    {"rotation", K_NUMBER, GENCACHE__KF_PARAM},
-    {"params", K_OBJECT, GENCACHE__KF_PARAM},
-    {"prompt_tokens", K_TOKENS, GENCACHE__KF_PARAM},
-    {"negative_prompt_tokens", K_TOKENS, GENCACHE__KF_PARAM},
+    {"model", 5, K_STRING, GENCACHE__KF_PARAM},
+    {"scheduler", 9, K_STRING, GENCACHE__KF_PARAM},
+    {"tokenizer", 9, K_STRING, GENCACHE__KF_PARAM},
+    {"session", 7, K_STRING, 0},
+    {"name", 4, K_STRING, 0},
+    {"seed", 4, K_INT, GENCACHE__KF_PARAM},
+    {"steps", 5, K_UINT, GENCACHE__KF_PARAM},
+    {"frames", 6, K_UINT, GENCACHE__KF_PARAM},
+    {"width", 5, K_UINT, GENCACHE__KF_PARAM},
+    {"height", 6, K_UINT, GENCACHE__KF_PARAM},
+    {"guidance", 8, K_NUMBER, GENCACHE__KF_PARAM},
+    {"fps", 3, K_NUMBER, GENCACHE__KF_PARAM},
+    {"rotation", 8, K_NUMBER, GENCACHE__KF_PARAM},
+    {"params", 6, K_OBJECT, GENCACHE__KF_PARAM},
+    {"prompt_tokens", 13, K_TOKENS, GENCACHE__KF_PARAM},
+    {"negative_prompt_tokens", 22, K_TOKENS, GENCACHE__KF_PARAM},
 };
 #define N_KNOWN (sizeof known / sizeof known[0])
 
-static int check_kind(parse_ctx *c, const char *k, const json_t *v, enum kind kind)
+static int check_kind(parse_ctx *c, const char *k, size_t v, enum kind kind)
 {
+    gencache__jtype t = type_of(c, v);
     switch (kind) {
     case K_STRING:
-        if (!json_is_string(v))
+        if (t != GENCACHE__J_STRING)
             return fail(c, GENCACHE_EINVAL, "field '%s': expected a string", k);
         break;
     case K_INT:
     case K_UINT: {
         const char *what = kind == K_INT ? "an integer" : "a non-negative integer";
-        if (!json_is_number(v))
+        if (t != GENCACHE__J_NUMBER)
             return fail(c, GENCACHE_EINVAL, "field '%s': expected %s", k, what);
         char storage[64];
         gencache__buf e = gencache__buf_on(storage, sizeof storage);
@@ -473,14 +413,14 @@ static int check_kind(parse_ctx *c, const char *k, const json_t *v, enum kind ki
         break;
     }
     case K_NUMBER:
-        if (!json_is_number(v))
+        if (t != GENCACHE__J_NUMBER)
             return fail(c, GENCACHE_EINVAL, "field '%s': expected a number", k);
         break;
     case K_TOKENS:
-        if (!json_is_array(v))
+        if (t != GENCACHE__J_ARRAY)
             return fail(c, GENCACHE_EINVAL, "field '%s': expected an array of integers", k);
-        for (size_t i = 0; i < json_array_size(v); i++) {
-            const json_t *e = json_array_get(v, i);
+        FOR_EACH_MEMBER(c, v, e)
+        {
             int rc = check_kind(c, k, e, K_INT);
             if (rc != GENCACHE_OK)
                 return rc == GENCACHE_EINVAL
@@ -489,7 +429,7 @@ static int check_kind(parse_ctx *c, const char *k, const json_t *v, enum kind ki
         }
         break;
     case K_OBJECT:
-        if (!json_is_object(v))
+        if (t != GENCACHE__J_OBJECT)
             return fail(c, GENCACHE_EINVAL, "field '%s': expected an object", k);
         break;
     case K_ANY:
@@ -498,13 +438,16 @@ static int check_kind(parse_ctx *c, const char *k, const json_t *v, enum kind ki
     return GENCACHE_OK;
 }
 
-static int add_top(parse_ctx *c, const char *k, const json_t *v, unsigned flags)
+/* True when the name k of klen bytes is lit (a string literal). */
+#define NAME_IS(k, klen, lit) ((klen) == sizeof(lit) - 1 && memcmp((k), (lit), (klen)) == 0)
+
+static int add_top(parse_ctx *c, const char *k, size_t klen, size_t v, unsigned flags)
 {
     gencache_request *r = c->req;
-    if (json_is_null(v))
+    if (type_of(c, v) == GENCACHE__J_NULL)
         return GENCACHE_OK;
-    if (strcmp(k, "cache") == 0) {
-        const char *s = json_is_string(v) ? json_string_value(v) : "";
+    if (NAME_IS(k, klen, "cache")) {
+        const char *s = type_of(c, v) == GENCACHE__J_STRING ? str_of(c, v) : "";
         if (strcmp(s, "allow_random") == 0)
             r->allow_random = true;
         else if (strcmp(s, "any_seed") == 0)
@@ -517,24 +460,24 @@ static int add_top(parse_ctx *c, const char *k, const json_t *v, unsigned flags)
                         "\"any_seed\" or \"similar_prompt\"");
         return GENCACHE_OK;
     }
-    if (strcmp(k, "tenant") == 0) {
+    if (NAME_IS(k, klen, "tenant")) {
         if (!(flags & GENCACHE_REQUEST_TRUST_TENANT))
             return GENCACHE_OK; /* the daemon takes the tenant from the caller's token */
-        if (!json_is_string(v) || json_string_length(v) == 0 ||
-            json_string_length(v) > GENCACHE__KEY_TENANT_MAX)
+        if (type_of(c, v) != GENCACHE__J_STRING || node(c, v)->len == 0 ||
+            node(c, v)->len > GENCACHE__KEY_TENANT_MAX)
             return fail(c, GENCACHE_EINVAL, "field 'tenant': expected a string of 1-%d bytes",
                         GENCACHE__KEY_TENANT_MAX);
-        return gencache_request_set_tenant(r, json_string_value(v));
+        return gencache_request_set_tenant(r, str_of(c, v));
     }
-    if (strcmp(k, "image") == 0)
+    if (NAME_IS(k, klen, "image"))
         return add_image(c, v);
-    if (strcmp(k, "prompt") == 0 || strcmp(k, "negative_prompt") == 0)
+    if (NAME_IS(k, klen, "prompt") || NAME_IS(k, klen, "negative_prompt"))
         return add_prompt(c, k, v);
-    memcpy(c->path, k, strlen(k) + 1); /* name_ok() bounded it */
+    memcpy(c->path, k, klen + 1); /* name_ok() bounded it */
     enum kind kind = K_ANY;
     unsigned fflags = GENCACHE__KF_PARAM;
     for (size_t i = 0; i < N_KNOWN; i++) {
-        if (strcmp(k, known[i].name) == 0) {
+        if (known[i].len == klen && memcmp(k, known[i].name, klen) == 0) {
             kind = known[i].kind;
             fflags = known[i].flags;
             break;
@@ -543,16 +486,16 @@ static int add_top(parse_ctx *c, const char *k, const json_t *v, unsigned flags)
     int rc = check_kind(c, k, v, kind);
     if (rc != GENCACHE_OK)
         return rc;
-    if (strcmp(k, "seed") == 0) {
+    if (NAME_IS(k, klen, "seed")) {
         r->has_seed = true;
-        const numlit *lit = find_literal(c, v);
-        if (lit && lit->len < sizeof r->seed_text) {
-            memcpy(r->seed_text, c->json + lit->off, lit->len);
-            r->seed_text[lit->len] = '\0';
+        const gencache__jnode *n = node(c, v);
+        if (n->type == GENCACHE__J_NUMBER && n->len < sizeof r->seed_text) {
+            memcpy(r->seed_text, c->json + n->off, n->len);
+            r->seed_text[n->len] = '\0';
         }
     }
-    if (strcmp(k, "model") == 0) {
-        r->model = strdup(json_string_value(v));
+    if (NAME_IS(k, klen, "model")) {
+        r->model = strdup(str_of(c, v));
         if (!r->model)
             return GENCACHE_ENOMEM;
     }
@@ -561,10 +504,13 @@ static int add_top(parse_ctx *c, const char *k, const json_t *v, unsigned flags)
 
 static int cmp_fields_ctx(const gencache__kfield *a, const gencache__kfield *b, const char *text)
 {
+    /* Names are short and mostly differ early: compared inline, bytewise as unsigned. */
     size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
-    int d = memcmp(text + a->name_off, text + b->name_off, n);
-    if (d != 0)
-        return d;
+    const unsigned char *x = (const unsigned char *)text + a->name_off;
+    const unsigned char *y = (const unsigned char *)text + b->name_off;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i])
+            return x[i] < y[i] ? -1 : 1;
     return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
 }
 
@@ -606,32 +552,24 @@ static int check_tokens(parse_ctx *c)
     return GENCACHE_OK;
 }
 
-static int parse_json(parse_ctx *c, unsigned flags, json_t *root)
+static int parse_request(parse_ctx *c, unsigned flags)
 {
     gencache_request *r = c->req;
-    int rc = collect_nodes(c, root);
-    if (rc == GENCACHE_OK)
-        rc = pair_literals(c);
-    if (rc == GENCACHE_EPARSE)
-        return fail(c, rc, "internal error pairing number literals");
-    if (rc != GENCACHE_OK)
-        return rc;
-    if (c->n_nums > 0)
-        qsort(c->nums, c->n_nums, sizeof *c->nums, cmp_numlit);
-
-    const json_t *model = json_object_get(root, "model");
-    r->mode =
-        gencache__keyspace_mode_for(c->ks, json_is_string(model) ? json_string_value(model) : NULL);
-    const char *k;
-    json_t *v;
-    json_object_foreach(root, k, v)
+    long model = gencache__json_member(&c->doc, 0, "model");
+    r->mode = gencache__keyspace_mode_for(c->ks, model >= 0 && type_of(c, (size_t)model) ==
+                                                                   GENCACHE__J_STRING
+                                                     ? str_of(c, (size_t)model)
+                                                     : NULL);
+    int rc;
+    FOR_EACH_MEMBER(c, 0, v)
     {
-        if (!name_ok(k))
+        const char *k = name_of(c, v);
+        if (!name_ok(k, node(c, v)->name_len))
             return fail(c, GENCACHE_EINVAL,
                         "field name '%.64s' must be 1-64 printable ASCII characters without "
                         "'.', '=' or spaces",
                         k);
-        rc = add_top(c, k, v, flags);
+        rc = add_top(c, k, node(c, v)->name_len, v, flags);
         if (rc != GENCACHE_OK)
             return rc;
     }
@@ -658,35 +596,25 @@ int gencache_request_parse_ex(const gencache_keyspace *ks, const char *json, siz
     c.ks = ks ? ks : gencache__keyspace_default();
     if (!c.ks)
         return GENCACHE_ENOMEM;
+    if (!json)
+        c.json = json = "";
 
-    json_error_t jerr;
-    json_t *root =
-        json_loadb(json ? json : "", len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
-    if (!root) {
-        enum json_error_code code = json_error_code(&jerr);
-        int rc = code == json_error_numeric_overflow ? GENCACHE_ELIMIT
-                 : code == json_error_out_of_memory  ? GENCACHE_ENOMEM
-                 : code == json_error_stack_overflow ? GENCACHE_ELIMIT
-                                                     : GENCACHE_EPARSE;
-        return fail(&c, rc, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
-                    jerr.text);
-    }
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return fail(&c, GENCACHE_EPARSE, "the request must be a JSON object");
+    int rc = gencache__json_parse(json, len, &c.doc, err, err_size);
+    if (rc != GENCACHE_OK) {
+        gencache__json_free(&c.doc);
+        return rc;
     }
     gencache_request *r = calloc(1, sizeof *r);
     if (!r) {
-        json_decref(root);
+        gencache__json_free(&c.doc);
         return GENCACHE_ENOMEM;
     }
     r->ks = gencache__keyspace_retain(c.ks);
     /* Names and encodings take about as many bytes as the JSON text: one allocation, usually. */
     gencache__buf_reserve(&r->text, len + 64);
     c.req = r;
-    int rc = parse_json(&c, flags, root);
-    json_decref(root);
-    free(c.nums);
+    rc = parse_request(&c, flags);
+    gencache__json_free(&c.doc);
     if (rc != GENCACHE_OK) {
         gencache_request_free(r);
         return rc;

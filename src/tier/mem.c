@@ -244,7 +244,9 @@ static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t n
             lru_push_head(s, e);
         }
         atomic_store_explicit(&e->last_access_ms, now_ms, memory_order_relaxed);
-        atomic_fetch_add_explicit(&e->hits, 1, memory_order_relaxed);
+        /* Only hits under this lock change the count: no read-modify-write needed. */
+        atomic_store_explicit(&e->hits, atomic_load_explicit(&e->hits, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
         if (e->sliding && e->ttl_ms)
             atomic_store_explicit(&e->expires_ms, now_ms + e->ttl_ms, memory_order_relaxed);
     }

@@ -1,6 +1,8 @@
 /* test_cache.c: the core API over the memory tier: round trips, eviction order, byte and entry
  * limits, TTLs with an injected clock, pinning, handles that outlive their entry, ghost hits,
  * invalidation and the counters. */
+#include <time.h>
+
 #include "test.h"
 #include "internal.h"
 
@@ -122,13 +124,18 @@ TEST_CASE(miss_and_bad_keys)
     CHECK_RC(gencache_get(c, key, &h), GENCACHE_ENOTFOUND);
     CHECK(h == NULL);
     const char *bad[] = {
-        "", "result", "result/", "/00", "result/abc",
+        "",
+        "result",
+        "result/",
+        "/00",
+        "result/abc",
         "result/00000000000000000000000000000000000000000000000000000000000000AA",
         "result/00000000000000000000000000000000000000000000000000000000000000aa0",
         "Result/00000000000000000000000000000000000000000000000000000000000000aa",
         "res ult/00000000000000000000000000000000000000000000000000000000000000aa",
         "result/0000000000000000000000000000000000000000000000000000000000000g",
-        "a_layer_name_that_is_far_too_long_x/0000000000000000000000000000000000000000000000000000000000000000",
+        "a_layer_name_that_is_far_too_long_x/"
+        "0000000000000000000000000000000000000000000000000000000000000000",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK_RC(gencache_put(c, bad[i], "x", 1, NULL), GENCACHE_EINVAL);
@@ -690,5 +697,151 @@ TEST_CASE(charge_on_empty_cache)
     CHECK_OK(gencache_stats_get(c, &st));
     CHECK_UINT_EQ(st.tiers[0].bytes, 50000);
     CHECK_OK(gencache__cache_charge(c, -50000));
+    gencache_close(c);
+}
+
+/* A handle's meta is filled in on first use, yet says what the entry was at that handle's own
+ * lookup, not at the time of the call. */
+TEST_CASE(handle_meta_is_the_lookups_view)
+{
+    gencache *c = open_small(0, 0);
+    char key[128];
+    key_of(key, "result", 21); /* sliding TTL: each hit moves the expiry */
+    CHECK_OK(gencache_put(c, key, "v", 1, NULL));
+    uint64_t t1 = fake_now + 1000, t2 = fake_now + 5000;
+    fake_now = t1;
+    gencache_handle *h1 = NULL, *h2 = NULL;
+    CHECK_OK(gencache_get(c, key, &h1));
+    fake_now = t2;
+    CHECK_OK(gencache_get(c, key, &h2));
+    const gencache_meta *m2 = gencache_handle_meta(h2);
+    const gencache_meta *m1 = gencache_handle_meta(h1);
+    CHECK_UINT_EQ(m1->hits, 1);
+    CHECK_UINT_EQ(m2->hits, 2);
+    CHECK_UINT_EQ(m1->last_access_ms, t1);
+    CHECK_UINT_EQ(m2->last_access_ms, t2);
+    CHECK_UINT_EQ(m1->expires_ms, t1 + 7ull * 24 * 3600 * 1000);
+    CHECK_UINT_EQ(m2->expires_ms, t2 + 7ull * 24 * 3600 * 1000);
+    CHECK(gencache_handle_meta(h1) == m1); /* filled once, then the same */
+    CHECK_STR_EQ(m1->key, key);
+    gencache_handle_release(h1);
+    CHECK_UINT_EQ(m2->hits, 2); /* another handle's release changes nothing */
+    gencache_handle_release(h2);
+    gencache_close(c);
+}
+
+/* Released handles are reused by later lookups: each one must say what its own lookup found. */
+TEST_CASE(reused_handles_describe_their_own_entry)
+{
+    gencache *c = open_small(0, 0);
+    char keys[3][128];
+    key_of(keys[0], "result", 1);
+    key_of(keys[1], "image_latent", 2);
+    key_of(keys[2], "text_embedding", 3);
+    for (int k = 0; k < 3; k++)
+        CHECK_OK(gencache_put(c, keys[k], keys[k], strlen(keys[k]) + 1, NULL));
+    for (unsigned i = 0; i < 300; i++) {
+        int k = (int)(i % 3);
+        gencache_handle *h = NULL;
+        CHECK_OK(i % 2 ? gencache_get(c, keys[k], &h) : gencache_peek(c, keys[k], &h));
+        CHECK_STR_EQ((const char *)gencache_handle_data(h), keys[k]);
+        if (i % 5 != 0) /* some handles are released without their meta ever being asked for */
+            CHECK_STR_EQ(gencache_handle_meta(h)->key, keys[k]);
+        gencache_handle *again = gencache_handle_retain(h);
+        gencache_handle_release(h);
+        CHECK_STR_EQ(gencache_handle_meta(again)->key, keys[k]);
+        gencache_handle_release(again);
+    }
+    gencache_close(c);
+}
+
+/* The key check reads the hex digits 16 at a time: a bad byte anywhere must be caught, and a
+ * short or long key never read past its end. */
+TEST_CASE(bad_key_bytes_anywhere)
+{
+    gencache *c = open_small(0, 0);
+    const char bad[] = {'g', 'A', 'F', '/', ' ', '.', (char)0x80, (char)0xe6, ':', '`', '@'};
+    char key[128];
+    gencache_handle *h = NULL;
+    for (size_t pos = 0; pos < 64; pos++) {
+        for (size_t b = 0; b < sizeof bad; b++) {
+            key_of(key, "text_embedding", 0x1234);
+            key[strlen("text_embedding/") + pos] = bad[b];
+            CHECK_RC(gencache_key_check(c, key), GENCACHE_EINVAL);
+            CHECK_RC(gencache_get(c, key, &h), GENCACHE_EINVAL);
+        }
+    }
+    /* Every length of hex part around 64 (a layer name of the right length before it too). */
+    for (size_t n = 0; n < 80; n++) {
+        snprintf(
+            key, sizeof key, "result/%.*s", (int)n,
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+        CHECK_RC(gencache_key_check(c, key), n == 64 ? GENCACHE_OK : GENCACHE_EINVAL);
+    }
+    /* Known layer names as a prefix of another, or with the separator moved. */
+    const char *einval[] = {
+        "resul/t0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "result0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0",
+        "result//123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    };
+    for (size_t i = 0; i < sizeof einval / sizeof einval[0]; i++)
+        CHECK_RC(gencache_key_check(c, einval[i]), GENCACHE_EINVAL);
+    CHECK_RC(gencache_key_check(
+                 c, "results/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+             GENCACHE_ENOTFOUND);
+    CHECK_RC(gencache_key_check(
+                 c, "resul/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+             GENCACHE_ENOTFOUND);
+    gencache_close(c);
+}
+
+/* Lookups are counted as hits plus misses, and memory's hits as the rest of the layers' hits. */
+TEST_CASE(stats_add_up)
+{
+    gencache *c = open_small(0, 0);
+    put_latent(c, 1, 10);
+    touch(c, 1);
+    touch(c, 1);
+    char key[128];
+    key_of(key, "image_latent", 2);
+    gencache_handle *h = NULL;
+    CHECK_RC(gencache_get(c, key, &h), GENCACHE_ENOTFOUND);
+    CHECK(present(c, 1)); /* a peek counts nothing */
+    gencache_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    CHECK_OK(gencache_stats_get(c, &st));
+    const gencache_layer_stats *ls = NULL;
+    for (size_t i = 0; i < st.n_layers; i++)
+        if (strcmp(st.layers[i].layer, "image_latent") == 0)
+            ls = &st.layers[i];
+    CHECK(ls != NULL);
+    CHECK_UINT_EQ(ls->hits, 2);
+    CHECK_UINT_EQ(ls->misses, 1);
+    CHECK_UINT_EQ(ls->lookups, 3);
+    CHECK_UINT_EQ(st.tiers[0].hits, 2);
+    gencache_close(c);
+}
+
+/* Without a clock_fn the cache keeps wall-clock milliseconds (a coarse clock: a few ms). */
+TEST_CASE(default_clock_is_wall_clock)
+{
+    gencache *c = NULL;
+    CHECK_OK(gencache_open(&c, NULL));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t before = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    char key[128];
+    key_of(key, "result", 5);
+    CHECK_OK(gencache_put(c, key, "v", 1, NULL));
+    gencache_handle *h = NULL;
+    CHECK_OK(gencache_get(c, key, &h));
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t after = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    const gencache_meta *m = gencache_handle_meta(h);
+    CHECK_UINT_LE(before, m->created_ms + 50);
+    CHECK_UINT_LE(m->created_ms, after);
+    CHECK_UINT_LE(m->created_ms, m->last_access_ms);
+    gencache_handle_release(h);
     gencache_close(c);
 }

@@ -665,3 +665,129 @@ TEST_CASE(canonical_document_layout)
     gencache_free(canon);
     gencache_request_free(req);
 }
+
+/* safe mode decides "plain ASCII" 16 bytes at a time: one byte outside the set at any position,
+ * inside a vector or in the tail, must leave the prompt as given; inside the set, white space
+ * runs collapse wherever they are. Checked against a byte-by-byte reading of the rule. */
+TEST_CASE(safe_mode_sees_every_byte)
+{
+    static const char *const probes[] = {"&",  "\x7f", "\x1f", "\xc3\xa9", "\t", "\n",
+                                         "\r", " ",    "  ",   "~",        "!",  "\t \n"};
+    for (size_t len = 1; len <= 40; len++) {
+        for (size_t pos = 0; pos < len; pos++) {
+            for (size_t p = 0; p < sizeof probes / sizeof probes[0]; p++) {
+                char in[64];
+                memset(in, 'a', len);
+                size_t plen = strlen(probes[p]);
+                if (pos + plen > len)
+                    continue;
+                memcpy(in + pos, probes[p], plen);
+                bool plain = true;
+                for (size_t i = 0; i < len; i++) {
+                    unsigned char ch = (unsigned char)in[i];
+                    if (!((ch >= 0x20 && ch <= 0x7e && ch != '&') || ch == '\t' || ch == '\n' ||
+                          ch == '\r'))
+                        plain = false;
+                }
+                char want[64];
+                size_t wn = 0;
+                if (plain) {
+                    bool space = false;
+                    for (size_t i = 0; i < len; i++) {
+                        char ch = in[i];
+                        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
+                            space = wn > 0;
+                            continue;
+                        }
+                        if (space)
+                            want[wn++] = ' ';
+                        space = false;
+                        want[wn++] = ch;
+                    }
+                } else {
+                    memcpy(want, in, len);
+                    wn = len;
+                }
+                char *out = NULL;
+                size_t out_len = 0;
+                CHECK_OK(gencache_normalize(GENCACHE_NORM_SAFE, in, len, &out, &out_len));
+                CHECK_UINT_EQ(out_len, wn);
+                CHECK_MEM_EQ(out, want, wn);
+                gencache_free(out);
+            }
+        }
+    }
+}
+
+static int parse_rc(const char *json, size_t len)
+{
+    gencache_request *req = NULL;
+    char err[GENCACHE_ERRMSG_MAX];
+    int rc = gencache_request_parse_ex(NULL, json, len, 0, &req, err, sizeof err);
+    CHECK(rc == GENCACHE_OK ? req != NULL : req == NULL);
+    gencache_request_free(req);
+    return rc;
+}
+
+/* What the JSON reader (src/key/json.cpp) must refuse or accept, beyond the key vectors. */
+TEST_CASE(json_reader_edges)
+{
+    static const struct {
+        const char *json;
+        int rc;
+    } cases[] = {
+        {"{\"seed\": 1} {\"a\": 1}", GENCACHE_EPARSE}, /* two documents */
+        {"{\"seed\": 1}]", GENCACHE_EPARSE},
+        {"{\"seed\": 1} \n\t\r ", GENCACHE_OK},
+        {"{\"seed\": tru}", GENCACHE_EPARSE},
+        {"{\"seed\": nul}", GENCACHE_EPARSE},
+        {"{\"seed\": nulll}", GENCACHE_EPARSE},
+        {"{\"seed\": 01}", GENCACHE_EPARSE},
+        {"{\"seed\": 1.}", GENCACHE_EPARSE},
+        {"{\"seed\": -}", GENCACHE_EPARSE},
+        {"{\"seed\": +1}", GENCACHE_EPARSE},
+        {"{\"guidance\": -1e400}", GENCACHE_ELIMIT},
+        {"{\"a\\u0000b\": 1}", GENCACHE_EPARSE},
+        {"{\"params\": {\"a\": 1, \"b\": {\"c\": 1, \"c\": 2}}}", GENCACHE_EPARSE},
+        {"{\"a\": \"\\ud83d\\ude00\"}", GENCACHE_OK}, /* a surrogate pair is fine */
+        {"{\"a\": \"\\ude00\\ud83d\"}", GENCACHE_EPARSE},
+        {"{\"a\": \"\\x\"}", GENCACHE_EPARSE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = parse_rc(cases[i].json, strlen(cases[i].json));
+        if (rc != cases[i].rc)
+            test_fail(__FILE__, __LINE__, "%s: %s, expected %s", cases[i].json,
+                      gencache_errname(rc), gencache_errname(cases[i].rc));
+    }
+    /* Objects of more than 32 members are checked for duplicates another way. */
+    char big[4096];
+    for (int dup = 0; dup < 2; dup++) {
+        size_t n = (size_t)snprintf(big, sizeof big, "{\"params\": {");
+        for (int m = 0; m < 60; m++)
+            n += (size_t)snprintf(big + n, sizeof big - n, "%s\"m%d\": %d", m ? ", " : "",
+                                  dup && m == 59 ? 7 : m, m);
+        n += (size_t)snprintf(big + n, sizeof big - n, "}}");
+        CHECK_RC(parse_rc(big, n), dup ? GENCACHE_EPARSE : GENCACHE_OK);
+    }
+    /* Nesting: beyond the reader's limit is ELIMIT, like the request's own depth limit. */
+    static char deep[2 * 1100 + 64];
+    size_t n = (size_t)snprintf(deep, sizeof deep, "{\"params\": {\"a\": ");
+    for (int d = 0; d < 1100; d++)
+        deep[n++] = '[';
+    for (int d = 0; d < 1100; d++)
+        deep[n++] = ']';
+    n += (size_t)snprintf(deep + n, sizeof deep - n, "}}");
+    CHECK_RC(parse_rc(deep, n), GENCACHE_ELIMIT);
+    /* An underflowing literal is the binary64 it rounds to (0), as strtod reads it. */
+    const char *tiny = "{\"seed\": 1, \"params\": {\"x\": 1e-400, \"y\": 2.5E+2, \"z\": -0.0}}";
+    gencache_request *req = NULL;
+    CHECK_OK(gencache_request_parse(NULL, tiny, strlen(tiny), 0, &req));
+    char *doc = NULL;
+    size_t doc_len = 0;
+    CHECK_OK(gencache_request_canonical(req, "result", &doc, &doc_len));
+    CHECK(strstr(doc, "params.x=i:0\n") != NULL);
+    CHECK(strstr(doc, "params.y=i:250\n") != NULL);
+    CHECK(strstr(doc, "params.z=i:0\n") != NULL);
+    gencache_free(doc);
+    gencache_request_free(req);
+}

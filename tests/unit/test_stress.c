@@ -168,3 +168,48 @@ TEST_CASE(handles_under_eviction)
     CHECK_INT_EQ(torn, 0);
     gencache_close(cache);
 }
+
+/* Threads that share one handle all ask for its meta at once: the first fills it in, the others
+ * wait for it and see it whole. Threads also release handles other threads got (each thread
+ * keeps its own pool of released handles). */
+static gencache_handle *shared_handle;
+static _Atomic int meta_wrong;
+
+static void *meta_reader(void *arg)
+{
+    const char *key = arg;
+    const gencache_meta *m = gencache_handle_meta(shared_handle);
+    if (!m || strcmp(m->key, key) != 0 || m->size != 3 || strcmp(m->tier, "mem") != 0)
+        meta_wrong++;
+    for (int i = 0; i < 2000; i++) {
+        gencache_handle *h = NULL;
+        if (gencache_get(cache, key, &h) != GENCACHE_OK ||
+            strcmp(gencache_handle_meta(h)->key, key) != 0)
+            meta_wrong++;
+        gencache_handle_release(h);
+    }
+    gencache_handle_release(shared_handle); /* each thread holds one reference */
+    return NULL;
+}
+
+TEST_CASE(shared_handle_meta)
+{
+    enum { READERS = 4 };
+    char key[128];
+    key_of(key, 99);
+    for (int round = 0; round < 50; round++) {
+        CHECK_OK(gencache_open(&cache, NULL));
+        CHECK_OK(gencache_put(cache, key, "abc", 3, NULL));
+        CHECK_OK(gencache_get(cache, key, &shared_handle));
+        for (int i = 1; i < READERS; i++)
+            gencache_handle_retain(shared_handle);
+        meta_wrong = 0;
+        pthread_t t[READERS];
+        for (int i = 0; i < READERS; i++)
+            CHECK_INT_EQ(pthread_create(&t[i], NULL, meta_reader, key), 0);
+        for (int i = 0; i < READERS; i++)
+            pthread_join(t[i], NULL);
+        CHECK_INT_EQ(meta_wrong, 0);
+        gencache_close(cache);
+    }
+}
