@@ -218,18 +218,14 @@ AVX2 static inline __m256 load_f16x8(const uint16_t *src)
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)src));
 }
 
-#define ONE_F32(x)  gencache__quant_one((x), inv)
-#define ONE_F16(x)  gencache__quant_one(gencache__f16_to_f32_one(x), inv)
-#define ONE_BF16(x) gencache__quant_one(gencache__bf16_to_f32_one(x), inv)
-
 AVX2 static void v_quant_f32(int8_t *dst, const float *src, size_t n,
-                             float inv){QUANT_LOOP(_mm256_loadu_ps, ONE_F32)}
+                             float inv){QUANT_LOOP(_mm256_loadu_ps, GENCACHE__QUANT_ONE_F32)}
 
 AVX2 static void v_quant_f16(int8_t *dst, const uint16_t *src, size_t n,
-                             float inv){QUANT_LOOP(load_f16x8, ONE_F16)}
+                             float inv){QUANT_LOOP(load_f16x8, GENCACHE__QUANT_ONE_F16)}
 
 AVX2 static void v_quant_bf16(int8_t *dst, const uint16_t *src, size_t n,
-                              float inv){QUANT_LOOP(load_bf16x8, ONE_BF16)}
+                              float inv){QUANT_LOOP(load_bf16x8, GENCACHE__QUANT_ONE_BF16)}
 
 /* 8 int8 -> 8 f32 products q * scale. */
 AVX2 static inline __m256 dq8(const int8_t *src, __m256 scale)

@@ -62,6 +62,11 @@ float gencache__bf16_to_f32_one(uint16_t h);
 float gencache__round_even(float x); /* independent of the FP environment */
 int8_t gencache__quant_one(float x, float inv);
 float gencache__dequant_clamp(float y); /* clamps to +-FLT_MAX */
+/* One element quantized with `inv` in scope, from each source format: the vector quantization
+ * loops use these for their heads and tails. */
+#define GENCACHE__QUANT_ONE_F32(x)  gencache__quant_one((x), inv)
+#define GENCACHE__QUANT_ONE_F16(x)  gencache__quant_one(gencache__f16_to_f32_one(x), inv)
+#define GENCACHE__QUANT_ONE_BF16(x) gencache__quant_one(gencache__bf16_to_f32_one(x), inv)
 
 /* Element count of a shape with overflow checks: GENCACHE_OK, GENCACHE_EINVAL (negative dim,
  * ndim > GENCACHE_MAX_DIMS), GENCACHE_ELIMIT (count or bytes past 2^62). */
