@@ -119,8 +119,10 @@ int gencache__simd_hplan_init(gencache__simd_hplan *hp, const gencache__resize_c
     /* The lo sums: at most kpad * 255 * (2^shift - 1) per output; keep them within int32. */
     if ((int64_t)kpad * 255 * ((1 << shift) - 1) > INT32_MAX)
         return GENCACHE_EUNSUPPORTED;
-    hp->hi = aligned_alloc(64, sizeof(int16_t) * (size_t)c->out_size * kpad + 64);
-    hp->lo = aligned_alloc(64, sizeof(int16_t) * (size_t)c->out_size * kpad + 64);
+    /* aligned_alloc wants a multiple of the alignment. */
+    size_t bytes = (sizeof(int16_t) * (size_t)c->out_size * kpad + 64 + 63) & ~(size_t)63;
+    hp->hi = aligned_alloc(64, bytes);
+    hp->lo = aligned_alloc(64, bytes);
     hp->slack = malloc(sizeof(int32_t) * ((size_t)c->out_size + 8));
     hp->start = malloc(sizeof(int) * ((size_t)c->out_size + 8));
     if (!hp->hi || !hp->lo || !hp->slack || !hp->start) {

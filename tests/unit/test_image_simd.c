@@ -49,7 +49,7 @@ static void check_luma(int level, const gencache_image *img, const char *what)
 {
     uint32_t w = img->width;
     uint8_t *want = malloc(w), *scratch = malloc(w);
-    int16_t *got = aligned_alloc(64, ((size_t)w + 64) * sizeof *got);
+    int16_t *got = aligned_alloc(64, (((size_t)w + 32 + 31) & ~(size_t)31) * sizeof *got);
     CHECK(want && scratch && got);
     for (uint32_t y = 0; y < img->height; y++) {
         gencache__image_luma_row(img, y, want);
