@@ -49,13 +49,14 @@ static int thumbnail(const gencache_image *img, uint32_t tw, uint32_t th, uint8_
     if (level > GENCACHE__SIMD_SCALAR && !ah->has_hp)
         level = GENCACHE__SIMD_SCALAR;
     int simd = level > GENCACHE__SIMD_SCALAR, wide = level >= GENCACHE__SIMD_AVX512;
+    size_t bias = simd ? (size_t)ah->hp.bias : 0; /* where a row's sample 0 goes */
     const gencache__resize_coeffs *ch = &ah->c, *cv = &av->c;
     uint32_t first = (uint32_t)cv->bounds[0];
     uint32_t last = (uint32_t)(cv->bounds[th * 2 - 2] + cv->bounds[th * 2 - 1]);
     uint8_t *tmp = malloc((size_t)tw * (last - first));
     uint8_t *row = malloc(w);
-    /* Two 16-bit luminance rows, each 64-byte aligned and followed by the zeros the kernels may
-     * read past it. */
+    /* Two 16-bit luminance rows, each 64-byte aligned, starting bias zeros in and followed by the
+     * zeros the kernels may read past it. */
     size_t r16 = simd ? ((size_t)w + (size_t)ah->hp.kpad + 32 + 31) & ~(size_t)31 : 0;
     int16_t *row16 = simd ? aligned_alloc(64, 2 * r16 * sizeof *row16) : NULL;
     if (row16)
@@ -69,26 +70,26 @@ static int thumbnail(const gencache_image *img, uint32_t tw, uint32_t th, uint8_
     uint32_t y = first;
     if (wide)
         for (; y + 2 <= last; y += 2) {
-            gencache__simd512_luma_row16(img, y, row16, row);
-            gencache__simd512_luma_row16(img, y + 1, row16 + r16, row);
+            gencache__simd512_luma_row16(img, y, row16 + bias, row);
+            gencache__simd512_luma_row16(img, y + 1, row16 + r16 + bias, row);
             gencache__simd512_resize_rows2(&ah->hp, row16, row16 + r16,
                                            tmp + (size_t)(y - first) * tw,
                                            tmp + (size_t)(y + 1 - first) * tw);
         }
     else if (simd)
         for (; y + 2 <= last; y += 2) {
-            gencache__simd_luma_row16(img, y, row16, row);
-            gencache__simd_luma_row16(img, y + 1, row16 + r16, row);
+            gencache__simd_luma_row16(img, y, row16 + bias, row);
+            gencache__simd_luma_row16(img, y + 1, row16 + r16 + bias, row);
             gencache__simd_resize_rows2(&ah->hp, row16, row16 + r16, tmp + (size_t)(y - first) * tw,
                                         tmp + (size_t)(y + 1 - first) * tw);
         }
     for (; y < last; y++) {
         uint8_t *dst = tmp + (size_t)(y - first) * tw;
         if (wide) {
-            gencache__simd512_luma_row16(img, y, row16, row);
+            gencache__simd512_luma_row16(img, y, row16 + bias, row);
             gencache__simd512_resize_row(&ah->hp, row16, dst);
         } else if (simd) {
-            gencache__simd_luma_row16(img, y, row16, row);
+            gencache__simd_luma_row16(img, y, row16 + bias, row);
             gencache__simd_resize_row(&ah->hp, row16, dst);
         } else {
             gencache__image_luma_row(img, y, row);

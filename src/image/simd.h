@@ -43,11 +43,15 @@ void gencache__simd_luma_tail16(const gencache_image *img, uint32_t y, uint32_t 
 typedef struct gencache__simd_hplan {
     int16_t *hi, *lo; /* out_size rows of kpad values, 32-byte aligned */
     int32_t *slack;   /* per output: 255 * sum of its lo values, the most the lo part can add */
-    int *start;       /* per output: first input sample read, its window start rounded down to
-                         a multiple of `align` (the weights are shifted to match), so every load
-                         of a 64-byte aligned row is aligned */
+    int *start;       /* per output: first row buffer element read, its window start (plus
+                         bias) rounded down to a multiple of `align` (the weights are shifted to
+                         match), so every load of a 64-byte aligned buffer is aligned */
+    int *len;         /* per output: elements from start that cover its window, a multiple of
+                         align (the AVX-512 kernels read only these; the AVX2 ones read kpad) */
     int kpad;         /* ksize plus the alignment lead, rounded up to a multiple of align */
     int align;        /* samples per vector: 16 (AVX2) or 32 (AVX-512) */
+    int bias;         /* where sample 0 of a row sits in the row buffers the kernels read (below
+                         align; 0 for AVX2): chosen so that the windows need the fewest vectors */
     int shift;
     const gencache__resize_coeffs *c; /* borrowed */
 } gencache__simd_hplan;
@@ -58,8 +62,8 @@ typedef struct gencache__simd_hplan {
 int gencache__simd_hplan_init(gencache__simd_hplan *hp, const gencache__resize_coeffs *c,
                               int level);
 void gencache__simd_hplan_free(gencache__simd_hplan *hp);
-/* The horizontal pass of one row; `in` is 64-byte aligned and holds in_size samples followed by
- * kpad zeros. The plan must have been made for the same level. */
+/* The horizontal pass of one row; `in` is 64-byte aligned and holds hp->bias zeros, in_size
+ * samples and kpad zeros. The plan must have been made for the same level. */
 void gencache__simd_resize_row(const gencache__simd_hplan *hp, const int16_t *in, uint8_t *out);
 void gencache__simd512_resize_row(const gencache__simd_hplan *hp, const int16_t *in, uint8_t *out);
 /* The horizontal pass of two rows at once (same results as two calls of the above). */

@@ -125,18 +125,40 @@ int gencache__simd_hplan_init(gencache__simd_hplan *hp, const gencache__resize_c
     hp->lo = aligned_alloc(64, bytes);
     hp->slack = malloc(sizeof(int32_t) * ((size_t)c->out_size + 8));
     hp->start = malloc(sizeof(int) * ((size_t)c->out_size + 8));
-    if (!hp->hi || !hp->lo || !hp->slack || !hp->start) {
+    hp->len = malloc(sizeof(int) * ((size_t)c->out_size + 8));
+    if (!hp->hi || !hp->lo || !hp->slack || !hp->start || !hp->len) {
         free(hp->hi);
         free(hp->lo);
         free(hp->slack);
         free(hp->start);
+        free(hp->len);
         memset(hp, 0, sizeof *hp);
         return GENCACHE_ENOMEM;
     }
+    /* The AVX-512 kernels read each window in whole vectors from its aligned start: the offset of
+     * sample 0 in the row buffer that needs the fewest vectors in all is taken (for 1024 -> 32,
+     * 16 makes every inner window of 192 samples exactly 6 vectors instead of 7). The AVX2
+     * luminance stores aligned vectors, so its rows start at 0. */
+    int bias = 0;
+    if (align == 32) {
+        int64_t best = INT64_MAX;
+        for (int b = 0; b < align; b++) {
+            int64_t vectors = 0;
+            for (uint32_t xx = 0; xx < c->out_size; xx++)
+                vectors +=
+                    (((c->bounds[xx * 2] + b) & (align - 1)) + c->bounds[xx * 2 + 1] + align - 1) /
+                    align;
+            if (vectors < best) {
+                best = vectors;
+                bias = b;
+            }
+        }
+    }
     for (uint32_t xx = 0; xx < c->out_size; xx++) {
         int n = c->bounds[xx * 2 + 1];
-        int lead = c->bounds[xx * 2] & (align - 1);
-        hp->start[xx] = c->bounds[xx * 2] - lead;
+        int lead = (c->bounds[xx * 2] + bias) & (align - 1);
+        hp->start[xx] = c->bounds[xx * 2] + bias - lead;
+        hp->len[xx] = (lead + n + align - 1) & ~(align - 1);
         int32_t lo_sum = 0;
         for (int j = 0; j < kpad; j++) {
             int32_t k = j >= lead && j - lead < n ? c->k[(size_t)xx * c->ksize + j - lead] : 0;
@@ -148,6 +170,7 @@ int gencache__simd_hplan_init(gencache__simd_hplan *hp, const gencache__resize_c
     }
     hp->kpad = kpad;
     hp->align = align;
+    hp->bias = bias;
     hp->shift = shift;
     hp->c = c;
     return GENCACHE_OK;
@@ -159,6 +182,7 @@ void gencache__simd_hplan_free(gencache__simd_hplan *hp)
     free(hp->lo);
     free(hp->slack);
     free(hp->start);
+    free(hp->len);
     memset(hp, 0, sizeof *hp);
 }
 

@@ -98,10 +98,11 @@ AVX512 static inline int32_t dot_exact(const gencache__simd_hplan *hp, const int
                                        uint32_t xx)
 {
     const int16_t *src = in + hp->start[xx];
+    const int len = hp->len[xx];
     const int16_t *hi = hp->hi + (size_t)xx * hp->kpad;
     const int16_t *lo = hp->lo + (size_t)xx * hp->kpad;
     __m512i ah = _mm512_setzero_si512(), al = _mm512_setzero_si512();
-    for (int j = 0; j < hp->kpad; j += 32) {
+    for (int j = 0; j < len; j += 32) {
         __m512i v = _mm512_loadu_si512(src + j);
         ah = _mm512_dpwssd_epi32(ah, v, _mm512_loadu_si512(hi + j));
         al = _mm512_dpwssd_epi32(al, v, _mm512_loadu_si512(lo + j));
@@ -162,9 +163,10 @@ AVX512 static inline void finish16_hi(const gencache__simd_hplan *hp, const __m5
         for (int i = 0; i < 16; i++)
             if (ambiguous & (1u << i)) {
                 const int16_t *src = in + hp->start[xx + i];
+                const int len = hp->len[xx + i];
                 const int16_t *k = hp->lo + (size_t)(xx + i) * hp->kpad;
                 __m512i al = _mm512_setzero_si512();
-                for (int j = 0; j < hp->kpad; j += 32)
+                for (int j = 0; j < len; j += 32)
                     al = _mm512_dpwssd_epi32(al, _mm512_loadu_si512(src + j),
                                              _mm512_loadu_si512(k + j));
                 out[i] = clip8_one(lo[i] + _mm512_reduce_add_epi32(al));
@@ -187,11 +189,11 @@ AVX512 void gencache__simd512_resize_rows2(const gencache__simd_hplan *hp, const
     for (; xx + 16 <= out_size; xx += 16) {
         __m512i a[16], b[16];
         for (int i = 0; i < 16; i++) {
-            int start = hp->start[xx + (uint32_t)i];
+            int start = hp->start[xx + (uint32_t)i], len = hp->len[xx + (uint32_t)i];
             const int16_t *s0 = in0 + start, *s1 = in1 + start;
             const int16_t *hi = hp->hi + (size_t)(xx + (uint32_t)i) * hp->kpad;
             __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
-            for (int j = 0; j < hp->kpad; j += 32) {
+            for (int j = 0; j < len; j += 32) {
                 __m512i kh = _mm512_loadu_si512(hi + j);
                 h0 = _mm512_dpwssd_epi32(h0, _mm512_loadu_si512(s0 + j), kh);
                 h1 = _mm512_dpwssd_epi32(h1, _mm512_loadu_si512(s1 + j), kh);

@@ -156,8 +156,8 @@ static void check_horizontal(int level, uint32_t in, uint32_t out)
         fill_row(a, in, kind);
         fill_row(b, in, (kind + 1) % 5);
         for (uint32_t x = 0; x < in; x++) {
-            rows[x] = a[x];
-            rows[r16 + x] = b[x];
+            rows[ax->hp.bias + x] = a[x];
+            rows[r16 + ax->hp.bias + x] = b[x];
         }
         gencache__resize_row(&ax->c, a, want_a);
         gencache__resize_row(&ax->c, b, want_b);
