@@ -94,12 +94,46 @@ static void run_kernel(const gencache__codec_kernels *k, int which, size_t n, co
     }
 }
 
+/* Whether two tables share their kernel `which` (the dispatched table mixes the others'). */
+static int same_kernel(const gencache__codec_kernels *a, const gencache__codec_kernels *b,
+                       int which)
+{
+    switch (which) {
+    case K_F32_F16:
+        return a->f32_to_f16 == b->f32_to_f16;
+    case K_F32_BF16:
+        return a->f32_to_bf16 == b->f32_to_bf16;
+    case K_F16_F32:
+        return a->f16_to_f32 == b->f16_to_f32;
+    case K_BF16_F32:
+        return a->bf16_to_f32 == b->bf16_to_f32;
+    case K_AMAX_F32:
+        return a->amax_f32 == b->amax_f32;
+    case K_AMAX_F16:
+        return a->amax_f16 == b->amax_f16;
+    case K_AMAX_BF16:
+        return a->amax_bf16 == b->amax_bf16;
+    case K_Q_F32:
+        return a->quant_f32 == b->quant_f32;
+    case K_Q_F16:
+        return a->quant_f16 == b->quant_f16;
+    case K_Q_BF16:
+        return a->quant_bf16 == b->quant_bf16;
+    case K_DQ_F32:
+        return a->dequant_f32 == b->dequant_f32;
+    case K_DQ_F16:
+        return a->dequant_f16 == b->dequant_f16;
+    default:
+        return a->dequant_bf16 == b->dequant_bf16;
+    }
+}
+
 /* Every kernel of every table this CPU runs, at two sizes: a block that stays in the L1/L2
  * cache (4,096 elements, as a group or a KV row would be, called repeatedly) and a tensor of
  * 16 M elements that streams from memory. Each round times the tables back to back, and the
  * AVX-512 over AVX2 column is the median of the rounds' ratios, which holds up better on a busy
  * machine than a ratio of medians. docs/tensors.md says which kernels the dispatch takes from
- * which table. */
+ * which table; the last column is the table the dispatch (impls[3]) takes each kernel from. */
 static void bench_kernels(const gencache__codec_kernels *const *impls, int kruns)
 {
     enum { SMALL = 4096, SMALL_REPS = 256, BIG = 16 << 20 };
@@ -125,8 +159,8 @@ static void bench_kernels(const gencache__codec_kernels *const *impls, int kruns
     printf("kernels, medians of %d rounds: %d elements x %d calls (cache) | %d M elements "
            "(memory); the scalar table runs 3 rounds on the big tensor\n",
            kruns, SMALL, SMALL_REPS, BIG >> 20);
-    printf("%-14s %10s %10s %10s %8s | %10s %10s %10s %8s\n", "kernel", "scalar us", "avx2 us",
-           "avx512 us", "512/avx2", "scalar ms", "avx2 ms", "avx512 ms", "512/avx2");
+    printf("%-14s %10s %10s %10s %8s | %10s %10s %10s %8s | %s\n", "kernel", "scalar us", "avx2 us",
+           "avx512 us", "512/avx2", "scalar ms", "avx2 ms", "avx512 ms", "512/avx2", "dispatch");
     for (int w = 0; w < K_COUNT; w++) {
         double med[2][3] = {{0}}, ratio[2] = {0};
         for (int s = 0; s < 2; s++) {
@@ -164,8 +198,15 @@ static void bench_kernels(const gencache__codec_kernels *const *impls, int kruns
                 printf(" %7.2fx", ratio[s]);
             else
                 printf(" %8s", "-");
-            printf(s == 0 ? " |" : "\n");
+            printf(" |");
         }
+        const char *from = "scalar";
+        for (int k = 2; k >= 1; k--)
+            if (impls[k] && same_kernel(impls[3], impls[k], w)) {
+                from = impls[k]->name;
+                break;
+            }
+        printf(" %s\n", from);
     }
     free(f32);
     free(of32);

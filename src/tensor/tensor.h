@@ -50,8 +50,10 @@ const gencache__codec_kernels *gencache__codec_kernels_scalar(void);
 /* The vector implementations, or NULL when this CPU (or this build) lacks the instructions. */
 const gencache__codec_kernels *gencache__codec_kernels_avx2(void);
 const gencache__codec_kernels *gencache__codec_kernels_avx512(void);
-/* The widest implementation this CPU runs, chosen once. The environment variable GENCACHE_SIMD
- * (scalar, avx2, avx512) narrows the choice, for benchmarks and bug reports. */
+/* The widest implementation this CPU runs, chosen once; with AVX-512, a table of its kernels
+ * except those measured no faster than the AVX2 ones, which come from the AVX2 table (named
+ * "avx512" all the same). The environment variable GENCACHE_SIMD (scalar, avx2) narrows the
+ * choice, for benchmarks and bug reports. */
 const gencache__codec_kernels *gencache__codec_kernels_best(void);
 
 /* Scalar element helpers, shared by the vector files for their tails so every path agrees. */
