@@ -33,7 +33,7 @@ BENCHES=(
   "bench_mem|in-process, 1 and 2 threads|$B/bench_mem 5"
   "bench_key|in-process, 1 thread|$B/bench_key 5"
   "bench_image|in-process, 1 thread; Python reference in a child process|$B/bench_image 11"
-  "bench_tensor|in-process, 1 thread|$B/bench_tensor 64 5"
+  "bench_tensor|in-process, 1 thread|$B/bench_tensor 64 9"
   "bench_disk|in-process, files under /tmp|$B/bench_disk"
   "bench_redis|in-process client, redis-server on loopback (unpinned)|$B/bench_redis"
   "bench_writeback|in-process, disk tier under /tmp|$B/bench_writeback 3"
