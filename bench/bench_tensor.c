@@ -251,12 +251,14 @@ int main(int argc, char **argv)
     memset(back, 1, bytes);
     memset(q, 1, qsize);
 
-    /* Each round times memcpy of the tensor and each codec run in turn; the ratios are medians
-     * of the rounds' ratios, which hold up on a busy machine better than ratios of medians. */
-    double tm[MAXRUNS], tq[MAXRUNS], td[MAXRUNS], tg[MAXRUNS];
-    double rq[MAXRUNS], rd[MAXRUNS], rg[MAXRUNS];
+    /* Each round times memcpy of the tensor and each codec run of each table in turn (the
+     * tables interleaved, so a change of the machine's load hits them alike); the ratios are
+     * medians of the rounds' ratios, which hold up on a busy machine better than ratios of
+     * medians, and, in brackets, the fastest memcpy over the fastest codec run. */
+    static double tt[4][4][MAXRUNS];
+    double rr[MAXRUNS];
     printf("tensor of %zu MiB f16 (%zu elements), medians of %d rounds; ratios are medians of "
-           "each round's memcpy time over the codec's\n",
+           "each round's memcpy time over the codec's [fastest over fastest]\n",
            mib, n, runs);
     /* Each table, then the one the library dispatches to ("best"). */
     const gencache__codec_kernels *impls[4] = {
@@ -270,16 +272,18 @@ int main(int argc, char **argv)
         return 1;
     unsigned char *gq = malloc(gsize);
     memset(gq, 1, gsize);
-    for (int k = 0; k < 4; k++) {
-        if (!impls[k])
-            continue;
-        /* The scalar table takes a second per run on 64 MiB and is only there for reference. */
-        int kr = k == 0 && runs > 3 ? 3 : runs;
-        for (int i = 0; i < kr; i++) {
+    /* The scalar table takes a second per run on 64 MiB and is only there for reference: it runs
+     * in the first 3 rounds. */
+    int kruns[4];
+    for (int k = 0; k < 4; k++)
+        kruns[k] = k == 0 && runs > 3 ? 3 : runs;
+    for (int i = 0; i < runs; i++) {
+        for (int k = 0; k < 4; k++) {
+            if (!impls[k] || i >= kruns[k])
+                continue;
             /* Every operation runs twice in a row and the second run is timed, so it meets the
              * cache as its own previous run left it (memcpy leaves 64 MiB of dirty lines that
              * would otherwise be charged to whatever runs next). */
-            double t[4];
             for (int op = 0; op < 4; op++) {
                 for (int rep = k == 0 ? 1 : 0; rep < 2; rep++) {
                     size_t got;
@@ -296,35 +300,42 @@ int main(int argc, char **argv)
                     else /* per group of 128: one pass, each group read while in L1 */
                         rc = gencache__quant_encode_with(impls[k], &d, src, bytes, &go, gq, gsize,
                                                          &got);
-                    t[op] = bench_now_s() - t0;
+                    tt[k][op][i] = bench_now_s() - t0;
                     if (rc != 0)
                         return 1;
                 }
             }
             sink ^= copy[i];
-            tm[i] = t[0];
-            tq[i] = t[1];
-            td[i] = t[2];
-            tg[i] = t[3];
-            rq[i] = tm[i] / tq[i];
-            rd[i] = tm[i] / td[i];
-            rg[i] = tm[i] / tg[i];
         }
-        double ms = bench_median(tm, kr), qs = bench_median(tq, kr);
-        double ds = bench_median(td, kr), gs = bench_median(tg, kr);
+    }
+    static const char *const ops[4] = {NULL, "quantize f16->int8", "dequantize int8->f16",
+                                       "quantize f16->int8-group128"};
+    static const int order[3] = {3, 1, 2};
+    for (int k = 0; k < 4; k++) {
+        if (!impls[k])
+            continue;
+        int kr = kruns[k];
         const char *name = k == 3 ? "best" : impls[k]->name;
         char label[64];
+        double mfast = tt[k][0][0];
+        for (int i = 1; i < kr; i++)
+            mfast = tt[k][0][i] < mfast ? tt[k][0][i] : mfast;
         snprintf(label, sizeof label, "memcpy (baseline) [%s rounds]", name);
+        double ms = bench_median(tt[k][0], kr);
         printf("%-36s %8.3f ms  %6.2f GB/s\n", label, ms * 1e3, (double)bytes / ms / 1e9);
-        snprintf(label, sizeof label, "quantize f16->int8-group128 [%s]", name);
-        printf("%-36s %8.3f ms  %6.2f GB/s  %.2fx memcpy\n", label, gs * 1e3,
-               (double)bytes / gs / 1e9, bench_median(rg, kr));
-        snprintf(label, sizeof label, "quantize f16->int8 [%s]", name);
-        printf("%-36s %8.3f ms  %6.2f GB/s  %.2fx memcpy\n", label, qs * 1e3,
-               (double)bytes / qs / 1e9, bench_median(rq, kr));
-        snprintf(label, sizeof label, "dequantize int8->f16 [%s]", name);
-        printf("%-36s %8.3f ms  %6.2f GB/s  %.2fx memcpy\n", label, ds * 1e3,
-               (double)bytes / ds / 1e9, bench_median(rd, kr));
+        for (int j = 0; j < 3; j++) {
+            int op = order[j];
+            double fast = tt[k][op][0];
+            for (int i = 0; i < kr; i++) {
+                rr[i] = tt[k][0][i] / tt[k][op][i];
+                fast = tt[k][op][i] < fast ? tt[k][op][i] : fast;
+            }
+            double ratio = bench_median(rr, kr);
+            double med = bench_median(tt[k][op], kr);
+            snprintf(label, sizeof label, "%s [%s]", ops[op], name);
+            printf("%-36s %8.3f ms  %6.2f GB/s  %.2fx memcpy [%.2fx]\n", label, med * 1e3,
+                   (double)bytes / med / 1e9, ratio, mfast / fast);
+        }
     }
     free(gq);
 

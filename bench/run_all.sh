@@ -98,7 +98,7 @@ pick_bench_tensor() {
     awk '
         /^tensor of/ { mib = $3 " " $4 }
         /^memcpy \(baseline\) \[best/ { m = $0; sub(/.*\] */, "", m); sub(/ *ms.*/, " ms", m) }
-        /\[best\]/ && /memcpy$/ { f = $0; sub(/ +[0-9.]+ ms.*/, "", f); t = $0; sub(/.*\] +/, "", t)
+        /\[best\]/ && /x memcpy/ { f = $0; sub(/ +[0-9.]+ ms.*/, "", f); t = $0; sub(/.*\] +/, "", t)
                        sub(/ +[0-9.]+ GB\/s.*/, "", t); r = $0; sub(/.*GB\/s +/, "", r)
                        print f ": " t "\tmemcpy of " mib ": " m "\t" r }
         /^[a-z0-9_]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+x \|/ {

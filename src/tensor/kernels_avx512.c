@@ -117,9 +117,13 @@ AVX512 static int w_amax_f32(const float *src, size_t n, float *out)
     const __m512i absm = _mm512_set1_epi32(0x7FFFFFFF);
     __m512i m0 = _mm512_setzero_si512();
     size_t i = 0;
-    for (; i + 16 <= n; i += 16)
+    const int pf = n * sizeof *src >= GENCACHE__PREFETCH_MIN;
+    for (; i + 16 <= n; i += 16) {
+        if (pf)
+            gencache__prefetch(src + i);
         m0 = _mm512_max_epu32(m0,
                               _mm512_and_si512(_mm512_loadu_si512((const void *)(src + i)), absm));
+    }
     uint32_t m = _mm512_reduce_max_epu32(m0);
     for (; i < n; i++) {
         uint32_t a;
@@ -136,9 +140,13 @@ AVX512 static uint16_t amax16(const uint16_t *src, size_t n)
     const __m512i absm = _mm512_set1_epi16(0x7FFF);
     __m512i m0 = _mm512_setzero_si512();
     size_t i = 0;
-    for (; i + 32 <= n; i += 32)
+    const int pf = n * sizeof *src >= GENCACHE__PREFETCH_MIN;
+    for (; i + 32 <= n; i += 32) {
+        if (pf)
+            gencache__prefetch(src + i);
         m0 = _mm512_max_epu16(m0,
                               _mm512_and_si512(_mm512_loadu_si512((const void *)(src + i)), absm));
+    }
     uint16_t lanes[32];
     _mm512_storeu_si512((void *)lanes, m0);
     uint16_t m = 0;
@@ -188,6 +196,8 @@ AVX512 static inline __m128i q16(__m512 x, __m512 inv)
         for (; i < head; i++)                                                                      \
             dst[i] = ONE(src[i]);                                                                  \
         for (; i + 64 <= n; i += 64) {                                                             \
+            for (size_t b = 0; b < 64 * sizeof *src; b += 64)                                      \
+                gencache__prefetch((const char *)(src + i) + b);                                   \
             _mm_stream_si128((__m128i *)(dst + i), q16(LOAD(src + i), vi));                        \
             _mm_stream_si128((__m128i *)(dst + i + 16), q16(LOAD(src + i + 16), vi));              \
             _mm_stream_si128((__m128i *)(dst + i + 32), q16(LOAD(src + i + 32), vi));              \

@@ -64,6 +64,19 @@ float gencache__bf16_to_f32_one(uint16_t h);
 float gencache__round_even(float x); /* independent of the FP environment */
 int8_t gencache__quant_one(float x, float inv);
 float gencache__dequant_clamp(float y); /* clamps to +-FLT_MAX */
+/* Inputs of at least GENCACHE__PREFETCH_MIN bytes are read with software prefetches
+ * GENCACHE__PREFETCH_AHEAD bytes ahead of the loads: one core alone does not keep enough reads
+ * in flight to reach the memory's bandwidth, and the maxima and quantization passes over a large
+ * tensor are bound by it (docs/BENCHMARKS.md). A prefetch never faults, so one past the end of
+ * the input is harmless; its address is formed as an integer. */
+#define GENCACHE__PREFETCH_AHEAD 4096u
+#define GENCACHE__PREFETCH_MIN   (256u * 1024u)
+
+static inline void gencache__prefetch(const void *p)
+{
+    __builtin_prefetch((const void *)((uintptr_t)p + GENCACHE__PREFETCH_AHEAD));
+}
+
 /* One element quantized with `inv` in scope, from each source format: the vector quantization
  * loops use these for their heads and tails. */
 #define GENCACHE__QUANT_ONE_F32(x)  gencache__quant_one((x), inv)
