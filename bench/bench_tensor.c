@@ -200,7 +200,10 @@ static void bench_kernels(const gencache__codec_kernels *const *impls, int kruns
                 printf(" %8s", "-");
             printf(" |");
         }
-        const char *from = "scalar";
+        /* A kernel of neither table: the dispatch picks one by size (docs/tensors.md). */
+        const char *from = impls[1] || impls[2] ? "by size" : "scalar";
+        if (impls[0] && same_kernel(impls[3], impls[0], w))
+            from = "scalar";
         for (int k = 2; k >= 1; k--)
             if (impls[k] && same_kernel(impls[3], impls[k], w)) {
                 from = impls[k]->name;

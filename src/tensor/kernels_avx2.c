@@ -194,7 +194,7 @@ AVX2 static inline __m256i pack_i8x32(__m256i a, __m256i b, __m256i c, __m256i d
 
 /* Outputs at least this large are written with non-temporal stores: they would not stay in the
  * cache anyway, and streaming saves reading each destination line before writing it. */
-#define STREAM_MIN (1u << 20)
+#define STREAM_MIN GENCACHE__LARGE_BLOCK
 
 /* The quantization loop for one source format: LOAD(p) gives 8 f32 from element pointer p,
  * ONE(x) quantizes one element in scalar code (for the unaligned head and the tail). */

@@ -182,9 +182,16 @@ AVX512 static inline __m128i q16(__m512 x, __m512 inv)
     return _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v));
 }
 
+/* Four 16-byte quarters as one 64-byte line, for one whole-line non-temporal store. */
+AVX512 static inline __m512i line64(__m128i a, __m128i b, __m128i c, __m128i d)
+{
+    __m512i v = _mm512_inserti32x4(_mm512_castsi128_si512(a), b, 1);
+    return _mm512_inserti32x4(_mm512_inserti32x4(v, c, 2), d, 3);
+}
+
 /* Outputs at least this large are written with non-temporal stores, as in kernels_avx2.c: they
  * would not stay in the cache anyway, and streaming saves reading each destination line first. */
-#define STREAM_MIN (1u << 20)
+#define STREAM_MIN GENCACHE__LARGE_BLOCK
 
 /* The quantization loop for one source format: LOAD(p) gives 16 f32 from element pointer p,
  * ONE(x) quantizes one element in scalar code (for the unaligned head and the tail). */
@@ -198,10 +205,9 @@ AVX512 static inline __m128i q16(__m512 x, __m512 inv)
         for (; i + 64 <= n; i += 64) {                                                             \
             for (size_t b = 0; b < 64 * sizeof *src; b += 64)                                      \
                 gencache__prefetch((const char *)(src + i) + b);                                   \
-            _mm_stream_si128((__m128i *)(dst + i), q16(LOAD(src + i), vi));                        \
-            _mm_stream_si128((__m128i *)(dst + i + 16), q16(LOAD(src + i + 16), vi));              \
-            _mm_stream_si128((__m128i *)(dst + i + 32), q16(LOAD(src + i + 32), vi));              \
-            _mm_stream_si128((__m128i *)(dst + i + 48), q16(LOAD(src + i + 48), vi));              \
+            _mm512_stream_si512((void *)(dst + i),                                                 \
+                                line64(q16(LOAD(src + i), vi), q16(LOAD(src + i + 16), vi),        \
+                                       q16(LOAD(src + i + 32), vi), q16(LOAD(src + i + 48), vi))); \
         }                                                                                          \
         _mm_sfence();                                                                              \
     }                                                                                              \

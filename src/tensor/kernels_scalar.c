@@ -240,10 +240,29 @@ const gencache__codec_kernels *gencache__codec_kernels_scalar(void)
 static const gencache__codec_kernels *chosen;
 static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
 /* The AVX-512 table as dispatched: a kernel of it is used only where bench_tensor's per-kernel
- * table measures it faster than the AVX2 one; the others are the AVX2 kernels (docs/tensors.md).
- * The maxima are the exception today: they only read, 512-bit loads gain nothing there, and
- * they measured 0.7-1.0x AVX2 on large tensors. */
+ * table measures it at least as fast as the AVX2 one; elsewhere the AVX2 kernel is used
+ * (docs/tensors.md). Two exceptions today: the maxima only read, 512-bit loads gain nothing
+ * there, and they measured no faster on cached blocks and 0.7-3x (noise) on large tensors, so
+ * they are AVX2's; the quantization loops are faster with AVX-512 on cached blocks (1.2x) but
+ * not on tensors large enough to be streamed, where both are bound by memory and the AVX2 loop
+ * measured a little faster, so those sizes go to the AVX2 kernels. */
 static gencache__codec_kernels mixed;
+static const gencache__codec_kernels *small_k, *large_k;
+
+static void mixed_quant_f32(int8_t *dst, const float *src, size_t n, float inv)
+{
+    (n >= GENCACHE__LARGE_BLOCK ? large_k : small_k)->quant_f32(dst, src, n, inv);
+}
+
+static void mixed_quant_f16(int8_t *dst, const uint16_t *src, size_t n, float inv)
+{
+    (n >= GENCACHE__LARGE_BLOCK ? large_k : small_k)->quant_f16(dst, src, n, inv);
+}
+
+static void mixed_quant_bf16(int8_t *dst, const uint16_t *src, size_t n, float inv)
+{
+    (n >= GENCACHE__LARGE_BLOCK ? large_k : small_k)->quant_bf16(dst, src, n, inv);
+}
 
 static void choose(void)
 {
@@ -260,6 +279,11 @@ static void choose(void)
             mixed.amax_f32 = k2->amax_f32;
             mixed.amax_f16 = k2->amax_f16;
             mixed.amax_bf16 = k2->amax_bf16;
+            small_k = k512;
+            large_k = k2;
+            mixed.quant_f32 = mixed_quant_f32;
+            mixed.quant_f16 = mixed_quant_f16;
+            mixed.quant_bf16 = mixed_quant_bf16;
         }
         chosen = &mixed;
     } else {

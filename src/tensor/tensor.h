@@ -64,6 +64,10 @@ float gencache__bf16_to_f32_one(uint16_t h);
 float gencache__round_even(float x); /* independent of the FP environment */
 int8_t gencache__quant_one(float x, float inv);
 float gencache__dequant_clamp(float y); /* clamps to +-FLT_MAX */
+/* Elements from which the quantization kernels stream their output (non-temporal stores) and
+ * the dispatch takes the AVX2 quantization loop over the AVX-512 one. */
+#define GENCACHE__LARGE_BLOCK ((size_t)1 << 20)
+
 /* Inputs of at least GENCACHE__PREFETCH_MIN bytes are read with software prefetches
  * GENCACHE__PREFETCH_AHEAD bytes ahead of the loads: one core alone does not keep enough reads
  * in flight to reach the memory's bandwidth, and the maxima and quantization passes over a large
