@@ -60,8 +60,10 @@ test-tsan: deps
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && ctest --output-on-failure -L threads
 
+# Every benchmark of bench/ with a short setting, then one table of the headline figures (under
+# 10 minutes; each benchmark's full output is kept in $(BUILD)/bench-logs). See docs/BENCHMARKS.md.
 bench: build
-	@echo "benchmarks are in $(BUILD)/bench; see docs/BENCHMARKS.md for how each is run"
+	bench/run_all.sh $(BUILD)
 
 clean:
 	rm -rf build build-asan build-clang build-tsan build-fuzz

@@ -1,8 +1,9 @@
 /*
  * bench_image.c: the costs of image identity, each against a baseline measured in the same run.
- * 1. pHash (64 bits) of a decoded 1024 x 1024 RGB image, median per hash, against the Python
+ * 1. pHash (64 bits) of a decoded 1024 x 1024 RGB image, median per hash, first with each kernel
+ *    set this CPU runs (scalar, AVX2, AVX-512), then with the default one against the Python
  *    reference (Pillow convert + Lanczos resize + scipy DCT, bench_image_ref.py run by
- *    /usr/bin/python3 on the same pixels); the two hashes must agree.
+ *    /usr/bin/python3 on the same pixels); the hashes must agree.
  * 2. Pixel digest throughput against OpenSSL's SHA-256 of the same sample bytes.
  * 3. Near-duplicate query at radius 8 over 1,000,000 random 64-bit hashes, median per query,
  *    against a linear popcount scan of the same hashes.
@@ -22,6 +23,7 @@
 
 #include "gencache.h"
 #include "image/image.h"
+#include "image/simd.h"
 #include "bench_util.h"
 
 #ifndef BENCH_SOURCE_DIR
@@ -67,8 +69,35 @@ static void bench_phash(int rounds)
         exit(1);
     }
     char hex[GENCACHE_HASH_HEX_MAX];
-    gencache_image_hash(img, GENCACHE_HASH_PHASH, 64, NULL, hex);
     double *t = calloc((size_t)rounds, sizeof *t);
+    /* Each kernel set this CPU runs, rounds interleaved so that they share the machine's load;
+     * all must give the same hash. Then the default set, against the reference. */
+    static const char *const level_names[] = {"scalar", "avx2", "avx512"};
+    int max = gencache__simd_max_level(), def = gencache__simd_level();
+    double *tl[3];
+    char lhex[3][GENCACHE_HASH_HEX_MAX];
+    for (int l = 0; l <= max; l++)
+        tl[l] = calloc((size_t)rounds, sizeof *tl[l]);
+    for (int r = 0; r < rounds; r++)
+        for (int l = 0; l <= max; l++) {
+            gencache__simd_set_level(l);
+            double t0 = bench_now_ns();
+            gencache_image_hash(img, GENCACHE_HASH_PHASH, 64, NULL, lhex[l]);
+            tl[l][r] = bench_now_ns() - t0;
+        }
+    gencache__simd_set_level(def);
+    printf("phash64 of a decoded %ux%u RGB image, each path (median of %d, fastest):", w, h,
+           rounds);
+    int same = 1;
+    for (int l = 0; l <= max; l++) {
+        double med = bench_median(tl[l], rounds);
+        printf(" %s%s %.1f us (%.1f)%s", level_names[l], l == def ? " [default]" : "", med / 1e3,
+               tl[l][0] / 1e3, l < max ? "," : "");
+        same &= strcmp(lhex[l], lhex[0]) == 0;
+        free(tl[l]);
+    }
+    printf("; hashes %s\n", same ? "agree" : "DIFFER");
+    gencache_image_hash(img, GENCACHE_HASH_PHASH, 64, NULL, hex);
     for (int r = 0; r < rounds; r++) {
         double t0 = bench_now_ns();
         gencache_image_hash(img, GENCACHE_HASH_PHASH, 64, NULL, hex);
@@ -103,11 +132,12 @@ static void bench_phash(int rounds)
     if (p)
         pclose(p);
     unlink(raw);
-    printf("phash64 of a decoded %ux%u RGB image: gencache %.1f us, Python reference %.1f us "
+    printf("phash64 of a decoded %ux%u RGB image: gencache [%s] %.1f us, Python reference %.1f us "
            "(medians), ratio %.1fx; fastest runs %.1f us vs %.1f us, ratio %.1fx; hashes %s "
            "(%s vs %s)\n",
-           w, h, c_ns / 1e3, py_s * 1e6, py_s * 1e9 / c_ns, c_min / 1e3, py_min * 1e6,
-           py_min * 1e9 / c_min, strcmp(hex, py_hex) == 0 ? "agree" : "DIFFER", hex, py_hex);
+           w, h, level_names[def], c_ns / 1e3, py_s * 1e6, py_s * 1e9 / c_ns, c_min / 1e3,
+           py_min * 1e6, py_min * 1e9 / c_min, strcmp(hex, py_hex) == 0 ? "agree" : "DIFFER", hex,
+           py_hex);
     gencache_image_free(img);
     free(px);
     free(t);

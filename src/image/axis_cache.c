@@ -55,7 +55,7 @@ int gencache__axis_get(uint32_t in, uint32_t out, int want_hp, gencache__axis **
     }
     ax->want_hp = want_hp;
     if (want_hp) {
-        rc = gencache__simd_hplan_init(&ax->hp, &ax->c);
+        rc = gencache__simd_hplan_init(&ax->hp, &ax->c, want_hp);
         if (rc == GENCACHE_ENOMEM) {
             axis_free(ax);
             return rc;

@@ -12,12 +12,13 @@
 typedef struct gencache__axis {
     gencache__resize_coeffs c;
     gencache__simd_hplan hp; /* valid when has_hp */
-    int want_hp;             /* asked for the AVX2 split of the coefficients */
+    int want_hp;             /* the GENCACHE__SIMD_ level whose split was asked for, or 0 */
     int has_hp;
     int cached; /* owned by the cache: never freed */
 } gencache__axis;
 
-/* The coefficients of in_size -> out_size (and, with want_hp, their AVX2 split). *ax is valid
+/* The coefficients of in_size -> out_size (and, with want_hp a GENCACHE__SIMD_ level above
+ * scalar, their split for that level's kernels). *ax is valid
  * until gencache__axis_put(). Returns GENCACHE_OK or GENCACHE_ENOMEM. Thread-safe. */
 int gencache__axis_get(uint32_t in_size, uint32_t out_size, int want_hp, gencache__axis **ax);
 void gencache__axis_put(gencache__axis *ax);

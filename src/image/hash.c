@@ -36,9 +36,9 @@ static int thumbnail(const gencache_image *img, uint32_t tw, uint32_t th, uint8_
         free(l);
         return rc;
     }
-    int simd = gencache__simd_available();
+    int level = gencache__simd_level();
     gencache__axis *ah, *av;
-    int rc = gencache__axis_get(w, tw, simd, &ah);
+    int rc = gencache__axis_get(w, tw, level, &ah);
     if (rc != GENCACHE_OK)
         return rc;
     rc = gencache__axis_get(h, th, 0, &av);
@@ -46,15 +46,19 @@ static int thumbnail(const gencache_image *img, uint32_t tw, uint32_t th, uint8_
         gencache__axis_put(ah);
         return rc;
     }
-    simd = simd && ah->has_hp;
+    if (level > GENCACHE__SIMD_SCALAR && !ah->has_hp)
+        level = GENCACHE__SIMD_SCALAR;
+    int simd = level > GENCACHE__SIMD_SCALAR, wide = level >= GENCACHE__SIMD_AVX512;
+    size_t bias = simd ? (size_t)ah->hp.bias : 0; /* where a row's sample 0 goes */
     const gencache__resize_coeffs *ch = &ah->c, *cv = &av->c;
     uint32_t first = (uint32_t)cv->bounds[0];
     uint32_t last = (uint32_t)(cv->bounds[th * 2 - 2] + cv->bounds[th * 2 - 1]);
     uint8_t *tmp = malloc((size_t)tw * (last - first));
     uint8_t *row = malloc(w);
-    /* Two 16-bit luminance rows, each followed by the zeros the kernels may read past it. */
-    size_t r16 = simd ? ((size_t)w + (size_t)ah->hp.kpad + 16 + 15) & ~(size_t)15 : 0;
-    int16_t *row16 = simd ? aligned_alloc(32, 2 * r16 * sizeof *row16) : NULL;
+    /* Two 16-bit luminance rows, each 64-byte aligned, starting bias zeros in and followed by the
+     * zeros the kernels may read past it. */
+    size_t r16 = simd ? ((size_t)w + (size_t)ah->hp.kpad + 32 + 31) & ~(size_t)31 : 0;
+    int16_t *row16 = simd ? aligned_alloc(64, 2 * r16 * sizeof *row16) : NULL;
     if (row16)
         memset(row16, 0, 2 * r16 * sizeof *row16);
     if (!row || !tmp || (simd && !row16)) {
@@ -64,17 +68,28 @@ static int thumbnail(const gencache_image *img, uint32_t tw, uint32_t th, uint8_
     /* Each luminance row goes straight into the horizontal pass; only the rows the vertical
      * pass reads are made. */
     uint32_t y = first;
-    if (simd)
+    if (wide)
         for (; y + 2 <= last; y += 2) {
-            gencache__simd_luma_row16(img, y, row16, row);
-            gencache__simd_luma_row16(img, y + 1, row16 + r16, row);
+            gencache__simd512_luma_row16(img, y, row16 + bias, row);
+            gencache__simd512_luma_row16(img, y + 1, row16 + r16 + bias, row);
+            gencache__simd512_resize_rows2(&ah->hp, row16, row16 + r16,
+                                           tmp + (size_t)(y - first) * tw,
+                                           tmp + (size_t)(y + 1 - first) * tw);
+        }
+    else if (simd)
+        for (; y + 2 <= last; y += 2) {
+            gencache__simd_luma_row16(img, y, row16 + bias, row);
+            gencache__simd_luma_row16(img, y + 1, row16 + r16 + bias, row);
             gencache__simd_resize_rows2(&ah->hp, row16, row16 + r16, tmp + (size_t)(y - first) * tw,
                                         tmp + (size_t)(y + 1 - first) * tw);
         }
     for (; y < last; y++) {
         uint8_t *dst = tmp + (size_t)(y - first) * tw;
-        if (simd) {
-            gencache__simd_luma_row16(img, y, row16, row);
+        if (wide) {
+            gencache__simd512_luma_row16(img, y, row16 + bias, row);
+            gencache__simd512_resize_row(&ah->hp, row16, dst);
+        } else if (simd) {
+            gencache__simd_luma_row16(img, y, row16 + bias, row);
             gencache__simd_resize_row(&ah->hp, row16, dst);
         } else {
             gencache__image_luma_row(img, y, row);
@@ -83,6 +98,8 @@ static int thumbnail(const gencache_image *img, uint32_t tw, uint32_t th, uint8_
     }
     if (h == th)
         memcpy(out, tmp, (size_t)tw * th);
+    else if (wide)
+        gencache__simd512_resize_vertical(cv, tmp, tw, first, out);
     else if (simd)
         gencache__simd_resize_vertical(cv, tmp, tw, first, out);
     else

@@ -5,7 +5,8 @@
  * fixed-point weights and rounding, and each resampled sample as the same sum of pixel x 22-bit
  * coefficient products, only split so that 16-bit multiply-adds can form it (k = hi * 2^shift +
  * lo, with shift chosen so hi fits in 16 bits and the lo sums cannot overflow). The functions are
- * compiled for AVX2 only; hash.c calls them when the CPU has it.
+ * compiled for AVX2 only; hash.c calls them when the CPU has it. The split and the choice of
+ * kernel set (gencache__simd_level) are here too, shared with simd_avx512.c.
  */
 #include <immintrin.h>
 #include <stdlib.h>
@@ -70,30 +71,39 @@ AVX2 void gencache__simd_luma_row16(const gencache_image *img, uint32_t y, int16
             packed = _mm256_permute4x64_epi64(packed, 0xD8);
             _mm256_store_si256((__m256i *)(out + x), packed);
         }
-        for (; x < w; x++) {
-            const uint8_t *q = p + (size_t)x * c;
-            out[x] = (int16_t)((q[0] * 19595u + q[1] * 38470u + q[2] * 7471u + 0x8000u) >> 16);
-        }
-        return;
-    }
-    if (img->bits == 8 && img->channels == 1) {
+    } else if (img->bits == 8 && img->channels == 1) {
         for (; x + 16 <= w; x += 16) {
             __m128i v = _mm_loadu_si128((const __m128i *)(p + x));
             _mm256_storeu_si256((__m256i *)(out + x), _mm256_cvtepu8_epi16(v));
         }
-        for (; x < w; x++)
-            out[x] = p[x];
-        return;
     }
-    /* Other layouts are rare: the scalar rules, widened. */
-    gencache__image_luma_row(img, y, scratch);
-    for (uint32_t i = 0; i < w; i++)
-        out[i] = scratch[i];
+    /* The tail, or a whole row of a rarer layout. */
+    gencache__simd_luma_tail16(img, y, x, out, scratch);
 }
 
-int gencache__simd_hplan_init(gencache__simd_hplan *hp, const gencache__resize_coeffs *c)
+void gencache__simd_luma_tail16(const gencache_image *img, uint32_t y, uint32_t x0, int16_t *out,
+                                uint8_t *scratch)
+{
+    const uint8_t *p = img->pixels + (size_t)y * img->stride;
+    const uint32_t c = img->channels;
+    if (img->bits == 8 && c != 2) {
+        for (uint32_t x = x0; x < img->width; x++) {
+            const uint8_t *q = p + (size_t)x * c;
+            out[x] =
+                c == 1 ? q[0]
+                       : (int16_t)((q[0] * 19595u + q[1] * 38470u + q[2] * 7471u + 0x8000u) >> 16);
+        }
+        return;
+    }
+    gencache__image_luma_row(img, y, scratch);
+    for (uint32_t x = x0; x < img->width; x++)
+        out[x] = scratch[x];
+}
+
+int gencache__simd_hplan_init(gencache__simd_hplan *hp, const gencache__resize_coeffs *c, int level)
 {
     memset(hp, 0, sizeof *hp);
+    const int align = level >= GENCACHE__SIMD_AVX512 ? 32 : 16;
     int32_t maxk = 0;
     for (size_t i = 0; i < (size_t)c->out_size * c->ksize; i++) {
         int32_t a = c->k[i] < 0 ? -c->k[i] : c->k[i];
@@ -104,27 +114,51 @@ int gencache__simd_hplan_init(gencache__simd_hplan *hp, const gencache__resize_c
     int shift = 0;
     while ((maxk >> shift) > 32767 - 1)
         shift++;
-    /* Room for the window shifted by up to 15 samples of alignment. */
-    int kpad = (c->ksize + 15 + 15) & ~15;
+    /* Room for the window shifted by up to align - 1 samples of alignment. */
+    int kpad = (c->ksize + 2 * (align - 1)) & ~(align - 1);
     /* The lo sums: at most kpad * 255 * (2^shift - 1) per output; keep them within int32. */
     if ((int64_t)kpad * 255 * ((1 << shift) - 1) > INT32_MAX)
         return GENCACHE_EUNSUPPORTED;
-    hp->hi = aligned_alloc(32, sizeof(int16_t) * (size_t)c->out_size * kpad + 32);
-    hp->lo = aligned_alloc(32, sizeof(int16_t) * (size_t)c->out_size * kpad + 32);
+    /* aligned_alloc wants a multiple of the alignment. */
+    size_t bytes = (sizeof(int16_t) * (size_t)c->out_size * kpad + 64 + 63) & ~(size_t)63;
+    hp->hi = aligned_alloc(64, bytes);
+    hp->lo = aligned_alloc(64, bytes);
     hp->slack = malloc(sizeof(int32_t) * ((size_t)c->out_size + 8));
     hp->start = malloc(sizeof(int) * ((size_t)c->out_size + 8));
-    if (!hp->hi || !hp->lo || !hp->slack || !hp->start) {
+    hp->len = malloc(sizeof(int) * ((size_t)c->out_size + 8));
+    if (!hp->hi || !hp->lo || !hp->slack || !hp->start || !hp->len) {
         free(hp->hi);
         free(hp->lo);
         free(hp->slack);
         free(hp->start);
+        free(hp->len);
         memset(hp, 0, sizeof *hp);
         return GENCACHE_ENOMEM;
     }
+    /* The AVX-512 kernels read each window in whole vectors from its aligned start: the offset of
+     * sample 0 in the row buffer that needs the fewest vectors in all is taken (for 1024 -> 32,
+     * 16 makes every inner window of 192 samples exactly 6 vectors instead of 7). The AVX2
+     * luminance stores aligned vectors, so its rows start at 0. */
+    int bias = 0;
+    if (align == 32) {
+        int64_t best = INT64_MAX;
+        for (int b = 0; b < align; b++) {
+            int64_t vectors = 0;
+            for (uint32_t xx = 0; xx < c->out_size; xx++)
+                vectors +=
+                    (((c->bounds[xx * 2] + b) & (align - 1)) + c->bounds[xx * 2 + 1] + align - 1) /
+                    align;
+            if (vectors < best) {
+                best = vectors;
+                bias = b;
+            }
+        }
+    }
     for (uint32_t xx = 0; xx < c->out_size; xx++) {
         int n = c->bounds[xx * 2 + 1];
-        int lead = c->bounds[xx * 2] & 15;
-        hp->start[xx] = c->bounds[xx * 2] - lead;
+        int lead = (c->bounds[xx * 2] + bias) & (align - 1);
+        hp->start[xx] = c->bounds[xx * 2] + bias - lead;
+        hp->len[xx] = (lead + n + align - 1) & ~(align - 1);
         int32_t lo_sum = 0;
         for (int j = 0; j < kpad; j++) {
             int32_t k = j >= lead && j - lead < n ? c->k[(size_t)xx * c->ksize + j - lead] : 0;
@@ -135,6 +169,8 @@ int gencache__simd_hplan_init(gencache__simd_hplan *hp, const gencache__resize_c
         hp->slack[xx] = 255 * lo_sum;
     }
     hp->kpad = kpad;
+    hp->align = align;
+    hp->bias = bias;
     hp->shift = shift;
     hp->c = c;
     return GENCACHE_OK;
@@ -146,6 +182,7 @@ void gencache__simd_hplan_free(gencache__simd_hplan *hp)
     free(hp->lo);
     free(hp->slack);
     free(hp->start);
+    free(hp->len);
     memset(hp, 0, sizeof *hp);
 }
 
@@ -331,22 +368,56 @@ AVX2 void gencache__simd_resize_vertical(const gencache__resize_coeffs *c, const
     }
 }
 
-/* -1: not probed yet; 0: off; 1: on. */
+/* -1: not chosen yet; otherwise a GENCACHE__SIMD_ level. */
 static int simd_state = -1;
 
-int gencache__simd_available(void)
+int gencache__simd_max_level(void)
+{
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2"))
+        return GENCACHE__SIMD_SCALAR;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi") &&
+        __builtin_cpu_supports("avx512vnni"))
+        return GENCACHE__SIMD_AVX512;
+    return GENCACHE__SIMD_AVX2;
+}
+
+static int default_level(void)
+{
+    int max = gencache__simd_max_level();
+    const char *want = getenv("GENCACHE_SIMD");
+    if (want && strcmp(want, "scalar") == 0)
+        return GENCACHE__SIMD_SCALAR;
+    if (want && strcmp(want, "avx2") == 0 && max > GENCACHE__SIMD_AVX2)
+        return GENCACHE__SIMD_AVX2;
+    return max;
+}
+
+int gencache__simd_level(void)
 {
     int st = __atomic_load_n(&simd_state, __ATOMIC_RELAXED);
     if (st < 0) {
-        __builtin_cpu_init();
-        st = __builtin_cpu_supports("avx2") ? 1 : 0;
+        st = default_level();
         __atomic_store_n(&simd_state, st, __ATOMIC_RELAXED);
     }
     return st;
 }
 
+void gencache__simd_set_level(int level)
+{
+    int max = gencache__simd_max_level();
+    if (level < GENCACHE__SIMD_SCALAR)
+        level = GENCACHE__SIMD_SCALAR;
+    __atomic_store_n(&simd_state, level < max ? level : max, __ATOMIC_RELAXED);
+}
+
+int gencache__simd_available(void)
+{
+    return gencache__simd_level() >= GENCACHE__SIMD_AVX2;
+}
+
 void gencache__simd_enable(int on)
 {
-    __builtin_cpu_init();
-    __atomic_store_n(&simd_state, on && __builtin_cpu_supports("avx2") ? 1 : 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&simd_state, on ? default_level() : GENCACHE__SIMD_SCALAR, __ATOMIC_RELAXED);
 }

@@ -108,7 +108,10 @@ AVX2 static int v_amax_f32(const float *src, size_t n, float *out)
     const __m256i absm = _mm256_set1_epi32(0x7FFFFFFF);
     __m256i m0 = _mm256_setzero_si256(), m1 = _mm256_setzero_si256();
     size_t i = 0;
+    const int pf = n * sizeof *src >= GENCACHE__PREFETCH_MIN;
     for (; i + 16 <= n; i += 16) {
+        if (pf)
+            gencache__prefetch(src + i);
         __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
         __m256i b = _mm256_loadu_si256((const __m256i *)(src + i + 8));
         m0 = _mm256_max_epu32(m0, _mm256_and_si256(a, absm));
@@ -134,7 +137,10 @@ AVX2 static int amax16(const uint16_t *src, size_t n, uint16_t *out)
     const __m256i absm = _mm256_set1_epi16(0x7FFF);
     __m256i m0 = _mm256_setzero_si256(), m1 = _mm256_setzero_si256();
     size_t i = 0;
+    const int pf = n * sizeof *src >= GENCACHE__PREFETCH_MIN;
     for (; i + 32 <= n; i += 32) {
+        if (pf)
+            gencache__prefetch(src + i);
         __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
         __m256i b = _mm256_loadu_si256((const __m256i *)(src + i + 16));
         m0 = _mm256_max_epu16(m0, _mm256_and_si256(a, absm));
@@ -188,7 +194,7 @@ AVX2 static inline __m256i pack_i8x32(__m256i a, __m256i b, __m256i c, __m256i d
 
 /* Outputs at least this large are written with non-temporal stores: they would not stay in the
  * cache anyway, and streaming saves reading each destination line before writing it. */
-#define STREAM_MIN (1u << 20)
+#define STREAM_MIN GENCACHE__LARGE_BLOCK
 
 /* The quantization loop for one source format: LOAD(p) gives 8 f32 from element pointer p,
  * ONE(x) quantizes one element in scalar code (for the unaligned head and the tail). */
@@ -199,11 +205,14 @@ AVX2 static inline __m256i pack_i8x32(__m256i a, __m256i b, __m256i c, __m256i d
         size_t head = (32 - ((uintptr_t)dst & 31)) & 31;                                           \
         for (; i < head; i++)                                                                      \
             dst[i] = ONE(src[i]);                                                                  \
-        for (; i + 32 <= n; i += 32)                                                               \
+        for (; i + 32 <= n; i += 32) {                                                             \
+            for (size_t b = 0; b < 32 * sizeof *src; b += 64)                                      \
+                gencache__prefetch((const char *)(src + i) + b);                                   \
             _mm256_stream_si256((__m256i *)(dst + i),                                              \
                                 pack_i8x32(q8(LOAD(src + i), vi), q8(LOAD(src + i + 8), vi),       \
                                            q8(LOAD(src + i + 16), vi),                             \
                                            q8(LOAD(src + i + 24), vi)));                           \
+        }                                                                                          \
         _mm_sfence();                                                                              \
     }                                                                                              \
     for (; i + 32 <= n; i += 32)                                                                   \
@@ -218,18 +227,14 @@ AVX2 static inline __m256 load_f16x8(const uint16_t *src)
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)src));
 }
 
-#define ONE_F32(x)  gencache__quant_one((x), inv)
-#define ONE_F16(x)  gencache__quant_one(gencache__f16_to_f32_one(x), inv)
-#define ONE_BF16(x) gencache__quant_one(gencache__bf16_to_f32_one(x), inv)
-
 AVX2 static void v_quant_f32(int8_t *dst, const float *src, size_t n,
-                             float inv){QUANT_LOOP(_mm256_loadu_ps, ONE_F32)}
+                             float inv){QUANT_LOOP(_mm256_loadu_ps, GENCACHE__QUANT_ONE_F32)}
 
 AVX2 static void v_quant_f16(int8_t *dst, const uint16_t *src, size_t n,
-                             float inv){QUANT_LOOP(load_f16x8, ONE_F16)}
+                             float inv){QUANT_LOOP(load_f16x8, GENCACHE__QUANT_ONE_F16)}
 
 AVX2 static void v_quant_bf16(int8_t *dst, const uint16_t *src, size_t n,
-                              float inv){QUANT_LOOP(load_bf16x8, ONE_BF16)}
+                              float inv){QUANT_LOOP(load_bf16x8, GENCACHE__QUANT_ONE_BF16)}
 
 /* 8 int8 -> 8 f32 products q * scale. */
 AVX2 static inline __m256 dq8(const int8_t *src, __m256 scale)

@@ -7,6 +7,7 @@
  */
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "tensor/tensor.h"
@@ -80,9 +81,20 @@ AVX512 static inline __m512 load_bf16x16(const uint16_t *src)
     return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
 }
 
+/* Elements to handle one at a time before dst reaches a 64-byte boundary (at most n): the vector
+ * stores that follow then never split a cache line. Without this, the widening kernels, which
+ * store 64 bytes per step into a destination malloc aligned to 16, measured slower than AVX2. */
+static inline size_t head_to_line(const void *dst, size_t elem, size_t n)
+{
+    size_t h = ((64 - ((uintptr_t)dst & 63)) & 63) / elem;
+    return h < n ? h : n;
+}
+
 AVX512 static void w_f16_to_f32(float *dst, const uint16_t *src, size_t n)
 {
-    size_t i = 0;
+    size_t i = 0, head = head_to_line(dst, sizeof *dst, n);
+    for (; i < head; i++)
+        dst[i] = gencache__f16_to_f32_one(src[i]);
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(dst + i, load_f16x16(src + i));
     for (; i < n; i++)
@@ -91,7 +103,9 @@ AVX512 static void w_f16_to_f32(float *dst, const uint16_t *src, size_t n)
 
 AVX512 static void w_bf16_to_f32(float *dst, const uint16_t *src, size_t n)
 {
-    size_t i = 0;
+    size_t i = 0, head = head_to_line(dst, sizeof *dst, n);
+    for (; i < head; i++)
+        dst[i] = gencache__bf16_to_f32_one(src[i]);
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(dst + i, load_bf16x16(src + i));
     for (; i < n; i++)
@@ -103,9 +117,13 @@ AVX512 static int w_amax_f32(const float *src, size_t n, float *out)
     const __m512i absm = _mm512_set1_epi32(0x7FFFFFFF);
     __m512i m0 = _mm512_setzero_si512();
     size_t i = 0;
-    for (; i + 16 <= n; i += 16)
+    const int pf = n * sizeof *src >= GENCACHE__PREFETCH_MIN;
+    for (; i + 16 <= n; i += 16) {
+        if (pf)
+            gencache__prefetch(src + i);
         m0 = _mm512_max_epu32(m0,
                               _mm512_and_si512(_mm512_loadu_si512((const void *)(src + i)), absm));
+    }
     uint32_t m = _mm512_reduce_max_epu32(m0);
     for (; i < n; i++) {
         uint32_t a;
@@ -122,9 +140,13 @@ AVX512 static uint16_t amax16(const uint16_t *src, size_t n)
     const __m512i absm = _mm512_set1_epi16(0x7FFF);
     __m512i m0 = _mm512_setzero_si512();
     size_t i = 0;
-    for (; i + 32 <= n; i += 32)
+    const int pf = n * sizeof *src >= GENCACHE__PREFETCH_MIN;
+    for (; i + 32 <= n; i += 32) {
+        if (pf)
+            gencache__prefetch(src + i);
         m0 = _mm512_max_epu16(m0,
                               _mm512_and_si512(_mm512_loadu_si512((const void *)(src + i)), absm));
+    }
     uint16_t lanes[32];
     _mm512_storeu_si512((void *)lanes, m0);
     uint16_t m = 0;
@@ -160,35 +182,48 @@ AVX512 static inline __m128i q16(__m512 x, __m512 inv)
     return _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v));
 }
 
-AVX512 static void w_quant_f32(int8_t *dst, const float *src, size_t n, float inv)
+/* Four 16-byte quarters as one 64-byte line, for one whole-line non-temporal store. */
+AVX512 static inline __m512i line64(__m128i a, __m128i b, __m128i c, __m128i d)
 {
-    const __m512 vi = _mm512_set1_ps(inv);
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm_storeu_si128((__m128i *)(dst + i), q16(_mm512_loadu_ps(src + i), vi));
-    for (; i < n; i++)
-        dst[i] = gencache__quant_one(src[i], inv);
+    __m512i v = _mm512_inserti32x4(_mm512_castsi128_si512(a), b, 1);
+    return _mm512_inserti32x4(_mm512_inserti32x4(v, c, 2), d, 3);
 }
 
-AVX512 static void w_quant_f16(int8_t *dst, const uint16_t *src, size_t n, float inv)
-{
-    const __m512 vi = _mm512_set1_ps(inv);
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm_storeu_si128((__m128i *)(dst + i), q16(load_f16x16(src + i), vi));
-    for (; i < n; i++)
-        dst[i] = gencache__quant_one(gencache__f16_to_f32_one(src[i]), inv);
-}
+/* Outputs at least this large are written with non-temporal stores, as in kernels_avx2.c: they
+ * would not stay in the cache anyway, and streaming saves reading each destination line first. */
+#define STREAM_MIN GENCACHE__LARGE_BLOCK
 
-AVX512 static void w_quant_bf16(int8_t *dst, const uint16_t *src, size_t n, float inv)
-{
-    const __m512 vi = _mm512_set1_ps(inv);
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm_storeu_si128((__m128i *)(dst + i), q16(load_bf16x16(src + i), vi));
-    for (; i < n; i++)
-        dst[i] = gencache__quant_one(gencache__bf16_to_f32_one(src[i]), inv);
-}
+/* The quantization loop for one source format: LOAD(p) gives 16 f32 from element pointer p,
+ * ONE(x) quantizes one element in scalar code (for the unaligned head and the tail). */
+#define QUANT_LOOP(LOAD, ONE)                                                                      \
+    const __m512 vi = _mm512_set1_ps(inv);                                                         \
+    size_t i = 0;                                                                                  \
+    if (n >= STREAM_MIN) {                                                                         \
+        size_t head = head_to_line(dst, 1, n);                                                     \
+        for (; i < head; i++)                                                                      \
+            dst[i] = ONE(src[i]);                                                                  \
+        for (; i + 64 <= n; i += 64) {                                                             \
+            for (size_t b = 0; b < 64 * sizeof *src; b += 64)                                      \
+                gencache__prefetch((const char *)(src + i) + b);                                   \
+            _mm512_stream_si512((void *)(dst + i),                                                 \
+                                line64(q16(LOAD(src + i), vi), q16(LOAD(src + i + 16), vi),        \
+                                       q16(LOAD(src + i + 32), vi), q16(LOAD(src + i + 48), vi))); \
+        }                                                                                          \
+        _mm_sfence();                                                                              \
+    }                                                                                              \
+    for (; i + 16 <= n; i += 16)                                                                   \
+        _mm_storeu_si128((__m128i *)(dst + i), q16(LOAD(src + i), vi));                            \
+    for (; i < n; i++)                                                                             \
+        dst[i] = ONE(src[i]);
+
+AVX512 static void w_quant_f32(int8_t *dst, const float *src, size_t n,
+                               float inv){QUANT_LOOP(_mm512_loadu_ps, GENCACHE__QUANT_ONE_F32)}
+
+AVX512 static void w_quant_f16(int8_t *dst, const uint16_t *src, size_t n,
+                               float inv){QUANT_LOOP(load_f16x16, GENCACHE__QUANT_ONE_F16)}
+
+AVX512 static void w_quant_bf16(int8_t *dst, const uint16_t *src, size_t n,
+                                float inv){QUANT_LOOP(load_bf16x16, GENCACHE__QUANT_ONE_BF16)}
 
 /* 16 int8 -> 16 f32 products q * scale, clamped to [lo, hi]. */
 AVX512 static inline __m512 dq16(const int8_t *src, __m512 scale, __m512 lo, __m512 hi)
@@ -202,7 +237,9 @@ AVX512 static void w_dequant_f32(float *dst, const int8_t *src, size_t n, float 
 {
     const __m512 vs = _mm512_set1_ps(scale);
     const __m512 hi = _mm512_set1_ps(FLT_MAX), lo = _mm512_set1_ps(-FLT_MAX);
-    size_t i = 0;
+    size_t i = 0, head = head_to_line(dst, sizeof *dst, n);
+    for (; i < head; i++)
+        dst[i] = gencache__dequant_clamp((float)src[i] * scale);
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(dst + i, dq16(src + i, vs, lo, hi));
     for (; i < n; i++)

@@ -146,6 +146,14 @@ static void compare(const gencache__codec_kernels *v)
             bx[i] = (float)((int32_t)(rnd32() % 4001) - 2000) * 0.37f;
             bh[i] = (uint16_t)(rnd32() & 0xBBFF);
         }
+        /* Maxima of large inputs (prefetched; the dispatch picks them by size). */
+        float ma, mb;
+        CHECK_INT_EQ(v->amax_f32(bx, big, &ma), s->amax_f32(bx, big, &mb));
+        CHECK_MEM_EQ(&ma, &mb, 4);
+        CHECK_INT_EQ(v->amax_f16(bh, big, &ma), s->amax_f16(bh, big, &mb));
+        CHECK_MEM_EQ(&ma, &mb, 4);
+        CHECK_INT_EQ(v->amax_bf16(bh, big, &ma), s->amax_bf16(bh, big, &mb));
+        CHECK_MEM_EQ(&ma, &mb, 4);
         for (size_t off = 0; off < 32; off += 5) {
             v->quant_f32(ba + off, bx, big, 0.05f);
             s->quant_f32(bb + off, bx, big, 0.05f);
@@ -161,6 +169,29 @@ static void compare(const gencache__codec_kernels *v)
         free(bh);
         free(ba);
         free(bb);
+    }
+    /* Widening outputs at every f32 offset within a cache line: the AVX-512 kernels handle the
+     * elements before a 64-byte boundary one at a time. */
+    {
+        enum { WN = 211 };
+        static float wa[WN + 16], wb[WN + 16];
+        for (size_t i = 0; i < WN; i++) {
+            h[i] = (uint16_t)rnd32();
+            q[i] = (int8_t)rnd32();
+        }
+        for (size_t off = 0; off < 16; off++) {
+            for (size_t n = 0; n < WN; n += 1 + n / 3) {
+                v->f16_to_f32(wa + off, h, n);
+                s->f16_to_f32(wb + off, h, n);
+                CHECK_MEM_EQ(wa + off, wb + off, n * 4);
+                v->bf16_to_f32(wa + off, h, n);
+                s->bf16_to_f32(wb + off, h, n);
+                CHECK_MEM_EQ(wa + off, wb + off, n * 4);
+                v->dequant_f32(wa + off, q, n, 0.37f);
+                s->dequant_f32(wb + off, q, n, 0.37f);
+                CHECK_MEM_EQ(wa + off, wb + off, n * 4);
+            }
+        }
     }
     /* Whole payloads agree too. */
     gencache_tensor_desc d;
@@ -220,9 +251,20 @@ TEST_CASE(best_is_widest)
     const char *env = getenv("GENCACHE_SIMD");
     if (env && *env)
         return; /* narrowed on purpose */
-    if (gencache__codec_kernels_avx512())
+    const gencache__codec_kernels *k512 = gencache__codec_kernels_avx512();
+    const gencache__codec_kernels *k2 = gencache__codec_kernels_avx2();
+    if (k512) {
         CHECK_STR_EQ(b->name, "avx512");
-    else if (gencache__codec_kernels_avx2())
+        /* The AVX-512 kernels, except the maxima and the quantization loops, which are picked
+         * by the size of the block (functions of neither table). */
+        CHECK(b->f16_to_f32 == k512->f16_to_f32 && b->dequant_f16 == k512->dequant_f16);
+        CHECK(b->bf16_to_f32 == k512->bf16_to_f32 && b->dequant_bf16 == k512->dequant_bf16);
+        if (k2) {
+            CHECK(b->amax_f16 != k512->amax_f16 && b->amax_f16 != k2->amax_f16);
+            CHECK(b->quant_f16 != k512->quant_f16 && b->quant_f16 != k2->quant_f16);
+        }
+        compare(b);
+    } else if (gencache__codec_kernels_avx2())
         CHECK_STR_EQ(b->name, "avx2");
     else
         CHECK_STR_EQ(b->name, "scalar");

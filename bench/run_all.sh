@@ -1,0 +1,240 @@
+#!/bin/bash
+# run_all.sh: every benchmark of bench/ in one go, each with a short setting, then one table of
+# their headline figures: benchmark, figure, baseline, ratio, layout. `make bench` runs it.
+#
+# usage: bench/run_all.sh [BUILD_DIR]        (default: build; the programs are in BUILD_DIR/bench)
+# environment: BENCH_TIMEOUT  seconds one benchmark may run (default 150)
+#              BENCH_ONLY     an extended regex: run only the benchmarks whose name matches
+#
+# Each benchmark measures its own baseline in the same run (see docs/BENCHMARKS.md); this script
+# only runs them and picks lines out of their output. A benchmark that exits non-zero or runs
+# past BENCH_TIMEOUT shows FAIL and the others still run. Full outputs are kept in
+# BUILD_DIR/bench-logs/NAME.log. The short settings make the figures noisier than the longer
+# runs quoted in docs/BENCHMARKS.md.
+#
+# Adding a benchmark: one line in BENCHES (name|layout|command) and, to pick its figures, a
+# function pick_NAME that reads its output and prints rows "figure<TAB>baseline<TAB>ratio".
+# Without one, the lines of the output that carry a ratio (1.23x) are shown as they are.
+set -u
+
+BUILD=${1:-build}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+B=$BUILD/bench
+PY=/usr/bin/python3
+TIMEOUT=${BENCH_TIMEOUT:-150}
+ONLY=${BENCH_ONLY:-}
+LOGS=$BUILD/bench-logs
+mkdir -p "$LOGS"
+
+# name | layout | command (run from the repository root)
+BENCHES=(
+  "bench_mem|in-process, 1 and 2 threads|$B/bench_mem 5"
+  "bench_key|in-process, 1 thread|$B/bench_key 5"
+  "bench_image|in-process, 1 thread; Python reference in a child process|$B/bench_image 11"
+  "bench_tensor|in-process, 1 thread|$B/bench_tensor 64 9"
+  "bench_disk|in-process, files under /tmp|$B/bench_disk"
+  "bench_redis|in-process client, redis-server on loopback (unpinned)|$B/bench_redis"
+  "bench_writeback|in-process, disk tier under /tmp|$B/bench_writeback 3"
+  "bench_daemon|servers on CPU 0, client on CPU 1 (taskset)|$B/bench_daemon --requests 200 --rounds 3"
+  "bench_service|servers on CPU 0, wrk/redis-benchmark on CPU 1|env DURATION=2 ROUNDS=1 $HERE/bench_service.sh $BUILD"
+  "bench_python|in-process (ctypes), redis-server on loopback|env PYTHONPATH=$ROOT/bindings/python GENCACHE_LIB=$BUILD/src/libgencache.so $PY $HERE/bench_python.py --rounds 3"
+  "bench_key_jsonl|one CLI process vs Python in-process|$PY $HERE/bench_key_jsonl.py --bin $BUILD/bin --lines 5000 --rounds 2 --per-process 50"
+  "trace_key_repeats|CLI over the real trace|$PY $HERE/trace_key_repeats.py --bin $BUILD/bin"
+  "bench_generate_hung_redis|daemon + hung Redis listener, unpinned|env GENCACHE_BIN_DIR=$BUILD/bin DURATION_S=3 $PY $HERE/bench_generate_hung_redis.py"
+)
+
+# --- pickers: output on stdin, rows "figure<TAB>baseline<TAB>ratio" on stdout -----------------
+
+# The first number followed by x in a line ("ratio 13.6x (goal >= 20x)" -> 13.6x).
+first_ratio() { grep -oE '[0-9]+(\.[0-9]+)?x' | head -1; }
+
+# The first match of an extended regex in a string, in awk (mawk and gawk alike).
+AWK_FIRST='function first(s, re) { return match(s, re) ? substr(s, RSTART, RLENGTH) : "" }'
+
+pick_bench_mem() {
+    awk -F': *' "$AWK_FIRST"'
+        /^get .*hit/ { sub(/^median /, "", $2); fig = $1 ": " $2 }
+        /^memcpy .*baseline/ { sub(/^median /, "", $2); base = $2 }
+        /^ratio memcpy\/get/ { print fig "\tmemcpy " base "\t" $2 " faster than a copy" }
+        /put\/get.*, 1 thread:/ { one = first($2, "[0-9]+ ops/s") }
+        /put\/get.*, 2 threads:/ { print "4 KB mixed, 2 threads: " first($2, "[0-9]+ ops/s") \
+                                     "\t1 thread: " one "\t" first($2, "[0-9.]+x") }'
+}
+
+pick_bench_key() {
+    awk "$AWK_FIRST"'
+        /^parse \+ keys, all layers/ { pk = first($0, "[0-9.]+ us") }
+        /^keys only/ { k = first($0, "[0-9.]+ us") }
+        /^SHA-256 of/ {
+            base = first($0, "[0-9.]+ us")
+            r1 = first(first($0, " keys/baseline [0-9.]+x"), "[0-9.]+x")
+            r2 = first(first($0, "parse\\+keys/baseline [0-9.]+x"), "[0-9.]+x")
+            print "keys of all layers: " k "\tSHA-256 of the documents: " base "\t" r1 " the floor"
+            print "parse + keys: " pk "\tSHA-256 of the documents: " base "\t" r2 " the floor"
+        }'
+}
+
+pick_bench_image() {
+    awk '
+        /each path/ { p = $0; sub(/.*fastest\): */, "", p); sub(/; hashes.*/, "", p)
+                      print "pHash-64 1024x1024 per path: " p "\t-\t-" }
+        /Python reference/ {
+            g = $0; sub(/.*gencache /, "", g); sub(/,.*/, "", g)
+            py = $0; sub(/.*Python reference /, "", py); sub(/ \(.*/, "", py)
+            r = $0; sub(/.*medians\), ratio /, "", r); sub(/;.*/, "", r)
+            h = ($0 ~ /hashes agree/) ? "" : " HASHES DIFFER"
+            print "pHash-64 1024x1024: " g h "\tPython (Pillow + scipy): " py "\t" r " faster" }
+        /^digest of/ { d = $0; sub(/:.*/, "", d); r = $0; sub(/.*ratio /, "", r); sub(/ .*/, "", r)
+                       print d "\tOpenSSL SHA-256 of the same bytes\t" r }
+        /^near-duplicate/ { q = $0; sub(/^[^:]*: index /, "", q); sub(/ median.*/, "", q)
+                            s = $0; sub(/.*scan /, "", s); sub(/,.*/, "", s)
+                            r = $0; sub(/.*ratio /, "", r); sub(/ .*/, "", r)
+                            print "near-duplicate query, 10^6 hashes: " q "\tlinear popcount scan: " s "\t" r }'
+}
+
+pick_bench_tensor() {
+    awk '
+        /^tensor of/ { mib = $3 " " $4 }
+        /^memcpy \(baseline\) \[best/ { m = $0; sub(/.*\] */, "", m); sub(/ *ms.*/, " ms", m) }
+        /\[best\]/ && /x memcpy/ { f = $0; sub(/ +[0-9.]+ ms.*/, "", f); t = $0; sub(/.*\] +/, "", t)
+                       sub(/ +[0-9.]+ GB\/s.*/, "", t); r = $0; sub(/.*GB\/s +/, "", r)
+                       print f ": " t "\tmemcpy of " mib ": " m "\t" r }
+        /^[a-z0-9_]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+x \|/ {
+            n++; c = $5; sub(/x/, "", c); split($0, parts, "|"); split(parts[2], b, " +")
+            mr = b[5]; sub(/x/, "", mr)
+            if ($NF == "avx512" && (c + 0 < 1.0 || mr + 0 < 1.0)) slow = slow " " $1 }
+        END { if (n) print "dispatched AVX-512 kernels slower than AVX2 (cache or memory):" \
+                           (slow == "" ? " none" : slow) "\tthe AVX2 kernels\t-" }'
+}
+
+pick_bench_disk() {
+    awk '
+        /ratios:/ { sz = $1; p = $0; sub(/.*vs plain: inline /, "", p); sub(/,.*/, "", p)
+                    g = $0; sub(/.*read\(\): inline /, "", g); sub(/,.*/, "", g)
+                    print sz " durable PUT (LMDB)\twrite+fsync of a file\t" p
+                    print sz " GET (LMDB)\topen+read of a file\t" g }
+        /^recovery/ { r = $0; sub(/.*median /, "", r); sub(/ over.*/, "", r)
+                      print "open a tier of 100,000 entries: " r "\t-\t-" }'
+}
+
+pick_bench_redis() {
+    awk -F'[:|]' '/^redis/ { name = $1; sub(/ \(.*/, "", name); t = $2; sub(/^ *tier */, "", t)
+                             b = $3; sub(/^ */, "", b); o = $4; sub(/^ */, "", o)
+                             print name " via the tier: " t " us\t" b " us\t" o }'
+}
+
+pick_bench_writeback() {
+    awk '
+        /write\+fdatasync of the value/ { f = $(NF-1) " us" }
+        /put, no disk tier|write-back put|write-through put/ {
+            x = $0; sub(/^ +/, "", x); name = x; sub(/  +.*/, "", name)
+            t = x; sub(/^[^0-9]*\) */, "", t); sub(/^[^0-9]+/, "", t); sub(/ us.*/, " us", t)
+            if (x ~ /fdatasync/) { r = x; sub(/.*, /, "", r); sub(/ memcpy\+fdatasync/, "", r)
+                                   print name ": " t "\tmemcpy + write+fdatasync (" f ")\t" r }
+            else { r = x; sub(/.* us +/, "", r); sub(/ memcpy/, "", r); print name ": " t "\tmemcpy\t" r } }'
+}
+
+pick_bench_daemon() {
+    awk '
+        /^gencached \(HTTP\)/ { g = $3 " us, " $5 " MB/s" }
+        /^redis-server \(hiredis\)/ { h = $3 " us, " $5 " MB/s" }
+        /^ratio gencached\/redis \(hiredis\)/ { r = $0; sub(/.*throughput /, "", r)
+                                               print "1.5 MiB GET: " g "\tredis-server + hiredis: " h "\t" r " throughput" }'
+}
+
+pick_bench_service() {
+    awk '
+        $1 ~ /^gencached_entry_1.5M|^gencached_generate_hit_1.5M/ { g[$1] = $3 " MB/s, p99 " $5 " ms" }
+        $1 == "redis_get_1.5M" { r15 = $3 " MB/s, p99 " $5 " ms" }
+        $1 == "gencached_entry_4K" { g4 = $2 " ops/s, p99 " $5 " ms" }
+        $1 == "redis_get_4K" { r4 = $2 " ops/s, p99 " $5 " ms" }
+        /vs Redis:/ { r = $0; sub(/.*vs Redis: /, "", r); sub(/ .*/, "", r)
+                      if ($0 ~ /1.5 MiB entry/) print "1.5 MiB entry GET: " g["gencached_entry_1.5M"] "\tredis-server GET: " r15 "\t" r
+                      else if ($0 ~ /generate hit/) print "1.5 MiB generate hit: " g["gencached_generate_hit_1.5M"] "\tredis-server GET: " r15 "\t" r
+                      else if ($0 ~ /4 KiB/) print "4 KiB entry GET: " g4 "\tredis-server GET: " r4 "\t" r }'
+}
+
+pick_bench_python() {
+    awk '
+        /^gencache get_tensor \(numpy view\)/ { h = $(NF-2) " " $(NF-1) }
+        /^numpy.load|^redis-py GET/ { n = $0; sub(/ +[0-9.]+ us.*/, "", n)
+            print "get_tensor hit, numpy view: " h "\t" n ": " $(NF-2) " " $(NF-1) "\t" $NF " faster" }'
+}
+
+pick_bench_key_jsonl() {
+    awk '
+        /^gencache key --jsonl/ { c = $(NF-1) }
+        /^Python json\+hashlib|^gencache key, one process/ { n = $0; sub(/  +.*/, "", n)
+            print "gencache key --jsonl: " c " requests/s\t" n ": " $(NF-1) " requests/s\t" $NF }'
+}
+
+pick_trace_key_repeats() {
+    awk '/^(exact|safe|clip|aggressive) / { print "normalization " $1 ": text_embedding keys repeat " $4 \
+                                                  "%, result keys " $9 "%\t-\t-" }'
+}
+
+pick_bench_generate_hung_redis() {
+    awk '
+        /misses answered/ { m = $0; sub(/^[^:]*: /, "", m); sub(/ answered [0-9]+/, "", m); sub(/;.*/, "", m)
+                            l = $0; sub(/.*latency /, "", l); sub(/;.*/, "", l)
+                            print "misses with Redis hung: " m ", " l "\t-\t-" }
+        /hits meanwhile/ { h = $0; sub(/.*: /, "", h); print "hits meanwhile: " h "\t-\t-" }'
+}
+
+# The default: lines that carry a ratio, as they are (at most 4).
+pick_generic() {
+    grep -E '[0-9]+(\.[0-9]+)?x\b' | head -4 | while IFS= read -r line; do
+        r=$(printf '%s\n' "$line" | first_ratio)
+        printf '%s\t-\t%s\n' "$(printf '%s' "$line" | sed 's/^ *//' | cut -c1-110)" "$r"
+    done
+}
+
+# --- run -------------------------------------------------------------------------------------
+
+ROWS=()
+START=$(date +%s)
+cd "$ROOT" || exit 1
+for entry in "${BENCHES[@]}"; do
+    IFS='|' read -r name layout cmd <<<"$entry"
+    if [ -n "$ONLY" ] && ! [[ $name =~ $ONLY ]]; then
+        continue
+    fi
+    log=$LOGS/$name.log
+    printf '%-28s ' "$name" >&2
+    t0=$(date +%s)
+    # shellcheck disable=SC2086  # the command is a word list on purpose
+    timeout --kill-after=10 "$TIMEOUT" $cmd >"$log" 2>&1
+    rc=$?
+    dt=$(($(date +%s) - t0))
+    if [ $rc -ne 0 ]; then
+        why="exit status $rc"
+        [ $rc -eq 124 ] || [ $rc -eq 137 ] && why="timed out after ${TIMEOUT} s"
+        echo "FAIL ($why, ${dt} s)" >&2
+        ROWS+=("$name	FAIL: $why (see $log)	-	-	$layout")
+        continue
+    fi
+    echo "ok (${dt} s)" >&2
+    if declare -F "pick_$name" >/dev/null; then
+        picked=$("pick_$name" <"$log" 2>/dev/null)
+    else
+        picked=""
+    fi
+    [ -z "$picked" ] && picked=$(pick_generic <"$log")
+    [ -z "$picked" ] && picked="ran; no figure recognised (see $log)	-	-"
+    while IFS= read -r row; do
+        ROWS+=("$name	$row	$layout")
+    done <<<"$picked"
+done
+
+echo
+echo "| benchmark | figure | baseline | ratio | layout |"
+echo "|---|---|---|---|---|"
+for row in "${ROWS[@]}"; do
+    IFS='	' read -r n f b r l <<<"$row"
+    echo "| $n | $f | ${b:--} | ${r:--} | $l |"
+done
+echo
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg);" \
+    "total $(($(date +%s) - START)) s; logs in $LOGS"

@@ -1,0 +1,243 @@
+/*
+ * simd_avx512.c: AVX-512 versions of the kernels of simd_avx2.c (luminance, horizontal and
+ * vertical Lanczos passes), chosen at run time when the CPU has AVX-512 F, BW, VL, VBMI and VNNI
+ * (gencache__simd_level). They compute exactly the integers of the scalar code in luma.c and
+ * resize.c, by the same means as the AVX2 kernels at twice the width:
+ * - luminance: one byte permute (VBMI) spreads 16 packed RGB or RGBA pixels into (R, G) and
+ *   (G, B) 16-bit pairs across the whole register, and two VPDPWSSD (VNNI) form the fixed-point
+ *   sums, where AVX2 needs four 128-bit loads and lane-local shuffles;
+ * - horizontal pass: the same hi/lo split of the coefficients (plans with align 32), each
+ *   VPDPWSSD doing 32 multiply-adds and the accumulation of one output's window;
+ * - vertical pass: 16 columns per step.
+ */
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image.h"
+#include "resize.h"
+#include "simd.h"
+
+#define PRECISION_BITS 22
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2")))
+
+/* Byte permutes that spread the even (and the odd) pixels of 32 packed pixels, held in the 128
+ * bytes of two registers, into (R, G) and (G, B) 16-bit pairs: byte 4i picks the first sample
+ * of pixel 2i (or 2i + 1), byte 4i + 2 the second; the odd bytes are zeroed by a mask. One
+ * table per pixel size (3: RGB, 4: RGBA); index [c - 3][odd][pair]. */
+static uint8_t perm[2][2][2][64];
+static pthread_once_t perm_once = PTHREAD_ONCE_INIT;
+
+static void perm_init(void)
+{
+    for (int c = 3; c <= 4; c++)
+        for (int odd = 0; odd < 2; odd++)
+            for (int i = 0; i < 16; i++) {
+                int px = c * (2 * i + odd);
+                perm[c - 3][odd][0][4 * i] = (uint8_t)px;           /* R */
+                perm[c - 3][odd][0][4 * i + 2] = (uint8_t)(px + 1); /* G */
+                perm[c - 3][odd][1][4 * i] = (uint8_t)(px + 1);     /* G */
+                perm[c - 3][odd][1][4 * i + 2] = (uint8_t)(px + 2); /* B */
+            }
+}
+
+/* The luminance of 16 pixels from the 128-byte table a:b, each in the high word of a dword. The
+ * weight of G, 38470, does not fit a signed 16-bit lane, so it is split between the pairs. */
+AVX512 static inline __m512i luma16(__m512i a, __m512i b, __m512i idx_rg, __m512i idx_gb,
+                                    __m512i w_rg, __m512i w_gb, __m512i round)
+{
+    const __mmask64 even = 0x5555555555555555ull;
+    __m512i rg = _mm512_maskz_permutex2var_epi8(even, a, idx_rg, b);
+    __m512i gb = _mm512_maskz_permutex2var_epi8(even, a, idx_gb, b);
+    return _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(round, rg, w_rg), gb, w_gb);
+}
+
+AVX512 void gencache__simd512_luma_row16(const gencache_image *img, uint32_t y, int16_t *out,
+                                         uint8_t *scratch)
+{
+    const uint8_t *p = img->pixels + (size_t)y * img->stride;
+    uint32_t w = img->width, x = 0;
+    if (img->bits == 8 && (img->channels == 3 || img->channels == 4)) {
+        const int c = (int)img->channels;
+        pthread_once(&perm_once, perm_init);
+        const __m512i i_rg0 = _mm512_loadu_si512(perm[c - 3][0][0]);
+        const __m512i i_gb0 = _mm512_loadu_si512(perm[c - 3][0][1]);
+        const __m512i i_rg1 = _mm512_loadu_si512(perm[c - 3][1][0]);
+        const __m512i i_gb1 = _mm512_loadu_si512(perm[c - 3][1][1]);
+        const __m512i w_rg = _mm512_set1_epi32(19595 | (32767 << 16));
+        const __m512i w_gb = _mm512_set1_epi32((38470 - 32767) | (7471 << 16));
+        const __m512i round = _mm512_set1_epi32(0x8000);
+        /* Pixel 2i's luminance is the high word of dword i of the even sums, pixel 2i + 1's
+         * that of the odd sums (the sums are below 2^24): shift one down and blend. */
+        const __mmask32 odd_words = 0xAAAAAAAAu;
+        /* 32 pixels (32 * c bytes) per step; the second load is masked to the bytes of the
+         * step, so nothing past the row is read. */
+        const __mmask64 tail = c == 4 ? ~0ull : (1ull << 32) - 1;
+        for (; x + 32 <= w; x += 32) {
+            const uint8_t *q = p + (size_t)x * c;
+            __m512i a = _mm512_loadu_si512(q);
+            __m512i b = _mm512_maskz_loadu_epi8(tail, q + 64);
+            __m512i l0 = luma16(a, b, i_rg0, i_gb0, w_rg, w_gb, round);
+            __m512i l1 = luma16(a, b, i_rg1, i_gb1, w_rg, w_gb, round);
+            _mm512_storeu_si512(out + x,
+                                _mm512_mask_blend_epi16(odd_words, _mm512_srli_epi32(l0, 16), l1));
+        }
+    } else if (img->bits == 8 && img->channels == 1) {
+        for (; x + 32 <= w; x += 32)
+            _mm512_storeu_si512(out + x,
+                                _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(p + x))));
+    }
+    /* The tail, or a whole row of a rarer layout. */
+    gencache__simd_luma_tail16(img, y, x, out, scratch);
+}
+
+/* The exact sum of one output of one row (without the rounding half). */
+AVX512 static inline int32_t dot_exact(const gencache__simd_hplan *hp, const int16_t *in,
+                                       uint32_t xx)
+{
+    const int16_t *src = in + hp->start[xx];
+    const int len = hp->len[xx];
+    const int16_t *hi = hp->hi + (size_t)xx * hp->kpad;
+    const int16_t *lo = hp->lo + (size_t)xx * hp->kpad;
+    __m512i ah = _mm512_setzero_si512(), al = _mm512_setzero_si512();
+    for (int j = 0; j < len; j += 32) {
+        __m512i v = _mm512_loadu_si512(src + j);
+        ah = _mm512_dpwssd_epi32(ah, v, _mm512_loadu_si512(hi + j));
+        al = _mm512_dpwssd_epi32(al, v, _mm512_loadu_si512(lo + j));
+    }
+    __m512i a = _mm512_add_epi32(_mm512_sll_epi32(ah, _mm_cvtsi32_si128(hp->shift)), al);
+    return _mm512_reduce_add_epi32(a);
+}
+
+AVX512 static inline uint8_t clip8_one(int32_t sum)
+{
+    return gencache__resize_clip8((int64_t)sum + (1 << (PRECISION_BITS - 1)));
+}
+
+/* The sums of 16 vectors' lanes, vector i's in lane i: a tree of 128-bit block shuffles, then
+ * dword and qword unpacks, adding as it goes (31 shuffles for 16 vectors). */
+AVX512 static inline __m512i reduce16(const __m512i *a)
+{
+    __m512i b[8], c[4];
+    /* b[i] blocks: a[2i] (blocks 0+2, 1+3), a[2i+1] (0+2, 1+3) */
+    for (int i = 0; i < 8; i++)
+        b[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(a[2 * i], a[2 * i + 1], 0x44),
+                                _mm512_shuffle_i32x4(a[2 * i], a[2 * i + 1], 0xEE));
+    /* c[i] block k: the four partial sums of a[4i + k] */
+    for (int i = 0; i < 4; i++)
+        c[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(b[2 * i], b[2 * i + 1], 0x88),
+                                _mm512_shuffle_i32x4(b[2 * i], b[2 * i + 1], 0xDD));
+    __m512i d0 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(c[0], c[1]), _mm512_unpackhi_epi32(c[0], c[1]));
+    __m512i d1 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(c[2], c[3]), _mm512_unpackhi_epi32(c[2], c[3]));
+    /* dword j of block k: the sum of a[4j + k] */
+    __m512i e = _mm512_add_epi32(_mm512_unpacklo_epi64(d0, d1), _mm512_unpackhi_epi64(d0, d1));
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_epi32(order, e);
+}
+
+AVX512 static inline __m512i clip8_vec(__m512i sum)
+{
+    __m512i v = _mm512_srai_epi32(
+        _mm512_add_epi32(sum, _mm512_set1_epi32(1 << (PRECISION_BITS - 1))), PRECISION_BITS);
+    return _mm512_min_epi32(_mm512_max_epi32(v, _mm512_setzero_si512()), _mm512_set1_epi32(255));
+}
+
+/* Sixteen outputs of one row from their hi accumulators, as finish8_hi() in simd_avx2.c: the
+ * exact sum lies between hi << shift and that plus the output's slack, and where both ends give
+ * the same byte that byte is the answer; the few others get their lo part computed exactly. */
+AVX512 static inline void finish16_hi(const gencache__simd_hplan *hp, const __m512i *a,
+                                      const int16_t *in, uint32_t xx, uint8_t *out)
+{
+    __m512i lower = _mm512_sll_epi32(reduce16(a), _mm_cvtsi32_si128(hp->shift));
+    __m512i upper = _mm512_add_epi32(lower, _mm512_loadu_si512(hp->slack + xx));
+    __m512i rl = clip8_vec(lower), ru = clip8_vec(upper);
+    unsigned ambiguous = (unsigned)_mm512_cmpneq_epi32_mask(rl, ru);
+    _mm_storeu_si128((__m128i *)out, _mm512_cvtepi32_epi8(rl));
+    if (ambiguous) {
+        int32_t lo[16];
+        _mm512_storeu_si512(lo, lower);
+        for (int i = 0; i < 16; i++)
+            if (ambiguous & (1u << i)) {
+                const int16_t *src = in + hp->start[xx + i];
+                const int len = hp->len[xx + i];
+                const int16_t *k = hp->lo + (size_t)(xx + i) * hp->kpad;
+                __m512i al = _mm512_setzero_si512();
+                for (int j = 0; j < len; j += 32)
+                    al = _mm512_dpwssd_epi32(al, _mm512_loadu_si512(src + j),
+                                             _mm512_loadu_si512(k + j));
+                out[i] = clip8_one(lo[i] + _mm512_reduce_add_epi32(al));
+            }
+    }
+}
+
+AVX512 void gencache__simd512_resize_row(const gencache__simd_hplan *hp, const int16_t *in,
+                                         uint8_t *out)
+{
+    for (uint32_t xx = 0; xx < hp->c->out_size; xx++)
+        out[xx] = clip8_one(dot_exact(hp, in, xx));
+}
+
+AVX512 void gencache__simd512_resize_rows2(const gencache__simd_hplan *hp, const int16_t *in0,
+                                           const int16_t *in1, uint8_t *out0, uint8_t *out1)
+{
+    const uint32_t out_size = hp->c->out_size;
+    uint32_t xx = 0;
+    for (; xx + 16 <= out_size; xx += 16) {
+        __m512i a[16], b[16];
+        for (int i = 0; i < 16; i++) {
+            int start = hp->start[xx + (uint32_t)i], len = hp->len[xx + (uint32_t)i];
+            const int16_t *s0 = in0 + start, *s1 = in1 + start;
+            const int16_t *hi = hp->hi + (size_t)(xx + (uint32_t)i) * hp->kpad;
+            __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
+            for (int j = 0; j < len; j += 32) {
+                __m512i kh = _mm512_loadu_si512(hi + j);
+                h0 = _mm512_dpwssd_epi32(h0, _mm512_loadu_si512(s0 + j), kh);
+                h1 = _mm512_dpwssd_epi32(h1, _mm512_loadu_si512(s1 + j), kh);
+            }
+            a[i] = h0;
+            b[i] = h1;
+        }
+        finish16_hi(hp, a, in0, xx, out0 + xx);
+        finish16_hi(hp, b, in1, xx, out1 + xx);
+    }
+    for (; xx < out_size; xx++) {
+        out0[xx] = clip8_one(dot_exact(hp, in0, xx));
+        out1[xx] = clip8_one(dot_exact(hp, in1, xx));
+    }
+}
+
+AVX512 void gencache__simd512_resize_vertical(const gencache__resize_coeffs *c, const uint8_t *in,
+                                              uint32_t width, uint32_t first_row, uint8_t *out)
+{
+    const __m512i half = _mm512_set1_epi32(1 << (PRECISION_BITS - 1));
+    for (uint32_t yy = 0; yy < c->out_size; yy++) {
+        int ymin = c->bounds[yy * 2] - (int)first_row, ymax = c->bounds[yy * 2 + 1];
+        const int32_t *k = &c->k[(size_t)yy * c->ksize];
+        uint8_t *dst = out + (size_t)yy * width;
+        uint32_t xx = 0;
+        for (; xx + 16 <= width; xx += 16) {
+            __m512i acc = half;
+            for (int y = 0; y < ymax; y++) {
+                __m128i px =
+                    _mm_loadu_si128((const __m128i *)(in + (size_t)(y + ymin) * width + xx));
+                acc = _mm512_add_epi32(
+                    acc, _mm512_mullo_epi32(_mm512_cvtepu8_epi32(px), _mm512_set1_epi32(k[y])));
+            }
+            /* clip8 of each lane: the sum already holds the rounding half. */
+            __m512i v = _mm512_srai_epi32(acc, PRECISION_BITS);
+            v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_setzero_si512()),
+                                 _mm512_set1_epi32(255));
+            _mm_storeu_si128((__m128i *)(dst + xx), _mm512_cvtepi32_epi8(v));
+        }
+        for (; xx < width; xx++) {
+            int32_t ss = 1 << (PRECISION_BITS - 1);
+            for (int y = 0; y < ymax; y++)
+                ss += (int32_t)in[(size_t)(y + ymin) * width + xx] * k[y];
+            dst[xx] = gencache__resize_clip8(ss);
+        }
+    }
+}
