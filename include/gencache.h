@@ -173,6 +173,10 @@ typedef struct gencache_options {
     uint64_t pressure_ttl_ms;       /* while the cache is degraded, the TTL of new entries of every
                                        caller but high-priority tenants is capped at this; 0: 10
                                        minutes. Default 0 */
+    int mem_policy;                 /* the memory tier's eviction policy, a gencache_eviction
+                                       (layers may name their own). Default GDSF */
+    double mrc_sample_rate;         /* share of keys (0..1] the miss-ratio curve samples
+                                       (gencache_mrc_get()); 0: no curve. Default 1/16 */
 } gencache_options;
 
 /* Fills *opts with the defaults above. Thread-safety: safe. */
@@ -206,13 +210,16 @@ typedef enum gencache_scope {
     GENCACHE_SCOPE_SESSION = 2, /* entries belong to one generation session */
 } gencache_scope;
 
-/* How a layer's entries are chosen for eviction. Only LRU exists today: the others are names the
- * registry knows (DESIGN.md section 4) so that a config naming them gets a clear "not supported in
- * this build" instead of "unknown". */
+/* How the memory tier chooses which entries leave for lack of room (docs/tiers.md). Pinned
+ * entries are never chosen, and expiry does not depend on the policy. */
 typedef enum gencache_eviction {
-    GENCACHE_EVICTION_LRU = 0,    /* least recently used first */
-    GENCACHE_EVICTION_GDSF = 1,   /* cost-aware (saved compute per byte); not implemented yet */
-    GENCACHE_EVICTION_S3FIFO = 2, /* S3-FIFO; not implemented yet */
+    GENCACHE_EVICTION_DEFAULT = -1, /* a layer's: whatever the memory tier's policy is */
+    GENCACHE_EVICTION_LRU = 0,      /* least recently used first */
+    GENCACHE_EVICTION_GDSF = 1,     /* cost-aware: lowest clock + hits * cost_ms / bytes first, the
+                                       clock rising to each victim's value (an entry of no known
+                                       cost counts 1 ms: size-aware recency) */
+    GENCACHE_EVICTION_S3FIFO = 2,   /* S3-FIFO: a small FIFO for new entries, a main FIFO with
+                                       second chances, a ghost queue of recent evictions */
 } gencache_eviction;
 
 /* How lookups of a layer match input images (DESIGN.md section 3). */
@@ -248,7 +255,8 @@ typedef struct gencache_layer_options {
     int prompt_normalization;   /* a gencache_norm_mode, or -1 (default): each model's own mode.
                                    Prompts are normalized per model, so a layer's mode becomes the
                                    default mode of the models that have none */
-    gencache_eviction eviction; /* default LRU; the others are GENCACHE_EUNSUPPORTED */
+    gencache_eviction eviction; /* the layer's eviction policy in the memory tier; default
+                                   GENCACHE_EVICTION_DEFAULT (the tier's, mem_policy) */
     gencache_image_match_mode image_match; /* default EXACT */
 } gencache_layer_options;
 
@@ -261,7 +269,7 @@ GENCACHE_API void gencache_layer_options_init(gencache_layer_options *opts);
  * copied. At most GENCACHE_MAX_LAYERS layers. opts->struct_size may be that of the 0.1 struct
  * (up to write_through); the later fields then take their defaults.
  * Returns GENCACHE_OK, GENCACHE_EINVAL (bad name, scope, field, mode or image_match; n_fields 0
- * with fields set), GENCACHE_EUNSUPPORTED (an eviction policy other than LRU), GENCACHE_ELIMIT
+ * with fields set; an unknown eviction policy), GENCACHE_ELIMIT
  * (too many layers or fields), GENCACHE_ENOMEM. Thread-safety: init only (before any other call
  * uses the cache or its keyspace). */
 GENCACHE_API int gencache_layer_define(gencache *cache, const gencache_layer_options *opts);

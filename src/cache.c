@@ -72,6 +72,8 @@ int gencache__cache_layers_sync(gencache *c)
         l->sliding = r->sliding;
         l->write_through = r->write_through;
         l->shared = r->shared;
+        if (c->n_tiers > 0)
+            gencache__mem_tier_set_layer_policy(c->tiers[0], (uint32_t)i, r->eviction);
     }
     return GENCACHE_OK;
 }
@@ -265,6 +267,8 @@ void gencache_options_init(gencache_options *opts)
     opts->redis_timeout_ms = 100;
     opts->redis_max_value_bytes = 64ull << 20;
     opts->writeback_max_bytes = 64ull << 20;
+    opts->mem_policy = GENCACHE_EVICTION_GDSF;
+    opts->mrc_sample_rate = 1.0 / 16;
 }
 
 static int add_tier(gencache *c, gencache__tier *t)
@@ -337,6 +341,7 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
                 opts.mem_max_pinned_bytes ? opts.mem_max_pinned_bytes : opts.mem_max_bytes / 2,
             .shards = opts.mem_shards ? opts.mem_shards : 16,
             .verify_reads = opts.verify_mem_reads != 0,
+            .policy = opts.mem_policy,
             .alloc = c->alloc,
             .log = &c->log,
         };
@@ -344,6 +349,8 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
     }
     if (rc == GENCACHE_OK)
         rc = add_tier(c, mem);
+    if (rc == GENCACHE_OK)
+        rc = gencache__cache_layers_sync(c); /* the layers' own eviction policies */
     if (rc == GENCACHE_OK && opts.data_dir) {
         gencache__disk_options dopts = {
             .path = opts.data_dir,

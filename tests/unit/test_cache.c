@@ -17,11 +17,13 @@ static void key_of(char *buf, const char *layer, unsigned n)
     sprintf(buf, "%s/%064x", layer, n);
 }
 
-/* A cache with one shard (exact LRU) and the injected clock. */
+/* A cache with one shard (exact LRU: these tests check LRU's order; tests/unit/test_policy.c has
+ * the other policies') and the injected clock. */
 static gencache *open_small(uint64_t max_bytes, uint64_t max_entries)
 {
     gencache_options o;
     gencache_options_init(&o);
+    o.mem_policy = GENCACHE_EVICTION_LRU;
     o.mem_max_bytes = max_bytes;
     o.mem_max_entries = max_entries;
     o.mem_shards = 1;
@@ -122,13 +124,18 @@ TEST_CASE(miss_and_bad_keys)
     CHECK_RC(gencache_get(c, key, &h), GENCACHE_ENOTFOUND);
     CHECK(h == NULL);
     const char *bad[] = {
-        "", "result", "result/", "/00", "result/abc",
+        "",
+        "result",
+        "result/",
+        "/00",
+        "result/abc",
         "result/00000000000000000000000000000000000000000000000000000000000000AA",
         "result/00000000000000000000000000000000000000000000000000000000000000aa0",
         "Result/00000000000000000000000000000000000000000000000000000000000000aa",
         "res ult/00000000000000000000000000000000000000000000000000000000000000aa",
         "result/0000000000000000000000000000000000000000000000000000000000000g",
-        "a_layer_name_that_is_far_too_long_x/0000000000000000000000000000000000000000000000000000000000000000",
+        "a_layer_name_that_is_far_too_long_x/"
+        "0000000000000000000000000000000000000000000000000000000000000000",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK_RC(gencache_put(c, bad[i], "x", 1, NULL), GENCACHE_EINVAL);
@@ -179,6 +186,7 @@ TEST_CASE(lru_across_shards)
     /* With several shards the victim is still the globally least recently used entry. */
     gencache_options o;
     gencache_options_init(&o);
+    o.mem_policy = GENCACHE_EVICTION_LRU;
     o.mem_max_entries = 8;
     o.mem_shards = 4;
     o.clock_fn = fake_clock;
