@@ -52,5 +52,6 @@ int cmd_similar(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_prewarm(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
 
 #endif
