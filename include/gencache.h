@@ -175,8 +175,9 @@ typedef struct gencache_options {
                                        minutes. Default 0 */
     int mem_policy;                 /* the memory tier's eviction policy, a gencache_eviction
                                        (layers may name their own). Default GDSF */
-    double mrc_sample_rate;         /* share of keys (0..1] the miss-ratio curve samples
-                                       (gencache_mrc_get()); 0: no curve. Default 1/16 */
+    double mrc_sample_rate;         /* share of keys (0..1] the memory tier's miss-ratio curve
+                                       samples (gencache_mrc_get()); 0: no curve; outside [0, 1]:
+                                       GENCACHE_EINVAL. Default 1/16 */
 } gencache_options;
 
 /* Fills *opts with the defaults above. Thread-safety: safe. */
@@ -515,6 +516,36 @@ GENCACHE_API int gencache_pressure_relieve(gencache *cache, gencache_pressure *o
  * is not one instant). out->struct_size must be set. Returns GENCACHE_OK or GENCACHE_EINVAL.
  * Thread-safety: safe. */
 GENCACHE_API int gencache_stats_get(gencache *cache, gencache_stats *out);
+
+/* One point of the memory tier's miss-ratio curve: what a memory tier `scale` times as large
+ * (same policy) would have done with the lookups since the cache was opened. */
+typedef struct gencache_mrc_point {
+    double scale;             /* size relative to the memory tier's byte (and entry) limit */
+    double hit_ratio;         /* estimated hits / lookups at that size */
+    double gpu_seconds_saved; /* estimated compute its hits would have saved, in seconds (the
+                                 stored entries' cost_ms, over the whole key population) */
+    uint64_t lookups;         /* sampled lookups the estimate rests on */
+} gencache_mrc_point;
+
+#define GENCACHE_MRC_POINTS 3
+
+/* The memory tier's miss-ratio curve, estimated from spatially sampled keys (SHARDS): a share
+ * mrc_sample_rate of the keys, chosen by their hash, is replayed through miniature memory tiers
+ * of that share of 0.5, 2 and 4 times the tier's size, holding keys and metadata only (so the
+ * memory it costs is about mrc_sample_rate * 6.5 times the metadata of the tier's entries).
+ * The estimate's error shrinks as the sampled keys grow in number (docs/tiers.md). */
+typedef struct gencache_mrc {
+    size_t struct_size; /* sizeof(gencache_mrc); the caller sets it before the call */
+    double sample_rate; /* share of keys sampled; 0: no curve (mrc_sample_rate 0, or a memory
+                           tier without a byte limit) */
+    uint32_t n_points;  /* GENCACHE_MRC_POINTS, or 0 without a curve */
+    gencache_mrc_point points[GENCACHE_MRC_POINTS]; /* scales 0.5, 2, 4 */
+} gencache_mrc;
+
+/* Fills *out with the memory tier's miss-ratio curve. out->struct_size must be set. Returns
+ * GENCACHE_OK (n_points 0 when the cache keeps no curve) or GENCACHE_EINVAL.
+ * Thread-safety: safe. */
+GENCACHE_API int gencache_mrc_get(gencache *cache, gencache_mrc *out);
 
 /* ---------------------------------------------------------------------------------------------
  * Canonical requests and keys (src/key/)

@@ -14,6 +14,7 @@
 
 #include "cache.h"
 #include "key/key.h"
+#include "policy/mrc.h"
 
 static uint64_t now_ms(const gencache *c)
 {
@@ -74,6 +75,7 @@ int gencache__cache_layers_sync(gencache *c)
         l->shared = r->shared;
         if (c->n_tiers > 0)
             gencache__mem_tier_set_layer_policy(c->tiers[0], (uint32_t)i, r->eviction);
+        gencache__mrc_set_layer_policy(c->mrc, (uint32_t)i, r->eviction);
     }
     return GENCACHE_OK;
 }
@@ -349,6 +351,18 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
     }
     if (rc == GENCACHE_OK)
         rc = add_tier(c, mem);
+    if (rc == GENCACHE_OK && !(opts.mrc_sample_rate >= 0 && opts.mrc_sample_rate <= 1))
+        rc = GENCACHE_EINVAL;
+    if (rc == GENCACHE_OK && opts.mrc_sample_rate > 0 && opts.mem_max_bytes) {
+        gencache__mrc_options mo = {
+            .rate = opts.mrc_sample_rate,
+            .max_bytes = opts.mem_max_bytes,
+            .max_entries = opts.mem_max_entries,
+            .policy = opts.mem_policy,
+            .alloc = c->alloc,
+        };
+        rc = gencache__mrc_new(&mo, &c->mrc);
+    }
     if (rc == GENCACHE_OK)
         rc = gencache__cache_layers_sync(c); /* the layers' own eviction policies */
     if (rc == GENCACHE_OK && opts.data_dir) {
@@ -401,6 +415,7 @@ void gencache_close(gencache *cache)
     for (unsigned i = cache->n_tiers; i-- > 0;)
         cache->tiers[i]->ops->close(cache->tiers[i]);
     gencache__ghost_free(cache->ghost);
+    gencache__mrc_free(cache->mrc);
     gencache__tenants_free(cache->tenants);
     for (size_t i = 0; i < cache->n_preferred; i++)
         gencache__free(cache->alloc, cache->preferred[i]);
@@ -555,6 +570,8 @@ int gencache__cache_put(gencache *cache, const char *key, const void *data, size
         gencache__writeback_forget(cache->wb, key, e->hash);
     rc = cache->tiers[0]->ops->put(cache->tiers[0], e, now);
     bool stored = rc == GENCACHE_OK;
+    if (stored)
+        gencache__mrc_put(cache->mrc, e, now);
     if (l->write_through || (!stored && (rc == GENCACHE_ETOOBIG || rc == GENCACHE_EFULL))) {
         for (unsigned i = 1; i < cache->n_tiers; i++) {
             if ((int)i == cache->shared_tier && !l->shared)
@@ -672,8 +689,10 @@ int gencache__cache_lookup(gencache *c, const char *key, const char *shown_key,
     gencache__tier *mem = c->tiers[0];
     if (mem->ops->get(mem, key, hash, now, touch, &e) != GENCACHE_OK)
         found = find_below(c, key, hash, now, touch, &e, &queued);
-    if (touch)
+    if (touch) {
         atomic_fetch_add_explicit(&l->lookups, 1, memory_order_relaxed);
+        gencache__mrc_get(c->mrc, key, hash, now, found >= 0 ? e : NULL);
+    }
     if (found < 0) {
         if (touch) {
             atomic_fetch_add_explicit(&l->misses, 1, memory_order_relaxed);
@@ -704,6 +723,8 @@ int gencache__cache_lookup(gencache *c, const char *key, const char *shown_key,
         }
         for (int i = 0; i < promote_to; i++)
             c->tiers[i]->ops->put(c->tiers[i], e, now);
+        if (promote_to > 0)
+            gencache__mrc_put(c->mrc, e, now);
         uint64_t credit = call && call->cost_ms ? call->cost_ms : e->cost_ms;
         atomic_fetch_add_explicit(&l->hits, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&l->cost_ms_saved, credit, memory_order_relaxed);

@@ -48,6 +48,7 @@ struct gencache {
     _Atomic uint64_t batch_demoted;
     _Atomic bool tenant_usage_loaded; /* the disk tier's entries are in the usage tables */
     _Atomic uint64_t invalidated;
+    struct gencache__mrc *mrc; /* the memory tier's miss-ratio curve; NULL: none */
 };
 
 struct gencache_handle {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "policy/mrc.h"
 
 void gencache_filter_init(gencache_filter *filter)
 {
@@ -308,5 +309,19 @@ int gencache_stats_get(gencache *cache, gencache_stats *out)
         out->tiers[i].hits = atomic_load(&cache->tier_hits[i]);
     }
     out->invalidated = atomic_load(&cache->invalidated);
+    return GENCACHE_OK;
+}
+
+int gencache_mrc_get(gencache *cache, gencache_mrc *out)
+{
+    if (!cache || !out || out->struct_size < sizeof *out)
+        return GENCACHE_EINVAL;
+    memset(out, 0, sizeof *out);
+    out->struct_size = sizeof *out;
+    if (!cache->mrc)
+        return GENCACHE_OK;
+    out->sample_rate = gencache__mrc_rate(cache->mrc);
+    out->n_points = GENCACHE_MRC_POINTS;
+    gencache__mrc_points(cache->mrc, out->points);
     return GENCACHE_OK;
 }

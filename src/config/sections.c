@@ -70,7 +70,19 @@ static int tier_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yam
             c->mem_policy = (gencache_eviction)i;
             return (c->has_mem_policy = true), 0;
         }
-        return unknown(x, kn, path, "max_bytes, max_entries, max_pinned_bytes, enabled, policy");
+        if (strcmp(key, "mrc_sample_rate") == 0) {
+            const char *s = scalar(v);
+            char *end = NULL;
+            errno = 0;
+            double r = s ? strtod(s, &end) : 0;
+            if (!s || !*s || *end || errno || !(r >= 0.0 && r <= 1.0))
+                return fail(x, v, path, "expected a share from 0 (no curve) to 1, like 0.0625");
+            c->mrc_sample_rate = r;
+            return (c->has_mrc_sample_rate = true), 0;
+        }
+        return unknown(x, kn, path,
+                       "max_bytes, max_entries, max_pinned_bytes, enabled, policy, "
+                       "mrc_sample_rate");
     }
     if (strcmp(tier, "disk") == 0) {
         if (limit)

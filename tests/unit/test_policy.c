@@ -353,3 +353,191 @@ TEST_CASE(concurrent_get_put_evict)
         gencache_close(shared_cache);
     }
 }
+
+/* ---- miss-ratio curve ---- */
+
+/* Runs a fixed sequence of gets (and puts on misses) with skewed reuse, sizes and costs. */
+static void drive(gencache *c, unsigned n_ops)
+{
+    unsigned seed = 7;
+    for (unsigned i = 0; i < n_ops; i++) {
+        seed = seed * 1103515245u + 12345u;
+        unsigned r = (seed >> 8) % 1000;
+        unsigned id = r < 600 ? r % 40 : r < 900 ? 100 + r % 300 : 1000 + i; /* hot, warm, once */
+        char key[128];
+        key_of(key, id);
+        gencache_handle *h = NULL;
+        fake_now++;
+        if (gencache_get(c, key, &h) == GENCACHE_OK) {
+            gencache_handle_release(h);
+            continue;
+        }
+        static unsigned char buf[4096];
+        gencache_meta m;
+        gencache_meta_init(&m);
+        m.cost_ms = 10 + id % 7 * 100;
+        int rc = gencache_put(c, key, buf, 200 + id % 5 * 700, &m);
+        CHECK(rc == GENCACHE_OK || rc == GENCACHE_ETOOBIG);
+    }
+}
+
+static gencache *open_mrc(int policy, uint64_t max_bytes, double rate)
+{
+    gencache_options o;
+    gencache_options_init(&o);
+    o.mem_policy = policy;
+    o.mem_max_bytes = max_bytes;
+    o.mem_shards = 1;
+    o.mrc_sample_rate = rate;
+    o.clock_fn = fake_clock;
+    gencache *c = NULL;
+    CHECK_OK(gencache_open(&c, &o));
+    return c;
+}
+
+static void layer_outcome(gencache *c, double *hit_ratio, double *saved_s)
+{
+    gencache_stats st = {.struct_size = sizeof st};
+    CHECK_OK(gencache_stats_get(c, &st));
+    const gencache_layer_stats *l = &st.layers[1]; /* image_latent */
+    CHECK_STR_EQ(l->layer, "image_latent");
+    *hit_ratio = l->lookups ? (double)l->hits / (double)l->lookups : 0;
+    *saved_s = (double)l->cost_ms_saved / 1000.0;
+}
+
+TEST_CASE(mrc_exact_when_every_key_is_sampled)
+{
+    /* At rate 1 the miniature tiers are real tiers of 0.5, 2 and 4 times the size: their
+     * estimates are what such tiers measure, for every policy. */
+    static const double scales[] = {0.5, 2, 4};
+    for (size_t p = 0; p < sizeof policies / sizeof policies[0]; p++) {
+        uint64_t size = 40000;
+        uint64_t now0 = fake_now;
+        gencache *c = open_mrc(policies[p], size, 1.0);
+        drive(c, 5000);
+        gencache_mrc mrc = {.struct_size = sizeof mrc};
+        CHECK_OK(gencache_mrc_get(c, &mrc));
+        CHECK_UINT_EQ(mrc.n_points, 3);
+        CHECK_DBL_NEAR(mrc.sample_rate, 1.0, 1e-12);
+        gencache_close(c);
+        for (int i = 0; i < 3; i++) {
+            fake_now = now0;
+            gencache *d = open_mrc(policies[p], (uint64_t)(size * scales[i]), 0);
+            drive(d, 5000);
+            double hr, saved;
+            layer_outcome(d, &hr, &saved);
+            CHECK_DBL_NEAR(mrc.points[i].scale, scales[i], 1e-12);
+            CHECK_DBL_NEAR(mrc.points[i].hit_ratio, hr, 1e-12);
+            CHECK_DBL_NEAR(mrc.points[i].gpu_seconds_saved, saved, 1e-9);
+            CHECK_UINT_EQ(mrc.points[i].lookups, 5000);
+            if (i > 0)
+                CHECK(mrc.points[i].hit_ratio >= mrc.points[i - 1].hit_ratio);
+            gencache_close(d);
+        }
+    }
+}
+
+TEST_CASE(mrc_sampled_estimate)
+{
+    /* A quarter of the keys: the estimate is near what the larger tier measures. */
+    uint64_t now0 = fake_now;
+    gencache *c = open_mrc(GENCACHE_EVICTION_LRU, 40000, 0.25);
+    drive(c, 40000);
+    gencache_mrc mrc = {.struct_size = sizeof mrc};
+    CHECK_OK(gencache_mrc_get(c, &mrc));
+    CHECK(mrc.points[1].lookups > 5000 && mrc.points[1].lookups < 15000);
+    gencache_close(c);
+    fake_now = now0;
+    gencache *d = open_mrc(GENCACHE_EVICTION_LRU, 80000, 0);
+    drive(d, 40000);
+    double hr, saved;
+    layer_outcome(d, &hr, &saved);
+    CHECK_DBL_NEAR(mrc.points[1].hit_ratio, hr, 0.1 * hr);
+    CHECK_DBL_NEAR(mrc.points[1].gpu_seconds_saved, saved, 0.15 * saved);
+    gencache_close(d);
+}
+
+TEST_CASE(mrc_off_and_refused)
+{
+    gencache *c = open_mrc(GENCACHE_EVICTION_LRU, 40000, 0);
+    gencache_mrc mrc = {.struct_size = sizeof mrc};
+    CHECK_OK(gencache_mrc_get(c, &mrc));
+    CHECK_UINT_EQ(mrc.n_points, 0);
+    mrc.struct_size = 8;
+    CHECK_RC(gencache_mrc_get(c, &mrc), GENCACHE_EINVAL);
+    CHECK_RC(gencache_mrc_get(NULL, &mrc), GENCACHE_EINVAL);
+    CHECK_RC(gencache_mrc_get(c, NULL), GENCACHE_EINVAL);
+    gencache_close(c);
+    c = open_mrc(GENCACHE_EVICTION_LRU, 0, 0.5); /* an unlimited tier has no other sizes */
+    mrc.struct_size = sizeof mrc;
+    CHECK_OK(gencache_mrc_get(c, &mrc));
+    CHECK_UINT_EQ(mrc.n_points, 0);
+    gencache_close(c);
+    gencache_options o;
+    gencache_options_init(&o);
+    o.mrc_sample_rate = 1.5;
+    CHECK_RC(gencache_open(&c, &o), GENCACHE_EINVAL);
+    o.mrc_sample_rate = -0.1;
+    CHECK_RC(gencache_open(&c, &o), GENCACHE_EINVAL);
+    CHECK(c == NULL);
+}
+
+TEST_CASE(config_keys)
+{
+    static const char ok[] = "tiers:\n"
+                             "  memory:\n"
+                             "    max_bytes: 1M\n"
+                             "    policy: s3fifo\n"
+                             "    mrc_sample_rate: 0.5\n"
+                             "layers:\n"
+                             "  result:\n"
+                             "    policy: write_through\n"
+                             "  text_embedding:\n"
+                             "    policy: gdsf\n"
+                             "  condition:\n"
+                             "    eviction: lru\n";
+    gencache_config *cfg = NULL;
+    char err[GENCACHE_CONFIG_ERR_MAX];
+    CHECK_OK(gencache_config_parse("t.yaml", ok, strlen(ok), &cfg, err, sizeof err));
+    gencache_options o;
+    gencache_options_init(&o);
+    CHECK_INT_EQ(o.mem_policy, GENCACHE_EVICTION_GDSF); /* the measured default */
+    CHECK_OK(gencache_config_options(cfg, &o));
+    CHECK_INT_EQ(o.mem_policy, GENCACHE_EVICTION_S3FIFO);
+    CHECK_DBL_NEAR(o.mrc_sample_rate, 0.5, 1e-12);
+    gencache *c = NULL;
+    CHECK_OK(gencache_open_config(&c, cfg, NULL));
+    gencache_layer_options lo;
+    gencache_layer_options_init(&lo);
+    CHECK_OK(gencache_layer_get(c, "result", &lo));
+    CHECK_INT_EQ(lo.write_through, 1);
+    CHECK_INT_EQ(lo.eviction, GENCACHE_EVICTION_DEFAULT);
+    CHECK_OK(gencache_layer_get(c, "text_embedding", &lo));
+    CHECK_INT_EQ(lo.eviction, GENCACHE_EVICTION_GDSF);
+    CHECK_INT_EQ(lo.write_through, 0);
+    CHECK_OK(gencache_layer_get(c, "condition", &lo));
+    CHECK_INT_EQ(lo.eviction, GENCACHE_EVICTION_LRU);
+    gencache_mrc mrc = {.struct_size = sizeof mrc};
+    CHECK_OK(gencache_mrc_get(c, &mrc));
+    CHECK_DBL_NEAR(mrc.sample_rate, 0.5, 1e-12);
+    gencache_close(c);
+    gencache_config_free(cfg);
+
+    static const struct {
+        const char *yaml, *where, *says;
+    } bad[] = {
+        {"tiers:\n  memory:\n    mrc_sample_rate: 2\n", "tiers.memory.mrc_sample_rate", "share"},
+        {"tiers:\n  memory:\n    mrc_sample_rate: x\n", "tiers.memory.mrc_sample_rate", "share"},
+        {"tiers:\n  memory:\n    policy: arc\n", "tiers.memory.policy", "lru, gdsf or s3fifo"},
+        {"layers:\n  result:\n    policy: lfu\n", "layers.result.policy", "s3fifo"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cfg = NULL;
+        CHECK_RC(gencache_config_parse("t.yaml", bad[i].yaml, strlen(bad[i].yaml), &cfg, err,
+                                       sizeof err),
+                 GENCACHE_ECONFIG);
+        CHECK(strstr(err, bad[i].where) != NULL);
+        CHECK(strstr(err, bad[i].says) != NULL);
+        CHECK(cfg == NULL);
+    }
+}

@@ -29,6 +29,8 @@ typedef struct capacity {
 typedef struct result {
     uint64_t requests, hits, bytes, hit_bytes, cost_ms, saved_ms;
     double seconds;
+    gencache_mrc mrc;         /* the library's estimate for other sizes, with --mrc */
+    uint64_t stored_saved_ms; /* the library's own count: the stored entries' costs over hits */
 } result;
 
 static const char *const policy_names[] = {"lru", "gdsf", "s3fifo"};
@@ -163,8 +165,8 @@ static void progress(const char *what, size_t done, size_t total)
 
 /* Replays layer L through a fresh memory-only cache. Returns a GENCACHE_* code. */
 static int run(const replay_layer *L, size_t n_rows, int policy, uint64_t cap_bytes, uint64_t scale,
-               uint64_t overhead, const unsigned char *zeros, const char *label, bool bar,
-               result *res)
+               uint64_t overhead, double mrc_rate, const unsigned char *zeros, const char *label,
+               bool bar, result *res)
 {
     memset(res, 0, sizeof *res);
     uint64_t now = 1;
@@ -175,7 +177,7 @@ static int run(const replay_layer *L, size_t n_rows, int policy, uint64_t cap_by
     o.mem_shards = 1;
     o.mem_policy = policy;
     o.ghost_max_entries = 0;
-    o.mrc_sample_rate = 0;
+    o.mrc_sample_rate = mrc_rate;
     o.clock_fn = replay_clock;
     o.clock_userdata = &now;
     gencache *c = NULL;
@@ -223,6 +225,20 @@ static int run(const replay_layer *L, size_t n_rows, int policy, uint64_t cap_by
             rc = prc;
     }
     res->seconds = mono_s() - t0;
+    res->mrc.struct_size = sizeof res->mrc;
+    if (rc == GENCACHE_OK)
+        rc = gencache_mrc_get(c, &res->mrc);
+    gencache_stats *st = calloc(1, sizeof *st);
+    if (rc == GENCACHE_OK && !st)
+        rc = GENCACHE_ENOMEM;
+    if (st)
+        st->struct_size = sizeof *st;
+    if (rc == GENCACHE_OK)
+        rc = gencache_stats_get(c, st);
+    for (uint32_t i = 0; rc == GENCACHE_OK && i < st->n_layers; i++)
+        if (strcmp(st->layers[i].layer, L->name) == 0)
+            res->stored_saved_ms = st->layers[i].cost_ms_saved;
+    free(st);
     if (bar)
         progress(label, n_rows, n_rows);
     gencache_close(c);
@@ -242,7 +258,7 @@ static void print_result(bool json, const replay_layer *L, const char *policy, c
                "\"capacity_pct\": %.6g, \"working_set_bytes\": %llu, \"requests\": %llu, "
                "\"hits\": %llu, \"hit_ratio\": %.6f, \"byte_hit_ratio\": %.6f, "
                "\"gpu_seconds_saved\": %.3f, \"gpu_seconds_total\": %.3f, \"scale\": %llu, "
-               "\"requests_per_second\": %.0f}\n",
+               "\"requests_per_second\": %.0f",
                L->name, policy, (unsigned long long)cap_bytes,
                100.0 * ratio(cap_bytes, L->working_set_bytes),
                (unsigned long long)L->working_set_bytes, (unsigned long long)r->requests,
@@ -250,6 +266,16 @@ static void print_result(bool json, const replay_layer *L, const char *policy, c
                ratio(r->hit_bytes, r->bytes), (double)r->saved_ms / 1000.0,
                (double)r->cost_ms / 1000.0, (unsigned long long)scale,
                r->seconds > 0 ? (double)r->requests / r->seconds : 0.0);
+        printf(", \"gpu_seconds_saved_stored\": %.3f", (double)r->stored_saved_ms / 1000.0);
+        if (r->mrc.n_points) {
+            printf(", \"mrc_sample_rate\": %g, \"mrc\": [", r->mrc.sample_rate);
+            for (uint32_t i = 0; i < r->mrc.n_points; i++)
+                printf("%s{\"scale\": %g, \"hit_ratio\": %.6f, \"gpu_seconds_saved\": %.3f}",
+                       i ? ", " : "", r->mrc.points[i].scale, r->mrc.points[i].hit_ratio,
+                       r->mrc.points[i].gpu_seconds_saved);
+            printf("]");
+        }
+        printf("}\n");
         return;
     }
     char capbuf[32];
@@ -261,25 +287,25 @@ static void print_result(bool json, const replay_layer *L, const char *policy, c
            (unsigned long long)cap_bytes, ratio(r->hits, r->requests),
            ratio(r->hit_bytes, r->bytes), (double)r->saved_ms / 1000.0, (double)r->cost_ms / 1000.0,
            r->seconds > 0 ? (double)r->requests / r->seconds : 0.0);
+    for (uint32_t i = 0; i < r->mrc.n_points; i++)
+        printf("%-15s %-7s %7gx %14s %9.4f %9s %12.1f   (miss-ratio curve estimate)\n", "", "",
+               r->mrc.points[i].scale, "", r->mrc.points[i].hit_ratio, "",
+               r->mrc.points[i].gpu_seconds_saved);
 }
 
 /* Fills o from the command line. Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, replay_options *o, int *policies, size_t *n_pol,
-                      capacity *caps, size_t *n_caps, bool *json, uint64_t *scale, bool *bar)
+                      capacity *caps, size_t *n_caps, bool *json, uint64_t *scale, bool *bar,
+                      double *mrc_rate)
 {
-    static const struct option longs[] = {{"layers", required_argument, 0, 'l'},
-                                          {"policy", required_argument, 0, 'p'},
-                                          {"capacity", required_argument, 0, 'c'},
-                                          {"layer-fields", required_argument, 0, 'f'},
-                                          {"json", no_argument, 0, 'j'},
-                                          {"extra", required_argument, 0, 'e'},
-                                          {"model", required_argument, 0, 'm'},
-                                          {"cost-share", required_argument, 0, 's'},
-                                          {"size", required_argument, 0, 'z'},
-                                          {"scale", required_argument, 0, 'S'},
-                                          {"limit", required_argument, 0, 'n'},
-                                          {"no-progress", no_argument, 0, 'q'},
-                                          {0, 0, 0, 0}};
+    static const struct option longs[] = {
+        {"layers", required_argument, 0, 'l'},   {"policy", required_argument, 0, 'p'},
+        {"capacity", required_argument, 0, 'c'}, {"layer-fields", required_argument, 0, 'f'},
+        {"json", no_argument, 0, 'j'},           {"extra", required_argument, 0, 'e'},
+        {"model", required_argument, 0, 'm'},    {"cost-share", required_argument, 0, 's'},
+        {"size", required_argument, 0, 'z'},     {"scale", required_argument, 0, 'S'},
+        {"limit", required_argument, 0, 'n'},    {"no-progress", no_argument, 0, 'q'},
+        {"mrc", required_argument, 0, 'M'},      {0, 0, 0, 0}};
     char *layers = NULL, *pols = NULL, *capstr = NULL, *shares[REPLAY_MAX_LAYERS],
          *sizes[REPLAY_MAX_LAYERS];
     size_t n_shares = 0, n_sizes = 0;
@@ -330,6 +356,13 @@ static int parse_args(int argc, char **argv, replay_options *o, int *policies, s
         case 'q':
             *bar = false;
             break;
+        case 'M': {
+            char *end;
+            *mrc_rate = strtod(optarg, &end);
+            if (*end || !(*mrc_rate > 0 && *mrc_rate <= 1))
+                return cli_usage_error("replay", "bad --mrc (a sampling rate in (0, 1]):", optarg);
+            break;
+        }
         default:
             return cli_usage_error("replay", "bad option", NULL);
         }
@@ -406,7 +439,9 @@ int cmd_replay(int argc, char **argv)
     size_t n_pol = 0, n_caps = 0;
     bool json = false, bar = isatty(2);
     uint64_t scale = 0;
-    int code = parse_args(argc, argv, &o, policies, &n_pol, caps, &n_caps, &json, &scale, &bar);
+    double mrc_rate = 0;
+    int code =
+        parse_args(argc, argv, &o, policies, &n_pol, caps, &n_caps, &json, &scale, &bar, &mrc_rate);
     replay_trace tr = {0};
     if (code < 0 && replay_trace_load(&o, &tr) != 0)
         code = 1;
@@ -444,7 +479,8 @@ int cmd_replay(int argc, char **argv)
                 snprintf(label, sizeof label, "%s %s %llu", L->name, policy_names[policies[p]],
                          (unsigned long long)cap);
                 result res;
-                int rc = run(L, tr.n_rows, policies[p], cap, s, overhead, zeros, label, bar, &res);
+                int rc = run(L, tr.n_rows, policies[p], cap, s, overhead, mrc_rate, zeros, label,
+                             bar, &res);
                 if (rc != GENCACHE_OK) {
                     cli_error("replay: %s: %s", label, gencache_strerror(rc));
                     code = 1;

@@ -7,6 +7,7 @@
  * supply more columns. A request that has no key in a layer is not part of that layer's replay.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,8 +193,12 @@ static json_t *row_request(const columns *cs, size_t r, const char *model, const
         const char *v = cell(cs, numbers[i], r);
         uint64_t u;
         double d;
-        bool integral = i < 6 || i == 9;
-        if (v && *v && !(integral ? parse_u64(v, &u) : parse_num(v, &d) && d >= 0)) {
+        bool integral = i < 6 || i == 9, guidance = i == 6 || i == 7;
+        /* Guidance may be any number; a "nan" the log could not tell is an absent one. */
+        if (v && *v &&
+            !(integral   ? parse_u64(v, &u)
+              : guidance ? parse_num(v, &d)
+                         : parse_num(v, &d) && d >= 0)) {
             *bad = numbers[i];
             return NULL;
         }
@@ -214,7 +219,8 @@ static json_t *row_request(const columns *cs, size_t r, const char *model, const
             json_object_set_new(o, ints[i][1], json_integer((json_int_t)v));
     }
     double g;
-    if (parse_num(cell(cs, "cfg", r), &g) || parse_num(cell(cs, "guidance", r), &g))
+    if ((parse_num(cell(cs, "cfg", r), &g) || parse_num(cell(cs, "guidance", r), &g)) &&
+        isfinite(g))
         json_object_set_new(o, "guidance", json_real(g));
     const char *sampler = cell(cs, "sampler", r);
     if (sampler && *sampler)
@@ -274,10 +280,10 @@ static int derive(const columns *cs, const replay_options *o, gencache_keyspace 
         const char *bad;
         json_t *req = row_request(cs, r, o->model, &bad);
         if (bad) {
+            bool whole =
+                strcmp(bad, "cfg") && strcmp(bad, "guidance") && strcmp(bad, "gen_seconds");
             cli_error("replay: %s: row %zu: column %s: expected a %snumber", o->trace, r + 2, bad,
-                      strcmp(bad, "cfg") && strcmp(bad, "guidance") && strcmp(bad, "gen_seconds")
-                          ? "non-negative whole "
-                          : "non-negative ");
+                      whole ? "non-negative whole " : "");
             return 1;
         }
         char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
