@@ -4,7 +4,10 @@
  *      same 1.5 MB measured in the same run: what a copying cache would pay per hit.
  *   2. put/get throughput of 4 KB entries with 2 threads (70% get, 30% put), ops/s, against the
  *      same loop with 1 thread.
- * Usage: bench_mem [ROUNDS]   (prints medians over ROUNDS rounds, default 15)
+ *   3. with --policy P (lru, gdsf, s3fifo or all): for each policy against LRU in the same run,
+ *      the hit path (gets of 4 KB and 1.5 MB entries that all hit, 1 and 2 threads: ns per get)
+ *      and the eviction cost per entry (a put into a full tier minus a put into one with room).
+ * Usage: bench_mem [ROUNDS] [--policy P]   (prints medians over ROUNDS rounds, default 15)
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -34,7 +37,8 @@ static void bench_get_large(int rounds)
         exit(1);
     unsigned char *src = malloc(SIZE), *dst = malloc(SIZE);
     memset(src, 0x5a, SIZE);
-    const char *key = "image_latent/00000000000000000000000000000000000000000000000000000000000000ff";
+    const char *key =
+        "image_latent/00000000000000000000000000000000000000000000000000000000000000ff";
     if (gencache_put(c, key, src, SIZE, NULL) != GENCACHE_OK)
         exit(1);
     uint64_t *get_ns = malloc(sizeof(uint64_t) * rounds);
@@ -140,11 +144,168 @@ static void bench_small(int rounds)
     free(two);
 }
 
+/* ---- eviction policies against LRU ---- */
+
+static const char *const policy_names[] = {"lru", "gdsf", "s3fifo"};
+
+typedef struct hit_arg {
+    gencache *c;
+    char (*keys)[128];
+    int n_keys;
+    long gets;
+    unsigned seed;
+} hit_arg;
+
+static void *hit_worker(void *p)
+{
+    hit_arg *a = p;
+    uint64_t x = 88172645463325252ull + a->seed;
+    volatile unsigned char sink = 0;
+    for (long i = 0; i < a->gets; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        gencache_handle *h;
+        if (gencache_get(a->c, a->keys[x % (uint64_t)a->n_keys], &h) != GENCACHE_OK)
+            exit(1); /* every get must hit: the tier holds them all */
+        sink ^= ((const unsigned char *)gencache_handle_data(h))[0];
+        gencache_handle_release(h);
+    }
+    return NULL;
+}
+
+/* A tier of policy p holding n_keys entries of size (costs vary), all of which fit. */
+static gencache *filled(int p, size_t size, int n_keys, uint64_t max_bytes, char (*keys)[128])
+{
+    gencache_options o;
+    gencache_options_init(&o);
+    o.mem_policy = p;
+    o.mem_max_bytes = max_bytes ? max_bytes : (uint64_t)n_keys * (size + 4096) * 2;
+    o.mrc_sample_rate = 0;
+    gencache *c;
+    if (gencache_open(&c, &o) != GENCACHE_OK)
+        exit(1);
+    unsigned char *val = calloc(1, size);
+    for (int i = 0; i < n_keys; i++) {
+        sprintf(keys[i], "image_latent/%064x", i);
+        gencache_meta m;
+        gencache_meta_init(&m);
+        m.cost_ms = 100 + (uint64_t)i % 900;
+        if (gencache_put(c, keys[i], val, size, &m) != GENCACHE_OK)
+            exit(1);
+    }
+    free(val);
+    return c;
+}
+
+/* ns per get (per thread) of nthreads threads getting random keys of c. */
+static uint64_t hit_round(gencache *c, char (*keys)[128], int n_keys, int nthreads, long gets,
+                          unsigned seed)
+{
+    pthread_t t[8];
+    hit_arg args[8];
+    uint64_t t0 = gencache__clock_mono_ns();
+    for (int i = 0; i < nthreads; i++) {
+        args[i] = (hit_arg){c, keys, n_keys, gets, seed + (unsigned)i};
+        pthread_create(&t[i], NULL, hit_worker, &args[i]);
+    }
+    for (int i = 0; i < nthreads; i++)
+        pthread_join(t[i], NULL);
+    return (gencache__clock_mono_ns() - t0) / (uint64_t)gets;
+}
+
+/* ns per entry that gencache__cache_charge() evicts from a full tier of 4 KB entries: the
+ * policy's choice of victims plus their removal and release. */
+static uint64_t evict_round(int p)
+{
+    enum { N = 20000, SIZE = 4096 };
+    static char keys[N][128];
+    gencache *c = filled(p, SIZE, N, (uint64_t)N * (SIZE + 512), keys);
+    gencache_stats st = {.struct_size = sizeof st};
+    gencache_stats_get(c, &st);
+    uint64_t before = st.tiers[0].evictions_capacity, t0 = gencache__clock_mono_ns();
+    if (gencache__cache_charge(c, (int64_t)(st.tiers[0].max_bytes / 2)) != GENCACHE_OK)
+        exit(1);
+    uint64_t dt = gencache__clock_mono_ns() - t0;
+    gencache_stats_get(c, &st);
+    uint64_t n = st.tiers[0].evictions_capacity - before;
+    gencache__cache_charge(c, -(int64_t)(st.tiers[0].max_bytes / 2));
+    gencache_close(c);
+    return n ? dt / n : 0;
+}
+
+static void bench_policies(int rounds, int only)
+{
+    static const struct {
+        const char *what;
+        size_t size;
+        int n_keys;
+        long gets;
+    } cases[] = {{"4 KB", 4096, 10000, 200000}, {"1.5 MB", 1536 * 1024, 32, 100000}};
+    int use[3], n_use = 0;
+    for (int p = 0; p < 3; p++)
+        if (p == 0 || only < 0 || p == only)
+            use[n_use++] = p;
+    printf("medians of %d rounds; each round runs every policy in turn\n", rounds);
+    for (size_t k = 0; k < 2; k++) {
+        gencache *c[3];
+        char(*keys)[128] = malloc(sizeof *keys * (size_t)cases[k].n_keys);
+        for (int i = 0; i < n_use; i++)
+            c[i] = filled(use[i], cases[k].size, cases[k].n_keys, 0, keys);
+        for (int t = 1; t <= 2; t++) {
+            uint64_t ns[3][64];
+            for (int r = 0; r < rounds; r++)
+                for (int i = 0; i < n_use; i++)
+                    ns[i][r] =
+                        hit_round(c[i], keys, cases[k].n_keys, t, cases[k].gets, (unsigned)r * 8);
+            uint64_t lru = median(ns[0], (size_t)rounds);
+            for (int i = 0; i < n_use; i++) {
+                uint64_t m = i ? median(ns[i], (size_t)rounds) : lru;
+                printf("%-6s hit %-6s %d thread%s: median %5llu ns per get (%.2fx LRU)\n",
+                       policy_names[use[i]], cases[k].what, t, t > 1 ? "s" : " ",
+                       (unsigned long long)m, (double)m / (double)(lru ? lru : 1));
+            }
+        }
+        for (int i = 0; i < n_use; i++)
+            gencache_close(c[i]);
+        free(keys);
+    }
+    uint64_t ev[3][64];
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < n_use; i++)
+            ev[i][r] = evict_round(use[i]);
+    uint64_t lru = median(ev[0], (size_t)rounds);
+    for (int i = 0; i < n_use; i++) {
+        uint64_t m = i ? median(ev[i], (size_t)rounds) : lru;
+        printf("%-6s eviction, 4 KB entries: median %5llu ns per entry (%.2fx LRU)\n",
+               policy_names[use[i]], (unsigned long long)m, (double)m / (double)(lru ? lru : 1));
+    }
+}
+
 int main(int argc, char **argv)
 {
-    int rounds = argc > 1 ? atoi(argv[1]) : 15;
+    int rounds = 15, policy = -2; /* -2: no policy section; -1: all */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc) {
+            const char *p = argv[++i];
+            policy = strcmp(p, "all") == 0 ? -1 : -3;
+            for (int k = 0; k < 3; k++)
+                if (strcmp(p, policy_names[k]) == 0)
+                    policy = k;
+            if (policy == -3) {
+                fprintf(stderr, "bench_mem: --policy lru|gdsf|s3fifo|all\n");
+                return 2;
+            }
+        } else {
+            rounds = atoi(argv[i]);
+        }
+    }
     if (rounds < 1 || rounds > 64)
         rounds = 15;
+    if (policy != -2) {
+        bench_policies(rounds, policy);
+        return 0;
+    }
     bench_get_large(rounds);
     bench_small(rounds < 7 ? rounds : 7);
     return 0;

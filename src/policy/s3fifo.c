@@ -49,7 +49,7 @@ static gencache__entry *queue_end(const gencache__policy_shard *p, int q,
                                   const gencache__entry *keep)
 {
     gencache__entry *e = p->tail[q];
-    return e == keep ? e->lru_prev : e;
+    return e && e == keep ? e->lru_prev : e;
 }
 
 static gencache__entry *s3_candidate(gencache__policy_shard *p, const gencache__entry *keep,

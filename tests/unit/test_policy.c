@@ -541,3 +541,28 @@ TEST_CASE(config_keys)
         CHECK(cfg == NULL);
     }
 }
+
+TEST_CASE(reserve_evicts_through_every_policy)
+{
+    /* Memory held outside the table (sessions) makes room through the policy with no entry
+     * being stored: queues may be empty on the way, and all of them at the end. */
+    for (size_t p = 0; p < sizeof policies / sizeof policies[0]; p++) {
+        gencache *c = open_policy(policies[p], 20000, 0);
+        for (unsigned i = 0; i < 6; i++)
+            put(c, i, 1000, 10 * i, 0, 0);
+        CHECK(get(c, 5));
+        CHECK_OK(gencache__cache_charge(c, 15000));
+        gencache_stats st = {.struct_size = sizeof st};
+        CHECK_OK(gencache_stats_get(c, &st));
+        CHECK_UINT_LE(st.tiers[0].bytes, 20000);
+        CHECK(st.tiers[0].evictions_capacity >= 2);
+        CHECK_RC(gencache__cache_charge(c, 30000), GENCACHE_EFULL); /* more than the tier */
+        CHECK_RC(gencache__cache_charge(c, 19000), GENCACHE_EFULL); /* nothing left to evict */
+        CHECK_OK(gencache_stats_get(c, &st));
+        CHECK_UINT_EQ(st.tiers[0].entries, 0);
+        CHECK_OK(gencache__cache_charge(c, -15000));
+        put(c, 9, 1000, 1, 0, 0);
+        CHECK(present(c, 9));
+        gencache_close(c);
+    }
+}
