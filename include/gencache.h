@@ -174,7 +174,9 @@ typedef struct gencache_options {
                                        caller but high-priority tenants is capped at this; 0: 10
                                        minutes. Default 0 */
     int mem_policy;                 /* the memory tier's eviction policy, a gencache_eviction
-                                       (layers may name their own). Default GDSF */
+                                       (layers may name their own). Default LRU: on the real
+                                       request log GDSF saved within 1% of it and S3-FIFO less
+                                       (docs/BENCHMARKS.md) */
     double mrc_sample_rate;         /* share of keys (0..1] the memory tier's miss-ratio curve
                                        samples (gencache_mrc_get()); 0: no curve; outside [0, 1]:
                                        GENCACHE_EINVAL. Default 1/16 */

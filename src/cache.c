@@ -269,7 +269,7 @@ void gencache_options_init(gencache_options *opts)
     opts->redis_timeout_ms = 100;
     opts->redis_max_value_bytes = 64ull << 20;
     opts->writeback_max_bytes = 64ull << 20;
-    opts->mem_policy = GENCACHE_EVICTION_GDSF;
+    opts->mem_policy = GENCACHE_EVICTION_LRU; /* measured: docs/BENCHMARKS.md, eviction policies */
     opts->mrc_sample_rate = 1.0 / 16;
 }
 

@@ -76,6 +76,23 @@ def t_result_layer_and_recipe():
     check(out[0].split()[:3] == ["layer", "policy", "capacity"], out[0])
 
 
+def t_mixed_and_mrc():
+    rows = lines(replay("--layers", "text_embedding,result", "--policy", "lru", "--capacity",
+                        "100%", "--mixed", "--mrc", "1", "--scale", "1", "--json"))
+    check_eq([r["layer"] for r in rows], ["text_embedding", "result", "all"])
+    total = rows[2]
+    check(all(r["mixed"] for r in rows), "rows of a mixed run say so")
+    check_eq(total["working_set_bytes"], 4 * 118272 + 9 * 512 * 512 * 3)
+    for f in ("requests", "hits"):
+        check_eq(total[f], rows[0][f] + rows[1][f], f)
+    check_eq((rows[0]["hits"], rows[1]["hits"]), (6, 1), "all fits: every repeat hits")
+    # Every key sampled: the estimate for twice the size is what the run measured (all fits).
+    check_eq([p["scale"] for p in total["mrc"]], [0.5, 2, 4])
+    check_eq(total["mrc"][1]["hit_ratio"], total["hit_ratio"])
+    r = replay("--mrc", "0")
+    check_eq(r.returncode, 2, "--mrc 0")
+
+
 def t_bad_input():
     for args, code, msg in [
         (("--policy", "mru"), 2, b"unknown policy"),
@@ -122,7 +139,7 @@ def t_bad_input():
 
 def main():
     runner = Runner()
-    for name in ("known_answers", "result_layer_and_recipe", "bad_input"):
+    for name in ("known_answers", "result_layer_and_recipe", "mixed_and_mrc", "bad_input"):
         runner.run(name, globals()["t_" + name])
     runner.finish()
 

@@ -17,8 +17,8 @@ static void key_of(char *buf, const char *layer, unsigned n)
     sprintf(buf, "%s/%064x", layer, n);
 }
 
-/* A cache with one shard (exact LRU: these tests check LRU's order; tests/unit/test_policy.c has
- * the other policies') and the injected clock. */
+/* A cache with one shard (exact LRU: these tests check LRU's order, whatever the default policy;
+ * tests/unit/test_policy.c has the other policies') and the injected clock. */
 static gencache *open_small(uint64_t max_bytes, uint64_t max_entries)
 {
     gencache_options o;

@@ -501,7 +501,7 @@ TEST_CASE(config_keys)
     CHECK_OK(gencache_config_parse("t.yaml", ok, strlen(ok), &cfg, err, sizeof err));
     gencache_options o;
     gencache_options_init(&o);
-    CHECK_INT_EQ(o.mem_policy, GENCACHE_EVICTION_GDSF); /* the measured default */
+    CHECK_INT_EQ(o.mem_policy, GENCACHE_EVICTION_LRU); /* the measured default */
     CHECK_OK(gencache_config_options(cfg, &o));
     CHECK_INT_EQ(o.mem_policy, GENCACHE_EVICTION_S3FIFO);
     CHECK_DBL_NEAR(o.mrc_sample_rate, 0.5, 1e-12);

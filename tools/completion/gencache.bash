@@ -27,7 +27,7 @@ _gencache()
     export) opts="$client --format -o --output" ;;
     import) opts="$client --codec --ttl --json" ;;
     prewarm) opts="$client --json" ;;
-    replay) opts="--layers --policy --capacity --layer-fields --cost-share --size --extra --model --scale --limit --no-progress --json --help" ;;
+    replay) opts="--layers --policy --capacity --layer-fields --cost-share --size --extra --model --scale --limit --mrc --mixed --no-progress --json --help" ;;
     *) return ;;
     esac
 
@@ -47,7 +47,7 @@ _gencache()
         ;;
     --url | --token | --key | --tenant | --tag | --model | --older-than | --cost-ms | --ttl | \
         --tags | --content-type | --dtype | --shape | --radius | --capacity | --layer-fields | \
-        --cost-share | --size | --scale | --limit)
+        --cost-share | --size | --scale | --limit | --mrc)
         return # a value only the user knows
         ;;
     esac

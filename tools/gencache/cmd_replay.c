@@ -163,12 +163,13 @@ static void progress(const char *what, size_t done, size_t total)
     fflush(stderr);
 }
 
-/* Replays layer L through a fresh memory-only cache. Returns a GENCACHE_* code. */
-static int run(const replay_layer *L, size_t n_rows, int policy, uint64_t cap_bytes, uint64_t scale,
-               uint64_t overhead, double mrc_rate, const unsigned char *zeros, const char *label,
-               bool bar, result *res)
+/* Replays layers Ls[0..n) through one fresh memory-only cache: each request's get (and put on a
+ * miss) in each layer in turn. res[i] gets layer i's counts. Returns a GENCACHE_* code. */
+static int run(const replay_layer *const *Ls, size_t n, size_t n_rows, int policy,
+               uint64_t cap_bytes, uint64_t scale, const uint64_t *overheads, double mrc_rate,
+               const unsigned char *zeros, const char *label, bool bar, result *res)
 {
-    memset(res, 0, sizeof *res);
+    memset(res, 0, n * sizeof *res);
     uint64_t now = 1;
     gencache_options o;
     gencache_options_init(&o);
@@ -182,52 +183,58 @@ static int run(const replay_layer *L, size_t n_rows, int policy, uint64_t cap_by
     o.clock_userdata = &now;
     gencache *c = NULL;
     int rc = gencache_open(&c, &o);
-    gencache_layer_options lo;
-    gencache_layer_options_init(&lo);
-    if (rc == GENCACHE_OK)
-        rc = gencache_layer_get(c, L->name, &lo);
-    if (rc == GENCACHE_OK) {
-        lo.fields = NULL; /* keys are given, not derived here */
-        lo.ttl_ms = 0;    /* the trace has no times: nothing expires */
-        lo.sliding_ttl = 0;
-        rc = gencache_layer_define(c, &lo);
+    for (size_t l = 0; rc == GENCACHE_OK && l < n; l++) {
+        gencache_layer_options lo;
+        gencache_layer_options_init(&lo);
+        rc = gencache_layer_get(c, Ls[l]->name, &lo);
+        if (rc == GENCACHE_OK) {
+            lo.fields = NULL; /* keys are given, not derived here */
+            lo.ttl_ms = 0;    /* the trace has no times: nothing expires */
+            lo.sliding_ttl = 0;
+            rc = gencache_layer_define(c, &lo);
+        }
     }
     gencache_meta m;
     gencache_meta_init(&m);
     double t0 = mono_s();
     for (size_t r = 0; rc == GENCACHE_OK && r < n_rows; r++) {
-        const char *key = L->keys[r];
-        if (!key)
-            continue;
         if (bar && (r & 4095) == 0)
             progress(label, r, n_rows);
-        now++;
-        res->requests++;
-        res->bytes += L->sizes[r];
-        res->cost_ms += L->cost_ms[r];
-        gencache_handle *h = NULL;
-        int grc = gencache_get(c, key, &h);
-        if (grc == GENCACHE_OK) {
-            res->hits++;
-            res->hit_bytes += L->sizes[r];
-            res->saved_ms += L->cost_ms[r];
-            gencache_handle_release(h);
-            continue;
+        for (size_t l = 0; rc == GENCACHE_OK && l < n; l++) {
+            const replay_layer *L = Ls[l];
+            const char *key = L->keys[r];
+            if (!key)
+                continue;
+            now++;
+            result *x = &res[l];
+            x->requests++;
+            x->bytes += L->sizes[r];
+            x->cost_ms += L->cost_ms[r];
+            gencache_handle *h = NULL;
+            int grc = gencache_get(c, key, &h);
+            if (grc == GENCACHE_OK) {
+                x->hits++;
+                x->hit_bytes += L->sizes[r];
+                x->saved_ms += L->cost_ms[r];
+                gencache_handle_release(h);
+                continue;
+            }
+            if (grc != GENCACHE_ENOTFOUND) {
+                rc = grc;
+                break;
+            }
+            uint64_t stored = L->sizes[r] / scale;
+            m.cost_ms = L->cost_ms[r];
+            int prc =
+                gencache_put(c, key, zeros, stored > overheads[l] ? stored - overheads[l] : 0, &m);
+            if (prc != GENCACHE_OK && prc != GENCACHE_ETOOBIG && prc != GENCACHE_EFULL)
+                rc = prc;
         }
-        if (grc != GENCACHE_ENOTFOUND) {
-            rc = grc;
-            break;
-        }
-        uint64_t stored = L->sizes[r] / scale;
-        m.cost_ms = L->cost_ms[r];
-        int prc = gencache_put(c, key, zeros, stored > overhead ? stored - overhead : 0, &m);
-        if (prc != GENCACHE_OK && prc != GENCACHE_ETOOBIG && prc != GENCACHE_EFULL)
-            rc = prc;
     }
-    res->seconds = mono_s() - t0;
-    res->mrc.struct_size = sizeof res->mrc;
+    double secs = mono_s() - t0;
+    gencache_mrc mrc = {.struct_size = sizeof mrc};
     if (rc == GENCACHE_OK)
-        rc = gencache_mrc_get(c, &res->mrc);
+        rc = gencache_mrc_get(c, &mrc);
     gencache_stats *st = calloc(1, sizeof *st);
     if (rc == GENCACHE_OK && !st)
         rc = GENCACHE_ENOMEM;
@@ -235,9 +242,13 @@ static int run(const replay_layer *L, size_t n_rows, int policy, uint64_t cap_by
         st->struct_size = sizeof *st;
     if (rc == GENCACHE_OK)
         rc = gencache_stats_get(c, st);
-    for (uint32_t i = 0; rc == GENCACHE_OK && i < st->n_layers; i++)
-        if (strcmp(st->layers[i].layer, L->name) == 0)
-            res->stored_saved_ms = st->layers[i].cost_ms_saved;
+    for (size_t l = 0; l < n; l++) {
+        res[l].seconds = secs;
+        res[l].mrc = mrc;
+        for (uint32_t i = 0; rc == GENCACHE_OK && i < st->n_layers; i++)
+            if (strcmp(st->layers[i].layer, Ls[l]->name) == 0)
+                res[l].stored_saved_ms = st->layers[i].cost_ms_saved;
+    }
     free(st);
     if (bar)
         progress(label, n_rows, n_rows);
@@ -250,23 +261,27 @@ static double ratio(uint64_t a, uint64_t b)
     return b ? (double)a / (double)b : 0.0;
 }
 
+/* tier: in a mixed run, the tier all layers share, for a row of one of them (NULL otherwise). */
 static void print_result(bool json, const replay_layer *L, const char *policy, const capacity *cap,
-                         uint64_t cap_bytes, uint64_t scale, const result *r)
+                         uint64_t cap_bytes, uint64_t scale, const result *r,
+                         const replay_layer *tier)
 {
+    uint64_t ws = tier ? tier->working_set_bytes : L->working_set_bytes;
     if (json) {
         printf("{\"layer\": \"%s\", \"policy\": \"%s\", \"capacity_bytes\": %llu, "
                "\"capacity_pct\": %.6g, \"working_set_bytes\": %llu, \"requests\": %llu, "
                "\"hits\": %llu, \"hit_ratio\": %.6f, \"byte_hit_ratio\": %.6f, "
                "\"gpu_seconds_saved\": %.3f, \"gpu_seconds_total\": %.3f, \"scale\": %llu, "
                "\"requests_per_second\": %.0f",
-               L->name, policy, (unsigned long long)cap_bytes,
-               100.0 * ratio(cap_bytes, L->working_set_bytes),
+               L->name, policy, (unsigned long long)cap_bytes, 100.0 * ratio(cap_bytes, ws),
                (unsigned long long)L->working_set_bytes, (unsigned long long)r->requests,
                (unsigned long long)r->hits, ratio(r->hits, r->requests),
                ratio(r->hit_bytes, r->bytes), (double)r->saved_ms / 1000.0,
                (double)r->cost_ms / 1000.0, (unsigned long long)scale,
                r->seconds > 0 ? (double)r->requests / r->seconds : 0.0);
         printf(", \"gpu_seconds_saved_stored\": %.3f", (double)r->stored_saved_ms / 1000.0);
+        if (tier || strcmp(L->name, "all") == 0)
+            printf(", \"mixed\": true");
         if (r->mrc.n_points) {
             printf(", \"mrc_sample_rate\": %g, \"mrc\": [", r->mrc.sample_rate);
             for (uint32_t i = 0; i < r->mrc.n_points; i++)
@@ -296,16 +311,23 @@ static void print_result(bool json, const replay_layer *L, const char *policy, c
 /* Fills o from the command line. Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, replay_options *o, int *policies, size_t *n_pol,
                       capacity *caps, size_t *n_caps, bool *json, uint64_t *scale, bool *bar,
-                      double *mrc_rate)
+                      double *mrc_rate, bool *mixed)
 {
-    static const struct option longs[] = {
-        {"layers", required_argument, 0, 'l'},   {"policy", required_argument, 0, 'p'},
-        {"capacity", required_argument, 0, 'c'}, {"layer-fields", required_argument, 0, 'f'},
-        {"json", no_argument, 0, 'j'},           {"extra", required_argument, 0, 'e'},
-        {"model", required_argument, 0, 'm'},    {"cost-share", required_argument, 0, 's'},
-        {"size", required_argument, 0, 'z'},     {"scale", required_argument, 0, 'S'},
-        {"limit", required_argument, 0, 'n'},    {"no-progress", no_argument, 0, 'q'},
-        {"mrc", required_argument, 0, 'M'},      {0, 0, 0, 0}};
+    static const struct option longs[] = {{"layers", required_argument, 0, 'l'},
+                                          {"policy", required_argument, 0, 'p'},
+                                          {"capacity", required_argument, 0, 'c'},
+                                          {"layer-fields", required_argument, 0, 'f'},
+                                          {"json", no_argument, 0, 'j'},
+                                          {"extra", required_argument, 0, 'e'},
+                                          {"model", required_argument, 0, 'm'},
+                                          {"cost-share", required_argument, 0, 's'},
+                                          {"size", required_argument, 0, 'z'},
+                                          {"scale", required_argument, 0, 'S'},
+                                          {"limit", required_argument, 0, 'n'},
+                                          {"no-progress", no_argument, 0, 'q'},
+                                          {"mrc", required_argument, 0, 'M'},
+                                          {"mixed", no_argument, 0, 'X'},
+                                          {0, 0, 0, 0}};
     char *layers = NULL, *pols = NULL, *capstr = NULL, *shares[REPLAY_MAX_LAYERS],
          *sizes[REPLAY_MAX_LAYERS];
     size_t n_shares = 0, n_sizes = 0;
@@ -355,6 +377,9 @@ static int parse_args(int argc, char **argv, replay_options *o, int *policies, s
             break;
         case 'q':
             *bar = false;
+            break;
+        case 'X':
+            *mixed = true;
             break;
         case 'M': {
             char *end;
@@ -440,30 +465,46 @@ int cmd_replay(int argc, char **argv)
     bool json = false, bar = isatty(2);
     uint64_t scale = 0;
     double mrc_rate = 0;
-    int code =
-        parse_args(argc, argv, &o, policies, &n_pol, caps, &n_caps, &json, &scale, &bar, &mrc_rate);
+    bool mixed = false;
+    int code = parse_args(argc, argv, &o, policies, &n_pol, caps, &n_caps, &json, &scale, &bar,
+                          &mrc_rate, &mixed);
     replay_trace tr = {0};
     if (code < 0 && replay_trace_load(&o, &tr) != 0)
         code = 1;
     if (code < 0 && !json)
         printf("%-15s %-7s %8s %14s %9s %9s %12s %12s %9s\n", "layer", "policy", "capacity",
                "bytes", "hit_ratio", "byte_hit", "gpu_s_saved", "gpu_s_total", "req/s");
-    for (size_t l = 0; code < 0 && l < tr.n_layers; l++) {
-        replay_layer *L = &tr.layers[l];
-        const char *first = NULL;
-        uint64_t max_size = 0;
-        for (size_t r = 0; r < tr.n_rows; r++) {
-            if (L->keys[r] && !first)
-                first = L->keys[r];
-            if (L->keys[r] && L->sizes[r] > max_size)
-                max_size = L->sizes[r];
+    /* One run per layer, or with --mixed one run of every layer through one tier. */
+    size_t n_groups = mixed ? 1 : tr.n_layers, per = mixed ? tr.n_layers : 1;
+    for (size_t g = 0; code < 0 && g < n_groups; g++) {
+        const replay_layer *Ls[REPLAY_MAX_LAYERS];
+        uint64_t overheads[REPLAY_MAX_LAYERS], s = 0, max_size = 0;
+        replay_layer all = {.name = "all"};
+        size_t n = 0;
+        for (size_t l = g * per; l < g * per + per; l++) {
+            replay_layer *L = &tr.layers[l];
+            const char *first = NULL;
+            for (size_t r = 0; r < tr.n_rows; r++) {
+                if (L->keys[r] && !first)
+                    first = L->keys[r];
+                if (L->keys[r] && L->sizes[r] > max_size)
+                    max_size = L->sizes[r];
+            }
+            if (!first) {
+                cli_error("replay: no request of the trace has a key in layer %s", L->name);
+                continue;
+            }
+            overheads[n] = entry_overhead(first);
+            uint64_t ls = scale ? scale : auto_scale(L, tr.n_rows, overheads[n]);
+            s = s && s < ls ? s : ls; /* one tier: the finest of the layers' scales */
+            all.requests += L->requests;
+            all.distinct += L->distinct;
+            all.working_set_bytes += L->working_set_bytes;
+            Ls[n++] = L;
         }
-        if (!first) {
-            cli_error("replay: no request of the trace has a key in layer %s", L->name);
+        if (n == 0)
             continue;
-        }
-        uint64_t overhead = entry_overhead(first);
-        uint64_t s = scale ? scale : auto_scale(L, tr.n_rows, overhead);
+        const replay_layer *shown = mixed ? &all : Ls[0];
         unsigned char *zeros = calloc(1, max_size / s + 1);
         if (!zeros) {
             cli_error("replay: out of memory");
@@ -472,21 +513,36 @@ int cmd_replay(int argc, char **argv)
         }
         for (size_t p = 0; code < 0 && p < n_pol; p++) {
             for (size_t k = 0; code < 0 && k < n_caps; k++) {
-                uint64_t cap = caps[k].pct > 0
-                                   ? (uint64_t)((double)L->working_set_bytes * caps[k].pct / 100.0)
-                                   : caps[k].bytes;
+                uint64_t cap =
+                    caps[k].pct > 0
+                        ? (uint64_t)((double)shown->working_set_bytes * caps[k].pct / 100.0)
+                        : caps[k].bytes;
                 char label[64];
-                snprintf(label, sizeof label, "%s %s %llu", L->name, policy_names[policies[p]],
+                snprintf(label, sizeof label, "%s %s %llu", shown->name, policy_names[policies[p]],
                          (unsigned long long)cap);
-                result res;
-                int rc = run(L, tr.n_rows, policies[p], cap, s, overhead, mrc_rate, zeros, label,
-                             bar, &res);
+                result res[REPLAY_MAX_LAYERS], sum = {0};
+                int rc = run(Ls, n, tr.n_rows, policies[p], cap, s, overheads, mrc_rate, zeros,
+                             label, bar, res);
                 if (rc != GENCACHE_OK) {
                     cli_error("replay: %s: %s", label, gencache_strerror(rc));
                     code = 1;
                     break;
                 }
-                print_result(json, L, policy_names[policies[p]], &caps[k], cap, s, &res);
+                for (size_t l = 0; l < n; l++) {
+                    sum.requests += res[l].requests;
+                    sum.hits += res[l].hits;
+                    sum.bytes += res[l].bytes;
+                    sum.hit_bytes += res[l].hit_bytes;
+                    sum.cost_ms += res[l].cost_ms;
+                    sum.saved_ms += res[l].saved_ms;
+                    sum.stored_saved_ms += res[l].stored_saved_ms;
+                    sum.seconds = res[l].seconds;
+                    sum.mrc = res[l].mrc;
+                    if (mixed)
+                        print_result(json, Ls[l], policy_names[policies[p]], &caps[k], cap, s,
+                                     &res[l], &all);
+                }
+                print_result(json, shown, policy_names[policies[p]], &caps[k], cap, s, &sum, NULL);
             }
         }
         free(zeros);

@@ -42,7 +42,8 @@ static const cli_command commands[] = {
     {"replay", cmd_replay,
      "[--layers L,...] [--policy lru,gdsf,s3fifo] [--capacity 0.1%,1%,BYTES,...]\n"
      "            [--layer-fields NAME=f1,f2,...] [--cost-share LAYER=F] [--size LAYER=BYTES]\n"
-     "            [--extra FILE] [--model M] [--scale N] [--limit N] [--no-progress] [--json]\n"
+     "            [--extra FILE] [--model M] [--scale N] [--limit N] [--mrc RATE] [--mixed]\n"
+     "            [--no-progress] [--json]\n"
      "            TRACE.tsv",
      "replay a request log through the library: hit ratio, byte hit ratio and GPU-seconds\n"
      "            saved per layer, policy and capacity (--json: one object per line)"},
