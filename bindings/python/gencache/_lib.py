@@ -210,6 +210,19 @@ class Stats(ctypes.Structure):
     ]
 
 
+class MrcPoint(ctypes.Structure):
+    _fields_ = [("scale", ctypes.c_double), ("hit_ratio", ctypes.c_double),
+                ("gpu_seconds_saved", ctypes.c_double), ("lookups", c_u64)]
+
+
+MRC_POINTS = 3
+
+
+class Mrc(ctypes.Structure):
+    _fields_ = [("struct_size", c_size_t), ("sample_rate", ctypes.c_double),
+                ("n_points", c_u32), ("points", MrcPoint * MRC_POINTS)]
+
+
 class TenantOptions(ctypes.Structure):
     _fields_ = [
         ("struct_size", c_size_t), ("name", c_char_p), ("priority", c_int),
@@ -366,6 +379,7 @@ _PROTOTYPES = {
     "gencache_invalidate": (c_int, [c_void_p, P(Filter), P(c_u64)]),
     "gencache_maintain": (c_int, [c_void_p, P(c_u64)]),
     "gencache_stats_get": (c_int, [c_void_p, P(Stats)]),
+    "gencache_mrc_get": (c_int, [c_void_p, P(Mrc)]),
     # single flight (include/gencache/coalesce.h); gencache_claim blocks with the GIL released
     "gencache_claim_options_init": (None, [P(ClaimOptions)]),
     "gencache_claim": (c_int, [c_void_p, c_char_p, P(ClaimOptions), P(ClaimResult)]),
