@@ -107,6 +107,12 @@ def t_bad_input():
         r = replay(*args)
         check_eq(r.returncode, code, "%r: %r" % (args, r.stderr))
         check(msg in r.stderr, "%r: message %r" % (args, r.stderr))
+    # A layer no row has a key in (no image in the log): reported, the others still replayed.
+    r = replay("--layers", "image_latent,text_embedding", "--policy", "lru", "--json")
+    check_eq(r.returncode, 1)
+    check(b"no request of the trace has a key in layer image_latent" in r.stderr, r.stderr)
+    check_eq([json.loads(x)["layer"] for x in r.stdout.decode().splitlines()],
+             ["text_embedding"] * 3)
     r = subprocess.run([GENCACHE, "replay"], capture_output=True)
     check_eq(r.returncode, 2, "no trace")
     r = replay(trace="/nonexistent/trace.tsv")

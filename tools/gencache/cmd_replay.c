@@ -465,7 +465,7 @@ int cmd_replay(int argc, char **argv)
     bool json = false, bar = isatty(2);
     uint64_t scale = 0;
     double mrc_rate = 0;
-    bool mixed = false;
+    bool mixed = false, keyless = false;
     int code = parse_args(argc, argv, &o, policies, &n_pol, caps, &n_caps, &json, &scale, &bar,
                           &mrc_rate, &mixed);
     replay_trace tr = {0};
@@ -492,6 +492,7 @@ int cmd_replay(int argc, char **argv)
             }
             if (!first) {
                 cli_error("replay: no request of the trace has a key in layer %s", L->name);
+                keyless = true; /* the other layers are still replayed */
                 continue;
             }
             overheads[n] = entry_overhead(first);
@@ -547,6 +548,8 @@ int cmd_replay(int argc, char **argv)
         }
         free(zeros);
     }
+    if (keyless && code < 0)
+        code = 1;
     if (fflush(stdout) != 0 && code < 0) {
         cli_error("write failed");
         code = 1;
