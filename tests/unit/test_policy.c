@@ -267,7 +267,7 @@ TEST_CASE(ttl_independent_of_policy)
         /* The expired entry left its policy too: the room is there for others. */
         for (unsigned i = 10; i < 109; i++)
             put(c, i, 100, 1, 0, 0);
-        CHECK(present(c, 2) || policies[p] != GENCACHE_EVICTION_LRU);
+        CHECK(present(c, 2)); /* 100 entries fit: the expired one made room */
         CHECK_OK(gencache_stats_get(c, &st));
         CHECK_UINT_EQ(st.tiers[0].evictions_capacity, 0);
         gencache_close(c);

@@ -33,6 +33,17 @@ typedef struct result {
     uint64_t stored_saved_ms; /* the library's own count: the stored entries' costs over hits */
 } result;
 
+/* What to run and how to print it, from the command line. */
+typedef struct run_plan {
+    int policies[MAX_POLICIES];
+    size_t n_pol;
+    capacity caps[MAX_CAPACITIES];
+    size_t n_caps;
+    uint64_t scale;  /* 0: each layer's own (auto_scale) */
+    double mrc_rate; /* 0: no miss-ratio curve */
+    bool json, bar, mixed;
+} run_plan;
+
 static const char *const policy_names[] = {"lru", "gdsf", "s3fifo"};
 
 static uint64_t replay_clock(void *ud)
@@ -309,9 +320,7 @@ static void print_result(bool json, const replay_layer *L, const char *policy, c
 }
 
 /* Fills o from the command line. Returns -1 to go on, else the exit code. */
-static int parse_args(int argc, char **argv, replay_options *o, int *policies, size_t *n_pol,
-                      capacity *caps, size_t *n_caps, bool *json, uint64_t *scale, bool *bar,
-                      double *mrc_rate, bool *mixed)
+static int parse_args(int argc, char **argv, replay_options *o, run_plan *pl)
 {
     static const struct option longs[] = {{"layers", required_argument, 0, 'l'},
                                           {"policy", required_argument, 0, 'p'},
@@ -350,7 +359,7 @@ static int parse_args(int argc, char **argv, replay_options *o, int *policies, s
                 return cli_usage_error("replay", "bad --layer-fields (NAME=f1,f2,...):", optarg);
             break;
         case 'j':
-            *json = true;
+            pl->json = true;
             break;
         case 'e':
             o->extra = *optarg ? optarg : NULL;
@@ -369,22 +378,22 @@ static int parse_args(int argc, char **argv, replay_options *o, int *policies, s
                 sizes[n_sizes++] = optarg;
             break;
         case 'S':
-            if (gencache_parse_size(optarg, scale) != GENCACHE_OK || *scale == 0)
+            if (gencache_parse_size(optarg, &pl->scale) != GENCACHE_OK || pl->scale == 0)
                 return cli_usage_error("replay", "bad --scale:", optarg);
             break;
         case 'n':
             o->limit = (size_t)strtoull(optarg, NULL, 10);
             break;
         case 'q':
-            *bar = false;
+            pl->bar = false;
             break;
         case 'X':
-            *mixed = true;
+            pl->mixed = true;
             break;
         case 'M': {
             char *end;
-            *mrc_rate = strtod(optarg, &end);
-            if (*end || !(*mrc_rate > 0 && *mrc_rate <= 1))
+            pl->mrc_rate = strtod(optarg, &end);
+            if (*end || !(pl->mrc_rate > 0 && pl->mrc_rate <= 1))
                 return cli_usage_error("replay", "bad --mrc (a sampling rate in (0, 1]):", optarg);
             break;
         }
@@ -411,14 +420,14 @@ static int parse_args(int argc, char **argv, replay_options *o, int *policies, s
                 k = j;
         if (k < 0)
             return cli_usage_error("replay", "unknown policy (lru, gdsf, s3fifo):", pv[i]);
-        policies[(*n_pol)++] = k;
+        pl->policies[pl->n_pol++] = k;
     }
     char def_caps[] = "0.1%,1%,10%", *cv[MAX_CAPACITIES];
     n = split(capstr ? capstr : def_caps, cv, MAX_CAPACITIES);
     if (n <= 0)
         return cli_usage_error("replay", "bad --capacity", capstr);
     for (int i = 0; i < n; i++)
-        if (parse_capacity(cv[i], &caps[(*n_caps)++]) != 0)
+        if (parse_capacity(cv[i], &pl->caps[pl->n_caps++]) != 0)
             return cli_usage_error("replay", "bad capacity (0.1%, 5%, 512M, ...):", cv[i]);
     for (size_t i = 0; i < o->n_layers; i++)
         o->shares[i] = replay_default_share(o->layers[i]);
@@ -459,23 +468,17 @@ static int parse_args(int argc, char **argv, replay_options *o, int *policies, s
 int cmd_replay(int argc, char **argv)
 {
     replay_options o = {.model = "stable-diffusion-v1-4"};
-    int policies[MAX_POLICIES];
-    capacity caps[MAX_CAPACITIES];
-    size_t n_pol = 0, n_caps = 0;
-    bool json = false, bar = isatty(2);
-    uint64_t scale = 0;
-    double mrc_rate = 0;
-    bool mixed = false, keyless = false;
-    int code = parse_args(argc, argv, &o, policies, &n_pol, caps, &n_caps, &json, &scale, &bar,
-                          &mrc_rate, &mixed);
+    run_plan pl = {.bar = isatty(2)};
+    bool keyless = false;
+    int code = parse_args(argc, argv, &o, &pl);
     replay_trace tr = {0};
     if (code < 0 && replay_trace_load(&o, &tr) != 0)
         code = 1;
-    if (code < 0 && !json)
+    if (code < 0 && !pl.json)
         printf("%-15s %-7s %8s %14s %9s %9s %12s %12s %9s\n", "layer", "policy", "capacity",
                "bytes", "hit_ratio", "byte_hit", "gpu_s_saved", "gpu_s_total", "req/s");
     /* One run per layer, or with --mixed one run of every layer through one tier. */
-    size_t n_groups = mixed ? 1 : tr.n_layers, per = mixed ? tr.n_layers : 1;
+    size_t n_groups = pl.mixed ? 1 : tr.n_layers, per = pl.mixed ? tr.n_layers : 1;
     for (size_t g = 0; code < 0 && g < n_groups; g++) {
         const replay_layer *Ls[REPLAY_MAX_LAYERS];
         uint64_t overheads[REPLAY_MAX_LAYERS], s = 0, max_size = 0;
@@ -496,7 +499,7 @@ int cmd_replay(int argc, char **argv)
                 continue;
             }
             overheads[n] = entry_overhead(first);
-            uint64_t ls = scale ? scale : auto_scale(L, tr.n_rows, overheads[n]);
+            uint64_t ls = pl.scale ? pl.scale : auto_scale(L, tr.n_rows, overheads[n]);
             s = s && s < ls ? s : ls; /* one tier: the finest of the layers' scales */
             all.requests += L->requests;
             all.distinct += L->distinct;
@@ -505,25 +508,25 @@ int cmd_replay(int argc, char **argv)
         }
         if (n == 0)
             continue;
-        const replay_layer *shown = mixed ? &all : Ls[0];
+        const replay_layer *shown = pl.mixed ? &all : Ls[0];
         unsigned char *zeros = calloc(1, max_size / s + 1);
         if (!zeros) {
             cli_error("replay: out of memory");
             code = 1;
             break;
         }
-        for (size_t p = 0; code < 0 && p < n_pol; p++) {
-            for (size_t k = 0; code < 0 && k < n_caps; k++) {
+        for (size_t p = 0; code < 0 && p < pl.n_pol; p++) {
+            for (size_t k = 0; code < 0 && k < pl.n_caps; k++) {
                 uint64_t cap =
-                    caps[k].pct > 0
-                        ? (uint64_t)((double)shown->working_set_bytes * caps[k].pct / 100.0)
-                        : caps[k].bytes;
+                    pl.caps[k].pct > 0
+                        ? (uint64_t)((double)shown->working_set_bytes * pl.caps[k].pct / 100.0)
+                        : pl.caps[k].bytes;
                 char label[64];
-                snprintf(label, sizeof label, "%s %s %llu", shown->name, policy_names[policies[p]],
-                         (unsigned long long)cap);
+                snprintf(label, sizeof label, "%s %s %llu", shown->name,
+                         policy_names[pl.policies[p]], (unsigned long long)cap);
                 result res[REPLAY_MAX_LAYERS], sum = {0};
-                int rc = run(Ls, n, tr.n_rows, policies[p], cap, s, overheads, mrc_rate, zeros,
-                             label, bar, res);
+                int rc = run(Ls, n, tr.n_rows, pl.policies[p], cap, s, overheads, pl.mrc_rate,
+                             zeros, label, pl.bar, res);
                 if (rc != GENCACHE_OK) {
                     cli_error("replay: %s: %s", label, gencache_strerror(rc));
                     code = 1;
@@ -539,11 +542,12 @@ int cmd_replay(int argc, char **argv)
                     sum.stored_saved_ms += res[l].stored_saved_ms;
                     sum.seconds = res[l].seconds;
                     sum.mrc = res[l].mrc;
-                    if (mixed)
-                        print_result(json, Ls[l], policy_names[policies[p]], &caps[k], cap, s,
-                                     &res[l], &all);
+                    if (pl.mixed)
+                        print_result(pl.json, Ls[l], policy_names[pl.policies[p]], &pl.caps[k], cap,
+                                     s, &res[l], &all);
                 }
-                print_result(json, shown, policy_names[policies[p]], &caps[k], cap, s, &sum, NULL);
+                print_result(pl.json, shown, policy_names[pl.policies[p]], &pl.caps[k], cap, s,
+                             &sum, NULL);
             }
         }
         free(zeros);

@@ -127,7 +127,7 @@ def test_bad_options_are_refused(tmp_path):
     with pytest.raises(gencache.GencacheError):
         gencache.Cache(layers={"Bad-Name": {}})
     with pytest.raises(ValueError):
-        gencache.Cache(config={"layers": {"result": {"policy": "lru"}}})
+        gencache.Cache(config={"layers": {"result": {"policy": "fifo"}}})
     with pytest.raises(ValueError):
         gencache.Cache(config={"layers": {"x": {"ttl": "soon"}}})
 
