@@ -16,6 +16,7 @@
 
 #include "gencache.h"
 #include "internal.h"
+#include "policy/policy.h"
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -234,6 +235,56 @@ static uint64_t evict_round(int p)
     return n ? dt / n : 0;
 }
 
+/* The policies alone, without the tier around them: ns per on-hit call on random entries of one
+ * shard instance holding N entries, and ns per eviction (candidate, evicting, remove) until it is
+ * empty. Median over rounds. */
+static void policy_alone(int p, int rounds, uint64_t *hit, uint64_t *evict)
+{
+    enum { N = 10000, HITS = 1000000 };
+    const gencache__policy_ops *ops = gencache__policy_of(p);
+    uint64_t h[64], ev[64];
+    gencache__entry **es = malloc(sizeof *es * N);
+    for (int r = 0; r < rounds; r++) {
+        gencache__policy_shared sh = {.ghost_entries = 4096};
+        gencache__policy_shard ps = {.shared = &sh};
+        for (int i = 0; i < N; i++) {
+            char key[128];
+            sprintf(key, "image_latent/%064x", i);
+            gencache__entry_spec spec = {.key = key, .size = 0};
+            if (gencache__entry_new(NULL, &spec, &es[i]) != GENCACHE_OK)
+                exit(1);
+            es[i]->charge = 4096 + (size_t)(i % 7) * 512;
+            es[i]->cost_ms = 100 + (uint64_t)i % 900;
+            if (ops->insert(&ps, es[i]) != GENCACHE_OK)
+                exit(1);
+        }
+        uint64_t x = 88172645463325252ull + (uint64_t)r;
+        uint64_t t0 = gencache__clock_mono_ns();
+        for (int i = 0; i < HITS; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ops->hit(&ps, es[x % N]);
+        }
+        uint64_t t1 = gencache__clock_mono_ns();
+        for (int i = 0; i < N; i++) {
+            double rank;
+            gencache__entry *v = ops->candidate(&ps, NULL, &rank);
+            ops->evicting(&ps, v);
+            ops->remove(&ps, v);
+        }
+        uint64_t t2 = gencache__clock_mono_ns();
+        h[r] = (t1 - t0) / (HITS / 1000); /* picoseconds, for resolution */
+        ev[r] = (t2 - t1) * 1000 / N;
+        ops->fini(&ps);
+        for (int i = 0; i < N; i++)
+            gencache__entry_release(es[i]);
+    }
+    free(es);
+    *hit = median(h, (size_t)rounds);
+    *evict = median(ev, (size_t)rounds);
+}
+
 static void bench_policies(int rounds, int only)
 {
     static const struct {
@@ -247,6 +298,12 @@ static void bench_policies(int rounds, int only)
         if (p == 0 || only < 0 || p == only)
             use[n_use++] = p;
     printf("medians of %d rounds; each round runs every policy in turn\n", rounds);
+    uint64_t alone_hit[3], alone_ev[3];
+    for (int i = 0; i < n_use; i++) {
+        policy_alone(use[i], rounds, &alone_hit[i], &alone_ev[i]);
+        printf("%-6s alone (10,000 entries): on-hit %.1f ns, eviction %.1f ns per entry\n",
+               policy_names[use[i]], (double)alone_hit[i] / 1000, (double)alone_ev[i] / 1000);
+    }
     for (size_t k = 0; k < 2; k++) {
         gencache *c[3];
         char(*keys)[128] = malloc(sizeof *keys * (size_t)cases[k].n_keys);
