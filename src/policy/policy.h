@@ -22,13 +22,19 @@ typedef struct gencache__policy_shared {
     const gencache_allocator *alloc;
 } gencache__policy_shared;
 
+/* One place of GDSF's heap: the priority beside the entry, so sifting reads one array. */
+typedef struct gencache__heap_slot {
+    double priority;
+    gencache__entry *e;
+} gencache__heap_slot;
+
 /* The state of one instance (one kind, one shard). Each policy uses the fields it needs. */
 typedef struct gencache__policy_shard {
     gencache__policy_shared *shared;
     gencache__entry *head[2], *tail[2]; /* LRU: list 0; S3-FIFO: 0 small, 1 main */
     uint64_t bytes[2];                  /* charges on each list */
     uint64_t count[2];                  /* entries on each list */
-    gencache__entry **heap;             /* GDSF: min-heap on priority */
+    gencache__heap_slot *heap;          /* GDSF: min-heap on priority */
     size_t heap_len, heap_cap;
     gencache__ghost *ghost; /* S3-FIFO: keys that left the small queue unused; made on demand */
 } gencache__policy_shard;
