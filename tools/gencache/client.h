@@ -18,11 +18,11 @@ typedef struct cli_buffer {
 
 typedef struct cli_client {
     CURL *curl;
-    char base[2048]; /* the daemon URL without a trailing slash */
-    char auth[1100]; /* "Authorization: Bearer <token>", or "" */
+    char base[2048];  /* the daemon URL without a trailing slash */
+    char auth[1100];  /* "Authorization: Bearer <token>", or "" */
     char errbuf[CURL_ERROR_SIZE];
-    long status; /* HTTP status of the last request; 0 when none came back */
-    FILE *out;   /* where a 200 body goes; NULL: into body */
+    long status;      /* HTTP status of the last request; 0 when none came back */
+    FILE *out;        /* where a 200 body goes; NULL: into body */
     bool out_failed;
     cli_buffer body;    /* the body when not streamed (errors, JSON documents) */
     cli_buffer headers; /* raw response header lines of the last response */
