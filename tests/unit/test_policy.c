@@ -566,3 +566,48 @@ TEST_CASE(reserve_evicts_through_every_policy)
         gencache_close(c);
     }
 }
+
+static void put_key(gencache *c, const char *layer, unsigned n, uint64_t cost_ms)
+{
+    char key[128];
+    sprintf(key, "%s/%064x", layer, n);
+    gencache_meta m;
+    gencache_meta_init(&m);
+    m.cost_ms = cost_ms;
+    fake_now++;
+    CHECK_OK(gencache_put(c, key, "value", 5, &m));
+}
+
+static bool has_key(gencache *c, const char *layer, unsigned n)
+{
+    char key[128];
+    sprintf(key, "%s/%064x", layer, n);
+    gencache_handle *h = NULL;
+    int rc = gencache_peek(c, key, &h);
+    gencache_handle_release(h);
+    return rc == GENCACHE_OK;
+}
+
+TEST_CASE(between_policies_the_stalest_candidate_goes)
+{
+    /* text_embedding follows the tier (LRU), image_latent is GDSF: each policy names its
+     * candidate, and the one accessed longest ago leaves. */
+    gencache *c = open_policy(GENCACHE_EVICTION_LRU, 0, 3);
+    gencache_layer_options lo;
+    gencache_layer_options_init(&lo);
+    CHECK_OK(gencache_layer_get(c, "image_latent", &lo));
+    lo.eviction = GENCACHE_EVICTION_GDSF;
+    lo.fields = NULL;
+    CHECK_OK(gencache_layer_define(c, &lo));
+    put_key(c, "text_embedding", 1, 1);
+    put_key(c, "image_latent", 1, 100000);
+    put_key(c, "image_latent", 2, 1);
+    put_key(c, "text_embedding", 2, 1); /* LRU offers te/1 (oldest), GDSF il/2: te/1 is older */
+    CHECK(!has_key(c, "text_embedding", 1));
+    CHECK(has_key(c, "image_latent", 1) && has_key(c, "image_latent", 2));
+    put_key(c, "text_embedding", 3, 1); /* LRU offers te/2, GDSF il/2, which is older */
+    CHECK(!has_key(c, "image_latent", 2));
+    CHECK(has_key(c, "image_latent", 1) && has_key(c, "text_embedding", 2) &&
+          has_key(c, "text_embedding", 3));
+    gencache_close(c);
+}
