@@ -7,8 +7,12 @@
  *      entries of 64 bytes, median ns per hit, gencache / baseline.
  *   3. put/get throughput of 4 KB entries (70% get, 30% put) in a 64 MiB cache (steady
  *      eviction), ops/s with 1 and 2 threads, gencache / baseline and 2 threads / 1 thread.
- * Usage: bench_mem [ROUNDS] [MAX_ENTRIES]   (medians over ROUNDS rounds, default 15; the hit
- * test's largest table, default 1000000)
+ *   4. with --policy P (lru, gdsf, s3fifo or all), instead of 1-3: for each policy against LRU
+ *      in the same run, the hit path (gets of 4 KB and 1.5 MB entries that all hit, 1 and 2
+ *      threads: ns per get) and the eviction cost per entry (a put into a full tier minus a put
+ *      into one with room).
+ * Usage: bench_mem [ROUNDS] [MAX_ENTRIES] [--policy P]   (medians over ROUNDS rounds, default
+ * 15; the hit test's largest table, default 1000000)
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +22,7 @@
 #include "baseline_cache.h"
 #include "gencache.h"
 #include "internal.h"
+#include "policy/policy.h"
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -272,12 +277,227 @@ static void bench_mixed(int rounds)
     free_keys(keys);
 }
 
+/* ---- eviction policies against LRU ---- */
+
+static const char *const policy_names[] = {"lru", "gdsf", "s3fifo"};
+
+typedef struct hit_arg {
+    gencache *c;
+    char (*keys)[128];
+    int n_keys;
+    long gets;
+    unsigned seed;
+} hit_arg;
+
+static void *hit_worker(void *p)
+{
+    hit_arg *a = p;
+    uint64_t x = 88172645463325252ull + a->seed;
+    volatile unsigned char sink = 0;
+    for (long i = 0; i < a->gets; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        gencache_handle *h;
+        if (gencache_get(a->c, a->keys[x % (uint64_t)a->n_keys], &h) != GENCACHE_OK)
+            exit(1); /* every get must hit: the tier holds them all */
+        sink ^= ((const unsigned char *)gencache_handle_data(h))[0];
+        gencache_handle_release(h);
+    }
+    return NULL;
+}
+
+/* A tier of policy p holding n_keys entries of size (costs vary), all of which fit. */
+static gencache *filled(int p, size_t size, int n_keys, uint64_t max_bytes, char (*keys)[128])
+{
+    gencache_options o;
+    gencache_options_init(&o);
+    o.mem_policy = p;
+    o.mem_max_bytes = max_bytes ? max_bytes : (uint64_t)n_keys * (size + 4096) * 2;
+    o.mrc_sample_rate = 0;
+    gencache *c;
+    if (gencache_open(&c, &o) != GENCACHE_OK)
+        exit(1);
+    unsigned char *val = calloc(1, size);
+    for (int i = 0; i < n_keys; i++) {
+        sprintf(keys[i], "image_latent/%064x", i);
+        gencache_meta m;
+        gencache_meta_init(&m);
+        m.cost_ms = 100 + (uint64_t)i % 900;
+        if (gencache_put(c, keys[i], val, size, &m) != GENCACHE_OK)
+            exit(1);
+    }
+    free(val);
+    return c;
+}
+
+/* ns per get (per thread) of nthreads threads getting random keys of c. */
+static uint64_t hit_round(gencache *c, char (*keys)[128], int n_keys, int nthreads, long gets,
+                          unsigned seed)
+{
+    pthread_t t[8];
+    hit_arg args[8];
+    uint64_t t0 = gencache__clock_mono_ns();
+    for (int i = 0; i < nthreads; i++) {
+        args[i] = (hit_arg){c, keys, n_keys, gets, seed + (unsigned)i};
+        pthread_create(&t[i], NULL, hit_worker, &args[i]);
+    }
+    for (int i = 0; i < nthreads; i++)
+        pthread_join(t[i], NULL);
+    return (gencache__clock_mono_ns() - t0) / (uint64_t)gets;
+}
+
+/* ns per entry that gencache__cache_charge() evicts from a full tier of 4 KB entries: the
+ * policy's choice of victims plus their removal and release. */
+static uint64_t evict_round(int p)
+{
+    enum { N = 20000, SIZE = 4096 };
+    static char keys[N][128];
+    gencache *c = filled(p, SIZE, N, (uint64_t)N * (SIZE + 512), keys);
+    gencache_stats st = {.struct_size = sizeof st};
+    gencache_stats_get(c, &st);
+    uint64_t before = st.tiers[0].evictions_capacity, t0 = gencache__clock_mono_ns();
+    if (gencache__cache_charge(c, (int64_t)(st.tiers[0].max_bytes / 2)) != GENCACHE_OK)
+        exit(1);
+    uint64_t dt = gencache__clock_mono_ns() - t0;
+    gencache_stats_get(c, &st);
+    uint64_t n = st.tiers[0].evictions_capacity - before;
+    gencache__cache_charge(c, -(int64_t)(st.tiers[0].max_bytes / 2));
+    gencache_close(c);
+    return n ? dt / n : 0;
+}
+
+/* The policies alone, without the tier around them: ns per on-hit call on random entries of one
+ * shard instance holding N entries, and ns per eviction (candidate, evicting, remove) until it is
+ * empty. Median over rounds. */
+static void policy_alone(int p, int rounds, uint64_t *hit, uint64_t *evict)
+{
+    enum { N = 10000, HITS = 1000000 };
+    const gencache__policy_ops *ops = gencache__policy_of(p);
+    uint64_t h[64], ev[64];
+    gencache__entry **es = malloc(sizeof *es * N);
+    for (int r = 0; r < rounds; r++) {
+        gencache__policy_shared sh = {.ghost_entries = 4096};
+        gencache__policy_shard ps = {.shared = &sh};
+        for (int i = 0; i < N; i++) {
+            char key[128];
+            sprintf(key, "image_latent/%064x", i);
+            gencache__entry_spec spec = {.key = key, .size = 0};
+            if (gencache__entry_new(NULL, &spec, &es[i]) != GENCACHE_OK)
+                exit(1);
+            es[i]->charge = 4096 + (size_t)(i % 7) * 512;
+            es[i]->cost_ms = 100 + (uint64_t)i % 900;
+            if (ops->insert(&ps, es[i]) != GENCACHE_OK)
+                exit(1);
+        }
+        uint64_t x = 88172645463325252ull + (uint64_t)r;
+        uint64_t t0 = gencache__clock_mono_ns();
+        for (int i = 0; i < HITS; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ops->hit(&ps, es[x % N]);
+        }
+        uint64_t t1 = gencache__clock_mono_ns();
+        for (int i = 0; i < N; i++) {
+            double rank;
+            gencache__entry *v = ops->candidate(&ps, NULL, &rank);
+            ops->evicting(&ps, v);
+            ops->remove(&ps, v);
+        }
+        uint64_t t2 = gencache__clock_mono_ns();
+        h[r] = (t1 - t0) / (HITS / 1000); /* picoseconds, for resolution */
+        ev[r] = (t2 - t1) * 1000 / N;
+        ops->fini(&ps);
+        for (int i = 0; i < N; i++)
+            gencache__entry_release(es[i]);
+    }
+    free(es);
+    *hit = median(h, (size_t)rounds);
+    *evict = median(ev, (size_t)rounds);
+}
+
+static void bench_policies(int rounds, int only)
+{
+    static const struct {
+        const char *what;
+        size_t size;
+        int n_keys;
+        long gets;
+    } cases[] = {{"4 KB", 4096, 10000, 200000}, {"1.5 MB", 1536 * 1024, 32, 100000}};
+    int use[3], n_use = 0;
+    for (int p = 0; p < 3; p++)
+        if (p == 0 || only < 0 || p == only)
+            use[n_use++] = p;
+    printf("medians of %d rounds; each round runs every policy in turn\n", rounds);
+    uint64_t alone_hit[3], alone_ev[3];
+    for (int i = 0; i < n_use; i++) {
+        policy_alone(use[i], rounds, &alone_hit[i], &alone_ev[i]);
+        printf("%-6s alone (10,000 entries): on-hit %.1f ns, eviction %.1f ns per entry\n",
+               policy_names[use[i]], (double)alone_hit[i] / 1000, (double)alone_ev[i] / 1000);
+    }
+    for (size_t k = 0; k < 2; k++) {
+        gencache *c[3];
+        char(*keys)[128] = malloc(sizeof *keys * (size_t)cases[k].n_keys);
+        for (int i = 0; i < n_use; i++)
+            c[i] = filled(use[i], cases[k].size, cases[k].n_keys, 0, keys);
+        for (int t = 1; t <= 2; t++) {
+            uint64_t ns[3][64];
+            for (int r = 0; r < rounds; r++)
+                for (int i = 0; i < n_use; i++)
+                    ns[i][r] =
+                        hit_round(c[i], keys, cases[k].n_keys, t, cases[k].gets, (unsigned)r * 8);
+            uint64_t lru = median(ns[0], (size_t)rounds);
+            for (int i = 0; i < n_use; i++) {
+                uint64_t m = i ? median(ns[i], (size_t)rounds) : lru;
+                printf("%-6s hit %-6s %d thread%s: median %5llu ns per get (%.2fx LRU)\n",
+                       policy_names[use[i]], cases[k].what, t, t > 1 ? "s" : " ",
+                       (unsigned long long)m, (double)m / (double)(lru ? lru : 1));
+            }
+        }
+        for (int i = 0; i < n_use; i++)
+            gencache_close(c[i]);
+        free(keys);
+    }
+    uint64_t ev[3][64];
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < n_use; i++)
+            ev[i][r] = evict_round(use[i]);
+    uint64_t lru = median(ev[0], (size_t)rounds);
+    for (int i = 0; i < n_use; i++) {
+        uint64_t m = i ? median(ev[i], (size_t)rounds) : lru;
+        printf("%-6s eviction, 4 KB entries: median %5llu ns per entry (%.2fx LRU)\n",
+               policy_names[use[i]], (unsigned long long)m, (double)m / (double)(lru ? lru : 1));
+    }
+}
+
 int main(int argc, char **argv)
 {
-    int rounds = argc > 1 ? atoi(argv[1]) : 15;
+    int rounds = 15, policy = -2, positional = 0; /* policy -2: no policy section; -1: all */
+    size_t max_entries = 1000000;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc) {
+            const char *p = argv[++i];
+            policy = strcmp(p, "all") == 0 ? -1 : -3;
+            for (int k = 0; k < 3; k++)
+                if (strcmp(p, policy_names[k]) == 0)
+                    policy = k;
+            if (policy == -3) {
+                fprintf(stderr, "bench_mem: --policy lru|gdsf|s3fifo|all\n");
+                return 2;
+            }
+        } else if (positional++ == 0) {
+            rounds = atoi(argv[i]);
+        } else {
+            max_entries = strtoull(argv[i], NULL, 10);
+        }
+    }
     if (rounds < 1 || rounds > 64)
         rounds = 15;
-    size_t max_entries = argc > 2 ? strtoull(argv[2], NULL, 10) : 1000000;
+    if (policy != -2) {
+        bench_policies(rounds, policy);
+        return 0;
+    }
     bench_get_large(rounds);
     for (size_t n = 1000; n <= max_entries; n *= 1000)
         bench_hits(rounds, n);

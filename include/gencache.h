@@ -174,6 +174,13 @@ typedef struct gencache_options {
     uint64_t pressure_ttl_ms;       /* while the cache is degraded, the TTL of new entries of every
                                        caller but high-priority tenants is capped at this; 0: 10
                                        minutes. Default 0 */
+    int mem_policy;                 /* the memory tier's eviction policy, a gencache_eviction
+                                       (layers may name their own). Default LRU: on the real
+                                       request log GDSF saved within 1% of it and S3-FIFO less
+                                       (docs/BENCHMARKS.md) */
+    double mrc_sample_rate;         /* share of keys (0..1] the memory tier's miss-ratio curve
+                                       samples (gencache_mrc_get()); 0: no curve; outside [0, 1]:
+                                       GENCACHE_EINVAL. Default 1/16 */
 } gencache_options;
 
 /* Fills *opts with the defaults above. Thread-safety: safe. */
@@ -207,13 +214,16 @@ typedef enum gencache_scope {
     GENCACHE_SCOPE_SESSION = 2, /* entries belong to one generation session */
 } gencache_scope;
 
-/* How a layer's entries are chosen for eviction. Only LRU exists today: the others are names the
- * registry knows (DESIGN.md section 4) so that a config naming them gets a clear "not supported in
- * this build" instead of "unknown". */
+/* How the memory tier chooses which entries leave for lack of room (docs/tiers.md). Pinned
+ * entries are never chosen, and expiry does not depend on the policy. */
 typedef enum gencache_eviction {
-    GENCACHE_EVICTION_LRU = 0,    /* least recently used first */
-    GENCACHE_EVICTION_GDSF = 1,   /* cost-aware (saved compute per byte); not implemented yet */
-    GENCACHE_EVICTION_S3FIFO = 2, /* S3-FIFO; not implemented yet */
+    GENCACHE_EVICTION_DEFAULT = -1, /* a layer's: whatever the memory tier's policy is */
+    GENCACHE_EVICTION_LRU = 0,      /* least recently used first */
+    GENCACHE_EVICTION_GDSF = 1,     /* cost-aware: lowest clock + hits * cost_ms / bytes first, the
+                                       clock rising to each victim's value (an entry of no known
+                                       cost counts 1 ms: size-aware recency) */
+    GENCACHE_EVICTION_S3FIFO = 2,   /* S3-FIFO: a small FIFO for new entries, a main FIFO with
+                                       second chances, a ghost queue of recent evictions */
 } gencache_eviction;
 
 /* How lookups of a layer match input images (DESIGN.md section 3). */
@@ -249,7 +259,8 @@ typedef struct gencache_layer_options {
     int prompt_normalization;   /* a gencache_norm_mode, or -1 (default): each model's own mode.
                                    Prompts are normalized per model, so a layer's mode becomes the
                                    default mode of the models that have none */
-    gencache_eviction eviction; /* default LRU; the others are GENCACHE_EUNSUPPORTED */
+    gencache_eviction eviction; /* the layer's eviction policy in the memory tier; default
+                                   GENCACHE_EVICTION_DEFAULT (the tier's, mem_policy) */
     gencache_image_match_mode image_match; /* default EXACT */
 } gencache_layer_options;
 
@@ -262,7 +273,7 @@ GENCACHE_API void gencache_layer_options_init(gencache_layer_options *opts);
  * copied. At most GENCACHE_MAX_LAYERS layers. opts->struct_size may be that of the 0.1 struct
  * (up to write_through); the later fields then take their defaults.
  * Returns GENCACHE_OK, GENCACHE_EINVAL (bad name, scope, field, mode or image_match; n_fields 0
- * with fields set), GENCACHE_EUNSUPPORTED (an eviction policy other than LRU), GENCACHE_ELIMIT
+ * with fields set; an unknown eviction policy), GENCACHE_ELIMIT
  * (too many layers or fields), GENCACHE_ENOMEM. Thread-safety: init only (before any other call
  * uses the cache or its keyspace). */
 GENCACHE_API int gencache_layer_define(gencache *cache, const gencache_layer_options *opts);
@@ -508,6 +519,36 @@ GENCACHE_API int gencache_pressure_relieve(gencache *cache, gencache_pressure *o
  * is not one instant). out->struct_size must be set. Returns GENCACHE_OK or GENCACHE_EINVAL.
  * Thread-safety: safe. */
 GENCACHE_API int gencache_stats_get(gencache *cache, gencache_stats *out);
+
+/* One point of the memory tier's miss-ratio curve: what a memory tier `scale` times as large
+ * (same policy) would have done with the lookups since the cache was opened. */
+typedef struct gencache_mrc_point {
+    double scale;             /* size relative to the memory tier's byte (and entry) limit */
+    double hit_ratio;         /* estimated hits / lookups at that size */
+    double gpu_seconds_saved; /* estimated compute its hits would have saved, in seconds (the
+                                 stored entries' cost_ms, over the whole key population) */
+    uint64_t lookups;         /* sampled lookups the estimate rests on */
+} gencache_mrc_point;
+
+#define GENCACHE_MRC_POINTS 3
+
+/* The memory tier's miss-ratio curve, estimated from spatially sampled keys (SHARDS): a share
+ * mrc_sample_rate of the keys, chosen by their hash, is replayed through miniature memory tiers
+ * of that share of 0.5, 2 and 4 times the tier's size, holding keys and metadata only (so the
+ * memory it costs is about mrc_sample_rate * 6.5 times the metadata of the tier's entries).
+ * The estimate's error shrinks as the sampled keys grow in number (docs/tiers.md). */
+typedef struct gencache_mrc {
+    size_t struct_size; /* sizeof(gencache_mrc); the caller sets it before the call */
+    double sample_rate; /* share of keys sampled; 0: no curve (mrc_sample_rate 0, or a memory
+                           tier without a byte limit) */
+    uint32_t n_points;  /* GENCACHE_MRC_POINTS, or 0 without a curve */
+    gencache_mrc_point points[GENCACHE_MRC_POINTS]; /* scales 0.5, 2, 4 */
+} gencache_mrc;
+
+/* Fills *out with the memory tier's miss-ratio curve. out->struct_size must be set. Returns
+ * GENCACHE_OK (n_points 0 when the cache keeps no curve) or GENCACHE_EINVAL.
+ * Thread-safety: safe. */
+GENCACHE_API int gencache_mrc_get(gencache *cache, gencache_mrc *out);
 
 /* ---------------------------------------------------------------------------------------------
  * Canonical requests and keys (src/key/)

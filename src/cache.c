@@ -22,6 +22,7 @@
  * gencache__checksum(). */
 #define XXH_INLINE_ALL
 #include <xxhash.h>
+#include "policy/mrc.h"
 
 static uint64_t now_ms(const gencache *c)
 {
@@ -84,6 +85,9 @@ int gencache__cache_layers_sync(gencache *c)
         l->sliding = r->sliding;
         l->write_through = r->write_through;
         l->shared = r->shared;
+        if (c->n_tiers > 0)
+            gencache__mem_tier_set_layer_policy(c->tiers[0], (uint32_t)i, r->eviction);
+        gencache__mrc_set_layer_policy(c->mrc, (uint32_t)i, r->eviction);
     }
     return GENCACHE_OK;
 }
@@ -295,6 +299,8 @@ void gencache_options_init(gencache_options *opts)
     opts->redis_timeout_ms = 100;
     opts->redis_max_value_bytes = 64ull << 20;
     opts->writeback_max_bytes = 64ull << 20;
+    opts->mem_policy = GENCACHE_EVICTION_LRU; /* measured: docs/BENCHMARKS.md, eviction policies */
+    opts->mrc_sample_rate = 1.0 / 16;
 }
 
 static int add_tier(gencache *c, gencache__tier *t)
@@ -367,6 +373,7 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
                 opts.mem_max_pinned_bytes ? opts.mem_max_pinned_bytes : opts.mem_max_bytes / 2,
             .shards = opts.mem_shards ? opts.mem_shards : 16,
             .verify_reads = opts.verify_mem_reads != 0,
+            .policy = opts.mem_policy,
             .alloc = c->alloc,
             .log = &c->log,
         };
@@ -374,6 +381,20 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
     }
     if (rc == GENCACHE_OK)
         rc = add_tier(c, mem);
+    if (rc == GENCACHE_OK && !(opts.mrc_sample_rate >= 0 && opts.mrc_sample_rate <= 1))
+        rc = GENCACHE_EINVAL;
+    if (rc == GENCACHE_OK && opts.mrc_sample_rate > 0 && opts.mem_max_bytes) {
+        gencache__mrc_options mo = {
+            .rate = opts.mrc_sample_rate,
+            .max_bytes = opts.mem_max_bytes,
+            .max_entries = opts.mem_max_entries,
+            .policy = opts.mem_policy,
+            .alloc = c->alloc,
+        };
+        rc = gencache__mrc_new(&mo, &c->mrc);
+    }
+    if (rc == GENCACHE_OK)
+        rc = gencache__cache_layers_sync(c); /* the layers' own eviction policies */
     if (rc == GENCACHE_OK && opts.data_dir) {
         gencache__disk_options dopts = {
             .path = opts.data_dir,
@@ -427,6 +448,7 @@ void gencache_close(gencache *cache)
         cache->tiers[i]->ops->close(cache->tiers[i]);
     gencache__reuse_close(cache);
     gencache__ghost_free(cache->ghost);
+    gencache__mrc_free(cache->mrc);
     gencache__tenants_free(cache->tenants);
     for (size_t i = 0; i < cache->n_preferred; i++)
         gencache__free(cache->alloc, cache->preferred[i]);
@@ -581,6 +603,8 @@ int gencache__cache_put(gencache *cache, const char *key, const void *data, size
         gencache__writeback_forget(cache->wb, key, e->hash);
     rc = cache->tiers[0]->ops->put(cache->tiers[0], e, now);
     bool stored = rc == GENCACHE_OK;
+    if (stored)
+        gencache__mrc_put(cache->mrc, e, now);
     if (l->write_through || (!stored && (rc == GENCACHE_ETOOBIG || rc == GENCACHE_EFULL))) {
         for (unsigned i = 1; i < cache->n_tiers; i++) {
             if ((int)i == cache->shared_tier && !l->shared)
@@ -644,6 +668,8 @@ static int lookup_below(gencache *c, const char *key, uint64_t hash, int idx,
     bool queued = false;
     gencache__entry *e = NULL;
     int found = find_below(c, key, hash, now, touch, &e, &queued);
+    if (touch)
+        gencache__mrc_get(c->mrc, key, hash, now, found >= 0 ? e : NULL);
     if (found < 0) {
         if (touch) {
             atomic_fetch_add_explicit(&l->misses, 1, memory_order_relaxed);
@@ -674,6 +700,8 @@ static int lookup_below(gencache *c, const char *key, uint64_t hash, int idx,
         }
         for (int i = 0; i < promote_to; i++)
             c->tiers[i]->ops->put(c->tiers[i], e, now);
+        if (promote_to > 0)
+            gencache__mrc_put(c->mrc, e, now);
     }
     *out = e;
     return found;
@@ -700,9 +728,12 @@ int gencache__cache_lookup(gencache *c, const char *key, int idx, const char *sh
     gencache__entry *e = NULL;
     int found = 0;
     gencache__tier *mem = c->tiers[0];
-    if (mem->ops->get(mem, key, hash, now, touch, &e) != GENCACHE_OK &&
-        (found = lookup_below(c, key, hash, idx, call, now, touch, &e)) < 0)
+    if (mem->ops->get(mem, key, hash, now, touch, &e) == GENCACHE_OK) {
+        if (touch)
+            gencache__mrc_get(c->mrc, key, hash, now, e);
+    } else if ((found = lookup_below(c, key, hash, idx, call, now, touch, &e)) < 0) {
         return GENCACHE_ENOTFOUND;
+    }
     if (touch) {
         /* Lookups are hits plus misses, and memory's hits are the layers' hits less those of the
          * tiers below (src/cache_admin.c adds them up): two shared counters fewer per hit. */

@@ -52,6 +52,7 @@ struct gencache {
     _Atomic bool tenant_usage_loaded; /* the disk tier's entries are in the usage tables */
     _Atomic uint64_t invalidated;
     struct gencache__reuse_state *reuse; /* src/reuse/: what matches beyond the key may serve */
+    struct gencache__mrc *mrc; /* the memory tier's miss-ratio curve; NULL: none */
 };
 
 /* A read handle points at its entry (which it keeps alive) and notes what the lookup saw of the

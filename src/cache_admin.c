@@ -9,6 +9,7 @@
 
 #include "cache.h"
 #include "reuse/reuse.h"
+#include "policy/mrc.h"
 
 void gencache_filter_init(gencache_filter *filter)
 {
@@ -319,5 +320,19 @@ int gencache_stats_get(gencache *cache, gencache_stats *out)
     if (cache->n_tiers > 0)
         out->tiers[0].hits = hits > below ? hits - below : 0;
     out->invalidated = atomic_load(&cache->invalidated);
+    return GENCACHE_OK;
+}
+
+int gencache_mrc_get(gencache *cache, gencache_mrc *out)
+{
+    if (!cache || !out || out->struct_size < sizeof *out)
+        return GENCACHE_EINVAL;
+    memset(out, 0, sizeof *out);
+    out->struct_size = sizeof *out;
+    if (!cache->mrc)
+        return GENCACHE_OK;
+    out->sample_rate = gencache__mrc_rate(cache->mrc);
+    out->n_points = GENCACHE_MRC_POINTS;
+    gencache__mrc_points(cache->mrc, out->points);
     return GENCACHE_OK;
 }

@@ -143,6 +143,14 @@ struct gencache__entry {
     /* Owned by the memory tier, under its shard lock. */
     gencache__entry *lru_prev, *lru_next;
     bool linked; /* in the memory tier's table */
+
+    /* Owned by the memory tier's eviction policy (src/policy/), under its shard lock. */
+    double pol_priority; /* GDSF: clock + frequency * cost / charge */
+    uint64_t pol_seq;    /* S3-FIFO: when it entered its queue (tier-wide ticks) */
+    uint32_t pol_index;  /* GDSF: its place in the shard's heap */
+    uint16_t pol_freq;   /* accesses the policy counts (GDSF: all; S3-FIFO: at most 3) */
+    uint8_t pol_kind;    /* the gencache_eviction of the instance holding it */
+    uint8_t pol_queue;   /* S3-FIFO: 0 small, 1 main */
 };
 
 /* What an entry is made from: the key and its metadata. The value is copied in by the caller
@@ -252,6 +260,8 @@ typedef struct gencache__mem_options {
     uint64_t max_entries;      /* 0: unlimited */
     unsigned shards;           /* rounded up to a power of two */
     bool verify_reads;
+    int policy;             /* gencache_eviction of layers that name none (src/policy/) */
+    uint64_t ghost_entries; /* S3-FIFO: keys each shard's ghost queue remembers; 0: 4096 */
     const gencache_allocator *alloc;
     const gencache__log *log;
 } gencache__mem_options;
@@ -261,6 +271,9 @@ int gencache__mem_tier_open(const gencache__mem_options *opts, gencache__tier **
  * held outside it (sessions, KV windows), evicting entries to make room. GENCACHE_EFULL when
  * the room cannot be made (nothing is reserved then). */
 int gencache__mem_tier_reserve(gencache__tier *t, int64_t delta);
+/* Sets the eviction policy (a gencache_eviction; another value: the tier's own) of the entries of
+ * layer index `layer` stored from now on. Init only. */
+void gencache__mem_tier_set_layer_policy(gencache__tier *t, uint32_t layer, int kind);
 /* Takes every unpinned entry for which pred holds out of the memory tier and hands each to the
  * tier's eviction callback as a capacity eviction (so it is demoted, not deleted, like any entry
  * that leaves for lack of room). *count gets how many. */
@@ -414,6 +427,8 @@ void gencache__ghost_free(gencache__ghost *g);
 void gencache__ghost_add(gencache__ghost *g, uint64_t hash);
 bool gencache__ghost_contains(gencache__ghost *g, uint64_t hash);
 uint64_t gencache__ghost_count(gencache__ghost *g);
+/* True when hash is remembered and was added among the `window` latest additions. */
+bool gencache__ghost_recent(gencache__ghost *g, uint64_t hash, uint64_t window);
 
 /* ---- single flight (src/coalesce/) ----------------------------------------------------------- */
 

@@ -58,7 +58,8 @@ GENCACHE_API const char *gencache_config_path(const gencache_config *cfg);
 
 /* Writes what the config sets of `tiers:` and `data_dir` into *opts (filled beforehand by
  * gencache_options_init(); what the file leaves out keeps opts's value): mem_max_bytes,
- * mem_max_entries, mem_max_pinned_bytes, pressure_warn_ratio and pressure_ttl_ms (from
+ * mem_max_entries, mem_max_pinned_bytes, mem_policy, mrc_sample_rate (tiers.memory.policy and
+ * .mrc_sample_rate), pressure_warn_ratio and pressure_ttl_ms (from
  * memory_pressure), data_dir (NULL when tiers.disk.enabled is false), disk_max_bytes,
  * disk_max_entries, redis_url (NULL when tiers.redis.enabled is false), redis_timeout_ms,
  * redis_max_value_bytes, and log_level. Strings point into the config.

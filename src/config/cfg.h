@@ -48,6 +48,10 @@ struct gencache_config {
     gencache_config_server server;
     gencache__cfg_layer *layers;
     size_t n_layers;
+    gencache_eviction mem_policy; /* tiers.memory.policy, when has_mem_policy */
+    bool has_mem_policy;
+    double mrc_sample_rate; /* tiers.memory.mrc_sample_rate, when has_mrc_sample_rate */
+    bool has_mrc_sample_rate;
     gencache__cfg_model *models;
     size_t n_models;
     gencache_config_tenant *tenants;

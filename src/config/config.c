@@ -23,6 +23,10 @@ int gencache_config_options(const gencache_config *c, gencache_options *o)
         o->mem_max_entries = c->mem_max_entries;
     if (c->mem_max_pinned_bytes)
         o->mem_max_pinned_bytes = c->mem_max_pinned_bytes;
+    if (c->has_mem_policy)
+        o->mem_policy = c->mem_policy;
+    if (c->has_mrc_sample_rate)
+        o->mrc_sample_rate = c->mrc_sample_rate;
     if (c->server.pressure_warn_ratio > 0)
         o->pressure_warn_ratio = c->server.pressure_warn_ratio;
     if (c->server.pressure_ttl_ms)

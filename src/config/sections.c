@@ -62,7 +62,27 @@ static int tier_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yam
                                                   "must be above 0 (omit the key "
                                                   "for the default: half of max_bytes)");
         }
-        return unknown(x, kn, path, "max_bytes, max_entries, max_pinned_bytes, enabled");
+        if (strcmp(key, "policy") == 0) {
+            static const char *const names[] = {"lru", "gdsf", "s3fifo"};
+            int i;
+            if (gencache__cfg_enum(x, v, path, names, 3, "lru, gdsf or s3fifo", &i) != 0)
+                return -1;
+            c->mem_policy = (gencache_eviction)i;
+            return (c->has_mem_policy = true), 0;
+        }
+        if (strcmp(key, "mrc_sample_rate") == 0) {
+            const char *s = scalar(v);
+            char *end = NULL;
+            errno = 0;
+            double r = s ? strtod(s, &end) : 0;
+            if (!s || !*s || *end || errno || !(r >= 0.0 && r <= 1.0))
+                return fail(x, v, path, "expected a share from 0 (no curve) to 1, like 0.0625");
+            c->mrc_sample_rate = r;
+            return (c->has_mrc_sample_rate = true), 0;
+        }
+        return unknown(x, kn, path,
+                       "max_bytes, max_entries, max_pinned_bytes, enabled, policy, "
+                       "mrc_sample_rate");
     }
     if (strcmp(tier, "disk") == 0) {
         if (limit)
@@ -203,9 +223,15 @@ static int layer_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, ya
     if (strcmp(key, "shared") == 0)
         return (l->has_shared = true), gencache__cfg_bool(x, v, path, &l->shared);
     if (strcmp(key, "policy") == 0) {
-        static const char *const names[] = {"write_back", "write_through"};
-        if (gencache__cfg_enum(x, v, path, names, 2, "write_back or write_through", &i) != 0)
+        /* A layer's policy is its write policy or its eviction policy: the words differ. */
+        static const char *const names[] = {"write_back", "write_through", "lru", "gdsf", "s3fifo"};
+        if (gencache__cfg_enum(x, v, path, names, 5,
+                               "write_back, write_through, lru, gdsf or s3fifo", &i) != 0)
             return -1;
+        if (i >= 2) {
+            l->eviction = (gencache_eviction)(i - 2);
+            return (l->has_eviction = true), 0;
+        }
         l->write_through = i == 1;
         return (l->has_policy = true), 0;
     }
@@ -215,9 +241,6 @@ static int layer_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, ya
         static const char *const names[] = {"lru", "gdsf", "s3fifo"};
         if (gencache__cfg_enum(x, v, path, names, 3, "lru, gdsf or s3fifo", &i) != 0)
             return -1;
-        if (i != GENCACHE_EVICTION_LRU)
-            return fail(x, v, path, "'%s' is not implemented in this version; only lru is",
-                        names[i]);
         l->eviction = (gencache_eviction)i;
         return (l->has_eviction = true), 0;
     }

@@ -46,7 +46,7 @@ void gencache_layer_options_init(gencache_layer_options *opts)
     opts->scope = GENCACHE_SCOPE_GLOBAL;
     opts->shared = 1;
     opts->prompt_normalization = -1;
-    opts->eviction = GENCACHE_EVICTION_LRU;
+    opts->eviction = GENCACHE_EVICTION_DEFAULT;
     opts->image_match = GENCACHE_IMAGE_MATCH_EXACT;
 }
 
@@ -176,9 +176,7 @@ int gencache__registry_define(gencache_keyspace *ks, const gencache_layer_option
     if (o->image_match != GENCACHE_IMAGE_MATCH_EXACT &&
         o->image_match != GENCACHE_IMAGE_MATCH_PERCEPTUAL)
         return GENCACHE_EINVAL;
-    if (o->eviction == GENCACHE_EVICTION_GDSF || o->eviction == GENCACHE_EVICTION_S3FIFO)
-        return GENCACHE_EUNSUPPORTED; /* named in DESIGN.md, not built yet */
-    if (o->eviction != GENCACHE_EVICTION_LRU)
+    if (o->eviction < GENCACHE_EVICTION_DEFAULT || o->eviction > GENCACHE_EVICTION_S3FIFO)
         return GENCACHE_EINVAL;
     gencache__layer_recipe *r = gencache__registry_find(ks, o->name);
     gencache__layer_recipe fresh = {0};

@@ -2,7 +2,8 @@
  * ghost.c: the ghost list, hashes of keys recently evicted for lack of room. A miss on a ghost
  * key is a "ghost hit": a hit the cache would have had with more room, which is how an operator
  * sizes the cache from data. Keys are kept FIFO in a ring; an open-addressing set (linear probing,
- * backward-shift deletion) answers membership. Each hash is in the ring at most once.
+ * backward-shift deletion) answers membership, and remembers when each key was added so a caller
+ * can ask for the recent ones only. Each hash is in the ring at most once.
  */
 #include <string.h>
 
@@ -13,6 +14,8 @@ struct gencache__ghost {
     const gencache_allocator *alloc;
     uint64_t *ring;  /* capacity slots, oldest at head */
     uint64_t *table; /* mask + 1 slots; 0 marks an empty slot */
+    uint64_t *added; /* beside table: the value of `adds` when that slot's hash came in */
+    uint64_t adds;   /* additions so far */
     size_t capacity, head, count, mask;
 };
 
@@ -46,6 +49,7 @@ static void table_insert(gencache__ghost *g, uint64_t h)
     while (g->table[i] != 0)
         i = (i + 1) & g->mask;
     g->table[i] = h;
+    g->added[i] = ++g->adds;
 }
 
 static void table_delete(gencache__ghost *g, uint64_t h)
@@ -62,6 +66,7 @@ static void table_delete(gencache__ghost *g, uint64_t h)
         bool in_range = hole < i ? (home > hole && home <= i) : (home > hole || home <= i);
         if (!in_range) {
             g->table[hole] = g->table[i];
+            g->added[hole] = g->added[i];
             g->table[i] = 0;
             hole = i;
         }
@@ -84,9 +89,11 @@ int gencache__ghost_new(const gencache_allocator *a, uint64_t capacity, gencache
     g->mask = tsize - 1;
     g->ring = gencache__calloc(a, g->capacity, sizeof *g->ring);
     g->table = gencache__calloc(a, tsize, sizeof *g->table);
-    if (!g->ring || !g->table) {
+    g->added = gencache__calloc(a, tsize, sizeof *g->added);
+    if (!g->ring || !g->table || !g->added) {
         gencache__free(a, g->ring);
         gencache__free(a, g->table);
+        gencache__free(a, g->added);
         gencache__free(a, g);
         return GENCACHE_ENOMEM;
     }
@@ -102,6 +109,7 @@ void gencache__ghost_free(gencache__ghost *g)
     pthread_mutex_destroy(&g->lock);
     gencache__free(g->alloc, g->ring);
     gencache__free(g->alloc, g->table);
+    gencache__free(g->alloc, g->added);
     gencache__free(g->alloc, g);
 }
 
@@ -144,4 +152,15 @@ uint64_t gencache__ghost_count(gencache__ghost *g)
     uint64_t n = g->count;
     pthread_mutex_unlock(&g->lock);
     return n;
+}
+
+bool gencache__ghost_recent(gencache__ghost *g, uint64_t hash, uint64_t window)
+{
+    if (!g)
+        return false;
+    size_t pos;
+    pthread_mutex_lock(&g->lock);
+    bool found = table_find(g, norm(hash), &pos) && g->adds - g->added[pos] < window;
+    pthread_mutex_unlock(&g->lock);
+    return found;
 }

@@ -1,14 +1,17 @@
 /*
  * mem.c: the memory tier, a sharded hash table of reference-counted entries. Each shard has its
- * own lock, chained buckets and an LRU list of its unpinned entries (pinned entries are never on
- * an LRU list, so a list's tail is always evictable). Limits are global: eviction takes the
- * least recently used tail among all shards, so the order is true LRU up to ties between shards.
+ * own lock, chained buckets and one eviction-policy instance per policy in use (src/policy/),
+ * which orders its unpinned entries (pinned entries are never given to a policy, so every
+ * candidate is evictable). Each layer's entries go to the tier's policy or the layer's own.
+ * Limits are global: eviction takes the lowest-ranked candidate among all shards, so the order is
+ * the policy's up to ties between shards.
  * A get hands out a reference to the stored entry itself: zero copy, and the bytes stay valid
  * after the entry leaves the table. Lock order: at most one shard lock at a time.
  */
 #include <string.h>
 
 #include "internal.h"
+#include "policy/policy.h"
 
 #define INITIAL_BUCKETS 64
 
@@ -17,8 +20,7 @@ typedef struct shard {
     gencache__entry **buckets;
     size_t nbuckets; /* power of two */
     size_t count;
-    gencache__entry *lru_head; /* most recently used */
-    gencache__entry *lru_tail; /* least recently used: the next victim */
+    gencache__policy_shard pol[GENCACHE__POLICY_KINDS]; /* one instance per policy kind */
 } shard;
 
 typedef struct mem_tier {
@@ -33,6 +35,9 @@ typedef struct mem_tier {
     _Atomic uint64_t pinned_bytes; /* charges of pinned entries, reserved by mem_put */
     _Atomic uint64_t pins_refused;
     _Atomic uint64_t ev_capacity, ev_expired, ev_corrupt;
+    gencache__policy_shared pol_shared;
+    uint8_t layer_policy[GENCACHE_MAX_LAYERS]; /* each layer's policy kind */
+    _Atomic unsigned kinds_used;               /* bit k: some entry went to policy kind k */
 } mem_tier;
 
 static shard *shard_of(mem_tier *m, uint64_t hash)
@@ -45,30 +50,21 @@ static gencache__entry **bucket_of(shard *s, uint64_t hash)
     return &s->buckets[hash & (s->nbuckets - 1)];
 }
 
-/* ---- LRU list (shard lock held) ---- */
+/* ---- policy (shard lock held) ---- */
 
-static void lru_unlink(shard *s, gencache__entry *e)
+static const gencache__policy_ops *policy_ops(const gencache__entry *e)
 {
-    if (e->lru_prev)
-        e->lru_prev->lru_next = e->lru_next;
-    else
-        s->lru_head = e->lru_next;
-    if (e->lru_next)
-        e->lru_next->lru_prev = e->lru_prev;
-    else
-        s->lru_tail = e->lru_prev;
-    e->lru_prev = e->lru_next = NULL;
+    return gencache__policy_of(e->pol_kind);
 }
 
-static void lru_push_head(shard *s, gencache__entry *e)
+/* Gives an unpinned entry to the policy of its layer. */
+static int policy_insert(mem_tier *m, shard *s, gencache__entry *e)
 {
-    e->lru_prev = NULL;
-    e->lru_next = s->lru_head;
-    if (s->lru_head)
-        s->lru_head->lru_prev = e;
-    else
-        s->lru_tail = e;
-    s->lru_head = e;
+    unsigned k = e->layer < GENCACHE_MAX_LAYERS ? m->layer_policy[e->layer] : m->opts.policy;
+    e->pol_kind = (uint8_t)k;
+    if ((atomic_load_explicit(&m->kinds_used, memory_order_relaxed) & (1u << k)) == 0)
+        atomic_fetch_or(&m->kinds_used, 1u << k);
+    return policy_ops(e)->insert(&s->pol[k], e);
 }
 
 /* ---- table (shard lock held) ---- */
@@ -103,19 +99,24 @@ static void table_grow(mem_tier *m, shard *s)
     s->nbuckets = n;
 }
 
-static void table_link(mem_tier *m, shard *s, gencache__entry *e)
+/* Links e into the table. GENCACHE_ENOMEM (nothing changes) when its policy has no room. */
+static int table_link(mem_tier *m, shard *s, gencache__entry *e)
 {
+    if (!e->pinned) {
+        int rc = policy_insert(m, s, e);
+        if (rc != GENCACHE_OK)
+            return rc;
+    }
     gencache__entry **b = bucket_of(s, e->hash);
     e->hnext = *b;
     *b = e;
     e->linked = true;
-    if (!e->pinned)
-        lru_push_head(s, e);
     s->count++;
     atomic_fetch_add(&m->bytes, e->charge);
     atomic_fetch_add(&m->entries, 1);
     if (e->pinned)
         atomic_fetch_add(&m->pinned, 1);
+    return GENCACHE_OK;
 }
 
 /* Takes e out of the table. The table's reference passes to the caller. */
@@ -128,7 +129,7 @@ static void table_unlink(mem_tier *m, shard *s, gencache__entry *e)
     e->hnext = NULL;
     e->linked = false;
     if (!e->pinned)
-        lru_unlink(s, e);
+        policy_ops(e)->remove(&s->pol[e->pol_kind], e);
     s->count--;
     atomic_fetch_sub(&m->bytes, e->charge);
     atomic_fetch_sub(&m->entries, 1);
@@ -156,45 +157,70 @@ static bool over_limits(mem_tier *m)
     return max_e && atomic_load(&m->entries) > max_e;
 }
 
-/* The LRU candidate of a shard, skipping `keep` (the entry being inserted). */
-static gencache__entry *candidate(shard *s, const gencache__entry *keep)
+/* The next victim of policy kind k in a shard, skipping `keep` (the entry being inserted). */
+static gencache__entry *candidate(shard *s, unsigned k, const gencache__entry *keep, double *rank)
 {
-    gencache__entry *e = s->lru_tail;
-    if (e && e == keep)
-        e = e->lru_prev;
-    return e;
+    return gencache__policy_of((int)k)->candidate(&s->pol[k], keep, rank);
 }
 
-/* Evicts least recently used entries until the limits hold. `keep` is evicted only when nothing
- * else can be; then GENCACHE_EFULL is returned (keep is out of the table). */
-static int make_room(mem_tier *m, gencache__entry *keep)
+typedef struct victim_pick {
+    shard *s;
+    unsigned kind;
+} victim_pick;
+
+/* Where the next victim is: for each policy kind in use, the shard whose candidate ranks lowest;
+ * between kinds, the candidate accessed longest ago. False when no shard has a candidate. */
+static bool pick_victim(mem_tier *m, const gencache__entry *keep, victim_pick *out)
 {
-    while (over_limits(m)) {
+    unsigned used = atomic_load_explicit(&m->kinds_used, memory_order_relaxed);
+    bool found = false;
+    uint64_t best_access = 0;
+    for (unsigned k = 0; k < GENCACHE__POLICY_KINDS; k++) {
+        if (!(used & (1u << k)))
+            continue;
         shard *best = NULL;
-        uint64_t best_access = UINT64_MAX;
+        double best_rank = 0;
+        uint64_t access = 0;
         for (unsigned i = 0; i < m->nshards; i++) {
             shard *s = &m->shards[i];
+            double rank;
             pthread_mutex_lock(&s->lock);
-            gencache__entry *c = candidate(s, keep);
-            if (c) {
-                uint64_t a = atomic_load_explicit(&c->last_access_ms, memory_order_relaxed);
-                if (!best || a < best_access) {
-                    best = s;
-                    best_access = a;
-                }
+            gencache__entry *c = candidate(s, k, keep, &rank);
+            if (c && (!best || rank < best_rank)) {
+                best = s;
+                best_rank = rank;
+                access = atomic_load_explicit(&c->last_access_ms, memory_order_relaxed);
             }
             pthread_mutex_unlock(&s->lock);
         }
+        if (best && (!found || access < best_access)) {
+            found = true;
+            best_access = access;
+            out->s = best;
+            out->kind = k;
+        }
+    }
+    return found;
+}
+
+/* Evicts the policies' victims until the limits hold. `keep` is evicted only when nothing else
+ * can be; then GENCACHE_EFULL is returned (keep is out of the table). */
+static int make_room(mem_tier *m, gencache__entry *keep)
+{
+    while (over_limits(m)) {
+        victim_pick pick;
         gencache__entry *victim = NULL;
-        if (best) {
-            pthread_mutex_lock(&best->lock);
-            victim = candidate(best, keep);
+        if (pick_victim(m, keep, &pick)) {
+            double rank;
+            pthread_mutex_lock(&pick.s->lock);
+            victim = candidate(pick.s, pick.kind, keep, &rank);
             if (victim) {
                 if (m->base.before_evict)
                     m->base.before_evict(m->base.on_evict_userdata, victim);
-                table_unlink(m, best, victim);
+                policy_ops(victim)->evicting(&pick.s->pol[pick.kind], victim);
+                table_unlink(m, pick.s, victim);
             }
-            pthread_mutex_unlock(&best->lock);
+            pthread_mutex_unlock(&pick.s->lock);
             if (!victim)
                 continue; /* another thread emptied that shard meanwhile: look again */
         } else if (keep) {
@@ -239,10 +265,8 @@ static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t n
         return GENCACHE_ENOTFOUND;
     }
     if (touch) {
-        if (!e->pinned && s->lru_head != e) {
-            lru_unlink(s, e);
-            lru_push_head(s, e);
-        }
+        if (!e->pinned)
+            policy_ops(e)->hit(&s->pol[e->pol_kind], e);
         atomic_store_explicit(&e->last_access_ms, now_ms, memory_order_relaxed);
         /* Only hits under this lock change the count: no read-modify-write needed. */
         atomic_store_explicit(&e->hits, atomic_load_explicit(&e->hits, memory_order_relaxed) + 1,
@@ -300,10 +324,17 @@ static int mem_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     gencache__entry *old = table_find(s, e->key, e->hash);
     if (old)
         table_unlink(m, s, old);
-    table_link(m, s, gencache__entry_retain(e));
-    if (s->count > s->nbuckets)
+    int rc = table_link(m, s, gencache__entry_retain(e));
+    if (rc == GENCACHE_OK && s->count > s->nbuckets)
         table_grow(m, s);
     pthread_mutex_unlock(&s->lock);
+    if (rc != GENCACHE_OK) {
+        if (e->pinned)
+            atomic_fetch_sub(&m->pinned_bytes, e->charge);
+        gencache__entry_release(e); /* the reference table_link did not take */
+        gencache__entry_release(old);
+        return rc;
+    }
     /* A replaced value is not an eviction: its handles keep it alive, nothing is demoted. */
     gencache__entry_release(old);
     return make_room(m, e);
@@ -474,6 +505,8 @@ static void mem_close(gencache__tier *t)
                 e = next;
             }
         }
+        for (unsigned k = 0; k < GENCACHE__POLICY_KINDS; k++)
+            gencache__policy_of((int)k)->fini(&s->pol[k]);
         gencache__free(m->opts.alloc, s->buckets);
         pthread_mutex_destroy(&s->lock);
     }
@@ -521,6 +554,11 @@ int gencache__mem_tier_open(const gencache__mem_options *opts, gencache__tier **
         return GENCACHE_ENOMEM;
     m->base.ops = &mem_ops;
     m->opts = *opts;
+    if (!gencache__policy_of((int)m->opts.policy))
+        m->opts.policy = GENCACHE_EVICTION_LRU;
+    memset(m->layer_policy, (int)m->opts.policy, sizeof m->layer_policy);
+    m->pol_shared.alloc = opts->alloc;
+    m->pol_shared.ghost_entries = opts->ghost_entries ? opts->ghost_entries : 4096;
     m->nshards = n;
     m->shards = gencache__calloc(opts->alloc, n, sizeof *m->shards);
     if (!m->shards) {
@@ -536,8 +574,17 @@ int gencache__mem_tier_open(const gencache__mem_options *opts, gencache__tier **
             return GENCACHE_ENOMEM;
         }
         s->nbuckets = INITIAL_BUCKETS;
+        for (unsigned k = 0; k < GENCACHE__POLICY_KINDS; k++)
+            s->pol[k].shared = &m->pol_shared;
         pthread_mutex_init(&s->lock, NULL);
     }
     *out = &m->base;
     return GENCACHE_OK;
+}
+
+void gencache__mem_tier_set_layer_policy(gencache__tier *t, uint32_t layer, int kind)
+{
+    mem_tier *m = (mem_tier *)t;
+    if (layer < GENCACHE_MAX_LAYERS)
+        m->layer_policy[layer] = (uint8_t)(gencache__policy_of(kind) ? kind : (int)m->opts.policy);
 }

@@ -19,11 +19,13 @@ static void key_of(char *buf, const char *layer, unsigned n)
     sprintf(buf, "%s/%064x", layer, n);
 }
 
-/* A cache with one shard (exact LRU) and the injected clock. */
+/* A cache with one shard (exact LRU: these tests check LRU's order, whatever the default policy;
+ * tests/unit/test_policy.c has the other policies') and the injected clock. */
 static gencache *open_small(uint64_t max_bytes, uint64_t max_entries)
 {
     gencache_options o;
     gencache_options_init(&o);
+    o.mem_policy = GENCACHE_EVICTION_LRU;
     o.mem_max_bytes = max_bytes;
     o.mem_max_entries = max_entries;
     o.mem_shards = 1;
@@ -186,6 +188,7 @@ TEST_CASE(lru_across_shards)
     /* With several shards the victim is still the globally least recently used entry. */
     gencache_options o;
     gencache_options_init(&o);
+    o.mem_policy = GENCACHE_EVICTION_LRU;
     o.mem_max_entries = 8;
     o.mem_shards = 4;
     o.clock_fn = fake_clock;

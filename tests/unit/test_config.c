@@ -118,8 +118,10 @@ static const struct {
      "t.yaml:3: layers.result.shared", "true or false"},
     {"layers:\n  result:\n    sliding_ttl: 2\n", GENCACHE_ECONFIG,
      "t.yaml:3: layers.result.sliding_ttl", "true or false"},
-    {"layers:\n  result:\n    eviction: gdsf\n", GENCACHE_ECONFIG,
-     "t.yaml:3: layers.result.eviction", "not implemented"},
+    {"tiers:\n  memory:\n    policy: mru\n", GENCACHE_ECONFIG, "t.yaml:3: tiers.memory.policy",
+     "lru, gdsf or s3fifo"},
+    {"layers:\n  result:\n    policy: fifo\n", GENCACHE_ECONFIG, "t.yaml:3: layers.result.policy",
+     "write_back, write_through, lru, gdsf or s3fifo"},
     {"layers:\n  result:\n    eviction: mru\n", GENCACHE_ECONFIG,
      "t.yaml:3: layers.result.eviction", "lru, gdsf or s3fifo"},
     {"layers:\n  result:\n    prompt_normalization: loud\n", GENCACHE_ECONFIG,
@@ -423,7 +425,7 @@ TEST_CASE(layer_registry_round_trip)
     CHECK_INT_EQ(got.write_through, 1);
     CHECK_INT_EQ(got.shared, 0);
     CHECK_INT_EQ(got.prompt_normalization, -1);
-    CHECK_INT_EQ(got.eviction, GENCACHE_EVICTION_LRU);
+    CHECK_INT_EQ(got.eviction, GENCACHE_EVICTION_DEFAULT);
     CHECK_INT_EQ(got.image_match, GENCACHE_IMAGE_MATCH_PERCEPTUAL);
     CHECK_UINT_EQ(gencache_layer_count(c), 6);
     CHECK_STR_EQ(gencache_layer_name(c, 5), "upscaled");
@@ -463,11 +465,14 @@ TEST_CASE(layer_registry_round_trip)
 
     /* Refusals. */
     gencache_layer_options_init(&lo);
+    lo.name = "fifo";
+    lo.eviction = GENCACHE_EVICTION_S3FIFO; /* every policy is accepted per layer */
+    CHECK_OK(gencache_layer_define(c, &lo));
+    CHECK_OK(gencache_layer_get(c, "fifo", &got));
+    CHECK_INT_EQ(got.eviction, GENCACHE_EVICTION_S3FIFO);
     lo.name = "x";
-    lo.eviction = GENCACHE_EVICTION_GDSF;
-    CHECK_RC(gencache_layer_define(c, &lo), GENCACHE_EUNSUPPORTED);
-    lo.eviction = GENCACHE_EVICTION_S3FIFO;
-    CHECK_RC(gencache_layer_define(c, &lo), GENCACHE_EUNSUPPORTED);
+    lo.eviction = (gencache_eviction)-2;
+    CHECK_RC(gencache_layer_define(c, &lo), GENCACHE_EINVAL);
     lo.eviction = (gencache_eviction)9;
     CHECK_RC(gencache_layer_define(c, &lo), GENCACHE_EINVAL);
     gencache_layer_options_init(&lo);

@@ -1,12 +1,12 @@
 # bash completion for gencache(1): verbs, each verb's options, and the values of the options that
-# take a fixed set (--mode, --algo, --bits, --format, --codec, --layer). Installed as
+# take a fixed set (--mode, --algo, --bits, --format, --codec, --layer, --policy). Installed as
 # share/bash-completion/completions/gencache, which bash-completion loads on first use.
 # tests/integration/test_completion.sh checks it against every verb's --help.
 
 _gencache()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local verbs="get put del invalidate stats normalize key imgid imghash similar export import prewarm lookup"
+    local verbs="get put del invalidate stats normalize key imgid imghash similar export import prewarm lookup replay"
     if ((COMP_CWORD == 1)); then
         mapfile -t COMPREPLY < <(compgen -W "$verbs --help --version" -- "$cur")
         return
@@ -28,6 +28,7 @@ _gencache()
     import) opts="$client --codec --ttl --json" ;;
     prewarm) opts="$client --json" ;;
     lookup) opts="$client --layer -o --output --json" ;;
+    replay) opts="--layers --policy --capacity --layer-fields --cost-share --size --extra --model --scale --limit --mrc --mixed --no-progress --json --help" ;;
     *) return ;;
     esac
 
@@ -39,12 +40,15 @@ _gencache()
     --format) values="safetensors" ;;
     --codec) values="none f16 bf16 int8 int8-channel int8-group" ;;
     --layer) values="result image_latent text_embedding condition session" ;;
-    -o | --output | --config)
+    --policy) values="lru gdsf s3fifo" ;;
+    --layers) values="result text_embedding condition image_latent" ;;
+    -o | --output | --config | --extra)
         mapfile -t COMPREPLY < <(compgen -f -- "$cur")
         return
         ;;
     --url | --token | --key | --tenant | --tag | --model | --older-than | --cost-ms | --ttl | \
-        --tags | --content-type | --dtype | --shape | --radius)
+        --tags | --content-type | --dtype | --shape | --radius | --capacity | --layer-fields | \
+        --cost-share | --size | --scale | --limit | --mrc)
         return # a value only the user knows
         ;;
     esac

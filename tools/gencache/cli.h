@@ -53,5 +53,6 @@ int cmd_export(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_prewarm(int argc, char **argv);
 int cmd_lookup(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
 
 #endif

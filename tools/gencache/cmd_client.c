@@ -380,6 +380,22 @@ static void print_stats(json_t *doc)
                (unsigned long long)num(v, "evictions_expired"),
                (unsigned long long)num(v, "evictions_corrupt"));
     }
+    json_object_foreach(json_object_get(doc, "tiers"), name, v)
+    {
+        json_t *mrc = json_object_get(v, "mrc"), *p;
+        size_t i;
+        if (!json_is_array(mrc) || json_array_size(mrc) == 0)
+            continue;
+        printf("\n%s at other sizes (estimated): ", name);
+        json_array_foreach(mrc, i, p)
+        {
+            printf("%s%gx %.1f%% hits, %.0f s saved", i ? "; " : "",
+                   json_number_value(json_object_get(p, "scale")),
+                   100.0 * json_number_value(json_object_get(p, "hit_ratio")),
+                   json_number_value(json_object_get(p, "gpu_seconds_saved")));
+        }
+        putchar('\n');
+    }
     printf("\ninvalidated %llu\n", (unsigned long long)num(doc, "invalidated"));
 }
 

@@ -39,6 +39,14 @@ static const cli_command commands[] = {
      "fetch tensor entries from a daemon into one safetensors file (tensor names = keys)"},
     {"import", cmd_import, "[--url URL] [--token T] [--codec C] [--ttl SECONDS] [--json] FILE",
      "store each tensor of a safetensors file in a daemon (tensor names must be keys)"},
+    {"replay", cmd_replay,
+     "[--layers L,...] [--policy lru,gdsf,s3fifo] [--capacity 0.1%,1%,BYTES,...]\n"
+     "            [--layer-fields NAME=f1,f2,...] [--cost-share LAYER=F] [--size LAYER=BYTES]\n"
+     "            [--extra FILE] [--model M] [--scale N] [--limit N] [--mrc RATE] [--mixed]\n"
+     "            [--no-progress] [--json]\n"
+     "            TRACE.tsv",
+     "replay a request log through the library: hit ratio, byte hit ratio and GPU-seconds\n"
+     "            saved per layer, policy and capacity (--json: one object per line)"},
     {"prewarm", cmd_prewarm, "[--url URL] [--token T] [--json] FILE.jsonl|-",
      "run a file of requests (one JSON per line) through a daemon's proxy, with progress"},
     {"lookup", cmd_lookup, "[--url URL] [--token T] --layer L [-o FILE] [--json] REQUEST.json|-",

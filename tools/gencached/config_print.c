@@ -38,7 +38,11 @@ static void print_layers(gencache *cache, FILE *out)
         if (l.prompt_normalization >= 0)
             fprintf(out, " prompt_normalization %s",
                     gencache_norm_mode_name((gencache_norm_mode)l.prompt_normalization));
-        fprintf(out, " eviction lru image_match %s\n",
+        static const char *const evictions[] = {"tier", "lru", "gdsf", "s3fifo"};
+        int ev = l.eviction >= GENCACHE_EVICTION_DEFAULT && l.eviction <= GENCACHE_EVICTION_S3FIFO
+                     ? l.eviction
+                     : GENCACHE_EVICTION_DEFAULT;
+        fprintf(out, " eviction %s image_match %s\n", evictions[ev + 1],
                 l.image_match == GENCACHE_IMAGE_MATCH_PERCEPTUAL ? "perceptual" : "exact");
     }
 }

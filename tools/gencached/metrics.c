@@ -276,6 +276,27 @@ static void tiers_out(buf *b, const gencache_stats *st)
                 (unsigned long long)st->tiers[i].backend_errors);
 }
 
+/* The memory tier's miss-ratio curve: what a tier of 0.5, 2 and 4 times its size would do. */
+static void mrc_out(buf *b, gencache *cache, const gencache_stats *st)
+{
+    gencache_mrc mrc = {.struct_size = sizeof mrc};
+    if (st->n_tiers == 0 || !st->tiers[0].tier || gencache_mrc_get(cache, &mrc) != GENCACHE_OK ||
+        mrc.n_points == 0)
+        return;
+    char t[64];
+    esc(st->tiers[0].tier, t, sizeof t);
+    head(b, "gencache_mrc_hit_ratio", "gauge",
+         "Estimated hit ratio of the tier at `scale` times its size (sampled miss-ratio curve).");
+    for (uint32_t i = 0; i < mrc.n_points && i < GENCACHE_MRC_POINTS; i++)
+        put(b, "gencache_mrc_hit_ratio{tier=\"%s\",scale=\"%g\"} %.6f\n", t, mrc.points[i].scale,
+            mrc.points[i].hit_ratio);
+    head(b, "gencache_mrc_gpu_seconds_saved", "gauge",
+         "Estimated compute seconds the tier at `scale` times its size would have saved.");
+    for (uint32_t i = 0; i < mrc.n_points && i < GENCACHE_MRC_POINTS; i++)
+        put(b, "gencache_mrc_gpu_seconds_saved{tier=\"%s\",scale=\"%g\"} %.3f\n", t,
+            mrc.points[i].scale, mrc.points[i].gpu_seconds_saved);
+}
+
 /* The memory-pressure state tenancy.c keeps (warning threshold, degradation steps). */
 static void pressure_out(buf *b, gcd_server *srv)
 {
@@ -380,6 +401,7 @@ enum MHD_Result gcd_metrics_handle(struct MHD_Connection *c, gcd_request *req)
     }
     layers_out(&b, st, req->srv->metrics);
     tiers_out(&b, st);
+    mrc_out(&b, req->srv->cache, st);
     daemon_out(&b, req->srv->metrics);
     pressure_out(&b, req->srv);
     connections_out(&b, req->srv);

@@ -46,6 +46,21 @@ static json_t *tier_json(const gencache_tier_stats *t)
     return o;
 }
 
+/* The memory tier's miss-ratio curve: [{"scale", "hit_ratio", "gpu_seconds_saved"}, ...] for
+ * a tier of 0.5, 2 and 4 times its size; NULL when the cache keeps none. */
+static json_t *mrc_json(gencache *cache)
+{
+    gencache_mrc mrc = {.struct_size = sizeof mrc};
+    if (gencache_mrc_get(cache, &mrc) != GENCACHE_OK || mrc.n_points == 0)
+        return NULL;
+    json_t *a = json_array();
+    for (uint32_t i = 0; a && i < mrc.n_points && i < GENCACHE_MRC_POINTS; i++)
+        json_array_append_new(a, json_pack("{s:f,s:f,s:f}", "scale", mrc.points[i].scale,
+                                           "hit_ratio", mrc.points[i].hit_ratio,
+                                           "gpu_seconds_saved", mrc.points[i].gpu_seconds_saved));
+    return a;
+}
+
 static enum MHD_Result reply_json(struct MHD_Connection *c, gcd_request *req, json_t *doc)
 {
     char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
@@ -84,8 +99,15 @@ enum MHD_Result gcd_stats_handle(struct MHD_Connection *c, gcd_request *req)
         if (st->layers[i].layer)
             json_object_set_new(layers, st->layers[i].layer, layer_json(&st->layers[i]));
     for (uint32_t i = 0; i < st->n_tiers && i < GENCACHE_MAX_TIERS; i++)
-        if (st->tiers[i].tier)
-            json_object_set_new(tiers, st->tiers[i].tier, tier_json(&st->tiers[i]));
+        if (st->tiers[i].tier) {
+            json_t *t = tier_json(&st->tiers[i]);
+            json_t *mrc = i == 0 ? mrc_json(req->srv->cache) : NULL; /* tiers[0]: memory */
+            if (t && mrc)
+                json_object_set_new(t, "mrc", mrc);
+            else
+                json_decref(mrc);
+            json_object_set_new(tiers, st->tiers[i].tier, t);
+        }
     uint64_t now = gcd_now_ms();
     json_t *doc = json_pack("{s:s,s:I,s:o,s:o,s:I}", "version", gencache_version(), "uptime_s",
                             (json_int_t)((now - req->srv->started_ms) / 1000), "layers", layers,

@@ -116,6 +116,15 @@ class Cache(StageMixin):
         if cfg is not None:
             lib.gencache_config_options(cfg.ptr, ctypes.byref(o))
         opts = dict(options)
+        policy = opts.pop("mem_policy", None)
+        if policy is not None:  # "lru", "gdsf" or "s3fifo"
+            policies = ("lru", "gdsf", "s3fifo")
+            if policy not in policies:
+                raise ValueError("mem_policy: expected one of %s, got %r" % (policies, policy))
+            o.mem_policy = policies.index(policy)
+        rate = opts.pop("mrc_sample_rate", None)
+        if rate is not None:
+            o.mrc_sample_rate = float(rate)
         for name in _OPTION_FIELDS:
             if opts.get(name) is not None:
                 setattr(o, name, int(opts.pop(name)))
@@ -528,6 +537,15 @@ class Cache(StageMixin):
                 ts = s.tiers[i]
                 tiers[_lib.pystr(ts.tier)] = {
                     f: getattr(ts, f) for f, _ in _lib.TierStats._fields_ if f != "tier"}
+            m = _lib.Mrc()
+            m.struct_size = ctypes.sizeof(m)
+            _lib.check(lib.gencache_mrc_get(ptr, ctypes.byref(m)), "stats")
+            if m.n_points and s.n_tiers:
+                # The memory tier's miss-ratio curve, as GET /v1/stats shows it.
+                tiers[_lib.pystr(s.tiers[0].tier)]["mrc"] = [
+                    {"scale": p.scale, "hit_ratio": p.hit_ratio,
+                     "gpu_seconds_saved": p.gpu_seconds_saved}
+                    for p in m.points[:min(m.n_points, _lib.MRC_POINTS)]]
         finally:
             self._leave()
         return {"layers": layers, "tiers": tiers, "invalidated": s.invalidated}

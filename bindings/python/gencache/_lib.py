@@ -160,6 +160,7 @@ class Options(ctypes.Structure):
         ("redis_url", c_char_p), ("redis_timeout_ms", c_u32), ("redis_max_value_bytes", c_u64),
         ("writeback_max_bytes", c_u64), ("mem_max_pinned_bytes", c_u64),
         ("pressure_warn_ratio", ctypes.c_double), ("pressure_ttl_ms", c_u64),
+        ("mem_policy", c_int), ("mrc_sample_rate", ctypes.c_double),
     ]
 
 
@@ -212,6 +213,19 @@ class Stats(ctypes.Structure):
         ("struct_size", c_size_t), ("n_layers", c_u32), ("layers", LayerStats * MAX_LAYERS),
         ("n_tiers", c_u32), ("tiers", TierStats * MAX_TIERS), ("invalidated", c_u64),
     ]
+
+
+class MrcPoint(ctypes.Structure):
+    _fields_ = [("scale", ctypes.c_double), ("hit_ratio", ctypes.c_double),
+                ("gpu_seconds_saved", ctypes.c_double), ("lookups", c_u64)]
+
+
+MRC_POINTS = 3
+
+
+class Mrc(ctypes.Structure):
+    _fields_ = [("struct_size", c_size_t), ("sample_rate", ctypes.c_double),
+                ("n_points", c_u32), ("points", MrcPoint * MRC_POINTS)]
 
 
 class TenantOptions(ctypes.Structure):
@@ -396,6 +410,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "gencache_invalidate": (c_int, [c_void_p, P(Filter), P(c_u64)]),
     "gencache_maintain": (c_int, [c_void_p, P(c_u64)]),
     "gencache_stats_get": (c_int, [c_void_p, P(Stats)]),
+    "gencache_mrc_get": (c_int, [c_void_p, P(Mrc)]),
     # single flight (include/gencache/coalesce.h); gencache_claim blocks with the GIL released
     "gencache_claim_options_init": (None, [P(ClaimOptions)]),
     "gencache_claim": (c_int, [c_void_p, c_char_p, P(ClaimOptions), P(ClaimResult)]),

@@ -127,7 +127,7 @@ def test_bad_options_are_refused(tmp_path):
     with pytest.raises(gencache.GencacheError):
         gencache.Cache(layers={"Bad-Name": {}})
     with pytest.raises(ValueError):
-        gencache.Cache(config={"layers": {"result": {"policy": "lru"}}})
+        gencache.Cache(config={"layers": {"result": {"policy": "fifo"}}})
     with pytest.raises(ValueError):
         gencache.Cache(config={"layers": {"x": {"ttl": "soon"}}})
 
@@ -193,3 +193,30 @@ def test_library_was_found_the_documented_way():
     if os.environ.get("GENCACHE_LIB"):
         assert os.path.samefile(gencache.library_path, os.environ["GENCACHE_LIB"])
     assert gencache.version().count(".") == 2
+
+
+def test_policy_and_miss_ratio_curve():
+    # A cycle of 30 values through a tier that holds about 15: LRU misses every time, a tier
+    # twice the size would hit from the second round on (every key sampled).
+    c = gencache.Cache(mem_max_bytes=15 * 4600, mem_shards=1, mem_policy="lru",
+                       mrc_sample_rate=1.0)
+    try:
+        for _ in range(3):
+            for i in range(30):
+                k = "image_latent/%064x" % i
+                h = c.get(k)
+                if h is None:
+                    c.put(k, b"v" * 4000, cost_s=0.5)
+                else:
+                    h.close()
+        mrc = c.stats()["tiers"]["mem"]["mrc"]
+        assert [p["scale"] for p in mrc] == [0.5, 2.0, 4.0]
+        assert mrc[1]["hit_ratio"] == pytest.approx(60 / 90)
+        assert mrc[1]["gpu_seconds_saved"] == pytest.approx(60 * 0.5)
+        assert mrc[0]["hit_ratio"] == 0
+    finally:
+        c.close()
+    with gencache.Cache(mem_policy="s3fifo", mrc_sample_rate=0) as c:
+        assert "mrc" not in c.stats()["tiers"]["mem"]
+    with pytest.raises(ValueError):
+        gencache.Cache(mem_policy="arc")
