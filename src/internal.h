@@ -276,6 +276,11 @@ int gencache__redis_tier_open(const gencache__redis_options *opts, gencache__tie
 /* Splits redis://HOST[:PORT][/DB] (HOST may be [IPv6]; port 1-65535, default 6379; db 0-100000,
  * default 0) without resolving HOST. Returns GENCACHE_OK or GENCACHE_ECONFIG. */
 int gencache__redis_url_split(const char *url, char *host, size_t host_size, long *port, long *db);
+/* A Redis Cluster is named by its seed nodes: redis-cluster://HOST:PORT[,HOST:PORT...] (HOST
+ * may be [IPv6]). Reads the next HOST:PORT from *cursor (the URL itself at first) and moves
+ * *cursor past it. GENCACHE_OK, GENCACHE_ENOTFOUND (no more), GENCACHE_ECONFIG (malformed). */
+#define GENCACHE__REDIS_CLUSTER_SCHEME "redis-cluster://"
+int gencache__redis_cluster_url_next(const char **cursor, char *host, size_t host_size, long *port);
 
 /* ---- write-back queue (src/writeback.c) ---------------------------------------------------
  * Entries on their way from memory to the tiers below, written by one background thread so that

@@ -1,0 +1,387 @@
+/*
+ * test_redis_cluster.c: the Redis tier on a real 3-primary Redis Cluster on loopback (started
+ * and stopped by each case): hash slots as Redis computes them, keys spread over every primary
+ * and read through another node's tier, slots migrated while a reader and a writer run (ASK,
+ * then MOVED: no miss and no error), and a primary killed (misses for its slots only, every call
+ * within its deadline) and restarted (hits again).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+
+#include "tier_util.h"
+#include "redis_cluster_server.h"
+#include "tier/redis_ops.h"
+
+#define TIMEOUT_MS 200
+#define SLACK_MS   300
+
+static uint64_t wall_ms(void)
+{
+    return gencache__clock_realtime_ms(NULL);
+}
+
+static gencache__tier *open_cluster(int seeds)
+{
+    char url[256];
+    rc_url(url, sizeof url, seeds);
+    gencache__redis_options o = {.url = url, .timeout_ms = TIMEOUT_MS};
+    gencache__tier *t = NULL;
+    CHECK_OK(gencache__redis_tier_open(&o, &t));
+    CHECK(t != NULL);
+    return t;
+}
+
+static int put_id(gencache__tier *t, uint64_t id, size_t size)
+{
+    gencache__entry *e = tu_entry(&(tu_spec){.id = id, .size = size, .now_ms = wall_ms(),
+                                             .tenant = id % 2 ? "odd" : "even", .ttl_ms = 600000});
+    int rc = t->ops->put(t, e, wall_ms());
+    gencache__entry_release(e);
+    return rc;
+}
+
+static int get_id(gencache__tier *t, uint64_t id, gencache__entry **out)
+{
+    char key[GENCACHE__KEY_MAX + 1];
+    tu_key(key, "result", id);
+    return t->ops->get(t, key, tu_hash(key), wall_ms(), true, out);
+}
+
+/* The slot of entry id's Redis key, and the node that serves it. */
+static unsigned slot_of(gencache__tier *t, uint64_t id)
+{
+    char key[GENCACHE__KEY_MAX + 1], rkey[GENCACHE__REDIS_KEY_SIZE];
+    tu_key(key, "result", id);
+    gencache__redis_key((gencache__redis_tier *)t, rkey, key);
+    return gencache__redis_slot(rkey, strlen(rkey));
+}
+
+static uint64_t errors(gencache__tier *t)
+{
+    gencache_tier_stats s;
+    t->ops->stats(t, &s);
+    return s.backend_errors;
+}
+
+static bool tenant_odd(void *ud, const gencache__entry *e)
+{
+    (void)ud;
+    return e->tenant && strcmp(e->tenant, "odd") == 0;
+}
+
+TEST_CASE(slot_hash)
+{
+    /* Vectors from the Redis Cluster specification and hash tag rules. */
+    CHECK_UINT_EQ(gencache__redis_slot("123456789", 9), 0x31C3 % 16384);
+    CHECK_UINT_EQ(gencache__redis_slot("foo", 3), 12182);
+    CHECK_UINT_EQ(gencache__redis_slot("bar", 3), 5061);
+    CHECK_UINT_EQ(gencache__redis_slot("{user1000}.following", 20),
+                  gencache__redis_slot("user1000", 8));
+    CHECK_UINT_EQ(gencache__redis_slot("{user1000}.followers", 20),
+                  gencache__redis_slot("{user1000}.following", 20));
+    /* An empty tag is no tag; only the first '{' counts. */
+    CHECK(gencache__redis_slot("foo{}{bar}", 10) != gencache__redis_slot("bar", 3));
+    CHECK_UINT_EQ(gencache__redis_slot("foo{{bar}}zap", 13), gencache__redis_slot("{bar", 4));
+    CHECK_UINT_EQ(gencache__redis_slot("foo{bar}{zap}", 13), gencache__redis_slot("bar", 3));
+    /* Without a closing brace the whole key counts (Redis answers 6400 for "{unclosed"). */
+    CHECK(gencache__redis_slot("{unclosed", 9) != gencache__redis_slot("unclosed", 8));
+
+    gencache__redis_redirect rd;
+    CHECK(gencache__redis_redirect_parse("MOVED 3999 127.0.0.1:6381", 25, &rd));
+    CHECK_INT_EQ(rd.kind, GENCACHE__REDIS_MOVED);
+    CHECK_UINT_EQ(rd.slot, 3999);
+    CHECK_STR_EQ(rd.addr, "127.0.0.1:6381");
+    CHECK(gencache__redis_redirect_parse("ASK 0 [::1]:7000", 16, &rd));
+    CHECK_INT_EQ(rd.kind, GENCACHE__REDIS_ASK);
+    const char *bad[] = {"MOVED", "MOVED 16384 h:1", "MOVED x h:1", "MOVED 1", "ERR wrong",
+                         "ASK 12 "};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        CHECK(!gencache__redis_redirect_parse(bad[i], strlen(bad[i]), &rd));
+        CHECK_INT_EQ(rd.kind, GENCACHE__REDIS_NO_REDIRECT);
+    }
+
+    /* Seed lists: malformed ones are configuration errors. */
+    const char *urls[] = {"redis-cluster://", "redis-cluster://host", "redis-cluster://h:0",
+                          "redis-cluster://h:1,", "redis-cluster://:5", "redis-cluster://h:1/2",
+                          "redis-cluster://h:99999"};
+    for (size_t i = 0; i < sizeof urls / sizeof *urls; i++) {
+        gencache__redis_options o = {.url = urls[i], .timeout_ms = 50};
+        gencache__tier *t = (gencache__tier *)1;
+        CHECK_RC(gencache__redis_tier_open(&o, &t), GENCACHE_ECONFIG);
+        CHECK(t == NULL);
+    }
+    gencache__redis_options o = {.url = "redis-cluster://127.0.0.1:1,[::1]:2", .timeout_ms = 50};
+    gencache__tier *t = NULL;
+    CHECK_OK(gencache__redis_tier_open(&o, &t));
+    CHECK_UINT_EQ(((gencache__redis_tier *)t)->n_seeds, 2);
+    /* Nothing listens there: a miss, within the deadline. */
+    gencache__entry *e = NULL;
+    CHECK_RC(get_id(t, 1, &e), GENCACHE_ENOTFOUND);
+    t->ops->close(t);
+}
+
+TEST_CASE(spread_across_nodes)
+{
+    CHECK(rc_start() == 0);
+    gencache__tier *a = open_cluster(1), *b = open_cluster(3);
+    enum { N = 600 };
+    for (uint64_t id = 0; id < N; id++)
+        CHECK_OK(put_id(a, id, 64 + id % 4000));
+    /* Every primary holds a share; the tier's slot agrees with Redis's. */
+    long long total = 0;
+    for (int i = 0; i < RC_NODES; i++) {
+        redisContext *c = rc_client(i);
+        CHECK(c != NULL);
+        redisReply *r = redisCommand(c, "DBSIZE");
+        CHECK(r && r->type == REDIS_REPLY_INTEGER);
+        CHECK(r->integer > N / 6);
+        total += r->integer;
+        freeReplyObject(r);
+        for (uint64_t id = 0; id < 50; id++) {
+            char key[GENCACHE__KEY_MAX + 1], rkey[GENCACHE__REDIS_KEY_SIZE];
+            tu_key(key, "result", id);
+            gencache__redis_key((gencache__redis_tier *)a, rkey, key);
+            r = redisCommand(c, "CLUSTER KEYSLOT %s", rkey);
+            CHECK(r && r->type == REDIS_REPLY_INTEGER);
+            CHECK_UINT_EQ((uint64_t)r->integer, slot_of(a, id));
+            freeReplyObject(r);
+        }
+        redisFree(c);
+    }
+    CHECK_INT_EQ(total, N);
+    /* Another node's tier reads them all. */
+    for (uint64_t id = 0; id < N; id++) {
+        gencache__entry *e = NULL;
+        CHECK_OK(get_id(b, id, &e));
+        tu_check_value(e, id, 64 + id % 4000);
+        gencache__entry_release(e);
+    }
+    CHECK_UINT_EQ(errors(a), 0);
+    CHECK_UINT_EQ(errors(b), 0);
+    /* Routing came from the slot map, not from redirects. */
+    CHECK_UINT_LE(atomic_load(&((gencache__redis_tier *)b)->redirects), 3);
+    /* Invalidation walks every primary. */
+    char key[GENCACHE__KEY_MAX + 1];
+    tu_key(key, "result", 7);
+    CHECK_OK(b->ops->del(b, key, tu_hash(key)));
+    CHECK_RC(b->ops->del(b, key, tu_hash(key)), GENCACHE_ENOTFOUND);
+    uint64_t removed = 0;
+    CHECK_OK(a->ops->remove_if(a, tenant_odd, NULL, &removed));
+    CHECK_UINT_EQ(removed, N / 2 - 1);
+    gencache__entry *e = NULL;
+    CHECK_RC(get_id(b, 9, &e), GENCACHE_ENOTFOUND);
+    CHECK_OK(get_id(b, 10, &e));
+    gencache__entry_release(e);
+    a->ops->close(a);
+    b->ops->close(b);
+    rc_stop();
+}
+
+typedef struct load {
+    gencache__tier *t;
+    const uint64_t *ids;
+    size_t n;
+    _Atomic bool stop;
+    _Atomic uint64_t gets, misses, puts;
+} load;
+
+static void *reader(void *arg)
+{
+    load *l = arg;
+    while (!atomic_load(&l->stop)) {
+        for (size_t i = 0; i < l->n; i++) {
+            gencache__entry *e = NULL;
+            if (get_id(l->t, l->ids[i], &e) == GENCACHE_OK)
+                gencache__entry_release(e);
+            else
+                atomic_fetch_add(&l->misses, 1);
+            atomic_fetch_add(&l->gets, 1);
+        }
+    }
+    return NULL;
+}
+
+static void *writer(void *arg)
+{
+    load *l = arg;
+    while (!atomic_load(&l->stop)) {
+        for (size_t i = 0; i < l->n; i++) {
+            put_id(l->t, l->ids[i], 1000);
+            atomic_fetch_add(&l->puts, 1);
+        }
+    }
+    return NULL;
+}
+
+static void cmd_ok(int node, const char *fmt, const char *a, const char *b)
+{
+    redisContext *c = rc_client(node);
+    CHECK(c != NULL);
+    redisReply *r = redisCommand(c, fmt, a, b);
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        test_fail(__FILE__, __LINE__, "node %d: %s: %s", node, fmt, r ? r->str : "no reply");
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* Moves slot from node src to node dst as redis-cli's reshard does, pausing between the steps so
+ * the clients see the slot in its migrating state (ASK) and then moved (MOVED). */
+static void migrate_slot(unsigned slot, int src, int dst)
+{
+    char s[16], port[16];
+    snprintf(s, sizeof s, "%u", slot);
+    snprintf(port, sizeof port, "%d", rc_nodes[dst].port);
+    cmd_ok(dst, "CLUSTER SETSLOT %s IMPORTING %s", s, rc_nodes[src].id);
+    cmd_ok(src, "CLUSTER SETSLOT %s MIGRATING %s", s, rc_nodes[dst].id);
+    usleep(20000);
+    redisContext *c = rc_client(src);
+    CHECK(c != NULL);
+    for (;;) {
+        redisReply *keys = redisCommand(c, "CLUSTER GETKEYSINSLOT %s 100", s);
+        CHECK(keys && keys->type == REDIS_REPLY_ARRAY);
+        if (keys->elements == 0) {
+            freeReplyObject(keys);
+            break;
+        }
+        /* One key at a time, so some of the slot is here and some there for a while. */
+        for (size_t i = 0; i < keys->elements; i++) {
+            const char *argv[8] = {"MIGRATE", "127.0.0.1", port, "", "0", "5000", "KEYS",
+                                   keys->element[i]->str};
+            size_t lens[8];
+            for (int k = 0; k < 8; k++)
+                lens[k] = strlen(argv[k]);
+            lens[7] = (size_t)keys->element[i]->len;
+            redisReply *r = redisCommandArgv(c, 8, argv, lens);
+            CHECK(r && r->type != REDIS_REPLY_ERROR);
+            freeReplyObject(r);
+            usleep(5000);
+        }
+        freeReplyObject(keys);
+    }
+    redisFree(c);
+    usleep(20000);
+    /* The target first: while the source already redirects there, the target must not still
+     * send clients back (it does while it is importing). */
+    cmd_ok(dst, "CLUSTER SETSLOT %s NODE %s", s, rc_nodes[dst].id);
+    for (int i = 0; i < RC_NODES; i++)
+        if (i != dst)
+            cmd_ok(i, "CLUSTER SETSLOT %s NODE %s", s, rc_nodes[dst].id);
+}
+
+TEST_CASE(slot_migration_under_load)
+{
+    CHECK(rc_start() == 0);
+    gencache__tier *t = open_cluster(3), *w = open_cluster(3);
+    /* Keys served by node 0, in distinct slots (several keys per slot for the first ones). */
+    enum { HOT = 40 };
+    uint64_t ids[HOT];
+    unsigned slots[HOT];
+    size_t n = 0, n_slots = 0;
+    for (uint64_t id = 0; n < HOT && id < 100000; id++) {
+        unsigned s = slot_of(t, id);
+        if (rc_owner(0, s) != 0)
+            continue;
+        bool seen = false;
+        for (size_t k = 0; k < n_slots; k++)
+            seen = seen || slots[k] == s;
+        if (!seen)
+            slots[n_slots++] = s;
+        ids[n++] = id;
+    }
+    CHECK_UINT_EQ(n, HOT);
+    for (size_t i = 0; i < n; i++)
+        CHECK_OK(put_id(t, ids[i], 1000));
+    load rl = {.t = t, .ids = ids, .n = HOT}, wl = {.t = w, .ids = ids, .n = HOT};
+    pthread_t rt, wt;
+    CHECK(pthread_create(&rt, NULL, reader, &rl) == 0);
+    CHECK(pthread_create(&wt, NULL, writer, &wl) == 0);
+    for (size_t k = 0; k < n_slots; k++)
+        migrate_slot(slots[k], 0, 1 + (int)(k % 2));
+    usleep(100000);
+    atomic_store(&rl.stop, true);
+    atomic_store(&wl.stop, true);
+    pthread_join(rt, NULL);
+    pthread_join(wt, NULL);
+    gencache__redis_tier *rt_ = (gencache__redis_tier *)t, *wt_ = (gencache__redis_tier *)w;
+    fprintf(stderr, "%zu slots moved: %llu gets, %llu puts, %llu + %llu redirects followed\n",
+            n_slots, (unsigned long long)atomic_load(&rl.gets),
+            (unsigned long long)atomic_load(&wl.puts),
+            (unsigned long long)atomic_load(&rt_->redirects),
+            (unsigned long long)atomic_load(&wt_->redirects));
+    CHECK_UINT_EQ(atomic_load(&rl.misses), 0);
+    CHECK_UINT_EQ(errors(t), 0);
+    CHECK_UINT_EQ(errors(w), 0);
+    CHECK_UINT_EQ(atomic_load(&wt_->dropped_puts), 0);
+    CHECK(atomic_load(&rt_->redirects) + atomic_load(&wt_->redirects) > 0);
+    CHECK(atomic_load(&rl.gets) > HOT);
+    /* Every key now lives on its new node, and reads from there. */
+    for (size_t i = 0; i < n; i++) {
+        CHECK(rc_owner(0, slot_of(t, ids[i])) != 0);
+        gencache__entry *e = NULL;
+        CHECK_OK(get_id(t, ids[i], &e));
+        tu_check_value(e, ids[i], 1000);
+        gencache__entry_release(e);
+    }
+    t->ops->close(t);
+    w->ops->close(w);
+    rc_stop();
+}
+
+TEST_CASE(primary_killed_and_restarted)
+{
+    CHECK(rc_start() == 0);
+    gencache__tier *t = open_cluster(3);
+    enum { N = 300 };
+    int owner[N];
+    for (uint64_t id = 0; id < N; id++) {
+        CHECK_OK(put_id(t, id, 512));
+        owner[id] = rc_owner(0, slot_of(t, id));
+        CHECK(owner[id] >= 0);
+    }
+    rc_kill(2);
+    uint64_t hits = 0, dead_misses = 0;
+    for (int round = 0; round < 2; round++) {
+        for (uint64_t id = 0; id < N; id++) {
+            gencache__entry *e = NULL;
+            uint64_t t0 = wall_ms();
+            int rc = get_id(t, id, &e);
+            CHECK_UINT_LE(wall_ms() - t0, TIMEOUT_MS + SLACK_MS);
+            if (owner[id] == 2) {
+                CHECK_RC(rc, GENCACHE_ENOTFOUND);
+                dead_misses++;
+            } else {
+                /* The other primaries keep serving their slots. */
+                CHECK_OK(rc);
+                gencache__entry_release(e);
+                hits++;
+            }
+        }
+    }
+    CHECK(dead_misses > 0);
+    CHECK(hits > 0);
+    CHECK(errors(t) > 0);
+    /* Puts to the dead node's slots are dropped, not errors. */
+    for (uint64_t id = 0; id < N; id++)
+        CHECK_OK(put_id(t, id, 512));
+    /* Restarted (empty: no persistence), it serves its slots again. */
+    CHECK(rc_spawn(2) == 0);
+    CHECK(rc_wait_ok(10000) == 0);
+    uint64_t id2 = 0;
+    while (owner[id2] != 2)
+        id2++;
+    uint64_t t0 = wall_ms();
+    bool back = false;
+    while (!back && wall_ms() - t0 < 10000) {
+        CHECK_OK(put_id(t, id2, 512));
+        gencache__entry *e = NULL;
+        back = get_id(t, id2, &e) == GENCACHE_OK;
+        gencache__entry_release(e);
+        if (!back)
+            usleep(50000);
+    }
+    CHECK(back);
+    fprintf(stderr, "hits again %llu ms after the restart\n",
+            (unsigned long long)(wall_ms() - t0));
+    t->ops->close(t);
+    rc_stop();
+}
