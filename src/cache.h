@@ -48,6 +48,7 @@ struct gencache {
     _Atomic uint64_t batch_demoted;
     _Atomic bool tenant_usage_loaded; /* the disk tier's entries are in the usage tables */
     _Atomic uint64_t invalidated;
+    gencache__redis_coherence *coherence; /* the shared tier's subscriber; NULL: none */
 };
 
 struct gencache_handle {
@@ -73,6 +74,11 @@ int gencache__cache_lookup(gencache *c, const char *key, const char *shown_key,
  * the meta's tenant, unenforced); enforce: refuse with GENCACHE_ELIMIT over its quota. */
 int gencache__cache_put(gencache *c, const char *key, const void *data, size_t size,
                         const gencache_meta *meta, gencache__tenant *charge, bool enforce);
+/* Coherence with the other nodes of the shared tier (cache_admin.c): start after the tiers are
+ * open, stop first thing in gencache_close(); publish after a delete or an invalidation. */
+int gencache__cache_coherence_start(gencache *c);
+void gencache__cache_coherence_stop(gencache *c);
+void gencache__cache_publish(gencache *c, const gencache_filter *f, uint64_t created_before_ms);
 /* Every removal path tells the usage tables: the entry is gone from this node's local tiers. */
 void gencache__cache_forget_usage(gencache *c, const char *tenant, const char *key, uint64_t hash);
 /* True when an entry leaving memory must still be written to disk to survive. */

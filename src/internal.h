@@ -282,6 +282,29 @@ int gencache__redis_url_split(const char *url, char *host, size_t host_size, lon
 #define GENCACHE__REDIS_CLUSTER_SCHEME "redis-cluster://"
 int gencache__redis_cluster_url_next(const char **cursor, char *host, size_t host_size, long *port);
 
+/* Coherence between nodes sharing a Redis tier (src/tier/redis_pubsub.c): deletes and
+ * invalidations are published; a subscriber thread hands the other nodes' ones to invalidate()
+ * (drop local copies: created_before_ms is the publisher's cut-off for older_than, 0: none), and
+ * calls resync() after it subscribed again following a lost connection (messages may have been
+ * missed). Both run on the subscriber thread. */
+typedef struct gencache__redis_coherence gencache__redis_coherence;
+typedef struct gencache__redis_coherence_cb {
+    void (*invalidate)(void *userdata, const gencache_filter *f, uint64_t created_before_ms);
+    void (*resync)(void *userdata);
+    void *userdata;
+} gencache__redis_coherence_cb;
+/* Starts the subscriber of Redis tier t. GENCACHE_OK, GENCACHE_EINVAL, GENCACHE_ENOMEM. */
+int gencache__redis_coherence_start(gencache__tier *t, const gencache__redis_coherence_cb *cb,
+                                    gencache__redis_coherence **out);
+/* Stops and joins the subscriber (before the cache it calls into goes away). NULL: nothing. */
+void gencache__redis_coherence_stop(gencache__redis_coherence *co);
+bool gencache__redis_coherence_subscribed(const gencache__redis_coherence *co);
+uint64_t gencache__redis_coherence_resyncs(const gencache__redis_coherence *co);
+/* Publishes a delete (f->key) or an invalidation for the other nodes. GENCACHE_OK,
+ * GENCACHE_EUNAVAILABLE (no node took it; counted as a backend error), GENCACHE_EINVAL. */
+int gencache__redis_publish_invalidation(gencache__tier *t, const gencache_filter *f,
+                                         uint64_t created_before_ms);
+
 /* ---- write-back queue (src/writeback.c) ---------------------------------------------------
  * Entries on their way from memory to the tiers below, written by one background thread so that
  * neither a put nor an eviction waits for a durable write it did not ask for. A queued entry stays

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tier/entry_codec.h"
 #include "tier/redis.h"
@@ -449,8 +451,7 @@ int gencache__redis_url_split(const char *url, char *host, size_t host_size, lon
     return *p ? GENCACHE_ECONFIG : GENCACHE_OK;
 }
 
-int gencache__redis_cluster_url_next(const char **cursor, char *host, size_t host_size,
-                                     long *port)
+int gencache__redis_cluster_url_next(const char **cursor, char *host, size_t host_size, long *port)
 {
     const char *p = *cursor;
     if (strncmp(p, GENCACHE__REDIS_CLUSTER_SCHEME, sizeof GENCACHE__REDIS_CLUSTER_SCHEME - 1) == 0)
@@ -558,6 +559,8 @@ int gencache__redis_tier_open(const gencache__redis_options *opts, gencache__tie
         return rc;
     }
     r->n_seeds = atomic_load(&r->n_nodes);
+    if (getrandom(&r->node_id, sizeof r->node_id, 0) != sizeof r->node_id)
+        r->node_id = gencache__redis_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)r;
     /* Not connecting here: a Redis that is down at start is the same as one that goes down
      * later (misses), and the first call connects (and, on a cluster, reads the slot map). */
     *out = &r->base;

@@ -82,6 +82,8 @@ typedef struct gencache__redis_tier {
 
     _Atomic uint64_t backend_errors, dropped_puts, corrupt, hits, misses;
     _Atomic uint64_t redirects, refreshes; /* MOVED/ASK followed; slot maps read */
+    uint64_t node_id;           /* random: tells this node's own published messages apart */
+    _Atomic uint64_t published; /* invalidation messages sent */
 } gencache__redis_tier;
 
 /* One command argument: up to two byte ranges sent back to back (a stored value is its codec
@@ -113,8 +115,7 @@ uint64_t gencache__redis_now_ns(void);
 
 /* Connects c to node n (and SELECTs the database) before deadline_ns. GENCACHE_OK,
  * GENCACHE_ETIMEDOUT, GENCACHE_EUNAVAILABLE (refused, reset, ...), GENCACHE_ENOMEM. */
-int gencache__redis_connect(gencache__redis_node *n, gencache__redis_conn *c,
-                            uint64_t deadline_ns);
+int gencache__redis_connect(gencache__redis_node *n, gencache__redis_conn *c, uint64_t deadline_ns);
 void gencache__redis_disconnect(gencache__redis_conn *c);
 
 /* Sends one command. GENCACHE_OK, GENCACHE_ETIMEDOUT, GENCACHE_EUNAVAILABLE, GENCACHE_ENOMEM. */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coalesce/coalesce.h"
 #include "tier/redis_ops.h"
 
 unsigned gencache__redis_slot(const char *key, size_t len)
@@ -38,9 +39,8 @@ unsigned gencache__redis_slot(const char *key, size_t len)
 
 void gencache__redis_key(const gencache__redis_tier *r, char *buf, const char *key)
 {
-    snprintf(buf, GENCACHE__REDIS_KEY_SIZE, r->cluster ? GENCACHE__REDIS_PREFIX "{%s}"
-                                                       : GENCACHE__REDIS_PREFIX "%s",
-             key);
+    snprintf(buf, GENCACHE__REDIS_KEY_SIZE,
+             r->cluster ? GENCACHE__REDIS_PREFIX "{%s}" : GENCACHE__REDIS_PREFIX "%s", key);
 }
 
 void gencache__redis_node_free(gencache__redis_tier *r, gencache__redis_node *n)
@@ -56,8 +56,7 @@ void gencache__redis_node_free(gencache__redis_tier *r, gencache__redis_node *n)
     gencache__free(r->alloc, n);
 }
 
-static gencache__redis_node *node_new(gencache__redis_tier *r, const char *host, long port,
-                                      long db)
+static gencache__redis_node *node_new(gencache__redis_tier *r, const char *host, long port, long db)
 {
     char service[8];
     snprintf(service, sizeof service, "%ld", port);
@@ -83,11 +82,7 @@ static gencache__redis_node *node_new(gencache__redis_tier *r, const char *host,
         snprintf(n->where, sizeof n->where, "%s:%ld/%ld", host, port, db);
     n->backoff_ms = GENCACHE__REDIS_BACKOFF_MIN_MS;
     pthread_mutex_init(&n->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&n->freed, &ca);
-    pthread_condattr_destroy(&ca);
+    gencache__cond_init_mono(&n->freed);
     for (int i = 0; i < GENCACHE__REDIS_POOL; i++)
         n->conns[i].fd = -1;
     return n;
@@ -231,8 +226,9 @@ static int apply_slots(gencache__redis_tier *r, gencache__redis_node *queried,
             return GENCACHE_EPARSE;
         long long from = e->element[0]->integer, to = e->element[1]->integer;
         const redisReply *ip = e->element[2]->element[0], *port = e->element[2]->element[1];
-        if (from < 0 || to >= GENCACHE__REDIS_SLOTS || from > to || ip->type != REDIS_REPLY_STRING ||
-            port->type != REDIS_REPLY_INTEGER || port->integer < 1 || port->integer > 65535)
+        if (from < 0 || to >= GENCACHE__REDIS_SLOTS || from > to ||
+            ip->type != REDIS_REPLY_STRING || port->type != REDIS_REPLY_INTEGER ||
+            port->integer < 1 || port->integer > 65535)
             return GENCACHE_EPARSE;
         const char *host = ip->len ? ip->str : qhost;
         if (!host[0])

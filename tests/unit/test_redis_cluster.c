@@ -33,8 +33,11 @@ static gencache__tier *open_cluster(int seeds)
 
 static int put_id(gencache__tier *t, uint64_t id, size_t size)
 {
-    gencache__entry *e = tu_entry(&(tu_spec){.id = id, .size = size, .now_ms = wall_ms(),
-                                             .tenant = id % 2 ? "odd" : "even", .ttl_ms = 600000});
+    gencache__entry *e = tu_entry(&(tu_spec){.id = id,
+                                             .size = size,
+                                             .now_ms = wall_ms(),
+                                             .tenant = id % 2 ? "odd" : "even",
+                                             .ttl_ms = 600000});
     int rc = t->ops->put(t, e, wall_ms());
     gencache__entry_release(e);
     return rc;
@@ -93,16 +96,16 @@ TEST_CASE(slot_hash)
     CHECK_STR_EQ(rd.addr, "127.0.0.1:6381");
     CHECK(gencache__redis_redirect_parse("ASK 0 [::1]:7000", 16, &rd));
     CHECK_INT_EQ(rd.kind, GENCACHE__REDIS_ASK);
-    const char *bad[] = {"MOVED", "MOVED 16384 h:1", "MOVED x h:1", "MOVED 1", "ERR wrong",
-                         "ASK 12 "};
+    const char *bad[] = {"MOVED",   "MOVED 16384 h:1", "MOVED x h:1",
+                         "MOVED 1", "ERR wrong",       "ASK 12 "};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         CHECK(!gencache__redis_redirect_parse(bad[i], strlen(bad[i]), &rd));
         CHECK_INT_EQ(rd.kind, GENCACHE__REDIS_NO_REDIRECT);
     }
 
     /* Seed lists: malformed ones are configuration errors. */
-    const char *urls[] = {"redis-cluster://", "redis-cluster://host", "redis-cluster://h:0",
-                          "redis-cluster://h:1,", "redis-cluster://:5", "redis-cluster://h:1/2",
+    const char *urls[] = {"redis-cluster://",       "redis-cluster://host", "redis-cluster://h:0",
+                          "redis-cluster://h:1,",   "redis-cluster://:5",   "redis-cluster://h:1/2",
                           "redis-cluster://h:99999"};
     for (size_t i = 0; i < sizeof urls / sizeof *urls; i++) {
         gencache__redis_options o = {.url = urls[i], .timeout_ms = 50};
@@ -245,8 +248,8 @@ static void migrate_slot(unsigned slot, int src, int dst)
         }
         /* One key at a time, so some of the slot is here and some there for a while. */
         for (size_t i = 0; i < keys->elements; i++) {
-            const char *argv[8] = {"MIGRATE", "127.0.0.1", port, "", "0", "5000", "KEYS",
-                                   keys->element[i]->str};
+            const char *argv[8] = {"MIGRATE", "127.0.0.1", port,   "",
+                                   "0",       "5000",      "KEYS", keys->element[i]->str};
             size_t lens[8];
             for (int k = 0; k < 8; k++)
                 lens[k] = strlen(argv[k]);
@@ -380,8 +383,160 @@ TEST_CASE(primary_killed_and_restarted)
             usleep(50000);
     }
     CHECK(back);
-    fprintf(stderr, "hits again %llu ms after the restart\n",
-            (unsigned long long)(wall_ms() - t0));
+    fprintf(stderr, "hits again %llu ms after the restart\n", (unsigned long long)(wall_ms() - t0));
     t->ops->close(t);
     rc_stop();
+}
+
+/* ---- coherence: two caches (two nodes) sharing one Redis ---- */
+
+#include "cache.h"
+
+static gencache *open_node(const char *url)
+{
+    gencache_options o;
+    gencache_options_init(&o);
+    o.redis_url = url;
+    o.redis_timeout_ms = TIMEOUT_MS;
+    gencache *c = NULL;
+    CHECK_OK(gencache_open(&c, &o));
+    /* Wait for its subscriber, so the test does not race the first SUBSCRIBE. */
+    uint64_t t0 = wall_ms();
+    while (!gencache__redis_coherence_subscribed(c->coherence) && wall_ms() - t0 < 5000)
+        usleep(5000);
+    CHECK(gencache__redis_coherence_subscribed(c->coherence));
+    return c;
+}
+
+static void node_put(gencache *c, uint64_t id, const char *tag)
+{
+    char key[GENCACHE__KEY_MAX + 1];
+    tu_key(key, "result", id);
+    gencache_meta m;
+    gencache_meta_init(&m);
+    m.tags = tag;
+    char v[64];
+    snprintf(v, sizeof v, "value %llu", (unsigned long long)id);
+    CHECK_OK(gencache_put(c, key, v, strlen(v), &m));
+}
+
+/* GENCACHE_OK and the tier that answered, or the miss. */
+static int node_get(gencache *c, uint64_t id, char tier[16])
+{
+    char key[GENCACHE__KEY_MAX + 1];
+    tu_key(key, "result", id);
+    gencache_handle *h = NULL;
+    int rc = gencache_get(c, key, &h);
+    if (rc == GENCACHE_OK) {
+        const gencache_meta *m = gencache_handle_meta(h);
+        snprintf(tier, 16, "%s", m && m->tier ? m->tier : "?");
+        gencache_handle_release(h);
+    }
+    return rc;
+}
+
+/* Polls until node c misses id; the milliseconds it took, or -1 after limit_ms. */
+static long ms_until_miss(gencache *c, uint64_t id, long limit_ms)
+{
+    uint64_t t0 = wall_ms();
+    char tier[16];
+    while ((long)(wall_ms() - t0) <= limit_ms) {
+        if (node_get(c, id, tier) == GENCACHE_ENOTFOUND)
+            return (long)(wall_ms() - t0);
+        usleep(2000);
+    }
+    return -1;
+}
+
+static void coherence_case(const char *url)
+{
+    gencache *a = open_node(url), *b = open_node(url);
+    char tier[16];
+    for (uint64_t id = 0; id < 6; id++)
+        node_put(a, id, id < 3 ? "red" : "blue");
+    /* b reads them from the shared tier and keeps local copies. */
+    for (uint64_t id = 0; id < 6; id++) {
+        CHECK_OK(node_get(b, id, tier));
+        CHECK_STR_EQ(tier, "redis");
+        CHECK_OK(node_get(b, id, tier));
+        CHECK_STR_EQ(tier, "mem");
+    }
+    /* A delete on a reaches b's memory within a second. */
+    char key[GENCACHE__KEY_MAX + 1];
+    tu_key(key, "result", 0);
+    CHECK_OK(gencache_del(a, key));
+    long ms = ms_until_miss(b, 0, 1000);
+    CHECK(ms >= 0);
+    fprintf(stderr, "delete seen by the other node after %ld ms\n", ms);
+    /* So does an invalidation by tag; other entries stay. */
+    gencache_filter f;
+    gencache_filter_init(&f);
+    f.tag = "red";
+    uint64_t n = 0;
+    CHECK_OK(gencache_invalidate(a, &f, &n));
+    CHECK_UINT_EQ(n, 2);
+    for (uint64_t id = 1; id < 3; id++)
+        CHECK(ms_until_miss(b, id, 1000) >= 0);
+    for (uint64_t id = 3; id < 6; id++) {
+        CHECK_OK(node_get(b, id, tier));
+        CHECK_STR_EQ(tier, "mem");
+    }
+    gencache_close(a);
+    gencache_close(b);
+}
+
+TEST_CASE(invalidation_reaches_other_nodes)
+{
+    int port = rs_start();
+    CHECK(port > 0);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    coherence_case(url);
+    rs_stop();
+}
+
+TEST_CASE(invalidation_reaches_other_nodes_on_cluster)
+{
+    CHECK(rc_start() == 0);
+    char url[256];
+    rc_url(url, sizeof url, 3);
+    coherence_case(url);
+    rc_stop();
+}
+
+TEST_CASE(reconnect_drops_local_shared_copies)
+{
+    int port = rs_start();
+    CHECK(port > 0);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    gencache *a = open_node(url), *b = open_node(url);
+    char tier[16];
+    node_put(a, 1, NULL);
+    CHECK_OK(node_get(b, 1, tier));
+    CHECK_OK(node_get(b, 1, tier));
+    CHECK_STR_EQ(tier, "mem");
+    /* Redis restarts empty: whatever was invalidated meanwhile, b cannot have heard of it. */
+    rs_stop();
+    CHECK(rs_start_on(port) == 0);
+    uint64_t t0 = wall_ms();
+    while (gencache__redis_coherence_resyncs(b->coherence) == 0 && wall_ms() - t0 < 5000)
+        usleep(5000);
+    CHECK_UINT_EQ(gencache__redis_coherence_resyncs(b->coherence), 1);
+    /* b dropped its local copy on subscribing again: the shared tier (empty now) decides. */
+    CHECK_RC(node_get(b, 1, tier), GENCACHE_ENOTFOUND);
+    /* a's first put after the restart may find a dead pooled connection (dropped): retry. */
+    t0 = wall_ms();
+    int rc = GENCACHE_ENOTFOUND;
+    while (rc != GENCACHE_OK && wall_ms() - t0 < 3000) {
+        node_put(a, 1, NULL);
+        rc = node_get(b, 1, tier);
+        if (rc != GENCACHE_OK)
+            usleep(20000);
+    }
+    CHECK_OK(rc);
+    CHECK_STR_EQ(tier, "redis");
+    gencache_close(a);
+    gencache_close(b);
+    rs_stop();
 }
