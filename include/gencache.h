@@ -173,6 +173,11 @@ typedef struct gencache_options {
     uint64_t pressure_ttl_ms;       /* while the cache is degraded, the TTL of new entries of every
                                        caller but high-priority tenants is capped at this; 0: 10
                                        minutes. Default 0 */
+    double redis_bloom_fp_rate;     /* above 0: a Bloom filter of the shared tier's keys in front
+                                       of it, sized for this false-positive rate at
+                                       redis_bloom_capacity keys; a get it rules out skips the
+                                       round trip (docs/tiers.md). 0: none. Default 0 */
+    uint64_t redis_bloom_capacity;  /* keys the filter is sized for; 0: 1,000,000. Default 0 */
 } gencache_options;
 
 /* Fills *opts with the defaults above. Thread-safety: safe. */

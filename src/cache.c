@@ -364,6 +364,8 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
             .max_value_bytes = opts.redis_max_value_bytes,
             .alloc = c->alloc,
             .log = &c->log,
+            .bloom_fp_rate = opts.redis_bloom_fp_rate,
+            .bloom_capacity = opts.redis_bloom_capacity,
         };
         gencache__tier *redis = NULL;
         rc = gencache__redis_tier_open(&ropts, &redis);

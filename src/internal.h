@@ -270,6 +270,8 @@ typedef struct gencache__redis_options {
     uint64_t max_value_bytes; /* larger values are not stored */
     const gencache_allocator *alloc;
     const gencache__log *log;
+    double bloom_fp_rate;    /* a Bloom filter of the tier's keys in front of it; 0: none */
+    uint64_t bloom_capacity; /* keys the filter is sized for at that rate; 0: 1,000,000 */
 } gencache__redis_options;
 
 int gencache__redis_tier_open(const gencache__redis_options *opts, gencache__tier **out);

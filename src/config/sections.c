@@ -131,6 +131,23 @@ static int tier_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yam
         }
         if (strcmp(key, "cluster") == 0)
             return redis_cluster_seeds(x, v, path, c);
+        if (strcmp(key, "bloom_fp_rate") == 0) {
+            const char *s = scalar(v);
+            char *end = NULL;
+            errno = 0;
+            double r = s ? strtod(s, &end) : 0;
+            if (!s || !*s || *end || errno || !(r > 0.0 && r <= 0.5))
+                return fail(x, v, path, "expected a rate above 0 and at most 0.5, like 0.01");
+            c->redis_bloom_fp_rate = r;
+            return 0;
+        }
+        if (strcmp(key, "bloom_capacity") == 0) {
+            unsigned cap = 0;
+            if (gencache__cfg_uint(x, v, path, 1, 4000000000u, &cap) != 0)
+                return -1;
+            c->redis_bloom_capacity = cap;
+            return 0;
+        }
         if (strcmp(key, "timeout_ms") == 0)
             return gencache__cfg_uint(x, v, path, 1, 60000, &c->redis_timeout_ms);
         if (strcmp(key, "max_value_bytes") == 0) {
@@ -143,7 +160,9 @@ static int tier_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yam
             c->redis_disabled = !b;
             return 0;
         }
-        return unknown(x, kn, path, "enabled, url, cluster, timeout_ms, max_value_bytes");
+        return unknown(x, kn, path,
+                       "enabled, url, cluster, timeout_ms, max_value_bytes, bloom_fp_rate, "
+                       "bloom_capacity");
     }
     /* gpu: there is no GPU tier in this build; its keys are accepted only switched off. */
     if (strcmp(key, "enabled") == 0) {

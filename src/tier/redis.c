@@ -256,6 +256,10 @@ static int redis_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t
     size_t layer_len;
     if (!out || gencache__key_split(key, &layer, &layer_len) != GENCACHE_OK)
         return GENCACHE_EINVAL;
+    if (gencache__redis_bloom_rules_out(r, key)) {
+        atomic_fetch_add(&r->misses, 1); /* no node wrote it: no round trip */
+        return GENCACHE_ENOTFOUND;
+    }
     char rkey[GENCACHE__REDIS_KEY_SIZE];
     gencache__redis_key(r, rkey, key);
     get_arg g = {.rkey = rkey, .rlen = strlen(rkey), .touch = touch, .pttl = -2};
@@ -295,6 +299,51 @@ static int redis_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t
     return GENCACHE_OK;
 }
 
+typedef struct put_arg {
+    const gencache__redis_arg *set;
+    int set_argc;
+    const char *key;
+    size_t key_len;
+    redisReply *reply; /* the SET's */
+} put_arg;
+
+/* SET, then PUBLISH of the key on the written channel (other nodes' Bloom filters), in one round
+ * trip. The SET runs first, so a node that hears of the key finds it. */
+static int put_op(gencache__redis_tier *r, gencache__redis_node *n, gencache__redis_conn *c,
+                  bool asking, void *arg, uint64_t dl, gencache__redis_redirect *redir,
+                  bool *conn_ok)
+{
+    (void)r;
+    (void)n;
+    put_arg *pa = arg;
+    gencache__redis_arg ask[1] = {{{"ASKING"}, {6}}};
+    gencache__redis_arg pub[3] = {
+        {{"PUBLISH"}, {7}},
+        {{GENCACHE__REDIS_WRITTEN_CHANNEL}, {sizeof GENCACHE__REDIS_WRITTEN_CHANNEL - 1}},
+        {{pa->key}, {pa->key_len}}};
+    int rc = asking ? gencache__redis_send(c, 1, ask, dl) : GENCACHE_OK;
+    if (rc == GENCACHE_OK)
+        rc = gencache__redis_send(c, pa->set_argc, pa->set, dl);
+    if (rc == GENCACHE_OK)
+        rc = gencache__redis_send(c, 3, pub, dl);
+    redisReply *replies[3] = {NULL, NULL, NULL};
+    int first = asking ? 0 : 1;
+    for (int i = first; i < 3 && rc == GENCACHE_OK; i++)
+        rc = gencache__redis_reply(c, dl, &replies[i]);
+    *conn_ok = rc == GENCACHE_OK;
+    if (rc == GENCACHE_OK && replies[1]->type == REDIS_REPLY_ERROR &&
+        gencache__redis_redirect_parse(replies[1]->str, (size_t)replies[1]->len, redir)) {
+        /* The PUBLISH went out for nothing: harmless (a key heard of may always be absent). */
+    } else if (rc == GENCACHE_OK) {
+        pa->reply = replies[1];
+        replies[1] = NULL;
+    }
+    for (int i = 0; i < 3; i++)
+        if (replies[i])
+            freeReplyObject(replies[i]);
+    return rc;
+}
+
 static int redis_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
 {
     gencache__redis_tier *r = (gencache__redis_tier *)t;
@@ -327,8 +376,13 @@ static int redis_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
                                 {{rec, e->value}, {len, e->size}},
                                 {{"PX"}, {2}},
                                 {{px}, {strlen(px)}}};
-    redisReply *rep = NULL;
-    rc = gencache__redis_route_command(r, 1, expires ? 5 : 3, a, deadline(r), &rep);
+    size_t klen = strlen(e->key);
+    put_arg pa = {.set = a, .set_argc = expires ? 5 : 3, .key = e->key, .key_len = klen};
+    gencache__redis_bloom_note(r, e->key, klen);
+    rc = gencache__redis_route(r, rkey, strlen(rkey), deadline(r), put_op, &pa);
+    redisReply *rep = pa.reply;
+    /* Noted again now that the SET has run: a filter rebuild that began meanwhile has it. */
+    gencache__redis_bloom_note(r, e->key, klen);
     if (rc == GENCACHE_OK && rep->type != REDIS_REPLY_STATUS) {
         gencache__log_msg(r->log, GENCACHE_LOG_WARN, "redis tier %s: SET: %s", r->where,
                           rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
@@ -389,6 +443,7 @@ static void redis_close(gencache__tier *t)
     for (unsigned i = 0; i < count; i++)
         gencache__redis_node_free(r, r->nodes[i]);
     pthread_mutex_destroy(&r->topo_lock);
+    gencache__redis_bloom_close(r);
     gencache__free(r->alloc, r->where);
     gencache__free(r->alloc, r);
 }
@@ -541,11 +596,12 @@ int gencache__redis_tier_open(const gencache__redis_options *opts, gencache__tie
     r->cluster = strncmp(opts->url, GENCACHE__REDIS_CLUSTER_SCHEME,
                          sizeof GENCACHE__REDIS_CLUSTER_SCHEME - 1) == 0;
     pthread_mutex_init(&r->topo_lock, NULL);
+    int brc = gencache__redis_bloom_open(r, opts->bloom_fp_rate, opts->bloom_capacity);
     for (unsigned s = 0; s < GENCACHE__REDIS_SLOTS; s++)
         atomic_init(&r->slots[s], r->cluster ? 0xff : 0);
     int rc = GENCACHE_ENOMEM;
     r->where = gencache__malloc(r->alloc, strlen(opts->url) + 1);
-    if (r->where) {
+    if (r->where && brc == GENCACHE_OK) {
         strcpy(r->where, opts->url);
         rc = r->cluster ? parse_cluster_url(r, opts->url) : parse_url(r, opts->url);
     }

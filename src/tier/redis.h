@@ -31,6 +31,9 @@
 #define GENCACHE__REDIS_MAX_REDIRECTS  5
 #define GENCACHE__REDIS_REFRESH_MS     5000
 #define GENCACHE__REDIS_REFRESH_MIN_MS 100
+/* The Bloom filter is rebuilt from SCAN this often, shedding deleted and expired keys and
+ * catching keys whose written message was lost (docs/tiers.md). */
+#define GENCACHE__REDIS_BLOOM_REBUILD_MS 60000
 
 typedef struct gencache__redis_conn {
     int fd;       /* -1: not connected */
@@ -84,6 +87,16 @@ typedef struct gencache__redis_tier {
     _Atomic uint64_t redirects, refreshes; /* MOVED/ASK followed; slot maps read */
     uint64_t node_id;           /* random: tells this node's own published messages apart */
     _Atomic uint64_t published; /* invalidation messages sent */
+
+    /* The Bloom filter in front of the tier (redis_bloom.c); bloom NULL: none. */
+    double bloom_fp_rate;
+    uint64_t bloom_capacity;
+    pthread_rwlock_t bloom_lock; /* read: test and add; write: swap in a rebuilt filter */
+    struct gencache__bloom *bloom, *bloom_next; /* in use; being rebuilt (NULL: none) */
+    _Atomic bool bloom_ready; /* it holds every key: a negative answer skips Redis */
+    _Atomic unsigned sub_gen; /* the subscriber's connection count; a lost one moves it */
+    _Atomic bool subscribed;
+    _Atomic uint64_t bloom_skips, bloom_rebuilds, bloom_rebuild_keys;
 } gencache__redis_tier;
 
 /* One command argument: up to two byte ranges sent back to back (a stored value is its codec

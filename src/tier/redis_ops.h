@@ -63,7 +63,30 @@ int gencache__redis_route_command(gencache__redis_tier *r, int key_arg, int argc
                                   const gencache__redis_arg *argv, uint64_t deadline_ns,
                                   redisReply **out);
 
+/* ---- the Bloom filter (redis_bloom.c) ---- */
+
+#define GENCACHE__REDIS_WRITTEN_CHANNEL "gencache:v1:written"
+/* Makes the filter when the options ask for one. GENCACHE_OK, GENCACHE_ENOMEM. */
+int gencache__redis_bloom_open(gencache__redis_tier *r, double fp_rate, uint64_t capacity);
+void gencache__redis_bloom_close(gencache__redis_tier *r);
+/* Adds an entry key (this node writes it, or another node said it did). */
+void gencache__redis_bloom_note(gencache__redis_tier *r, const char *key, size_t len);
+/* True when the filter is ready and says the key cannot be in Redis. */
+bool gencache__redis_bloom_rules_out(gencache__redis_tier *r, const char *key);
+/* The subscriber lost its connection: messages may be missed, so the filter stops deciding. */
+void gencache__redis_bloom_lost(gencache__redis_tier *r);
+/* Rebuilds the filter from SCAN over every primary (bounded rate); the new filter decides when
+ * the subscription it was started under (gen) is still unbroken at the end. */
+int gencache__redis_bloom_rebuild(gencache__redis_tier *r, unsigned gen, const _Atomic bool *stop);
+
 /* ---- many keys (redis_scan.c) ---- */
+
+/* One SCAN step over the tier's keys on c (SCAN cursor MATCH <prefix>* COUNT count): checks the
+ * reply's shape and moves cursor on. *out is the reply (free it with freeReplyObject); its
+ * element[1] holds the keys. GENCACHE_EPARSE for a reply of another shape; else as
+ * gencache__redis_command. */
+int gencache__redis_scan_step(gencache__redis_conn *c, char cursor[32], const char *count,
+                              uint64_t dl, redisReply **out);
 
 /* Removes a stored value that failed its check (rkey: the Redis key), only if it is still the
  * same record (when e is known); counts it and reports it to on_evict. */

@@ -6,7 +6,8 @@
  * that loses its connection may have missed messages: once it is subscribed again it asks the
  * cache to drop its local copies of shared entries (the shared tier is the truth; docs/tiers.md).
  * Liveness: a PING after a second of silence, and a connection with no answer for two more
- * seconds counts as lost.
+ * seconds counts as lost. The same subscription carries the keys other nodes write, for the
+ * Bloom filter (redis_bloom.c), whose rebuilds run on a second thread.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,13 @@ struct gencache__redis_coherence {
     int fd; /* the subscriber's socket while connected; -1: none */
     _Atomic bool subscribed;
     _Atomic uint64_t received, resyncs;
+    /* The Bloom filter's rebuilder (only with a filter): rebuilds when asked (after each
+     * subscription) and every GENCACHE__REDIS_BLOOM_REBUILD_MS. */
+    pthread_t rebuilder;
+    bool has_rebuilder;
+    bool rebuild_wanted; /* under lock */
+    unsigned rebuild_gen;
+    _Atomic bool stop_flag; /* stop, readable without the lock (the rebuild's SCAN checks it) */
 };
 
 /* ---- messages: MAGIC, u64 origin, u64 created_before_ms, then key, layer, tenant, tag, model
@@ -157,6 +165,11 @@ static void deliver(gencache__redis_coherence *co, const redisReply *rep)
         rep->element[0]->type != REDIS_REPLY_STRING ||
         strcmp(rep->element[0]->str, "message") != 0 || rep->element[2]->type != REDIS_REPLY_STRING)
         return; /* a subscribe confirmation or a PING's answer */
+    if (rep->element[1]->type == REDIS_REPLY_STRING &&
+        strcmp(rep->element[1]->str, GENCACHE__REDIS_WRITTEN_CHANNEL) == 0) {
+        gencache__redis_bloom_note(co->r, rep->element[2]->str, (size_t)rep->element[2]->len);
+        return;
+    }
     char store[N_FIELDS * (MAX_FIELD_LEN + 1)];
     gencache_filter f;
     uint64_t origin, created_before;
@@ -196,16 +209,71 @@ static bool stopping(gencache__redis_coherence *co)
 /* Subscribes on c; GENCACHE_OK once Redis confirms. */
 static int subscribe(gencache__redis_conn *c, uint64_t dl)
 {
-    gencache__redis_arg a[2] = {{{"SUBSCRIBE"}, {9}}, {{CHANNEL}, {sizeof CHANNEL - 1}}};
-    redisReply *rep = NULL;
-    int rc = gencache__redis_command(c, dl, &rep, 2, a);
-    if (rc == GENCACHE_OK && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
-                              rep->element[0]->type != REDIS_REPLY_STRING ||
-                              strcmp(rep->element[0]->str, "subscribe") != 0))
-        rc = GENCACHE_EPARSE;
-    if (rep)
-        freeReplyObject(rep);
+    gencache__redis_arg a[3] = {
+        {{"SUBSCRIBE"}, {9}},
+        {{CHANNEL}, {sizeof CHANNEL - 1}},
+        {{GENCACHE__REDIS_WRITTEN_CHANNEL}, {sizeof GENCACHE__REDIS_WRITTEN_CHANNEL - 1}}};
+    int rc = gencache__redis_send(c, 3, a, dl);
+    for (int i = 0; i < 2 && rc == GENCACHE_OK; i++) {
+        redisReply *rep = NULL;
+        rc = gencache__redis_reply(c, dl, &rep);
+        if (rc == GENCACHE_OK && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+                                  rep->element[0]->type != REDIS_REPLY_STRING ||
+                                  strcmp(rep->element[0]->str, "subscribe") != 0))
+            rc = GENCACHE_EPARSE;
+        if (rep)
+            freeReplyObject(rep);
+    }
     return rc;
+}
+
+/* Asks the rebuilder for a fresh filter made under subscription gen. */
+static void want_rebuild(gencache__redis_coherence *co, unsigned gen)
+{
+    pthread_mutex_lock(&co->lock);
+    co->rebuild_wanted = true;
+    co->rebuild_gen = gen;
+    pthread_cond_broadcast(&co->wake);
+    pthread_mutex_unlock(&co->lock);
+}
+
+static struct timespec after_ns(uint64_t ns)
+{
+    uint64_t at = gencache__redis_now_ns() + ns;
+    return (struct timespec){(time_t)(at / 1000000000u), (long)(at % 1000000000u)};
+}
+
+static void *rebuilder(void *arg)
+{
+    gencache__redis_coherence *co = arg;
+    pthread_mutex_lock(&co->lock);
+    while (!co->stop) {
+        if (!co->rebuild_wanted) {
+            struct timespec ts = after_ns((uint64_t)GENCACHE__REDIS_BLOOM_REBUILD_MS * 1000000u);
+            if (pthread_cond_timedwait(&co->wake, &co->lock, &ts) != 0 && !co->stop &&
+                atomic_load(&co->subscribed)) {
+                co->rebuild_wanted = true; /* the periodic one sheds deleted keys */
+                co->rebuild_gen = atomic_load(&co->r->sub_gen);
+            }
+            continue;
+        }
+        co->rebuild_wanted = false;
+        unsigned gen = co->rebuild_gen;
+        pthread_mutex_unlock(&co->lock);
+        int rc = gencache__redis_bloom_rebuild(co->r, gen, &co->stop_flag);
+        pthread_mutex_lock(&co->lock);
+        if (rc != GENCACHE_OK && !co->stop && atomic_load(&co->r->sub_gen) == gen) {
+            /* A node did not answer: try again shortly. */
+            struct timespec ts = after_ns(200000000u);
+            pthread_cond_timedwait(&co->wake, &co->lock, &ts);
+            if (!co->rebuild_wanted) {
+                co->rebuild_wanted = true;
+                co->rebuild_gen = gen;
+            }
+        }
+    }
+    pthread_mutex_unlock(&co->lock);
+    return NULL;
 }
 
 /* Reads messages until the connection is lost or the tier closes. */
@@ -258,7 +326,11 @@ static void *subscriber(void *arg)
         if (rc == GENCACHE_OK)
             rc = subscribe(&c, dl);
         if (rc == GENCACHE_OK) {
+            unsigned gen = atomic_fetch_add(&r->sub_gen, 1) + 1;
+            atomic_store(&r->subscribed, true);
             atomic_store(&co->subscribed, true);
+            if (co->has_rebuilder)
+                want_rebuild(co, gen);
             if (was_subscribed) {
                 /* Messages sent while we were away are lost: what this node holds of shared
                  * entries may be stale. Subscribed first, so nothing later is missed. */
@@ -271,6 +343,10 @@ static void *subscriber(void *arg)
             }
             was_subscribed = true;
             listen_on(co, &c);
+            /* Messages may be lost from here on: the filter stops deciding. */
+            atomic_store(&r->subscribed, false);
+            atomic_fetch_add(&r->sub_gen, 1);
+            gencache__redis_bloom_lost(r);
             atomic_store(&co->subscribed, false);
         }
         pthread_mutex_lock(&co->lock);
@@ -300,7 +376,18 @@ int gencache__redis_coherence_start(gencache__tier *t, const gencache__redis_coh
     co->fd = -1;
     pthread_mutex_init(&co->lock, NULL);
     gencache__cond_init_mono(&co->wake);
+    /* The rebuilder first: the subscriber reads has_rebuilder. */
+    if (r->bloom)
+        co->has_rebuilder = pthread_create(&co->rebuilder, NULL, rebuilder, co) == 0;
     if (pthread_create(&co->thread, NULL, subscriber, co) != 0) {
+        if (co->has_rebuilder) {
+            pthread_mutex_lock(&co->lock);
+            co->stop = true;
+            atomic_store(&co->stop_flag, true);
+            pthread_cond_broadcast(&co->wake);
+            pthread_mutex_unlock(&co->lock);
+            pthread_join(co->rebuilder, NULL);
+        }
         pthread_mutex_destroy(&co->lock);
         pthread_cond_destroy(&co->wake);
         free(co);
@@ -316,11 +403,15 @@ void gencache__redis_coherence_stop(gencache__redis_coherence *co)
         return;
     pthread_mutex_lock(&co->lock);
     co->stop = true;
+    atomic_store(&co->stop_flag, true);
     if (co->fd >= 0)
         shutdown(co->fd, SHUT_RDWR); /* wakes the reader at once */
     pthread_cond_broadcast(&co->wake);
     pthread_mutex_unlock(&co->lock);
     pthread_join(co->thread, NULL);
+    if (co->has_rebuilder)
+        pthread_join(co->rebuilder, NULL);
+    atomic_store(&co->r->bloom_ready, false);
     pthread_mutex_destroy(&co->lock);
     pthread_cond_destroy(&co->wake);
     free(co);

@@ -164,6 +164,30 @@ static int scan_batch(gencache__redis_tier *r, gencache__redis_conn *c, const re
     return rc;
 }
 
+int gencache__redis_scan_step(gencache__redis_conn *c, char cursor[32], const char *count,
+                              uint64_t dl, redisReply **out)
+{
+    gencache__redis_arg a[6] = {
+        {{"SCAN"}, {4}},  {{cursor}, {strlen(cursor)}},
+        {{"MATCH"}, {5}}, {{GENCACHE__REDIS_PREFIX "*"}, {sizeof GENCACHE__REDIS_PREFIX}},
+        {{"COUNT"}, {5}}, {{count}, {strlen(count)}}};
+    redisReply *rep = NULL;
+    int rc = gencache__redis_command(c, dl, &rep, 6, a);
+    if (rc == GENCACHE_OK &&
+        (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+         rep->element[0]->type != REDIS_REPLY_STRING || rep->element[0]->len >= 31 ||
+         rep->element[1]->type != REDIS_REPLY_ARRAY))
+        rc = GENCACHE_EPARSE;
+    if (rc == GENCACHE_OK) {
+        memcpy(cursor, rep->element[0]->str, (size_t)rep->element[0]->len);
+        cursor[rep->element[0]->len] = '\0';
+        *out = rep;
+    } else if (rep) {
+        freeReplyObject(rep);
+    }
+    return rc;
+}
+
 /* Walks one node's keys. */
 static int remove_if_node(gencache__redis_tier *r, gencache__redis_node *n,
                           gencache__entry_pred pred, void *userdata, uint64_t *count)
@@ -177,20 +201,9 @@ static int remove_if_node(gencache__redis_tier *r, gencache__redis_node *n,
         return GENCACHE_EUNAVAILABLE;
     do {
         uint64_t dl = gencache__redis_now_ns() + (uint64_t)r->timeout_ms * 1000000u;
-        gencache__redis_arg a[6] = {
-            {{"SCAN"}, {4}},  {{cursor}, {strlen(cursor)}},
-            {{"MATCH"}, {5}}, {{GENCACHE__REDIS_PREFIX "*"}, {sizeof GENCACHE__REDIS_PREFIX}},
-            {{"COUNT"}, {5}}, {{SCAN_COUNT}, {sizeof SCAN_COUNT - 1}}};
         redisReply *rep = NULL;
-        rc = gencache__redis_command(c, dl, &rep, 6, a);
-        if (rc == GENCACHE_OK &&
-            (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-             rep->element[0]->type != REDIS_REPLY_STRING || rep->element[0]->len >= 31 ||
-             rep->element[1]->type != REDIS_REPLY_ARRAY))
-            rc = GENCACHE_EPARSE;
+        rc = gencache__redis_scan_step(c, cursor, SCAN_COUNT, dl, &rep);
         if (rc == GENCACHE_OK) {
-            memcpy(cursor, rep->element[0]->str, (size_t)rep->element[0]->len);
-            cursor[rep->element[0]->len] = '\0';
             visited += rep->element[1]->elements;
             const redisReply *keys = rep->element[1];
             for (size_t i = 0; i < keys->elements && rc == GENCACHE_OK; i += MAX_BATCH) {

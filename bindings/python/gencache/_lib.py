@@ -155,6 +155,7 @@ class Options(ctypes.Structure):
         ("redis_url", c_char_p), ("redis_timeout_ms", c_u32), ("redis_max_value_bytes", c_u64),
         ("writeback_max_bytes", c_u64), ("mem_max_pinned_bytes", c_u64),
         ("pressure_warn_ratio", ctypes.c_double), ("pressure_ttl_ms", c_u64),
+        ("redis_bloom_fp_rate", ctypes.c_double), ("redis_bloom_capacity", c_u64),
     ]
 
 
