@@ -324,7 +324,9 @@ static void drop_local(void *ud, const gencache_filter *f, uint64_t created_befo
         uint64_t hash = gencache__checksum(f->key, strlen(f->key));
         if (cache->wb)
             gencache__writeback_forget(cache->wb, f->key, hash);
-        for (unsigned i = 0; i < cache->n_tiers; i++)
+        /* Lowest tier first: a get racing with this finds the copies gone from below before
+         * it could promote one into memory. The subscriber applies the drop again shortly. */
+        for (unsigned i = cache->n_tiers; i-- > 0;)
             if ((int)i != cache->shared_tier)
                 cache->tiers[i]->ops->del(cache->tiers[i], f->key, hash);
         gencache__tenants_forget_key(cache->tenants, f->key, hash);
@@ -387,4 +389,13 @@ void gencache__cache_publish(gencache *c, const gencache_filter *f, uint64_t cre
 {
     if (c->shared_tier >= 0)
         gencache__redis_publish_invalidation(c->tiers[c->shared_tier], f, created_before_ms);
+}
+
+gencache__tier *gencache__cache_shared_for(gencache *c, const char *key)
+{
+    int idx;
+    if (c->shared_tier < 0 || gencache__cache_key_layer(c, key, &idx) != GENCACHE_OK ||
+        !c->layers[idx].shared)
+        return NULL;
+    return c->tiers[c->shared_tier];
 }

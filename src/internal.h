@@ -306,6 +306,16 @@ uint64_t gencache__redis_coherence_resyncs(const gencache__redis_coherence *co);
  * GENCACHE_EUNAVAILABLE (no node took it; counted as a backend error), GENCACHE_EINVAL. */
 int gencache__redis_publish_invalidation(gencache__tier *t, const gencache_filter *f,
                                          uint64_t created_before_ms);
+/* Single flight across nodes (src/tier/redis_lease.c): the lease on key in Redis, with a token
+ * and a TTL. acquire: GENCACHE_OK (ours), GENCACHE_EEXIST (the entry is stored already),
+ * GENCACHE_EBUSY (another holder), GENCACHE_EUNAVAILABLE (Redis cannot say). renew with ttl_ms 0
+ * deletes it; both act only while the token is still the holder's (else GENCACHE_ENOTFOUND). */
+int gencache__redis_lease_acquire(gencache__tier *t, const char *key, uint64_t token,
+                                  uint32_t ttl_ms);
+int gencache__redis_lease_renew(gencache__tier *t, const char *key, uint64_t token,
+                                uint32_t ttl_ms);
+/* The cache's shared tier when key's layer reaches it; NULL otherwise (cache_admin.c). */
+gencache__tier *gencache__cache_shared_for(gencache *cache, const char *key);
 
 /* ---- write-back queue (src/writeback.c) ---------------------------------------------------
  * Entries on their way from memory to the tiers below, written by one background thread so that

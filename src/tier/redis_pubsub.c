@@ -27,6 +27,10 @@
 #define N_FIELDS      5
 #define ABSENT        0xffffffffu
 #define MAX_FIELD_LEN 4096u
+/* Each invalidation is applied again this long after it arrived: a get that read a lower local
+ * tier just before the drop may have promoted its copy into memory just after. */
+#define AGAIN_MS 100
+#define N_AGAIN  32
 
 struct gencache__redis_coherence {
     gencache__redis_tier *r;
@@ -45,6 +49,12 @@ struct gencache__redis_coherence {
     bool rebuild_wanted; /* under lock */
     unsigned rebuild_gen;
     _Atomic bool stop_flag; /* stop, readable without the lock (the rebuild's SCAN checks it) */
+    /* Invalidations to apply once more (subscriber thread only): copies of the messages. */
+    struct {
+        char *msg; /* NULL: free slot */
+        size_t len;
+        uint64_t due_ns;
+    } again[N_AGAIN];
 };
 
 /* ---- messages: MAGIC, u64 origin, u64 created_before_ms, then key, layer, tenant, tag, model
@@ -180,8 +190,44 @@ static void deliver(gencache__redis_coherence *co, const redisReply *rep)
         return;
     }
     atomic_fetch_add(&co->received, 1);
-    if (origin != co->r->node_id)
-        co->cb.invalidate(co->cb.userdata, &f, created_before);
+    if (origin == co->r->node_id)
+        return;
+    co->cb.invalidate(co->cb.userdata, &f, created_before);
+    for (int i = 0; i < N_AGAIN; i++) {
+        if (!co->again[i].msg) {
+            co->again[i].msg = malloc(rep->element[2]->len);
+            if (co->again[i].msg) {
+                memcpy(co->again[i].msg, rep->element[2]->str, rep->element[2]->len);
+                co->again[i].len = rep->element[2]->len;
+                co->again[i].due_ns = gencache__redis_now_ns() + (uint64_t)AGAIN_MS * 1000000u;
+            }
+            break;
+        }
+    }
+}
+
+/* Applies the invalidations whose second pass is due (all of them with force); returns the
+ * earliest due time left (UINT64_MAX: none). */
+static uint64_t run_again(gencache__redis_coherence *co, bool force)
+{
+    uint64_t now = gencache__redis_now_ns(), next = UINT64_MAX;
+    for (int i = 0; i < N_AGAIN; i++) {
+        if (!co->again[i].msg)
+            continue;
+        if (force || co->again[i].due_ns <= now) {
+            char store[N_FIELDS * (MAX_FIELD_LEN + 1)];
+            gencache_filter f;
+            uint64_t origin, created_before;
+            if (!force && decode(co->again[i].msg, co->again[i].len, &origin, &f, &created_before,
+                                 store, sizeof store))
+                co->cb.invalidate(co->cb.userdata, &f, created_before);
+            free(co->again[i].msg);
+            co->again[i].msg = NULL;
+        } else if (co->again[i].due_ns < next) {
+            next = co->again[i].due_ns;
+        }
+    }
+    return next;
 }
 
 /* Waits ms or until stop; true when stopping. */
@@ -282,8 +328,9 @@ static void listen_on(gencache__redis_coherence *co, gencache__redis_conn *c)
     uint64_t last_rx = gencache__redis_now_ns(), ping_at = 0;
     while (!stopping(co)) {
         redisReply *rep = NULL;
-        uint64_t now = gencache__redis_now_ns();
-        int rc = gencache__redis_reply(c, now + (uint64_t)POLL_MS * 1000000u, &rep);
+        uint64_t again = run_again(co, false);
+        uint64_t now = gencache__redis_now_ns(), until = now + (uint64_t)POLL_MS * 1000000u;
+        int rc = gencache__redis_reply(c, again < until ? again : until, &rep);
         now = gencache__redis_now_ns();
         if (rc == GENCACHE_ETIMEDOUT) {
             if (ping_at && now - ping_at > (uint64_t)DEAD_MS * 1000000u)
@@ -358,6 +405,7 @@ static void *subscriber(void *arg)
     }
     gencache__redis_disconnect(&c);
     free(c.buf);
+    run_again(co, true); /* frees them */
     return NULL;
 }
 

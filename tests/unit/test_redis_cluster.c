@@ -678,3 +678,141 @@ TEST_CASE(bloom_skips_round_trips_without_false_negatives)
     gencache_close(b);
     rs_stop();
 }
+
+/* ---- single flight across nodes ---- */
+
+typedef struct flyer {
+    gencache *c;
+    const char *key;
+    _Atomic int *computed;
+    int kind, waited, rc;
+    char value[32];
+} flyer;
+
+static void *fly(void *arg)
+{
+    flyer *f = arg;
+    gencache_claim_result res;
+    f->rc = gencache_claim(f->c, f->key, NULL, &res);
+    f->kind = res.kind;
+    f->waited = res.waited;
+    if (f->rc != GENCACHE_OK)
+        return NULL;
+    if (res.kind == GENCACHE_CLAIM_LEASE) {
+        atomic_fetch_add(f->computed, 1);
+        usleep(200000); /* the upstream call */
+        f->rc = gencache_lease_fulfil(res.lease, "generated", 9, NULL);
+        snprintf(f->value, sizeof f->value, "generated");
+        return NULL;
+    }
+    const void *data = gencache_handle_data(res.handle);
+    size_t size = gencache_handle_size(res.handle);
+    snprintf(f->value, sizeof f->value, "%.*s", (int)size, (const char *)data);
+    gencache_handle_release(res.handle);
+    return NULL;
+}
+
+static void single_flight_case(const char *url)
+{
+    enum { NODES = 3, PER_NODE = 10 };
+    gencache *nodes[NODES];
+    for (int i = 0; i < NODES; i++)
+        nodes[i] = open_node(url);
+    char key[GENCACHE__KEY_MAX + 1];
+    tu_key(key, "result", 4242);
+    _Atomic int computed = 0;
+    flyer fs[NODES * PER_NODE];
+    pthread_t th[NODES * PER_NODE];
+    for (int i = 0; i < NODES * PER_NODE; i++) {
+        fs[i] = (flyer){.c = nodes[i % NODES], .key = key, .computed = &computed};
+        CHECK(pthread_create(&th[i], NULL, fly, &fs[i]) == 0);
+    }
+    for (int i = 0; i < NODES * PER_NODE; i++)
+        pthread_join(th[i], NULL);
+    CHECK_INT_EQ(atomic_load(&computed), 1);
+    for (int i = 0; i < NODES * PER_NODE; i++) {
+        CHECK_OK(fs[i].rc);
+        CHECK_STR_EQ(fs[i].value, "generated");
+    }
+    /* The holder's shared lease is gone once its flight ended. */
+    redisContext *rc = NULL;
+    for (int i = 0; i < 50; i++) {
+        char lkey[200];
+        snprintf(lkey, sizeof lkey, "gencache:lease:%s%s%s",
+                 shared_of(nodes[0])->cluster ? "{" : "", key,
+                 shared_of(nodes[0])->cluster ? "}" : "");
+        gencache__redis_tier *rt = shared_of(nodes[0]);
+        gencache__redis_node *n =
+            rt->cluster ? gencache__redis_node_for(rt, gencache__redis_slot(lkey, strlen(lkey)))
+                        : rt->nodes[0];
+        char host[64];
+        int port = 0;
+        sscanf(n->where, "%63[^:]:%d", host, &port);
+        struct timeval tv = {2, 0};
+        rc = redisConnectWithTimeout(host, port, tv);
+        CHECK(rc && !rc->err);
+        redisReply *r = redisCommand(rc, "EXISTS %s", lkey);
+        CHECK(r && r->type == REDIS_REPLY_INTEGER);
+        long long exists = r->integer;
+        freeReplyObject(r);
+        redisFree(rc);
+        if (!exists)
+            break;
+        CHECK(i < 49);
+        usleep(20000);
+    }
+    for (int i = 0; i < NODES; i++)
+        gencache_close(nodes[i]);
+}
+
+TEST_CASE(single_flight_across_nodes)
+{
+    int port = rs_start();
+    CHECK(port > 0);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    single_flight_case(url);
+    rs_stop();
+}
+
+TEST_CASE(single_flight_across_cluster_nodes)
+{
+    CHECK(rc_start() == 0);
+    char url[256];
+    rc_url(url, sizeof url, 3);
+    single_flight_case(url);
+    rc_stop();
+}
+
+TEST_CASE(dead_holder_lease_expires_and_passes_on)
+{
+    int port = rs_start();
+    CHECK(port > 0);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    gencache *a = open_node(url);
+    char key[GENCACHE__KEY_MAX + 1];
+    tu_key(key, "result", 77);
+    /* A node took the lease and died: nobody renews it. */
+    redisContext *rc = rs_client();
+    CHECK(rc != NULL);
+    redisReply *r = redisCommand(rc, "SET gencache:lease:%s deadbeef PX 400", key);
+    CHECK(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    redisFree(rc);
+    gencache_claim_options o;
+    gencache_claim_options_init(&o);
+    o.wait_timeout_ms = 0;
+    gencache_claim_result res;
+    CHECK_RC(gencache_claim(a, key, &o, &res), GENCACHE_EBUSY);
+    o.wait_timeout_ms = 5000;
+    uint64_t t0 = wall_ms();
+    CHECK_OK(gencache_claim(a, key, &o, &res));
+    uint64_t waited = wall_ms() - t0;
+    CHECK_INT_EQ(res.kind, GENCACHE_CLAIM_LEASE);
+    CHECK_INT_EQ(res.waited, 1);
+    CHECK(waited >= 200 && waited < 3000);
+    CHECK_OK(gencache_lease_fulfil(res.lease, "v", 1, NULL));
+    gencache_close(a);
+    rs_stop();
+}
