@@ -10,6 +10,14 @@
  * gets the error), or gives it up (abandon, or its lease_timeout_ms runs out): the lease then
  * passes to the oldest waiter. Lease timeouts fire from a timer thread the table starts on its
  * first use, so a holder that dies or hangs never blocks a key for longer than its timeout.
+ *
+ * Across nodes: when the cache has a shared (Redis) tier and the key's layer is shared, a claim
+ * that would compute also takes the key's lease in Redis (SET NX PX with a random token; TTL the
+ * claim's lease_timeout_ms, or 30 s renewed every 10 s while held). When another node holds it,
+ * or its value is already stored there, the claim waits as if a local holder computed: it ends
+ * with a HIT once the value can be read, or a LEASE (waited = 1) once the other holder let its
+ * lease go or died and let it expire. A Redis that cannot answer leaves single flight per node.
+ * docs/tiers.md says how.
  */
 #ifndef GENCACHE_API_COALESCE_H
 #define GENCACHE_API_COALESCE_H
