@@ -41,7 +41,7 @@ void gencache__redis_bloom_close(gencache__redis_tier *r)
 
 void gencache__redis_bloom_note(gencache__redis_tier *r, const char *key, size_t len)
 {
-    if (!r->bloom)
+    if (!(r->bloom_fp_rate > 0)) /* set once at open; r->bloom itself is swapped under the lock */
         return;
     uint64_t h = gencache__checksum(key, len);
     pthread_rwlock_rdlock(&r->bloom_lock);
@@ -53,7 +53,7 @@ void gencache__redis_bloom_note(gencache__redis_tier *r, const char *key, size_t
 
 bool gencache__redis_bloom_rules_out(gencache__redis_tier *r, const char *key)
 {
-    if (!r->bloom || !atomic_load(&r->bloom_ready))
+    if (!(r->bloom_fp_rate > 0) || !atomic_load(&r->bloom_ready))
         return false;
     uint64_t h = gencache__checksum(key, strlen(key));
     pthread_rwlock_rdlock(&r->bloom_lock);
@@ -126,7 +126,7 @@ static int scan_node(gencache__redis_tier *r, gencache__redis_node *n, gencache_
 
 int gencache__redis_bloom_rebuild(gencache__redis_tier *r, unsigned gen, const _Atomic bool *stop)
 {
-    if (!r->bloom)
+    if (!(r->bloom_fp_rate > 0))
         return GENCACHE_OK;
     gencache__bloom *next = gencache__bloom_new(r->bloom_capacity, r->bloom_fp_rate);
     if (!next)

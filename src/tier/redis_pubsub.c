@@ -425,7 +425,7 @@ int gencache__redis_coherence_start(gencache__tier *t, const gencache__redis_coh
     pthread_mutex_init(&co->lock, NULL);
     gencache__cond_init_mono(&co->wake);
     /* The rebuilder first: the subscriber reads has_rebuilder. */
-    if (r->bloom)
+    if (r->bloom_fp_rate > 0)
         co->has_rebuilder = pthread_create(&co->rebuilder, NULL, rebuilder, co) == 0;
     if (pthread_create(&co->thread, NULL, subscriber, co) != 0) {
         if (co->has_rebuilder) {
