@@ -642,6 +642,14 @@ TEST_CASE(redis_cluster_seeds)
     gencache_options_init(&o);
     CHECK_OK(gencache_config_options(cfg, &o));
     CHECK_STR_EQ(o.redis_url, "redis-cluster://10.0.0.1:7000,[::1]:7001,h:7002");
+    CHECK(o.redis_bloom_fp_rate == 0); /* off unless asked for */
+    gencache_config_free(cfg);
+    cfg = parse_ok("tiers:\n  redis:\n    url: redis://h\n    bloom_fp_rate: 0.02\n"
+                   "    bloom_capacity: 5000\n");
+    gencache_options_init(&o);
+    CHECK_OK(gencache_config_options(cfg, &o));
+    CHECK_DBL_NEAR(o.redis_bloom_fp_rate, 0.02, 1e-12);
+    CHECK_UINT_EQ(o.redis_bloom_capacity, 5000);
     gencache_config_free(cfg);
     static const struct {
         const char *text, *what;
@@ -654,6 +662,10 @@ TEST_CASE(redis_cluster_seeds)
         {"tiers:\n  redis:\n    cluster: [\"redis-cluster://h:1\"]\n", "expected HOST:PORT"},
         {"tiers:\n  redis:\n    url: redis://h\n    cluster: [h:1]\n", "not both"},
         {"tiers:\n  redis:\n    cluster: [h:1]\n    url: redis://h\n", "not both"},
+        {"tiers:\n  redis:\n    bloom_fp_rate: 0\n", "like 0.01"},
+        {"tiers:\n  redis:\n    bloom_fp_rate: 0.6\n", "like 0.01"},
+        {"tiers:\n  redis:\n    bloom_fp_rate: often\n", "like 0.01"},
+        {"tiers:\n  redis:\n    bloom_capacity: 0\n", "from 1"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         gencache_config *c = (gencache_config *)&c;
