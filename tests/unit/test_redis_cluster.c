@@ -816,3 +816,33 @@ TEST_CASE(dead_holder_lease_expires_and_passes_on)
     gencache_close(a);
     rs_stop();
 }
+
+/* The filter's rebuild walks every primary of a cluster and reads the hash-tagged keys. */
+TEST_CASE(bloom_on_cluster)
+{
+    CHECK(rc_start() == 0);
+    char url[256];
+    rc_url(url, sizeof url, 3);
+    gencache *a = open_bloom_node(url);
+    for (uint64_t id = 3000; id < 3300; id++)
+        node_put(a, id, NULL);
+    gencache *b = open_bloom_node(url);
+    wait_ready(b);
+    gencache__redis_tier *rb = shared_of(b);
+    CHECK(atomic_load(&rb->bloom_rebuild_keys) >= 300);
+    char tier[16];
+    for (uint64_t id = 3000; id < 3300; id++) {
+        CHECK_OK(node_get(b, id, tier));
+        CHECK_STR_EQ(tier, "redis");
+    }
+    uint64_t skips0 = atomic_load(&rb->bloom_skips);
+    for (uint64_t id = 8000; id < 8100; id++)
+        CHECK_RC(node_get(b, id, tier), GENCACHE_ENOTFOUND);
+    CHECK(atomic_load(&rb->bloom_skips) - skips0 >= 95);
+    /* Written now, through another node: found once the message arrives. */
+    node_put(a, 8000, NULL);
+    CHECK(ms_until_hit(b, 8000, 1000) >= 0);
+    gencache_close(a);
+    gencache_close(b);
+    rc_stop();
+}
