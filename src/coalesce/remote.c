@@ -17,8 +17,8 @@
 
 #include "coalesce/coalesce.h"
 
-#define POLL_MS         20
-#define DEFAULT_TTL_MS  30000u /* a shared lease's TTL when the claim sets no lease timeout */
+#define POLL_MS        20
+#define DEFAULT_TTL_MS 30000u /* a shared lease's TTL when the claim sets no lease timeout */
 
 typedef struct rec {
     struct rec *next;
@@ -176,7 +176,8 @@ static bool poll_wait(gencache__flights *fl, gencache__tier *t, rec *w, rec **he
     gencache_caller_init(&who);
     who.tenant = w->tenant[0] ? w->tenant : NULL;
     gencache_handle *h = NULL;
-    if (gencache_get_as(fl->cache, &who, w->key, &h) == GENCACHE_OK) {
+    /* A peek: polling must not count lookups, misses or accesses. */
+    if (gencache_peek_as(fl->cache, &who, w->key, &h) == GENCACHE_OK) {
         gencache__lease_end_hit(ph, h);
         gencache_handle_release(h);
         free(w);
