@@ -15,7 +15,8 @@
 
 #include "redis_server.h"
 
-#define RC_NODES 3
+#define RC_NODES 3 /* primaries */
+#define RC_MAX   6 /* with one replica each (rc_start_with_replicas) */
 
 typedef struct rc_node {
     pid_t pid;
@@ -24,7 +25,8 @@ typedef struct rc_node {
     char id[48]; /* the cluster node id */
 } rc_node;
 
-static rc_node rc_nodes[RC_NODES];
+static rc_node rc_nodes[RC_MAX];
+static int rc_n = RC_NODES; /* nodes started */
 static char rc_dir[128];
 static int rc_atexit_set;
 
@@ -48,7 +50,7 @@ static inline int rc_rm_one(const char *path, const struct stat *st, int flag, s
 
 static inline void rc_stop(void)
 {
-    for (int i = 0; i < RC_NODES; i++)
+    for (int i = 0; i < RC_MAX; i++)
         rc_kill(i);
     if (rc_dir[0])
         nftw(rc_dir, rc_rm_one, 16, FTW_DEPTH | FTW_PHYS);
@@ -116,7 +118,7 @@ static inline int rc_node_ok(int i)
     redisReply *r = redisCommand(c, "CLUSTER INFO");
     int ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok") &&
              strstr(r->str, "cluster_slots_assigned:16384") &&
-             strstr(r->str, "cluster_known_nodes:3");
+             strstr(r->str, rc_n == RC_MAX ? "cluster_known_nodes:6" : "cluster_known_nodes:3");
     if (r)
         freeReplyObject(r);
     redisFree(c);
@@ -130,7 +132,7 @@ static inline int rc_wait_ok(int ms)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (rs_ms_since(&t0) < ms) {
         int ok = 1;
-        for (int i = 0; i < RC_NODES && ok; i++)
+        for (int i = 0; i < rc_n && ok; i++)
             ok = rc_nodes[i].pid <= 0 || rc_node_ok(i);
         if (ok)
             return 0;
@@ -162,43 +164,74 @@ static inline int rc_ports(int *port, int *bus)
     return *port > 0 && *bus > 0 && *port != *bus ? 0 : -1;
 }
 
-/* Starts the cluster; 0 when every node serves its slots and agrees the cluster is ok. */
-static inline int rc_start(void)
+/* Starts n nodes and joins them (replicas: per primary); 0 when every node agrees the cluster is
+ * ok and serves its slots. */
+static inline int rc_start_n(int n, int replicas)
 {
     if (!rc_atexit_set) {
         atexit(rc_stop);
         rc_atexit_set = 1;
     }
+    rc_n = n;
     snprintf(rc_dir, sizeof rc_dir, "/tmp/gencache-cluster-XXXXXX");
     if (!mkdtemp(rc_dir)) {
         rc_dir[0] = '\0';
         return -1;
     }
-    for (int i = 0; i < RC_NODES; i++) {
-        rc_node *n = &rc_nodes[i];
-        snprintf(n->dir, sizeof n->dir, "%s/n%d", rc_dir, i);
-        if (mkdir(n->dir, 0700) != 0)
+    for (int i = 0; i < n; i++) {
+        rc_node *nd = &rc_nodes[i];
+        snprintf(nd->dir, sizeof nd->dir, "%s/n%d", rc_dir, i);
+        if (mkdir(nd->dir, 0700) != 0)
             return -1;
         int started = -1;
         for (int tries = 0; tries < 5 && started != 0; tries++)
-            if (rc_ports(&n->port, &n->bus_port) == 0)
+            if (rc_ports(&nd->port, &nd->bus_port) == 0)
                 started = rc_spawn(i);
         if (started != 0)
             return -1;
     }
-    char cmd[512];
-    snprintf(cmd, sizeof cmd,
-             "redis-cli --cluster create 127.0.0.1:%d 127.0.0.1:%d 127.0.0.1:%d "
-             "--cluster-yes >%s/create.log 2>&1",
-             rc_nodes[0].port, rc_nodes[1].port, rc_nodes[2].port, rc_dir);
+    char cmd[1024];
+    int w = snprintf(cmd, sizeof cmd, "redis-cli --cluster create");
+    for (int i = 0; i < n; i++)
+        w += snprintf(cmd + w, sizeof cmd - (size_t)w, " 127.0.0.1:%d", rc_nodes[i].port);
+    snprintf(cmd + w, sizeof cmd - (size_t)w,
+             " --cluster-replicas %d --cluster-yes >%s/create.log 2>&1", replicas, rc_dir);
     if (system(cmd) != 0) {
         fprintf(stderr, "redis-cli --cluster create failed (see %s/create.log)\n", rc_dir);
         return -1;
     }
-    for (int i = 0; i < RC_NODES; i++)
+    for (int i = 0; i < n; i++)
         if (rc_read_id(i) != 0)
             return -1;
     return rc_wait_ok(20000);
+}
+
+/* The 3-primary cluster without replicas. */
+static inline int rc_start(void)
+{
+    return rc_start_n(RC_NODES, 0);
+}
+
+/* 3 primaries, each with one replica. */
+static inline int rc_start_with_replicas(void)
+{
+    return rc_start_n(RC_MAX, 1);
+}
+
+/* True when node i is a primary (ROLE). */
+static inline int rc_is_primary(int i)
+{
+    redisContext *c = rc_client(i);
+    if (!c)
+        return 0;
+    redisReply *r = redisCommand(c, "ROLE");
+    int primary = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                  r->element[0]->type == REDIS_REPLY_STRING &&
+                  strcmp(r->element[0]->str, "master") == 0;
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return primary;
 }
 
 /* "redis-cluster://127.0.0.1:P1,..." naming the first `seeds` nodes. */
@@ -206,11 +239,10 @@ static inline void rc_url(char *buf, size_t size, int seeds)
 {
     int w = snprintf(buf, size, "redis-cluster://");
     for (int i = 0; i < seeds && i < RC_NODES; i++)
-        w += snprintf(buf + w, size - (size_t)w, "%s127.0.0.1:%d", i ? "," : "",
-                      rc_nodes[i].port);
+        w += snprintf(buf + w, size - (size_t)w, "%s127.0.0.1:%d", i ? "," : "", rc_nodes[i].port);
 }
 
-/* The node (0..2) serving slot, from node 0's CLUSTER SLOTS; -1 if unknown. */
+/* The node (its index) serving slot, from node `ask`'s CLUSTER SLOTS; -1 if unknown. */
 static inline int rc_owner(int ask, unsigned slot)
 {
     redisContext *c = rc_client(ask);
@@ -221,7 +253,7 @@ static inline int rc_owner(int ask, unsigned slot)
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         redisReply *e = r->element[i];
         if (e->element[0]->integer <= (long long)slot && (long long)slot <= e->element[1]->integer)
-            for (int k = 0; k < RC_NODES; k++)
+            for (int k = 0; k < rc_n; k++)
                 if (e->element[2]->element[1]->integer == rc_nodes[k].port)
                     owner = k;
     }

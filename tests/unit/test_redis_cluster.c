@@ -846,3 +846,72 @@ TEST_CASE(bloom_on_cluster)
     gencache_close(b);
     rc_stop();
 }
+
+/* A primary dies and its replica takes over: its keys are read again, values intact, once the
+ * tier has learnt the new slot map (a failing node asks for a map read). */
+TEST_CASE(primary_failover_to_replica)
+{
+    CHECK(rc_start_with_replicas() == 0);
+    gencache__tier *t = open_cluster(3);
+    enum { N = 200 };
+    int owner[N];
+    for (uint64_t id = 0; id < N; id++) {
+        CHECK_OK(put_id(t, id, 700));
+        owner[id] = rc_owner(0, slot_of(t, id));
+        CHECK(owner[id] >= 0);
+    }
+    /* Every write has reached the replicas. */
+    uint64_t t0 = wall_ms();
+    long long on_replicas = 0;
+    while (on_replicas != N && wall_ms() - t0 < 5000) {
+        on_replicas = 0;
+        for (int i = 0; i < RC_MAX; i++) {
+            if (rc_is_primary(i))
+                continue;
+            redisContext *c = rc_client(i);
+            CHECK(c != NULL);
+            redisReply *r = redisCommand(c, "DBSIZE");
+            CHECK(r && r->type == REDIS_REPLY_INTEGER);
+            on_replicas += r->integer;
+            freeReplyObject(r);
+            redisFree(c);
+        }
+        if (on_replicas != N)
+            usleep(20000);
+    }
+    CHECK_INT_EQ(on_replicas, N);
+    int victim = owner[0];
+    rc_kill(victim);
+    t0 = wall_ms();
+    uint64_t misses = 0;
+    bool all_back = false;
+    while (!all_back && wall_ms() - t0 < 15000) {
+        all_back = true;
+        for (uint64_t id = 0; id < N; id++) {
+            if (owner[id] != victim)
+                continue;
+            gencache__entry *e = NULL;
+            uint64_t c0 = wall_ms();
+            int rc = get_id(t, id, &e);
+            CHECK_UINT_LE(wall_ms() - c0, TIMEOUT_MS + SLACK_MS);
+            if (rc == GENCACHE_OK) {
+                tu_check_value(e, id, 700);
+                gencache__entry_release(e);
+            } else {
+                CHECK_RC(rc, GENCACHE_ENOTFOUND);
+                misses++;
+                all_back = false;
+            }
+        }
+        if (!all_back)
+            usleep(50000);
+    }
+    CHECK(all_back);
+    CHECK(misses > 0); /* the failover took a while, and meanwhile those were misses */
+    int other = (victim + 1) % RC_MAX;
+    CHECK(rc_owner(other, slot_of(t, 0)) != victim);
+    fprintf(stderr, "keys of the dead primary read again from its replica after %llu ms\n",
+            (unsigned long long)(wall_ms() - t0));
+    t->ops->close(t);
+    rc_stop();
+}
