@@ -224,7 +224,9 @@ static int claim(gencache *cache, const char *key, const gencache_claim_options 
                 return GENCACHE_OK;
             }
             pthread_mutex_lock(&b->mu);
-            if (mine->f != f) { /* taken back meanwhile: ours to end, as any lease */
+            if (mine->f != f || !gencache__remote_watch(fl, f, mine, tenant)) {
+                /* Taken back meanwhile (ours to end, as any lease), or nothing can watch the
+                 * other node for us: compute. */
                 pthread_mutex_unlock(&b->mu);
                 *result = (gencache_claim_result){GENCACHE_CLAIM_LEASE, 0, NULL, mine};
                 prep_free(&p);
@@ -233,7 +235,6 @@ static int claim(gencache *cache, const char *key, const gencache_claim_options 
             /* The flight waits for the other node; mine becomes the watcher's placeholder and
              * this claim waits on the flight like any other. */
             f->remote_wait = true;
-            gencache__remote_watch(fl, f, mine, tenant);
         }
         if (o.wait_timeout_ms == 0) {
             pthread_mutex_unlock(&b->mu);

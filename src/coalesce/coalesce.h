@@ -73,7 +73,7 @@ struct gencache__flights {
     pthread_cond_t tcv;  /* monotonic clock */
     pthread_t timer;
     bool timer_started, timer_stop;
-    uint64_t next_deadline_ns; /* earliest deadline the timer must wake for; UINT64_MAX */
+    uint64_t next_deadline_ns;       /* earliest deadline the timer must wake for; UINT64_MAX */
     struct gencache__remote *remote; /* single flight across nodes (remote.c); NULL: unused */
     gencache__flight_bucket b[GENCACHE__FLIGHT_BUCKETS];
 };
@@ -123,9 +123,9 @@ void gencache__lease_free(gencache_lease *lease);
  * waiter of f. */
 int gencache__remote_claim(gencache__flights *fl, gencache__flight_bucket *b, gencache__flight *f,
                            gencache_lease *mine, const char *tenant, uint32_t lease_timeout_ms);
-/* Hands the watcher a flight that waits for another node (call with f's bucket lock held, after
- * setting f->remote_wait). */
-void gencache__remote_watch(gencache__flights *fl, gencache__flight *f, gencache_lease *mine,
+/* Hands the watcher a flight that waits for another node (call with f's bucket lock held, then
+ * set f->remote_wait). False when out of memory: the caller computes instead. */
+bool gencache__remote_watch(gencache__flights *fl, gencache__flight *f, gencache_lease *mine,
                             const char *tenant);
 /* A flight that held the shared lease is ending: the lease is deleted soon, off this thread.
  * Callable with a bucket lock held. */

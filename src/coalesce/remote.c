@@ -47,39 +47,37 @@ static uint64_t new_token(void)
     return t ? t : 1;
 }
 
+static void *watcher(void *arg);
+
+/* The table's state across nodes with its watcher thread running, made on the first use;
+ * NULL when either cannot be had (then flights stay local). fl->tmu serializes the making. */
 static struct gencache__remote *remote_of(gencache__flights *fl)
 {
-    /* Made once, on the table's first use across nodes; fl->tmu serializes the making. */
     pthread_mutex_lock(&fl->tmu);
-    if (!fl->remote) {
+    if (!fl->remote && !fl->timer_stop) {
         struct gencache__remote *rm = calloc(1, sizeof *rm);
         if (rm) {
             pthread_mutex_init(&rm->mu, NULL);
             gencache__cond_init_mono(&rm->cv);
             fl->remote = rm;
+            gencache__flights_retain(fl);
+            rm->started = pthread_create(&rm->thread, NULL, watcher, fl) == 0;
+            if (!rm->started)
+                gencache__flights_release(fl);
         }
     }
-    struct gencache__remote *rm = fl->remote;
+    struct gencache__remote *rm = fl->remote && fl->remote->started ? fl->remote : NULL;
     pthread_mutex_unlock(&fl->tmu);
     return rm;
 }
 
-static void *watcher(void *arg);
-
-/* Queues r on list (under mu) and makes sure the watcher runs. */
+/* Queues r on list for the watcher. */
 static void push(gencache__flights *fl, rec **list, rec *r)
 {
     struct gencache__remote *rm = fl->remote;
     pthread_mutex_lock(&rm->mu);
     r->next = *list;
     *list = r;
-    if (!rm->started && !rm->stop) {
-        gencache__flights_retain(fl);
-        if (pthread_create(&rm->thread, NULL, watcher, fl) == 0)
-            rm->started = true;
-        else
-            gencache__flights_release(fl);
-    }
     pthread_cond_signal(&rm->cv);
     pthread_mutex_unlock(&rm->mu);
 }
@@ -126,18 +124,17 @@ int gencache__remote_claim(gencache__flights *fl, gencache__flight_bucket *b, ge
     return GENCACHE_OK;
 }
 
-void gencache__remote_watch(gencache__flights *fl, gencache__flight *f, gencache_lease *mine,
+bool gencache__remote_watch(gencache__flights *fl, gencache__flight *f, gencache_lease *mine,
                             const char *tenant)
 {
     rec *r = rec_new(f->key, tenant, 0, 0);
-    if (!r) {
-        /* Nothing can watch it: let the placeholder time out... or pass it on at once. */
-        return;
-    }
+    if (!r)
+        return false;
     snprintf(r->ns, sizeof r->ns, "%s", f->ns);
     r->hash = f->hash;
     r->placeholder = mine;
     push(fl, &fl->remote->waits, r);
+    return true;
 }
 
 void gencache__remote_release(gencache__flights *fl, const char *key, uint64_t token)
