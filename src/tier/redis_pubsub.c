@@ -16,17 +16,19 @@
 #include <time.h>
 
 #include "coalesce/coalesce.h"
+#include "tier/entry_codec.h"
 #include "tier/redis_ops.h"
 
-#define CHANNEL       "gencache:v1:invalidate"
-#define MAGIC         "GCI1"
-#define POLL_MS       200
-#define QUIET_MS      1000
-#define DEAD_MS       2000
-#define RETRY_MS      100
-#define N_FIELDS      5
-#define ABSENT        0xffffffffu
-#define MAX_FIELD_LEN 4096u
+#define CHANNEL  "gencache:v1:invalidate"
+#define MAGIC    "GCI1"
+#define POLL_MS  200
+#define QUIET_MS 1000
+#define DEAD_MS  2000
+#define RETRY_MS 100
+#define N_FIELDS 5
+#define ABSENT   0xffffffffu
+/* Longer strings are never stored (entry_codec.h), so a filter with one matches nothing. */
+#define MAX_FIELD_LEN GENCACHE__CODEC_STR_MAX
 /* Each invalidation is applied again this long after it arrived: a get that read a lower local
  * tier just before the drop may have promoted its copy into memory just after. */
 #define AGAIN_MS 100
@@ -135,7 +137,14 @@ int gencache__redis_publish_invalidation(gencache__tier *t, const gencache_filte
                                          uint64_t created_before_ms)
 {
     gencache__redis_tier *r = (gencache__redis_tier *)t;
-    size_t cap = 20 + N_FIELDS * (4 + MAX_FIELD_LEN);
+    const char *fields[N_FIELDS] = {f->key, f->layer, f->tenant, f->tag, f->model};
+    size_t cap = 20;
+    for (int i = 0; i < N_FIELDS; i++) {
+        size_t n = fields[i] ? strlen(fields[i]) : 0;
+        if (n > MAX_FIELD_LEN)
+            return GENCACHE_OK; /* matches no stored entry: nothing for the others to drop */
+        cap += 4 + n;
+    }
     unsigned char *buf = malloc(cap);
     if (!buf)
         return GENCACHE_ENOMEM;
@@ -180,19 +189,23 @@ static void deliver(gencache__redis_coherence *co, const redisReply *rep)
         gencache__redis_bloom_note(co->r, rep->element[2]->str, (size_t)rep->element[2]->len);
         return;
     }
-    char store[N_FIELDS * (MAX_FIELD_LEN + 1)];
+    size_t cap = (size_t)rep->element[2]->len + N_FIELDS; /* the strings and their NULs */
+    char *store = malloc(cap);
     gencache_filter f;
     uint64_t origin, created_before;
-    if (!decode(rep->element[2]->str, (size_t)rep->element[2]->len, &origin, &f, &created_before,
-                store, sizeof store)) {
+    if (!store || !decode(rep->element[2]->str, (size_t)rep->element[2]->len, &origin, &f,
+                          &created_before, store, cap)) {
+        free(store);
         gencache__log_msg(co->r->log, GENCACHE_LOG_WARN,
                           "redis tier %s: ignoring a malformed message on " CHANNEL, co->r->where);
         return;
     }
     atomic_fetch_add(&co->received, 1);
+    if (origin != co->r->node_id)
+        co->cb.invalidate(co->cb.userdata, &f, created_before);
+    free(store);
     if (origin == co->r->node_id)
         return;
-    co->cb.invalidate(co->cb.userdata, &f, created_before);
     for (int i = 0; i < N_AGAIN; i++) {
         if (!co->again[i].msg) {
             co->again[i].msg = malloc(rep->element[2]->len);
@@ -215,12 +228,14 @@ static uint64_t run_again(gencache__redis_coherence *co, bool force)
         if (!co->again[i].msg)
             continue;
         if (force || co->again[i].due_ns <= now) {
-            char store[N_FIELDS * (MAX_FIELD_LEN + 1)];
+            size_t cap = co->again[i].len + N_FIELDS;
+            char *store = force ? NULL : malloc(cap);
             gencache_filter f;
             uint64_t origin, created_before;
-            if (!force && decode(co->again[i].msg, co->again[i].len, &origin, &f, &created_before,
-                                 store, sizeof store))
+            if (store && decode(co->again[i].msg, co->again[i].len, &origin, &f, &created_before,
+                                store, cap))
                 co->cb.invalidate(co->cb.userdata, &f, created_before);
+            free(store);
             free(co->again[i].msg);
             co->again[i].msg = NULL;
         } else if (co->again[i].due_ns < next) {

@@ -448,10 +448,32 @@ static long ms_until_miss(gencache *c, uint64_t id, long limit_ms)
     return -1;
 }
 
-static void coherence_case(const char *url)
+/* Publishes what is not a message of ours on the invalidation channel of the server at port. */
+static void publish_junk(int port)
+{
+    struct timeval tv = {2, 0};
+    redisContext *rc = redisConnectWithTimeout("127.0.0.1", port, tv);
+    CHECK(rc && !rc->err);
+    static const char *const junk[] = {"", "GCI1", "GCI1aaaaaaaabbbbbbbb\xff\xff\xff\x7f",
+                                       "GCI2aaaaaaaabbbbbbbb\xff\xff\xff\xff\xff\xff\xff\xff"
+                                       "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"};
+    for (size_t i = 0; i < sizeof junk / sizeof *junk; i++) {
+        redisReply *r =
+            redisCommand(rc, "PUBLISH gencache:v1:invalidate %b", junk[i], strlen(junk[i]));
+        CHECK(r && r->type == REDIS_REPLY_INTEGER);
+        freeReplyObject(r);
+    }
+    redisFree(rc);
+}
+
+/* junk_port: a server to publish malformed messages on first (0: none); the subscribers must
+ * ignore them and keep working. */
+static void coherence_case(const char *url, int junk_port)
 {
     gencache *a = open_node(url), *b = open_node(url);
     char tier[16];
+    if (junk_port)
+        publish_junk(junk_port);
     for (uint64_t id = 0; id < 6; id++)
         node_put(a, id, id < 3 ? "red" : "blue");
     /* b reads them from the shared tier and keeps local copies. */
@@ -491,7 +513,7 @@ TEST_CASE(invalidation_reaches_other_nodes)
     CHECK(port > 0);
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
-    coherence_case(url);
+    coherence_case(url, port);
     rs_stop();
 }
 
@@ -500,7 +522,7 @@ TEST_CASE(invalidation_reaches_other_nodes_on_cluster)
     CHECK(rc_start() == 0);
     char url[256];
     rc_url(url, sizeof url, 3);
-    coherence_case(url);
+    coherence_case(url, rc_nodes[1].port);
     rc_stop();
 }
 
