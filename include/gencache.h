@@ -181,6 +181,11 @@ typedef struct gencache_options {
     double mrc_sample_rate;         /* share of keys (0..1] the memory tier's miss-ratio curve
                                        samples (gencache_mrc_get()); 0: no curve; outside [0, 1]:
                                        GENCACHE_EINVAL. Default 1/16 */
+    double redis_bloom_fp_rate;     /* above 0: a Bloom filter of the shared tier's keys in front
+                                       of it, sized for this false-positive rate at
+                                       redis_bloom_capacity keys; a get it rules out skips the
+                                       round trip (docs/tiers.md). 0: none. Default 0 */
+    uint64_t redis_bloom_capacity;  /* keys the filter is sized for; 0: 1,000,000. Default 0 */
 } gencache_options;
 
 /* Fills *opts with the defaults above. Thread-safety: safe. */

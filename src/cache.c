@@ -415,6 +415,8 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
             .max_value_bytes = opts.redis_max_value_bytes,
             .alloc = c->alloc,
             .log = &c->log,
+            .bloom_fp_rate = opts.redis_bloom_fp_rate,
+            .bloom_capacity = opts.redis_bloom_capacity,
         };
         gencache__tier *redis = NULL;
         rc = gencache__redis_tier_open(&ropts, &redis);
@@ -425,6 +427,8 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
         rc = gencache__writeback_open(c->alloc, c->writeback_max_bytes, write_below, c, &c->wb);
     if (rc == GENCACHE_OK)
         rc = gencache__reuse_open(c, c->disk_tier >= 0 ? opts.data_dir : NULL);
+    if (rc == GENCACHE_OK)
+        rc = gencache__cache_coherence_start(c);
     if (rc != GENCACHE_OK) {
         gencache_close(c);
         return rc;
@@ -437,6 +441,7 @@ void gencache_close(gencache *cache)
 {
     if (!cache)
         return;
+    gencache__cache_coherence_stop(cache);
     gencache__coalesce_close(cache);
     if (cache->wb) {
         /* Everything only memory holds of a write-back layer goes to disk before the tiers
@@ -779,6 +784,8 @@ int gencache_del(gencache *cache, const char *key)
     for (unsigned i = 0; i < cache->n_tiers; i++)
         if (cache->tiers[i]->ops->del(cache->tiers[i], key, hash) == GENCACHE_OK)
             removed = true;
+    gencache_filter f = {.struct_size = sizeof f, .key = key};
+    gencache__cache_publish(cache, &f, 0); /* other nodes may hold local copies */
     if (!removed)
         return GENCACHE_ENOTFOUND;
     gencache__tenants_forget_key(cache->tenants, key, hash);

@@ -53,6 +53,7 @@ struct gencache {
     _Atomic uint64_t invalidated;
     struct gencache__reuse_state *reuse; /* src/reuse/: what matches beyond the key may serve */
     struct gencache__mrc *mrc; /* the memory tier's miss-ratio curve; NULL: none */
+    gencache__redis_coherence *coherence; /* the shared tier's subscriber; NULL: none */
 };
 
 /* A read handle points at its entry (which it keeps alive) and notes what the lookup saw of the
@@ -91,6 +92,11 @@ int gencache__cache_lookup(gencache *c, const char *key, int idx, const char *sh
  * the meta's tenant, unenforced); enforce: refuse with GENCACHE_ELIMIT over its quota. */
 int gencache__cache_put(gencache *c, const char *key, const void *data, size_t size,
                         const gencache_meta *meta, gencache__tenant *charge, bool enforce);
+/* Coherence with the other nodes of the shared tier (cache_admin.c): start after the tiers are
+ * open, stop first thing in gencache_close(); publish after a delete or an invalidation. */
+int gencache__cache_coherence_start(gencache *c);
+void gencache__cache_coherence_stop(gencache *c);
+void gencache__cache_publish(gencache *c, const gencache_filter *f, uint64_t created_before_ms);
 /* Every removal path tells the usage tables: the entry is gone from this node's local tiers. */
 void gencache__cache_forget_usage(gencache *c, const char *tenant, const char *key, uint64_t hash);
 /* True when an entry leaving memory must still be written to disk to survive. */

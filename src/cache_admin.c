@@ -124,6 +124,7 @@ int gencache_invalidate(gencache *cache, const gencache_filter *filter, uint64_t
                 unique++;
     }
     gencache__free(cache->alloc, st.hashes);
+    gencache__cache_publish(cache, filter, st.created_before);
     atomic_fetch_add(&cache->invalidated, unique);
     if (count)
         *count = unique;
@@ -335,4 +336,92 @@ int gencache_mrc_get(gencache *cache, gencache_mrc *out)
     out->n_points = GENCACHE_MRC_POINTS;
     gencache__mrc_points(cache->mrc, out->points);
     return GENCACHE_OK;
+}
+
+/* ---- coherence with the other nodes of the shared tier ---- */
+
+/* Another node deleted or invalidated: drop what this node holds of it outside the shared tier
+ * (which the publisher already swept), queued writes included, so none of it is served again
+ * or written back. */
+static void drop_local(void *ud, const gencache_filter *f, uint64_t created_before_ms)
+{
+    gencache *cache = ud;
+    if (f->key && !f->layer && !f->tenant && !f->tag && !f->model && !created_before_ms) {
+        uint64_t hash = gencache__checksum(f->key, strlen(f->key));
+        if (cache->wb)
+            gencache__writeback_forget(cache->wb, f->key, hash);
+        /* Lowest tier first: a get racing with this finds the copies gone from below before
+         * it could promote one into memory. The subscriber applies the drop again shortly. */
+        for (unsigned i = cache->n_tiers; i-- > 0;)
+            if ((int)i != cache->shared_tier)
+                cache->tiers[i]->ops->del(cache->tiers[i], f->key, hash);
+        gencache__tenants_forget_key(cache->tenants, f->key, hash);
+        return;
+    }
+    match_state st = {
+        .f = f, .created_before = created_before_ms, .alloc = cache->alloc, .cache = cache};
+    if (cache->wb)
+        gencache__writeback_forget_if(cache->wb, filter_match, &st);
+    for (unsigned i = 0; i < cache->n_tiers; i++) {
+        uint64_t n = 0;
+        if ((int)i != cache->shared_tier)
+            cache->tiers[i]->ops->remove_if(cache->tiers[i], filter_match, &st, &n);
+    }
+    gencache__free(cache->alloc, st.hashes);
+}
+
+/* Entries of layers that reach the shared tier (what other nodes may have invalidated). */
+static bool shared_layer_entry(void *ud, const gencache__entry *e)
+{
+    gencache *cache = ud;
+    for (unsigned i = 0; i < cache->n_layers; i++) {
+        if (strcmp(cache->layers[i].name, e->layer_name) == 0) {
+            if (!cache->layers[i].shared)
+                return false;
+            gencache__cache_forget_usage(cache, e->tenant, e->key, e->hash);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The subscriber was away and may have missed invalidations: drop every local copy of a shared
+ * entry; the next get reads the shared tier, which holds only what survived them. */
+static void resync_local(void *ud)
+{
+    gencache *cache = ud;
+    for (unsigned i = 0; i < cache->n_tiers; i++) {
+        uint64_t n = 0;
+        if ((int)i != cache->shared_tier)
+            cache->tiers[i]->ops->remove_if(cache->tiers[i], shared_layer_entry, cache, &n);
+    }
+}
+
+int gencache__cache_coherence_start(gencache *c)
+{
+    if (c->shared_tier < 0)
+        return GENCACHE_OK;
+    gencache__redis_coherence_cb cb = {drop_local, resync_local, c};
+    return gencache__redis_coherence_start(c->tiers[c->shared_tier], &cb, &c->coherence);
+}
+
+void gencache__cache_coherence_stop(gencache *c)
+{
+    gencache__redis_coherence_stop(c->coherence);
+    c->coherence = NULL;
+}
+
+void gencache__cache_publish(gencache *c, const gencache_filter *f, uint64_t created_before_ms)
+{
+    if (c->shared_tier >= 0)
+        gencache__redis_publish_invalidation(c->tiers[c->shared_tier], f, created_before_ms);
+}
+
+gencache__tier *gencache__cache_shared_for(gencache *c, const char *key)
+{
+    int idx;
+    if (c->shared_tier < 0 || gencache__cache_key_layer(c, key, &idx) != GENCACHE_OK ||
+        !c->layers[idx].shared)
+        return NULL;
+    return c->tiers[c->shared_tier];
 }

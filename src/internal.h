@@ -314,12 +314,52 @@ typedef struct gencache__redis_options {
     uint64_t max_value_bytes; /* larger values are not stored */
     const gencache_allocator *alloc;
     const gencache__log *log;
+    double bloom_fp_rate;    /* a Bloom filter of the tier's keys in front of it; 0: none */
+    uint64_t bloom_capacity; /* keys the filter is sized for at that rate; 0: 1,000,000 */
 } gencache__redis_options;
 
 int gencache__redis_tier_open(const gencache__redis_options *opts, gencache__tier **out);
 /* Splits redis://HOST[:PORT][/DB] (HOST may be [IPv6]; port 1-65535, default 6379; db 0-100000,
  * default 0) without resolving HOST. Returns GENCACHE_OK or GENCACHE_ECONFIG. */
 int gencache__redis_url_split(const char *url, char *host, size_t host_size, long *port, long *db);
+/* A Redis Cluster is named by its seed nodes: redis-cluster://HOST:PORT[,HOST:PORT...] (HOST
+ * may be [IPv6]). Reads the next HOST:PORT from *cursor (the URL itself at first) and moves
+ * *cursor past it. GENCACHE_OK, GENCACHE_ENOTFOUND (no more), GENCACHE_ECONFIG (malformed). */
+#define GENCACHE__REDIS_CLUSTER_SCHEME "redis-cluster://"
+int gencache__redis_cluster_url_next(const char **cursor, char *host, size_t host_size, long *port);
+
+/* Coherence between nodes sharing a Redis tier (src/tier/redis_pubsub.c): deletes and
+ * invalidations are published; a subscriber thread hands the other nodes' ones to invalidate()
+ * (drop local copies: created_before_ms is the publisher's cut-off for older_than, 0: none), and
+ * calls resync() after it subscribed again following a lost connection (messages may have been
+ * missed). Both run on the subscriber thread. */
+typedef struct gencache__redis_coherence gencache__redis_coherence;
+typedef struct gencache__redis_coherence_cb {
+    void (*invalidate)(void *userdata, const gencache_filter *f, uint64_t created_before_ms);
+    void (*resync)(void *userdata);
+    void *userdata;
+} gencache__redis_coherence_cb;
+/* Starts the subscriber of Redis tier t. GENCACHE_OK, GENCACHE_EINVAL, GENCACHE_ENOMEM. */
+int gencache__redis_coherence_start(gencache__tier *t, const gencache__redis_coherence_cb *cb,
+                                    gencache__redis_coherence **out);
+/* Stops and joins the subscriber (before the cache it calls into goes away). NULL: nothing. */
+void gencache__redis_coherence_stop(gencache__redis_coherence *co);
+bool gencache__redis_coherence_subscribed(const gencache__redis_coherence *co);
+uint64_t gencache__redis_coherence_resyncs(const gencache__redis_coherence *co);
+/* Publishes a delete (f->key) or an invalidation for the other nodes. GENCACHE_OK,
+ * GENCACHE_EUNAVAILABLE (no node took it; counted as a backend error), GENCACHE_EINVAL. */
+int gencache__redis_publish_invalidation(gencache__tier *t, const gencache_filter *f,
+                                         uint64_t created_before_ms);
+/* Single flight across nodes (src/tier/redis_lease.c): the lease on key in Redis, with a token
+ * and a TTL. acquire: GENCACHE_OK (ours), GENCACHE_EEXIST (the entry is stored already),
+ * GENCACHE_EBUSY (another holder), GENCACHE_EUNAVAILABLE (Redis cannot say). renew with ttl_ms 0
+ * deletes it; both act only while the token is still the holder's (else GENCACHE_ENOTFOUND). */
+int gencache__redis_lease_acquire(gencache__tier *t, const char *key, uint64_t token,
+                                  uint32_t ttl_ms);
+int gencache__redis_lease_renew(gencache__tier *t, const char *key, uint64_t token,
+                                uint32_t ttl_ms);
+/* The cache's shared tier when key's layer reaches it; NULL otherwise (cache_admin.c). */
+gencache__tier *gencache__cache_shared_for(gencache *cache, const char *key);
 
 /* ---- write-back queue (src/writeback.c) ---------------------------------------------------
  * Entries on their way from memory to the tiers below, written by one background thread so that

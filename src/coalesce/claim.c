@@ -212,11 +212,29 @@ static int claim(gencache *cache, const char *key, const gencache_claim_options 
             f->lease_deadline_ns = t ? gencache__clock_mono_ns() + (uint64_t)t * 1000000u : 0;
             if (f->lease_deadline_ns)
                 gencache__flights_timer_note(fl, f->lease_deadline_ns);
+            f->owner = fl;
             pthread_mutex_unlock(&b->mu);
-            *result = (gencache_claim_result){GENCACHE_CLAIM_LEASE, 0, NULL, p.lease};
+            gencache_lease *mine = p.lease;
             p.lease = NULL;
-            prep_free(&p);
-            return GENCACHE_OK;
+            /* Across nodes: unless another node computes the value, we do. */
+            if (gencache__remote_claim(fl, b, f, mine, tenant, o.lease_timeout_ms) == GENCACHE_OK ||
+                !(p.lease = lease_new(fl, key, tenant, hash, o.lease_timeout_ms))) {
+                *result = (gencache_claim_result){GENCACHE_CLAIM_LEASE, 0, NULL, mine};
+                prep_free(&p);
+                return GENCACHE_OK;
+            }
+            pthread_mutex_lock(&b->mu);
+            if (mine->f != f || !gencache__remote_watch(fl, f, mine, tenant)) {
+                /* Taken back meanwhile (ours to end, as any lease), or nothing can watch the
+                 * other node for us: compute. */
+                pthread_mutex_unlock(&b->mu);
+                *result = (gencache_claim_result){GENCACHE_CLAIM_LEASE, 0, NULL, mine};
+                prep_free(&p);
+                return GENCACHE_OK;
+            }
+            /* The flight waits for the other node; mine becomes the watcher's placeholder and
+             * this claim waits on the flight like any other. */
+            f->remote_wait = true;
         }
         if (o.wait_timeout_ms == 0) {
             pthread_mutex_unlock(&b->mu);
@@ -324,6 +342,23 @@ int gencache_lease_fulfil(gencache_lease *lease, const void *data, size_t size,
     pthread_mutex_unlock(&b->mu);
     gencache__waiters_run(&due);
     gencache_handle_release(h);
+    gencache__lease_free(lease);
+    return rc;
+}
+
+int gencache__lease_end_hit(gencache_lease *lease, gencache_handle *h)
+{
+    int rc = GENCACHE_OK;
+    gencache__flight_bucket *b = bucket_of(lease);
+    gencache__flight *f = lease_flight(lease, &rc);
+    if (f) {
+        gencache__waiter_list due = {NULL};
+        f->lease = NULL;
+        atomic_fetch_add(&b->stored, 1);
+        gencache__flight_end(b, f, GENCACHE_OK, h, &due);
+        pthread_mutex_unlock(&b->mu);
+        gencache__waiters_run(&due);
+    }
     gencache__lease_free(lease);
     return rc;
 }

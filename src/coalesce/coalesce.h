@@ -51,6 +51,12 @@ struct gencache__flight {
     /* The tenant whose namespace holds the key (tenant-scoped layers); "" for a global layer:
      * the same key in two namespaces is two flights. */
     char ns[GENCACHE_TENANT_NAME_MAX + 1];
+    /* Across nodes (remote.c): the table (for the lease's release), the token of the lease
+     * this node holds on the key in the shared tier (0: none), and whether the flight waits for
+     * another node's holder (its lease is then a placeholder the remote watcher owns). */
+    gencache__flights *owner;
+    uint64_t remote_token;
+    bool remote_wait;
 };
 
 typedef struct gencache__flight_bucket {
@@ -67,7 +73,8 @@ struct gencache__flights {
     pthread_cond_t tcv;  /* monotonic clock */
     pthread_t timer;
     bool timer_started, timer_stop;
-    uint64_t next_deadline_ns; /* earliest deadline the timer must wake for; UINT64_MAX */
+    uint64_t next_deadline_ns;       /* earliest deadline the timer must wake for; UINT64_MAX */
+    struct gencache__remote *remote; /* single flight across nodes (remote.c); NULL: unused */
     gencache__flight_bucket b[GENCACHE__FLIGHT_BUCKETS];
 };
 
@@ -106,6 +113,30 @@ void gencache__flight_end(gencache__flight_bucket *b, gencache__flight *f, int s
                           gencache_handle *h, gencache__waiter_list *due);
 
 void gencache__lease_free(gencache_lease *lease);
+
+/* ---- single flight across nodes (remote.c) ---- */
+
+/* What claim() does after it started a flight f (unlocked) with lease `mine`: takes the key's
+ * lease in the shared tier. GENCACHE_OK: the caller computes (it holds both leases, or the
+ * shared tier cannot say and only the local one counts). GENCACHE_EBUSY: another node holds it,
+ * or its value is stored already: the flight now waits for that, and the caller must wait as a
+ * waiter of f. */
+int gencache__remote_claim(gencache__flights *fl, gencache__flight_bucket *b, gencache__flight *f,
+                           gencache_lease *mine, const char *tenant, uint32_t lease_timeout_ms);
+/* Hands the watcher a flight that waits for another node (call with f's bucket lock held, then
+ * set f->remote_wait). False when out of memory: the caller computes instead. */
+bool gencache__remote_watch(gencache__flights *fl, gencache__flight *f, gencache_lease *mine,
+                            const char *tenant);
+/* A flight that held the shared lease is ending: the lease is deleted soon, off this thread.
+ * Callable with a bucket lock held. */
+void gencache__remote_release(gencache__flights *fl, const char *key, uint64_t token);
+/* At gencache_close(): stops the watcher; after the flights ended, deletes the leases still
+ * held and frees the placeholders. */
+void gencache__remote_stop(gencache__flights *fl);
+void gencache__remote_close(gencache__flights *fl);
+/* Ends the flight of lease with a hit on h (another node stored the value), like a fulfil that
+ * stores nothing. The lease is freed. */
+int gencache__lease_end_hit(gencache_lease *lease, gencache_handle *h);
 
 /* Initializes a condition variable whose timed waits use CLOCK_MONOTONIC deadlines. */
 void gencache__cond_init_mono(pthread_cond_t *cv);

@@ -136,6 +136,14 @@ static void unlink_flight(gencache__flight_bucket *b, gencache__flight *f)
     }
 }
 
+/* Frees an ended flight; the shared lease it held (across nodes) is deleted soon. */
+static void flight_free(gencache__flight *f)
+{
+    if (f->remote_token && f->owner)
+        gencache__remote_release(f->owner, f->key, f->remote_token);
+    free(f);
+}
+
 static void set_lease_deadline(gencache__flights *fl, gencache__flight *f)
 {
     uint32_t t = f->lease->timeout_ms;
@@ -150,7 +158,7 @@ void gencache__flight_pass_on(gencache__flights *fl, gencache__flight_bucket *b,
     gencache__waiter *w = pop_waiter(f);
     if (!w) {
         unlink_flight(b, f);
-        free(f);
+        flight_free(f);
         return;
     }
     gencache_lease *l = w->lease;
@@ -173,7 +181,7 @@ void gencache__flight_end(gencache__flight_bucket *b, gencache__flight *f, int s
             gencache__waiter_finish(w, status, GENCACHE_CLAIM_NONE, NULL, NULL, due);
     }
     unlink_flight(b, f);
-    free(f);
+    flight_free(f);
 }
 
 /* ---- the timer ------------------------------------------------------------------------------- */
@@ -297,6 +305,7 @@ void gencache__coalesce_close(gencache *cache)
     pthread_mutex_unlock(&fl->tmu);
     if (joined)
         pthread_join(fl->timer, NULL);
+    gencache__remote_stop(fl);
     for (unsigned i = 0; i < GENCACHE__FLIGHT_BUCKETS; i++) {
         gencache__flight_bucket *b = &fl->b[i];
         gencache__waiter_list due = {NULL};
@@ -313,5 +322,6 @@ void gencache__coalesce_close(gencache *cache)
         pthread_mutex_unlock(&b->mu);
         gencache__waiters_run(&due);
     }
+    gencache__remote_close(fl);
     gencache__flights_release(fl);
 }

@@ -45,6 +45,8 @@ struct gencache_config {
     bool has_mem_max_bytes, has_mem_max_entries, has_disk_max_bytes, has_disk_max_entries,
         has_redis_max_value_bytes, disk_disabled, redis_disabled;
     gencache_log_level log_level;
+    double redis_bloom_fp_rate;    /* 0: no filter */
+    uint64_t redis_bloom_capacity; /* 0: the library's default */
     gencache_config_server server;
     gencache__cfg_layer *layers;
     size_t n_layers;

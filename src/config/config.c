@@ -47,6 +47,10 @@ int gencache_config_options(const gencache_config *c, gencache_options *o)
         o->redis_timeout_ms = c->redis_timeout_ms;
     if (c->has_redis_max_value_bytes)
         o->redis_max_value_bytes = c->redis_max_value_bytes;
+    if (c->redis_bloom_fp_rate > 0)
+        o->redis_bloom_fp_rate = c->redis_bloom_fp_rate;
+    if (c->redis_bloom_capacity)
+        o->redis_bloom_capacity = c->redis_bloom_capacity;
     if (c->server.log_level_set)
         o->log_level = c->log_level;
     return GENCACHE_OK;

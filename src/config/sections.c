@@ -38,6 +38,45 @@ static int tier_limits(gencache__cfg_ctx *x, const char *key, yaml_node_t *v, co
     return gencache__cfg_size(x, v, path, max_entries);
 }
 
+/* tiers.redis.cluster: a list of HOST:PORT seed nodes of a Redis Cluster, kept as the URL
+ * redis-cluster://HOST:PORT,... that the library opens. */
+static int redis_cluster_seeds(gencache__cfg_ctx *x, yaml_node_t *v, const char *path,
+                               gencache_config *c)
+{
+    if (c->redis_url)
+        return fail(x, v, path, "give either url or cluster, not both");
+    if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.start == v->data.sequence.items.top)
+        return fail(x, v, path, "expected a list of HOST:PORT seed nodes");
+    char url[4096] = GENCACHE__REDIS_CLUSTER_SCHEME;
+    size_t len = strlen(url);
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+         it++) {
+        yaml_node_t *n = yaml_document_get_node(x->doc, *it);
+        const char *s = NULL;
+        if (!n || gencache__cfg_str(x, n, path, &s) != 0)
+            return -1;
+        const char *cursor = s;
+        char host[256];
+        long port;
+        size_t sl = strlen(s);
+        if (strncmp(s, GENCACHE__REDIS_CLUSTER_SCHEME, sizeof GENCACHE__REDIS_CLUSTER_SCHEME - 1) ==
+                0 ||
+            strchr(s, ',') ||
+            gencache__redis_cluster_url_next(&cursor, host, sizeof host, &port) != GENCACHE_OK ||
+            *cursor)
+            return fail(x, n, path, "expected HOST:PORT (port 1-65535)");
+        if (len + sl + 2 >= sizeof url)
+            return fail(x, n, path, "too many seed nodes");
+        if (it != v->data.sequence.items.start)
+            url[len++] = ',';
+        memcpy(url + len, s, sl + 1);
+        len += sl;
+    }
+    if (!(c->redis_url = gencache__cfg_own(c, url)))
+        return fail(x, v, path, "out of memory");
+    return 0;
+}
+
 static int tier_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml_node_t *v,
                      const char *path, void *arg)
 {
@@ -106,7 +145,28 @@ static int tier_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yam
             if (gencache__redis_url_split(s, host, sizeof host, &port, &db) != GENCACHE_OK)
                 return fail(x, v, path,
                             "expected redis://HOST[:PORT][/DB] (port 1-65535, db 0-100000)");
+            if (c->redis_url)
+                return fail(x, v, path, "give either url or cluster, not both");
             return gencache__cfg_owned_str(x, v, path, &c->redis_url);
+        }
+        if (strcmp(key, "cluster") == 0)
+            return redis_cluster_seeds(x, v, path, c);
+        if (strcmp(key, "bloom_fp_rate") == 0) {
+            const char *s = scalar(v);
+            char *end = NULL;
+            errno = 0;
+            double r = s ? strtod(s, &end) : 0;
+            if (!s || !*s || *end || errno || !(r > 0.0 && r <= 0.5))
+                return fail(x, v, path, "expected a rate above 0 and at most 0.5, like 0.01");
+            c->redis_bloom_fp_rate = r;
+            return 0;
+        }
+        if (strcmp(key, "bloom_capacity") == 0) {
+            unsigned cap = 0;
+            if (gencache__cfg_uint(x, v, path, 1, 4000000000u, &cap) != 0)
+                return -1;
+            c->redis_bloom_capacity = cap;
+            return 0;
         }
         if (strcmp(key, "timeout_ms") == 0)
             return gencache__cfg_uint(x, v, path, 1, 60000, &c->redis_timeout_ms);
@@ -120,7 +180,9 @@ static int tier_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yam
             c->redis_disabled = !b;
             return 0;
         }
-        return unknown(x, kn, path, "enabled, url, timeout_ms, max_value_bytes");
+        return unknown(x, kn, path,
+                       "enabled, url, cluster, timeout_ms, max_value_bytes, bloom_fp_rate, "
+                       "bloom_capacity");
     }
     /* gpu: there is no GPU tier in this build; its keys are accepted only switched off. */
     if (strcmp(key, "enabled") == 0) {

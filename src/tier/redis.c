@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tier/entry_codec.h"
 #include "tier/redis.h"
@@ -44,7 +46,8 @@ static uint64_t deadline(gencache__redis_tier *r)
     return gencache__redis_now_ns() + (uint64_t)r->timeout_ms * 1000000u;
 }
 
-gencache__redis_conn *gencache__redis_acquire(gencache__redis_tier *r, uint64_t deadline_ns)
+gencache__redis_conn *gencache__redis_acquire(gencache__redis_tier *tier, gencache__redis_node *r,
+                                              uint64_t deadline_ns)
 {
     pthread_mutex_lock(&r->lock);
     if (r->open) {
@@ -89,23 +92,24 @@ gencache__redis_conn *gencache__redis_acquire(gencache__redis_tier *r, uint64_t 
         c->gen = gen;
         int rc = gencache__redis_connect(r, c, deadline_ns);
         if (rc != GENCACHE_OK) {
-            gencache__log_msg(r->log, GENCACHE_LOG_DEBUG, "redis tier %s: connect: %s", r->where,
+            gencache__log_msg(tier->log, GENCACHE_LOG_DEBUG, "redis tier %s: connect: %s", r->where,
                               gencache_strerror(rc));
-            gencache__redis_release(r, c, false);
+            gencache__redis_release(tier, r, c, false);
             return NULL;
         }
     }
     return c;
 }
 
-void gencache__redis_release(gencache__redis_tier *r, gencache__redis_conn *c, bool ok)
+void gencache__redis_release(gencache__redis_tier *tier, gencache__redis_node *r,
+                             gencache__redis_conn *c, bool ok)
 {
     if (!ok)
         gencache__redis_disconnect(c); /* its stream position is unknown */
     pthread_mutex_lock(&r->lock);
     if (ok) {
         if (r->open)
-            gencache__log_msg(r->log, GENCACHE_LOG_INFO, "redis tier %s: reachable again",
+            gencache__log_msg(tier->log, GENCACHE_LOG_INFO, "redis tier %s: reachable again",
                               r->where);
         r->failures = 0;
         r->open = false;
@@ -115,7 +119,7 @@ void gencache__redis_release(gencache__redis_tier *r, gencache__redis_conn *c, b
         r->failures++;
         if (r->probing || r->failures >= GENCACHE__REDIS_TRIP) {
             if (!r->open)
-                gencache__log_msg(r->log, GENCACHE_LOG_WARN,
+                gencache__log_msg(tier->log, GENCACHE_LOG_WARN,
                                   "redis tier %s: unreachable; gets miss and puts are dropped "
                                   "until it answers again",
                                   r->where);
@@ -136,14 +140,8 @@ void gencache__redis_release(gencache__redis_tier *r, gencache__redis_conn *c, b
 
 /* ---- operations ---- */
 
-static void redis_key(char *buf, const char *key)
-{
-    snprintf(buf, sizeof GENCACHE__REDIS_PREFIX + GENCACHE__KEY_MAX, GENCACHE__REDIS_PREFIX "%s",
-             key);
-}
-
-/* Loads the get script (once per server start: Redis forgets scripts when it restarts). */
-static int load_script(gencache__redis_tier *r, gencache__redis_conn *c, uint64_t dl, char sha[41])
+/* Loads the get script on n (once per server start: Redis forgets scripts when it restarts). */
+static int load_script(gencache__redis_node *n, gencache__redis_conn *c, uint64_t dl, char sha[41])
 {
     gencache__redis_arg a[3] = {
         {{"SCRIPT"}, {6}},
@@ -154,10 +152,10 @@ static int load_script(gencache__redis_tier *r, gencache__redis_conn *c, uint64_
     if (rc == GENCACHE_OK && (rep->type != REDIS_REPLY_STRING || rep->len != 40))
         rc = GENCACHE_EUNAVAILABLE;
     if (rc == GENCACHE_OK) {
-        pthread_mutex_lock(&r->lock);
-        memcpy(r->sha, rep->str, 40);
-        r->sha[40] = '\0';
-        pthread_mutex_unlock(&r->lock);
+        pthread_mutex_lock(&n->lock);
+        memcpy(n->sha, rep->str, 40);
+        n->sha[40] = '\0';
+        pthread_mutex_unlock(&n->lock);
         memcpy(sha, rep->str, 40);
         sha[40] = '\0';
     }
@@ -166,42 +164,39 @@ static int load_script(gencache__redis_tier *r, gencache__redis_conn *c, uint64_
     return rc;
 }
 
-static int redis_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t now_ms, bool touch,
-                     gencache__entry **out)
+typedef struct get_arg {
+    const char *rkey;
+    size_t rlen;
+    bool touch;
+    gencache__entry *e;
+    int64_t pttl;
+} get_arg;
+
+/* One read on the node that (as far as the map knows) serves the key. */
+static int get_op(gencache__redis_tier *r, gencache__redis_node *n, gencache__redis_conn *c,
+                  bool asking, void *arg, uint64_t dl, gencache__redis_redirect *redir,
+                  bool *conn_ok)
 {
-    gencache__redis_tier *r = (gencache__redis_tier *)t;
-    if (out)
-        *out = NULL;
-    const char *layer;
-    size_t layer_len;
-    if (!out || gencache__key_split(key, &layer, &layer_len) != GENCACHE_OK)
-        return GENCACHE_EINVAL;
-    uint64_t dl = deadline(r);
-    gencache__redis_conn *c = gencache__redis_acquire(r, dl);
-    if (!c) {
-        atomic_fetch_add(&r->backend_errors, 1);
-        return GENCACHE_ENOTFOUND;
-    }
-    char rkey[sizeof GENCACHE__REDIS_PREFIX + GENCACHE__KEY_MAX];
-    redis_key(rkey, key);
-    size_t rlen = strlen(rkey);
+    get_arg *g = arg;
     int rc = GENCACHE_OK;
     gencache__entry *e = NULL;
     char sha[41];
-    pthread_mutex_lock(&r->lock);
-    memcpy(sha, r->sha, sizeof sha);
-    pthread_mutex_unlock(&r->lock);
-    if (!sha[0]) {
-        rc = load_script(r, c, dl, sha);
-    }
+    pthread_mutex_lock(&n->lock);
+    memcpy(sha, n->sha, sizeof sha);
+    pthread_mutex_unlock(&n->lock);
+    if (!sha[0])
+        rc = load_script(n, c, dl, sha);
+    gencache__redis_arg ask[1] = {{{"ASKING"}, {6}}};
     gencache__redis_arg multi[1] = {{{"MULTI"}, {5}}};
-    gencache__redis_arg get[2] = {{{"GET"}, {3}}, {{rkey}, {rlen}}};
+    gencache__redis_arg get[2] = {{{"GET"}, {3}}, {{g->rkey}, {g->rlen}}};
     gencache__redis_arg eval[5] = {{{"EVALSHA"}, {7}},
                                    {{sha}, {40}},
                                    {{"1"}, {1}},
-                                   {{rkey}, {rlen}},
-                                   {{touch ? "1" : "0"}, {1}}};
+                                   {{g->rkey}, {g->rlen}},
+                                   {{g->touch ? "1" : "0"}, {1}}};
     gencache__redis_arg exec[1] = {{{"EXEC"}, {4}}};
+    if (rc == GENCACHE_OK && asking)
+        rc = gencache__redis_send(c, 1, ask, dl);
     if (rc == GENCACHE_OK)
         rc = gencache__redis_send(c, 1, multi, dl);
     if (rc == GENCACHE_OK)
@@ -213,11 +208,18 @@ static int redis_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t
     bool noscript = false;
     int64_t pttl = -2;
     if (rc == GENCACHE_OK)
-        rc = gencache__redis_read_entry(r, c, dl, &e, &noscript, &pttl);
+        rc = gencache__redis_read_entry(r->alloc, c, asking, dl, &e, &noscript, &pttl, redir);
     if (noscript) {
         /* Redis restarted and forgot the script: load it, and refresh this hit separately. */
-        int lrc = load_script(r, c, dl, sha);
+        int lrc = load_script(n, c, dl, sha);
         redisReply *rep = NULL;
+        if (lrc == GENCACHE_OK && e && asking)
+            lrc = gencache__redis_send(c, 1, ask, dl);
+        if (lrc == GENCACHE_OK && e && asking)
+            lrc = gencache__redis_reply(c, dl, &rep);
+        if (rep)
+            freeReplyObject(rep);
+        rep = NULL;
         if (lrc == GENCACHE_OK && e)
             lrc = gencache__redis_command(c, dl, &rep, 5, eval);
         if (lrc == GENCACHE_OK && rep && rep->type == REDIS_REPLY_INTEGER)
@@ -233,11 +235,37 @@ static int redis_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t
     }
     if (rc == GENCACHE_EPARSE) {
         gencache__log_msg(r->log, GENCACHE_LOG_WARN, "redis tier %s: get: unexpected reply",
-                          r->where);
+                          n->where);
         rc = GENCACHE_EUNAVAILABLE; /* out of step: the connection is closed */
     }
-    bool conn_ok = rc == GENCACHE_OK || rc == GENCACHE_ENOTFOUND || rc == GENCACHE_ECORRUPT;
-    gencache__redis_release(r, c, conn_ok);
+    *conn_ok = rc == GENCACHE_OK || rc == GENCACHE_ENOTFOUND || rc == GENCACHE_ECORRUPT ||
+               rc == GENCACHE_EIO;
+    g->e = e;
+    g->pttl = pttl;
+    return rc;
+}
+
+static int redis_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t now_ms, bool touch,
+                     gencache__entry **out)
+{
+    gencache__redis_tier *r = (gencache__redis_tier *)t;
+    (void)hash;
+    if (out)
+        *out = NULL;
+    const char *layer;
+    size_t layer_len;
+    if (!out || gencache__key_split(key, &layer, &layer_len) != GENCACHE_OK)
+        return GENCACHE_EINVAL;
+    if (gencache__redis_bloom_rules_out(r, key)) {
+        atomic_fetch_add(&r->misses, 1); /* no node wrote it: no round trip */
+        return GENCACHE_ENOTFOUND;
+    }
+    char rkey[GENCACHE__REDIS_KEY_SIZE];
+    gencache__redis_key(r, rkey, key);
+    get_arg g = {.rkey = rkey, .rlen = strlen(rkey), .touch = touch, .pttl = -2};
+    int rc = gencache__redis_route(r, rkey, g.rlen, deadline(r), get_op, &g);
+    gencache__entry *e = g.e;
+    int64_t pttl = g.pttl;
     if (rc == GENCACHE_OK &&
         (gencache__checksum(e->value, e->size) != e->checksum || strcmp(e->key, key) != 0))
         rc = GENCACHE_ECORRUPT; /* damaged, or a record copied under another key */
@@ -247,6 +275,7 @@ static int redis_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t
         return GENCACHE_ENOTFOUND;
     }
     if (rc != GENCACHE_OK) {
+        gencache__entry_release(e);
         if (rc != GENCACHE_ENOTFOUND)
             atomic_fetch_add(&r->backend_errors, 1);
         if (rc == GENCACHE_ENOTFOUND)
@@ -268,6 +297,51 @@ static int redis_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t
     atomic_fetch_add(&r->hits, 1);
     *out = e;
     return GENCACHE_OK;
+}
+
+typedef struct put_arg {
+    const gencache__redis_arg *set;
+    int set_argc;
+    const char *key;
+    size_t key_len;
+    redisReply *reply; /* the SET's */
+} put_arg;
+
+/* SET, then PUBLISH of the key on the written channel (other nodes' Bloom filters), in one round
+ * trip. The SET runs first, so a node that hears of the key finds it. */
+static int put_op(gencache__redis_tier *r, gencache__redis_node *n, gencache__redis_conn *c,
+                  bool asking, void *arg, uint64_t dl, gencache__redis_redirect *redir,
+                  bool *conn_ok)
+{
+    (void)r;
+    (void)n;
+    put_arg *pa = arg;
+    gencache__redis_arg ask[1] = {{{"ASKING"}, {6}}};
+    gencache__redis_arg pub[3] = {
+        {{"PUBLISH"}, {7}},
+        {{GENCACHE__REDIS_WRITTEN_CHANNEL}, {sizeof GENCACHE__REDIS_WRITTEN_CHANNEL - 1}},
+        {{pa->key}, {pa->key_len}}};
+    int rc = asking ? gencache__redis_send(c, 1, ask, dl) : GENCACHE_OK;
+    if (rc == GENCACHE_OK)
+        rc = gencache__redis_send(c, pa->set_argc, pa->set, dl);
+    if (rc == GENCACHE_OK)
+        rc = gencache__redis_send(c, 3, pub, dl);
+    redisReply *replies[3] = {NULL, NULL, NULL};
+    int first = asking ? 0 : 1;
+    for (int i = first; i < 3 && rc == GENCACHE_OK; i++)
+        rc = gencache__redis_reply(c, dl, &replies[i]);
+    *conn_ok = rc == GENCACHE_OK;
+    if (rc == GENCACHE_OK && replies[1]->type == REDIS_REPLY_ERROR &&
+        gencache__redis_redirect_parse(replies[1]->str, (size_t)replies[1]->len, redir)) {
+        /* The PUBLISH went out for nothing: harmless (a key heard of may always be absent). */
+    } else if (rc == GENCACHE_OK) {
+        pa->reply = replies[1];
+        replies[1] = NULL;
+    }
+    for (int i = 0; i < 3; i++)
+        if (replies[i])
+            freeReplyObject(replies[i]);
+    return rc;
 }
 
 static int redis_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
@@ -294,31 +368,28 @@ static int redis_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
             gencache__free(r->alloc, rec);
         return rc;
     }
-    char rkey[sizeof GENCACHE__REDIS_PREFIX + GENCACHE__KEY_MAX], px[24];
-    redis_key(rkey, e->key);
+    char rkey[GENCACHE__REDIS_KEY_SIZE], px[24];
+    gencache__redis_key(r, rkey, e->key);
     snprintf(px, sizeof px, "%llu", (unsigned long long)(expires ? expires - now_ms : 0));
     gencache__redis_arg a[5] = {{{"SET"}, {3}},
                                 {{rkey}, {strlen(rkey)}},
                                 {{rec, e->value}, {len, e->size}},
                                 {{"PX"}, {2}},
                                 {{px}, {strlen(px)}}};
-    uint64_t dl = deadline(r);
-    gencache__redis_conn *c = gencache__redis_acquire(r, dl);
-    if (!c) {
-        rc = GENCACHE_EUNAVAILABLE;
-    } else {
-        redisReply *rep = NULL;
-        rc = gencache__redis_command(c, dl, &rep, expires ? 5 : 3, a);
-        bool conn_ok = rc == GENCACHE_OK;
-        if (rc == GENCACHE_OK && rep->type != REDIS_REPLY_STATUS) {
-            gencache__log_msg(r->log, GENCACHE_LOG_WARN, "redis tier %s: SET: %s", r->where,
-                              rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
-            rc = GENCACHE_EIO; /* the server answered: the connection is fine */
-        }
-        if (rep)
-            freeReplyObject(rep);
-        gencache__redis_release(r, c, conn_ok);
+    size_t klen = strlen(e->key);
+    put_arg pa = {.set = a, .set_argc = expires ? 5 : 3, .key = e->key, .key_len = klen};
+    gencache__redis_bloom_note(r, e->key, klen);
+    rc = gencache__redis_route(r, rkey, strlen(rkey), deadline(r), put_op, &pa);
+    redisReply *rep = pa.reply;
+    /* Noted again now that the SET has run: a filter rebuild that began meanwhile has it. */
+    gencache__redis_bloom_note(r, e->key, klen);
+    if (rc == GENCACHE_OK && rep->type != REDIS_REPLY_STATUS) {
+        gencache__log_msg(r->log, GENCACHE_LOG_WARN, "redis tier %s: SET: %s", r->where,
+                          rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        rc = GENCACHE_EIO; /* the server answered: the connection is fine */
     }
+    if (rep)
+        freeReplyObject(rep);
     if (rec != stackbuf)
         gencache__free(r->alloc, rec);
     if (rc != GENCACHE_OK) {
@@ -332,23 +403,19 @@ static int redis_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
 static int redis_del(gencache__tier *t, const char *key, uint64_t hash)
 {
     gencache__redis_tier *r = (gencache__redis_tier *)t;
+    (void)hash;
     const char *layer;
     size_t layer_len;
     if (gencache__key_split(key, &layer, &layer_len) != GENCACHE_OK)
         return GENCACHE_EINVAL;
-    char rkey[sizeof GENCACHE__REDIS_PREFIX + GENCACHE__KEY_MAX];
-    redis_key(rkey, key);
+    char rkey[GENCACHE__REDIS_KEY_SIZE];
+    gencache__redis_key(r, rkey, key);
     gencache__redis_arg a[2] = {{{"DEL"}, {3}}, {{rkey}, {strlen(rkey)}}};
-    uint64_t dl = deadline(r);
-    gencache__redis_conn *c = gencache__redis_acquire(r, dl);
-    if (!c) {
-        atomic_fetch_add(&r->backend_errors, 1);
-        return GENCACHE_EUNAVAILABLE;
-    }
     redisReply *rep = NULL;
-    int rc = gencache__redis_command(c, dl, &rep, 2, a);
-    gencache__redis_release(r, c, rc == GENCACHE_OK);
-    if (rc != GENCACHE_OK) {
+    int rc = gencache__redis_route_command(r, 1, 2, a, deadline(r), &rep);
+    if (rc != GENCACHE_OK || rep->type == REDIS_REPLY_ERROR) {
+        if (rep)
+            freeReplyObject(rep);
         atomic_fetch_add(&r->backend_errors, 1);
         return GENCACHE_EUNAVAILABLE;
     }
@@ -372,12 +439,11 @@ static void redis_close(gencache__tier *t)
     if (!t)
         return;
     gencache__redis_tier *r = (gencache__redis_tier *)t;
-    for (int i = 0; i < GENCACHE__REDIS_POOL; i++) {
-        gencache__redis_disconnect(&r->conns[i]);
-        free(r->conns[i].buf);
-    }
-    pthread_mutex_destroy(&r->lock);
-    pthread_cond_destroy(&r->freed);
+    unsigned count = atomic_load(&r->n_nodes);
+    for (unsigned i = 0; i < count; i++)
+        gencache__redis_node_free(r, r->nodes[i]);
+    pthread_mutex_destroy(&r->topo_lock);
+    gencache__redis_bloom_close(r);
     gencache__free(r->alloc, r->where);
     gencache__free(r->alloc, r);
 }
@@ -440,7 +506,50 @@ int gencache__redis_url_split(const char *url, char *host, size_t host_size, lon
     return *p ? GENCACHE_ECONFIG : GENCACHE_OK;
 }
 
-/* Parses redis://HOST[:PORT][/DB] (HOST may be [IPv6]) and resolves HOST once. */
+int gencache__redis_cluster_url_next(const char **cursor, char *host, size_t host_size, long *port)
+{
+    const char *p = *cursor;
+    if (strncmp(p, GENCACHE__REDIS_CLUSTER_SCHEME, sizeof GENCACHE__REDIS_CLUSTER_SCHEME - 1) == 0)
+        p += sizeof GENCACHE__REDIS_CLUSTER_SCHEME - 1;
+    else if (*p == ',')
+        p++;
+    if (!*p)
+        return GENCACHE_ENOTFOUND;
+    size_t len = strcspn(p, ",");
+    const char *colon = NULL;
+    for (size_t i = len; i-- > 0;)
+        if (p[i] == ':') {
+            colon = p + i;
+            break;
+        }
+    if (!colon)
+        return GENCACHE_ECONFIG;
+    const char *h = p;
+    size_t hl = (size_t)(colon - p);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl == 0 || hl >= host_size || memchr(h, '/', hl))
+        return GENCACHE_ECONFIG;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char num[8];
+    size_t pl = len - (size_t)(colon - p) - 1;
+    if (pl == 0 || pl >= sizeof num)
+        return GENCACHE_ECONFIG;
+    memcpy(num, colon + 1, pl);
+    num[pl] = '\0';
+    char *end;
+    errno = 0;
+    *port = strtol(num, &end, 10);
+    if (errno || *end || *port < 1 || *port > 65535)
+        return GENCACHE_ECONFIG;
+    *cursor = p + len;
+    return GENCACHE_OK;
+}
+
+/* Parses redis://HOST[:PORT][/DB] (HOST may be [IPv6]) into the one node of a single server. */
 static int parse_url(gencache__redis_tier *r, const char *url)
 {
     char host[256];
@@ -448,25 +557,26 @@ static int parse_url(gencache__redis_tier *r, const char *url)
     int rc = gencache__redis_url_split(url, host, sizeof host, &port, &db);
     if (rc != GENCACHE_OK)
         return rc;
-    char service[8];
-    snprintf(service, sizeof service, "%ld", port);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    int gai = getaddrinfo(host, service, &hints, &res);
-    if (gai != 0 || !res) {
-        gencache__log_msg(r->log, GENCACHE_LOG_ERROR, "redis tier: cannot resolve %s: %s", host,
-                          gai_strerror(gai));
-        return GENCACHE_ECONFIG;
+    gencache__redis_node *n;
+    return gencache__redis_node_get(r, host, port, db, &n);
+}
+
+/* Parses redis-cluster://HOST:PORT[,HOST:PORT...] into the seed nodes of a cluster. */
+static int parse_cluster_url(gencache__redis_tier *r, const char *url)
+{
+    char host[256];
+    long port;
+    size_t n_seeds = 0;
+    int rc = gencache__redis_cluster_url_next(&url, host, sizeof host, &port);
+    while (rc == GENCACHE_OK) {
+        gencache__redis_node *n;
+        rc = gencache__redis_node_get(r, host, port, 0, &n);
+        if (rc != GENCACHE_OK)
+            return rc;
+        n_seeds++;
+        rc = gencache__redis_cluster_url_next(&url, host, sizeof host, &port);
     }
-    memcpy(&r->addr, res->ai_addr, res->ai_addrlen);
-    r->addr_len = res->ai_addrlen;
-    freeaddrinfo(res);
-    r->db = (int)db;
-    size_t wl = strlen(host) + 32;
-    r->where = gencache__malloc(r->alloc, wl);
-    if (!r->where)
-        return GENCACHE_ENOMEM;
-    snprintf(r->where, wl, "%s:%ld/%ld", host, port, db);
-    return GENCACHE_OK;
+    return rc == GENCACHE_ENOTFOUND && n_seeds ? GENCACHE_OK : GENCACHE_ECONFIG;
 }
 
 int gencache__redis_tier_open(const gencache__redis_options *opts, gencache__tier **out)
@@ -483,26 +593,32 @@ int gencache__redis_tier_open(const gencache__redis_options *opts, gencache__tie
     r->log = opts->log;
     r->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 100;
     r->max_value_bytes = opts->max_value_bytes;
-    r->backoff_ms = GENCACHE__REDIS_BACKOFF_MIN_MS;
-    pthread_mutex_init(&r->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->freed, &ca);
-    pthread_condattr_destroy(&ca);
-    for (int i = 0; i < GENCACHE__REDIS_POOL; i++)
-        r->conns[i].fd = -1;
-    int rc = parse_url(r, opts->url);
+    r->cluster = strncmp(opts->url, GENCACHE__REDIS_CLUSTER_SCHEME,
+                         sizeof GENCACHE__REDIS_CLUSTER_SCHEME - 1) == 0;
+    pthread_mutex_init(&r->topo_lock, NULL);
+    int brc = gencache__redis_bloom_open(r, opts->bloom_fp_rate, opts->bloom_capacity);
+    for (unsigned s = 0; s < GENCACHE__REDIS_SLOTS; s++)
+        atomic_init(&r->slots[s], r->cluster ? 0xff : 0);
+    int rc = GENCACHE_ENOMEM;
+    r->where = gencache__malloc(r->alloc, strlen(opts->url) + 1);
+    if (r->where && brc == GENCACHE_OK) {
+        strcpy(r->where, opts->url);
+        rc = r->cluster ? parse_cluster_url(r, opts->url) : parse_url(r, opts->url);
+    }
     if (rc != GENCACHE_OK) {
         if (rc == GENCACHE_ECONFIG)
             gencache__log_msg(r->log, GENCACHE_LOG_ERROR,
-                              "redis tier: bad url \"%s\" (expected redis://HOST[:PORT][/DB])",
+                              "redis tier: bad url \"%s\" (expected redis://HOST[:PORT][/DB] or "
+                              "redis-cluster://HOST:PORT[,HOST:PORT...])",
                               opts->url);
         redis_close(&r->base);
         return rc;
     }
+    r->n_seeds = atomic_load(&r->n_nodes);
+    if (getrandom(&r->node_id, sizeof r->node_id, 0) != sizeof r->node_id)
+        r->node_id = gencache__redis_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)r;
     /* Not connecting here: a Redis that is down at start is the same as one that goes down
-     * later (misses), and the first call connects. */
+     * later (misses), and the first call connects (and, on a cluster, reads the slot map). */
     *out = &r->base;
     return GENCACHE_OK;
 }

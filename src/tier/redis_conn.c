@@ -55,7 +55,7 @@ void gencache__redis_disconnect(gencache__redis_conn *c)
     c->len = 0;
 }
 
-int gencache__redis_connect(gencache__redis_tier *r, gencache__redis_conn *c, uint64_t deadline_ns)
+int gencache__redis_connect(gencache__redis_node *r, gencache__redis_conn *c, uint64_t deadline_ns)
 {
     gencache__redis_disconnect(c);
     c->reader = redisReaderCreate();
@@ -280,8 +280,8 @@ static int next_line(gencache__redis_conn *c, uint64_t deadline_ns, const char *
 }
 
 /* A bulk string holding a record and a value, received into a new entry. */
-static int read_bulk_entry(gencache__redis_tier *r, gencache__redis_conn *c, uint64_t deadline_ns,
-                           gencache__entry **out)
+static int read_bulk_entry(const gencache_allocator *alloc, gencache__redis_conn *c,
+                           uint64_t deadline_ns, gencache__entry **out)
 {
     const char *line;
     size_t llen;
@@ -319,7 +319,7 @@ static int read_bulk_entry(gencache__redis_tier *r, gencache__redis_conn *c, uin
         rc = buffer_at_least(c, rec_len, deadline_ns);
         if (rc != GENCACHE_OK)
             return rc;
-        drc = gencache__codec_decode(r->alloc, c->buf + c->pos, rec_len, &m);
+        drc = gencache__codec_decode(alloc, c->buf + c->pos, rec_len, &m);
         if (drc == GENCACHE_OK && m.size != total - rec_len) {
             gencache__codec_meta_clear(&m);
             drc = GENCACHE_ECORRUPT;
@@ -327,7 +327,7 @@ static int read_bulk_entry(gencache__redis_tier *r, gencache__redis_conn *c, uin
     }
     gencache__entry *e = NULL;
     if (drc == GENCACHE_OK) {
-        drc = gencache__codec_entry_new(r->alloc, &m, true, &e);
+        drc = gencache__codec_entry_new(alloc, &m, true, &e);
         gencache__codec_meta_clear(&m);
     }
     if (drc != GENCACHE_OK) {
@@ -369,32 +369,52 @@ static bool line_is(const char *line, size_t len, const char *want)
     return len == strlen(want) && memcmp(line, want, len) == 0;
 }
 
-int gencache__redis_read_entry(gencache__redis_tier *r, gencache__redis_conn *c,
-                               uint64_t deadline_ns, gencache__entry **out, bool *noscript,
-                               int64_t *pttl)
+/* An error line ("-..."): a redirect fills *redir; anything else is only noted. */
+static void note_error(const char *line, size_t len, gencache__redis_redirect *redir, bool *err)
+{
+    if (!*err && redir->kind == GENCACHE__REDIS_NO_REDIRECT)
+        gencache__redis_redirect_parse(line + 1, len - 1, redir);
+    *err = true;
+}
+
+int gencache__redis_read_entry(const gencache_allocator *alloc, gencache__redis_conn *c,
+                               bool asking, uint64_t deadline_ns, gencache__entry **out,
+                               bool *noscript, int64_t *pttl, gencache__redis_redirect *redir)
 {
     *out = NULL;
     *noscript = false;
     *pttl = -2;
+    redir->kind = GENCACHE__REDIS_NO_REDIRECT;
     c->pos = c->len = 0;
     const char *line;
     size_t len;
-    /* MULTI, GET and EVALSHA were accepted ... */
-    static const char *const acks[] = {"+OK", "+QUEUED", "+QUEUED"};
-    for (int i = 0; i < 3; i++) {
+    /* [ASKING,] MULTI, GET and EVALSHA were accepted, or refused at queueing time (a cluster
+     * node that does not serve the key, a cluster that is down): then EXEC aborts. */
+    static const char *const acks[] = {"+OK", "+OK", "+QUEUED", "+QUEUED"};
+    bool queue_error = false;
+    for (int i = asking ? 0 : 1; i < 4; i++) {
         int rc = next_line(c, deadline_ns, &line, &len);
         if (rc != GENCACHE_OK)
             return rc;
-        if (!line_is(line, len, acks[i]))
+        if (i >= 2 && len >= 1 && line[0] == '-')
+            note_error(line, len, redir, &queue_error);
+        else if (!line_is(line, len, acks[i]))
             return GENCACHE_EPARSE;
     }
-    /* ... and EXEC ran both: [value or nil, refresh result or error]. */
+    /* ... and EXEC ran both: [value or nil, refresh result or error], or refused. */
     int rc = next_line(c, deadline_ns, &line, &len);
     if (rc != GENCACHE_OK)
         return rc;
-    if (!line_is(line, len, "*2"))
+    if (len >= 1 && line[0] == '-') {
+        bool exec_error = false;
+        note_error(line, len, redir, &exec_error);
+        if (c->pos != c->len)
+            return GENCACHE_EPARSE;
+        return redir->kind != GENCACHE__REDIS_NO_REDIRECT ? GENCACHE_ENOTFOUND : GENCACHE_EIO;
+    }
+    if (queue_error || !line_is(line, len, "*2"))
         return GENCACHE_EPARSE;
-    int erc = read_bulk_entry(r, c, deadline_ns, out);
+    int erc = read_bulk_entry(alloc, c, deadline_ns, out);
     if (erc != GENCACHE_OK && erc != GENCACHE_ENOTFOUND && erc != GENCACHE_ECORRUPT)
         return erc;
     rc = next_line(c, deadline_ns, &line, &len);

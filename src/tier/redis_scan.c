@@ -45,22 +45,23 @@ void gencache__redis_drop_corrupt(gencache__redis_tier *r, const char *rkey, gen
                       r->where, rkey);
     atomic_fetch_add(&r->corrupt, 1);
     uint64_t dl = gencache__redis_now_ns() + (uint64_t)r->timeout_ms * 1000000u;
-    gencache__redis_conn *c = gencache__redis_acquire(r, dl);
-    if (c) {
-        int rc;
-        if (e) {
-            rc = send_del_if_same(c, rkey, strlen(rkey), e->checksum, e->created_ms, dl);
-        } else {
-            gencache__redis_arg a[2] = {{{"DEL"}, {3}}, {{rkey}, {strlen(rkey)}}};
-            rc = gencache__redis_send(c, 2, a, dl);
-        }
-        redisReply *rep = NULL;
-        if (rc == GENCACHE_OK)
-            rc = gencache__redis_reply(c, dl, &rep);
-        if (rep)
-            freeReplyObject(rep);
-        gencache__redis_release(r, c, rc == GENCACHE_OK);
+    unsigned char ident[16];
+    gencache__redis_arg del_same[5] = {{{"EVAL"}, {4}},
+                                       {{del_if_same}, {sizeof del_if_same - 1}},
+                                       {{"1"}, {1}},
+                                       {{rkey}, {strlen(rkey)}},
+                                       {{ident}, {16}}};
+    gencache__redis_arg del[2] = {{{"DEL"}, {3}}, {{rkey}, {strlen(rkey)}}};
+    redisReply *rep = NULL;
+    if (e) {
+        gencache__le64_put(ident, e->checksum);
+        gencache__le64_put(ident + 8, e->created_ms);
+        gencache__redis_route_command(r, 3, 5, del_same, dl, &rep);
+    } else {
+        gencache__redis_route_command(r, 1, 2, del, dl, &rep);
     }
+    if (rep)
+        freeReplyObject(rep);
     if (e && r->base.on_evict)
         r->base.on_evict(r->base.on_evict_userdata, e, GENCACHE__EVICT_CORRUPT);
 }
@@ -163,6 +164,67 @@ static int scan_batch(gencache__redis_tier *r, gencache__redis_conn *c, const re
     return rc;
 }
 
+int gencache__redis_scan_step(gencache__redis_conn *c, char cursor[32], const char *count,
+                              uint64_t dl, redisReply **out)
+{
+    gencache__redis_arg a[6] = {
+        {{"SCAN"}, {4}},  {{cursor}, {strlen(cursor)}},
+        {{"MATCH"}, {5}}, {{GENCACHE__REDIS_PREFIX "*"}, {sizeof GENCACHE__REDIS_PREFIX}},
+        {{"COUNT"}, {5}}, {{count}, {strlen(count)}}};
+    redisReply *rep = NULL;
+    int rc = gencache__redis_command(c, dl, &rep, 6, a);
+    if (rc == GENCACHE_OK &&
+        (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+         rep->element[0]->type != REDIS_REPLY_STRING || rep->element[0]->len >= 31 ||
+         rep->element[1]->type != REDIS_REPLY_ARRAY))
+        rc = GENCACHE_EPARSE;
+    if (rc == GENCACHE_OK) {
+        memcpy(cursor, rep->element[0]->str, (size_t)rep->element[0]->len);
+        cursor[rep->element[0]->len] = '\0';
+        *out = rep;
+    } else if (rep) {
+        freeReplyObject(rep);
+    }
+    return rc;
+}
+
+/* Walks one node's keys. */
+static int remove_if_node(gencache__redis_tier *r, gencache__redis_node *n,
+                          gencache__entry_pred pred, void *userdata, uint64_t *count)
+{
+    char cursor[32] = "0";
+    uint64_t visited = 0;
+    int rc = GENCACHE_OK;
+    gencache__redis_conn *c = gencache__redis_acquire(
+        r, n, gencache__redis_now_ns() + (uint64_t)r->timeout_ms * 1000000u);
+    if (!c)
+        return GENCACHE_EUNAVAILABLE;
+    do {
+        uint64_t dl = gencache__redis_now_ns() + (uint64_t)r->timeout_ms * 1000000u;
+        redisReply *rep = NULL;
+        rc = gencache__redis_scan_step(c, cursor, SCAN_COUNT, dl, &rep);
+        if (rc == GENCACHE_OK) {
+            visited += rep->element[1]->elements;
+            const redisReply *keys = rep->element[1];
+            for (size_t i = 0; i < keys->elements && rc == GENCACHE_OK; i += MAX_BATCH) {
+                size_t k = keys->elements - i < MAX_BATCH ? keys->elements - i : MAX_BATCH;
+                for (size_t j = 0; j < k; j++)
+                    if (keys->element[i + j]->type != REDIS_REPLY_STRING)
+                        rc = GENCACHE_EPARSE;
+                if (rc == GENCACHE_OK)
+                    rc = scan_batch(r, c, keys, i, k, pred, userdata, count, dl);
+            }
+        }
+        if (rep)
+            freeReplyObject(rep);
+    } while (rc == GENCACHE_OK && strcmp(cursor, "0") != 0 && visited < SCAN_LIMIT);
+    gencache__redis_release(r, n, c, rc == GENCACHE_OK);
+    if (rc != GENCACHE_OK)
+        gencache__log_msg(r->log, GENCACHE_LOG_WARN, "redis tier %s: invalidation scan stopped: %s",
+                          n->where, gencache_strerror(rc));
+    return rc;
+}
+
 int gencache__redis_remove_if(gencache__tier *t, gencache__entry_pred pred, void *userdata,
                               uint64_t *count)
 {
@@ -171,50 +233,19 @@ int gencache__redis_remove_if(gencache__tier *t, gencache__entry_pred pred, void
         *count = 0;
     if (!pred || !count)
         return GENCACHE_EINVAL;
-    char cursor[32] = "0";
-    uint64_t visited = 0;
+    /* On a cluster every primary holds its own share of the keys: walk each. */
+    if (r->cluster && atomic_load(&r->refreshes) == 0)
+        gencache__redis_refresh_if_due(r);
+    gencache__redis_node *nodes[GENCACHE__REDIS_MAX_NODES];
+    size_t n = gencache__redis_primaries(r, nodes, GENCACHE__REDIS_MAX_NODES);
     int rc = GENCACHE_OK;
-    gencache__redis_conn *c =
-        gencache__redis_acquire(r, gencache__redis_now_ns() + (uint64_t)r->timeout_ms * 1000000u);
-    if (!c) {
-        atomic_fetch_add(&r->backend_errors, 1);
-        return GENCACHE_EUNAVAILABLE;
+    for (size_t i = 0; i < n; i++) {
+        int nrc = remove_if_node(r, nodes[i], pred, userdata, count);
+        if (nrc != GENCACHE_OK && rc != GENCACHE_ENOMEM)
+            rc = nrc;
     }
-    do {
-        uint64_t dl = gencache__redis_now_ns() + (uint64_t)r->timeout_ms * 1000000u;
-        gencache__redis_arg a[6] = {
-            {{"SCAN"}, {4}},  {{cursor}, {strlen(cursor)}},
-            {{"MATCH"}, {5}}, {{GENCACHE__REDIS_PREFIX "*"}, {sizeof GENCACHE__REDIS_PREFIX}},
-            {{"COUNT"}, {5}}, {{SCAN_COUNT}, {sizeof SCAN_COUNT - 1}}};
-        redisReply *rep = NULL;
-        rc = gencache__redis_command(c, dl, &rep, 6, a);
-        if (rc == GENCACHE_OK &&
-            (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-             rep->element[0]->type != REDIS_REPLY_STRING || rep->element[0]->len >= 31 ||
-             rep->element[1]->type != REDIS_REPLY_ARRAY))
-            rc = GENCACHE_EPARSE;
-        if (rc == GENCACHE_OK) {
-            memcpy(cursor, rep->element[0]->str, (size_t)rep->element[0]->len);
-            cursor[rep->element[0]->len] = '\0';
-            visited += rep->element[1]->elements;
-            const redisReply *keys = rep->element[1];
-            for (size_t i = 0; i < keys->elements && rc == GENCACHE_OK; i += MAX_BATCH) {
-                size_t n = keys->elements - i < MAX_BATCH ? keys->elements - i : MAX_BATCH;
-                for (size_t j = 0; j < n; j++)
-                    if (keys->element[i + j]->type != REDIS_REPLY_STRING)
-                        rc = GENCACHE_EPARSE;
-                if (rc == GENCACHE_OK)
-                    rc = scan_batch(r, c, keys, i, n, pred, userdata, count, dl);
-            }
-        }
-        if (rep)
-            freeReplyObject(rep);
-    } while (rc == GENCACHE_OK && strcmp(cursor, "0") != 0 && visited < SCAN_LIMIT);
-    gencache__redis_release(r, c, rc == GENCACHE_OK);
     if (rc != GENCACHE_OK) {
         atomic_fetch_add(&r->backend_errors, 1);
-        gencache__log_msg(r->log, GENCACHE_LOG_WARN, "redis tier %s: invalidation scan stopped: %s",
-                          r->where, gencache_strerror(rc));
         return rc == GENCACHE_ENOMEM ? rc : GENCACHE_EUNAVAILABLE;
     }
     return GENCACHE_OK;

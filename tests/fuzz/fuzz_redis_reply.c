@@ -37,9 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     close(sv[1]);
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
 
-    gencache__redis_tier r;
-    memset(&r, 0, sizeof r);
-    r.max_value_bytes = 1u << 20;
+    const uint64_t max_value_bytes = 1u << 20;
     gencache__redis_conn c;
     memset(&c, 0, sizeof c);
     c.fd = sv[0];
@@ -50,9 +48,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool noscript = false;
     int64_t pttl = 0;
     uint64_t deadline = gencache__redis_now_ns() + 200u * 1000 * 1000;
-    int rc = gencache__redis_read_entry(&r, &c, deadline, &e, &noscript, &pttl);
+    gencache__redis_redirect redir;
+    int rc = gencache__redis_read_entry(NULL, &c, false, deadline, &e, &noscript, &pttl, &redir);
+    if (redir.kind != GENCACHE__REDIS_NO_REDIRECT && (rc != GENCACHE_ENOTFOUND || e))
+        abort(); /* a redirect is a miss here, followed by the caller */
     if (rc == GENCACHE_OK) {
-        if (!e || e->size > r.max_value_bytes)
+        if (!e || e->size > max_value_bytes)
             abort();
         volatile uint64_t sum = gencache__checksum(e->value, e->size);
         (void)sum;

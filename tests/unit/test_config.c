@@ -636,3 +636,50 @@ TEST_CASE(config_applies_layers_and_models)
     CHECK_RC(gencache_config_server_get(cfg, &s), GENCACHE_EINVAL);
     gencache_config_free(cfg);
 }
+
+/* tiers.redis.cluster: seed nodes become one redis-cluster:// URL; malformed seeds, an empty
+ * list, and url together with cluster are refused with the path. */
+TEST_CASE(redis_cluster_seeds)
+{
+    gencache_config *cfg =
+        parse_ok("tiers:\n  redis:\n    cluster: [10.0.0.1:7000, \"[::1]:7001\", h:7002]\n");
+    gencache_options o;
+    gencache_options_init(&o);
+    CHECK_OK(gencache_config_options(cfg, &o));
+    CHECK_STR_EQ(o.redis_url, "redis-cluster://10.0.0.1:7000,[::1]:7001,h:7002");
+    CHECK(o.redis_bloom_fp_rate == 0); /* off unless asked for */
+    gencache_config_free(cfg);
+    cfg = parse_ok("tiers:\n  redis:\n    url: redis://h\n    bloom_fp_rate: 0.02\n"
+                   "    bloom_capacity: 5000\n");
+    gencache_options_init(&o);
+    CHECK_OK(gencache_config_options(cfg, &o));
+    CHECK_DBL_NEAR(o.redis_bloom_fp_rate, 0.02, 1e-12);
+    CHECK_UINT_EQ(o.redis_bloom_capacity, 5000);
+    gencache_config_free(cfg);
+    static const struct {
+        const char *text, *what;
+    } bad[] = {
+        {"tiers:\n  redis:\n    cluster: []\n", "list of HOST:PORT"},
+        {"tiers:\n  redis:\n    cluster: h:1\n", "list of HOST:PORT"},
+        {"tiers:\n  redis:\n    cluster: [h]\n", "expected HOST:PORT"},
+        {"tiers:\n  redis:\n    cluster: [\"h:1,h:2\"]\n", "expected HOST:PORT"},
+        {"tiers:\n  redis:\n    cluster: [h:0]\n", "expected HOST:PORT"},
+        {"tiers:\n  redis:\n    cluster: [\"redis-cluster://h:1\"]\n", "expected HOST:PORT"},
+        {"tiers:\n  redis:\n    url: redis://h\n    cluster: [h:1]\n", "not both"},
+        {"tiers:\n  redis:\n    cluster: [h:1]\n    url: redis://h\n", "not both"},
+        {"tiers:\n  redis:\n    bloom_fp_rate: 0\n", "like 0.01"},
+        {"tiers:\n  redis:\n    bloom_fp_rate: 0.6\n", "like 0.01"},
+        {"tiers:\n  redis:\n    bloom_fp_rate: often\n", "like 0.01"},
+        {"tiers:\n  redis:\n    bloom_capacity: 0\n", "from 1"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        gencache_config *c = (gencache_config *)&c;
+        char err[GENCACHE_CONFIG_ERR_MAX];
+        int rc =
+            gencache_config_parse("t.yaml", bad[i].text, strlen(bad[i].text), &c, err, sizeof err);
+        if (rc != GENCACHE_ECONFIG || c != NULL || !strstr(err, "tiers.redis") ||
+            !strstr(err, bad[i].what))
+            test_fail(__FILE__, __LINE__, "config %zu: got %s \"%s\", expected \"%s\"", i,
+                      gencache_errname(rc), err, bad[i].what);
+    }
+}

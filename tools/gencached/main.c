@@ -41,7 +41,8 @@ static void usage(FILE *out)
             "                         (default " DEFAULT_DATA_DIR ")\n"
             "  --max-memory BYTES     memory tier limit (suffixes K, M, G, T; default 1G)\n"
             "  --max-disk BYTES       disk tier limit (default 10G)\n"
-            "  --redis URL            shared Redis tier, redis://HOST:PORT[/DB] (default: none)\n"
+            "  --redis URL            shared Redis tier, redis://HOST:PORT[/DB], or a Redis\n"
+            "                         Cluster, redis-cluster://HOST:PORT,... (default: none)\n"
             "  --redis-timeout MS     longest a Redis call may delay a request (default 100)\n"
             "  --max-body BYTES       largest request body (default 256M)\n"
             "  --threads N            worker threads (default: the number of CPUs)\n"
@@ -233,8 +234,11 @@ static int parse_args(int argc, char **argv, gcd_config *cfg)
             }
             break;
         case O_REDIS:
-            if (strncmp(optarg, "redis://", 8) != 0 || !optarg[8]) {
-                bad_usage("bad --redis '%s': expected redis://HOST:PORT[/DB]", optarg);
+            if ((strncmp(optarg, "redis://", 8) != 0 || !optarg[8]) &&
+                (strncmp(optarg, "redis-cluster://", 16) != 0 || !optarg[16])) {
+                bad_usage("bad --redis '%s': expected redis://HOST:PORT[/DB] or "
+                          "redis-cluster://HOST:PORT[,HOST:PORT...]",
+                          optarg);
                 return 2;
             }
             cfg->redis_url = optarg;

@@ -161,6 +161,7 @@ class Options(ctypes.Structure):
         ("writeback_max_bytes", c_u64), ("mem_max_pinned_bytes", c_u64),
         ("pressure_warn_ratio", ctypes.c_double), ("pressure_ttl_ms", c_u64),
         ("mem_policy", c_int), ("mrc_sample_rate", ctypes.c_double),
+        ("redis_bloom_fp_rate", ctypes.c_double), ("redis_bloom_capacity", c_u64),
     ]
 
 
