@@ -106,6 +106,33 @@ static const char *header(struct MHD_Connection *c, const char *name)
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
+/* Writes v in decimal into buf (at least 21 bytes) and returns buf. Every GET formats its cost
+ * header, and snprintf is a measurable share of a small hit's time. */
+static const char *u64_dec(uint64_t v, char *buf)
+{
+    char tmp[21];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+    return buf;
+}
+
+/* The ETag of stored bytes: their checksum as 16 lowercase hex digits in quotes. */
+static void etag_of(uint64_t checksum, char out[19])
+{
+    static const char hex[] = "0123456789abcdef";
+    out[0] = '"';
+    for (int i = 0; i < 16; i++)
+        out[1 + i] = hex[(checksum >> (60 - 4 * i)) & 0xf];
+    out[17] = '"';
+    out[18] = '\0';
+}
+
 static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m)
 {
     char buf[GENCACHE_MAX_DIMS * 21 + 1];
@@ -114,8 +141,7 @@ static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m)
                                                                 : "application/octet-stream");
     if (m->tier)
         MHD_add_response_header(resp, "X-Gencache-Tier", m->tier);
-    snprintf(buf, sizeof buf, "%" PRIu64, m->cost_ms);
-    MHD_add_response_header(resp, "X-Gencache-Cost-Ms", buf);
+    MHD_add_response_header(resp, "X-Gencache-Cost-Ms", u64_dec(m->cost_ms, buf));
     if (m->dtype != GENCACHE_DTYPE_NONE) {
         const char *name = gencache_dtype_name(m->dtype);
         MHD_add_response_header(resp, "X-Gencache-Dtype", name ? name : "unknown");
@@ -134,8 +160,7 @@ static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m)
     if (m->expires_ms) {
         uint64_t now = gcd_now_ms();
         uint64_t left = m->expires_ms > now ? (m->expires_ms - now + 999) / 1000 : 0;
-        snprintf(buf, sizeof buf, "%" PRIu64, left);
-        MHD_add_response_header(resp, "X-Gencache-TTL", buf);
+        MHD_add_response_header(resp, "X-Gencache-TTL", u64_dec(left, buf));
     }
 }
 
@@ -249,8 +274,9 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
     gencache_handle *h = NULL;
     int err = head ? gencache_peek_as(req->srv->cache, &who, key, &h)
                    : gencache_get_as(req->srv->cache, &who, key, &h);
-    if (!head && err == 0)
+    if (!head && err == 0) {
         gcd_metrics_hit(req->srv->metrics, layer, gencache_handle_meta(h)->tier);
+    }
     if (err == GENCACHE_ENOTFOUND)
         return reply_miss(c, req, key);
     if (err != 0)
@@ -259,8 +285,8 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
     const gencache_meta *m = gencache_handle_meta(h);
     if (gcd_codec_needed(m, as))
         return reply_decoded(c, req, h, as);
-    char etag[24];
-    snprintf(etag, sizeof etag, "\"%016" PRIx64 "\"", m->checksum);
+    char etag[19];
+    etag_of(m->checksum, etag);
     const char *inm =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
     if (inm && etag_matches(inm, etag)) {
