@@ -276,6 +276,7 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
                    : gencache_get_as(req->srv->cache, &who, key, &h);
     if (!head && err == 0) {
         gcd_metrics_hit(req->srv->metrics, layer, gencache_handle_meta(h)->tier);
+        gcd_ui_hit(req->srv, req->tenant, key, gencache_handle_meta(h)->hits);
     }
     if (err == GENCACHE_ENOTFOUND)
         return reply_miss(c, req, key);

@@ -16,6 +16,7 @@
 
 #include <sys/socket.h>
 
+#include <jansson.h>
 #include <microhttpd.h>
 
 #include "gencache.h"
@@ -109,6 +110,7 @@ typedef struct gcd_server {
     struct gcd_conns *conns;     /* conns.c: every open connection and what it is doing */
     uint64_t inflight;           /* request body bytes reserved now (atomic; http.c) */
     uint64_t inflight_refused;   /* bodies refused 503 for the budget (atomic) */
+    struct gcd_ui *ui;           /* ui.c: history, top keys and errors for the status page */
 } gcd_server;
 
 /* Fills srv for cfg (which must outlive it): opens the cache with opts and the config's layers,
@@ -387,5 +389,35 @@ void gcd_metrics_request(struct gcd_metrics *m, gcd_route_id route, double secon
 void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier);
 void gcd_metrics_coalesced(struct gcd_metrics *m);
 void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome);
+/* A generate request that did not use the cache (no seed, or a sensitive prompt). */
+void gcd_metrics_bypassed(struct gcd_metrics *m);
+/* The coalesced and bypassed generate requests so far. */
+void gcd_metrics_counts(struct gcd_metrics *m, uint64_t *coalesced, uint64_t *bypassed);
+
+/* ---- ui.c: the status page and what only it shows ------------------------------------------- */
+
+/* The page, embedded at build time from tools/gencached/ui.html. */
+extern const unsigned char gcd_ui_page[];
+extern const size_t gcd_ui_page_len;
+
+/* Creates and frees srv->ui. Returns 0 or -1. */
+int gcd_ui_new(gcd_server *srv);
+void gcd_ui_free(gcd_server *srv);
+/* A hit the daemon served: key (as the caller named it) of tenant (NULL: none; must outlive the
+ * server, like the config's names) now has `hits` hits as the library counts them (its
+ * gencache_meta.hits). Cheap unless the count could enter the top-keys table. Thread-safe. */
+void gcd_ui_hit(gcd_server *srv, const char *tenant, const char *key, uint64_t hits);
+/* An error reply (reply.c): kept among the latest for the page. req may be NULL. Thread-safe. */
+void gcd_ui_error(gcd_server *srv, const gcd_request *req, unsigned status, const char *code,
+                  const char *message);
+/* The once-a-second tick: every few seconds a sample of each layer's lookups and hits, and the
+ * top-keys table loses the keys not hit for a while. */
+void gcd_ui_sample(gcd_server *srv, unsigned tick);
+/* Adds to an admin's /v1/stats document: gpu_seconds_saved (the layers' cost_ms_saved summed,
+ * in seconds), requests {coalesced, bypassed, errors}, top_keys and recent_errors, and with
+ * `history` the samples. */
+void gcd_ui_stats_json(gcd_server *srv, json_t *doc, bool history);
+/* GET, HEAD /ui: the page, for admin tenants and the open mode (403 for others). */
+enum MHD_Result gcd_ui_handle(struct MHD_Connection *c, gcd_request *req);
 
 #endif

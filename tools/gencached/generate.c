@@ -718,6 +718,7 @@ void gcd_generate_submit(gcd_server *srv, const char *body, size_t len, const ch
         return;
     }
     gencache_request_free(r);
+    gcd_metrics_bypassed(srv->metrics);
     if (!srv->cfg->upstream_url) {
         fail(srv->proxy, done, ctx,
              result_error(503, "no_upstream",

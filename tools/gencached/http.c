@@ -156,6 +156,7 @@ static const handler_fn HANDLERS[GCD_ROUTE_COUNT] = {
     [GCD_ROUTE_JOB] = gcd_jobs_handle,
     [GCD_ROUTE_METRICS] = gcd_metrics_handle,
     [GCD_ROUTE_INVALIDATE] = gcd_invalidate_handle,
+    [GCD_ROUTE_UI] = gcd_ui_handle,
 };
 
 /* First call of a request: takes its tenant from its token, and for a request whose route reads

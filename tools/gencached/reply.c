@@ -59,6 +59,8 @@ static enum MHD_Result reply_error_v(struct MHD_Connection *c, gcd_request *req,
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     if (allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    if (req && !(status == 404 && strcmp(code, "not_found") == 0))
+        gcd_ui_error(req->srv, req, status, code, message);
     if (status >= 500)
         gcd_log(req ? &req->srv->log : NULL, GENCACHE_LOG_WARN, "%s %s: %u %s: %s",
                 req ? req->method : "?", req ? req->path : "?", status, code, message);

@@ -28,6 +28,7 @@ static const route_def ROUTES[] = {
     {"/metrics", false, GCD_ROUTE_METRICS, "GET, HEAD", NULL, GCD_BODY_NONE},
     {"/v1/jobs/", true, GCD_ROUTE_JOB, "GET, HEAD", NULL, GCD_BODY_NONE},
     {"/v1/entries/", true, GCD_ROUTE_ENTRY, "GET, HEAD, PUT, DELETE", "PUT", GCD_BODY_LARGE},
+    {"/ui", false, GCD_ROUTE_UI, "GET, HEAD", NULL, GCD_BODY_NONE},
 };
 
 static const char *const NAMES[GCD_ROUTE_COUNT] = {
@@ -36,6 +37,7 @@ static const char *const NAMES[GCD_ROUTE_COUNT] = {
     [GCD_ROUTE_ENTRY] = "entries",   [GCD_ROUTE_GENERATE] = "generate",
     [GCD_ROUTE_PREWARM] = "prewarm", [GCD_ROUTE_JOB] = "jobs",
     [GCD_ROUTE_METRICS] = "metrics", [GCD_ROUTE_INVALIDATE] = "invalidate",
+    [GCD_ROUTE_UI] = "ui",
 };
 
 /* True when method is one of the comma-separated names in list. */

@@ -23,6 +23,7 @@ typedef enum gcd_route_id {
     GCD_ROUTE_JOB,        /* GET, HEAD /v1/jobs/{id} */
     GCD_ROUTE_METRICS,    /* GET, HEAD /metrics */
     GCD_ROUTE_INVALIDATE, /* POST /v1/invalidate, POST /invalidate?key=... */
+    GCD_ROUTE_UI,         /* GET, HEAD /ui */
     GCD_ROUTE_COUNT
 } gcd_route_id;
 
@@ -49,8 +50,8 @@ typedef struct gcd_route_match {
  * out->status says what to answer. Thread-safety: safe. */
 void gcd_route_resolve(const char *method, const char *path, gcd_route_match *out);
 /* The route's name, the `route` label of gencache_request_duration_seconds: "healthz", "stats",
- * "keys", "entries", "generate", "prewarm", "jobs", "metrics", "invalidate", and "unknown" for
- * NONE. Thread-safety: safe. */
+ * "keys", "entries", "generate", "prewarm", "jobs", "metrics", "invalidate", "ui", and "unknown"
+ * for NONE. Thread-safety: safe. */
 const char *gcd_route_name(gcd_route_id route);
 
 /* The verdict on an entry key, from a URL or a filter, by the library's rule
