@@ -16,10 +16,7 @@
 #include "gencached.h"
 
 /* Longest well-formed key: a 32-byte layer name, "/", 64 hex digits. */
-#define KEY_MAX          (GENCACHE_KEY_MAX - 1)
-#define TAGS_MAX         1024
-#define CONTENT_TYPE_MAX 255
-#define MODEL_MAX        128
+#define KEY_MAX (GENCACHE_KEY_MAX - 1)
 
 typedef struct put_args {
     gencache_meta meta; /* strings point at MHD's header values: valid for the request */
@@ -74,31 +71,6 @@ static void layer_of(const char *key, char *out, size_t size)
 static void release_handle(void *cls)
 {
     gencache_handle_release(cls);
-}
-
-/* True when an If-None-Match list names `etag` (weak comparison) or is "*". */
-static bool etag_matches(const char *list, const char *etag)
-{
-    size_t elen = strlen(etag);
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (!*p)
-            break;
-        const char *end = p;
-        while (*end && *end != ',')
-            end++;
-        const char *e = end;
-        while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
-        if (e - p >= 2 && p[0] == 'W' && p[1] == '/')
-            p += 2;
-        if ((e - p == 1 && *p == '*') || ((size_t)(e - p) == elen && memcmp(p, etag, elen) == 0))
-            return true;
-        p = end;
-    }
-    return false;
 }
 
 static const char *header(struct MHD_Connection *c, const char *name)
@@ -191,7 +163,7 @@ static enum MHD_Result reply_decoded(struct MHD_Connection *c, gcd_request *req,
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
     struct MHD_Response *resp;
     unsigned status = MHD_HTTP_OK;
-    if (inm && etag_matches(inm, etag)) {
+    if (inm && gcd_etag_matches(inm, etag)) {
         free(d.data);
         resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
         status = MHD_HTTP_NOT_MODIFIED;
@@ -290,7 +262,7 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
     etag_of(m->checksum, etag);
     const char *inm =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
-    if (inm && etag_matches(inm, etag)) {
+    if (inm && gcd_etag_matches(inm, etag)) {
         gencache_handle_release(h);
         struct MHD_Response *resp =
             MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -310,45 +282,6 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
     add_meta_headers(resp, m);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
     return gcd_reply_queue(c, req, MHD_HTTP_OK, resp);
-}
-
-/* Printable ASCII only: header values end up in metadata that is echoed back in headers. */
-static bool printable(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
-            return false;
-    return true;
-}
-
-/* "2,3,4" (spaces allowed around the commas); "" is a scalar. Returns 0 or -1. */
-static int parse_shape(const char *s, gencache_meta *m)
-{
-    m->ndim = 0;
-    const char *p = s;
-    while (*p == ' ')
-        p++;
-    if (!*p)
-        return 0;
-    for (;;) {
-        while (*p == ' ')
-            p++;
-        if (*p < '0' || *p > '9' || m->ndim == GENCACHE_MAX_DIMS)
-            return -1;
-        uint64_t v = 0;
-        for (; *p >= '0' && *p <= '9'; p++) {
-            v = v * 10 + (uint64_t)(*p - '0');
-            if (v > (uint64_t)INT64_MAX)
-                return -1;
-        }
-        m->shape[m->ndim++] = (int64_t)v;
-        while (*p == ' ')
-            p++;
-        if (!*p)
-            return 0;
-        if (*p++ != ',')
-            return -1;
-    }
 }
 
 #define BAD_HEADER(...)                                                                            \
@@ -372,56 +305,23 @@ enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req
     req->put = a;
     gencache_meta *m = &a->meta;
     gencache_meta_init(m);
+    gencache_encode_options_init(&a->codec.opts);
 
-    const char *v;
-    if ((v = header(c, "X-Gencache-Cost-Ms")) && gcd_parse_u64(v, &m->cost_ms) != 0)
-        BAD_HEADER("X-Gencache-Cost-Ms '%.64s': expected a whole number of milliseconds", v);
-    if ((v = header(c, "X-Gencache-TTL"))) {
-        uint64_t s;
-        if (gcd_parse_u64(v, &s) != 0 || s > UINT64_MAX / 1000)
-            BAD_HEADER("X-Gencache-TTL '%.64s': expected a whole number of seconds", v);
-        m->ttl_ms = s * 1000;
-    }
-    if ((v = header(c, "X-Gencache-Tags"))) {
-        if (strlen(v) > TAGS_MAX || !printable(v))
-            BAD_HEADER("X-Gencache-Tags: expected at most %d printable ASCII characters", TAGS_MAX);
-        m->tags = *v ? v : NULL;
-    }
-    if ((v = header(c, "X-Gencache-Model"))) {
-        /* The model the value was derived from: invalidating that model reaches this entry,
-         * whatever its layer. */
-        if (strlen(v) > MODEL_MAX || !printable(v))
-            BAD_HEADER("X-Gencache-Model: expected at most %d printable ASCII characters",
-                       MODEL_MAX);
-        m->model = *v ? v : NULL;
-    }
-    if ((v = header(c, MHD_HTTP_HEADER_CONTENT_TYPE))) {
-        if (strlen(v) > CONTENT_TYPE_MAX || !printable(v))
-            BAD_HEADER("Content-Type: expected at most %d printable ASCII characters",
-                       CONTENT_TYPE_MAX);
-        m->content_type = *v ? v : NULL;
-    }
-    if ((v = header(c, "X-Gencache-Pinned"))) {
-        if (strcmp(v, "1") == 0)
-            m->pinned = 1;
-        else if (strcmp(v, "0") != 0)
-            BAD_HEADER("X-Gencache-Pinned '%.64s': expected 1 or 0", v);
-    }
-    const char *dtype = header(c, "X-Gencache-Dtype");
-    const char *shape = header(c, "X-Gencache-Shape");
-    if (dtype && gencache_dtype_parse(dtype, &m->dtype) != 0)
-        BAD_HEADER("X-Gencache-Dtype '%.64s': unknown dtype (expected f32, f16, bf16, i8, u8, "
-                   "i32 or i64)",
-                   dtype);
-    if (dtype && !shape)
-        BAD_HEADER("X-Gencache-Dtype needs X-Gencache-Shape");
-    if (shape && !dtype)
-        BAD_HEADER("X-Gencache-Shape needs X-Gencache-Dtype");
-    if (shape && parse_shape(shape, m) != 0)
-        BAD_HEADER("X-Gencache-Shape '%.64s': expected up to %d comma-separated dimensions", shape,
-                   GENCACHE_MAX_DIMS);
+    gcd_put_headers h = {
+        .cost_ms = header(c, "X-Gencache-Cost-Ms"),
+        .ttl = header(c, "X-Gencache-TTL"),
+        .tags = header(c, "X-Gencache-Tags"),
+        .model = header(c, "X-Gencache-Model"),
+        .content_type = header(c, MHD_HTTP_HEADER_CONTENT_TYPE),
+        .pinned = header(c, "X-Gencache-Pinned"),
+        .dtype = header(c, "X-Gencache-Dtype"),
+        .shape = header(c, "X-Gencache-Shape"),
+        .codec = header(c, "X-Gencache-Codec"),
+        .codec_axis = header(c, "X-Gencache-Codec-Axis"),
+        .codec_group_size = header(c, "X-Gencache-Codec-Group-Size"),
+    };
     char err[200];
-    if (gcd_codec_parse_put(c, m, &a->codec, err, sizeof err) != 0)
+    if (gcd_put_headers_parse(&h, m, &a->codec.opts, err, sizeof err) != 0)
         BAD_HEADER("%s", err);
     return MHD_YES;
 }
@@ -435,15 +335,8 @@ static enum MHD_Result put_end(struct MHD_Connection *c, gcd_request *req, const
     gencache_meta *m = &a->meta;
     if (m->dtype != GENCACHE_DTYPE_NONE) {
         /* Count the bytes the shape implies, refusing overflow on the way. */
-        uint64_t bytes = gencache_dtype_size(m->dtype);
-        bool overflow = false;
-        for (uint32_t i = 0; i < m->ndim; i++) {
-            uint64_t d = (uint64_t)m->shape[i];
-            if (d && bytes > UINT64_MAX / d)
-                overflow = true;
-            else
-                bytes *= d;
-        }
+        uint64_t bytes;
+        bool overflow = gcd_shape_bytes(m, &bytes) != 0;
         if (overflow || bytes != req->body_len)
             return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "shape_mismatch",
                                    "X-Gencache-Shape '%s' of %s is %s%llu bytes, the body is "

@@ -20,6 +20,7 @@
 #include <microhttpd.h>
 
 #include "gencache.h"
+#include "parse.h"
 #include "route.h"
 
 /* ---- config.c: the settings of gencache.yaml and the flags ----------------------------------- */
@@ -242,9 +243,6 @@ enum MHD_Result gcd_reply_bytes(struct MHD_Connection *c, gcd_request *req, unsi
 /* Queues `resp` (adding nothing), records the status and destroys our reference. */
 enum MHD_Result gcd_reply_queue(struct MHD_Connection *c, gcd_request *req, unsigned status,
                                 struct MHD_Response *resp);
-/* Parses a whole unsigned decimal number ("0".."18446744073709551615", no sign or space).
- * Returns 0 or -1. */
-int gcd_parse_u64(const char *s, uint64_t *out);
 
 /* ---- entries.c: /v1/entries/{layer}/{hex} --------------------------------------------------- */
 
@@ -263,33 +261,13 @@ typedef struct gcd_codec_args {
     gencache_encode_options opts; /* codec NONE: as given */
 } gcd_codec_args;
 
-/* Reads X-Gencache-Codec (and -Axis, -Group-Size) for a PUT whose dtype and shape are parsed in
- * m. Returns 0, or -1 with a message for a 400 in err. */
-int gcd_codec_parse_put(struct MHD_Connection *c, const gencache_meta *m, gcd_codec_args *out,
-                        char *err, size_t err_size);
+/* The PUT's X-Gencache-Codec headers are read with the others (parse.h); the ?as= conversion
+ * of a GET is gcd_codec_decode (parse.h). */
 /* Encodes a validated tensor body with the library (gencache_tensor_encode): *out holds what to
  * store, and m's dtype, shape and content type are updated to describe it (the content type
  * points into *out). Returns 0 or a GENCACHE_E*. */
 int gcd_codec_encode(const gcd_codec_args *a, gencache_meta *m, const void *body, size_t len,
                      gencache_encoded **out);
-
-/* A tensor decoded for a GET. */
-typedef struct gcd_decoded {
-    void *data; /* malloc'd */
-    size_t size;
-    gencache_dtype dtype;
-    uint32_t ndim;
-    int64_t shape[GENCACHE_MAX_DIMS];
-    gencache_codec codec;   /* how it was stored (NONE for a plain tensor) */
-    char content_type[256]; /* the entry's, without the codec mark */
-} gcd_decoded;
-
-/* True when a GET of this entry must be decoded: ?as= given, or an int8 payload. */
-bool gcd_codec_needed(const gencache_meta *m, const char *as);
-/* Decodes the entry's bytes to `as` (NULL: the tensor's original dtype). Returns 0, or a
- * GENCACHE_E* with a message in err. */
-int gcd_codec_decode(const gencache_meta *m, const void *data, size_t size, const char *as,
-                     gcd_decoded *out, char *err, size_t err_size);
 
 /* ---- stats.c and keys.c --------------------------------------------------------------------- */
 

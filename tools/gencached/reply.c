@@ -149,20 +149,3 @@ enum MHD_Result gcd_reply_gencache(struct MHD_Connection *c, gcd_request *req, i
     return gcd_reply_error(c, req, status, code, "%s: %s (%s)", what, gencache_strerror(err),
                            gencache_errname(err));
 }
-
-int gcd_parse_u64(const char *s, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (!s || !*s)
-        return -1;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        unsigned d = (unsigned)(*p - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
