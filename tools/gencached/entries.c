@@ -224,10 +224,11 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
     if (strcmp(req->method, "PUT") == 0)
         return put_end(c, req, key);
     enum MHD_Result r = MHD_NO;
-    if (!check_key(c, req, key, &r))
-        return r;
     if (strcmp(req->method, "DELETE") == 0)
-        return handle_delete(c, req, key);
+        return check_key(c, req, key, &r) ? handle_delete(c, req, key) : r;
+    /* A GET or HEAD asks the library at once: it checks the key as it looks (a malformed key is
+     * EINVAL, an unknown layer ENOTFOUND), so a hit validates it once. Only a failed lookup is
+     * checked again here, to tell a bad key or an unknown layer from a miss. */
     const char *as = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "as");
 
     bool head = strcmp(req->method, "HEAD") == 0;
@@ -239,10 +240,12 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
     gencache_caller who = caller_of(req);
     const char *cost = header(c, "X-Gencache-Cost-Ms");
     if (cost && gcd_parse_u64(cost, &who.cost_ms) != 0)
-        return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_header",
-                               "X-Gencache-Cost-Ms '%.64s': expected a whole number of "
-                               "milliseconds",
-                               cost);
+        return !check_key(c, req, key, &r)
+                   ? r
+                   : gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_header",
+                                     "X-Gencache-Cost-Ms '%.64s': expected a whole number of "
+                                     "milliseconds",
+                                     cost);
     gencache_handle *h = NULL;
     int err = head ? gencache_peek_as(req->srv->cache, &who, key, &h)
                    : gencache_get_as(req->srv->cache, &who, key, &h);
@@ -250,6 +253,8 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
         gcd_metrics_hit(req->srv->metrics, layer, gencache_handle_meta(h)->tier);
         gcd_ui_hit(req->srv, req->tenant, key, gencache_handle_meta(h)->hits);
     }
+    if (err != 0 && !check_key(c, req, key, &r))
+        return r;
     if (err == GENCACHE_ENOTFOUND)
         return reply_miss(c, req, key);
     if (err != 0)

@@ -134,8 +134,10 @@ typedef struct gcd_request {
     char method[16];
     char path[160]; /* a prefix of the URL, for the access log */
     gcd_route_id route;
-    const char *tail; /* the route's {layer}/{hex} or {id}, from this call's URL; NULL: none */
-    char *body;       /* uploaded bytes (PUT, POST); NULL until the first byte */
+    const char *tail;      /* the route's {layer}/{hex} or {id}, from this call's URL; NULL: none */
+    gcd_route_match match; /* route.c's verdict on the request line, from the first call */
+    size_t tail_off;       /* where the tail starts in the URL */
+    char *body;            /* uploaded bytes (PUT, POST); NULL until the first byte */
     size_t body_len;
     size_t body_cap;
     uint64_t body_limit;

@@ -230,9 +230,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     gcd_server *srv = cls;
     gcd_request *req = *con_cls;
     gcd_route_match m;
-    gcd_route_resolve(method, url, &m);
 
     if (!req) {
+        gcd_route_resolve(method, url, &m);
         req = calloc(1, sizeof *req);
         if (!req)
             return MHD_NO;
@@ -241,11 +241,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         req->start_ns = gcd_mono_ns();
         req->route = m.route;
         req->tail = m.tail;
+        req->match = m;
+        req->tail_off = m.tail ? (size_t)(m.tail - url) : 0;
         copy_prefix(req->method, sizeof req->method, method);
         copy_prefix(req->path, sizeof req->path, url);
         gcd_conns_busy(srv, c); /* the head is complete: its deadline no longer applies */
         return begin(c, req, &m);
     }
+    /* The request line does not change between the calls of one request: its route is the first
+     * call's (resolved once; a body comes in many calls), its tail at the same place of this
+     * call's URL. */
+    m = req->match;
+    m.tail = m.tail ? url + req->tail_off : NULL;
     req->tail = m.tail;
 
     if (*upload_data_size) {
