@@ -105,7 +105,17 @@ static void etag_of(uint64_t checksum, char out[19])
     out[18] = '\0';
 }
 
-static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m)
+/* Whole seconds of TTL left, as X-Gencache-TTL says them; UINT64_MAX when the entry does not
+ * expire. */
+static uint64_t ttl_left_of(const gencache_meta *m)
+{
+    if (!m->expires_ms)
+        return UINT64_MAX;
+    uint64_t now = gcd_now_ms();
+    return m->expires_ms > now ? (m->expires_ms - now + 999) / 1000 : 0;
+}
+
+static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m, uint64_t ttl_left)
 {
     char buf[GENCACHE_MAX_DIMS * 21 + 1];
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
@@ -129,11 +139,8 @@ static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m)
         MHD_add_response_header(resp, "X-Gencache-Model", m->model);
     if (m->pinned)
         MHD_add_response_header(resp, "X-Gencache-Pinned", "1");
-    if (m->expires_ms) {
-        uint64_t now = gcd_now_ms();
-        uint64_t left = m->expires_ms > now ? (m->expires_ms - now + 999) / 1000 : 0;
-        MHD_add_response_header(resp, "X-Gencache-TTL", u64_dec(left, buf));
-    }
+    if (ttl_left != UINT64_MAX)
+        MHD_add_response_header(resp, "X-Gencache-TTL", u64_dec(ttl_left, buf));
 }
 
 /* Answers with the entry decoded (an int8 payload, or ?as=): a new buffer, so no zero copy. */
@@ -177,7 +184,7 @@ static enum MHD_Result reply_decoded(struct MHD_Connection *c, gcd_request *req,
         return MHD_NO;
     }
     if (status == MHD_HTTP_OK) {
-        add_meta_headers(resp, &view);
+        add_meta_headers(resp, &view, ttl_left_of(&view));
         if (d.codec != GENCACHE_CODEC_NONE)
             MHD_add_response_header(resp, "X-Gencache-Codec", gencache_codec_name(d.codec));
     }
@@ -277,16 +284,37 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
         return gcd_reply_queue(c, req, MHD_HTTP_NOT_MODIFIED, resp);
     }
 
+    /* A small entry's response built for an earlier GET of the same bytes, tier and TTL is
+     * queued again (respcache.c); the lookup above was made as always. */
+    const void *data = gencache_handle_data(h);
+    size_t size = gencache_handle_size(h);
+    uint64_t ttl_left = ttl_left_of(m);
+    struct MHD_Response *kept =
+        head ? NULL : gcd_respcache_find(req->srv, data, size, ttl_left, m->tier);
+    if (kept) {
+        gencache_handle_release(h); /* the kept response holds its own */
+        r = MHD_queue_response(c, MHD_HTTP_OK, kept);
+        if (r == MHD_YES)
+            req->status = MHD_HTTP_OK;
+        return r;
+    }
     struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
-        gencache_handle_size(h), (void *)gencache_handle_data(h), release_handle, h);
+        size, (void *)data, release_handle, h);
     if (!resp) {
         gencache_handle_release(h);
         return MHD_NO;
     }
     /* From here the response owns the handle. */
-    add_meta_headers(resp, m);
+    add_meta_headers(resp, m, ttl_left);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
-    return gcd_reply_queue(c, req, MHD_HTTP_OK, resp);
+    if (head)
+        return gcd_reply_queue(c, req, MHD_HTTP_OK, resp);
+    r = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    if (r == MHD_YES)
+        req->status = MHD_HTTP_OK;
+    /* Our reference goes to the cache (or is dropped by it). */
+    gcd_respcache_keep(req->srv, data, size, ttl_left, m->tier, resp);
+    return r;
 }
 
 #define BAD_HEADER(...)                                                                            \

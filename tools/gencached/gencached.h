@@ -112,6 +112,7 @@ typedef struct gcd_server {
     uint64_t inflight;           /* request body bytes reserved now (atomic; http.c) */
     uint64_t inflight_refused;   /* bodies refused 503 for the budget (atomic) */
     struct gcd_ui *ui;           /* ui.c: history, top keys and errors for the status page */
+    struct gcd_respcache *respcache; /* respcache.c: built GET responses of small entries */
 } gcd_server;
 
 /* Fills srv for cfg (which must outlive it): opens the cache with opts and the config's layers,
@@ -255,6 +256,21 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req);
 enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req, bool *queued);
 /* Frees what put_begin kept in req->put. */
 void gcd_entries_request_free(gcd_request *req);
+
+/* ---- respcache.c: built GET responses, reused -------------------------------------------- */
+
+/* Creates srv->respcache; frees it, and every response it keeps, once MHD has stopped. */
+int gcd_respcache_new(gcd_server *srv);
+void gcd_respcache_free(gcd_server *srv);
+/* This worker thread's kept response for these bytes (the address of an entry's data as a read
+ * handle gives it), tier and seconds of TTL left (UINT64_MAX: none), or NULL. The response
+ * stays the cache's: queue it without destroying it. */
+struct MHD_Response *gcd_respcache_find(gcd_server *srv, const void *data, size_t size,
+                                        uint64_t ttl_left, const char *tier);
+/* Takes over the caller's reference to resp (a GET response for those bytes, tier and TTL, that
+ * owns a read handle of them), keeping it for later GETs or dropping it. */
+void gcd_respcache_keep(gcd_server *srv, const void *data, size_t size, uint64_t ttl_left,
+                        const char *tier, struct MHD_Response *resp);
 
 /* ---- codec.c: X-Gencache-Codec on PUT, ?as= on GET ------------------------------------------ */
 
