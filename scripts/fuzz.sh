@@ -20,8 +20,11 @@ LIBS=$(pkg-config --libs libcrypto jansson libutf8proc libxxhash libpng libjpeg 
 failed=0
 for src in tests/fuzz/fuzz_*.c; do
   name=$(basename "$src" .c)
+  extra=()
+  # The daemon's socket-free readers (routes, headers, filters, JSON lines, ?as=).
+  [ "$name" = fuzz_http ] && extra=(-Itools/gencached tools/gencached/route.c tools/gencached/parse.c)
   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -Iinclude -Isrc "$src" "$B/src/libgencache.a" $LIBS -lpthread -lm -o "$B/$name"
+    -Iinclude -Isrc "$src" "${extra[@]}" "$B/src/libgencache.a" $LIBS -lpthread -lm -o "$B/$name"
   work="$B/corpus/$name"
   crashes="$B/crashes/$name"
   rm -rf "$work" && mkdir -p "$work" "$crashes"

@@ -71,11 +71,17 @@ TEST_CASE(design_endpoints)
     check_ok("HEAD", "/v1/stats", GCD_ROUTE_STATS, GCD_BODY_NONE, NULL);
 }
 
-/* GET /ui is in DESIGN.md section 5 but gencached does not serve it yet: until it does it must
- * be a plain 404, never another route's handler. */
-TEST_CASE(design_endpoints_not_served)
+/* The status page: GET and HEAD only, no body, no tail; nothing below /ui is a route. */
+TEST_CASE(ui_page)
 {
-    check_404("GET", "/ui");
+    check_ok("GET", "/ui", GCD_ROUTE_UI, GCD_BODY_NONE, NULL);
+    check_ok("HEAD", "/ui", GCD_ROUTE_UI, GCD_BODY_NONE, NULL);
+    check_405("POST", "/ui", GCD_ROUTE_UI, "GET, HEAD");
+    check_405("PUT", "/ui", GCD_ROUTE_UI, "GET, HEAD");
+    check_404("GET", "/ui/");
+    check_404("GET", "/ui/x");
+    check_404("GET", "/uix");
+    CHECK_STR_EQ(gcd_route_name(GCD_ROUTE_UI), "ui");
 }
 
 TEST_CASE(lookup_and_store)

@@ -16,10 +16,7 @@
 #include "gencached.h"
 
 /* Longest well-formed key: a 32-byte layer name, "/", 64 hex digits. */
-#define KEY_MAX          (GENCACHE_KEY_MAX - 1)
-#define TAGS_MAX         1024
-#define CONTENT_TYPE_MAX 255
-#define MODEL_MAX        128
+#define KEY_MAX (GENCACHE_KEY_MAX - 1)
 
 typedef struct put_args {
     gencache_meta meta; /* strings point at MHD's header values: valid for the request */
@@ -76,37 +73,49 @@ static void release_handle(void *cls)
     gencache_handle_release(cls);
 }
 
-/* True when an If-None-Match list names `etag` (weak comparison) or is "*". */
-static bool etag_matches(const char *list, const char *etag)
-{
-    size_t elen = strlen(etag);
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (!*p)
-            break;
-        const char *end = p;
-        while (*end && *end != ',')
-            end++;
-        const char *e = end;
-        while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
-        if (e - p >= 2 && p[0] == 'W' && p[1] == '/')
-            p += 2;
-        if ((e - p == 1 && *p == '*') || ((size_t)(e - p) == elen && memcmp(p, etag, elen) == 0))
-            return true;
-        p = end;
-    }
-    return false;
-}
-
 static const char *header(struct MHD_Connection *c, const char *name)
 {
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
-static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m)
+/* Writes v in decimal into buf (at least 21 bytes) and returns buf. Every GET formats its cost
+ * header, and snprintf is a measurable share of a small hit's time. */
+static const char *u64_dec(uint64_t v, char *buf)
+{
+    char tmp[21];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+    return buf;
+}
+
+/* The ETag of stored bytes: their checksum as 16 lowercase hex digits in quotes. */
+static void etag_of(uint64_t checksum, char out[19])
+{
+    static const char hex[] = "0123456789abcdef";
+    out[0] = '"';
+    for (int i = 0; i < 16; i++)
+        out[1 + i] = hex[(checksum >> (60 - 4 * i)) & 0xf];
+    out[17] = '"';
+    out[18] = '\0';
+}
+
+/* Whole seconds of TTL left, as X-Gencache-TTL says them; UINT64_MAX when the entry does not
+ * expire. */
+static uint64_t ttl_left_of(const gencache_meta *m)
+{
+    if (!m->expires_ms)
+        return UINT64_MAX;
+    uint64_t now = gcd_now_ms();
+    return m->expires_ms > now ? (m->expires_ms - now + 999) / 1000 : 0;
+}
+
+static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m, uint64_t ttl_left)
 {
     char buf[GENCACHE_MAX_DIMS * 21 + 1];
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
@@ -114,8 +123,7 @@ static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m)
                                                                 : "application/octet-stream");
     if (m->tier)
         MHD_add_response_header(resp, "X-Gencache-Tier", m->tier);
-    snprintf(buf, sizeof buf, "%" PRIu64, m->cost_ms);
-    MHD_add_response_header(resp, "X-Gencache-Cost-Ms", buf);
+    MHD_add_response_header(resp, "X-Gencache-Cost-Ms", u64_dec(m->cost_ms, buf));
     if (m->dtype != GENCACHE_DTYPE_NONE) {
         const char *name = gencache_dtype_name(m->dtype);
         MHD_add_response_header(resp, "X-Gencache-Dtype", name ? name : "unknown");
@@ -131,12 +139,8 @@ static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m)
         MHD_add_response_header(resp, "X-Gencache-Model", m->model);
     if (m->pinned)
         MHD_add_response_header(resp, "X-Gencache-Pinned", "1");
-    if (m->expires_ms) {
-        uint64_t now = gcd_now_ms();
-        uint64_t left = m->expires_ms > now ? (m->expires_ms - now + 999) / 1000 : 0;
-        snprintf(buf, sizeof buf, "%" PRIu64, left);
-        MHD_add_response_header(resp, "X-Gencache-TTL", buf);
-    }
+    if (ttl_left != UINT64_MAX)
+        MHD_add_response_header(resp, "X-Gencache-TTL", u64_dec(ttl_left, buf));
 }
 
 /* Answers with the entry decoded (an int8 payload, or ?as=): a new buffer, so no zero copy. */
@@ -166,7 +170,7 @@ static enum MHD_Result reply_decoded(struct MHD_Connection *c, gcd_request *req,
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
     struct MHD_Response *resp;
     unsigned status = MHD_HTTP_OK;
-    if (inm && etag_matches(inm, etag)) {
+    if (inm && gcd_etag_matches(inm, etag)) {
         free(d.data);
         resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
         status = MHD_HTTP_NOT_MODIFIED;
@@ -180,7 +184,7 @@ static enum MHD_Result reply_decoded(struct MHD_Connection *c, gcd_request *req,
         return MHD_NO;
     }
     if (status == MHD_HTTP_OK) {
-        add_meta_headers(resp, &view);
+        add_meta_headers(resp, &view, ttl_left_of(&view));
         if (d.codec != GENCACHE_CODEC_NONE)
             MHD_add_response_header(resp, "X-Gencache-Codec", gencache_codec_name(d.codec));
     }
@@ -227,10 +231,11 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
     if (strcmp(req->method, "PUT") == 0)
         return put_end(c, req, key);
     enum MHD_Result r = MHD_NO;
-    if (!check_key(c, req, key, &r))
-        return r;
     if (strcmp(req->method, "DELETE") == 0)
-        return handle_delete(c, req, key);
+        return check_key(c, req, key, &r) ? handle_delete(c, req, key) : r;
+    /* A GET or HEAD asks the library at once: it checks the key as it looks (a malformed key is
+     * EINVAL, an unknown layer ENOTFOUND), so a hit validates it once. Only a failed lookup is
+     * checked again here, to tell a bad key or an unknown layer from a miss. */
     const char *as = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "as");
 
     bool head = strcmp(req->method, "HEAD") == 0;
@@ -242,15 +247,21 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
     gencache_caller who = caller_of(req);
     const char *cost = header(c, "X-Gencache-Cost-Ms");
     if (cost && gcd_parse_u64(cost, &who.cost_ms) != 0)
-        return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_header",
-                               "X-Gencache-Cost-Ms '%.64s': expected a whole number of "
-                               "milliseconds",
-                               cost);
+        return !check_key(c, req, key, &r)
+                   ? r
+                   : gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_header",
+                                     "X-Gencache-Cost-Ms '%.64s': expected a whole number of "
+                                     "milliseconds",
+                                     cost);
     gencache_handle *h = NULL;
     int err = head ? gencache_peek_as(req->srv->cache, &who, key, &h)
                    : gencache_get_as(req->srv->cache, &who, key, &h);
-    if (!head && err == 0)
+    if (!head && err == 0) {
         gcd_metrics_hit(req->srv->metrics, layer, gencache_handle_meta(h)->tier);
+        gcd_ui_hit(req->srv, req->tenant, key, gencache_handle_meta(h)->hits);
+    }
+    if (err != 0 && !check_key(c, req, key, &r))
+        return r;
     if (err == GENCACHE_ENOTFOUND)
         return reply_miss(c, req, key);
     if (err != 0)
@@ -259,11 +270,11 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
     const gencache_meta *m = gencache_handle_meta(h);
     if (gcd_codec_needed(m, as))
         return reply_decoded(c, req, h, as);
-    char etag[24];
-    snprintf(etag, sizeof etag, "\"%016" PRIx64 "\"", m->checksum);
+    char etag[19];
+    etag_of(m->checksum, etag);
     const char *inm =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
-    if (inm && etag_matches(inm, etag)) {
+    if (inm && gcd_etag_matches(inm, etag)) {
         gencache_handle_release(h);
         struct MHD_Response *resp =
             MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -273,55 +284,37 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
         return gcd_reply_queue(c, req, MHD_HTTP_NOT_MODIFIED, resp);
     }
 
+    /* A small entry's response built for an earlier GET of the same bytes, tier and TTL is
+     * queued again (respcache.c); the lookup above was made as always. */
+    const void *data = gencache_handle_data(h);
+    size_t size = gencache_handle_size(h);
+    uint64_t ttl_left = ttl_left_of(m);
+    struct MHD_Response *kept =
+        head ? NULL : gcd_respcache_find(req->srv, data, size, ttl_left, m->tier);
+    if (kept) {
+        gencache_handle_release(h); /* the kept response holds its own */
+        r = MHD_queue_response(c, MHD_HTTP_OK, kept);
+        if (r == MHD_YES)
+            req->status = MHD_HTTP_OK;
+        return r;
+    }
     struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
-        gencache_handle_size(h), (void *)gencache_handle_data(h), release_handle, h);
+        size, (void *)data, release_handle, h);
     if (!resp) {
         gencache_handle_release(h);
         return MHD_NO;
     }
     /* From here the response owns the handle. */
-    add_meta_headers(resp, m);
+    add_meta_headers(resp, m, ttl_left);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
-    return gcd_reply_queue(c, req, MHD_HTTP_OK, resp);
-}
-
-/* Printable ASCII only: header values end up in metadata that is echoed back in headers. */
-static bool printable(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
-            return false;
-    return true;
-}
-
-/* "2,3,4" (spaces allowed around the commas); "" is a scalar. Returns 0 or -1. */
-static int parse_shape(const char *s, gencache_meta *m)
-{
-    m->ndim = 0;
-    const char *p = s;
-    while (*p == ' ')
-        p++;
-    if (!*p)
-        return 0;
-    for (;;) {
-        while (*p == ' ')
-            p++;
-        if (*p < '0' || *p > '9' || m->ndim == GENCACHE_MAX_DIMS)
-            return -1;
-        uint64_t v = 0;
-        for (; *p >= '0' && *p <= '9'; p++) {
-            v = v * 10 + (uint64_t)(*p - '0');
-            if (v > (uint64_t)INT64_MAX)
-                return -1;
-        }
-        m->shape[m->ndim++] = (int64_t)v;
-        while (*p == ' ')
-            p++;
-        if (!*p)
-            return 0;
-        if (*p++ != ',')
-            return -1;
-    }
+    if (head)
+        return gcd_reply_queue(c, req, MHD_HTTP_OK, resp);
+    r = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    if (r == MHD_YES)
+        req->status = MHD_HTTP_OK;
+    /* Our reference goes to the cache (or is dropped by it). */
+    gcd_respcache_keep(req->srv, data, size, ttl_left, m->tier, resp);
+    return r;
 }
 
 #define BAD_HEADER(...)                                                                            \
@@ -345,56 +338,23 @@ enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req
     req->put = a;
     gencache_meta *m = &a->meta;
     gencache_meta_init(m);
+    gencache_encode_options_init(&a->codec.opts);
 
-    const char *v;
-    if ((v = header(c, "X-Gencache-Cost-Ms")) && gcd_parse_u64(v, &m->cost_ms) != 0)
-        BAD_HEADER("X-Gencache-Cost-Ms '%.64s': expected a whole number of milliseconds", v);
-    if ((v = header(c, "X-Gencache-TTL"))) {
-        uint64_t s;
-        if (gcd_parse_u64(v, &s) != 0 || s > UINT64_MAX / 1000)
-            BAD_HEADER("X-Gencache-TTL '%.64s': expected a whole number of seconds", v);
-        m->ttl_ms = s * 1000;
-    }
-    if ((v = header(c, "X-Gencache-Tags"))) {
-        if (strlen(v) > TAGS_MAX || !printable(v))
-            BAD_HEADER("X-Gencache-Tags: expected at most %d printable ASCII characters", TAGS_MAX);
-        m->tags = *v ? v : NULL;
-    }
-    if ((v = header(c, "X-Gencache-Model"))) {
-        /* The model the value was derived from: invalidating that model reaches this entry,
-         * whatever its layer. */
-        if (strlen(v) > MODEL_MAX || !printable(v))
-            BAD_HEADER("X-Gencache-Model: expected at most %d printable ASCII characters",
-                       MODEL_MAX);
-        m->model = *v ? v : NULL;
-    }
-    if ((v = header(c, MHD_HTTP_HEADER_CONTENT_TYPE))) {
-        if (strlen(v) > CONTENT_TYPE_MAX || !printable(v))
-            BAD_HEADER("Content-Type: expected at most %d printable ASCII characters",
-                       CONTENT_TYPE_MAX);
-        m->content_type = *v ? v : NULL;
-    }
-    if ((v = header(c, "X-Gencache-Pinned"))) {
-        if (strcmp(v, "1") == 0)
-            m->pinned = 1;
-        else if (strcmp(v, "0") != 0)
-            BAD_HEADER("X-Gencache-Pinned '%.64s': expected 1 or 0", v);
-    }
-    const char *dtype = header(c, "X-Gencache-Dtype");
-    const char *shape = header(c, "X-Gencache-Shape");
-    if (dtype && gencache_dtype_parse(dtype, &m->dtype) != 0)
-        BAD_HEADER("X-Gencache-Dtype '%.64s': unknown dtype (expected f32, f16, bf16, i8, u8, "
-                   "i32 or i64)",
-                   dtype);
-    if (dtype && !shape)
-        BAD_HEADER("X-Gencache-Dtype needs X-Gencache-Shape");
-    if (shape && !dtype)
-        BAD_HEADER("X-Gencache-Shape needs X-Gencache-Dtype");
-    if (shape && parse_shape(shape, m) != 0)
-        BAD_HEADER("X-Gencache-Shape '%.64s': expected up to %d comma-separated dimensions", shape,
-                   GENCACHE_MAX_DIMS);
+    gcd_put_headers h = {
+        .cost_ms = header(c, "X-Gencache-Cost-Ms"),
+        .ttl = header(c, "X-Gencache-TTL"),
+        .tags = header(c, "X-Gencache-Tags"),
+        .model = header(c, "X-Gencache-Model"),
+        .content_type = header(c, MHD_HTTP_HEADER_CONTENT_TYPE),
+        .pinned = header(c, "X-Gencache-Pinned"),
+        .dtype = header(c, "X-Gencache-Dtype"),
+        .shape = header(c, "X-Gencache-Shape"),
+        .codec = header(c, "X-Gencache-Codec"),
+        .codec_axis = header(c, "X-Gencache-Codec-Axis"),
+        .codec_group_size = header(c, "X-Gencache-Codec-Group-Size"),
+    };
     char err[200];
-    if (gcd_codec_parse_put(c, m, &a->codec, err, sizeof err) != 0)
+    if (gcd_put_headers_parse(&h, m, &a->codec.opts, err, sizeof err) != 0)
         BAD_HEADER("%s", err);
     return MHD_YES;
 }
@@ -408,15 +368,8 @@ static enum MHD_Result put_end(struct MHD_Connection *c, gcd_request *req, const
     gencache_meta *m = &a->meta;
     if (m->dtype != GENCACHE_DTYPE_NONE) {
         /* Count the bytes the shape implies, refusing overflow on the way. */
-        uint64_t bytes = gencache_dtype_size(m->dtype);
-        bool overflow = false;
-        for (uint32_t i = 0; i < m->ndim; i++) {
-            uint64_t d = (uint64_t)m->shape[i];
-            if (d && bytes > UINT64_MAX / d)
-                overflow = true;
-            else
-                bytes *= d;
-        }
+        uint64_t bytes;
+        bool overflow = gcd_shape_bytes(m, &bytes) != 0;
         if (overflow || bytes != req->body_len)
             return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "shape_mismatch",
                                    "X-Gencache-Shape '%s' of %s is %s%llu bytes, the body is "

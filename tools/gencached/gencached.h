@@ -16,9 +16,11 @@
 
 #include <sys/socket.h>
 
+#include <jansson.h>
 #include <microhttpd.h>
 
 #include "gencache.h"
+#include "parse.h"
 #include "route.h"
 
 /* ---- config.c: the settings of gencache.yaml and the flags ----------------------------------- */
@@ -109,6 +111,8 @@ typedef struct gcd_server {
     struct gcd_conns *conns;     /* conns.c: every open connection and what it is doing */
     uint64_t inflight;           /* request body bytes reserved now (atomic; http.c) */
     uint64_t inflight_refused;   /* bodies refused 503 for the budget (atomic) */
+    struct gcd_ui *ui;           /* ui.c: history, top keys and errors for the status page */
+    struct gcd_respcache *respcache; /* respcache.c: built GET responses of small entries */
 } gcd_server;
 
 /* Fills srv for cfg (which must outlive it): opens the cache with opts and the config's layers,
@@ -131,8 +135,10 @@ typedef struct gcd_request {
     char method[16];
     char path[160]; /* a prefix of the URL, for the access log */
     gcd_route_id route;
-    const char *tail; /* the route's {layer}/{hex} or {id}, from this call's URL; NULL: none */
-    char *body;       /* uploaded bytes (PUT, POST); NULL until the first byte */
+    const char *tail;      /* the route's {layer}/{hex} or {id}, from this call's URL; NULL: none */
+    gcd_route_match match; /* route.c's verdict on the request line, from the first call */
+    size_t tail_off;       /* where the tail starts in the URL */
+    char *body;            /* uploaded bytes (PUT, POST); NULL until the first byte */
     size_t body_len;
     size_t body_cap;
     uint64_t body_limit;
@@ -240,9 +246,6 @@ enum MHD_Result gcd_reply_bytes(struct MHD_Connection *c, gcd_request *req, unsi
 /* Queues `resp` (adding nothing), records the status and destroys our reference. */
 enum MHD_Result gcd_reply_queue(struct MHD_Connection *c, gcd_request *req, unsigned status,
                                 struct MHD_Response *resp);
-/* Parses a whole unsigned decimal number ("0".."18446744073709551615", no sign or space).
- * Returns 0 or -1. */
-int gcd_parse_u64(const char *s, uint64_t *out);
 
 /* ---- entries.c: /v1/entries/{layer}/{hex} --------------------------------------------------- */
 
@@ -254,6 +257,21 @@ enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req
 /* Frees what put_begin kept in req->put. */
 void gcd_entries_request_free(gcd_request *req);
 
+/* ---- respcache.c: built GET responses, reused -------------------------------------------- */
+
+/* Creates srv->respcache; frees it, and every response it keeps, once MHD has stopped. */
+int gcd_respcache_new(gcd_server *srv);
+void gcd_respcache_free(gcd_server *srv);
+/* This worker thread's kept response for these bytes (the address of an entry's data as a read
+ * handle gives it), tier and seconds of TTL left (UINT64_MAX: none), or NULL. The response
+ * stays the cache's: queue it without destroying it. */
+struct MHD_Response *gcd_respcache_find(gcd_server *srv, const void *data, size_t size,
+                                        uint64_t ttl_left, const char *tier);
+/* Takes over the caller's reference to resp (a GET response for those bytes, tier and TTL, that
+ * owns a read handle of them), keeping it for later GETs or dropping it. */
+void gcd_respcache_keep(gcd_server *srv, const void *data, size_t size, uint64_t ttl_left,
+                        const char *tier, struct MHD_Response *resp);
+
 /* ---- codec.c: X-Gencache-Codec on PUT, ?as= on GET ------------------------------------------ */
 
 /* How a PUT asked its tensor to be stored. */
@@ -261,33 +279,13 @@ typedef struct gcd_codec_args {
     gencache_encode_options opts; /* codec NONE: as given */
 } gcd_codec_args;
 
-/* Reads X-Gencache-Codec (and -Axis, -Group-Size) for a PUT whose dtype and shape are parsed in
- * m. Returns 0, or -1 with a message for a 400 in err. */
-int gcd_codec_parse_put(struct MHD_Connection *c, const gencache_meta *m, gcd_codec_args *out,
-                        char *err, size_t err_size);
+/* The PUT's X-Gencache-Codec headers are read with the others (parse.h); the ?as= conversion
+ * of a GET is gcd_codec_decode (parse.h). */
 /* Encodes a validated tensor body with the library (gencache_tensor_encode): *out holds what to
  * store, and m's dtype, shape and content type are updated to describe it (the content type
  * points into *out). Returns 0 or a GENCACHE_E*. */
 int gcd_codec_encode(const gcd_codec_args *a, gencache_meta *m, const void *body, size_t len,
                      gencache_encoded **out);
-
-/* A tensor decoded for a GET. */
-typedef struct gcd_decoded {
-    void *data; /* malloc'd */
-    size_t size;
-    gencache_dtype dtype;
-    uint32_t ndim;
-    int64_t shape[GENCACHE_MAX_DIMS];
-    gencache_codec codec;   /* how it was stored (NONE for a plain tensor) */
-    char content_type[256]; /* the entry's, without the codec mark */
-} gcd_decoded;
-
-/* True when a GET of this entry must be decoded: ?as= given, or an int8 payload. */
-bool gcd_codec_needed(const gencache_meta *m, const char *as);
-/* Decodes the entry's bytes to `as` (NULL: the tensor's original dtype). Returns 0, or a
- * GENCACHE_E* with a message in err. */
-int gcd_codec_decode(const gencache_meta *m, const void *data, size_t size, const char *as,
-                     gcd_decoded *out, char *err, size_t err_size);
 
 /* ---- stats.c and keys.c --------------------------------------------------------------------- */
 
@@ -387,6 +385,36 @@ void gcd_metrics_request(struct gcd_metrics *m, gcd_route_id route, double secon
 void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier);
 void gcd_metrics_coalesced(struct gcd_metrics *m);
 void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome);
+/* A generate request that did not use the cache (no seed, or a sensitive prompt). */
+void gcd_metrics_bypassed(struct gcd_metrics *m);
+/* The coalesced and bypassed generate requests so far. */
+void gcd_metrics_counts(struct gcd_metrics *m, uint64_t *coalesced, uint64_t *bypassed);
+
+/* ---- ui.c: the status page and what only it shows ------------------------------------------- */
+
+/* The page, embedded at build time from tools/gencached/ui.html. */
+extern const unsigned char gcd_ui_page[];
+extern const size_t gcd_ui_page_len;
+
+/* Creates and frees srv->ui. Returns 0 or -1. */
+int gcd_ui_new(gcd_server *srv);
+void gcd_ui_free(gcd_server *srv);
+/* A hit the daemon served: key (as the caller named it) of tenant (NULL: none; must outlive the
+ * server, like the config's names) now has `hits` hits as the library counts them (its
+ * gencache_meta.hits). Cheap unless the count could enter the top-keys table. Thread-safe. */
+void gcd_ui_hit(gcd_server *srv, const char *tenant, const char *key, uint64_t hits);
+/* An error reply (reply.c): kept among the latest for the page. req may be NULL. Thread-safe. */
+void gcd_ui_error(gcd_server *srv, const gcd_request *req, unsigned status, const char *code,
+                  const char *message);
+/* The once-a-second tick: every few seconds a sample of each layer's lookups and hits, and the
+ * top-keys table loses the keys not hit for a while. */
+void gcd_ui_sample(gcd_server *srv, unsigned tick);
+/* Adds to an admin's /v1/stats document: gpu_seconds_saved (the layers' cost_ms_saved summed,
+ * in seconds), requests {coalesced, bypassed, errors}, top_keys and recent_errors, and with
+ * `history` the samples. */
+void gcd_ui_stats_json(gcd_server *srv, json_t *doc, bool history);
+/* GET, HEAD /ui: the page, for admin tenants and the open mode (403 for others). */
+enum MHD_Result gcd_ui_handle(struct MHD_Connection *c, gcd_request *req);
 
 /* ---- lookup.c: POST /v1/lookup and POST /v1/store (gencache/reuse.h) ------------------------ */
 

@@ -732,6 +732,7 @@ static void submit(gcd_server *srv, const char *body, size_t len, const forward 
         return;
     }
     gencache_request_free(r);
+    gcd_metrics_bypassed(srv->metrics);
     if (!srv->cfg->upstream_url) {
         fail(srv->proxy, done, ctx,
              result_error(503, "no_upstream",

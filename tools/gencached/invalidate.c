@@ -14,9 +14,6 @@
 
 #include "config.h"
 
-static const char *const names[] = {"key", "layer", "tenant", "tag", "model", "older_than"};
-#define N_NAMES (sizeof names / sizeof names[0])
-
 bool gcd_has_body(struct MHD_Connection *c)
 {
     const char *cl =
@@ -26,105 +23,44 @@ bool gcd_has_body(struct MHD_Connection *c)
     return (cl && strcmp(cl, "0") != 0) || te;
 }
 
-typedef struct filter_args {
-    const char *v[N_NAMES]; /* strings of the filter, NULL when absent */
-    uint64_t older_than_ms;
-    bool has_older_than;
-} filter_args;
-
 #define BAD(...) gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_request", __VA_ARGS__)
-
-static enum MHD_Result from_query(struct MHD_Connection *c, gcd_request *req, filter_args *a,
-                                  bool *ok)
-{
-    *ok = false;
-    for (size_t i = 0; i < N_NAMES; i++)
-        a->v[i] = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, names[i]);
-    if (a->v[5]) {
-        if (gencache_parse_duration_ms(a->v[5], &a->older_than_ms) != 0)
-            return BAD("older_than '%.64s': expected seconds or a duration like 30m or 7d",
-                       a->v[5]);
-        a->has_older_than = true;
-        a->v[5] = NULL;
-    }
-    *ok = true;
-    return MHD_YES;
-}
-
-static enum MHD_Result from_json(struct MHD_Connection *c, gcd_request *req, json_t *doc,
-                                 filter_args *a, bool *ok)
-{
-    *ok = false;
-    if (!json_is_object(doc))
-        return BAD("the body must be a JSON object like {\"layer\": \"result\"}");
-    const char *name;
-    json_t *v;
-    json_object_foreach(doc, name, v)
-    {
-        size_t i = 0;
-        while (i < N_NAMES && strcmp(names[i], name) != 0)
-            i++;
-        if (i == N_NAMES)
-            return BAD("unknown field '%.64s' (expected key, layer, tenant, tag, model, "
-                       "older_than)",
-                       name);
-        if (json_is_null(v))
-            continue;
-        if (i == 5) {
-            if (json_is_integer(v) && json_integer_value(v) >= 0 &&
-                (uint64_t)json_integer_value(v) <= UINT64_MAX / 1000) {
-                a->older_than_ms = (uint64_t)json_integer_value(v) * 1000;
-            } else if (!json_is_string(v) ||
-                       gencache_parse_duration_ms(json_string_value(v), &a->older_than_ms) != 0) {
-                return BAD("field 'older_than': expected a non-negative number of seconds or a "
-                           "duration string like \"30m\" or \"7d\"");
-            }
-            a->has_older_than = true;
-            continue;
-        }
-        if (!json_is_string(v))
-            return BAD("field '%s': expected a string", name);
-        a->v[i] = json_string_value(v);
-        if (!*a->v[i])
-            return BAD("field '%s': must not be empty", name);
-    }
-    *ok = true;
-    return MHD_YES;
-}
 
 enum MHD_Result gcd_invalidate_handle(struct MHD_Connection *c, gcd_request *req)
 {
     gcd_server *srv = req->srv;
-    filter_args a;
-    memset(&a, 0, sizeof a);
-    bool ok = false;
+    gcd_filter_args a;
+    char msg[200];
+    int bad;
     enum MHD_Result r;
     json_t *doc = NULL;
     if (req->body_len > 0) {
-        for (size_t i = 0; i < N_NAMES; i++)
-            if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, names[i]))
+        for (size_t i = 0; i < 6; i++)
+            if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, gcd_filter_names[i]))
                 return BAD("give the filter either as query parameters or as a JSON body, not "
                            "both");
         json_error_t je;
         doc = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
         if (!doc)
             return BAD("malformed JSON at line %d, column %d: %s", je.line, je.column, je.text);
-        r = from_json(c, req, doc, &a, &ok);
+        bad = gcd_filter_from_json(doc, &a, msg, sizeof msg);
     } else {
-        r = from_query(c, req, &a, &ok);
+        const char *values[6];
+        for (size_t i = 0; i < 6; i++)
+            values[i] = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, gcd_filter_names[i]);
+        bad = gcd_filter_from_query(values, &a, msg, sizeof msg);
     }
-    if (!ok) {
+    if (bad) {
         json_decref(doc);
-        return r;
+        return BAD("%s", msg);
     }
 
     gencache_filter f;
     gencache_filter_init(&f);
-    f.key = a.v[0];
-    f.layer = a.v[1];
-    f.tenant = a.v[2];
-    f.tag = a.v[3];
-    f.model = a.v[4];
+    f.key = a.v[GCD_FILTER_KEY];
+    f.layer = a.v[GCD_FILTER_LAYER];
+    f.tenant = a.v[GCD_FILTER_TENANT];
+    f.tag = a.v[GCD_FILTER_TAG];
+    f.model = a.v[GCD_FILTER_MODEL];
     f.older_than_ms = a.older_than_ms;
     if (!f.key && !f.layer && !f.tenant && !f.tag && !f.model && !f.older_than_ms) {
         json_decref(doc);

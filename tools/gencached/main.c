@@ -48,6 +48,14 @@ static void usage(FILE *out)
             "  --threads N            worker threads (default: the number of CPUs)\n"
             "  --max-connections N    concurrent connections (default 1024)\n"
             "  --timeout SECONDS      idle connection timeout (default 60)\n"
+            "  --header-timeout DURATION  a request's line and headers must be complete\n"
+            "                         this long after they began (100ms to 1h; default 5s)\n"
+            "  --max-connections-per-client N  connections one client address may hold\n"
+            "                         (0: no cap; default a quarter of --max-connections)\n"
+            "  --max-inflight-bytes BYTES  request body bytes held at once, all requests\n"
+            "                         together (default 512M, at least --max-body)\n"
+            "  --prewarm-max-bytes BYTES   request bytes one tenant's unfinished prewarm\n"
+            "                         jobs may hold (default 64M)\n"
             "  --upstream URL         generator POST /v1/generate forwards misses to\n"
             "  --upstream-timeout S   longest upstream call in seconds (default 120)\n"
             "  --upstream-concurrency N  most upstream calls at once (default 16)\n"
@@ -155,6 +163,10 @@ static int parse_args(int argc, char **argv, gcd_config *cfg)
         O_UPSTREAM_TIMEOUT,
         O_UPSTREAM_CONC,
         O_PREWARM_CONC,
+        O_HEADER_TIMEOUT, /* the limits of slow clients and memory (limits.* in the file) */
+        O_PER_CLIENT,
+        O_INFLIGHT,
+        O_PREWARM_MAX,
         O_HELP,
         O_VERSION
     };
@@ -176,6 +188,10 @@ static int parse_args(int argc, char **argv, gcd_config *cfg)
         {"upstream-timeout", required_argument, NULL, O_UPSTREAM_TIMEOUT},
         {"upstream-concurrency", required_argument, NULL, O_UPSTREAM_CONC},
         {"prewarm-concurrency", required_argument, NULL, O_PREWARM_CONC},
+        {"header-timeout", required_argument, NULL, O_HEADER_TIMEOUT},
+        {"max-connections-per-client", required_argument, NULL, O_PER_CLIENT},
+        {"max-inflight-bytes", required_argument, NULL, O_INFLIGHT},
+        {"prewarm-max-bytes", required_argument, NULL, O_PREWARM_MAX},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -275,6 +291,43 @@ static int parse_args(int argc, char **argv, gcd_config *cfg)
                 return 2;
             }
             break;
+        case O_HEADER_TIMEOUT: {
+            uint64_t ms;
+            if (gencache_parse_duration_ms(optarg, &ms) != GENCACHE_OK || ms < 100 ||
+                ms > 3600000) {
+                bad_usage("bad --header-timeout '%s': expected a duration from 100ms to 1h, like "
+                          "5s or 500ms",
+                          optarg);
+                return 2;
+            }
+            cfg->header_timeout_ms = (unsigned)ms;
+            break;
+        }
+        case O_PER_CLIENT:
+            if (parse_uint(optarg, 0, 1000000, &cfg->max_per_client) != 0) {
+                bad_usage("bad --max-connections-per-client '%s': expected 0 (no cap) to 1000000",
+                          optarg);
+                return 2;
+            }
+            cfg->max_per_client_set = true;
+            break;
+        case O_INFLIGHT:
+        case O_PREWARM_MAX: {
+            uint64_t v;
+            if (gencache_parse_size(optarg, &v) != GENCACHE_OK || v == 0) {
+                bad_usage(opt == O_INFLIGHT ? "bad --max-inflight-bytes '%s': expected a size "
+                                              "above 0, like 512M or 1G"
+                                            : "bad --prewarm-max-bytes '%s': expected a size "
+                                              "above 0, like 64M",
+                          optarg);
+                return 2;
+            }
+            if (opt == O_INFLIGHT)
+                cfg->max_inflight = v;
+            else
+                cfg->prewarm_max_bytes = v;
+            break;
+        }
         case O_LEVEL:
             if (parse_level(optarg, &cfg->log_level) != 0) {
                 bad_usage("bad --log-level '%s': expected error, warn, info or debug", optarg);

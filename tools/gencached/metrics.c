@@ -36,6 +36,7 @@ typedef struct hit_label {
 struct gcd_metrics {
     histogram hist[GCD_ROUTE_COUNT]; /* by route */
     uint64_t coalesced;
+    uint64_t bypassed;
     uint64_t upstream[3]; /* by gcd_upstream_outcome */
     pthread_mutex_t hits_mu;
     hit_label hit_labels[MAX_HIT_LABELS];
@@ -100,6 +101,17 @@ void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier)
 void gcd_metrics_coalesced(struct gcd_metrics *m)
 {
     __atomic_add_fetch(&m->coalesced, 1, __ATOMIC_RELAXED);
+}
+
+void gcd_metrics_bypassed(struct gcd_metrics *m)
+{
+    __atomic_add_fetch(&m->bypassed, 1, __ATOMIC_RELAXED);
+}
+
+void gcd_metrics_counts(struct gcd_metrics *m, uint64_t *coalesced, uint64_t *bypassed)
+{
+    *coalesced = __atomic_load_n(&m->coalesced, __ATOMIC_RELAXED);
+    *bypassed = __atomic_load_n(&m->bypassed, __ATOMIC_RELAXED);
 }
 
 void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome)
@@ -366,6 +378,10 @@ static void daemon_out(buf *b, const struct gcd_metrics *m)
          "Generate requests that waited for an identical request's upstream call.");
     put(b, "gencache_coalesced_total %llu\n",
         (unsigned long long)__atomic_load_n(&m->coalesced, __ATOMIC_RELAXED));
+    head(b, "gencache_bypassed_total", "counter",
+         "Generate requests forwarded without the cache (no seed, or a sensitive prompt).");
+    put(b, "gencache_bypassed_total %llu\n",
+        (unsigned long long)__atomic_load_n(&m->bypassed, __ATOMIC_RELAXED));
     head(b, "gencache_upstream_requests_total", "counter",
          "Calls to the upstream generator by outcome (ok, error, timeout).");
     static const char *const names[] = {"ok", "error", "timeout"};

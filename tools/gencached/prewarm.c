@@ -233,6 +233,28 @@ static bool over_held(const job *jb, uint64_t max_held, char *err, size_t err_si
     return true;
 }
 
+/* What take_line adds a JSON line to. */
+typedef struct line_ctx {
+    job *jb;
+    size_t *cap;
+    uint64_t max_held;
+} line_ctx;
+
+/* gcd_jsonl_split's callback: one request line into the job. */
+static unsigned take_line(void *ctx, const char *line, size_t len, char *err, size_t err_size)
+{
+    line_ctx *lc = ctx;
+    if (lc->jb->total >= MAX_JOB_REQUESTS) {
+        snprintf(err, err_size, "more than %d requests in one job", MAX_JOB_REQUESTS);
+        return 413;
+    }
+    if (!add_body(lc->jb, line, len, lc->cap)) {
+        snprintf(err, err_size, "out of memory");
+        return 500;
+    }
+    return over_held(lc->jb, lc->max_held, err, err_size) ? 413 : 0;
+}
+
 /* Fills jb from {"requests": [...]} or from JSON lines, holding at most max_held bytes of
  * requests (0: no limit). Returns 0, or an HTTP status with a message in err. */
 static unsigned parse_job(job *jb, const char *body, size_t len, uint64_t max_held, char *err,
@@ -280,43 +302,8 @@ static unsigned parse_job(job *jb, const char *body, size_t len, uint64_t max_he
     }
     json_decref(doc);
     /* JSON lines: one request per non-blank line; each is checked when it runs. */
-    const char *p = body, *end = body + len;
-    size_t line = 0;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *e = nl ? nl : end;
-        line++;
-        const char *s = p, *t = e;
-        while (s < t && (*s == ' ' || *s == '\t' || *s == '\r'))
-            s++;
-        while (t > s && (t[-1] == ' ' || t[-1] == '\t' || t[-1] == '\r'))
-            t--;
-        if (t > s) {
-            /* The whole line must be a JSON object: a line that only starts like one is as
-             * malformed as any other (its fields are checked when it runs). */
-            json_t *obj = *s == '{' ? json_loadb(s, (size_t)(t - s), 0, NULL) : NULL;
-            bool is_object = json_is_object(obj);
-            json_decref(obj);
-            if (!is_object) {
-                snprintf(err, err_size,
-                         "line %zu: expected a request object, or a body {\"requests\": [...]}",
-                         line);
-                return 400;
-            }
-            if (jb->total >= MAX_JOB_REQUESTS) {
-                snprintf(err, err_size, "more than %d requests in one job", MAX_JOB_REQUESTS);
-                return 413;
-            }
-            if (!add_body(jb, s, (size_t)(t - s), &cap)) {
-                snprintf(err, err_size, "out of memory");
-                return 500;
-            }
-            if (over_held(jb, max_held, err, err_size))
-                return 413;
-        }
-        p = e + 1;
-    }
-    return 0;
+    line_ctx lc = {jb, &cap, max_held};
+    return gcd_jsonl_split(body, len, take_line, &lc, err, err_size);
 }
 
 static json_t *job_json(const job *jb)

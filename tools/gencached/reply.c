@@ -59,6 +59,8 @@ static enum MHD_Result reply_error_v(struct MHD_Connection *c, gcd_request *req,
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     if (allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    if (req && !(status == 404 && strcmp(code, "not_found") == 0))
+        gcd_ui_error(req->srv, req, status, code, message);
     if (status >= 500)
         gcd_log(req ? &req->srv->log : NULL, GENCACHE_LOG_WARN, "%s %s: %u %s: %s",
                 req ? req->method : "?", req ? req->path : "?", status, code, message);
@@ -146,21 +148,4 @@ enum MHD_Result gcd_reply_gencache(struct MHD_Connection *c, gcd_request *req, i
     }
     return gcd_reply_error(c, req, status, code, "%s: %s (%s)", what, gencache_strerror(err),
                            gencache_errname(err));
-}
-
-int gcd_parse_u64(const char *s, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (!s || !*s)
-        return -1;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        unsigned d = (unsigned)(*p - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
 }

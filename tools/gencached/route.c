@@ -30,6 +30,7 @@ static const route_def ROUTES[] = {
     {"/v1/entries/", true, GCD_ROUTE_ENTRY, "GET, HEAD, PUT, DELETE", "PUT", GCD_BODY_LARGE},
     {"/v1/lookup", false, GCD_ROUTE_LOOKUP, "POST", "POST", GCD_BODY_LARGE},
     {"/v1/store", false, GCD_ROUTE_STORE, "POST", "POST", GCD_BODY_LARGE},
+    {"/ui", false, GCD_ROUTE_UI, "GET, HEAD", NULL, GCD_BODY_NONE},
 };
 
 static const char *const NAMES[GCD_ROUTE_COUNT] = {
@@ -39,6 +40,7 @@ static const char *const NAMES[GCD_ROUTE_COUNT] = {
     [GCD_ROUTE_PREWARM] = "prewarm", [GCD_ROUTE_JOB] = "jobs",
     [GCD_ROUTE_METRICS] = "metrics", [GCD_ROUTE_INVALIDATE] = "invalidate",
     [GCD_ROUTE_LOOKUP] = "lookup",   [GCD_ROUTE_STORE] = "store",
+    [GCD_ROUTE_UI] = "ui",
 };
 
 /* True when method is one of the comma-separated names in list. */

@@ -23,7 +23,7 @@ int gcd_server_open(gcd_server *srv, const gcd_config *cfg, const gencache_optio
      * can never disagree. */
     if (gencache_keyspace_from_cache(srv->cache, &srv->keyspace) != GENCACHE_OK ||
         gcd_tenancy_init(srv) != 0 || gcd_metrics_new(srv) != 0 || gcd_prewarm_new(srv) != 0 ||
-        gcd_conns_new(srv) != 0) {
+        gcd_conns_new(srv) != 0 || gcd_ui_new(srv) != 0 || gcd_respcache_new(srv) != 0) {
         gcd_log(&srv->log, GENCACHE_LOG_ERROR, "cannot set up the server: out of memory");
         gcd_server_close(srv);
         return -1;
@@ -35,6 +35,7 @@ void gcd_server_tick(gcd_server *srv, unsigned tick, unsigned maintain_every)
 {
     gcd_pressure_check(srv);
     gcd_conns_sweep(srv);
+    gcd_ui_sample(srv, tick);
     if (!maintain_every || tick % maintain_every != 0)
         return;
     uint64_t n = 0;
@@ -50,11 +51,13 @@ void gcd_server_tick(gcd_server *srv, unsigned tick, unsigned maintain_every)
 void gcd_server_close(gcd_server *srv)
 {
     gcd_http_stop(srv);
-    gcd_prewarm_free(srv);  /* after the proxy stopped: what a job still submits fails at once */
-    gcd_generate_free(srv); /* after MHD stopped: no request holds a wait on it any more */
+    gcd_respcache_free(srv); /* after MHD stopped, before the cache closes: releases handles */
+    gcd_prewarm_free(srv);   /* after the proxy stopped: what a job still submits fails at once */
+    gcd_generate_free(srv);  /* after MHD stopped: no request holds a wait on it any more */
     gcd_metrics_free(srv);
     gcd_conns_free(srv); /* after MHD stopped: every connection is untracked */
     gcd_tenancy_free(srv);
+    gcd_ui_free(srv); /* after MHD stopped: no request records an error or a hit any more */
     gencache_keyspace_free(srv->keyspace);
     srv->keyspace = NULL;
     gencache_close(srv->cache);
