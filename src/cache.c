@@ -14,6 +14,7 @@
 
 #include "cache.h"
 #include "key/key.h"
+#include "tier/crypt.h"
 
 static uint64_t now_ms(const gencache *c)
 {
@@ -328,6 +329,9 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
     }
     if (rc == GENCACHE_OK && opts.ghost_max_entries)
         rc = gencache__ghost_new(c->alloc, opts.ghost_max_entries, &c->ghost);
+    if (rc == GENCACHE_OK && opts.n_encryption_keys)
+        rc = gencache__crypt_new(c->alloc, &c->log, opts.encryption_keys, opts.n_encryption_keys,
+                                 &c->keys);
     gencache__tier *mem = NULL;
     if (rc == GENCACHE_OK) {
         gencache__mem_options mo = {
@@ -351,6 +355,7 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
             .max_entries = opts.disk_max_entries,
             .alloc = c->alloc,
             .log = &c->log,
+            .keys = c->keys,
         };
         gencache__tier *disk = NULL;
         rc = gencache__disk_tier_open(&dopts, &disk);
@@ -364,6 +369,7 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
             .max_value_bytes = opts.redis_max_value_bytes,
             .alloc = c->alloc,
             .log = &c->log,
+            .keys = c->keys,
         };
         gencache__tier *redis = NULL;
         rc = gencache__redis_tier_open(&ropts, &redis);
@@ -394,6 +400,7 @@ void gencache_close(gencache *cache)
     for (unsigned i = cache->n_tiers; i-- > 0;)
         cache->tiers[i]->ops->close(cache->tiers[i]);
     gencache__ghost_free(cache->ghost);
+    gencache__crypt_free(cache->keys); /* after the tiers, which borrow it */
     gencache__tenants_free(cache->tenants);
     for (size_t i = 0; i < cache->n_preferred; i++)
         gencache__free(cache->alloc, cache->preferred[i]);

@@ -60,6 +60,10 @@ struct gencache_config {
     size_t n_sensitive;
     char **owned;
     size_t n_owned;
+    /* encryption: key sources ("env:NAME" or a path), the current one first */
+    const char *encryption_keys[16];
+    size_t n_encryption_keys;
+    bool has_encryption_current;
 };
 
 /* The walk over one document. */
@@ -101,6 +105,9 @@ int gencache__cfg_enum(gencache__cfg_ctx *x, yaml_node_t *n, const char *path,
                        const char *const *names, int count, const char *expected, int *out);
 int gencache__cfg_unknown(gencache__cfg_ctx *x, yaml_node_t *kn, const char *path,
                           const char *known);
+
+/* encryption.c: the `encryption:` mapping at v into x->cfg. */
+int gencache__cfg_encryption(gencache__cfg_ctx *x, yaml_node_t *v, const char *path);
 
 /* sections.c: the top-level mapping into x->cfg, then the checks that span keys. */
 int gencache__cfg_top(gencache__cfg_ctx *x, yaml_node_t *root);

@@ -609,13 +609,15 @@ static int top_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml
         return parse_preferred(x, v, path);
     if (strcmp(key, "sensitive") == 0)
         return parse_sensitive(x, v, path);
+    if (strcmp(key, "encryption") == 0)
+        return gencache__cfg_encryption(x, v, path);
     static const char *const sections[] = {"upstream", "prewarm", "memory_pressure", "limits"};
     for (size_t i = 0; i < 4; i++)
         if (strcmp(key, sections[i]) == 0)
             return each_pair(x, v, path, section_pair, (void *)sections[i]);
     return unknown(x, kn, path,
                    "listen, data_dir, log_level, tiers, layers, models, tenants, preferred, "
-                   "upstream, prewarm, memory_pressure, sensitive, limits");
+                   "upstream, prewarm, memory_pressure, sensitive, limits, encryption");
 }
 
 /* Formats an error at a line remembered from the document. */

@@ -307,6 +307,7 @@ static void disk_stats(gencache__tier *t, gencache_tier_stats *out)
     out->evictions_expired = atomic_load(&d->ev_expired);
     out->evictions_corrupt = atomic_load(&d->ev_corrupt);
     out->backend_errors = atomic_load(&d->backend_errors);
+    out->crypt_rejected = atomic_load(&d->seal.rejected);
 }
 
 static void disk_free(gencache__disk_tier *d)
@@ -362,6 +363,7 @@ int gencache__disk_tier_open_ex(const gencache__disk_options *opts,
     d->lock_fd = -1;
     d->max_bytes = opts->max_bytes;
     d->max_entries = opts->max_entries;
+    d->seal.keys = opts->keys;
     if (tune)
         d->tune = *tune;
     else

@@ -9,6 +9,7 @@
 #include <lmdb.h>
 
 #include "internal.h"
+#include "tier/crypt.h"
 
 /* The format the data directory is written in (its FORMAT file). */
 #define GENCACHE__DISK_FORMAT 1
@@ -53,6 +54,7 @@ typedef struct gencache__disk_tier {
     gencache__disk_tuning tune;
     const gencache_allocator *alloc;
     const gencache__log *log;
+    gencache__seal seal; /* encryption at rest; keys NULL: none */
 
     /* Mirrors of the totals stored in the index, updated after each commit. */
     _Atomic uint64_t bytes, entries, pinned;

@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 
 #include "internal.h"
+#include "tier/crypt.h"
 
 #define GENCACHE__REDIS_POOL 4
 /* Every key the tier writes starts with this; SCAN matches it. The version names the value
@@ -54,6 +55,7 @@ typedef struct gencache__redis_tier {
     char sha[41]; /* of the refresh script; "" until loaded */
 
     _Atomic uint64_t backend_errors, dropped_puts, corrupt, hits, misses;
+    gencache__seal seal; /* encryption at rest; keys NULL: none */
 } gencache__redis_tier;
 
 /* One command argument: up to two byte ranges sent back to back (a stored value is its codec

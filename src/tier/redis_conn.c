@@ -319,7 +319,7 @@ static int read_bulk_entry(gencache__redis_tier *r, gencache__redis_conn *c, uin
         rc = buffer_at_least(c, rec_len, deadline_ns);
         if (rc != GENCACHE_OK)
             return rc;
-        drc = gencache__codec_decode(r->alloc, c->buf + c->pos, rec_len, &m);
+        drc = gencache__codec_decode_sealed(&r->seal, r->alloc, c->buf + c->pos, rec_len, &m);
         if (drc == GENCACHE_OK && m.size != total - rec_len) {
             gencache__codec_meta_clear(&m);
             drc = GENCACHE_ECORRUPT;
@@ -328,13 +328,16 @@ static int read_bulk_entry(gencache__redis_tier *r, gencache__redis_conn *c, uin
     gencache__entry *e = NULL;
     if (drc == GENCACHE_OK) {
         drc = gencache__codec_entry_new(r->alloc, &m, true, &e);
-        gencache__codec_meta_clear(&m);
+        if (drc != GENCACHE_OK)
+            gencache__codec_meta_clear(&m);
     }
     if (drc != GENCACHE_OK) {
         /* Consume the rest of the string so the connection stays in step. */
         rc = skip_bytes(c, (size_t)total + 2, deadline_ns);
         if (rc != GENCACHE_OK)
             return rc;
+        if (drc == GENCACHE_EPERM)
+            return GENCACHE_ENOTFOUND; /* sealed under a key we lack: counted, left for others */
         return drc == GENCACHE_ENOMEM ? GENCACHE_ENOMEM : GENCACHE_ECORRUPT;
     }
     c->pos += rec_len;
@@ -351,11 +354,21 @@ static int read_bulk_entry(gencache__redis_tier *r, gencache__redis_conn *c, uin
         rc = read_some(c, e->value + filled, size - filled, &got, deadline_ns);
         if (rc != GENCACHE_OK) {
             gencache__entry_release(e);
+            gencache__codec_meta_clear(&m);
             return rc;
         }
         filled += got;
     }
     rc = skip_bytes(c, 2, deadline_ns); /* CRLF */
+    uint64_t sum = 0;
+    if (rc == GENCACHE_OK) {
+        /* A sealed value is decrypted in place; the caller then checks the plaintext's XXH3. */
+        drc = gencache__codec_value_open(&r->seal, &m, e->value, e->size, &sum);
+        e->checksum = sum;
+        if (drc != GENCACHE_OK)
+            rc = drc == GENCACHE_EPERM ? GENCACHE_ENOTFOUND : GENCACHE_ECORRUPT;
+    }
+    gencache__codec_meta_clear(&m);
     if (rc != GENCACHE_OK) {
         gencache__entry_release(e);
         return rc;

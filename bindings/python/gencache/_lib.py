@@ -155,6 +155,7 @@ class Options(ctypes.Structure):
         ("redis_url", c_char_p), ("redis_timeout_ms", c_u32), ("redis_max_value_bytes", c_u64),
         ("writeback_max_bytes", c_u64), ("mem_max_pinned_bytes", c_u64),
         ("pressure_warn_ratio", ctypes.c_double), ("pressure_ttl_ms", c_u64),
+        ("encryption_keys", ctypes.POINTER(c_char_p)), ("n_encryption_keys", c_size_t),
     ]
 
 
@@ -199,6 +200,7 @@ class TierStats(ctypes.Structure):
         ("max_entries", c_u64), ("pinned_entries", c_u64), ("evictions_capacity", c_u64),
         ("evictions_expired", c_u64), ("evictions_corrupt", c_u64), ("backend_errors", c_u64),
         ("hits", c_u64), ("pinned_bytes", c_u64), ("pins_refused", c_u64),
+        ("crypt_rejected", c_u64),
     ]
 
 
