@@ -24,6 +24,7 @@ void gencache__disk_tuning_init(gencache__disk_tuning *t)
 {
     t->inline_max = 4u << 20;
     t->durable = true;
+    t->sync_meta = false;
     t->map_size = 1ull << 40;
 }
 
@@ -108,7 +109,7 @@ static int make_dirs(const char *path)
     return 0;
 }
 
-static int fsync_dir(const char *path)
+int gencache__disk_fsync_dir(const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -173,7 +174,7 @@ static int check_format(gencache__disk_tier *d)
         unlink(tmp);
         return gencache__disk_map_errno(d, err, "cannot write", tmp);
     }
-    if (rename(tmp, path) != 0 || (d->tune.durable && fsync_dir(d->path) != 0)) {
+    if (rename(tmp, path) != 0 || (d->tune.durable && gencache__disk_fsync_dir(d->path) != 0)) {
         err = errno;
         unlink(tmp);
         return gencache__disk_map_errno(d, err, "cannot install", path);
@@ -202,6 +203,27 @@ static int take_lock(gencache__disk_tier *d)
         return gencache__disk_map_errno(d, err, "cannot lock", path);
     }
     return GENCACHE_OK;
+}
+
+/* One flush per commit (the data pages; the meta page goes out with the next commit's flush,
+ * or gencache__disk_sync()), two with sync_meta, none without durability. */
+static unsigned env_sync_flags(const gencache__disk_tuning *t)
+{
+    if (!t->durable)
+        return MDB_NOSYNC;
+    return t->sync_meta ? 0 : MDB_NOMETASYNC;
+}
+
+void gencache__disk_sync(gencache__disk_tier *d)
+{
+    if (!d->tune.durable || d->tune.sync_meta || atomic_exchange(&d->unsynced, 0) == 0)
+        return;
+    int rc = mdb_env_sync(d->env, 1);
+    if (rc != MDB_SUCCESS) {
+        atomic_fetch_add(&d->unsynced, 1);
+        atomic_fetch_add(&d->backend_errors, 1);
+        gencache__disk_map_mdb(d, rc, "cannot sync");
+    }
 }
 
 static int read_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out)
@@ -235,7 +257,7 @@ static int open_index(gencache__disk_tier *d)
         if (rc == MDB_SUCCESS)
             rc = mdb_env_set_mapsize(d->env, (size_t)map);
         if (rc == MDB_SUCCESS)
-            rc = mdb_env_open(d->env, path, MDB_NOTLS | (d->tune.durable ? 0 : MDB_NOSYNC), 0644);
+            rc = mdb_env_open(d->env, path, MDB_NOTLS | env_sync_flags(&d->tune), 0644);
     }
     if (rc != MDB_SUCCESS)
         return gencache__disk_map_mdb(d, rc, "cannot open index");
@@ -332,6 +354,7 @@ static void disk_close(gencache__tier *t)
     gencache__disk_tier *d = (gencache__disk_tier *)t;
     /* Access records not yet in the index would otherwise be lost (LRU order only). */
     gencache__disk_flush(d);
+    gencache__disk_sync(d);
     disk_free(d);
 }
 

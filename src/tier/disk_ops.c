@@ -278,27 +278,28 @@ int gencache__disk_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
         return GENCACHE_EINVAL;
     if (gencache__entry_expired(e, now_ms))
         return GENCACHE_OK; /* nothing worth writing */
-    gencache__codec_value sv;
+    /* An inline value is sealed straight into the space LMDB reserves for it (no buffer of
+     * the value's size to allocate per put); a blob's through a buffer written to its file. */
+    gencache__codec_value sv = {.sealed = d->seal.keys != NULL};
+    uint64_t charge = gencache__disk_charge(e->size, gencache__codec_value_size(e, &sv));
+    if (d->max_bytes && charge > d->max_bytes)
+        return GENCACHE_ETOOBIG;
+    bool blob = e->size > d->tune.inline_max;
     unsigned char *sealed = NULL;
-    int rc = gencache__codec_value_seal(&d->seal, d->alloc, e, &sv, &sealed);
+    int rc = GENCACHE_OK;
+    if (blob || !sv.sealed)
+        rc = gencache__codec_value_seal(&d->seal, d->alloc, e, &sv, &sealed);
     if (rc != GENCACHE_OK)
         return rc;
-    uint64_t charge = gencache__disk_charge(e->size, gencache__codec_value_size(e, &sv));
-    if (d->max_bytes && charge > d->max_bytes) {
-        gencache__free(d->alloc, sealed);
-        return GENCACHE_ETOOBIG;
-    }
 
-    /* A blob is named by what is stored: with encryption, the ciphertext (a fresh nonce makes
-     * every sealed value distinct, so nothing about the plaintext shows in a file name). */
-    bool blob = e->size > d->tune.inline_max;
     unsigned char id[32];
     pthread_mutex_t *stripe = NULL;
     if (blob) {
-        gencache__disk_blob_id(sv.data, e->size, id);
+        rc = gencache__disk_blob_new_id(id);
         stripe = gencache__disk_blob_stripe(d, id);
         pthread_mutex_lock(stripe);
-        rc = gencache__disk_blob_write(d, id, sv.data, e->size);
+        if (rc == GENCACHE_OK)
+            rc = gencache__disk_blob_write(d, id, sv.data, e->size);
         if (rc != GENCACHE_OK) {
             pthread_mutex_unlock(stripe);
             atomic_fetch_add(&d->backend_errors, 1);
@@ -490,7 +491,11 @@ int gencache__disk_expire(gencache__tier *t, uint64_t now_ms, uint64_t *count)
             return rc;
         if (count)
             *count += n;
-        if (n < REMOVE_BATCH)
+        if (n < REMOVE_BATCH) {
+            /* Periodic maintenance bounds how long the last commit's meta page stays only in
+             * the page cache (docs/internals/disk-durability.md). */
+            gencache__disk_sync(d);
             return GENCACHE_OK;
+        }
     }
 }

@@ -188,6 +188,7 @@ int gencache__disk_txn_commit(gencache__disk_txn *w)
         atomic_fetch_add(&d->backend_errors, 1);
         return gencache__disk_map_mdb(d, rc, "cannot commit");
     }
+    atomic_fetch_add(&d->unsynced, 1);
     atomic_store(&d->bytes, w->bytes);
     atomic_store(&d->pinned, w->pinned);
     atomic_store(&d->entries, (uint64_t)st.ms_entries);
@@ -335,16 +336,33 @@ int gencache__disk_txn_remove(gencache__disk_txn *w, const char *key, int reason
 }
 
 int gencache__disk_txn_insert(gencache__disk_txn *w, const gencache__entry *e,
-                              const gencache__codec_value *sv, const unsigned char *blob_id,
+                              gencache__codec_value *sv, const unsigned char *blob_id,
                               uint64_t now_ms)
 {
     gencache__disk_tier *d = w->d;
     uint64_t expires = atomic_load(&e->expires_ms);
     uint64_t last = now_ms;
     uint64_t hits = atomic_load(&e->hits);
+    MDB_val k = {strlen(e->key), (void *)e->key};
+    int rc = MDB_SUCCESS;
+    /* The value first: a sealed one gets its tag and checksum, which the record carries. */
+    if (blob_id) {
+        rc = blob_ref(w, blob_id, +1, e->size);
+    } else {
+        MDB_val val = {e->size, NULL};
+        rc = mdb_put(w->txn, d->vals, &k, &val, MDB_RESERVE);
+        if (rc == MDB_SUCCESS && sv->sealed && !sv->data) {
+            if (gencache__codec_value_seal_to(&d->seal, e, sv, val.mv_data) != GENCACHE_OK)
+                return EIO;
+        } else if (rc == MDB_SUCCESS && e->size) {
+            memcpy(val.mv_data, sv->data, e->size);
+        }
+    }
+    if (rc != MDB_SUCCESS)
+        return rc;
     size_t clen = gencache__codec_value_size(e, sv);
-    MDB_val k = {strlen(e->key), (void *)e->key}, v = {GENCACHE__DISK_LOC_LEN + clen, NULL};
-    int rc = mdb_put(w->txn, d->meta, &k, &v, MDB_RESERVE);
+    MDB_val v = {GENCACHE__DISK_LOC_LEN + clen, NULL};
+    rc = mdb_put(w->txn, d->meta, &k, &v, MDB_RESERVE);
     if (rc != MDB_SUCCESS)
         return rc;
     unsigned char *p = v.mv_data;
@@ -359,15 +377,7 @@ int gencache__disk_txn_insert(gencache__disk_txn *w, const gencache__entry *e,
     if (gencache__codec_encode_value(&d->seal, e, sv, expires, last, hits,
                                      p + GENCACHE__DISK_LOC_LEN, clen, &len) != GENCACHE_OK)
         return EINVAL;
-    if (blob_id) {
-        rc = blob_ref(w, blob_id, +1, e->size);
-    } else {
-        MDB_val val = {e->size, NULL};
-        rc = mdb_put(w->txn, d->vals, &k, &val, MDB_RESERVE);
-        if (rc == MDB_SUCCESS && e->size)
-            memcpy(val.mv_data, sv->data, e->size);
-    }
-    if (rc == MDB_SUCCESS && !e->pinned)
+    if (!e->pinned)
         rc = put_time(w, d->lru, last, e->key);
     if (rc == MDB_SUCCESS && expires)
         rc = put_time(w, d->exp, expires, e->key);

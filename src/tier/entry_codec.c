@@ -343,6 +343,27 @@ int gencache__codec_decode_head(const gencache_allocator *alloc, const void *buf
     return decode_any(NULL, true, alloc, buf, len, out);
 }
 
+int gencache__codec_value_seal_to(const gencache__seal *s, const gencache__entry *e,
+                                  gencache__codec_value *v, unsigned char *dst)
+{
+    memset(v, 0, sizeof *v);
+    if (!s || !s->keys)
+        return GENCACHE_EINVAL;
+    v->sealed = true;
+    v->key_id = gencache__crypt_current_id(s->keys);
+    int rc = gencache__crypt_nonce(v->nonce);
+    if (rc == GENCACHE_OK)
+        rc = gencache__crypt_seal(s->keys, GENCACHE__CRYPT_VALUE, v->nonce, e->key, strlen(e->key),
+                                  NULL, 0, e->value, dst, e->size, v->tag);
+    if (rc != GENCACHE_OK) {
+        memset(v, 0, sizeof *v);
+        return rc;
+    }
+    v->data = dst;
+    v->checksum = gencache__checksum(dst, e->size);
+    return GENCACHE_OK;
+}
+
 int gencache__codec_value_seal(const gencache__seal *s, const gencache_allocator *alloc,
                                const gencache__entry *e, gencache__codec_value *v,
                                unsigned char **owned)
@@ -357,19 +378,11 @@ int gencache__codec_value_seal(const gencache__seal *s, const gencache_allocator
     unsigned char *b = gencache__malloc(alloc, e->size ? e->size : 1);
     if (!b)
         return GENCACHE_ENOMEM;
-    v->sealed = true;
-    v->key_id = gencache__crypt_current_id(s->keys);
-    int rc = gencache__crypt_nonce(v->nonce);
-    if (rc == GENCACHE_OK)
-        rc = gencache__crypt_seal(s->keys, GENCACHE__CRYPT_VALUE, v->nonce, e->key, strlen(e->key),
-                                  NULL, 0, e->value, b, e->size, v->tag);
+    int rc = gencache__codec_value_seal_to(s, e, v, b);
     if (rc != GENCACHE_OK) {
         gencache__free(alloc, b);
-        memset(v, 0, sizeof *v);
         return rc;
     }
-    v->data = b;
-    v->checksum = gencache__checksum(b, e->size);
     *owned = b;
     return GENCACHE_OK;
 }

@@ -98,7 +98,12 @@ int gencache__codec_value_seal(const gencache__seal *s, const gencache_allocator
                                const gencache__entry *e, gencache__codec_value *v,
                                unsigned char **owned);
 
-/* Bytes gencache__codec_encode_value() writes for e stored as v. */
+/* gencache__codec_value_seal() into dst (e->size bytes, e.g. space reserved in the store),
+ * allocating nothing. s must have keys (else GENCACHE_EINVAL). */
+int gencache__codec_value_seal_to(const gencache__seal *s, const gencache__entry *e,
+                                  gencache__codec_value *v, unsigned char *dst);
+
+/* Bytes gencache__codec_encode_value() writes for e stored as v (only v->sealed matters). */
 size_t gencache__codec_value_size(const gencache__entry *e, const gencache__codec_value *v);
 
 /* gencache__codec_encode() of e stored as v: a plain record for a plain value, else a sealed one

@@ -20,7 +20,7 @@
 #include "tier/redis_ops.h"
 
 /* The refresh: KEYS[1]; ARGV[1]: "1" to count the access. The TTL a hit re-arms (0: none) is the
- * u64 at byte 8 of a version-1 or sealed version-2 record (entry_codec.h, GENCACHE__CODEC_OFF_REFRESH), read in
+ * u64 at byte 8 of a record (v1 or v2; entry_codec.h, GENCACHE__CODEC_OFF_REFRESH), read in
  * place; anything else under the key is left alone for the tier to judge. Lua numbers print as
  * integers below 1e14 (%.14g). It answers the key's PTTL after the refresh, which becomes the
  * entry's expiry: Redis's clock decides, not the writer's. It runs in one MULTI/EXEC with the GET,

@@ -326,13 +326,13 @@ static size_t count_files(const char *dir)
     return n;
 }
 
-TEST_CASE(equal_values_share_one_file)
+TEST_CASE(each_value_has_its_own_file)
 {
     char *dir = tu_tmpdir("disk");
     gencache__tier *t = open_tier(dir, 0, 0, NULL);
     gencache__entry *a = tu_entry(&(tu_spec){.id = 7, .size = LARGE, .now_ms = 1});
     CHECK_OK(t->ops->put(t, a, 1));
-    /* Same bytes under another key. */
+    /* Same bytes under another key: a file of its own (files are named by random ids). */
     char key[GENCACHE__KEY_MAX + 1];
     tu_key(key, "result", 8);
     gencache__entry_spec spec = {.key = key, .size = LARGE, .now_ms = 1};
@@ -341,7 +341,10 @@ TEST_CASE(equal_values_share_one_file)
     memcpy(b->value, a->value, LARGE);
     b->checksum = a->checksum;
     CHECK_OK(t->ops->put(t, b, 1));
-    CHECK_UINT_EQ(count_files(dir), 1);
+    CHECK_UINT_EQ(count_files(dir), 2);
+    /* Rewriting a key replaces its file. */
+    CHECK_OK(t->ops->put(t, b, 1));
+    CHECK_UINT_EQ(count_files(dir), 2);
     CHECK_OK(t->ops->del(t, a->key, a->hash));
     CHECK_UINT_EQ(count_files(dir), 1);
     gencache__entry *got = NULL;
