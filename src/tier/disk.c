@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "tier/disk.h"
+#include "tier/disk_guard.h"
 
 #define FORMAT_NAME   "FORMAT"
 #define FORMAT_PREFIX "gencache-disk-format "
@@ -347,25 +348,90 @@ static void disk_free(gencache__disk_tier *d)
     gencache__free(d->alloc, d);
 }
 
+/* ---- every operation inside a SIGBUS guard (disk_guard.c) ---- */
+
+/* Runs `call` under a guard; `failed` is what the operation answers on a disabled tier. */
+#define GUARDED(d, failed, call)                                                                   \
+    do {                                                                                           \
+        if (atomic_load(&(d)->broken))                                                             \
+            return (failed);                                                                       \
+        gencache__disk_guard g;                                                                    \
+        memset(&g, 0, sizeof g);                                                                   \
+        gencache__disk_guard_push(&g, (d));                                                        \
+        if (sigsetjmp(g.jb, 0)) {                                                                  \
+            gencache__disk_guard_fault(&g);                                                        \
+            return (failed);                                                                       \
+        }                                                                                          \
+        int rc_ = (call);                                                                          \
+        gencache__disk_guard_pop(&g);                                                              \
+        return rc_;                                                                                \
+    } while (0)
+
+static int guarded_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t now_ms,
+                       bool touch, gencache__entry **out)
+{
+    gencache__disk_tier *d = (gencache__disk_tier *)t;
+    if (out)
+        *out = NULL;
+    GUARDED(d, GENCACHE_ENOTFOUND, gencache__disk_get(t, key, hash, now_ms, touch, out));
+}
+
+static int guarded_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
+{
+    GUARDED((gencache__disk_tier *)t, GENCACHE_EIO, gencache__disk_put(t, e, now_ms));
+}
+
+static int guarded_del(gencache__tier *t, const char *key, uint64_t hash)
+{
+    GUARDED((gencache__disk_tier *)t, GENCACHE_EIO, gencache__disk_del(t, key, hash));
+}
+
+static int guarded_remove_if(gencache__tier *t, gencache__entry_pred pred, void *userdata,
+                             uint64_t *count)
+{
+    if (count)
+        *count = 0;
+    GUARDED((gencache__disk_tier *)t, GENCACHE_EIO,
+            gencache__disk_remove_if(t, pred, userdata, count));
+}
+
+static int guarded_expire(gencache__tier *t, uint64_t now_ms, uint64_t *count)
+{
+    if (count)
+        *count = 0;
+    GUARDED((gencache__disk_tier *)t, GENCACHE_EIO, gencache__disk_expire(t, now_ms, count));
+}
+
+static int flush_and_sync(gencache__disk_tier *d)
+{
+    /* Access records not yet in the index would otherwise be lost (LRU order only). */
+    gencache__disk_flush(d);
+    gencache__disk_sync(d);
+    return GENCACHE_OK;
+}
+
+static int guarded_flush_and_sync(gencache__disk_tier *d)
+{
+    GUARDED(d, GENCACHE_EIO, flush_and_sync(d));
+}
+
 static void disk_close(gencache__tier *t)
 {
     if (!t)
         return;
     gencache__disk_tier *d = (gencache__disk_tier *)t;
-    /* Access records not yet in the index would otherwise be lost (LRU order only). */
-    gencache__disk_flush(d);
-    gencache__disk_sync(d);
+    guarded_flush_and_sync(d);
     disk_free(d);
 }
 
 static const gencache__tier_ops disk_ops = {
     .name = "disk",
     .caps = GENCACHE__TIER_PERSISTENT,
-    .get = gencache__disk_get,
-    .put = gencache__disk_put,
-    .del = gencache__disk_del,
-    .remove_if = gencache__disk_remove_if,
-    .expire = gencache__disk_expire,
+    .get = guarded_get,
+    .put = guarded_put,
+    .del = guarded_del,
+    .remove_if = guarded_remove_if,
+    .expire = guarded_expire,
     .stats = disk_stats,
     .close = disk_close,
 };
@@ -414,6 +480,7 @@ int gencache__disk_tier_open_ex(const gencache__disk_options *opts,
     } else if (make_dirs(d->path) != 0) {
         rc = gencache__disk_map_errno(d, errno, "cannot create", d->path);
     }
+    gencache__disk_guard_install();
     if (rc == GENCACHE_OK)
         rc = take_lock(d);
     if (rc == GENCACHE_OK)

@@ -63,6 +63,9 @@ typedef struct gencache__disk_tier {
     _Atomic uint64_t bytes, entries, pinned;
     _Atomic uint64_t ev_capacity, ev_expired, ev_corrupt, backend_errors;
     _Atomic uint64_t unsynced; /* commits whose meta page may not be on disk yet */
+    /* A read past the end of a shrunken LMDB file disabled the tier (disk_guard.c): every
+     * operation then fails at once. */
+    _Atomic bool broken;
 
     pthread_mutex_t touch_lock;
     gencache__disk_touch *touches; /* open addressing, 2 * GENCACHE__DISK_TOUCH_FLUSH slots */

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "tier/disk_guard.h"
 #include "tier/disk_txn.h"
 #include "tier/entry_codec.h"
 
@@ -298,9 +299,11 @@ int gencache__disk_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
         rc = gencache__disk_blob_new_id(id);
         stripe = gencache__disk_blob_stripe(d, id);
         pthread_mutex_lock(stripe);
+        gencache__disk_guard_note_stripe(stripe);
         if (rc == GENCACHE_OK)
             rc = gencache__disk_blob_write(d, id, sv.data, e->size);
         if (rc != GENCACHE_OK) {
+            gencache__disk_guard_note_stripe(NULL);
             pthread_mutex_unlock(stripe);
             atomic_fetch_add(&d->backend_errors, 1);
             gencache__free(d->alloc, sealed);
@@ -333,6 +336,7 @@ int gencache__disk_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     if (blob) {
         if (rc != GENCACHE_OK)
             gencache__disk_blob_release(d, id, true); /* the file we wrote, if unreferenced */
+        gencache__disk_guard_note_stripe(NULL);
         pthread_mutex_unlock(stripe);
     }
     if (rc == GENCACHE_OK)

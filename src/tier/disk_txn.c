@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "tier/disk_guard.h"
 #include "tier/disk_txn.h"
 #include "tier/entry_codec.h"
 
@@ -131,6 +132,8 @@ int gencache__disk_txn_begin(gencache__disk_tier *d, gencache__disk_txn *w)
     memset(w, 0, sizeof *w);
     w->d = d;
     int rc = mdb_txn_begin(d->env, NULL, 0, &w->txn);
+    if (rc == MDB_SUCCESS)
+        gencache__disk_guard_note_write(w->txn);
     if (rc != MDB_SUCCESS) {
         w->txn = NULL;
         atomic_fetch_add(&d->backend_errors, 1);
@@ -164,8 +167,10 @@ static void release_queued(gencache__disk_txn *w, bool deliver)
 
 void gencache__disk_txn_abort(gencache__disk_txn *w)
 {
-    if (w->txn)
+    if (w->txn) {
+        gencache__disk_guard_note_write(NULL);
         mdb_txn_abort(w->txn);
+    }
     w->txn = NULL;
     release_queued(w, false);
 }
@@ -180,6 +185,7 @@ int gencache__disk_txn_commit(gencache__disk_txn *w)
     if (rc == MDB_SUCCESS)
         rc = mdb_stat(w->txn, d->meta, &st);
     if (rc == MDB_SUCCESS) {
+        gencache__disk_guard_note_write(NULL); /* a fault in the commit leaves it to LMDB */
         rc = mdb_txn_commit(w->txn);
         w->txn = NULL; /* freed by the commit, whatever its outcome */
     }

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
@@ -558,4 +559,85 @@ TEST_CASE(undone_commits_leave_no_dangling_value)
     t->ops->close(t);
     tu_rm_rf(dir);
     free(dir);
+}
+
+typedef struct shrink_put {
+    gencache__tier *t;
+    int rc;
+} shrink_put;
+
+static void *put_in_thread(void *arg)
+{
+    shrink_put *p = arg;
+    p->rc = put_id(p->t, 9999, SMALL);
+    return NULL;
+}
+
+/* The child of index_shrinks_while_running: 0 when every call came back (no SIGBUS), the
+ * tier disabled itself, and other threads were not left waiting on its locks. */
+static int shrink_child(const char *dir, const char *mdb, bool put_first)
+{
+    gencache__disk_options o = {.path = dir, .log = &test_log};
+    gencache__tier *t = NULL;
+    if (gencache__disk_tier_open(&o, &t) != GENCACHE_OK)
+        return 10;
+    struct stat sb;
+    if (stat(mdb, &sb) != 0 || truncate(mdb, sb.st_size / 4) != 0)
+        return 11;
+    /* A put's write transaction, or a get's read transaction, reads pages past the new end. */
+    int put_rc = put_first ? put_id(t, 5000, 100u << 10) : GENCACHE_OK;
+    int hits = 0;
+    for (uint64_t id = 300; id >= 1; id--) {
+        gencache__entry *e = NULL;
+        if (get_id(t, id, &e) == GENCACHE_OK) {
+            hits++;
+            gencache__entry_release(e);
+        }
+    }
+    shrink_put p = {t, 0};
+    pthread_t th;
+    if (pthread_create(&th, NULL, put_in_thread, &p) != 0 || pthread_join(th, NULL) != 0)
+        return 12;
+    gencache_tier_stats st;
+    t->ops->stats(t, &st);
+    printf("after the shrink: first put %s, %d of 300 gets hit, put from another thread %s, "
+           "backend_errors %llu\n",
+           gencache_errname(put_rc), hits, gencache_errname(p.rc),
+           (unsigned long long)st.backend_errors);
+    fflush(stdout);
+    if (p.rc != GENCACHE_EIO || st.backend_errors == 0 || hits == 300)
+        return 13;
+    t->ops->close(t);
+    /* A restart refuses the damaged index with a reason instead of dying. */
+    t = (gencache__tier *)&t;
+    if (gencache__disk_tier_open(&o, &t) != GENCACHE_ECORRUPT || t != NULL)
+        return 14;
+    return 0;
+}
+
+TEST_CASE(index_shrinks_while_running)
+{
+    for (int put_first = 1; put_first >= 0; put_first--) {
+        char *dir = tu_tmpdir("diskc");
+        gencache__tier *t = open_dir(dir, false, NULL);
+        for (uint64_t id = 1; id <= 300; id++)
+            CHECK_OK(put_id(t, id, 64u << 10)); /* ~19 MiB of inline values */
+        t->ops->close(t);
+        char mdb[4200];
+        snprintf(mdb, sizeof mdb, "%s/index/data.mdb", dir);
+        fflush(stdout);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0)
+            _exit(shrink_child(dir, mdb, put_first));
+        int status = 0;
+        CHECK(waitpid(pid, &status, 0) == pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            test_fail(
+                __FILE__, __LINE__, "child (%s first): %s %d (expected every call to come back)",
+                put_first ? "put" : "get", WIFSIGNALED(status) ? "killed by signal" : "exit status",
+                WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        tu_rm_rf(dir);
+        free(dir);
+    }
 }
