@@ -31,16 +31,11 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from test_tiers_daemon import free_port  # noqa: E402
+
 MiB = 1 << 20
 MAGIC = b"SOAK"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def key_hex(i):
