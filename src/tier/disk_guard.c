@@ -14,7 +14,9 @@
 
 #include "tier/disk_guard.h"
 
-static _Thread_local gencache__disk_guard *current;
+/* initial-exec: the handler reads it without a call into the dynamic TLS allocator, which is
+ * not async-signal-safe (the library may be loaded as a shared object). */
+static _Thread_local gencache__disk_guard *current __attribute__((tls_model("initial-exec")));
 static struct sigaction previous;
 static pthread_once_t installed = PTHREAD_ONCE_INIT;
 
