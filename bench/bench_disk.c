@@ -453,7 +453,7 @@ int main(int argc, char **argv)
         size_t size;
         int n, n_durable;
     } sizes[] = {
-        {"4KiB", 4 * KIB, 200, 60}, {"1.5MiB", 1536 * KIB, 40, 30}, {"16MiB", 16 * MIB, 12, 12}};
+        {"4KiB", 4 * KIB, 200, 60}, {"1.5MiB", 1536 * KIB, 40, 30}, {"16MiB", 16 * MIB, 12, 30}};
     for (int s = 0; s < 3 && !only; s++) {
         double ip, ig, fp, fg, wp, rp;
         char name[64];

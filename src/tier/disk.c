@@ -335,6 +335,8 @@ static void disk_stats(gencache__tier *t, gencache_tier_stats *out)
 
 static void disk_free(gencache__disk_tier *d)
 {
+    gencache__disk_blob_pool_drain(d);
+    pthread_mutex_destroy(&d->pool_lock);
     if (d->env)
         mdb_env_close(d->env);
     if (d->lock_fd >= 0)
@@ -458,6 +460,7 @@ int gencache__disk_tier_open_ex(const gencache__disk_options *opts,
     else
         gencache__disk_tuning_init(&d->tune);
     pthread_mutex_init(&d->touch_lock, NULL);
+    pthread_mutex_init(&d->pool_lock, NULL);
     for (int i = 0; i < GENCACHE__DISK_STRIPES; i++)
         pthread_mutex_init(&d->stripes[i], NULL);
     size_t plen = strlen(opts->path);

@@ -16,6 +16,9 @@
 /* Stripes of the blob locks: a put holds its blob's stripe from writing the file to committing
  * the reference, and the unlink of an unreferenced blob takes the same stripe. */
 #define GENCACHE__DISK_STRIPES 64
+/* Value files created ahead, empty, with their names already durable (one directory flush per
+ * batch instead of one per put; docs/internals/disk-durability.md). */
+#define GENCACHE__DISK_POOL 16
 /* Pending access records (gets since the last write transaction) flushed at this many. */
 #define GENCACHE__DISK_TOUCH_FLUSH 4096
 
@@ -72,6 +75,10 @@ typedef struct gencache__disk_tier {
     size_t n_touches;
 
     pthread_mutex_t stripes[GENCACHE__DISK_STRIPES];
+
+    pthread_mutex_t pool_lock;
+    unsigned char pool[GENCACHE__DISK_POOL][32]; /* ids of empty value files made ahead */
+    size_t n_pool;
 } gencache__disk_tier;
 
 /* What an index record holds before the codec's metadata record. */
@@ -91,11 +98,14 @@ int gencache__disk_map_errno(gencache__disk_tier *d, int err, const char *what, 
 int gencache__disk_fsync_dir(const char *path);
 
 /* ---- blobs (disk_blob.c) ---- */
-/* A new random blob id. GENCACHE_OK or GENCACHE_EIO. */
-int gencache__disk_blob_new_id(unsigned char id[32]);
+/* The id of a new, empty value file whose name is durable: from the pool, which is refilled
+ * (files created, their directory flushed once) when empty. */
+int gencache__disk_blob_take(gencache__disk_tier *d, unsigned char id[32]);
+/* Removes the pool's unused files (at close). */
+void gencache__disk_blob_pool_drain(gencache__disk_tier *d);
 pthread_mutex_t *gencache__disk_blob_stripe(gencache__disk_tier *d, const unsigned char id[32]);
-/* Writes the value to the file of a fresh id (write, fdatasync, fsync of its directory).
- * Caller holds the id's stripe. */
+/* Writes the value into the empty file of an id from gencache__disk_blob_take() (write,
+ * fdatasync); the file is removed on failure. Caller holds the id's stripe. */
 int gencache__disk_blob_write(gencache__disk_tier *d, const unsigned char id[32], const void *data,
                               size_t size);
 /* Reads exactly size bytes of the blob into buf and their XXH3-64 into *hash.

@@ -1,14 +1,15 @@
 /*
  * disk_blob.c: the disk tier's large values, one file per stored value under
- * values/<first two hex digits>/<64 hex digits>, named by a random 256-bit id drawn for each put.
- * A file is written, fdatasync'ed and its directory fsync'ed before the write transaction that
- * refers to it commits, so a committed reference never points at a torn or missing file; a file
- * no committed record refers to (a put cut short by a crash, or one whose commit a power loss
- * undid) is removed by the sweep at the next open. A random id rather than a hash of the bytes:
- * hashing a 16 MiB value with SHA-256 cost more than writing it (docs/internals/
- * disk-durability.md), a fast hash could be made to collide (serving one tenant's bytes for
- * another's key), and a random name says nothing about the value. Files are unlinked only after
- * the index stopped referring to them, under the id's stripe lock.
+ * values/<first two hex digits>/<64 hex digits>, named by a random 256-bit id. Files are created
+ * ahead, empty, in batches whose directory is flushed once, so a put only writes and flushes its
+ * file before the write transaction that refers to it commits: a committed reference never
+ * points at a torn file or a name that is not durable. A file no committed record refers to (a
+ * pooled one, a put cut short by a crash, one whose commit a power loss undid) is removed by the
+ * sweep at the next open. A random id rather than a hash of the bytes: hashing a 16 MiB value
+ * with SHA-256 cost more than writing it (docs/internals/disk-durability.md), a fast hash could
+ * be made to collide (serving one tenant's bytes for another's key), and a random name says
+ * nothing about the value. Files are unlinked only after the index stopped referring to them,
+ * under the id's stripe lock.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,9 +27,83 @@
 
 static const char hexdig[] = "0123456789abcdef";
 
-int gencache__disk_blob_new_id(unsigned char id[32])
+static void hex_id(const unsigned char id[32], char out[65])
 {
-    return RAND_bytes(id, 32) == 1 ? GENCACHE_OK : GENCACHE_EIO;
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hexdig[id[i] >> 4];
+        out[2 * i + 1] = hexdig[id[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+/* Creates a batch of empty files in one directory and flushes the directory once. Caller holds
+ * pool_lock. */
+static int refill(gencache__disk_tier *d)
+{
+    unsigned char ids[GENCACHE__DISK_POOL][32];
+    if (RAND_bytes(&ids[0][0], sizeof ids) != 1)
+        return GENCACHE_EIO;
+    for (int i = 1; i < GENCACHE__DISK_POOL; i++)
+        ids[i][0] = ids[0][0]; /* one directory */
+    char hex[65], dir[PATH_MAX - 256], path[PATH_MAX];
+    hex_id(ids[0], hex);
+    snprintf(dir, sizeof dir, "%s/%.2s", d->values_path, hex);
+    bool new_dir = mkdir(dir, 0755) == 0;
+    if (!new_dir && errno != EEXIST)
+        return gencache__disk_map_errno(d, errno, "cannot create", dir);
+    size_t made = 0;
+    int rc = GENCACHE_OK;
+    for (; made < GENCACHE__DISK_POOL; made++) {
+        hex_id(ids[made], hex);
+        snprintf(path, sizeof path, "%s/%s", dir, hex);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            rc = gencache__disk_map_errno(d, errno, "cannot create", path);
+            break;
+        }
+        close(fd);
+    }
+    if (made && d->tune.durable) {
+        const char *failed = dir;
+        int err = 0;
+        if (gencache__disk_fsync_dir(dir) != 0) {
+            err = errno;
+        } else if (new_dir && gencache__disk_fsync_dir(d->values_path) != 0) {
+            err = errno;
+            failed = d->values_path;
+        }
+        if (err) {
+            for (size_t i = 0; i < made; i++) {
+                hex_id(ids[i], hex);
+                snprintf(path, sizeof path, "%s/%s", dir, hex);
+                unlink(path);
+            }
+            return gencache__disk_map_errno(d, err, "cannot sync", failed);
+        }
+    }
+    memcpy(d->pool, ids, made * 32);
+    d->n_pool = made;
+    return made ? GENCACHE_OK : rc;
+}
+
+int gencache__disk_blob_take(gencache__disk_tier *d, unsigned char id[32])
+{
+    pthread_mutex_lock(&d->pool_lock);
+    int rc = d->n_pool ? GENCACHE_OK : refill(d);
+    if (rc == GENCACHE_OK)
+        memcpy(id, d->pool[--d->n_pool], 32);
+    pthread_mutex_unlock(&d->pool_lock);
+    return rc;
+}
+
+void gencache__disk_blob_pool_drain(gencache__disk_tier *d)
+{
+    char path[PATH_MAX];
+    for (size_t i = 0; i < d->n_pool; i++) {
+        gencache__disk_blob_path(d, d->pool[i], path, sizeof path);
+        unlink(path);
+    }
+    d->n_pool = 0;
 }
 
 int gencache__disk_blob_of(gencache__disk_tier *d, const char *key, char *path, size_t cap)
@@ -51,16 +126,7 @@ int gencache__disk_blob_of(gencache__disk_tier *d, const char *key, char *path, 
 
 pthread_mutex_t *gencache__disk_blob_stripe(gencache__disk_tier *d, const unsigned char id[32])
 {
-    return &d->stripes[id[0] % GENCACHE__DISK_STRIPES];
-}
-
-static void hex_id(const unsigned char id[32], char out[65])
-{
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = hexdig[id[i] >> 4];
-        out[2 * i + 1] = hexdig[id[i] & 15];
-    }
-    out[64] = '\0';
+    return &d->stripes[id[31] % GENCACHE__DISK_STRIPES]; /* a pooled batch shares id[0] */
 }
 
 void gencache__disk_blob_path(const gencache__disk_tier *d, const unsigned char id[32], char *buf,
@@ -102,18 +168,13 @@ static int write_all(int fd, const unsigned char *p, size_t n)
 int gencache__disk_blob_write(gencache__disk_tier *d, const unsigned char id[32], const void *data,
                               size_t size)
 {
-    char hex[65], dir[PATH_MAX - 256], path[PATH_MAX];
-    hex_id(id, hex);
-    snprintf(dir, sizeof dir, "%s/%.2s", d->values_path, hex);
-    snprintf(path, sizeof path, "%s/%s", dir, hex);
-    bool new_dir = mkdir(dir, 0755) == 0;
-    if (!new_dir && errno != EEXIST)
-        return gencache__disk_map_errno(d, errno, "cannot create", dir);
-    /* The id is fresh: nothing else has this name, so the file is written in place (a crash
-     * leaves an unreferenced file, which the sweep removes). */
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    char path[PATH_MAX];
+    gencache__disk_blob_path(d, id, path, sizeof path);
+    /* The file exists, empty, and its name is durable (gencache__disk_blob_take()): only its
+     * bytes (and size) need a flush before a record may name it. */
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
-        return gencache__disk_map_errno(d, errno, "cannot create", path);
+        return gencache__disk_map_errno(d, errno, "cannot open", path);
     int rc = write_all(fd, data, size);
     if (rc == 0 && d->tune.durable)
         rc = fdatasync(fd);
@@ -122,21 +183,9 @@ int gencache__disk_blob_write(gencache__disk_tier *d, const unsigned char id[32]
         rc = -1;
         err = errno;
     }
-    /* The file's name must be durable before an index record may point at it (and a new
-     * directory's name in values/). */
-    const char *failed = path;
-    if (rc == 0 && d->tune.durable) {
-        failed = dir;
-        rc = gencache__disk_fsync_dir(dir);
-        if (rc == 0 && new_dir) {
-            failed = d->values_path;
-            rc = gencache__disk_fsync_dir(d->values_path);
-        }
-        err = errno;
-    }
     if (rc != 0) {
         unlink(path);
-        return gencache__disk_map_errno(d, err, "cannot write", failed);
+        return gencache__disk_map_errno(d, err, "cannot write", path);
     }
     return GENCACHE_OK;
 }

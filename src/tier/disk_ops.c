@@ -296,7 +296,7 @@ int gencache__disk_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     unsigned char id[32];
     pthread_mutex_t *stripe = NULL;
     if (blob) {
-        rc = gencache__disk_blob_new_id(id);
+        rc = gencache__disk_blob_take(d, id);
         stripe = gencache__disk_blob_stripe(d, id);
         pthread_mutex_lock(stripe);
         gencache__disk_guard_note_stripe(stripe);

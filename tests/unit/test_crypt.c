@@ -402,13 +402,10 @@ TEST_CASE(disk_tampering_is_a_counted_miss)
     put_id(t, 1, SMALL);
     put_id(t, 2, LARGE);
     put_id(t, 3, SMALL);
-    /* A flipped byte in a blob file (found as the only file under values/). */
-    char cmd[PATH_MAX + 64], path[PATH_MAX];
-    snprintf(cmd, sizeof cmd, "find %s/values -type f", dir);
-    FILE *p = popen(cmd, "r");
-    CHECK(p && fgets(path, sizeof path, p));
-    pclose(p);
-    path[strcspn(path, "\n")] = '\0';
+    /* A flipped byte in a value file. */
+    char path[PATH_MAX], key2[GENCACHE__KEY_MAX + 1];
+    tu_key(key2, "result", 2);
+    CHECK_OK(gencache__disk_blob_of(d, key2, path, sizeof path));
     int fd = open(path, O_RDWR);
     CHECK(fd >= 0);
     unsigned char byte;
