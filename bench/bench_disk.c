@@ -6,7 +6,8 @@
  *      (each round runs the tier, the tier with two flushes per commit, and the plain file, in
  *      rotating order), at 4 KiB, 1.5 MiB and 16 MiB with the default inline threshold.
  *   3. Encryption at rest: PUT and warm GET of 4 KiB and 1.5 MiB through an encrypting tier
- *      against the plain tier, interleaved, without fsync (the cipher's cost, not the device's).
+ *      against the plain tier, interleaved, without fsync (the cipher's cost, not the device's);
+ *      the same through the Redis tier (a redis-server started on a free loopback port).
  *   4. Opening a tier that holds 100,000 entries (restart recovery).
  *   5. PUT throughput of 4 threads at once, 1.5 MiB values, inline versus files (writers of
  *      files overlap their fsyncs; LMDB serializes its write transactions).
@@ -25,9 +26,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../tests/unit/redis_server.h"
 #include "internal.h"
 #include "tier/crypt.h"
 #include "tier/disk.h"
+#include "tier/redis.h"
 #include "bench_util.h"
 
 #define KIB 1024u
@@ -173,8 +176,7 @@ static void durable_puts(const char *base, const char *label, size_t size, int n
     two->ops->close(two);
 }
 
-/* Section 3: the cost of encryption at rest, interleaved with the plain tier. */
-static void crypt_cost(const char *base, const char *label, size_t size, int n)
+static gencache__crypt *bench_keys(void)
 {
     static const char hex[] = "8e2bd4c3a0f1965b7c4d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b";
     setenv("BENCH_DISK_KEY", hex, 1);
@@ -182,13 +184,14 @@ static void crypt_cost(const char *base, const char *label, size_t size, int n)
     gencache__crypt *keys = NULL;
     if (gencache__crypt_new(NULL, NULL, src, 1, &keys) != GENCACHE_OK)
         abort();
-    char d1[2200], d2[2200];
-    snprintf(d1, sizeof d1, "%s/crypt-plain-%s", base, label);
-    snprintf(d2, sizeof d2, "%s/crypt-sealed-%s", base, label);
-    gencache__disk_tuning def;
-    gencache__disk_tuning_init(&def);
-    gencache__tier *t[2] = {open_tier_ex(d1, def.inline_max, false, false, NULL),
-                            open_tier_ex(d2, def.inline_max, false, false, keys)};
+    return keys;
+}
+
+/* Section 3: the cost of encryption at rest, interleaved with the plain tier: t[0] plain,
+ * t[1] encrypting; both closed here. */
+static void crypt_cost(const char *tier, gencache__tier *t[2], const char *label, size_t size,
+                       int n)
+{
     double *put[2], *get[2];
     for (int k = 0; k < 2; k++) {
         put[k] = calloc((size_t)n, sizeof *put[k]);
@@ -219,9 +222,9 @@ static void crypt_cost(const char *base, const char *label, size_t size, int n)
     }
     double pp = bench_median(put[0], n), ps = bench_median(put[1], n);
     double gp = bench_median(get[0], n), gs = bench_median(get[1], n);
-    printf("%-7s encryption (median us over %d, no fsync): put plain %8.1f | encrypted %8.1f "
+    printf("%-7s encryption, %s tier (median us over %d): put plain %8.1f | encrypted %8.1f "
            "(%.2fx the time, +%.1f us) ; get plain %8.1f | encrypted %8.1f (%.2fx, +%.1f us)\n",
-           label, n, pp, ps, ps / pp, ps - pp, gp, gs, gs / gp, gs - gp);
+           label, tier, n, pp, ps, ps / pp, ps - pp, gp, gs, gs / gp, gs - gp);
     for (int i = 0; i < n; i++)
         gencache__entry_release(es[i]);
     free(es);
@@ -230,6 +233,34 @@ static void crypt_cost(const char *base, const char *label, size_t size, int n)
         free(get[k]);
         t[k]->ops->close(t[k]);
     }
+}
+
+static void crypt_cost_disk(const char *base, const char *label, size_t size, int n)
+{
+    gencache__crypt *keys = bench_keys();
+    char d1[2200], d2[2200];
+    snprintf(d1, sizeof d1, "%s/crypt-plain-%s", base, label);
+    snprintf(d2, sizeof d2, "%s/crypt-sealed-%s", base, label);
+    gencache__disk_tuning def;
+    gencache__disk_tuning_init(&def);
+    gencache__tier *t[2] = {open_tier_ex(d1, def.inline_max, false, false, NULL),
+                            open_tier_ex(d2, def.inline_max, false, false, keys)};
+    crypt_cost("disk (no fsync)", t, label, size, n);
+    gencache__crypt_free(keys);
+}
+
+static void crypt_cost_redis(int port, const char *label, size_t size, int n)
+{
+    gencache__crypt *keys = bench_keys();
+    gencache__tier *t[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        char url[64]; /* one database each: both store the same keys */
+        snprintf(url, sizeof url, "redis://127.0.0.1:%d/%d", port, k);
+        gencache__redis_options o = {.url = url, .timeout_ms = 5000, .keys = k ? keys : NULL};
+        if (gencache__redis_tier_open(&o, &t[k]) != GENCACHE_OK)
+            abort();
+    }
+    crypt_cost("redis", t, label, size, n);
     gencache__crypt_free(keys);
 }
 
@@ -474,8 +505,14 @@ int main(int argc, char **argv)
     }
     for (int s = 0; s < 3 && (!only || strcmp(only, "durable") == 0); s++)
         durable_puts(base, sizes[s].label, sizes[s].size, sizes[s].n_durable);
-    for (int s = 0; s < 2 && (!only || strcmp(only, "crypt") == 0); s++)
-        crypt_cost(base, sizes[s].label, sizes[s].size, s == 0 ? 2000 : 100);
+    if (!only || strcmp(only, "crypt") == 0) {
+        for (int s = 0; s < 2; s++)
+            crypt_cost_disk(base, sizes[s].label, sizes[s].size, s == 0 ? 2000 : 100);
+        int port = rs_start();
+        for (int s = 0; s < 2 && port > 0; s++)
+            crypt_cost_redis(port, sizes[s].label, sizes[s].size, s == 0 ? 2000 : 100);
+        rs_stop();
+    }
     if (!only) {
         double ci = concurrent_puts(base, "conc-inline", SIZE_MAX, 4, 10, 1536 * KIB);
         double cf = concurrent_puts(base, "conc-file", 0, 4, 10, 1536 * KIB);
