@@ -60,7 +60,8 @@ struct gencache_config {
     size_t n_sensitive;
     char **owned;
     size_t n_owned;
-    /* encryption: key sources ("env:NAME" or a path), the current one first */
+    /* encryption: key sources ("env:NAME" or a path), the current one first; at most
+     * GENCACHE__CRYPT_KEYS_MAX (src/tier/crypt.h) */
     const char *encryption_keys[16];
     size_t n_encryption_keys;
     bool has_encryption_current;

@@ -95,9 +95,16 @@ int gencache__cfg_encryption(gencache__cfg_ctx *x, yaml_node_t *v, const char *p
 {
     if (gencache__cfg_each_pair(x, v, path, pair, NULL) != 0)
         return -1;
-    if (!x->cfg->has_encryption_current)
+    gencache_config *c = x->cfg;
+    if (!c->has_encryption_current)
         return gencache__cfg_fail(x, v, path,
                                   "needs key_file or key_env (the key new records are sealed "
                                   "with)");
+    /* The keyring the cache will build: refuses one key listed twice. */
+    gencache__crypt *ring = NULL;
+    int rc = gencache__crypt_new(NULL, NULL, c->encryption_keys, c->n_encryption_keys, &ring);
+    gencache__crypt_free(ring);
+    if (rc != GENCACHE_OK)
+        return gencache__cfg_fail(x, v, path, "the same key is listed twice");
     return 0;
 }

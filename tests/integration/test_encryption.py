@@ -49,6 +49,12 @@ def test_missing_key_file():
                        capture_output=True, timeout=20)
     check(r.returncode != 0 and b"key_file or key_env" in r.stderr,
           "a config without a current key was accepted: %r" % r.stderr)
+    cfg = write("twice.yaml", "encryption:\n  key_file: %s\n  previous_key_files: [%s]\n"
+                % (KEY_A, KEY_A))
+    r = subprocess.run([GENCACHED, "--check-config", cfg], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=20)
+    check(r.returncode != 0 and b"listed twice" in r.stderr,
+          "a key listed twice was accepted: %r" % r.stderr)
 
 
 def test_sealed_in_redis_and_on_disk():
