@@ -297,14 +297,17 @@ int gencache__disk_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     pthread_mutex_t *stripe = NULL;
     if (blob) {
         rc = gencache__disk_blob_take(d, id);
-        stripe = gencache__disk_blob_stripe(d, id);
-        pthread_mutex_lock(stripe);
-        gencache__disk_guard_note_stripe(stripe);
-        if (rc == GENCACHE_OK)
+        if (rc == GENCACHE_OK) {
+            stripe = gencache__disk_blob_stripe(d, id);
+            pthread_mutex_lock(stripe);
+            gencache__disk_guard_note_stripe(stripe);
             rc = gencache__disk_blob_write(d, id, sv.data, e->size);
+            if (rc != GENCACHE_OK) {
+                gencache__disk_guard_note_stripe(NULL);
+                pthread_mutex_unlock(stripe);
+            }
+        }
         if (rc != GENCACHE_OK) {
-            gencache__disk_guard_note_stripe(NULL);
-            pthread_mutex_unlock(stripe);
             atomic_fetch_add(&d->backend_errors, 1);
             gencache__free(d->alloc, sealed);
             return rc;
