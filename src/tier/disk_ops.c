@@ -309,7 +309,7 @@ int gencache__disk_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
         }
         if (rc != GENCACHE_OK) {
             atomic_fetch_add(&d->backend_errors, 1);
-            gencache__free(d->alloc, sealed);
+            gencache__codec_value_free(d->alloc, sealed);
             return rc;
         }
     }
@@ -344,7 +344,7 @@ int gencache__disk_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     }
     if (rc == GENCACHE_OK)
         gencache__disk_txn_finish(&w);
-    gencache__free(d->alloc, sealed);
+    gencache__codec_value_free(d->alloc, sealed);
     return rc;
 }
 

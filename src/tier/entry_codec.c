@@ -21,6 +21,8 @@
  * or LMDB key anyway); the metadata tag authenticates all of it except the mutable access
  * fields, and the value tag binds the value to the entry key.
  */
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -364,6 +366,65 @@ int gencache__codec_value_seal_to(const gencache__seal *s, const gencache__entry
     return GENCACHE_OK;
 }
 
+/* Each thread keeps one buffer for sealing values up to SCRATCH_MAX bytes: a fresh allocation
+ * per put of a 1.5 MiB value cost more in page faults than the cipher (docs/BENCHMARKS.md). */
+#define SCRATCH_MAX (2u << 20)
+
+typedef struct scratch {
+    unsigned char *buf; /* SCRATCH_MAX bytes */
+    bool busy;
+} scratch;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+    scratch *sc = p;
+    free(sc->buf);
+    free(sc);
+}
+
+static void scratch_init(void)
+{
+    pthread_key_create(&scratch_key, scratch_free);
+}
+
+/* The thread's buffer when it is free and fits, else NULL. */
+static unsigned char *scratch_take(size_t n)
+{
+    if (n > SCRATCH_MAX || pthread_once(&scratch_once, scratch_init) != 0)
+        return NULL;
+    scratch *sc = pthread_getspecific(scratch_key);
+    if (!sc) {
+        sc = calloc(1, sizeof *sc);
+        if (sc)
+            sc->buf = malloc(SCRATCH_MAX);
+        if (!sc || !sc->buf || pthread_setspecific(scratch_key, sc) != 0) {
+            if (sc)
+                free(sc->buf);
+            free(sc);
+            return NULL;
+        }
+    }
+    if (sc->busy)
+        return NULL;
+    sc->busy = true;
+    return sc->buf;
+}
+
+void gencache__codec_value_free(const gencache_allocator *alloc, unsigned char *owned)
+{
+    if (!owned)
+        return;
+    scratch *sc =
+        pthread_once(&scratch_once, scratch_init) == 0 ? pthread_getspecific(scratch_key) : NULL;
+    if (sc && sc->buf == owned)
+        sc->busy = false;
+    else
+        gencache__free(alloc, owned);
+}
+
 int gencache__codec_value_seal(const gencache__seal *s, const gencache_allocator *alloc,
                                const gencache__entry *e, gencache__codec_value *v,
                                unsigned char **owned)
@@ -375,12 +436,15 @@ int gencache__codec_value_seal(const gencache__seal *s, const gencache_allocator
         v->checksum = e->checksum;
         return GENCACHE_OK;
     }
-    unsigned char *b = gencache__malloc(alloc, e->size ? e->size : 1);
+    /* A caller's own allocator sees every allocation: no scratch buffer then. */
+    unsigned char *b = alloc ? NULL : scratch_take(e->size);
+    if (!b)
+        b = gencache__malloc(alloc, e->size ? e->size : 1);
     if (!b)
         return GENCACHE_ENOMEM;
     int rc = gencache__codec_value_seal_to(s, e, v, b);
     if (rc != GENCACHE_OK) {
-        gencache__free(alloc, b);
+        gencache__codec_value_free(alloc, b);
         return rc;
     }
     *owned = b;

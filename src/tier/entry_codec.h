@@ -91,12 +91,15 @@ typedef struct gencache__codec_value {
 } gencache__codec_value;
 
 /* Prepares e's value for storing. Without keys (s NULL or s->keys NULL) v points at e's bytes;
- * with them the value is encrypted under the current key with a fresh random nonce into a new
- * buffer, *owned, which the caller frees with gencache__free(alloc, ...) after the write (NULL
- * when nothing was allocated). Returns GENCACHE_OK, GENCACHE_ENOMEM, GENCACHE_EIO. */
+ * with them the value is encrypted under the current key with a fresh random nonce into a
+ * buffer, *owned (the calling thread's scratch buffer when it fits, else a new allocation),
+ * which the caller gives back with gencache__codec_value_free() on the same thread after the
+ * write (NULL when nothing was taken). Returns GENCACHE_OK, GENCACHE_ENOMEM, GENCACHE_EIO. */
 int gencache__codec_value_seal(const gencache__seal *s, const gencache_allocator *alloc,
                                const gencache__entry *e, gencache__codec_value *v,
                                unsigned char **owned);
+/* Gives back what gencache__codec_value_seal() put in *owned (NULL: nothing). */
+void gencache__codec_value_free(const gencache_allocator *alloc, unsigned char *owned);
 
 /* gencache__codec_value_seal() into dst (e->size bytes, e.g. space reserved in the store),
  * allocating nothing. s must have keys (else GENCACHE_EINVAL). */

@@ -298,7 +298,7 @@ static int redis_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     if (rc != GENCACHE_OK) {
         if (rec != stackbuf)
             gencache__free(r->alloc, rec);
-        gencache__free(r->alloc, sealed);
+        gencache__codec_value_free(r->alloc, sealed);
         return rc;
     }
     char rkey[sizeof GENCACHE__REDIS_PREFIX + GENCACHE__KEY_MAX], px[24];
@@ -328,7 +328,7 @@ static int redis_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     }
     if (rec != stackbuf)
         gencache__free(r->alloc, rec);
-    gencache__free(r->alloc, sealed);
+    gencache__codec_value_free(r->alloc, sealed);
     if (rc != GENCACHE_OK) {
         /* Dropped: the shared tier is an optimization, its absence is not the caller's error. */
         atomic_fetch_add(&r->backend_errors, 1);

@@ -275,7 +275,7 @@ TEST_CASE(sealed_record_round_trip)
     free(plain);
     free(val);
     free(rec);
-    free(owned);
+    gencache__codec_value_free(NULL, owned);
     gencache__entry_release(e);
     gencache__crypt_free(keys);
 }
