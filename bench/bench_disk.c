@@ -14,7 +14,8 @@
  *   6. Churn: a full tier (200 MiB) taking 1,500 puts of 0.5-2.5 MiB values (each put evicts),
  *      inline versus files: put time late in the run and what the tier occupies on disk.
  * Usage: bench_disk [--only durable|crypt] [DIR]   (default: every section, in a new directory
- * under /tmp, removed at the end). Prints medians and ratios.
+ * under /tmp, removed at the end). Prints medians and ratios. BENCH_INLINE_MAX=N in the
+ * environment sets section 2's inline threshold (bytes).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
