@@ -1,16 +1,21 @@
 /*
  * bench_disk.c: the disk tier against the plain file system, measured in the same run.
  *   1. Where values live: PUT and warm GET of 4 KiB, 1.5 MiB and 16 MiB values inline in LMDB
- *      versus in content-addressed files (the measurement behind the inline threshold).
- *   2. PUT throughput (durable: fsync) against write+fsync of plain files of the same size.
- *   3. GET of 1.5 MiB with a warm page cache against open+read()+close of a file of that size.
+ *      versus in blob files (the measurement behind the inline threshold).
+ *   2. Durable PUT against write+fdatasync of a new plain file of the same size, interleaved
+ *      (each round runs the tier, the tier with two flushes per commit, and the plain file, in
+ *      rotating order), at 4 KiB, 1.5 MiB and 16 MiB with the default inline threshold.
+ *   3. Encryption at rest: PUT and warm GET of 4 KiB and 1.5 MiB through an encrypting tier
+ *      against the plain tier, interleaved, without fsync (the cipher's cost, not the device's);
+ *      the same through the Redis tier (a redis-server started on a free loopback port).
  *   4. Opening a tier that holds 100,000 entries (restart recovery).
  *   5. PUT throughput of 4 threads at once, 1.5 MiB values, inline versus files (writers of
  *      files overlap their fsyncs; LMDB serializes its write transactions).
  *   6. Churn: a full tier (200 MiB) taking 1,500 puts of 0.5-2.5 MiB values (each put evicts),
  *      inline versus files: put time late in the run and what the tier occupies on disk.
- * Usage: bench_disk [DIR]   (default: a new directory under /tmp, removed at the end)
- * Prints medians and ratios.
+ * Usage: bench_disk [--only durable|crypt] [DIR]   (default: every section, in a new directory
+ * under /tmp, removed at the end). Prints medians and ratios. BENCH_INLINE_MAX=N in the
+ * environment sets section 2's inline threshold (bytes).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -22,8 +27,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../tests/unit/redis_server.h"
 #include "internal.h"
+#include "tier/crypt.h"
 #include "tier/disk.h"
+#include "tier/redis.h"
 #include "bench_util.h"
 
 #define KIB 1024u
@@ -66,13 +74,15 @@ static void rm_rf(const char *p)
     nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static gencache__tier *open_tier(const char *dir, size_t inline_max, bool durable)
+static gencache__tier *open_tier_ex(const char *dir, size_t inline_max, bool durable,
+                                    bool sync_meta, const gencache__crypt *keys)
 {
-    gencache__disk_options o = {.path = dir};
+    gencache__disk_options o = {.path = dir, .keys = keys};
     gencache__disk_tuning tune;
     gencache__disk_tuning_init(&tune);
     tune.inline_max = inline_max;
     tune.durable = durable;
+    tune.sync_meta = sync_meta;
     gencache__tier *t = NULL;
     int rc = gencache__disk_tier_open_ex(&o, &tune, &t);
     if (rc != GENCACHE_OK) {
@@ -80,6 +90,179 @@ static gencache__tier *open_tier(const char *dir, size_t inline_max, bool durabl
         exit(1);
     }
     return t;
+}
+
+static gencache__tier *open_tier(const char *dir, size_t inline_max, bool durable)
+{
+    return open_tier_ex(dir, inline_max, durable, false, NULL);
+}
+
+static void put_or_die(gencache__tier *t, gencache__entry *e)
+{
+    int rc = t->ops->put(t, e, 1000);
+    if (rc != GENCACHE_OK) {
+        fprintf(stderr, "put: %s\n", gencache_strerror(rc));
+        exit(1);
+    }
+}
+
+/* write+fdatasync+close of a new file: the baseline of a durable put. */
+static double plain_put_us(const char *dir, int i, const gencache__entry *e)
+{
+    char path[2300];
+    snprintf(path, sizeof path, "%s/%d", dir, i);
+    double t0 = bench_now_us();
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || write(fd, e->value, e->size) != (ssize_t)e->size || fdatasync(fd) != 0)
+        abort();
+    close(fd);
+    return bench_now_us() - t0;
+}
+
+static double quartile(double *v, int n, int q)
+{
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
+    return v[(n - 1) * q / 4];
+}
+
+/* Section 2: durable puts, interleaved with the baseline. */
+static void durable_puts(const char *base, const char *label, size_t size, int n)
+{
+    char d1[2200], d2[2200], d3[2200];
+    snprintf(d1, sizeof d1, "%s/durable-%s", base, label);
+    snprintf(d2, sizeof d2, "%s/strict-%s", base, label);
+    snprintf(d3, sizeof d3, "%s/plain-durable-%s", base, label);
+    mkdir(d3, 0755);
+    gencache__disk_tuning def;
+    gencache__disk_tuning_init(&def);
+    if (getenv("BENCH_INLINE_MAX"))
+        def.inline_max = (size_t)atoll(getenv("BENCH_INLINE_MAX"));
+    gencache__tier *one = open_tier_ex(d1, def.inline_max, true, false, NULL);
+    gencache__tier *two = open_tier_ex(d2, def.inline_max, true, true, NULL);
+    double *a = calloc((size_t)n, sizeof *a), *b = calloc((size_t)n, sizeof *b);
+    double *c = calloc((size_t)n, sizeof *c), *ra = calloc((size_t)n, sizeof *ra);
+    double *rb = calloc((size_t)n, sizeof *rb);
+    for (int i = 0; i < n; i++) {
+        gencache__entry *e = make_entry((uint64_t)i + 1, size);
+        for (int k = 0; k < 3; k++) {
+            int which = (i + k) % 3; /* rotate who goes first */
+            if (which == 2) {
+                c[i] = plain_put_us(d3, i, e);
+                continue;
+            }
+            gencache__tier *t = which == 0 ? one : two;
+            double t0 = bench_now_us();
+            put_or_die(t, e);
+            (which == 0 ? a : b)[i] = bench_now_us() - t0;
+        }
+        ra[i] = c[i] / a[i];
+        rb[i] = c[i] / b[i];
+        gencache__entry_release(e);
+    }
+    double ma = bench_median(a, n), mb = bench_median(b, n), mc = bench_median(c, n);
+    double qa1 = quartile(ra, n, 1), qa3 = quartile(ra, n, 3);
+    printf("%-7s durable put (median us over %d rounds): tier %9.1f | tier, two flushes per "
+           "commit %9.1f | write+fdatasync %9.1f\n",
+           label, n, ma, mb, mc);
+    printf("%-7s durable put throughput vs write+fdatasync: tier %.2fx (median of per-round "
+           "ratios %.2fx, quartiles %.2f-%.2f) | two flushes %.2fx (goal >= 0.9x at 1.5MiB and "
+           "up)\n",
+           label, mc / ma, bench_median(ra, n), qa1, qa3, mc / mb);
+    free(a);
+    free(b);
+    free(c);
+    free(ra);
+    free(rb);
+    one->ops->close(one);
+    two->ops->close(two);
+}
+
+static gencache__crypt *bench_keys(void)
+{
+    static const char hex[] = "8e2bd4c3a0f1965b7c4d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b";
+    setenv("BENCH_DISK_KEY", hex, 1);
+    const char *src[] = {"env:BENCH_DISK_KEY"};
+    gencache__crypt *keys = NULL;
+    if (gencache__crypt_new(NULL, NULL, src, 1, &keys) != GENCACHE_OK)
+        abort();
+    return keys;
+}
+
+/* Section 3: the cost of encryption at rest, interleaved with the plain tier: t[0] plain,
+ * t[1] encrypting; both closed here. */
+static void crypt_cost(const char *tier, gencache__tier *t[2], const char *label, size_t size,
+                       int n)
+{
+    double *put[2], *get[2];
+    for (int k = 0; k < 2; k++) {
+        put[k] = calloc((size_t)n, sizeof *put[k]);
+        get[k] = calloc((size_t)n, sizeof *get[k]);
+    }
+    gencache__entry **es = calloc((size_t)n, sizeof *es);
+    for (int i = 0; i < n; i++) {
+        es[i] = make_entry((uint64_t)i + 1, size);
+        for (int k = 0; k < 2; k++) {
+            int w = (i + k) % 2;
+            double t0 = bench_now_us();
+            put_or_die(t[w], es[i]);
+            put[w][i] = bench_now_us() - t0;
+        }
+    }
+    for (int round = 0; round < 2; round++) { /* the first round warms the page cache */
+        for (int i = 0; i < n; i++) {
+            for (int k = 0; k < 2; k++) {
+                int w = (i + k) % 2;
+                gencache__entry *e = NULL;
+                double t0 = bench_now_us();
+                if (t[w]->ops->get(t[w], es[i]->key, es[i]->hash, 2000, false, &e) != GENCACHE_OK)
+                    abort();
+                get[w][i] = bench_now_us() - t0;
+                gencache__entry_release(e);
+            }
+        }
+    }
+    double pp = bench_median(put[0], n), ps = bench_median(put[1], n);
+    double gp = bench_median(get[0], n), gs = bench_median(get[1], n);
+    printf("%-7s encryption, %s tier (median us over %d): put plain %8.1f | encrypted %8.1f "
+           "(%.2fx the time, +%.1f us) ; get plain %8.1f | encrypted %8.1f (%.2fx, +%.1f us)\n",
+           label, tier, n, pp, ps, ps / pp, ps - pp, gp, gs, gs / gp, gs - gp);
+    for (int i = 0; i < n; i++)
+        gencache__entry_release(es[i]);
+    free(es);
+    for (int k = 0; k < 2; k++) {
+        free(put[k]);
+        free(get[k]);
+        t[k]->ops->close(t[k]);
+    }
+}
+
+static void crypt_cost_disk(const char *base, const char *label, size_t size, int n)
+{
+    gencache__crypt *keys = bench_keys();
+    char d1[2200], d2[2200];
+    snprintf(d1, sizeof d1, "%s/crypt-plain-%s", base, label);
+    snprintf(d2, sizeof d2, "%s/crypt-sealed-%s", base, label);
+    gencache__disk_tuning def;
+    gencache__disk_tuning_init(&def);
+    gencache__tier *t[2] = {open_tier_ex(d1, def.inline_max, false, false, NULL),
+                            open_tier_ex(d2, def.inline_max, false, false, keys)};
+    crypt_cost("disk (no fsync)", t, label, size, n);
+    gencache__crypt_free(keys);
+}
+
+static void crypt_cost_redis(int port, const char *label, size_t size, int n)
+{
+    gencache__crypt *keys = bench_keys();
+    gencache__tier *t[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        char url[64]; /* one database each: both store the same keys */
+        snprintf(url, sizeof url, "redis://127.0.0.1:%d/%d", port, k);
+        gencache__redis_options o = {.url = url, .timeout_ms = 5000, .keys = k ? keys : NULL};
+        if (gencache__redis_tier_open(&o, &t[k]) != GENCACHE_OK)
+            abort();
+    }
+    crypt_cost("redis", t, label, size, n);
+    gencache__crypt_free(keys);
 }
 
 /* Median microseconds of a durable put and a warm get with the given inline threshold. */
@@ -280,6 +463,12 @@ static void recovery(const char *base, int entries)
 
 int main(int argc, char **argv)
 {
+    const char *only = NULL;
+    if (argc >= 3 && strcmp(argv[1], "--only") == 0) {
+        only = argv[2];
+        argc -= 2;
+        argv += 2;
+    }
     char base[2048];
     bool own = argc < 2;
     if (own) {
@@ -290,13 +479,14 @@ int main(int argc, char **argv)
         snprintf(base, sizeof base, "%s", argv[1]);
         mkdir(base, 0755);
     }
-    printf("bench_disk in %s (durable puts: fsync)\n", base);
+    printf("bench_disk in %s\n", base);
     struct {
         const char *label;
         size_t size;
-        int n;
-    } sizes[] = {{"4KiB", 4 * KIB, 200}, {"1.5MiB", 1536 * KIB, 40}, {"16MiB", 16 * MIB, 12}};
-    for (int s = 0; s < 3; s++) {
+        int n, n_durable;
+    } sizes[] = {
+        {"4KiB", 4 * KIB, 200, 60}, {"1.5MiB", 1536 * KIB, 40, 30}, {"16MiB", 16 * MIB, 12, 30}};
+    for (int s = 0; s < 3 && !only; s++) {
         double ip, ig, fp, fg, wp, rp;
         char name[64];
         snprintf(name, sizeof name, "inline-%s", sizes[s].label);
@@ -310,17 +500,29 @@ int main(int argc, char **argv)
         printf("%-7s get  (median us): LMDB inline %9.1f | blob file %9.1f | plain open+read "
                "%9.1f\n",
                sizes[s].label, ig, fg, rp);
-        printf("%-7s ratios: put throughput vs plain: inline %.2fx, file %.2fx; get speed vs "
-               "plain read(): inline %.2fx, file %.2fx (goal >= 0.8x for 1.5MiB)\n",
-               sizes[s].label, wp / ip, wp / fp, rp / ig, rp / fg);
+        printf("%-7s ratios: get speed vs plain read(): inline %.2fx, file %.2fx (goal >= 0.8x "
+               "for 1.5MiB)\n",
+               sizes[s].label, rp / ig, rp / fg);
     }
-    double ci = concurrent_puts(base, "conc-inline", SIZE_MAX, 4, 10, 1536 * KIB);
-    double cf = concurrent_puts(base, "conc-file", 0, 4, 10, 1536 * KIB);
-    printf("1.5MiB  put throughput, 4 threads: LMDB inline %.1f/s | blob file %.1f/s (%.2fx)\n", ci,
-           cf, cf / ci);
-    churn(base, "inline", SIZE_MAX);
-    churn(base, "file", 0);
-    recovery(base, 100000);
+    for (int s = 0; s < 3 && (!only || strcmp(only, "durable") == 0); s++)
+        durable_puts(base, sizes[s].label, sizes[s].size, sizes[s].n_durable);
+    if (!only || strcmp(only, "crypt") == 0) {
+        for (int s = 0; s < 2; s++)
+            crypt_cost_disk(base, sizes[s].label, sizes[s].size, s == 0 ? 2000 : 100);
+        int port = rs_start();
+        for (int s = 0; s < 2 && port > 0; s++)
+            crypt_cost_redis(port, sizes[s].label, sizes[s].size, s == 0 ? 2000 : 100);
+        rs_stop();
+    }
+    if (!only) {
+        double ci = concurrent_puts(base, "conc-inline", SIZE_MAX, 4, 10, 1536 * KIB);
+        double cf = concurrent_puts(base, "conc-file", 0, 4, 10, 1536 * KIB);
+        printf("1.5MiB  put throughput, 4 threads: LMDB inline %.1f/s | blob file %.1f/s (%.2fx)\n",
+               ci, cf, cf / ci);
+        churn(base, "inline", SIZE_MAX);
+        churn(base, "file", 0);
+        recovery(base, 100000);
+    }
     if (own)
         rm_rf(base);
     return 0;

@@ -186,6 +186,16 @@ typedef struct gencache_options {
                                        redis_bloom_capacity keys; a get it rules out skips the
                                        round trip (docs/tiers.md). 0: none. Default 0 */
     uint64_t redis_bloom_capacity;  /* keys the filter is sized for; 0: 1,000,000. Default 0 */
+    /* Encryption at rest of the disk and Redis tiers (AES-256-GCM; docs/tiers.md). Each source
+     * is a file path or "env:NAME" (an environment variable) holding a 256-bit key as 64
+     * hexadecimal digits (a file may also hold the 32 raw bytes). The first key seals every new
+     * record; all of them open records (keys being rotated out). Records sealed under a key not
+     * listed, records failing their tag, and unencrypted records are misses, counted in
+     * gencache_tier_stats.crypt_rejected. A source that cannot be read makes gencache_open()
+     * fail with GENCACHE_ECONFIG. NULL or 0: no encryption. At most 16 sources; borrowed for
+     * the call. Default NULL, 0 */
+    const char *const *encryption_keys;
+    size_t n_encryption_keys;
 } gencache_options;
 
 /* Fills *opts with the defaults above. Thread-safety: safe. */
@@ -474,6 +484,11 @@ typedef struct gencache_tier_stats {
     uint64_t hits;               /* lookups (gencache_get) this tier answered */
     uint64_t pinned_bytes;       /* bytes held by pinned entries */
     uint64_t pins_refused;       /* pinned puts stored unpinned: the pinned-bytes ceiling */
+    uint64_t crypt_rejected;     /* records of an encrypting tier (disk, redis) read as misses
+                                    because they were sealed under a key this cache does not
+                                    hold, failed their authentication tag (tampered with or
+                                    damaged; such records are also dropped), or were stored
+                                    unencrypted */
 } gencache_tier_stats;
 
 typedef struct gencache_stats {

@@ -23,6 +23,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 #include "policy/mrc.h"
+#include "tier/crypt.h"
 
 static uint64_t now_ms(const gencache *c)
 {
@@ -364,6 +365,9 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
     }
     if (rc == GENCACHE_OK && opts.ghost_max_entries)
         rc = gencache__ghost_new(c->alloc, opts.ghost_max_entries, &c->ghost);
+    if (rc == GENCACHE_OK && opts.n_encryption_keys)
+        rc = gencache__crypt_new(c->alloc, &c->log, opts.encryption_keys, opts.n_encryption_keys,
+                                 &c->keys);
     gencache__tier *mem = NULL;
     if (rc == GENCACHE_OK) {
         gencache__mem_options mo = {
@@ -402,6 +406,7 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
             .max_entries = opts.disk_max_entries,
             .alloc = c->alloc,
             .log = &c->log,
+            .keys = c->keys,
         };
         gencache__tier *disk = NULL;
         rc = gencache__disk_tier_open(&dopts, &disk);
@@ -417,6 +422,7 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
             .log = &c->log,
             .bloom_fp_rate = opts.redis_bloom_fp_rate,
             .bloom_capacity = opts.redis_bloom_capacity,
+            .keys = c->keys,
         };
         gencache__tier *redis = NULL;
         rc = gencache__redis_tier_open(&ropts, &redis);
@@ -454,6 +460,7 @@ void gencache_close(gencache *cache)
     gencache__reuse_close(cache);
     gencache__ghost_free(cache->ghost);
     gencache__mrc_free(cache->mrc);
+    gencache__crypt_free(cache->keys); /* after the tiers, which borrow it */
     gencache__tenants_free(cache->tenants);
     for (size_t i = 0; i < cache->n_preferred; i++)
         gencache__free(cache->alloc, cache->preferred[i]);

@@ -46,6 +46,7 @@ struct gencache {
     _Atomic(struct gencache__flights *) flights; /* src/coalesce/: made on the first claim */
     double pressure_warn_ratio;
     uint64_t pressure_ttl_ms;
+    gencache__crypt *keys; /* encryption at rest; NULL: none. Freed after the tiers */
     pthread_mutex_t pressure_mu; /* serializes gencache_pressure_relieve() */
     _Atomic unsigned pressure_level;
     _Atomic uint64_t batch_demoted;

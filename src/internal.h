@@ -295,12 +295,16 @@ int gencache__cache_layers_sync(gencache *cache);
 
 /* The disk tier (src/tier/disk.c): LMDB index and metadata, values as the tier chooses; survives
  * restarts and kill -9. */
+/* The keys of encryption at rest (src/tier/crypt.h); shared by the disk and Redis tiers. */
+typedef struct gencache__crypt gencache__crypt;
+
 typedef struct gencache__disk_options {
     const char *path;     /* data directory; created if absent */
     uint64_t max_bytes;   /* 0: unlimited */
     uint64_t max_entries; /* 0: unlimited */
     const gencache_allocator *alloc;
     const gencache__log *log;
+    const gencache__crypt *keys; /* NULL: records in the clear; borrowed, outlives the tier */
 } gencache__disk_options;
 
 int gencache__disk_tier_open(const gencache__disk_options *opts, gencache__tier **out);
@@ -314,8 +318,9 @@ typedef struct gencache__redis_options {
     uint64_t max_value_bytes; /* larger values are not stored */
     const gencache_allocator *alloc;
     const gencache__log *log;
-    double bloom_fp_rate;    /* a Bloom filter of the tier's keys in front of it; 0: none */
-    uint64_t bloom_capacity; /* keys the filter is sized for at that rate; 0: 1,000,000 */
+    double bloom_fp_rate;        /* a Bloom filter of the tier's keys in front of it; 0: none */
+    uint64_t bloom_capacity;     /* keys the filter is sized for at that rate; 0: 1,000,000 */
+    const gencache__crypt *keys; /* NULL: records in the clear; borrowed, outlives the tier */
 } gencache__redis_options;
 
 int gencache__redis_tier_open(const gencache__redis_options *opts, gencache__tier **out);

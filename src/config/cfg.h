@@ -70,6 +70,11 @@ struct gencache_config {
     bool has_guard;
     unsigned prompt_radius; /* similar_prompt.radius (has_prompt_radius: set) */
     bool has_prompt_radius;
+    /* encryption: key sources ("env:NAME" or a path), the current one first; at most
+     * GENCACHE__CRYPT_KEYS_MAX (src/tier/crypt.h) */
+    const char *encryption_keys[16];
+    size_t n_encryption_keys;
+    bool has_encryption_current;
 };
 
 /* The walk over one document. */
@@ -111,6 +116,9 @@ int gencache__cfg_enum(gencache__cfg_ctx *x, yaml_node_t *n, const char *path,
                        const char *const *names, int count, const char *expected, int *out);
 int gencache__cfg_unknown(gencache__cfg_ctx *x, yaml_node_t *kn, const char *path,
                           const char *known);
+
+/* encryption.c: the `encryption:` mapping at v into x->cfg. */
+int gencache__cfg_encryption(gencache__cfg_ctx *x, yaml_node_t *v, const char *path);
 
 /* sections.c: the top-level mapping into x->cfg, then the checks that span keys. */
 int gencache__cfg_top(gencache__cfg_ctx *x, yaml_node_t *root);

@@ -53,6 +53,10 @@ int gencache_config_options(const gencache_config *c, gencache_options *o)
         o->redis_bloom_capacity = c->redis_bloom_capacity;
     if (c->server.log_level_set)
         o->log_level = c->log_level;
+    if (c->n_encryption_keys) {
+        o->encryption_keys = c->encryption_keys;
+        o->n_encryption_keys = c->n_encryption_keys;
+    }
     return GENCACHE_OK;
 }
 

@@ -739,6 +739,8 @@ static int top_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml
         return each_pair(x, v, path, perceptual_pair, NULL);
     if (strcmp(key, "similar_prompt") == 0)
         return each_pair(x, v, path, similar_prompt_pair, NULL);
+    if (strcmp(key, "encryption") == 0)
+        return gencache__cfg_encryption(x, v, path);
     static const char *const sections[] = {"upstream", "prewarm", "memory_pressure", "limits"};
     for (size_t i = 0; i < 4; i++)
         if (strcmp(key, sections[i]) == 0)
@@ -746,7 +748,7 @@ static int top_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml
     return unknown(x, kn, path,
                    "listen, data_dir, log_level, tiers, layers, models, tenants, preferred, "
                    "upstream, prewarm, memory_pressure, sensitive, limits, perceptual, "
-                   "similar_prompt");
+                   "similar_prompt, encryption");
 }
 
 /* Formats an error at a line remembered from the document. */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "tier/disk.h"
+#include "tier/disk_guard.h"
 
 #define FORMAT_NAME   "FORMAT"
 #define FORMAT_PREFIX "gencache-disk-format "
@@ -24,6 +25,7 @@ void gencache__disk_tuning_init(gencache__disk_tuning *t)
 {
     t->inline_max = 4u << 20;
     t->durable = true;
+    t->sync_meta = false;
     t->map_size = 1ull << 40;
 }
 
@@ -108,7 +110,7 @@ static int make_dirs(const char *path)
     return 0;
 }
 
-static int fsync_dir(const char *path)
+int gencache__disk_fsync_dir(const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -173,7 +175,7 @@ static int check_format(gencache__disk_tier *d)
         unlink(tmp);
         return gencache__disk_map_errno(d, err, "cannot write", tmp);
     }
-    if (rename(tmp, path) != 0 || (d->tune.durable && fsync_dir(d->path) != 0)) {
+    if (rename(tmp, path) != 0 || (d->tune.durable && gencache__disk_fsync_dir(d->path) != 0)) {
         err = errno;
         unlink(tmp);
         return gencache__disk_map_errno(d, err, "cannot install", path);
@@ -202,6 +204,27 @@ static int take_lock(gencache__disk_tier *d)
         return gencache__disk_map_errno(d, err, "cannot lock", path);
     }
     return GENCACHE_OK;
+}
+
+/* One flush per commit (the data pages; the meta page goes out with the next commit's flush,
+ * or gencache__disk_sync()), two with sync_meta, none without durability. */
+static unsigned env_sync_flags(const gencache__disk_tuning *t)
+{
+    if (!t->durable)
+        return MDB_NOSYNC;
+    return t->sync_meta ? 0 : MDB_NOMETASYNC;
+}
+
+void gencache__disk_sync(gencache__disk_tier *d)
+{
+    if (!d->tune.durable || d->tune.sync_meta || atomic_exchange(&d->unsynced, 0) == 0)
+        return;
+    int rc = mdb_env_sync(d->env, 1);
+    if (rc != MDB_SUCCESS) {
+        atomic_fetch_add(&d->unsynced, 1);
+        atomic_fetch_add(&d->backend_errors, 1);
+        gencache__disk_map_mdb(d, rc, "cannot sync");
+    }
 }
 
 static int read_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out)
@@ -235,7 +258,7 @@ static int open_index(gencache__disk_tier *d)
         if (rc == MDB_SUCCESS)
             rc = mdb_env_set_mapsize(d->env, (size_t)map);
         if (rc == MDB_SUCCESS)
-            rc = mdb_env_open(d->env, path, MDB_NOTLS | (d->tune.durable ? 0 : MDB_NOSYNC), 0644);
+            rc = mdb_env_open(d->env, path, MDB_NOTLS | env_sync_flags(&d->tune), 0644);
     }
     if (rc != MDB_SUCCESS)
         return gencache__disk_map_mdb(d, rc, "cannot open index");
@@ -307,10 +330,13 @@ static void disk_stats(gencache__tier *t, gencache_tier_stats *out)
     out->evictions_expired = atomic_load(&d->ev_expired);
     out->evictions_corrupt = atomic_load(&d->ev_corrupt);
     out->backend_errors = atomic_load(&d->backend_errors);
+    out->crypt_rejected = atomic_load(&d->seal.rejected);
 }
 
 static void disk_free(gencache__disk_tier *d)
 {
+    gencache__disk_blob_pool_drain(d);
+    pthread_mutex_destroy(&d->pool_lock);
     if (d->env)
         mdb_env_close(d->env);
     if (d->lock_fd >= 0)
@@ -324,24 +350,90 @@ static void disk_free(gencache__disk_tier *d)
     gencache__free(d->alloc, d);
 }
 
+/* ---- every operation inside a SIGBUS guard (disk_guard.c) ---- */
+
+/* Runs `call` under a guard; `failed` is what the operation answers on a disabled tier. */
+#define GUARDED(d, failed, call)                                                                   \
+    do {                                                                                           \
+        if (atomic_load(&(d)->broken))                                                             \
+            return (failed);                                                                       \
+        gencache__disk_guard g;                                                                    \
+        memset(&g, 0, sizeof g);                                                                   \
+        gencache__disk_guard_push(&g, (d));                                                        \
+        if (sigsetjmp(g.jb, 0)) {                                                                  \
+            gencache__disk_guard_fault(&g);                                                        \
+            return (failed);                                                                       \
+        }                                                                                          \
+        int rc_ = (call);                                                                          \
+        gencache__disk_guard_pop(&g);                                                              \
+        return rc_;                                                                                \
+    } while (0)
+
+static int guarded_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t now_ms,
+                       bool touch, gencache__entry **out)
+{
+    gencache__disk_tier *d = (gencache__disk_tier *)t;
+    if (out)
+        *out = NULL;
+    GUARDED(d, GENCACHE_ENOTFOUND, gencache__disk_get(t, key, hash, now_ms, touch, out));
+}
+
+static int guarded_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
+{
+    GUARDED((gencache__disk_tier *)t, GENCACHE_EIO, gencache__disk_put(t, e, now_ms));
+}
+
+static int guarded_del(gencache__tier *t, const char *key, uint64_t hash)
+{
+    GUARDED((gencache__disk_tier *)t, GENCACHE_EIO, gencache__disk_del(t, key, hash));
+}
+
+static int guarded_remove_if(gencache__tier *t, gencache__entry_pred pred, void *userdata,
+                             uint64_t *count)
+{
+    if (count)
+        *count = 0;
+    GUARDED((gencache__disk_tier *)t, GENCACHE_EIO,
+            gencache__disk_remove_if(t, pred, userdata, count));
+}
+
+static int guarded_expire(gencache__tier *t, uint64_t now_ms, uint64_t *count)
+{
+    if (count)
+        *count = 0;
+    GUARDED((gencache__disk_tier *)t, GENCACHE_EIO, gencache__disk_expire(t, now_ms, count));
+}
+
+static int flush_and_sync(gencache__disk_tier *d)
+{
+    /* Access records not yet in the index would otherwise be lost (LRU order only). */
+    gencache__disk_flush(d);
+    gencache__disk_sync(d);
+    return GENCACHE_OK;
+}
+
+static int guarded_flush_and_sync(gencache__disk_tier *d)
+{
+    GUARDED(d, GENCACHE_EIO, flush_and_sync(d));
+}
+
 static void disk_close(gencache__tier *t)
 {
     if (!t)
         return;
     gencache__disk_tier *d = (gencache__disk_tier *)t;
-    /* Access records not yet in the index would otherwise be lost (LRU order only). */
-    gencache__disk_flush(d);
+    guarded_flush_and_sync(d);
     disk_free(d);
 }
 
 static const gencache__tier_ops disk_ops = {
     .name = "disk",
     .caps = GENCACHE__TIER_PERSISTENT,
-    .get = gencache__disk_get,
-    .put = gencache__disk_put,
-    .del = gencache__disk_del,
-    .remove_if = gencache__disk_remove_if,
-    .expire = gencache__disk_expire,
+    .get = guarded_get,
+    .put = guarded_put,
+    .del = guarded_del,
+    .remove_if = guarded_remove_if,
+    .expire = guarded_expire,
     .stats = disk_stats,
     .close = disk_close,
 };
@@ -362,11 +454,13 @@ int gencache__disk_tier_open_ex(const gencache__disk_options *opts,
     d->lock_fd = -1;
     d->max_bytes = opts->max_bytes;
     d->max_entries = opts->max_entries;
+    d->seal.keys = opts->keys;
     if (tune)
         d->tune = *tune;
     else
         gencache__disk_tuning_init(&d->tune);
     pthread_mutex_init(&d->touch_lock, NULL);
+    pthread_mutex_init(&d->pool_lock, NULL);
     for (int i = 0; i < GENCACHE__DISK_STRIPES; i++)
         pthread_mutex_init(&d->stripes[i], NULL);
     size_t plen = strlen(opts->path);
@@ -389,6 +483,7 @@ int gencache__disk_tier_open_ex(const gencache__disk_options *opts,
     } else if (make_dirs(d->path) != 0) {
         rc = gencache__disk_map_errno(d, errno, "cannot create", d->path);
     }
+    gencache__disk_guard_install();
     if (rc == GENCACHE_OK)
         rc = take_lock(d);
     if (rc == GENCACHE_OK)

@@ -1,7 +1,7 @@
 /*
  * disk.h: private to the disk tier (disk.c, disk_ops.c, disk_blob.c). The tier keeps its index
  * and every entry's metadata in LMDB and each value either inline in LMDB (small values) or in a
- * content-addressed file (large values); see docs/tiers.md for the layout and why.
+ * file of its own (large values); see docs/tiers.md for the layout and why.
  */
 #ifndef GENCACHE_TIER_DISK_H
 #define GENCACHE_TIER_DISK_H
@@ -9,12 +9,16 @@
 #include <lmdb.h>
 
 #include "internal.h"
+#include "tier/crypt.h"
 
 /* The format the data directory is written in (its FORMAT file). */
 #define GENCACHE__DISK_FORMAT 1
 /* Stripes of the blob locks: a put holds its blob's stripe from writing the file to committing
  * the reference, and the unlink of an unreferenced blob takes the same stripe. */
 #define GENCACHE__DISK_STRIPES 64
+/* Value files created ahead, empty, with their names already durable (one directory flush per
+ * batch instead of one per put; docs/internals/disk-durability.md). */
+#define GENCACHE__DISK_POOL 16
 /* Pending access records (gets since the last write transaction) flushed at this many. */
 #define GENCACHE__DISK_TOUCH_FLUSH 4096
 
@@ -23,6 +27,9 @@ typedef struct gencache__disk_tuning {
     size_t inline_max; /* values up to this many bytes live in LMDB, larger in files.
                           Default 4 MiB (docs/tiers.md says why) */
     bool durable;      /* fsync files, directories and LMDB commits. Default true */
+    bool sync_meta;    /* durable: also flush LMDB's meta page at each commit (two flushes per
+                          commit: the last commit survives a power loss too). Default false:
+                          one flush per commit; docs/internals/disk-durability.md */
     uint64_t map_size; /* LMDB map size in bytes (address space, not disk). Default 1 TiB */
 } gencache__disk_tuning;
 
@@ -53,17 +60,25 @@ typedef struct gencache__disk_tier {
     gencache__disk_tuning tune;
     const gencache_allocator *alloc;
     const gencache__log *log;
+    gencache__seal seal; /* encryption at rest; keys NULL: none */
 
     /* Mirrors of the totals stored in the index, updated after each commit. */
     _Atomic uint64_t bytes, entries, pinned;
     _Atomic uint64_t ev_capacity, ev_expired, ev_corrupt, backend_errors;
-    _Atomic uint64_t tmp_seq; /* names of temporary files */
+    _Atomic uint64_t unsynced; /* commits whose meta page may not be on disk yet */
+    /* A read past the end of a shrunken LMDB file disabled the tier (disk_guard.c): every
+     * operation then fails at once. */
+    _Atomic bool broken;
 
     pthread_mutex_t touch_lock;
     gencache__disk_touch *touches; /* open addressing, 2 * GENCACHE__DISK_TOUCH_FLUSH slots */
     size_t n_touches;
 
     pthread_mutex_t stripes[GENCACHE__DISK_STRIPES];
+
+    pthread_mutex_t pool_lock;
+    unsigned char pool[GENCACHE__DISK_POOL][32]; /* ids of empty value files made ahead */
+    size_t n_pool;
 } gencache__disk_tier;
 
 /* What an index record holds before the codec's metadata record. */
@@ -79,11 +94,18 @@ uint64_t gencache__disk_charge(uint64_t size, size_t record_len);
 int gencache__disk_map_mdb(gencache__disk_tier *d, int rc, const char *what);
 int gencache__disk_map_errno(gencache__disk_tier *d, int err, const char *what, const char *path);
 
+/* fsync of a directory (its entries' names made durable); -1 with errno on failure. */
+int gencache__disk_fsync_dir(const char *path);
+
 /* ---- blobs (disk_blob.c) ---- */
-void gencache__disk_blob_id(const void *data, size_t size, unsigned char id[32]);
+/* The id of a new, empty value file whose name is durable: from the pool, which is refilled
+ * (files created, their directory flushed once) when empty. */
+int gencache__disk_blob_take(gencache__disk_tier *d, unsigned char id[32]);
+/* Removes the pool's unused files (at close). */
+void gencache__disk_blob_pool_drain(gencache__disk_tier *d);
 pthread_mutex_t *gencache__disk_blob_stripe(gencache__disk_tier *d, const unsigned char id[32]);
-/* Writes the value to its content-addressed file (temporary file, fsync, rename, fsync of the
- * directory) unless a file for it is referenced already. Caller holds the id's stripe. */
+/* Writes the value into the empty file of an id from gencache__disk_blob_take() (write,
+ * fdatasync); the file is removed on failure. Caller holds the id's stripe. */
 int gencache__disk_blob_write(gencache__disk_tier *d, const unsigned char id[32], const void *data,
                               size_t size);
 /* Reads exactly size bytes of the blob into buf and their XXH3-64 into *hash.
@@ -100,6 +122,9 @@ int gencache__disk_blob_sweep(gencache__disk_tier *d, uint64_t *removed);
 /* The path of a blob's file, for tests that damage it. buf holds at least PATH_MAX bytes. */
 void gencache__disk_blob_path(const gencache__disk_tier *d, const unsigned char id[32], char *buf,
                               size_t cap);
+/* The path of the file holding key's value: GENCACHE_OK, or GENCACHE_ENOTFOUND (no such key, or
+ * its value is inline). For tests. */
+int gencache__disk_blob_of(gencache__disk_tier *d, const char *key, char *path, size_t cap);
 
 /* ---- operations (disk_ops.c) ---- */
 int gencache__disk_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t now_ms,
@@ -111,5 +136,7 @@ int gencache__disk_remove_if(gencache__tier *t, gencache__entry_pred pred, void 
 int gencache__disk_expire(gencache__tier *t, uint64_t now_ms, uint64_t *count);
 /* Writes pending access records to the index. */
 int gencache__disk_flush(gencache__disk_tier *d);
+/* Makes every commit so far durable (flushes LMDB's meta page) when some may not be. */
+void gencache__disk_sync(gencache__disk_tier *d);
 
 #endif

@@ -1,11 +1,15 @@
 /*
- * disk_blob.c: the disk tier's large values, one file per distinct value under
- * values/<first two hex digits>/<SHA-256 hex>. A file appears whole or not at all (written to a
- * temporary name, fsynced, renamed, directory fsynced) before any index record refers to it, and
- * it is unlinked only after the index stopped referring to it, under the blob's stripe lock, so a
- * concurrent put of the same bytes can never lose its file. Equal values share one file (the index
- * counts references). SHA-256 rather than a fast hash names the file because a name collision
- * would serve one tenant's bytes for another's key.
+ * disk_blob.c: the disk tier's large values, one file per stored value under
+ * values/<first two hex digits>/<64 hex digits>, named by a random 256-bit id. Files are created
+ * ahead, empty, in batches whose directory is flushed once, so a put only writes and flushes its
+ * file before the write transaction that refers to it commits: a committed reference never
+ * points at a torn file or a name that is not durable. A file no committed record refers to (a
+ * pooled one, a put cut short by a crash, one whose commit a power loss undid) is removed by the
+ * sweep at the next open. A random id rather than a hash of the bytes: hashing a 16 MiB value
+ * with SHA-256 cost more than writing it (docs/internals/disk-durability.md), a fast hash could
+ * be made to collide (serving one tenant's bytes for another's key), and a random name says
+ * nothing about the value. Files are unlinked only after the index stopped referring to them,
+ * under the id's stripe lock.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -16,23 +20,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <xxh_x86dispatch.h>
 
 #include "tier/disk.h"
 
 static const char hexdig[] = "0123456789abcdef";
-
-void gencache__disk_blob_id(const void *data, size_t size, unsigned char id[32])
-{
-    unsigned int n = 0;
-    EVP_Digest(data, size, id, &n, EVP_sha256(), NULL);
-}
-
-pthread_mutex_t *gencache__disk_blob_stripe(gencache__disk_tier *d, const unsigned char id[32])
-{
-    return &d->stripes[id[0] % GENCACHE__DISK_STRIPES];
-}
 
 static void hex_id(const unsigned char id[32], char out[65])
 {
@@ -41,6 +34,99 @@ static void hex_id(const unsigned char id[32], char out[65])
         out[2 * i + 1] = hexdig[id[i] & 15];
     }
     out[64] = '\0';
+}
+
+/* Creates a batch of empty files in one directory and flushes the directory once. Caller holds
+ * pool_lock. */
+static int refill(gencache__disk_tier *d)
+{
+    unsigned char ids[GENCACHE__DISK_POOL][32];
+    if (RAND_bytes(&ids[0][0], sizeof ids) != 1)
+        return GENCACHE_EIO;
+    for (int i = 1; i < GENCACHE__DISK_POOL; i++)
+        ids[i][0] = ids[0][0]; /* one directory */
+    char hex[65], dir[PATH_MAX - 256], path[PATH_MAX];
+    hex_id(ids[0], hex);
+    snprintf(dir, sizeof dir, "%s/%.2s", d->values_path, hex);
+    bool new_dir = mkdir(dir, 0755) == 0;
+    if (!new_dir && errno != EEXIST)
+        return gencache__disk_map_errno(d, errno, "cannot create", dir);
+    size_t made = 0;
+    int rc = GENCACHE_OK;
+    for (; made < GENCACHE__DISK_POOL; made++) {
+        hex_id(ids[made], hex);
+        snprintf(path, sizeof path, "%s/%s", dir, hex);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            rc = gencache__disk_map_errno(d, errno, "cannot create", path);
+            break;
+        }
+        close(fd);
+    }
+    if (made && d->tune.durable) {
+        const char *failed = dir;
+        int err = 0;
+        if (gencache__disk_fsync_dir(dir) != 0) {
+            err = errno;
+        } else if (new_dir && gencache__disk_fsync_dir(d->values_path) != 0) {
+            err = errno;
+            failed = d->values_path;
+        }
+        if (err) {
+            for (size_t i = 0; i < made; i++) {
+                hex_id(ids[i], hex);
+                snprintf(path, sizeof path, "%s/%s", dir, hex);
+                unlink(path);
+            }
+            return gencache__disk_map_errno(d, err, "cannot sync", failed);
+        }
+    }
+    memcpy(d->pool, ids, made * 32);
+    d->n_pool = made;
+    return made ? GENCACHE_OK : rc;
+}
+
+int gencache__disk_blob_take(gencache__disk_tier *d, unsigned char id[32])
+{
+    pthread_mutex_lock(&d->pool_lock);
+    int rc = d->n_pool ? GENCACHE_OK : refill(d);
+    if (rc == GENCACHE_OK)
+        memcpy(id, d->pool[--d->n_pool], 32);
+    pthread_mutex_unlock(&d->pool_lock);
+    return rc;
+}
+
+void gencache__disk_blob_pool_drain(gencache__disk_tier *d)
+{
+    char path[PATH_MAX];
+    for (size_t i = 0; i < d->n_pool; i++) {
+        gencache__disk_blob_path(d, d->pool[i], path, sizeof path);
+        unlink(path);
+    }
+    d->n_pool = 0;
+}
+
+int gencache__disk_blob_of(gencache__disk_tier *d, const char *key, char *path, size_t cap)
+{
+    MDB_txn *txn;
+    if (mdb_txn_begin(d->env, NULL, MDB_RDONLY, &txn) != MDB_SUCCESS)
+        return GENCACHE_EIO;
+    MDB_val k = {strlen(key), (void *)key}, v;
+    int rc = GENCACHE_ENOTFOUND;
+    uint32_t kind = 0;
+    if (mdb_get(txn, d->meta, &k, &v) == MDB_SUCCESS && v.mv_size > GENCACHE__DISK_LOC_LEN)
+        memcpy(&kind, v.mv_data, 4);
+    if (kind == GENCACHE__DISK_BLOB) {
+        gencache__disk_blob_path(d, (const unsigned char *)v.mv_data + 8, path, cap);
+        rc = GENCACHE_OK;
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+pthread_mutex_t *gencache__disk_blob_stripe(gencache__disk_tier *d, const unsigned char id[32])
+{
+    return &d->stripes[id[31] % GENCACHE__DISK_STRIPES]; /* a pooled batch shares id[0] */
 }
 
 void gencache__disk_blob_path(const gencache__disk_tier *d, const unsigned char id[32], char *buf,
@@ -82,20 +168,13 @@ static int write_all(int fd, const unsigned char *p, size_t n)
 int gencache__disk_blob_write(gencache__disk_tier *d, const unsigned char id[32], const void *data,
                               size_t size)
 {
-    bool yes;
-    if (referenced(d, id, &yes) && yes)
-        return GENCACHE_OK; /* the stripe we hold keeps its file from being unlinked */
-    char hex[65], dir[PATH_MAX - 256], tmp[PATH_MAX], path[PATH_MAX];
-    hex_id(id, hex);
-    snprintf(dir, sizeof dir, "%s/%.2s", d->values_path, hex);
-    snprintf(path, sizeof path, "%s/%s", dir, hex);
-    snprintf(tmp, sizeof tmp, "%s/.tmp.%ld.%llu", dir, (long)getpid(),
-             (unsigned long long)atomic_fetch_add(&d->tmp_seq, 1));
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return gencache__disk_map_errno(d, errno, "cannot create", dir);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    char path[PATH_MAX];
+    gencache__disk_blob_path(d, id, path, sizeof path);
+    /* The file exists, empty, and its name is durable (gencache__disk_blob_take()): only its
+     * bytes (and size) need a flush before a record may name it. */
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
-        return gencache__disk_map_errno(d, errno, "cannot create", tmp);
+        return gencache__disk_map_errno(d, errno, "cannot open", path);
     int rc = write_all(fd, data, size);
     if (rc == 0 && d->tune.durable)
         rc = fdatasync(fd);
@@ -104,24 +183,9 @@ int gencache__disk_blob_write(gencache__disk_tier *d, const unsigned char id[32]
         rc = -1;
         err = errno;
     }
-    if (rc == 0 && rename(tmp, path) != 0) {
-        rc = -1;
-        err = errno;
-    }
     if (rc != 0) {
-        unlink(tmp);
+        unlink(path);
         return gencache__disk_map_errno(d, err, "cannot write", path);
-    }
-    if (d->tune.durable) {
-        /* The rename must be durable before an index record may point at the file. */
-        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0 || fsync(dfd) != 0) {
-            err = errno;
-            if (dfd >= 0)
-                close(dfd);
-            return gencache__disk_map_errno(d, err, "cannot sync", dir);
-        }
-        close(dfd);
     }
     return GENCACHE_OK;
 }

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "tier/disk_guard.h"
 #include "tier/disk_txn.h"
 #include "tier/entry_codec.h"
 
@@ -98,8 +99,9 @@ static int read_record(gencache__disk_tier *d, const char *key, gencache__codec_
     int grc = GENCACHE_ECORRUPT;
     if (v.mv_size > GENCACHE__DISK_LOC_LEN) {
         memcpy(loc, v.mv_data, GENCACHE__DISK_LOC_LEN);
-        grc = gencache__codec_decode(d->alloc, (const char *)v.mv_data + GENCACHE__DISK_LOC_LEN,
-                                     v.mv_size - GENCACHE__DISK_LOC_LEN, m);
+        grc = gencache__codec_decode_sealed(&d->seal, d->alloc,
+                                            (const char *)v.mv_data + GENCACHE__DISK_LOC_LEN,
+                                            v.mv_size - GENCACHE__DISK_LOC_LEN, m);
     }
     if (grc == GENCACHE_OK && strcmp(m->key, key) != 0) {
         gencache__codec_meta_clear(m);
@@ -107,6 +109,8 @@ static int read_record(gencache__disk_tier *d, const char *key, gencache__codec_
     }
     if (grc != GENCACHE_OK) {
         mdb_txn_abort(txn);
+        /* A record sealed under a key this cache lacks stays (a cache that has the key can
+         * read it); it was counted as refused. */
         if (grc == GENCACHE_ECORRUPT || grc == GENCACHE_EVERSION)
             drop_corrupt(d, key, NULL, "index record fails its check");
         return grc == GENCACHE_ENOMEM ? grc : GENCACHE_ENOTFOUND;
@@ -219,11 +223,23 @@ int gencache__disk_get(gencache__tier *t, const char *key, uint64_t hash, uint64
         }
     }
     if (sum != m.checksum) {
+        /* For a sealed value this is the tag's verdict, reached before decrypting. */
+        if (m.sealed)
+            atomic_fetch_add(&d->seal.rejected, 1);
         gencache__entry_release(e);
         drop_corrupt(d, key, &m, "value fails its checksum");
         gencache__codec_meta_clear(&m);
         return GENCACHE_ENOTFOUND;
     }
+    rc = gencache__codec_value_open(&d->seal, &m, e->value, e->size, &sum);
+    if (rc != GENCACHE_OK) {
+        gencache__entry_release(e);
+        if (rc == GENCACHE_ECORRUPT)
+            drop_corrupt(d, key, &m, "value fails its authentication tag");
+        gencache__codec_meta_clear(&m);
+        return rc == GENCACHE_ENOMEM || rc == GENCACHE_EIO ? rc : GENCACHE_ENOTFOUND;
+    }
+    e->checksum = sum;
 
     bool flush = false;
     if (touch) {
@@ -261,24 +277,39 @@ int gencache__disk_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     /* A metadata-only entry (value NULL) has nothing to store. */
     if (!e || !e->value || gencache__key_split(e->key, &layer, &layer_len) != GENCACHE_OK)
         return GENCACHE_EINVAL;
-    uint64_t charge = gencache__disk_charge(e->size, gencache__codec_size(e));
-    if (d->max_bytes && charge > d->max_bytes)
-        return GENCACHE_ETOOBIG;
     if (gencache__entry_expired(e, now_ms))
         return GENCACHE_OK; /* nothing worth writing */
-
+    /* An inline value is sealed straight into the space LMDB reserves for it (no buffer of
+     * the value's size to allocate per put); a blob's through a buffer written to its file. */
+    gencache__codec_value sv = {.sealed = d->seal.keys != NULL};
+    uint64_t charge = gencache__disk_charge(e->size, gencache__codec_value_size(e, &sv));
+    if (d->max_bytes && charge > d->max_bytes)
+        return GENCACHE_ETOOBIG;
     bool blob = e->size > d->tune.inline_max;
+    unsigned char *sealed = NULL;
+    int rc = GENCACHE_OK;
+    if (blob || !sv.sealed)
+        rc = gencache__codec_value_seal(&d->seal, d->alloc, e, &sv, &sealed);
+    if (rc != GENCACHE_OK)
+        return rc;
+
     unsigned char id[32];
     pthread_mutex_t *stripe = NULL;
-    int rc;
     if (blob) {
-        gencache__disk_blob_id(e->value, e->size, id);
-        stripe = gencache__disk_blob_stripe(d, id);
-        pthread_mutex_lock(stripe);
-        rc = gencache__disk_blob_write(d, id, e->value, e->size);
+        rc = gencache__disk_blob_take(d, id);
+        if (rc == GENCACHE_OK) {
+            stripe = gencache__disk_blob_stripe(d, id);
+            pthread_mutex_lock(stripe);
+            gencache__disk_guard_note_stripe(stripe);
+            rc = gencache__disk_blob_write(d, id, sv.data, e->size);
+            if (rc != GENCACHE_OK) {
+                gencache__disk_guard_note_stripe(NULL);
+                pthread_mutex_unlock(stripe);
+            }
+        }
         if (rc != GENCACHE_OK) {
-            pthread_mutex_unlock(stripe);
             atomic_fetch_add(&d->backend_errors, 1);
+            gencache__codec_value_free(d->alloc, sealed);
             return rc;
         }
     }
@@ -290,7 +321,7 @@ int gencache__disk_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
         if (mrc == MDB_NOTFOUND)
             mrc = MDB_SUCCESS;
         if (mrc == MDB_SUCCESS)
-            mrc = gencache__disk_txn_insert(&w, e, blob ? id : NULL, now_ms);
+            mrc = gencache__disk_txn_insert(&w, e, &sv, blob ? id : NULL, now_ms);
         if (mrc == MDB_SUCCESS)
             mrc = gencache__disk_txn_make_room(&w, e->key, now_ms);
         if (mrc == MDB_SUCCESS) {
@@ -308,10 +339,12 @@ int gencache__disk_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     if (blob) {
         if (rc != GENCACHE_OK)
             gencache__disk_blob_release(d, id, true); /* the file we wrote, if unreferenced */
+        gencache__disk_guard_note_stripe(NULL);
         pthread_mutex_unlock(stripe);
     }
     if (rc == GENCACHE_OK)
         gencache__disk_txn_finish(&w);
+    gencache__codec_value_free(d->alloc, sealed);
     return rc;
 }
 
@@ -382,6 +415,7 @@ int gencache__disk_remove_if(gencache__tier *t, gencache__entry_pred pred, void 
     /* Scan in chunks: each read transaction resumes after the last key seen, so removals between
      * chunks never invalidate a cursor. */
     char resume[GENCACHE__KEY_MAX + 1] = "";
+    gencache__seal quiet = {.keys = d->seal.keys}; /* a scan refuses nothing anyone asked for */
     int rc = GENCACHE_OK;
     bool done = false;
     while (rc == GENCACHE_OK && !done) {
@@ -412,9 +446,10 @@ int gencache__disk_remove_if(gencache__tier *t, gencache__entry_pred pred, void 
             resume[k.mv_size] = '\0';
             gencache__codec_meta m;
             if (v.mv_size <= GENCACHE__DISK_LOC_LEN ||
-                gencache__codec_decode(d->alloc, (const char *)v.mv_data + GENCACHE__DISK_LOC_LEN,
-                                       v.mv_size - GENCACHE__DISK_LOC_LEN, &m) != GENCACHE_OK)
-                continue; /* a get of it drops it */
+                gencache__codec_decode_sealed(
+                    &quiet, d->alloc, (const char *)v.mv_data + GENCACHE__DISK_LOC_LEN,
+                    v.mv_size - GENCACHE__DISK_LOC_LEN, &m) != GENCACHE_OK)
+                continue; /* a get of it drops it (or, sealed under a key we lack, refuses it) */
             gencache__entry *e;
             if (gencache__codec_entry_new(d->alloc, &m, false, &e) == GENCACHE_OK) {
                 if (pred(userdata, e)) {
@@ -463,7 +498,11 @@ int gencache__disk_expire(gencache__tier *t, uint64_t now_ms, uint64_t *count)
             return rc;
         if (count)
             *count += n;
-        if (n < REMOVE_BATCH)
+        if (n < REMOVE_BATCH) {
+            /* Periodic maintenance bounds how long the last commit's meta page stays only in
+             * the page cache (docs/internals/disk-durability.md). */
+            gencache__disk_sync(d);
             return GENCACHE_OK;
+        }
     }
 }

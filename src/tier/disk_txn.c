@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "tier/disk_guard.h"
 #include "tier/disk_txn.h"
 #include "tier/entry_codec.h"
 
@@ -94,8 +95,8 @@ static int flush_touches(gencache__disk_txn *w)
         if (mdb_get(w->txn, d->meta, &k, &v) != MDB_SUCCESS || v.mv_size <= GENCACHE__DISK_LOC_LEN)
             continue;
         gencache__codec_meta m;
-        if (gencache__codec_decode(d->alloc, (const char *)v.mv_data + GENCACHE__DISK_LOC_LEN,
-                                   v.mv_size - GENCACHE__DISK_LOC_LEN, &m) != GENCACHE_OK)
+        if (gencache__codec_decode_head(d->alloc, (const char *)v.mv_data + GENCACHE__DISK_LOC_LEN,
+                                        v.mv_size - GENCACHE__DISK_LOC_LEN, &m) != GENCACHE_OK)
             continue;
         if (m.checksum != t->checksum || m.created_ms != t->created_ms) {
             gencache__codec_meta_clear(&m); /* made on a value this key no longer holds */
@@ -131,6 +132,8 @@ int gencache__disk_txn_begin(gencache__disk_tier *d, gencache__disk_txn *w)
     memset(w, 0, sizeof *w);
     w->d = d;
     int rc = mdb_txn_begin(d->env, NULL, 0, &w->txn);
+    if (rc == MDB_SUCCESS)
+        gencache__disk_guard_note_write(w->txn);
     if (rc != MDB_SUCCESS) {
         w->txn = NULL;
         atomic_fetch_add(&d->backend_errors, 1);
@@ -164,8 +167,10 @@ static void release_queued(gencache__disk_txn *w, bool deliver)
 
 void gencache__disk_txn_abort(gencache__disk_txn *w)
 {
-    if (w->txn)
+    if (w->txn) {
+        gencache__disk_guard_note_write(NULL);
         mdb_txn_abort(w->txn);
+    }
     w->txn = NULL;
     release_queued(w, false);
 }
@@ -180,6 +185,7 @@ int gencache__disk_txn_commit(gencache__disk_txn *w)
     if (rc == MDB_SUCCESS)
         rc = mdb_stat(w->txn, d->meta, &st);
     if (rc == MDB_SUCCESS) {
+        gencache__disk_guard_note_write(NULL); /* a fault in the commit leaves it to LMDB */
         rc = mdb_txn_commit(w->txn);
         w->txn = NULL; /* freed by the commit, whatever its outcome */
     }
@@ -188,6 +194,7 @@ int gencache__disk_txn_commit(gencache__disk_txn *w)
         atomic_fetch_add(&d->backend_errors, 1);
         return gencache__disk_map_mdb(d, rc, "cannot commit");
     }
+    atomic_fetch_add(&d->unsynced, 1);
     atomic_store(&d->bytes, w->bytes);
     atomic_store(&d->pinned, w->pinned);
     atomic_store(&d->entries, (uint64_t)st.ms_entries);
@@ -282,10 +289,16 @@ int gencache__disk_txn_remove(gencache__disk_txn *w, const char *key, int reason
         return rc;
     gencache__codec_meta m;
     unsigned char loc[GENCACHE__DISK_LOC_LEN];
+    /* The whole record when its key is at hand (on_evict callbacks want the tenant), else the
+     * part in the clear, which is all the bookkeeping needs. Not counted as refused: nobody
+     * asked to read it. */
+    gencache__seal quiet = {.keys = d->seal.keys};
+    const char *rec = (const char *)v.mv_data + GENCACHE__DISK_LOC_LEN;
+    size_t rec_len = v.mv_size - GENCACHE__DISK_LOC_LEN;
     bool decoded =
         v.mv_size > GENCACHE__DISK_LOC_LEN &&
-        gencache__codec_decode(d->alloc, (const char *)v.mv_data + GENCACHE__DISK_LOC_LEN,
-                               v.mv_size - GENCACHE__DISK_LOC_LEN, &m) == GENCACHE_OK;
+        (gencache__codec_decode_sealed(&quiet, d->alloc, rec, rec_len, &m) == GENCACHE_OK ||
+         gencache__codec_decode_head(d->alloc, rec, rec_len, &m) == GENCACHE_OK);
     if (!decoded) {
         /* A damaged record: remove what can be found by key. Its lru/exp records, keyed by times
          * we cannot read, are dropped when eviction or expiry reaches them. */
@@ -329,15 +342,33 @@ int gencache__disk_txn_remove(gencache__disk_txn *w, const char *key, int reason
 }
 
 int gencache__disk_txn_insert(gencache__disk_txn *w, const gencache__entry *e,
-                              const unsigned char *blob_id, uint64_t now_ms)
+                              gencache__codec_value *sv, const unsigned char *blob_id,
+                              uint64_t now_ms)
 {
     gencache__disk_tier *d = w->d;
     uint64_t expires = atomic_load(&e->expires_ms);
     uint64_t last = now_ms;
     uint64_t hits = atomic_load(&e->hits);
-    size_t clen = gencache__codec_size(e);
-    MDB_val k = {strlen(e->key), (void *)e->key}, v = {GENCACHE__DISK_LOC_LEN + clen, NULL};
-    int rc = mdb_put(w->txn, d->meta, &k, &v, MDB_RESERVE);
+    MDB_val k = {strlen(e->key), (void *)e->key};
+    int rc = MDB_SUCCESS;
+    /* The value first: a sealed one gets its tag and checksum, which the record carries. */
+    if (blob_id) {
+        rc = blob_ref(w, blob_id, +1, e->size);
+    } else {
+        MDB_val val = {e->size, NULL};
+        rc = mdb_put(w->txn, d->vals, &k, &val, MDB_RESERVE);
+        if (rc == MDB_SUCCESS && sv->sealed && !sv->data) {
+            if (gencache__codec_value_seal_to(&d->seal, e, sv, val.mv_data) != GENCACHE_OK)
+                return EIO;
+        } else if (rc == MDB_SUCCESS && e->size) {
+            memcpy(val.mv_data, sv->data, e->size);
+        }
+    }
+    if (rc != MDB_SUCCESS)
+        return rc;
+    size_t clen = gencache__codec_value_size(e, sv);
+    MDB_val v = {GENCACHE__DISK_LOC_LEN + clen, NULL};
+    rc = mdb_put(w->txn, d->meta, &k, &v, MDB_RESERVE);
     if (rc != MDB_SUCCESS)
         return rc;
     unsigned char *p = v.mv_data;
@@ -349,18 +380,10 @@ int gencache__disk_txn_insert(gencache__disk_txn *w, const gencache__entry *e,
     else
         memset(p + 8, 0, GENCACHE__DISK_BLOB_ID_LEN);
     size_t len;
-    if (gencache__codec_encode(e, expires, last, hits, p + GENCACHE__DISK_LOC_LEN, clen, &len) !=
-        GENCACHE_OK)
+    if (gencache__codec_encode_value(&d->seal, e, sv, expires, last, hits,
+                                     p + GENCACHE__DISK_LOC_LEN, clen, &len) != GENCACHE_OK)
         return EINVAL;
-    if (blob_id) {
-        rc = blob_ref(w, blob_id, +1, e->size);
-    } else {
-        MDB_val val = {e->size, NULL};
-        rc = mdb_put(w->txn, d->vals, &k, &val, MDB_RESERVE);
-        if (rc == MDB_SUCCESS && e->size)
-            memcpy(val.mv_data, e->value, e->size);
-    }
-    if (rc == MDB_SUCCESS && !e->pinned)
+    if (!e->pinned)
         rc = put_time(w, d->lru, last, e->key);
     if (rc == MDB_SUCCESS && expires)
         rc = put_time(w, d->exp, expires, e->key);

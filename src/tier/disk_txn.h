@@ -43,10 +43,13 @@ void gencache__disk_txn_finish(gencache__disk_txn *w);
  * still has that checksum / creation time (else MDB_KEYEXIST). MDB_NOTFOUND when absent. */
 int gencache__disk_txn_remove(gencache__disk_txn *w, const char *key, int reason,
                               const uint64_t *expect_checksum, const uint64_t *expect_created);
-/* Inserts e (no record for its key may exist): inline when blob_id is NULL, else a reference to
- * that blob, whose file exists. */
+/* Inserts e stored as v (gencache__codec_value_seal(); no record for its key may exist): inline
+ * when blob_id is NULL, else a reference to that blob, whose file exists. A sealed v without
+ * data is sealed here, into the inline value's space. */
+struct gencache__codec_value;
 int gencache__disk_txn_insert(gencache__disk_txn *w, const gencache__entry *e,
-                              const unsigned char *blob_id, uint64_t now_ms);
+                              struct gencache__codec_value *v, const unsigned char *blob_id,
+                              uint64_t now_ms);
 /* Removes up to limit entries expired at now_ms; *n gets how many. */
 int gencache__disk_txn_expire(gencache__disk_txn *w, uint64_t now_ms, size_t limit, size_t *n);
 /* Evicts expired, then least recently used entries (never `keep`, never pinned ones) until the

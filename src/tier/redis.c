@@ -22,7 +22,7 @@
 #include "tier/redis_ops.h"
 
 /* The refresh: KEYS[1]; ARGV[1]: "1" to count the access. The TTL a hit re-arms (0: none) is the
- * u64 at byte 8 of a version-1 record (entry_codec.h, GENCACHE__CODEC_OFF_REFRESH), read in
+ * u64 at byte 8 of a record (v1 or v2; entry_codec.h, GENCACHE__CODEC_OFF_REFRESH), read in
  * place; anything else under the key is left alone for the tier to judge. Lua numbers print as
  * integers below 1e14 (%.14g). It answers the key's PTTL after the refresh, which becomes the
  * entry's expiry: Redis's clock decides, not the writer's. It runs in one MULTI/EXEC with the GET,
@@ -32,7 +32,8 @@
 const char gencache__redis_get_script[] =
     "if ARGV[1] == '1' then\n"
     "  local h = redis.call('GETRANGE', KEYS[1], 0, 15)\n"
-    "  if string.len(h) == 16 and string.sub(h, 1, 4) == 'GCE\\1' then\n"
+    "  local v = string.sub(h, 1, 4)\n"
+    "  if string.len(h) == 16 and (v == 'GCE\\1' or v == 'GCE\\2') then\n"
     "    local ttl = struct.unpack('<I8', h, 9)\n"
     "    if ttl > 0 and ttl < 1e14 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
     "  end\n"
@@ -208,7 +209,8 @@ static int get_op(gencache__redis_tier *r, gencache__redis_node *n, gencache__re
     bool noscript = false;
     int64_t pttl = -2;
     if (rc == GENCACHE_OK)
-        rc = gencache__redis_read_entry(r->alloc, c, asking, dl, &e, &noscript, &pttl, redir);
+        rc = gencache__redis_read_entry(r->alloc, &r->seal, c, asking, dl, &e, &noscript, &pttl,
+                                        redir);
     if (noscript) {
         /* Redis restarted and forgot the script: load it, and refresh this hit separately. */
         int lrc = load_script(n, c, dl, sha);
@@ -356,16 +358,22 @@ static int redis_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     uint64_t expires = atomic_load(&e->expires_ms);
     if (expires && expires <= now_ms)
         return GENCACHE_OK; /* already over */
-    size_t clen = gencache__codec_size(e);
+    gencache__codec_value sv;
+    unsigned char *sealed = NULL;
+    int rc = gencache__codec_value_seal(&r->seal, r->alloc, e, &sv, &sealed);
+    if (rc != GENCACHE_OK)
+        return rc;
+    size_t clen = gencache__codec_value_size(e, &sv);
     unsigned char stackbuf[1024];
     unsigned char *rec = clen <= sizeof stackbuf ? stackbuf : gencache__malloc(r->alloc, clen);
-    if (!rec)
-        return GENCACHE_ENOMEM;
     size_t len;
-    int rc = gencache__codec_encode(e, expires, now_ms, atomic_load(&e->hits), rec, clen, &len);
+    rc = rec ? gencache__codec_encode_value(&r->seal, e, &sv, expires, now_ms,
+                                            atomic_load(&e->hits), rec, clen, &len)
+             : GENCACHE_ENOMEM;
     if (rc != GENCACHE_OK) {
         if (rec != stackbuf)
             gencache__free(r->alloc, rec);
+        gencache__codec_value_free(r->alloc, sealed);
         return rc;
     }
     char rkey[GENCACHE__REDIS_KEY_SIZE], px[24];
@@ -373,7 +381,7 @@ static int redis_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     snprintf(px, sizeof px, "%llu", (unsigned long long)(expires ? expires - now_ms : 0));
     gencache__redis_arg a[5] = {{{"SET"}, {3}},
                                 {{rkey}, {strlen(rkey)}},
-                                {{rec, e->value}, {len, e->size}},
+                                {{rec, sv.data}, {len, e->size}},
                                 {{"PX"}, {2}},
                                 {{px}, {strlen(px)}}};
     size_t klen = strlen(e->key);
@@ -392,6 +400,7 @@ static int redis_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
         freeReplyObject(rep);
     if (rec != stackbuf)
         gencache__free(r->alloc, rec);
+    gencache__codec_value_free(r->alloc, sealed);
     if (rc != GENCACHE_OK) {
         /* Dropped: the shared tier is an optimization, its absence is not the caller's error. */
         atomic_fetch_add(&r->backend_errors, 1);
@@ -432,6 +441,7 @@ static void redis_stats(gencache__tier *t, gencache_tier_stats *out)
     /* bytes and entries stay 0: the tier is shared, and counting it would cost a scan. */
     out->evictions_corrupt = atomic_load(&r->corrupt);
     out->backend_errors = atomic_load(&r->backend_errors);
+    out->crypt_rejected = atomic_load(&r->seal.rejected);
 }
 
 static void redis_close(gencache__tier *t)
@@ -605,6 +615,7 @@ int gencache__redis_tier_open(const gencache__redis_options *opts, gencache__tie
         strcpy(r->where, opts->url);
         rc = r->cluster ? parse_cluster_url(r, opts->url) : parse_url(r, opts->url);
     }
+    r->seal.keys = opts->keys;
     if (rc != GENCACHE_OK) {
         if (rc == GENCACHE_ECONFIG)
             gencache__log_msg(r->log, GENCACHE_LOG_ERROR,

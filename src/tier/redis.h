@@ -13,6 +13,7 @@
 #include <hiredis/hiredis.h>
 
 #include "internal.h"
+#include "tier/crypt.h"
 
 #define GENCACHE__REDIS_POOL 4
 /* Every key the tier writes starts with this; SCAN matches it. The version names the value
@@ -97,6 +98,9 @@ typedef struct gencache__redis_tier {
     _Atomic unsigned sub_gen; /* the subscriber's connection count; a lost one moves it */
     _Atomic bool subscribed;
     _Atomic uint64_t bloom_skips, bloom_rebuilds, bloom_rebuild_keys;
+
+    /* Encryption at rest (src/tier/crypt.c). */
+    gencache__seal seal; /* encryption at rest; keys NULL: none */
 } gencache__redis_tier;
 
 /* One command argument: up to two byte ranges sent back to back (a stored value is its codec
@@ -149,9 +153,11 @@ int gencache__redis_command(gencache__redis_conn *c, uint64_t deadline_ns, redis
  * good). A cluster node that does not serve the key answers with a redirect: *redir says where
  * to, and the return is GENCACHE_ENOTFOUND with the connection still in step. Other codes
  * (GENCACHE_ETIMEDOUT, GENCACHE_EUNAVAILABLE, GENCACHE_EPARSE, GENCACHE_ENOMEM): close the
- * connection. */
-int gencache__redis_read_entry(const gencache_allocator *alloc, gencache__redis_conn *c,
-                               bool asking, uint64_t deadline_ns, gencache__entry **out,
-                               bool *noscript, int64_t *pttl, gencache__redis_redirect *redir);
+ * connection. seal (NULL: records in the clear only) opens sealed records and counts the ones
+ * it rejects. */
+int gencache__redis_read_entry(const gencache_allocator *alloc, gencache__seal *seal,
+                               gencache__redis_conn *c, bool asking, uint64_t deadline_ns,
+                               gencache__entry **out, bool *noscript, int64_t *pttl,
+                               gencache__redis_redirect *redir);
 
 #endif

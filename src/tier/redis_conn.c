@@ -280,8 +280,8 @@ static int next_line(gencache__redis_conn *c, uint64_t deadline_ns, const char *
 }
 
 /* A bulk string holding a record and a value, received into a new entry. */
-static int read_bulk_entry(const gencache_allocator *alloc, gencache__redis_conn *c,
-                           uint64_t deadline_ns, gencache__entry **out)
+static int read_bulk_entry(const gencache_allocator *alloc, gencache__seal *seal,
+                           gencache__redis_conn *c, uint64_t deadline_ns, gencache__entry **out)
 {
     const char *line;
     size_t llen;
@@ -319,7 +319,7 @@ static int read_bulk_entry(const gencache_allocator *alloc, gencache__redis_conn
         rc = buffer_at_least(c, rec_len, deadline_ns);
         if (rc != GENCACHE_OK)
             return rc;
-        drc = gencache__codec_decode(alloc, c->buf + c->pos, rec_len, &m);
+        drc = gencache__codec_decode_sealed(seal, alloc, c->buf + c->pos, rec_len, &m);
         if (drc == GENCACHE_OK && m.size != total - rec_len) {
             gencache__codec_meta_clear(&m);
             drc = GENCACHE_ECORRUPT;
@@ -328,13 +328,16 @@ static int read_bulk_entry(const gencache_allocator *alloc, gencache__redis_conn
     gencache__entry *e = NULL;
     if (drc == GENCACHE_OK) {
         drc = gencache__codec_entry_new(alloc, &m, true, &e);
-        gencache__codec_meta_clear(&m);
+        if (drc != GENCACHE_OK)
+            gencache__codec_meta_clear(&m);
     }
     if (drc != GENCACHE_OK) {
         /* Consume the rest of the string so the connection stays in step. */
         rc = skip_bytes(c, (size_t)total + 2, deadline_ns);
         if (rc != GENCACHE_OK)
             return rc;
+        if (drc == GENCACHE_EPERM)
+            return GENCACHE_ENOTFOUND; /* sealed under a key we lack: counted, left for others */
         return drc == GENCACHE_ENOMEM ? GENCACHE_ENOMEM : GENCACHE_ECORRUPT;
     }
     c->pos += rec_len;
@@ -351,11 +354,21 @@ static int read_bulk_entry(const gencache_allocator *alloc, gencache__redis_conn
         rc = read_some(c, e->value + filled, size - filled, &got, deadline_ns);
         if (rc != GENCACHE_OK) {
             gencache__entry_release(e);
+            gencache__codec_meta_clear(&m);
             return rc;
         }
         filled += got;
     }
     rc = skip_bytes(c, 2, deadline_ns); /* CRLF */
+    uint64_t sum = 0;
+    if (rc == GENCACHE_OK) {
+        /* A sealed value is decrypted in place; the caller then checks the plaintext's XXH3. */
+        drc = gencache__codec_value_open(seal, &m, e->value, e->size, &sum);
+        e->checksum = sum;
+        if (drc != GENCACHE_OK)
+            rc = drc == GENCACHE_EPERM ? GENCACHE_ENOTFOUND : GENCACHE_ECORRUPT;
+    }
+    gencache__codec_meta_clear(&m);
     if (rc != GENCACHE_OK) {
         gencache__entry_release(e);
         return rc;
@@ -377,9 +390,10 @@ static void note_error(const char *line, size_t len, gencache__redis_redirect *r
     *err = true;
 }
 
-int gencache__redis_read_entry(const gencache_allocator *alloc, gencache__redis_conn *c,
-                               bool asking, uint64_t deadline_ns, gencache__entry **out,
-                               bool *noscript, int64_t *pttl, gencache__redis_redirect *redir)
+int gencache__redis_read_entry(const gencache_allocator *alloc, gencache__seal *seal,
+                               gencache__redis_conn *c, bool asking, uint64_t deadline_ns,
+                               gencache__entry **out, bool *noscript, int64_t *pttl,
+                               gencache__redis_redirect *redir)
 {
     *out = NULL;
     *noscript = false;
@@ -414,7 +428,7 @@ int gencache__redis_read_entry(const gencache_allocator *alloc, gencache__redis_
     }
     if (queue_error || !line_is(line, len, "*2"))
         return GENCACHE_EPARSE;
-    int erc = read_bulk_entry(alloc, c, deadline_ns, out);
+    int erc = read_bulk_entry(alloc, seal, c, deadline_ns, out);
     if (erc != GENCACHE_OK && erc != GENCACHE_ENOTFOUND && erc != GENCACHE_ECORRUPT)
         return erc;
     rc = next_line(c, deadline_ns, &line, &len);

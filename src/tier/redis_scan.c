@@ -97,7 +97,8 @@ static gencache__entry *head_entry(gencache__redis_tier *r, gencache__redis_conn
     }
     gencache__codec_meta m;
     gencache__entry *e = NULL;
-    if (gencache__codec_decode(r->alloc, buf, len, &m) == GENCACHE_OK) {
+    gencache__seal quiet = {.keys = r->seal.keys}; /* a scan refuses nothing anyone asked for */
+    if (gencache__codec_decode_sealed(&quiet, r->alloc, buf, len, &m) == GENCACHE_OK) {
         gencache__codec_entry_new(r->alloc, &m, false, &e);
         gencache__codec_meta_clear(&m);
     }

@@ -49,7 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int64_t pttl = 0;
     uint64_t deadline = gencache__redis_now_ns() + 200u * 1000 * 1000;
     gencache__redis_redirect redir;
-    int rc = gencache__redis_read_entry(NULL, &c, false, deadline, &e, &noscript, &pttl, &redir);
+    int rc =
+        gencache__redis_read_entry(NULL, NULL, &c, false, deadline, &e, &noscript, &pttl, &redir);
     if (redir.kind != GENCACHE__REDIS_NO_REDIRECT && (rc != GENCACHE_ENOTFOUND || e))
         abort(); /* a redirect is a miss here, followed by the caller */
     if (rc == GENCACHE_OK) {

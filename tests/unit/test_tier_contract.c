@@ -109,10 +109,8 @@ static void disk_corrupt(fixture *f, const char *key)
     CHECK_OK(f->t->ops->get(f->t, key, tu_hash(key), f->now, false, &e));
     CHECK(e->size > 0);
     if (e->size > INLINE_MAX) {
-        unsigned char id[32];
         char path[PATH_MAX];
-        gencache__disk_blob_id(e->value, e->size, id);
-        gencache__disk_blob_path(d, id, path, sizeof path);
+        CHECK_OK(gencache__disk_blob_of(d, key, path, sizeof path));
         flip_file_byte(path, (off_t)(e->size / 2));
     } else {
         /* The inline value, rewritten in the tier's own LMDB environment. */

@@ -286,6 +286,14 @@ static void tiers_out(buf *b, const gencache_stats *st)
             put(b, "gencache_backend_errors_total{tier=\"%s\"} %llu\n",
                 esc(st->tiers[i].tier, t, sizeof t),
                 (unsigned long long)st->tiers[i].backend_errors);
+    head(b, "gencache_encryption_rejected_total", "counter",
+         "Records of an encrypting tier read as misses: sealed under a key not configured, "
+         "failing their authentication tag (tampered with or damaged), or unencrypted.");
+    for (uint32_t i = 0; i < st->n_tiers; i++)
+        if (st->tiers[i].tier && strcmp(st->tiers[i].tier, "mem") != 0)
+            put(b, "gencache_encryption_rejected_total{tier=\"%s\"} %llu\n",
+                esc(st->tiers[i].tier, t, sizeof t),
+                (unsigned long long)st->tiers[i].crypt_rejected);
 }
 
 /* The memory tier's miss-ratio curve: what a tier of 0.5, 2 and 4 times its size would do. */

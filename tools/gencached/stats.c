@@ -40,6 +40,7 @@ static json_t *tier_json(const gencache_tier_stats *t)
         {"evictions_corrupt", t->evictions_corrupt},
         {"backend_errors", t->backend_errors},
         {"hits", t->hits},
+        {"crypt_rejected", t->crypt_rejected},
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         json_object_set_new(o, f[i].name, json_integer((json_int_t)f[i].v));

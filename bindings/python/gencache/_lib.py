@@ -162,6 +162,7 @@ class Options(ctypes.Structure):
         ("pressure_warn_ratio", ctypes.c_double), ("pressure_ttl_ms", c_u64),
         ("mem_policy", c_int), ("mrc_sample_rate", ctypes.c_double),
         ("redis_bloom_fp_rate", ctypes.c_double), ("redis_bloom_capacity", c_u64),
+        ("encryption_keys", ctypes.POINTER(c_char_p)), ("n_encryption_keys", c_size_t),
     ]
 
 
@@ -206,6 +207,7 @@ class TierStats(ctypes.Structure):
         ("max_entries", c_u64), ("pinned_entries", c_u64), ("evictions_capacity", c_u64),
         ("evictions_expired", c_u64), ("evictions_corrupt", c_u64), ("backend_errors", c_u64),
         ("hits", c_u64), ("pinned_bytes", c_u64), ("pins_refused", c_u64),
+        ("crypt_rejected", c_u64),
     ]
 
 
