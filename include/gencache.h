@@ -471,24 +471,29 @@ typedef struct gencache_layer_stats {
 } gencache_layer_stats;
 
 typedef struct gencache_tier_stats {
-    const char *tier;            /* "mem", "disk", "redis", "gpu" */
-    uint64_t bytes;              /* bytes held, values and their overhead */
-    uint64_t entries;            /* entries held */
-    uint64_t max_bytes;          /* 0: unlimited */
-    uint64_t max_entries;        /* 0: unlimited */
-    uint64_t pinned_entries;     /* entries that are never evicted */
-    uint64_t evictions_capacity; /* entries evicted to respect the limits */
-    uint64_t evictions_expired;  /* entries removed because their TTL ran out */
-    uint64_t evictions_corrupt;  /* entries dropped because they failed their checksum */
-    uint64_t backend_errors;     /* failed operations on the backend (I/O, network) */
-    uint64_t hits;               /* lookups (gencache_get) this tier answered */
-    uint64_t pinned_bytes;       /* bytes held by pinned entries */
-    uint64_t pins_refused;       /* pinned puts stored unpinned: the pinned-bytes ceiling */
-    uint64_t crypt_rejected;     /* records of an encrypting tier (disk, redis) read as misses
-                                    because they were sealed under a key this cache does not
-                                    hold, failed their authentication tag (tampered with or
-                                    damaged; such records are also dropped), or were stored
-                                    unencrypted */
+    const char *tier;                 /* "mem", "disk", "redis", "gpu" */
+    uint64_t bytes;                   /* bytes held, values and their overhead */
+    uint64_t entries;                 /* entries held */
+    uint64_t max_bytes;               /* 0: unlimited */
+    uint64_t max_entries;             /* 0: unlimited */
+    uint64_t pinned_entries;          /* entries that are never evicted */
+    uint64_t evictions_capacity;      /* entries evicted to respect the limits */
+    uint64_t evictions_expired;       /* entries removed because their TTL ran out */
+    uint64_t evictions_corrupt;       /* entries dropped because they failed their checksum */
+    uint64_t backend_errors;          /* failed operations on the backend (I/O, network) */
+    uint64_t hits;                    /* lookups (gencache_get) this tier answered */
+    uint64_t pinned_bytes;            /* bytes held by pinned entries */
+    uint64_t pins_refused;            /* pinned puts stored unpinned: the pinned-bytes ceiling */
+    uint64_t crypt_rejected;          /* records of an encrypting tier (disk, redis) read as misses
+                                         because they were sealed under a key this cache does not
+                                         hold, failed their authentication tag (tampered with or
+                                         damaged; such records are also dropped), or were stored
+                                         unencrypted */
+    uint64_t redirects;               /* redis on a cluster: MOVED and ASK redirects followed */
+    uint64_t filter_skips;            /* redis: gets the Bloom filter answered as misses with no
+                                         round trip (tiers.redis.bloom_fp_rate) */
+    uint64_t invalidations_published; /* redis: delete and invalidation messages this cache sent
+                                         to the other nodes sharing the tier */
 } gencache_tier_stats;
 
 typedef struct gencache_stats {

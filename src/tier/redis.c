@@ -442,6 +442,9 @@ static void redis_stats(gencache__tier *t, gencache_tier_stats *out)
     out->evictions_corrupt = atomic_load(&r->corrupt);
     out->backend_errors = atomic_load(&r->backend_errors);
     out->crypt_rejected = atomic_load(&r->seal.rejected);
+    out->redirects = atomic_load(&r->redirects);
+    out->filter_skips = atomic_load(&r->bloom_skips);
+    out->invalidations_published = atomic_load(&r->published);
 }
 
 static void redis_close(gencache__tier *t)

@@ -156,6 +156,14 @@ def t_invalidation_reaches_every_node(nodes):
             check(time.monotonic() - t0 < 1.0, "a node still serves an invalidated entry")
             time.sleep(0.005)
     print("  invalidation seen by both other nodes after %.0f ms" % ((time.monotonic() - t0) * 1e3))
+    # The publishing node counts its message, in /v1/stats and /metrics.
+    st, _, body = nodes[0].request("GET", "/v1/stats")
+    check_eq(st, 200, "stats")
+    redis = json.loads(body)["tiers"]["redis"]
+    check(redis["invalidations_published"] >= 1, "invalidations_published: %r" % redis)
+    st, _, body = nodes[0].request("GET", "/metrics")
+    check_eq(st, 200, "metrics")
+    check(b'gencache_invalidations_published_total{tier="redis"}' in body, "published metric")
 
 
 def main():

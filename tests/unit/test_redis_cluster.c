@@ -316,6 +316,11 @@ TEST_CASE(slot_migration_under_load)
     CHECK_UINT_EQ(errors(w), 0);
     CHECK_UINT_EQ(atomic_load(&wt_->dropped_puts), 0);
     CHECK(atomic_load(&rt_->redirects) + atomic_load(&wt_->redirects) > 0);
+    gencache_tier_stats rs, ws;
+    t->ops->stats(t, &rs);
+    w->ops->stats(w, &ws);
+    CHECK_UINT_EQ(rs.redirects, atomic_load(&rt_->redirects));
+    CHECK_UINT_EQ(ws.redirects, atomic_load(&wt_->redirects));
     CHECK(atomic_load(&rl.gets) > HOT);
     /* Every key now lives on its new node, and reads from there. */
     for (size_t i = 0; i < n; i++) {
@@ -654,6 +659,15 @@ TEST_CASE(bloom_skips_round_trips_without_false_negatives)
     for (uint64_t id = 5000; id < 5200; id++)
         CHECK_RC(node_get(b, id, tier), GENCACHE_ENOTFOUND);
     CHECK(atomic_load(&rb->bloom_skips) - skips0 >= 190);
+    /* The public statistics carry the count. */
+    gencache_stats st = {.struct_size = sizeof st};
+    CHECK_OK(gencache_stats_get(b, &st));
+    const gencache_tier_stats *shared = NULL;
+    for (uint32_t i = 0; i < st.n_tiers; i++)
+        if (strcmp(st.tiers[i].tier, "redis") == 0)
+            shared = &st.tiers[i];
+    CHECK(shared != NULL);
+    CHECK_UINT_EQ(shared->filter_skips, atomic_load(&rb->bloom_skips));
     /* Keys a writes now: b finds each once a's written message arrives (bound: 1 s). */
     long worst = 0;
     for (uint64_t id = 2000; id < 2100; id++) {

@@ -294,6 +294,30 @@ static void tiers_out(buf *b, const gencache_stats *st)
             put(b, "gencache_encryption_rejected_total{tier=\"%s\"} %llu\n",
                 esc(st->tiers[i].tier, t, sizeof t),
                 (unsigned long long)st->tiers[i].crypt_rejected);
+    /* The shared tier's traffic between nodes: only a Redis tier has it. */
+    const gencache_tier_stats *redis = NULL;
+    for (uint32_t i = 0; i < st->n_tiers; i++)
+        if (st->tiers[i].tier && strcmp(st->tiers[i].tier, "redis") == 0)
+            redis = &st->tiers[i];
+    if (!redis)
+        return;
+    const struct {
+        const char *name, *help;
+        uint64_t v;
+    } shared[] = {
+        {"gencache_redis_redirects_total", "MOVED and ASK redirects followed on a Redis Cluster.",
+         redis->redirects},
+        {"gencache_redis_filter_skips_total",
+         "Gets the Bloom filter in front of Redis answered as misses with no round trip.",
+         redis->filter_skips},
+        {"gencache_invalidations_published_total",
+         "Delete and invalidation messages sent to the other nodes sharing the Redis tier.",
+         redis->invalidations_published},
+    };
+    for (size_t k = 0; k < sizeof shared / sizeof shared[0]; k++) {
+        head(b, shared[k].name, "counter", shared[k].help);
+        put(b, "%s{tier=\"redis\"} %llu\n", shared[k].name, (unsigned long long)shared[k].v);
+    }
 }
 
 /* The memory tier's miss-ratio curve: what a tier of 0.5, 2 and 4 times its size would do. */

@@ -41,6 +41,9 @@ static json_t *tier_json(const gencache_tier_stats *t)
         {"backend_errors", t->backend_errors},
         {"hits", t->hits},
         {"crypt_rejected", t->crypt_rejected},
+        {"redirects", t->redirects},
+        {"filter_skips", t->filter_skips},
+        {"invalidations_published", t->invalidations_published},
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         json_object_set_new(o, f[i].name, json_integer((json_int_t)f[i].v));

@@ -207,7 +207,8 @@ class TierStats(ctypes.Structure):
         ("max_entries", c_u64), ("pinned_entries", c_u64), ("evictions_capacity", c_u64),
         ("evictions_expired", c_u64), ("evictions_corrupt", c_u64), ("backend_errors", c_u64),
         ("hits", c_u64), ("pinned_bytes", c_u64), ("pins_refused", c_u64),
-        ("crypt_rejected", c_u64),
+        ("crypt_rejected", c_u64), ("redirects", c_u64), ("filter_skips", c_u64),
+        ("invalidations_published", c_u64),
     ]
 
 
