@@ -15,8 +15,8 @@ cmake -S . -B "$B" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr -fno-sanitize-recover=undefined" \
   -DGENCACHE_BUILD_TESTS=OFF -DGENCACHE_BUILD_BENCH=OFF >/dev/null
 cmake --build "$B" -j "$(nproc)" --target gencache_static >/dev/null
-LIBS=$(pkg-config --libs libcrypto jansson libutf8proc libxxhash libpng libjpeg libwebp hiredis \
-  lmdb yaml-0.1 simdjson) -lstdc++
+LIBS="$(pkg-config --libs libcrypto jansson libutf8proc libxxhash libpng libjpeg libwebp hiredis \
+  lmdb yaml-0.1 simdjson) -lstdc++"
 failed=0
 for src in tests/fuzz/fuzz_*.c; do
   name=$(basename "$src" .c)

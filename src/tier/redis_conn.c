@@ -390,10 +390,10 @@ static void note_error(const char *line, size_t len, gencache__redis_redirect *r
     *err = true;
 }
 
-int gencache__redis_read_entry(const gencache_allocator *alloc, gencache__seal *seal,
-                               gencache__redis_conn *c, bool asking, uint64_t deadline_ns,
-                               gencache__entry **out, bool *noscript, int64_t *pttl,
-                               gencache__redis_redirect *redir)
+static int read_entry(const gencache_allocator *alloc, gencache__seal *seal,
+                      gencache__redis_conn *c, bool asking, uint64_t deadline_ns,
+                      gencache__entry **out, bool *noscript, int64_t *pttl,
+                      gencache__redis_redirect *redir)
 {
     *out = NULL;
     *noscript = false;
@@ -450,4 +450,17 @@ int gencache__redis_read_entry(const gencache_allocator *alloc, gencache__seal *
         return rc;
     }
     return erc;
+}
+
+int gencache__redis_read_entry(const gencache_allocator *alloc, gencache__seal *seal,
+                               gencache__redis_conn *c, bool asking, uint64_t deadline_ns,
+                               gencache__entry **out, bool *noscript, int64_t *pttl,
+                               gencache__redis_redirect *redir)
+{
+    int rc = read_entry(alloc, seal, c, asking, deadline_ns, out, noscript, pttl, redir);
+    /* A redirect noted in a reply that then broke off is not one to follow: the connection is
+     * closed and the call fails as any broken reply does. */
+    if (rc != GENCACHE_ENOTFOUND)
+        redir->kind = GENCACHE__REDIS_NO_REDIRECT;
+    return rc;
 }
