@@ -43,6 +43,11 @@ BENCHES=(
   "bench_key_jsonl|one CLI process vs Python in-process|$PY $HERE/bench_key_jsonl.py --bin $BUILD/bin --lines 5000 --rounds 2 --per-process 50"
   "trace_key_repeats|CLI over the real trace|$PY $HERE/trace_key_repeats.py --bin $BUILD/bin"
   "bench_generate_hung_redis|daemon + hung Redis listener, unpinned|env GENCACHE_BIN_DIR=$BUILD/bin DURATION_S=3 $PY $HERE/bench_generate_hung_redis.py"
+  "bench_policy|CLI replay of the real trace, pinned to CPU 0|$PY $HERE/bench_policy.py $BUILD"
+  "bench_cluster|redis-servers on CPU 0, client on CPU 1|$B/bench_cluster $ROOT/../shared/traces/sd-discord-dream-2.tsv"
+  "bench_reuse|in-process, 1 thread, 200,000 stored images|$B/bench_reuse 200000 5000"
+  "reuse_recall|daemon on loopback, Python client|env PYTHONPATH=$ROOT/bindings/python GENCACHE_LIB=$BUILD/src/libgencache.so $PY $HERE/reuse_recall.py"
+  "trace_any_seed|daemon on loopback, first 10,000 requests of the trace|env PYTHONPATH=$ROOT/bindings/python GENCACHE_LIB=$BUILD/src/libgencache.so $PY $HERE/trace_any_seed.py 10000"
 )
 
 # --- pickers: output on stdin, rows "figure<TAB>baseline<TAB>ratio" on stdout -----------------
@@ -173,6 +178,51 @@ pick_bench_key_jsonl() {
 pick_trace_key_repeats() {
     awk '/^(exact|safe|clip|aggressive) / { print "normalization " $1 ": text_embedding keys repeat " $4 \
                                                   "%, result keys " $9 "%\t-\t-" }'
+}
+
+pick_bench_policy() {
+    awk '
+        /^(result|text_embedding|condition) +(0\.1|1)% / && NF == 11 {
+            print "GPU-seconds saved, " $1 " at " $2 " of its working set: GDSF " $5 \
+                  "\tLRU " $3 ", S3-FIFO " $7 "\t" $9 "x (GDSF/LRU)" }
+        /requests\/s +\(/ { print "replay, text_embedding at 1%: " $1 " " $2 " requests/s" \
+                                  "\tgoal 200,000 requests/s\t" substr($4, 2) }
+        /^[a-z_]+ +[a-z0-9]+ +1% +0\.0625 / {
+            e = $8; sub(/[+-]/, "", e); sub(/%/, "", e); if (e + 0 > worst + 0) worst = e }
+        END { if (worst != "") print "miss-ratio curve at the default rate (1/16), 2x and 4x:" \
+                                     " worst hit-ratio error " worst "%\treplay at 2x and 4x\t-" }'
+}
+
+pick_bench_cluster() {
+    awk '
+        /^3 +[0-9]+ / { print "hit throughput, 3 nodes on a 3-primary cluster: " $5 " gets/s" \
+                              "\t3 nodes on one redis-server: " $2 " gets/s\t" \
+                              sprintf("%.2fx", $5 / $2) }
+        /^invalidation propagation/ { w = ($0 ~ /cluster/) ? "cluster" : "one redis-server"
+                                      m = $0; sub(/.*: /, "", m)
+                                      print "invalidation reaches another node (" w "): " m "\t-\t-" }
+        /^bloom filter on the trace/ { k = $0; sub(/.*trace \([0-9]+ requests, /, "", k)
+                                       sub(/ keys.*/, "", k); s = $0
+                                       sub(/.*round trips saved /, "", s); sub(/;.*/, "", s)
+                                       print "Bloom filter, " k " keys: round trips saved " s ")" \
+                                             "\tone round trip per get\t-" }'
+}
+
+pick_reuse_recall() {
+    awk '
+        /^recall all/ { r = $0; sub(/^recall all +/, "", r); sub(/ \(.*/, "", r)
+                        print "perceptual recall on benign variants: " r "\tgoal 95%\t-" }
+        /^false matches/ { f = $0; sub(/^false matches between distinct images: /, "", f)
+                           print "false matches between distinct images: " f "\tgoal 0\t-" }'
+}
+
+pick_trace_any_seed() {
+    awk '
+        /^any_seed/ { a = $0; sub(/^any_seed \(seed-free\): +/, "", a); sub(/ of requests.*/, "", a) }
+        /^infinite-cache ceiling/ { c = $0; sub(/^infinite-cache ceiling: +/, "", c)
+                                    sub(/ of requests.*/, "", c) }
+        /^served \/ ceiling/ { print "any_seed served: " a "\tinfinite-cache ceiling: " c \
+                                     "\t" $4 " of the ceiling" }'
 }
 
 pick_bench_generate_hung_redis() {
