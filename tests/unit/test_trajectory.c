@@ -349,3 +349,51 @@ TEST_CASE(threads_store_lookup_delete)
     CHECK_UINT_LE(vectors(c), s.tiers[0].entries);
     gencache_close(c);
 }
+
+/* ---- threshold tables from a config file ---- */
+
+static int open_with_config(const char *text, gencache **out, char *err)
+{
+    gencache_config *cfg = NULL;
+    int rc = gencache_config_parse("gencache.yaml", text, strlen(text), &cfg, err, 256);
+    if (rc == GENCACHE_OK) {
+        gencache_options o;
+        gencache_options_init(&o);
+        rc = gencache_open_config(out, cfg, &o);
+    }
+    gencache_config_free(cfg);
+    return rc;
+}
+
+TEST_CASE(thresholds_from_config)
+{
+    char err[256] = "";
+    gencache *c = NULL;
+    CHECK_OK(open_with_config("trajectory:\n  thresholds: {0.6: 4, 0.9: 30}\n"
+                              "  models:\n    sd-v1.5:\n      0.99: 45\n",
+                              &c, err));
+    gencache_trajectory_threshold rows[16];
+    size_t n = 0;
+    CHECK_OK(gencache_trajectory_get_thresholds(c, NULL, rows, 16, &n));
+    CHECK_UINT_EQ(n, 2);
+    CHECK(rows[0].similarity == 0.6f && rows[0].step == 4);
+    CHECK(rows[1].similarity == 0.9f && rows[1].step == 30);
+    CHECK_OK(gencache_trajectory_get_thresholds(c, "sd-v1.5", rows, 16, &n));
+    CHECK_UINT_EQ(n, 1);
+    CHECK(rows[0].step == 45);
+    CHECK_OK(gencache_trajectory_get_thresholds(c, "other", rows, 16, &n));
+    CHECK_UINT_EQ(n, 2); /* the configured default */
+    gencache_close(c);
+    static const char *const bad[] = {
+        "trajectory:\n  thresholds: {1.5: 4}\n", "trajectory:\n  thresholds: {0.9: 0}\n",
+        "trajectory:\n  thresholds: {abc: 4}\n", "trajectory:\n  thresholds: {}\n",
+        "trajectory:\n  threshold: {0.9: 4}\n",  "trajectory:\n  models:\n    m: 5\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        c = NULL;
+        CHECK(open_with_config(bad[i], &c, err) != GENCACHE_OK);
+        CHECK(c == NULL);
+        CHECK(strstr(err, "trajectory") != NULL);
+    }
+}
