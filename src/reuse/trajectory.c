@@ -234,6 +234,12 @@ int gencache_trajectory_store(gencache *cache, const gencache_caller *caller,
             rc = gencache__traj_add(st->index, &rec, v, (uint32_t)dim);
         else if (krc != GENCACHE_ENOTFOUND) /* gone again at once: nothing to index */
             rc = krc;
+        /* An eviction between the read-back and the add found no vector to drop: look again,
+         * so that no vector outlives its entry. */
+        uint64_t again = 0;
+        if (krc == GENCACHE_OK && rc == GENCACHE_OK &&
+            gencache__reuse_stored_key_hash(cache, caller, key, &again) == GENCACHE_ENOTFOUND)
+            gencache__traj_drop(st->index, rec.key_hash);
         if (rc == GENCACHE_EINVAL) /* a zero vector, or a racing store of another dimension */
             gencache__log_msg(&cache->log, GENCACHE_LOG_WARN,
                               "trajectory: %s is stored but not indexed: a zero or non-finite "
