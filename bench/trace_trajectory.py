@@ -86,7 +86,7 @@ def main():
                                                         100.0 * saved_s / total_s))
     print("lookup time (Python call included): median %.2f ms, p99 %.2f ms; vectors held at "
           "the end: %d" % (1000 * times[len(times) // 2], 1000 * times[int(0.99 * len(times))],
-                           gencache._trajectory.stats(cache)["vectors"]))
+                           gencache.trajectory_stats(cache)["vectors"]))
     cache.close()
 
 

@@ -23,12 +23,15 @@ from ._chunks import Chunk, chunk_plan
 from ._device import DeviceTier
 from ._safetensors import SafetensorsFile, load_safetensors, save_safetensors
 from ._trajectory import Resume, Trajectory
+from ._trajectory import set_thresholds as set_trajectory_thresholds
+from ._trajectory import stats as trajectory_stats
 
 __all__ = ["Cache", "Client", "Handle", "RemoteEntry", "Keyspace", "GencacheError", "NotFound",
            "TenantView", "QuotaExceeded", "Forbidden",
            "key", "normalize", "image_digest", "image_hash", "library_path", "version",
            "available", "Chunk", "chunk_plan", "SafetensorsFile", "load_safetensors",
-           "save_safetensors", "DeviceTier", "Trajectory", "Resume"]
+           "save_safetensors", "DeviceTier", "Trajectory", "Resume",
+           "set_trajectory_thresholds", "trajectory_stats"]
 
 
 def version() -> str:

@@ -19,7 +19,8 @@ from ._lib import lib, cstr
 if TYPE_CHECKING:
     from ._cache import Cache
 
-__all__ = ["Trajectory", "Resume", "TRAJECTORY_FIELDS", "DEFAULT_CHECKPOINTS"]
+__all__ = ["Trajectory", "Resume", "TRAJECTORY_FIELDS", "DEFAULT_CHECKPOINTS", "set_thresholds",
+           "stats"]
 
 # The key recipe of the layer a Trajectory defines when the cache has none of that name: what
 # changes an intermediate latent, and the step it was taken after.

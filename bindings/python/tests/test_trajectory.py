@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 import gencache
-from gencache import _trajectory
 
 pytestmark = pytest.mark.skipif(not gencache.available("trajectory"),
                                 reason="the loaded library has no trajectory index")
@@ -37,7 +36,7 @@ def test_resume_from_a_similar_prompt(cache):
     start, latent, found = denoise(cache, "a red fox", unit(0))
     assert start == 0 and found is None
     assert float(latent[0, 0, 0]) == 50
-    assert _trajectory.stats(cache)["vectors"] == 5  # steps 5, 10, 15, 20, 25
+    assert gencache.trajectory_stats(cache)["vectors"] == 5  # steps 5, 10, 15, 20, 25
     # cos 0.92: the default table lets it skip 20 steps; the latent is the one stored then.
     start, latent, found = denoise(cache, "a red fox, at dusk", unit(0, 1, 0.92))
     assert start == 20
@@ -49,7 +48,7 @@ def test_resume_from_a_similar_prompt(cache):
     # Too far: nothing.
     start, _, found = denoise(cache, "a submarine", unit(0, 2, 0.5))
     assert start == 0 and found is None
-    st = _trajectory.stats(cache)
+    st = gencache.trajectory_stats(cache)
     assert st["hits"] == 1 and st["misses"] == 2 and st["steps_skipped"] == 20
 
 
@@ -61,13 +60,13 @@ def test_f16_and_torch_style_shapes(cache):
 
 def test_thresholds_and_errors(cache):
     denoise(cache, "a dog", unit(5))
-    _trajectory.set_thresholds(cache, {0.5: 3}, model="sd-test")
+    gencache.set_trajectory_thresholds(cache, {0.5: 3}, model="sd-test")
     traj = gencache.Trajectory(cache, {"model": "sd-test", "prompt": "x", "steps": 50},
                                unit(5, 6, 0.6))
     found = traj.resume()
     assert found is None  # no latent was stored at step 3 or before
     with pytest.raises(gencache.GencacheError) as e:
-        _trajectory.set_thresholds(cache, {1.5: 3}, model="sd-test")
+        gencache.set_trajectory_thresholds(cache, {1.5: 3}, model="sd-test")
     assert e.value.name == "EINVAL"
     # Another dimension for the same model is refused with EINVAL.
     other = gencache.Trajectory(cache, {"model": "sd-test", "prompt": "y", "steps": 50},
@@ -89,8 +88,8 @@ def test_deleted_latents_leave_the_index(cache):
     traj = gencache.Trajectory(cache, {"model": "sd-test", "prompt": "p", "steps": 50}, unit(7))
     keys = [traj.checkpoint(s, np.full(3, s, dtype=np.float32)) for s in (5, 10)]
     assert traj.checkpoint(7, np.zeros(3, dtype=np.float32)) is None  # not a checkpoint
-    assert _trajectory.stats(cache)["vectors"] == 2
+    assert gencache.trajectory_stats(cache)["vectors"] == 2
     assert cache.delete(keys[1])
-    assert _trajectory.stats(cache)["vectors"] == 1
+    assert gencache.trajectory_stats(cache)["vectors"] == 1
     found = traj.resume()
     assert found is not None and found.step == 5 and found.key == keys[0]
