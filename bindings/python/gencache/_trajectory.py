@@ -58,7 +58,9 @@ class Trajectory:
     """The trajectory of one generation in `cache`: its request (a mapping with at least
     "model"; the step is added per checkpoint) and its prompt's pooled embedding (numpy or
     torch, float32 or float16, any dimension fixed per model). layer: the layer the latents
-    are stored in; defined with TRAJECTORY_FIELDS when the cache has no such layer.
+    are stored in; defined with TRAJECTORY_FIELDS when the cache has no such layer (defining a
+    layer is an init-time operation: with several threads, define it in the config or make the
+    first Trajectory before they start).
     checkpoints: the steps whose latents checkpoint() stores. tenant: store and match in that
     tenant's name (a tenant-scoped layer never matches across tenants)."""
 
