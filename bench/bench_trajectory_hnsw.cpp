@@ -65,8 +65,7 @@ static long rss_kib()
 static double now_us()
 {
     using namespace std::chrono;
-    return (double)duration_cast<nanoseconds>(steady_clock::now().time_since_epoch()).count() /
-           1e3;
+    return (double)duration_cast<nanoseconds>(steady_clock::now().time_since_epoch()).count() / 1e3;
 }
 
 static double pct(std::vector<double> v, double p)
