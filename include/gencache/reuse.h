@@ -127,4 +127,94 @@ typedef struct gencache_reuse_stats {
  * Thread-safety: safe. */
 GENCACHE_API int gencache_reuse_stats_get(gencache *cache, gencache_reuse_stats *out);
 
+/* ---- approximate step reuse: the trajectory index ----
+ * A generator stores the intermediate latent of a denoising run at chosen steps, each as an
+ * ordinary entry of a layer whose recipe names the step (docs/reuse.md: "Approximate step
+ * reuse"), together with the prompt's pooled embedding. A later generation of the same model
+ * looks up its own prompt's embedding: the nearest stored latent whose cosine similarity is high
+ * enough for its step (a per-model threshold table) is served, and the generation resumes from
+ * that step instead of from noise. This is approximate by nature: opt-in, reported with its step
+ * and similarity, never served for an exact lookup. */
+
+#define GENCACHE_TRAJECTORY_MAX_THRESHOLDS 16
+
+/* One row of a threshold table: a match at least this similar may skip up to `step` steps. */
+typedef struct gencache_trajectory_threshold {
+    float similarity; /* cosine similarity, -1 to 1 */
+    unsigned step;    /* the largest step such a match may resume from; at least 1 */
+} gencache_trajectory_threshold;
+
+/* What a trajectory lookup served. */
+typedef struct gencache_trajectory_match {
+    size_t struct_size;         /* sizeof(gencache_trajectory_match); the caller sets it */
+    char key[GENCACHE_KEY_MAX]; /* the key served; "" on a miss */
+    unsigned step;              /* the step its latent was taken after: resume from here */
+    float similarity;           /* cosine similarity of the two embeddings */
+} gencache_trajectory_match;
+
+/* Stores `size` bytes (an intermediate latent, taken after denoising step `step`, at least 1)
+ * under the request's key in `layer` on behalf of caller (NULL: the owner), as gencache_store()
+ * does, and adds it to the trajectory index of (layer, the request's model) with the prompt's
+ * pooled embedding: `dim` elements of `dtype` (GENCACHE_DTYPE_F32, or F16, converted to f32).
+ * Each step needs its own key: the layer's recipe should name the field that carries the step
+ * (the Python helper sends it as "step"). The first embedding stored for (layer, model) fixes the
+ * dimension; the index is normalized copies, the embedding is borrowed for the call. The record
+ * follows the entry (del, invalidation, eviction) and, on a tenant-scoped layer, is only ever
+ * matched for the caller's tenant. The index lives in memory only: it starts empty after a
+ * restart. key_out (may be NULL, GENCACHE_KEY_MAX bytes) receives the key.
+ * Returns GENCACHE_OK, GENCACHE_EINVAL (NULL argument, step 0, dim 0, a request without a model,
+ * an unknown layer, a zero or non-finite embedding, a dtype other than F32/F16, a dimension
+ * unlike the one (layer, model) holds: the log says which), the errors of gencache_store().
+ * Thread-safety: safe. */
+GENCACHE_API int gencache_trajectory_store(gencache *cache, const gencache_caller *caller,
+                                           const gencache_request *req, const char *layer,
+                                           unsigned step, gencache_dtype dtype,
+                                           const void *embedding, size_t dim, const void *data,
+                                           size_t size, const gencache_meta *meta, char *key_out);
+
+/* Looks up, among the latents stored in `layer` for `model` (and, on a tenant-scoped layer, for
+ * the caller's tenant), those whose step the model's threshold table allows at their cosine
+ * similarity to the embedding (dim elements of dtype F32 or F16): a latent of step s qualifies
+ * when the similarity reaches a row whose step is at least s. The one that skips the most steps
+ * wins, the more similar on a tie (exact search over every stored vector). On success *out is a
+ * new handle on its bytes (release it with gencache_handle_release(); read with the caller's
+ * rights, the hit counted on the served key) and *match (may be NULL; struct_size set) names its
+ * key, step and similarity. Returns GENCACHE_OK, GENCACHE_ENOTFOUND (nothing similar enough;
+ * *match zeroed), GENCACHE_EINVAL (NULL argument, short struct_size, unknown layer, zero or
+ * non-finite embedding, a dtype other than F32/F16, a dimension unlike the one stored for
+ * (layer, model): the log says which), GENCACHE_ENOMEM. Thread-safety: safe. */
+GENCACHE_API int gencache_trajectory_lookup(gencache *cache, const gencache_caller *caller,
+                                            const char *layer, const char *model,
+                                            gencache_dtype dtype, const void *embedding, size_t dim,
+                                            gencache_handle **out,
+                                            gencache_trajectory_match *match);
+
+/* Sets the threshold table of `model` (NULL: the default for models without one) to n rows
+ * (copied; any order; 0 rows for a model: back to the default). The default table is 0.70 -> 5,
+ * 0.80 -> 10, 0.85 -> 15, 0.90 -> 20, 0.95 -> 25 (steps of a 50-step schedule). At most 16
+ * models have their own table. Returns GENCACHE_OK, GENCACHE_EINVAL (NULL cache or rows with
+ * n > 0, n over GENCACHE_TRAJECTORY_MAX_THRESHOLDS, a similarity outside [-1, 1], a step 0, a
+ * NULL model with n 0), GENCACHE_ELIMIT (a 17th model). Thread-safety: init only. */
+GENCACHE_API int gencache_trajectory_set_thresholds(gencache *cache, const char *model,
+                                                    const gencache_trajectory_threshold *rows,
+                                                    size_t n);
+
+/* Copies the table in force for model (NULL: the default) into rows (cap rows); *n receives
+ * its row count, sorted by similarity. Returns GENCACHE_OK, GENCACHE_EINVAL (NULL argument),
+ * GENCACHE_ELIMIT (cap too small: *n says how many). Thread-safety: safe. */
+GENCACHE_API int gencache_trajectory_get_thresholds(gencache *cache, const char *model,
+                                                    gencache_trajectory_threshold *rows, size_t cap,
+                                                    size_t *n);
+
+typedef struct gencache_trajectory_stats {
+    size_t struct_size;     /* sizeof(gencache_trajectory_stats); the caller sets it */
+    uint64_t vectors;       /* embeddings held in the index */
+    uint64_t hits;          /* lookups served */
+    uint64_t misses;        /* lookups that found nothing similar enough */
+    uint64_t steps_skipped; /* the sum of the served steps */
+} gencache_trajectory_stats;
+
+/* Fills *out. Returns GENCACHE_OK or GENCACHE_EINVAL. Thread-safety: safe. */
+GENCACHE_API int gencache_trajectory_stats_get(gencache *cache, gencache_trajectory_stats *out);
+
 #endif /* GENCACHE_API_REUSE_H */

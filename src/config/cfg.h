@@ -75,6 +75,14 @@ struct gencache_config {
     const char *encryption_keys[16];
     size_t n_encryption_keys;
     bool has_encryption_current;
+    /* trajectory: threshold tables (gencache_trajectory_set_thresholds()); model NULL: the
+     * default table */
+    struct gencache__cfg_traj {
+        const char *model; /* owned by the config */
+        gencache_trajectory_threshold rows[GENCACHE_TRAJECTORY_MAX_THRESHOLDS];
+        size_t n;
+    } traj[17];
+    size_t n_traj;
 };
 
 /* The walk over one document. */

@@ -143,6 +143,9 @@ int gencache_config_apply(const gencache_config *cfg, gencache *cache)
         rc = gencache_reuse_set_guard(cache, &cfg->guard);
     if (rc == GENCACHE_OK && cfg->has_prompt_radius)
         rc = gencache_reuse_set_prompt_radius(cache, cfg->prompt_radius);
+    for (size_t i = 0; rc == GENCACHE_OK && i < cfg->n_traj; i++)
+        rc = gencache_trajectory_set_thresholds(cache, cfg->traj[i].model, cfg->traj[i].rows,
+                                                cfg->traj[i].n);
     return rc;
 }
 

@@ -705,6 +705,63 @@ static int similar_prompt_pair(gencache__cfg_ctx *x, const char *key, yaml_node_
     return unknown(x, kn, path, "radius");
 }
 
+/* trajectory: one row of a threshold table, "similarity: step". */
+static int traj_row(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml_node_t *v,
+                    const char *path, void *arg)
+{
+    struct gencache__cfg_traj *t = arg;
+    char *end = NULL;
+    errno = 0;
+    double sim = strtod(key, &end);
+    if (!*key || *end || errno || !(sim >= -1.0 && sim <= 1.0))
+        return fail(x, kn, path, "expected a cosine similarity from -1 to 1 as the key, like 0.85");
+    if (t->n == GENCACHE_TRAJECTORY_MAX_THRESHOLDS)
+        return fail(x, kn, path, "at most %d rows", GENCACHE_TRAJECTORY_MAX_THRESHOLDS);
+    t->rows[t->n].similarity = (float)sim;
+    if (gencache__cfg_uint(x, v, path, 1, 100000, &t->rows[t->n].step) != 0)
+        return -1;
+    t->n++;
+    return 0;
+}
+
+/* A threshold table for model (NULL: the default) at v. */
+static int traj_table(gencache__cfg_ctx *x, yaml_node_t *v, const char *path, const char *model)
+{
+    gencache_config *c = x->cfg;
+    if (c->n_traj == sizeof c->traj / sizeof c->traj[0])
+        return fail(x, v, path, "at most 16 models have their own table");
+    struct gencache__cfg_traj *t = &c->traj[c->n_traj];
+    memset(t, 0, sizeof *t);
+    if (model && !(t->model = gencache__cfg_own(c, model)))
+        return fail(x, v, path, "out of memory");
+    if (each_pair(x, v, path, traj_row, t) != 0)
+        return -1;
+    if (t->n == 0)
+        return fail(x, v, path, "expected at least one row, like {0.9: 20}");
+    c->n_traj++;
+    return 0;
+}
+
+static int traj_model_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml_node_t *v,
+                           const char *path, void *arg)
+{
+    (void)kn;
+    (void)arg;
+    return traj_table(x, v, path, key);
+}
+
+/* trajectory: the threshold tables of approximate step reuse. */
+static int trajectory_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml_node_t *v,
+                           const char *path, void *arg)
+{
+    (void)arg;
+    if (strcmp(key, "thresholds") == 0)
+        return traj_table(x, v, path, NULL);
+    if (strcmp(key, "models") == 0)
+        return each_pair(x, v, path, traj_model_pair, NULL);
+    return unknown(x, kn, path, "thresholds, models");
+}
+
 static int top_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml_node_t *v,
                     const char *path, void *arg)
 {
@@ -741,6 +798,8 @@ static int top_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml
         return each_pair(x, v, path, similar_prompt_pair, NULL);
     if (strcmp(key, "encryption") == 0)
         return gencache__cfg_encryption(x, v, path);
+    if (strcmp(key, "trajectory") == 0)
+        return each_pair(x, v, path, trajectory_pair, NULL);
     static const char *const sections[] = {"upstream", "prewarm", "memory_pressure", "limits"};
     for (size_t i = 0; i < 4; i++)
         if (strcmp(key, sections[i]) == 0)
@@ -748,7 +807,7 @@ static int top_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml
     return unknown(x, kn, path,
                    "listen, data_dir, log_level, tiers, layers, models, tenants, preferred, "
                    "upstream, prewarm, memory_pressure, sensitive, limits, perceptual, "
-                   "similar_prompt, encryption");
+                   "similar_prompt, encryption, trajectory");
 }
 
 /* Formats an error at a line remembered from the document. */

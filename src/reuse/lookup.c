@@ -28,7 +28,8 @@ struct gencache__reuse_state {
     _Atomic uint64_t any_seed_hits[GENCACHE_MAX_LAYERS];
     _Atomic uint64_t refusals[GENCACHE_MAX_LAYERS];
     _Atomic uint64_t prompt_hits[GENCACHE_MAX_LAYERS];
-    unsigned prompt_radius; /* SimHash bits; 0: the same aggressively normalized prompt */
+    unsigned prompt_radius;     /* SimHash bits; 0: the same aggressively normalized prompt */
+    gencache__traj_state *traj; /* approximate step reuse (trajectory.c) */
 };
 
 const char *gencache_match_kind_name(gencache_match_kind kind)
@@ -81,6 +82,8 @@ int gencache__reuse_open(gencache *cache, const char *data_dir)
         return GENCACHE_ENOMEM;
     gencache_match_options_init(&st->guard);
     int rc = gencache__reuse_new(&st->records);
+    if (rc == GENCACHE_OK)
+        rc = gencache__traj_state_new(&st->traj);
     if (rc == GENCACHE_OK && data_dir) {
         size_t n = strlen(data_dir) + sizeof "/reuse.idx";
         st->path = malloc(n);
@@ -91,6 +94,7 @@ int gencache__reuse_open(gencache *cache, const char *data_dir)
     }
     if (rc != GENCACHE_OK || pthread_mutex_init(&st->save_mu, NULL) != 0) {
         gencache__reuse_free(st->records);
+        gencache__traj_state_free(st->traj);
         free(st->path);
         free(st);
         return rc != GENCACHE_OK ? rc : GENCACHE_ENOMEM;
@@ -166,6 +170,7 @@ void gencache__reuse_close(gencache *cache)
     gencache_reuse_save(cache);
     cache->reuse = NULL;
     gencache__reuse_free(st->records);
+    gencache__traj_state_free(st->traj);
     pthread_mutex_destroy(&st->save_mu);
     free(st->path);
     free(st);
@@ -173,8 +178,21 @@ void gencache__reuse_close(gencache *cache)
 
 void gencache__reuse_forget(gencache *cache, uint64_t key_hash)
 {
-    if (cache->reuse)
+    if (cache->reuse) {
         gencache__reuse_drop(cache->reuse->records, key_hash);
+        gencache__traj_state_forget(cache->reuse->traj, key_hash);
+    }
+}
+
+gencache__traj_state *gencache__reuse_traj_state(gencache *cache)
+{
+    struct gencache__reuse_state *st = cache ? state(cache) : NULL;
+    return st ? st->traj : NULL;
+}
+
+int gencache__reuse_layer_index(gencache *c, const char *name)
+{
+    return layer_index_of(c, name);
 }
 
 int gencache_reuse_set_guard(gencache *cache, const gencache_match_options *opts)
@@ -232,7 +250,7 @@ int gencache_reuse_stats_get(gencache *cache, gencache_reuse_stats *out)
 
 /* ---- store ---- */
 
-static void hex_to_bytes(const char *hex, unsigned char *out)
+void gencache__reuse_hex_decode(const char *hex, unsigned char *out)
 {
     for (int i = 0; i < 32; i++) {
         unsigned hi = (unsigned)(hex[2 * i] <= '9' ? hex[2 * i] - '0' : hex[2 * i] - 'a' + 10);
@@ -242,7 +260,7 @@ static void hex_to_bytes(const char *hex, unsigned char *out)
     }
 }
 
-static void bytes_to_hex(const unsigned char *in, size_t n, char *out)
+void gencache__reuse_hex_encode(const unsigned char *in, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";
     for (size_t i = 0; i < n; i++) {
@@ -253,7 +271,7 @@ static void bytes_to_hex(const unsigned char *in, size_t n, char *out)
 }
 
 /* The tenant a record of this layer belongs to: the caller's, on a layer that is not global. */
-static uint64_t tenant_hash_of(const gencache *c, uint32_t li, const gencache_caller *caller)
+uint64_t gencache__reuse_tenant_hash(const gencache *c, uint32_t li, const gencache_caller *caller)
 {
     if (c->layers[li].scope == GENCACHE_SCOPE_GLOBAL || !caller || !caller->tenant)
         return 0;
@@ -261,8 +279,8 @@ static uint64_t tenant_hash_of(const gencache *c, uint32_t li, const gencache_ca
 }
 
 /* The hash of the key as stored (a tenant's namespace may rename it): read back, unchanged. */
-static int stored_key_hash(gencache *c, const gencache_caller *caller, const char *key,
-                           uint64_t *out)
+int gencache__reuse_stored_key_hash(gencache *c, const gencache_caller *caller, const char *key,
+                                    uint64_t *out)
 {
     gencache_handle *h = NULL;
     int rc = gencache_peek_as(c, caller, key, &h);
@@ -289,9 +307,9 @@ static int record(gencache *c, const gencache_caller *caller, const gencache_req
     if (!image && !seed && !prompt)
         return GENCACHE_OK;
     gencache__reuse_rec rec = {.layer = (uint32_t)idx};
-    rec.tenant_hash = tenant_hash_of(c, rec.layer, caller);
-    hex_to_bytes(strchr(key, '/') + 1, rec.hex);
-    if ((rc = stored_key_hash(c, caller, key, &rec.key_hash)) != GENCACHE_OK)
+    rec.tenant_hash = gencache__reuse_tenant_hash(c, rec.layer, caller);
+    gencache__reuse_hex_decode(strchr(key, '/') + 1, rec.hex);
+    if ((rc = gencache__reuse_stored_key_hash(c, caller, key, &rec.key_hash)) != GENCACHE_OK)
         return rc == GENCACHE_ENOTFOUND ? GENCACHE_OK : rc; /* already gone again */
     uint64_t whole = 0;
     if (image && (rc = gencache__request_context(req, lname, NULL, &whole)) == GENCACHE_OK &&
@@ -299,7 +317,7 @@ static int record(gencache *c, const gencache_caller *caller, const gencache_req
         rec.ctx != whole) { /* equal: the recipe has no image, nothing to match */
         rec.kind = GENCACHE__REUSE_IMAGE;
         rec.sig = req->image_sig;
-        hex_to_bytes(req->image_digest + 7, rec.digest);
+        gencache__reuse_hex_decode(req->image_digest + 7, rec.digest);
         rc = gencache__reuse_add(st->records, &rec);
     }
     if (rc == GENCACHE_OK && seed &&
@@ -363,7 +381,7 @@ static int serve_first(gencache *c, const gencache_caller *caller, const char *l
         size_t ln = strlen(lname);
         memcpy(key, lname, ln);
         key[ln] = '/';
-        bytes_to_hex(cands[i].rec.hex, 32, key + ln + 1);
+        gencache__reuse_hex_encode(cands[i].rec.hex, 32, key + ln + 1);
         int rc = gencache_get_as(c, caller, key, out);
         if (rc == GENCACHE_OK) {
             *which = i;
@@ -385,11 +403,11 @@ static void match_set(gencache_match *m, gencache_match_kind kind, const char *l
     size_t ln = strlen(lname);
     memcpy(m->key, lname, ln);
     m->key[ln] = '/';
-    bytes_to_hex(cand->rec.hex, 32, m->key + ln + 1);
+    gencache__reuse_hex_encode(cand->rec.hex, 32, m->key + ln + 1);
     if (kind == GENCACHE_MATCH_PERCEPTUAL) {
         m->distance = cand->distance;
         memcpy(m->of, "sha256:", 7);
-        bytes_to_hex(cand->rec.digest, 32, m->of + 7);
+        gencache__reuse_hex_encode(cand->rec.digest, 32, m->of + 7);
     } else if (kind == GENCACHE_MATCH_SIMILAR_PROMPT) {
         m->distance = cand->distance;
     } else {
@@ -405,7 +423,8 @@ static int lookup_records(gencache *c, const gencache_caller *caller, const genc
 {
     struct gencache__reuse_state *st = c->reuse;
     bool image = kind == GENCACHE__REUSE_IMAGE, prompt = kind == GENCACHE__REUSE_PROMPT;
-    uint64_t ctx, tenant = tenant_hash_of(c, idx, caller), refused = 0, sim = 0, text = 0;
+    uint64_t ctx, tenant = gencache__reuse_tenant_hash(c, idx, caller), refused = 0, sim = 0,
+                  text = 0;
     int rc = gencache__request_context(req, lname,
                                        image    ? "image"
                                        : prompt ? "prompt"

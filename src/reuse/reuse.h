@@ -105,4 +105,70 @@ void gencache__reuse_close(gencache *cache);
  * takes only the records' own lock: callable under a tier's lock. */
 void gencache__reuse_forget(gencache *cache, uint64_t key_hash);
 
+/* ---- the trajectory index (src/reuse/traj_index.c) ---- */
+
+typedef struct gencache__traj gencache__traj;
+
+/* One stored intermediate latent as the index names it. */
+typedef struct gencache__traj_rec {
+    uint32_t layer;        /* the cache's layer index */
+    uint64_t model_hash;   /* gencache__checksum() of the model's name */
+    uint64_t key_hash;     /* gencache__checksum() of the stored key (eviction's name) */
+    uint64_t tenant_hash;  /* as for the other records; 0: none */
+    unsigned char hex[32]; /* the key's 64 hex digits as bytes */
+    uint32_t step;         /* the denoising step the latent was taken after */
+} gencache__traj_rec;
+
+typedef struct gencache__traj_cand {
+    gencache__traj_rec rec;
+    float similarity; /* cosine, -1 to 1 */
+} gencache__traj_cand;
+
+/* A threshold table: rows sorted by similarity, ascending. */
+typedef struct gencache__traj_table {
+    gencache_trajectory_threshold rows[GENCACHE_TRAJECTORY_MAX_THRESHOLDS];
+    size_t n;
+} gencache__traj_table;
+
+int gencache__traj_new(gencache__traj **out);
+void gencache__traj_free(gencache__traj *t);
+/* Adds the record with its embedding (normalized here), replacing one of the same key_hash.
+ * GENCACHE_EINVAL: a zero or non-finite vector, or dim unlike the group's (layer, model).
+ * GENCACHE_ENOMEM. */
+int gencache__traj_add(gencache__traj *t, const gencache__traj_rec *rec, const float *vec,
+                       uint32_t dim);
+/* Drops the record of key_hash; returns how many (0 or 1). Takes only the index's lock. */
+size_t gencache__traj_drop(gencache__traj *t, uint64_t key_hash);
+/* The dimension of (layer, model): GENCACHE_OK, or GENCACHE_ENOTFOUND when none is stored. */
+int gencache__traj_dim(gencache__traj *t, uint32_t layer, uint64_t model_hash, uint32_t *dim);
+uint64_t gencache__traj_count(gencache__traj *t);
+/* Records of (layer, model, tenant) whose step the table allows at their similarity to query,
+ * best first (the most steps skipped, then the most similar), at most cap of them. Exact search.
+ * GENCACHE_EINVAL: a zero vector or a dimension unlike the group's. */
+int gencache__traj_find(gencache__traj *t, uint32_t layer, uint64_t model_hash,
+                        uint64_t tenant_hash, const float *query, uint32_t dim,
+                        const gencache__traj_table *table, gencache__traj_cand *out, size_t cap,
+                        size_t *n);
+/* The largest step the table lets a match of this similarity skip (0: none). */
+unsigned gencache__traj_max_step(const gencache__traj_table *table, float similarity);
+
+/* The trajectory state of a cache (src/reuse/trajectory.c): the index, the threshold tables,
+ * the counters. */
+typedef struct gencache__traj_state gencache__traj_state;
+int gencache__traj_state_new(gencache__traj_state **out);
+void gencache__traj_state_free(gencache__traj_state *st);
+/* The entry whose stored key hashes to key_hash is gone: takes only the index's lock. */
+void gencache__traj_state_forget(gencache__traj_state *st, uint64_t key_hash);
+/* The cache's trajectory state; NULL without reuse state (src/reuse/lookup.c). */
+gencache__traj_state *gencache__reuse_traj_state(gencache *cache);
+/* The tenant a record of layer li belongs to on behalf of caller (0: none or a global layer), and
+ * the hash of key as stored (src/reuse/lookup.c). */
+uint64_t gencache__reuse_tenant_hash(const gencache *c, uint32_t li, const gencache_caller *caller);
+int gencache__reuse_stored_key_hash(gencache *c, const gencache_caller *caller, const char *key,
+                                    uint64_t *out);
+int gencache__reuse_layer_index(gencache *c, const char *name);
+/* 64 lowercase hex digits to 32 bytes, and n bytes to 2n hex digits and a NUL. */
+void gencache__reuse_hex_decode(const char *hex, unsigned char *out);
+void gencache__reuse_hex_encode(const unsigned char *in, size_t n, char *out);
+
 #endif

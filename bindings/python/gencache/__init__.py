@@ -22,12 +22,16 @@ from ._tenant import Forbidden, QuotaExceeded, TenantView
 from ._chunks import Chunk, chunk_plan
 from ._device import DeviceTier
 from ._safetensors import SafetensorsFile, load_safetensors, save_safetensors
+from ._trajectory import Resume, Trajectory
+from ._trajectory import set_thresholds as set_trajectory_thresholds
+from ._trajectory import stats as trajectory_stats
 
 __all__ = ["Cache", "Client", "Handle", "RemoteEntry", "Keyspace", "GencacheError", "NotFound",
            "TenantView", "QuotaExceeded", "Forbidden",
            "key", "normalize", "image_digest", "image_hash", "library_path", "version",
            "available", "Chunk", "chunk_plan", "SafetensorsFile", "load_safetensors",
-           "save_safetensors", "DeviceTier"]
+           "save_safetensors", "DeviceTier", "Trajectory", "Resume",
+           "set_trajectory_thresholds", "trajectory_stats"]
 
 
 def version() -> str:
@@ -40,7 +44,7 @@ __version__ = version()  # the package is versioned with the library it binds
 
 def available(feature: str) -> bool:
     """Whether the loaded library provides a feature: "keys", "images", "hashes", "codecs",
-    "int8", "sessions", "kv"."""
+    "int8", "sessions", "kv", "trajectory"."""
     names = {
         "keys": ("gencache_keyspace_new", "gencache_request_parse_ex", "gencache_request_key",
                  "gencache_normalize"),
@@ -53,6 +57,7 @@ def available(feature: str) -> bool:
                      "gencache_session_step", "gencache_session_close"),
         "kv": ("gencache_kv_new", "gencache_kv_append", "gencache_kv_retrieve",
                "gencache_kv_prune", "gencache_kv_free"),
+        "trajectory": ("gencache_trajectory_store", "gencache_trajectory_lookup"),
     }
     if feature not in names:
         raise ValueError("unknown feature %r" % (feature,))

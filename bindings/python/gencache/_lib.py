@@ -360,6 +360,21 @@ class Chunk(ctypes.Structure):
     _fields_ = [("start", c_i64), ("frames", c_i64), ("overlap", c_i64)]
 
 
+# Approximate step reuse (gencache/reuse.h).
+class TrajectoryThreshold(ctypes.Structure):
+    _fields_ = [("similarity", ctypes.c_float), ("step", c_uint)]
+
+
+class TrajectoryMatch(ctypes.Structure):
+    _fields_ = [("struct_size", c_size_t), ("key", ctypes.c_char * KEY_MAX), ("step", c_uint),
+                ("similarity", ctypes.c_float)]
+
+
+class TrajectoryStats(ctypes.Structure):
+    _fields_ = [("struct_size", c_size_t), ("vectors", c_u64), ("hits", c_u64),
+                ("misses", c_u64), ("steps_skipped", c_u64)]
+
+
 # ---- prototypes -------------------------------------------------------------------------------
 
 _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
@@ -505,6 +520,17 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "gencache_kv_prune": (c_int, [c_void_p, c_u64, P(c_u64)]),
     "gencache_kv_stats_get": (c_int, [c_void_p, P(KvStats)]),
     "gencache_kv_free": (None, [c_void_p]),
+    # approximate step reuse
+    "gencache_trajectory_store": (c_int, [c_void_p, P(Caller), c_void_p, c_char_p, c_uint, c_int,
+                                          c_void_p, c_size_t, c_void_p, c_size_t, P(Meta),
+                                          c_char_p]),
+    "gencache_trajectory_lookup": (c_int, [c_void_p, P(Caller), c_char_p, c_char_p, c_int,
+                                           c_void_p, c_size_t, P(c_void_p), P(TrajectoryMatch)]),
+    "gencache_trajectory_set_thresholds": (c_int, [c_void_p, c_char_p, P(TrajectoryThreshold),
+                                                   c_size_t]),
+    "gencache_trajectory_get_thresholds": (c_int, [c_void_p, c_char_p, P(TrajectoryThreshold),
+                                                   c_size_t, P(c_size_t)]),
+    "gencache_trajectory_stats_get": (c_int, [c_void_p, P(TrajectoryStats)]),
 }
 
 _available: set[str] = set()
