@@ -228,11 +228,13 @@ pick_trace_any_seed() {
 
 pick_bench_trajectory() {
     awk '
+        /^trajectory index/ { n = $0; sub(/.*N=/, "", n); sub(/ .*/, "", n)
+                              d = $0; sub(/.*dim=/, "", d); sub(/ .*/, "", d) }
         /^  index:/ { idx = $3 " " $4 }
         /^  bare scan:/ { bare = $4 " " $5 }
         /^  ratio index\/bare scan/ { r = $NF }
         /recall@1/ { rec = $NF }
-        END { if (idx != "") print "nearest trajectory, exact search, 10^5 x 768-d: median " idx \
+        END { if (idx != "") print "nearest trajectory, exact search, " n " x " d "-d: median " idx \
                                    " (recall@1 " rec ")\tplain C scan: " bare "\t" r "x" }'
 }
 
