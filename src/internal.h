@@ -384,7 +384,7 @@ enum {
 
 /* The cache's write-back batches: at most this many jobs, and this many bytes (or half the
  * queue's bound, if less), per group write. */
-#define GENCACHE__WB_BATCH_JOBS 256
+#define GENCACHE__WB_BATCH_JOBS  256
 #define GENCACHE__WB_BATCH_BYTES (64ull << 20)
 /* Sets how many jobs the cache's writer takes per batch (1: one durable write per entry, the
  * behaviour before batches; for benchmarks and tests). Returns GENCACHE_OK, GENCACHE_ENOMEM.

@@ -5,8 +5,9 @@
  * and writes them as a group, so a flush of many small entries pays one durable commit per batch
  * rather than one per entry. Invariants: a key has at most one queued job (a newer push replaces
  * the value and merges the targets), a queued or in-flight entry stays findable, the queued and
- * in-flight charges together stay within the bound (one entry always fits), and after gencache__writeback_forget() returns no write of that key is queued or
- * running, so a delete is never undone by a late write.
+ * in-flight charges together stay within the bound (one entry always fits), and after
+ * gencache__writeback_forget() returns no write of that key is queued or running, so a delete is
+ * never undone by a late write.
  */
 #include <string.h>
 

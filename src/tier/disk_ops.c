@@ -399,9 +399,11 @@ void gencache__disk_put_many(gencache__tier *t, gencache__entry *const *es, size
         size_t layer_len;
         /* What a single put would refuse or skip before writing, it refuses or skips here. */
         if (!idx || !e || !e->value || gencache__key_split(e->key, &layer, &layer_len) != 0 ||
-            gencache__entry_expired(e, now_ms) || e->size > d->tune.inline_max) {
+            gencache__entry_expired(e, now_ms) || e->size > d->tune.inline_max ||
+            e->size > GENCACHE__DISK_BATCH_VALUE_MAX) {
             /* A value in its own file pays its own flush anyway; it keeps the single put and
-             * its ordering (file flushed, then the commit naming it). */
+             * its ordering (file flushed, then the commit naming it). So does a large inline
+             * value: writing its bytes dominates, and grouping them measured slower here. */
             rcs[i] = gencache__disk_put(t, e, now_ms);
             continue;
         }
