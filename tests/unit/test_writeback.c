@@ -765,3 +765,64 @@ TEST_CASE(batch_bytes_count_against_the_bound)
         gencache__entry_release(more[i]);
     close_blocked_batch(&g, wb, es);
 }
+
+typedef struct churn_arg {
+    gencache *c;
+    uint64_t first, count;
+} churn_arg;
+
+/* Puts a write-back key, reads it back (from memory, the queue or disk), and deletes every third
+ * one, which must then miss, while other threads do the same. */
+static void *churn(void *p)
+{
+    churn_arg *a = p;
+    char key[GENCACHE__KEY_MAX + 1];
+    for (uint64_t id = a->first; id < a->first + a->count; id++) {
+        put_value(a->c, "image_latent", id, 10);
+        get_value(a->c, "image_latent", id);
+        if (id % 3 == 0) {
+            tu_key(key, "image_latent", id);
+            CHECK_OK(gencache_del(a->c, key));
+            gencache_handle *h = NULL;
+            CHECK_RC(gencache_get(a->c, key, &h), GENCACHE_ENOTFOUND);
+        }
+    }
+    return NULL;
+}
+
+/* Three threads churn through a memory tier a tenth of their data, so the writer takes batches
+ * while gets look in them and deletes race them; after a restart every deleted key is absent and
+ * every other one is on disk. */
+TEST_CASE(batches_under_concurrent_puts_gets_and_deletes)
+{
+    char *dir = tu_tmpdir("wb-churn");
+    gencache_options o;
+    gencache_options_init(&o);
+    o.data_dir = dir;
+    o.mem_max_bytes = 30 * (VALUE + 512);
+    o.ghost_max_entries = 0;
+    gencache *c = NULL;
+    CHECK_OK(gencache_open(&c, &o));
+    pthread_t t[3];
+    churn_arg args[3] = {{c, 1, 100}, {c, 1001, 100}, {c, 2001, 100}};
+    for (int i = 0; i < 3; i++)
+        CHECK(pthread_create(&t[i], NULL, churn, &args[i]) == 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    gencache_close(c);
+    c = open_cache(dir, 0);
+    char key[GENCACHE__KEY_MAX + 1];
+    for (int i = 0; i < 3; i++)
+        for (uint64_t id = args[i].first; id < args[i].first + args[i].count; id++) {
+            if (id % 3 != 0) {
+                CHECK_STR_EQ(get_value(c, "image_latent", id), "disk");
+                continue;
+            }
+            tu_key(key, "image_latent", id);
+            gencache_handle *h = NULL;
+            CHECK_RC(gencache_get(c, key, &h), GENCACHE_ENOTFOUND);
+        }
+    gencache_close(c);
+    tu_rm_rf(dir);
+    free(dir);
+}
