@@ -8,11 +8,12 @@
  * Usage: bench_writeback [ROUNDS]   (default 5; values of 1.5 MiB, memory of 16 MiB, bursts of
  * 24 puts, well under the queue's 64 MiB bound). Prints medians and ratios.
  *
- * bench_writeback flush [N_SMALL [N_LARGE [ROUNDS]]] times instead gencache_close() of a cache
- * whose memory holds N_SMALL (default 20000) 4 KiB, then N_LARGE (default 1000) 1.5 MiB entries
- * of a write-back layer that no disk copy has yet: the close flushes them all through the
- * write-back queue. Baseline in the same run: the same close with batches of one job (one disk
- * commit, one flush, per entry). Prints medians of ROUNDS (default 1) and the ratio.
+ * bench_writeback flush [N_SMALL [N_LARGE [ROUNDS [SMALL_SIZE]]]] times instead gencache_close() of
+ * a cache whose memory holds N_SMALL (default 20000) SMALL_SIZE (default 4 KiB), then N_LARGE
+ * (default 1000) 1.5 MiB entries of a write-back layer that no disk copy has yet: the close flushes
+ * them all through the write-back queue. Baseline in the same run: the same close with batches of
+ * one job (one disk commit, one flush, per entry). Prints medians of ROUNDS (default 1) and the
+ * ratio.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -161,13 +162,14 @@ static int flush_main(int argc, char **argv)
     size_t n_small = argc > 2 ? (size_t)atol(argv[2]) : 20000;
     size_t n_large = argc > 3 ? (size_t)atol(argv[3]) : 1000;
     int rounds = argc > 4 ? atoi(argv[4]) : 1;
+    size_t small = argc > 5 ? (size_t)atol(argv[5]) : 4096;
     if (rounds < 1)
         rounds = 1;
     char top[] = "/tmp/gencache-bench-wbf-XXXXXX";
     if (!mkdtemp(top))
         return 1;
     printf("disk tier on %s\n", top);
-    flush_case(top, n_small, 4096, rounds);
+    flush_case(top, n_small, small ? small : 4096, rounds);
     flush_case(top, n_large, VALUE, rounds);
     nftw(top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     return 0;
