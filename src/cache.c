@@ -231,13 +231,19 @@ static void write_below_many(void *userdata, gencache__entry *const *es, const u
         if ((targets[i] & GENCACHE__WB_DISK) && !gencache__entry_expired(es[i], now) &&
             !atomic_load(&es[i]->durable))
             todo[m++] = es[i];
+    /* Marked durable before the write, not after: a later value of the same group may evict an
+     * earlier one from disk, and the eviction's callback (on_disk_evict, run inside put_many
+     * after the commit) must be the last word on it. */
+    for (size_t i = 0; i < m; i++)
+        atomic_store(&todo[i]->durable, true);
     if (m)
         disk->ops->put_many(disk, todo, m, now, rcs);
     for (size_t i = 0; i < m; i++) {
         gencache__entry *e = todo[i];
         if (rcs[i] == GENCACHE_OK)
-            atomic_store(&e->durable, true);
-        else if (e->tenant)
+            continue;
+        atomic_store(&e->durable, false);
+        if (e->tenant)
             gencache__cache_forget_usage(c, e->tenant, e->key, e->hash); /* the value is gone */
     }
     gencache__free(c->alloc, todo);
