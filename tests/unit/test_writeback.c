@@ -826,3 +826,28 @@ TEST_CASE(batches_under_concurrent_puts_gets_and_deletes)
     tu_rm_rf(dir);
     free(dir);
 }
+
+/* A group write that evicts its own earlier values from a small disk tier: those values are
+ * still in memory and must count as not on disk, so the next flush writes them again. */
+TEST_CASE(value_evicted_within_its_group_is_flushed_again)
+{
+    char *dir = tu_tmpdir("wb-group-evict");
+    gencache_options o;
+    gencache_options_init(&o);
+    o.data_dir = dir;
+    o.disk_max_entries = 4;
+    o.ghost_max_entries = 0;
+    gencache *c = NULL;
+    CHECK_OK(gencache_open(&c, &o));
+    for (uint64_t id = 1; id <= 10; id++)
+        put_value(c, "image_latent", id, 10);
+    uint64_t n = 0;
+    CHECK_OK(gencache_flush(c, &n));
+    CHECK_UINT_EQ(n, 10);
+    CHECK_UINT_EQ(tier_stats(c, 1).entries, 4);
+    CHECK_OK(gencache_flush(c, &n));
+    CHECK_UINT_EQ(n, 6); /* the six the group's later values pushed out */
+    gencache_close(c);
+    tu_rm_rf(dir);
+    free(dir);
+}
