@@ -846,9 +846,15 @@ int gencache_del(gencache *cache, const char *key)
     bool removed = false;
     if (cache->wb && gencache__writeback_forget(cache->wb, key, hash))
         removed = true;
-    for (unsigned i = 0; i < cache->n_tiers; i++)
+    for (unsigned i = 0; i < cache->n_tiers; i++) {
         if (cache->tiers[i]->ops->del(cache->tiers[i], key, hash) == GENCACHE_OK)
             removed = true;
+        /* Memory (tiers[0]) may have evicted the entry into the queue between the withdrawal
+         * above and its removal here: withdraw again, now that memory cannot push it, before
+         * the tiers below are asked. */
+        if (i == 0 && cache->wb && gencache__writeback_forget(cache->wb, key, hash))
+            removed = true;
+    }
     gencache_filter f = {.struct_size = sizeof f, .key = key};
     gencache__cache_publish(cache, &f, 0); /* other nodes may hold local copies */
     if (!removed)
