@@ -209,6 +209,62 @@ static void write_below(void *userdata, gencache__entry *e, unsigned targets)
     }
 }
 
+/* The writer's batch: the disk tier's values in one put_many (one durable commit where the tier
+ * can), then each shared target with its own put, as write_below does one entry at a time. */
+static void write_below_many(void *userdata, gencache__entry *const *es, const unsigned *targets,
+                             size_t n)
+{
+    gencache *c = userdata;
+    gencache__tier *disk = c->disk_tier >= 0 ? c->tiers[c->disk_tier] : NULL;
+    gencache__entry **todo = gencache__malloc(c->alloc, n * sizeof *todo);
+    int *rcs = gencache__malloc(c->alloc, n * sizeof *rcs);
+    if (!disk || !disk->ops->put_many || !todo || !rcs) {
+        gencache__free(c->alloc, todo);
+        gencache__free(c->alloc, rcs);
+        for (size_t i = 0; i < n; i++)
+            write_below(userdata, es[i], targets[i]);
+        return;
+    }
+    uint64_t now = now_ms(c);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((targets[i] & GENCACHE__WB_DISK) && !gencache__entry_expired(es[i], now) &&
+            !atomic_load(&es[i]->durable))
+            todo[m++] = es[i];
+    /* Marked durable before the write, not after: a later value of the same group may evict an
+     * earlier one from disk, and the eviction's callback (on_disk_evict, run inside put_many
+     * after the commit) must be the last word on it. */
+    for (size_t i = 0; i < m; i++)
+        atomic_store(&todo[i]->durable, true);
+    if (m)
+        disk->ops->put_many(disk, todo, m, now, rcs);
+    for (size_t i = 0; i < m; i++) {
+        gencache__entry *e = todo[i];
+        if (rcs[i] == GENCACHE_OK)
+            continue;
+        atomic_store(&e->durable, false);
+        if (e->tenant)
+            gencache__cache_forget_usage(c, e->tenant, e->key, e->hash); /* the value is gone */
+    }
+    gencache__free(c->alloc, todo);
+    gencache__free(c->alloc, rcs);
+    for (size_t i = 0; i < n; i++)
+        if ((targets[i] & GENCACHE__WB_SHARED) && !gencache__entry_expired(es[i], now))
+            write_below(userdata, es[i], GENCACHE__WB_SHARED);
+}
+
+int gencache__cache_set_writeback_batch(gencache *c, size_t max_jobs)
+{
+    if (!c->wb)
+        return GENCACHE_OK;
+    /* Half the queue's bound at most, so pushers can fill the other half while a batch is
+     * written. */
+    uint64_t bytes = c->writeback_max_bytes / 2;
+    if (bytes > GENCACHE__WB_BATCH_BYTES)
+        bytes = GENCACHE__WB_BATCH_BYTES;
+    return gencache__writeback_set_batch(c->wb, write_below_many, max_jobs, bytes);
+}
+
 /* True when an entry leaving memory must still be written to disk to survive: a write-back
  * layer's value that no persistent tier holds and that is not about to expire. */
 bool gencache__cache_needs_disk(const gencache *c, const gencache__entry *e, uint64_t now)
@@ -431,6 +487,8 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
     }
     if (rc == GENCACHE_OK && c->n_tiers > 1)
         rc = gencache__writeback_open(c->alloc, c->writeback_max_bytes, write_below, c, &c->wb);
+    if (rc == GENCACHE_OK && c->wb)
+        rc = gencache__cache_set_writeback_batch(c, GENCACHE__WB_BATCH_JOBS);
     if (rc == GENCACHE_OK)
         rc = gencache__reuse_open(c, c->disk_tier >= 0 ? opts.data_dir : NULL);
     if (rc == GENCACHE_OK)
@@ -788,9 +846,15 @@ int gencache_del(gencache *cache, const char *key)
     bool removed = false;
     if (cache->wb && gencache__writeback_forget(cache->wb, key, hash))
         removed = true;
-    for (unsigned i = 0; i < cache->n_tiers; i++)
+    for (unsigned i = 0; i < cache->n_tiers; i++) {
         if (cache->tiers[i]->ops->del(cache->tiers[i], key, hash) == GENCACHE_OK)
             removed = true;
+        /* Memory (tiers[0]) may have evicted the entry into the queue between the withdrawal
+         * above and its removal here: withdraw again, now that memory cannot push it, before
+         * the tiers below are asked. */
+        if (i == 0 && cache->wb && gencache__writeback_forget(cache->wb, key, hash))
+            removed = true;
+    }
     gencache_filter f = {.struct_size = sizeof f, .key = key};
     gencache__cache_publish(cache, &f, 0); /* other nodes may hold local copies */
     if (!removed)

@@ -238,6 +238,10 @@ typedef struct gencache__tier_ops {
      * note it. May be NULL for a tier that cannot enumerate cheaply (disk, redis). */
     void (*each)(gencache__tier *t, void (*fn)(void *userdata, gencache__entry *e), void *userdata);
     void (*close)(gencache__tier *t);
+    /* Stores es[0..n) as n puts would, in as few durable commits as the tier can; rcs[i] gets
+     * what put would have returned for es[i]. May be NULL: callers then put one at a time. */
+    void (*put_many)(gencache__tier *t, gencache__entry *const *es, size_t n, uint64_t now_ms,
+                     int *rcs);
 } gencache__tier_ops;
 
 /* Called by a tier, outside its locks, for each entry it evicts. */
@@ -378,8 +382,21 @@ enum {
     GENCACHE__WB_SHARED = 1u << 1, /* to the shared tier (redis) */
 };
 
+/* The cache's write-back batches: at most this many jobs, and this many bytes (or half the
+ * queue's bound, if less), per group write. */
+#define GENCACHE__WB_BATCH_JOBS  256
+#define GENCACHE__WB_BATCH_BYTES (64ull << 20)
+/* Sets how many jobs the cache's writer takes per batch (1: one durable write per entry, the
+ * behaviour before batches; for benchmarks and tests). Returns GENCACHE_OK, GENCACHE_ENOMEM.
+ * Thread-safety: safe (waits for the batch being written). */
+int gencache__cache_set_writeback_batch(gencache *c, size_t max_jobs);
+
 /* Writes e to the tiers named by targets (GENCACHE__WB_* bits); runs on the writer thread. */
 typedef void (*gencache__writeback_fn)(void *userdata, gencache__entry *e, unsigned targets);
+/* Writes es[i] to the tiers named by targets[i], for i < n, as a group (one durable commit where
+ * the tier can); runs on the writer thread. */
+typedef void (*gencache__writeback_many_fn)(void *userdata, gencache__entry *const *es,
+                                            const unsigned *targets, size_t n);
 
 typedef struct gencache__writeback gencache__writeback;
 
@@ -394,6 +411,12 @@ typedef struct gencache__writeback_stats {
  * Returns GENCACHE_OK, GENCACHE_ENOMEM, GENCACHE_EIO (no thread). */
 int gencache__writeback_open(const gencache_allocator *a, uint64_t max_bytes,
                              gencache__writeback_fn fn, void *userdata, gencache__writeback **out);
+/* From now on the writer takes up to max_jobs queued jobs at once, with charges adding up to at
+ * most max_bytes (one job always), and writes them with fn while every one of them stays
+ * findable. max_jobs of 1 (or fn NULL) writes one job at a time with the open's fn.
+ * Returns GENCACHE_OK, GENCACHE_ENOMEM. */
+int gencache__writeback_set_batch(gencache__writeback *wb, gencache__writeback_many_fn fn,
+                                  size_t max_jobs, uint64_t max_bytes);
 /* Queues e (the queue takes its own reference), replacing a queued job of the same key and
  * merging their targets. Waits while the queue is over its bound. */
 void gencache__writeback_push(gencache__writeback *wb, gencache__entry *e, unsigned targets);

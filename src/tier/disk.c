@@ -383,6 +383,29 @@ static int guarded_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     GUARDED((gencache__disk_tier *)t, GENCACHE_EIO, gencache__disk_put(t, e, now_ms));
 }
 
+static int put_many_rc(gencache__tier *t, gencache__entry *const *es, size_t n, uint64_t now_ms,
+                       int *rcs)
+{
+    gencache__disk_put_many(t, es, n, now_ms, rcs);
+    return GENCACHE_OK;
+}
+
+static int guarded_put_many_rc(gencache__tier *t, gencache__entry *const *es, size_t n,
+                               uint64_t now_ms, int *rcs)
+{
+    GUARDED((gencache__disk_tier *)t, GENCACHE_EIO, put_many_rc(t, es, n, now_ms, rcs));
+}
+
+static void guarded_put_many(gencache__tier *t, gencache__entry *const *es, size_t n,
+                             uint64_t now_ms, int *rcs)
+{
+    for (size_t i = 0; i < n; i++)
+        rcs[i] = GENCACHE_EIO; /* what a fault leaves */
+    if (guarded_put_many_rc(t, es, n, now_ms, rcs) != GENCACHE_OK)
+        for (size_t i = 0; i < n; i++)
+            rcs[i] = GENCACHE_EIO;
+}
+
 static int guarded_del(gencache__tier *t, const char *key, uint64_t hash)
 {
     GUARDED((gencache__disk_tier *)t, GENCACHE_EIO, gencache__disk_del(t, key, hash));
@@ -436,6 +459,7 @@ static const gencache__tier_ops disk_ops = {
     .expire = guarded_expire,
     .stats = disk_stats,
     .close = disk_close,
+    .put_many = guarded_put_many,
 };
 
 int gencache__disk_tier_open_ex(const gencache__disk_options *opts,

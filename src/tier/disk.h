@@ -130,6 +130,13 @@ int gencache__disk_blob_of(gencache__disk_tier *d, const char *key, char *path, 
 int gencache__disk_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t now_ms,
                        bool touch, gencache__entry **out);
 int gencache__disk_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms);
+/* Inline values up to this size are grouped into one transaction by put_many; larger ones are
+ * put alone (bench_writeback flush: 256 KiB values 6-7.5x faster grouped, 1.5 MiB ones 0.7x). */
+#define GENCACHE__DISK_BATCH_VALUE_MAX (1024u * 1024u)
+/* The tier's put_many: inline values in one transaction (one flush), values in files one put
+ * each; a failed batch is retried one put per value. */
+void gencache__disk_put_many(gencache__tier *t, gencache__entry *const *es, size_t n,
+                             uint64_t now_ms, int *rcs);
 int gencache__disk_del(gencache__tier *t, const char *key, uint64_t hash);
 int gencache__disk_remove_if(gencache__tier *t, gencache__entry_pred pred, void *userdata,
                              uint64_t *count);

@@ -348,6 +348,82 @@ int gencache__disk_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     return rc;
 }
 
+/* Stores the inline values es[idx[0..n)] in one write transaction, so one durable commit (one
+ * flush) covers them all. Returns a gencache code; on failure the transaction is aborted and
+ * nothing of the batch is stored. */
+static int put_inline_batch(gencache__disk_tier *d, gencache__entry *const *es, const size_t *idx,
+                            size_t n, uint64_t now_ms)
+{
+    gencache__disk_txn w;
+    int rc = gencache__disk_txn_begin(d, &w);
+    if (rc != GENCACHE_OK)
+        return rc;
+    int mrc = MDB_SUCCESS;
+    for (size_t i = 0; i < n && mrc == MDB_SUCCESS && rc == GENCACHE_OK; i++) {
+        gencache__entry *e = es[idx[i]];
+        /* As in a single put: sealed values are sealed into the space LMDB reserves; plain ones
+         * are written from the entry's bytes (nothing is allocated). */
+        gencache__codec_value sv = {.sealed = d->seal.keys != NULL};
+        unsigned char *owned = NULL;
+        if (!sv.sealed)
+            rc = gencache__codec_value_seal(&d->seal, d->alloc, e, &sv, &owned);
+        if (rc != GENCACHE_OK)
+            break;
+        mrc = gencache__disk_txn_remove(&w, e->key, -1, NULL, NULL);
+        if (mrc == MDB_NOTFOUND)
+            mrc = MDB_SUCCESS;
+        if (mrc == MDB_SUCCESS)
+            mrc = gencache__disk_txn_insert(&w, e, &sv, NULL, now_ms);
+        if (mrc == MDB_SUCCESS)
+            mrc = gencache__disk_txn_make_room(&w, e->key, now_ms);
+        gencache__codec_value_free(d->alloc, owned);
+    }
+    if (rc == GENCACHE_OK && mrc == MDB_SUCCESS)
+        return gencache__disk_txn_commit(&w);
+    gencache__disk_txn_abort(&w);
+    if (rc != GENCACHE_OK || mrc == GENCACHE__DISK_FULL)
+        return rc != GENCACHE_OK ? rc : GENCACHE_EFULL;
+    atomic_fetch_add(&d->backend_errors, 1);
+    return gencache__disk_map_mdb(d, mrc, "cannot store a batch");
+}
+
+void gencache__disk_put_many(gencache__tier *t, gencache__entry *const *es, size_t n,
+                             uint64_t now_ms, int *rcs)
+{
+    gencache__disk_tier *d = (gencache__disk_tier *)t;
+    size_t *idx = gencache__malloc(d->alloc, (n ? n : 1) * sizeof *idx);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        gencache__entry *e = es[i];
+        const char *layer;
+        size_t layer_len;
+        /* What a single put would refuse or skip before writing, it refuses or skips here. */
+        if (!idx || !e || !e->value || gencache__key_split(e->key, &layer, &layer_len) != 0 ||
+            gencache__entry_expired(e, now_ms) || e->size > d->tune.inline_max ||
+            e->size > GENCACHE__DISK_BATCH_VALUE_MAX) {
+            /* A value in its own file pays its own flush anyway; it keeps the single put and
+             * its ordering (file flushed, then the commit naming it). So does a large inline
+             * value: writing its bytes dominates, and grouping them measured slower here. */
+            rcs[i] = gencache__disk_put(t, e, now_ms);
+            continue;
+        }
+        gencache__codec_value sv = {.sealed = d->seal.keys != NULL};
+        uint64_t charge = gencache__disk_charge(e->size, gencache__codec_value_size(e, &sv));
+        if (d->max_bytes && charge > d->max_bytes) {
+            rcs[i] = GENCACHE_ETOOBIG;
+            continue;
+        }
+        idx[m++] = i;
+    }
+    /* A lone value takes the single put below. */
+    int rc = m > 1 ? put_inline_batch(d, es, idx, m, now_ms) : GENCACHE_EIO;
+    for (size_t k = 0; k < m; k++)
+        /* A failed batch stored nothing: each value is put alone, so each gets the result a
+         * single put gives it (one full disk or bad value does not fail the others). */
+        rcs[idx[k]] = rc == GENCACHE_OK ? GENCACHE_OK : gencache__disk_put(t, es[idx[k]], now_ms);
+    gencache__free(d->alloc, idx);
+}
+
 int gencache__disk_del(gencache__tier *t, const char *key, uint64_t hash)
 {
     gencache__disk_tier *d = (gencache__disk_tier *)t;

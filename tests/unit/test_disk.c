@@ -482,3 +482,75 @@ TEST_CASE(through_the_cache_survives_reopen)
     tu_rm_rf(dir);
     free(dir);
 }
+
+static void put_many_ids(gencache__tier *t, const tu_spec *specs, size_t n, uint64_t now, int *rcs)
+{
+    gencache__entry *es[16];
+    CHECK(n <= 16);
+    for (size_t i = 0; i < n; i++)
+        es[i] = tu_entry(&specs[i]);
+    t->ops->put_many(t, es, n, now, rcs);
+    for (size_t i = 0; i < n; i++)
+        gencache__entry_release(es[i]);
+}
+
+/* A group write stores what the same puts would, and reports each value as its put would:
+ * inline values share one commit, a value with its own file, one too big and one already
+ * expired get their own results; all of it is there after a reopen. */
+TEST_CASE(put_many_reports_each_value)
+{
+    char *dir = tu_tmpdir("disk-many");
+    gencache__tier *t = open_tier(dir, 2u << 20, 0, NULL);
+    CHECK(t->ops->put_many != NULL);
+    tu_spec s[12];
+    for (size_t i = 0; i < 9; i++)
+        s[i] = (tu_spec){.id = 1 + i, .size = 1000 + i, .now_ms = 1000};
+    s[9] = (tu_spec){.id = 10, .size = 300u << 10, .now_ms = 1000}; /* in its own file */
+    s[10] = (tu_spec){.id = 11, .size = 3u << 20, .now_ms = 1000};  /* over max_bytes */
+    s[11] = (tu_spec){.id = 12, .size = 500, .now_ms = 10, .ttl_ms = 5};
+    int rcs[12];
+    put_many_ids(t, s, 12, 1000, rcs);
+    for (size_t i = 0; i < 10; i++)
+        CHECK_INT_EQ(rcs[i], GENCACHE_OK);
+    CHECK_INT_EQ(rcs[10], GENCACHE_ETOOBIG);
+    CHECK_INT_EQ(rcs[11], GENCACHE_OK); /* expired: nothing worth writing, as put says */
+    t->ops->close(t);
+    t = open_tier(dir, 2u << 20, 0, NULL);
+    for (size_t i = 0; i < 10; i++)
+        expect_hit(t, s[i].id, s[i].size, 1000);
+    expect_miss(t, 11, 1000);
+    expect_miss(t, 12, 1000);
+    gencache_tier_stats st;
+    t->ops->stats(t, &st);
+    CHECK_UINT_EQ(st.entries, 10);
+    t->ops->close(t);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+/* When the group's transaction fails (here: pinned values fill the tier), nothing of it stays
+ * half-done: each value is put alone and gets the result its own put gives. */
+TEST_CASE(put_many_failed_batch_falls_back_to_single_puts)
+{
+    char *dir = tu_tmpdir("disk-many-full");
+    gencache__tier *t = open_tier(dir, 0, 5, NULL);
+    for (uint64_t id = 1; id <= 4; id++)
+        put_one(t, &(tu_spec){.id = id, .size = 1000, .now_ms = 1000, .pinned = true});
+    tu_spec s[3];
+    for (size_t i = 0; i < 3; i++)
+        s[i] = (tu_spec){.id = 10 + i, .size = 1000, .now_ms = 1000, .pinned = true};
+    int rcs[3];
+    put_many_ids(t, s, 3, 1000, rcs);
+    CHECK_INT_EQ(rcs[0], GENCACHE_OK);
+    CHECK_INT_EQ(rcs[1], GENCACHE_EFULL);
+    CHECK_INT_EQ(rcs[2], GENCACHE_EFULL);
+    expect_hit(t, 10, 1000, 1000);
+    expect_miss(t, 11, 1000);
+    expect_miss(t, 12, 1000);
+    gencache_tier_stats st;
+    t->ops->stats(t, &st);
+    CHECK_UINT_EQ(st.entries, 5);
+    t->ops->close(t);
+    tu_rm_rf(dir);
+    free(dir);
+}

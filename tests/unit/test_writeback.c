@@ -560,3 +560,294 @@ TEST_CASE(pressure_policy_demotes_batch_then_caps_ttls)
     tu_rm_rf(dir);
     free(dir);
 }
+
+/* ---- batches: the queue driven directly, with a writer that waits at a gate ---- */
+
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, finished, allowed; /* batches */
+    size_t last_n;                  /* jobs in the batch that started last */
+    uint64_t jobs;                  /* jobs written */
+} gate;
+
+static void gated_many(void *ud, gencache__entry *const *es, const unsigned *targets, size_t n)
+{
+    (void)es;
+    (void)targets;
+    gate *g = ud;
+    pthread_mutex_lock(&g->mu);
+    g->started++;
+    g->last_n = n;
+    pthread_cond_broadcast(&g->cv);
+    while (g->finished >= g->allowed)
+        pthread_cond_wait(&g->cv, &g->mu);
+    g->finished++;
+    g->jobs += n;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void gated_one(void *ud, gencache__entry *e, unsigned targets)
+{
+    gated_many(ud, &e, &targets, 1);
+}
+
+static void gate_allow(gate *g, int batches)
+{
+    pthread_mutex_lock(&g->mu);
+    g->allowed = batches;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void gate_wait_started(gate *g, int batches)
+{
+    pthread_mutex_lock(&g->mu);
+    while (g->started < batches)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+#define BATCH_KEYS 11
+
+/* Opens a queue whose writer is blocked in a batch of keys 1..10 (key 0 went alone first). */
+static gencache__writeback *open_blocked_batch(gate *g, gencache__entry **es, uint64_t bound)
+{
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    gencache__writeback *wb = NULL;
+    CHECK_OK(gencache__writeback_open(NULL, bound, gated_one, g, &wb));
+    CHECK_OK(gencache__writeback_set_batch(wb, gated_many, 256, 64u << 20));
+    for (uint64_t i = 0; i < BATCH_KEYS; i++)
+        es[i] = tu_entry(&(tu_spec){.layer = "image_latent", .id = i, .size = 100});
+    gencache__writeback_push(wb, es[0], GENCACHE__WB_DISK);
+    gate_wait_started(g, 1); /* the writer holds key 0; the others queue up behind it */
+    for (uint64_t i = 1; i < BATCH_KEYS; i++)
+        gencache__writeback_push(wb, es[i], GENCACHE__WB_DISK);
+    gate_allow(g, 1);
+    gate_wait_started(g, 2);
+    CHECK_UINT_EQ(g->last_n, BATCH_KEYS - 1);
+    return wb;
+}
+
+static void close_blocked_batch(gate *g, gencache__writeback *wb, gencache__entry **es)
+{
+    gate_allow(g, 1000);
+    gencache__writeback_close(wb);
+    for (uint64_t i = 0; i < BATCH_KEYS; i++)
+        gencache__entry_release(es[i]);
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+}
+
+TEST_CASE(batch_being_written_stays_findable)
+{
+    gate g = {0};
+    gencache__entry *es[BATCH_KEYS];
+    gencache__writeback *wb = open_blocked_batch(&g, es, 64u << 20);
+    gencache__writeback_stats st;
+    gencache__writeback_get_stats(wb, &st);
+    CHECK_UINT_EQ(st.queued_entries, 0); /* all ten are in the writer's hands */
+    for (uint64_t i = 1; i < BATCH_KEYS; i++) {
+        gencache__entry *e = gencache__writeback_find(wb, es[i]->key, es[i]->hash);
+        CHECK(e == es[i]);
+        gencache__entry_release(e);
+    }
+    /* A newer value of a key being written queues behind the batch and is the one found. */
+    gencache__entry *newer = tu_entry(&(tu_spec){.layer = "image_latent", .id = 3, .size = 200});
+    gencache__writeback_push(wb, newer, GENCACHE__WB_DISK);
+    gencache__entry *e = gencache__writeback_find(wb, newer->key, newer->hash);
+    CHECK(e == newer);
+    gencache__entry_release(e);
+    gate_allow(&g, 3); /* the batch, then the newer value */
+    gencache__writeback_drain(wb);
+    CHECK_UINT_EQ(g.jobs, BATCH_KEYS + 1);
+    CHECK(gencache__writeback_find(wb, es[5]->key, es[5]->hash) == NULL);
+    gencache__entry_release(newer);
+    close_blocked_batch(&g, wb, es);
+}
+
+typedef struct forget_arg {
+    gencache__writeback *wb;
+    gencache__entry *e;
+    gate *g;
+    int finished_at_return; /* batches the writer had finished when forget returned */
+    bool withdrew;
+} forget_arg;
+
+static void *forget_thread(void *p)
+{
+    forget_arg *a = p;
+    a->withdrew = gencache__writeback_forget(a->wb, a->e->key, a->e->hash);
+    pthread_mutex_lock(&a->g->mu);
+    a->finished_at_return = a->g->finished;
+    pthread_mutex_unlock(&a->g->mu);
+    return NULL;
+}
+
+/* A delete of a key in the batch being written waits for the batch: the delete that follows
+ * the forget then runs after the write, so the write cannot undo it. */
+TEST_CASE(forget_waits_out_the_batch_being_written)
+{
+    gate g = {0};
+    gencache__entry *es[BATCH_KEYS];
+    gencache__writeback *wb = open_blocked_batch(&g, es, 64u << 20);
+    forget_arg a = {.wb = wb, .e = es[7], .g = &g, .finished_at_return = -1};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, forget_thread, &a) == 0);
+    struct timespec pause = {0, 50 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    pthread_mutex_lock(&g.mu);
+    CHECK_INT_EQ(a.finished_at_return, -1); /* still waiting */
+    pthread_mutex_unlock(&g.mu);
+    gate_allow(&g, 2);
+    pthread_join(t, NULL);
+    CHECK_INT_EQ(a.finished_at_return, 2);
+    CHECK(!a.withdrew); /* it was being written, not queued */
+    CHECK(gencache__writeback_find(wb, es[7]->key, es[7]->hash) == NULL);
+    close_blocked_batch(&g, wb, es);
+}
+
+typedef struct room_arg {
+    gencache__writeback *wb;
+    gate *g;
+    int finished_at_return;
+} room_arg;
+
+static void *room_thread(void *p)
+{
+    room_arg *r = p;
+    gencache__writeback_wait_room(r->wb);
+    pthread_mutex_lock(&r->g->mu);
+    r->finished_at_return = r->g->finished;
+    pthread_mutex_unlock(&r->g->mu);
+    return NULL;
+}
+
+/* The bytes of the batch being written still count against the queue's bound. */
+TEST_CASE(batch_bytes_count_against_the_bound)
+{
+    gate g = {0};
+    gencache__entry *es[BATCH_KEYS];
+    uint64_t charge = 0;
+    {
+        gencache__entry *probe = tu_entry(&(tu_spec){.layer = "image_latent", .size = 100});
+        charge = probe->charge;
+        gencache__entry_release(probe);
+    }
+    /* Room for the batch of ten plus two more. */
+    gencache__writeback *wb = open_blocked_batch(&g, es, 12 * charge);
+    gencache__writeback_stats st;
+    gencache__entry *more[3];
+    for (uint64_t i = 0; i < 2; i++) {
+        more[i] = tu_entry(&(tu_spec){.layer = "image_latent", .id = 100 + i, .size = 100});
+        gencache__writeback_push_nowait(wb, more[i], GENCACHE__WB_DISK);
+    }
+    gencache__writeback_get_stats(wb, &st);
+    CHECK_UINT_EQ(st.stalls, 0);
+    more[2] = tu_entry(&(tu_spec){.layer = "image_latent", .id = 102, .size = 100});
+    gencache__writeback_push_nowait(wb, more[2], GENCACHE__WB_DISK); /* over the bound now */
+    room_arg r = {.wb = wb, .g = &g, .finished_at_return = -1};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, room_thread, &r) == 0);
+    struct timespec pause = {0, 50 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    pthread_mutex_lock(&g.mu);
+    CHECK_INT_EQ(r.finished_at_return, -1); /* waiting: the queue alone is within the bound */
+    pthread_mutex_unlock(&g.mu);
+    gate_allow(&g, 2); /* the batch ends: room again */
+    pthread_join(t, NULL);
+    CHECK_INT_EQ(r.finished_at_return, 2);
+    gencache__writeback_get_stats(wb, &st);
+    CHECK_UINT_EQ(st.stalls, 1);
+    for (int i = 0; i < 3; i++)
+        gencache__entry_release(more[i]);
+    close_blocked_batch(&g, wb, es);
+}
+
+typedef struct churn_arg {
+    gencache *c;
+    uint64_t first, count;
+} churn_arg;
+
+/* Puts a write-back key, reads it back (from memory, the queue or disk), and deletes every third
+ * one, which must then miss, while other threads do the same. */
+static void *churn(void *p)
+{
+    churn_arg *a = p;
+    char key[GENCACHE__KEY_MAX + 1];
+    for (uint64_t id = a->first; id < a->first + a->count; id++) {
+        put_value(a->c, "image_latent", id, 10);
+        get_value(a->c, "image_latent", id);
+        if (id % 3 == 0) {
+            tu_key(key, "image_latent", id);
+            CHECK_OK(gencache_del(a->c, key));
+            gencache_handle *h = NULL;
+            CHECK_RC(gencache_get(a->c, key, &h), GENCACHE_ENOTFOUND);
+        }
+    }
+    return NULL;
+}
+
+/* Three threads churn through a memory tier a tenth of their data, so the writer takes batches
+ * while gets look in them and deletes race them; after a restart every deleted key is absent and
+ * every other one is on disk. */
+TEST_CASE(batches_under_concurrent_puts_gets_and_deletes)
+{
+    char *dir = tu_tmpdir("wb-churn");
+    gencache_options o;
+    gencache_options_init(&o);
+    o.data_dir = dir;
+    o.mem_max_bytes = 30 * (VALUE + 512);
+    o.ghost_max_entries = 0;
+    gencache *c = NULL;
+    CHECK_OK(gencache_open(&c, &o));
+    pthread_t t[3];
+    churn_arg args[3] = {{c, 1, 100}, {c, 1001, 100}, {c, 2001, 100}};
+    for (int i = 0; i < 3; i++)
+        CHECK(pthread_create(&t[i], NULL, churn, &args[i]) == 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    gencache_close(c);
+    c = open_cache(dir, 0);
+    char key[GENCACHE__KEY_MAX + 1];
+    for (int i = 0; i < 3; i++)
+        for (uint64_t id = args[i].first; id < args[i].first + args[i].count; id++) {
+            if (id % 3 != 0) {
+                CHECK_STR_EQ(get_value(c, "image_latent", id), "disk");
+                continue;
+            }
+            tu_key(key, "image_latent", id);
+            gencache_handle *h = NULL;
+            CHECK_RC(gencache_get(c, key, &h), GENCACHE_ENOTFOUND);
+        }
+    gencache_close(c);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+/* A group write that evicts its own earlier values from a small disk tier: those values are
+ * still in memory and must count as not on disk, so the next flush writes them again. */
+TEST_CASE(value_evicted_within_its_group_is_flushed_again)
+{
+    char *dir = tu_tmpdir("wb-group-evict");
+    gencache_options o;
+    gencache_options_init(&o);
+    o.data_dir = dir;
+    o.disk_max_entries = 4;
+    o.ghost_max_entries = 0;
+    gencache *c = NULL;
+    CHECK_OK(gencache_open(&c, &o));
+    for (uint64_t id = 1; id <= 10; id++)
+        put_value(c, "image_latent", id, 10);
+    uint64_t n = 0;
+    CHECK_OK(gencache_flush(c, &n));
+    CHECK_UINT_EQ(n, 10);
+    CHECK_UINT_EQ(tier_stats(c, 1).entries, 4);
+    CHECK_OK(gencache_flush(c, &n));
+    CHECK_UINT_EQ(n, 6); /* the six the group's later values pushed out */
+    gencache_close(c);
+    tu_rm_rf(dir);
+    free(dir);
+}
