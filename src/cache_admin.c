@@ -113,6 +113,11 @@ int gencache_invalidate(gencache *cache, const gencache_filter *filter, uint64_t
         uint64_t n = 0;
         cache->tiers[i]->ops->remove_if(cache->tiers[i], filter_match, &st, &n);
         removed_total += n;
+        /* Memory may have evicted a matching entry into the write-back queue after the first
+         * withdrawal: withdraw again before the tiers below are swept, or its write would land
+         * behind the sweep and bring it back (as in gencache_del()). */
+        if (i == 0 && cache->wb)
+            gencache__writeback_forget_if(cache->wb, filter_match, &st);
     }
     uint64_t unique = 0;
     if (st.oom) {

@@ -769,6 +769,7 @@ TEST_CASE(batch_bytes_count_against_the_bound)
 typedef struct churn_arg {
     gencache *c;
     uint64_t first, count;
+    bool invalidate; /* remove by gencache_invalidate() on the key, not gencache_del() */
 } churn_arg;
 
 /* Puts a write-back key, reads it back (from memory, the queue or disk), and deletes every third
@@ -782,7 +783,14 @@ static void *churn(void *p)
         get_value(a->c, "image_latent", id);
         if (id % 3 == 0) {
             tu_key(key, "image_latent", id);
-            CHECK_OK(gencache_del(a->c, key));
+            if (a->invalidate) {
+                gencache_filter f;
+                gencache_filter_init(&f);
+                f.key = key;
+                CHECK_OK(gencache_invalidate(a->c, &f, NULL));
+            } else {
+                CHECK_OK(gencache_del(a->c, key));
+            }
             gencache_handle *h = NULL;
             CHECK_RC(gencache_get(a->c, key, &h), GENCACHE_ENOTFOUND);
         }
@@ -793,7 +801,7 @@ static void *churn(void *p)
 /* Three threads churn through a memory tier a tenth of their data, so the writer takes batches
  * while gets look in them and deletes race them; after a restart every deleted key is absent and
  * every other one is on disk. */
-TEST_CASE(batches_under_concurrent_puts_gets_and_deletes)
+static void churn_and_check(bool invalidate)
 {
     char *dir = tu_tmpdir("wb-churn");
     gencache_options o;
@@ -804,7 +812,8 @@ TEST_CASE(batches_under_concurrent_puts_gets_and_deletes)
     gencache *c = NULL;
     CHECK_OK(gencache_open(&c, &o));
     pthread_t t[3];
-    churn_arg args[3] = {{c, 1, 100}, {c, 1001, 100}, {c, 2001, 100}};
+    churn_arg args[3] = {
+        {c, 1, 100, invalidate}, {c, 1001, 100, invalidate}, {c, 2001, 100, invalidate}};
     for (int i = 0; i < 3; i++)
         CHECK(pthread_create(&t[i], NULL, churn, &args[i]) == 0);
     for (int i = 0; i < 3; i++)
@@ -825,6 +834,17 @@ TEST_CASE(batches_under_concurrent_puts_gets_and_deletes)
     gencache_close(c);
     tu_rm_rf(dir);
     free(dir);
+}
+
+TEST_CASE(batches_under_concurrent_puts_gets_and_deletes)
+{
+    churn_and_check(false);
+}
+
+/* The same with invalidation, which sweeps the queue and the tiers by filter. */
+TEST_CASE(batches_under_concurrent_puts_gets_and_invalidations)
+{
+    churn_and_check(true);
 }
 
 /* A group write that evicts its own earlier values from a small disk tier: those values are
