@@ -61,25 +61,30 @@ AWK_FIRST='function first(s, re) { return match(s, re) ? substr(s, RSTART, RLENG
 
 pick_bench_mem() {
     awk -F': *' "$AWK_FIRST"'
-        /^get .*hit/ { sub(/^median /, "", $2); fig = $1 ": " $2 }
+        /^get .*hit \(zero-copy/ { sub(/^median /, "", $2); fig = $1 ": " $2 }
         /^memcpy .*baseline/ { sub(/^median /, "", $2); base = $2 }
         /^ratio memcpy\/get/ { print fig "\tmemcpy " base "\t" $2 " faster than a copy" }
-        /put\/get.*, 1 thread:/ { one = first($2, "[0-9]+ ops/s") }
-        /put\/get.*, 2 threads:/ { print "4 KB mixed, 2 threads: " first($2, "[0-9]+ ops/s") \
-                                     "\t1 thread: " one "\t" first($2, "[0-9.]+x") }'
+        /^get hit, +[0-9]+ entries/ {
+            n = $1; sub(/^get hit, +/, "", n)
+            print "get hit, " n ": " first($2, "gencache +[0-9.]+ ns") "\t" \
+                  first($2, "baseline +[0-9.]+ ns") " (minimal C cache)\t" first($2, "[0-9.]+x") }
+        /^4 KB put\/get.*thread/ {
+            t = $1; sub(/^4 KB put\/get \(30% put\), /, "", t)
+            print "4 KB mixed put/get, " t ": " first($2, "gencache +[0-9]+ ops/s") "\t" \
+                  first($2, "baseline +[0-9]+ ops/s") " (minimal C cache)\t" first($2, "[0-9.]+x") }'
 }
 
 pick_bench_key() {
     awk "$AWK_FIRST"'
         /^parse \+ keys, all layers/ { pk = first($0, "[0-9.]+ us") }
-        /^keys only/ { k = first($0, "[0-9.]+ us") }
-        /^SHA-256 of/ {
-            base = first($0, "[0-9.]+ us")
-            r1 = first(first($0, " keys/baseline [0-9.]+x"), "[0-9.]+x")
-            r2 = first(first($0, "parse\\+keys/baseline [0-9.]+x"), "[0-9.]+x")
-            print "keys of all layers: " k "\tSHA-256 of the documents: " base "\t" r1 " the floor"
-            print "parse + keys: " pk "\tSHA-256 of the documents: " base "\t" r2 " the floor"
-        }'
+        /^SHA-256 of/ { base = first($0, "[0-9.]+ us") }
+        /^Python json.loads/ { py = first($0, "[0-9.]+ us") }
+        /^parse \+ keys vs the SHA-256 floor/ {
+            print "parse + keys of all layers: " pk "\tSHA-256 of the documents: " base "\t" \
+                  first($0, "[0-9.]+x") " the floor" }
+        /^parse \+ keys vs Python/ {
+            print "parse + keys of all layers: " pk "\tPython json.loads + hashlib: " py "\t" \
+                  first($0, "[0-9.]+x") " Python" }'
 }
 
 pick_bench_image() {
@@ -116,11 +121,11 @@ pick_bench_tensor() {
 }
 
 pick_bench_disk() {
-    awk '
-        /ratios:/ { sz = $1; p = $0; sub(/.*vs plain: inline /, "", p); sub(/,.*/, "", p)
-                    g = $0; sub(/.*read\(\): inline /, "", g); sub(/,.*/, "", g)
-                    print sz " durable PUT (LMDB)\twrite+fsync of a file\t" p
-                    print sz " GET (LMDB)\topen+read of a file\t" g }
+    awk "$AWK_FIRST"'
+        /ratios: get speed vs plain read\(\)/ {
+            print $1 " GET (value in LMDB)\topen+read of a file\t" first(first($0, "inline [0-9.]+x"), "[0-9.]+x") }
+        /durable put throughput vs write\+fdatasync/ {
+            print $1 " durable PUT\twrite+fdatasync of a file\t" first(first($0, "tier [0-9.]+x"), "[0-9.]+x") }
         /^recovery/ { r = $0; sub(/.*median /, "", r); sub(/ over.*/, "", r)
                       print "open a tier of 100,000 entries: " r "\t-\t-" }'
 }
