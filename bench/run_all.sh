@@ -148,11 +148,16 @@ pick_bench_writeback() {
 }
 
 pick_bench_daemon() {
-    awk '
-        /^gencached \(HTTP\)/ { g = $3 " us, " $5 " MB/s" }
-        /^redis-server \(hiredis\)/ { h = $3 " us, " $5 " MB/s" }
-        /^ratio gencached\/redis \(hiredis\)/ { r = $0; sub(/.*throughput /, "", r)
-                                               print "1.5 MiB GET: " g "\tredis-server + hiredis: " h "\t" r " throughput" }'
+    awk "$AWK_FIRST"'
+        /^[0-9]+-byte values, [0-9]+ connection/ {
+            n = $1; sub(/-byte/, "", n)
+            n += 0
+            size = (n >= 1048576) ? sprintf("%.1f MiB", n / 1048576) : sprintf("%d KiB", n / 1024)
+            c = $0; sub(/^[0-9]+-byte values, /, "", c); sub(/ \(.*/, "", c) }
+        /^ratio gencached\/memcached ops\/s/ {
+            p99 = first(first($0, "p99 gencached/redis [0-9.]+x"), "[0-9.]+x")
+            print size " GET, " c ": ops/s vs memcached (p99 vs Redis " p99 ")\tmemcached, Redis, " \
+                  "plain TCP in the same layout\t" first($0, "[0-9.]+x") }'
 }
 
 pick_bench_service() {
