@@ -46,14 +46,14 @@ struct gencache {
     _Atomic(struct gencache__flights *) flights; /* src/coalesce/: made on the first claim */
     double pressure_warn_ratio;
     uint64_t pressure_ttl_ms;
-    gencache__crypt *keys; /* encryption at rest; NULL: none. Freed after the tiers */
+    gencache__crypt *keys;       /* encryption at rest; NULL: none. Freed after the tiers */
     pthread_mutex_t pressure_mu; /* serializes gencache_pressure_relieve() */
     _Atomic unsigned pressure_level;
     _Atomic uint64_t batch_demoted;
     _Atomic bool tenant_usage_loaded; /* the disk tier's entries are in the usage tables */
     _Atomic uint64_t invalidated;
-    struct gencache__reuse_state *reuse; /* src/reuse/: what matches beyond the key may serve */
-    struct gencache__mrc *mrc; /* the memory tier's miss-ratio curve; NULL: none */
+    struct gencache__reuse_state *reuse;  /* src/reuse/: what matches beyond the key may serve */
+    struct gencache__mrc *mrc;            /* the memory tier's miss-ratio curve; NULL: none */
     gencache__redis_coherence *coherence; /* the shared tier's subscriber; NULL: none */
 };
 

@@ -65,25 +65,21 @@ int gencache__redis_lease_acquire(gencache__tier *t, const char *key, uint64_t t
     return rc;
 }
 
-int gencache__redis_lease_renew(gencache__tier *t, const char *key, uint64_t token,
-                                uint32_t ttl_ms)
+int gencache__redis_lease_renew(gencache__tier *t, const char *key, uint64_t token, uint32_t ttl_ms)
 {
     gencache__redis_tier *r = (gencache__redis_tier *)t;
     char lkey[sizeof LEASE_PREFIX + GENCACHE__KEY_MAX + 2], tok[24], ttl[16];
     lease_key(r, lkey, sizeof lkey, key);
     snprintf(tok, sizeof tok, "%016llx", (unsigned long long)token);
     snprintf(ttl, sizeof ttl, "%u", ttl_ms);
-    gencache__redis_arg a[6] = {{{"EVAL"}, {4}},
-                                {{renew_script}, {sizeof renew_script - 1}},
-                                {{"1"}, {1}},
-                                {{lkey}, {strlen(lkey)}},
-                                {{tok}, {strlen(tok)}},
-                                {{ttl}, {strlen(ttl)}}};
+    gencache__redis_arg a[6] = {{{"EVAL"}, {4}},        {{renew_script}, {sizeof renew_script - 1}},
+                                {{"1"}, {1}},           {{lkey}, {strlen(lkey)}},
+                                {{tok}, {strlen(tok)}}, {{ttl}, {strlen(ttl)}}};
     redisReply *rep = NULL;
     int rc = gencache__redis_route_command(r, 3, ttl_ms ? 6 : 5, a, deadline(r), &rep);
     if (rc == GENCACHE_OK)
         rc = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1 ? GENCACHE_OK
-                                                                    : GENCACHE_ENOTFOUND;
+                                                                   : GENCACHE_ENOTFOUND;
     if (rep)
         freeReplyObject(rep);
     return rc;
