@@ -186,7 +186,7 @@ GENCACHE_API int gencache_image_match(const gencache_image_sig *query,
 
 /* An index of 64-bit hashes for "which stored hashes lie within Hamming distance r of this one"
  * (multi-index hashing: five substrings of 13 or 12 bits, each with its own table; fast up to
- * r = 9, a full scan past r = 14). Each entry is a pair (hash, id); id is the caller's name for
+ * r = 10, a full scan past r = 14). Each entry is a pair (hash, id); id is the caller's name for
  * what the hash belongs to. Memory: about 56 bytes per entry. */
 typedef struct gencache_hash_index gencache_hash_index;
 
