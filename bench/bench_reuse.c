@@ -7,7 +7,8 @@
  * the near-duplicate index and the guard). Prints the median and p99 of each, their difference
  * (the extra latency of consulting the index) and the ratio.
  *
- *   bench_reuse [N_STORED] [Q_QUERIES]       default 1000000 and 20000
+ *   bench_reuse [N_STORED] [Q_QUERIES] [PHASH_RADIUS]   default 1000000, 20000 and the guard's
+ *                                                       default (gencache_match_options_init())
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,12 @@ int main(int argc, char **argv)
     lo.image_match = GENCACHE_IMAGE_MATCH_PERCEPTUAL;
     if (gencache_layer_define(c, &lo) != GENCACHE_OK)
         return 1;
+    gencache_match_options guard;
+    gencache_match_options_init(&guard);
+    if (argc > 3)
+        guard.phash_radius = (unsigned)atoi(argv[3]);
+    if (gencache_reuse_set_guard(c, &guard) != GENCACHE_OK)
+        return 1;
     gencache_keyspace *ks = NULL;
     gencache_keyspace_from_cache(c, &ks);
 
@@ -103,8 +110,10 @@ int main(int argc, char **argv)
     }
     double mp = bench_median(tp, queries), ms = bench_median(ts, queries);
     double p99p = pct(tp, queries, 0.99), p99s = pct(ts, queries, 0.99);
-    printf("stored %ld images by request in %.1f s (index holds %llu)\n", stored, fill_s,
-           (unsigned long long)st.images);
+    printf("stored %ld images by request in %.1f s (index holds %llu); guard: pHash radius %u, "
+           "dHash radius %u, combined radius %u\n",
+           stored, fill_s, (unsigned long long)st.images, guard.phash_radius, guard.dhash_radius,
+           guard.combined_radius);
     printf("miss, exact key only (baseline):  median %.2f us  p99 %.2f us\n", mp / 1e3, p99p / 1e3);
     printf("miss, exact key + index + guard:  median %.2f us  p99 %.2f us\n", ms / 1e3, p99s / 1e3);
     printf("extra latency of the perceptual path: median %.2f us (ratio %.2fx)\n", (ms - mp) / 1e3,

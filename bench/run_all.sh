@@ -46,7 +46,7 @@ BENCHES=(
   "bench_policy|CLI replay of the real trace, pinned to CPU 0|$PY $HERE/bench_policy.py $BUILD"
   "bench_cluster|redis-servers on CPU 0, client on CPU 1|$B/bench_cluster $ROOT/../shared/traces/sd-discord-dream-2.tsv"
   "bench_reuse|in-process, 1 thread, 200,000 stored images|$B/bench_reuse 200000 5000"
-  "reuse_recall|daemon on loopback, Python client|env PYTHONPATH=$ROOT/bindings/python GENCACHE_LIB=$BUILD/src/libgencache.so $PY $HERE/reuse_recall.py"
+  "reuse_recall|daemon on loopback, Python client|env PYTHONPATH=$ROOT/bindings/python GENCACHE_LIB=$BUILD/src/libgencache.so $PY $HERE/reuse_recall.py --no-icons"
   "trace_any_seed|daemon on loopback, first 10,000 requests of the trace|env PYTHONPATH=$ROOT/bindings/python GENCACHE_LIB=$BUILD/src/libgencache.so $PY $HERE/trace_any_seed.py 10000"
   "bench_trajectory|in-process, 1 thread, 100,000 stored 768-d embeddings|$B/bench_trajectory 100000 50"
 )
@@ -221,10 +221,12 @@ pick_bench_cluster() {
 
 pick_reuse_recall() {
     awk '
-        /^recall all/ { r = $0; sub(/^recall all +/, "", r); sub(/ \(.*/, "", r)
-                        print "perceptual recall on benign variants: " r "\tgoal 95%\t-" }
-        /^false matches/ { f = $0; sub(/^false matches between distinct images: /, "", f)
-                           print "false matches between distinct images: " f "\tgoal 0\t-" }'
+        /^recall goal (q70|half|bright) / { k = $3; r = $0; sub(/^recall goal [a-z0-9]+ +/, "", r)
+                        sub(/ \(.*/, "", r)
+                        print "perceptual recall on benign variants, " k ": " r "\tgoal 95%\t-" }
+        /^false matches between distinct pictures/ {
+                           f = $0; sub(/^false matches between distinct pictures: /, "", f)
+                           print "false matches between distinct pictures: " f "\tgoal 0\t-" }'
 }
 
 pick_trace_any_seed() {

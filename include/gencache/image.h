@@ -153,15 +153,21 @@ GENCACHE_API int gencache_image_sig_get(const gencache_image *img, gencache_imag
 
 /* The guard of DESIGN.md section 3. */
 typedef struct gencache_match_options {
-    size_t struct_size;      /* sizeof(gencache_match_options); set by _init() */
-    unsigned phash_radius;   /* max Hamming distance of the pHashes; default 8 */
-    unsigned dhash_radius;   /* max Hamming distance of the dHashes; default 12 */
-    double aspect_tolerance; /* max relative difference of width/height; default 0.02 */
-    unsigned min_detail;     /* an image whose pHash has fewer than this many bits set is
-                                featureless (flat colour, a faint highlight): a pHash splits at the
-                                median, so a detailed image sets about half its bits, while a flat
-                                one has its coefficients tied at zero and sets almost none; such
-                                images never match. Default 8 */
+    size_t struct_size;       /* sizeof(gencache_match_options); set by _init() */
+    unsigned phash_radius;    /* max Hamming distance of the pHashes; default 10 */
+    unsigned dhash_radius;    /* max Hamming distance of the dHashes; default 12 */
+    double aspect_tolerance;  /* max relative difference of width/height; default 0.02 */
+    unsigned min_detail;      /* an image whose pHash has fewer than this many bits set is
+                                 featureless (flat colour, a faint highlight): a pHash splits at the
+                                 median, so a detailed image sets about half its bits, while a flat
+                                 one has its coefficients tied at zero and sets almost none; such
+                                 images never match. Default 8 */
+    unsigned combined_radius; /* max pHash distance + dHash distance (the distance of the two
+                                 hashes read as one 128-bit hash); 0: no such limit (so a struct
+                                 zeroed by hand keeps the guard it had before this field). A benign
+                                 variant rarely moves both hashes far, two different images that
+                                 come close in one hash rarely do in the other (docs/image.md).
+                                 Default 14 */
 } gencache_match_options;
 
 /* Fills *opts with the defaults above. Thread-safety: safe. */
@@ -169,8 +175,9 @@ GENCACHE_API void gencache_match_options_init(gencache_match_options *opts);
 
 /* Decides whether `candidate` may stand in for `query`: their aspect ratios differ by at most
  * opts->aspect_tolerance (relative), their pHashes by at most phash_radius bits, their dHashes
- * by at most dhash_radius bits, and neither is featureless (see min_detail). opts may be NULL for
- * the defaults. *distance (may be NULL) receives the pHash distance in either case.
+ * by at most dhash_radius bits, both distances together by at most combined_radius bits (unless
+ * it is 0), and neither is featureless (see min_detail). opts may be NULL for the defaults.
+ * *distance (may be NULL) receives the pHash distance in either case.
  * Returns GENCACHE_OK (a match), GENCACHE_ENOTFOUND (not a match), GENCACHE_EINVAL.
  * Thread-safety: safe. */
 GENCACHE_API int gencache_image_match(const gencache_image_sig *query,
@@ -179,7 +186,7 @@ GENCACHE_API int gencache_image_match(const gencache_image_sig *query,
 
 /* An index of 64-bit hashes for "which stored hashes lie within Hamming distance r of this one"
  * (multi-index hashing: five substrings of 13 or 12 bits, each with its own table; fast up to
- * r = 9, a full scan past r = 14). Each entry is a pair (hash, id); id is the caller's name for
+ * r = 10, a full scan past r = 14). Each entry is a pair (hash, id); id is the caller's name for
  * what the hash belongs to. Memory: about 56 bytes per entry. */
 typedef struct gencache_hash_index gencache_hash_index;
 

@@ -680,6 +680,8 @@ static int perceptual_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *k
         return gencache__cfg_uint(x, v, path, 0, 64, &g->dhash_radius);
     if (strcmp(key, "min_detail") == 0)
         return gencache__cfg_uint(x, v, path, 0, 64, &g->min_detail);
+    if (strcmp(key, "combined_radius") == 0)
+        return gencache__cfg_uint(x, v, path, 0, 128, &g->combined_radius);
     if (strcmp(key, "aspect_tolerance") == 0) {
         const char *s = scalar(v);
         char *end = NULL;
@@ -690,7 +692,8 @@ static int perceptual_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *k
         g->aspect_tolerance = r;
         return 0;
     }
-    return unknown(x, kn, path, "phash_radius, dhash_radius, aspect_tolerance, min_detail");
+    return unknown(x, kn, path,
+                   "phash_radius, dhash_radius, aspect_tolerance, min_detail, combined_radius");
 }
 
 /* similar_prompt: how near a prompt match may be (gencache_reuse_set_prompt_radius()). */

@@ -1,11 +1,13 @@
 /*
  * hash_index.c: the near-duplicate index of 64-bit perceptual hashes, by multi-index hashing
- * (Norouzi et al.): five substring tables, and a query within radius r probes, in each table,
- * the buckets within floor(r / 5) bits of the query's substring, filters their entries by a
- * 32-bit fingerprint and checks the survivors' full distance. A candidate is reported only from
- * the first table where its substring is that close, so no result appears twice and no set of
- * seen entries is needed. Radii too large for probing to pay (floor(r / 5) > 2) fall back to a
- * scan of the entries. A reader-writer lock lets queries run in parallel.
+ * (Norouzi et al.): five substring tables, and a query within radius r = 5a + b (b < 5) probes
+ * the buckets within a bits of the query's substring in the first b + 1 tables and within a - 1
+ * bits in the others (two hashes within r agree that closely on at least one substring: were
+ * every substring farther apart, the distance would be at least (b + 1)(a + 1) + (4 - b)a > r),
+ * filters their entries by a 32-bit fingerprint and checks the survivors' full distance. A
+ * candidate is reported only from the first table where its substring is that close, so no
+ * result appears twice and no set of seen entries is needed. Radii too large for probing to pay
+ * (a > 2) fall back to a scan of the entries. A reader-writer lock lets queries run in parallel.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -277,7 +279,7 @@ typedef struct cands {
  * radius that no earlier table reports. */
 static inline __attribute__((always_inline)) void check_cands_body(const gencache_hash_index *idx,
                                                                    cands *cd, uint64_t q,
-                                                                   unsigned radius, unsigned s,
+                                                                   unsigned radius, const int *s,
                                                                    hits *h)
 {
     for (size_t i = 0; i < cd->n; i++)
@@ -290,22 +292,28 @@ static inline __attribute__((always_inline)) void check_cands_body(const gencach
             continue;
         int earlier = 0;
         for (unsigned j = 0; j < cd->table[i] && !earlier; j++)
-            earlier = (unsigned)__builtin_popcount(chunk_of(x, j)) <= s;
+            earlier = __builtin_popcount(chunk_of(x, j)) <= s[j];
         if (!earlier)
             hits_add(h, idx->hashes[slot], idx->ids[slot], d);
     }
     cd->n = 0;
 }
 
-/* Filters the entries of one bucket of table c by fingerprint. */
-static inline __attribute__((always_inline)) void
-scan_bucket_body(const gencache_hash_index *idx, const gencache__hidx_bucket *b, unsigned c,
-                 uint64_t q, unsigned radius, unsigned s, cands *cd, hits *h)
+/* Filters the entries of bucket `key` of table c by fingerprint. Every entry there differs from
+ * the query in popcount(key ^ the query's substring) bits of the substring, and the fingerprint
+ * holds other bits, so an entry within the radius has a fingerprint within the radius less that
+ * many bits. */
+static inline __attribute__((always_inline)) void scan_bucket_body(const gencache_hash_index *idx,
+                                                                   uint32_t key, unsigned c,
+                                                                   uint64_t q, unsigned radius,
+                                                                   const int *s, cands *cd, hits *h)
 {
+    const gencache__hidx_bucket *b = &idx->tables[c][key];
     const uint32_t *fps = b->fps;
     uint32_t qfp = fingerprint(q, c);
+    unsigned limit = radius - (unsigned)__builtin_popcount(key ^ chunk_of(q, c));
     for (uint32_t i = 0; i < b->n; i++) {
-        if ((unsigned)__builtin_popcount(fps[i] ^ qfp) > radius)
+        if ((unsigned)__builtin_popcount(fps[i] ^ qfp) > limit)
             continue;
         if (cd->n == sizeof cd->slot / sizeof cd->slot[0])
             check_cands_body(idx, cd, q, radius, s, h);
@@ -315,12 +323,15 @@ scan_bucket_body(const gencache_hash_index *idx, const gencache__hidx_bucket *b,
     }
 }
 
-/* The buckets a query visits in table c: its own substring and those within s bits of it. */
-static size_t probe_keys(unsigned c, uint64_t q, unsigned s, uint32_t *keys)
+/* The buckets a query visits in table c: its own substring and those within s bits of it (none
+ * when s < 0). */
+static size_t probe_keys(unsigned c, uint64_t q, int s, uint32_t *keys)
 {
     uint32_t key = chunk_of(q, c);
     unsigned nb = chunk_bits(c);
     size_t n = 0;
+    if (s < 0)
+        return 0;
     keys[n++] = key;
     if (s >= 1)
         for (unsigned i = 0; i < nb; i++) {
@@ -355,7 +366,7 @@ static void prefetch_bucket(const gencache__hidx_bucket *b)
     uint32_t keys[GENCACHE__HIDX_CHUNKS][MAX_PROBES];                                              \
     size_t n[GENCACHE__HIDX_CHUNKS];                                                               \
     for (unsigned c = 0; c < GENCACHE__HIDX_CHUNKS; c++) {                                         \
-        n[c] = probe_keys(c, q, s, keys[c]);                                                       \
+        n[c] = probe_keys(c, q, s[c], keys[c]);                                                    \
         for (size_t i = 0; i < n[c]; i++)                                                          \
             __builtin_prefetch(&idx->tables[c][keys[c][i]]);                                       \
     }                                                                                              \
@@ -366,7 +377,7 @@ static void prefetch_bucket(const gencache__hidx_bucket *b)
     cd.n = 0;                                                                                      \
     for (unsigned c = 0; c < GENCACHE__HIDX_CHUNKS; c++)                                           \
         for (size_t i = 0; i < n[c]; i++)                                                          \
-            scan_bucket_body(idx, &idx->tables[c][keys[c][i]], c, q, radius, s, &cd, h);           \
+            scan_bucket_body(idx, keys[c][i], c, q, radius, s, &cd, h);                            \
     check_cands_body(idx, &cd, q, radius, s, h)
 
 #define SCAN_ALL_BODY                                                                              \
@@ -380,13 +391,13 @@ static void prefetch_bucket(const gencache__hidx_bucket *b)
 
 __attribute__((target("popcnt"))) static void probe_tables_popcnt(const gencache_hash_index *idx,
                                                                   uint64_t q, unsigned radius,
-                                                                  unsigned s, hits *h)
+                                                                  const int *s, hits *h)
 {
     PROBE_TABLES_BODY;
 }
 
 static void probe_tables_plain(const gencache_hash_index *idx, uint64_t q, unsigned radius,
-                               unsigned s, hits *h)
+                               const int *s, hits *h)
 {
     PROBE_TABLES_BODY;
 }
@@ -429,8 +440,12 @@ int gencache_hash_index_query(gencache_hash_index *idx, uint64_t hash, unsigned 
     h.cap = sizeof h.local / sizeof h.local[0];
     h.oom = 0;
     pthread_rwlock_rdlock(&idx->lock);
-    unsigned s = radius / GENCACHE__HIDX_CHUNKS;
-    if (s <= 2) {
+    /* The substring radius of each table: a in the first b + 1, a - 1 in the others. */
+    int a = (int)(radius / GENCACHE__HIDX_CHUNKS), b = (int)(radius % GENCACHE__HIDX_CHUNKS);
+    int s[GENCACHE__HIDX_CHUNKS];
+    for (int c = 0; c < GENCACHE__HIDX_CHUNKS; c++)
+        s[c] = c <= b ? a : a - 1;
+    if (a <= 2) {
         if (have_popcnt())
             probe_tables_popcnt(idx, hash, radius, s, &h);
         else

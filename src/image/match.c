@@ -1,8 +1,10 @@
 /*
  * match.c: the guard a near-duplicate candidate must pass before its entry is reused (DESIGN.md
- * section 3). The index finds candidates by pHash distance alone; the guard adds two independent
- * checks, the aspect ratio and the dHash distance, so that two different images whose pHashes
- * happen to collide are not confused, and refuses featureless images outright.
+ * section 3). The index finds candidates by pHash distance alone; the guard adds independent
+ * checks, the aspect ratio, the dHash distance and the sum of both distances, so that two
+ * different images whose pHashes happen to collide are not confused, and refuses featureless
+ * images outright. The defaults come from the distance distributions of benign variants and of
+ * distinct images that bench/reuse_recall.py prints.
  */
 #include <math.h>
 #include <string.h>
@@ -15,10 +17,11 @@ void gencache_match_options_init(gencache_match_options *opts)
         return;
     memset(opts, 0, sizeof *opts);
     opts->struct_size = sizeof *opts;
-    opts->phash_radius = 8;
+    opts->phash_radius = 10;
     opts->dhash_radius = 12;
     opts->aspect_tolerance = 0.02;
     opts->min_detail = 8;
+    opts->combined_radius = 14;
 }
 
 /* pHash sets the bits of the coefficients above their median, so a detailed image sets about
@@ -72,6 +75,7 @@ int gencache_image_match(const gencache_image_sig *query, const gencache_image_s
     double ca = (double)candidate->width / candidate->height;
     double rel = fabs(qa - ca) / (qa > ca ? qa : ca);
     if (rel > o.aspect_tolerance || pd > o.phash_radius || dd > o.dhash_radius ||
+        (o.combined_radius && pd + dd > o.combined_radius) ||
         featureless(query->phash, o.min_detail) || featureless(candidate->phash, o.min_detail))
         return GENCACHE_ENOTFOUND;
     return GENCACHE_OK;

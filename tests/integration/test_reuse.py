@@ -3,9 +3,10 @@
 image_latent and condition, real images (Debian's imagemagick-6-doc) and benign variants made from
 them with Pillow (JPEG quality 70, half size, 10% brighter), over HTTP (POST /v1/store, POST
 /v1/lookup), the CLI (`gencache lookup`) and the Python client: perceptual hits and misses, the
-guard refusing a crop, a rotation and another image, tenant scope, delete and invalidation
-removing an image from the index, the records surviving a restart, results of any seed, the
-counters on /v1/stats and /metrics, and malformed lookups refused."""
+guard refusing a crop, a rotation and another image, the default guard's radii (a JPEG q70
+re-upload 10 pHash bits away found, two dither patterns told apart), tenant scope, delete and
+invalidation removing an image from the index, the records surviving a restart, results of any
+seed, the counters on /v1/stats and /metrics, and malformed lookups refused."""
 import json
 import os
 import shutil
@@ -53,9 +54,9 @@ def image_obj(path):
             "dhash": gencache.image_hash(path, "dhash"), "width": w, "height": h}
 
 
-def config(tenants=False):
+def config(tenants=False, extra=()):
     lines = ["layers:", "  image_latent:", "    image_match: perceptual",
-             "  condition:", "    image_match: perceptual"]
+             "  condition:", "    image_match: perceptual"] + list(extra)
     if tenants:
         lines.append("tenants:")
         for name, tok in TOKENS.items():
@@ -323,6 +324,29 @@ def t_tenants():
         d.stop()
 
 
+def t_default_guard():
+    """The default guard's radii: a JPEG q70 re-upload 10 pHash bits from its original is found;
+    two different dither patterns, 7 pHash and 9 dHash bits apart, are told apart by the
+    combined radius (14), and found for each other once it is off."""
+    gray60, gray85 = IM + "patterns/gray60.png", IM + "patterns/gray85.png"
+    q70 = variant("red-circle.png", "q70")
+    for combined, want in ((None, 404), (0, 200)):
+        extra = ["perceptual:", "  combined_radius: %d" % combined] if combined is not None else []
+        d = Daemon("--config", config(extra=extra))
+        try:
+            key = store(d, "image_latent", req(IM + "red-circle.png"), b"circle")
+            status, h, body = lookup(d, "image_latent", req(q70))
+            check_eq((status, body, h.get("x-gencache-key")), (200, b"circle", key), "q70")
+            check(h["x-gencache-match"].startswith("perceptual; distance=10;"),
+                  h["x-gencache-match"])
+            store(d, "image_latent", req(gray85, "patterns"), b"gray85")
+            status, h, _ = lookup(d, "image_latent", req(gray60, "patterns"))
+            check_eq(status, want, "gray60 against gray85, combined radius %s: %s" % (
+                combined, h.get("x-gencache-match")))
+        finally:
+            d.stop()
+
+
 def main():
     r = Runner()
     try:
@@ -337,6 +361,7 @@ def main():
             r.run("malformed", t_malformed, d)
         finally:
             d.stop()
+        r.run("default_guard", t_default_guard)
         r.run("restart", t_restart)
         r.run("tenants", t_tenants)
     finally:

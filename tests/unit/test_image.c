@@ -445,6 +445,13 @@ TEST_CASE(match_guard)
     CHECK_RC(gencache_image_match(&sa, &other, &o, &d), GENCACHE_ENOTFOUND);
     CHECK_UINT_EQ(d, 3);
     o.dhash_radius = 16;
+    /* Both radii pass now (3 and 16 bits), their sum (19) does not; 0 lifts that limit. */
+    CHECK_RC(gencache_image_match(&sa, &other, &o, &d), GENCACHE_ENOTFOUND);
+    o.combined_radius = 19;
+    CHECK_OK(gencache_image_match(&sa, &other, &o, &d));
+    o.combined_radius = 18;
+    CHECK_RC(gencache_image_match(&sa, &other, &o, &d), GENCACHE_ENOTFOUND);
+    o.combined_radius = 0;
     CHECK_OK(gencache_image_match(&sa, &other, &o, &d));
     o.phash_radius = 2;
     CHECK_RC(gencache_image_match(&sa, &other, &o, &d), GENCACHE_ENOTFOUND);
@@ -459,18 +466,62 @@ TEST_CASE(match_guard)
     gencache_image_free(b);
 }
 
+/* The signature of a real image file. */
+static gencache_image_sig sig_of(const char *path)
+{
+    gencache_image *img = load(path);
+    gencache_image_sig s;
+    CHECK_OK(gencache_image_sig_get(img, &s));
+    gencache_image_free(img);
+    return s;
+}
+
 /* A solid colour and a black image: the hashes nearly agree, the guard refuses. */
 TEST_CASE(match_flat_images_refused)
 {
-    gencache_image *a = load(IM_DIR "navy.png"), *b = load(IM_DIR "black.png");
-    gencache_image_sig sa, sb;
-    CHECK_OK(gencache_image_sig_get(a, &sa));
-    CHECK_OK(gencache_image_sig_get(b, &sb));
+    gencache_image_sig sa = sig_of(IM_DIR "navy.png"), sb = sig_of(IM_DIR "black.png");
     unsigned d;
     CHECK_RC(gencache_image_match(&sa, &sb, NULL, &d), GENCACHE_ENOTFOUND);
     CHECK_UINT_LE(d, 8);
-    gencache_image_free(a);
-    gencache_image_free(b);
+}
+
+/* Two different dither patterns of the same size: 7 pHash bits and 9 dHash bits apart, each
+ * within its own radius, but a benign variant seldom moves both hashes that far at once. The
+ * combined radius tells them apart; without it the guard takes one for the other. */
+TEST_CASE(match_distinct_patterns_refused)
+{
+    gencache_image_sig sa = sig_of(IM_DIR "patterns/gray60.png");
+    gencache_image_sig sb = sig_of(IM_DIR "patterns/gray85.png");
+    gencache_match_options o;
+    gencache_match_options_init(&o);
+    unsigned pd = (unsigned)__builtin_popcountll(sa.phash ^ sb.phash);
+    unsigned dd = (unsigned)__builtin_popcountll(sa.dhash ^ sb.dhash);
+    CHECK_UINT_LE(pd, o.phash_radius);
+    CHECK_UINT_LE(dd, o.dhash_radius);
+    CHECK_UINT_LE(o.combined_radius + 1, pd + dd);
+    unsigned d = 99;
+    CHECK_RC(gencache_image_match(&sa, &sb, NULL, &d), GENCACHE_ENOTFOUND);
+    CHECK_UINT_EQ(d, pd);
+    o.combined_radius = 0;
+    CHECK_OK(gencache_image_match(&sa, &sb, &o, &d));
+    /* Each still matches itself under the default guard. */
+    CHECK_OK(gencache_image_match(&sa, &sa, NULL, &d));
+    CHECK_UINT_EQ(d, 0);
+}
+
+/* The defaults as documented in include/gencache/image.h and docs/config.md. */
+TEST_CASE(match_options_defaults)
+{
+    gencache_match_options o;
+    memset(&o, 0xAB, sizeof o);
+    gencache_match_options_init(&o);
+    CHECK_UINT_EQ(o.struct_size, sizeof o);
+    CHECK_UINT_EQ(o.phash_radius, 10);
+    CHECK_UINT_EQ(o.dhash_radius, 12);
+    CHECK_UINT_EQ(o.min_detail, 8);
+    CHECK_UINT_EQ(o.combined_radius, 14);
+    CHECK(o.aspect_tolerance == 0.02);
+    gencache_match_options_init(NULL); /* does nothing */
 }
 
 /* Every hash of every layout, with each set of vector kernels and without: the same bits. */

@@ -77,18 +77,25 @@ static void check_query(gencache_hash_index *idx, const ref_entry *ref, size_t n
     free(got);
 }
 
+/* A new index of n random hashes with ids 0..n-1, also written to ref. */
+static gencache_hash_index *random_index(ref_entry *ref, size_t n)
+{
+    gencache_hash_index *idx;
+    CHECK_OK(gencache_hash_index_new(&idx));
+    for (size_t i = 0; i < n; i++) {
+        ref[i].hash = rnd();
+        ref[i].id = i;
+        CHECK_OK(gencache_hash_index_insert(idx, ref[i].hash, ref[i].id));
+    }
+    return idx;
+}
+
 TEST_CASE(query_equals_brute_force)
 {
     enum { N = 20000 };
     ref_entry *ref = malloc(sizeof *ref * (N + 400));
-    gencache_hash_index *idx;
-    CHECK_OK(gencache_hash_index_new(&idx));
-    size_t n = 0;
-    for (; n < N; n++) {
-        ref[n].hash = rnd();
-        ref[n].id = n;
-        CHECK_OK(gencache_hash_index_insert(idx, ref[n].hash, ref[n].id));
-    }
+    gencache_hash_index *idx = random_index(ref, N);
+    size_t n = N;
     /* Plant neighbours of 20 centres at every distance 0..19. */
     uint64_t centres[20];
     for (int c = 0; c < 20; c++) {
@@ -118,6 +125,54 @@ TEST_CASE(query_equals_brute_force)
     CHECK_RC(gencache_hash_index_query(idx, 0, 65, top, 3, &count), GENCACHE_EINVAL);
     CHECK_RC(gencache_hash_index_query(idx, 0, 5, NULL, 3, &count), GENCACHE_EINVAL);
     CHECK_RC(gencache_hash_index_query(NULL, 0, 5, top, 3, &count), GENCACHE_EINVAL);
+    gencache_hash_index_free(idx);
+    free(ref);
+}
+
+/* Flips d[c] distinct random bits inside each substring c (bits 13c.., 13 wide, the last 12). */
+static uint64_t flip_chunks(uint64_t h, const unsigned *d)
+{
+    for (unsigned c = 0; c < 5; c++) {
+        unsigned width = c < 4 ? 13 : 12, done = 0;
+        uint64_t mask = 0;
+        while (done < d[c]) {
+            uint64_t bit = 1ull << (13 * c + rnd() % width);
+            if (!(mask & bit)) {
+                mask |= bit;
+                done++;
+            }
+        }
+        h ^= mask;
+    }
+    return h;
+}
+
+/* Neighbours whose differences are spread over the substrings as evenly as a distance allows:
+ * the cases where only one table holds a hit within its substring radius (a in the first
+ * r % 5 + 1 tables, a - 1 in the others, for r = 5a + b). Every such neighbour must be found. */
+TEST_CASE(query_finds_evenly_spread_neighbours)
+{
+    enum { N = 5000, PER = 60 };
+    ref_entry *ref = malloc(sizeof *ref * (N + 15 * PER));
+    gencache_hash_index *idx = random_index(ref, N);
+    size_t n = N;
+    uint64_t q = rnd();
+    for (unsigned r = 0; r <= 14; r++)
+        for (unsigned k = 0; k < PER; k++, n++) {
+            /* r bits dealt over the five substrings, starting at a random one. */
+            unsigned d[5] = {0, 0, 0, 0, 0}, start = (unsigned)(rnd() % 5);
+            for (unsigned i = 0; i < r; i++)
+                d[(start + i) % 5]++;
+            ref[n].hash = flip_chunks(q, d);
+            ref[n].id = 2000000 + n;
+            int rc = gencache_hash_index_insert(idx, ref[n].hash, ref[n].id);
+            CHECK_OK(rc);
+        }
+    for (unsigned r = 0; r <= 15; r++)
+        check_query(idx, ref, n, q, r);
+    size_t count;
+    CHECK_OK(gencache_hash_index_query(idx, q, 10, NULL, 0, &count));
+    CHECK(count >= 11 * PER);
     gencache_hash_index_free(idx);
     free(ref);
 }

@@ -646,14 +646,16 @@ TEST_CASE(guard_from_config)
     images_load(&im);
     char err[256] = "";
     gencache *c = NULL;
-    CHECK_OK(open_with_config("layers:\n  image_latent:\n    image_match: perceptual\n"
-                              "perceptual:\n  min_detail: 64\n  phash_radius: 10\n"
-                              "similar_prompt:\n  radius: 5\n",
-                              &c, err));
+    CHECK_OK(
+        open_with_config("layers:\n  image_latent:\n    image_match: perceptual\n"
+                         "perceptual:\n  min_detail: 64\n  phash_radius: 9\n  combined_radius: 20\n"
+                         "similar_prompt:\n  radius: 5\n",
+                         &c, err));
     gencache_match_options g = {.struct_size = sizeof g};
     CHECK_OK(gencache_reuse_get_guard(c, &g));
     CHECK_UINT_EQ(g.min_detail, 64);
-    CHECK_UINT_EQ(g.phash_radius, 10);
+    CHECK_UINT_EQ(g.phash_radius, 9);
+    CHECK_UINT_EQ(g.combined_radius, 20);
     CHECK_UINT_EQ(g.dhash_radius, 12); /* the rest keeps its defaults */
     CHECK_UINT_EQ(gencache_reuse_get_prompt_radius(c), 5);
     g.struct_size = 4;
@@ -669,7 +671,8 @@ TEST_CASE(guard_from_config)
     static const char *const bad[] = {
         "perceptual:\n  phash_radius: 33\n",       "perceptual:\n  aspect_tolerance: -1\n",
         "perceptual:\n  aspect_tolerance: wide\n", "perceptual:\n  radius: 3\n",
-        "similar_prompt:\n  radius: 17\n",
+        "similar_prompt:\n  radius: 17\n",         "perceptual:\n  combined_radius: 129\n",
+        "perceptual:\n  combined_radius: -1\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';

@@ -98,10 +98,11 @@ void gcd_config_print(const gcd_config *cfg, gencache *cache, FILE *out)
             (cfg->pressure_warn_ratio > 0 ? cfg->pressure_warn_ratio : 0.85) * 100);
     gencache_match_options guard = {.struct_size = sizeof guard};
     if (gencache_reuse_get_guard(cache, &guard) == GENCACHE_OK)
-        fprintf(
-            out,
-            "perceptual: phash_radius %u, dhash_radius %u, aspect_tolerance %g, min_detail %u\n",
-            guard.phash_radius, guard.dhash_radius, guard.aspect_tolerance, guard.min_detail);
+        fprintf(out,
+                "perceptual: phash_radius %u, dhash_radius %u, aspect_tolerance %g, min_detail %u, "
+                "combined_radius %u\n",
+                guard.phash_radius, guard.dhash_radius, guard.aspect_tolerance, guard.min_detail,
+                guard.combined_radius);
     fprintf(out, "similar_prompt: radius %u\n", gencache_reuse_get_prompt_radius(cache));
     print_size(out, "limits: max_body ", cfg->max_body, "default");
     fprintf(out, ", max_connections %u, threads %u, timeout %us", cfg->max_connections,
