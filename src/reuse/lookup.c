@@ -51,9 +51,11 @@ const char *gencache_match_kind_name(gencache_match_kind kind)
 
 int gencache_request_set_image_sig(gencache_request *req, const gencache_image_sig *sig)
 {
-    if (!req || !sig || sig->width == 0 || sig->height == 0 || !req->image_digest[0])
+    if (!req || !sig || (sig->width == 0) != (sig->height == 0) || !req->image_digest[0])
         return GENCACHE_EINVAL;
     req->image_sig = *sig;
+    if (sig->width == 0)
+        req->image_sig.dhash = 0; /* the pHash alone */
     req->has_image_sig = true;
     return GENCACHE_OK;
 }
@@ -291,6 +293,20 @@ int gencache__reuse_stored_key_hash(gencache *c, const gencache_caller *caller, 
     return GENCACHE_OK;
 }
 
+/* The request's image signature, completed from a stored record of the same digest when the
+ * request gives the pHash alone; a width of 0 says it could not be. */
+static gencache_image_sig image_sig(struct gencache__reuse_state *st, uint64_t tenant,
+                                    const gencache_request *req)
+{
+    gencache_image_sig sig = req->image_sig;
+    if (sig.width == 0) {
+        unsigned char digest[32];
+        gencache__reuse_hex_decode(req->image_digest + 7, digest);
+        gencache__reuse_image_sig_of(st->records, tenant, digest, sig.phash, &sig);
+    }
+    return sig;
+}
+
 /* Records what the entry just stored under key may also serve. */
 static int record(gencache *c, const gencache_caller *caller, const gencache_request *req,
                   const char *lname, const char *key)
@@ -316,9 +332,10 @@ static int record(gencache *c, const gencache_caller *caller, const gencache_req
         (rc = gencache__request_context(req, lname, "image", &rec.ctx)) == GENCACHE_OK &&
         rec.ctx != whole) { /* equal: the recipe has no image, nothing to match */
         rec.kind = GENCACHE__REUSE_IMAGE;
-        rec.sig = req->image_sig;
+        rec.sig = image_sig(st, rec.tenant_hash, req);
         gencache__reuse_hex_decode(req->image_digest + 7, rec.digest);
-        rc = gencache__reuse_add(st->records, &rec);
+        if (rec.sig.width != 0) /* the pHash alone cannot be guarded against later queries */
+            rc = gencache__reuse_add(st->records, &rec);
     }
     if (rc == GENCACHE_OK && seed &&
         (rc = gencache__request_context(req, lname, "seed", &rec.ctx)) == GENCACHE_OK) {
@@ -436,9 +453,10 @@ static int lookup_records(gencache *c, const gencache_caller *caller, const genc
         return rc;
     gencache__reuse_cand cands[MAX_CANDS];
     size_t n = 0, which = 0;
+    gencache_image_sig sig = image ? image_sig(st, tenant, req) : req->image_sig;
     if (image)
-        rc = gencache__reuse_find_image(st->records, idx, ctx, tenant, &req->image_sig, &st->guard,
-                                        cands, MAX_CANDS, &n, &refused);
+        rc = gencache__reuse_find_image(st->records, idx, ctx, tenant, &sig, &st->guard, cands,
+                                        MAX_CANDS, &n, &refused);
     else if (prompt)
         rc = gencache__reuse_find_prompt(st->records, idx, ctx, tenant, sim, text,
                                          st->prompt_radius, cands, MAX_CANDS, &n);

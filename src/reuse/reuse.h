@@ -55,6 +55,13 @@ int gencache__reuse_find_image(gencache__reuse *r, uint32_t layer, uint64_t ctx,
                                uint64_t tenant_hash, const gencache_image_sig *sig,
                                const gencache_match_options *guard, gencache__reuse_cand *out,
                                size_t cap, size_t *n, uint64_t *refused);
+/* The full signature of the image whose pixel digest is digest and whose pHash is phash, from
+ * an IMAGE record of tenant_hash: GENCACHE_OK, or GENCACHE_ENOTFOUND when none holds it. A query
+ * sig of width 0 to gencache__reuse_find_image() carries the pHash alone and passes the radius
+ * and min_detail guards only. */
+int gencache__reuse_image_sig_of(gencache__reuse *r, uint64_t tenant_hash,
+                                 const unsigned char digest[32], uint64_t phash,
+                                 gencache_image_sig *out);
 /* SEED records of (layer, ctx, tenant_hash), newest first, at most cap of them. */
 int gencache__reuse_find_seed(gencache__reuse *r, uint32_t layer, uint64_t ctx,
                               uint64_t tenant_hash, gencache__reuse_cand *out, size_t cap,

@@ -141,12 +141,12 @@ static void store(gencache *c, const gencache_caller *who, const char *layer, co
     gencache_request_free(req);
 }
 
-/* Looks up and returns the match kind; *value (may be NULL) gets the bytes served. */
-static gencache_match_kind lookup(gencache *c, const gencache_caller *who, const char *layer,
-                                  const char *model, const img_req *im, gencache_match *m,
-                                  char *value)
+/* Looks up req (freed here) and returns the match kind; *value (may be NULL) gets the bytes
+ * served. */
+static gencache_match_kind lookup_req(gencache *c, const gencache_caller *who,
+                                      gencache_request *req, const char *layer, gencache_match *m,
+                                      char *value)
 {
-    gencache_request *req = request(c, model, im);
     gencache_handle *h = NULL;
     m->struct_size = sizeof *m;
     int rc = gencache_lookup(c, who, req, layer, &h, m);
@@ -163,6 +163,13 @@ static gencache_match_kind lookup(gencache *c, const gencache_caller *who, const
     }
     gencache_handle_release(h);
     return m->kind;
+}
+
+static gencache_match_kind lookup(gencache *c, const gencache_caller *who, const char *layer,
+                                  const char *model, const img_req *im, gencache_match *m,
+                                  char *value)
+{
+    return lookup_req(c, who, request(c, model, im), layer, m, value);
 }
 
 typedef struct images {
@@ -233,14 +240,21 @@ TEST_CASE(perceptual_variants_match)
     images_free(&im);
 }
 
+/* A cache holding the wizard and a flat image in image_latent for model m1. */
+static gencache *open_with_wizard_and_flat(images *im, char *key)
+{
+    images_load(im);
+    gencache *c = open_cache(NULL, 0);
+    store(c, NULL, "image_latent", "m1", &im->o, "wizard", key);
+    store(c, NULL, "image_latent", "m1", &im->flat_a, "flat", key);
+    return c;
+}
+
 TEST_CASE(guard_refuses_other_crop_rotation_flat)
 {
     images im;
-    images_load(&im);
-    gencache *c = open_cache(NULL, 0);
     char key[GENCACHE_KEY_MAX];
-    store(c, NULL, "image_latent", "m1", &im.o, "wizard", key);
-    store(c, NULL, "image_latent", "m1", &im.flat_a, "flat", key);
+    gencache *c = open_with_wizard_and_flat(&im, key);
     gencache_match m;
     const img_req *refused[] = {&im.oth, &im.crop, &im.rot, &im.flat_b};
     for (size_t i = 0; i < 4; i++)
@@ -504,7 +518,9 @@ TEST_CASE(any_seed_serves_a_stored_seed)
 TEST_CASE(request_image_signature_parsing)
 {
     static const char *bad[] = {
-        "{\"image\": {\"digest\": \"sha256:%s\", \"phash\": \"00ff00ff00ff00ff\"}}",
+        "{\"image\": {\"digest\": \"sha256:%s\", \"phash\": \"00ff00ff00ff00ff\", \"width\": 4}}",
+        "{\"image\": {\"digest\": \"sha256:%s\", \"dhash\": \"00ff00ff00ff00ff\"}}",
+        "{\"image\": {\"digest\": \"sha256:%s\", \"phash\": \"00ff00ff00ff00f\"}}",
         "{\"image\": {\"digest\": \"sha256:%s\", \"phash\": \"00FF00ff00ff00ff\", \"dhash\": "
         "\"00ff00ff00ff00ff\", \"width\": 4, \"height\": 3}}",
         "{\"image\": {\"digest\": \"sha256:%s\", \"phash\": \"00ff00ff00ff00ff\", \"dhash\": "
@@ -540,8 +556,17 @@ TEST_CASE(request_image_signature_parsing)
     CHECK_OK(gencache_request_key(req, "image_latent", k1, sizeof k1));
     CHECK_OK(gencache_request_key(plain, "image_latent", k2, sizeof k2));
     CHECK(strcmp(k1, k2) == 0);
-    gencache_image_sig sig = {.width = 0};
+    gencache_image_sig sig = {.width = 0, .height = 3};
     CHECK_INT_EQ(gencache_request_set_image_sig(plain, &sig), GENCACHE_EINVAL);
+    sig.height = 0; /* the pHash alone */
+    CHECK_OK(gencache_request_set_image_sig(plain, &sig));
+    snprintf(json, sizeof json,
+             "{\"image\": {\"digest\": \"sha256:%s\", \"phash\": \"00ff00ff00ff00ff\"}}", hex);
+    gencache_request *phash_only = NULL;
+    CHECK_OK(gencache_request_parse(NULL, json, strlen(json), 0, &phash_only));
+    CHECK_OK(gencache_request_key(phash_only, "image_latent", k1, sizeof k1));
+    CHECK(strcmp(k1, k2) == 0);
+    gencache_request_free(phash_only);
     gencache_request_free(req);
     gencache_request_free(plain);
     gencache_request *noimg = NULL;
@@ -551,6 +576,64 @@ TEST_CASE(request_image_signature_parsing)
     gencache_request_free(noimg);
     CHECK(strcmp(gencache_match_kind_name(GENCACHE_MATCH_PERCEPTUAL), "perceptual") == 0);
     CHECK(gencache_match_kind_name((gencache_match_kind)99) == NULL);
+}
+
+/* Looks up the request JSON in layer (see lookup_req()). */
+static gencache_match_kind lookup_json(gencache *c, const char *layer, const char *json,
+                                       gencache_match *m, char *value)
+{
+    return lookup_req(c, NULL, parse(c, json), layer, m, value);
+}
+
+/* Looks up with the image given as its digest and pHash only, as {"digest", "phash"}. */
+static gencache_match_kind lookup_phash_only(gencache *c, const char *model, const img_req *im,
+                                             gencache_match *m)
+{
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"model\": \"%s\", \"prompt\": \"a cat\", \"image\": {\"digest\": \"%s\", "
+             "\"phash\": \"%016llx\"}}",
+             model, im->digest, (unsigned long long)im->sig.phash);
+    return lookup_json(c, "image_latent", json, m, NULL);
+}
+
+TEST_CASE(phash_only_lookup_guards)
+{
+    images im;
+    char key[GENCACHE_KEY_MAX];
+    gencache *c = open_with_wizard_and_flat(&im, key);
+    gencache_match m;
+    /* Unknown digests: the pHash radius and min_detail decide. */
+    CHECK_INT_EQ(lookup_phash_only(c, "m1", &im.small, &m), GENCACHE_MATCH_PERCEPTUAL);
+    CHECK(strcmp(m.of, im.o.digest) == 0);
+    CHECK_UINT_LE(m.distance, 8);
+    CHECK_INT_EQ(lookup_phash_only(c, "m1", &im.bright, &m), GENCACHE_MATCH_PERCEPTUAL);
+    CHECK_INT_EQ(lookup_phash_only(c, "m1", &im.o, &m), GENCACHE_MATCH_EXACT);
+    CHECK_INT_EQ(lookup_phash_only(c, "m1", &im.oth, &m), GENCACHE_MATCH_NONE);
+    CHECK_INT_EQ(lookup_phash_only(c, "m1", &im.flat_b, &m), GENCACHE_MATCH_NONE);
+    CHECK_INT_EQ(lookup_phash_only(c, "m2", &im.small, &m), GENCACHE_MATCH_NONE);
+    /* A rotation whose pHash passes the radius alone is refused once a stored record of its
+     * digest supplies the size: the aspect guard then applies. */
+    img_req rot_pixels = im.rot;
+    rot_pixels.sig.phash = im.o.sig.phash ^ 1; /* within any radius of the stored image */
+    CHECK_INT_EQ(lookup_phash_only(c, "m1", &rot_pixels, &m), GENCACHE_MATCH_PERCEPTUAL);
+    img_req rot_record = rot_pixels;
+    rot_record.sig.phash = rot_pixels.sig.phash;
+    store(c, NULL, "image_latent", "m9", &rot_record, "rotated", key);
+    CHECK_INT_EQ(lookup_phash_only(c, "m1", &rot_pixels, &m), GENCACHE_MATCH_NONE);
+    /* A store with the pHash alone records nothing it could not guard, unless a record of its
+     * digest completes it. */
+    img_req partial = im.small;
+    partial.sig.width = partial.sig.height = 0;
+    store(c, NULL, "image_latent", "m5", &partial, "small", key);
+    img_req known = rot_record;
+    known.sig.width = known.sig.height = 0;
+    store(c, NULL, "image_latent", "m6", &known, "rotated again", key);
+    gencache_reuse_stats st = {.struct_size = sizeof st};
+    CHECK_OK(gencache_reuse_stats_get(c, &st));
+    CHECK_UINT_EQ(st.images, 4);
+    gencache_close(c);
+    images_free(&im);
 }
 
 /* ---- threads ---- */
@@ -685,20 +768,7 @@ TEST_CASE(guard_from_config)
 static gencache_match_kind prompt_lookup(gencache *c, const char *json, gencache_match *m,
                                          char *value)
 {
-    gencache_request *req = parse(c, json);
-    gencache_handle *h = NULL;
-    m->struct_size = sizeof *m;
-    int rc = gencache_lookup(c, NULL, req, "text_embedding", &h, m);
-    gencache_request_free(req);
-    if (rc == GENCACHE_ENOTFOUND)
-        return GENCACHE_MATCH_NONE;
-    CHECK_OK(rc);
-    if (value) {
-        memcpy(value, gencache_handle_data(h), gencache_handle_size(h));
-        value[gencache_handle_size(h)] = '\0';
-    }
-    gencache_handle_release(h);
-    return m->kind;
+    return lookup_json(c, "text_embedding", json, m, value);
 }
 
 TEST_CASE(similar_prompt_matches_what_aggressive_merges)
