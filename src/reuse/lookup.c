@@ -30,6 +30,7 @@ struct gencache__reuse_state {
     _Atomic uint64_t prompt_hits[GENCACHE_MAX_LAYERS];
     unsigned prompt_radius;     /* SimHash bits; 0: the same aggressively normalized prompt */
     gencache__traj_state *traj; /* approximate step reuse (trajectory.c) */
+    gencache__reuse_net *net;   /* records of shared layers through Redis; NULL: none */
 };
 
 const char *gencache_match_kind_name(gencache_match_kind kind)
@@ -112,6 +113,8 @@ static void load_locked(gencache *cache, struct gencache__reuse_state *st)
     if (atomic_load(&st->loaded))
         return;
     atomic_store(&st->loaded, true);
+    if (st->net)
+        gencache__reuse_net_ready(st->net); /* the layers exist: Redis's records may be read */
     if (!st->path)
         return;
     gencache__reuse_layers layers = {layer_index_of, layer_name_of, cache};
@@ -184,6 +187,49 @@ void gencache__reuse_forget(gencache *cache, uint64_t key_hash)
         gencache__reuse_drop(cache->reuse->records, key_hash);
         gencache__traj_state_forget(cache->reuse->traj, key_hash);
     }
+}
+
+int gencache__reuse_share_start(gencache *cache)
+{
+    struct gencache__reuse_state *st = cache->reuse;
+    if (!st || cache->shared_tier < 0)
+        return GENCACHE_OK;
+    int rc =
+        gencache__reuse_net_new(cache, cache->tiers[cache->shared_tier], st->records, &st->net);
+    if (rc == GENCACHE_OK && atomic_load(&st->loaded))
+        gencache__reuse_net_ready(st->net);
+    return rc;
+}
+
+void gencache__reuse_share_stop(gencache *cache)
+{
+    struct gencache__reuse_state *st = cache->reuse;
+    if (st) {
+        gencache__reuse_net_free(st->net);
+        st->net = NULL;
+    }
+}
+
+void gencache__reuse_heard(void *ud, const void *msg, size_t len)
+{
+    gencache *cache = ud;
+    struct gencache__reuse_state *st = cache->reuse;
+    /* Before the first use the layers may not be defined yet: the load that follows it reads
+     * what this message says from Redis. */
+    if (st && st->net && atomic_load(&st->loaded))
+        gencache__reuse_net_heard(st->net, msg, len);
+}
+
+void gencache__reuse_subscribed(void *ud)
+{
+    gencache *cache = ud;
+    if (cache->reuse && cache->reuse->net)
+        gencache__reuse_net_want(cache->reuse->net);
+}
+
+gencache__reuse_net *gencache__reuse_net_of(gencache *cache)
+{
+    return cache->reuse ? cache->reuse->net : NULL;
 }
 
 gencache__traj_state *gencache__reuse_traj_state(gencache *cache)
@@ -307,6 +353,39 @@ static gencache_image_sig image_sig(struct gencache__reuse_state *st, uint64_t t
     return sig;
 }
 
+/* Reads the entry just stored under key back: the hash and hex digits of its stored key (a
+ * tenant's namespace may rename it) into rec, its time to live (0: none) and its size. */
+static int read_back(gencache *c, const gencache_caller *caller, const char *key,
+                     gencache__reuse_rec *rec, uint64_t *ttl_ms, uint64_t *size)
+{
+    gencache_handle *h = NULL;
+    int rc = gencache_peek_as(c, caller, key, &h);
+    if (rc != GENCACHE_OK)
+        return rc;
+    rec->key_hash = h->entry->hash;
+    gencache__reuse_hex_decode(strchr(h->entry->key, '/') + 1, rec->stored);
+    uint64_t expires = atomic_load(&h->entry->expires_ms), now = gencache__cache_now_ms(c);
+    *ttl_ms = expires == 0 ? 0 : expires > now ? expires - now : 1;
+    *size = h->entry->size;
+    gencache_handle_release(h);
+    return GENCACHE_OK;
+}
+
+/* Adds rec to the table and, on a shared layer, to Redis for the other nodes. A record Redis
+ * does not take stays this node's: the store has succeeded all the same. */
+static int add_and_share(gencache *c, struct gencache__reuse_state *st,
+                         const gencache__reuse_rec *rec, uint64_t ttl_ms, uint64_t size)
+{
+    int rc = gencache__reuse_add(st->records, rec);
+    if (rc == GENCACHE_OK && st->net && c->layers[rec->layer].shared &&
+        gencache__reuse_net_share(st->net, rec, ttl_ms, size) != GENCACHE_OK)
+        gencache__log_msg(&c->log, GENCACHE_LOG_WARN,
+                          "reuse: a record of layer %s is kept by this node only (Redis did not "
+                          "take it)",
+                          c->layers[rec->layer].name);
+    return rc;
+}
+
 /* Records what the entry just stored under key may also serve. */
 static int record(gencache *c, const gencache_caller *caller, const gencache_request *req,
                   const char *lname, const char *key)
@@ -325,7 +404,8 @@ static int record(gencache *c, const gencache_caller *caller, const gencache_req
     gencache__reuse_rec rec = {.layer = (uint32_t)idx};
     rec.tenant_hash = gencache__reuse_tenant_hash(c, rec.layer, caller);
     gencache__reuse_hex_decode(strchr(key, '/') + 1, rec.hex);
-    if ((rc = gencache__reuse_stored_key_hash(c, caller, key, &rec.key_hash)) != GENCACHE_OK)
+    uint64_t ttl_ms = 0, size = 0;
+    if ((rc = read_back(c, caller, key, &rec, &ttl_ms, &size)) != GENCACHE_OK)
         return rc == GENCACHE_ENOTFOUND ? GENCACHE_OK : rc; /* already gone again */
     uint64_t whole = 0;
     if (image && (rc = gencache__request_context(req, lname, NULL, &whole)) == GENCACHE_OK &&
@@ -335,7 +415,7 @@ static int record(gencache *c, const gencache_caller *caller, const gencache_req
         rec.sig = image_sig(st, rec.tenant_hash, req);
         gencache__reuse_hex_decode(req->image_digest + 7, rec.digest);
         if (rec.sig.width != 0) /* the pHash alone cannot be guarded against later queries */
-            rc = gencache__reuse_add(st->records, &rec);
+            rc = add_and_share(c, st, &rec, ttl_ms, size);
     }
     if (rc == GENCACHE_OK && seed &&
         (rc = gencache__request_context(req, lname, "seed", &rec.ctx)) == GENCACHE_OK) {
@@ -343,7 +423,7 @@ static int record(gencache *c, const gencache_caller *caller, const gencache_req
         memset(&rec.sig, 0, sizeof rec.sig);
         memset(rec.digest, 0, sizeof rec.digest);
         snprintf(rec.seed, sizeof rec.seed, "%s", req->seed_text);
-        rc = gencache__reuse_add(st->records, &rec);
+        rc = add_and_share(c, st, &rec, ttl_ms, size);
     }
     if (rc == GENCACHE_OK && prompt) {
         /* Only a recipe that takes the prompt: then leaving it out changes the document. */
@@ -357,7 +437,7 @@ static int record(gencache *c, const gencache_caller *caller, const gencache_req
             p.ctx != whole &&
             (rc = gencache__prompt_fingerprint(req->prompt, &p.simhash, &p.text_hash)) ==
                 GENCACHE_OK)
-            rc = gencache__reuse_add(st->records, &p);
+            rc = add_and_share(c, st, &p, ttl_ms, size);
     }
     return rc;
 }
@@ -388,6 +468,17 @@ int gencache_store(gencache *cache, const gencache_caller *caller, const gencach
 
 /* ---- lookup ---- */
 
+/* True when the record of an entry no tier served is to be dropped: always for a layer this
+ * node keeps to itself; on a shared layer, when Redis no longer holds it either (its entry may
+ * still be on its way there from another node's write-back). */
+static bool stale(gencache *c, const gencache__reuse_rec *rec)
+{
+    gencache__reuse_net *net = c->reuse->net;
+    if (!net || !c->layers[rec->layer].shared)
+        return true;
+    return gencache__reuse_net_check(net, rec) == GENCACHE_OK;
+}
+
 /* Reads the candidates in order with the caller's rights; the first still stored is served. */
 static int serve_first(gencache *c, const gencache_caller *caller, const char *lname,
                        const gencache__reuse_cand *cands, size_t n, gencache_handle **out,
@@ -406,7 +497,8 @@ static int serve_first(gencache *c, const gencache_caller *caller, const char *l
         }
         if (rc != GENCACHE_ENOTFOUND)
             return rc;
-        gencache__reuse_drop(c->reuse->records, cands[i].rec.key_hash); /* stale */
+        if (stale(c, &cands[i].rec))
+            gencache__reuse_drop(c->reuse->records, cands[i].rec.key_hash);
     }
     return GENCACHE_ENOTFOUND;
 }

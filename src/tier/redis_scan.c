@@ -168,10 +168,15 @@ static int scan_batch(gencache__redis_tier *r, gencache__redis_conn *c, const re
 int gencache__redis_scan_step(gencache__redis_conn *c, char cursor[32], const char *count,
                               uint64_t dl, redisReply **out)
 {
-    gencache__redis_arg a[6] = {
-        {{"SCAN"}, {4}},  {{cursor}, {strlen(cursor)}},
-        {{"MATCH"}, {5}}, {{GENCACHE__REDIS_PREFIX "*"}, {sizeof GENCACHE__REDIS_PREFIX}},
-        {{"COUNT"}, {5}}, {{count}, {strlen(count)}}};
+    return gencache__redis_scan_match(c, cursor, GENCACHE__REDIS_PREFIX "*", count, dl, out);
+}
+
+int gencache__redis_scan_match(gencache__redis_conn *c, char cursor[32], const char *pattern,
+                               const char *count, uint64_t dl, redisReply **out)
+{
+    gencache__redis_arg a[6] = {{{"SCAN"}, {4}},  {{cursor}, {strlen(cursor)}},
+                                {{"MATCH"}, {5}}, {{pattern}, {strlen(pattern)}},
+                                {{"COUNT"}, {5}}, {{count}, {strlen(count)}}};
     redisReply *rep = NULL;
     int rc = gencache__redis_command(c, dl, &rep, 6, a);
     if (rc == GENCACHE_OK &&

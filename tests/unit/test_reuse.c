@@ -2,7 +2,8 @@
  * test_reuse.c: lookups by request beyond the exact key (src/reuse/): perceptual matches of real
  * images and of variants made from them here (half size, brighter), the guard refusing crops,
  * rotations, other images and flat ones, tenant scope, removal of records with their entries
- * (del, invalidation, eviction), the records surviving a restart, and results of any seed.
+ * (del, invalidation, eviction), the records surviving a restart, results of any seed, and the
+ * records of shared layers reaching other caches through a real redis-server.
  */
 #include <pthread.h>
 #include <unistd.h>
@@ -852,4 +853,210 @@ TEST_CASE(prompt_fingerprints_survive_restart)
                  GENCACHE_MATCH_SIMILAR_PROMPT);
     gencache_close(c);
     remove_dir(dir);
+}
+
+/* ---- records shared through Redis ---- */
+
+#include "redis_server.h"
+#include "reuse/reuse.h"
+
+static gencache *open_node(const char *url)
+{
+    gencache_options o;
+    gencache_options_init(&o);
+    o.redis_url = url;
+    gencache *c = NULL;
+    CHECK_OK(gencache_open(&c, &o));
+    make_perceptual(c, "image_latent");
+    make_perceptual(c, "condition");
+    gencache_reuse_stats st = {.struct_size = sizeof st};
+    CHECK_OK(gencache_reuse_stats_get(c, &st)); /* the first use: the layers are known */
+    return c;
+}
+
+/* Looks up until the answer is `want` (the records travel by pub/sub and write-back), at most
+ * 3 s; returns the last answer. */
+static gencache_match_kind lookup_until(gencache *c, const gencache_caller *who, const char *layer,
+                                        const img_req *im, gencache_match_kind want,
+                                        gencache_match *m, char *value)
+{
+    gencache_match_kind got = GENCACHE_MATCH_NONE;
+    for (int i = 0; i < 300; i++) {
+        got = lookup(c, who, layer, "m1", im, m, value);
+        if (got == want)
+            break;
+        usleep(10000);
+    }
+    return got;
+}
+
+static long long redis_int(redisContext *rc, const char *cmd, const char *key)
+{
+    redisReply *rep = redisCommand(rc, "%s %s", cmd, key);
+    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER);
+    long long v = rep->integer;
+    freeReplyObject(rep);
+    return v;
+}
+
+/* Waits (3 s at most) until Redis holds the entry of key: a write-back layer's value arrives
+ * after the store returns. */
+static void wait_in_redis(redisContext *rc, const char *key)
+{
+    char rkey[160];
+    snprintf(rkey, sizeof rkey, "gencache:v1:%s", key);
+    for (int i = 0; i < 300 && redis_int(rc, "EXISTS", rkey) == 0; i++)
+        usleep(10000);
+    CHECK_INT_EQ(redis_int(rc, "EXISTS", rkey), 1);
+}
+
+/* Two caches on one real redis-server, and a plain connection to it. */
+typedef struct two_nodes {
+    char url[64];
+    redisContext *rc;
+    images im;
+    gencache *a, *b;
+} two_nodes;
+
+static void two_nodes_open(two_nodes *t)
+{
+    int port = rs_start();
+    CHECK(port > 0);
+    snprintf(t->url, sizeof t->url, "redis://127.0.0.1:%d", port);
+    t->rc = redisConnect("127.0.0.1", port);
+    CHECK(t->rc != NULL && t->rc->err == 0);
+    images_load(&t->im);
+    t->a = open_node(t->url);
+    t->b = open_node(t->url);
+}
+
+static void two_nodes_close(two_nodes *t)
+{
+    gencache_close(t->a);
+    gencache_close(t->b);
+    redisFree(t->rc);
+    images_free(&t->im);
+    rs_stop();
+}
+
+static gencache_caller tenant_caller(const char *tenant)
+{
+    gencache_caller c;
+    gencache_caller_init(&c);
+    c.tenant = tenant;
+    return c;
+}
+
+TEST_CASE(records_shared_between_nodes)
+{
+    two_nodes t;
+    two_nodes_open(&t);
+    gencache *a = t.a, *b = t.b;
+    redisContext *rc = t.rc;
+    images im = t.im;
+    char key[GENCACHE_KEY_MAX], value[64], hkey[160];
+    gencache_match m;
+    /* b never stored the wizard: a's record reaches it. */
+    store(a, NULL, "image_latent", "m1", &im.o, "latent-of-wizard", key);
+    CHECK_INT_EQ(
+        lookup_until(b, NULL, "image_latent", &im.small, GENCACHE_MATCH_PERCEPTUAL, &m, value),
+        GENCACHE_MATCH_PERCEPTUAL);
+    CHECK_STR_EQ(value, "latent-of-wizard");
+    CHECK_STR_EQ(m.key, key);
+    CHECK_STR_EQ(m.of, im.o.digest);
+    CHECK_INT_EQ(lookup(b, NULL, "image_latent", "m2", &im.small, &m, NULL), GENCACHE_MATCH_NONE);
+    snprintf(hkey, sizeof hkey, "gencache:reuse:v1:{%s}", key);
+    CHECK_INT_EQ(redis_int(rc, "EXISTS", hkey), 1);
+    uint64_t heard, loaded, rebuilds;
+    gencache__reuse_net_counts(gencache__reuse_net_of(b), &heard, &loaded, &rebuilds);
+    CHECK_UINT_LE(1, heard + loaded);
+    /* A tenant-scoped layer: another tenant's lookup never finds it, on any node. */
+    gencache_caller acme = tenant_caller("acme"), globex = tenant_caller("globex");
+    char ckey[GENCACHE_KEY_MAX];
+    store(a, &acme, "condition", "m1", &im.o, "acme-cond", ckey);
+    CHECK_INT_EQ(
+        lookup_until(b, &acme, "condition", &im.bright, GENCACHE_MATCH_PERCEPTUAL, &m, value),
+        GENCACHE_MATCH_PERCEPTUAL);
+    CHECK_STR_EQ(value, "acme-cond");
+    CHECK_INT_EQ(lookup(b, &globex, "condition", "m1", &im.bright, &m, NULL), GENCACHE_MATCH_NONE);
+    CHECK_INT_EQ(lookup(b, NULL, "condition", "m1", &im.bright, &m, NULL), GENCACHE_MATCH_NONE);
+    /* A delete on a removes the entry's records from Redis and from b. */
+    CHECK_OK(gencache_del(a, key));
+    CHECK_INT_EQ(redis_int(rc, "EXISTS", hkey), 0);
+    CHECK_INT_EQ(lookup_until(b, NULL, "image_latent", &im.small, GENCACHE_MATCH_NONE, &m, NULL),
+                 GENCACHE_MATCH_NONE);
+    /* A node that starts later reads what Redis holds. */
+    store(a, NULL, "image_latent", "m1", &im.o, "wizard-again", key);
+    wait_in_redis(rc, key);
+    gencache *late = open_node(t.url);
+    CHECK_INT_EQ(
+        lookup_until(late, NULL, "image_latent", &im.small, GENCACHE_MATCH_PERCEPTUAL, &m, value),
+        GENCACHE_MATCH_PERCEPTUAL);
+    CHECK_STR_EQ(value, "wizard-again");
+    for (int i = 0; i < 300; i++) { /* the match may come before the load has finished */
+        gencache__reuse_net_counts(gencache__reuse_net_of(late), &heard, &loaded, &rebuilds);
+        if (rebuilds)
+            break;
+        usleep(10000);
+    }
+    CHECK_UINT_LE(1, loaded);
+    CHECK_UINT_LE(1, rebuilds);
+    gencache_close(late);
+    two_nodes_close(&t);
+}
+
+/* Waits (3 s at most) until c holds n image records. */
+static void wait_images(gencache *c, uint64_t n)
+{
+    gencache_reuse_stats st = {.struct_size = sizeof st};
+    for (int i = 0; i < 300; i++) {
+        CHECK_OK(gencache_reuse_stats_get(c, &st));
+        if (st.images == n)
+            break;
+        usleep(10000);
+    }
+    CHECK_UINT_EQ(st.images, n);
+}
+
+TEST_CASE(shared_record_whose_entry_is_gone_misses)
+{
+    two_nodes t;
+    two_nodes_open(&t);
+    gencache *a = t.a, *b = t.b;
+    redisContext *rc = t.rc;
+    images im = t.im;
+    char key[GENCACHE_KEY_MAX], rkey[160], hkey[160];
+    gencache_match m;
+    store(a, NULL, "image_latent", "m1", &im.o, "wizard", key);
+    wait_in_redis(rc, key);
+    wait_images(b, 1);
+    snprintf(rkey, sizeof rkey, "gencache:v1:%s", key);
+    snprintf(hkey, sizeof hkey, "gencache:reuse:v1:{%s}", key);
+    /* The entry leaves Redis behind the nodes' backs (maxmemory, a FLUSH of one key): b,
+     * which holds no copy, misses; the record, young, stays for an entry that may yet come. */
+    CHECK_INT_EQ(redis_int(rc, "DEL", rkey), 1);
+    CHECK_INT_EQ(lookup(b, NULL, "image_latent", "m1", &im.small, &m, NULL), GENCACHE_MATCH_NONE);
+    CHECK_INT_EQ(redis_int(rc, "EXISTS", hkey), 1);
+    wait_images(b, 1);
+    /* Once older than its entry could take to arrive, the next miss deletes it. */
+    redisReply *rep = redisCommand(rc, "HSET %s at 0", hkey);
+    CHECK(rep != NULL);
+    freeReplyObject(rep);
+    CHECK_INT_EQ(lookup(b, NULL, "image_latent", "m1", &im.small, &m, NULL), GENCACHE_MATCH_NONE);
+    CHECK_INT_EQ(redis_int(rc, "EXISTS", hkey), 0);
+    wait_images(b, 0);
+    /* The record expires with its entry. */
+    gencache_request *req = request(a, "m1", &im.bright);
+    gencache_meta meta;
+    gencache_meta_init(&meta);
+    meta.ttl_ms = 60000;
+    CHECK_OK(gencache_store(a, NULL, req, "image_latent", "b", 1, &meta, key));
+    gencache_request_free(req);
+    snprintf(hkey, sizeof hkey, "gencache:reuse:v1:{%s}", key);
+    long long pttl = redis_int(rc, "PTTL", hkey);
+    CHECK(pttl > 50000 && pttl <= 60000);
+    /* Redis gone: a lookup still answers (a miss), never an error. */
+    rs_stop();
+    CHECK_INT_EQ(lookup(b, NULL, "image_latent", "m1", &im.small, &m, NULL), GENCACHE_MATCH_NONE);
+    two_nodes_close(&t);
 }
