@@ -232,6 +232,24 @@ gencache__reuse_net *gencache__reuse_net_of(gencache *cache)
     return cache->reuse ? cache->reuse->net : NULL;
 }
 
+/* Records of a shared layer that Redis holds too (their stored key is known). */
+static bool in_redis(void *ud, const gencache__reuse_rec *rec)
+{
+    static const unsigned char none[32];
+    const gencache *cache = ud;
+    return cache->layers[rec->layer].shared && memcmp(rec->stored, none, 32) != 0;
+}
+
+void gencache__reuse_evicted(gencache *cache, uint64_t key_hash)
+{
+    if (cache->reuse && cache->reuse->net) {
+        gencache__reuse_drop_unless(cache->reuse->records, key_hash, in_redis, cache);
+        gencache__traj_state_forget(cache->reuse->traj, key_hash);
+    } else {
+        gencache__reuse_forget(cache, key_hash);
+    }
+}
+
 gencache__traj_state *gencache__reuse_traj_state(gencache *cache)
 {
     struct gencache__reuse_state *st = cache ? state(cache) : NULL;

@@ -148,7 +148,8 @@ static void remove_slot(gencache__reuse *r, uint32_t i)
     r->free_head = i;
 }
 
-static size_t drop_locked(gencache__reuse *r, uint64_t key_hash, unsigned kind)
+static size_t drop_locked(gencache__reuse *r, uint64_t key_hash, unsigned kind,
+                          bool (*keep)(void *ud, const gencache__reuse_rec *rec), void *ud)
 {
     if (!r->cap)
         return 0;
@@ -157,7 +158,8 @@ static size_t drop_locked(gencache__reuse *r, uint64_t key_hash, unsigned kind)
     while (i != NONE) {
         slot *s = &r->slots[i];
         uint32_t next = s->next_key;
-        if (s->rec.key_hash == key_hash && (!kind || s->rec.kind == kind)) {
+        if (s->rec.key_hash == key_hash && (!kind || s->rec.kind == kind) &&
+            !(keep && keep(ud, &s->rec))) {
             remove_slot(r, i);
             n++;
         }
@@ -169,7 +171,7 @@ static size_t drop_locked(gencache__reuse *r, uint64_t key_hash, unsigned kind)
 int gencache__reuse_add(gencache__reuse *r, const gencache__reuse_rec *rec)
 {
     pthread_rwlock_wrlock(&r->lock);
-    drop_locked(r, rec->key_hash, rec->kind);
+    drop_locked(r, rec->key_hash, rec->kind, NULL, NULL);
     int rc = GENCACHE_OK;
     if (r->free_head == NONE && r->n_slots == r->cap)
         rc = grow(r);
@@ -213,8 +215,14 @@ int gencache__reuse_add(gencache__reuse *r, const gencache__reuse_rec *rec)
 
 size_t gencache__reuse_drop(gencache__reuse *r, uint64_t key_hash)
 {
+    return gencache__reuse_drop_unless(r, key_hash, NULL, NULL);
+}
+
+size_t gencache__reuse_drop_unless(gencache__reuse *r, uint64_t key_hash,
+                                   bool (*keep)(void *ud, const gencache__reuse_rec *rec), void *ud)
+{
     pthread_rwlock_wrlock(&r->lock);
-    size_t n = drop_locked(r, key_hash, 0);
+    size_t n = drop_locked(r, key_hash, 0, keep, ud);
     r->mutations += n;
     pthread_rwlock_unlock(&r->lock);
     return n;

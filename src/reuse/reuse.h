@@ -51,6 +51,11 @@ void gencache__reuse_free(gencache__reuse *r);
 int gencache__reuse_add(gencache__reuse *r, const gencache__reuse_rec *rec);
 /* Drops every record of the entry whose stored key hashes to key_hash. Returns how many. */
 size_t gencache__reuse_drop(gencache__reuse *r, uint64_t key_hash);
+/* The same, but keeps the records keep() says to (called under the table's write lock: it
+ * must not call back into r). */
+size_t gencache__reuse_drop_unless(gencache__reuse *r, uint64_t key_hash,
+                                   bool (*keep)(void *ud, const gencache__reuse_rec *rec),
+                                   void *ud);
 /* IMAGE records of (layer, ctx, tenant_hash) whose image passes `guard` against sig, nearest
  * first, at most cap of them; *refused counts those within the pHash radius the guard refused. */
 int gencache__reuse_find_image(gencache__reuse *r, uint32_t layer, uint64_t ctx,
@@ -123,6 +128,10 @@ void gencache__reuse_close(gencache *cache);
 /* The entry whose stored key hashes to key_hash is gone from this node. Never blocks on I/O and
  * takes only the records' own lock: callable under a tier's lock. */
 void gencache__reuse_forget(gencache *cache, uint64_t key_hash);
+/* The same for an entry this node's local tiers let go of (eviction, expiry): records of a shared
+ * layer that Redis holds stay, since Redis may still hold the entry (a lookup that finds it gone
+ * there drops them). */
+void gencache__reuse_evicted(gencache *cache, uint64_t key_hash);
 
 /* ---- records of shared layers through the Redis tier (src/reuse/records_redis.c) ---- */
 

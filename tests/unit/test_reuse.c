@@ -860,11 +860,12 @@ TEST_CASE(prompt_fingerprints_survive_restart)
 #include "redis_server.h"
 #include "reuse/reuse.h"
 
-static gencache *open_node(const char *url)
+static gencache *open_node_sized(const char *url, uint64_t mem_max_entries)
 {
     gencache_options o;
     gencache_options_init(&o);
     o.redis_url = url;
+    o.mem_max_entries = mem_max_entries;
     gencache *c = NULL;
     CHECK_OK(gencache_open(&c, &o));
     make_perceptual(c, "image_latent");
@@ -872,6 +873,11 @@ static gencache *open_node(const char *url)
     gencache_reuse_stats st = {.struct_size = sizeof st};
     CHECK_OK(gencache_reuse_stats_get(c, &st)); /* the first use: the layers are known */
     return c;
+}
+
+static gencache *open_node(const char *url)
+{
+    return open_node_sized(url, 0);
 }
 
 /* Looks up until the answer is `want` (the records travel by pub/sub and write-back), at most
@@ -1059,4 +1065,43 @@ TEST_CASE(shared_record_whose_entry_is_gone_misses)
     rs_stop();
     CHECK_INT_EQ(lookup(b, NULL, "image_latent", "m1", &im.small, &m, NULL), GENCACHE_MATCH_NONE);
     two_nodes_close(&t);
+}
+
+TEST_CASE(own_record_outlives_local_eviction)
+{
+    int port = rs_start();
+    CHECK(port > 0);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    redisContext *rc = redisConnect("127.0.0.1", port);
+    CHECK(rc != NULL && rc->err == 0);
+    images im;
+    images_load(&im);
+    gencache *a = open_node_sized(url, 4);
+    char key[GENCACHE_KEY_MAX];
+    store(a, NULL, "image_latent", "m1", &im.o, "wizard", key);
+    wait_in_redis(rc, key);
+    /* Memory lets the wizard go; Redis still holds it, and so the record stays. */
+    unsigned char v[64] = {0};
+    for (int i = 0; i < 64; i++) {
+        char k[GENCACHE_KEY_MAX];
+        snprintf(k, sizeof k, "result/%064x", i);
+        CHECK_OK(gencache_put(a, k, v, sizeof v, NULL));
+    }
+    gencache_reuse_stats rs = {.struct_size = sizeof rs};
+    CHECK_OK(gencache_reuse_stats_get(a, &rs));
+    CHECK_UINT_EQ(rs.images, 1);
+    gencache_request *req = request(a, "m1", &im.small);
+    gencache_handle *h = NULL;
+    gencache_match m = {.struct_size = sizeof m};
+    CHECK_OK(gencache_lookup(a, NULL, req, "image_latent", &h, &m));
+    CHECK_INT_EQ(m.kind, GENCACHE_MATCH_PERCEPTUAL);
+    CHECK_STR_EQ(gencache_handle_meta(h)->tier, "redis"); /* it had left memory */
+    CHECK_MEM_EQ(gencache_handle_data(h), "wizard", 6);
+    gencache_handle_release(h);
+    gencache_request_free(req);
+    gencache_close(a);
+    redisFree(rc);
+    images_free(&im);
+    rs_stop();
 }
