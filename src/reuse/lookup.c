@@ -242,7 +242,9 @@ static bool in_redis(void *ud, const gencache__reuse_rec *rec)
 
 void gencache__reuse_evicted(gencache *cache, uint64_t key_hash)
 {
-    if (cache->reuse && cache->reuse->net) {
+    /* The shared tier, not the sharing state: this runs on eviction threads, also while
+     * gencache_close() stops the sharing. */
+    if (cache->reuse && cache->shared_tier >= 0) {
         gencache__reuse_drop_unless(cache->reuse->records, key_hash, in_redis, cache);
         gencache__traj_state_forget(cache->reuse->traj, key_hash);
     } else {
