@@ -396,13 +396,13 @@ static int read_back(gencache *c, const gencache_caller *caller, const char *key
 static int add_and_share(gencache *c, struct gencache__reuse_state *st,
                          const gencache__reuse_rec *rec, uint64_t ttl_ms, uint64_t size)
 {
-    int rc = gencache__reuse_add(st->records, rec);
+    int rc = gencache__reuse_add(st->records, rec), src = GENCACHE_OK;
     if (rc == GENCACHE_OK && st->net && c->layers[rec->layer].shared &&
-        gencache__reuse_net_share(st->net, rec, ttl_ms, size) != GENCACHE_OK)
+        (src = gencache__reuse_net_share(st->net, rec, ttl_ms, size)) != GENCACHE_OK)
         gencache__log_msg(&c->log, GENCACHE_LOG_WARN,
                           "reuse: a record of layer %s is kept by this node only (Redis did not "
-                          "take it)",
-                          c->layers[rec->layer].name);
+                          "take it: %s)",
+                          c->layers[rec->layer].name, gencache_strerror(src));
     return rc;
 }
 
