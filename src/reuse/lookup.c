@@ -392,17 +392,14 @@ static int read_back(gencache *c, const gencache_caller *caller, const char *key
 }
 
 /* Adds rec to the table and, on a shared layer, to Redis for the other nodes. A record Redis
- * does not take stays this node's: the store has succeeded all the same. */
+ * does not take stays this node's (records_redis.c logs it): the store has succeeded all the
+ * same. */
 static int add_and_share(gencache *c, struct gencache__reuse_state *st,
                          const gencache__reuse_rec *rec, uint64_t ttl_ms, uint64_t size)
 {
-    int rc = gencache__reuse_add(st->records, rec), src = GENCACHE_OK;
-    if (rc == GENCACHE_OK && st->net && c->layers[rec->layer].shared &&
-        (src = gencache__reuse_net_share(st->net, rec, ttl_ms, size)) != GENCACHE_OK)
-        gencache__log_msg(&c->log, GENCACHE_LOG_WARN,
-                          "reuse: a record of layer %s is kept by this node only (Redis did not "
-                          "take it: %s)",
-                          c->layers[rec->layer].name, gencache_strerror(src));
+    int rc = gencache__reuse_add(st->records, rec);
+    if (rc == GENCACHE_OK && st->net && c->layers[rec->layer].shared)
+        gencache__reuse_net_share(st->net, rec, ttl_ms, size);
     return rc;
 }
 

@@ -42,6 +42,7 @@ struct gencache__reuse_net {
     bool stop, wanted, ready;
     _Atomic bool stop_flag; /* stop, readable by the scan without the lock */
     _Atomic uint64_t heard, loaded, rebuilds;
+    _Atomic bool failing; /* the last share failed: logged once until one succeeds again */
 };
 
 /* KEYS[1]: the hash; ARGV: field, value, at (ms), ttl (ms, "0": none), channel, message. */
@@ -133,9 +134,17 @@ int gencache__reuse_net_share(gencache__reuse_net *n, const gencache__reuse_rec 
     int rc = gencache__redis_route_command(r, 3, 10, a, deadline(r), &rep);
     if (rc == GENCACHE_OK && rep->type != REDIS_REPLY_INTEGER)
         rc = GENCACHE_EIO;
-    if (rc == GENCACHE_EIO && rep->type == REDIS_REPLY_ERROR)
-        gencache__log_msg(r->log, GENCACHE_LOG_WARN, "reuse: cannot share a record of %s: %s", key,
-                          rep->str);
+    bool was_failing = atomic_exchange(&n->failing, rc != GENCACHE_OK);
+    if (rc != GENCACHE_OK && !was_failing)
+        gencache__log_msg(r->log, GENCACHE_LOG_WARN,
+                          "reuse: records are kept by the node that stores them until Redis "
+                          "takes one again (%s: %s)",
+                          key,
+                          rc == GENCACHE_EIO && rep->type == REDIS_REPLY_ERROR
+                              ? rep->str
+                              : gencache_strerror(rc));
+    else if (rc == GENCACHE_OK && was_failing)
+        gencache__log_msg(r->log, GENCACHE_LOG_INFO, "reuse: Redis takes records again");
     if (rep)
         freeReplyObject(rep);
     return rc;
