@@ -413,10 +413,11 @@ class Client(StageMixin):
         perceptual; for a seedless request with "cache": "any_seed", a result of any seed).
         An image given as a path, numpy array or PIL image is digested and hashed here: the
         daemon never opens a client's file; one given as {"digest": ..., "phash": ...} (or with
-        dhash, width and height too) is sent as it is (docs/reuse.md says which guards apply). Returns None on a miss, else a dict: "data" (bytes),
-        "key" (the key served), "match" ("exact", "perceptual" or "any_seed"), "distance"
-        (pHash distance, 0 unless perceptual), "of" (the stored image's digest, perceptual
-        only) and "seed" (the served result's seed, any_seed only)."""
+        dhash, width and height too) is sent as it is (docs/reuse.md says which guards apply).
+        Returns None on a miss, else a dict: "data" (bytes), "key" (the key served), "match"
+        ("exact", "perceptual" or "any_seed"), "distance" (pHash distance, 0 unless
+        perceptual), "of" (the stored image's digest, perceptual only) and "seed" (the served
+        result's seed, any_seed only)."""
         import ctypes
         from . import _image
         req: dict[str, Any] = dict(request)
