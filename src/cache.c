@@ -292,7 +292,7 @@ static void on_mem_evict(void *userdata, gencache__entry *e, gencache__evict_rea
     if (!kept && e->tenant)
         gencache__cache_forget_usage(c, e->tenant, e->key, e->hash);
     if (!kept)
-        gencache__reuse_forget(c, e->hash);
+        gencache__reuse_evicted(c, e->hash);
 }
 
 /* Called by the memory tier under a shard lock, for each entry about to leave for lack of room:
@@ -325,7 +325,7 @@ static void on_disk_evict(void *userdata, gencache__entry *e, gencache__evict_re
     }
     if (e->tenant)
         gencache__cache_forget_usage(c, e->tenant, e->key, e->hash);
-    gencache__reuse_forget(c, e->hash);
+    gencache__reuse_evicted(c, e->hash);
 }
 
 /* Called by the shared tier: its evictions only feed the ghost list (it is not this node's). */

@@ -361,6 +361,7 @@ static void drop_local(void *ud, const gencache_filter *f, uint64_t created_befo
             if ((int)i != cache->shared_tier)
                 cache->tiers[i]->ops->del(cache->tiers[i], f->key, hash);
         gencache__tenants_forget_key(cache->tenants, f->key, hash);
+        gencache__reuse_forget(cache, hash);
         return;
     }
     match_state st = {
@@ -406,7 +407,14 @@ int gencache__cache_coherence_start(gencache *c)
 {
     if (c->shared_tier < 0)
         return GENCACHE_OK;
-    gencache__redis_coherence_cb cb = {drop_local, resync_local, c};
+    gencache__redis_coherence_cb cb = {.invalidate = drop_local,
+                                       .resync = resync_local,
+                                       .userdata = c,
+                                       .reuse_heard = gencache__reuse_heard,
+                                       .subscribed = gencache__reuse_subscribed};
+    int rc = gencache__reuse_share_start(c);
+    if (rc != GENCACHE_OK)
+        return rc;
     return gencache__redis_coherence_start(c->tiers[c->shared_tier], &cb, &c->coherence);
 }
 
@@ -414,6 +422,7 @@ void gencache__cache_coherence_stop(gencache *c)
 {
     gencache__redis_coherence_stop(c->coherence);
     c->coherence = NULL;
+    gencache__reuse_share_stop(c);
 }
 
 void gencache__cache_publish(gencache *c, const gencache_filter *f, uint64_t created_before_ms)

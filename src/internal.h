@@ -347,6 +347,11 @@ typedef struct gencache__redis_coherence_cb {
     void (*invalidate)(void *userdata, const gencache_filter *f, uint64_t created_before_ms);
     void (*resync)(void *userdata);
     void *userdata;
+    /* Optional (NULL: none), on the subscriber thread too: each message of the reuse records'
+     * channel (msg borrowed for the call; every node's, this one's included), and each
+     * subscription made, the first included (what was published before it may be missed). */
+    void (*reuse_heard)(void *userdata, const void *msg, size_t len);
+    void (*subscribed)(void *userdata);
 } gencache__redis_coherence_cb;
 /* Starts the subscriber of Redis tier t. GENCACHE_OK, GENCACHE_EINVAL, GENCACHE_ENOMEM. */
 int gencache__redis_coherence_start(gencache__tier *t, const gencache__redis_coherence_cb *cb,

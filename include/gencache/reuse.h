@@ -38,9 +38,13 @@ GENCACHE_API const char *gencache_match_kind_name(gencache_match_kind kind);
 
 /* Attaches the input image's signature (gencache_image_sig_get()) to a parsed request, as the
  * request JSON does with the image object's "phash", "dhash", "width" and "height". A request
- * without one is looked up by its pixel digest only. Returns GENCACHE_OK, GENCACHE_EINVAL (NULL
- * argument, zero width or height, or a request without an image). Thread-safety: one thread at a
- * time per request. */
+ * without one is looked up by its pixel digest only. A signature with width and height both 0
+ * carries the pHash alone (its dhash is ignored), as {"digest": ..., "phash": ...} does in JSON:
+ * a lookup then takes the dHash and size from a stored record of the same digest (same tenant)
+ * when there is one, and otherwise applies only the pHash radius and min_detail guards; a store
+ * records no image for it unless such a record supplies the rest. Returns GENCACHE_OK,
+ * GENCACHE_EINVAL (NULL argument, one of width and height 0, or a request without an image).
+ * Thread-safety: one thread at a time per request. */
 GENCACHE_API int gencache_request_set_image_sig(gencache_request *req,
                                                 const gencache_image_sig *sig);
 

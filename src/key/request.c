@@ -261,8 +261,10 @@ static bool parse_dim(const parse_ctx *c, long v, uint32_t *out)
     return true;
 }
 
-/* The optional signature of the input image (phash, dhash, width, height: all or none), which
- * perceptual lookups use (src/reuse/); it never enters a key. */
+/* The optional signature of the input image (phash, dhash, width, height: all, the phash alone,
+ * or none), which perceptual lookups use (src/reuse/); it never enters a key. The phash alone
+ * leaves dhash, width and height 0: the guards that need them apply only when the stored record
+ * of the same digest supplies them (docs/reuse.md). */
 static int add_image_sig(parse_ctx *c, size_t v)
 {
     long p = gencache__json_member(&c->doc, v, "phash"),
@@ -272,13 +274,15 @@ static int add_image_sig(parse_ctx *c, size_t v)
     if (p < 0 && d < 0 && w < 0 && h < 0)
         return GENCACHE_OK;
     gencache_image_sig sig = {0};
-    if (p < 0 || d < 0 || w < 0 || h < 0)
+    bool phash_only = p >= 0 && d < 0 && w < 0 && h < 0;
+    if (!phash_only && (p < 0 || d < 0 || w < 0 || h < 0))
         return fail(c, GENCACHE_EINVAL,
-                    "field 'image': a signature needs all of phash, dhash, width and height");
-    if (!parse_hash16(c, p, &sig.phash) || !parse_hash16(c, d, &sig.dhash))
+                    "field 'image': a signature needs phash alone or all of phash, dhash, width "
+                    "and height");
+    if (!parse_hash16(c, p, &sig.phash) || (!phash_only && !parse_hash16(c, d, &sig.dhash)))
         return fail(c, GENCACHE_EINVAL,
                     "field 'image.phash'/'image.dhash': expected 16 lowercase hex digits");
-    if (!parse_dim(c, w, &sig.width) || !parse_dim(c, h, &sig.height))
+    if (!phash_only && (!parse_dim(c, w, &sig.width) || !parse_dim(c, h, &sig.height)))
         return fail(c, GENCACHE_EINVAL,
                     "field 'image.width'/'image.height': expected an integer of 1-1000000 pixels");
     c->req->image_sig = sig;

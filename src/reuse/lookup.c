@@ -30,6 +30,7 @@ struct gencache__reuse_state {
     _Atomic uint64_t prompt_hits[GENCACHE_MAX_LAYERS];
     unsigned prompt_radius;     /* SimHash bits; 0: the same aggressively normalized prompt */
     gencache__traj_state *traj; /* approximate step reuse (trajectory.c) */
+    gencache__reuse_net *net;   /* records of shared layers through Redis; NULL: none */
 };
 
 const char *gencache_match_kind_name(gencache_match_kind kind)
@@ -51,9 +52,11 @@ const char *gencache_match_kind_name(gencache_match_kind kind)
 
 int gencache_request_set_image_sig(gencache_request *req, const gencache_image_sig *sig)
 {
-    if (!req || !sig || sig->width == 0 || sig->height == 0 || !req->image_digest[0])
+    if (!req || !sig || (sig->width == 0) != (sig->height == 0) || !req->image_digest[0])
         return GENCACHE_EINVAL;
     req->image_sig = *sig;
+    if (sig->width == 0)
+        req->image_sig.dhash = 0; /* the pHash alone */
     req->has_image_sig = true;
     return GENCACHE_OK;
 }
@@ -110,6 +113,8 @@ static void load_locked(gencache *cache, struct gencache__reuse_state *st)
     if (atomic_load(&st->loaded))
         return;
     atomic_store(&st->loaded, true);
+    if (st->net)
+        gencache__reuse_net_ready(st->net); /* the layers exist: Redis's records may be read */
     if (!st->path)
         return;
     gencache__reuse_layers layers = {layer_index_of, layer_name_of, cache};
@@ -181,6 +186,69 @@ void gencache__reuse_forget(gencache *cache, uint64_t key_hash)
     if (cache->reuse) {
         gencache__reuse_drop(cache->reuse->records, key_hash);
         gencache__traj_state_forget(cache->reuse->traj, key_hash);
+    }
+}
+
+int gencache__reuse_share_start(gencache *cache)
+{
+    struct gencache__reuse_state *st = cache->reuse;
+    if (!st || cache->shared_tier < 0)
+        return GENCACHE_OK;
+    int rc =
+        gencache__reuse_net_new(cache, cache->tiers[cache->shared_tier], st->records, &st->net);
+    if (rc == GENCACHE_OK && atomic_load(&st->loaded))
+        gencache__reuse_net_ready(st->net);
+    return rc;
+}
+
+void gencache__reuse_share_stop(gencache *cache)
+{
+    struct gencache__reuse_state *st = cache->reuse;
+    if (st) {
+        gencache__reuse_net_free(st->net);
+        st->net = NULL;
+    }
+}
+
+void gencache__reuse_heard(void *ud, const void *msg, size_t len)
+{
+    gencache *cache = ud;
+    struct gencache__reuse_state *st = cache->reuse;
+    /* Before the first use the layers may not be defined yet: the load that follows it reads
+     * what this message says from Redis. */
+    if (st && st->net && atomic_load(&st->loaded))
+        gencache__reuse_net_heard(st->net, msg, len);
+}
+
+void gencache__reuse_subscribed(void *ud)
+{
+    gencache *cache = ud;
+    if (cache->reuse && cache->reuse->net)
+        gencache__reuse_net_want(cache->reuse->net);
+}
+
+gencache__reuse_net *gencache__reuse_net_of(gencache *cache)
+{
+    return cache->reuse ? cache->reuse->net : NULL;
+}
+
+/* Records of a shared layer that Redis holds too (their stored key is known). */
+static bool in_redis(void *ud, const gencache__reuse_rec *rec)
+{
+    static const unsigned char none[32];
+    const gencache *cache = ud;
+    return cache->layers[rec->layer].shared && memcmp(rec->stored, none, 32) != 0;
+}
+
+void gencache__reuse_evicted(gencache *cache, uint64_t key_hash)
+{
+    /* The shared tier, not the sharing state: this runs on eviction threads, also while
+     * gencache_close() stops the sharing. */
+    if (cache->reuse && cache->shared_tier >= 0) {
+        gencache__reuse_drop_unless(cache->reuse->records, key_hash, in_redis, cache);
+        gencache__traj_state_forget(cache->reuse->traj, key_hash);
+    } else {
+        gencache__reuse_forget(cache, key_hash);
     }
 }
 
@@ -291,6 +359,50 @@ int gencache__reuse_stored_key_hash(gencache *c, const gencache_caller *caller, 
     return GENCACHE_OK;
 }
 
+/* The request's image signature, completed from a stored record of the same digest when the
+ * request gives the pHash alone; a width of 0 says it could not be. */
+static gencache_image_sig image_sig(struct gencache__reuse_state *st, uint64_t tenant,
+                                    const gencache_request *req)
+{
+    gencache_image_sig sig = req->image_sig;
+    if (sig.width == 0) {
+        unsigned char digest[32];
+        gencache__reuse_hex_decode(req->image_digest + 7, digest);
+        gencache__reuse_image_sig_of(st->records, tenant, digest, sig.phash, &sig);
+    }
+    return sig;
+}
+
+/* Reads the entry just stored under key back: the hash and hex digits of its stored key (a
+ * tenant's namespace may rename it) into rec, its time to live (0: none) and its size. */
+static int read_back(gencache *c, const gencache_caller *caller, const char *key,
+                     gencache__reuse_rec *rec, uint64_t *ttl_ms, uint64_t *size)
+{
+    gencache_handle *h = NULL;
+    int rc = gencache_peek_as(c, caller, key, &h);
+    if (rc != GENCACHE_OK)
+        return rc;
+    rec->key_hash = h->entry->hash;
+    gencache__reuse_hex_decode(strchr(h->entry->key, '/') + 1, rec->stored);
+    uint64_t expires = atomic_load(&h->entry->expires_ms), now = gencache__cache_now_ms(c);
+    *ttl_ms = expires == 0 ? 0 : expires > now ? expires - now : 1;
+    *size = h->entry->size;
+    gencache_handle_release(h);
+    return GENCACHE_OK;
+}
+
+/* Adds rec to the table and, on a shared layer, to Redis for the other nodes. A record Redis
+ * does not take stays this node's (records_redis.c logs it): the store has succeeded all the
+ * same. */
+static int add_and_share(gencache *c, struct gencache__reuse_state *st,
+                         const gencache__reuse_rec *rec, uint64_t ttl_ms, uint64_t size)
+{
+    int rc = gencache__reuse_add(st->records, rec);
+    if (rc == GENCACHE_OK && st->net && c->layers[rec->layer].shared)
+        gencache__reuse_net_share(st->net, rec, ttl_ms, size);
+    return rc;
+}
+
 /* Records what the entry just stored under key may also serve. */
 static int record(gencache *c, const gencache_caller *caller, const gencache_request *req,
                   const char *lname, const char *key)
@@ -309,16 +421,18 @@ static int record(gencache *c, const gencache_caller *caller, const gencache_req
     gencache__reuse_rec rec = {.layer = (uint32_t)idx};
     rec.tenant_hash = gencache__reuse_tenant_hash(c, rec.layer, caller);
     gencache__reuse_hex_decode(strchr(key, '/') + 1, rec.hex);
-    if ((rc = gencache__reuse_stored_key_hash(c, caller, key, &rec.key_hash)) != GENCACHE_OK)
+    uint64_t ttl_ms = 0, size = 0;
+    if ((rc = read_back(c, caller, key, &rec, &ttl_ms, &size)) != GENCACHE_OK)
         return rc == GENCACHE_ENOTFOUND ? GENCACHE_OK : rc; /* already gone again */
     uint64_t whole = 0;
     if (image && (rc = gencache__request_context(req, lname, NULL, &whole)) == GENCACHE_OK &&
         (rc = gencache__request_context(req, lname, "image", &rec.ctx)) == GENCACHE_OK &&
         rec.ctx != whole) { /* equal: the recipe has no image, nothing to match */
         rec.kind = GENCACHE__REUSE_IMAGE;
-        rec.sig = req->image_sig;
+        rec.sig = image_sig(st, rec.tenant_hash, req);
         gencache__reuse_hex_decode(req->image_digest + 7, rec.digest);
-        rc = gencache__reuse_add(st->records, &rec);
+        if (rec.sig.width != 0) /* the pHash alone cannot be guarded against later queries */
+            rc = add_and_share(c, st, &rec, ttl_ms, size);
     }
     if (rc == GENCACHE_OK && seed &&
         (rc = gencache__request_context(req, lname, "seed", &rec.ctx)) == GENCACHE_OK) {
@@ -326,7 +440,7 @@ static int record(gencache *c, const gencache_caller *caller, const gencache_req
         memset(&rec.sig, 0, sizeof rec.sig);
         memset(rec.digest, 0, sizeof rec.digest);
         snprintf(rec.seed, sizeof rec.seed, "%s", req->seed_text);
-        rc = gencache__reuse_add(st->records, &rec);
+        rc = add_and_share(c, st, &rec, ttl_ms, size);
     }
     if (rc == GENCACHE_OK && prompt) {
         /* Only a recipe that takes the prompt: then leaving it out changes the document. */
@@ -340,7 +454,7 @@ static int record(gencache *c, const gencache_caller *caller, const gencache_req
             p.ctx != whole &&
             (rc = gencache__prompt_fingerprint(req->prompt, &p.simhash, &p.text_hash)) ==
                 GENCACHE_OK)
-            rc = gencache__reuse_add(st->records, &p);
+            rc = add_and_share(c, st, &p, ttl_ms, size);
     }
     return rc;
 }
@@ -371,6 +485,17 @@ int gencache_store(gencache *cache, const gencache_caller *caller, const gencach
 
 /* ---- lookup ---- */
 
+/* True when the record of an entry no tier served is to be dropped: always for a layer this
+ * node keeps to itself; on a shared layer, when Redis no longer holds it either (its entry may
+ * still be on its way there from another node's write-back). */
+static bool stale(gencache *c, const gencache__reuse_rec *rec)
+{
+    gencache__reuse_net *net = c->reuse->net;
+    if (!net || !c->layers[rec->layer].shared)
+        return true;
+    return gencache__reuse_net_check(net, rec) == GENCACHE_OK;
+}
+
 /* Reads the candidates in order with the caller's rights; the first still stored is served. */
 static int serve_first(gencache *c, const gencache_caller *caller, const char *lname,
                        const gencache__reuse_cand *cands, size_t n, gencache_handle **out,
@@ -389,7 +514,8 @@ static int serve_first(gencache *c, const gencache_caller *caller, const char *l
         }
         if (rc != GENCACHE_ENOTFOUND)
             return rc;
-        gencache__reuse_drop(c->reuse->records, cands[i].rec.key_hash); /* stale */
+        if (stale(c, &cands[i].rec))
+            gencache__reuse_drop(c->reuse->records, cands[i].rec.key_hash);
     }
     return GENCACHE_ENOTFOUND;
 }
@@ -436,9 +562,10 @@ static int lookup_records(gencache *c, const gencache_caller *caller, const genc
         return rc;
     gencache__reuse_cand cands[MAX_CANDS];
     size_t n = 0, which = 0;
+    gencache_image_sig sig = image ? image_sig(st, tenant, req) : req->image_sig;
     if (image)
-        rc = gencache__reuse_find_image(st->records, idx, ctx, tenant, &req->image_sig, &st->guard,
-                                        cands, MAX_CANDS, &n, &refused);
+        rc = gencache__reuse_find_image(st->records, idx, ctx, tenant, &sig, &st->guard, cands,
+                                        MAX_CANDS, &n, &refused);
     else if (prompt)
         rc = gencache__reuse_find_prompt(st->records, idx, ctx, tenant, sim, text,
                                          st->prompt_radius, cands, MAX_CANDS, &n);

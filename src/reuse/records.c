@@ -148,7 +148,8 @@ static void remove_slot(gencache__reuse *r, uint32_t i)
     r->free_head = i;
 }
 
-static size_t drop_locked(gencache__reuse *r, uint64_t key_hash, unsigned kind)
+static size_t drop_locked(gencache__reuse *r, uint64_t key_hash, unsigned kind,
+                          bool (*keep)(void *ud, const gencache__reuse_rec *rec), void *ud)
 {
     if (!r->cap)
         return 0;
@@ -157,7 +158,8 @@ static size_t drop_locked(gencache__reuse *r, uint64_t key_hash, unsigned kind)
     while (i != NONE) {
         slot *s = &r->slots[i];
         uint32_t next = s->next_key;
-        if (s->rec.key_hash == key_hash && (!kind || s->rec.kind == kind)) {
+        if (s->rec.key_hash == key_hash && (!kind || s->rec.kind == kind) &&
+            !(keep && keep(ud, &s->rec))) {
             remove_slot(r, i);
             n++;
         }
@@ -169,7 +171,7 @@ static size_t drop_locked(gencache__reuse *r, uint64_t key_hash, unsigned kind)
 int gencache__reuse_add(gencache__reuse *r, const gencache__reuse_rec *rec)
 {
     pthread_rwlock_wrlock(&r->lock);
-    drop_locked(r, rec->key_hash, rec->kind);
+    drop_locked(r, rec->key_hash, rec->kind, NULL, NULL);
     int rc = GENCACHE_OK;
     if (r->free_head == NONE && r->n_slots == r->cap)
         rc = grow(r);
@@ -213,8 +215,14 @@ int gencache__reuse_add(gencache__reuse *r, const gencache__reuse_rec *rec)
 
 size_t gencache__reuse_drop(gencache__reuse *r, uint64_t key_hash)
 {
+    return gencache__reuse_drop_unless(r, key_hash, NULL, NULL);
+}
+
+size_t gencache__reuse_drop_unless(gencache__reuse *r, uint64_t key_hash,
+                                   bool (*keep)(void *ud, const gencache__reuse_rec *rec), void *ud)
+{
     pthread_rwlock_wrlock(&r->lock);
-    size_t n = drop_locked(r, key_hash, 0);
+    size_t n = drop_locked(r, key_hash, 0, keep, ud);
     r->mutations += n;
     pthread_rwlock_unlock(&r->lock);
     return n;
@@ -249,6 +257,39 @@ static void keep_best(gencache__reuse_cand *out, size_t cap, size_t *n,
         (*n)++;
 }
 
+/* The guards a query of the pHash alone allows: the radius, and detail on both sides. */
+static bool phash_only_match(uint64_t query, uint64_t stored, const gencache_match_options *guard,
+                             unsigned *distance)
+{
+    *distance = (unsigned)__builtin_popcountll(query ^ stored);
+    return *distance <= guard->phash_radius &&
+           (unsigned)__builtin_popcountll(query) >= guard->min_detail &&
+           (unsigned)__builtin_popcountll(stored) >= guard->min_detail;
+}
+
+int gencache__reuse_image_sig_of(gencache__reuse *r, uint64_t tenant_hash,
+                                 const unsigned char digest[32], uint64_t phash,
+                                 gencache_image_sig *out)
+{
+    gencache_hash_hit hits[64];
+    size_t count = 0;
+    pthread_rwlock_rdlock(&r->lock);
+    /* The same pixels hash alike: the record of the digest sits at distance 0. */
+    int rc = gencache_hash_index_query(r->phash, phash, 0, hits, 64, &count);
+    if (rc == GENCACHE_OK)
+        rc = GENCACHE_ENOTFOUND;
+    for (size_t i = 0; rc == GENCACHE_ENOTFOUND && i < count && i < 64; i++) {
+        const slot *s = &r->slots[hits[i].id];
+        if (s->live && s->rec.kind == GENCACHE__REUSE_IMAGE && s->rec.tenant_hash == tenant_hash &&
+            s->rec.sig.width != 0 && memcmp(s->rec.digest, digest, 32) == 0) {
+            *out = s->rec.sig;
+            rc = GENCACHE_OK;
+        }
+    }
+    pthread_rwlock_unlock(&r->lock);
+    return rc;
+}
+
 int gencache__reuse_find_image(gencache__reuse *r, uint32_t layer, uint64_t ctx,
                                uint64_t tenant_hash, const gencache_image_sig *sig,
                                const gencache_match_options *guard, gencache__reuse_cand *out,
@@ -275,7 +316,9 @@ int gencache__reuse_find_image(gencache__reuse *r, uint32_t layer, uint64_t ctx,
         if (!s->live || !same_recipe(&s->rec, GENCACHE__REUSE_IMAGE, layer, ctx, tenant_hash))
             continue;
         gencache__reuse_cand c = {.rec = s->rec};
-        if (gencache_image_match(sig, &s->rec.sig, guard, &c.distance) != GENCACHE_OK) {
+        if (sig->width == 0
+                ? !phash_only_match(sig->phash, s->rec.sig.phash, guard, &c.distance)
+                : gencache_image_match(sig, &s->rec.sig, guard, &c.distance) != GENCACHE_OK) {
             (*refused)++;
             continue;
         }

@@ -14,9 +14,7 @@ static const unsigned char MAGIC[8] = {'G', 'C', 'R', 'E', 'U', 'S', 'E', 1};
 #define FILE_VERSION 1u
 #define HEADER_BYTES 24u
 #define NAME_BYTES   (GENCACHE__LAYER_NAME_MAX + 1)
-/* name, kind, key_hash, ctx, tenant_hash, stamp, hex, width, height, phash, dhash, digest, seed,
- * simhash, text_hash */
-#define REC_BYTES (NAME_BYTES + 1 + 4 * 8 + 32 + 2 * 4 + 2 * 8 + 32 + 24 + 2 * 8)
+#define REC_BYTES    GENCACHE__REUSE_REC_BYTES
 
 typedef struct writer {
     unsigned char *buf;
@@ -26,23 +24,8 @@ typedef struct writer {
     bool oom;
 } writer;
 
-static void put_rec(void *ud, const gencache__reuse_rec *rec)
+void gencache__reuse_rec_encode(const gencache__reuse_rec *rec, const char *name, unsigned char *p)
 {
-    writer *w = ud;
-    const char *name = w->layers->name_of(w->layers->ud, rec->layer);
-    if (!name || w->oom)
-        return;
-    if (w->cap - w->n < REC_BYTES + 8) {
-        size_t ncap = w->cap * 2 + REC_BYTES + 8;
-        unsigned char *nb = realloc(w->buf, ncap);
-        if (!nb) {
-            w->oom = true;
-            return;
-        }
-        w->buf = nb;
-        w->cap = ncap;
-    }
-    unsigned char *p = w->buf + w->n;
     memset(p, 0, NAME_BYTES);
     memcpy(p, name, strnlen(name, GENCACHE__LAYER_NAME_MAX));
     p += NAME_BYTES;
@@ -66,6 +49,25 @@ static void put_rec(void *ud, const gencache__reuse_rec *rec)
     p += 24;
     gencache__le64_put(p, rec->simhash);
     gencache__le64_put(p + 8, rec->text_hash);
+}
+
+static void put_rec(void *ud, const gencache__reuse_rec *rec)
+{
+    writer *w = ud;
+    const char *name = w->layers->name_of(w->layers->ud, rec->layer);
+    if (!name || w->oom)
+        return;
+    if (w->cap - w->n < REC_BYTES + 8) {
+        size_t ncap = w->cap * 2 + REC_BYTES + 8;
+        unsigned char *nb = realloc(w->buf, ncap);
+        if (!nb) {
+            w->oom = true;
+            return;
+        }
+        w->buf = nb;
+        w->cap = ncap;
+    }
+    gencache__reuse_rec_encode(rec, name, w->buf + w->n);
     w->n += REC_BYTES;
     w->count++;
 }
@@ -92,7 +94,7 @@ int gencache__reuse_save_file(gencache__reuse *r, const char *path,
     return rc;
 }
 
-static void get_rec(const unsigned char *p, gencache__reuse_rec *rec, char *name)
+void gencache__reuse_rec_decode(const unsigned char *p, gencache__reuse_rec *rec, char *name)
 {
     memset(rec, 0, sizeof *rec);
     memcpy(name, p, NAME_BYTES);
@@ -141,7 +143,7 @@ int gencache__reuse_load_file(gencache__reuse *r, const char *path,
     for (uint64_t i = 0; rc == GENCACHE_OK && i < count; i++) {
         gencache__reuse_rec rec;
         char name[NAME_BYTES];
-        get_rec(buf + HEADER_BYTES + i * REC_BYTES, &rec, name);
+        gencache__reuse_rec_decode(buf + HEADER_BYTES + i * REC_BYTES, &rec, name);
         int layer = layers->index_of(layers->ud, name);
         if (layer < 0 || rec.kind < GENCACHE__REUSE_IMAGE || rec.kind > GENCACHE__REUSE_PROMPT)
             continue;

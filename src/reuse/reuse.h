@@ -34,6 +34,8 @@ typedef struct gencache__reuse_rec {
     uint64_t simhash;         /* PROMPT: gencache__prompt_fingerprint()'s SimHash */
     uint64_t text_hash;       /* PROMPT: and its hash of the normalized text */
     uint64_t stamp;           /* store order, for "the newest first" */
+    unsigned char stored[32]; /* the stored key's hex digits as bytes (a tenant's namespace may
+                                 rename the key); all 0: unknown (records_redis.c) */
 } gencache__reuse_rec;
 
 /* A candidate found by a query: a copy of its record, and its pHash distance (IMAGE). */
@@ -49,12 +51,24 @@ void gencache__reuse_free(gencache__reuse *r);
 int gencache__reuse_add(gencache__reuse *r, const gencache__reuse_rec *rec);
 /* Drops every record of the entry whose stored key hashes to key_hash. Returns how many. */
 size_t gencache__reuse_drop(gencache__reuse *r, uint64_t key_hash);
+/* The same, but keeps the records keep() says to (called under the table's write lock: it
+ * must not call back into r). */
+size_t gencache__reuse_drop_unless(gencache__reuse *r, uint64_t key_hash,
+                                   bool (*keep)(void *ud, const gencache__reuse_rec *rec),
+                                   void *ud);
 /* IMAGE records of (layer, ctx, tenant_hash) whose image passes `guard` against sig, nearest
  * first, at most cap of them; *refused counts those within the pHash radius the guard refused. */
 int gencache__reuse_find_image(gencache__reuse *r, uint32_t layer, uint64_t ctx,
                                uint64_t tenant_hash, const gencache_image_sig *sig,
                                const gencache_match_options *guard, gencache__reuse_cand *out,
                                size_t cap, size_t *n, uint64_t *refused);
+/* The full signature of the image whose pixel digest is digest and whose pHash is phash, from
+ * an IMAGE record of tenant_hash: GENCACHE_OK, or GENCACHE_ENOTFOUND when none holds it. A query
+ * sig of width 0 to gencache__reuse_find_image() carries the pHash alone and passes the radius
+ * and min_detail guards only. */
+int gencache__reuse_image_sig_of(gencache__reuse *r, uint64_t tenant_hash,
+                                 const unsigned char digest[32], uint64_t phash,
+                                 gencache_image_sig *out);
 /* SEED records of (layer, ctx, tenant_hash), newest first, at most cap of them. */
 int gencache__reuse_find_seed(gencache__reuse *r, uint32_t layer, uint64_t ctx,
                               uint64_t tenant_hash, gencache__reuse_cand *out, size_t cap,
@@ -85,6 +99,16 @@ typedef struct gencache__reuse_layers {
     void *ud;
 } gencache__reuse_layers;
 
+/* One record as the file and the Redis tier hold it: its layer by name (NUL-padded to
+ * GENCACHE__LAYER_NAME_MAX + 1 bytes), kind, key_hash, ctx, tenant_hash, stamp, hex, width,
+ * height, phash, dhash, digest, seed, simhash and text_hash, little-endian; not `stored`. decode
+ * writes the layer's name (NUL-terminated) to name and leaves rec->layer 0. */
+#define GENCACHE__REUSE_REC_BYTES                                                                  \
+    (GENCACHE__LAYER_NAME_MAX + 1 + 1 + 4 * 8 + 32 + 2 * 4 + 2 * 8 + 32 + 24 + 2 * 8)
+void gencache__reuse_rec_encode(const gencache__reuse_rec *rec, const char *name,
+                                unsigned char *out);
+void gencache__reuse_rec_decode(const unsigned char *in, gencache__reuse_rec *rec, char *name);
+
 /* Writes every record to path (a temporary file renamed over it). */
 int gencache__reuse_save_file(gencache__reuse *r, const char *path,
                               const gencache__reuse_layers *layers);
@@ -104,6 +128,48 @@ void gencache__reuse_close(gencache *cache);
 /* The entry whose stored key hashes to key_hash is gone from this node. Never blocks on I/O and
  * takes only the records' own lock: callable under a tier's lock. */
 void gencache__reuse_forget(gencache *cache, uint64_t key_hash);
+/* The same for an entry this node's local tiers let go of (eviction, expiry): records of a shared
+ * layer that Redis holds stay, since Redis may still hold the entry (a lookup that finds it gone
+ * there drops them). */
+void gencache__reuse_evicted(gencache *cache, uint64_t key_hash);
+
+/* ---- records of shared layers through the Redis tier (src/reuse/records_redis.c) ---- */
+
+typedef struct gencache__reuse_net gencache__reuse_net;
+
+/* Starts sharing the records of the cache's shared layers through the Redis tier `shared`: a
+ * loader thread reads every record Redis holds into `records` when asked (want) and once the
+ * layers are known (ready). GENCACHE_OK, GENCACHE_ENOMEM. */
+int gencache__reuse_net_new(gencache *cache, gencache__tier *shared, gencache__reuse *records,
+                            gencache__reuse_net **out);
+/* Stops and joins the loader (before the tier closes). NULL: nothing. */
+void gencache__reuse_net_free(gencache__reuse_net *n);
+void gencache__reuse_net_want(gencache__reuse_net *n);
+void gencache__reuse_net_ready(gencache__reuse_net *n);
+/* Writes rec (whose `stored` is set) to Redis beside its entry, expiring in ttl_ms (0: with no
+ * expiry), and announces it to the other nodes; size: the entry's bytes (an entry too large for
+ * the tier keeps its record to this node). GENCACHE_OK, GENCACHE_EUNAVAILABLE, GENCACHE_EIO. */
+int gencache__reuse_net_share(gencache__reuse_net *n, const gencache__reuse_rec *rec,
+                              uint64_t ttl_ms, uint64_t size);
+/* A message of the reuse channel (the subscriber thread). */
+void gencache__reuse_net_heard(gencache__reuse_net *n, const void *msg, size_t len);
+/* Asks Redis about rec, whose entry no tier served: GENCACHE_OK when the record is gone there
+ * (or has waited longer than its entry can take to arrive, and is deleted now): drop it;
+ * GENCACHE_EEXIST: keep it (the entry is there, or may still come); GENCACHE_EUNAVAILABLE. */
+int gencache__reuse_net_check(gencache__reuse_net *n, const gencache__reuse_rec *rec);
+/* Records heard from other nodes, records read by the loader, loads completed. */
+void gencache__reuse_net_counts(gencache__reuse_net *n, uint64_t *heard, uint64_t *loaded,
+                                uint64_t *rebuilds);
+
+/* Hooks for src/cache_admin.c: start after the tiers open and before the subscriber; stop after
+ * the subscriber and before the tiers close. heard and subscribed are the subscriber's callbacks
+ * (userdata: the cache). */
+int gencache__reuse_share_start(gencache *cache);
+void gencache__reuse_share_stop(gencache *cache);
+void gencache__reuse_heard(void *cache, const void *msg, size_t len);
+void gencache__reuse_subscribed(void *cache);
+/* The cache's sharing state (tests); NULL: none. */
+gencache__reuse_net *gencache__reuse_net_of(gencache *cache);
 
 /* ---- the trajectory index (src/reuse/traj_index.c) ---- */
 

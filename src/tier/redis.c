@@ -417,11 +417,19 @@ static int redis_del(gencache__tier *t, const char *key, uint64_t hash)
     size_t layer_len;
     if (gencache__key_split(key, &layer, &layer_len) != GENCACHE_OK)
         return GENCACHE_EINVAL;
-    char rkey[GENCACHE__REDIS_KEY_SIZE];
+    char rkey[GENCACHE__REDIS_KEY_SIZE], reuse_key[GENCACHE__REDIS_REUSE_KEY_SIZE];
     gencache__redis_key(r, rkey, key);
-    gencache__redis_arg a[2] = {{{"DEL"}, {3}}, {{rkey}, {strlen(rkey)}}};
+    /* The entry's reuse records (src/reuse/records_redis.c) go with it, in the same slot. */
+    snprintf(reuse_key, sizeof reuse_key, GENCACHE__REDIS_REUSE_PREFIX "{%s}", key);
+    static const char del_both[] = "redis.call('DEL', KEYS[2])\n"
+                                   "return redis.call('DEL', KEYS[1])\n";
+    gencache__redis_arg a[5] = {{{"EVAL"}, {4}},
+                                {{del_both}, {sizeof del_both - 1}},
+                                {{"2"}, {1}},
+                                {{rkey}, {strlen(rkey)}},
+                                {{reuse_key}, {strlen(reuse_key)}}};
     redisReply *rep = NULL;
-    int rc = gencache__redis_route_command(r, 1, 2, a, deadline(r), &rep);
+    int rc = gencache__redis_route_command(r, 3, 5, a, deadline(r), &rep);
     if (rc != GENCACHE_OK || rep->type == REDIS_REPLY_ERROR) {
         if (rep)
             freeReplyObject(rep);

@@ -66,6 +66,12 @@ int gencache__redis_route_command(gencache__redis_tier *r, int key_arg, int argc
 /* ---- the Bloom filter (redis_bloom.c) ---- */
 
 #define GENCACHE__REDIS_WRITTEN_CHANNEL "gencache:v1:written"
+/* The reuse records of shared layers (src/reuse/records_redis.c): each entry's records live in one
+ * hash, GENCACHE__REDIS_REUSE_PREFIX "{<stored key>}" (the entry's hash tag), and each record
+ * stored is announced on the channel. A delete of the entry deletes the hash too. */
+#define GENCACHE__REDIS_REUSE_CHANNEL  "gencache:v1:reuse"
+#define GENCACHE__REDIS_REUSE_PREFIX   "gencache:reuse:v1:"
+#define GENCACHE__REDIS_REUSE_KEY_SIZE (sizeof GENCACHE__REDIS_REUSE_PREFIX + GENCACHE__KEY_MAX + 2)
 /* Makes the filter when the options ask for one. GENCACHE_OK, GENCACHE_ENOMEM. */
 int gencache__redis_bloom_open(gencache__redis_tier *r, double fp_rate, uint64_t capacity);
 void gencache__redis_bloom_close(gencache__redis_tier *r);
@@ -87,6 +93,10 @@ int gencache__redis_bloom_rebuild(gencache__redis_tier *r, unsigned gen, const _
  * gencache__redis_command. */
 int gencache__redis_scan_step(gencache__redis_conn *c, char cursor[32], const char *count,
                               uint64_t dl, redisReply **out);
+
+/* The same with another MATCH pattern (the reuse records' hashes, src/reuse/records_redis.c). */
+int gencache__redis_scan_match(gencache__redis_conn *c, char cursor[32], const char *pattern,
+                               const char *count, uint64_t dl, redisReply **out);
 
 /* Removes a stored value that failed its check (rkey: the Redis key), only if it is still the
  * same record (when e is known); counts it and reports it to on_evict. */

@@ -7,7 +7,8 @@
  * cache to drop its local copies of shared entries (the shared tier is the truth; docs/tiers.md).
  * Liveness: a PING after a second of silence, and a connection with no answer for two more
  * seconds counts as lost. The same subscription carries the keys other nodes write, for the
- * Bloom filter (redis_bloom.c), whose rebuilds run on a second thread.
+ * Bloom filter (redis_bloom.c), whose rebuilds run on a second thread, and the reuse records
+ * nodes store (src/reuse/records_redis.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,6 +190,12 @@ static void deliver(gencache__redis_coherence *co, const redisReply *rep)
         gencache__redis_bloom_note(co->r, rep->element[2]->str, (size_t)rep->element[2]->len);
         return;
     }
+    if (rep->element[1]->type == REDIS_REPLY_STRING &&
+        strcmp(rep->element[1]->str, GENCACHE__REDIS_REUSE_CHANNEL) == 0) {
+        if (co->cb.reuse_heard)
+            co->cb.reuse_heard(co->cb.userdata, rep->element[2]->str, (size_t)rep->element[2]->len);
+        return;
+    }
     size_t cap = (size_t)rep->element[2]->len + N_FIELDS; /* the strings and their NULs */
     char *store = malloc(cap);
     gencache_filter f;
@@ -270,12 +277,13 @@ static bool stopping(gencache__redis_coherence *co)
 /* Subscribes on c; GENCACHE_OK once Redis confirms. */
 static int subscribe(gencache__redis_conn *c, uint64_t dl)
 {
-    gencache__redis_arg a[3] = {
+    gencache__redis_arg a[4] = {
         {{"SUBSCRIBE"}, {9}},
         {{CHANNEL}, {sizeof CHANNEL - 1}},
-        {{GENCACHE__REDIS_WRITTEN_CHANNEL}, {sizeof GENCACHE__REDIS_WRITTEN_CHANNEL - 1}}};
-    int rc = gencache__redis_send(c, 3, a, dl);
-    for (int i = 0; i < 2 && rc == GENCACHE_OK; i++) {
+        {{GENCACHE__REDIS_WRITTEN_CHANNEL}, {sizeof GENCACHE__REDIS_WRITTEN_CHANNEL - 1}},
+        {{GENCACHE__REDIS_REUSE_CHANNEL}, {sizeof GENCACHE__REDIS_REUSE_CHANNEL - 1}}};
+    int rc = gencache__redis_send(c, 4, a, dl);
+    for (int i = 0; i < 3 && rc == GENCACHE_OK; i++) {
         redisReply *rep = NULL;
         rc = gencache__redis_reply(c, dl, &rep);
         if (rc == GENCACHE_OK && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
@@ -393,6 +401,8 @@ static void *subscriber(void *arg)
             atomic_store(&co->subscribed, true);
             if (co->has_rebuilder)
                 want_rebuild(co, gen);
+            if (co->cb.subscribed)
+                co->cb.subscribed(co->cb.userdata);
             if (was_subscribed) {
                 /* Messages sent while we were away are lost: what this node holds of shared
                  * entries may be stale. Subscribed first, so nothing later is missed. */

@@ -1,8 +1,9 @@
 /*
  * redis_scan.c: the Redis tier's operations over many keys. remove_if walks the tier's keys with
  * SCAN (MATCH on the key prefix), reads only each record's head (GETRANGE 0 4095, pipelined per
- * SCAN batch) to build the metadata-only entry the predicate sees, and removes the matches with a
- * compare-and-delete script, so a value rewritten between the read and the delete survives.
+ * SCAN batch) to build the metadata-only entry the predicate sees, and removes the matches (and
+ * their reuse records) with a compare-and-delete script, so a value rewritten between the read
+ * and the delete survives.
  * Each SCAN step has its own deadline; the walk visits at most SCAN_LIMIT keys per call.
  */
 #include <stdio.h>
@@ -23,18 +24,27 @@ static const char del_if_same[] = "if redis.call('GETRANGE', KEYS[1], 24, 39) ==
                                   "end\n"
                                   "return 0\n";
 
+/* The same, and KEYS[2], the entry's reuse records (src/reuse/records_redis.c), with it. */
+static const char del_if_same_with_records[] =
+    "if redis.call('GETRANGE', KEYS[1], 24, 39) == ARGV[1] then\n"
+    "  redis.call('DEL', KEYS[2])\n"
+    "  return redis.call('DEL', KEYS[1])\n"
+    "end\n"
+    "return 0\n";
+
 static int send_del_if_same(gencache__redis_conn *c, const char *rkey, size_t rlen,
-                            uint64_t checksum, uint64_t created, uint64_t dl)
+                            const char *reuse_key, uint64_t checksum, uint64_t created, uint64_t dl)
 {
     unsigned char ident[16];
     gencache__le64_put(ident, checksum);
     gencache__le64_put(ident + 8, created);
-    gencache__redis_arg a[5] = {{{"EVAL"}, {4}},
-                                {{del_if_same}, {sizeof del_if_same - 1}},
-                                {{"1"}, {1}},
+    gencache__redis_arg a[6] = {{{"EVAL"}, {4}},
+                                {{del_if_same_with_records}, {sizeof del_if_same_with_records - 1}},
+                                {{"2"}, {1}},
                                 {{rkey}, {rlen}},
+                                {{reuse_key}, {strlen(reuse_key)}},
                                 {{ident}, {16}}};
-    return gencache__redis_send(c, 5, a, dl);
+    return gencache__redis_send(c, 6, a, dl);
 }
 
 void gencache__redis_drop_corrupt(gencache__redis_tier *r, const char *rkey, gencache__entry *e)
@@ -110,6 +120,7 @@ static gencache__entry *head_entry(gencache__redis_tier *r, gencache__redis_conn
 typedef struct match {
     const redisReply *key;
     uint64_t checksum, created_ms;
+    char reuse_key[GENCACHE__REDIS_REUSE_KEY_SIZE];
 } match;
 
 /* Keys [from, from + n) of a SCAN batch: reads their heads, asks pred, removes the matches. */
@@ -141,8 +152,12 @@ static int scan_batch(gencache__redis_tier *r, gencache__redis_conn *c, const re
         gencache__entry *e = head_entry(r, c, heads[i], k, dl, &rc);
         if (!e)
             continue;
-        if (pred(userdata, e))
-            matches[n_match++] = (match){k, e->checksum, e->created_ms};
+        if (pred(userdata, e)) {
+            matches[n_match] = (match){k, e->checksum, e->created_ms, ""};
+            snprintf(matches[n_match].reuse_key, sizeof matches[n_match].reuse_key,
+                     GENCACHE__REDIS_REUSE_PREFIX "{%s}", e->key);
+            n_match++;
+        }
         gencache__entry_release(e);
     }
     for (size_t i = 0; i < n; i++)
@@ -152,7 +167,8 @@ static int scan_batch(gencache__redis_tier *r, gencache__redis_conn *c, const re
     size_t sent = 0;
     for (; sent < n_match && rc == GENCACHE_OK; sent++)
         rc = send_del_if_same(c, matches[sent].key->str, (size_t)matches[sent].key->len,
-                              matches[sent].checksum, matches[sent].created_ms, dl);
+                              matches[sent].reuse_key, matches[sent].checksum,
+                              matches[sent].created_ms, dl);
     free(matches);
     for (size_t i = 0; i < sent && rc == GENCACHE_OK; i++) {
         redisReply *rep = NULL;
@@ -168,10 +184,15 @@ static int scan_batch(gencache__redis_tier *r, gencache__redis_conn *c, const re
 int gencache__redis_scan_step(gencache__redis_conn *c, char cursor[32], const char *count,
                               uint64_t dl, redisReply **out)
 {
-    gencache__redis_arg a[6] = {
-        {{"SCAN"}, {4}},  {{cursor}, {strlen(cursor)}},
-        {{"MATCH"}, {5}}, {{GENCACHE__REDIS_PREFIX "*"}, {sizeof GENCACHE__REDIS_PREFIX}},
-        {{"COUNT"}, {5}}, {{count}, {strlen(count)}}};
+    return gencache__redis_scan_match(c, cursor, GENCACHE__REDIS_PREFIX "*", count, dl, out);
+}
+
+int gencache__redis_scan_match(gencache__redis_conn *c, char cursor[32], const char *pattern,
+                               const char *count, uint64_t dl, redisReply **out)
+{
+    gencache__redis_arg a[6] = {{{"SCAN"}, {4}},  {{cursor}, {strlen(cursor)}},
+                                {{"MATCH"}, {5}}, {{pattern}, {strlen(pattern)}},
+                                {{"COUNT"}, {5}}, {{count}, {strlen(count)}}};
     redisReply *rep = NULL;
     int rc = gencache__redis_command(c, dl, &rep, 6, a);
     if (rc == GENCACHE_OK &&

@@ -4,9 +4,10 @@ image_latent and condition, real images (Debian's imagemagick-6-doc) and benign 
 them with Pillow (JPEG quality 70, half size, 10% brighter), over HTTP (POST /v1/store, POST
 /v1/lookup), the CLI (`gencache lookup`) and the Python client: perceptual hits and misses, the
 guard refusing a crop, a rotation and another image, the default guard's radii (a JPEG q70
-re-upload 10 pHash bits away found, two dither patterns told apart), tenant scope, delete and
-invalidation removing an image from the index, the records surviving a restart, results of any
-seed, the counters on /v1/stats and /metrics, and malformed lookups refused."""
+re-upload 10 pHash bits away found, two dither patterns told apart), lookups by digest and pHash
+alone, tenant scope, delete and invalidation removing an image from the index, the records
+surviving a restart, results of any seed, the counters on /v1/stats and /metrics, and malformed
+lookups refused."""
 import json
 import os
 import shutil
@@ -161,6 +162,39 @@ def t_cli_and_python(d):
         check_eq((r["match"], r["distance"]), ("exact", 0), "python exact")
         check(c.lookup("image_latent", {"model": "cli-model", "width": 832, "height": 480,
                                         "image": IM + "granite.png"}) is None, "python miss")
+
+
+def t_phash_only(d):
+    """The image given as its digest and pHash alone: the guards that need the dHash and the
+    size apply only when a stored record of that digest supplies them."""
+    orig = IM + "rose.jpg"
+    key = store(d, "image_latent", req(orig, "po-model"), b"rose-latent")
+    v = variant("rose.jpg", "q70")
+    short = {"digest": gencache.image_digest(v), "phash": gencache.image_hash(v, "phash")}
+    request = {"model": "po-model", "width": 832, "height": 480, "image": short}
+    status, h, body = lookup(d, "image_latent", request)
+    check_eq((status, body, h.get("x-gencache-key")), (200, b"rose-latent", key), "http")
+    check(h["x-gencache-match"].startswith("perceptual; distance="), h["x-gencache-match"])
+    rf = os.path.join(TMP, "phash-only.json")
+    with open(rf, "w") as f:
+        json.dump(request, f)
+    p = subprocess.run([GENCACHE, "lookup", "--url", d.url, "--layer", "image_latent", rf],
+                       capture_output=True, text=True, timeout=60)
+    check_eq(p.returncode, 0, "cli: %s" % p.stderr)
+    check_eq(p.stdout.split()[:2], [key, "perceptual"], "cli")
+    with gencache.Client(d.url) as c:
+        r = c.lookup("image_latent", request)
+        check(r is not None, "python: a match")
+        check_eq((r["data"], r["match"], r["of"]),
+                 (b"rose-latent", "perceptual", gencache.image_digest(orig)), "python")
+    other = IM + "granite.png"
+    request["image"] = {"digest": gencache.image_digest(other),
+                        "phash": gencache.image_hash(other, "phash")}
+    check_eq(lookup(d, "image_latent", request)[0], 404, "another image")
+    for bad in ({"phash": short["phash"], "width": 3}, {"dhash": short["phash"]}):
+        request["image"] = dict(bad, digest=short["digest"])
+        status, _, body = lookup(d, "image_latent", request)
+        check_eq(status, 400, "partial signature %r: %s" % (bad, body[:200]))
 
 
 def form(parts, boundary="gencache-test-boundary"):
@@ -354,6 +388,7 @@ def main():
         try:
             r.run("perceptual_over_http", t_perceptual_over_http, d)
             r.run("cli_and_python", t_cli_and_python, d)
+            r.run("phash_only", t_phash_only, d)
             r.run("multipart_lookup", t_multipart_lookup, d)
             r.run("delete_and_invalidate", t_delete_and_invalidate, d)
             r.run("any_seed", t_any_seed, d)

@@ -412,10 +412,12 @@ class Client(StageMixin):
         the layer allows (a perceptual match of its image on a layer with image_match
         perceptual; for a seedless request with "cache": "any_seed", a result of any seed).
         An image given as a path, numpy array or PIL image is digested and hashed here: the
-        daemon never opens a client's file. Returns None on a miss, else a dict: "data" (bytes),
-        "key" (the key served), "match" ("exact", "perceptual" or "any_seed"), "distance"
-        (pHash distance, 0 unless perceptual), "of" (the stored image's digest, perceptual
-        only) and "seed" (the served result's seed, any_seed only)."""
+        daemon never opens a client's file; one given as {"digest": ..., "phash": ...} (or with
+        dhash, width and height too) is sent as it is (docs/reuse.md says which guards apply).
+        Returns None on a miss, else a dict: "data" (bytes), "key" (the key served), "match"
+        ("exact", "perceptual" or "any_seed"), "distance" (pHash distance, 0 unless
+        perceptual), "of" (the stored image's digest, perceptual only) and "seed" (the served
+        result's seed, any_seed only)."""
         import ctypes
         from . import _image
         req: dict[str, Any] = dict(request)
