@@ -18,26 +18,24 @@ static const unsigned char MAGIC[8] = {'G', 'C', 'R', 'E', 'U', 'S', 'E', 1};
  * simhash, text_hash */
 #define REC_BYTES (NAME_BYTES + 1 + 4 * 8 + 32 + 2 * 4 + 2 * 8 + 32 + 24 + 2 * 8)
 
-typedef struct writer {
-    unsigned char *buf;
-    size_t n, cap;
-    uint64_t count;
-    const gencache__reuse_layers *layers;
-    bool oom;
-} writer;
-
-static void put_rec(void *ud, const gencache__reuse_rec *rec)
+int gencache__idx_begin(gencache__idx_writer *w, const gencache__reuse_layers *layers)
 {
-    writer *w = ud;
-    const char *name = w->layers->name_of(w->layers->ud, rec->layer);
+    *w = (gencache__idx_writer){.layers = layers, .cap = 4096, .n = HEADER_BYTES};
+    w->buf = malloc(w->cap);
+    return w->buf ? GENCACHE_OK : GENCACHE_ENOMEM;
+}
+
+unsigned char *gencache__idx_record(gencache__idx_writer *w, uint32_t layer, size_t bytes)
+{
+    const char *name = w->layers->name_of(w->layers->ud, layer);
     if (!name || w->oom)
-        return;
-    if (w->cap - w->n < REC_BYTES + 8) {
-        size_t ncap = w->cap * 2 + REC_BYTES + 8;
+        return NULL;
+    if (w->cap - w->n < bytes + 8) {
+        size_t ncap = w->cap * 2 + bytes + 8;
         unsigned char *nb = realloc(w->buf, ncap);
         if (!nb) {
             w->oom = true;
-            return;
+            return NULL;
         }
         w->buf = nb;
         w->cap = ncap;
@@ -45,7 +43,32 @@ static void put_rec(void *ud, const gencache__reuse_rec *rec)
     unsigned char *p = w->buf + w->n;
     memset(p, 0, NAME_BYTES);
     memcpy(p, name, strnlen(name, GENCACHE__LAYER_NAME_MAX));
-    p += NAME_BYTES;
+    w->n += bytes;
+    w->count++;
+    return p + NAME_BYTES;
+}
+
+int gencache__idx_finish(gencache__idx_writer *w, const unsigned char magic[8], uint64_t version,
+                         const char *path)
+{
+    int rc = GENCACHE_ENOMEM;
+    if (!w->oom) {
+        memcpy(w->buf, magic, 8);
+        gencache__le64_put(w->buf + 8, version);
+        gencache__le64_put(w->buf + 16, w->count);
+        gencache__le64_put(w->buf + w->n, gencache__checksum(w->buf, w->n));
+        rc = gencache__file_replace(path, w->buf, w->n + 8);
+    }
+    free(w->buf);
+    w->buf = NULL;
+    return rc;
+}
+
+static void put_rec(void *ud, const gencache__reuse_rec *rec)
+{
+    unsigned char *p = gencache__idx_record(ud, rec->layer, REC_BYTES);
+    if (!p)
+        return;
     *p++ = (unsigned char)rec->kind;
     gencache__le64_put(p, rec->key_hash);
     gencache__le64_put(p + 8, rec->ctx);
@@ -66,30 +89,16 @@ static void put_rec(void *ud, const gencache__reuse_rec *rec)
     p += 24;
     gencache__le64_put(p, rec->simhash);
     gencache__le64_put(p + 8, rec->text_hash);
-    w->n += REC_BYTES;
-    w->count++;
 }
 
 int gencache__reuse_save_file(gencache__reuse *r, const char *path,
                               const gencache__reuse_layers *layers)
 {
-    writer w = {.layers = layers, .cap = 4096};
-    w.buf = malloc(w.cap);
-    if (!w.buf)
+    gencache__idx_writer w;
+    if (gencache__idx_begin(&w, layers) != GENCACHE_OK)
         return GENCACHE_ENOMEM;
-    w.n = HEADER_BYTES;
     gencache__reuse_each(r, put_rec, &w);
-    if (w.oom) {
-        free(w.buf);
-        return GENCACHE_ENOMEM;
-    }
-    memcpy(w.buf, MAGIC, 8);
-    gencache__le64_put(w.buf + 8, FILE_VERSION);
-    gencache__le64_put(w.buf + 16, w.count);
-    gencache__le64_put(w.buf + w.n, gencache__checksum(w.buf, w.n));
-    int rc = gencache__file_replace(path, w.buf, w.n + 8);
-    free(w.buf);
-    return rc;
+    return gencache__idx_finish(&w, MAGIC, FILE_VERSION, path);
 }
 
 static void get_rec(const unsigned char *p, gencache__reuse_rec *rec, char *name)
