@@ -193,6 +193,21 @@ int gencache_trajectory_get_thresholds(gencache *cache, const char *model,
     return GENCACHE_OK;
 }
 
+int gencache_trajectory_dim(gencache *cache, const char *lname, const char *model, size_t *dim)
+{
+    if (dim)
+        *dim = 0;
+    gencache__traj_state *st = gencache__reuse_traj_state(cache);
+    int li = st && lname ? gencache__reuse_layer_index(cache, lname) : -1;
+    if (li < 0 || !model || !dim)
+        return GENCACHE_EINVAL;
+    uint32_t held = 0;
+    int rc = gencache__traj_dim(st->index, (uint32_t)li, gencache__checksum(model, strlen(model)),
+                                &held);
+    *dim = held;
+    return rc;
+}
+
 int gencache_trajectory_stats_get(gencache *cache, gencache_trajectory_stats *out)
 {
     gencache__traj_state *st = gencache__reuse_traj_state(cache);

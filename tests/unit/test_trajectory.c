@@ -633,3 +633,23 @@ TEST_CASE(checkpoints_make_no_prompt_records)
     CHECK_UINT_EQ(s.tiers[0].entries, 8);
     gencache_close(c);
 }
+
+TEST_CASE(dimension_reported)
+{
+    gencache *c = open_traj(0, GENCACHE_SCOPE_GLOBAL, NULL);
+    size_t dim = 99;
+    CHECK_INT_EQ(gencache_trajectory_dim(c, "trajectory", "m1", &dim), GENCACHE_ENOTFOUND);
+    CHECK_UINT_EQ(dim, 0);
+    float e[DIM];
+    vec(e, 0, 1, 1.0);
+    char key[GENCACHE_KEY_MAX];
+    CHECK_OK(store(c, NULL, "m1", "a red fox", 5, e, DIM, key));
+    CHECK_OK(gencache_trajectory_dim(c, "trajectory", "m1", &dim));
+    CHECK_UINT_EQ(dim, DIM);
+    CHECK_INT_EQ(gencache_trajectory_dim(c, "trajectory", "m2", &dim), GENCACHE_ENOTFOUND);
+    CHECK_INT_EQ(gencache_trajectory_dim(c, "no_such_layer", "m1", &dim), GENCACHE_EINVAL);
+    CHECK_INT_EQ(gencache_trajectory_dim(c, "trajectory", NULL, &dim), GENCACHE_EINVAL);
+    CHECK_INT_EQ(gencache_trajectory_dim(c, "trajectory", "m1", NULL), GENCACHE_EINVAL);
+    CHECK_INT_EQ(gencache_trajectory_dim(NULL, "trajectory", "m1", &dim), GENCACHE_EINVAL);
+    gencache_close(c);
+}
