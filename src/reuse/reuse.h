@@ -179,6 +179,9 @@ void gencache__traj_each(gencache__traj *t,
 
 /* ---- the trajectory index beyond one process (src/reuse/traj_io.c) ---- */
 
+/* The largest embedding, in elements, that the index takes (and its files hold). */
+#define GENCACHE__TRAJ_DIM_MAX (1u << 20)
+
 /* The content type of a trajectory's embedding entry. */
 extern const char gencache__traj_emb_type[];
 /* Writes every record and its vector to path (a temporary file renamed over it). */

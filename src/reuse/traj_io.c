@@ -24,7 +24,6 @@ static const unsigned char FILE_MAGIC[8] = {'G', 'C', 'T', 'R', 'A', 'J', 'X', 1
 #define NAME_BYTES   (GENCACHE__LAYER_NAME_MAX + 1)
 /* name, model_hash, key_hash, tenant_hash, hex, step, dim; then dim f32 */
 #define REC_FIXED (NAME_BYTES + 3 * 8 + 32 + 2 * 4)
-#define DIM_MAX   65536u /* larger embeddings are refused when read back */
 
 /* The embedding entry's value: magic, dim, count, dim f32, then count (step, 32-byte key). */
 static const unsigned char EMB_MAGIC[8] = {'G', 'C', 'T', 'R', 'A', 'J', 'E', 1};
@@ -80,7 +79,7 @@ static int check_file(const unsigned char *buf, size_t size, uint64_t *count)
         if (end - off < REC_FIXED)
             return GENCACHE_EPARSE;
         uint32_t dim = gencache__le32_get(buf + off + NAME_BYTES + 60);
-        if (dim == 0 || dim > DIM_MAX || end - off - REC_FIXED < (size_t)dim * 4)
+        if (dim == 0 || dim > GENCACHE__TRAJ_DIM_MAX || end - off - REC_FIXED < (size_t)dim * 4)
             return GENCACHE_EPARSE;
         off += REC_FIXED + (size_t)dim * 4;
     }
@@ -98,7 +97,7 @@ int gencache__traj_load_file(gencache__traj *t, const char *path,
         return rc;
     uint64_t count = 0;
     rc = check_file(buf, size, &count);
-    float *vec = rc == GENCACHE_OK ? malloc(sizeof(float) * DIM_MAX) : NULL;
+    float *vec = rc == GENCACHE_OK ? malloc(sizeof(float) * GENCACHE__TRAJ_DIM_MAX) : NULL;
     if (rc == GENCACHE_OK && !vec)
         rc = GENCACHE_ENOMEM;
     const unsigned char *p = buf + HEADER_BYTES;
@@ -178,7 +177,7 @@ static bool emb_parse(const unsigned char *v, size_t size, emb_view *out)
         return false;
     out->dim = gencache__le32_get(v + 8);
     out->n = gencache__le32_get(v + 12);
-    if (out->dim == 0 || out->dim > DIM_MAX || out->n > EMB_MAX_CKPT ||
+    if (out->dim == 0 || out->dim > GENCACHE__TRAJ_DIM_MAX || out->n > EMB_MAX_CKPT ||
         size != EMB_HEADER + (size_t)out->dim * 4 + (size_t)out->n * EMB_CKPT)
         return false;
     out->vec = v + EMB_HEADER;
@@ -363,7 +362,7 @@ int gencache__traj_rebuild(gencache *c, gencache__traj *t, uint64_t *added)
     int rc = d->ops->remove_if(d, find_emb, &f, &none);
     if (rc == GENCACHE_OK && f.oom)
         rc = GENCACHE_ENOMEM;
-    float *vec = rc == GENCACHE_OK && f.n ? malloc(sizeof(float) * DIM_MAX) : NULL;
+    float *vec = rc == GENCACHE_OK && f.n ? malloc(sizeof(float) * GENCACHE__TRAJ_DIM_MAX) : NULL;
     if (rc == GENCACHE_OK && f.n && !vec)
         rc = GENCACHE_ENOMEM;
     for (size_t i = 0; i < f.n; i++) {

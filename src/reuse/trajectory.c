@@ -227,10 +227,13 @@ static int embedding_f32(gencache *c, gencache_dtype dtype, const void *emb, siz
                          float **out)
 {
     *out = NULL;
-    if (!emb || dim == 0 || dim > UINT32_MAX ||
+    if (!emb || dim == 0 || dim > GENCACHE__TRAJ_DIM_MAX ||
         (dtype != GENCACHE_DTYPE_F32 && dtype != GENCACHE_DTYPE_F16)) {
-        gencache__log_msg(&c->log, GENCACHE_LOG_WARN,
-                          "trajectory: the embedding must be a non-empty f32 or f16 vector");
+        gencache__log_msg(
+            &c->log, GENCACHE_LOG_WARN,
+            "trajectory: the embedding must be a non-empty f32 or f16 vector of at most "
+            "%u elements",
+            GENCACHE__TRAJ_DIM_MAX);
         return GENCACHE_EINVAL;
     }
     float *v = malloc(dim * sizeof *v);
