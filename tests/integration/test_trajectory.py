@@ -5,16 +5,18 @@ and POST /v1/trajectories/lookup (JSON with base64, or the raw vector with heade
 Python Client and gencache.Trajectory over a Client: known neighbours at each threshold row,
 f16 embeddings, dimension mismatches refused with both dimensions named, malformed requests
 refused, tenant scope, the index surviving a restart and rebuilt when traj.idx is lost, a
-deleted latent leaving it, and the counters on /metrics and /v1/stats."""
+deleted latent leaving it, the counters on /metrics and /v1/stats, and `gencache checkpoint`
+and `gencache resume`."""
 import base64
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gencached_fixture import Daemon, Runner, check, check_eq  # noqa: E402
+from gencached_fixture import GENCACHE, Daemon, Runner, check, check_eq  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -155,6 +157,10 @@ def t_malformed(d):
         ("step 0", dict(good, request={"model": "m1", "prompt": "p", "step": 0}), None,
          "bad_request"),
         ("no model", dict(good, request={"prompt": "p", "step": 5}), None, "bad_request"),
+        ("step 1.5", dict(good, request={"model": "m1", "prompt": "p", "step": 1.5}), None,
+         "bad_request"),
+        ("step a string", dict(good, request={"model": "m1", "prompt": "p", "step": "5"}), None,
+         "bad_request"),
         ("bad base64", dict(good, embedding="@@@@"), None, "bad_embedding"),
         ("odd bytes", dict(good, embedding=base64.b64encode(b"abcde").decode()), None,
          "bad_embedding"),
@@ -254,6 +260,65 @@ def t_python_client(d):
         c.close()
 
 
+def cli(d, *args, stdin=None):
+    r = subprocess.run([GENCACHE, args[0], "--url", d.url, *args[1:]], input=stdin,
+                       capture_output=True, timeout=30)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+
+def t_cli(d):
+    req = os.path.join(TMP, "cli-request.json")
+    with open(req, "w") as f:
+        f.write('{"model": "cli", "prompt": "a paper boat", "seed": 18446744073709551615}')
+    emb, emb16, latent, out = (os.path.join(TMP, n) for n in ("e.f32", "e.f16", "l.bin", "o"))
+    vec(0, 1, 1.0).tofile(emb)
+    vec(0, 3, 0.9, np.float16).tofile(emb16)
+    with open(latent, "wb") as f:
+        f.write(b"latent@15")
+    rc, so, se = cli(d, "checkpoint", "--step", "15", "--cost-ms", "900", req, emb, latent)
+    check_eq(rc, 0, "checkpoint: " + se)
+    key = so.strip()
+    check(key.startswith("trajectory/") and len(key) == len("trajectory/") + 64, so)
+    rc, so, se = cli(d, "resume", "--model", "cli", "--dtype", "f16", "-o", out, emb16)
+    check_eq(rc, 0, "resume: " + se)
+    k, step, sim = so.split()
+    check_eq((k, step), (key, "15"), "resume output")
+    check(abs(float(sim) - 0.9) < 1e-3, sim)
+    with open(out, "rb") as f:
+        check_eq(f.read(), b"latent@15", "-o")
+    with open(emb, "rb") as f:
+        rc, so, se = cli(d, "resume", "--model", "cli", "--json", "-", stdin=f.read())
+    check_eq((rc, json.loads(so)["key"], json.loads(so)["step"]), (0, key, 15), "--json")
+    rc, so, se = cli(d, "checkpoint", "--step", "20", "--json", req, emb, latent)
+    check_eq((rc, json.loads(so)["step"], json.loads(so)["dim"]), (0, 20, DIM), "checkpoint --json")
+    # A miss, a mismatched dimension, bad usage.
+    vec(0, 1, 0.2).tofile(emb16.replace(".f16", ".far"))
+    rc, so, se = cli(d, "resume", "--model", "cli", emb16.replace(".f16", ".far"))
+    check_eq((rc, so), (1, ""), "miss")
+    vec(0, 1, 1.0, dim=32).tofile(emb)
+    rc, so, se = cli(d, "resume", "--model", "cli", emb)
+    check(rc == 1 and "64-dimensional" in se, "mismatch: %d %s" % (rc, se))
+    rc, so, se = cli(d, "checkpoint", "--step", "5", req, emb, latent)
+    check(rc == 1 and "dimension" in se, "checkpoint mismatch: %d %s" % (rc, se))
+    check_eq(cli(d, "resume", emb)[0], 2, "no --model")
+    check_eq(cli(d, "resume", "--model", "cli", "--dtype", "bf16", emb)[0], 2, "bad dtype")
+    check_eq(cli(d, "checkpoint", req, emb)[0], 2, "two files")
+    check_eq(cli(d, "checkpoint", "--model", "x", req, emb, latent)[0], 2, "--model: resume only")
+    rc, so, se = cli(d, "checkpoint", "--step", "zero", req, emb, latent)
+    check(rc == 1 and "--step" in se, "bad step: %d %s" % (rc, se))
+    with open(req, "w") as f:
+        f.write(' { "step": 5, "model": "cli", "prompt": "a paper boat"}\n')
+    rc, so, se = cli(d, "checkpoint", "--step", "5", req, emb, latent)
+    check(rc == 1 and "names its step already" in se, "step twice: %d %s" % (rc, se))
+    vec(0, 1, 1.0).tofile(emb)
+    rc, so, se = cli(d, "checkpoint", req, emb, latent)
+    check_eq(rc, 0, "the request's own step: " + se)
+    with open(req, "w") as f:
+        f.write("[1, 2]")
+    rc, so, se = cli(d, "checkpoint", "--step", "5", req, emb, latent)
+    check(rc == 1 and "not a JSON object" in se and "out of memory" not in se, se)
+
+
 def t_counters(d):
     status, _, body = d.request("GET", "/metrics")
     text = body.decode()
@@ -334,6 +399,7 @@ def main():
             r.run("dimension_mismatch", t_dimension_mismatch, d)
             r.run("malformed", t_malformed, d)
             r.run("python_client", t_python_client, d)
+            r.run("cli", t_cli, d)
             r.run("counters", t_counters, d)
         finally:
             d.stop()

@@ -80,6 +80,17 @@ static int b64_decode(const char *s, size_t n, unsigned char **out, size_t *len)
     return 0;
 }
 
+/* True when v is a JSON number with a whole value in [lo, hi] (documents are read with
+ * JSON_DECODE_INT_AS_REAL, so that a request's 64-bit seed does not fail the reader). */
+static bool whole(const json_t *v, double lo, double hi, uint64_t *out)
+{
+    double x = json_number_value(v);
+    if (!json_is_number(v) || !(x >= lo && x <= hi) || x != (double)(uint64_t)x)
+        return false;
+    *out = (uint64_t)x;
+    return true;
+}
+
 /* "f32"/"float32" or "f16"/"float16" (NULL: f32). */
 static int dtype_of(const char *name, gencache_dtype *out)
 {
@@ -124,11 +135,11 @@ static int embedding_from_json(const json_t *doc, const gcd_part *raw, embedding
         snprintf(err, esize, "\"dtype\" is \"f32\" or \"f16\" (the embedding's element type)");
         return -1;
     }
-    if (dim && (!json_is_integer(dim) || json_integer_value(dim) < 1)) {
+    uint64_t stated = 0;
+    if (dim && !whole(dim, 1, 1e15, &stated)) {
         snprintf(err, esize, "\"dim\" is a positive integer");
         return -1;
     }
-    uint64_t stated = dim ? (uint64_t)json_integer_value(dim) : 0;
     if (b64 && raw) {
         snprintf(err, esize, "send the embedding once: as \"embedding\" or as a part, not both");
         return -1;
@@ -187,12 +198,11 @@ static const char FORM_HELP[] =
 /* The request's model and step ("step": a whole number from 1). */
 static bool model_and_step(const json_t *request, const char **model, unsigned *step)
 {
-    json_t *s = json_object_get(request, "step");
+    uint64_t s = 0;
     *model = json_string_value(json_object_get(request, "model"));
-    if (!*model || !json_is_integer(s) || json_integer_value(s) < 1 ||
-        json_integer_value(s) > 1000000)
+    if (!*model || !whole(json_object_get(request, "step"), 1, 1e6, &s))
         return false;
-    *step = (unsigned)json_integer_value(s);
+    *step = (unsigned)s;
     return true;
 }
 
@@ -310,7 +320,7 @@ enum MHD_Result gcd_trajectory_store_handle(struct MHD_Connection *c, gcd_reques
     const gcd_part *doc = gcd_multipart_find(parts, n, "trajectory");
     const gcd_part *latent = gcd_multipart_find(parts, n, "latent");
     const gcd_part *raw = gcd_multipart_find(parts, n, "embedding");
-    json_t *j = doc ? json_loadb(doc->data, doc->len, 0, NULL) : NULL;
+    json_t *j = doc ? json_loadb(doc->data, doc->len, JSON_DECODE_INT_AS_REAL, NULL) : NULL;
     if (!latent || !json_is_object(j) || n != 2u + (raw != NULL)) {
         json_decref(j);
         return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_multipart", "%s", FORM_HELP);
@@ -382,7 +392,7 @@ enum MHD_Result gcd_trajectory_lookup_handle(struct MHD_Connection *c, gcd_reque
     if (raw) {
         bad = lookup_raw(c, req, &layer, &model, &e, err, sizeof err);
     } else {
-        j = json_loadb(req->body ? req->body : "", req->body_len, 0, NULL);
+        j = json_loadb(req->body ? req->body : "", req->body_len, JSON_DECODE_INT_AS_REAL, NULL);
         layer = json_string_value(json_object_get(j, "layer"));
         model = json_string_value(json_object_get(j, "model"));
         if (!json_is_object(j) || !model || (json_object_get(j, "layer") && !layer)) {
