@@ -653,3 +653,39 @@ TEST_CASE(dimension_reported)
     CHECK_INT_EQ(gencache_trajectory_dim(NULL, "trajectory", "m1", &dim), GENCACHE_EINVAL);
     gencache_close(c);
 }
+
+static void *run_saver(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < 40; i++)
+        CHECK_OK(gencache_reuse_save(w->c));
+    return NULL;
+}
+
+TEST_CASE(threads_store_while_saving)
+{
+    char *dir = temp_dir();
+    gencache *c = open_dir(dir, 64, 0, GENCACHE_SCOPE_GLOBAL, NULL);
+    pthread_t t[4];
+    worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (worker){c, i};
+        CHECK(pthread_create(&t[i], NULL, i == 3 ? run_saver : run_worker, &w[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    uint64_t before = vectors(c);
+    CHECK(before > 0);
+    gencache_close(c);
+    /* What the last save wrote is what the index held at close: read back whole. */
+    c = open_dir(dir, 64, 0, GENCACHE_SCOPE_GLOBAL, NULL);
+    CHECK_UINT_EQ(vectors(c), before);
+    float e[DIM];
+    vec(e, 0, 1, 0.95);
+    gencache_trajectory_match m;
+    char value[64];
+    int rc = lookup(c, NULL, "m1", e, DIM, &m, value);
+    CHECK(rc == GENCACHE_OK || rc == GENCACHE_ENOTFOUND);
+    gencache_close(c);
+    remove_dir(dir);
+}
