@@ -201,7 +201,10 @@ int gencache__traj_note(gencache *c, const gencache_caller *caller, const gencac
     int rc = emb_key(req, lname, key);
     if (rc != GENCACHE_OK)
         return rc;
-    /* The trajectory's entry as it stands: kept when it holds this embedding. */
+    /* The trajectory's entry as it stands: kept when it holds this embedding. Two checkpoints of
+     * one trajectory stored at once may both start from the same old entry, and the later put
+     * wins: the other checkpoint is then missing from it, which only a rebuild would notice (a
+     * generation stores its checkpoints one after another). */
     gencache_handle *h = NULL;
     emb_view old = {0};
     bool same = false;
