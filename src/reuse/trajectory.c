@@ -81,10 +81,12 @@ void gencache__traj_state_forget(gencache__traj_state *st, uint64_t key_hash)
 void gencache__traj_state_load(gencache *c, gencache__traj_state *st, const char *path,
                                const gencache__reuse_layers *layers)
 {
-    uint64_t added = 0;
+    uint64_t added = 0, before = atomic_load(&st->mutations);
     int rc = gencache__traj_load_file(st->index, path, layers, &added);
     if (rc == GENCACHE_OK) {
-        st->saved_at = atomic_load(&st->mutations) + added; /* the file says just this */
+        /* The file says just this; a store made meanwhile (the first load runs while other
+         * threads may already store) leaves the count above it, so it is saved. */
+        st->saved_at = before + added;
         atomic_fetch_add(&st->mutations, added);
         st->saved_once = true;
         return;
