@@ -157,18 +157,25 @@ typedef struct gencache_trajectory_match {
 } gencache_trajectory_match;
 
 /* Stores `size` bytes (an intermediate latent, taken after denoising step `step`, at least 1)
- * under the request's key in `layer` on behalf of caller (NULL: the owner), as gencache_store()
- * does, and adds it to the trajectory index of (layer, the request's model) with the prompt's
- * pooled embedding: `dim` elements of `dtype` (GENCACHE_DTYPE_F32, or F16, converted to f32).
- * Each step needs its own key: the layer's recipe should name the field that carries the step
- * (the Python helper sends it as "step"). The first embedding stored for (layer, model) fixes the
- * dimension; the index is normalized copies, the embedding is borrowed for the call. The record
+ * under the request's key in `layer` on behalf of caller (NULL: the owner), as
+ * gencache_put_as() does, and adds it to the trajectory index of (layer, the request's model) with
+ * the prompt's pooled embedding: `dim` elements of `dtype` (GENCACHE_DTYPE_F32, or F16, converted
+ * to f32). Each step needs its own key: the layer's recipe should name the field that carries the
+ * step (the Python helper sends it as "step"). The first embedding stored for (layer, model) fixes
+ * the dimension; the index is normalized copies, the embedding is borrowed for the call. The record
  * follows the entry (del, invalidation, eviction) and, on a tenant-scoped layer, is only ever
- * matched for the caller's tenant. The index lives in memory only: it starts empty after a
- * restart. key_out (may be NULL, GENCACHE_KEY_MAX bytes) receives the key.
- * Returns GENCACHE_OK, GENCACHE_EINVAL (NULL argument, step 0, dim 0, a request without a model,
- * an unknown layer, a zero or non-finite embedding, a dtype other than F32/F16, a dimension
- * unlike the one (layer, model) holds: the log says which), the errors of gencache_store().
+ * matched for the caller's tenant. With a disk tier the index is saved in its directory
+ * (traj.idx) with the reuse records (gencache_reuse_save(), gencache_flush(), gencache_close())
+ * and read back after a restart; each trajectory (the request without its step) also keeps one
+ * small entry of its own in the layer, content type
+ * "application/vnd.gencache.trajectory-embedding", that holds the embedding once and names its
+ * checkpoints, from which a lost or damaged traj.idx is rebuilt. The checkpoint creates no
+ * other reuse record (no similar_prompt fingerprint). key_out (may be NULL, GENCACHE_KEY_MAX
+ * bytes) receives the key.
+ * Returns GENCACHE_OK, GENCACHE_EINVAL (NULL argument, step 0, dim 0 or over 1,048,576, a
+ * request without a model, an unknown layer, a zero or non-finite embedding, a dtype other than
+ * F32/F16, a dimension unlike the one (layer, model) holds: the log says which), the errors of
+ * gencache_request_key() and gencache_put_as().
  * Thread-safety: safe. */
 GENCACHE_API int gencache_trajectory_store(gencache *cache, const gencache_caller *caller,
                                            const gencache_request *req, const char *layer,
@@ -209,6 +216,13 @@ GENCACHE_API int gencache_trajectory_set_thresholds(gencache *cache, const char 
 GENCACHE_API int gencache_trajectory_get_thresholds(gencache *cache, const char *model,
                                                     gencache_trajectory_threshold *rows, size_t cap,
                                                     size_t *n);
+
+/* The dimension of the embeddings stored in `layer` for `model`, which every later store and
+ * lookup must match, into *dim. Returns GENCACHE_OK, GENCACHE_ENOTFOUND (none stored yet: any
+ * dimension is accepted; *dim 0), GENCACHE_EINVAL (NULL argument, unknown layer).
+ * Thread-safety: safe. */
+GENCACHE_API int gencache_trajectory_dim(gencache *cache, const char *layer, const char *model,
+                                         size_t *dim);
 
 typedef struct gencache_trajectory_stats {
     size_t struct_size;     /* sizeof(gencache_trajectory_stats); the caller sets it */

@@ -20,6 +20,7 @@ struct gencache__reuse_state {
     gencache__reuse *records;
     gencache_match_options guard;
     char *path;              /* data_dir/reuse.idx; NULL without a disk tier */
+    char *traj_path;         /* data_dir/traj.idx; NULL without a disk tier */
     pthread_mutex_t save_mu; /* serializes loading and saving the file */
     _Atomic bool loaded;     /* the file was read (lazily: config layers come after open) */
     bool saved_once;         /* under save_mu: saved_at is meaningful */
@@ -90,15 +91,19 @@ int gencache__reuse_open(gencache *cache, const char *data_dir)
     if (rc == GENCACHE_OK && data_dir) {
         size_t n = strlen(data_dir) + sizeof "/reuse.idx";
         st->path = malloc(n);
-        if (!st->path)
+        st->traj_path = malloc(n);
+        if (!st->path || !st->traj_path)
             rc = GENCACHE_ENOMEM;
         else
             snprintf(st->path, n, "%s/reuse.idx", data_dir);
+        if (rc == GENCACHE_OK)
+            snprintf(st->traj_path, n, "%s/traj.idx", data_dir);
     }
     if (rc != GENCACHE_OK || pthread_mutex_init(&st->save_mu, NULL) != 0) {
         gencache__reuse_free(st->records);
         gencache__traj_state_free(st->traj);
         free(st->path);
+        free(st->traj_path);
         free(st);
         return rc != GENCACHE_OK ? rc : GENCACHE_ENOMEM;
     }
@@ -118,6 +123,7 @@ static void load_locked(gencache *cache, struct gencache__reuse_state *st)
     if (!st->path)
         return;
     gencache__reuse_layers layers = {layer_index_of, layer_name_of, cache};
+    gencache__traj_state_load(cache, st->traj, st->traj_path, &layers);
     int rc = gencache__reuse_load_file(st->records, st->path, &layers);
     if (rc == GENCACHE_OK) {
         st->saved_at = gencache__reuse_mutations(st->records); /* the file says just this */
@@ -160,11 +166,15 @@ int gencache_reuse_save(gencache *cache)
             st->saved_once = true;
         }
     }
-    pthread_mutex_unlock(&st->save_mu);
     if (rc != GENCACHE_OK)
         gencache__log_msg(&cache->log, GENCACHE_LOG_ERROR, "reuse: cannot write %s: %s", st->path,
                           gencache_strerror(rc));
-    return rc;
+    int trc = gencache__traj_state_save(cache, st->traj, st->traj_path, &layers);
+    pthread_mutex_unlock(&st->save_mu);
+    if (trc != GENCACHE_OK)
+        gencache__log_msg(&cache->log, GENCACHE_LOG_ERROR, "trajectory: cannot write %s: %s",
+                          st->traj_path, gencache_strerror(trc));
+    return rc != GENCACHE_OK ? rc : trc;
 }
 
 void gencache__reuse_close(gencache *cache)
@@ -178,6 +188,7 @@ void gencache__reuse_close(gencache *cache)
     gencache__traj_state_free(st->traj);
     pthread_mutex_destroy(&st->save_mu);
     free(st->path);
+    free(st->traj_path);
     free(st);
 }
 

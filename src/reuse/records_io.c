@@ -16,19 +16,61 @@ static const unsigned char MAGIC[8] = {'G', 'C', 'R', 'E', 'U', 'S', 'E', 1};
 #define NAME_BYTES   (GENCACHE__LAYER_NAME_MAX + 1)
 #define REC_BYTES    GENCACHE__REUSE_REC_BYTES
 
-typedef struct writer {
-    unsigned char *buf;
-    size_t n, cap;
-    uint64_t count;
-    const gencache__reuse_layers *layers;
-    bool oom;
-} writer;
-
-void gencache__reuse_rec_encode(const gencache__reuse_rec *rec, const char *name, unsigned char *p)
+/* A layer's name, NUL-padded to NAME_BYTES. */
+static void put_name(unsigned char *p, const char *name)
 {
     memset(p, 0, NAME_BYTES);
     memcpy(p, name, strnlen(name, GENCACHE__LAYER_NAME_MAX));
-    p += NAME_BYTES;
+}
+
+int gencache__idx_begin(gencache__idx_writer *w, const gencache__reuse_layers *layers)
+{
+    *w = (gencache__idx_writer){.layers = layers, .cap = 4096, .n = HEADER_BYTES};
+    w->buf = malloc(w->cap);
+    return w->buf ? GENCACHE_OK : GENCACHE_ENOMEM;
+}
+
+unsigned char *gencache__idx_record(gencache__idx_writer *w, uint32_t layer, size_t bytes)
+{
+    const char *name = w->layers->name_of(w->layers->ud, layer);
+    if (!name || w->oom)
+        return NULL;
+    if (w->cap - w->n < bytes + 8) {
+        size_t ncap = w->cap * 2 + bytes + 8;
+        unsigned char *nb = realloc(w->buf, ncap);
+        if (!nb) {
+            w->oom = true;
+            return NULL;
+        }
+        w->buf = nb;
+        w->cap = ncap;
+    }
+    unsigned char *p = w->buf + w->n;
+    put_name(p, name);
+    w->n += bytes;
+    w->count++;
+    return p + NAME_BYTES;
+}
+
+int gencache__idx_finish(gencache__idx_writer *w, const unsigned char magic[8], uint64_t version,
+                         const char *path)
+{
+    int rc = GENCACHE_ENOMEM;
+    if (!w->oom) {
+        memcpy(w->buf, magic, 8);
+        gencache__le64_put(w->buf + 8, version);
+        gencache__le64_put(w->buf + 16, w->count);
+        gencache__le64_put(w->buf + w->n, gencache__checksum(w->buf, w->n));
+        rc = gencache__file_replace(path, w->buf, w->n + 8);
+    }
+    free(w->buf);
+    w->buf = NULL;
+    return rc;
+}
+
+/* Writes a record's fields, everything after its layer's name. */
+static void encode_fields(const gencache__reuse_rec *rec, unsigned char *p)
+{
     *p++ = (unsigned char)rec->kind;
     gencache__le64_put(p, rec->key_hash);
     gencache__le64_put(p + 8, rec->ctx);
@@ -51,47 +93,27 @@ void gencache__reuse_rec_encode(const gencache__reuse_rec *rec, const char *name
     gencache__le64_put(p + 8, rec->text_hash);
 }
 
+void gencache__reuse_rec_encode(const gencache__reuse_rec *rec, const char *name, unsigned char *p)
+{
+    put_name(p, name);
+    encode_fields(rec, p + NAME_BYTES);
+}
+
 static void put_rec(void *ud, const gencache__reuse_rec *rec)
 {
-    writer *w = ud;
-    const char *name = w->layers->name_of(w->layers->ud, rec->layer);
-    if (!name || w->oom)
-        return;
-    if (w->cap - w->n < REC_BYTES + 8) {
-        size_t ncap = w->cap * 2 + REC_BYTES + 8;
-        unsigned char *nb = realloc(w->buf, ncap);
-        if (!nb) {
-            w->oom = true;
-            return;
-        }
-        w->buf = nb;
-        w->cap = ncap;
-    }
-    gencache__reuse_rec_encode(rec, name, w->buf + w->n);
-    w->n += REC_BYTES;
-    w->count++;
+    unsigned char *p = gencache__idx_record(ud, rec->layer, REC_BYTES);
+    if (p)
+        encode_fields(rec, p);
 }
 
 int gencache__reuse_save_file(gencache__reuse *r, const char *path,
                               const gencache__reuse_layers *layers)
 {
-    writer w = {.layers = layers, .cap = 4096};
-    w.buf = malloc(w.cap);
-    if (!w.buf)
+    gencache__idx_writer w;
+    if (gencache__idx_begin(&w, layers) != GENCACHE_OK)
         return GENCACHE_ENOMEM;
-    w.n = HEADER_BYTES;
     gencache__reuse_each(r, put_rec, &w);
-    if (w.oom) {
-        free(w.buf);
-        return GENCACHE_ENOMEM;
-    }
-    memcpy(w.buf, MAGIC, 8);
-    gencache__le64_put(w.buf + 8, FILE_VERSION);
-    gencache__le64_put(w.buf + 16, w.count);
-    gencache__le64_put(w.buf + w.n, gencache__checksum(w.buf, w.n));
-    int rc = gencache__file_replace(path, w.buf, w.n + 8);
-    free(w.buf);
-    return rc;
+    return gencache__idx_finish(&w, MAGIC, FILE_VERSION, path);
 }
 
 void gencache__reuse_rec_decode(const unsigned char *p, gencache__reuse_rec *rec, char *name)

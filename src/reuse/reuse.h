@@ -109,6 +109,25 @@ void gencache__reuse_rec_encode(const gencache__reuse_rec *rec, const char *name
                                 unsigned char *out);
 void gencache__reuse_rec_decode(const unsigned char *in, gencache__reuse_rec *rec, char *name);
 
+/* An index file being written (records_io.c): a 24-byte header (magic, version, record count),
+ * records that start with their layer's name (GENCACHE__LAYER_NAME_MAX + 1 bytes, NUL-padded),
+ * and the XXH3-64 of everything before it; replaced whole. */
+typedef struct gencache__idx_writer {
+    unsigned char *buf;
+    size_t n, cap;
+    uint64_t count;
+    const gencache__reuse_layers *layers;
+    bool oom;
+} gencache__idx_writer;
+/* GENCACHE_OK or GENCACHE_ENOMEM. */
+int gencache__idx_begin(gencache__idx_writer *w, const gencache__reuse_layers *layers);
+/* Appends a record of `bytes` (its name included) for layer, writing the name: returns where the
+ * rest goes, or NULL (out of memory, or a layer without a name: the record is skipped). */
+unsigned char *gencache__idx_record(gencache__idx_writer *w, uint32_t layer, size_t bytes);
+/* Fills the header and checksum, replaces path and frees the buffer: GENCACHE_OK, ENOMEM (a
+ * record could not be added), or the errors of gencache__file_replace(). */
+int gencache__idx_finish(gencache__idx_writer *w, const unsigned char magic[8], uint64_t version,
+                         const char *path);
 /* Writes every record to path (a temporary file renamed over it). */
 int gencache__reuse_save_file(gencache__reuse *r, const char *path,
                               const gencache__reuse_layers *layers);
@@ -217,6 +236,38 @@ int gencache__traj_find(gencache__traj *t, uint32_t layer, uint64_t model_hash,
                         size_t *n);
 /* The largest step the table lets a match of this similarity skip (0: none). */
 unsigned gencache__traj_max_step(const gencache__traj_table *table, float similarity);
+/* Calls fn for every record and its unit vector under the reader lock (fn must not call back
+ * into t). */
+void gencache__traj_each(gencache__traj *t,
+                         void (*fn)(void *ud, const gencache__traj_rec *rec, const float *unit,
+                                    uint32_t dim),
+                         void *ud);
+
+/* ---- the trajectory index beyond one process (src/reuse/traj_io.c) ---- */
+
+/* The largest embedding, in elements, that the index takes (and its files hold). */
+#define GENCACHE__TRAJ_DIM_MAX (1u << 20)
+
+/* The content type of a trajectory's embedding entry. */
+extern const char gencache__traj_emb_type[];
+/* Writes every record and its vector to path (a temporary file renamed over it). */
+int gencache__traj_save_file(gencache__traj *t, const char *path,
+                             const gencache__reuse_layers *layers);
+/* Adds the records of the file at path (*added: how many); records of layers that no longer
+ * exist are skipped. GENCACHE_EIO (no file), GENCACHE_EPARSE, GENCACHE_ECORRUPT,
+ * GENCACHE_EVERSION (nothing is added), GENCACHE_ENOMEM. */
+int gencache__traj_load_file(gencache__traj *t, const char *path,
+                             const gencache__reuse_layers *layers, uint64_t *added);
+/* Names the checkpoint (step, its key's 32 bytes `hex`) in the embedding entry of req's
+ * trajectory in lname, creating the entry with vec (dim f32, as given) or starting it again
+ * when it holds another embedding. The errors of gencache_put_as(). */
+int gencache__traj_note(gencache *c, const gencache_caller *caller, const gencache_request *req,
+                        const char *lname, unsigned step, const unsigned char *hex,
+                        const float *vec, uint32_t dim, const gencache_meta *ck_meta);
+/* Adds to t the records of every checkpoint still stored that an embedding entry on the disk
+ * tier names (*added: how many). Without a disk tier it does nothing. GENCACHE_OK, the disk
+ * tier's scan errors, GENCACHE_ENOMEM. */
+int gencache__traj_rebuild(gencache *c, gencache__traj *t, uint64_t *added);
 
 /* The trajectory state of a cache (src/reuse/trajectory.c): the index, the threshold tables,
  * the counters. */
@@ -225,6 +276,15 @@ int gencache__traj_state_new(gencache__traj_state **out);
 void gencache__traj_state_free(gencache__traj_state *st);
 /* The entry whose stored key hashes to key_hash is gone: takes only the index's lock. */
 void gencache__traj_state_forget(gencache__traj_state *st, uint64_t key_hash);
+/* Reads path (data_dir/traj.idx) into the index, or, when it is missing or damaged, rebuilds
+ * the index from the disk tier; logs what it did. Called once, under the reuse state's save
+ * lock. */
+void gencache__traj_state_load(gencache *c, gencache__traj_state *st, const char *path,
+                               const gencache__reuse_layers *layers);
+/* Writes path unless nothing changed since it was last read or written. Called under the reuse
+ * state's save lock. GENCACHE_OK or the errors of gencache__traj_save_file(). */
+int gencache__traj_state_save(gencache *c, gencache__traj_state *st, const char *path,
+                              const gencache__reuse_layers *layers);
 /* The cache's trajectory state; NULL without reuse state (src/reuse/lookup.c). */
 gencache__traj_state *gencache__reuse_traj_state(gencache *cache);
 /* The tenant a record of layer li belongs to on behalf of caller (0: none or a global layer), and

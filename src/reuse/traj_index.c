@@ -418,3 +418,23 @@ unsigned gencache__traj_max_step(const gencache__traj_table *table, float simila
             best = table->rows[i].step;
     return best;
 }
+
+void gencache__traj_each(gencache__traj *t,
+                         void (*fn)(void *ud, const gencache__traj_rec *rec, const float *unit,
+                                    uint32_t dim),
+                         void *ud)
+{
+    pthread_rwlock_rdlock(&t->lock);
+    for (size_t gi = 0; gi < t->n_groups; gi++) {
+        const group *g = &t->groups[gi];
+        for (size_t i = 0; i < g->n; i++) {
+            gencache__traj_rec rec = {.layer = g->layer, .model_hash = g->model_hash};
+            rec.key_hash = g->meta[i].key_hash;
+            rec.tenant_hash = g->meta[i].tenant_hash;
+            memcpy(rec.hex, g->meta[i].hex, sizeof rec.hex);
+            rec.step = g->meta[i].step;
+            fn(ud, &rec, &g->vecs[i * g->dim], g->dim);
+        }
+    }
+    pthread_rwlock_unlock(&t->lock);
+}

@@ -1,10 +1,14 @@
 /*
  * trajectory.c: approximate step reuse (gencache/reuse.h). A stored intermediate latent is an
  * ordinary entry; beside it the trajectory index keeps its prompt's embedding, named by the hash
- * of the stored key so that every removal path drops it (gencache__reuse_forget()). A lookup
- * reads the best candidates back with the caller's own rights: a vector can say which entry to
- * try, never whose. Threshold tables are set at init and read without a lock afterwards.
+ * of the stored key so that every removal path drops it (gencache__reuse_forget()), and the
+ * trajectory's embedding entry names it so that a lost index can be rebuilt (traj_io.c). A
+ * checkpoint is no request-level record: it never serves a similar_prompt lookup, which the
+ * index answers better. A lookup reads the best candidates back with the caller's own rights: a
+ * vector can say which entry to try, never whose. Threshold tables are set at init and read
+ * without a lock afterwards.
  */
+#include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +31,9 @@ struct gencache__traj_state {
     model_table models[MAX_MODELS];
     size_t n_models;
     _Atomic uint64_t hits, misses, steps_skipped;
+    _Atomic uint64_t mutations; /* adds and drops: unchanged means nothing to save */
+    bool saved_once;            /* under the reuse state's save lock: saved_at is meaningful */
+    uint64_t saved_at;          /* under that lock: mutations when last read or written */
 };
 
 static const gencache_trajectory_threshold default_rows[] = {
@@ -59,10 +66,66 @@ void gencache__traj_state_free(gencache__traj_state *st)
     free(st);
 }
 
+static void drop(gencache__traj_state *st, uint64_t key_hash)
+{
+    if (gencache__traj_drop(st->index, key_hash))
+        atomic_fetch_add_explicit(&st->mutations, 1, memory_order_relaxed);
+}
+
 void gencache__traj_state_forget(gencache__traj_state *st, uint64_t key_hash)
 {
     if (st)
-        gencache__traj_drop(st->index, key_hash);
+        drop(st, key_hash);
+}
+
+void gencache__traj_state_load(gencache *c, gencache__traj_state *st, const char *path,
+                               const gencache__reuse_layers *layers)
+{
+    uint64_t added = 0, before = atomic_load(&st->mutations);
+    int rc = gencache__traj_load_file(st->index, path, layers, &added);
+    if (rc == GENCACHE_OK) {
+        /* The file says just this; a store made meanwhile (the first load runs while other
+         * threads may already store) leaves the count above it, so it is saved. */
+        st->saved_at = before + added;
+        atomic_fetch_add(&st->mutations, added);
+        st->saved_once = true;
+        return;
+    }
+    if (rc != GENCACHE_EIO)
+        gencache__log_msg(&c->log, GENCACHE_LOG_WARN,
+                          "trajectory: %s is unreadable (%s); rebuilding the index from the "
+                          "disk tier",
+                          path, gencache_strerror(rc));
+    /* Missing or damaged (nothing was added then): the disk tier says what is stored. A record
+     * is named by its entry, so one added twice is replaced, never doubled. */
+    rc = gencache__traj_rebuild(c, st->index, &added);
+    atomic_fetch_add(&st->mutations, added + 1); /* saved at the next flush, even if empty */
+    if (rc != GENCACHE_OK) {
+        gencache__log_msg(&c->log, GENCACHE_LOG_WARN,
+                          "trajectory: cannot rebuild the index from the disk tier (%s); what "
+                          "it lacks fills again as latents are stored",
+                          gencache_strerror(rc));
+        return;
+    }
+    if (added)
+        gencache__log_msg(&c->log, GENCACHE_LOG_INFO,
+                          "trajectory: rebuilt %" PRIu64 " index records from the disk tier",
+                          added);
+}
+
+int gencache__traj_state_save(gencache *c, gencache__traj_state *st, const char *path,
+                              const gencache__reuse_layers *layers)
+{
+    (void)c;
+    uint64_t now = atomic_load(&st->mutations);
+    if (st->saved_once && now == st->saved_at)
+        return GENCACHE_OK;
+    int rc = gencache__traj_save_file(st->index, path, layers);
+    if (rc == GENCACHE_OK) {
+        st->saved_at = now; /* changes made while writing are saved next time */
+        st->saved_once = true;
+    }
+    return rc;
 }
 
 static const gencache__traj_table *table_for(const gencache__traj_state *st, const char *model)
@@ -132,6 +195,21 @@ int gencache_trajectory_get_thresholds(gencache *cache, const char *model,
     return GENCACHE_OK;
 }
 
+int gencache_trajectory_dim(gencache *cache, const char *lname, const char *model, size_t *dim)
+{
+    if (dim)
+        *dim = 0;
+    gencache__traj_state *st = gencache__reuse_traj_state(cache);
+    int li = st && lname ? gencache__reuse_layer_index(cache, lname) : -1;
+    if (li < 0 || !model || !dim)
+        return GENCACHE_EINVAL;
+    uint32_t held = 0;
+    int rc = gencache__traj_dim(st->index, (uint32_t)li, gencache__checksum(model, strlen(model)),
+                                &held);
+    *dim = held;
+    return rc;
+}
+
 int gencache_trajectory_stats_get(gencache *cache, gencache_trajectory_stats *out)
 {
     gencache__traj_state *st = gencache__reuse_traj_state(cache);
@@ -151,10 +229,13 @@ static int embedding_f32(gencache *c, gencache_dtype dtype, const void *emb, siz
                          float **out)
 {
     *out = NULL;
-    if (!emb || dim == 0 || dim > UINT32_MAX ||
+    if (!emb || dim == 0 || dim > GENCACHE__TRAJ_DIM_MAX ||
         (dtype != GENCACHE_DTYPE_F32 && dtype != GENCACHE_DTYPE_F16)) {
-        gencache__log_msg(&c->log, GENCACHE_LOG_WARN,
-                          "trajectory: the embedding must be a non-empty f32 or f16 vector");
+        gencache__log_msg(
+            &c->log, GENCACHE_LOG_WARN,
+            "trajectory: the embedding must be a non-empty f32 or f16 vector of at most "
+            "%u elements",
+            GENCACHE__TRAJ_DIM_MAX);
         return GENCACHE_EINVAL;
     }
     float *v = malloc(dim * sizeof *v);
@@ -221,7 +302,9 @@ int gencache_trajectory_store(gencache *cache, const gencache_caller *caller,
         rc = check_dim(cache, st, (uint32_t)li, lname, req->model, dim);
     char key[GENCACHE_KEY_MAX];
     if (rc == GENCACHE_OK)
-        rc = gencache_store(cache, caller, req, lname, data, size, meta, key);
+        rc = gencache_request_key(req, lname, key, sizeof key);
+    if (rc == GENCACHE_OK)
+        rc = gencache_put_as(cache, caller, key, data, size, meta);
     gencache__traj_rec rec = {.layer = (uint32_t)li, .step = step};
     if (rc == GENCACHE_OK) {
         rec.model_hash = gencache__checksum(req->model, strlen(req->model));
@@ -234,17 +317,27 @@ int gencache_trajectory_store(gencache *cache, const gencache_caller *caller,
             rc = gencache__traj_add(st->index, &rec, v, (uint32_t)dim);
         else if (krc != GENCACHE_ENOTFOUND) /* gone again at once: nothing to index */
             rc = krc;
+        if (krc == GENCACHE_OK && rc == GENCACHE_OK)
+            atomic_fetch_add_explicit(&st->mutations, 1, memory_order_relaxed);
         /* An eviction between the read-back and the add found no vector to drop: look again,
          * so that no vector outlives its entry. */
         uint64_t again = 0;
         if (krc == GENCACHE_OK && rc == GENCACHE_OK &&
             gencache__reuse_stored_key_hash(cache, caller, key, &again) == GENCACHE_ENOTFOUND)
-            gencache__traj_drop(st->index, rec.key_hash);
+            drop(st, rec.key_hash);
         if (rc == GENCACHE_EINVAL) /* a zero vector, or a racing store of another dimension */
             gencache__log_msg(&cache->log, GENCACHE_LOG_WARN,
                               "trajectory: %s is stored but not indexed: a zero or non-finite "
                               "embedding, or a dimension unlike the one stored for model '%s'",
                               key, req->model);
+        int nrc = rc == GENCACHE_OK ? gencache__traj_note(cache, caller, req, lname, step, rec.hex,
+                                                          v, (uint32_t)dim, meta)
+                                    : GENCACHE_OK;
+        if (nrc != GENCACHE_OK) /* the index has it; only a rebuild would miss it */
+            gencache__log_msg(&cache->log, GENCACHE_LOG_WARN,
+                              "trajectory: %s is indexed but its trajectory's embedding entry "
+                              "could not be written (%s): a rebuilt index will lack it",
+                              key, gencache_strerror(nrc));
     }
     free(v);
     return rc;
@@ -286,7 +379,7 @@ int gencache_trajectory_lookup(gencache *cache, const gencache_caller *caller, c
         key_of(lname, cands[i].rec.hex, key);
         rc = gencache_get_as(cache, caller, key, out);
         if (rc == GENCACHE_ENOTFOUND) {
-            gencache__traj_drop(st->index, cands[i].rec.key_hash); /* stale */
+            drop(st, cands[i].rec.key_hash); /* stale */
             continue;
         }
         if (rc != GENCACHE_OK)

@@ -94,6 +94,21 @@ TEST_CASE(lookup_and_store)
     CHECK_STR_EQ(gcd_route_name(GCD_ROUTE_STORE), "store");
 }
 
+TEST_CASE(trajectories)
+{
+    check_ok("POST", "/v1/trajectories", GCD_ROUTE_TRAJ_STORE, GCD_BODY_LARGE, NULL);
+    check_ok("POST", "/v1/trajectories/lookup", GCD_ROUTE_TRAJ_MATCH, GCD_BODY_LARGE, NULL);
+    check_405("GET", "/v1/trajectories", GCD_ROUTE_TRAJ_STORE, "POST");
+    check_405("PUT", "/v1/trajectories/lookup", GCD_ROUTE_TRAJ_MATCH, "POST");
+    check_404("POST", "/v1/trajectories/");
+    check_404("POST", "/v1/trajectories/lookup/x");
+    check_404("POST", "/v1/trajectory");
+    CHECK_STR_EQ(gcd_route_name(GCD_ROUTE_TRAJ_STORE), "trajectories");
+    CHECK_STR_EQ(gcd_route_name(GCD_ROUTE_TRAJ_MATCH), "trajectories_lookup");
+    CHECK_STR_EQ(gcd_route_name(GCD_ROUTE_UI), "ui");
+    CHECK_STR_EQ(gcd_route_name(GCD_ROUTE_COUNT), "other");
+}
+
 TEST_CASE(methods_not_allowed)
 {
     check_405("POST", "/healthz", GCD_ROUTE_HEALTH, "GET, HEAD");

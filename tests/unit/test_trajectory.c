@@ -2,10 +2,13 @@
  * test_trajectory.c: approximate step reuse (src/reuse/trajectory.c, traj_index.c): known
  * neighbours and the threshold table, the best step winning, f16 embeddings, dimension
  * mismatches refused with a message, records leaving the index with their entries (del,
- * invalidation, eviction), tenant scope, and concurrent stores, lookups and deletes.
+ * invalidation, eviction), tenant scope, concurrent stores, lookups and deletes, and the index
+ * beyond one process: traj.idx read back after a restart, and the index rebuilt from the disk
+ * tier when that file is lost or damaged.
  */
 #include <math.h>
 #include <pthread.h>
+#include <sys/stat.h>
 
 #include "test.h"
 
@@ -20,11 +23,15 @@ static void on_log(void *ud, gencache_log_level level, const char *msg)
     snprintf(last, 512, "%s", msg);
 }
 
-static gencache *open_traj(uint64_t max_entries, gencache_scope scope, char *log_buf)
+/* dir NULL: memory only. */
+static gencache *open_dir(const char *dir, uint64_t mem_entries, uint64_t disk_entries,
+                          gencache_scope scope, char *log_buf)
 {
     gencache_options o;
     gencache_options_init(&o);
-    o.mem_max_entries = max_entries;
+    o.data_dir = dir;
+    o.mem_max_entries = mem_entries;
+    o.disk_max_entries = disk_entries;
     if (log_buf) {
         o.log_fn = on_log;
         o.log_userdata = log_buf;
@@ -39,6 +46,11 @@ static gencache *open_traj(uint64_t max_entries, gencache_scope scope, char *log
     l.scope = scope;
     CHECK_OK(gencache_layer_define(c, &l));
     return c;
+}
+
+static gencache *open_traj(uint64_t max_entries, gencache_scope scope, char *log_buf)
+{
+    return open_dir(NULL, max_entries, 0, scope, log_buf);
 }
 
 /* A unit vector along axis a, turned towards axis b so that its cosine with axis a is cos. */
@@ -396,4 +408,284 @@ TEST_CASE(thresholds_from_config)
         CHECK(c == NULL);
         CHECK(strstr(err, "trajectory") != NULL);
     }
+}
+
+/* ---- the index beyond one process ---- */
+
+static char *temp_dir(void)
+{
+    char tmpl[] = "/tmp/gencache-traj-XXXXXX";
+    CHECK(mkdtemp(tmpl) != NULL);
+    return strdup(tmpl);
+}
+
+static void remove_dir(char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_INT_EQ(system(cmd), 0);
+    free(dir);
+}
+
+static void idx_path(const char *dir, char *out, size_t size)
+{
+    snprintf(out, size, "%s/traj.idx", dir);
+}
+
+/* Five checkpoints of "a red fox" along axis 0, one of "a blue bird" along axis 2. */
+static void store_two(gencache *c, const gencache_caller *who, char keys[6][GENCACHE_KEY_MAX])
+{
+    float e[DIM];
+    vec(e, 0, 1, 1.0);
+    for (unsigned s = 5; s <= 25; s += 5)
+        CHECK_OK(store(c, who, "m1", "a red fox", s, e, DIM, keys[s / 5 - 1]));
+    vec(e, 2, 3, 1.0);
+    CHECK_OK(store(c, who, "m1", "a blue bird", 10, e, DIM, keys[5]));
+}
+
+/* What each known neighbour finds: the fox at 0.92 (step 20), the bird at 0.99 (its step 10). */
+static void check_neighbours(gencache *c, const gencache_caller *who, bool fox, bool bird)
+{
+    float q[DIM];
+    gencache_trajectory_match m;
+    char value[64];
+    vec(q, 0, 5, 0.92);
+    int rc = lookup(c, who, "m1", q, DIM, &m, value);
+    CHECK_INT_EQ(rc, fox ? GENCACHE_OK : GENCACHE_ENOTFOUND);
+    if (fox) {
+        CHECK_UINT_EQ(m.step, 20);
+        CHECK_STR_EQ(value, "a red fox@20");
+    }
+    vec(q, 2, 5, 0.99);
+    rc = lookup(c, who, "m1", q, DIM, &m, value);
+    CHECK_INT_EQ(rc, bird ? GENCACHE_OK : GENCACHE_ENOTFOUND);
+    if (bird) {
+        CHECK_UINT_EQ(m.step, 10);
+        CHECK_STR_EQ(value, "a blue bird@10");
+    }
+}
+
+TEST_CASE(index_survives_restart)
+{
+    char *dir = temp_dir();
+    char keys[6][GENCACHE_KEY_MAX], path[512];
+    gencache *c = open_dir(dir, 0, 0, GENCACHE_SCOPE_GLOBAL, NULL);
+    store_two(c, NULL, keys);
+    CHECK_UINT_EQ(vectors(c), 6);
+    gencache_close(c);
+    idx_path(dir, path, sizeof path);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && st.st_size > 6 * DIM * 4);
+    char log_buf[512] = "";
+    c = open_dir(dir, 0, 0, GENCACHE_SCOPE_GLOBAL, log_buf);
+    CHECK_UINT_EQ(vectors(c), 6);
+    CHECK(strstr(log_buf, "rebuil") == NULL); /* read from the file, not rebuilt */
+    check_neighbours(c, NULL, true, true);
+    /* A delete after the restart leaves the index, and the next restart knows it. */
+    CHECK_OK(gencache_del(c, keys[3]));
+    CHECK_UINT_EQ(vectors(c), 5);
+    gencache_close(c);
+    c = open_dir(dir, 0, 0, GENCACHE_SCOPE_GLOBAL, NULL);
+    CHECK_UINT_EQ(vectors(c), 5);
+    float q[DIM];
+    gencache_trajectory_match m;
+    char value[64];
+    vec(q, 0, 5, 0.92);
+    CHECK_OK(lookup(c, NULL, "m1", q, DIM, &m, value));
+    CHECK_STR_EQ(value, "a red fox@15");
+    gencache_close(c);
+    remove_dir(dir);
+}
+
+TEST_CASE(lost_or_damaged_index_rebuilt)
+{
+    char *dir = temp_dir();
+    char keys[6][GENCACHE_KEY_MAX], path[512];
+    idx_path(dir, path, sizeof path);
+    gencache *c = open_dir(dir, 0, 0, GENCACHE_SCOPE_GLOBAL, NULL);
+    store_two(c, NULL, keys);
+    /* A deleted checkpoint is not rebuilt, though its trajectory's embedding entry names it. */
+    CHECK_OK(gencache_del(c, keys[4]));
+    gencache_close(c);
+    /* Lost. */
+    CHECK_INT_EQ(remove(path), 0);
+    c = open_dir(dir, 0, 0, GENCACHE_SCOPE_GLOBAL, NULL);
+    CHECK_UINT_EQ(vectors(c), 5);
+    check_neighbours(c, NULL, true, true);
+    gencache_close(c);
+    struct stat st;
+    CHECK(stat(path, &st) == 0); /* written again at close */
+    /* Damaged: one flipped byte fails the checksum. */
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    CHECK(fseek(f, 100, SEEK_SET) == 0);
+    int ch = fgetc(f);
+    CHECK(fseek(f, 100, SEEK_SET) == 0);
+    fputc(ch ^ 0x40, f);
+    fclose(f);
+    char log_buf[512] = "";
+    c = open_dir(dir, 0, 0, GENCACHE_SCOPE_GLOBAL, log_buf);
+    CHECK_UINT_EQ(vectors(c), 5);
+    CHECK(strstr(log_buf, "rebuilt 5") != NULL);
+    check_neighbours(c, NULL, true, true);
+    gencache_close(c);
+    /* Truncated, and a file of another kind. */
+    static const char *const junk[] = {"GCTRAJX", "not an index at all, just text\n"};
+    for (size_t i = 0; i < 2; i++) {
+        f = fopen(path, "wb");
+        CHECK(f != NULL);
+        fputs(junk[i], f);
+        fclose(f);
+        c = open_dir(dir, 0, 0, GENCACHE_SCOPE_GLOBAL, NULL);
+        CHECK_UINT_EQ(vectors(c), 5);
+        gencache_close(c);
+    }
+    remove_dir(dir);
+}
+
+TEST_CASE(invalidated_stays_out_after_restart)
+{
+    char *dir = temp_dir();
+    char keys[6][GENCACHE_KEY_MAX], path[512];
+    idx_path(dir, path, sizeof path);
+    gencache *c = open_dir(dir, 0, 0, GENCACHE_SCOPE_GLOBAL, NULL);
+    store_two(c, NULL, keys);
+    gencache_filter flt;
+    gencache_filter_init(&flt);
+    flt.layer = "trajectory";
+    uint64_t n = 0;
+    CHECK_OK(gencache_invalidate(c, &flt, &n));
+    CHECK_UINT_EQ(n, 8); /* six checkpoints and the two trajectories' embedding entries */
+    CHECK_UINT_EQ(vectors(c), 0);
+    gencache_close(c);
+    c = open_dir(dir, 0, 0, GENCACHE_SCOPE_GLOBAL, NULL);
+    CHECK_UINT_EQ(vectors(c), 0);
+    check_neighbours(c, NULL, false, false);
+    gencache_close(c);
+    CHECK_INT_EQ(remove(path), 0);
+    c = open_dir(dir, 0, 0, GENCACHE_SCOPE_GLOBAL, NULL);
+    CHECK_UINT_EQ(vectors(c), 0);
+    gencache_close(c);
+    remove_dir(dir);
+}
+
+TEST_CASE(disk_eviction_removes)
+{
+    char *dir = temp_dir();
+    /* Memory holds 2 entries, the disk 6: 20 checkpoints (and their embedding entry) cannot all
+     * stay, and no vector may outlive its latent. */
+    gencache *c = open_dir(dir, 2, 6, GENCACHE_SCOPE_GLOBAL, NULL);
+    float e[DIM];
+    vec(e, 0, 1, 1.0);
+    char key[GENCACHE_KEY_MAX], value[64];
+    for (unsigned s = 1; s <= 20; s++)
+        CHECK_OK(store(c, NULL, "m1", "many", s, e, DIM, key));
+    CHECK_OK(gencache_flush(c, NULL)); /* the queued writes reach the disk tier, which evicts */
+    CHECK(vectors(c) >= 1);
+    CHECK_UINT_LE(vectors(c), 8);
+    gencache_trajectory_match m;
+    for (uint64_t left = vectors(c); left > 0; left--) {
+        /* Each lookup serves a stored latent; deleting it leaves one record fewer. */
+        CHECK_OK(lookup(c, NULL, "m1", e, DIM, &m, value));
+        CHECK(strncmp(value, "many@", 5) == 0);
+        CHECK_OK(gencache_del(c, m.key));
+        CHECK_UINT_EQ(vectors(c), left - 1);
+    }
+    CHECK_INT_EQ(lookup(c, NULL, "m1", e, DIM, &m, value), GENCACHE_ENOTFOUND);
+    gencache_close(c);
+    remove_dir(dir);
+}
+
+TEST_CASE(rebuilt_index_keeps_tenants_apart)
+{
+    char *dir = temp_dir();
+    char keys[6][GENCACHE_KEY_MAX], path[512];
+    idx_path(dir, path, sizeof path);
+    gencache_caller a, b;
+    gencache_caller_init(&a);
+    gencache_caller_init(&b);
+    a.tenant = "acme";
+    b.tenant = "globex";
+    gencache *c = open_dir(dir, 0, 0, GENCACHE_SCOPE_TENANT, NULL);
+    store_two(c, &a, keys);
+    gencache_close(c);
+    CHECK_INT_EQ(remove(path), 0);
+    c = open_dir(dir, 0, 0, GENCACHE_SCOPE_TENANT, NULL);
+    CHECK_UINT_EQ(vectors(c), 6);
+    check_neighbours(c, &b, false, false);
+    check_neighbours(c, NULL, false, false);
+    check_neighbours(c, &a, true, true);
+    gencache_close(c);
+    remove_dir(dir);
+}
+
+TEST_CASE(checkpoints_make_no_prompt_records)
+{
+    gencache *c = open_traj(0, GENCACHE_SCOPE_GLOBAL, NULL);
+    char keys[6][GENCACHE_KEY_MAX];
+    store_two(c, NULL, keys);
+    gencache_reuse_stats rs = {.struct_size = sizeof rs};
+    CHECK_OK(gencache_reuse_stats_get(c, &rs));
+    CHECK_UINT_EQ(rs.prompts, 0);
+    /* Six latents and one embedding entry per trajectory, not one per checkpoint. */
+    gencache_stats s = {.struct_size = sizeof s};
+    CHECK_OK(gencache_stats_get(c, &s));
+    CHECK_UINT_EQ(s.tiers[0].entries, 8);
+    gencache_close(c);
+}
+
+TEST_CASE(dimension_reported)
+{
+    gencache *c = open_traj(0, GENCACHE_SCOPE_GLOBAL, NULL);
+    size_t dim = 99;
+    CHECK_INT_EQ(gencache_trajectory_dim(c, "trajectory", "m1", &dim), GENCACHE_ENOTFOUND);
+    CHECK_UINT_EQ(dim, 0);
+    float e[DIM];
+    vec(e, 0, 1, 1.0);
+    char key[GENCACHE_KEY_MAX];
+    CHECK_OK(store(c, NULL, "m1", "a red fox", 5, e, DIM, key));
+    CHECK_OK(gencache_trajectory_dim(c, "trajectory", "m1", &dim));
+    CHECK_UINT_EQ(dim, DIM);
+    CHECK_INT_EQ(gencache_trajectory_dim(c, "trajectory", "m2", &dim), GENCACHE_ENOTFOUND);
+    CHECK_INT_EQ(gencache_trajectory_dim(c, "no_such_layer", "m1", &dim), GENCACHE_EINVAL);
+    CHECK_INT_EQ(gencache_trajectory_dim(c, "trajectory", NULL, &dim), GENCACHE_EINVAL);
+    CHECK_INT_EQ(gencache_trajectory_dim(c, "trajectory", "m1", NULL), GENCACHE_EINVAL);
+    CHECK_INT_EQ(gencache_trajectory_dim(NULL, "trajectory", "m1", &dim), GENCACHE_EINVAL);
+    gencache_close(c);
+}
+
+static void *run_saver(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < 40; i++)
+        CHECK_OK(gencache_reuse_save(w->c));
+    return NULL;
+}
+
+TEST_CASE(threads_store_while_saving)
+{
+    char *dir = temp_dir();
+    gencache *c = open_dir(dir, 64, 0, GENCACHE_SCOPE_GLOBAL, NULL);
+    pthread_t t[4];
+    worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (worker){c, i};
+        CHECK(pthread_create(&t[i], NULL, i == 3 ? run_saver : run_worker, &w[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    uint64_t before = vectors(c);
+    CHECK(before > 0);
+    gencache_close(c);
+    /* What the last save wrote is what the index held at close: read back whole. */
+    c = open_dir(dir, 64, 0, GENCACHE_SCOPE_GLOBAL, NULL);
+    CHECK_UINT_EQ(vectors(c), before);
+    float e[DIM];
+    vec(e, 0, 1, 0.95);
+    gencache_trajectory_match m;
+    char value[64];
+    int rc = lookup(c, NULL, "m1", e, DIM, &m, value);
+    CHECK(rc == GENCACHE_OK || rc == GENCACHE_ENOTFOUND);
+    gencache_close(c);
+    remove_dir(dir);
 }

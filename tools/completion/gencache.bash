@@ -6,7 +6,7 @@
 _gencache()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local verbs="get put del invalidate stats normalize key imgid imghash similar export import prewarm lookup replay"
+    local verbs="get put del invalidate stats normalize key imgid imghash similar export import prewarm lookup replay checkpoint resume"
     if ((COMP_CWORD == 1)); then
         mapfile -t COMPREPLY < <(compgen -W "$verbs --help --version" -- "$cur")
         return
@@ -28,6 +28,8 @@ _gencache()
     import) opts="$client --codec --ttl --json" ;;
     prewarm) opts="$client --json" ;;
     lookup) opts="$client --layer -o --output --json" ;;
+    checkpoint) opts="$client --layer --dtype --step --cost-ms --json" ;;
+    resume) opts="$client --layer --model --dtype -o --output --json" ;;
     replay) opts="--layers --policy --capacity --layer-fields --cost-share --size --extra --model --scale --limit --mrc --mixed --no-progress --json --help" ;;
     *) return ;;
     esac
@@ -46,7 +48,7 @@ _gencache()
         mapfile -t COMPREPLY < <(compgen -f -- "$cur")
         return
         ;;
-    --url | --token | --key | --tenant | --tag | --model | --older-than | --cost-ms | --ttl | \
+    --url | --token | --key | --tenant | --tag | --model | --older-than | --cost-ms | --ttl | --step | \
         --tags | --content-type | --dtype | --shape | --radius | --capacity | --layer-fields | \
         --cost-share | --size | --scale | --limit | --mrc)
         return # a value only the user knows

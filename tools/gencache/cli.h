@@ -54,5 +54,7 @@ int cmd_import(int argc, char **argv);
 int cmd_prewarm(int argc, char **argv);
 int cmd_lookup(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
+int cmd_checkpoint(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
 
 #endif

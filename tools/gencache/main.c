@@ -53,6 +53,16 @@ static const cli_command commands[] = {
      "look a request up in a daemon's layer, by its key or by a match the layer allows\n"
      "            (perceptual image, any seed, similar prompt); prints KEY MATCH DISTANCE, exit 1\n"
      "            on a miss"},
+    {"checkpoint", cmd_checkpoint,
+     "[--url URL] [--token T] [--layer L] [--dtype f32|f16] [--step N] [--cost-ms MS] [--json]\n"
+     "            REQUEST.json EMBEDDING LATENT",
+     "store an intermediate latent with its prompt's embedding (raw little-endian floats) in a\n"
+     "            daemon's trajectory layer; prints the key"},
+    {"resume", cmd_resume,
+     "[--url URL] [--token T] [--layer L] --model M [--dtype f32|f16] [-o FILE] [--json]\n"
+     "            EMBEDDING|-",
+     "find the stored latent a similar prompt lets a generation resume from; prints\n"
+     "            KEY STEP SIMILARITY, exit 1 when none is similar enough"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -143,6 +143,11 @@ static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m, 
         MHD_add_response_header(resp, "X-Gencache-TTL", u64_dec(ttl_left, buf));
 }
 
+void gcd_entry_meta_headers(struct MHD_Response *resp, const gencache_meta *m)
+{
+    add_meta_headers(resp, m, ttl_left_of(m));
+}
+
 /* Answers with the entry decoded (an int8 payload, or ?as=): a new buffer, so no zero copy. */
 static enum MHD_Result reply_decoded(struct MHD_Connection *c, gcd_request *req, gencache_handle *h,
                                      const char *as)

@@ -256,6 +256,9 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req);
 enum MHD_Result gcd_entries_put_begin(struct MHD_Connection *c, gcd_request *req, bool *queued);
 /* Frees what put_begin kept in req->put. */
 void gcd_entries_request_free(gcd_request *req);
+/* Adds the headers a GET of an entry carries for its metadata: Content-Type, X-Gencache-Tier,
+ * -Cost-Ms, -Dtype, -Shape, -Tags, -Model, -Pinned, -TTL. */
+void gcd_entry_meta_headers(struct MHD_Response *resp, const gencache_meta *m);
 
 /* ---- respcache.c: built GET responses, reused -------------------------------------------- */
 
@@ -437,6 +440,36 @@ bool gcd_json_object_text(const char *text, size_t len);
  * replaced where it is, else added first; *out_len its length. NULL when out of memory. The
  * text must be a valid JSON object (gcd_json_object_text). */
 char *gcd_splice_image(const char *text, size_t len, const char *image, size_t *out_len);
+
+/* The raw text of the top-level member `name` of a valid JSON object (text, len): *off and *n.
+ * False when there is none. */
+bool gcd_json_member_span(const char *text, size_t len, const char *name, size_t *off, size_t *n);
+/* Parses request JSON as /v1/lookup does (no image paths, the token's tenant, *sensitive set
+ * when the prompt matches a `sensitive:` rule). NULL after queueing the error in *r. */
+gencache_request *gcd_lookup_parse_request(struct MHD_Connection *c, gcd_request *req,
+                                           const char *text, size_t len, bool *sensitive,
+                                           enum MHD_Result *r);
+
+/* The library caller a request acts as: its token's tenant (NULL in the open mode). */
+gencache_caller gcd_caller_of(const gcd_request *req);
+/* True when the layer exists; otherwise queues 404 unknown_layer into *r. */
+bool gcd_check_layer(struct MHD_Connection *c, gcd_request *req, const char *layer,
+                     enum MHD_Result *r);
+
+/* ---- trajectory.c: POST /v1/trajectories and POST /v1/trajectories/lookup ------------------- */
+
+/* POST /v1/trajectories: a multipart form (part "trajectory": layer, request with model and
+ * step, embedding; part "latent"; optionally part "embedding", raw) -> 201 {"key", "step",
+ * "dim"}. */
+enum MHD_Result gcd_trajectory_store_handle(struct MHD_Connection *c, gcd_request *req);
+/* POST /v1/trajectories/lookup: an embedding (JSON with base64, or raw with headers) -> the
+ * nearest allowed latent with X-Gencache-Key, X-Gencache-Step, X-Gencache-Similarity and
+ * X-Gencache-Match "trajectory; step=N; similarity=S"; 404 on a miss; 400 dimension_mismatch. */
+enum MHD_Result gcd_trajectory_lookup_handle(struct MHD_Connection *c, gcd_request *req);
+/* The trajectory counters as Prometheus text (a new string the caller frees; NULL when out of
+ * memory), and as the "trajectory" object of /v1/stats (a new reference). */
+char *gcd_trajectory_metrics(gcd_server *srv);
+struct json_t *gcd_trajectory_stats_json(gcd_server *srv);
 
 /* ---- upload.c: POST /v1/generate with the image itself ------------------------------------- */
 

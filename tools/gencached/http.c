@@ -159,6 +159,8 @@ static const handler_fn HANDLERS[GCD_ROUTE_COUNT] = {
     [GCD_ROUTE_LOOKUP] = gcd_lookup_handle,
     [GCD_ROUTE_STORE] = gcd_store_handle,
     [GCD_ROUTE_UI] = gcd_ui_handle,
+    [GCD_ROUTE_TRAJ_STORE] = gcd_trajectory_store_handle,
+    [GCD_ROUTE_TRAJ_MATCH] = gcd_trajectory_lookup_handle,
 };
 
 /* First call of a request: takes its tenant from its token, and for a request whose route reads

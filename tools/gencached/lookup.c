@@ -482,3 +482,26 @@ json_t *gcd_lookup_stats_json(gcd_server *srv)
     free(st);
     return doc;
 }
+
+bool gcd_json_member_span(const char *text, size_t len, const char *name, size_t *off, size_t *n)
+{
+    return member_span(text, len, name, off, n);
+}
+
+gencache_request *gcd_lookup_parse_request(struct MHD_Connection *c, gcd_request *req,
+                                           const char *text, size_t len, bool *sensitive,
+                                           enum MHD_Result *r)
+{
+    return parse_request(c, req, text, len, sensitive, r);
+}
+
+gencache_caller gcd_caller_of(const gcd_request *req)
+{
+    return caller_of(req);
+}
+
+bool gcd_check_layer(struct MHD_Connection *c, gcd_request *req, const char *layer,
+                     enum MHD_Result *r)
+{
+    return check_layer(c, req, layer, r);
+}

@@ -458,6 +458,11 @@ enum MHD_Result gcd_metrics_handle(struct MHD_Connection *c, gcd_request *req)
         put(&b, "%s", reuse);
     b.failed |= reuse == NULL;
     free(reuse);
+    char *traj = gcd_trajectory_metrics(req->srv);
+    if (traj)
+        put(&b, "%s", traj);
+    b.failed |= traj == NULL;
+    free(traj);
     free(st);
     if (b.failed) {
         free(b.p);

@@ -31,6 +31,8 @@ static const route_def ROUTES[] = {
     {"/v1/lookup", false, GCD_ROUTE_LOOKUP, "POST", "POST", GCD_BODY_LARGE},
     {"/v1/store", false, GCD_ROUTE_STORE, "POST", "POST", GCD_BODY_LARGE},
     {"/ui", false, GCD_ROUTE_UI, "GET, HEAD", NULL, GCD_BODY_NONE},
+    {"/v1/trajectories", false, GCD_ROUTE_TRAJ_STORE, "POST", "POST", GCD_BODY_LARGE},
+    {"/v1/trajectories/lookup", false, GCD_ROUTE_TRAJ_MATCH, "POST", "POST", GCD_BODY_LARGE},
 };
 
 static const char *const NAMES[GCD_ROUTE_COUNT] = {
@@ -82,6 +84,10 @@ void gcd_route_resolve(const char *method, const char *path, gcd_route_match *ou
 
 const char *gcd_route_name(gcd_route_id route)
 {
+    if (route == GCD_ROUTE_TRAJ_STORE) /* named here: the table above keeps its two columns */
+        return "trajectories";
+    if (route == GCD_ROUTE_TRAJ_MATCH)
+        return "trajectories_lookup";
     return (unsigned)route < GCD_ROUTE_COUNT ? NAMES[route] : "other";
 }
 

@@ -26,6 +26,8 @@ typedef enum gcd_route_id {
     GCD_ROUTE_LOOKUP,     /* POST /v1/lookup */
     GCD_ROUTE_STORE,      /* POST /v1/store */
     GCD_ROUTE_UI,         /* GET, HEAD /ui */
+    GCD_ROUTE_TRAJ_STORE, /* POST /v1/trajectories */
+    GCD_ROUTE_TRAJ_MATCH, /* POST /v1/trajectories/lookup */
     GCD_ROUTE_COUNT
 } gcd_route_id;
 
@@ -53,7 +55,7 @@ typedef struct gcd_route_match {
 void gcd_route_resolve(const char *method, const char *path, gcd_route_match *out);
 /* The route's name, the `route` label of gencache_request_duration_seconds: "healthz", "stats",
  * "keys", "entries", "generate", "prewarm", "jobs", "metrics", "invalidate", "lookup", "store",
- * "ui", and "unknown" for NONE. Thread-safety: safe. */
+ * "ui", "trajectories", "trajectories_lookup", and "unknown" for NONE. Thread-safety: safe. */
 const char *gcd_route_name(gcd_route_id route);
 
 /* The verdict on an entry key, from a URL or a filter, by the library's rule

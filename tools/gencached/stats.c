@@ -123,6 +123,7 @@ enum MHD_Result gcd_stats_handle(struct MHD_Connection *c, gcd_request *req)
                                       "level", (int)gcd_pressure_level(req->srv), "batch_evicted",
                                       (json_int_t)gcd_pressure_evicted(req->srv)));
         json_object_set_new(doc, "reuse", gcd_lookup_stats_json(req->srv));
+        json_object_set_new(doc, "trajectory", gcd_trajectory_stats_json(req->srv));
         /* What the status page shows beyond the library's counters (ui.c). */
         const char *h = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "history");
         gcd_ui_stats_json(req->srv, doc, h != NULL);

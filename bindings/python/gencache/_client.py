@@ -37,6 +37,33 @@ _RETRYABLE = (http.client.RemoteDisconnected, http.client.BadStatusLine,
               ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
+def _prepared_bytes(prep: Any) -> bytes:
+    """The bytes of a prepared tensor (a copy)."""
+    import ctypes
+    return ctypes.string_at(prep.ptr, prep.size) if prep.size else b""
+
+
+def _embedding_bytes(embedding: Any) -> tuple[bytes, str]:
+    """(little-endian bytes, "f32" or "f16") of one float32/float16 vector, numpy or torch."""
+    from ._trajectory import _embedding
+    prep, dtype, _ = _embedding(embedding)
+    return _prepared_bytes(prep), "f16" if dtype == T.F16 else "f32"
+
+
+def _form(parts: Sequence[tuple[str, str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body of (name, content type, bytes) parts, and its Content-Type."""
+    import os
+    boundary = "gencache-" + os.urandom(12).hex()
+    out = []
+    for name, ctype, data in parts:
+        out.append(("--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n"
+                    "Content-Type: %s\r\n\r\n" % (boundary, name, ctype)).encode("ascii"))
+        out.append(data)
+        out.append(b"\r\n")
+    out.append(("--%s--\r\n" % boundary).encode("ascii"))
+    return b"".join(out), "multipart/form-data; boundary=" + boundary
+
+
 class RemoteEntry:
     """A value fetched from a daemon: its bytes (owned by this object) and metadata. Offers what
     a Handle offers (bytes, array, memoryview, tensor, meta, dtype, shape; a context manager),
@@ -449,16 +476,82 @@ class Client(StageMixin):
                 "distance": int(attrs.get("distance", 0)), "of": attrs.get("of"),
                 "seed": attrs.get("seed")}
 
+    # ---- approximate step reuse: trajectories ---------------------------------------------------
+    def trajectory_store(self, request: Mapping[str, Any], embedding: Any, latent: Any, *,
+                         step: Optional[int] = None, layer: str = "trajectory",
+                         cost_s: float = 0.0, ttl_s: Optional[float] = None,
+                         tags: Union[str, Sequence[str], None] = None) -> str:
+        """POST /v1/trajectories: stores `latent` (a numpy array or torch tensor, kept with its
+        dtype and shape, or bytes), the intermediate latent taken after denoising step `step`
+        (or request["step"]) of the generation `request` describes (it names the model), with
+        its prompt's pooled `embedding` (a float32 or float16 vector, numpy or torch). Returns
+        the key. Raises GencacheError: EINVAL for a bad embedding or a dimension unlike the one
+        the layer holds for the model (the message names both), ENOTFOUND for an unknown
+        layer."""
+        req = dict(request)
+        if step is not None:
+            req["step"] = int(step)
+        emb, dtype_name = _embedding_bytes(embedding)
+        hdrs = {"X-Gencache-Cost-Ms": str(int(round(max(cost_s, 0) * 1000)))}
+        if ttl_s is not None:
+            hdrs["X-Gencache-TTL"] = str(int(math.ceil(ttl_s)))
+        if tags:
+            hdrs["X-Gencache-Tags"] = tags if isinstance(tags, str) else ",".join(tags)
+        if T.is_numpy(latent) or T.is_torch(latent):
+            prep = T.prepare(latent)
+            ctype = T.CT_TORCH if prep.kind == "torch" else T.CT_NUMPY
+            hdrs["X-Gencache-Dtype"] = T.DTYPE_NAMES[prep.dtype]
+            hdrs["X-Gencache-Shape"] = ",".join(str(int(d)) for d in prep.shape)
+            data = _prepared_bytes(prep)
+        else:
+            ctype, data = "application/octet-stream", bytes(memoryview(latent).cast("B"))
+        doc = json.dumps({"layer": layer, "request": req, "dtype": dtype_name,
+                          "dim": len(emb) // (2 if dtype_name == "f16" else 4)}).encode("utf-8")
+        body, form_type = _form([("trajectory", "application/json", doc),
+                                 ("embedding", "application/octet-stream", emb),
+                                 ("latent", ctype, data)])
+        hdrs["Content-Type"] = form_type
+        status, _, resp = self.request("POST", "/v1/trajectories", body, hdrs)
+        if status >= 400:
+            raise self._error(status, resp, "trajectory store in %s" % layer)
+        return str(json.loads(bytes(resp).decode("utf-8"))["key"])
+
+    def trajectory_lookup(self, model: str, embedding: Any, *, layer: str = "trajectory",
+                          device: Any = None) -> Optional[Any]:
+        """POST /v1/trajectories/lookup: the stored latent of `model` whose prompt embedding is
+        similar enough to `embedding` for the most steps to be skipped (the daemon's threshold
+        table), as gencache.Resume(latent, step, similarity, key), the latent a numpy array or
+        torch tensor as it was stored (bytes for a value without a shape); None when nothing is
+        similar enough. Raises GencacheError EINVAL for a dimension unlike the one the layer
+        holds for the model."""
+        from ._trajectory import Resume
+        emb, dtype_name = _embedding_bytes(embedding)
+        status, headers, data = self.request("POST", "/v1/trajectories/lookup", emb, {
+            "Content-Type": "application/octet-stream", "X-Gencache-Layer": layer,
+            "X-Gencache-Model": model, "X-Gencache-Dtype": dtype_name})
+        if status == 404 and b'"not_found"' in bytes(data):
+            return None
+        if status >= 400:
+            raise self._error(status, data, "trajectory lookup in %s" % layer)
+        key = headers.get("x-gencache-key", "")
+        latent = self._entry_value(RemoteEntry(key, data, headers), device)
+        return Resume(latent, int(headers.get("x-gencache-step", "0")),
+                      float(headers.get("x-gencache-similarity", "0")), key)
+
     # ---- hooks of the compute-once helpers ------------------------------------------------------
+    def _entry_value(self, e: RemoteEntry, device: Any) -> Any:
+        """A fetched entry as its caller stored it: a tensor with a shape, else bytes."""
+        if e.shape is not None:
+            from . import _codec
+            origin = "torch" if e.content_type == T.CT_TORCH else "numpy"
+            return _codec.finish(e.array(), e._dtype, origin, device, None, False)
+        return e.bytes()
+
     def _lookup_value(self, key: str, device: Any) -> tuple[bool, Any]:
         e = self.get(key)
         if e is None:
             return False, None
-        if e.shape is not None:
-            from . import _codec
-            origin = "torch" if e.content_type == T.CT_TORCH else "numpy"
-            return True, _codec.finish(e.array(), e._dtype, origin, device, None, False)
-        return True, e.bytes()
+        return True, self._entry_value(e, device)
 
     def _ensure_layer(self, layer: str, fields: Sequence[str]) -> None:
         pass  # layers and their recipes live in the daemon's config

@@ -18,6 +18,7 @@ from ._lib import lib, cstr
 
 if TYPE_CHECKING:
     from ._cache import Cache
+    from ._client import Client
 
 __all__ = ["Trajectory", "Resume", "TRAJECTORY_FIELDS", "DEFAULT_CHECKPOINTS", "set_thresholds",
            "stats"]
@@ -62,19 +63,28 @@ class Trajectory:
     layer is an init-time operation: with several threads, define it in the config or make the
     first Trajectory before they start).
     checkpoints: the steps whose latents checkpoint() stores. tenant: store and match in that
-    tenant's name (a tenant-scoped layer never matches across tenants)."""
+    tenant's name (a tenant-scoped layer never matches across tenants).
+    cache may also be a gencache.Client: the same calls then go to the daemon
+    (POST /v1/trajectories and /v1/trajectories/lookup), whose config defines the layer and
+    whose token names the tenant."""
 
-    def __init__(self, cache: "Cache", request: Mapping[str, Any], embedding: Any, *,
+    def __init__(self, cache: "Cache | Client", request: Mapping[str, Any], embedding: Any, *,
                  layer: str = "trajectory",
                  checkpoints: Sequence[int] = DEFAULT_CHECKPOINTS,
                  tenant: Optional[str] = None) -> None:
-        _lib.require("approximate step reuse", "gencache_trajectory_store",
-                     "gencache_trajectory_lookup")
+        from ._client import Client
+        self._remote: Optional[Client] = cache if isinstance(cache, Client) else None
+        if self._remote is not None and tenant is not None:
+            raise ValueError("a Client acts as its token's tenant: pass no tenant")
+        if self._remote is None:
+            _lib.require("approximate step reuse", "gencache_trajectory_store",
+                         "gencache_trajectory_lookup")
         if "model" not in request:
             raise ValueError("the request needs a model: each model has its own index")
         if any(int(s) <= 0 for s in checkpoints):
             raise ValueError("checkpoint steps start at 1")
-        self._cache = cache
+        self._cache: "Cache" = cache  # type: ignore[assignment]
+        self._embedding = embedding
         self._request = dict(request)
         self._model = str(request["model"])
         self._layer = layer
@@ -92,6 +102,10 @@ class Trajectory:
     def resume(self) -> Optional[Resume]:
         """Before step 0: the stored latent of the most steps a similar enough prompt lets this
         generation skip (the model's threshold table), or None."""
+        if self._remote is not None:
+            found: Optional[Resume] = self._remote.trajectory_lookup(
+                self._model, self._embedding, layer=self._layer)
+            return found
         out = ctypes.c_void_p()
         m = _lib.TrajectoryMatch()
         m.struct_size = ctypes.sizeof(m)
@@ -118,6 +132,10 @@ class Trajectory:
         to here cost (what a later match saves)."""
         if int(step) not in self._checkpoints:
             return None
+        if self._remote is not None:
+            return self._remote.trajectory_store(self._request, self._embedding, latent,
+                                                 step=int(step), layer=self._layer,
+                                                 cost_s=cost_s)
         request = dict(self._request)
         request["step"] = int(step)
         req = self._cache.keyspace._parse(request, True, None)
