@@ -3,9 +3,10 @@
  * vertical Lanczos passes), chosen at run time when the CPU has AVX-512 F, BW, VL, VBMI and VNNI
  * (gencache__simd_level). They compute exactly the integers of the scalar code in luma.c and
  * resize.c, by the same means as the AVX2 kernels at twice the width:
- * - luminance: one byte permute (VBMI) spreads 16 packed RGB or RGBA pixels into (R, G) and
- *   (G, B) 16-bit pairs across the whole register, and two VPDPWSSD (VNNI) form the fixed-point
- *   sums, where AVX2 needs four 128-bit loads and lane-local shuffles;
+ * - luminance: a one-source byte permute (VBMI) spreads the 16 RGB or RGBA pixels of one load
+ *   into (R, G) and (G, B) 16-bit pairs across the whole register, and two VPDPWSSD (VNNI) form
+ *   the fixed-point sums, where AVX2 needs four 128-bit loads and lane-local shuffles (the
+ *   two-source permute, VPERMT2B, costs twice as much on the Xeons we measured);
  * - horizontal pass: the same hi/lo split of the coefficients (plans with align 32), each
  *   VPDPWSSD doing 32 multiply-adds and the accumulation of one output's window;
  * - vertical pass: 16 columns per step.
@@ -23,34 +24,40 @@
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2")))
 
-/* Byte permutes that spread the even (and the odd) pixels of 32 packed pixels, held in the 128
- * bytes of two registers, into (R, G) and (G, B) 16-bit pairs: byte 4i picks the first sample
- * of pixel 2i (or 2i + 1), byte 4i + 2 the second; the odd bytes are zeroed by a mask. One
- * table per pixel size (3: RGB, 4: RGBA); index [c - 3][odd][pair]. */
-static uint8_t perm[2][2][2][64];
+/* Byte permutes that spread 16 packed pixels, held in the low 48 (RGB) or all 64 (RGBA) bytes
+ * of one register, into (R, G) and (G, B) 16-bit pairs, one pixel per dword: byte 4i picks the
+ * first sample of pixel i, byte 4i + 2 the second; the odd bytes are zeroed by a mask. Index
+ * [c - 3][pair]. */
+static uint8_t perm[2][2][64];
+/* The order that puts back the words of two blended vectors: word 2i holds pixel i, word 2i + 1
+ * pixel 16 + i. */
+static uint16_t unzip[32];
 static pthread_once_t perm_once = PTHREAD_ONCE_INIT;
 
 static void perm_init(void)
 {
     for (int c = 3; c <= 4; c++)
-        for (int odd = 0; odd < 2; odd++)
-            for (int i = 0; i < 16; i++) {
-                int px = c * (2 * i + odd);
-                perm[c - 3][odd][0][4 * i] = (uint8_t)px;           /* R */
-                perm[c - 3][odd][0][4 * i + 2] = (uint8_t)(px + 1); /* G */
-                perm[c - 3][odd][1][4 * i] = (uint8_t)(px + 1);     /* G */
-                perm[c - 3][odd][1][4 * i + 2] = (uint8_t)(px + 2); /* B */
-            }
+        for (int i = 0; i < 16; i++) {
+            int px = c * i;
+            perm[c - 3][0][4 * i] = (uint8_t)px;           /* R */
+            perm[c - 3][0][4 * i + 2] = (uint8_t)(px + 1); /* G */
+            perm[c - 3][1][4 * i] = (uint8_t)(px + 1);     /* G */
+            perm[c - 3][1][4 * i + 2] = (uint8_t)(px + 2); /* B */
+        }
+    for (int i = 0; i < 16; i++) {
+        unzip[i] = (uint16_t)(2 * i);
+        unzip[16 + i] = (uint16_t)(2 * i + 1);
+    }
 }
 
-/* The luminance of 16 pixels from the 128-byte table a:b, each in the high word of a dword. The
- * weight of G, 38470, does not fit a signed 16-bit lane, so it is split between the pairs. */
-AVX512 static inline __m512i luma16(__m512i a, __m512i b, __m512i idx_rg, __m512i idx_gb,
-                                    __m512i w_rg, __m512i w_gb, __m512i round)
+/* The luminance of the 16 pixels of v, pixel i in the high word of dword i. The weight of G,
+ * 38470, does not fit a signed 16-bit lane, so it is split between the pairs. */
+AVX512 static inline __m512i luma16(__m512i v, __m512i idx_rg, __m512i idx_gb, __m512i w_rg,
+                                    __m512i w_gb, __m512i round)
 {
     const __mmask64 even = 0x5555555555555555ull;
-    __m512i rg = _mm512_maskz_permutex2var_epi8(even, a, idx_rg, b);
-    __m512i gb = _mm512_maskz_permutex2var_epi8(even, a, idx_gb, b);
+    __m512i rg = _mm512_maskz_permutexvar_epi8(even, idx_rg, v);
+    __m512i gb = _mm512_maskz_permutexvar_epi8(even, idx_gb, v);
     return _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(round, rg, w_rg), gb, w_gb);
 }
 
@@ -62,27 +69,24 @@ AVX512 void gencache__simd512_luma_row16(const gencache_image *img, uint32_t y, 
     if (img->bits == 8 && (img->channels == 3 || img->channels == 4)) {
         const int c = (int)img->channels;
         pthread_once(&perm_once, perm_init);
-        const __m512i i_rg0 = _mm512_loadu_si512(perm[c - 3][0][0]);
-        const __m512i i_gb0 = _mm512_loadu_si512(perm[c - 3][0][1]);
-        const __m512i i_rg1 = _mm512_loadu_si512(perm[c - 3][1][0]);
-        const __m512i i_gb1 = _mm512_loadu_si512(perm[c - 3][1][1]);
+        const __m512i i_rg = _mm512_loadu_si512(perm[c - 3][0]);
+        const __m512i i_gb = _mm512_loadu_si512(perm[c - 3][1]);
+        const __m512i order = _mm512_loadu_si512(unzip);
         const __m512i w_rg = _mm512_set1_epi32(19595 | (32767 << 16));
         const __m512i w_gb = _mm512_set1_epi32((38470 - 32767) | (7471 << 16));
         const __m512i round = _mm512_set1_epi32(0x8000);
-        /* Pixel 2i's luminance is the high word of dword i of the even sums, pixel 2i + 1's
-         * that of the odd sums (the sums are below 2^24): shift one down and blend. */
         const __mmask32 odd_words = 0xAAAAAAAAu;
-        /* 32 pixels (32 * c bytes) per step; the second load is masked to the bytes of the
-         * step, so nothing past the row is read. */
-        const __mmask64 tail = c == 4 ? ~0ull : (1ull << 32) - 1;
+        /* 32 pixels (32 * c bytes) per step, 16 per load; the second load is masked to the
+         * bytes of the step, so nothing past the row is read. */
+        const __mmask64 tail = c == 4 ? ~0ull : (1ull << 48) - 1;
         for (; x + 32 <= w; x += 32) {
             const uint8_t *q = p + (size_t)x * c;
             __m512i a = _mm512_loadu_si512(q);
-            __m512i b = _mm512_maskz_loadu_epi8(tail, q + 64);
-            __m512i l0 = luma16(a, b, i_rg0, i_gb0, w_rg, w_gb, round);
-            __m512i l1 = luma16(a, b, i_rg1, i_gb1, w_rg, w_gb, round);
-            _mm512_storeu_si512(out + x,
-                                _mm512_mask_blend_epi16(odd_words, _mm512_srli_epi32(l0, 16), l1));
+            __m512i b = _mm512_maskz_loadu_epi8(tail, q + 16 * c);
+            __m512i l0 = luma16(a, i_rg, i_gb, w_rg, w_gb, round);
+            __m512i l1 = luma16(b, i_rg, i_gb, w_rg, w_gb, round);
+            __m512i mix = _mm512_mask_blend_epi16(odd_words, _mm512_srli_epi32(l0, 16), l1);
+            _mm512_storeu_si512(out + x, _mm512_permutexvar_epi16(order, mix));
         }
     } else if (img->bits == 8 && img->channels == 1) {
         for (; x + 32 <= w; x += 32)
