@@ -111,7 +111,7 @@ AVX512 static inline int32_t dot_exact(const gencache__simd_hplan *hp, const int
         ah = _mm512_dpwssd_epi32(ah, v, _mm512_loadu_si512(hi + j));
         al = _mm512_dpwssd_epi32(al, v, _mm512_loadu_si512(lo + j));
     }
-    __m512i a = _mm512_add_epi32(_mm512_sll_epi32(ah, _mm_cvtsi32_si128(hp->shift)), al);
+    __m512i a = _mm512_add_epi32(_mm512_mullo_epi32(ah, _mm512_set1_epi32(hp->mul)), al);
     return _mm512_reduce_add_epi32(a);
 }
 
@@ -126,10 +126,12 @@ AVX512 static inline __m512i reduce16(const __m512i *a)
 {
     __m512i b[8], c[4];
     /* b[i] blocks: a[2i] (blocks 0+2, 1+3), a[2i+1] (0+2, 1+3) */
+#pragma GCC unroll 8
     for (int i = 0; i < 8; i++)
         b[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(a[2 * i], a[2 * i + 1], 0x44),
                                 _mm512_shuffle_i32x4(a[2 * i], a[2 * i + 1], 0xEE));
-    /* c[i] block k: the four partial sums of a[4i + k] */
+        /* c[i] block k: the four partial sums of a[4i + k] */
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
         c[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(b[2 * i], b[2 * i + 1], 0x88),
                                 _mm512_shuffle_i32x4(b[2 * i], b[2 * i + 1], 0xDD));
@@ -151,19 +153,20 @@ AVX512 static inline __m512i clip8_vec(__m512i sum)
 }
 
 /* Sixteen outputs of one row from their hi accumulators, as finish8_hi() in simd_avx2.c: the
- * exact sum lies between hi << shift and that plus the output's slack, and where both ends give
- * the same byte that byte is the answer; the few others get their lo part computed exactly. */
+ * exact sum lies within the output's slacks of hi * mul, and where both ends give the same byte
+ * that byte is the answer; the few others get their lo part computed exactly. */
 AVX512 static inline void finish16_hi(const gencache__simd_hplan *hp, const __m512i *a,
                                       const int16_t *in, uint32_t xx, uint8_t *out)
 {
-    __m512i lower = _mm512_sll_epi32(reduce16(a), _mm_cvtsi32_si128(hp->shift));
-    __m512i upper = _mm512_add_epi32(lower, _mm512_loadu_si512(hp->slack + xx));
+    __m512i mid = _mm512_mullo_epi32(reduce16(a), _mm512_set1_epi32(hp->mul));
+    __m512i lower = _mm512_sub_epi32(mid, _mm512_loadu_si512(hp->slack_neg + xx));
+    __m512i upper = _mm512_add_epi32(mid, _mm512_loadu_si512(hp->slack + xx));
     __m512i rl = clip8_vec(lower), ru = clip8_vec(upper);
     unsigned ambiguous = (unsigned)_mm512_cmpneq_epi32_mask(rl, ru);
     _mm_storeu_si128((__m128i *)out, _mm512_cvtepi32_epi8(rl));
     if (ambiguous) {
         int32_t lo[16];
-        _mm512_storeu_si512(lo, lower);
+        _mm512_storeu_si512(lo, mid);
         for (int i = 0; i < 16; i++)
             if (ambiguous & (1u << i)) {
                 const int16_t *src = in + hp->start[xx + i];
@@ -185,33 +188,51 @@ AVX512 void gencache__simd512_resize_row(const gencache__simd_hplan *hp, const i
         out[xx] = clip8_one(dot_exact(hp, in, xx));
 }
 
-AVX512 void gencache__simd512_resize_rows2(const gencache__simd_hplan *hp, const int16_t *in0,
-                                           const int16_t *in1, uint8_t *out0, uint8_t *out1)
+/* The horizontal pass of R rows at once (in + r * in_stride to out + r * out_stride): each
+ * coefficient load serves R rows, and R independent sums hide the multiply-add latency. The
+ * loads, not the multiply-adds, bound the pass with fewer rows. */
+AVX512 static inline __attribute__((always_inline)) void resize_rows(const gencache__simd_hplan *hp,
+                                                                     const int16_t *in,
+                                                                     size_t in_stride, uint8_t *out,
+                                                                     size_t out_stride, const int R)
 {
     const uint32_t out_size = hp->c->out_size;
     uint32_t xx = 0;
     for (; xx + 16 <= out_size; xx += 16) {
-        __m512i a[16], b[16];
+        __m512i a[4][16];
         for (int i = 0; i < 16; i++) {
-            int start = hp->start[xx + (uint32_t)i], len = hp->len[xx + (uint32_t)i];
-            const int16_t *s0 = in0 + start, *s1 = in1 + start;
+            const int start = hp->start[xx + (uint32_t)i], len = hp->len[xx + (uint32_t)i];
+            const int16_t *src = in + start;
             const int16_t *hi = hp->hi + (size_t)(xx + (uint32_t)i) * hp->kpad;
-            __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
+            __m512i h[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                h[r] = _mm512_setzero_si512();
             for (int j = 0; j < len; j += 32) {
-                __m512i kh = _mm512_loadu_si512(hi + j);
-                h0 = _mm512_dpwssd_epi32(h0, _mm512_loadu_si512(s0 + j), kh);
-                h1 = _mm512_dpwssd_epi32(h1, _mm512_loadu_si512(s1 + j), kh);
+                __m512i kh = _mm512_load_si512(hi + j);
+#pragma GCC unroll 4
+                for (int r = 0; r < R; r++)
+                    h[r] = _mm512_dpwssd_epi32(
+                        h[r], _mm512_load_si512(src + (size_t)r * in_stride + j), kh);
             }
-            a[i] = h0;
-            b[i] = h1;
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                a[r][i] = h[r];
         }
-        finish16_hi(hp, a, in0, xx, out0 + xx);
-        finish16_hi(hp, b, in1, xx, out1 + xx);
+        for (int r = 0; r < R; r++)
+            finish16_hi(hp, a[r], in + (size_t)r * in_stride, xx,
+                        out + (size_t)r * out_stride + xx);
     }
-    for (; xx < out_size; xx++) {
-        out0[xx] = clip8_one(dot_exact(hp, in0, xx));
-        out1[xx] = clip8_one(dot_exact(hp, in1, xx));
-    }
+    for (; xx < out_size; xx++)
+        for (int r = 0; r < R; r++)
+            out[(size_t)r * out_stride + xx] =
+                clip8_one(dot_exact(hp, in + (size_t)r * in_stride, xx));
+}
+
+AVX512 void gencache__simd512_resize_rows4(const gencache__simd_hplan *hp, const int16_t *in,
+                                           size_t in_stride, uint8_t *out, size_t out_stride)
+{
+    resize_rows(hp, in, in_stride, out, out_stride, 4);
 }
 
 AVX512 void gencache__simd512_resize_vertical(const gencache__resize_coeffs *c, const uint8_t *in,
