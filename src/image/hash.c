@@ -73,7 +73,12 @@ static int thumbnail(const gencache_image *img, uint32_t tw, uint32_t th, uint8_
         for (; y + 4 <= last; y += 4) {
             for (uint32_t r = 0; r < 4; r++)
                 gencache__simd512_luma_row16(img, y + r, row16 + r * r16 + bias, row);
-            gencache__simd512_resize_rows4(&ah->hp, row16, r16, tmp + (size_t)(y - first) * tw, tw);
+            /* The next four rows' pixels are fetched while these are resampled: the luminance
+             * kernel then finds them in cache rather than waiting on memory. */
+            uint32_t ahead = last - (y + 4) < 4 ? last - (y + 4) : 4;
+            gencache__simd512_resize_rows4(&ah->hp, row16, r16, tmp + (size_t)(y - first) * tw, tw,
+                                           img->pixels + (size_t)(y + 4) * img->stride,
+                                           ahead * img->stride);
         }
     else if (simd)
         for (; y + 2 <= last; y += 2) {

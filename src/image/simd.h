@@ -75,9 +75,12 @@ void gencache__simd512_resize_row(const gencache__simd_hplan *hp, const int16_t 
 void gencache__simd_resize_rows2(const gencache__simd_hplan *hp, const int16_t *in0,
                                  const int16_t *in1, uint8_t *out0, uint8_t *out1);
 /* The AVX-512 horizontal pass of four rows at once: row r is read at in + r * in_stride and
- * written to out + r * out_stride (same results as four calls of gencache__simd512_resize_row). */
+ * written to out + r * out_stride (same results as four calls of gencache__simd512_resize_row).
+ * The prefetch_bytes at prefetch (the pixels of the rows to come; NULL and 0 for none) are
+ * brought into cache meanwhile. */
 void gencache__simd512_resize_rows4(const gencache__simd_hplan *hp, const int16_t *in,
-                                    size_t in_stride, uint8_t *out, size_t out_stride);
+                                    size_t in_stride, uint8_t *out, size_t out_stride,
+                                    const void *prefetch, size_t prefetch_bytes);
 /* The vertical pass, as gencache__resize_vertical(). */
 void gencache__simd_resize_vertical(const gencache__resize_coeffs *c, const uint8_t *in,
                                     uint32_t width, uint32_t first_row, uint8_t *out);

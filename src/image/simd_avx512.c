@@ -190,17 +190,20 @@ AVX512 void gencache__simd512_resize_row(const gencache__simd_hplan *hp, const i
 
 /* The horizontal pass of R rows at once (in + r * in_stride to out + r * out_stride): each
  * coefficient load serves R rows, and R independent sums hide the multiply-add latency. The
- * loads, not the multiply-adds, bound the pass with fewer rows. */
-AVX512 static inline __attribute__((always_inline)) void resize_rows(const gencache__simd_hplan *hp,
-                                                                     const int16_t *in,
-                                                                     size_t in_stride, uint8_t *out,
-                                                                     size_t out_stride, const int R)
+ * loads, not the multiply-adds, bound the pass with fewer rows. The pf_bytes at pf are
+ * prefetched a few lines per output, spread over the pass. */
+AVX512 static inline __attribute__((always_inline)) void
+resize_rows(const gencache__simd_hplan *hp, const int16_t *in, size_t in_stride, uint8_t *out,
+            size_t out_stride, const int R, const uint8_t *pf, size_t pf_bytes)
 {
     const uint32_t out_size = hp->c->out_size;
     uint32_t xx = 0;
+    size_t pf_at = 0, pf_step = (pf_bytes / out_size + 64) & ~(size_t)63;
     for (; xx + 16 <= out_size; xx += 16) {
         __m512i a[4][16];
         for (int i = 0; i < 16; i++) {
+            for (size_t e = pf_at + pf_step; pf_at < e && pf_at < pf_bytes; pf_at += 64)
+                _mm_prefetch((const char *)pf + pf_at, _MM_HINT_T0);
             const int start = hp->start[xx + (uint32_t)i], len = hp->len[xx + (uint32_t)i];
             const int16_t *src = in + start;
             const int16_t *hi = hp->hi + (size_t)(xx + (uint32_t)i) * hp->kpad;
@@ -230,9 +233,10 @@ AVX512 static inline __attribute__((always_inline)) void resize_rows(const genca
 }
 
 AVX512 void gencache__simd512_resize_rows4(const gencache__simd_hplan *hp, const int16_t *in,
-                                           size_t in_stride, uint8_t *out, size_t out_stride)
+                                           size_t in_stride, uint8_t *out, size_t out_stride,
+                                           const void *prefetch, size_t prefetch_bytes)
 {
-    resize_rows(hp, in, in_stride, out, out_stride, 4);
+    resize_rows(hp, in, in_stride, out, out_stride, 4, prefetch, prefetch_bytes);
 }
 
 AVX512 void gencache__simd512_resize_vertical(const gencache__resize_coeffs *c, const uint8_t *in,

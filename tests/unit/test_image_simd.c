@@ -162,7 +162,7 @@ static void check_horizontal(int level, uint32_t in, uint32_t out)
         if (level == GENCACHE__SIMD_AVX512) {
             gencache__simd512_resize_row(&ax->hp, rows, got);
             CHECK_MEM_EQ(got, want, out);
-            gencache__simd512_resize_rows4(&ax->hp, rows, r16, got, out);
+            gencache__simd512_resize_rows4(&ax->hp, rows, r16, got, out, NULL, 0);
         } else {
             gencache__simd_resize_row(&ax->hp, rows, got);
             CHECK_MEM_EQ(got, want, out);
