@@ -41,7 +41,9 @@ static int thumbnail(const gencache_image *img, uint32_t tw, uint32_t th, uint8_
     int rc = gencache__axis_get(w, tw, level, &ah);
     if (rc != GENCACHE_OK)
         return rc;
-    rc = gencache__axis_get(h, th, 0, &av);
+    /* The AVX-512 vertical pass uses the split of its axis too (for a square image, the same
+     * cached entry as the horizontal one). */
+    rc = gencache__axis_get(h, th, level >= GENCACHE__SIMD_AVX512 ? level : 0, &av);
     if (rc != GENCACHE_OK) {
         gencache__axis_put(ah);
         return rc;
@@ -102,6 +104,8 @@ static int thumbnail(const gencache_image *img, uint32_t tw, uint32_t th, uint8_
     }
     if (h == th)
         memcpy(out, tmp, (size_t)tw * th);
+    else if (wide && av->has_hp)
+        gencache__simd512_resize_vertical_split(&av->hp, tmp, tw, first, out);
     else if (wide)
         gencache__simd512_resize_vertical(cv, tmp, tw, first, out);
     else if (simd)

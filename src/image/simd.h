@@ -86,5 +86,9 @@ void gencache__simd_resize_vertical(const gencache__resize_coeffs *c, const uint
                                     uint32_t width, uint32_t first_row, uint8_t *out);
 void gencache__simd512_resize_vertical(const gencache__resize_coeffs *c, const uint8_t *in,
                                        uint32_t width, uint32_t first_row, uint8_t *out);
+/* The same from the AVX-512 split of the vertical axis (vp, made by gencache__simd_hplan_init for
+ * that axis): 16-bit multiply-adds on pairs of rows, exact in both parts. */
+void gencache__simd512_resize_vertical_split(const gencache__simd_hplan *vp, const uint8_t *in,
+                                             uint32_t width, uint32_t first_row, uint8_t *out);
 
 #endif

@@ -270,3 +270,60 @@ AVX512 void gencache__simd512_resize_vertical(const gencache__resize_coeffs *c, 
         }
     }
 }
+
+AVX512 void gencache__simd512_resize_vertical_split(const gencache__simd_hplan *vp,
+                                                    const uint8_t *in, uint32_t width,
+                                                    uint32_t first_row, uint8_t *out)
+{
+    const gencache__resize_coeffs *c = vp->c;
+    const __m512i half = _mm512_set1_epi32(1 << (PRECISION_BITS - 1));
+    const __m512i mul = _mm512_set1_epi32(vp->mul);
+    for (uint32_t yy = 0; yy < c->out_size; yy++) {
+        /* The window is rows [top, top + n); coefficient j of the plan weighs row
+         * start + j - bias. Pairs of coefficients start at even j, so each pair is one dword of
+         * the plan; the row of a pair outside the window has weight 0, and the other row of
+         * the pair stands in for it so that nothing outside the buffer is read. */
+        const int top = c->bounds[yy * 2], n = c->bounds[yy * 2 + 1];
+        const int base = vp->start[yy] - vp->bias;
+        const int j0 = (top - base) & ~1, j1 = top - base + n;
+        const int16_t *hi = vp->hi + (size_t)yy * vp->kpad;
+        const int16_t *lo = vp->lo + (size_t)yy * vp->kpad;
+        for (uint32_t xx = 0; xx < width; xx += 32) {
+            const __mmask32 cols = width - xx >= 32 ? ~0u : (1u << (width - xx)) - 1;
+            __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
+            __m512i l0 = _mm512_setzero_si512(), l1 = _mm512_setzero_si512();
+            for (int j = j0; j < j1; j += 2) {
+                int r0 = base + j, r1 = r0 + 1;
+                if (r0 < top)
+                    r0 = r1;
+                if (r1 >= top + n)
+                    r1 = r0;
+                __m512i a = _mm512_cvtepu8_epi16(
+                    _mm256_maskz_loadu_epi8(cols, in + (size_t)(r0 - (int)first_row) * width + xx));
+                __m512i b = _mm512_cvtepu8_epi16(
+                    _mm256_maskz_loadu_epi8(cols, in + (size_t)(r1 - (int)first_row) * width + xx));
+                /* Per 128-bit block k: columns 8k..8k+3 in pl, 8k+4..8k+7 in ph. */
+                __m512i pl = _mm512_unpacklo_epi16(a, b), ph = _mm512_unpackhi_epi16(a, b);
+                int32_t kh, kl;
+                memcpy(&kh, hi + j, sizeof kh);
+                memcpy(&kl, lo + j, sizeof kl);
+                __m512i vh = _mm512_set1_epi32(kh), vl = _mm512_set1_epi32(kl);
+                h0 = _mm512_dpwssd_epi32(h0, pl, vh);
+                h1 = _mm512_dpwssd_epi32(h1, ph, vh);
+                l0 = _mm512_dpwssd_epi32(l0, pl, vl);
+                l1 = _mm512_dpwssd_epi32(l1, ph, vl);
+            }
+            __m512i v0 = _mm512_add_epi32(_mm512_mullo_epi32(h0, mul), _mm512_add_epi32(l0, half));
+            __m512i v1 = _mm512_add_epi32(_mm512_mullo_epi32(h1, mul), _mm512_add_epi32(l1, half));
+            v0 = _mm512_min_epi32(
+                _mm512_max_epi32(_mm512_srai_epi32(v0, PRECISION_BITS), _mm512_setzero_si512()),
+                _mm512_set1_epi32(255));
+            v1 = _mm512_min_epi32(
+                _mm512_max_epi32(_mm512_srai_epi32(v1, PRECISION_BITS), _mm512_setzero_si512()),
+                _mm512_set1_epi32(255));
+            /* The in-block pack puts the columns back in order. */
+            _mm256_mask_storeu_epi8(out + (size_t)yy * width + xx, cols,
+                                    _mm512_cvtepi16_epi8(_mm512_packs_epi32(v0, v1)));
+        }
+    }
+}

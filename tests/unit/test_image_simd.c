@@ -207,8 +207,9 @@ TEST_CASE(horizontal_avx512_matches_scalar)
 /* The vertical kernels against gencache__resize_vertical(), on planes of several widths. */
 static void vertical(int level)
 {
-    static const uint32_t cases[][3] = {{1024, 32, 32}, {1024, 8, 9}, {300, 64, 64},
-                                        {40, 9, 17},    {16, 33, 15}, {7, 3, 1}};
+    static const uint32_t cases[][3] = {{1024, 32, 32}, {1024, 8, 9},  {300, 64, 64},
+                                        {40, 9, 17},    {16, 33, 15},  {7, 3, 1},
+                                        {1000, 33, 70}, {257, 16, 31}, {2, 3, 33}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint32_t in = cases[i][0], out = cases[i][1], width = cases[i][2];
         gencache__resize_coeffs c;
@@ -226,6 +227,21 @@ static void vertical(int level)
             if (memcmp(got, want, (size_t)out * width) != 0)
                 test_fail(__FILE__, __LINE__, "level %d vertical %u -> %u, width %u, kind %d",
                           level, in, out, width, kind);
+            if (level == GENCACHE__SIMD_AVX512) {
+                /* The split form, on the plane from its first row and from a later one. */
+                gencache__axis *ax;
+                CHECK_OK(gencache__axis_get(in, out, level, &ax));
+                if (ax->has_hp) {
+                    uint32_t first = (uint32_t)c.bounds[0];
+                    memset(got, 0xA5, (size_t)out * width);
+                    gencache__simd512_resize_vertical_split(&ax->hp, plane + (size_t)first * width,
+                                                            width, first, got);
+                    if (memcmp(got, want, (size_t)out * width) != 0)
+                        test_fail(__FILE__, __LINE__, "split vertical %u -> %u, width %u, kind %d",
+                                  in, out, width, kind);
+                }
+                gencache__axis_put(ax);
+            }
             free(plane);
             free(want);
             free(got);
