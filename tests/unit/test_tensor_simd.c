@@ -302,11 +302,10 @@ static void check_groups(const gencache__codec_kernels *v)
                     break;
                 }
             }
-            gencache_tensor_desc d;
-            memset(&d, 0, sizeof d);
-            d.dtype = GENCACHE_DTYPE_F16;
-            d.ndim = 1;
-            d.shape[0] = (int64_t)n;
+            const gencache_tensor_desc d = {.dtype = GENCACHE_DTYPE_F16,
+                                            .ndim = 1,
+                                            .shape = {(int64_t)n},
+                                            .byte_order = GENCACHE_BYTE_ORDER_LITTLE};
             gencache_quant_options o;
             gencache_quant_options_init(&o);
             o.codec = GENCACHE_CODEC_INT8_GROUP;
