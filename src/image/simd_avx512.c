@@ -8,8 +8,10 @@
  *   the fixed-point sums, where AVX2 needs four 128-bit loads and lane-local shuffles (the
  *   two-source permute, VPERMT2B, costs twice as much on the Xeons we measured);
  * - horizontal pass: the same hi/lo split of the coefficients (plans with align 32), each
- *   VPDPWSSD doing 32 multiply-adds and the accumulation of one output's window;
- * - vertical pass: 16 columns per step.
+ *   VPDPWSSD doing 32 multiply-adds and the accumulation of one output's window, four rows per
+ *   coefficient load, with the next rows' pixels prefetched meanwhile;
+ * - vertical pass: with the split of its own axis, two rows of 16 columns per VPDPWSSD (or, for
+ *   an axis without a split, 16 columns per step with 32-bit products).
  */
 #include <immintrin.h>
 #include <pthread.h>
