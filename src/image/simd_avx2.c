@@ -302,8 +302,8 @@ AVX2 static inline __m256i clip8_vec(__m256i sum)
 /* Eight outputs of one row from their hi accumulators. The exact sum lies within the output's
  * slacks of hi * mul (the lo part adds at most 255 times its positive values and takes away at
  * most 255 times its negative ones). When both ends round and clamp to the same byte, that byte
- * is the answer without the lo part; otherwise (about one output in 200 for 1024 -> 32) the lo
- * part is computed exactly. */
+ * is the answer without the lo part; otherwise (a fraction of a percent of the outputs for
+ * 1024 -> 32) the lo part is computed exactly. */
 AVX2 static inline __attribute__((always_inline)) void finish8_hi(const gencache__simd_hplan *hp,
                                                                   const __m256i *a,
                                                                   const int16_t *in, uint32_t xx,
