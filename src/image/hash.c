@@ -41,7 +41,9 @@ static int thumbnail(const gencache_image *img, uint32_t tw, uint32_t th, uint8_
     int rc = gencache__axis_get(w, tw, level, &ah);
     if (rc != GENCACHE_OK)
         return rc;
-    rc = gencache__axis_get(h, th, 0, &av);
+    /* The AVX-512 vertical pass uses the split of its axis too (for a square image, the same
+     * cached entry as the horizontal one). */
+    rc = gencache__axis_get(h, th, level >= GENCACHE__SIMD_AVX512 ? level : 0, &av);
     if (rc != GENCACHE_OK) {
         gencache__axis_put(ah);
         return rc;
@@ -55,12 +57,13 @@ static int thumbnail(const gencache_image *img, uint32_t tw, uint32_t th, uint8_
     uint32_t last = (uint32_t)(cv->bounds[th * 2 - 2] + cv->bounds[th * 2 - 1]);
     uint8_t *tmp = malloc((size_t)tw * (last - first));
     uint8_t *row = malloc(w);
-    /* Two 16-bit luminance rows, each 64-byte aligned, starting bias zeros in and followed by the
-     * zeros the kernels may read past it. */
+    /* Four (AVX-512) or two 16-bit luminance rows, each 64-byte aligned, starting bias zeros in
+     * and followed by the zeros the kernels may read past it. */
     size_t r16 = simd ? ((size_t)w + (size_t)ah->hp.kpad + 32 + 31) & ~(size_t)31 : 0;
-    int16_t *row16 = simd ? aligned_alloc(64, 2 * r16 * sizeof *row16) : NULL;
+    size_t nrows = wide ? 4 : 2;
+    int16_t *row16 = simd ? aligned_alloc(64, nrows * r16 * sizeof *row16) : NULL;
     if (row16)
-        memset(row16, 0, 2 * r16 * sizeof *row16);
+        memset(row16, 0, nrows * r16 * sizeof *row16);
     if (!row || !tmp || (simd && !row16)) {
         rc = GENCACHE_ENOMEM;
         goto done;
@@ -69,12 +72,15 @@ static int thumbnail(const gencache_image *img, uint32_t tw, uint32_t th, uint8_
      * pass reads are made. */
     uint32_t y = first;
     if (wide)
-        for (; y + 2 <= last; y += 2) {
-            gencache__simd512_luma_row16(img, y, row16 + bias, row);
-            gencache__simd512_luma_row16(img, y + 1, row16 + r16 + bias, row);
-            gencache__simd512_resize_rows2(&ah->hp, row16, row16 + r16,
-                                           tmp + (size_t)(y - first) * tw,
-                                           tmp + (size_t)(y + 1 - first) * tw);
+        for (; y + 4 <= last; y += 4) {
+            for (uint32_t r = 0; r < 4; r++)
+                gencache__simd512_luma_row16(img, y + r, row16 + r * r16 + bias, row);
+            /* The next four rows' pixels are fetched while these are resampled: the luminance
+             * kernel then finds them in cache rather than waiting on memory. */
+            uint32_t ahead = last - (y + 4) < 4 ? last - (y + 4) : 4;
+            gencache__simd512_resize_rows4(&ah->hp, row16, r16, tmp + (size_t)(y - first) * tw, tw,
+                                           img->pixels + (size_t)(y + 4) * img->stride,
+                                           ahead * img->stride);
         }
     else if (simd)
         for (; y + 2 <= last; y += 2) {
@@ -98,6 +104,8 @@ static int thumbnail(const gencache_image *img, uint32_t tw, uint32_t th, uint8_
     }
     if (h == th)
         memcpy(out, tmp, (size_t)tw * th);
+    else if (wide && av->has_hp)
+        gencache__simd512_resize_vertical_split(&av->hp, tmp, tw, first, out);
     else if (wide)
         gencache__simd512_resize_vertical(cv, tmp, tw, first, out);
     else if (simd)

@@ -39,20 +39,25 @@ void gencache__simd512_luma_row16(const gencache_image *img, uint32_t y, int16_t
 void gencache__simd_luma_tail16(const gencache_image *img, uint32_t y, uint32_t x0, int16_t *out,
                                 uint8_t *scratch);
 
-/* The horizontal coefficients of one resize, split into 16-bit halves: k = hi << shift + lo. */
+/* The horizontal coefficients of one resize, split into 16-bit parts: k = hi * mul + lo, with
+ * lo centred (|lo| <= mul / 2) so that the sum of the lo products, which the kernels mostly only
+ * bound, has the narrowest range. */
 typedef struct gencache__simd_hplan {
-    int16_t *hi, *lo; /* out_size rows of kpad values, 32-byte aligned */
-    int32_t *slack;   /* per output: 255 * sum of its lo values, the most the lo part can add */
-    int *start;       /* per output: first row buffer element read, its window start (plus
-                         bias) rounded down to a multiple of `align` (the weights are shifted to
-                         match), so every load of a 64-byte aligned buffer is aligned */
-    int *len;         /* per output: elements from start that cover its window, a multiple of
-                         align (the AVX-512 kernels read only these; the AVX2 ones read kpad) */
-    int kpad;         /* ksize plus the alignment lead, rounded up to a multiple of align */
-    int align;        /* samples per vector: 16 (AVX2) or 32 (AVX-512) */
-    int bias;         /* where sample 0 of a row sits in the row buffers the kernels read (below
-                         align; 0 for AVX2): chosen so that the windows need the fewest vectors */
-    int shift;
+    int16_t *hi, *lo;   /* out_size rows of kpad values, 32-byte aligned */
+    int32_t *slack;     /* per output: 255 * sum of its positive lo values, the most the lo part
+                           can add */
+    int32_t *slack_neg; /* per output: 255 * sum of minus its negative lo values, the most the lo
+                           part can take away */
+    int *start;         /* per output: first row buffer element read, its window start (plus
+                           bias) rounded down to a multiple of `align` (the weights are shifted to
+                           match), so every load of a 64-byte aligned buffer is aligned */
+    int *len;           /* per output: elements from start that cover its window, a multiple of
+                           align (the AVX-512 kernels read only these; the AVX2 ones read kpad) */
+    int kpad;           /* ksize plus the alignment lead, rounded up to a multiple of align */
+    int align;          /* samples per vector: 16 (AVX2) or 32 (AVX-512) */
+    int bias;           /* where sample 0 of a row sits in the row buffers the kernels read (below
+                           align; 0 for AVX2): chosen so that the windows need the fewest vectors */
+    int mul;            /* the smallest that makes every hi fit in 16 bits */
     const gencache__resize_coeffs *c; /* borrowed */
 } gencache__simd_hplan;
 
@@ -69,12 +74,21 @@ void gencache__simd512_resize_row(const gencache__simd_hplan *hp, const int16_t 
 /* The horizontal pass of two rows at once (same results as two calls of the above). */
 void gencache__simd_resize_rows2(const gencache__simd_hplan *hp, const int16_t *in0,
                                  const int16_t *in1, uint8_t *out0, uint8_t *out1);
-void gencache__simd512_resize_rows2(const gencache__simd_hplan *hp, const int16_t *in0,
-                                    const int16_t *in1, uint8_t *out0, uint8_t *out1);
+/* The AVX-512 horizontal pass of four rows at once: row r is read at in + r * in_stride and
+ * written to out + r * out_stride (same results as four calls of gencache__simd512_resize_row).
+ * The prefetch_bytes at prefetch (the pixels of the rows to come; NULL and 0 for none) are
+ * brought into cache meanwhile. */
+void gencache__simd512_resize_rows4(const gencache__simd_hplan *hp, const int16_t *in,
+                                    size_t in_stride, uint8_t *out, size_t out_stride,
+                                    const void *prefetch, size_t prefetch_bytes);
 /* The vertical pass, as gencache__resize_vertical(). */
 void gencache__simd_resize_vertical(const gencache__resize_coeffs *c, const uint8_t *in,
                                     uint32_t width, uint32_t first_row, uint8_t *out);
 void gencache__simd512_resize_vertical(const gencache__resize_coeffs *c, const uint8_t *in,
                                        uint32_t width, uint32_t first_row, uint8_t *out);
+/* The same from the AVX-512 split of the vertical axis (vp, made by gencache__simd_hplan_init for
+ * that axis): 16-bit multiply-adds on pairs of rows, exact in both parts. */
+void gencache__simd512_resize_vertical_split(const gencache__simd_hplan *vp, const uint8_t *in,
+                                             uint32_t width, uint32_t first_row, uint8_t *out);
 
 #endif

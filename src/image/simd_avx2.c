@@ -3,8 +3,8 @@
  * the luminance conversion and the horizontal Lanczos pass, plus the vertical pass. They compute
  * exactly the integers the scalar code (luma.c, resize.c) computes: luminance with the same
  * fixed-point weights and rounding, and each resampled sample as the same sum of pixel x 22-bit
- * coefficient products, only split so that 16-bit multiply-adds can form it (k = hi * 2^shift +
- * lo, with shift chosen so hi fits in 16 bits and the lo sums cannot overflow). The functions are
+ * coefficient products, only split so that 16-bit multiply-adds can form it (k = hi * mul + lo,
+ * with mul chosen so hi fits in 16 bits and the lo sums cannot overflow). The functions are
  * compiled for AVX2 only; hash.c calls them when the CPU has it. The split and the choice of
  * kernel set (gencache__simd_level) are here too, shared with simd_avx512.c.
  */
@@ -110,26 +110,31 @@ int gencache__simd_hplan_init(gencache__simd_hplan *hp, const gencache__resize_c
         if (a > maxk)
             maxk = a;
     }
-    /* hi = k >> shift must fit in int16 (with its sign), lo = k & (2^shift - 1) is >= 0. */
-    int shift = 0;
-    while ((maxk >> shift) > 32767 - 1)
-        shift++;
+    /* hi = k / mul rounded to nearest must fit in int16 (with its sign), and lo = k - hi * mul
+     * then lies within mul / 2 of zero. The smallest such mul leaves the lo part, which the
+     * kernels only bound unless the bound is ambiguous, the narrowest range (for 1024 -> 32,
+     * mul 5 where a power of two would need 8, and a third of the ambiguous outputs). */
+    int64_t mul = (maxk + 32766 - 1) / 32766;
+    if (mul < 1)
+        mul = 1;
     /* Room for the window shifted by up to align - 1 samples of alignment. */
     int kpad = (c->ksize + 2 * (align - 1)) & ~(align - 1);
-    /* The lo sums: at most kpad * 255 * (2^shift - 1) per output; keep them within int32. */
-    if ((int64_t)kpad * 255 * ((1 << shift) - 1) > INT32_MAX)
+    /* The lo sums: at most kpad * 255 * mul / 2 either way per output; keep them within int32. */
+    if ((int64_t)kpad * 255 * (mul / 2 + 1) > INT32_MAX || mul > 32767)
         return GENCACHE_EUNSUPPORTED;
     /* aligned_alloc wants a multiple of the alignment. */
     size_t bytes = (sizeof(int16_t) * (size_t)c->out_size * kpad + 64 + 63) & ~(size_t)63;
     hp->hi = aligned_alloc(64, bytes);
     hp->lo = aligned_alloc(64, bytes);
     hp->slack = malloc(sizeof(int32_t) * ((size_t)c->out_size + 8));
+    hp->slack_neg = malloc(sizeof(int32_t) * ((size_t)c->out_size + 8));
     hp->start = malloc(sizeof(int) * ((size_t)c->out_size + 8));
     hp->len = malloc(sizeof(int) * ((size_t)c->out_size + 8));
-    if (!hp->hi || !hp->lo || !hp->slack || !hp->start || !hp->len) {
+    if (!hp->hi || !hp->lo || !hp->slack || !hp->slack_neg || !hp->start || !hp->len) {
         free(hp->hi);
         free(hp->lo);
         free(hp->slack);
+        free(hp->slack_neg);
         free(hp->start);
         free(hp->len);
         memset(hp, 0, sizeof *hp);
@@ -159,19 +164,25 @@ int gencache__simd_hplan_init(gencache__simd_hplan *hp, const gencache__resize_c
         int lead = (c->bounds[xx * 2] + bias) & (align - 1);
         hp->start[xx] = c->bounds[xx * 2] + bias - lead;
         hp->len[xx] = (lead + n + align - 1) & ~(align - 1);
-        int32_t lo_sum = 0;
+        int32_t pos = 0, neg = 0;
         for (int j = 0; j < kpad; j++) {
             int32_t k = j >= lead && j - lead < n ? c->k[(size_t)xx * c->ksize + j - lead] : 0;
-            hp->hi[(size_t)xx * kpad + j] = (int16_t)(k >> shift);
-            hp->lo[(size_t)xx * kpad + j] = (int16_t)(k & ((1 << shift) - 1));
-            lo_sum += k & ((1 << shift) - 1);
+            int32_t hi = (int32_t)((k >= 0 ? k + mul / 2 : k - mul / 2) / mul);
+            int32_t lo = k - hi * (int32_t)mul;
+            hp->hi[(size_t)xx * kpad + j] = (int16_t)hi;
+            hp->lo[(size_t)xx * kpad + j] = (int16_t)lo;
+            if (lo > 0)
+                pos += lo;
+            else
+                neg -= lo;
         }
-        hp->slack[xx] = 255 * lo_sum;
+        hp->slack[xx] = 255 * pos;
+        hp->slack_neg[xx] = 255 * neg;
     }
     hp->kpad = kpad;
     hp->align = align;
     hp->bias = bias;
-    hp->shift = shift;
+    hp->mul = (int)mul;
     hp->c = c;
     return GENCACHE_OK;
 }
@@ -181,13 +192,14 @@ void gencache__simd_hplan_free(gencache__simd_hplan *hp)
     free(hp->hi);
     free(hp->lo);
     free(hp->slack);
+    free(hp->slack_neg);
     free(hp->start);
     free(hp->len);
     memset(hp, 0, sizeof *hp);
 }
 
-/* One output sample's accumulator: the hi sums shifted back into place plus the lo sums. No
- * lane can overflow: |hi sum << shift| stays below 255 times the sum of |k|, about 2^30. */
+/* One output sample's accumulator: the hi sums times mul plus the lo sums. No lane can
+ * overflow: |hi sum * mul| stays below 255 times the sum of |k| (plus a little), about 2^30. */
 AVX2 static inline __m256i dot(const gencache__simd_hplan *hp, const int16_t *in, uint32_t xx)
 {
     const int16_t *src = in + hp->start[xx];
@@ -201,7 +213,7 @@ AVX2 static inline __m256i dot(const gencache__simd_hplan *hp, const int16_t *in
         al = _mm256_add_epi32(al,
                               _mm256_madd_epi16(v, _mm256_load_si256((const __m256i *)(lo + j))));
     }
-    return _mm256_add_epi32(_mm256_sll_epi32(ah, _mm_cvtsi32_si128(hp->shift)), al);
+    return _mm256_add_epi32(_mm256_mullo_epi32(ah, _mm256_set1_epi32(hp->mul)), al);
 }
 
 /* `in` must hold in_size samples followed by at least kpad zeros. */
@@ -287,10 +299,11 @@ AVX2 static inline __m256i clip8_vec(__m256i sum)
     return _mm256_min_epi32(_mm256_max_epi32(v, _mm256_setzero_si256()), _mm256_set1_epi32(255));
 }
 
-/* Eight outputs of one row from their hi accumulators. The exact sum lies between hi << shift
- * and that plus the output's slack (the lo part is never negative and at most 255 * sum(lo)).
- * When both ends round and clamp to the same byte, that byte is the answer without the lo part;
- * otherwise (a few percent of outputs) the lo part is computed exactly. */
+/* Eight outputs of one row from their hi accumulators. The exact sum lies within the output's
+ * slacks of hi * mul (the lo part adds at most 255 times its positive values and takes away at
+ * most 255 times its negative ones). When both ends round and clamp to the same byte, that byte
+ * is the answer without the lo part; otherwise (a fraction of a percent of the outputs for
+ * 1024 -> 32) the lo part is computed exactly. */
 AVX2 static inline __attribute__((always_inline)) void finish8_hi(const gencache__simd_hplan *hp,
                                                                   const __m256i *a,
                                                                   const int16_t *in, uint32_t xx,
@@ -301,8 +314,10 @@ AVX2 static inline __attribute__((always_inline)) void finish8_hi(const gencache
     __m256i s0123 = _mm256_hadd_epi32(s01, s23), s4567 = _mm256_hadd_epi32(s45, s67);
     __m256i hsum = _mm256_add_epi32(_mm256_permute2x128_si256(s0123, s4567, 0x20),
                                     _mm256_permute2x128_si256(s0123, s4567, 0x31));
-    __m256i lower = _mm256_sll_epi32(hsum, _mm_cvtsi32_si128(hp->shift));
-    __m256i upper = _mm256_add_epi32(lower, _mm256_loadu_si256((const __m256i *)(hp->slack + xx)));
+    __m256i mid = _mm256_mullo_epi32(hsum, _mm256_set1_epi32(hp->mul));
+    __m256i lower =
+        _mm256_sub_epi32(mid, _mm256_loadu_si256((const __m256i *)(hp->slack_neg + xx)));
+    __m256i upper = _mm256_add_epi32(mid, _mm256_loadu_si256((const __m256i *)(hp->slack + xx)));
     __m256i rl = clip8_vec(lower), ru = clip8_vec(upper);
     int32_t r[8];
     _mm256_storeu_si256((__m256i *)r, rl);
@@ -310,7 +325,7 @@ AVX2 static inline __attribute__((always_inline)) void finish8_hi(const gencache
         (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(rl, ru))) ^ 0xFFu;
     if (ambiguous) {
         int32_t lo[8];
-        _mm256_storeu_si256((__m256i *)lo, lower);
+        _mm256_storeu_si256((__m256i *)lo, mid);
         for (int i = 0; i < 8; i++)
             if (ambiguous & (1u << i))
                 r[i] = gencache__resize_clip8((int64_t)lo[i] + dot_lo(hp, in, xx + (uint32_t)i) +

@@ -285,7 +285,7 @@ AVX2 static void v_dequant_bf16(uint16_t *dst, const int8_t *src, size_t n, floa
 static const gencache__codec_kernels avx2_kernels = {
     "avx2",       v_f32_to_f16,  v_f32_to_bf16, v_f16_to_f32,   v_bf16_to_f32,
     v_amax_f32,   v_amax_f16,    v_amax_bf16,   v_quant_f32,    v_quant_f16,
-    v_quant_bf16, v_dequant_f32, v_dequant_f16, v_dequant_bf16,
+    v_quant_bf16, v_dequant_f32, v_dequant_f16, v_dequant_bf16, NULL,
 };
 
 const gencache__codec_kernels *gencache__codec_kernels_avx2(void)

@@ -225,6 +225,52 @@ AVX512 static void w_quant_f16(int8_t *dst, const uint16_t *src, size_t n,
 AVX512 static void w_quant_bf16(int8_t *dst, const uint16_t *src, size_t n,
                                 float inv){QUANT_LOOP(load_bf16x16, GENCACHE__QUANT_ONE_BF16)}
 
+/* The largest of 32 uint16 lanes. */
+AVX512 static inline uint16_t max_u16x32(__m512i m)
+{
+    __m256i h = _mm256_max_epu16(_mm512_castsi512_si256(m), _mm512_extracti64x4_epi64(m, 1));
+    __m128i x = _mm_max_epu16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    /* PHMINPOSUW finds the smallest: of the complements, whose smallest is the largest. */
+    x = _mm_minpos_epu16(_mm_xor_si128(x, _mm_set1_epi16(-1)));
+    return (uint16_t)~_mm_cvtsi128_si32(x);
+}
+
+AVX512 static int w_quant_groups_f16(int8_t *dst, unsigned char *scales, const uint16_t *src,
+                                     size_t groups, size_t group)
+{
+    const __m512i absm = _mm512_set1_epi16(0x7FFF);
+    const int pf = groups * group * sizeof *src >= GENCACHE__PREFETCH_MIN;
+    for (size_t g = 0; g < groups; g++) {
+        const uint16_t *x = src + g * group;
+        int8_t *q = dst + g * group;
+        __m512i m = _mm512_setzero_si512();
+        for (size_t i = 0; i < group; i += 32) {
+            if (pf)
+                gencache__prefetch(x + i);
+            m = _mm512_max_epu16(m,
+                                 _mm512_and_si512(_mm512_loadu_si512((const void *)(x + i)), absm));
+        }
+        uint16_t a = max_u16x32(m);
+        if (a >= 0x7C00u)
+            return 1;
+        float scale, inv;
+        gencache__quant_scale(gencache__f16_to_f32_one(a), &scale, &inv);
+        memcpy(scales + 4 * g, &scale, sizeof scale); /* x86 is little-endian */
+        const __m512 vi = _mm512_set1_ps(inv);
+        size_t i = 0;
+        for (; i + 64 <= group; i += 64)
+            _mm512_storeu_si512((void *)(q + i), line64(q16(load_f16x16(x + i), vi),
+                                                        q16(load_f16x16(x + i + 16), vi),
+                                                        q16(load_f16x16(x + i + 32), vi),
+                                                        q16(load_f16x16(x + i + 48), vi)));
+        if (i < group) {
+            _mm_storeu_si128((__m128i *)(q + i), q16(load_f16x16(x + i), vi));
+            _mm_storeu_si128((__m128i *)(q + i + 16), q16(load_f16x16(x + i + 16), vi));
+        }
+    }
+    return 0;
+}
+
 /* 16 int8 -> 16 f32 products q * scale, clamped to [lo, hi]. */
 AVX512 static inline __m512 dq16(const int8_t *src, __m512 scale, __m512 lo, __m512 hi)
 {
@@ -272,7 +318,7 @@ AVX512 static void w_dequant_bf16(uint16_t *dst, const int8_t *src, size_t n, fl
 static const gencache__codec_kernels avx512_kernels = {
     "avx512",     w_f32_to_f16,  w_f32_to_bf16, w_f16_to_f32,   w_bf16_to_f32,
     w_amax_f32,   w_amax_f16,    w_amax_bf16,   w_quant_f32,    w_quant_f16,
-    w_quant_bf16, w_dequant_f32, w_dequant_f16, w_dequant_bf16,
+    w_quant_bf16, w_dequant_f32, w_dequant_f16, w_dequant_bf16, w_quant_groups_f16,
 };
 
 const gencache__codec_kernels *gencache__codec_kernels_avx512(void)

@@ -229,7 +229,7 @@ static void s_dequant_bf16(uint16_t *dst, const int8_t *src, size_t n, float sca
 static const gencache__codec_kernels scalar_kernels = {
     "scalar",     s_f32_to_f16,  s_f32_to_bf16, s_f16_to_f32,   s_bf16_to_f32,
     s_amax_f32,   s_amax_f16,    s_amax_bf16,   s_quant_f32,    s_quant_f16,
-    s_quant_bf16, s_dequant_f32, s_dequant_f16, s_dequant_bf16,
+    s_quant_bf16, s_dequant_f32, s_dequant_f16, s_dequant_bf16, NULL,
 };
 
 const gencache__codec_kernels *gencache__codec_kernels_scalar(void)

@@ -160,16 +160,9 @@ static void dequant_block(const gencache__codec_kernels *k, gencache_dtype dt, v
         k->dequant_bf16(y, q, n, scale);
 }
 
-/* scale = amax / 127 and its inverse; tiny blocks quantize to zero (127 / amax would overflow). */
 static void scale_of(float amax, float *scale, float *inv)
 {
-    if (!(amax >= GENCACHE__QUANT_MIN_AMAX)) {
-        *scale = 0.0f;
-        *inv = 0.0f;
-        return;
-    }
-    *scale = amax / 127.0f;
-    *inv = 127.0f / amax;
+    gencache__quant_scale(amax, scale, inv);
 }
 
 int gencache__quant_encode_with(const gencache__codec_kernels *k, const gencache_tensor_desc *desc,
@@ -216,7 +209,15 @@ int gencache__quant_encode_with(const gencache__codec_kernels *k, const gencache
         quant_block(k, desc->dtype, q, x, L.numel, inv);
         put_f32(scales, scale);
     } else if (o->codec == GENCACHE_CODEC_INT8_GROUP) {
-        for (uint64_t g = 0; g < L.n_scales; g++) {
+        uint64_t g = 0;
+        /* Whole groups in one pass where the table has a kernel for it: each group is read once
+         * and quantized while it is still in registers. */
+        if (desc->dtype == GENCACHE_DTYPE_F16 && k->quant_groups_f16 && L.group % 32 == 0) {
+            g = L.numel / L.group;
+            if (k->quant_groups_f16(q, scales, (const uint16_t *)data, (size_t)g, (size_t)L.group))
+                return GENCACHE_EINVAL;
+        }
+        for (; g < L.n_scales; g++) {
             uint64_t first = g * L.group;
             size_t n = (size_t)(L.numel - first < L.group ? L.numel - first : L.group);
             if (amax_block(k, desc->dtype, x + first * es, n, &amax))

@@ -43,6 +43,13 @@ typedef struct gencache__codec_kernels {
     void (*dequant_f32)(float *dst, const int8_t *src, size_t n, float scale);
     void (*dequant_f16)(uint16_t *dst, const int8_t *src, size_t n, float scale);
     void (*dequant_bf16)(uint16_t *dst, const int8_t *src, size_t n, float scale);
+    /* Per-group quantization of f16, one pass: for each of `groups` groups of `group` elements
+     * (a multiple of 32), its largest |x|, the scale and inverse of that as the per-group loop
+     * of quant.c computes them, the scale stored as little-endian f32 at scales + 4 * g, and the
+     * group quantized into dst + g * group. Returns nonzero when an input is NaN or Inf. NULL in
+     * a table without it: quant.c then runs amax_f16 and quant_f16 per group. */
+    int (*quant_groups_f16)(int8_t *dst, unsigned char *scales, const uint16_t *src, size_t groups,
+                            size_t group);
 } gencache__codec_kernels;
 
 /* The portable implementation; always available. */
@@ -79,6 +86,19 @@ float gencache__dequant_clamp(float y); /* clamps to +-FLT_MAX */
 static inline void gencache__prefetch(const void *p)
 {
     __builtin_prefetch((const void *)((uintptr_t)p + GENCACHE__PREFETCH_AHEAD));
+}
+
+/* scale = amax / 127 and its inverse; tiny blocks quantize to zero (127 / amax would overflow).
+ * Shared by quant.c and the one-pass group kernels, which must agree to the bit. */
+static inline void gencache__quant_scale(float amax, float *scale, float *inv)
+{
+    if (!(amax >= GENCACHE__QUANT_MIN_AMAX)) {
+        *scale = 0.0f;
+        *inv = 0.0f;
+        return;
+    }
+    *scale = amax / 127.0f;
+    *inv = 127.0f / amax;
 }
 
 /* One element quantized with `inv` in scope, from each source format: the vector quantization

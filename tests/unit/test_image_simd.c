@@ -136,7 +136,8 @@ static void fill_row(uint8_t *row, uint32_t n, int kind)
     }
 }
 
-/* The level's horizontal kernels (one row and two rows) against gencache__resize_row(). */
+/* The level's horizontal kernels (one row, and two rows (AVX2) or four (AVX-512)) against
+ * gencache__resize_row(). */
 static void check_horizontal(int level, uint32_t in, uint32_t out)
 {
     gencache__axis *ax;
@@ -146,41 +147,36 @@ static void check_horizontal(int level, uint32_t in, uint32_t out)
         return;
     }
     size_t r16 = ((size_t)in + (size_t)ax->hp.kpad + 32 + 31) & ~(size_t)31;
-    int16_t *rows = aligned_alloc(64, 2 * r16 * sizeof *rows);
-    uint8_t *a = malloc(in), *b = malloc(in);
-    uint8_t *want_a = malloc(out), *want_b = malloc(out), *got_a = malloc(out),
-            *got_b = malloc(out);
-    CHECK(rows && a && b && want_a && want_b && got_a && got_b);
+    int16_t *rows = aligned_alloc(64, 4 * r16 * sizeof *rows);
+    uint8_t *src = malloc(4 * (size_t)in), *want = malloc(4 * (size_t)out),
+            *got = malloc(4 * (size_t)out);
+    CHECK(rows && src && want && got);
     for (int kind = 0; kind < 5; kind++) {
-        memset(rows, 0, 2 * r16 * sizeof *rows);
-        fill_row(a, in, kind);
-        fill_row(b, in, (kind + 1) % 5);
-        for (uint32_t x = 0; x < in; x++) {
-            rows[ax->hp.bias + x] = a[x];
-            rows[r16 + ax->hp.bias + x] = b[x];
+        memset(rows, 0, 4 * r16 * sizeof *rows);
+        for (uint32_t r = 0; r < 4; r++) {
+            fill_row(src + r * in, in, (kind + (int)r) % 5);
+            for (uint32_t x = 0; x < in; x++)
+                rows[r * r16 + ax->hp.bias + x] = src[r * in + x];
+            gencache__resize_row(&ax->c, src + r * in, want + r * out);
         }
-        gencache__resize_row(&ax->c, a, want_a);
-        gencache__resize_row(&ax->c, b, want_b);
         if (level == GENCACHE__SIMD_AVX512) {
-            gencache__simd512_resize_row(&ax->hp, rows, got_a);
-            CHECK_MEM_EQ(got_a, want_a, out);
-            gencache__simd512_resize_rows2(&ax->hp, rows, rows + r16, got_a, got_b);
+            gencache__simd512_resize_row(&ax->hp, rows, got);
+            CHECK_MEM_EQ(got, want, out);
+            gencache__simd512_resize_rows4(&ax->hp, rows, r16, got, out, NULL, 0);
         } else {
-            gencache__simd_resize_row(&ax->hp, rows, got_a);
-            CHECK_MEM_EQ(got_a, want_a, out);
-            gencache__simd_resize_rows2(&ax->hp, rows, rows + r16, got_a, got_b);
+            gencache__simd_resize_row(&ax->hp, rows, got);
+            CHECK_MEM_EQ(got, want, out);
+            gencache__simd_resize_rows2(&ax->hp, rows, rows + r16, got, got + out);
         }
-        if (memcmp(got_a, want_a, out) != 0 || memcmp(got_b, want_b, out) != 0)
-            test_fail(__FILE__, __LINE__, "level %d %u -> %u, rows kind %d: two-row pass differs",
-                      level, in, out, kind);
+        size_t n = level == GENCACHE__SIMD_AVX512 ? 4 : 2;
+        if (memcmp(got, want, n * out) != 0)
+            test_fail(__FILE__, __LINE__, "level %d %u -> %u, rows kind %d: %zu-row pass differs",
+                      level, in, out, kind, n);
     }
     free(rows);
-    free(a);
-    free(b);
-    free(want_a);
-    free(want_b);
-    free(got_a);
-    free(got_b);
+    free(src);
+    free(want);
+    free(got);
     gencache__axis_put(ax);
 }
 
@@ -211,8 +207,9 @@ TEST_CASE(horizontal_avx512_matches_scalar)
 /* The vertical kernels against gencache__resize_vertical(), on planes of several widths. */
 static void vertical(int level)
 {
-    static const uint32_t cases[][3] = {{1024, 32, 32}, {1024, 8, 9}, {300, 64, 64},
-                                        {40, 9, 17},    {16, 33, 15}, {7, 3, 1}};
+    static const uint32_t cases[][3] = {{1024, 32, 32}, {1024, 8, 9},  {300, 64, 64},
+                                        {40, 9, 17},    {16, 33, 15},  {7, 3, 1},
+                                        {1000, 33, 70}, {257, 16, 31}, {2, 3, 33}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint32_t in = cases[i][0], out = cases[i][1], width = cases[i][2];
         gencache__resize_coeffs c;
@@ -230,6 +227,21 @@ static void vertical(int level)
             if (memcmp(got, want, (size_t)out * width) != 0)
                 test_fail(__FILE__, __LINE__, "level %d vertical %u -> %u, width %u, kind %d",
                           level, in, out, width, kind);
+            if (level == GENCACHE__SIMD_AVX512) {
+                /* The split form, on the plane from its first row and from a later one. */
+                gencache__axis *ax;
+                CHECK_OK(gencache__axis_get(in, out, level, &ax));
+                if (ax->has_hp) {
+                    uint32_t first = (uint32_t)c.bounds[0];
+                    memset(got, 0xA5, (size_t)out * width);
+                    gencache__simd512_resize_vertical_split(&ax->hp, plane + (size_t)first * width,
+                                                            width, first, got);
+                    if (memcmp(got, want, (size_t)out * width) != 0)
+                        test_fail(__FILE__, __LINE__, "split vertical %u -> %u, width %u, kind %d",
+                                  in, out, width, kind);
+                }
+                gencache__axis_put(ax);
+            }
             free(plane);
             free(want);
             free(got);

@@ -269,3 +269,78 @@ TEST_CASE(best_is_widest)
     else
         CHECK_STR_EQ(b->name, "scalar");
 }
+
+/* The one-pass group kernel against the per-group loop of the scalar table: whole payloads for
+ * several group sizes (the last group short or whole), groups of zeros, of subnormals and of
+ * single large values, and a NaN or an infinity in a middle group, which both refuse. */
+static void check_groups(const gencache__codec_kernels *v)
+{
+    const gencache__codec_kernels *s = gencache__codec_kernels_scalar();
+    static const uint32_t groups[] = {32, 64, 96, 128, 256};
+    static const size_t counts[] = {1, 31, 128, 1000, 128 * 40 + 17, 4096};
+    enum { MAXN = 4096 + 128 * 40 };
+    static uint16_t h[MAXN];
+    static unsigned char pa[MAXN + 4096], pb[MAXN + 4096];
+    CHECK(v->quant_groups_f16 != NULL);
+    for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++)
+        for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+            size_t n = counts[ci];
+            for (size_t i = 0; i < n; i++) {
+                size_t grp = i / groups[gi];
+                switch (grp % 4) {
+                case 0:
+                    h[i] = (uint16_t)(rnd32() & 0xFBFF); /* finite, both signs */
+                    break;
+                case 1:
+                    h[i] = (uint16_t)(rnd32() & 0x83FF); /* zeros and subnormals */
+                    break;
+                case 2:
+                    h[i] = (uint16_t)(i % 7 == 0 ? 0x7BFF : 0x0001); /* one large value */
+                    break;
+                default:
+                    h[i] = (uint16_t)(rnd32() % 2 ? 0x8000 : 0); /* signed zeros */
+                    break;
+                }
+            }
+            const gencache_tensor_desc d = {.dtype = GENCACHE_DTYPE_F16,
+                                            .ndim = 1,
+                                            .shape = {(int64_t)n},
+                                            .byte_order = GENCACHE_BYTE_ORDER_LITTLE};
+            gencache_quant_options o;
+            gencache_quant_options_init(&o);
+            o.codec = GENCACHE_CODEC_INT8_GROUP;
+            o.group_size = groups[gi];
+            size_t na, nb;
+            memset(pa, 0x5A, sizeof pa);
+            memset(pb, 0xA5, sizeof pb);
+            CHECK_OK(gencache__quant_encode_with(v, &d, h, n * 2, &o, pa, sizeof pa, &na));
+            CHECK_OK(gencache__quant_encode_with(s, &d, h, n * 2, &o, pb, sizeof pb, &nb));
+            CHECK_UINT_EQ(na, nb);
+            CHECK_MEM_EQ(pa, pb, na);
+            if (n >= 3 * (size_t)groups[gi]) {
+                for (int bad = 0; bad < 2; bad++) {
+                    size_t at = groups[gi] + groups[gi] / 2;
+                    uint16_t keep = h[at];
+                    h[at] = bad ? 0x7E01 : 0xFC00; /* NaN, -Inf */
+                    CHECK_INT_EQ(
+                        gencache__quant_encode_with(v, &d, h, n * 2, &o, pa, sizeof pa, &na),
+                        GENCACHE_EINVAL);
+                    CHECK_INT_EQ(
+                        gencache__quant_encode_with(s, &d, h, n * 2, &o, pb, sizeof pb, &nb),
+                        GENCACHE_EINVAL);
+                    h[at] = keep;
+                }
+            }
+        }
+}
+
+TEST_CASE(quant_groups_match_scalar)
+{
+    const gencache__codec_kernels *k = gencache__codec_kernels_avx512();
+    if (!k) {
+        printf("this CPU has no AVX-512 (F, BW, VL): nothing to compare\n");
+        return;
+    }
+    check_groups(k);
+    check_groups(gencache__codec_kernels_best());
+}
