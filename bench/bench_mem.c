@@ -396,7 +396,13 @@ static void policy_alone(int p, int rounds, uint64_t *hit, uint64_t *evict)
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            ops->hit(&ps, es[x % N]);
+            /* What the tier does on a hit: count it, and call the policy's on-hit if any. */
+            gencache__entry *e = es[x % N];
+            atomic_store_explicit(&e->hits,
+                                  atomic_load_explicit(&e->hits, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+            if (ops->hit)
+                ops->hit(&ps, e);
         }
         uint64_t t1 = gencache__clock_mono_ns();
         for (int i = 0; i < N; i++) {

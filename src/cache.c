@@ -650,6 +650,7 @@ int gencache__cache_put(gencache *cache, const char *key, const void *data, size
         .now_ms = now,
         .ttl_ms = ttl,
         .sliding = l->sliding,
+        .hash = XXH3_64bits(key, l->name_len + 1 + GENCACHE__KEY_HEX_LEN),
     };
     gencache__entry *e;
     rc = gencache__entry_new(cache->alloc, &spec, &e);

@@ -101,19 +101,31 @@ bool gencache__key_hex64(const char *p);
 
 typedef struct gencache__entry gencache__entry;
 struct gencache__entry {
-    _Atomic uint32_t refs; /* one per holder: each tier that stores it, each handle */
-    uint32_t layer;        /* index into the cache's layer table */
-    uint64_t hash;         /* hash of key: shard and bucket selection */
-    /* What a lookup reads, kept in the entry's first cache line: a memory-tier chain walk then
-     * touches one line of each entry it passes. hnext is owned by the memory tier, under its
-     * shard lock; key is immutable; the access fields change with lookups (atomics, so readers
-     * need no lock). */
-    gencache__entry *hnext;
-    const char *key;
+    /* What a hit reads and writes, together at the start (the first one or two cache lines).
+     * The key's bytes come right after the struct (gencache__entry_new() places them first), so
+     * a lookup can fetch them together with these fields instead of one after the other. The
+     * access fields change with lookups (atomics, so readers need no lock). */
+    _Atomic uint32_t refs;       /* one per holder: each tier that stores it, each handle */
+    uint32_t layer;              /* index into the cache's layer table */
+    const char *key;             /* immutable */
     _Atomic uint64_t expires_ms; /* 0: never */
     _Atomic uint64_t last_access_ms;
     _Atomic uint64_t hits;
     const gencache_allocator *alloc; /* frees this entry; borrowed, outlives every handle */
+    uint64_t cost_ms;
+    uint64_t ttl_ms; /* 0: no expiry */
+    unsigned char *value;
+    size_t size;   /* value bytes */
+    uint64_t hash; /* hash of key: shard and slot selection */
+    bool pinned;
+    bool sliding;     /* a hit moves expires_ms to now + ttl_ms */
+    uint8_t pol_kind; /* the gencache_eviction of the policy instance holding it */
+    bool linked;      /* in the memory tier's table; under its shard lock */
+    /* The LRU list's links and tick (src/policy/), under the memory tier's shard lock, and the
+     * charge the lists count: a hit that moves the entry touches no other part of it. */
+    gencache__entry *lru_prev, *lru_next;
+    uint64_t pol_tick; /* LRU: its shard's tick when it was last placed at the head */
+    size_t charge;     /* bytes counted against tier limits: the whole allocation */
 
     /* Immutable after creation; the strings live in the same allocation. */
     const char *layer_name; /* the key's layer part, NUL-terminated */
@@ -124,15 +136,8 @@ struct gencache__entry {
     gencache_dtype dtype;
     uint32_t ndim;
     int64_t shape[GENCACHE_MAX_DIMS];
-    uint64_t cost_ms;
-    uint64_t ttl_ms;     /* 0: no expiry */
     uint64_t created_ms; /* wall clock */
     uint64_t checksum;   /* XXH3-64 of the value */
-    size_t size;         /* value bytes */
-    size_t charge;       /* bytes counted against tier limits: the whole allocation */
-    bool pinned;
-    bool sliding; /* a hit moves expires_ms to now + ttl_ms */
-    unsigned char *value;
 
     /* True once a persistent local tier (disk) holds this very value: leaving memory then loses
      * nothing, so eviction and shutdown need not write it again. */
@@ -140,16 +145,15 @@ struct gencache__entry {
     /* True once an eviction queued this value's write to disk (src/writeback.c). */
     _Atomic bool queued;
 
-    /* Owned by the memory tier, under its shard lock. */
-    gencache__entry *lru_prev, *lru_next;
-    bool linked; /* in the memory tier's table */
+    /* Owned by the memory tier, under its shard lock: chains the entries it takes out of its
+     * table together. */
+    gencache__entry *hnext;
 
     /* Owned by the memory tier's eviction policy (src/policy/), under its shard lock. */
     double pol_priority; /* GDSF: clock + frequency * cost / charge */
     uint64_t pol_seq;    /* S3-FIFO: when it entered its queue (tier-wide ticks) */
     uint32_t pol_index;  /* GDSF: its place in the shard's heap */
     uint16_t pol_freq;   /* accesses the policy counts (GDSF: all; S3-FIFO: at most 3) */
-    uint8_t pol_kind;    /* the gencache_eviction of the instance holding it */
     uint8_t pol_queue;   /* S3-FIFO: 0 small, 1 main */
 };
 
@@ -163,6 +167,7 @@ typedef struct gencache__entry_spec {
     uint64_t now_ms;
     uint64_t ttl_ms; /* resolved: the meta's or the layer's */
     bool sliding;
+    uint64_t hash; /* the key's gencache__checksum() when the caller has it; 0: computed here */
 } gencache__entry_spec;
 
 /* Creates an entry with room for spec->size value bytes (uninitialized) and one reference.
