@@ -11,8 +11,9 @@
  *      in the same run, the hit path (gets of 4 KB and 1.5 MB entries that all hit, 1 and 2
  *      threads: ns per get) and the eviction cost per entry (a put into a full tier minus a put
  *      into one with room).
- * Usage: bench_mem [ROUNDS] [MAX_ENTRIES] [--policy P]   (medians over ROUNDS rounds, default
- * 15; the hit test's largest table, default 1000000)
+ * Usage: bench_mem [ROUNDS] [MAX_ENTRIES] [--policy P] [--only large|hits|mixed]   (medians over
+ * ROUNDS rounds, default 15; the hit test's largest table, default 1000000; --only runs one of
+ * 1-3, for profiling)
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -481,8 +482,16 @@ int main(int argc, char **argv)
 {
     int rounds = 15, policy = -2, positional = 0; /* policy -2: no policy section; -1: all */
     size_t max_entries = 1000000;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc) {
+        if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+            only = argv[++i];
+            if (strcmp(only, "large") != 0 && strcmp(only, "hits") != 0 &&
+                strcmp(only, "mixed") != 0) {
+                fprintf(stderr, "bench_mem: --only large|hits|mixed\n");
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc) {
             const char *p = argv[++i];
             policy = strcmp(p, "all") == 0 ? -1 : -3;
             for (int k = 0; k < 3; k++)
@@ -504,9 +513,11 @@ int main(int argc, char **argv)
         bench_policies(rounds, policy);
         return 0;
     }
-    bench_get_large(rounds);
-    for (size_t n = 1000; n <= max_entries; n *= 1000)
+    if (!only || strcmp(only, "large") == 0)
+        bench_get_large(rounds);
+    for (size_t n = 1000; n <= max_entries && (!only || strcmp(only, "hits") == 0); n *= 1000)
         bench_hits(rounds, n);
-    bench_mixed(rounds < 7 ? rounds : 7);
+    if (!only || strcmp(only, "mixed") == 0)
+        bench_mixed(rounds < 7 ? rounds : 7);
     return 0;
 }

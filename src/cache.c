@@ -795,11 +795,11 @@ int gencache__cache_lookup(gencache *c, const char *key, int idx, const char *sh
     layer *l = &c->layers[idx];
     uint64_t now = now_ms(c);
     /* Every stored key is "<layer>/<64 hex>". */
-    uint64_t hash = XXH3_64bits(key, l->name_len + 1 + GENCACHE__KEY_HEX_LEN);
+    size_t key_len = l->name_len + 1 + GENCACHE__KEY_HEX_LEN;
+    uint64_t hash = XXH3_64bits(key, key_len);
     gencache__entry *e = NULL;
     int found = 0;
-    gencache__tier *mem = c->tiers[0];
-    if (mem->ops->get(mem, key, hash, now, touch, &e) == GENCACHE_OK) {
+    if (gencache__mem_tier_get(c->tiers[0], key, key_len, hash, now, touch, &e) == GENCACHE_OK) {
         if (touch)
             gencache__mrc_get(c->mrc, key, hash, now, e);
     } else if ((found = lookup_below(c, key, hash, idx, call, now, touch, &e)) < 0) {

@@ -63,7 +63,8 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     /* The key first, right after the header: lookups read it with the header's hot fields. */
     char *cursor = (char *)(e + 1);
     memcpy(cursor, spec->key, key_len + 1);
-    e->key = cursor;
+    e->key = cursor; /* == gencache__entry_key(e) */
+    e->key_len = (uint32_t)key_len;
     cursor += key_len + 1;
     memcpy(cursor, spec->key, layer_len);
     cursor[layer_len] = '\0';

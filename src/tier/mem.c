@@ -113,17 +113,17 @@ static int policy_insert(mem_tier *m, shard *s, gencache__entry *e)
 
 /* ---- table (shard lock held) ---- */
 
-/* The slot holding key, or NULL. */
-static slot *table_find(shard *s, const char *key, uint64_t hash)
+/* The slot holding key (key_len bytes), or NULL. */
+static slot *table_find(shard *s, const char *key, size_t key_len, uint64_t hash)
 {
     size_t mask = s->cap - 1;
     for (size_t i = hash & mask; s->slots[i].e; i = (i + 1) & mask) {
         if (s->slots[i].hash != hash)
             continue;
-        gencache__entry *e = s->slots[i].e;
-        /* The key's bytes follow the header: fetch both lines at once, not one after the other. */
-        __builtin_prefetch(e + 1);
-        if (strcmp(e->key, key) == 0)
+        /* The key's bytes follow the header (gencache__entry_key()): read without waiting for
+         * the header's line, which the caller reads next and which loads meanwhile. */
+        const gencache__entry *e = s->slots[i].e;
+        if (e->key_len == key_len && memcmp(gencache__entry_key(e), key, key_len) == 0)
             return &s->slots[i];
     }
     return NULL;
@@ -356,14 +356,14 @@ static int make_room(mem_tier *m, gencache__entry *keep)
 
 /* ---- tier operations ---- */
 
-static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t now_ms, bool touch,
-                   gencache__entry **out)
+int gencache__mem_tier_get(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
+                           uint64_t now_ms, bool touch, gencache__entry **out)
 {
     mem_tier *m = (mem_tier *)t;
     shard *s = shard_of(m, hash);
     *out = NULL;
     pthread_mutex_lock(&s->lock);
-    slot *sl = table_find(s, key, hash);
+    slot *sl = table_find(s, key, key_len, hash);
     if (!sl) {
         pthread_mutex_unlock(&s->lock);
         return GENCACHE_ENOTFOUND;
@@ -393,7 +393,7 @@ static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t n
         gencache__log_msg(m->opts.log, GENCACHE_LOG_ERROR, "mem: %s failed its checksum; dropped",
                           e->key);
         pthread_mutex_lock(&s->lock);
-        slot *now = e->linked ? table_find(s, key, hash) : NULL;
+        slot *now = e->linked ? table_find(s, key, key_len, hash) : NULL;
         bool linked = now && now->e == e;
         if (linked)
             table_unlink(m, s, e);
@@ -407,6 +407,12 @@ static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t n
     }
     *out = e;
     return GENCACHE_OK;
+}
+
+static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t now_ms, bool touch,
+                   gencache__entry **out)
+{
+    return gencache__mem_tier_get(t, key, strlen(key), hash, now_ms, touch, out);
 }
 
 /* Reserves room under the pinned-bytes ceiling for e; false when it does not fit. */
@@ -434,7 +440,7 @@ static int mem_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     }
     shard *s = shard_of(m, e->hash);
     pthread_mutex_lock(&s->lock);
-    slot *sl = table_find(s, e->key, e->hash);
+    slot *sl = table_find(s, e->key, e->key_len, e->hash);
     gencache__entry *old = sl ? sl->e : NULL;
     if (old)
         table_unlink(m, s, old);
@@ -457,7 +463,7 @@ static int mem_del(gencache__tier *t, const char *key, uint64_t hash)
     mem_tier *m = (mem_tier *)t;
     shard *s = shard_of(m, hash);
     pthread_mutex_lock(&s->lock);
-    slot *sl = table_find(s, key, hash);
+    slot *sl = table_find(s, key, strlen(key), hash);
     gencache__entry *e = sl ? sl->e : NULL;
     if (e)
         table_unlink(m, s, e);
