@@ -799,7 +799,9 @@ int gencache__cache_lookup(gencache *c, const char *key, int idx, const char *sh
     uint64_t hash = XXH3_64bits(key, key_len);
     gencache__entry *e = NULL;
     int found = 0;
-    if (gencache__mem_tier_get(c->tiers[0], key, key_len, hash, now, touch, &e) == GENCACHE_OK) {
+    bool in_table =
+        gencache__mem_tier_get(c->tiers[0], key, key_len, hash, now, touch, &e) == GENCACHE_OK;
+    if (in_table) {
         if (touch)
             gencache__mrc_get(c->mrc, key, hash, now, e);
     } else if ((found = lookup_below(c, key, hash, idx, call, now, touch, &e)) < 0) {
@@ -807,9 +809,12 @@ int gencache__cache_lookup(gencache *c, const char *key, int idx, const char *sh
     }
     if (touch) {
         /* Lookups are hits plus misses, and memory's hits are the layers' hits less those of the
-         * tiers below (src/cache_admin.c adds them up): two shared counters fewer per hit. */
+         * tiers below (src/cache_admin.c adds them up): two shared counters fewer per hit. The
+         * memory tier counted a hit in its table under its shard lock; the layer's counter
+         * takes the others (the write-back queue's and the tiers' below). */
         uint64_t credit = call && call->cost_ms ? call->cost_ms : e->cost_ms;
-        atomic_fetch_add_explicit(&l->hits, 1, memory_order_relaxed);
+        if (!in_table)
+            atomic_fetch_add_explicit(&l->hits, 1, memory_order_relaxed);
         if (credit)
             atomic_fetch_add_explicit(&l->cost_ms_saved, credit, memory_order_relaxed);
         if (found > 0) /* after the layer's hit: see gencache_stats_get() */

@@ -283,9 +283,13 @@ typedef struct gencache__mem_options {
 
 int gencache__mem_tier_open(const gencache__mem_options *opts, gencache__tier **out);
 /* The memory tier's get (gencache__tier_ops.get) for a key whose length the caller knows, which
- * spares the table's key comparisons a scan for the terminator. */
+ * spares the table's key comparisons a scan for the terminator. A get (touch) counts the hit for
+ * the entry's layer index (gencache__mem_tier_layer_hits()). */
 int gencache__mem_tier_get(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
                            uint64_t now_ms, bool touch, gencache__entry **out);
+/* The hits that gets found in the memory tier for entries of layer index `layer`, counted under
+ * the shard locks the gets take anyway (so a hit adds no shared atomic of its own). */
+uint64_t gencache__mem_tier_layer_hits(gencache__tier *t, uint32_t layer);
 /* Reserves (delta > 0) or returns (delta < 0) bytes of the memory tier's byte limit for memory
  * held outside it (sessions, KV windows), evicting entries to make room. GENCACHE_EFULL when
  * the room cannot be made (nothing is reserved then). */

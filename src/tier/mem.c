@@ -40,6 +40,10 @@ typedef struct shard {
     size_t count;
     victim_hint hint[GENCACHE__POLICY_KINDS];
     gencache__policy_shard pol[GENCACHE__POLICY_KINDS]; /* one instance per policy kind */
+    /* Hits counted by gets, per layer index: written only under the lock, so an increment needs
+     * no read-modify-write (atomics so that gencache__mem_tier_layer_hits() reads them without
+     * it). */
+    _Atomic uint64_t layer_hits[GENCACHE_MAX_LAYERS];
 } shard;
 
 typedef struct mem_tier {
@@ -380,9 +384,14 @@ int gencache__mem_tier_get(gencache__tier *t, const char *key, size_t key_len, u
         if (!e->pinned && m->pol_ops[e->pol_kind]->hit)
             m->pol_ops[e->pol_kind]->hit(&s->pol[e->pol_kind], e);
         atomic_store_explicit(&e->last_access_ms, now_ms, memory_order_relaxed);
-        /* Only hits under this lock change the count: no read-modify-write needed. */
+        /* Only hits under this lock change the counts: no read-modify-write needed. */
         atomic_store_explicit(&e->hits, atomic_load_explicit(&e->hits, memory_order_relaxed) + 1,
                               memory_order_relaxed);
+        if (e->layer < GENCACHE_MAX_LAYERS) {
+            _Atomic uint64_t *n = &s->layer_hits[e->layer];
+            atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+        }
         if (e->sliding && e->ttl_ms)
             atomic_store_explicit(&e->expires_ms, now_ms + e->ttl_ms, memory_order_relaxed);
     }
@@ -445,6 +454,12 @@ static int mem_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     if (old)
         table_unlink(m, s, old);
     int rc = table_link(m, s, gencache__entry_retain(e));
+    if (rc == GENCACHE_OK && !e->pinned && over_limits(m)) {
+        /* An eviction follows: the shard's hint, which the insert made unknown, is found now,
+         * under the lock already held, rather than by taking it again. */
+        double rank;
+        candidate(m, s, e->pol_kind, e, &rank);
+    }
     pthread_mutex_unlock(&s->lock);
     if (rc != GENCACHE_OK) {
         if (e->pinned)
@@ -701,6 +716,15 @@ int gencache__mem_tier_open(const gencache__mem_options *opts, gencache__tier **
     }
     *out = &m->base;
     return GENCACHE_OK;
+}
+
+uint64_t gencache__mem_tier_layer_hits(gencache__tier *t, uint32_t layer)
+{
+    mem_tier *m = (mem_tier *)t;
+    uint64_t n = 0;
+    for (unsigned i = 0; layer < GENCACHE_MAX_LAYERS && i < m->nshards; i++)
+        n += atomic_load_explicit(&m->shards[i].layer_hits[layer], memory_order_relaxed);
+    return n;
 }
 
 void gencache__mem_tier_set_layer_policy(gencache__tier *t, uint32_t layer, int kind)
