@@ -301,7 +301,8 @@ static void on_mem_evict(void *userdata, gencache__entry *e, gencache__evict_rea
 static void before_mem_evict(void *userdata, gencache__entry *e)
 {
     gencache *c = userdata;
-    if (gencache__cache_needs_disk(c, e, now_ms(c))) {
+    /* Without a queue nothing is demoted: no clock read per eviction. */
+    if (c->wb && gencache__cache_needs_disk(c, e, now_ms(c))) {
         gencache__writeback_push_nowait(c->wb, e, GENCACHE__WB_DISK);
         atomic_store(&e->queued, true);
     }
