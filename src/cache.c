@@ -301,7 +301,8 @@ static void on_mem_evict(void *userdata, gencache__entry *e, gencache__evict_rea
 static void before_mem_evict(void *userdata, gencache__entry *e)
 {
     gencache *c = userdata;
-    if (gencache__cache_needs_disk(c, e, now_ms(c))) {
+    /* Without a queue nothing is demoted: no clock read per eviction. */
+    if (c->wb && gencache__cache_needs_disk(c, e, now_ms(c))) {
         gencache__writeback_push_nowait(c->wb, e, GENCACHE__WB_DISK);
         atomic_store(&e->queued, true);
     }
@@ -650,6 +651,7 @@ int gencache__cache_put(gencache *cache, const char *key, const void *data, size
         .now_ms = now,
         .ttl_ms = ttl,
         .sliding = l->sliding,
+        .hash = XXH3_64bits(key, l->name_len + 1 + GENCACHE__KEY_HEX_LEN),
     };
     gencache__entry *e;
     rc = gencache__entry_new(cache->alloc, &spec, &e);
@@ -794,11 +796,13 @@ int gencache__cache_lookup(gencache *c, const char *key, int idx, const char *sh
     layer *l = &c->layers[idx];
     uint64_t now = now_ms(c);
     /* Every stored key is "<layer>/<64 hex>". */
-    uint64_t hash = XXH3_64bits(key, l->name_len + 1 + GENCACHE__KEY_HEX_LEN);
+    size_t key_len = l->name_len + 1 + GENCACHE__KEY_HEX_LEN;
+    uint64_t hash = XXH3_64bits(key, key_len);
     gencache__entry *e = NULL;
     int found = 0;
-    gencache__tier *mem = c->tiers[0];
-    if (mem->ops->get(mem, key, hash, now, touch, &e) == GENCACHE_OK) {
+    bool in_table =
+        gencache__mem_tier_get(c->tiers[0], key, key_len, hash, now, touch, &e) == GENCACHE_OK;
+    if (in_table) {
         if (touch)
             gencache__mrc_get(c->mrc, key, hash, now, e);
     } else if ((found = lookup_below(c, key, hash, idx, call, now, touch, &e)) < 0) {
@@ -806,9 +810,12 @@ int gencache__cache_lookup(gencache *c, const char *key, int idx, const char *sh
     }
     if (touch) {
         /* Lookups are hits plus misses, and memory's hits are the layers' hits less those of the
-         * tiers below (src/cache_admin.c adds them up): two shared counters fewer per hit. */
+         * tiers below (src/cache_admin.c adds them up): two shared counters fewer per hit. The
+         * memory tier counted a hit in its table under its shard lock; the layer's counter
+         * takes the others (the write-back queue's and the tiers' below). */
         uint64_t credit = call && call->cost_ms ? call->cost_ms : e->cost_ms;
-        atomic_fetch_add_explicit(&l->hits, 1, memory_order_relaxed);
+        if (!in_table)
+            atomic_fetch_add_explicit(&l->hits, 1, memory_order_relaxed);
         if (credit)
             atomic_fetch_add_explicit(&l->cost_ms_saved, credit, memory_order_relaxed);
         if (found > 0) /* after the layer's hit: see gencache_stats_get() */

@@ -18,7 +18,9 @@ typedef struct layer {
     bool sliding;
     bool write_through;
     bool shared;
-    /* Lookups are hits + misses: not counted apart, so a hit touches two counters fewer. */
+    /* Lookups are hits + misses: not counted apart, so a hit touches two counters fewer. hits
+     * are those found below the memory tier, which counts its own per layer
+     * (gencache__mem_tier_layer_hits()): a memory hit adds to no shared counter here. */
     _Atomic uint64_t hits, misses, ghost_hits, puts, cost_ms_saved;
 } layer;
 

@@ -310,7 +310,9 @@ int gencache_stats_get(gencache *cache, gencache_stats *out)
         layer *l = &cache->layers[i];
         gencache_layer_stats *s = &out->layers[i];
         s->layer = l->name;
-        s->hits = atomic_load(&l->hits);
+        s->hits = atomic_load(&l->hits); /* found below memory, then memory's own */
+        if (cache->n_tiers > 0)
+            s->hits += gencache__mem_tier_layer_hits(cache->tiers[0], i);
         s->misses = atomic_load(&l->misses);
         s->lookups = s->hits + s->misses;
         hits += s->hits;

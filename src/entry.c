@@ -39,9 +39,10 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     const char *ctype =
         m && m->content_type && *m->content_type ? m->content_type : "application/octet-stream";
 
-    const char *slash = strchr(spec->key, '/');
-    size_t layer_len = slash ? (size_t)(slash - spec->key) : strlen(spec->key);
-    size_t strings = strlen(spec->key) + 1 + layer_len + 1 + opt_len(tenant) + opt_len(model) +
+    size_t key_len = strlen(spec->key);
+    const char *slash = memchr(spec->key, '/', key_len);
+    size_t layer_len = slash ? (size_t)(slash - spec->key) : key_len;
+    size_t strings = key_len + 1 + layer_len + 1 + opt_len(tenant) + opt_len(model) +
                      opt_len(tags) + opt_len(ctype);
     size_t head = sizeof(gencache__entry) + strings;
     head = (head + GENCACHE__VALUE_ALIGN - 1) & ~(size_t)(GENCACHE__VALUE_ALIGN - 1);
@@ -59,8 +60,12 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     atomic_init(&e->refs, 1);
     e->alloc = alloc;
     e->layer = spec->layer;
+    /* The key first, right after the header: lookups read it with the header's hot fields. */
     char *cursor = (char *)(e + 1);
-    e->key = place(&cursor, spec->key);
+    memcpy(cursor, spec->key, key_len + 1);
+    e->key = cursor; /* == gencache__entry_key(e) */
+    e->key_len = (uint32_t)key_len;
+    cursor += key_len + 1;
     memcpy(cursor, spec->key, layer_len);
     cursor[layer_len] = '\0';
     e->layer_name = cursor;
@@ -73,7 +78,7 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     v = (v + GENCACHE__VALUE_ALIGN - 1) & ~(uintptr_t)(GENCACHE__VALUE_ALIGN - 1);
     e->value = (unsigned char *)v;
 
-    e->hash = gencache__checksum(spec->key, strlen(spec->key));
+    e->hash = spec->hash ? spec->hash : gencache__checksum(spec->key, key_len);
     if (m) {
         e->dtype = m->dtype;
         e->ndim = m->ndim;

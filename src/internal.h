@@ -101,20 +101,6 @@ bool gencache__key_hex64(const char *p);
 
 typedef struct gencache__entry gencache__entry;
 struct gencache__entry {
-    _Atomic uint32_t refs; /* one per holder: each tier that stores it, each handle */
-    uint32_t layer;        /* index into the cache's layer table */
-    uint64_t hash;         /* hash of key: shard and bucket selection */
-    /* What a lookup reads, kept in the entry's first cache line: a memory-tier chain walk then
-     * touches one line of each entry it passes. hnext is owned by the memory tier, under its
-     * shard lock; key is immutable; the access fields change with lookups (atomics, so readers
-     * need no lock). */
-    gencache__entry *hnext;
-    const char *key;
-    _Atomic uint64_t expires_ms; /* 0: never */
-    _Atomic uint64_t last_access_ms;
-    _Atomic uint64_t hits;
-    const gencache_allocator *alloc; /* frees this entry; borrowed, outlives every handle */
-
     /* Immutable after creation; the strings live in the same allocation. */
     const char *layer_name; /* the key's layer part, NUL-terminated */
     const char *tenant;     /* NULL: none */
@@ -124,15 +110,8 @@ struct gencache__entry {
     gencache_dtype dtype;
     uint32_t ndim;
     int64_t shape[GENCACHE_MAX_DIMS];
-    uint64_t cost_ms;
-    uint64_t ttl_ms;     /* 0: no expiry */
     uint64_t created_ms; /* wall clock */
     uint64_t checksum;   /* XXH3-64 of the value */
-    size_t size;         /* value bytes */
-    size_t charge;       /* bytes counted against tier limits: the whole allocation */
-    bool pinned;
-    bool sliding; /* a hit moves expires_ms to now + ttl_ms */
-    unsigned char *value;
 
     /* True once a persistent local tier (disk) holds this very value: leaving memory then loses
      * nothing, so eviction and shutdown need not write it again. */
@@ -140,17 +119,42 @@ struct gencache__entry {
     /* True once an eviction queued this value's write to disk (src/writeback.c). */
     _Atomic bool queued;
 
-    /* Owned by the memory tier, under its shard lock. */
-    gencache__entry *lru_prev, *lru_next;
-    bool linked; /* in the memory tier's table */
+    /* Owned by the memory tier, under its shard lock: chains the entries it takes out of its
+     * table together. */
+    gencache__entry *hnext;
 
     /* Owned by the memory tier's eviction policy (src/policy/), under its shard lock. */
     double pol_priority; /* GDSF: clock + frequency * cost / charge */
     uint64_t pol_seq;    /* S3-FIFO: when it entered its queue (tier-wide ticks) */
     uint32_t pol_index;  /* GDSF: its place in the shard's heap */
     uint16_t pol_freq;   /* accesses the policy counts (GDSF: all; S3-FIFO: at most 3) */
-    uint8_t pol_kind;    /* the gencache_eviction of the instance holding it */
     uint8_t pol_queue;   /* S3-FIFO: 0 small, 1 main */
+
+    /* What a hit reads and writes, together at the end of the struct: the key's bytes come
+     * right after it (gencache__entry_new() places them first), so a lookup reads one run of
+     * about 200 bytes. The access fields change with lookups (atomics, so readers need no lock). */
+    _Atomic uint32_t refs;       /* one per holder: each tier that stores it, each handle */
+    uint32_t layer;              /* index into the cache's layer table */
+    const char *key;             /* immutable */
+    _Atomic uint64_t expires_ms; /* 0: never */
+    _Atomic uint64_t last_access_ms;
+    _Atomic uint64_t hits;
+    const gencache_allocator *alloc; /* frees this entry; borrowed, outlives every handle */
+    uint64_t cost_ms;
+    uint64_t ttl_ms; /* 0: no expiry */
+    unsigned char *value;
+    size_t size;   /* value bytes */
+    uint64_t hash; /* hash of key: shard and slot selection */
+    bool pinned;
+    bool sliding;     /* a hit moves expires_ms to now + ttl_ms */
+    uint8_t pol_kind; /* the gencache_eviction of the policy instance holding it */
+    bool linked;      /* in the memory tier's table; under its shard lock */
+    uint32_t key_len; /* strlen(key) */
+    /* The LRU list's links and tick (src/policy/), under the memory tier's shard lock, and the
+     * charge the lists count: a hit that moves the entry touches no other part of it. */
+    gencache__entry *lru_prev, *lru_next;
+    uint64_t pol_tick; /* LRU: its shard's tick when it was last placed at the head */
+    size_t charge;     /* bytes counted against tier limits: the whole allocation */
 };
 
 /* What an entry is made from: the key and its metadata. The value is copied in by the caller
@@ -163,12 +167,19 @@ typedef struct gencache__entry_spec {
     uint64_t now_ms;
     uint64_t ttl_ms; /* resolved: the meta's or the layer's */
     bool sliding;
+    uint64_t hash; /* the key's gencache__checksum() when the caller has it; 0: computed here */
 } gencache__entry_spec;
 
 /* Creates an entry with room for spec->size value bytes (uninitialized) and one reference.
  * Returns GENCACHE_OK, GENCACHE_ENOMEM. */
 int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_spec *spec,
                         gencache__entry **out);
+/* e->key: gencache__entry_new() places the key's bytes right after the header, so a lookup can
+ * read them without first loading the header's pointer to them. */
+static inline const char *gencache__entry_key(const gencache__entry *e)
+{
+    return (const char *)(e + 1);
+}
 /* Retain, release and the expiry test are on every hit: inline. */
 static inline gencache__entry *gencache__entry_retain(gencache__entry *e)
 {
@@ -271,6 +282,14 @@ typedef struct gencache__mem_options {
 } gencache__mem_options;
 
 int gencache__mem_tier_open(const gencache__mem_options *opts, gencache__tier **out);
+/* The memory tier's get (gencache__tier_ops.get) for a key whose length the caller knows, which
+ * spares the table's key comparisons a scan for the terminator. A get (touch) counts the hit for
+ * the entry's layer index (gencache__mem_tier_layer_hits()). */
+int gencache__mem_tier_get(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
+                           uint64_t now_ms, bool touch, gencache__entry **out);
+/* The hits that gets found in the memory tier for entries of layer index `layer`, counted under
+ * the shard locks the gets take anyway (so a hit adds no shared atomic of its own). */
+uint64_t gencache__mem_tier_layer_hits(gencache__tier *t, uint32_t layer);
 /* Reserves (delta > 0) or returns (delta < 0) bytes of the memory tier's byte limit for memory
  * held outside it (sessions, KV windows), evicting entries to make room. GENCACHE_EFULL when
  * the room cannot be made (nothing is reserved then). */

@@ -137,7 +137,8 @@ void gencache__mrc_put(gencache__mrc *m, const gencache__entry *e, uint64_t now_
 {
     if (!m)
         return;
-    atomic_fetch_add_explicit(&m->put_cost_ms, e->cost_ms, memory_order_relaxed);
+    if (e->cost_ms) /* a shared line: left alone when there is nothing to add */
+        atomic_fetch_add_explicit(&m->put_cost_ms, e->cost_ms, memory_order_relaxed);
     if (!sampled(m, e->hash))
         return;
     atomic_fetch_add_explicit(&m->sampled_put_cost_ms, e->cost_ms, memory_order_relaxed);

@@ -34,6 +34,7 @@ typedef struct gencache__policy_shard {
     gencache__entry *head[2], *tail[2]; /* LRU: list 0; S3-FIFO: 0 small, 1 main */
     uint64_t bytes[2];                  /* charges on each list */
     uint64_t count[2];                  /* entries on each list */
+    uint64_t tick;                      /* LRU: placings at the head so far */
     gencache__heap_slot *heap;          /* GDSF: min-heap on priority */
     size_t heap_len, heap_cap;
     gencache__ghost *ghost; /* S3-FIFO: keys that left the small queue unused; made on demand */
@@ -45,7 +46,8 @@ typedef struct gencache__policy_ops {
     int (*insert)(gencache__policy_shard *p, gencache__entry *e);
     /* e leaves the shard, evicted or not. */
     void (*remove)(gencache__policy_shard *p, gencache__entry *e);
-    /* A lookup counted an access to e: the policy's on-hit, the only call on the hit path. */
+    /* A lookup counted an access to e: the policy's on-hit, the only call on the hit path. NULL
+     * for a policy that needs none. */
     void (*hit)(gencache__policy_shard *p, gencache__entry *e);
     /* The entry this instance would evict next, never `keep`, or NULL when it has none. *rank
      * orders the candidates of instances of the same kind (lowest goes first). May reorder the

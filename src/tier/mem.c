@@ -1,10 +1,12 @@
 /*
  * mem.c: the memory tier, a sharded hash table of reference-counted entries. Each shard has its
- * own lock, chained buckets and one eviction-policy instance per policy in use (src/policy/),
- * which orders its unpinned entries (pinned entries are never given to a policy, so every
- * candidate is evictable). Each layer's entries go to the tier's policy or the layer's own.
- * Limits are global: eviction takes the lowest-ranked candidate among all shards, so the order is
- * the policy's up to ties between shards.
+ * own lock, an open-addressing table of (hash, entry) slots (a miss touches no entry) and one
+ * eviction-policy instance per policy kind (src/policy/), which orders its unpinned entries
+ * (pinned entries are never given to a policy, so every candidate is evictable). Each layer's
+ * entries go to the tier's policy or the layer's own. Limits are global: eviction takes the
+ * lowest-ranked candidate among all shards, so the order is the policy's up to ties between
+ * shards; each shard publishes a lower bound of its candidate's rank, so finding it takes the
+ * locks of the shards that changed since they were last asked, not of all of them.
  * A get hands out a reference to the stored entry itself: zero copy, and the bytes stay valid
  * after the entry leaves the table. Lock order: at most one shard lock at a time.
  */
@@ -13,14 +15,35 @@
 #include "internal.h"
 #include "policy/policy.h"
 
-#define INITIAL_BUCKETS 64
+#define INITIAL_SLOTS 128
+
+/* One place of a shard's table: the key's hash beside the entry, so a probe compares hashes
+ * without touching entries, and a miss touches none. */
+typedef struct slot {
+    uint64_t hash;
+    gencache__entry *e; /* NULL: empty */
+} slot;
+
+/* What pick_victim() knows of a shard's next victim of one policy kind without taking its lock:
+ * a lower bound of its rank (a double's bits), and when it was last accessed. Anything that may
+ * lower the rank (an entry coming in or leaving) sets it to HINT_UNKNOWN; hits only ever raise
+ * it. */
+typedef struct victim_hint {
+    _Atomic uint64_t rank_bits; /* HINT_UNKNOWN: look under the lock; +inf: no candidate */
+    _Atomic uint64_t access_ms;
+} victim_hint;
 
 typedef struct shard {
     pthread_mutex_t lock;
-    gencache__entry **buckets;
-    size_t nbuckets; /* power of two */
+    slot *slots;
+    size_t cap; /* power of two; at most half the slots are used */
     size_t count;
+    victim_hint hint[GENCACHE__POLICY_KINDS];
     gencache__policy_shard pol[GENCACHE__POLICY_KINDS]; /* one instance per policy kind */
+    /* Hits counted by gets, per layer index: written only under the lock, so an increment needs
+     * no read-modify-write (atomics so that gencache__mem_tier_layer_hits() reads them without
+     * it). */
+    _Atomic uint64_t layer_hits[GENCACHE_MAX_LAYERS];
 } shard;
 
 typedef struct mem_tier {
@@ -36,6 +59,7 @@ typedef struct mem_tier {
     _Atomic uint64_t pins_refused;
     _Atomic uint64_t ev_capacity, ev_expired, ev_corrupt;
     gencache__policy_shared pol_shared;
+    const gencache__policy_ops *pol_ops[GENCACHE__POLICY_KINDS];
     uint8_t layer_policy[GENCACHE_MAX_LAYERS]; /* each layer's policy kind */
     _Atomic unsigned kinds_used;               /* bit k: some entry went to policy kind k */
 } mem_tier;
@@ -45,16 +69,39 @@ static shard *shard_of(mem_tier *m, uint64_t hash)
     return &m->shards[(hash >> 40) & (m->nshards - 1)];
 }
 
-static gencache__entry **bucket_of(shard *s, uint64_t hash)
+/* ---- victim hints ---- */
+
+/* -inf: lower than every rank, so an unknown shard is always looked at. */
+#define HINT_UNKNOWN 0xfff0000000000000ull
+#define HINT_NONE    0x7ff0000000000000ull /* +inf */
+
+/* A rank and the bits a hint keeps of it. */
+typedef union rank_word {
+    double rank;
+    uint64_t bits;
+} rank_word;
+
+static uint64_t rank_bits(double r)
 {
-    return &s->buckets[hash & (s->nbuckets - 1)];
+    return (rank_word){.rank = r}.bits;
+}
+
+static double bits_rank(uint64_t u)
+{
+    return (rank_word){.bits = u}.rank;
+}
+
+/* The shard's next victim of kind k may now rank lower than its hint says. Shard lock held. */
+static void hint_forget(shard *s, unsigned k)
+{
+    atomic_store_explicit(&s->hint[k].rank_bits, HINT_UNKNOWN, memory_order_relaxed);
 }
 
 /* ---- policy (shard lock held) ---- */
 
-static const gencache__policy_ops *policy_ops(const gencache__entry *e)
+static const gencache__policy_ops *policy_ops(const mem_tier *m, const gencache__entry *e)
 {
-    return gencache__policy_of(e->pol_kind);
+    return m->pol_ops[e->pol_kind];
 }
 
 /* Gives an unpinned entry to the policy of its layer. */
@@ -64,52 +111,67 @@ static int policy_insert(mem_tier *m, shard *s, gencache__entry *e)
     e->pol_kind = (uint8_t)k;
     if ((atomic_load_explicit(&m->kinds_used, memory_order_relaxed) & (1u << k)) == 0)
         atomic_fetch_or(&m->kinds_used, 1u << k);
-    return policy_ops(e)->insert(&s->pol[k], e);
+    hint_forget(s, k);
+    return m->pol_ops[k]->insert(&s->pol[k], e);
 }
 
 /* ---- table (shard lock held) ---- */
 
-static gencache__entry *table_find(shard *s, const char *key, uint64_t hash)
+/* The slot holding key (key_len bytes), or NULL. */
+static slot *table_find(shard *s, const char *key, size_t key_len, uint64_t hash)
 {
-    for (gencache__entry *e = *bucket_of(s, hash); e; e = e->hnext)
-        if (e->hash == hash && strcmp(e->key, key) == 0)
-            return e;
+    size_t mask = s->cap - 1;
+    for (size_t i = hash & mask; s->slots[i].e; i = (i + 1) & mask) {
+        if (s->slots[i].hash != hash)
+            continue;
+        /* The key's bytes follow the header (gencache__entry_key()): read without waiting for
+         * the header's line, which the caller reads next and which loads meanwhile. */
+        const gencache__entry *e = s->slots[i].e;
+        if (e->key_len == key_len && memcmp(gencache__entry_key(e), key, key_len) == 0)
+            return &s->slots[i];
+    }
     return NULL;
 }
 
-/* Doubles the bucket array. A failed allocation is harmless: chains just grow longer. */
-static void table_grow(mem_tier *m, shard *s)
+/* Puts e into the first free slot of its probe sequence (it is not in the table). */
+static void slot_place(slot *slots, size_t cap, gencache__entry *e)
 {
-    size_t n = s->nbuckets * 2;
-    gencache__entry **nb = gencache__calloc(m->opts.alloc, n, sizeof *nb);
-    if (!nb)
-        return;
-    for (size_t i = 0; i < s->nbuckets; i++) {
-        gencache__entry *e = s->buckets[i];
-        while (e) {
-            gencache__entry *next = e->hnext;
-            gencache__entry **b = &nb[e->hash & (n - 1)];
-            e->hnext = *b;
-            *b = e;
-            e = next;
-        }
-    }
-    gencache__free(m->opts.alloc, s->buckets);
-    s->buckets = nb;
-    s->nbuckets = n;
+    size_t i = e->hash & (cap - 1);
+    while (slots[i].e)
+        i = (i + 1) & (cap - 1);
+    slots[i] = (slot){e->hash, e};
 }
 
-/* Links e into the table. GENCACHE_ENOMEM (nothing changes) when its policy has no room. */
+/* Doubles the slot array. False when the allocation failed (nothing changes). */
+static bool table_grow(mem_tier *m, shard *s)
+{
+    size_t n = s->cap * 2;
+    slot *ns = gencache__calloc(m->opts.alloc, n, sizeof *ns);
+    if (!ns)
+        return false;
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->slots[i].e)
+            slot_place(ns, n, s->slots[i].e);
+    gencache__free(m->opts.alloc, s->slots);
+    s->slots = ns;
+    s->cap = n;
+    return true;
+}
+
+/* Links e into the table. GENCACHE_ENOMEM (nothing changes) when the table cannot grow past half
+ * full or its policy has no room. */
 static int table_link(mem_tier *m, shard *s, gencache__entry *e)
 {
+    /* Growing past half full keeps probes short; a failed growth is harmless until the table
+     * would have no free slot left to end a probe. */
+    if ((s->count + 1) * 2 > s->cap && !table_grow(m, s) && s->count + 2 > s->cap)
+        return GENCACHE_ENOMEM;
     if (!e->pinned) {
         int rc = policy_insert(m, s, e);
         if (rc != GENCACHE_OK)
             return rc;
     }
-    gencache__entry **b = bucket_of(s, e->hash);
-    e->hnext = *b;
-    *b = e;
+    slot_place(s->slots, s->cap, e);
     e->linked = true;
     s->count++;
     atomic_fetch_add(&m->bytes, e->charge);
@@ -119,17 +181,33 @@ static int table_link(mem_tier *m, shard *s, gencache__entry *e)
     return GENCACHE_OK;
 }
 
+/* Empties slot i and moves the rest of its run back, so that no probe stops early. */
+static void slot_remove(shard *s, size_t i)
+{
+    size_t mask = s->cap - 1;
+    s->slots[i] = (slot){0, NULL};
+    for (size_t j = (i + 1) & mask; s->slots[j].e; j = (j + 1) & mask) {
+        size_t home = s->slots[j].hash & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            s->slots[i] = s->slots[j];
+            s->slots[j] = (slot){0, NULL};
+            i = j;
+        }
+    }
+}
+
 /* Takes e out of the table. The table's reference passes to the caller. */
 static void table_unlink(mem_tier *m, shard *s, gencache__entry *e)
 {
-    gencache__entry **pp = bucket_of(s, e->hash);
-    while (*pp != e)
-        pp = &(*pp)->hnext;
-    *pp = e->hnext;
-    e->hnext = NULL;
+    size_t mask = s->cap - 1, i = e->hash & mask;
+    while (s->slots[i].e != e)
+        i = (i + 1) & mask;
+    slot_remove(s, i);
     e->linked = false;
-    if (!e->pinned)
-        policy_ops(e)->remove(&s->pol[e->pol_kind], e);
+    if (!e->pinned) {
+        policy_ops(m, e)->remove(&s->pol[e->pol_kind], e);
+        hint_forget(s, e->pol_kind);
+    }
     s->count--;
     atomic_fetch_sub(&m->bytes, e->charge);
     atomic_fetch_sub(&m->entries, 1);
@@ -157,19 +235,36 @@ static bool over_limits(mem_tier *m)
     return max_e && atomic_load(&m->entries) > max_e;
 }
 
-/* The next victim of policy kind k in a shard, skipping `keep` (the entry being inserted). */
-static gencache__entry *candidate(shard *s, unsigned k, const gencache__entry *keep, double *rank)
+/* The next victim of policy kind k in a shard, skipping `keep` (the entry being inserted). When
+ * keep is not in its way, what it finds becomes the shard's hint. Shard lock held. */
+static gencache__entry *candidate(mem_tier *m, shard *s, unsigned k, const gencache__entry *keep,
+                                  double *rank)
 {
-    return gencache__policy_of((int)k)->candidate(&s->pol[k], keep, rank);
+    gencache__entry *c = m->pol_ops[k]->candidate(&s->pol[k], NULL, rank);
+    if (c && c == keep) {
+        /* Not a hint: without keep in the way the shard would offer keep itself. */
+        hint_forget(s, k);
+        return m->pol_ops[k]->candidate(&s->pol[k], keep, rank);
+    }
+    victim_hint *h = &s->hint[k];
+    atomic_store_explicit(&h->rank_bits, c ? rank_bits(*rank) : HINT_NONE, memory_order_relaxed);
+    if (c)
+        atomic_store_explicit(&h->access_ms,
+                              atomic_load_explicit(&c->last_access_ms, memory_order_relaxed),
+                              memory_order_relaxed);
+    return c;
 }
 
 typedef struct victim_pick {
     shard *s;
     unsigned kind;
+    double next_rank; /* the lowest hint of kind's other shards: what the victim must not pass */
 } victim_pick;
 
 /* Where the next victim is: for each policy kind in use, the shard whose candidate ranks lowest;
- * between kinds, the candidate accessed longest ago. False when no shard has a candidate. */
+ * between kinds, the candidate accessed longest ago. Shards are compared by their hints; only a
+ * shard whose hint is unknown is looked at under its lock (after an entry came or left), so an
+ * eviction takes a lock or two rather than one per shard. False when no shard has a candidate. */
 static bool pick_victim(mem_tier *m, const gencache__entry *keep, victim_pick *out)
 {
     unsigned used = atomic_load_explicit(&m->kinds_used, memory_order_relaxed);
@@ -179,25 +274,38 @@ static bool pick_victim(mem_tier *m, const gencache__entry *keep, victim_pick *o
         if (!(used & (1u << k)))
             continue;
         shard *best = NULL;
-        double best_rank = 0;
-        uint64_t access = 0;
+        double best_rank = 0, next_rank = bits_rank(HINT_NONE);
         for (unsigned i = 0; i < m->nshards; i++) {
             shard *s = &m->shards[i];
-            double rank;
-            pthread_mutex_lock(&s->lock);
-            gencache__entry *c = candidate(s, k, keep, &rank);
-            if (c && (!best || rank < best_rank)) {
+            uint64_t bits = atomic_load_explicit(&s->hint[k].rank_bits, memory_order_relaxed);
+            if (bits == HINT_UNKNOWN) {
+                double r;
+                pthread_mutex_lock(&s->lock);
+                gencache__entry *c = candidate(m, s, k, keep, &r);
+                pthread_mutex_unlock(&s->lock);
+                bits = c ? rank_bits(r) : HINT_NONE;
+            }
+            if (bits == HINT_NONE)
+                continue;
+            double rank = bits_rank(bits);
+            if (!best || rank < best_rank) {
+                if (best)
+                    next_rank = best_rank;
                 best = s;
                 best_rank = rank;
-                access = atomic_load_explicit(&c->last_access_ms, memory_order_relaxed);
+            } else if (rank < next_rank) {
+                next_rank = rank;
             }
-            pthread_mutex_unlock(&s->lock);
         }
-        if (best && (!found || access < best_access)) {
+        if (!best)
+            continue;
+        uint64_t access = atomic_load_explicit(&best->hint[k].access_ms, memory_order_relaxed);
+        if (!found || access < best_access) {
             found = true;
             best_access = access;
             out->s = best;
             out->kind = k;
+            out->next_rank = next_rank;
         }
     }
     return found;
@@ -207,18 +315,25 @@ static bool pick_victim(mem_tier *m, const gencache__entry *keep, victim_pick *o
  * can be; then GENCACHE_EFULL is returned (keep is out of the table). */
 static int make_room(mem_tier *m, gencache__entry *keep)
 {
+    unsigned stale = 0; /* picks whose hint turned out too low */
     while (over_limits(m)) {
         victim_pick pick;
         gencache__entry *victim = NULL;
         if (pick_victim(m, keep, &pick)) {
             double rank;
             pthread_mutex_lock(&pick.s->lock);
-            victim = candidate(pick.s, pick.kind, keep, &rank);
-            if (victim) {
+            victim = candidate(m, pick.s, pick.kind, keep, &rank);
+            if (victim && rank > pick.next_rank && stale < m->nshards) {
+                /* Hits raised this shard's victim past another shard's hint: look again (a
+                 * bounded number of times, so a stream of hits cannot keep a put waiting). */
+                stale++;
+                victim = NULL;
+            } else if (victim) {
                 if (m->base.before_evict)
                     m->base.before_evict(m->base.on_evict_userdata, victim);
-                policy_ops(victim)->evicting(&pick.s->pol[pick.kind], victim);
+                policy_ops(m, victim)->evicting(&pick.s->pol[pick.kind], victim);
                 table_unlink(m, pick.s, victim);
+                candidate(m, pick.s, pick.kind, keep, &rank); /* the shard's hint again */
             }
             pthread_mutex_unlock(&pick.s->lock);
             if (!victim)
@@ -245,18 +360,19 @@ static int make_room(mem_tier *m, gencache__entry *keep)
 
 /* ---- tier operations ---- */
 
-static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t now_ms, bool touch,
-                   gencache__entry **out)
+int gencache__mem_tier_get(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
+                           uint64_t now_ms, bool touch, gencache__entry **out)
 {
     mem_tier *m = (mem_tier *)t;
     shard *s = shard_of(m, hash);
     *out = NULL;
     pthread_mutex_lock(&s->lock);
-    gencache__entry *e = table_find(s, key, hash);
-    if (!e) {
+    slot *sl = table_find(s, key, key_len, hash);
+    if (!sl) {
         pthread_mutex_unlock(&s->lock);
         return GENCACHE_ENOTFOUND;
     }
+    gencache__entry *e = sl->e;
     if (gencache__entry_expired(e, now_ms)) {
         table_unlink(m, s, e);
         pthread_mutex_unlock(&s->lock);
@@ -265,12 +381,17 @@ static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t n
         return GENCACHE_ENOTFOUND;
     }
     if (touch) {
-        if (!e->pinned)
-            policy_ops(e)->hit(&s->pol[e->pol_kind], e);
+        if (!e->pinned && m->pol_ops[e->pol_kind]->hit)
+            m->pol_ops[e->pol_kind]->hit(&s->pol[e->pol_kind], e);
         atomic_store_explicit(&e->last_access_ms, now_ms, memory_order_relaxed);
-        /* Only hits under this lock change the count: no read-modify-write needed. */
+        /* Only hits under this lock change the counts: no read-modify-write needed. */
         atomic_store_explicit(&e->hits, atomic_load_explicit(&e->hits, memory_order_relaxed) + 1,
                               memory_order_relaxed);
+        if (e->layer < GENCACHE_MAX_LAYERS) {
+            _Atomic uint64_t *n = &s->layer_hits[e->layer];
+            atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+        }
         if (e->sliding && e->ttl_ms)
             atomic_store_explicit(&e->expires_ms, now_ms + e->ttl_ms, memory_order_relaxed);
     }
@@ -281,7 +402,8 @@ static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t n
         gencache__log_msg(m->opts.log, GENCACHE_LOG_ERROR, "mem: %s failed its checksum; dropped",
                           e->key);
         pthread_mutex_lock(&s->lock);
-        bool linked = e->linked && table_find(s, key, hash) == e;
+        slot *now = e->linked ? table_find(s, key, key_len, hash) : NULL;
+        bool linked = now && now->e == e;
         if (linked)
             table_unlink(m, s, e);
         pthread_mutex_unlock(&s->lock);
@@ -294,6 +416,12 @@ static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t n
     }
     *out = e;
     return GENCACHE_OK;
+}
+
+static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t now_ms, bool touch,
+                   gencache__entry **out)
+{
+    return gencache__mem_tier_get(t, key, strlen(key), hash, now_ms, touch, out);
 }
 
 /* Reserves room under the pinned-bytes ceiling for e; false when it does not fit. */
@@ -321,12 +449,17 @@ static int mem_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     }
     shard *s = shard_of(m, e->hash);
     pthread_mutex_lock(&s->lock);
-    gencache__entry *old = table_find(s, e->key, e->hash);
+    slot *sl = table_find(s, e->key, e->key_len, e->hash);
+    gencache__entry *old = sl ? sl->e : NULL;
     if (old)
         table_unlink(m, s, old);
     int rc = table_link(m, s, gencache__entry_retain(e));
-    if (rc == GENCACHE_OK && s->count > s->nbuckets)
-        table_grow(m, s);
+    if (rc == GENCACHE_OK && !e->pinned && over_limits(m)) {
+        /* An eviction follows: the shard's hint, which the insert made unknown, is found now,
+         * under the lock already held, rather than by taking it again. */
+        double rank;
+        candidate(m, s, e->pol_kind, e, &rank);
+    }
     pthread_mutex_unlock(&s->lock);
     if (rc != GENCACHE_OK) {
         if (e->pinned)
@@ -345,7 +478,8 @@ static int mem_del(gencache__tier *t, const char *key, uint64_t hash)
     mem_tier *m = (mem_tier *)t;
     shard *s = shard_of(m, hash);
     pthread_mutex_lock(&s->lock);
-    gencache__entry *e = table_find(s, key, hash);
+    slot *sl = table_find(s, key, strlen(key), hash);
+    gencache__entry *e = sl ? sl->e : NULL;
     if (e)
         table_unlink(m, s, e);
     pthread_mutex_unlock(&s->lock);
@@ -361,19 +495,18 @@ static gencache__entry *shard_take_if(mem_tier *m, shard *s, gencache__entry_pre
 {
     gencache__entry *taken = NULL;
     pthread_mutex_lock(&s->lock);
-    for (size_t b = 0; b < s->nbuckets; b++) {
-        gencache__entry *e = s->buckets[b];
-        while (e) {
-            gencache__entry *next = e->hnext;
-            if (pred(ud, e)) {
-                if (for_room && m->base.before_evict)
-                    m->base.before_evict(m->base.on_evict_userdata, e);
-                table_unlink(m, s, e);
-                e->hnext = taken;
-                taken = e;
-            }
-            e = next;
+    /* Chosen first, taken out after: taking one out moves others between slots. */
+    for (size_t i = 0; i < s->cap; i++) {
+        gencache__entry *e = s->slots[i].e;
+        if (e && pred(ud, e)) {
+            e->hnext = taken;
+            taken = e;
         }
+    }
+    for (gencache__entry *e = taken; e; e = e->hnext) {
+        if (for_room && m->base.before_evict)
+            m->base.before_evict(m->base.on_evict_userdata, e);
+        table_unlink(m, s, e);
     }
     pthread_mutex_unlock(&s->lock);
     return taken;
@@ -462,9 +595,9 @@ static void mem_each(gencache__tier *t, void (*fn)(void *userdata, gencache__ent
     for (unsigned i = 0; i < m->nshards; i++) {
         shard *s = &m->shards[i];
         pthread_mutex_lock(&s->lock);
-        for (size_t b = 0; b < s->nbuckets; b++)
-            for (gencache__entry *e = s->buckets[b]; e; e = e->hnext)
-                fn(userdata, e);
+        for (size_t j = 0; j < s->cap; j++)
+            if (s->slots[j].e)
+                fn(userdata, s->slots[j].e);
         pthread_mutex_unlock(&s->lock);
     }
 }
@@ -493,21 +626,19 @@ static void mem_close(gencache__tier *t)
         return;
     for (unsigned i = 0; i < m->nshards; i++) {
         shard *s = &m->shards[i];
-        if (!s->buckets)
+        if (!s->slots)
             continue;
-        for (size_t b = 0; b < s->nbuckets; b++) {
-            gencache__entry *e = s->buckets[b];
-            while (e) {
-                gencache__entry *next = e->hnext;
-                e->hnext = e->lru_prev = e->lru_next = NULL;
+        for (size_t j = 0; j < s->cap; j++) {
+            gencache__entry *e = s->slots[j].e;
+            if (e) {
+                e->lru_prev = e->lru_next = NULL;
                 e->linked = false;
                 gencache__entry_release(e);
-                e = next;
             }
         }
         for (unsigned k = 0; k < GENCACHE__POLICY_KINDS; k++)
             gencache__policy_of((int)k)->fini(&s->pol[k]);
-        gencache__free(m->opts.alloc, s->buckets);
+        gencache__free(m->opts.alloc, s->slots);
         pthread_mutex_destroy(&s->lock);
     }
     gencache__free(m->opts.alloc, m->shards);
@@ -557,6 +688,8 @@ int gencache__mem_tier_open(const gencache__mem_options *opts, gencache__tier **
     if (!gencache__policy_of((int)m->opts.policy))
         m->opts.policy = GENCACHE_EVICTION_LRU;
     memset(m->layer_policy, (int)m->opts.policy, sizeof m->layer_policy);
+    for (unsigned k = 0; k < GENCACHE__POLICY_KINDS; k++)
+        m->pol_ops[k] = gencache__policy_of((int)k);
     m->pol_shared.alloc = opts->alloc;
     m->pol_shared.ghost_entries = opts->ghost_entries ? opts->ghost_entries : 4096;
     m->nshards = n;
@@ -567,19 +700,31 @@ int gencache__mem_tier_open(const gencache__mem_options *opts, gencache__tier **
     }
     for (unsigned i = 0; i < n; i++) {
         shard *s = &m->shards[i];
-        s->buckets = gencache__calloc(opts->alloc, INITIAL_BUCKETS, sizeof *s->buckets);
-        if (!s->buckets) {
+        s->slots = gencache__calloc(opts->alloc, INITIAL_SLOTS, sizeof *s->slots);
+        if (!s->slots) {
             m->nshards = i; /* close frees only the shards made so far */
             mem_close(&m->base);
             return GENCACHE_ENOMEM;
         }
-        s->nbuckets = INITIAL_BUCKETS;
-        for (unsigned k = 0; k < GENCACHE__POLICY_KINDS; k++)
+        s->cap = INITIAL_SLOTS;
+        for (unsigned k = 0; k < GENCACHE__POLICY_KINDS; k++) {
             s->pol[k].shared = &m->pol_shared;
+            atomic_init(&s->hint[k].rank_bits, HINT_NONE);
+            atomic_init(&s->hint[k].access_ms, 0);
+        }
         pthread_mutex_init(&s->lock, NULL);
     }
     *out = &m->base;
     return GENCACHE_OK;
+}
+
+uint64_t gencache__mem_tier_layer_hits(gencache__tier *t, uint32_t layer)
+{
+    mem_tier *m = (mem_tier *)t;
+    uint64_t n = 0;
+    for (unsigned i = 0; layer < GENCACHE_MAX_LAYERS && i < m->nshards; i++)
+        n += atomic_load_explicit(&m->shards[i].layer_hits[layer], memory_order_relaxed);
+    return n;
 }
 
 void gencache__mem_tier_set_layer_policy(gencache__tier *t, uint32_t layer, int kind)

@@ -1,0 +1,234 @@
+/* test_mem.c: the memory tier's own machinery (src/tier/mem.c, src/policy/lru.c) below the tier
+ * contract: the slot table with keys whose hashes collide and runs broken by deletes, the LRU
+ * rule that leaves the most recent eighth of a list in place, and eviction across shards, which
+ * compares the shards' published hints and must still take the globally least recent entry
+ * after gets, deletes and replacements made those hints stale. */
+#include "test.h"
+#include "internal.h"
+#include "policy/policy.h"
+
+static gencache__tier *open_tier(unsigned shards, uint64_t max_entries)
+{
+    gencache__mem_options o = {.max_entries = max_entries, .shards = shards};
+    gencache__tier *t = NULL;
+    CHECK_OK(gencache__mem_tier_open(&o, &t));
+    return t;
+}
+
+/* An entry of key with the hash given (0: the key's own), holding one byte: its number. */
+static gencache__entry *entry_of(const char *key, uint64_t hash, unsigned char tag)
+{
+    gencache__entry_spec spec = {.key = key, .size = 1, .hash = hash};
+    gencache__entry *e = NULL;
+    CHECK_OK(gencache__entry_new(NULL, &spec, &e));
+    e->value[0] = tag;
+    return e;
+}
+
+/* The byte stored under key with that hash, or -1 when the tier has none. */
+static int lookup(gencache__tier *t, const char *key, uint64_t hash)
+{
+    gencache__entry *e = NULL;
+    int rc = t->ops->get(t, key, hash, 1, false, &e);
+    if (rc != GENCACHE_OK) {
+        CHECK(e == NULL);
+        CHECK_INT_EQ(rc, GENCACHE_ENOTFOUND);
+        return -1;
+    }
+    int tag = e->value[0];
+    gencache__entry_release(e);
+    return tag;
+}
+
+TEST_CASE(equal_hashes_kept_apart)
+{
+    /* Keys of every length sharing one hash, as a collision would have them: each is found by
+     * its own bytes, never by a prefix or an extension of another. */
+    gencache__tier *t = open_tier(1, 0);
+    static const char *const keys[] = {"k", "k1", "k12", "k2", "text_embedding/ab", "x"};
+    enum { N = sizeof keys / sizeof keys[0] };
+    const uint64_t h = 0x1234;
+    for (unsigned i = 0; i < N; i++) {
+        gencache__entry *e = entry_of(keys[i], h, (unsigned char)i);
+        CHECK_OK(t->ops->put(t, e, 1));
+        gencache__entry_release(e);
+    }
+    for (unsigned i = 0; i < N; i++)
+        CHECK_INT_EQ(lookup(t, keys[i], h), i);
+    CHECK_INT_EQ(lookup(t, "k123", h), -1);
+    CHECK_INT_EQ(lookup(t, "", h), -1);
+    CHECK_INT_EQ(lookup(t, "k1", h + 1), -1); /* the right bytes under another hash */
+
+    /* A replacement keeps the others; deleting from the middle of the run keeps the rest. */
+    gencache__entry *e = entry_of("k12", h, 42);
+    CHECK_OK(t->ops->put(t, e, 1));
+    gencache__entry_release(e);
+    CHECK_INT_EQ(lookup(t, "k12", h), 42);
+    CHECK_OK(t->ops->del(t, "k1", h));
+    CHECK_RC(t->ops->del(t, "k1", h), GENCACHE_ENOTFOUND);
+    CHECK_INT_EQ(lookup(t, "k1", h), -1);
+    CHECK_INT_EQ(lookup(t, "k", h), 0);
+    CHECK_INT_EQ(lookup(t, "k12", h), 42);
+    CHECK_INT_EQ(lookup(t, "k2", h), 3);
+    CHECK_INT_EQ(lookup(t, "x", h), 5);
+    gencache_tier_stats st;
+    t->ops->stats(t, &st);
+    CHECK_UINT_EQ(st.entries, N - 1);
+    t->ops->close(t);
+}
+
+TEST_CASE(deletes_keep_every_probe_run)
+{
+    /* Hashes crowded onto a few home slots make long runs that wrap around the array; deleting
+     * every third entry moves the others back, and every one must still be found. The table
+     * grows past its first size on the way. */
+    gencache__tier *t = open_tier(1, 0);
+    enum { N = 3000 };
+    char key[64];
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "k/%u", i);
+        /* Home slots 0-3 and the last ones of the array, whatever its size. */
+        uint64_t h = i % 2 ? (uint64_t)(i % 4) : ~(uint64_t)(i % 4);
+        gencache__entry *e = entry_of(key, h, (unsigned char)i);
+        CHECK_OK(t->ops->put(t, e, 1));
+        gencache__entry_release(e);
+    }
+    for (unsigned i = 0; i < N; i += 3) {
+        snprintf(key, sizeof key, "k/%u", i);
+        CHECK_OK(t->ops->del(t, key, i % 2 ? (uint64_t)(i % 4) : ~(uint64_t)(i % 4)));
+    }
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "k/%u", i);
+        int want = i % 3 == 0 ? -1 : (int)(unsigned char)i;
+        CHECK_INT_EQ(lookup(t, key, i % 2 ? (uint64_t)(i % 4) : ~(uint64_t)(i % 4)), want);
+    }
+    t->ops->close(t);
+}
+
+/* ---- LRU's most recent eighth ---- */
+
+TEST_CASE(lru_hit_moves_only_past_the_recent_eighth)
+{
+    const gencache__policy_ops *lru = gencache__policy_of(GENCACHE_EVICTION_LRU);
+    gencache__policy_shared sh = {.ghost_entries = 16};
+    gencache__policy_shard p = {.shared = &sh};
+    enum { N = 16 };
+    gencache__entry *es[N];
+    for (unsigned i = 0; i < N; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k/%u", i);
+        es[i] = entry_of(key, 0, (unsigned char)i);
+        CHECK_OK(lru->insert(&p, es[i]));
+    }
+    /* Head: 15, then 14; an eighth of 16 is 2 placings. 14 is among them: it stays. */
+    CHECK(p.head[0] == es[15] && p.tail[0] == es[0]);
+    lru->hit(&p, es[14]);
+    CHECK(p.head[0] == es[15]);
+    CHECK(es[15]->lru_next == es[14]);
+    /* 13 was placed three placings ago: it moves to the head, and so does the tail. */
+    lru->hit(&p, es[13]);
+    CHECK(p.head[0] == es[13]);
+    lru->hit(&p, es[0]);
+    CHECK(p.head[0] == es[0]);
+    CHECK(p.tail[0] == es[1]);
+    double rank;
+    CHECK(lru->candidate(&p, NULL, &rank) == es[1]);
+    CHECK(lru->candidate(&p, es[1], &rank) == es[2]); /* never the entry being stored */
+    for (unsigned i = 0; i < N; i++) {
+        lru->remove(&p, es[i]);
+        gencache__entry_release(es[i]);
+    }
+    CHECK(p.head[0] == NULL && p.tail[0] == NULL);
+    CHECK_UINT_EQ(p.count[0], 0);
+    lru->fini(&p);
+}
+
+/* ---- eviction across shards ---- */
+
+static uint64_t fake_now = 1700000000000ull;
+
+static uint64_t fake_clock(void *ud)
+{
+    (void)ud;
+    return fake_now;
+}
+
+static void key_of(char *buf, unsigned n)
+{
+    sprintf(buf, "image_latent/%064x", n);
+}
+
+/* Which of the keys 0..n-1 the cache holds, by peeks (which change nothing). */
+static void held_keys(gencache *c, unsigned n, bool *out)
+{
+    char key[128];
+    for (unsigned i = 0; i < n; i++) {
+        key_of(key, i);
+        gencache_handle *h = NULL;
+        out[i] = gencache_peek(c, key, &h) == GENCACHE_OK;
+        gencache_handle_release(h);
+    }
+}
+
+TEST_CASE(lru_victim_is_global_after_stale_hints)
+{
+    /* 64 shards hold 24 entries, so each shard's list is short and exact: the victims must be
+     * exactly an LRU model's, whatever gets, deletes and replacements did to the shards'
+     * published hints between evictions. */
+    enum { CAP = 24, KEYS = 96, STEPS = 3000 };
+    gencache *c = NULL;
+    gencache_options o;
+    gencache_options_init(&o);
+    o.mem_policy = GENCACHE_EVICTION_LRU;
+    o.mem_max_entries = CAP;
+    o.mem_shards = 64;
+    o.mrc_sample_rate = 0;
+    o.clock_fn = fake_clock;
+    CHECK_OK(gencache_open(&c, &o));
+    uint64_t last[KEYS] = {0}; /* the model: last access of each key held, 0: not held */
+    unsigned held = 0;
+    uint64_t x = 1;
+    for (unsigned step = 0; step < STEPS; step++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull; /* an LCG: its high bits */
+        unsigned k = (unsigned)((x >> 33) % KEYS), op = (unsigned)((x >> 53) % 10);
+        char key[128];
+        key_of(key, k);
+        fake_now++;
+        if (op < 5) { /* get */
+            gencache_handle *h = NULL;
+            int rc = gencache_get(c, key, &h);
+            CHECK_INT_EQ(rc, last[k] ? GENCACHE_OK : GENCACHE_ENOTFOUND);
+            gencache_handle_release(h);
+            if (last[k])
+                last[k] = fake_now;
+        } else if (op < 9) { /* put: new or replacing */
+            unsigned char v = (unsigned char)k;
+            CHECK_OK(gencache_put(c, key, &v, 1, NULL));
+            if (!last[k])
+                held++;
+            last[k] = fake_now;
+            if (held > CAP) {
+                unsigned victim = KEYS;
+                for (unsigned i = 0; i < KEYS; i++)
+                    if (last[i] && (victim == KEYS || last[i] < last[victim]))
+                        victim = i;
+                last[victim] = 0;
+                held--;
+            }
+        } else { /* delete */
+            CHECK_RC(gencache_del(c, key), last[k] ? GENCACHE_OK : GENCACHE_ENOTFOUND);
+            if (last[k])
+                held--;
+            last[k] = 0;
+        }
+        if (step % 50 != 0 && op < 5)
+            continue;
+        bool held_now[KEYS];
+        held_keys(c, KEYS, held_now);
+        for (unsigned i = 0; i < KEYS; i++)
+            if (held_now[i] != (last[i] != 0))
+                test_fail(__FILE__, __LINE__, "step %u: key %u %s, the LRU model says %s", step, i,
+                          held_now[i] ? "held" : "gone", last[i] ? "held" : "gone");
+    }
+    gencache_close(c);
+}
