@@ -7,11 +7,16 @@
  * CPU, and runs its client on another CPU (what `taskset -c` does). The client is one thread
  * with an epoll loop over N keep-alive connections, each with one request outstanding (closed
  * loop, like wrk -t1 -cN), and it speaks each server's own protocol; so the figures compare the
- * servers, not client libraries. Rounds alternate between the servers so that drift in the
- * machine's load touches them alike; the medians over rounds and the ratios are printed.
+ * servers, not client libraries. Rounds alternate between the servers, each round starting with
+ * the next one, so that drift in the machine's load touches them alike; the medians over rounds
+ * and the ratios are printed. cpu_us/op is the server's CPU time per reply (all its threads), and
+ * `user` the share of it spent in user mode (the rest is the kernel's socket work).
  *
  *   bench_daemon [--sizes B,B] [--conns N,N] [--seconds S] [--rounds R] [--server-cpu C]
  *                [--client-cpu C] [--gencached PATH] [--memcached PATH] [--redis-server PATH]
+ *                [--compare PATH]
+ * --compare starts a second gencached (another build) as one more server of the same rounds, so
+ * two builds are compared in one run, under the same load; its ratio to the first is printed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -191,6 +196,26 @@ static uint64_t cpu_ns(pid_t pid)
     return sum;
 }
 
+/* The process's CPU time in user mode and in the kernel, in clock ticks (/proc/PID/stat). */
+static void cpu_split(pid_t pid, uint64_t *user, uint64_t *sys)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    *user = *sys = 0;
+    FILE *fp = fopen(path, "r");
+    size_t n = fp ? fread(buf, 1, sizeof buf - 1, fp) : 0;
+    if (fp)
+        fclose(fp);
+    buf[n] = '\0';
+    /* Fields 14 and 15 (utime, stime) follow the command name, which may hold spaces. */
+    char *p = strrchr(buf, ')');
+    unsigned long long u, s;
+    if (p && sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &u, &s) == 2) {
+        *user = u;
+        *sys = s;
+    }
+}
+
 /* ---- the plain TCP server: each "GET\n" is answered with the value's bytes ------------------- */
 
 typedef struct tcp_conn {
@@ -271,9 +296,16 @@ static pid_t spawn_tcp(int port, int cpu, const char *value, size_t size)
 
 /* ---- the client --------------------------------------------------------------------------- */
 
-typedef enum proto { P_HTTP, P_MEMCACHED, P_REDIS, P_TCP, P_COUNT } proto;
+/* The servers; P_HTTP_B (--compare) speaks P_HTTP's protocol. */
+typedef enum proto { P_HTTP, P_MEMCACHED, P_REDIS, P_TCP, P_HTTP_B, P_COUNT } proto;
 static const char *const PROTO_NAMES[P_COUNT] = {"gencached", "memcached", "redis-server",
-                                                 "plain-tcp"};
+                                                 "plain-tcp", "gencached-b"};
+
+/* The protocol server p speaks. */
+static proto wire(proto p)
+{
+    return p == P_HTTP_B ? P_HTTP : p;
+}
 
 typedef struct conn {
     int fd;
@@ -289,6 +321,7 @@ typedef struct run_result {
     double cpu; /* server CPU microseconds per reply */
     double p50; /* microseconds */
     double p99;
+    double user; /* share of the server's CPU time spent in user mode, 0-1 */
 } run_result;
 
 static int cmp_u64(const void *a, const void *b)
@@ -358,9 +391,10 @@ static run_result run_load(proto p, int port, pid_t server, const char *req, siz
         if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) != 0)
             die("epoll_ctl");
     }
-    const char *term = p == P_HTTP ? "\r\n\r\n" : "\r\n";
+    const char *term = wire(p) == P_HTTP ? "\r\n\r\n" : "\r\n";
     size_t n = 0;
-    uint64_t cpu0 = cpu_ns(server);
+    uint64_t cpu0 = cpu_ns(server), user0, sys0, user1, sys1;
+    cpu_split(server, &user0, &sys0);
     uint64_t start = now_ns(), stop = start + (uint64_t)(seconds * 1e9), last = start;
     for (int i = 0; i < nconns; i++) {
         conns[i].t0 = now_ns();
@@ -389,7 +423,7 @@ static run_result run_load(proto p, int port, pid_t server, const char *req, siz
                         bad_reply(p, c->head);
                     continue;
                 }
-                parse_head(p, c, end + strlen(term), size);
+                parse_head(wire(p), c, end + strlen(term), size);
             } else if (!c->in_body) {
                 c->in_body = true;
                 c->body_left = size;
@@ -424,6 +458,7 @@ static run_result run_load(proto p, int port, pid_t server, const char *req, siz
         }
     }
     uint64_t cpu1 = cpu_ns(server);
+    cpu_split(server, &user1, &sys1);
     for (int i = 0; i < nconns; i++)
         close(conns[i].fd);
     close(ep);
@@ -433,6 +468,9 @@ static run_result run_load(proto p, int port, pid_t server, const char *req, siz
         .cpu = (double)(cpu1 - cpu0) / 1e3 / (double)n,
         .p50 = (double)(*lat_buf)[(size_t)(0.50 * (double)(n - 1))] / 1e3,
         .p99 = (double)(*lat_buf)[(size_t)(0.99 * (double)(n - 1))] / 1e3,
+        .user = user1 + sys1 > user0 + sys0
+                    ? (double)(user1 - user0) / (double)(user1 + sys1 - user0 - sys0)
+                    : 0,
     };
     return rr;
 }
@@ -524,7 +562,7 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--help") == 0) {
             printf("usage: bench_daemon [--sizes B,B] [--conns N,N] [--seconds S] [--rounds R] "
                    "[--server-cpu C] [--client-cpu C] [--gencached PATH] [--memcached PATH] "
-                   "[--redis-server PATH]\n");
+                   "[--redis-server PATH] [--compare PATH]\n");
             return 0;
         }
     }
@@ -545,6 +583,8 @@ int main(int argc, char **argv)
     const char *gencached = arg_value(argc, argv, "--gencached", default_gencached);
     const char *memcached = arg_value(argc, argv, "--memcached", "/usr/bin/memcached");
     const char *redis = arg_value(argc, argv, "--redis-server", "/usr/bin/redis-server");
+    const char *compare = arg_value(argc, argv, "--compare", NULL);
+    int nservers = compare ? P_COUNT : P_HTTP_B;
     for (int i = 0; i < nsizes; i++)
         if (sizes[i] == 0 || sizes[i] > (64u << 20)) {
             fprintf(stderr, "bench_daemon: bad --sizes\n");
@@ -565,20 +605,27 @@ int main(int argc, char **argv)
     if (!mkdtemp(dir))
         die("mkdtemp");
     char data_dir[PATH_MAX], glog[PATH_MAX], mlog[PATH_MAX], rlog[PATH_MAX], listen_s[64];
+    char data_dir_b[PATH_MAX], glog_b[PATH_MAX], listen_b[64];
     char mport_s[16], rport_s[16];
     snprintf(data_dir, sizeof data_dir, "%s/data", dir);
     snprintf(glog, sizeof glog, "%s/gencached.log", dir);
     snprintf(mlog, sizeof mlog, "%s/memcached.log", dir);
     snprintf(rlog, sizeof rlog, "%s/redis.log", dir);
+    snprintf(data_dir_b, sizeof data_dir_b, "%s/data-b", dir);
+    snprintf(glog_b, sizeof glog_b, "%s/gencached-b.log", dir);
     int port[P_COUNT];
     for (int p = 0; p < P_COUNT; p++)
         port[p] = free_port();
     snprintf(listen_s, sizeof listen_s, "127.0.0.1:%d", port[P_HTTP]);
+    snprintf(listen_b, sizeof listen_b, "127.0.0.1:%d", port[P_HTTP_B]);
     snprintf(mport_s, sizeof mport_s, "%d", port[P_MEMCACHED]);
     snprintf(rport_s, sizeof rport_s, "%d", port[P_REDIS]);
     char *gargv[] = {
         (char *)gencached, "--listen", listen_s,      "--data-dir", data_dir, "--threads", "1",
         "--max-memory",    "1G",       "--log-level", "warn",       NULL};
+    char *gargv_b[] = {(char *)compare, "--listen", listen_b,       "--data-dir", data_dir_b,
+                       "--threads",     "1",        "--max-memory", "1G",         "--log-level",
+                       "warn",          NULL};
     /* memcached: one worker thread, items up to 64 MiB, no persistence of any kind. */
     char *margv[] = {(char *)memcached,
                      "-l",
@@ -610,6 +657,10 @@ int main(int argc, char **argv)
     wait_port(port[P_HTTP], pids[P_HTTP], "gencached");
     wait_port(port[P_MEMCACHED], pids[P_MEMCACHED], "memcached");
     wait_port(port[P_REDIS], pids[P_REDIS], "redis-server");
+    if (compare) {
+        pids[P_HTTP_B] = spawn(gargv_b, server_cpu, glog_b);
+        wait_port(port[P_HTTP_B], pids[P_HTTP_B], "gencached (--compare)");
+    }
 
     size_t max_size = 0;
     for (int i = 0; i < nsizes; i++)
@@ -620,8 +671,9 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < max_size; i++)
         value[i] = (char)(i * 2654435761u >> 13);
     for (int i = 0; i < nsizes; i++)
-        for (int p = P_HTTP; p < P_TCP; p++)
-            setup_value((proto)p, port[p], value, sizes[i]);
+        for (int p = P_HTTP; p < nservers; p++)
+            if (p != P_TCP)
+                setup_value(wire((proto)p), port[p], value, sizes[i]);
 
     /* One check of the bytes themselves, through gencached: the load loop checks lengths. */
     {
@@ -660,14 +712,18 @@ int main(int argc, char **argv)
             size_t size = sizes[si];
             int nc = (int)conns[ci];
             double ops[P_COUNT][16], p50[P_COUNT][16], p99[P_COUNT][16], cpu[P_COUNT][16];
+            double usr[P_COUNT][16];
             int nr = rounds > 16 ? 16 : rounds;
             pids[P_TCP] = spawn_tcp(port[P_TCP], server_cpu, value, size);
             pid_t tcp_pid = pids[P_TCP];
             wait_port(port[P_TCP], tcp_pid, "plain TCP server");
             for (int r = -1; r < nr; r++) { /* round -1 warms every server up, uncounted */
-                for (int p = 0; p < P_COUNT; p++) {
+                /* Each round starts with the next server, so no server always follows the
+                 * same one (or always runs first, after the pause between rounds). */
+                for (int k = 0; k < nservers; k++) {
+                    int p = (k + (r < 0 ? 0 : r)) % nservers;
                     char req[512];
-                    size_t rl = make_request((proto)p, size, req, sizeof req);
+                    size_t rl = make_request(wire((proto)p), size, req, sizeof req);
                     run_result rr = run_load((proto)p, port[p], pids[p], req, rl, size, nc,
                                              r < 0 ? seconds / 4 : seconds, &lat, &lat_cap);
                     if (r >= 0) {
@@ -675,6 +731,7 @@ int main(int argc, char **argv)
                         p50[p][r] = rr.p50;
                         p99[p][r] = rr.p99;
                         cpu[p][r] = rr.cpu;
+                        usr[p][r] = rr.user;
                     }
                 }
             }
@@ -682,16 +739,16 @@ int main(int argc, char **argv)
             waitpid(tcp_pid, NULL, 0);
             printf("\n%zu-byte values, %d connection%s (medians of %d rounds)\n", size, nc,
                    nc == 1 ? "" : "s", nr);
-            printf("%-14s %12s %10s %10s %10s %12s\n", "server", "ops/s", "MB/s", "p50_us",
-                   "p99_us", "cpu_us/op");
+            printf("%-14s %12s %10s %10s %10s %12s %6s\n", "server", "ops/s", "MB/s", "p50_us",
+                   "p99_us", "cpu_us/op", "user");
             double med_ops[P_COUNT], med_p99[P_COUNT], med_cpu[P_COUNT];
-            for (int p = 0; p < P_COUNT; p++) {
+            for (int p = 0; p < nservers; p++) {
                 med_ops[p] = median(ops[p], (size_t)nr);
                 med_p99[p] = median(p99[p], (size_t)nr);
                 med_cpu[p] = median(cpu[p], (size_t)nr);
-                printf("%-14s %12.0f %10.1f %10.1f %10.1f %12.2f\n", PROTO_NAMES[p], med_ops[p],
-                       med_ops[p] * (double)size / 1e6, median(p50[p], (size_t)nr), med_p99[p],
-                       med_cpu[p]);
+                printf("%-14s %12.0f %10.1f %10.1f %10.1f %12.2f %5.0f%%\n", PROTO_NAMES[p],
+                       med_ops[p], med_ops[p] * (double)size / 1e6, median(p50[p], (size_t)nr),
+                       med_p99[p], med_cpu[p], 100 * median(usr[p], (size_t)nr));
             }
             printf("ratio gencached/memcached ops/s %.2fx, gencached/redis %.2fx, "
                    "gencached/plain-tcp %.2fx; p99 gencached/redis %.2fx\n",
@@ -701,6 +758,14 @@ int main(int argc, char **argv)
                    "%.2fx (ops/s a whole CPU would give: gencached %.0f, memcached %.0f)\n",
                    med_cpu[P_HTTP] / med_cpu[P_MEMCACHED], med_cpu[P_HTTP] / med_cpu[P_TCP],
                    1e6 / med_cpu[P_HTTP], 1e6 / med_cpu[P_MEMCACHED]);
+            if (compare)
+                printf("compared build: gencached-b/gencached ops/s %.2fx, p99 %.2fx, CPU per "
+                       "request %.2fx; gencached-b/memcached ops/s %.2fx, p99 gencached-b/redis "
+                       "%.2fx\n",
+                       med_ops[P_HTTP_B] / med_ops[P_HTTP], med_p99[P_HTTP_B] / med_p99[P_HTTP],
+                       med_cpu[P_HTTP_B] / med_cpu[P_HTTP],
+                       med_ops[P_HTTP_B] / med_ops[P_MEMCACHED],
+                       med_p99[P_HTTP_B] / med_p99[P_REDIS]);
         }
     }
     printf("\nload average at the end: ");
@@ -713,13 +778,18 @@ int main(int argc, char **argv)
     if (la)
         fclose(la);
 
-    for (int p = 0; p < P_TCP; p++)
-        kill(pids[p], SIGTERM);
+    for (int p = 0; p < nservers; p++)
+        if (p != P_TCP)
+            kill(pids[p], SIGTERM);
     int st;
     waitpid(pids[P_HTTP], &st, 0);
     ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
     waitpid(pids[P_MEMCACHED], NULL, 0);
     waitpid(pids[P_REDIS], NULL, 0);
+    if (compare) {
+        waitpid(pids[P_HTTP_B], &st, 0);
+        ok = ok && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    }
     char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

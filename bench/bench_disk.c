@@ -4,7 +4,8 @@
  *      versus in blob files (the measurement behind the inline threshold).
  *   2. Durable PUT against write+fdatasync of a new plain file of the same size, interleaved
  *      (each round runs the tier, the tier with two flushes per commit, and the plain file, in
- *      rotating order), at 4 KiB, 1.5 MiB and 16 MiB with the default inline threshold.
+ *      rotating order), at 4 KiB, 1.5 MiB and 16 MiB with the default inline threshold; the
+ *      headline ratio is the median of the rounds' ratios (200, 100 and 30 rounds).
  *   3. Encryption at rest: PUT and warm GET of 4 KiB and 1.5 MiB through an encrypting tier
  *      against the plain tier, interleaved, without fsync (the cipher's cost, not the device's);
  *      the same through the Redis tier (a redis-server started on a free loopback port).
@@ -164,10 +165,13 @@ static void durable_puts(const char *base, const char *label, size_t size, int n
     printf("%-7s durable put (median us over %d rounds): tier %9.1f | tier, two flushes per "
            "commit %9.1f | write+fdatasync %9.1f\n",
            label, n, ma, mb, mc);
+    /* The headline is the median of the per-round ratios: each round's three puts share the
+     * moment's load, so the ratio of a round is steadier than the ratio of the medians, which
+     * pairs puts measured seconds apart. */
     printf("%-7s durable put throughput vs write+fdatasync: tier %.2fx (median of per-round "
-           "ratios %.2fx, quartiles %.2f-%.2f) | two flushes %.2fx (goal >= 0.9x at 1.5MiB and "
-           "up)\n",
-           label, mc / ma, bench_median(ra, n), qa1, qa3, mc / mb);
+           "ratios, quartiles %.2f-%.2f; ratio of the medians %.2fx) | two flushes %.2fx (median "
+           "of per-round ratios; goal >= 0.9x at 1.5MiB and up)\n",
+           label, bench_median(ra, n), qa1, qa3, mc / ma, bench_median(rb, n));
     free(a);
     free(b);
     free(c);
@@ -485,7 +489,7 @@ int main(int argc, char **argv)
         size_t size;
         int n, n_durable;
     } sizes[] = {
-        {"4KiB", 4 * KIB, 200, 60}, {"1.5MiB", 1536 * KIB, 40, 30}, {"16MiB", 16 * MIB, 12, 30}};
+        {"4KiB", 4 * KIB, 200, 200}, {"1.5MiB", 1536 * KIB, 40, 100}, {"16MiB", 16 * MIB, 12, 30}};
     for (int s = 0; s < 3 && !only; s++) {
         double ip, ig, fp, fg, wp, rp;
         char name[64];

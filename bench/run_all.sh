@@ -49,6 +49,7 @@ BENCHES=(
   "reuse_recall|daemon on loopback, Python client|env PYTHONPATH=$ROOT/bindings/python GENCACHE_LIB=$BUILD/src/libgencache.so $PY $HERE/reuse_recall.py --no-icons"
   "trace_any_seed|daemon on loopback, first 10,000 requests of the trace|env PYTHONPATH=$ROOT/bindings/python GENCACHE_LIB=$BUILD/src/libgencache.so $PY $HERE/trace_any_seed.py 10000"
   "bench_trajectory|in-process, 1 thread, 100,000 stored 768-d embeddings|$B/bench_trajectory 100000 50"
+  "disk_flushes|in-process, files under /tmp, counted by strace|$HERE/disk_flushes.sh $BUILD"
 )
 
 # --- pickers: output on stdin, rows "figure<TAB>baseline<TAB>ratio" on stdout -----------------
@@ -145,6 +146,15 @@ pick_bench_writeback() {
             if (x ~ /fdatasync/) { r = x; sub(/.*, /, "", r); sub(/ memcpy\+fdatasync/, "", r)
                                    print name ": " t "\tmemcpy + write+fdatasync (" f ")\t" r }
             else { r = x; sub(/.* us +/, "", r); sub(/ memcpy/, "", r); print name ": " t "\tmemcpy\t" r } }'
+}
+
+pick_disk_flushes() {
+    awk -F'  +' '
+        $2 == "tier" && $3 !~ /other/ { t[$1] = t[$1] (t[$1] == "" ? "" : ", ") $4 " " $3 }
+        $2 == "write+fdatasync" { b[$1] = $4 " " $3 }
+        END { n = split("4KiB 1.5MiB 16MiB", s, " ")
+              for (i = 1; i <= n; i++) if (s[i] in t)
+                  print s[i] " durable PUT, flushes per put: " t[s[i]] "\twrite+fdatasync: " b[s[i]] "\t-" }'
 }
 
 pick_bench_daemon() {

@@ -3,7 +3,8 @@
 package prometheus; the test fails, never skips, without it), carries every metric name of
 DESIGN.md section 5 with HELP and TYPE, and its counters move exactly as the requests made them
 move: lookups, hits by tier, compute seconds saved, coalesced requests, upstream outcomes, bytes
-and entries, the latency histogram. `gencache stats` prints the readable summary."""
+and entries, the latency histogram, hits served by several worker threads at once each counted
+once. `gencache stats` prints the readable summary."""
 import json
 import os
 import re
@@ -186,8 +187,56 @@ def t_stats_summary(d, up):
     check(re.search(r"^mem [\d.]+ (B|KiB|MiB)", out, re.M), "mem tier bytes: %r" % out)
 
 
+def t_concurrent_hits():
+    """Hits served by several worker threads at once, the first ones of each (layer, tier) pair
+    racing to add it: every hit is counted once, under one label per pair."""
+    d = Daemon(threads=4)
+    try:
+        keys = {"result": "result/" + "ab" * 32, "text_embedding": "text_embedding/" + "cd" * 32}
+        for key in keys.values():
+            st, _, _ = d.request("PUT", "/v1/entries/" + key, body=b"v" * 4096)
+            check_eq(st, 201, "put " + key)
+        per_thread, n_threads = 60, 8
+        barrier = threading.Barrier(n_threads)
+        failures = []
+
+        def worker(i):
+            conn = d.connect()
+            try:
+                barrier.wait()
+                for j in range(per_thread):
+                    key = keys["result" if (i + j) % 2 == 0 else "text_embedding"]
+                    st, _, _ = d.request("GET", "/v1/entries/" + key, conn=conn)
+                    if st != 200:
+                        failures.append(st)
+            finally:
+                conn.close()
+
+        ts = [threading.Thread(target=worker, args=(i,)) for i in range(n_threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        check_eq(failures, [], "failed GETs")
+        text = scrape(d)
+        samples, _ = parse(text)
+        half = n_threads * per_thread // 2
+        for layer in keys:
+            check_eq(val(samples, "gencache_hits_total", layer=layer, tier="mem"), half,
+                     "%s hits from mem" % layer)
+            check_eq(val(samples, "gencache_hits_total", layer=layer, tier="unknown"), 0,
+                     "%s hits without a tier" % layer)
+        lines = [ln for ln in text.splitlines()
+                 if ln.startswith('gencache_hits_total{layer="result",tier="mem"}')]
+        check_eq(len(lines), 1, "lines for result/mem")
+    finally:
+        rc = d.stop()
+    check_eq(rc, 0, "exit status")
+
+
 def main():
     r = Runner()
+    r.run("concurrent_hits", t_concurrent_hits)
     up = Upstream("--sleep-ms", "50", "--size-kb", "32")
     try:
         d = Daemon("--upstream", up.url, "--upstream-timeout", "5")

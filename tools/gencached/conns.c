@@ -10,7 +10,9 @@
  * touched. Closing is shutdown(2) of the connection's socket: MHD sees the end of the stream and
  * closes the connection in its own thread. Invariant: a tracked socket is still open (MHD closes
  * it only after the CLOSED notification, which untracks it under the same lock), so shutdown()
- * never reaches another connection's socket.
+ * never reaches another connection's socket. Times come from the coarse monotonic clock: every
+ * request moves its connection twice or three times, and a few milliseconds of resolution are far
+ * below the limits enforced here.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -32,7 +34,7 @@ typedef struct conn {
     struct conn *prev, *next; /* the list, oldest `since` first */
     int fd;
     conn_state state;
-    uint64_t since_ns; /* monotonic: when it entered its state */
+    uint64_t since_ns; /* coarse monotonic clock: when it entered its state */
     bool closing;      /* shut down by us; MHD will close it */
 } conn;
 
@@ -134,7 +136,7 @@ void gcd_conns_notify(void *cls, struct MHD_Connection *c, void **socket_context
 {
     gcd_server *srv = cls;
     struct gcd_conns *cs = srv->conns;
-    uint64_t now = gcd_mono_ns();
+    uint64_t now = gcd_mono_coarse_ns();
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -172,7 +174,7 @@ void *gcd_conns_uri(void *cls, const char *uri, struct MHD_Connection *c)
     if (k) {
         pthread_mutex_lock(&srv->conns->mu);
         if (k->state == CONN_IDLE)
-            set_state(srv->conns, k, CONN_HEAD, gcd_mono_ns());
+            set_state(srv->conns, k, CONN_HEAD, gcd_mono_coarse_ns());
         pthread_mutex_unlock(&srv->conns->mu);
     }
     return NULL; /* the request's state starts empty: on_request creates it */
@@ -185,7 +187,7 @@ static void mark(gcd_server *srv, struct MHD_Connection *c, conn_state st)
         return;
     pthread_mutex_lock(&srv->conns->mu);
     if (k->state != st)
-        set_state(srv->conns, k, st, gcd_mono_ns());
+        set_state(srv->conns, k, st, gcd_mono_coarse_ns());
     pthread_mutex_unlock(&srv->conns->mu);
 }
 
@@ -204,7 +206,7 @@ void gcd_conns_sweep(gcd_server *srv)
     struct gcd_conns *cs = srv->conns;
     if (!cs)
         return;
-    uint64_t now = gcd_mono_ns(), overdue = 0;
+    uint64_t now = gcd_mono_coarse_ns(), overdue = 0;
     pthread_mutex_lock(&cs->mu);
     for (conn *k = cs->list.next; k != &cs->list; k = k->next) {
         if (k->closing)

@@ -106,12 +106,13 @@ static void etag_of(uint64_t checksum, char out[19])
 }
 
 /* Whole seconds of TTL left, as X-Gencache-TTL says them; UINT64_MAX when the entry does not
- * expire. */
+ * expire. The coarse clock is the one the library's expiry reads by default, and the figure is
+ * rounded up to seconds anyway. */
 static uint64_t ttl_left_of(const gencache_meta *m)
 {
     if (!m->expires_ms)
         return UINT64_MAX;
-    uint64_t now = gcd_now_ms();
+    uint64_t now = gcd_now_coarse_ms();
     return m->expires_ms > now ? (m->expires_ms - now + 999) / 1000 : 0;
 }
 

@@ -90,6 +90,10 @@ void gcd_log_mhd(void *cls, const char *fmt, va_list ap);
 /* Wall-clock milliseconds and monotonic nanoseconds. */
 uint64_t gcd_now_ms(void);
 uint64_t gcd_mono_ns(void);
+/* The same from the kernel's coarse clocks (a few milliseconds of resolution, no clock read):
+ * for the per-request bookkeeping whose deadlines are milliseconds to seconds long. */
+uint64_t gcd_now_coarse_ms(void);
+uint64_t gcd_mono_coarse_ns(void);
 
 /* ---- server.c: one running server and everything it owns ------------------------------------ */
 

@@ -14,18 +14,32 @@
 
 static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
 
-uint64_t gcd_now_ms(void)
+/* Nanoseconds on the given clock. */
+static uint64_t clock_ns(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t gcd_now_ms(void)
+{
+    return clock_ns(CLOCK_REALTIME) / 1000000u;
 }
 
 uint64_t gcd_mono_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return clock_ns(CLOCK_MONOTONIC);
+}
+
+uint64_t gcd_now_coarse_ms(void)
+{
+    return clock_ns(CLOCK_REALTIME_COARSE) / 1000000u;
+}
+
+uint64_t gcd_mono_coarse_ns(void)
+{
+    return clock_ns(CLOCK_MONOTONIC_COARSE);
 }
 
 static void log_line(const gcd_logger *lg, gencache_log_level level, const char *fmt, va_list ap)

@@ -29,7 +29,7 @@ typedef struct histogram {
 typedef struct hit_label {
     char layer[40];
     char tier[16];
-    uint64_t hits;
+    uint64_t hits; /* atomic */
 } hit_label;
 
 /* One server's counters (srv->metrics). */
@@ -38,6 +38,9 @@ struct gcd_metrics {
     uint64_t coalesced;
     uint64_t bypassed;
     uint64_t upstream[3]; /* by gcd_upstream_outcome */
+    /* Labels are only appended (under hits_mu), each written before n_hit_labels (atomic) is
+     * raised past it, and never changed after: a served hit finds its pair and counts it without
+     * the lock. */
     pthread_mutex_t hits_mu;
     hit_label hit_labels[MAX_HIT_LABELS];
     size_t n_hit_labels;
@@ -82,19 +85,28 @@ void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier)
 {
     if (!layer || !tier || !*tier)
         return;
-    pthread_mutex_lock(&m->hits_mu);
     hit_label *hl = m->hit_labels;
+    size_t n = __atomic_load_n(&m->n_hit_labels, __ATOMIC_ACQUIRE);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(hl[i].layer, layer) == 0 && strcmp(hl[i].tier, tier) == 0) {
+            __atomic_add_fetch(&hl[i].hits, 1, __ATOMIC_RELAXED);
+            return;
+        }
+    /* A new pair: looked for again under the lock, since another thread may have added it. */
+    pthread_mutex_lock(&m->hits_mu);
+    n = m->n_hit_labels;
     size_t i = 0;
-    for (; i < m->n_hit_labels; i++)
+    for (; i < n; i++)
         if (strcmp(hl[i].layer, layer) == 0 && strcmp(hl[i].tier, tier) == 0)
             break;
-    if (i == m->n_hit_labels && i < MAX_HIT_LABELS) {
+    if (i == n && i < MAX_HIT_LABELS) {
         snprintf(hl[i].layer, sizeof hl[i].layer, "%s", layer);
         snprintf(hl[i].tier, sizeof hl[i].tier, "%s", tier);
-        m->n_hit_labels++;
+        __atomic_store_n(&m->n_hit_labels, n + 1, __ATOMIC_RELEASE);
+        n++;
     }
-    if (i < m->n_hit_labels)
-        hl[i].hits++;
+    if (i < n)
+        __atomic_add_fetch(&hl[i].hits, 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&m->hits_mu);
 }
 
@@ -205,8 +217,11 @@ static void layers_out(buf *b, const gencache_stats *st, struct gcd_metrics *m)
     pthread_mutex_lock(&m->hits_mu);
     size_t n = m->n_hit_labels;
     hit_label *copy = malloc((n ? n : 1) * sizeof *copy);
-    if (copy)
-        memcpy(copy, m->hit_labels, n * sizeof *copy);
+    for (size_t j = 0; copy && j < n; j++) {
+        memcpy(copy[j].layer, m->hit_labels[j].layer, sizeof copy[j].layer);
+        memcpy(copy[j].tier, m->hit_labels[j].tier, sizeof copy[j].tier);
+        copy[j].hits = __atomic_load_n(&m->hit_labels[j].hits, __ATOMIC_RELAXED);
+    }
     pthread_mutex_unlock(&m->hits_mu);
     if (!copy)
         n = 0;

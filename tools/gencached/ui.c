@@ -99,7 +99,7 @@ void gcd_ui_hit(gcd_server *srv, const char *tenant, const char *key, uint64_t h
     size_t klen = strlen(key);
     if (klen >= GENCACHE_KEY_MAX)
         return;
-    uint64_t now = gcd_now_ms();
+    uint64_t now = gcd_now_coarse_ms();
     pthread_mutex_lock(&ui->mu);
     ui_top *slot = NULL;
     for (size_t i = 0; i < ui->n_top && !slot; i++)
