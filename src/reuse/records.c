@@ -27,6 +27,9 @@ struct gencache__reuse {
     uint32_t mask;
     uint64_t images, results, prompts, stamp;
     uint64_t mutations; /* adds and drops so far: what tells a save whether anything changed */
+    /* Live records, written under the lock and read without it: a drop with none to find (every
+     * eviction asks, most caches hold no records) then takes no lock. */
+    _Atomic uint64_t live;
     gencache_hash_index *phash;   /* image records: (pHash, slot) */
     gencache_hash_index *simhash; /* prompt records: (SimHash, slot) */
 };
@@ -144,6 +147,8 @@ static void remove_slot(gencache__reuse *r, uint32_t i)
         r->results--;
     }
     s->live = false;
+    atomic_store_explicit(&r->live, atomic_load_explicit(&r->live, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
     s->next_key = r->free_head;
     r->free_head = i;
 }
@@ -208,6 +213,8 @@ int gencache__reuse_add(gencache__reuse *r, const gencache__reuse_rec *rec)
         r->prompts++;
     else
         r->results++;
+    atomic_store_explicit(&r->live, atomic_load_explicit(&r->live, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     r->mutations++;
     pthread_rwlock_unlock(&r->lock);
     return GENCACHE_OK;
@@ -221,6 +228,9 @@ size_t gencache__reuse_drop(gencache__reuse *r, uint64_t key_hash)
 size_t gencache__reuse_drop_unless(gencache__reuse *r, uint64_t key_hash,
                                    bool (*keep)(void *ud, const gencache__reuse_rec *rec), void *ud)
 {
+    /* A record added meanwhile is one whose put raced this drop: either order is allowed. */
+    if (atomic_load_explicit(&r->live, memory_order_relaxed) == 0)
+        return 0;
     pthread_rwlock_wrlock(&r->lock);
     size_t n = drop_locked(r, key_hash, 0, keep, ud);
     r->mutations += n;
