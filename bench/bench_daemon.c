@@ -558,13 +558,28 @@ static double median(double *v, size_t n)
 
 int main(int argc, char **argv)
 {
+    static const char *const options[] = {
+        "--sizes",      "--conns",     "--seconds",   "--rounds",       "--server-cpu",
+        "--client-cpu", "--gencached", "--memcached", "--redis-server", "--compare"};
+    const char *usage =
+        "usage: bench_daemon [--sizes B,B] [--conns N,N] [--seconds S] [--rounds R] "
+        "[--server-cpu C] [--client-cpu C] [--gencached PATH] [--memcached PATH] "
+        "[--redis-server PATH] [--compare PATH]\n";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0) {
-            printf("usage: bench_daemon [--sizes B,B] [--conns N,N] [--seconds S] [--rounds R] "
-                   "[--server-cpu C] [--client-cpu C] [--gencached PATH] [--memcached PATH] "
-                   "[--redis-server PATH] [--compare PATH]\n");
+            fputs(usage, stdout);
             return 0;
         }
+        size_t k = 0;
+        while (k < sizeof options / sizeof *options && strcmp(argv[i], options[k]) != 0)
+            k++;
+        if (k == sizeof options / sizeof *options || i + 1 == argc) {
+            fprintf(stderr, "bench_daemon: %s: %s\n%s", argv[i],
+                    k == sizeof options / sizeof *options ? "unknown option" : "needs a value",
+                    usage);
+            return 2;
+        }
+        i++; /* its value */
     }
     size_t sizes[MAX_SIZES], conns[MAX_SIZES];
     int nsizes = parse_list(arg_value(argc, argv, "--sizes", "4096,1572864"), sizes, MAX_SIZES);

@@ -37,7 +37,7 @@ BENCHES=(
   "bench_disk|in-process, files under /tmp|$B/bench_disk"
   "bench_redis|in-process client, redis-server on loopback (unpinned)|$B/bench_redis"
   "bench_writeback|in-process, disk tier under /tmp|$B/bench_writeback 3"
-  "bench_daemon|servers on CPU 0, client on CPU 1 (taskset)|$B/bench_daemon --requests 200 --rounds 3"
+  "bench_daemon|servers on CPU 0, client on CPU 1 (taskset)|$B/bench_daemon --rounds 3"
   "bench_service|servers on CPU 0, wrk/redis-benchmark on CPU 1|env DURATION=2 ROUNDS=1 $HERE/bench_service.sh $BUILD"
   "bench_python|in-process (ctypes), redis-server on loopback|env PYTHONPATH=$ROOT/bindings/python GENCACHE_LIB=$BUILD/src/libgencache.so $PY $HERE/bench_python.py --rounds 3"
   "bench_key_jsonl|one CLI process vs Python in-process|$PY $HERE/bench_key_jsonl.py --bin $BUILD/bin --lines 5000 --rounds 2 --per-process 50"
