@@ -658,10 +658,10 @@ int gencache__cache_put(gencache *cache, const char *key, const void *data, size
     rc = gencache__entry_new(cache->alloc, &spec, &e);
     if (rc != GENCACHE_OK)
         return rc;
-    /* The value's memory is usually cold (a victim's, reused): the copy streams past the caches
-     * instead of reading every line in first, and so the checksum reads the caller's bytes,
-     * which the caller has usually just touched, rather than the copy. The caller's bytes must
-     * not change during the call (inputs are borrowed for the call). */
+    /* The value's memory is usually cold (a victim's, reused): a small value's copy streams
+     * past the caches instead of reading every line in first, and so the checksum reads the
+     * caller's bytes, which the caller has usually just touched, rather than the copy. The
+     * caller's bytes must not change during the call (inputs are borrowed for the call). */
     e->checksum = gencache__checksum(data, size);
     if (size)
         gencache__copy_stream(e->value, data, size);

@@ -109,11 +109,14 @@ static inline uint64_t gencache__le64_get(const unsigned char *p)
 /* XXH3-64 of a value (the checksum every stored value carries), and of a key (hash tables). */
 uint64_t gencache__checksum(const void *data, size_t size);
 
-/* Values at least this large are copied into the cache with streaming stores. */
+/* Values of this many bytes are copied into the cache with streaming stores. Larger ones are
+ * not: a large value is often read again soon (demoted to disk by the next puts' evictions),
+ * and then it is better found in the last-level cache. */
 #define GENCACHE__STREAM_MIN 1024
-/* Copies size bytes like memcpy. A copy of GENCACHE__STREAM_MIN bytes or more into a 16-byte
- * aligned dst bypasses the caches with streaming stores (and ends with a store fence, so the
- * bytes are visible before anything the caller writes next). */
+#define GENCACHE__STREAM_MAX (64u << 10)
+/* Copies size bytes like memcpy. A copy of GENCACHE__STREAM_MIN to GENCACHE__STREAM_MAX bytes
+ * into a 16-byte aligned dst bypasses the caches with streaming stores (and ends with a store
+ * fence, so the bytes are visible before anything the caller writes next). */
 void gencache__copy_stream(void *dst, const void *src, size_t size);
 
 /* ---- whole files (src/file_atomic.c) -------------------------------------------------------- */

@@ -110,7 +110,7 @@ void gencache__copy_stream(void *dst, const void *src, size_t size)
 #ifdef __SSE2__
     unsigned char *d = dst;
     const unsigned char *s = src;
-    if (size >= GENCACHE__STREAM_MIN && ((uintptr_t)d & 15) == 0) {
+    if (size >= GENCACHE__STREAM_MIN && size <= GENCACHE__STREAM_MAX && ((uintptr_t)d & 15) == 0) {
         size_t n = size & ~(size_t)63;
         for (size_t i = 0; i < n; i += 64) {
             __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(s + i));

@@ -390,23 +390,15 @@ TEST_CASE(handle_keeps_its_bytes_while_puts_reuse_memory)
 
 TEST_CASE(streaming_copy_matches_memcpy)
 {
-    /* Every length around the streaming threshold and its 64-byte blocks, to aligned and
+    /* Every length around the streaming bounds and its 64-byte blocks, to aligned and
      * unaligned destinations, from an unaligned source. */
-    enum { MAX = 3 * GENCACHE__STREAM_MIN };
-    static unsigned char src[MAX + 64], dst[MAX + 128];
+    enum { MIN = GENCACHE__STREAM_MIN, MAX = GENCACHE__STREAM_MAX, END = MAX + 100 };
+    static unsigned char src[END + 64], dst[END + 128];
     for (size_t i = 0; i < sizeof src; i++)
         src[i] = (unsigned char)(i * 131 + 7);
-    static const size_t lens[] = {0,
-                                  1,
-                                  63,
-                                  64,
-                                  GENCACHE__STREAM_MIN - 1,
-                                  GENCACHE__STREAM_MIN,
-                                  GENCACHE__STREAM_MIN + 1,
-                                  GENCACHE__STREAM_MIN + 63,
-                                  2048,
-                                  MAX - 5,
-                                  MAX};
+    static const size_t lens[] = {
+        0, 1, 63, 64, MIN - 1, MIN, MIN + 1, MIN + 63, 2048, MAX - 1, MAX, MAX + 1, END,
+    };
     for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
         for (size_t off = 0; off < 64; off += 16) {
             unsigned char *d = (unsigned char *)(((uintptr_t)dst + 63) & ~(uintptr_t)63) + off;
