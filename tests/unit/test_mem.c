@@ -355,15 +355,22 @@ TEST_CASE(caller_allocator_sees_every_entry)
     CHECK_INT_EQ(atomic_load(&n.mallocs), atomic_load(&n.frees));
 }
 
-TEST_CASE(handle_keeps_its_bytes_while_puts_reuse_memory)
+/* A cache of the default allocator whose memory tier holds about a dozen 4 KB entries. */
+static gencache *open_small(void)
 {
-    /* A handle's entry is evicted, then many puts of the same size evict and allocate: its
-     * memory is not reused while the handle holds it, so its bytes stay as they were. */
     gencache_options o;
     gencache_options_init(&o);
     o.mem_max_bytes = 64u << 10;
     gencache *c = NULL;
     CHECK_OK(gencache_open(&c, &o));
+    return c;
+}
+
+TEST_CASE(handle_keeps_its_bytes_while_puts_reuse_memory)
+{
+    /* A handle's entry is evicted, then many puts of the same size evict and allocate: its
+     * memory is not reused while the handle holds it, so its bytes stay as they were. */
+    gencache *c = open_small();
     unsigned char v[4096];
     char key[128];
     snprintf(key, sizeof key, "text_embedding/%064x", 0xabc);
@@ -410,4 +417,49 @@ TEST_CASE(streaming_copy_matches_memcpy)
                 CHECK_UINT_EQ(d[-1], 0xcc);
         }
     }
+}
+
+typedef struct churn_arg {
+    gencache *c;
+    size_t pooled; /* the thread's pool just before it exits */
+} churn_arg;
+
+static void *churn(void *p)
+{
+    churn_arg *a = p;
+    unsigned char v[4096] = {1};
+    char key[128];
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "text_embedding/%064x", i);
+        if (gencache_put(a->c, key, v, sizeof v, NULL) != GENCACHE_OK)
+            return NULL;
+        gencache_handle *h = NULL;
+        if (gencache_get(a->c, key, &h) == GENCACHE_OK)
+            gencache_handle_release(h);
+    }
+    a->pooled = gencache__entry_pool_bytes();
+    return a;
+}
+
+TEST_CASE(thread_exit_frees_its_pools)
+{
+    /* A thread that evicted (its pool holds victims' memory) and released handles (its handle
+     * pool holds them) exits: the exit hooks free both, the cache and other threads go on. */
+    gencache *c = open_small();
+    for (int round = 0; round < 3; round++) {
+        churn_arg a = {c, 0};
+        pthread_t t;
+        void *ret = NULL;
+        CHECK_INT_EQ(pthread_create(&t, NULL, churn, &a), 0);
+        CHECK_INT_EQ(pthread_join(t, &ret), 0);
+        CHECK(ret == &a);
+        if (POOLED)
+            CHECK(a.pooled > 0);
+    }
+    gencache_handle *h = NULL;
+    char key[128];
+    snprintf(key, sizeof key, "text_embedding/%064x", 99);
+    CHECK_OK(gencache_get(c, key, &h)); /* the last put of the last thread */
+    gencache_handle_release(h);
+    gencache_close(c);
 }
