@@ -47,6 +47,9 @@ static void pool_drain(void *unused)
         free(pool.held[i].mem);
     pool.n = 0;
     pool.bytes = 0;
+    /* An entry freed later in the thread's exit (another exit hook) registers the pool again,
+     * and the C library runs this hook once more. */
+    pool.registered = false;
 }
 
 static gencache__thread_exit pool_exit = GENCACHE__THREAD_EXIT_INIT(pool_drain);
