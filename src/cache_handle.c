@@ -37,6 +37,7 @@ static void pool_drain(void *p)
         free(h);
     }
     hp->n = 0;
+    hp->registered = false; /* a handle freed later in the thread's exit registers it again */
 }
 
 static gencache__thread_exit pool_exit = GENCACHE__THREAD_EXIT_INIT(pool_drain);
