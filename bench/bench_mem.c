@@ -13,9 +13,12 @@
  *      threads: ns per get) and the eviction cost per entry (a put into a full tier minus a put
  *      into one with room).
  * Usage: bench_mem [ROUNDS] [MAX_ENTRIES] [--policy P] [--only large|hits|mixed] [--cpu]
+ *                  [--without ghost|mrc|both]
  * (medians over ROUNDS rounds, default 15; the hit test's largest table, default 1000000;
  * --only runs one of 1-3, for profiling; --cpu times 2 and the one-thread part of 3 by the
- * thread's CPU time, which a loaded machine disturbs less, and prints no two-thread figures)
+ * thread's CPU time, which a loaded machine disturbs less, and prints no two-thread figures;
+ * --without opens the cache of 3 without the ghost list, the miss-ratio curve or both, to show
+ * what they cost)
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -32,6 +35,9 @@
  * wall clock. On a shared machine a process loses the CPU to others for unpredictable spells;
  * CPU time leaves those out (cache pollution by the others stays in). */
 static bool cpu_time;
+
+/* --without: the mixed test's cache keeps no ghost list / no miss-ratio curve. */
+static bool mix_no_ghost, mix_no_mrc;
 
 static uint64_t thread_cpu_ns(void)
 {
@@ -258,6 +264,10 @@ static double run_threads(char **keys, int nthreads, long ops_each, bool baselin
         gencache_options o;
         gencache_options_init(&o);
         o.mem_max_bytes = 64ull << 20;
+        if (mix_no_ghost)
+            o.ghost_max_entries = 0;
+        if (mix_no_mrc)
+            o.mrc_sample_rate = 0;
         if (gencache_open(&c, &o) != GENCACHE_OK)
             exit(1);
     }
@@ -298,6 +308,11 @@ static void bench_mixed(int rounds)
     double mg1 = (double)median(g1, rounds), mb1 = (double)median(b1, rounds);
     double mg2 = (double)median(g2, rounds), mb2 = (double)median(b2, rounds);
     double q1 = (double)median(r1, rounds) / 1000, q2 = (double)median(r2, rounds) / 1000;
+    if (mix_no_ghost || mix_no_mrc)
+        printf("(gencache without %s)\n", mix_no_ghost && mix_no_mrc
+                                              ? "the ghost list and the miss-ratio curve"
+                                          : mix_no_ghost ? "the ghost list"
+                                                         : "the miss-ratio curve");
     printf("4 KB put/get (30%% put), 1 thread:  gencache %8.0f ops/s, baseline %8.0f ops/s, "
            "ratio %.2fx\n",
            mg1, mb1, q1);
@@ -526,6 +541,14 @@ int main(int argc, char **argv)
             if (strcmp(only, "large") != 0 && strcmp(only, "hits") != 0 &&
                 strcmp(only, "mixed") != 0) {
                 fprintf(stderr, "bench_mem: --only large|hits|mixed\n");
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--without") == 0 && i + 1 < argc) {
+            const char *w = argv[++i];
+            mix_no_ghost = strcmp(w, "ghost") == 0 || strcmp(w, "both") == 0;
+            mix_no_mrc = strcmp(w, "mrc") == 0 || strcmp(w, "both") == 0;
+            if (!mix_no_ghost && !mix_no_mrc) {
+                fprintf(stderr, "bench_mem: --without ghost|mrc|both\n");
                 return 2;
             }
         } else if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc) {

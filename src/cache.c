@@ -652,14 +652,19 @@ int gencache__cache_put(gencache *cache, const char *key, const void *data, size
         .ttl_ms = ttl,
         .sliding = l->sliding,
         .hash = XXH3_64bits(key, l->name_len + 1 + GENCACHE__KEY_HEX_LEN),
+        .key_len = l->name_len + 1 + GENCACHE__KEY_HEX_LEN,
     };
     gencache__entry *e;
     rc = gencache__entry_new(cache->alloc, &spec, &e);
     if (rc != GENCACHE_OK)
         return rc;
+    /* The value's memory is usually cold (a victim's, reused): a small value's copy streams
+     * past the caches instead of reading every line in first, and so the checksum reads the
+     * caller's bytes, which the caller has usually just touched, rather than the copy. The
+     * caller's bytes must not change during the call (inputs are borrowed for the call). */
+    e->checksum = gencache__checksum(data, size);
     if (size)
-        memcpy(e->value, data, size);
-    e->checksum = gencache__checksum(e->value, size);
+        gencache__copy_stream(e->value, data, size);
 
     /* Counted before it is stored, so an eviction that follows at once is counted off after. */
     uint64_t old_size = UINT64_MAX;

@@ -15,16 +15,7 @@
  * small pool of the releasing thread for its next lookup (a thread's pool is freed when the
  * thread exits). Handles of a caller's allocator always go through it, so its failures stay
  * visible. Sanitizer builds allocate every handle, so a use after release is still caught. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define HANDLE_POOL_MAX 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define HANDLE_POOL_MAX 0
-#endif
-#endif
-#ifndef HANDLE_POOL_MAX
-#define HANDLE_POOL_MAX 32
-#endif
+#define HANDLE_POOL_MAX (GENCACHE__POOLS ? 32 : 0)
 
 enum { META_NONE, META_BUSY, META_READY };
 
@@ -36,9 +27,6 @@ typedef struct handle_pool {
 } handle_pool;
 
 static __thread handle_pool pool;
-static pthread_key_t pool_key;
-static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
-static bool pool_key_ok;
 
 static void pool_drain(void *p)
 {
@@ -49,12 +37,10 @@ static void pool_drain(void *p)
         free(h);
     }
     hp->n = 0;
+    hp->registered = false; /* a handle freed later in the thread's exit registers it again */
 }
 
-static void pool_key_init(void)
-{
-    pool_key_ok = pthread_key_create(&pool_key, pool_drain) == 0;
-}
+static gencache__thread_exit pool_exit = GENCACHE__THREAD_EXIT_INIT(pool_drain);
 
 static gencache_handle *pool_take(void)
 {
@@ -71,12 +57,8 @@ static bool pool_keep(gencache_handle *h)
 {
     if (pool.n >= HANDLE_POOL_MAX)
         return false;
-    if (!pool.registered) {
-        pthread_once(&pool_once, pool_key_init);
-        pool.registered = pool_key_ok && pthread_setspecific(pool_key, &pool) == 0;
-        if (!pool.registered)
-            return false;
-    }
+    if (!pool.registered && !(pool.registered = gencache__thread_exit_register(&pool_exit, &pool)))
+        return false;
     h->next_free = pool.top;
     pool.top = h;
     pool.n++;

@@ -2,14 +2,132 @@
  * entry.c: the entry object, one stored value with its metadata in a single allocation. An entry
  * is immutable once published except for its access counters and expiry, which are atomics; it
  * lives as long as its last reference (a tier's or a handle's), which is what lets a read handle
- * outlive eviction without copying.
+ * outlive eviction without copying. Memory of the C library's allocator goes back through a
+ * small pool of the freeing thread, so that a put that evicts reuses its victim's memory.
  */
+#include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
 
 #include "internal.h"
+
+/* ---- the freed-entry pool ----
+ * A put into a full tier allocates one entry and, evicting, frees one of about the same size. For
+ * values of a few KiB glibc's malloc serves neither from its per-thread cache: each pair costs a
+ * free that coalesces and may trim the heap's top, and a malloc that faults the pages back in.
+ * So the memory of an entry whose last reference goes waits in a pool of the thread that let go
+ * of it (a put's victim is freed by the putting thread, after its own entry was made), and that
+ * thread's next entry of exactly the same allocation size takes it. The pool is bounded (a few
+ * entries, a few hundred KiB per thread, entries of at most 64 KiB): that is all the memory it
+ * holds beyond the tiers' limits, and a thread's pool is freed when the thread exits. Only entries
+ * of the C library's allocator are pooled: a caller's allocator sees every allocation and free.
+ * Sanitizer builds pool nothing, so a use after the last release is still caught. */
+#define ENTRY_POOL_MAX       (GENCACHE__POOLS ? 4 : 0)
+#define ENTRY_POOL_MAX_ENTRY (64u << 10) /* larger allocations bypass the pool */
+#define ENTRY_POOL_MAX_BYTES (256u << 10)
+
+#if ENTRY_POOL_MAX > 0
+/* One thread's pool: freed entries' memory and its size, newest last. */
+static __thread struct {
+    struct {
+        void *mem;
+        size_t size;
+    } held[ENTRY_POOL_MAX];
+    unsigned n;
+    size_t bytes;
+    bool registered; /* the exit destructor knows this thread's pool */
+} pool;
+
+static void pool_drain(void *unused)
+{
+    (void)unused; /* the exiting thread's own pool */
+    for (unsigned i = 0; i < pool.n; i++)
+        free(pool.held[i].mem);
+    pool.n = 0;
+    pool.bytes = 0;
+    /* An entry freed later in the thread's exit (another exit hook) registers the pool again,
+     * and the C library runs this hook once more. */
+    pool.registered = false;
+}
+
+static gencache__thread_exit pool_exit = GENCACHE__THREAD_EXIT_INIT(pool_drain);
+
+/* Memory of exactly `size` bytes from the pool, or NULL. */
+static void *pool_take(size_t size)
+{
+    for (unsigned i = pool.n; i-- > 0;) {
+        if (pool.held[i].size == size) {
+            void *p = pool.held[i].mem;
+            pool.held[i] = pool.held[--pool.n];
+            pool.bytes -= size;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* True when p (size bytes) went to the pool. */
+static bool pool_keep(void *p, size_t size)
+{
+    if (size > ENTRY_POOL_MAX_ENTRY || pool.n >= ENTRY_POOL_MAX ||
+        pool.bytes + size > ENTRY_POOL_MAX_BYTES)
+        return false;
+    if (!pool.registered && !(pool.registered = gencache__thread_exit_register(&pool_exit, &pool)))
+        return false;
+    pool.held[pool.n].mem = p;
+    pool.held[pool.n].size = size;
+    pool.n++;
+    pool.bytes += size;
+    return true;
+}
+#else
+static void *pool_take(size_t size)
+{
+    (void)size;
+    return NULL;
+}
+
+static bool pool_keep(void *p, size_t size)
+{
+    (void)p;
+    (void)size;
+    return false;
+}
+#endif
+
+size_t gencache__entry_pool_bytes(void)
+{
+#if ENTRY_POOL_MAX > 0
+    return pool.bytes;
+#else
+    return 0;
+#endif
+}
+
+void gencache__entry_pool_clear(void)
+{
+#if ENTRY_POOL_MAX > 0
+    pool_drain(NULL);
+#endif
+}
+
+static void *entry_alloc(const gencache_allocator *alloc, size_t size)
+{
+    if (alloc)
+        return gencache__malloc(alloc, size);
+    void *p = pool_take(size);
+    return p ? p : malloc(size);
+}
+
+void gencache__entry_free(gencache__entry *e)
+{
+    if (e->alloc)
+        gencache__free(e->alloc, e);
+    else if (!pool_keep(e, e->alloc_bytes))
+        free(e);
+}
 
 static size_t opt_len(const char *s)
 {
@@ -39,7 +157,7 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     const char *ctype =
         m && m->content_type && *m->content_type ? m->content_type : "application/octet-stream";
 
-    size_t key_len = strlen(spec->key);
+    size_t key_len = spec->key_len ? spec->key_len : strlen(spec->key);
     const char *slash = memchr(spec->key, '/', key_len);
     size_t layer_len = slash ? (size_t)(slash - spec->key) : key_len;
     size_t strings = key_len + 1 + layer_len + 1 + opt_len(tenant) + opt_len(model) +
@@ -51,7 +169,7 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     /* Over-allocate by one alignment unit so the value can start on an aligned address whatever
      * alignment the allocator gives. */
     size_t total = head + spec->size + GENCACHE__VALUE_ALIGN;
-    unsigned char *mem = gencache__malloc(alloc, total);
+    unsigned char *mem = entry_alloc(alloc, total);
     if (!mem)
         return GENCACHE_ENOMEM;
 
@@ -88,6 +206,7 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     }
     e->size = spec->size;
     e->charge = total;
+    e->alloc_bytes = total;
     e->ttl_ms = spec->ttl_ms;
     e->sliding = spec->sliding;
     e->created_ms = spec->now_ms;

@@ -30,6 +30,37 @@ void *gencache__calloc(const gencache_allocator *a, size_t n, size_t size);
 void gencache__free(const gencache_allocator *a, void *ptr);
 char *gencache__strdup(const gencache_allocator *a, const char *s);
 
+/* ---- per-thread pools of freed memory ------------------------------------------------------
+ * Handles and entries of the C library's allocator wait after their release in small pools of
+ * the releasing thread (src/cache_handle.c, src/entry.c). Sanitizer builds pool nothing, so a
+ * use after release is still caught there. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define GENCACHE__POOLS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define GENCACHE__POOLS 0
+#endif
+#endif
+#ifndef GENCACHE__POOLS
+#define GENCACHE__POOLS 1
+#endif
+
+/* A thread-exit hook: drain(pool) runs when a thread that registered its pool exits. */
+typedef struct gencache__thread_exit {
+    void (*drain)(void *pool);
+    pthread_once_t once;
+    pthread_key_t key;
+    bool ok; /* the key was made */
+} gencache__thread_exit;
+#define GENCACHE__THREAD_EXIT_INIT(drain_fn)                                                       \
+    {                                                                                              \
+        .drain = (drain_fn), .once = PTHREAD_ONCE_INIT                                             \
+    }
+
+/* Arranges for hook->drain(pool) to run when the calling thread exits (pool is the thread's
+ * own). False when that cannot be arranged: the caller then keeps nothing in the pool. */
+bool gencache__thread_exit_register(gencache__thread_exit *hook, void *pool);
+
 /* ---- logging ------------------------------------------------------------------------------- */
 
 typedef struct gencache__log {
@@ -78,6 +109,16 @@ static inline uint64_t gencache__le64_get(const unsigned char *p)
 /* XXH3-64 of a value (the checksum every stored value carries), and of a key (hash tables). */
 uint64_t gencache__checksum(const void *data, size_t size);
 
+/* Values of this many bytes are copied into the cache with streaming stores. Larger ones are
+ * not: a large value is often read again soon (demoted to disk by the next puts' evictions),
+ * and then it is better found in the last-level cache. */
+#define GENCACHE__STREAM_MIN 1024
+#define GENCACHE__STREAM_MAX (64u << 10)
+/* Copies size bytes like memcpy. A copy of GENCACHE__STREAM_MIN to GENCACHE__STREAM_MAX bytes
+ * into a 16-byte aligned dst bypasses the caches with streaming stores (and ends with a store
+ * fence, so the bytes are visible before anything the caller writes next). */
+void gencache__copy_stream(void *dst, const void *src, size_t size);
+
 /* ---- whole files (src/file_atomic.c) -------------------------------------------------------- */
 
 /* Maps an errno value to GENCACHE_ENOSPC, GENCACHE_ENOMEM or GENCACHE_EIO. */
@@ -112,6 +153,7 @@ struct gencache__entry {
     int64_t shape[GENCACHE_MAX_DIMS];
     uint64_t created_ms; /* wall clock */
     uint64_t checksum;   /* XXH3-64 of the value */
+    size_t alloc_bytes;  /* the size of the allocation, header to the value's end */
 
     /* True once a persistent local tier (disk) holds this very value: leaving memory then loses
      * nothing, so eviction and shutdown need not write it again. */
@@ -167,11 +209,13 @@ typedef struct gencache__entry_spec {
     uint64_t now_ms;
     uint64_t ttl_ms; /* resolved: the meta's or the layer's */
     bool sliding;
-    uint64_t hash; /* the key's gencache__checksum() when the caller has it; 0: computed here */
+    uint64_t hash;  /* the key's gencache__checksum() when the caller has it; 0: computed here */
+    size_t key_len; /* strlen(key) when the caller has it; 0: computed here */
 } gencache__entry_spec;
 
 /* Creates an entry with room for spec->size value bytes (uninitialized) and one reference.
- * Returns GENCACHE_OK, GENCACHE_ENOMEM. */
+ * With the C library's allocator (alloc NULL) it may reuse the memory of an entry this thread
+ * freed (gencache__entry_free()). Returns GENCACHE_OK, GENCACHE_ENOMEM. */
 int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_spec *spec,
                         gencache__entry **out);
 /* e->key: gencache__entry_new() places the key's bytes right after the header, so a lookup can
@@ -187,11 +231,20 @@ static inline gencache__entry *gencache__entry_retain(gencache__entry *e)
     return e;
 }
 
+/* Frees an entry whose last reference went. An entry of the C library's allocator may wait,
+ * within small bounds, in a pool of the calling thread for that thread's next entry of the same
+ * size: a put into a full tier then reuses its victim's memory instead of a free and a malloc.
+ * Entries of a caller's allocator always go back to it. */
+void gencache__entry_free(gencache__entry *e);
+/* Bytes of freed entries waiting in the calling thread's pool, and freeing them (for tests). */
+size_t gencache__entry_pool_bytes(void);
+void gencache__entry_pool_clear(void);
+
 static inline void gencache__entry_release(gencache__entry *e)
 {
     /* acq_rel: the thread that frees must see every write made by the other holders. */
     if (e && atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
-        gencache__free(e->alloc, e);
+        gencache__entry_free(e);
 }
 
 /* True when the entry has expired at now_ms. */

@@ -10,6 +10,9 @@
 #include <time.h>
 
 #include <xxh_x86dispatch.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "internal.h"
 
@@ -41,6 +44,24 @@ void gencache__free(const gencache_allocator *a, void *ptr)
         a->free_fn(a->userdata, ptr);
     else
         free(ptr);
+}
+
+/* pthread_once() takes no argument: the hook being set up is handed over under this lock. */
+static pthread_mutex_t exit_hook_mu = PTHREAD_MUTEX_INITIALIZER;
+static gencache__thread_exit *exit_hook_now;
+
+static void exit_hook_make(void)
+{
+    exit_hook_now->ok = pthread_key_create(&exit_hook_now->key, exit_hook_now->drain) == 0;
+}
+
+bool gencache__thread_exit_register(gencache__thread_exit *hook, void *pool)
+{
+    pthread_mutex_lock(&exit_hook_mu);
+    exit_hook_now = hook;
+    pthread_once(&hook->once, exit_hook_make);
+    pthread_mutex_unlock(&exit_hook_mu);
+    return hook->ok && pthread_setspecific(hook->key, pool) == 0;
 }
 
 char *gencache__strdup(const gencache_allocator *a, const char *s)
@@ -84,14 +105,39 @@ uint64_t gencache__checksum(const void *data, size_t size)
     return XXH3_64bits_dispatch(data, size);
 }
 
+void gencache__copy_stream(void *dst, const void *src, size_t size)
+{
+#ifdef __SSE2__
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    if (size >= GENCACHE__STREAM_MIN && size <= GENCACHE__STREAM_MAX && ((uintptr_t)d & 15) == 0) {
+        size_t n = size & ~(size_t)63;
+        for (size_t i = 0; i < n; i += 64) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+            __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(s + i + 16));
+            __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(s + i + 32));
+            __m128i e = _mm_loadu_si128((const __m128i *)(const void *)(s + i + 48));
+            _mm_stream_si128((__m128i *)(void *)(d + i), a);
+            _mm_stream_si128((__m128i *)(void *)(d + i + 16), b);
+            _mm_stream_si128((__m128i *)(void *)(d + i + 32), c);
+            _mm_stream_si128((__m128i *)(void *)(d + i + 48), e);
+        }
+        memcpy(d + n, s + n, size - n);
+        _mm_sfence();
+        return;
+    }
+#endif
+    memcpy(dst, src, size);
+}
+
 static const struct {
     const char *name;
     size_t size;
 } dtypes[] = {
-    [GENCACHE_DTYPE_NONE] = {NULL, 0},  [GENCACHE_DTYPE_F32] = {"f32", 4},
-    [GENCACHE_DTYPE_F16] = {"f16", 2},  [GENCACHE_DTYPE_BF16] = {"bf16", 2},
-    [GENCACHE_DTYPE_I8] = {"i8", 1},    [GENCACHE_DTYPE_U8] = {"u8", 1},
-    [GENCACHE_DTYPE_I32] = {"i32", 4},  [GENCACHE_DTYPE_I64] = {"i64", 8},
+    [GENCACHE_DTYPE_NONE] = {NULL, 0}, [GENCACHE_DTYPE_F32] = {"f32", 4},
+    [GENCACHE_DTYPE_F16] = {"f16", 2}, [GENCACHE_DTYPE_BF16] = {"bf16", 2},
+    [GENCACHE_DTYPE_I8] = {"i8", 1},   [GENCACHE_DTYPE_U8] = {"u8", 1},
+    [GENCACHE_DTYPE_I32] = {"i32", 4}, [GENCACHE_DTYPE_I64] = {"i64", 8},
 };
 #define N_DTYPES (sizeof dtypes / sizeof dtypes[0])
 

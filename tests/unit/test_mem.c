@@ -232,3 +232,234 @@ TEST_CASE(lru_victim_is_global_after_stale_hints)
     }
     gencache_close(c);
 }
+
+/* ---- the freed-entry pool (src/entry.c) ---- */
+
+#define POOLED GENCACHE__POOLS /* 0 in sanitizer builds */
+
+/* An entry of the C library's allocator with size value bytes. */
+static gencache__entry *sized_entry(const char *key, size_t size)
+{
+    gencache__entry_spec spec = {.key = key, .size = size};
+    gencache__entry *e = NULL;
+    CHECK_OK(gencache__entry_new(NULL, &spec, &e));
+    return e;
+}
+
+TEST_CASE(freed_entry_memory_is_reused_for_the_same_size_only)
+{
+    /* A put that evicts frees one entry and makes another of the same size: the second takes
+     * the first's memory. An entry of another size gets memory of its own, and a reused entry
+     * is a new one in every field. */
+    gencache__entry_pool_clear();
+    gencache__entry *a = sized_entry("text_embedding/aa", 4096);
+    a->value[0] = 0x5a;
+    atomic_store(&a->hits, 9);
+    size_t bytes = a->alloc_bytes;
+    CHECK_UINT_EQ(a->charge, bytes);
+    void *mem = a;
+    gencache__entry_release(a);
+    gencache__entry *other = sized_entry("text_embedding/bb", 100); /* another size */
+    CHECK(other->alloc_bytes != bytes);
+    gencache__entry *b = sized_entry("text_embedding/cc", 4096);
+    CHECK_UINT_EQ(b->alloc_bytes, bytes);
+    if (POOLED) {
+        CHECK((void *)b == mem);
+        CHECK((void *)other != mem);
+    }
+    CHECK_STR_EQ(b->key, "text_embedding/cc");
+    CHECK_STR_EQ(b->layer_name, "text_embedding");
+    CHECK_UINT_EQ(atomic_load(&b->hits), 0);
+    CHECK_UINT_EQ(atomic_load(&b->refs), 1);
+    CHECK_UINT_EQ(b->size, 4096);
+    CHECK_UINT_EQ((uintptr_t)b->value % GENCACHE__VALUE_ALIGN, 0);
+    gencache__entry_release(b);
+    gencache__entry_release(other);
+}
+
+TEST_CASE(pool_is_bounded)
+{
+    /* More entries freed at once than the pool keeps: it keeps a few (at most 4 and 256 KiB),
+     * the next entries of that size take them, and an entry over 64 KiB is never kept. */
+    enum { N = 12, SIZE = 8000 };
+    gencache__entry *es[N];
+    gencache__entry_pool_clear(); /* what earlier tests left */
+    const size_t start = gencache__entry_pool_bytes();
+    CHECK_UINT_EQ(start, 0);
+    for (int i = 0; i < N; i++)
+        es[i] = sized_entry("text_embedding/aa", SIZE);
+    size_t bytes = es[0]->alloc_bytes;
+    for (int i = 0; i < N; i++)
+        gencache__entry_release(es[i]);
+    size_t pooled = gencache__entry_pool_bytes();
+    CHECK_UINT_LE(pooled, start + 4 * bytes);
+    CHECK_UINT_LE(pooled, 256u << 10);
+    if (POOLED)
+        CHECK(pooled > start);
+    for (int i = 0; i < N; i++) {
+        es[i] = sized_entry("text_embedding/aa", SIZE);
+        memset(es[i]->value, i, SIZE); /* the whole value is ours to write */
+    }
+    CHECK_UINT_EQ(gencache__entry_pool_bytes(), start);
+    for (int i = 0; i < N; i++)
+        gencache__entry_release(es[i]);
+    for (int i = 0; i < N; i++) /* empty the pool of this size again */
+        es[i] = sized_entry("text_embedding/aa", SIZE);
+    gencache__entry *big = sized_entry("text_embedding/aa", 1u << 20);
+    memset(big->value, 1, 1u << 20);
+    gencache__entry_release(big);
+    CHECK_UINT_EQ(gencache__entry_pool_bytes(), start);
+    for (int i = 0; i < N; i++)
+        gencache__entry_release(es[i]);
+}
+
+typedef struct counting_alloc {
+    _Atomic long mallocs, frees;
+} counting_alloc;
+
+static void *count_malloc(void *ud, size_t n)
+{
+    atomic_fetch_add(&((counting_alloc *)ud)->mallocs, 1);
+    return malloc(n);
+}
+
+static void count_free(void *ud, void *p)
+{
+    atomic_fetch_add(&((counting_alloc *)ud)->frees, 1);
+    free(p);
+}
+
+TEST_CASE(caller_allocator_sees_every_entry)
+{
+    /* Puts into a full cache with the caller's allocator: every entry is allocated and freed
+     * through it (none waits in a pool), and all of it is given back by close. */
+    counting_alloc n = {0};
+    gencache_allocator a = {.malloc_fn = count_malloc, .free_fn = count_free, .userdata = &n};
+    gencache_options o;
+    gencache_options_init(&o);
+    o.allocator = &a;
+    o.mem_max_bytes = 64u << 10;
+    gencache *c = NULL;
+    CHECK_OK(gencache_open(&c, &o));
+    unsigned char v[4096] = {0};
+    char key[128];
+    long before = atomic_load(&n.mallocs);
+    enum { PUTS = 200 };
+    for (int i = 0; i < PUTS; i++) {
+        snprintf(key, sizeof key, "text_embedding/%064x", i);
+        CHECK_OK(gencache_put(c, key, v, sizeof v, NULL));
+    }
+    /* Each put allocated its own entry through the caller (the miniature tiers may add more). */
+    CHECK(atomic_load(&n.mallocs) - before >= PUTS);
+    gencache_close(c);
+    CHECK_INT_EQ(atomic_load(&n.mallocs), atomic_load(&n.frees));
+}
+
+/* A cache of the default allocator whose memory tier holds about a dozen 4 KB entries. */
+static gencache *open_small(void)
+{
+    gencache_options o;
+    gencache_options_init(&o);
+    o.mem_max_bytes = 64u << 10;
+    gencache *c = NULL;
+    CHECK_OK(gencache_open(&c, &o));
+    return c;
+}
+
+TEST_CASE(handle_keeps_its_bytes_while_puts_reuse_memory)
+{
+    /* A handle's entry is evicted, then many puts of the same size evict and allocate: its
+     * memory is not reused while the handle holds it, so its bytes stay as they were. */
+    gencache *c = open_small();
+    unsigned char v[4096];
+    char key[128];
+    snprintf(key, sizeof key, "text_embedding/%064x", 0xabc);
+    memset(v, 0xee, sizeof v);
+    CHECK_OK(gencache_put(c, key, v, sizeof v, NULL));
+    gencache_handle *h = NULL;
+    CHECK_OK(gencache_get(c, key, &h));
+    for (int i = 0; i < 200; i++) {
+        memset(v, i, sizeof v);
+        snprintf(key, sizeof key, "text_embedding/%064x", i);
+        CHECK_OK(gencache_put(c, key, v, sizeof v, NULL));
+    }
+    snprintf(key, sizeof key, "text_embedding/%064x", 0xabc);
+    gencache_handle *gone = NULL;
+    CHECK_RC(gencache_get(c, key, &gone), GENCACHE_ENOTFOUND); /* evicted meanwhile */
+    const unsigned char *d = gencache_handle_data(h);
+    CHECK_UINT_EQ(gencache_handle_size(h), 4096);
+    for (int i = 0; i < 4096; i++)
+        if (d[i] != 0xee)
+            test_fail(__FILE__, __LINE__, "byte %d is 0x%02x, was 0xee", i, d[i]);
+    gencache_handle_release(h);
+    gencache_close(c);
+}
+
+TEST_CASE(streaming_copy_matches_memcpy)
+{
+    /* Every length around the streaming bounds and its 64-byte blocks, to aligned and
+     * unaligned destinations, from an unaligned source. */
+    enum { MIN = GENCACHE__STREAM_MIN, MAX = GENCACHE__STREAM_MAX, END = MAX + 100 };
+    static unsigned char src[END + 64], dst[END + 128];
+    for (size_t i = 0; i < sizeof src; i++)
+        src[i] = (unsigned char)(i * 131 + 7);
+    static const size_t lens[] = {
+        0, 1, 63, 64, MIN - 1, MIN, MIN + 1, MIN + 63, 2048, MAX - 1, MAX, MAX + 1, END,
+    };
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+        for (size_t off = 0; off < 64; off += 16) {
+            unsigned char *d = (unsigned char *)(((uintptr_t)dst + 63) & ~(uintptr_t)63) + off;
+            memset(dst, 0xcc, sizeof dst);
+            gencache__copy_stream(d, src + 3, lens[k]);
+            CHECK_MEM_EQ(d, src + 3, lens[k]);
+            CHECK_UINT_EQ(d[lens[k]], 0xcc); /* nothing written past the end */
+            if (d > dst)
+                CHECK_UINT_EQ(d[-1], 0xcc);
+        }
+    }
+}
+
+typedef struct churn_arg {
+    gencache *c;
+    size_t pooled; /* the thread's pool just before it exits */
+} churn_arg;
+
+static void *churn(void *p)
+{
+    churn_arg *a = p;
+    unsigned char v[4096] = {1};
+    char key[128];
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "text_embedding/%064x", i);
+        if (gencache_put(a->c, key, v, sizeof v, NULL) != GENCACHE_OK)
+            return NULL;
+        gencache_handle *h = NULL;
+        if (gencache_get(a->c, key, &h) == GENCACHE_OK)
+            gencache_handle_release(h);
+    }
+    a->pooled = gencache__entry_pool_bytes();
+    return a;
+}
+
+TEST_CASE(thread_exit_frees_its_pools)
+{
+    /* A thread that evicted (its pool holds victims' memory) and released handles (its handle
+     * pool holds them) exits: the exit hooks free both, the cache and other threads go on. */
+    gencache *c = open_small();
+    for (int round = 0; round < 3; round++) {
+        churn_arg a = {c, 0};
+        pthread_t t;
+        void *ret = NULL;
+        CHECK_INT_EQ(pthread_create(&t, NULL, churn, &a), 0);
+        CHECK_INT_EQ(pthread_join(t, &ret), 0);
+        CHECK(ret == &a);
+        if (POOLED)
+            CHECK(a.pooled > 0);
+    }
+    gencache_handle *h = NULL;
+    char key[128];
+    snprintf(key, sizeof key, "text_embedding/%064x", 99);
+    CHECK_OK(gencache_get(c, key, &h)); /* the last put of the last thread */
+    gencache_handle_release(h);
+    gencache_close(c);
+}
