@@ -29,6 +29,12 @@ void gencache__ann_free(gencache__ann *a);
  * GENCACHE_ENOMEM (the graph is unchanged, node is not in it). Thread-safety: one thread at a
  * time, with no search running (the caller's write lock). */
 int gencache__ann_put(gencache__ann *a, uint32_t node, const float *vec);
+/* Puts count new nodes (never put before) at once, nodes[i] with the vector at vecs + i * dim,
+ * linked by `threads` threads (at least 1): for building a graph from vectors already held.
+ * GENCACHE_ENOMEM (some nodes may then be in the graph: free it). Thread-safety: as
+ * gencache__ann_put(). */
+int gencache__ann_put_many(gencache__ann *a, const uint32_t *nodes, const float *vecs, size_t count,
+                           unsigned threads);
 /* Removes node from the results (it stays as a tombstone until put again). Unknown or removed
  * nodes are ignored. Thread-safety: as gencache__ann_put(). */
 void gencache__ann_remove(gencache__ann *a, uint32_t node);
@@ -37,6 +43,8 @@ void gencache__ann_remove(gencache__ann *a, uint32_t node);
  * Thread-safety: safe against other searches (the caller's read lock). */
 int gencache__ann_search(gencache__ann *a, const float *query, size_t k, uint32_t *nodes,
                          float *sims, size_t *n);
+/* Sets how many candidates a search weighs. Thread-safety: as gencache__ann_put(). */
+void gencache__ann_set_ef(gencache__ann *a, uint32_t ef_search);
 /* The bytes the graph holds (vectors, links, labels, per-node locks). Thread-safety: as search. */
 size_t gencache__ann_bytes(const gencache__ann *a);
 

@@ -72,6 +72,7 @@ void gencache__traj_ann_opts_init(gencache__traj_ann_opts *o)
     o->m = 16;
     o->ef_construction = 200;
     o->ef_search = 96;
+    o->build_threads = 1;
 }
 
 int gencache__traj_new(gencache__traj **out)
@@ -97,6 +98,9 @@ void gencache__traj_set_ann(gencache__traj *t, const gencache__traj_ann_opts *op
 {
     pthread_rwlock_wrlock(&t->lock);
     t->opts = *opts;
+    for (size_t i = 0; i < t->n_groups; i++)
+        if (t->groups[i].ann)
+            gencache__ann_set_ef(t->groups[i].ann, opts->ef_search);
     pthread_rwlock_unlock(&t->lock);
 }
 
@@ -242,6 +246,26 @@ int gencache__traj_dim(gencache__traj *t, uint32_t layer, uint64_t model_hash, u
     return *dim ? GENCACHE_OK : GENCACHE_ENOTFOUND;
 }
 
+/* Room for want nodes. GENCACHE_ENOMEM. */
+static int nodes_reserve(group *g, uint32_t want)
+{
+    if (want <= g->cap_nodes)
+        return GENCACHE_OK;
+    uint32_t cap = g->cap_nodes ? g->cap_nodes : 1024;
+    while (cap < want)
+        cap *= 2;
+    uint32_t *np = realloc(g->node_pos, cap * sizeof *np);
+    if (!np)
+        return GENCACHE_ENOMEM;
+    g->node_pos = np;
+    uint32_t *nf = realloc(g->free_nodes, cap * sizeof *nf);
+    if (!nf)
+        return GENCACHE_ENOMEM;
+    g->free_nodes = nf;
+    g->cap_nodes = cap;
+    return GENCACHE_OK;
+}
+
 /* A node for a new vector: a removed one first. GENCACHE_ENOMEM. */
 static int node_take(group *g, uint32_t *node)
 {
@@ -249,20 +273,10 @@ static int node_take(group *g, uint32_t *node)
         *node = g->free_nodes[--g->n_free];
         return GENCACHE_OK;
     }
-    if (g->n_nodes == g->cap_nodes) {
-        uint32_t cap = g->cap_nodes ? g->cap_nodes * 2 : 1024;
-        uint32_t *np = realloc(g->node_pos, cap * sizeof *np);
-        if (!np)
-            return GENCACHE_ENOMEM;
-        g->node_pos = np;
-        uint32_t *nf = realloc(g->free_nodes, cap * sizeof *nf);
-        if (!nf)
-            return GENCACHE_ENOMEM;
-        g->free_nodes = nf;
-        g->cap_nodes = cap;
-    }
-    *node = g->n_nodes++;
-    return GENCACHE_OK;
+    int rc = nodes_reserve(g, g->n_nodes + 1);
+    if (rc == GENCACHE_OK)
+        *node = g->n_nodes++;
+    return rc;
 }
 
 /* Links the vector at pos into the graph. On failure the graph does not hold it. */
@@ -282,18 +296,28 @@ static int graph_put(group *g, uint32_t pos)
     return GENCACHE_OK;
 }
 
-/* Gives the group a graph of its vectors. On failure it stays exact, and tries again when it
- * has doubled. */
-static void graph_build(const gencache__traj *t, group *g)
+/* Gives the group a graph of its vectors, node i for position i. On failure it stays exact,
+ * and tries again when it has doubled. */
+static int graph_build(const gencache__traj *t, group *g)
 {
     int rc = gencache__ann_new(g->dim, t->opts.m, t->opts.ef_construction, t->opts.ef_search,
                                g->cap, &g->ann);
-    for (uint32_t pos = 0; rc == GENCACHE_OK && pos < g->n; pos++)
-        rc = graph_put(g, pos);
+    uint32_t n = (uint32_t)g->n;
+    if (rc == GENCACHE_OK)
+        rc = nodes_reserve(g, n);
+    for (uint32_t pos = 0; rc == GENCACHE_OK && pos < n; pos++) {
+        g->node_pos[pos] = pos;
+        g->meta[pos].node = pos;
+    }
+    if (rc == GENCACHE_OK) {
+        g->n_nodes = n;
+        rc = gencache__ann_put_many(g->ann, g->node_pos, g->vecs, n, t->opts.build_threads);
+    }
     if (rc != GENCACHE_OK) {
         group_drop_graph(g);
         g->ann_retry_at = g->n * 2;
     }
+    return rc;
 }
 
 static void remove_locked(gencache__traj *t, slot *s)
@@ -470,7 +494,7 @@ int gencache__traj_add(gencache__traj *t, const gencache__traj_rec *rec, const f
     g->n++;
     t->count++;
     if (!g->ann && g->n >= t->opts.min_vectors && g->n >= g->ann_retry_at)
-        graph_build(t, g);
+        (void)graph_build(t, g); /* on failure the group stays exact */
 out:
     pthread_rwlock_unlock(&t->lock);
     free(unit);
@@ -528,6 +552,22 @@ uint64_t gencache__traj_count(gencache__traj *t)
     uint64_t n = t->count;
     pthread_rwlock_unlock(&t->lock);
     return n;
+}
+
+int gencache__traj_build_graphs(gencache__traj *t)
+{
+    int rc = GENCACHE_OK;
+    pthread_rwlock_wrlock(&t->lock);
+    apply_pending(t);
+    for (size_t i = 0; i < t->n_groups; i++) {
+        group *g = &t->groups[i];
+        if (!g->ann && g->n && g->n >= t->opts.min_vectors) {
+            int grc = graph_build(t, g);
+            rc = rc == GENCACHE_OK ? grc : rc;
+        }
+    }
+    pthread_rwlock_unlock(&t->lock);
+    return rc;
 }
 
 size_t gencache__traj_graph_bytes(gencache__traj *t)

@@ -17,12 +17,14 @@ typedef struct gencache__traj_ann_opts {
     uint32_t m;               /* graph links per node (twice that on the bottom layer) */
     uint32_t ef_construction; /* candidates weighed while linking a node */
     uint32_t ef_search;       /* candidates weighed by a search, all re-ranked exactly */
+    unsigned build_threads;   /* threads that link a group's vectors when its graph is built */
 } gencache__traj_ann_opts;
 
 /* Fills the defaults. Thread-safety: safe. */
 void gencache__traj_ann_opts_init(gencache__traj_ann_opts *o);
-/* Sets the graph settings for groups that build their graph from now on. Thread-safety: safe
- * (takes the write lock), but meant for init. */
+/* Sets the graph settings for groups that build their graph from now on; ef_search applies to
+ * the graphs already built too. Thread-safety: safe (takes the write lock), but meant for
+ * init. */
 void gencache__traj_set_ann(gencache__traj *t, const gencache__traj_ann_opts *opts);
 
 /* gencache__traj_find() with flags: GENCACHE__TRAJ_EXACT searches every vector of the group
@@ -32,6 +34,11 @@ int gencache__traj_find_ex(gencache__traj *t, uint32_t layer, uint64_t model_has
                            uint64_t tenant_hash, const float *query, uint32_t dim,
                            const gencache__traj_table *table, gencache__traj_cand *out, size_t cap,
                            size_t *n, unsigned flags);
+
+/* Builds the graph of every group of min_vectors or more that has none (after
+ * gencache__traj_set_ann(), or after loading many vectors with graphs off), under the write
+ * lock. GENCACHE_OK, GENCACHE_ENOMEM (those groups stay exact). Thread-safety: safe. */
+int gencache__traj_build_graphs(gencache__traj *t);
 
 /* The bytes the groups' graphs hold (the exact vectors not included). Thread-safety: safe. */
 size_t gencache__traj_graph_bytes(gencache__traj *t);

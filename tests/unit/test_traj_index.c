@@ -1,7 +1,8 @@
 /*
  * test_traj_index.c: the trajectory index itself (src/reuse/traj_index.c, ann.cpp) below the
  * public API: the approximate graph agreeing with exact search, removals leaving the graph and
- * their places being reused, the graph dropped again when a group shrinks, tenants kept apart,
+ * their places being reused, a graph built by several threads at once, the graph dropped again
+ * when a group shrinks, tenants kept apart,
  * removals during a search queued instead of waiting for it, and concurrent adds, drops and
  * searches on a group with a graph.
  */
@@ -112,6 +113,34 @@ TEST_CASE(graph_agrees_with_exact)
     }
     /* Measured 1.0 here; below 0.95 the graph is broken, not merely approximate. */
     CHECK_UINT_LE((uint64_t)(0.95 * q), (uint64_t)agree);
+    gencache__traj_free(t);
+}
+
+TEST_CASE(graph_built_in_threads)
+{
+    make_centres();
+    gencache__traj *t = open_index(SIZE_MAX);
+    fill(t, 3000);
+    CHECK_UINT_EQ(gencache__traj_graph_bytes(t), 0);
+    gencache__traj_ann_opts o;
+    gencache__traj_ann_opts_init(&o);
+    o.min_vectors = 256;
+    o.ef_construction = 100;
+    o.ef_search = 64;
+    o.build_threads = 4;
+    gencache__traj_set_ann(t, &o);
+    CHECK_OK(gencache__traj_build_graphs(t));
+    CHECK(gencache__traj_graph_bytes(t) > 0);
+    int agree = 0;
+    for (int i = 0; i < 3000; i += 10)
+        agree += best(t, 0, data[i], 0) == (uint64_t)i + 1;
+    CHECK_UINT_LE(285, (uint64_t)agree);
+    /* The graph built at once takes adds and removals like one grown vector by vector. */
+    CHECK_UINT_EQ(gencache__traj_drop(t, 1), 1);
+    CHECK(best(t, 0, data[0], 0) != 1);
+    add(t, 1, 0, data[0]);
+    CHECK_UINT_EQ(best(t, 0, data[0], 0), 1);
+    CHECK_UINT_EQ(gencache__traj_count(t), 3000);
     gencache__traj_free(t);
 }
 
