@@ -24,12 +24,9 @@
 #include "ann.h"
 #include "gencache.h"
 
-namespace
-{
-
 /* IEEE binary16 from binary32, rounding to nearest even; inputs are components of unit vectors,
  * so infinities and NaNs do not occur (they are mapped like any overflow). */
-uint16_t half_from_float(float f)
+extern "C" uint16_t gencache__ann_half_from_float(float f)
 {
     uint32_t x;
     std::memcpy(&x, &f, sizeof x);
@@ -52,7 +49,7 @@ uint16_t half_from_float(float f)
     return (uint16_t)(sign | h);
 }
 
-float float_from_half(uint16_t h)
+extern "C" float gencache__ann_float_from_half(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
     uint32_t x;
@@ -77,20 +74,26 @@ float float_from_half(uint16_t h)
     return f;
 }
 
+namespace
+{
+
+/* Set by tests: graphs made from now on use the portable loops even where F16C is present. */
+std::atomic<bool> force_portable{false};
+
 float distance_portable(const void *a, const void *b, const void *param)
 {
     const uint16_t *x = static_cast<const uint16_t *>(a), *y = static_cast<const uint16_t *>(b);
     size_t dim = *static_cast<const size_t *>(param);
     float s = 0;
     for (size_t i = 0; i < dim; i++)
-        s += float_from_half(x[i]) * float_from_half(y[i]);
+        s += gencache__ann_float_from_half(x[i]) * gencache__ann_float_from_half(y[i]);
     return 1.0f - s;
 }
 
 void encode_portable(const float *in, uint16_t *out, size_t dim)
 {
     for (size_t i = 0; i < dim; i++)
-        out[i] = half_from_float(in[i]);
+        out[i] = gencache__ann_half_from_float(in[i]);
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -146,7 +149,7 @@ class half_space : public hnswlib::SpaceInterface<float>
     explicit half_space(size_t dim) : dim_(dim), dist_(distance_portable), enc_(encode_portable)
     {
 #ifdef HAVE_F16C_PATH
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        if (!force_portable && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
             __builtin_cpu_supports("f16c")) {
             dist_ = distance_f16c;
             enc_ = encode_f16c;
@@ -332,6 +335,11 @@ extern "C" int gencache__ann_search(gencache__ann *a, const float *query, size_t
     }
     std::free(h);
     return rc;
+}
+
+extern "C" void gencache__ann_force_portable(bool on)
+{
+    force_portable = on;
 }
 
 extern "C" void gencache__ann_set_ef(gencache__ann *a, uint32_t ef_search)

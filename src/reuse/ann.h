@@ -9,6 +9,7 @@
 #ifndef GENCACHE_REUSE_ANN_H
 #define GENCACHE_REUSE_ANN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +48,13 @@ int gencache__ann_search(gencache__ann *a, const float *query, size_t k, uint32_
 void gencache__ann_set_ef(gencache__ann *a, uint32_t ef_search);
 /* The bytes the graph holds (vectors, links, labels, per-node locks). Thread-safety: as search. */
 size_t gencache__ann_bytes(const gencache__ann *a);
+
+/* The float16 conversions of the portable path (round to nearest even), and a switch that makes
+ * graphs created from now on use the portable path even where F16C is present: for tests.
+ * Thread-safety: safe. */
+uint16_t gencache__ann_half_from_float(float f);
+float gencache__ann_float_from_half(uint16_t h);
+void gencache__ann_force_portable(bool on);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ann.h"
 #include "traj_index.h"
@@ -72,7 +73,9 @@ void gencache__traj_ann_opts_init(gencache__traj_ann_opts *o)
     o->m = 16;
     o->ef_construction = 200;
     o->ef_search = 96;
-    o->build_threads = 1;
+    /* A graph is built under the write lock: every CPU shortens the stall. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    o->build_threads = cpus > 1 ? (unsigned)(cpus < 16 ? cpus : 16) : 1;
 }
 
 int gencache__traj_new(gencache__traj **out)

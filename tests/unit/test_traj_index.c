@@ -1,7 +1,8 @@
 /*
  * test_traj_index.c: the trajectory index itself (src/reuse/traj_index.c, ann.cpp) below the
  * public API: the approximate graph agreeing with exact search, removals leaving the graph and
- * their places being reused, a graph built by several threads at once, the graph dropped again
+ * their places being reused, a graph built by several threads at once, the float16 copies and
+ * the loops used without F16C, the graph dropped again
  * when a group shrinks, tenants kept apart,
  * removals during a search queued instead of waiting for it, and concurrent adds, drops and
  * searches on a group with a graph.
@@ -12,6 +13,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "reuse/ann.h"
 #include "reuse/traj_index.h"
 #include "test.h"
 
@@ -209,6 +211,66 @@ TEST_CASE(graph_keeps_tenants_apart)
     size_t n = 0;
     CHECK_RC(gencache__traj_find(t, 1, 7, 3, wide, DIM * 2, &any, c, 1, &n), GENCACHE_EINVAL);
     CHECK_UINT_EQ(n, 0);
+    gencache__traj_free(t);
+}
+
+/* ---- the float16 copies ---- */
+
+TEST_CASE(half_conversions)
+{
+    static const struct {
+        float f;
+        uint16_t h;
+        bool exact; /* f is a half: it decodes back to f */
+    } cases[] = {
+        {0.0f, 0x0000, true},
+        {-0.0f, 0x8000, true},
+        {1.0f, 0x3c00, true},
+        {-2.0f, 0xc000, true},
+        {0.5f, 0x3800, true},
+        {65504.0f, 0x7bff, true},
+        {1e9f, 0x7bff, false},                    /* overflow: the largest half */
+        {6.103515625e-05f, 0x0400, true},         /* 2^-14, the smallest normal */
+        {5.960464477539063e-08f, 0x0001, true},   /* 2^-24, the smallest subnormal */
+        {2.9802322387695312e-08f, 0x0000, false}, /* 2^-25: a tie, to even (zero) */
+        {1e-9f, 0x0000, false},
+        {1.00048828125f, 0x3c00, false}, /* 1 + 2^-11: a tie, to even */
+        {1.00146484375f, 0x3c02, false}, /* 1 + 3 * 2^-11: a tie, to even (up) */
+        {1.0009765625f, 0x3c01, true},   /* 1 + 2^-10 */
+        {-0.0360107421875f, 0xa89c, true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK_UINT_EQ(gencache__ann_half_from_float(cases[i].f), cases[i].h);
+        if (cases[i].exact)
+            CHECK_DBL_NEAR(gencache__ann_float_from_half(cases[i].h), cases[i].f, 0.0);
+    }
+    /* Every half survives the round trip. */
+    for (uint32_t h = 0; h < 0x7c00; h++) {
+        CHECK_UINT_EQ(gencache__ann_half_from_float(gencache__ann_float_from_half((uint16_t)h)), h);
+        uint16_t neg = (uint16_t)(h | 0x8000);
+        CHECK_UINT_EQ(gencache__ann_half_from_float(gencache__ann_float_from_half(neg)), neg);
+    }
+}
+
+TEST_CASE(portable_path_agrees)
+{
+    /* The loops without F16C (chosen at run time on older CPUs) build the same kind of graph. */
+    make_centres();
+    gencache__ann_force_portable(true);
+    gencache__traj *t = open_index(256);
+    fill(t, 1500);
+    gencache__ann_force_portable(false);
+    CHECK(gencache__traj_graph_bytes(t) > 0);
+    int agree = 0;
+    for (int i = 0; i < 1500; i += 10) {
+        gencache__traj_cand c[1];
+        size_t n = 0;
+        CHECK_OK(gencache__traj_find(t, 1, 7, 0, data[i], DIM, &any, c, 1, &n));
+        CHECK_UINT_EQ(n, 1);
+        agree += c[0].rec.key_hash == (uint64_t)i + 1;
+        CHECK_DBL_NEAR(c[0].similarity, 1.0, 1e-5); /* re-ranked: the exact similarity */
+    }
+    CHECK_UINT_LE(143, (uint64_t)agree);
     gencache__traj_free(t);
 }
 
