@@ -19,9 +19,7 @@
  * The threshold table accepts every similarity, so the best candidate is the nearest vector.
  *
  *   bench_trajectory [N] [Q] [DIM] [DATA] [M] [EF_CONSTRUCTION] [EF_SEARCH] [MIN_VECTORS]
- *                    [THREADS]
- *                    default 100000, 200, 768, trace, then the library's defaults, and
- *                    THREADS (that build the graph) one per CPU
+ *                    default 100000, 200, 768, trace, then the library's defaults
  *   bench_trajectory crossover [DIM] [DATA]
  *                    sizes 256 to 16,384: the median of both searches, where the graph pays
  * TRACE comes from the environment variable GENCACHE_TRACE when set.
@@ -272,9 +270,9 @@ static int add_one(gencache__traj *t, source *s, float *v, size_t i)
     return gencache__traj_add(t, &rec, v, s->dim) == GENCACHE_OK ? 0 : -1;
 }
 
-/* Adds n vectors with graphs off (exact only), then builds the graph at once with
- * opts->build_threads threads, as a cache that loads its vectors would; then times ADDS more
- * adds one at a time into the built graph, and Q searches. */
+/* Adds n vectors with graphs off (exact only), then builds the graph at once, as a cache that
+ * loads its vectors would; then times ADDS more adds one at a time into the built graph, and Q
+ * searches. */
 #define ADDS 200
 static int run(source *s, size_t n, int q, const gencache__traj_ann_opts *opts, const uint32_t *efs,
                int n_efs, result *r)
@@ -372,8 +370,6 @@ static int crossover(uint32_t dim, const char *data)
         return 1;
     gencache__traj_ann_opts o;
     gencache__traj_ann_opts_init(&o);
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    o.build_threads = cpus > 0 ? (unsigned)cpus : 1;
     printf("trajectory index, where the graph pays: dim=%u data=%s M=%u efConstruction=%u "
            "ef=%u\n",
            dim, s.trace ? "trace" : "random", o.m, o.ef_construction, o.ef_search);
@@ -415,8 +411,6 @@ int main(int argc, char **argv)
     o.ef_search = efs[0];
     if (argc > 8)
         o.min_vectors = strtoull(argv[8], NULL, 10);
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    o.build_threads = argc > 9 ? (unsigned)atoi(argv[9]) : cpus > 0 ? (unsigned)cpus : 1;
     if (n == 0 || q <= 0 || dim == 0 || o.m == 0)
         return 2;
     source s;
@@ -427,9 +421,9 @@ int main(int argc, char **argv)
         return 1;
     printf("trajectory index: N=%zu dim=%u Q=%d data=%s\n", n, dim, q,
            s.trace ? "trace" : "random");
-    printf("  adding N with graphs off: %.1f s; building the graph: %.1f s with %u threads;\n"
+    printf("  adding N with graphs off: %.1f s; building the graph: %.1f s;\n"
            "  adding one more into the graph: median %.0f us\n",
-           r.add_s, r.build_s, o.build_threads, r.add_graph_med);
+           r.add_s, r.build_s, r.add_graph_med);
     if (s.trace)
         printf("  data: %zu prompts of the trace, %u distinct words\n", s.c.n_prompts, s.c.n_words);
     printf("  graph: HNSW M=%u efConstruction=%u, from %zu vectors%s\n", o.m, o.ef_construction,

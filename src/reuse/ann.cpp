@@ -13,8 +13,6 @@
 #include <cstring>
 #include <new>
 
-#include <pthread.h>
-
 /* hnswlib's own SIMD distances are not used (the space below brings its own), and its
  * prefetches read one link past the end of a node's upper-layer list, which AddressSanitizer
  * rightly reports: both are turned off. */
@@ -247,62 +245,28 @@ extern "C" int gencache__ann_put(gencache__ann *a, uint32_t node, const float *v
     return rc;
 }
 
-namespace
-{
-
-struct batch {
-    gencache__ann *a;
-    const uint32_t *nodes;
-    const float *vecs;
-    size_t count;
-    std::atomic<size_t> next;
-    std::atomic<bool> failed;
-};
-
-void *link_batch(void *ud)
-{
-    batch *b = static_cast<batch *>(ud);
-    uint16_t *h = static_cast<uint16_t *>(std::malloc(b->a->dim * sizeof(uint16_t)));
-    if (!h) {
-        b->failed = true;
-        return nullptr;
-    }
-    for (size_t i; !b->failed && (i = b->next.fetch_add(1)) < b->count;) {
-        b->a->space.encode(b->vecs + i * b->a->dim, h);
-        try {
-            b->a->g->addPoint(h, b->nodes[i]);
-        } catch (...) {
-            b->failed = true;
-        }
-    }
-    std::free(h);
-    return nullptr;
-}
-
-} // namespace
-
 extern "C" int gencache__ann_put_many(gencache__ann *a, const uint32_t *nodes, const float *vecs,
-                                      size_t count, unsigned threads)
+                                      size_t count)
 {
+    /* One thread: hnswlib 0.6.2's concurrent inserts share its level generator unlocked and
+     * lock nodes in an order ThreadSanitizer reports as a potential deadlock. */
+    uint16_t *h = static_cast<uint16_t *>(std::malloc(a->dim * sizeof(uint16_t)));
+    if (!h)
+        return GENCACHE_ENOMEM;
+    int rc = GENCACHE_OK;
     try {
         size_t need = a->g->cur_element_count + count;
         if (need > a->g->max_elements_)
             a->g->resizeIndex(need);
+        for (size_t i = 0; i < count; i++) {
+            a->space.encode(vecs + i * a->dim, h);
+            a->g->addPoint(h, nodes[i]);
+        }
     } catch (...) {
-        return GENCACHE_ENOMEM;
+        rc = GENCACHE_ENOMEM;
     }
-    batch b{a, nodes, vecs, count, {0}, {false}};
-    /* hnswlib links concurrent inserts safely (a lock per node); plain threads, not
-     * std::thread, keep the C++ runtime's thread machinery out of the library. */
-    pthread_t th[64];
-    unsigned started = 0;
-    for (unsigned i = 1; i < threads && i < 64; i++)
-        if (pthread_create(&th[started], nullptr, link_batch, &b) == 0)
-            started++;
-    link_batch(&b);
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(th[i], nullptr);
-    return b.failed ? GENCACHE_ENOMEM : GENCACHE_OK;
+    std::free(h);
+    return rc;
 }
 
 extern "C" void gencache__ann_remove(gencache__ann *a, uint32_t node)

@@ -30,12 +30,11 @@ void gencache__ann_free(gencache__ann *a);
  * GENCACHE_ENOMEM (the graph is unchanged, node is not in it). Thread-safety: one thread at a
  * time, with no search running (the caller's write lock). */
 int gencache__ann_put(gencache__ann *a, uint32_t node, const float *vec);
-/* Puts count new nodes (never put before) at once, nodes[i] with the vector at vecs + i * dim,
- * linked by `threads` threads (at least 1): for building a graph from vectors already held.
- * GENCACHE_ENOMEM (some nodes may then be in the graph: free it). Thread-safety: as
- * gencache__ann_put(). */
-int gencache__ann_put_many(gencache__ann *a, const uint32_t *nodes, const float *vecs, size_t count,
-                           unsigned threads);
+/* Puts count new nodes (never put before) at once, nodes[i] with the vector at vecs + i * dim:
+ * for building a graph from vectors already held. GENCACHE_ENOMEM (some nodes may then be in
+ * the graph: free it). Thread-safety: as gencache__ann_put(). */
+int gencache__ann_put_many(gencache__ann *a, const uint32_t *nodes, const float *vecs,
+                           size_t count);
 /* Removes node from the results (it stays as a tombstone until put again). Unknown or removed
  * nodes are ignored. Thread-safety: as gencache__ann_put(). */
 void gencache__ann_remove(gencache__ann *a, uint32_t node);

@@ -14,7 +14,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ann.h"
 #include "traj_index.h"
@@ -73,9 +72,6 @@ void gencache__traj_ann_opts_init(gencache__traj_ann_opts *o)
     o->m = 16;
     o->ef_construction = 200;
     o->ef_search = 96;
-    /* A graph is built under the write lock: every CPU shortens the stall. */
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    o->build_threads = cpus > 1 ? (unsigned)(cpus < 16 ? cpus : 16) : 1;
 }
 
 int gencache__traj_new(gencache__traj **out)
@@ -314,7 +310,7 @@ static int graph_build(const gencache__traj *t, group *g)
     }
     if (rc == GENCACHE_OK) {
         g->n_nodes = n;
-        rc = gencache__ann_put_many(g->ann, g->node_pos, g->vecs, n, t->opts.build_threads);
+        rc = gencache__ann_put_many(g->ann, g->node_pos, g->vecs, n);
     }
     if (rc != GENCACHE_OK) {
         group_drop_graph(g);

@@ -17,7 +17,6 @@ typedef struct gencache__traj_ann_opts {
     uint32_t m;               /* graph links per node (twice that on the bottom layer) */
     uint32_t ef_construction; /* candidates weighed while linking a node */
     uint32_t ef_search;       /* candidates weighed by a search, all re-ranked exactly */
-    unsigned build_threads;   /* threads that link a group's vectors when its graph is built */
 } gencache__traj_ann_opts;
 
 /* Fills the defaults. Thread-safety: safe. */

@@ -1,7 +1,7 @@
 /*
  * test_traj_index.c: the trajectory index itself (src/reuse/traj_index.c, ann.cpp) below the
  * public API: the approximate graph agreeing with exact search, removals leaving the graph and
- * their places being reused, a graph built by several threads at once, the float16 copies and
+ * their places being reused, a graph built at once from the vectors held, the float16 copies and
  * the loops used without F16C, the graph dropped again
  * when a group shrinks, tenants kept apart,
  * removals during a search queued instead of waiting for it, and concurrent adds, drops and
@@ -16,6 +16,17 @@
 #include "reuse/ann.h"
 #include "reuse/traj_index.h"
 #include "test.h"
+
+/* hnswlib takes its per-node mutexes (65,536 of them per graph, and one per node) in either
+ * order while linking a node, which ThreadSanitizer's deadlock detector reports as potential
+ * deadlocks, most often without a stack to suppress by name. None can form: the index lets one
+ * thread at a time into hnswlib's writing code (its write lock). The detector is off for this
+ * file; data races are still reported. Read by TSan builds only. */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+    return "detect_deadlocks=0";
+}
 
 #define DIM      64
 #define CLUSTERS 40
@@ -118,7 +129,7 @@ TEST_CASE(graph_agrees_with_exact)
     gencache__traj_free(t);
 }
 
-TEST_CASE(graph_built_in_threads)
+TEST_CASE(graph_built_at_once)
 {
     make_centres();
     gencache__traj *t = open_index(SIZE_MAX);
@@ -129,7 +140,6 @@ TEST_CASE(graph_built_in_threads)
     o.min_vectors = 256;
     o.ef_construction = 100;
     o.ef_search = 64;
-    o.build_threads = 4;
     gencache__traj_set_ann(t, &o);
     CHECK_OK(gencache__traj_build_graphs(t));
     CHECK(gencache__traj_graph_bytes(t) > 0);
