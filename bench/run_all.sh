@@ -48,7 +48,7 @@ BENCHES=(
   "bench_reuse|in-process, 1 thread, 200,000 stored images|$B/bench_reuse 200000 5000"
   "reuse_recall|daemon on loopback, Python client|env PYTHONPATH=$ROOT/bindings/python GENCACHE_LIB=$BUILD/src/libgencache.so $PY $HERE/reuse_recall.py --no-icons"
   "trace_any_seed|daemon on loopback, first 10,000 requests of the trace|env PYTHONPATH=$ROOT/bindings/python GENCACHE_LIB=$BUILD/src/libgencache.so $PY $HERE/trace_any_seed.py 10000"
-  "bench_trajectory|in-process, 1 thread, 100,000 stored 768-d embeddings|$B/bench_trajectory 100000 50"
+  "bench_trajectory|in-process, 1 thread searching, 20,000 trace-proxy 768-d embeddings|$B/bench_trajectory 20000 50"
   "disk_flushes|in-process, files under /tmp, counted by strace|$HERE/disk_flushes.sh $BUILD"
 )
 
@@ -250,14 +250,12 @@ pick_trace_any_seed() {
 
 pick_bench_trajectory() {
     awk '
-        /^trajectory index/ { n = $0; sub(/.*N=/, "", n); sub(/ .*/, "", n)
-                              d = $0; sub(/.*dim=/, "", d); sub(/ .*/, "", d) }
-        /^  index:/ { idx = $3 " " $4 }
-        /^  bare scan:/ { bare = $4 " " $5 }
-        /^  ratio index\/bare scan/ { r = $NF }
-        /recall@1/ { rec = $NF }
-        END { if (idx != "") print "nearest trajectory, exact search, " n " x " d "-d: median " idx \
-                                   " (recall@1 " rec ")\tplain C scan: " bare "\t" r "x" }'
+        /^trajectory index:/ { n = $0; sub(/.*N=/, "", n); sub(/ .*/, "", n)
+                               d = $0; sub(/.*dim=/, "", d); sub(/ .*/, "", d) }
+        /^  exact:/ { ex = $3 " " $4 }
+        /^  approximate ef=/ { ap = $4 " " $5; r = $13; rec = $NF }
+        END { if (ap != "") print "nearest trajectory, HNSW, " n " x " d "-d: median " ap \
+                                  " (recall@1 " rec ")\texact search: " ex "\t" r "x" }'
 }
 
 pick_bench_generate_hung_redis() {

@@ -222,13 +222,16 @@ void gencache__traj_free(gencache__traj *t);
  * GENCACHE_ENOMEM. */
 int gencache__traj_add(gencache__traj *t, const gencache__traj_rec *rec, const float *vec,
                        uint32_t dim);
-/* Drops the record of key_hash; returns how many (0 or 1). Takes only the index's lock. */
+/* Drops the record of key_hash; returns how many (0 or 1). Takes only the index's lock, and
+ * never waits for a search: while one runs, the removal is queued (and 0 returned), hidden from
+ * every search at once and applied by the next writer. */
 size_t gencache__traj_drop(gencache__traj *t, uint64_t key_hash);
 /* The dimension of (layer, model): GENCACHE_OK, or GENCACHE_ENOTFOUND when none is stored. */
 int gencache__traj_dim(gencache__traj *t, uint32_t layer, uint64_t model_hash, uint32_t *dim);
 uint64_t gencache__traj_count(gencache__traj *t);
 /* Records of (layer, model, tenant) whose step the table allows at their similarity to query,
- * best first (the most steps skipped, then the most similar), at most cap of them. Exact search.
+ * best first (the most steps skipped, then the most similar), at most cap of them. Exact search
+ * below a group size, approximate above it (traj_index.h).
  * GENCACHE_EINVAL: a zero vector or a dimension unlike the group's. */
 int gencache__traj_find(gencache__traj *t, uint32_t layer, uint64_t model_hash,
                         uint64_t tenant_hash, const float *query, uint32_t dim,

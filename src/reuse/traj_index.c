@@ -1,31 +1,47 @@
 /*
  * traj_index.c: the trajectory index, the embeddings of stored intermediate latents searched by
- * cosine similarity. Vectors are grouped by (layer, model, dimension), each group one contiguous
- * array of unit vectors, so a query is a brute-force dot product over one array (exact search;
- * the compiler vectorizes the inner loop). A record is named by the hash of its stored key, as
- * the other reuse records are, and an open-addressing table finds it from that hash for removal;
- * removal moves a group's last vector into the hole, so groups stay dense.
+ * cosine similarity. Vectors are grouped by (layer, model, tenant), each group one contiguous
+ * array of unit vectors, so a query never sees another tenant's vectors and a small group is
+ * searched exactly by a brute-force dot product over one array (the compiler vectorizes it).
+ * A group of ann_min vectors or more also gets an HNSW graph (ann.h) that finds candidates
+ * approximately; they are re-ranked here with the exact vectors. A record is named by the hash
+ * of its stored key, as the other reuse records are, and an open-addressing table finds it from
+ * that hash for removal; removal moves a group's last vector into the hole, so groups stay
+ * dense, and leaves a tombstone in the graph that the next vector reuses. A removal never waits
+ * for a search: when a search holds the read lock, it is queued, hidden from every result at
+ * once, and applied by the next writer or the search that ends.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "reuse.h"
+#include "ann.h"
+#include "traj_index.h"
+
+#define NO_NODE UINT32_MAX
+/* Pending removals are applied under the write lock, blocking, past this many. */
+#define PENDING_MAX 4096
 
 typedef struct tmeta {
     uint64_t key_hash;
-    uint64_t tenant_hash;
     unsigned char hex[32];
     uint32_t step;
+    uint32_t node; /* its node in the group's graph; NO_NODE without a graph */
 } tmeta;
 
 typedef struct group {
     uint32_t layer;
     uint64_t model_hash;
+    uint64_t tenant_hash;
     uint32_t dim;
     size_t n, cap;
     float *vecs; /* n * dim, each of unit length */
     tmeta *meta;
+    gencache__ann *ann;   /* NULL: exact search only */
+    uint32_t *node_pos;   /* node -> position in vecs; n_nodes of them */
+    uint32_t *free_nodes; /* removed nodes, reused first; n_free of them */
+    uint32_t n_nodes, n_free, cap_nodes;
+    size_t ann_retry_at; /* a failed build is tried again at this many vectors */
 } group;
 
 typedef struct slot {
@@ -40,7 +56,23 @@ struct gencache__traj {
     slot *table; /* open addressing, linear probing; size a power of two */
     size_t table_size, table_used;
     uint64_t count;
+    gencache__traj_ann_opts opts;
+    /* Removals queued while a search held the read lock (pend_lock; taken after lock). */
+    pthread_mutex_t pend_lock;
+    uint64_t *pend;
+    size_t n_pend, cap_pend;
+    _Atomic size_t pend_hint; /* n_pend, read without pend_lock to skip it when 0 */
+    void (*scan_hook)(void *ud);
+    void *scan_hook_ud;
 };
+
+void gencache__traj_ann_opts_init(gencache__traj_ann_opts *o)
+{
+    o->min_vectors = GENCACHE__TRAJ_ANN_MIN;
+    o->m = 16;
+    o->ef_construction = 200;
+    o->ef_search = 96;
+}
 
 int gencache__traj_new(gencache__traj **out)
 {
@@ -51,8 +83,44 @@ int gencache__traj_new(gencache__traj **out)
         free(t);
         return GENCACHE_ENOMEM;
     }
+    if (pthread_mutex_init(&t->pend_lock, NULL) != 0) {
+        pthread_rwlock_destroy(&t->lock);
+        free(t);
+        return GENCACHE_ENOMEM;
+    }
+    gencache__traj_ann_opts_init(&t->opts);
     *out = t;
     return GENCACHE_OK;
+}
+
+void gencache__traj_set_ann(gencache__traj *t, const gencache__traj_ann_opts *opts)
+{
+    pthread_rwlock_wrlock(&t->lock);
+    t->opts = *opts;
+    for (size_t i = 0; i < t->n_groups; i++)
+        if (t->groups[i].ann)
+            gencache__ann_set_ef(t->groups[i].ann, opts->ef_search);
+    pthread_rwlock_unlock(&t->lock);
+}
+
+void gencache__traj_set_scan_hook(gencache__traj *t, void (*fn)(void *ud), void *ud)
+{
+    pthread_rwlock_wrlock(&t->lock);
+    t->scan_hook = fn;
+    t->scan_hook_ud = ud;
+    pthread_rwlock_unlock(&t->lock);
+}
+
+static void group_drop_graph(group *g)
+{
+    gencache__ann_free(g->ann);
+    g->ann = NULL;
+    free(g->node_pos);
+    free(g->free_nodes);
+    g->node_pos = g->free_nodes = NULL;
+    g->n_nodes = g->n_free = g->cap_nodes = 0;
+    for (size_t i = 0; i < g->n; i++)
+        g->meta[i].node = NO_NODE;
 }
 
 void gencache__traj_free(gencache__traj *t)
@@ -60,15 +128,17 @@ void gencache__traj_free(gencache__traj *t)
     if (!t)
         return;
     for (size_t i = 0; i < t->n_groups; i++) {
+        group_drop_graph(&t->groups[i]);
         free(t->groups[i].vecs);
         free(t->groups[i].meta);
     }
     free(t->groups);
     free(t->table);
+    free(t->pend);
+    pthread_mutex_destroy(&t->pend_lock);
     pthread_rwlock_destroy(&t->lock);
     free(t);
 }
-
 /* Key hash 0 marks an empty slot: the real hash 0 is stored as 1 (a collision costs nothing
  * worse than a wrong removal candidate, which is checked against the group's record). */
 static uint64_t nz(uint64_t h)
@@ -142,11 +212,12 @@ static void table_remove(gencache__traj *t, slot *s)
     }
 }
 
-static group *find_group(gencache__traj *t, uint32_t layer, uint64_t model_hash, uint32_t *index)
+static group *find_group(gencache__traj *t, uint32_t layer, uint64_t model_hash,
+                         uint64_t tenant_hash, uint32_t *index)
 {
     for (size_t i = 0; i < t->n_groups; i++) {
         group *g = &t->groups[i];
-        if (g->layer == layer && g->model_hash == model_hash) {
+        if (g->layer == layer && g->model_hash == model_hash && g->tenant_hash == tenant_hash) {
             if (index)
                 *index = (uint32_t)i;
             return g;
@@ -155,13 +226,97 @@ static group *find_group(gencache__traj *t, uint32_t layer, uint64_t model_hash,
     return NULL;
 }
 
+/* The dimension of (layer, model) in any tenant's group; 0: none stored. Groups that have been
+ * emptied keep their dimension: a model's vectors have one size. */
+static uint32_t model_dim(const gencache__traj *t, uint32_t layer, uint64_t model_hash)
+{
+    for (size_t i = 0; i < t->n_groups; i++)
+        if (t->groups[i].layer == layer && t->groups[i].model_hash == model_hash &&
+            t->groups[i].n > 0)
+            return t->groups[i].dim;
+    return 0;
+}
+
 int gencache__traj_dim(gencache__traj *t, uint32_t layer, uint64_t model_hash, uint32_t *dim)
 {
     pthread_rwlock_rdlock(&t->lock);
-    group *g = find_group(t, layer, model_hash, NULL);
-    *dim = g ? g->dim : 0;
+    *dim = model_dim(t, layer, model_hash);
     pthread_rwlock_unlock(&t->lock);
-    return g ? GENCACHE_OK : GENCACHE_ENOTFOUND;
+    return *dim ? GENCACHE_OK : GENCACHE_ENOTFOUND;
+}
+
+/* Room for want nodes. GENCACHE_ENOMEM. */
+static int nodes_reserve(group *g, uint32_t want)
+{
+    if (want <= g->cap_nodes)
+        return GENCACHE_OK;
+    uint32_t cap = g->cap_nodes ? g->cap_nodes : 1024;
+    while (cap < want)
+        cap *= 2;
+    uint32_t *np = realloc(g->node_pos, cap * sizeof *np);
+    if (!np)
+        return GENCACHE_ENOMEM;
+    g->node_pos = np;
+    uint32_t *nf = realloc(g->free_nodes, cap * sizeof *nf);
+    if (!nf)
+        return GENCACHE_ENOMEM;
+    g->free_nodes = nf;
+    g->cap_nodes = cap;
+    return GENCACHE_OK;
+}
+
+/* A node for a new vector: a removed one first. GENCACHE_ENOMEM. */
+static int node_take(group *g, uint32_t *node)
+{
+    if (g->n_free) {
+        *node = g->free_nodes[--g->n_free];
+        return GENCACHE_OK;
+    }
+    int rc = nodes_reserve(g, g->n_nodes + 1);
+    if (rc == GENCACHE_OK)
+        *node = g->n_nodes++;
+    return rc;
+}
+
+/* Links the vector at pos into the graph. On failure the graph does not hold it. */
+static int graph_put(group *g, uint32_t pos)
+{
+    uint32_t node = 0;
+    int rc = node_take(g, &node);
+    if (rc != GENCACHE_OK)
+        return rc;
+    rc = gencache__ann_put(g->ann, node, &g->vecs[(size_t)pos * g->dim]);
+    if (rc != GENCACHE_OK) {
+        g->free_nodes[g->n_free++] = node;
+        return rc;
+    }
+    g->node_pos[node] = pos;
+    g->meta[pos].node = node;
+    return GENCACHE_OK;
+}
+
+/* Gives the group a graph of its vectors, node i for position i. On failure it stays exact,
+ * and tries again when it has doubled. */
+static int graph_build(const gencache__traj *t, group *g)
+{
+    int rc = gencache__ann_new(g->dim, t->opts.m, t->opts.ef_construction, t->opts.ef_search,
+                               g->cap, &g->ann);
+    uint32_t n = (uint32_t)g->n;
+    if (rc == GENCACHE_OK)
+        rc = nodes_reserve(g, n);
+    for (uint32_t pos = 0; rc == GENCACHE_OK && pos < n; pos++) {
+        g->node_pos[pos] = pos;
+        g->meta[pos].node = pos;
+    }
+    if (rc == GENCACHE_OK) {
+        g->n_nodes = n;
+        rc = gencache__ann_put_many(g->ann, g->node_pos, g->vecs, n);
+    }
+    if (rc != GENCACHE_OK) {
+        group_drop_graph(g);
+        g->ann_retry_at = g->n * 2;
+    }
+    return rc;
 }
 
 static void remove_locked(gencache__traj *t, slot *s)
@@ -169,6 +324,10 @@ static void remove_locked(gencache__traj *t, slot *s)
     group *g = &t->groups[s->group];
     uint32_t pos = s->pos, last = (uint32_t)g->n - 1;
     table_remove(t, s);
+    if (g->ann && g->meta[pos].node != NO_NODE) {
+        gencache__ann_remove(g->ann, g->meta[pos].node);
+        g->free_nodes[g->n_free++] = g->meta[pos].node;
+    }
     if (pos != last) {
         memcpy(&g->vecs[(size_t)pos * g->dim], &g->vecs[(size_t)last * g->dim],
                sizeof(float) * g->dim);
@@ -176,9 +335,52 @@ static void remove_locked(gencache__traj *t, slot *s)
         slot *moved = table_find(t, nz(g->meta[pos].key_hash));
         if (moved)
             moved->pos = pos;
+        if (g->ann && g->meta[pos].node != NO_NODE)
+            g->node_pos[g->meta[pos].node] = pos;
     }
     g->n--;
     t->count--;
+    /* Well below the size where the graph pays, exact search is faster and the graph's memory
+     * goes back; the gap keeps a group near the size from building and dropping in turn. */
+    if (g->ann && g->n < t->opts.min_vectors / 4)
+        group_drop_graph(g);
+}
+
+/* Removes the record of key_hash, if held. Under the write lock. */
+static size_t drop_locked(gencache__traj *t, uint64_t key_hash)
+{
+    slot *s = table_find(t, nz(key_hash));
+    if (s && t->groups[s->group].meta[s->pos].key_hash == key_hash) {
+        remove_locked(t, s);
+        return 1;
+    }
+    return 0;
+}
+
+/* Applies the queued removals. Under the write lock. */
+static void apply_pending(gencache__traj *t)
+{
+    if (atomic_load_explicit(&t->pend_hint, memory_order_acquire) == 0)
+        return;
+    pthread_mutex_lock(&t->pend_lock);
+    for (size_t i = 0; i < t->n_pend; i++)
+        drop_locked(t, t->pend[i]);
+    t->n_pend = 0;
+    atomic_store_explicit(&t->pend_hint, 0, memory_order_release);
+    pthread_mutex_unlock(&t->pend_lock);
+}
+
+/* Is key_hash queued for removal? */
+static bool pending(gencache__traj *t, uint64_t key_hash)
+{
+    if (atomic_load_explicit(&t->pend_hint, memory_order_acquire) == 0)
+        return false;
+    bool found = false;
+    pthread_mutex_lock(&t->pend_lock);
+    for (size_t i = 0; i < t->n_pend && !found; i++)
+        found = t->pend[i] == key_hash;
+    pthread_mutex_unlock(&t->pend_lock);
+    return found;
 }
 
 /* Scales v to unit length in place; GENCACHE_EINVAL for a zero or non-finite vector. */
@@ -192,6 +394,42 @@ static int normalize(float *v, uint32_t dim)
     float inv = (float)(1.0 / sqrt(ss));
     for (uint32_t i = 0; i < dim; i++)
         v[i] *= inv;
+    return GENCACHE_OK;
+}
+
+static int group_add(gencache__traj *t, const gencache__traj_rec *rec, uint32_t dim,
+                     uint32_t *index)
+{
+    if (t->n_groups == t->cap_groups) {
+        size_t cap = t->cap_groups ? t->cap_groups * 2 : 4;
+        group *ng = realloc(t->groups, cap * sizeof *ng);
+        if (!ng)
+            return GENCACHE_ENOMEM;
+        t->groups = ng;
+        t->cap_groups = cap;
+    }
+    *index = (uint32_t)t->n_groups++;
+    t->groups[*index] = (group){.layer = rec->layer,
+                                .model_hash = rec->model_hash,
+                                .tenant_hash = rec->tenant_hash,
+                                .dim = dim};
+    return GENCACHE_OK;
+}
+
+static int group_reserve(group *g)
+{
+    if (g->n < g->cap)
+        return GENCACHE_OK;
+    size_t cap = g->cap ? g->cap * 2 : 16;
+    float *nv = realloc(g->vecs, cap * g->dim * sizeof *nv);
+    if (!nv)
+        return GENCACHE_ENOMEM;
+    g->vecs = nv;
+    tmeta *nm = realloc(g->meta, cap * sizeof *nm);
+    if (!nm)
+        return GENCACHE_ENOMEM;
+    g->meta = nm;
+    g->cap = cap;
     return GENCACHE_OK;
 }
 
@@ -210,55 +448,52 @@ int gencache__traj_add(gencache__traj *t, const gencache__traj_rec *rec, const f
         return rc;
     }
     pthread_rwlock_wrlock(&t->lock);
+    apply_pending(t);
     uint64_t h = nz(rec->key_hash);
     slot *old = table_find(t, h);
     if (old)
         remove_locked(t, old);
-    uint32_t gi = 0;
-    group *g = find_group(t, rec->layer, rec->model_hash, &gi);
-    if (g && g->dim != dim) {
+    uint32_t held = model_dim(t, rec->layer, rec->model_hash), gi = 0;
+    group *g = find_group(t, rec->layer, rec->model_hash, rec->tenant_hash, &gi);
+    if ((held && held != dim) || (g && g->dim != dim && g->n > 0)) {
         rc = GENCACHE_EINVAL;
         goto out;
     }
     if (!g) {
-        if (t->n_groups == t->cap_groups) {
-            size_t cap = t->cap_groups ? t->cap_groups * 2 : 4;
-            group *ng = realloc(t->groups, cap * sizeof *ng);
-            if (!ng) {
-                rc = GENCACHE_ENOMEM;
-                goto out;
-            }
-            t->groups = ng;
-            t->cap_groups = cap;
-        }
-        gi = (uint32_t)t->n_groups++;
-        g = &t->groups[gi];
-        *g = (group){.layer = rec->layer, .model_hash = rec->model_hash, .dim = dim};
-    }
-    if (g->n == g->cap) {
-        size_t cap = g->cap ? g->cap * 2 : 16;
-        float *nv = realloc(g->vecs, cap * dim * sizeof *nv);
-        if (nv)
-            g->vecs = nv;
-        tmeta *nm = nv ? realloc(g->meta, cap * sizeof *nm) : NULL;
-        if (!nm) {
-            rc = GENCACHE_ENOMEM;
+        rc = group_add(t, rec, dim, &gi);
+        if (rc != GENCACHE_OK)
             goto out;
-        }
-        g->meta = nm;
-        g->cap = cap;
+        g = &t->groups[gi];
     }
-    rc = table_put(t, (slot){.key_hash = h, .group = gi, .pos = (uint32_t)g->n});
+    if (g->n == 0 && g->dim != dim) { /* an emptied group of a model stored anew */
+        group_drop_graph(g);
+        free(g->vecs);
+        free(g->meta);
+        *g = (group){.layer = g->layer,
+                     .model_hash = g->model_hash,
+                     .tenant_hash = g->tenant_hash,
+                     .dim = dim};
+    }
+    rc = group_reserve(g);
+    if (rc == GENCACHE_OK)
+        rc = table_put(t, (slot){.key_hash = h, .group = gi, .pos = (uint32_t)g->n});
     if (rc != GENCACHE_OK)
         goto out;
-    memcpy(&g->vecs[g->n * dim], unit, sizeof(float) * dim);
-    tmeta *m = &g->meta[g->n];
+    uint32_t pos = (uint32_t)g->n;
+    memcpy(&g->vecs[(size_t)pos * dim], unit, sizeof(float) * dim);
+    tmeta *m = &g->meta[pos];
     m->key_hash = rec->key_hash;
-    m->tenant_hash = rec->tenant_hash;
     memcpy(m->hex, rec->hex, sizeof m->hex);
     m->step = rec->step;
+    m->node = NO_NODE;
+    if (g->ann && (rc = graph_put(g, pos)) != GENCACHE_OK) {
+        table_remove(t, table_find(t, h));
+        goto out;
+    }
     g->n++;
     t->count++;
+    if (!g->ann && g->n >= t->opts.min_vectors && g->n >= g->ann_retry_at)
+        (void)graph_build(t, g); /* on failure the group stays exact */
 out:
     pthread_rwlock_unlock(&t->lock);
     free(unit);
@@ -267,23 +502,83 @@ out:
 
 size_t gencache__traj_drop(gencache__traj *t, uint64_t key_hash)
 {
-    pthread_rwlock_wrlock(&t->lock);
-    slot *s = table_find(t, nz(key_hash));
-    size_t n = 0;
-    if (s && t->groups[s->group].meta[s->pos].key_hash == key_hash) {
-        remove_locked(t, s);
-        n = 1;
+    /* A search holding the read lock may take long (an exact scan of a large group): queue the
+     * removal instead of waiting, unless the queue is already long. */
+    if (pthread_rwlock_trywrlock(&t->lock) != 0) {
+        pthread_mutex_lock(&t->pend_lock);
+        bool queued = false;
+        if (t->n_pend < PENDING_MAX) {
+            if (t->n_pend == t->cap_pend) {
+                size_t cap = t->cap_pend ? t->cap_pend * 2 : 16;
+                uint64_t *np = realloc(t->pend, cap * sizeof *np);
+                if (np) {
+                    t->pend = np;
+                    t->cap_pend = cap;
+                }
+            }
+            if (t->n_pend < t->cap_pend) {
+                t->pend[t->n_pend++] = key_hash;
+                atomic_store_explicit(&t->pend_hint, t->n_pend, memory_order_release);
+                queued = true;
+            }
+        }
+        pthread_mutex_unlock(&t->pend_lock);
+        if (queued)
+            return 0;
+        pthread_rwlock_wrlock(&t->lock);
     }
+    apply_pending(t);
+    size_t n = drop_locked(t, key_hash);
     pthread_rwlock_unlock(&t->lock);
     return n;
 }
 
+/* Applies queued removals if nobody holds the lock; never waits. */
+static void try_apply_pending(gencache__traj *t)
+{
+    if (atomic_load_explicit(&t->pend_hint, memory_order_acquire) == 0)
+        return;
+    if (pthread_rwlock_trywrlock(&t->lock) != 0)
+        return;
+    apply_pending(t);
+    pthread_rwlock_unlock(&t->lock);
+}
+
 uint64_t gencache__traj_count(gencache__traj *t)
 {
+    try_apply_pending(t);
     pthread_rwlock_rdlock(&t->lock);
     uint64_t n = t->count;
     pthread_rwlock_unlock(&t->lock);
     return n;
+}
+
+int gencache__traj_build_graphs(gencache__traj *t)
+{
+    int rc = GENCACHE_OK;
+    pthread_rwlock_wrlock(&t->lock);
+    apply_pending(t);
+    for (size_t i = 0; i < t->n_groups; i++) {
+        group *g = &t->groups[i];
+        if (!g->ann && g->n && g->n >= t->opts.min_vectors) {
+            int grc = graph_build(t, g);
+            rc = rc == GENCACHE_OK ? grc : rc;
+        }
+    }
+    pthread_rwlock_unlock(&t->lock);
+    return rc;
+}
+
+size_t gencache__traj_graph_bytes(gencache__traj *t)
+{
+    pthread_rwlock_rdlock(&t->lock);
+    size_t bytes = 0;
+    for (size_t i = 0; i < t->n_groups; i++)
+        if (t->groups[i].ann)
+            bytes += gencache__ann_bytes(t->groups[i].ann) +
+                     (size_t)t->groups[i].cap_nodes * 2 * sizeof(uint32_t);
+    pthread_rwlock_unlock(&t->lock);
+    return bytes;
 }
 
 static float dot_portable(const float *restrict a, const float *restrict b, uint32_t dim)
@@ -368,10 +663,54 @@ static void keep(gencache__traj_cand *out, size_t cap, size_t *n, const gencache
         out[worst] = *c;
 }
 
-int gencache__traj_find(gencache__traj *t, uint32_t layer, uint64_t model_hash,
-                        uint64_t tenant_hash, const float *query, uint32_t dim,
-                        const gencache__traj_table *table, gencache__traj_cand *out, size_t cap,
-                        size_t *n)
+typedef struct scan {
+    const group *g;
+    const float *unit;
+    const gencache__traj_table *table;
+    float lowest;
+    dot_fn dot;
+    gencache__traj_cand *out;
+    size_t cap, *n;
+} scan;
+
+/* Weighs the vector at pos exactly and keeps it if the table lets it skip its step. */
+static void consider(const scan *s, uint32_t pos)
+{
+    const group *g = s->g;
+    float sim = s->dot(s->unit, &g->vecs[(size_t)pos * g->dim], g->dim);
+    const tmeta *m = &g->meta[pos];
+    if (sim < s->lowest || m->step > gencache__traj_max_step(s->table, sim))
+        return;
+    gencache__traj_cand c = {.similarity = sim};
+    c.rec.layer = g->layer;
+    c.rec.model_hash = g->model_hash;
+    c.rec.key_hash = m->key_hash;
+    c.rec.tenant_hash = g->tenant_hash;
+    memcpy(c.rec.hex, m->hex, sizeof c.rec.hex);
+    c.rec.step = m->step;
+    keep(s->out, s->cap, s->n, &c);
+}
+
+/* The graph's candidates, re-ranked exactly: ef_search of them (the search weighs that many
+ * anyway), so that the several steps stored for one prompt do not crowd out the next prompts. */
+static int scan_graph(const scan *s, size_t k)
+{
+    uint32_t *nodes = malloc(k * sizeof *nodes);
+    float *sims = malloc(k * sizeof *sims);
+    size_t got = 0;
+    int rc = nodes && sims ? gencache__ann_search(s->g->ann, s->unit, k, nodes, sims, &got)
+                           : GENCACHE_ENOMEM;
+    for (size_t i = 0; i < got; i++)
+        consider(s, s->g->node_pos[nodes[i]]);
+    free(nodes);
+    free(sims);
+    return rc;
+}
+
+int gencache__traj_find_ex(gencache__traj *t, uint32_t layer, uint64_t model_hash,
+                           uint64_t tenant_hash, const float *query, uint32_t dim,
+                           const gencache__traj_table *table, gencache__traj_cand *out, size_t cap,
+                           size_t *n, unsigned flags)
 {
     *n = 0;
     float *unit = malloc(sizeof(float) * (dim ? dim : 1));
@@ -383,31 +722,49 @@ int gencache__traj_find(gencache__traj *t, uint32_t layer, uint64_t model_hash,
         free(unit);
         return rc;
     }
-    float lowest = table->n ? table->rows[0].similarity : 2.0f;
-    dot_fn dot = pick_dot();
+    scan s = {.unit = unit,
+              .table = table,
+              .lowest = table->n ? table->rows[0].similarity : 2.0f,
+              .dot = pick_dot(),
+              .out = out,
+              .cap = cap,
+              .n = n};
     pthread_rwlock_rdlock(&t->lock);
-    group *g = find_group(t, layer, model_hash, NULL);
-    if (g && g->dim != dim)
+    if (t->scan_hook)
+        t->scan_hook(t->scan_hook_ud);
+    uint32_t held = model_dim(t, layer, model_hash);
+    const group *g = find_group(t, layer, model_hash, tenant_hash, NULL);
+    s.g = g;
+    if (held && held != dim)
         rc = GENCACHE_EINVAL;
-    for (size_t i = 0; rc == GENCACHE_OK && g && i < g->n; i++) {
-        float sim = dot(unit, &g->vecs[i * dim], dim);
-        if (sim < lowest || g->meta[i].tenant_hash != tenant_hash)
-            continue;
-        if (g->meta[i].step > gencache__traj_max_step(table, sim))
-            continue;
-        gencache__traj_cand c = {.similarity = sim};
-        c.rec.layer = layer;
-        c.rec.model_hash = model_hash;
-        c.rec.key_hash = g->meta[i].key_hash;
-        c.rec.tenant_hash = g->meta[i].tenant_hash;
-        memcpy(c.rec.hex, g->meta[i].hex, sizeof c.rec.hex);
-        c.rec.step = g->meta[i].step;
-        keep(out, cap, n, &c);
-    }
+    else if (g && g->n && g->ann && !(flags & GENCACHE__TRAJ_EXACT))
+        rc = scan_graph(&s, t->opts.ef_search > cap ? t->opts.ef_search : cap);
+    else
+        for (uint32_t pos = 0; g && pos < g->n; pos++)
+            consider(&s, pos);
+    /* A removal queued while this search ran is not a result (checked before unlocking: the
+     * queue cannot be applied meanwhile). */
+    for (size_t i = 0; i < *n;)
+        if (pending(t, out[i].rec.key_hash))
+            out[i] = out[--*n];
+        else
+            i++;
     pthread_rwlock_unlock(&t->lock);
+    try_apply_pending(t);
     free(unit);
+    if (rc != GENCACHE_OK)
+        *n = 0;
     qsort(out, *n, sizeof *out, cmp_cands);
     return rc;
+}
+
+int gencache__traj_find(gencache__traj *t, uint32_t layer, uint64_t model_hash,
+                        uint64_t tenant_hash, const float *query, uint32_t dim,
+                        const gencache__traj_table *table, gencache__traj_cand *out, size_t cap,
+                        size_t *n)
+{
+    return gencache__traj_find_ex(t, layer, model_hash, tenant_hash, query, dim, table, out, cap, n,
+                                  0);
 }
 
 unsigned gencache__traj_max_step(const gencache__traj_table *table, float similarity)
