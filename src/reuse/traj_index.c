@@ -785,9 +785,11 @@ void gencache__traj_each(gencache__traj *t,
     for (size_t gi = 0; gi < t->n_groups; gi++) {
         const group *g = &t->groups[gi];
         for (size_t i = 0; i < g->n; i++) {
+            if (pending(t, g->meta[i].key_hash))
+                continue; /* removed already, in all but the queue */
             gencache__traj_rec rec = {.layer = g->layer, .model_hash = g->model_hash};
             rec.key_hash = g->meta[i].key_hash;
-            rec.tenant_hash = g->meta[i].tenant_hash;
+            rec.tenant_hash = g->tenant_hash;
             memcpy(rec.hex, g->meta[i].hex, sizeof rec.hex);
             rec.step = g->meta[i].step;
             fn(ud, &rec, &g->vecs[i * g->dim], g->dim);
