@@ -217,6 +217,17 @@ GENCACHE_API int gencache_trajectory_get_thresholds(gencache *cache, const char 
                                                     gencache_trajectory_threshold *rows, size_t cap,
                                                     size_t *n);
 
+/* Gives each set of trajectory vectors (one layer, model and tenant) of min_vectors or more an
+ * approximate nearest-neighbour graph (HNSW: float16 copies of the vectors, its candidates
+ * re-ranked exactly), so that a lookup costs about a millisecond at 10^6 vectors instead of the
+ * exact scan's hundreds (recall and costs: docs/BENCHMARKS.md). 0, the default, keeps every
+ * lookup exact. The graph is linked under the index's write lock: building one for a set that
+ * crosses min_vectors takes seconds at 4,096 vectors, each later store into it about a
+ * millisecond, and loading traj.idx after a restart pays that per vector, so leave it off unless
+ * exact lookups are too slow. Applies to sets that build their graph from then on. Returns
+ * GENCACHE_OK, GENCACHE_EINVAL (NULL cache, min_vectors 1 to 63). Thread-safety: init only. */
+GENCACHE_API int gencache_trajectory_set_graph(gencache *cache, uint64_t min_vectors);
+
 /* The dimension of the embeddings stored in `layer` for `model`, which every later store and
  * lookup must match, into *dim. Returns GENCACHE_OK, GENCACHE_ENOTFOUND (none stored yet: any
  * dimension is accepted; *dim 0), GENCACHE_EINVAL (NULL argument, unknown layer).

@@ -83,6 +83,7 @@ struct gencache_config {
         size_t n;
     } traj[17];
     size_t n_traj;
+    unsigned traj_graph_min; /* trajectory.graph_min_vectors; 0: exact search only */
 };
 
 /* The walk over one document. */

@@ -146,6 +146,8 @@ int gencache_config_apply(const gencache_config *cfg, gencache *cache)
     for (size_t i = 0; rc == GENCACHE_OK && i < cfg->n_traj; i++)
         rc = gencache_trajectory_set_thresholds(cache, cfg->traj[i].model, cfg->traj[i].rows,
                                                 cfg->traj[i].n);
+    if (rc == GENCACHE_OK && cfg->traj_graph_min)
+        rc = gencache_trajectory_set_graph(cache, cfg->traj_graph_min);
     return rc;
 }
 

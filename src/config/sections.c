@@ -762,7 +762,14 @@ static int trajectory_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *k
         return traj_table(x, v, path, NULL);
     if (strcmp(key, "models") == 0)
         return each_pair(x, v, path, traj_model_pair, NULL);
-    return unknown(x, kn, path, "thresholds, models");
+    if (strcmp(key, "graph_min_vectors") == 0) {
+        if (gencache__cfg_uint(x, v, path, 0, 1u << 30, &x->cfg->traj_graph_min) != 0)
+            return -1;
+        if (x->cfg->traj_graph_min > 0 && x->cfg->traj_graph_min < 64)
+            return fail(x, v, path, "expected 0 (exact search only) or at least 64");
+        return 0;
+    }
+    return unknown(x, kn, path, "thresholds, models, graph_min_vectors");
 }
 
 static int top_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml_node_t *v,

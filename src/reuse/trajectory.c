@@ -16,6 +16,7 @@
 #include "cache.h"
 #include "key/key.h"
 #include "reuse.h"
+#include "traj_index.h"
 
 #define MAX_MODELS 16
 #define MAX_CANDS  8
@@ -50,6 +51,11 @@ int gencache__traj_state_new(gencache__traj_state **out)
         free(st);
         return rc;
     }
+    /* Exact search until gencache_trajectory_set_graph() asks for graphs. */
+    gencache__traj_ann_opts ann;
+    gencache__traj_ann_opts_init(&ann);
+    ann.min_vectors = SIZE_MAX;
+    gencache__traj_set_ann(st->index, &ann);
     st->fallback.n = sizeof default_rows / sizeof default_rows[0];
     memcpy(st->fallback.rows, default_rows, sizeof default_rows);
     *out = st;
@@ -140,6 +146,18 @@ static int cmp_rows(const void *a, const void *b)
 {
     const gencache_trajectory_threshold *x = a, *y = b;
     return x->similarity < y->similarity ? -1 : x->similarity > y->similarity ? 1 : 0;
+}
+
+int gencache_trajectory_set_graph(gencache *cache, uint64_t min_vectors)
+{
+    gencache__traj_state *st = gencache__reuse_traj_state(cache);
+    if (!st || (min_vectors > 0 && min_vectors < 64))
+        return GENCACHE_EINVAL;
+    gencache__traj_ann_opts ann;
+    gencache__traj_ann_opts_init(&ann);
+    ann.min_vectors = min_vectors && min_vectors < SIZE_MAX ? (size_t)min_vectors : SIZE_MAX;
+    gencache__traj_set_ann(st->index, &ann);
+    return GENCACHE_OK;
 }
 
 int gencache_trajectory_set_thresholds(gencache *cache, const char *model,

@@ -410,6 +410,43 @@ TEST_CASE(thresholds_from_config)
     }
 }
 
+/* With a graph (set from 64 vectors), a lookup still finds the nearest stored trajectory and
+ * reports its exact similarity; the graph's settings are refused outside their range. */
+TEST_CASE(graph_search_finds_the_nearest)
+{
+    gencache *c = open_traj(100000, GENCACHE_SCOPE_GLOBAL, NULL);
+    CHECK_RC(gencache_trajectory_set_graph(NULL, 0), GENCACHE_EINVAL);
+    CHECK_RC(gencache_trajectory_set_graph(c, 63), GENCACHE_EINVAL);
+    CHECK_OK(gencache_trajectory_set_graph(c, 64));
+    enum { COUNT = 300 };
+    float emb[DIM];
+    char key[GENCACHE_KEY_MAX + 1], prompt[32], value[64];
+    /* Stored: one vector per axis pair, each turned by its own angle, so every one is distinct. */
+    for (int i = 0; i < COUNT; i++) {
+        memset(emb, 0, sizeof emb);
+        vec(emb, i % DIM, (i / DIM + 1 + i % DIM) % DIM, 0.50 + 0.0015 * i);
+        snprintf(prompt, sizeof prompt, "p%d", i);
+        CHECK_OK(store(c, NULL, "m", prompt, 20, emb, DIM, key));
+    }
+    gencache_trajectory_match m;
+    for (int i = 0; i < COUNT; i += 37) {
+        memset(emb, 0, sizeof emb);
+        vec(emb, i % DIM, (i / DIM + 1 + i % DIM) % DIM, 0.50 + 0.0015 * i);
+        CHECK_OK(lookup(c, NULL, "m", emb, DIM, &m, value));
+        snprintf(prompt, sizeof prompt, "p%d@20", i);
+        CHECK_STR_EQ(value, prompt);
+        CHECK(m.similarity > 0.9999f);
+    }
+    gencache_close(c);
+    char err[256] = "";
+    c = NULL;
+    CHECK_OK(open_with_config("trajectory:\n  graph_min_vectors: 4096\n", &c, err));
+    gencache_close(c);
+    c = NULL;
+    CHECK(open_with_config("trajectory:\n  graph_min_vectors: 10\n", &c, err) != GENCACHE_OK);
+    CHECK(c == NULL && strstr(err, "graph_min_vectors") != NULL);
+}
+
 /* ---- the index beyond one process ---- */
 
 static char *temp_dir(void)
