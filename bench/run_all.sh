@@ -50,6 +50,8 @@ BENCHES=(
   "trace_any_seed|daemon on loopback, first 10,000 requests of the trace|env PYTHONPATH=$ROOT/bindings/python GENCACHE_LIB=$BUILD/src/libgencache.so $PY $HERE/trace_any_seed.py 10000"
   "bench_trajectory|in-process, 1 thread searching, 20,000 trace-proxy 768-d embeddings|$B/bench_trajectory 20000 50"
   "disk_flushes|in-process, files under /tmp, counted by strace|$HERE/disk_flushes.sh $BUILD"
+  "bench_traj_restart|in-process, 1 thread, 20,000 stored 768-d checkpoints, disk tier under /tmp|$B/bench_traj_restart 20000 3 768"
+  "bench_reuse_net|in-process, two caches on one redis-server on loopback (unpinned)|$B/bench_reuse_net 20000 100"
 )
 
 # --- pickers: output on stdin, rows "figure<TAB>baseline<TAB>ratio" on stdout -----------------
@@ -264,6 +266,29 @@ pick_bench_generate_hung_redis() {
                             l = $0; sub(/.*latency /, "", l); sub(/;.*/, "", l)
                             print "misses with Redis hung: " m ", " l "\t-\t-" }
         /hits meanwhile/ { h = $0; sub(/.*: /, "", h); print "hits meanwhile: " h "\t-\t-" }'
+}
+
+pick_bench_traj_restart() {
+    awk '
+        /baseline\): median/ { b = $0; sub(/.*median +/, "", b); sub(/ us.*/, " us", b) }
+        /load the index from traj.idx/ { l = $0; sub(/.*median +/, "", l); sub(/ us.*/, " us", l)
+                                         r = $0; sub(/.*\(/, "", r); sub(/x the.*/, "x", r)
+                                         print "load the trajectory index from traj.idx: " l \
+                                               "\tread traj.idx with stdio: " b "\t" r }
+        /rebuild it from the disk tier/ { m = $0; sub(/.*median +/, "", m); sub(/ us.*/, " us", m)
+                                          r = $0; sub(/.*\(/, "", r); sub(/x the baseline.*/, "x", r)
+                                          print "rebuild the trajectory index from the disk tier: " m \
+                                                "\tread traj.idx with stdio: " b "\t" r }'
+}
+
+pick_bench_reuse_net() {
+    awk '
+        /^store \(/ { s = $0; sub(/.*shared layer median /, "", s); sub(/ us.*/, " us", s)
+                      b = $0; sub(/.*\(baseline\) median /, "", b); sub(/ us.*/, " us", b)
+                      r = $0; sub(/.*ratio /, "", r)
+                      print "store a reuse record of a shared layer: " s "\tnot shared: " b "\t" r }
+        /^propagation/ { p = $0; sub(/.*matches: /, "", p); print "record seen by another node: " p "\t-\t-" }
+        /^catch-up/ { c = $0; sub(/^catch-up: /, "", c); sub(/;.*/, ")", c); print "catch-up: " c "\t-\t-" }'
 }
 
 # The default: lines that carry a ratio, as they are (at most 4).
