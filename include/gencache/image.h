@@ -1,6 +1,7 @@
 /*
- * gencache/image.h: part of the public API of libgencache: image identity: decoding, pixel digests, perceptual hashes, the near-duplicate index (DESIGN.md section 3).
- * Include <gencache.h>, which includes this file; it is not meant to be included alone.
+ * gencache/image.h: part of the public API of libgencache: image identity: decoding, pixel digests,
+ * perceptual hashes, the near-duplicate index (DESIGN.md section 3). Include <gencache.h>, which
+ * includes this file; it is not meant to be included alone.
  */
 #ifndef GENCACHE_API_IMAGE_H
 #define GENCACHE_API_IMAGE_H
@@ -221,9 +222,8 @@ GENCACHE_API size_t gencache_hash_index_size(gencache_hash_index *idx);
  * receives how many there are in all, which may exceed cap.
  * Returns GENCACHE_OK (also when nothing is found: *count is 0), GENCACHE_EINVAL,
  * GENCACHE_ENOMEM. Thread-safety: safe (a reader lock: queries run in parallel). */
-GENCACHE_API int gencache_hash_index_query(gencache_hash_index *idx, uint64_t hash,
-                                           unsigned radius, gencache_hash_hit *hits, size_t cap,
-                                           size_t *count);
+GENCACHE_API int gencache_hash_index_query(gencache_hash_index *idx, uint64_t hash, unsigned radius,
+                                           gencache_hash_hit *hits, size_t cap, size_t *count);
 
 /* Writes every entry to `path` (a new file written beside it, then renamed over it, so a reader
  * never sees half a file). Returns GENCACHE_OK, GENCACHE_EINVAL, GENCACHE_EIO, GENCACHE_ENOSPC,

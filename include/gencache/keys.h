@@ -119,10 +119,10 @@ enum { GENCACHE_REQUEST_TRUST_TENANT = 1u << 0 }; /* honour the body's "tenant" 
  * guidance, fps, rotation numbers; image {"path": FILE} or {"digest": "sha256:<64 lowercase
  * hex>"}, optionally with the image's signature for perceptual lookups: "phash" and "dhash" (16
  * lowercase hex digits each), "width" and "height" (1-1000000 pixels), all four, "phash" alone,
- * or none, never part of a key (gencache/reuse.h); params an object; prompt_tokens, negative_prompt_tokens
- * arrays of integers; cache "default", "allow_random", "any_seed" or "similar_prompt"
- * (gencache_lookup()). Other fields are request parameters of any JSON type (they enter
- * result's key). Objects are flattened to dotted names (an empty object adds no field); names
+ * or none, never part of a key (gencache/reuse.h); params an object; prompt_tokens,
+ * negative_prompt_tokens arrays of integers; cache "default", "allow_random", "any_seed" or
+ * "similar_prompt" (gencache_lookup()). Other fields are request parameters of any JSON type (they
+ * enter result's key). Objects are flattened to dotted names (an empty object adds no field); names
  * are 1-64 printable ASCII characters other than space, '.' and '='; null is the same as an
  * absent field. Image {"path": ...} is resolved to its pixel digest through
  * gencache_image_digest_file(). The body's "tenant" is ignored unless flags has
