@@ -109,6 +109,7 @@ static void bench_get_large(int rounds)
     uint64_t *get_ns = malloc(sizeof(uint64_t) * rounds);
     uint64_t *cpy_ns = malloc(sizeof(uint64_t) * rounds);
     volatile unsigned char sink = 0;
+    (void)sink; /* written only, so that the loads it takes are not optimized out */
     for (int r = 0; r < rounds; r++) {
         uint64_t t0 = gencache__clock_mono_ns();
         for (int i = 0; i < ITERS; i++) {
@@ -169,6 +170,7 @@ static void bench_hits(int rounds, size_t n)
     uint64_t *g_ns = malloc(sizeof(uint64_t) * rounds), *b_ns = malloc(sizeof(uint64_t) * rounds);
     uint64_t *ratio = malloc(sizeof(uint64_t) * rounds);
     volatile unsigned sink = 0;
+    (void)sink; /* written only, so that the loads it takes are not optimized out */
     size_t misses = 0;
     for (int r = 0; r < rounds; r++) {
         uint64_t t0 = bench_ns();
@@ -345,6 +347,7 @@ static void *hit_worker(void *p)
     hit_arg *a = p;
     uint64_t x = 88172645463325252ull + a->seed;
     volatile unsigned char sink = 0;
+    (void)sink; /* written only, so that the loads it takes are not optimized out */
     for (long i = 0; i < a->gets; i++) {
         x ^= x << 13;
         x ^= x >> 7;

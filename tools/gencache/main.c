@@ -119,8 +119,10 @@ static void usage(FILE *out)
                  "for the gencached daemon (default URL $GENCACHE_URL or "
                  "http://127.0.0.1:8787; the\nbearer token of a tenant: --token or "
                  "$GENCACHE_TOKEN).\n\ncommands:\n");
+    /* A name too long for the column goes on a line of its own, its summary below it. */
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(out, "  %-9s %s\n            %s\n", commands[i].name, commands[i].summary,
+        fprintf(out, "  %-9s%s%s\n            %s\n", commands[i].name,
+                strlen(commands[i].name) > 9 ? "\n            " : " ", commands[i].summary,
                 commands[i].usage);
     fprintf(out, "\n'gencache COMMAND --help' describes one command.\n");
 }
