@@ -95,6 +95,7 @@ void encode_portable(const float *in, uint16_t *out, size_t dim)
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define HAVE_F16C_PATH 1
 
@@ -140,6 +141,15 @@ __attribute__((target("avx2,f16c"))) void encode_f16c(const float *in, uint16_t 
 
 typedef void (*encode_fn)(const float *, uint16_t *, size_t);
 
+#ifdef HAVE_F16C_PATH
+/* F16C from CPUID leaf 1 (clang's __builtin_cpu_supports() does not know "f16c"). */
+static bool cpu_has_f16c()
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
+#endif
+
 /* float16 vectors compared by 1 - inner product. */
 class half_space : public hnswlib::SpaceInterface<float>
 {
@@ -148,7 +158,7 @@ class half_space : public hnswlib::SpaceInterface<float>
     {
 #ifdef HAVE_F16C_PATH
         if (!force_portable && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-            __builtin_cpu_supports("f16c")) {
+            cpu_has_f16c()) {
             dist_ = distance_f16c;
             enc_ = encode_f16c;
         }
