@@ -320,12 +320,12 @@ TEST_CASE(ttl_sliding)
 TEST_CASE(ttl_override_and_layer_define)
 {
     gencache *c = open_small(0, 0);
-    gencache_layer_options lo;
+    gencache_layer_options lo = {.struct_size = sizeof lo};
     gencache_layer_options_init(&lo);
     lo.name = "thumb";
     lo.ttl_ms = 1000;
     CHECK_OK(gencache_layer_define(c, &lo));
-    gencache_layer_options got;
+    gencache_layer_options got = {.struct_size = sizeof got};
     CHECK_OK(gencache_layer_get(c, "thumb", &got));
     CHECK_UINT_EQ(got.ttl_ms, 1000);
     CHECK_RC(gencache_layer_get(c, "nope", &got), GENCACHE_ENOTFOUND);
@@ -353,7 +353,7 @@ TEST_CASE(ttl_override_and_layer_define)
 TEST_CASE(too_many_layers)
 {
     gencache *c = open_small(0, 0);
-    gencache_layer_options lo;
+    gencache_layer_options lo = {.struct_size = sizeof lo};
     gencache_layer_options_init(&lo);
     char name[32];
     int rc = GENCACHE_OK;

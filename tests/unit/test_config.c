@@ -379,7 +379,7 @@ TEST_CASE(example_file)
     gencache_options_init(&o);
     gencache *c = NULL;
     CHECK_OK(gencache_open_config(&c, cfg, &o));
-    gencache_layer_options lo;
+    gencache_layer_options lo = {.struct_size = sizeof lo};
     gencache_layer_options_init(&lo);
     CHECK_OK(gencache_layer_get(c, "upscaled", &lo));
     CHECK_UINT_EQ(lo.ttl_ms, 86400000);
@@ -398,7 +398,7 @@ TEST_CASE(layer_registry_round_trip)
     gencache *c = NULL;
     CHECK_OK(gencache_open(&c, NULL));
     static const char *const fields[] = {"model", "image!", "params.upscaler"};
-    gencache_layer_options lo;
+    gencache_layer_options lo = {.struct_size = sizeof lo};
     gencache_layer_options_init(&lo);
     CHECK_INT_EQ(lo.shared, 1);
     CHECK_INT_EQ(lo.prompt_normalization, -1);
@@ -412,7 +412,7 @@ TEST_CASE(layer_registry_round_trip)
     lo.shared = 0;
     lo.image_match = GENCACHE_IMAGE_MATCH_PERCEPTUAL;
     CHECK_OK(gencache_layer_define(c, &lo));
-    gencache_layer_options got;
+    gencache_layer_options got = {.struct_size = sizeof got};
     gencache_layer_options_init(&got);
     CHECK_OK(gencache_layer_get(c, "upscaled", &got));
     CHECK_STR_EQ(got.name, "upscaled");
@@ -521,7 +521,7 @@ TEST_CASE(keyspace_view_follows_registry)
 
     /* Redefine the layer through the cache: the view derives keys with the new recipe. */
     static const char *const fields[] = {"model", "prompt", "width"};
-    gencache_layer_options lo;
+    gencache_layer_options lo = {.struct_size = sizeof lo};
     gencache_layer_options_init(&lo);
     lo.name = "text_embedding";
     lo.fields = fields;
@@ -607,7 +607,7 @@ TEST_CASE(config_applies_layers_and_models)
     CHECK_UINT_EQ(o.mem_max_entries, 10);
     gencache *c = NULL;
     CHECK_OK(gencache_open_config(&c, cfg, NULL));
-    gencache_layer_options lo;
+    gencache_layer_options lo = {.struct_size = sizeof lo};
     gencache_layer_options_init(&lo);
     CHECK_OK(gencache_layer_get(c, "text_embedding", &lo));
     CHECK_UINT_EQ(lo.ttl_ms, 7200000);

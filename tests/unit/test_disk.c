@@ -446,7 +446,7 @@ TEST_CASE(through_the_cache_survives_reopen)
     o.data_dir = dir;
     gencache *c = NULL;
     CHECK_OK(gencache_open(&c, &o));
-    gencache_layer_options lo;
+    gencache_layer_options lo = {.struct_size = sizeof lo};
     gencache_layer_options_init(&lo);
     lo.name = "result";
     lo.write_through = 1;

@@ -278,7 +278,7 @@ TEST_CASE(layer_policy_overrides_tier)
 {
     /* The tier is LRU; image_latent is GDSF: its costly entry survives newer cheap ones. */
     gencache *c = open_policy(GENCACHE_EVICTION_LRU, 0, 3);
-    gencache_layer_options lo;
+    gencache_layer_options lo = {.struct_size = sizeof lo};
     gencache_layer_options_init(&lo);
     CHECK_OK(gencache_layer_get(c, "image_latent", &lo));
     CHECK_INT_EQ(lo.eviction, GENCACHE_EVICTION_DEFAULT);
@@ -507,7 +507,7 @@ TEST_CASE(config_keys)
     CHECK_DBL_NEAR(o.mrc_sample_rate, 0.5, 1e-12);
     gencache *c = NULL;
     CHECK_OK(gencache_open_config(&c, cfg, NULL));
-    gencache_layer_options lo;
+    gencache_layer_options lo = {.struct_size = sizeof lo};
     gencache_layer_options_init(&lo);
     CHECK_OK(gencache_layer_get(c, "result", &lo));
     CHECK_INT_EQ(lo.write_through, 1);
@@ -593,7 +593,7 @@ TEST_CASE(between_policies_the_stalest_candidate_goes)
     /* text_embedding follows the tier (LRU), image_latent is GDSF: each policy names its
      * candidate, and the one accessed longest ago leaves. */
     gencache *c = open_policy(GENCACHE_EVICTION_LRU, 0, 3);
-    gencache_layer_options lo;
+    gencache_layer_options lo = {.struct_size = sizeof lo};
     gencache_layer_options_init(&lo);
     CHECK_OK(gencache_layer_get(c, "image_latent", &lo));
     lo.eviction = GENCACHE_EVICTION_GDSF;

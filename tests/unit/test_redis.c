@@ -492,7 +492,7 @@ TEST_CASE(shared_between_two_caches)
     gencache *a = NULL, *b = NULL;
     CHECK_OK(gencache_open(&a, &o));
     CHECK_OK(gencache_open(&b, &o));
-    gencache_layer_options lo;
+    gencache_layer_options lo = {.struct_size = sizeof lo};
     gencache_layer_options_init(&lo);
     lo.name = "result";
     lo.write_through = 1;

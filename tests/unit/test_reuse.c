@@ -114,7 +114,7 @@ static gencache_request *request(gencache *cache, const char *model, const img_r
 
 static void make_perceptual(gencache *cache, const char *layer)
 {
-    gencache_layer_options o;
+    gencache_layer_options o = {.struct_size = sizeof o};
     gencache_layer_options_init(&o);
     CHECK_OK(gencache_layer_get(cache, layer, &o));
     o.image_match = GENCACHE_IMAGE_MATCH_PERCEPTUAL;

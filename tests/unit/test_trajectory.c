@@ -38,7 +38,7 @@ static gencache *open_dir(const char *dir, uint64_t mem_entries, uint64_t disk_e
     }
     gencache *c = NULL;
     CHECK_OK(gencache_open(&c, &o));
-    gencache_layer_options l;
+    gencache_layer_options l = {.struct_size = sizeof l};
     gencache_layer_options_init(&l);
     l.name = "trajectory";
     l.fields = fields;

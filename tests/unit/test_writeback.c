@@ -340,7 +340,7 @@ TEST_CASE(full_memory_is_not_pressure)
     CHECK_INT_EQ(p.degraded, 0);
     CHECK_UINT_EQ(p.writeback_max_bytes, 64ull << 20);
     /* TTLs stay what the layer says. */
-    gencache_layer_options lo;
+    gencache_layer_options lo = {.struct_size = sizeof lo};
     gencache_layer_options_init(&lo);
     CHECK_OK(gencache_layer_get(c, "result", &lo));
     char key[GENCACHE__KEY_MAX + 1];
@@ -540,7 +540,7 @@ TEST_CASE(pressure_policy_demotes_batch_then_caps_ttls)
     CHECK_OK(gencache_pressure_relieve(c, &p));
     CHECK(p.disk_ratio > 0.95);
     CHECK_INT_EQ(p.level, 2);
-    gencache_layer_options lo;
+    gencache_layer_options lo = {.struct_size = sizeof lo};
     gencache_layer_options_init(&lo);
     CHECK_OK(gencache_layer_get(c, "result", &lo));
     const gencache_caller *who[] = {&plain, &vip, NULL};

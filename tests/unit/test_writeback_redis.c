@@ -106,7 +106,7 @@ static gencache_tier_stats tier_stats(gencache *c, const char *name)
 
 static uint64_t layer_ttl(gencache *c, const char *layer)
 {
-    gencache_layer_options lo;
+    gencache_layer_options lo = {.struct_size = sizeof lo};
     gencache_layer_options_init(&lo);
     CHECK_OK(gencache_layer_get(c, layer, &lo));
     return lo.ttl_ms;
@@ -141,7 +141,7 @@ TEST_CASE(pressure_loses_nothing)
     gencache *a = NULL;
     CHECK_OK(gencache_open(&a, &o));
     /* The layers as the defaults define them: what this test is about. */
-    gencache_layer_options lo;
+    gencache_layer_options lo = {.struct_size = sizeof lo};
     gencache_layer_options_init(&lo);
     CHECK_OK(gencache_layer_get(a, "result", &lo));
     CHECK(lo.write_through && lo.shared);
