@@ -12,7 +12,7 @@ B=build-fuzz
 cmake -S . -B "$B" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
   -DCMAKE_CXX_COMPILER=clang++ \
-  -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr -fno-sanitize-recover=undefined" \
+  -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr,function -fno-sanitize-recover=undefined" \
   -DGENCACHE_BUILD_TESTS=OFF -DGENCACHE_BUILD_BENCH=OFF >/dev/null
 cmake --build "$B" -j "$(nproc)" --target gencache_static >/dev/null
 LIBS="$(pkg-config --libs libcrypto jansson libutf8proc libxxhash libpng libjpeg libwebp hiredis \
