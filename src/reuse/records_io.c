@@ -99,6 +99,17 @@ void gencache__reuse_rec_encode(const gencache__reuse_rec *rec, const char *name
     encode_fields(rec, p + NAME_BYTES);
 }
 
+int gencache__idx_header(const unsigned char *buf, size_t size, const unsigned char magic[8],
+                         uint64_t version, uint64_t *count)
+{
+    if (size < HEADER_BYTES + 8 || memcmp(buf, magic, 7) != 0)
+        return GENCACHE_EPARSE;
+    if (buf[7] != magic[7] || gencache__le64_get(buf + 8) != version)
+        return GENCACHE_EVERSION;
+    *count = gencache__le64_get(buf + 16);
+    return GENCACHE_OK;
+}
+
 static void put_rec(void *ud, const gencache__reuse_rec *rec)
 {
     unsigned char *p = gencache__idx_record(ud, rec->layer, REC_BYTES);
@@ -153,14 +164,12 @@ int gencache__reuse_load_file(gencache__reuse *r, const char *path,
     if (rc != GENCACHE_OK)
         return rc;
     uint64_t count = 0;
-    if (size < HEADER_BYTES + 8 || memcmp(buf, MAGIC, 7) != 0)
+    rc = gencache__idx_header(buf, size, MAGIC, FILE_VERSION, &count);
+    if (rc == GENCACHE_OK && (count > (size - HEADER_BYTES - 8) / REC_BYTES ||
+                              HEADER_BYTES + count * REC_BYTES + 8 != size))
         rc = GENCACHE_EPARSE;
-    else if (buf[7] != MAGIC[7] || gencache__le64_get(buf + 8) != FILE_VERSION)
-        rc = GENCACHE_EVERSION;
-    else if ((count = gencache__le64_get(buf + 16)) > (size - HEADER_BYTES - 8) / REC_BYTES ||
-             HEADER_BYTES + count * REC_BYTES + 8 != size)
-        rc = GENCACHE_EPARSE;
-    else if (gencache__checksum(buf, size - 8) != gencache__le64_get(buf + size - 8))
+    if (rc == GENCACHE_OK &&
+        gencache__checksum(buf, size - 8) != gencache__le64_get(buf + size - 8))
         rc = GENCACHE_ECORRUPT;
     for (uint64_t i = 0; rc == GENCACHE_OK && i < count; i++) {
         gencache__reuse_rec rec;

@@ -128,6 +128,11 @@ unsigned char *gencache__idx_record(gencache__idx_writer *w, uint32_t layer, siz
  * record could not be added), or the errors of gencache__file_replace(). */
 int gencache__idx_finish(gencache__idx_writer *w, const unsigned char magic[8], uint64_t version,
                          const char *path);
+/* Checks an index file's header: at least a header and a checksum, then magic and version.
+ * GENCACHE_OK (*count: the record count it claims, not yet checked), GENCACHE_EPARSE (too short
+ * or another magic), GENCACHE_EVERSION. */
+int gencache__idx_header(const unsigned char *buf, size_t size, const unsigned char magic[8],
+                         uint64_t version, uint64_t *count);
 /* Writes every record to path (a temporary file renamed over it). */
 int gencache__reuse_save_file(gencache__reuse *r, const char *path,
                               const gencache__reuse_layers *layers);

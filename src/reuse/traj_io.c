@@ -67,13 +67,11 @@ int gencache__traj_save_file(gencache__traj *t, const char *path,
 /* Checks the whole file before anything is added: sizes, record count, checksum. */
 static int check_file(const unsigned char *buf, size_t size, uint64_t *count)
 {
-    if (size < HEADER_BYTES + 8 || memcmp(buf, FILE_MAGIC, 7) != 0)
-        return GENCACHE_EPARSE;
-    if (buf[7] != FILE_MAGIC[7] || gencache__le64_get(buf + 8) != FILE_VERSION)
-        return GENCACHE_EVERSION;
+    int rc = gencache__idx_header(buf, size, FILE_MAGIC, FILE_VERSION, count);
+    if (rc != GENCACHE_OK)
+        return rc;
     if (gencache__checksum(buf, size - 8) != gencache__le64_get(buf + size - 8))
         return GENCACHE_ECORRUPT;
-    *count = gencache__le64_get(buf + 16);
     size_t off = HEADER_BYTES, end = size - 8;
     for (uint64_t i = 0; i < *count; i++) {
         if (end - off < REC_FIXED)
