@@ -57,10 +57,8 @@ const gencache__codec_kernels *gencache__codec_kernels_scalar(void);
 /* The vector implementations, or NULL when this CPU (or this build) lacks the instructions. */
 const gencache__codec_kernels *gencache__codec_kernels_avx2(void);
 const gencache__codec_kernels *gencache__codec_kernels_avx512(void);
-/* The widest implementation this CPU runs, chosen once; with AVX-512, a table of its kernels
- * except where the AVX2 ones measured faster: the maxima of small blocks and the quantization
- * of large ones (named "avx512" all the same). The environment variable GENCACHE_SIMD (scalar,
- * avx2) narrows the choice, for benchmarks and bug reports. */
+/* The widest implementation this CPU runs, chosen once. The environment variable GENCACHE_SIMD
+ * (scalar, avx2) narrows the choice, for benchmarks and bug reports. */
 const gencache__codec_kernels *gencache__codec_kernels_best(void);
 
 /* Scalar element helpers, shared by the vector files for their tails so every path agrees. */
@@ -71,8 +69,8 @@ float gencache__bf16_to_f32_one(uint16_t h);
 float gencache__round_even(float x); /* independent of the FP environment */
 int8_t gencache__quant_one(float x, float inv);
 float gencache__dequant_clamp(float y); /* clamps to +-FLT_MAX */
-/* Elements from which the quantization kernels stream their output (non-temporal stores), and
- * where the dispatch switches between the AVX2 and AVX-512 maxima and quantization loops. */
+/* Elements from which the quantization kernels stream their output (non-temporal stores): an
+ * output of 1 MiB or more does not stay in the L2 cache anyway. */
 #define GENCACHE__LARGE_BLOCK ((size_t)1 << 20)
 
 /* Inputs of at least GENCACHE__PREFETCH_MIN bytes are read with software prefetches

@@ -110,7 +110,8 @@ static void compare(const gencache__codec_kernels *v)
                     h[i] &= 0x83FF;
                 x[i] = (float)((int32_t)(rnd32() % 4001) - 2000) * (round ? 0.0625f : 0.37f);
             }
-            static const float invs[] = {0.0f, 1.0f, 127.0f / 125.0f, 0.5f, 3e-3f, 1e6f};
+            static const float invs[] = {0.0f, 1.0f,     127.0f / 125.0f, 0.5f,  3e-3f,
+                                         1e6f, 32768.0f, 32769.0f,        1e30f, 1.7e38f};
             for (size_t j = 0; j < sizeof invs / sizeof invs[0]; j++) {
                 v->quant_f32(qa, x, n, invs[j]);
                 s->quant_f32(qb, x, n, invs[j]);
@@ -251,21 +252,14 @@ TEST_CASE(best_is_widest)
     const char *env = getenv("GENCACHE_SIMD");
     if (env && *env)
         return; /* narrowed on purpose */
+    /* The whole widest table: each of its kernels measured at least as fast as the narrower
+     * table's (bench_tensor), and avx512_matches_scalar compares it with the scalar code. */
     const gencache__codec_kernels *k512 = gencache__codec_kernels_avx512();
     const gencache__codec_kernels *k2 = gencache__codec_kernels_avx2();
-    if (k512) {
-        CHECK_STR_EQ(b->name, "avx512");
-        /* The AVX-512 kernels, except the maxima and the quantization loops, which are picked
-         * by the size of the block (functions of neither table). */
-        CHECK(b->f16_to_f32 == k512->f16_to_f32 && b->dequant_f16 == k512->dequant_f16);
-        CHECK(b->bf16_to_f32 == k512->bf16_to_f32 && b->dequant_bf16 == k512->dequant_bf16);
-        if (k2) {
-            CHECK(b->amax_f16 != k512->amax_f16 && b->amax_f16 != k2->amax_f16);
-            CHECK(b->quant_f16 != k512->quant_f16 && b->quant_f16 != k2->quant_f16);
-        }
-        compare(b);
-    } else if (gencache__codec_kernels_avx2())
-        CHECK_STR_EQ(b->name, "avx2");
+    if (k512)
+        CHECK(b == k512);
+    else if (k2)
+        CHECK(b == k2);
     else
         CHECK_STR_EQ(b->name, "scalar");
 }
