@@ -338,3 +338,87 @@ TEST_CASE(quant_groups_match_scalar)
     check_groups(k);
     check_groups(gencache__codec_kernels_best());
 }
+
+/* Per-tensor quantization of a large tensor runs its second pass backwards in blocks
+ * (quant.c): the payload must still be that of one forward pass of the scalar kernel, for every
+ * table and source format, at sizes of one call, exactly two blocks and blocks plus a remainder,
+ * and a NaN in the last element still refuses the tensor. */
+TEST_CASE(per_tensor_blocks_match_one_pass)
+{
+    const gencache__codec_kernels *s = gencache__codec_kernels_scalar();
+    const gencache__codec_kernels *tables[3] = {s, gencache__codec_kernels_avx2(),
+                                                gencache__codec_kernels_avx512()};
+    const size_t block = GENCACHE__LARGE_BLOCK;
+    const size_t counts[] = {2 * block - 1, 2 * block, 3 * block + 12345};
+    const size_t max = 3 * block + 12345;
+    float *x = malloc(4 * max);
+    uint16_t *h = malloc(2 * max);
+    int8_t *want = malloc(max);
+    size_t cap = max + 4096;
+    unsigned char *payload = malloc(cap);
+    CHECK(x && h && want && payload);
+    for (size_t i = 0; i < max; i++) {
+        x[i] = (float)((int32_t)(rnd32() % 200001) - 100000) * 0.013f;
+        h[i] = (uint16_t)(rnd32() & 0xBBFF);
+    }
+    static const gencache_dtype dts[] = {GENCACHE_DTYPE_F32, GENCACHE_DTYPE_F16,
+                                         GENCACHE_DTYPE_BF16};
+    for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+        size_t n = counts[ci];
+        for (size_t di = 0; di < 3; di++) {
+            gencache_dtype dt = dts[di];
+            const void *src = dt == GENCACHE_DTYPE_F32 ? (const void *)x : (const void *)h;
+            float amax, scale, inv;
+            if (dt == GENCACHE_DTYPE_F32) {
+                CHECK_INT_EQ(s->amax_f32(x, n, &amax), 0);
+                gencache__quant_scale(amax, &scale, &inv);
+                s->quant_f32(want, x, n, inv);
+            } else if (dt == GENCACHE_DTYPE_F16) {
+                CHECK_INT_EQ(s->amax_f16(h, n, &amax), 0);
+                gencache__quant_scale(amax, &scale, &inv);
+                s->quant_f16(want, h, n, inv);
+            } else {
+                CHECK_INT_EQ(s->amax_bf16(h, n, &amax), 0);
+                gencache__quant_scale(amax, &scale, &inv);
+                s->quant_bf16(want, h, n, inv);
+            }
+            const gencache_tensor_desc d = {.dtype = dt,
+                                            .ndim = 1,
+                                            .shape = {(int64_t)n},
+                                            .byte_order = GENCACHE_BYTE_ORDER_LITTLE};
+            size_t es = gencache_dtype_size(dt);
+            for (int t = 0; t < 3; t++) {
+                if (!tables[t])
+                    continue;
+                size_t got;
+                gencache_quant_info info;
+                memset(payload, 0x5A, cap);
+                CHECK_OK(gencache__quant_encode_with(tables[t], &d, src, n * es, NULL, payload, cap,
+                                                     &got));
+                CHECK_OK(gencache_quant_info_get(payload, got, &info));
+                CHECK_UINT_EQ(got, info.data_offset + n);
+                CHECK_MEM_EQ(payload + info.scales_offset, &scale, 4);
+                CHECK_MEM_EQ(payload + info.data_offset, want, n);
+            }
+        }
+    }
+    /* A NaN (f16) in the very last element: the maximum pass sees it before anything is
+     * quantized. */
+    size_t n = counts[2];
+    uint16_t keep = h[n - 1];
+    h[n - 1] = 0x7E00;
+    const gencache_tensor_desc d = {.dtype = GENCACHE_DTYPE_F16,
+                                    .ndim = 1,
+                                    .shape = {(int64_t)n},
+                                    .byte_order = GENCACHE_BYTE_ORDER_LITTLE};
+    for (int t = 0; t < 3; t++)
+        if (tables[t])
+            CHECK_INT_EQ(
+                gencache__quant_encode_with(tables[t], &d, h, n * 2, NULL, payload, cap, NULL),
+                GENCACHE_EINVAL);
+    h[n - 1] = keep;
+    free(x);
+    free(h);
+    free(want);
+    free(payload);
+}
