@@ -113,14 +113,27 @@ AVX512 static void w_bf16_to_f32(float *dst, const uint16_t *src, size_t n)
 }
 
 /* The body of the maxima of |x|: absm clears the sign bits, W elements fill a vector (one cache
- * line), and four independent maxima m0-m3 keep the loop off the latency of one; large inputs
- * are prefetched a line per vector. Leaves the maximum of the first i elements in m0. */
+ * line), and four independent maxima m0-m3 keep the loop off the latency of one. A large input
+ * is read as two streams at once, its halves, with software prefetches: one core reading one
+ * stream from DRAM keeps too few lines in flight, and two measured 1.3x the bandwidth of one
+ * here (docs/BENCHMARKS.md). Leaves the maximum of the first i elements in m0. */
 #define AMAX_LOOP(MAX, W)                                                                          \
-    const int pf = n * sizeof *src >= GENCACHE__PREFETCH_MIN;                                      \
+    if (n * sizeof *src >= GENCACHE__PREFETCH_MIN) {                                               \
+        size_t half = n / (4 * (W)) * (2 * (W));                                                   \
+        const __typeof__(*src) *hi = src + half;                                                   \
+        for (; i < half; i += 2 * (W)) {                                                           \
+            gencache__prefetch(src + i);                                                           \
+            gencache__prefetch(src + i + (W));                                                     \
+            gencache__prefetch(hi + i);                                                            \
+            gencache__prefetch(hi + i + (W));                                                      \
+            m0 = MAX(m0, _mm512_and_si512(_mm512_loadu_si512(src + i), absm));                     \
+            m1 = MAX(m1, _mm512_and_si512(_mm512_loadu_si512(src + i + (W)), absm));               \
+            m2 = MAX(m2, _mm512_and_si512(_mm512_loadu_si512(hi + i), absm));                      \
+            m3 = MAX(m3, _mm512_and_si512(_mm512_loadu_si512(hi + i + (W)), absm));                \
+        }                                                                                          \
+        i = 2 * half;                                                                              \
+    }                                                                                              \
     for (; i + 4 * (W) <= n; i += 4 * (W)) {                                                       \
-        if (pf)                                                                                    \
-            for (int l = 0; l < 4; l++)                                                            \
-                gencache__prefetch(src + i + l * (W));                                             \
         m0 = MAX(m0, _mm512_and_si512(_mm512_loadu_si512(src + i), absm));                         \
         m1 = MAX(m1, _mm512_and_si512(_mm512_loadu_si512(src + i + (W)), absm));                   \
         m2 = MAX(m2, _mm512_and_si512(_mm512_loadu_si512(src + i + 2 * (W)), absm));               \
@@ -240,11 +253,20 @@ AVX512 static inline __m128i q16_i8(__m512 x, __m512 inv, const int clamp)
         size_t head = head_to_line(dst, 1, n);                                                     \
         for (; i < head; i++)                                                                      \
             dst[i] = ONE(src[i]);                                                                  \
-        for (; i + 64 <= n; i += 64) {                                                             \
-            for (size_t b = 0; b < 64 * sizeof *src; b += 64)                                      \
-                gencache__prefetch((const char *)(src + i) + b);                                   \
-            _mm512_stream_si512((void *)(dst + i), Q64(LOAD, src + i, vi, clamp));                 \
+        /* Two halves at once, as in AMAX_LOOP: two streams read faster than one. */               \
+        size_t half = (n - i) / 128 * 64;                                                          \
+        const __typeof__(*src) *sa = src + i, *sb = sa + half;                                     \
+        int8_t *da = dst + i, *db = da + half;                                                     \
+        for (size_t j = 0; j < half; j += 64) {                                                    \
+            for (size_t b = 0; b < 64 * sizeof *src; b += 64) {                                    \
+                gencache__prefetch((const char *)(sa + j) + b);                                    \
+                gencache__prefetch((const char *)(sb + j) + b);                                    \
+            }                                                                                      \
+            _mm512_stream_si512((void *)(da + j), Q64(LOAD, sa + j, vi, clamp));                   \
+            _mm512_stream_si512((void *)(db + j), Q64(LOAD, sb + j, vi, clamp));                   \
         }                                                                                          \
+        for (i += 2 * half; i + 64 <= n; i += 64)                                                  \
+            _mm512_stream_si512((void *)(dst + i), Q64(LOAD, src + i, vi, clamp));                 \
         _mm_sfence();                                                                              \
     }                                                                                              \
     for (; i + 64 <= n; i += 64)                                                                   \

@@ -422,3 +422,55 @@ TEST_CASE(per_tensor_blocks_match_one_pass)
     free(want);
     free(payload);
 }
+
+/* The maxima read a large input as two streams and the rest on its own: one large value among
+ * small ones is found wherever it sits (each stream's start and end, the remainder, the last
+ * element), as is a NaN, for every table and format. */
+TEST_CASE(amax_finds_one_value_anywhere)
+{
+    const gencache__codec_kernels *tables[3] = {gencache__codec_kernels_scalar(),
+                                                gencache__codec_kernels_avx2(),
+                                                gencache__codec_kernels_avx512()};
+    const size_t n = (1u << 18) + 77; /* 512 KiB of f16: prefetched, two streams */
+    float *x = malloc(4 * n);
+    uint16_t *h = malloc(2 * n);
+    CHECK(x && h);
+    for (size_t i = 0; i < n; i++) {
+        x[i] = (float)(i % 100) * (i % 2 ? -0.01f : 0.01f);
+        h[i] = (uint16_t)((i % 2 ? 0x8000u : 0u) | (i % 0x2000u)); /* below 0x2000: small */
+    }
+    size_t half = n / 128 * 64;
+    const size_t spots[] = {0, 1, half - 1, half, half + 1, 2 * half - 1, 2 * half, n - 2, n - 1};
+    for (size_t si = 0; si < sizeof spots / sizeof spots[0]; si++) {
+        size_t at = spots[si];
+        float kx = x[at];
+        uint16_t kh = h[at];
+        x[at] = -1234.5f;
+        h[at] = 0xC123; /* -2.57 as f16, -10.2 as bf16: larger than all the others */
+        for (int t = 0; t < 3; t++) {
+            if (!tables[t])
+                continue;
+            float m;
+            CHECK_INT_EQ(tables[t]->amax_f32(x, n, &m), 0);
+            CHECK(m == 1234.5f);
+            CHECK_INT_EQ(tables[t]->amax_f16(h, n, &m), 0);
+            CHECK(m == gencache__f16_to_f32_one(0x4123));
+            CHECK_INT_EQ(tables[t]->amax_bf16(h, n, &m), 0);
+            CHECK(m == gencache__bf16_to_f32_one(0x4123));
+        }
+        x[at] = NAN;
+        h[at] = 0x7FC0; /* a NaN in f16 and in bf16 */
+        for (int t = 0; t < 3; t++) {
+            if (!tables[t])
+                continue;
+            float m;
+            CHECK_INT_EQ(tables[t]->amax_f32(x, n, &m), 1);
+            CHECK_INT_EQ(tables[t]->amax_f16(h, n, &m), 1);
+            CHECK_INT_EQ(tables[t]->amax_bf16(h, n, &m), 1);
+        }
+        x[at] = kx;
+        h[at] = kh;
+    }
+    free(x);
+    free(h);
+}
