@@ -73,16 +73,17 @@ static void free_touched(void *p)
 
 /* A plain read pass: every byte loaded once into independent accumulators of 16 bytes, with no
  * other work, and a large input read as the library's kernels read it (tensor.h,
- * kernels_avx512.c): its two halves at once, prefetched. The time is that of the loads alone:
- * the floor of any kernel that has to read the same bytes. */
+ * kernels_avx512.c): prefetched, and its two halves at once (`streams` 2; 1 reads it front to
+ * back, for the sweep's comparison). The time is that of the loads alone: the floor of any
+ * kernel that has to read the same bytes. */
 typedef uint64_t u64x2 __attribute__((vector_size(16)));
 
-static void read_pass(const void *buf, size_t bytes)
+static void read_streams(const void *buf, size_t bytes, int streams)
 {
     const u64x2 *p = buf;
     u64x2 a = {0, 0}, b = a, c = a, d = a;
     size_t i = 0, n = bytes / 16;
-    if (bytes >= GENCACHE__PREFETCH_MIN) {
+    if (bytes >= GENCACHE__PREFETCH_MIN && streams == 2) {
         size_t half = n / 8 * 4;
         const u64x2 *q = p + half;
         for (; i < half; i += 4) {
@@ -95,7 +96,10 @@ static void read_pass(const void *buf, size_t bytes)
         }
         i = 2 * half;
     }
+    const int pf = bytes >= GENCACHE__PREFETCH_MIN;
     for (; i + 4 <= n; i += 4) {
+        if (pf)
+            gencache__prefetch(p + i);
         a |= p[i];
         b |= p[i + 1];
         c |= p[i + 2];
@@ -103,6 +107,11 @@ static void read_pass(const void *buf, size_t bytes)
     }
     a |= b | c | d;
     sink ^= (unsigned char)(a[0] ^ a[1]);
+}
+
+static void read_pass(const void *buf, size_t bytes)
+{
+    read_streams(buf, bytes, 2);
 }
 
 /* The next value of a xorshift generator: the inputs are the same in every run. */
@@ -130,40 +139,44 @@ static int calls_for(size_t bytes)
     return c < 1 ? 1 : c > 4096 ? 4096 : (int)c;
 }
 
-/* memcpy and the read pass from 256 KiB to 512 MiB, medians of 5 samples. The levels show as
- * steps: reads from L2 run at several times the L3 rate, and the L3 rate falls to the DRAM rate
- * where the buffers outgrow this virtual machine's share of the L3 cache. */
+/* memcpy and the read pass (as one stream and as two) from 256 KiB to 512 MiB, medians of 5
+ * samples. The levels show as steps: reads from L2 run at several times the L3 rate, and the L3
+ * rate falls to the DRAM rate where the buffers outgrow this virtual machine's share of the L3
+ * cache. */
 static void bench_sweep(void)
 {
     enum { SAMPLES = 5 };
     const size_t max = (size_t)512 << 20;
     unsigned char *s = alloc_touched(max), *d = alloc_touched(max);
     printf("bandwidth sweep, one thread, thread CPU time, medians of %d samples (memcpy moves "
-           "each byte once: read + write)\n",
+           "each byte once: read + write; reads prefetched, as one stream and as two)\n",
            SAMPLES);
-    printf("%10s %12s %12s\n", "bytes", "memcpy GB/s", "read GB/s");
+    printf("%10s %12s %14s %14s\n", "bytes", "memcpy GB/s", "read 1 GB/s", "read 2 GB/s");
     for (size_t b = (size_t)256 << 10; b <= max; b *= 2) {
-        double tc[SAMPLES], tr[SAMPLES];
+        double t[3][SAMPLES];
         int calls = calls_for(b);
         for (int i = 0; i < SAMPLES; i++) {
-            memcpy(d, s, b);
-            double t0 = cpu_now_s();
-            for (int c = 0; c < calls; c++)
-                memcpy(d, s, b);
-            tc[i] = (cpu_now_s() - t0) / calls;
+            for (int op = 0; op < 3; op++) {
+                for (int rep = 0; rep < 2; rep++) {
+                    int m = rep ? calls : 1;
+                    double t0 = cpu_now_s();
+                    for (int c = 0; c < m; c++)
+                        if (op == 0)
+                            memcpy(d, s, b);
+                        else
+                            read_streams(s, b, op);
+                    t[op][i] = (cpu_now_s() - t0) / m;
+                }
+            }
             sink ^= d[b - 1];
-            read_pass(s, b);
-            t0 = cpu_now_s();
-            for (int c = 0; c < calls; c++)
-                read_pass(s, b);
-            tr[i] = (cpu_now_s() - t0) / calls;
         }
         if (b < (size_t)1 << 20)
             printf("%6zu KiB", b >> 10);
         else
             printf("%6zu MiB", b >> 20);
-        printf(" %12.2f %12.2f\n", (double)b / bench_median(tc, SAMPLES) / 1e9,
-               (double)b / bench_median(tr, SAMPLES) / 1e9);
+        printf(" %12.2f %14.2f %14.2f\n", (double)b / bench_median(t[0], SAMPLES) / 1e9,
+               (double)b / bench_median(t[1], SAMPLES) / 1e9,
+               (double)b / bench_median(t[2], SAMPLES) / 1e9);
     }
     free_touched(s);
     free_touched(d);
