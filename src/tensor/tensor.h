@@ -76,10 +76,9 @@ float gencache__dequant_clamp(float y); /* clamps to +-FLT_MAX */
 /* Inputs of at least GENCACHE__PREFETCH_MIN bytes are read with software prefetches
  * GENCACHE__PREFETCH_AHEAD bytes ahead of the loads: one core alone does not keep enough reads
  * in flight to reach the memory's bandwidth, and the maxima and quantization passes over a large
- * tensor are bound by it (docs/BENCHMARKS.md). 1 KiB ahead measured best of 0.5-8 KiB for
- * per-tensor quantization of 128 MiB from DRAM (4-11% faster than 4 KiB, in alternating runs of
- * one process). A prefetch never faults, so one past the end of the input is harmless; its
- * address is formed as an integer. */
+ * tensor are bound by it (docs/BENCHMARKS.md). 1 KiB ahead was the fastest of the distances
+ * from 0.5 to 8 KiB tried for per-tensor quantization from DRAM. A prefetch never faults, so one
+ * past the end of the input is harmless; its address is formed as an integer. */
 #define GENCACHE__PREFETCH_AHEAD 1024u
 #define GENCACHE__PREFETCH_MIN   (256u * 1024u)
 

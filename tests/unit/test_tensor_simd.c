@@ -147,7 +147,7 @@ static void compare(const gencache__codec_kernels *v)
             bx[i] = (float)((int32_t)(rnd32() % 4001) - 2000) * 0.37f;
             bh[i] = (uint16_t)(rnd32() & 0xBBFF);
         }
-        /* Maxima of large inputs (prefetched; the dispatch picks them by size). */
+        /* Maxima of large inputs (prefetched, read as two streams). */
         float ma, mb;
         CHECK_INT_EQ(v->amax_f32(bx, big, &ma), s->amax_f32(bx, big, &mb));
         CHECK_MEM_EQ(&ma, &mb, 4);
