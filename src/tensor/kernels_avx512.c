@@ -1,7 +1,8 @@
 /*
  * kernels_avx512.c: the codec kernels with AVX-512 (F and BW), chosen at run time when the CPU
- * has them. They follow kernels_avx2.c at twice the width and give bit-for-bit the results of
- * kernels_scalar.c: the same clamps before the same round-half-to-even conversions, and the same
+ * has them. They do what kernels_avx2.c does at twice the width, with their own narrowing in the
+ * quantization loops and large inputs read as two streams, and give bit-for-bit the results of
+ * kernels_scalar.c: the same clamps around the same round-half-to-even conversions, and the same
  * scalar code for the tail elements that do not fill a vector. bf16 is rounded with integer
  * operations, not VCVTNEPS2BF16, which flushes subnormals to zero.
  */
@@ -217,7 +218,7 @@ AVX512 static inline __m512i q16(__m512 x, __m512 inv, const int clamp)
 
 /* Four vectors of 16 int32 -> 64 int8 in order, saturated to [-127, 127]. The packs work within
  * 128-bit lanes, so lane L comes out as the dwords a[4L..4L+3] b[..] c[..] d[..]; the permute
- * puts them back in order. Two packs, a permute and a max per 64 elements cost less than the
+ * puts them back in order. Three packs, a permute and a max per 64 elements cost less than the
  * narrowing VPMOVSDB (two uops per 16 elements on the shuffle port). */
 AVX512 static inline __m512i pack64(__m512i a, __m512i b, __m512i c, __m512i d)
 {
@@ -276,16 +277,24 @@ AVX512 static inline __m128i q16_i8(__m512 x, __m512 inv, const int clamp)
     for (; i < n; i++)                                                                             \
         dst[i] = ONE(src[i]);
 
-AVX512 static void w_quant_f32(int8_t *dst, const float *src, size_t n,
-                               float inv){QUANT_LOOP(_mm512_loadu_ps, GENCACHE__QUANT_ONE_F32, 1)}
+/* clang-format off */
+AVX512 static void w_quant_f32(int8_t *dst, const float *src, size_t n, float inv)
+{
+    QUANT_LOOP(_mm512_loadu_ps, GENCACHE__QUANT_ONE_F32, 1)
+}
 
-AVX512 static void w_quant_bf16(int8_t *dst, const uint16_t *src, size_t n,
-                                float inv){QUANT_LOOP(load_bf16x16, GENCACHE__QUANT_ONE_BF16, 1)}
+AVX512 static void w_quant_bf16(int8_t *dst, const uint16_t *src, size_t n, float inv)
+{
+    QUANT_LOOP(load_bf16x16, GENCACHE__QUANT_ONE_BF16, 1)
+}
 
-AVX512 static inline
-    __attribute__((always_inline)) void quant_f16_loop(int8_t *dst, const uint16_t *src, size_t n,
-                                                       float inv, const int clamp){
-        QUANT_LOOP(load_f16x16, GENCACHE__QUANT_ONE_F16, clamp)}
+AVX512 static inline __attribute__((always_inline)) void
+quant_f16_loop(int8_t *dst, const uint16_t *src, size_t n, float inv, const int clamp)
+{
+    QUANT_LOOP(load_f16x16, GENCACHE__QUANT_ONE_F16, clamp)
+}
+
+/* clang-format on */
 
 AVX512 static void w_quant_f16(int8_t *dst, const uint16_t *src, size_t n, float inv)
 {
