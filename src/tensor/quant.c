@@ -153,8 +153,8 @@ static void quant_block(const gencache__codec_kernels *k, gencache_dtype dt, int
  * element, so it reads the tensor twice. The second pass walks the tensor backwards, a block of
  * GENCACHE__LARGE_BLOCK elements at a time (each block forwards, as the hardware prefetchers
  * expect, and large enough for the kernels to stream their output): it starts on the blocks the
- * maximum pass read last, which are still in the cache, where a forward pass would find its
- * first blocks evicted by the last ones. Below two blocks it is one call. */
+ * maximum pass read last, the ones that may still be in the cache, where a forward pass would
+ * find its first blocks evicted by the last ones. Below two blocks it is one call. */
 static void quant_tensor(const gencache__codec_kernels *k, gencache_dtype dt, int8_t *q,
                          const unsigned char *x, size_t n, float inv)
 {
