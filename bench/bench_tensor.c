@@ -1,15 +1,19 @@
 /*
  * bench_tensor.c: throughput of the tensor codecs and of KV-window retrieval, each against a
- * baseline measured in the same run. Quantization (f16 -> int8, per tensor) and dequantization
- * (int8 -> f16) of a 64 MiB f16 tensor are compared with memcpy of the same 64 MiB, for each
- * kernel implementation this CPU runs; a retrieve of 64 positions x 32 layers is compared with
- * concatenating per-position K and V rows into fresh buffers. Medians of several runs. Then
- * every kernel of every table on its own (bench_kernels), which is what the dispatch rule of
- * docs/tensors.md rests on. The codecs, memcpy and the kernels are timed in the thread's CPU
- * time (cpu_now_s), the KV cases on the wall clock.
+ * baseline measured in the same run, at the three places a tensor can live on this machine: the
+ * core's L2 cache, the shared L3 cache and DRAM. It starts with a bandwidth sweep (memcpy and a
+ * plain read pass from 256 KiB to 512 MiB) that shows where each level ends, since a virtual
+ * machine's lscpu reports the host's caches, not its share of them. Then, at each level,
+ * per-tensor and per-group quantization (f16 -> int8) and dequantization (int8 -> f16) against
+ * memcpy of the same tensor, for each kernel table this CPU runs; every kernel of every table at
+ * each level (what the dispatch rule of docs/tensors.md rests on, and a check that every
+ * dispatched kernel is at least as fast as the AVX2 one); and a KV retrieve of 64 positions x 32
+ * layers against concatenating per-position rows. Everything is timed in the thread's CPU time
+ * (cpu_now_s); every figure is a median of rounds, every ratio the median of the rounds' ratios.
  *
- * usage: bench_tensor [MIB [ROUNDS]]   (default 64 MiB, 9 rounds)
+ * usage: bench_tensor [ROUNDS [DRAM_MIB]]   (default 9 rounds, a 128 MiB tensor for DRAM)
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,14 +29,157 @@
 static volatile unsigned char sink;
 
 /* The calling thread's CPU time in seconds. On a machine whose two cores other jobs share, a pass
- * over 64 MiB is often descheduled midway, and the wall clock charges the wait to whichever
- * operation it hit: the ratios moved by 2x from one round to the next. CPU time counts the
- * cycles the thread ran, memory stalls included, for the memcpy baseline and the codecs alike. */
+ * over a large tensor is often descheduled midway, and the wall clock charges the wait to
+ * whichever operation it hit: the ratios moved by 2x from one round to the next. CPU time counts
+ * the cycles the thread ran, memory stalls included, for the baselines and the codecs alike. */
 static double cpu_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The median of n values, leaving them in place (bench_median sorts its argument, and the
+ * samples are paired by round afterwards). */
+static double median_of(const double *v, int n)
+{
+    double tmp[MAXRUNS];
+    memcpy(tmp, v, sizeof *v * (size_t)n);
+    return bench_median(tmp, n);
+}
+
+/* A buffer with every page touched, so no timed run pays for faults, that starts 16 bytes past
+ * a cache line: where glibc's malloc puts a large block (after its 16-byte chunk header), so
+ * where the tensors of real callers (numpy arrays, decoded payloads) start. Vector loads and
+ * stores that straddle cache lines are part of what the kernels meet. Freed with free_touched. */
+#define ALLOC_SKEW 16
+
+static void *alloc_touched(size_t bytes)
+{
+    unsigned char *p = aligned_alloc(64, (bytes + ALLOC_SKEW + 63) & ~(size_t)63);
+    if (!p) {
+        fprintf(stderr, "bench_tensor: out of memory (%zu bytes)\n", bytes);
+        exit(1);
+    }
+    memset(p + ALLOC_SKEW, 1, bytes);
+    return p + ALLOC_SKEW;
+}
+
+static void free_touched(void *p)
+{
+    if (p)
+        free((unsigned char *)p - ALLOC_SKEW);
+}
+
+/* A plain read pass: every byte loaded once into independent accumulators of 16 bytes, with no
+ * other work, and a large input read as the library's kernels read it (tensor.h,
+ * kernels_avx512.c): prefetched, and its two halves at once (`streams` 2; 1 reads it front to
+ * back, for the sweep's comparison). The time is that of the loads alone: the floor of any
+ * kernel that has to read the same bytes. */
+typedef uint64_t u64x2 __attribute__((vector_size(16)));
+
+static void read_streams(const void *buf, size_t bytes, int streams)
+{
+    const u64x2 *p = buf;
+    u64x2 a = {0, 0}, b = a, c = a, d = a;
+    size_t i = 0, n = bytes / 16;
+    if (bytes >= GENCACHE__PREFETCH_MIN && streams == 2) {
+        size_t half = n / 8 * 4;
+        const u64x2 *q = p + half;
+        for (; i < half; i += 4) {
+            gencache__prefetch(p + i);
+            gencache__prefetch(q + i);
+            a |= p[i] | p[i + 1];
+            b |= p[i + 2] | p[i + 3];
+            c |= q[i] | q[i + 1];
+            d |= q[i + 2] | q[i + 3];
+        }
+        i = 2 * half;
+    }
+    const int pf = bytes >= GENCACHE__PREFETCH_MIN;
+    for (; i + 4 <= n; i += 4) {
+        if (pf)
+            gencache__prefetch(p + i);
+        a |= p[i];
+        b |= p[i + 1];
+        c |= p[i + 2];
+        d |= p[i + 3];
+    }
+    a |= b | c | d;
+    sink ^= (unsigned char)(a[0] ^ a[1]);
+}
+
+static void read_pass(const void *buf, size_t bytes)
+{
+    read_streams(buf, bytes, 2);
+}
+
+/* The next value of a xorshift generator: the inputs are the same in every run. */
+static uint64_t next_rand(uint64_t *r)
+{
+    *r ^= *r << 13;
+    *r ^= *r >> 7;
+    *r ^= *r << 17;
+    return *r;
+}
+
+/* n finite f16 values of both signs, all exponents but the top one. */
+static void fill_f16(uint16_t *dst, size_t n)
+{
+    uint64_t r = 88172645463325252ull;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (uint16_t)(next_rand(&r) & 0xBBFF);
+}
+
+/* Calls of an operation on `bytes` per timed sample: enough for a sample of about 64 MiB moved,
+ * so that small tensors are timed well above the clock's cost. */
+static int calls_for(size_t bytes)
+{
+    size_t c = ((size_t)64 << 20) / bytes;
+    return c < 1 ? 1 : c > 4096 ? 4096 : (int)c;
+}
+
+/* memcpy and the read pass (as one stream and as two) from 256 KiB to 512 MiB, medians of 5
+ * samples. The levels show as steps: reads from L2 run at several times the L3 rate, and the L3
+ * rate falls to the DRAM rate where the buffers outgrow this virtual machine's share of the L3
+ * cache. */
+static void bench_sweep(void)
+{
+    enum { SAMPLES = 5 };
+    const size_t max = (size_t)512 << 20;
+    unsigned char *s = alloc_touched(max), *d = alloc_touched(max);
+    printf("bandwidth sweep, one thread, thread CPU time, medians of %d samples (memcpy moves "
+           "each byte once: read + write; reads prefetched, as one stream and as two)\n",
+           SAMPLES);
+    printf("%10s %12s %14s %14s\n", "bytes", "memcpy GB/s", "read 1 GB/s", "read 2 GB/s");
+    for (size_t b = (size_t)256 << 10; b <= max; b *= 2) {
+        double t[3][SAMPLES];
+        int calls = calls_for(b);
+        for (int i = 0; i < SAMPLES; i++) {
+            for (int op = 0; op < 3; op++) {
+                for (int rep = 0; rep < 2; rep++) {
+                    int m = rep ? calls : 1;
+                    double t0 = cpu_now_s();
+                    for (int c = 0; c < m; c++)
+                        if (op == 0)
+                            memcpy(d, s, b);
+                        else
+                            read_streams(s, b, op);
+                    t[op][i] = (cpu_now_s() - t0) / m;
+                }
+            }
+            sink ^= d[b - 1];
+        }
+        if (b < (size_t)1 << 20)
+            printf("%6zu KiB", b >> 10);
+        else
+            printf("%6zu MiB", b >> 20);
+        printf(" %12.2f %14.2f %14.2f\n", (double)b / bench_median(t[0], SAMPLES) / 1e9,
+               (double)b / bench_median(t[1], SAMPLES) / 1e9,
+               (double)b / bench_median(t[2], SAMPLES) / 1e9);
+    }
+    free_touched(s);
+    free_touched(d);
 }
 
 /* One kernel of a table, called on n elements of the given buffers: f32 holds finite values, h16
@@ -140,185 +287,85 @@ static int same_kernel(const gencache__codec_kernels *a, const gencache__codec_k
     }
 }
 
-/* Every kernel of every table this CPU runs, at two sizes: a block that stays in the L1/L2
- * cache (4,096 elements, as a group or a KV row would be, called repeatedly) and a tensor of
- * 16 M elements that streams from memory. Each round times the tables back to back, and the
- * AVX-512 over AVX2 column is the median of the rounds' ratios, which holds up better on a busy
- * machine than a ratio of medians. docs/tensors.md says which kernels the dispatch takes from
- * which table; the last column is the table the dispatch (impls[3]) takes each kernel from. */
-static void bench_kernels(const gencache__codec_kernels *const *impls, int kruns)
+/* The codecs on one tensor of `bytes` f16 at one level of the memory: memcpy of the tensor (the
+ * baseline), per-tensor quantization, dequantization and per-group quantization, for each table
+ * (the scalar one, for reference, in the first 3 rounds of the cached levels only) and the table
+ * the library dispatches to ("best"). Each round times every operation of every table in turn
+ * (every other round in reverse order), so a change of the machine's load hits them alike; each
+ * operation runs once untimed and then `calls` times timed, so it meets the cache as its own
+ * previous run left it (memcpy leaves dirty lines that would otherwise be charged to whatever
+ * runs next). The read pass gives the floor of per-tensor quantization, which has to read the
+ * tensor twice: the maximum first, then the quantization. */
+static void bench_codecs(const char *level, size_t bytes, int runs,
+                         const gencache__codec_kernels *const *impls, int with_scalar, int cold)
 {
-    enum { SMALL = 4096, SMALL_REPS = 256, BIG = 16 << 20 };
-    float *f32 = malloc(sizeof *f32 * BIG), *of32 = malloc(sizeof *of32 * BIG);
-    uint16_t *h16 = malloc(2 * (size_t)BIG), *b16 = malloc(2 * (size_t)BIG);
-    uint16_t *o16 = malloc(2 * (size_t)BIG);
-    int8_t *q8 = malloc(BIG), *oq = malloc(BIG);
-    uint64_t r = 0x9E3779B97F4A7C15ull;
-    for (size_t i = 0; i < BIG; i++) {
-        r ^= r << 13;
-        r ^= r >> 7;
-        r ^= r << 17;
-        h16[i] = (uint16_t)(r & 0x3BFF);
-        f32[i] = (float)((int32_t)(r >> 40 & 0xFFFF) - 32768) * 0.01f;
-        q8[i] = (int8_t)(r >> 24);
-        uint32_t fb;
-        memcpy(&fb, &f32[i], sizeof fb);
-        b16[i] = (uint16_t)(fb >> 16);
-    }
-    memset(of32, 1, sizeof *of32 * BIG);
-    memset(o16, 1, 2 * (size_t)BIG);
-    memset(oq, 1, BIG);
-    printf("kernels, medians of %d rounds in thread CPU time: %d elements x %d calls (cache) | "
-           "%d M elements (memory); the scalar table runs 3 rounds on the big tensor\n",
-           kruns, SMALL, SMALL_REPS, BIG >> 20);
-    printf("%-14s %10s %10s %10s %8s | %10s %10s %10s %8s | %s\n", "kernel", "scalar us", "avx2 us",
-           "avx512 us", "512/avx2", "scalar ms", "avx2 ms", "avx512 ms", "512/avx2", "dispatch");
-    for (int w = 0; w < K_COUNT; w++) {
-        double med[2][3] = {{0}}, ratio[2] = {0};
-        for (int s = 0; s < 2; s++) {
-            double t[3][MAXRUNS], pr[MAXRUNS];
-            for (int i = 0; i < kruns; i++) {
-                for (int k = 0; k < 3; k++) {
-                    if (!impls[k] || (s == 1 && k == 0 && i >= 3))
-                        continue;
-                    double t0 = cpu_now_s();
-                    if (s == 0)
-                        for (int j = 0; j < SMALL_REPS; j++)
-                            run_kernel(impls[k], w, SMALL, f32, h16, b16, q8, of32, o16, oq);
-                    else
-                        run_kernel(impls[k], w, BIG, f32, h16, b16, q8, of32, o16, oq);
-                    t[k][i] = cpu_now_s() - t0;
-                }
-                if (impls[1] && impls[2])
-                    pr[i] = t[1][i] / t[2][i];
-            }
-            for (int k = 0; k < 3; k++)
-                if (impls[k])
-                    med[s][k] = bench_median(t[k], s == 1 && k == 0 && kruns > 3 ? 3 : kruns);
-            if (impls[1] && impls[2])
-                ratio[s] = bench_median(pr, kruns);
-        }
-        printf("%-14s", kernel_names[w]);
-        for (int s = 0; s < 2; s++) {
-            double scale = s == 0 ? 1e6 : 1e3;
-            for (int k = 0; k < 3; k++)
-                if (impls[k])
-                    printf(" %10.1f", med[s][k] * scale);
-                else
-                    printf(" %10s", "-");
-            if (impls[1] && impls[2])
-                printf(" %7.2fx", ratio[s]);
-            else
-                printf(" %8s", "-");
-            printf(" |");
-        }
-        /* A kernel of neither table: the dispatch picks one by size (docs/tensors.md). */
-        const char *from = impls[1] || impls[2] ? "by size" : "scalar";
-        if (impls[0] && same_kernel(impls[3], impls[0], w))
-            from = "scalar";
-        for (int k = 2; k >= 1; k--)
-            if (impls[k] && same_kernel(impls[3], impls[k], w)) {
-                from = impls[k]->name;
-                break;
-            }
-        printf(" %s\n", from);
-    }
-    free(f32);
-    free(of32);
-    free(h16);
-    free(b16);
-    free(o16);
-    free(q8);
-    free(oq);
-}
-
-int main(int argc, char **argv)
-{
-    size_t mib = argc > 1 ? (size_t)atoi(argv[1]) : 64;
-    int runs = argc > 2 ? atoi(argv[2]) : RUNS;
-    if (mib < 1)
-        mib = 1;
-    if (runs < 3)
-        runs = 3;
-    if (runs > MAXRUNS)
-        runs = MAXRUNS;
-    size_t bytes = mib << 20, n = bytes / 2;
-    uint16_t *src = malloc(bytes), *back = malloc(bytes);
-    unsigned char *copy = malloc(bytes);
-    uint64_t r = 88172645463325252ull;
-    for (size_t i = 0; i < n; i++) {
-        r ^= r << 13;
-        r ^= r >> 7;
-        r ^= r << 17;
-        src[i] = (uint16_t)(r & 0xBBFF); /* finite f16 values of both signs */
-    }
+    /* At the DRAM level every timed run starts with none of its buffers in the cache: a read
+     * of EVICT bytes, untimed, pushes out what the run before left (the tail of its tensor, its
+     * dirty lines), so no operation gains from the order they run in. */
+    enum { EVICT = 256 << 20 };
+    unsigned char *evict = cold ? alloc_touched(EVICT) : NULL;
+    size_t n = bytes / 2;
+    uint16_t *src = alloc_touched(bytes), *back = alloc_touched(bytes);
+    unsigned char *copy = alloc_touched(bytes);
+    fill_f16(src, n);
     gencache_tensor_desc d;
     memset(&d, 0, sizeof d);
     d.dtype = GENCACHE_DTYPE_F16;
     d.ndim = 1;
     d.shape[0] = (int64_t)n;
-    size_t qsize;
-    if (gencache_quant_size(&d, NULL, &qsize) != GENCACHE_OK)
-        return 1;
-    unsigned char *q = malloc(qsize);
-    /* Touch every destination page once so no run pays for first-touch faults. */
-    memset(copy, 1, bytes);
-    memset(back, 1, bytes);
-    memset(q, 1, qsize);
-
-    /* Each round times memcpy of the tensor and each codec run of each table in turn (the
-     * tables interleaved, so a change of the machine's load hits them alike); the ratios are
-     * medians of the rounds' ratios, which hold up on a busy machine better than ratios of
-     * medians, and, in brackets, the fastest memcpy over the fastest codec run. */
-    static double tt[4][4][MAXRUNS];
-    double rr[MAXRUNS];
-    printf("tensor of %zu MiB f16 (%zu elements), medians of %d rounds in thread CPU time; "
-           "ratios are medians of each round's memcpy time over the codec's [fastest over "
-           "fastest]\n",
-           mib, n, runs);
-    /* Each table, then the one the library dispatches to ("best"). */
-    const gencache__codec_kernels *impls[4] = {
-        gencache__codec_kernels_scalar(), gencache__codec_kernels_avx2(),
-        gencache__codec_kernels_avx512(), gencache__codec_kernels_best()};
     gencache_quant_options go;
     gencache_quant_options_init(&go);
     go.codec = GENCACHE_CODEC_INT8_GROUP;
-    size_t gsize;
-    if (gencache_quant_size(&d, &go, &gsize) != GENCACHE_OK)
-        return 1;
-    unsigned char *gq = malloc(gsize);
-    memset(gq, 1, gsize);
-    /* The scalar table takes a second per run on 64 MiB and is only there for reference: it runs
-     * in the first 3 rounds. */
+    size_t qsize, gsize;
+    if (gencache_quant_size(&d, NULL, &qsize) != GENCACHE_OK ||
+        gencache_quant_size(&d, &go, &gsize) != GENCACHE_OK)
+        exit(1);
+    unsigned char *q = alloc_touched(qsize), *gq = alloc_touched(gsize);
+    int calls = calls_for(bytes);
+    static double tt[4][4][MAXRUNS];
+    double rd[MAXRUNS], rr[MAXRUNS];
     int kruns[4];
     for (int k = 0; k < 4; k++)
-        kruns[k] = k == 0 && runs > 3 ? 3 : runs;
+        kruns[k] = k != 0 ? runs : with_scalar ? 3 : 0;
+    printf("\nlevel %s: tensor of %zu KiB f16 (%zu elements), %d calls per sample, medians of %d "
+           "rounds in thread CPU time%s; ratios are medians of each round's memcpy time over "
+           "the codec's [fastest over fastest]\n",
+           level, bytes >> 10, n, calls, runs, cold ? ", each run starting with a cold cache" : "");
     for (int i = 0; i < runs; i++) {
-        for (int k = 0; k < 4; k++) {
+        read_pass(src, bytes);
+        if (evict)
+            read_pass(evict, EVICT);
+        double t0 = cpu_now_s();
+        for (int c = 0; c < calls; c++)
+            read_pass(src, bytes);
+        rd[i] = (cpu_now_s() - t0) / calls;
+        for (int kk = 0; kk < 4; kk++) {
+            int k = i % 2 ? 3 - kk : kk; /* every other round in reverse order */
             if (!impls[k] || i >= kruns[k])
                 continue;
-            /* Every operation runs twice in a row and the second run is timed, so it meets the
-             * cache as its own previous run left it (memcpy leaves 64 MiB of dirty lines that
-             * would otherwise be charged to whatever runs next). */
             for (int op = 0; op < 4; op++) {
-                for (int rep = k == 0 ? 1 : 0; rep < 2; rep++) {
+                for (int rep = 0; rep < 2; rep++) {
                     size_t got;
-                    double t0 = cpu_now_s();
-                    int rc = 0;
-                    if (op == 0)
-                        memcpy(copy, src, bytes);
-                    else if (op == 1)
-                        rc = gencache__quant_encode_with(impls[k], &d, src, bytes, NULL, q, qsize,
-                                                         &got);
-                    else if (op == 2)
-                        rc = gencache__quant_decode_with(impls[k], q, qsize, GENCACHE_DTYPE_F16,
-                                                         back, bytes, &got);
-                    else /* per group of 128: one pass, each group read while in L1 */
-                        rc = gencache__quant_encode_with(impls[k], &d, src, bytes, &go, gq, gsize,
-                                                         &got);
-                    tt[k][op][i] = cpu_now_s() - t0;
+                    int rc = 0, m = rep ? calls : 1;
+                    if (evict && rep)
+                        read_pass(evict, EVICT);
+                    t0 = cpu_now_s();
+                    for (int c = 0; c < m && rc == 0; c++) {
+                        if (op == 0)
+                            memcpy(copy, src, bytes);
+                        else if (op == 1)
+                            rc = gencache__quant_encode_with(impls[k], &d, src, bytes, NULL, q,
+                                                             qsize, &got);
+                        else if (op == 2)
+                            rc = gencache__quant_decode_with(impls[k], q, qsize, GENCACHE_DTYPE_F16,
+                                                             back, bytes, &got);
+                        else /* per group of 128: one pass, each group read while in L1 */
+                            rc = gencache__quant_encode_with(impls[k], &d, src, bytes, &go, gq,
+                                                             gsize, &got);
+                    }
+                    tt[k][op][i] = (cpu_now_s() - t0) / m;
                     if (rc != 0)
-                        return 1;
+                        exit(1);
                 }
             }
             sink ^= copy[i];
@@ -327,8 +374,13 @@ int main(int argc, char **argv)
     static const char *const ops[4] = {NULL, "quantize f16->int8", "dequantize int8->f16",
                                        "quantize f16->int8-group128"};
     static const int order[3] = {3, 1, 2};
+    for (int i = 0; i < runs; i++)
+        rr[i] = tt[3][0][i] / (2 * rd[i]);
+    double ceiling = bench_median(rr, runs), rmed = median_of(rd, runs);
+    printf("%-36s %8.3f ms  %6.2f GB/s; two reads: per-tensor quantization <= %.2fx memcpy\n",
+           "read pass over the tensor (floor)", rmed * 1e3, (double)bytes / rmed / 1e9, ceiling);
     for (int k = 0; k < 4; k++) {
-        if (!impls[k])
+        if (!impls[k] || kruns[k] == 0)
             continue;
         int kr = kruns[k];
         const char *name = k == 3 ? "best" : impls[k]->name;
@@ -337,7 +389,7 @@ int main(int argc, char **argv)
         for (int i = 1; i < kr; i++)
             mfast = tt[k][0][i] < mfast ? tt[k][0][i] : mfast;
         snprintf(label, sizeof label, "memcpy (baseline) [%s rounds]", name);
-        double ms = bench_median(tt[k][0], kr);
+        double ms = median_of(tt[k][0], kr);
         printf("%-36s %8.3f ms  %6.2f GB/s\n", label, ms * 1e3, (double)bytes / ms / 1e9);
         for (int j = 0; j < 3; j++) {
             int op = order[j];
@@ -347,18 +399,139 @@ int main(int argc, char **argv)
                 fast = tt[k][op][i] < fast ? tt[k][op][i] : fast;
             }
             double ratio = bench_median(rr, kr);
-            double med = bench_median(tt[k][op], kr);
+            double med = median_of(tt[k][op], kr);
             snprintf(label, sizeof label, "%s [%s]", ops[op], name);
             printf("%-36s %8.3f ms  %6.2f GB/s  %.2fx memcpy [%.2fx]\n", label, med * 1e3,
                    (double)bytes / med / 1e9, ratio, mfast / fast);
         }
     }
-    free(gq);
+    free_touched(src);
+    free_touched(back);
+    free_touched(copy);
+    free_touched(q);
+    free_touched(gq);
+    free_touched(evict);
+}
 
-    bench_kernels(impls, runs);
+/* A dispatched kernel counts as slower than the AVX2 one when the median of the rounds' AVX2 time
+ * over its time is below this: on this shared machine two timings of one and the same kernel
+ * differ by up to 5% (the "(avx2/avx2)" row prints that every run). */
+#define SLOWER 0.95
 
-    /* KV: 32 layers, 64 positions, K and V rows of 8 heads x 128 f16 each (2 KiB). */
-    enum { LAYERS = 32, POS = 64, ELEMS = 1024 };
+/* Every kernel of every table this CPU runs, at the three levels: a block of 4,096 elements (a
+ * group or a KV row) called repeatedly, which stays in L1/L2; 1 M elements (4 MiB of f32) called
+ * 32 times, which stays in L3; and 48 M elements (96 MiB of f16, 192 MiB of f32), which streams
+ * from DRAM. Each round times the tables in turn (every other round in reverse order), each
+ * kernel once untimed first. The ratios are the medians of the rounds' AVX2 time over the
+ * other's (above 1: faster than AVX2): the AVX-512 table's kernel, and the one the library
+ * dispatches to (impls[3]), which is the AVX2 or the AVX-512 kernel or one that picks either by
+ * size. The scalar table runs 3 rounds at the cached levels, for reference. A last row times the
+ * AVX2 quant_f16 against itself, and the last line names the dispatched kernels that measured
+ * slower than AVX2 at some level. */
+static void bench_kernels(const gencache__codec_kernels *const *impls, int kruns)
+{
+    enum { LEVELS = 3 };
+    static const size_t elems[LEVELS] = {4096, (size_t)1 << 20, (size_t)48 << 20};
+    static const int reps[LEVELS] = {256, 32, 1};
+    static const char *const level_names[LEVELS] = {"block", "L3", "DRAM"};
+    const size_t big = elems[LEVELS - 1];
+    float *f32 = alloc_touched(4 * big), *of32 = alloc_touched(4 * big);
+    uint16_t *h16 = alloc_touched(2 * big), *b16 = alloc_touched(2 * big);
+    uint16_t *o16 = alloc_touched(2 * big);
+    int8_t *q8 = alloc_touched(big), *oq = alloc_touched(big);
+    uint64_t r = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < big; i++) {
+        next_rand(&r);
+        h16[i] = (uint16_t)(r & 0xBBFF);
+        f32[i] = (float)((int32_t)(r >> 40 & 0xFFFF) - 32768) * 0.01f;
+        q8[i] = (int8_t)(r >> 24);
+        uint32_t fb;
+        memcpy(&fb, &f32[i], sizeof fb);
+        b16[i] = (uint16_t)(fb >> 16);
+    }
+    if (!impls[1] || !impls[2]) {
+        printf("\nkernels: this CPU runs %s only; no AVX-512 to compare with AVX2\n",
+               impls[3]->name);
+        goto out;
+    }
+    printf("\nkernels, medians of %d rounds in thread CPU time: block = %zu elements x %d calls, "
+           "L3 = %zu M elements x %d calls, DRAM = %zu M elements; ratios: AVX2 time over the "
+           "other's, medians of the rounds' (above 1: faster than AVX2)\n",
+           kruns, elems[0], reps[0], elems[1] >> 20, reps[1], elems[2] >> 20);
+    printf("%-13s", "kernel");
+    for (int l = 0; l < LEVELS; l++)
+        printf(" | %-5s %8s %8s %8s %8s", level_names[l], l ? "scal ms" : "scal us",
+               l ? "avx2 ms" : "avx2 us", "512/avx2", "best/avx2");
+    printf(" | dispatch\n");
+    char slow[512] = "";
+    for (int row = 0; row <= K_COUNT; row++) {
+        /* The last row times the AVX2 quant_f16 against itself: how far apart two timings of
+         * one and the same kernel come out here, the noise of every ratio above it. */
+        const int noise = row == K_COUNT, w = noise ? K_Q_F16 : row;
+        const gencache__codec_kernels *tab[4] = {impls[0], impls[1], noise ? impls[1] : impls[2],
+                                                 impls[3]};
+        /* Where the dispatched kernel comes from: 1 or 2 when it is that table's, 3 when it is
+         * neither (a kernel that picks by size) and has to be timed itself. */
+        int from = noise                                ? 2
+                   : same_kernel(impls[3], impls[2], w) ? 2
+                   : same_kernel(impls[3], impls[1], w) ? 1
+                                                        : 3;
+        printf("%-13s", noise ? "(avx2/avx2)" : kernel_names[w]);
+        int is_slow = 0;
+        for (int l = 0; l < LEVELS; l++) {
+            double t[4][MAXRUNS], pr[2][MAXRUNS];
+            int sruns = l < LEVELS - 1 && !noise ? (kruns < 3 ? kruns : 3) : 0;
+            for (int i = 0; i < kruns; i++) {
+                for (int kk = 0; kk < 4; kk++) {
+                    int k = i % 2 ? 3 - kk : kk; /* every other round in reverse order */
+                    if ((k == 0 && i >= sruns) || (k == 3 && from != 3))
+                        continue;
+                    for (int rep = 0; rep < 2; rep++) {
+                        int m = rep ? reps[l] : 1;
+                        double t0 = cpu_now_s();
+                        for (int j = 0; j < m; j++)
+                            run_kernel(tab[k], w, elems[l], f32, h16, b16, q8, of32, o16, oq);
+                        t[k][i] = (cpu_now_s() - t0) / m;
+                    }
+                }
+                pr[0][i] = t[1][i] / t[2][i];
+                pr[1][i] = t[1][i] / t[from][i];
+            }
+            double scale = l ? 1e3 : 1e6;
+            double r512 = bench_median(pr[0], kruns), rbest = bench_median(pr[1], kruns);
+            if (sruns)
+                printf(" | %-5s %8.1f", "", bench_median(t[0], sruns) * scale);
+            else
+                printf(" | %-5s %8s", "", "-");
+            printf(" %8.2f %7.2fx %8.2fx", bench_median(t[1], kruns) * scale, r512, rbest);
+            if (!noise && from != 1 && rbest < SLOWER)
+                is_slow = 1;
+        }
+        printf(" | %s\n", noise ? "-" : from == 3 ? "by size" : impls[from]->name);
+        if (is_slow && strlen(slow) + strlen(kernel_names[w]) + 2 < sizeof slow) {
+            strcat(slow, " ");
+            strcat(slow, kernel_names[w]);
+        }
+    }
+    printf("dispatched kernels slower than AVX2 (best/avx2 below %.2f at some level):%s\n", SLOWER,
+           slow[0] ? slow : " none");
+out:
+    free_touched(f32);
+    free_touched(of32);
+    free_touched(h16);
+    free_touched(b16);
+    free_touched(o16);
+    free_touched(q8);
+    free_touched(oq);
+}
+
+/* KV: 32 layers, 64 positions, K and V rows of 8 heads x 128 f16 each (2 KiB), in thread CPU
+ * time like the rest: a retrieve of every layer (KV_CALLS times per sample: one takes about a
+ * microsecond) against concatenating each layer's per-position rows into fresh buffers, as a
+ * dict of per-position tensors would; then the same with int8 storage. */
+static int bench_kv(int runs, const uint16_t *src)
+{
+    enum { LAYERS = 32, POS = 64, ELEMS = 1024, KV_CALLS = 256, CAT_CALLS = 8 };
     size_t row = ELEMS * 2;
     gencache_kv_options o;
     gencache_kv_options_init(&o);
@@ -383,35 +556,42 @@ int main(int argc, char **argv)
                 return 1;
         }
     }
-    double kt[RUNS], ct[RUNS];
-    for (int i = 0; i < RUNS; i++) {
-        double t0 = bench_now_s();
-        for (int l = 0; l < LAYERS; l++) {
-            gencache_kv_view w;
-            if (gencache_kv_retrieve(kv, (uint32_t)l, POS, &w) != GENCACHE_OK)
-                return 1;
-            sink ^= ((const unsigned char *)w.k)[0] ^ ((const unsigned char *)w.v)[row * POS - 1];
-        }
-        kt[i] = bench_now_s() - t0;
-        t0 = bench_now_s();
-        for (int l = 0; l < LAYERS; l++) {
-            unsigned char *k = malloc(row * POS), *v = malloc(row * POS);
-            for (int p = 0; p < POS; p++) {
-                memcpy(k + (size_t)p * row, krows[l * POS + p], row);
-                memcpy(v + (size_t)p * row, vrows[l * POS + p], row);
+    double kt[MAXRUNS], ct[MAXRUNS], rr[MAXRUNS];
+    for (int i = 0; i < runs; i++) {
+        double t0 = cpu_now_s();
+        for (int c = 0; c < KV_CALLS; c++) {
+            for (int l = 0; l < LAYERS; l++) {
+                gencache_kv_view w;
+                if (gencache_kv_retrieve(kv, (uint32_t)l, POS, &w) != GENCACHE_OK)
+                    return 1;
+                sink ^=
+                    ((const unsigned char *)w.k)[0] ^ ((const unsigned char *)w.v)[row * POS - 1];
             }
-            sink ^= k[0] ^ v[row * POS - 1];
-            free(k);
-            free(v);
         }
-        ct[i] = bench_now_s() - t0;
+        kt[i] = (cpu_now_s() - t0) / KV_CALLS;
+        t0 = cpu_now_s();
+        for (int c = 0; c < CAT_CALLS; c++) {
+            for (int l = 0; l < LAYERS; l++) {
+                unsigned char *k = malloc(row * POS), *v = malloc(row * POS);
+                for (int p = 0; p < POS; p++) {
+                    memcpy(k + (size_t)p * row, krows[l * POS + p], row);
+                    memcpy(v + (size_t)p * row, vrows[l * POS + p], row);
+                }
+                sink ^= k[0] ^ v[row * POS - 1];
+                free(k);
+                free(v);
+            }
+        }
+        ct[i] = (cpu_now_s() - t0) / CAT_CALLS;
+        rr[i] = ct[i] / kt[i];
     }
-    double kvs = bench_median(kt, RUNS), cs = bench_median(ct, RUNS);
-    printf("KV retrieve %d positions x %d layers (%zu KiB a layer)\n", POS, LAYERS,
-           2 * row * POS / 1024);
+    double kvs = median_of(kt, runs), cs = median_of(ct, runs);
+    printf("\nKV retrieve %d positions x %d layers (%zu KiB a layer), medians of %d rounds in "
+           "thread CPU time\n",
+           POS, LAYERS, 2 * row * POS / 1024, runs);
     printf("%-36s %8.3f us\n", "concatenate per-position rows", cs * 1e6);
     printf("%-36s %8.3f us  %.0fx the concatenation's speed\n", "gencache_kv_retrieve", kvs * 1e6,
-           cs / kvs);
+           bench_median(rr, runs));
 
     /* The same with int8 storage. Retrieve dequantizes rows into one buffer per layer and keeps
      * them, so two cases: right after a prune every row is dequantized again ("cold"); in a
@@ -426,8 +606,8 @@ int main(int argc, char **argv)
             if (gencache_kv_append(kv8, (uint32_t)l, next, src + (size_t)next * ELEMS,
                                    src + (size_t)(next + 1) * ELEMS) != GENCACHE_OK)
                 return 1;
-    double cold[RUNS], step[RUNS];
-    for (int i = 0; i < RUNS; i++) {
+    double cold[MAXRUNS], step[MAXRUNS], rc[MAXRUNS], rs[MAXRUNS];
+    for (int i = 0; i < runs; i++) {
         for (int l = 0; l < LAYERS; l++)
             if (gencache_kv_append(kv8, (uint32_t)l, next, src + (size_t)i * ELEMS,
                                    src + (size_t)(i + 1) * ELEMS) != GENCACHE_OK)
@@ -435,15 +615,15 @@ int main(int argc, char **argv)
         next++;
         if (gencache_kv_prune(kv8, POS, NULL) != GENCACHE_OK)
             return 1;
-        double t0 = bench_now_s();
+        double t0 = cpu_now_s();
         for (int l = 0; l < LAYERS; l++) {
             gencache_kv_view w;
             if (gencache_kv_retrieve(kv8, (uint32_t)l, next, &w) != GENCACHE_OK)
                 return 1;
             sink ^= ((const unsigned char *)w.k)[0];
         }
-        cold[i] = bench_now_s() - t0;
-        t0 = bench_now_s();
+        cold[i] = cpu_now_s() - t0;
+        t0 = cpu_now_s();
         for (int l = 0; l < LAYERS; l++) {
             gencache_kv_view w;
             if (gencache_kv_append(kv8, (uint32_t)l, next, src, src + ELEMS) != GENCACHE_OK ||
@@ -452,15 +632,16 @@ int main(int argc, char **argv)
             sink ^= ((const unsigned char *)w.k)[0];
         }
         next++;
-        step[i] = bench_now_s() - t0;
+        step[i] = cpu_now_s() - t0;
+        rc[i] = ct[i] / cold[i];
+        rs[i] = ct[i] / step[i];
         if (gencache_kv_prune(kv8, POS, NULL) != GENCACHE_OK)
             return 1;
     }
-    double k8c = bench_median(cold, RUNS), k8s = bench_median(step, RUNS);
     printf("%-36s %8.3f us  %.2fx the concatenation's speed\n", "int8 rows, all dequantized",
-           k8c * 1e6, cs / k8c);
+           median_of(cold, runs) * 1e6, bench_median(rc, runs));
     printf("%-36s %8.3f us  %.2fx the concatenation's speed\n", "int8 rows, append 1 + retrieve",
-           k8s * 1e6, cs / k8s);
+           median_of(step, runs) * 1e6, bench_median(rs, runs));
 
     for (int i = 0; i < LAYERS * POS; i++) {
         free(krows[i]);
@@ -470,9 +651,38 @@ int main(int argc, char **argv)
     free(vrows);
     gencache_kv_free(kv);
     gencache_kv_free(kv8);
-    free(src);
-    free(back);
-    free(copy);
-    free(q);
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int runs = argc > 1 ? atoi(argv[1]) : RUNS;
+    size_t dram_mib = argc > 2 ? (size_t)atoi(argv[2]) : 128;
+    if (runs < 3)
+        runs = 3;
+    if (runs > MAXRUNS)
+        runs = MAXRUNS;
+    if (dram_mib < 1)
+        dram_mib = 1;
+    /* Each table, then the one the library dispatches to ("best"). */
+    const gencache__codec_kernels *impls[4] = {
+        gencache__codec_kernels_scalar(), gencache__codec_kernels_avx2(),
+        gencache__codec_kernels_avx512(), gencache__codec_kernels_best()};
+
+    bench_sweep();
+    /* The levels, from the sweep on this machine (docs/BENCHMARKS.md): a core's L2 is 2 MiB, and
+     * memcpy of 512 KiB (1 MiB of buffers) runs at the L2 rate; the L3 rate holds to 16 MiB of
+     * buffers and falls between 24 and 96 MiB, past which reads run at the DRAM rate. */
+    bench_codecs("L2", (size_t)512 << 10, runs, impls, 1, 0);
+    bench_codecs("L3", (size_t)8 << 20, runs, impls, 1, 0);
+    bench_codecs("DRAM", dram_mib << 20, runs, impls, 0, 1);
+    bench_kernels(impls, runs);
+
+    /* Finite f16 rows for the int8 KV case. */
+    enum { KV_SRC = 256 * 1024 };
+    uint16_t *src = alloc_touched(2 * KV_SRC);
+    fill_f16(src, KV_SRC);
+    int rc = bench_kv(runs, src);
+    free_touched(src);
+    return rc;
 }

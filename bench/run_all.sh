@@ -33,7 +33,7 @@ BENCHES=(
   "bench_mem|in-process, 1 and 2 threads|$B/bench_mem 5"
   "bench_key|in-process, 1 thread|$B/bench_key 5"
   "bench_image|in-process, 1 thread; Python reference in a child process|$B/bench_image 11"
-  "bench_tensor|in-process, 1 thread|$B/bench_tensor 64 9"
+  "bench_tensor|in-process, 1 thread|$B/bench_tensor 9"
   "bench_disk|in-process, files under /tmp|$B/bench_disk"
   "bench_redis|in-process client, redis-server on loopback (unpinned)|$B/bench_redis"
   "bench_writeback|in-process, disk tier under /tmp|$B/bench_writeback 3"
@@ -110,17 +110,13 @@ pick_bench_image() {
 
 pick_bench_tensor() {
     awk '
-        /^tensor of/ { mib = $3 " " $4 }
+        /^level / { lv = $2; sub(/:$/, "", lv); sz = $5 " " $6 }
         /^memcpy \(baseline\) \[best/ { m = $0; sub(/.*\] */, "", m); sub(/ *ms.*/, " ms", m) }
         /\[best\]/ && /x memcpy/ { f = $0; sub(/ +[0-9.]+ ms.*/, "", f); t = $0; sub(/.*\] +/, "", t)
                        sub(/ +[0-9.]+ GB\/s.*/, "", t); r = $0; sub(/.*GB\/s +/, "", r)
-                       print f ": " t "\tmemcpy of " mib ": " m "\t" r }
-        /^[a-z0-9_]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+x \|/ {
-            n++; c = $5; sub(/x/, "", c); split($0, parts, "|"); split(parts[2], b, " +")
-            mr = b[5]; sub(/x/, "", mr)
-            if ($NF == "avx512" && (c + 0 < 1.0 || mr + 0 < 1.0)) slow = slow " " $1 }
-        END { if (n) print "dispatched AVX-512 kernels slower than AVX2 (cache or memory):" \
-                           (slow == "" ? " none" : slow) "\tthe AVX2 kernels\t-" }'
+                       print f ", " lv ": " t "\tmemcpy of " sz ": " m "\t" r }
+        /^dispatched kernels slower than AVX2/ { v = $0; sub(/^[^:]*: */, "", v)
+                       print "dispatched kernels slower than AVX2 (block, L3, DRAM): " v "\tthe AVX2 kernels\t-" }'
 }
 
 pick_bench_disk() {

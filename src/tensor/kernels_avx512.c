@@ -1,7 +1,8 @@
 /*
  * kernels_avx512.c: the codec kernels with AVX-512 (F and BW), chosen at run time when the CPU
- * has them. They follow kernels_avx2.c at twice the width and give bit-for-bit the results of
- * kernels_scalar.c: the same clamps before the same round-half-to-even conversions, and the same
+ * has them. They do what kernels_avx2.c does at twice the width, with their own narrowing in the
+ * quantization loops and large inputs read as two streams, and give bit-for-bit the results of
+ * kernels_scalar.c: the same clamps around the same round-half-to-even conversions, and the same
  * scalar code for the tail elements that do not fill a vector. bf16 is rounded with integer
  * operations, not VCVTNEPS2BF16, which flushes subnormals to zero.
  */
@@ -112,19 +113,48 @@ AVX512 static void w_bf16_to_f32(float *dst, const uint16_t *src, size_t n)
         dst[i] = gencache__bf16_to_f32_one(src[i]);
 }
 
+/* The body of the maxima of |x|: absm clears the sign bits, W elements fill a vector (one cache
+ * line), and four independent maxima m0-m3 keep the loop off the latency of one. A large input
+ * is read as two streams at once, its halves, with software prefetches: one core reading one
+ * stream from DRAM keeps too few lines in flight, and two measured 1.3x the bandwidth of one
+ * here (docs/BENCHMARKS.md). Leaves the maximum of the first i elements in m0. */
+#define AMAX_LOOP(MAX, W)                                                                          \
+    if (n * sizeof *src >= GENCACHE__PREFETCH_MIN) {                                               \
+        size_t half = n / (4 * (W)) * (2 * (W));                                                   \
+        const __typeof__(*src) *hi = src + half;                                                   \
+        for (; i < half; i += 2 * (W)) {                                                           \
+            gencache__prefetch(src + i);                                                           \
+            gencache__prefetch(src + i + (W));                                                     \
+            gencache__prefetch(hi + i);                                                            \
+            gencache__prefetch(hi + i + (W));                                                      \
+            m0 = MAX(m0, _mm512_and_si512(_mm512_loadu_si512(src + i), absm));                     \
+            m1 = MAX(m1, _mm512_and_si512(_mm512_loadu_si512(src + i + (W)), absm));               \
+            m2 = MAX(m2, _mm512_and_si512(_mm512_loadu_si512(hi + i), absm));                      \
+            m3 = MAX(m3, _mm512_and_si512(_mm512_loadu_si512(hi + i + (W)), absm));                \
+        }                                                                                          \
+        i = 2 * half;                                                                              \
+    }                                                                                              \
+    for (; i + 4 * (W) <= n; i += 4 * (W)) {                                                       \
+        m0 = MAX(m0, _mm512_and_si512(_mm512_loadu_si512(src + i), absm));                         \
+        m1 = MAX(m1, _mm512_and_si512(_mm512_loadu_si512(src + i + (W)), absm));                   \
+        m2 = MAX(m2, _mm512_and_si512(_mm512_loadu_si512(src + i + 2 * (W)), absm));               \
+        m3 = MAX(m3, _mm512_and_si512(_mm512_loadu_si512(src + i + 3 * (W)), absm));               \
+    }                                                                                              \
+    for (; i + (W) <= n; i += (W))                                                                 \
+        m0 = MAX(m0, _mm512_and_si512(_mm512_loadu_si512(src + i), absm));                         \
+    m0 = MAX(MAX(m0, m1), MAX(m2, m3));
+
 AVX512 static int w_amax_f32(const float *src, size_t n, float *out)
 {
     const __m512i absm = _mm512_set1_epi32(0x7FFFFFFF);
-    __m512i m0 = _mm512_setzero_si512();
+    __m512i m0 = _mm512_setzero_si512(), m1 = m0, m2 = m0, m3 = m0;
     size_t i = 0;
-    const int pf = n * sizeof *src >= GENCACHE__PREFETCH_MIN;
-    for (; i + 16 <= n; i += 16) {
-        if (pf)
-            gencache__prefetch(src + i);
-        m0 = _mm512_max_epu32(m0,
-                              _mm512_and_si512(_mm512_loadu_si512((const void *)(src + i)), absm));
-    }
-    uint32_t m = _mm512_reduce_max_epu32(m0);
+    AMAX_LOOP(_mm512_max_epu32, 16)
+    __m256i h = _mm256_max_epu32(_mm512_castsi512_si256(m0), _mm512_extracti64x4_epi64(m0, 1));
+    __m128i x = _mm_max_epu32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    x = _mm_max_epu32(x, _mm_shuffle_epi32(x, 0x4E));
+    x = _mm_max_epu32(x, _mm_shuffle_epi32(x, 0xB1));
+    uint32_t m = (uint32_t)_mm_cvtsi128_si32(x);
     for (; i < n; i++) {
         uint32_t a;
         memcpy(&a, src + i, sizeof a);
@@ -135,23 +165,23 @@ AVX512 static int w_amax_f32(const float *src, size_t n, float *out)
     return m >= 0x7F800000u;
 }
 
+/* The largest of 32 uint16 lanes. */
+AVX512 static inline uint16_t max_u16x32(__m512i m)
+{
+    __m256i h = _mm256_max_epu16(_mm512_castsi512_si256(m), _mm512_extracti64x4_epi64(m, 1));
+    __m128i x = _mm_max_epu16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    /* PHMINPOSUW finds the smallest: of the complements, whose smallest is the largest. */
+    x = _mm_minpos_epu16(_mm_xor_si128(x, _mm_set1_epi16(-1)));
+    return (uint16_t)~_mm_cvtsi128_si32(x);
+}
+
 AVX512 static uint16_t amax16(const uint16_t *src, size_t n)
 {
     const __m512i absm = _mm512_set1_epi16(0x7FFF);
-    __m512i m0 = _mm512_setzero_si512();
+    __m512i m0 = _mm512_setzero_si512(), m1 = m0, m2 = m0, m3 = m0;
     size_t i = 0;
-    const int pf = n * sizeof *src >= GENCACHE__PREFETCH_MIN;
-    for (; i + 32 <= n; i += 32) {
-        if (pf)
-            gencache__prefetch(src + i);
-        m0 = _mm512_max_epu16(m0,
-                              _mm512_and_si512(_mm512_loadu_si512((const void *)(src + i)), absm));
-    }
-    uint16_t lanes[32];
-    _mm512_storeu_si512((void *)lanes, m0);
-    uint16_t m = 0;
-    for (int k = 0; k < 32; k++)
-        m = lanes[k] > m ? lanes[k] : m;
+    AMAX_LOOP(_mm512_max_epu16, 32)
+    uint16_t m = max_u16x32(m0);
     for (; i < n; i++) {
         uint16_t a = src[i] & 0x7FFFu;
         m = a > m ? a : m;
@@ -173,21 +203,43 @@ AVX512 static int w_amax_bf16(const uint16_t *src, size_t n, float *out)
     return m >= 0x7F80u;
 }
 
-/* 16 values -> 16 int8: x * inv rounded half to even, clamped to [-127, 127]. */
-AVX512 static inline __m128i q16(__m512 x, __m512 inv)
+/* 16 values -> 16 int32: x * inv rounded half to even by the conversion itself (embedded
+ * rounding, whatever MXCSR says). With `clamp` the products are first limited to 127, which keeps
+ * every product, an infinity included, inside int32 (one below -2^31 converts to INT32_MIN, which
+ * pack64 turns into -127 as the scalar code does); without it the caller has made sure that no
+ * |product| reaches 2^31. The upper clamp is otherwise left to the saturating packs. */
+AVX512 static inline __m512i q16(__m512 x, __m512 inv, const int clamp)
 {
-    const __m512 hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
-    __m512 v = _mm512_roundscale_ps(_mm512_mul_ps(x, inv), RNE);
-    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-    return _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v));
+    __m512 v = _mm512_mul_ps(x, inv);
+    if (clamp)
+        v = _mm512_min_ps(v, _mm512_set1_ps(127.0f));
+    return _mm512_cvt_roundps_epi32(v, RNE);
 }
 
-/* Four 16-byte quarters as one 64-byte line, for one whole-line non-temporal store. */
-AVX512 static inline __m512i line64(__m128i a, __m128i b, __m128i c, __m128i d)
+/* Four vectors of 16 int32 -> 64 int8 in order, saturated to [-127, 127]. The packs work within
+ * 128-bit lanes, so lane L comes out as the dwords a[4L..4L+3] b[..] c[..] d[..]; the permute
+ * puts them back in order. Three packs, a permute and a max per 64 elements cost less than the
+ * narrowing VPMOVSDB (two uops per 16 elements on the shuffle port). */
+AVX512 static inline __m512i pack64(__m512i a, __m512i b, __m512i c, __m512i d)
 {
-    __m512i v = _mm512_inserti32x4(_mm512_castsi128_si512(a), b, 1);
-    return _mm512_inserti32x4(_mm512_inserti32x4(v, c, 2), d, 3);
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    __m512i p = _mm512_packs_epi16(_mm512_packs_epi32(a, b), _mm512_packs_epi32(c, d));
+    return _mm512_max_epi8(_mm512_permutexvar_epi32(idx, p), _mm512_set1_epi8(-127));
 }
+
+/* 16 values -> 16 int8, for the last elements that do not fill 64. */
+AVX512 static inline __m128i q16_i8(__m512 x, __m512 inv, const int clamp)
+{
+    return _mm_max_epi8(_mm512_cvtsepi32_epi8(q16(x, inv, clamp)), _mm_set1_epi8(-127));
+}
+
+#define Q64(LOAD, p, vi, clamp)                                                                    \
+    pack64(q16(LOAD(p), vi, clamp), q16(LOAD((p) + 16), vi, clamp),                                \
+           q16(LOAD((p) + 32), vi, clamp), q16(LOAD((p) + 48), vi, clamp))
+
+/* An f16 value is at most 65504 in magnitude, so with inv <= 32768 no product reaches 2^31 and
+ * the f16 loops skip the clamp. */
+#define F16_NO_CLAMP_INV 32768.0f
 
 /* Outputs at least this large are written with non-temporal stores, as in kernels_avx2.c: they
  * would not stay in the cache anyway, and streaming saves reading each destination line first. */
@@ -195,44 +247,72 @@ AVX512 static inline __m512i line64(__m128i a, __m128i b, __m128i c, __m128i d)
 
 /* The quantization loop for one source format: LOAD(p) gives 16 f32 from element pointer p,
  * ONE(x) quantizes one element in scalar code (for the unaligned head and the tail). */
-#define QUANT_LOOP(LOAD, ONE)                                                                      \
+#define QUANT_LOOP(LOAD, ONE, clamp)                                                               \
     const __m512 vi = _mm512_set1_ps(inv);                                                         \
     size_t i = 0;                                                                                  \
     if (n >= STREAM_MIN) {                                                                         \
         size_t head = head_to_line(dst, 1, n);                                                     \
         for (; i < head; i++)                                                                      \
             dst[i] = ONE(src[i]);                                                                  \
-        for (; i + 64 <= n; i += 64) {                                                             \
-            for (size_t b = 0; b < 64 * sizeof *src; b += 64)                                      \
-                gencache__prefetch((const char *)(src + i) + b);                                   \
-            _mm512_stream_si512((void *)(dst + i),                                                 \
-                                line64(q16(LOAD(src + i), vi), q16(LOAD(src + i + 16), vi),        \
-                                       q16(LOAD(src + i + 32), vi), q16(LOAD(src + i + 48), vi))); \
+        /* Two halves at once, as in AMAX_LOOP: two streams read faster than one. */               \
+        size_t half = (n - i) / 128 * 64;                                                          \
+        const __typeof__(*src) *sa = src + i, *sb = sa + half;                                     \
+        int8_t *da = dst + i, *db = da + half;                                                     \
+        for (size_t j = 0; j < half; j += 64) {                                                    \
+            for (size_t b = 0; b < 64 * sizeof *src; b += 64) {                                    \
+                gencache__prefetch((const char *)(sa + j) + b);                                    \
+                gencache__prefetch((const char *)(sb + j) + b);                                    \
+            }                                                                                      \
+            _mm512_stream_si512((void *)(da + j), Q64(LOAD, sa + j, vi, clamp));                   \
+            _mm512_stream_si512((void *)(db + j), Q64(LOAD, sb + j, vi, clamp));                   \
         }                                                                                          \
+        for (i += 2 * half; i + 64 <= n; i += 64)                                                  \
+            _mm512_stream_si512((void *)(dst + i), Q64(LOAD, src + i, vi, clamp));                 \
         _mm_sfence();                                                                              \
     }                                                                                              \
+    for (; i + 64 <= n; i += 64)                                                                   \
+        _mm512_storeu_si512((void *)(dst + i), Q64(LOAD, src + i, vi, clamp));                     \
     for (; i + 16 <= n; i += 16)                                                                   \
-        _mm_storeu_si128((__m128i *)(dst + i), q16(LOAD(src + i), vi));                            \
+        _mm_storeu_si128((__m128i *)(dst + i), q16_i8(LOAD(src + i), vi, clamp));                  \
     for (; i < n; i++)                                                                             \
         dst[i] = ONE(src[i]);
 
-AVX512 static void w_quant_f32(int8_t *dst, const float *src, size_t n,
-                               float inv){QUANT_LOOP(_mm512_loadu_ps, GENCACHE__QUANT_ONE_F32)}
-
-AVX512 static void w_quant_f16(int8_t *dst, const uint16_t *src, size_t n,
-                               float inv){QUANT_LOOP(load_f16x16, GENCACHE__QUANT_ONE_F16)}
-
-AVX512 static void w_quant_bf16(int8_t *dst, const uint16_t *src, size_t n,
-                                float inv){QUANT_LOOP(load_bf16x16, GENCACHE__QUANT_ONE_BF16)}
-
-/* The largest of 32 uint16 lanes. */
-AVX512 static inline uint16_t max_u16x32(__m512i m)
+/* clang-format off */
+AVX512 static void w_quant_f32(int8_t *dst, const float *src, size_t n, float inv)
 {
-    __m256i h = _mm256_max_epu16(_mm512_castsi512_si256(m), _mm512_extracti64x4_epi64(m, 1));
-    __m128i x = _mm_max_epu16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-    /* PHMINPOSUW finds the smallest: of the complements, whose smallest is the largest. */
-    x = _mm_minpos_epu16(_mm_xor_si128(x, _mm_set1_epi16(-1)));
-    return (uint16_t)~_mm_cvtsi128_si32(x);
+    QUANT_LOOP(_mm512_loadu_ps, GENCACHE__QUANT_ONE_F32, 1)
+}
+
+AVX512 static void w_quant_bf16(int8_t *dst, const uint16_t *src, size_t n, float inv)
+{
+    QUANT_LOOP(load_bf16x16, GENCACHE__QUANT_ONE_BF16, 1)
+}
+
+AVX512 static inline __attribute__((always_inline)) void
+quant_f16_loop(int8_t *dst, const uint16_t *src, size_t n, float inv, const int clamp)
+{
+    QUANT_LOOP(load_f16x16, GENCACHE__QUANT_ONE_F16, clamp)
+}
+
+/* clang-format on */
+
+AVX512 static void w_quant_f16(int8_t *dst, const uint16_t *src, size_t n, float inv)
+{
+    if (inv <= F16_NO_CLAMP_INV)
+        quant_f16_loop(dst, src, n, inv, 0);
+    else
+        quant_f16_loop(dst, src, n, inv, 1);
+}
+
+/* One group of `group` f16 elements (a multiple of 32) quantized with vi. */
+AVX512 static inline __attribute__((always_inline)) void
+quant_group(int8_t *q, const uint16_t *x, size_t group, __m512 vi, const int clamp)
+{
+    size_t i = 0;
+    for (; i + 64 <= group; i += 64)
+        _mm512_storeu_si512((void *)(q + i), Q64(load_f16x16, x + i, vi, clamp));
+    for (; i < group; i += 16)
+        _mm_storeu_si128((__m128i *)(q + i), q16_i8(load_f16x16(x + i), vi, clamp));
 }
 
 AVX512 static int w_quant_groups_f16(int8_t *dst, unsigned char *scales, const uint16_t *src,
@@ -256,17 +336,10 @@ AVX512 static int w_quant_groups_f16(int8_t *dst, unsigned char *scales, const u
         float scale, inv;
         gencache__quant_scale(gencache__f16_to_f32_one(a), &scale, &inv);
         memcpy(scales + 4 * g, &scale, sizeof scale); /* x86 is little-endian */
-        const __m512 vi = _mm512_set1_ps(inv);
-        size_t i = 0;
-        for (; i + 64 <= group; i += 64)
-            _mm512_storeu_si512((void *)(q + i), line64(q16(load_f16x16(x + i), vi),
-                                                        q16(load_f16x16(x + i + 16), vi),
-                                                        q16(load_f16x16(x + i + 32), vi),
-                                                        q16(load_f16x16(x + i + 48), vi)));
-        if (i < group) {
-            _mm_storeu_si128((__m128i *)(q + i), q16(load_f16x16(x + i), vi));
-            _mm_storeu_si128((__m128i *)(q + i + 16), q16(load_f16x16(x + i + 16), vi));
-        }
+        if (inv <= F16_NO_CLAMP_INV)
+            quant_group(q, x, group, _mm512_set1_ps(inv), 0);
+        else
+            quant_group(q, x, group, _mm512_set1_ps(inv), 1);
     }
     return 0;
 }

@@ -239,76 +239,21 @@ const gencache__codec_kernels *gencache__codec_kernels_scalar(void)
 
 static const gencache__codec_kernels *chosen;
 static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
-/* The AVX-512 table as dispatched: a kernel of it is used only where bench_tensor's per-kernel
- * table measures it at least as fast as the AVX2 one; elsewhere the AVX2 kernel is used
- * (docs/tensors.md). Two families depend on the size of the block, so their dispatch picks by
- * size: the maxima measured a little slower with AVX-512 on cached blocks (0.92-0.98x, its
- * final reduction is longer) and faster on large tensors, the quantization loops 1.2x faster
- * with AVX-512 on cached blocks but no faster on tensors large enough to be streamed, where both
- * are bound by memory. GENCACHE__LARGE_BLOCK elements is where the kernels start streaming and
- * prefetching. */
-static gencache__codec_kernels mixed;
-static const gencache__codec_kernels *amax_small, *amax_large, *quant_small, *quant_large;
 
-#define BY_SIZE(FAMILY, n) ((n) >= GENCACHE__LARGE_BLOCK ? FAMILY##_large : FAMILY##_small)
-
-static int mixed_amax_f32(const float *src, size_t n, float *out)
-{
-    return BY_SIZE(amax, n)->amax_f32(src, n, out);
-}
-
-static int mixed_amax_f16(const uint16_t *src, size_t n, float *out)
-{
-    return BY_SIZE(amax, n)->amax_f16(src, n, out);
-}
-
-static int mixed_amax_bf16(const uint16_t *src, size_t n, float *out)
-{
-    return BY_SIZE(amax, n)->amax_bf16(src, n, out);
-}
-
-static void mixed_quant_f32(int8_t *dst, const float *src, size_t n, float inv)
-{
-    BY_SIZE(quant, n)->quant_f32(dst, src, n, inv);
-}
-
-static void mixed_quant_f16(int8_t *dst, const uint16_t *src, size_t n, float inv)
-{
-    BY_SIZE(quant, n)->quant_f16(dst, src, n, inv);
-}
-
-static void mixed_quant_bf16(int8_t *dst, const uint16_t *src, size_t n, float inv)
-{
-    BY_SIZE(quant, n)->quant_bf16(dst, src, n, inv);
-}
-
+/* The widest table wins whole: bench_tensor measures every AVX-512 kernel at least as fast as
+ * its AVX2 counterpart on cached blocks, in L3 and from DRAM (docs/BENCHMARKS.md), so no kernel
+ * is borrowed from the narrower table. */
 static void choose(void)
 {
     const char *want = getenv("GENCACHE_SIMD");
     const gencache__codec_kernels *k512 = gencache__codec_kernels_avx512();
     const gencache__codec_kernels *k2 = gencache__codec_kernels_avx2();
-    if (want && strcmp(want, "scalar") == 0) {
+    if (want && strcmp(want, "scalar") == 0)
         chosen = &scalar_kernels;
-    } else if (want && strcmp(want, "avx2") == 0) {
+    else if (want && strcmp(want, "avx2") == 0)
         chosen = k2 ? k2 : &scalar_kernels;
-    } else if (k512) {
-        mixed = *k512;
-        if (k2) {
-            amax_small = k2;
-            amax_large = k512;
-            mixed.amax_f32 = mixed_amax_f32;
-            mixed.amax_f16 = mixed_amax_f16;
-            mixed.amax_bf16 = mixed_amax_bf16;
-            quant_small = k512;
-            quant_large = k2;
-            mixed.quant_f32 = mixed_quant_f32;
-            mixed.quant_f16 = mixed_quant_f16;
-            mixed.quant_bf16 = mixed_quant_bf16;
-        }
-        chosen = &mixed;
-    } else {
-        chosen = k2 ? k2 : &scalar_kernels;
-    }
+    else
+        chosen = k512 ? k512 : k2 ? k2 : &scalar_kernels;
 }
 
 const gencache__codec_kernels *gencache__codec_kernels_best(void)

@@ -149,6 +149,29 @@ static void quant_block(const gencache__codec_kernels *k, gencache_dtype dt, int
         k->quant_bf16(q, p, n, inv);
 }
 
+/* Per-tensor quantization needs the maximum of the whole tensor before it can quantize the first
+ * element, so it reads the tensor twice. The second pass walks the tensor backwards, a block of
+ * GENCACHE__LARGE_BLOCK elements at a time (each block forwards, as the hardware prefetchers
+ * expect, and large enough for the kernels to stream their output): it starts on the blocks the
+ * maximum pass read last, the ones that may still be in the cache, where a forward pass would
+ * find its first blocks evicted by the last ones. Below two blocks it is one call. */
+static void quant_tensor(const gencache__codec_kernels *k, gencache_dtype dt, int8_t *q,
+                         const unsigned char *x, size_t n, float inv)
+{
+    const size_t block = GENCACHE__LARGE_BLOCK, es = gencache_dtype_size(dt);
+    if (n < 2 * block) {
+        quant_block(k, dt, q, x, n, inv);
+        return;
+    }
+    /* The last block takes the remainder, so every call streams. */
+    size_t last = (n / block - 1) * block;
+    quant_block(k, dt, q + last, x + last * es, n - last, inv);
+    while (last > 0) {
+        last -= block;
+        quant_block(k, dt, q + last, x + last * es, block, inv);
+    }
+}
+
 static void dequant_block(const gencache__codec_kernels *k, gencache_dtype dt, void *y,
                           const int8_t *q, size_t n, float scale)
 {
@@ -206,7 +229,7 @@ int gencache__quant_encode_with(const gencache__codec_kernels *k, const gencache
         if (amax_block(k, desc->dtype, x, L.numel, &amax))
             return GENCACHE_EINVAL;
         scale_of(amax, &scale, &inv);
-        quant_block(k, desc->dtype, q, x, L.numel, inv);
+        quant_tensor(k, desc->dtype, q, x, (size_t)L.numel, inv);
         put_f32(scales, scale);
     } else if (o->codec == GENCACHE_CODEC_INT8_GROUP) {
         uint64_t g = 0;

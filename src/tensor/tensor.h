@@ -57,10 +57,8 @@ const gencache__codec_kernels *gencache__codec_kernels_scalar(void);
 /* The vector implementations, or NULL when this CPU (or this build) lacks the instructions. */
 const gencache__codec_kernels *gencache__codec_kernels_avx2(void);
 const gencache__codec_kernels *gencache__codec_kernels_avx512(void);
-/* The widest implementation this CPU runs, chosen once; with AVX-512, a table of its kernels
- * except where the AVX2 ones measured faster: the maxima of small blocks and the quantization
- * of large ones (named "avx512" all the same). The environment variable GENCACHE_SIMD (scalar,
- * avx2) narrows the choice, for benchmarks and bug reports. */
+/* The widest implementation this CPU runs, chosen once. The environment variable GENCACHE_SIMD
+ * (scalar, avx2) narrows the choice, for benchmarks and bug reports. */
 const gencache__codec_kernels *gencache__codec_kernels_best(void);
 
 /* Scalar element helpers, shared by the vector files for their tails so every path agrees. */
@@ -71,16 +69,17 @@ float gencache__bf16_to_f32_one(uint16_t h);
 float gencache__round_even(float x); /* independent of the FP environment */
 int8_t gencache__quant_one(float x, float inv);
 float gencache__dequant_clamp(float y); /* clamps to +-FLT_MAX */
-/* Elements from which the quantization kernels stream their output (non-temporal stores), and
- * where the dispatch switches between the AVX2 and AVX-512 maxima and quantization loops. */
+/* Elements from which the quantization kernels stream their output (non-temporal stores): an
+ * output of 1 MiB or more does not stay in the L2 cache anyway. */
 #define GENCACHE__LARGE_BLOCK ((size_t)1 << 20)
 
 /* Inputs of at least GENCACHE__PREFETCH_MIN bytes are read with software prefetches
  * GENCACHE__PREFETCH_AHEAD bytes ahead of the loads: one core alone does not keep enough reads
  * in flight to reach the memory's bandwidth, and the maxima and quantization passes over a large
- * tensor are bound by it (docs/BENCHMARKS.md). A prefetch never faults, so one past the end of
- * the input is harmless; its address is formed as an integer. */
-#define GENCACHE__PREFETCH_AHEAD 4096u
+ * tensor are bound by it (docs/BENCHMARKS.md). 1 KiB ahead was the fastest of the distances
+ * from 0.5 to 8 KiB tried for per-tensor quantization from DRAM. A prefetch never faults, so one
+ * past the end of the input is harmless; its address is formed as an integer. */
+#define GENCACHE__PREFETCH_AHEAD 1024u
 #define GENCACHE__PREFETCH_MIN   (256u * 1024u)
 
 static inline void gencache__prefetch(const void *p)
