@@ -358,6 +358,10 @@ int gencache__mem_tier_evict_if(gencache__tier *t, gencache__entry_pred pred, vo
 
 /* The same against a cache's memory tier: what sessions and KV windows call. */
 int gencache__cache_charge(gencache *cache, int64_t delta_bytes);
+/* Replaces the cache's ghost list by an empty one of `capacity` evicted keys sampled at 2^-shift
+ * (0: none), to measure the sampling's error (bench/bench_ghost.c, tests). GENCACHE_OK, or what
+ * gencache__ghosts_new() returns (the old list stays then). Init only: before any put. */
+int gencache__cache_set_ghosts(gencache *cache, uint64_t capacity, unsigned shift);
 /* Where the cache keeps its flight table (src/coalesce/): NULL until the first claim. */
 struct gencache__flights;
 _Atomic(struct gencache__flights *) *gencache__cache_flights_slot(gencache *cache);
@@ -574,6 +578,26 @@ bool gencache__ghost_contains(gencache__ghost *g, uint64_t hash);
 uint64_t gencache__ghost_count(gencache__ghost *g);
 /* True when hash is remembered and was added among the `window` latest additions. */
 bool gencache__ghost_recent(gencache__ghost *g, uint64_t hash, uint64_t window);
+
+/* The cache's ghost list: a sample of the evicted keys, those whose hash has its top `shift`
+ * bits clear (a share of 2^-shift), spread over shards with a lock each, remembering about
+ * capacity * 2^-shift of them: a window of about `capacity` evictions. Each sampled ghost hit
+ * stands for 2^shift. Thread-safe. */
+typedef struct gencache__ghosts gencache__ghosts;
+
+/* The shift gencache_open() uses for a capacity: 0 (every key) up to 8191, then the largest
+ * that still samples 4096 keys, at most 4 (1 key in 16). */
+unsigned gencache__ghosts_default_shift(uint64_t capacity);
+/* GENCACHE_OK, GENCACHE_EINVAL (capacity 0 or over 2^30, shift over 16), GENCACHE_ENOMEM. */
+int gencache__ghosts_new(const gencache_allocator *a, uint64_t capacity, unsigned shift,
+                         gencache__ghosts **out);
+void gencache__ghosts_free(gencache__ghosts *g);
+/* hash was evicted for lack of room (kept only when sampled). Does nothing for a NULL g. */
+void gencache__ghosts_add(gencache__ghosts *g, uint64_t hash);
+/* A miss on hash: what it adds to the ghost-hit estimate, 2^shift when hash is a sampled ghost,
+ * else 0 (also for a NULL g). */
+uint64_t gencache__ghosts_hit(gencache__ghosts *g, uint64_t hash);
+unsigned gencache__ghosts_shift(const gencache__ghosts *g);
 
 /* ---- single flight (src/coalesce/) ----------------------------------------------------------- */
 
