@@ -192,11 +192,11 @@ struct gencache__entry {
     uint8_t pol_kind; /* the gencache_eviction of the policy instance holding it */
     bool linked;      /* in the memory tier's table; under its shard lock */
     uint32_t key_len; /* strlen(key) */
-    /* The LRU list's links and tick (src/policy/), under the memory tier's shard lock, and the
-     * charge the lists count: a hit that moves the entry touches no other part of it. */
+    /* The LRU list's links and referenced bit (src/policy/), under the memory tier's shard
+     * lock, and the charge the lists count: a hit reads and writes no other part of it. */
     gencache__entry *lru_prev, *lru_next;
-    uint64_t pol_tick; /* LRU: its shard's tick when it was last placed at the head */
-    size_t charge;     /* bytes counted against tier limits: the whole allocation */
+    size_t charge;   /* bytes counted against tier limits: the whole allocation */
+    uint8_t pol_ref; /* LRU (CLOCK): hit since the sweep last passed it */
 };
 
 /* What an entry is made from: the key and its metadata. The value is copied in by the caller
