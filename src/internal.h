@@ -142,24 +142,18 @@ bool gencache__key_hex64(const char *p);
 
 typedef struct gencache__entry gencache__entry;
 struct gencache__entry {
-    /* Immutable after creation; the strings live in the same allocation. */
-    const char *layer_name; /* the key's layer part, NUL-terminated */
-    const char *tenant;     /* NULL: none */
-    const char *model;      /* NULL: none */
-    const char *tags;       /* NULL: none */
-    const char *content_type;
+    /* Cold: immutable after creation and read by few paths (metadata, handles' descriptions,
+     * the lower tiers' codecs); the strings live in the same allocation (the default content
+     * type is a constant). */
+    const char *layer_name;   /* the key's layer part, NUL-terminated */
+    const char *model;        /* NULL: none */
+    const char *tags;         /* NULL: none */
+    const char *content_type; /* never NULL */
+    const int64_t *shape;     /* GENCACHE_MAX_DIMS dimensions: in the allocation, or zeros */
     gencache_dtype dtype;
     uint32_t ndim;
-    int64_t shape[GENCACHE_MAX_DIMS];
     uint64_t created_ms; /* wall clock */
     uint64_t checksum;   /* XXH3-64 of the value */
-    size_t alloc_bytes;  /* the size of the allocation, header to the value's end */
-
-    /* True once a persistent local tier (disk) holds this very value: leaving memory then loses
-     * nothing, so eviction and shutdown need not write it again. */
-    _Atomic bool durable;
-    /* True once an eviction queued this value's write to disk (src/writeback.c). */
-    _Atomic bool queued;
 
     /* Owned by the memory tier, under its shard lock: chains the entries it takes out of its
      * table together. */
@@ -172,9 +166,11 @@ struct gencache__entry {
     uint16_t pol_freq;   /* accesses the policy counts (GDSF: all; S3-FIFO: at most 3) */
     uint8_t pol_queue;   /* S3-FIFO: 0 small, 1 main */
 
-    /* What a hit reads and writes, together at the end of the struct: the key's bytes come
-     * right after it (gencache__entry_new() places them first), so a lookup reads one run of
-     * about 200 bytes. The access fields change with lookups (atomics, so readers need no lock). */
+    /* What a hit and an eviction read and write, together at the end of the struct: the key's
+     * bytes come right after it (gencache__entry_new() places them first), so a lookup reads
+     * one run of about 220 bytes, and an eviction (unlink, demotion test, tenant, release into
+     * the pool) touches nothing before it. The access fields change with lookups (atomics, so
+     * readers need no lock). */
     _Atomic uint32_t refs;       /* one per holder: each tier that stores it, each handle */
     uint32_t layer;              /* index into the cache's layer table */
     const char *key;             /* immutable */
@@ -185,17 +181,24 @@ struct gencache__entry {
     uint64_t cost_ms;
     uint64_t ttl_ms; /* 0: no expiry */
     unsigned char *value;
-    size_t size;   /* value bytes */
-    uint64_t hash; /* hash of key: shard and slot selection */
+    size_t size;        /* value bytes */
+    uint64_t hash;      /* hash of key: shard and slot selection */
+    const char *tenant; /* NULL: none */
+    size_t alloc_bytes; /* the size of the allocation, header to the value's end */
+    /* The LRU list's links and referenced bit (src/policy/), under the memory tier's shard
+     * lock, and the charge the lists count. */
+    gencache__entry *lru_prev, *lru_next;
+    size_t charge;    /* bytes counted against tier limits: the whole allocation */
+    uint32_t key_len; /* strlen(key) */
     bool pinned;
     bool sliding;     /* a hit moves expires_ms to now + ttl_ms */
     uint8_t pol_kind; /* the gencache_eviction of the policy instance holding it */
     bool linked;      /* in the memory tier's table; under its shard lock */
-    uint32_t key_len; /* strlen(key) */
-    /* The LRU list's links and referenced bit (src/policy/), under the memory tier's shard
-     * lock, and the charge the lists count: a hit reads and writes no other part of it. */
-    gencache__entry *lru_prev, *lru_next;
-    size_t charge;   /* bytes counted against tier limits: the whole allocation */
+    /* True once a persistent local tier (disk) holds this very value: leaving memory then loses
+     * nothing, so eviction and shutdown need not write it again. */
+    _Atomic bool durable;
+    /* True once an eviction queued this value's write to disk (src/writeback.c). */
+    _Atomic bool queued;
     uint8_t pol_ref; /* LRU (CLOCK): hit since the sweep last passed it */
 };
 

@@ -395,6 +395,48 @@ static gencache__entry *sized_entry(const char *key, size_t size)
     return e;
 }
 
+TEST_CASE(entry_keeps_shape_and_content_type_only_when_given)
+{
+    /* The header holds pointers: a shape and a content type other than the default take room
+     * after the strings; an entry without them points at shared constants. */
+    gencache__entry *plain = sized_entry("result/p", 16);
+    CHECK_STR_EQ(plain->content_type, "application/octet-stream");
+    for (unsigned i = 0; i < GENCACHE_MAX_DIMS; i++)
+        CHECK_INT_EQ(plain->shape[i], 0);
+    gencache_meta m;
+    gencache_meta_init(&m);
+    m.content_type = "image/png";
+    m.dtype = GENCACHE_DTYPE_F16;
+    m.ndim = 3;
+    m.shape[0] = 4;
+    m.shape[1] = 64;
+    m.shape[2] = 7;
+    gencache__entry_spec spec = {.key = "result/p", .meta = &m, .size = 16};
+    gencache__entry *e = NULL;
+    CHECK_OK(gencache__entry_new(NULL, &spec, &e));
+    CHECK_STR_EQ(e->content_type, "image/png");
+    CHECK(e->content_type != m.content_type); /* a copy: inputs are borrowed */
+    CHECK_INT_EQ(e->ndim, 3);
+    CHECK_INT_EQ(e->shape[0], 4);
+    CHECK_INT_EQ(e->shape[1], 64);
+    CHECK_INT_EQ(e->shape[2], 7);
+    CHECK_INT_EQ(e->shape[3], 0);
+    CHECK_UINT_EQ((uintptr_t)e->shape % 8, 0);
+    CHECK((const unsigned char *)(e->shape + GENCACHE_MAX_DIMS) <= e->value);
+    CHECK_UINT_EQ((uintptr_t)e->value % GENCACHE__VALUE_ALIGN, 0);
+    CHECK(e->alloc_bytes >= plain->alloc_bytes + sizeof(int64_t) * GENCACHE_MAX_DIMS);
+    /* The value bytes do not overlap the metadata. */
+    memset(e->value, 0xee, e->size);
+    CHECK_INT_EQ(e->shape[2], 7);
+    CHECK_STR_EQ(e->content_type, "image/png");
+    gencache__entry_release(e);
+    m.content_type = "application/octet-stream"; /* the default: not copied */
+    CHECK_OK(gencache__entry_new(NULL, &spec, &e));
+    CHECK(e->content_type == plain->content_type);
+    gencache__entry_release(e);
+    gencache__entry_release(plain);
+}
+
 TEST_CASE(freed_entry_memory_is_reused_for_the_same_size_only)
 {
     /* A put that evicts frees one entry and makes another of the same size: the second takes
