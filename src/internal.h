@@ -166,40 +166,43 @@ struct gencache__entry {
     uint16_t pol_freq;   /* accesses the policy counts (GDSF: all; S3-FIFO: at most 3) */
     uint8_t pol_queue;   /* S3-FIFO: 0 small, 1 main */
 
-    /* What a hit and an eviction read and write, together at the end of the struct: the key's
-     * bytes come right after it (gencache__entry_new() places them first), so a lookup reads
-     * one run of about 220 bytes, and an eviction (unlink, demotion test, tenant, release into
-     * the pool) touches nothing before it. The access fields change with lookups (atomics, so
-     * readers need no lock). */
-    _Atomic uint32_t refs;       /* one per holder: each tier that stores it, each handle */
-    uint32_t layer;              /* index into the cache's layer table */
-    const char *key;             /* immutable */
-    _Atomic uint64_t expires_ms; /* 0: never */
-    _Atomic uint64_t last_access_ms;
-    _Atomic uint64_t hits;
-    const gencache_allocator *alloc; /* frees this entry; borrowed, outlives every handle */
-    uint64_t cost_ms;
-    uint64_t ttl_ms; /* 0: no expiry */
-    unsigned char *value;
-    size_t size;        /* value bytes */
+    /* What an eviction reads and writes (besides what a hit does): the list links, the tenant,
+     * the demotion flags, the allocation's size. Right before the hit's fields, so an eviction
+     * touches nothing of the cold part. */
+    const char *key;    /* immutable */
     uint64_t hash;      /* hash of key: shard and slot selection */
+    uint64_t ttl_ms;    /* 0: no expiry */
     const char *tenant; /* NULL: none */
     size_t alloc_bytes; /* the size of the allocation, header to the value's end */
-    /* The LRU list's links and referenced bit (src/policy/), under the memory tier's shard
-     * lock, and the charge the lists count. */
+    /* The LRU list's links (src/policy/), under the memory tier's shard lock, and the charge the
+     * lists count. */
     gencache__entry *lru_prev, *lru_next;
-    size_t charge;    /* bytes counted against tier limits: the whole allocation */
-    uint32_t key_len; /* strlen(key) */
-    bool pinned;
-    bool sliding;     /* a hit moves expires_ms to now + ttl_ms */
-    uint8_t pol_kind; /* the gencache_eviction of the policy instance holding it */
-    bool linked;      /* in the memory tier's table; under its shard lock */
+    size_t charge; /* bytes counted against tier limits: the whole allocation */
+    bool linked;   /* in the memory tier's table; under its shard lock */
     /* True once a persistent local tier (disk) holds this very value: leaving memory then loses
      * nothing, so eviction and shutdown need not write it again. */
     _Atomic bool durable;
     /* True once an eviction queued this value's write to disk (src/writeback.c). */
     _Atomic bool queued;
-    uint8_t pol_ref; /* LRU (CLOCK): hit since the sweep last passed it */
+
+    /* What a hit reads and writes, at the end of the struct: the key's bytes come right after
+     * it (gencache__entry_new() places them first), so a lookup reads one run of 72 + 81 bytes
+     * (three or four cache lines). The access fields change with lookups (atomics, so readers
+     * need no lock). */
+    const gencache_allocator *alloc; /* frees this entry; borrowed, outlives every handle */
+    uint64_t cost_ms;
+    unsigned char *value;
+    size_t size;                 /* value bytes */
+    _Atomic uint64_t expires_ms; /* 0: never */
+    _Atomic uint64_t last_access_ms;
+    _Atomic uint64_t hits;
+    _Atomic uint32_t refs; /* one per holder: each tier that stores it, each handle */
+    uint32_t layer;        /* index into the cache's layer table */
+    uint32_t key_len;      /* strlen(key) */
+    bool pinned;
+    bool sliding;     /* a hit moves expires_ms to now + ttl_ms */
+    uint8_t pol_kind; /* the gencache_eviction of the policy instance holding it */
+    uint8_t pol_ref;  /* LRU (CLOCK): hit since the sweep last passed it */
 };
 
 /* What an entry is made from: the key and its metadata. The value is copied in by the caller
