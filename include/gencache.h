@@ -234,7 +234,8 @@ typedef enum gencache_scope {
  * entries are never chosen, and expiry does not depend on the policy. */
 typedef enum gencache_eviction {
     GENCACHE_EVICTION_DEFAULT = -1, /* a layer's: whatever the memory tier's policy is */
-    GENCACHE_EVICTION_LRU = 0,      /* least recently used first */
+    GENCACHE_EVICTION_LRU = 0,      /* least recently used first, approximated by CLOCK: a hit
+                                       sets a bit, eviction gives hit entries a second chance */
     GENCACHE_EVICTION_GDSF = 1,     /* cost-aware: lowest clock + hits * cost_ms / bytes first, the
                                        clock rising to each victim's value (an entry of no known
                                        cost counts 1 ms: size-aware recency) */
