@@ -177,17 +177,12 @@ bool gencache__ghost_recent(gencache__ghost *g, uint64_t hash, uint64_t window)
 #define GHOSTS_MAX_SHIFT   4
 #define GHOSTS_SHARDS_MAX  8
 
-/* A shard's lock and ring on lines of their own, so that shards share no line. */
-typedef struct ghosts_shard {
-    gencache__ghost *g;
-    char pad[64 - sizeof(gencache__ghost *)];
-} ghosts_shard;
-
 struct gencache__ghosts {
     const gencache_allocator *alloc;
-    unsigned shift;       /* a key is sampled when the top `shift` bits of its hash are 0 */
-    unsigned shard_mask;  /* shards - 1 */
-    ghosts_shard *shards; /* picked by bits 52..54 of the hash (bits 40..49 pick memory's) */
+    unsigned shift;           /* a key is sampled when the top `shift` bits of its hash are 0 */
+    unsigned shard_mask;      /* shards - 1 */
+    gencache__ghost **shards; /* each with its own lock and allocation; picked by bits 52..54 of
+                                 the hash (bits 40..49 pick memory's shards) */
 };
 
 unsigned gencache__ghosts_default_shift(uint64_t capacity)
@@ -222,7 +217,7 @@ int gencache__ghosts_new(const gencache_allocator *a, uint64_t capacity, unsigne
         return GENCACHE_ENOMEM;
     }
     for (unsigned i = 0; i < n; i++) {
-        int rc = gencache__ghost_new(a, (sampled + n - 1) / n, &g->shards[i].g);
+        int rc = gencache__ghost_new(a, (sampled + n - 1) / n, &g->shards[i]);
         if (rc != GENCACHE_OK) {
             gencache__ghosts_free(g);
             return rc;
@@ -237,7 +232,7 @@ void gencache__ghosts_free(gencache__ghosts *g)
     if (!g)
         return;
     for (unsigned i = 0; g->shards && i <= g->shard_mask; i++)
-        gencache__ghost_free(g->shards[i].g);
+        gencache__ghost_free(g->shards[i]);
     gencache__free(g->alloc, g->shards);
     gencache__free(g->alloc, g);
 }
@@ -247,7 +242,7 @@ static gencache__ghost *ghosts_shard_of(const gencache__ghosts *g, uint64_t hash
 {
     if (g->shift && hash >> (64 - g->shift) != 0)
         return NULL;
-    return g->shards[(hash >> 52) & g->shard_mask].g;
+    return g->shards[(hash >> 52) & g->shard_mask];
 }
 
 void gencache__ghosts_add(gencache__ghosts *g, uint64_t hash)
