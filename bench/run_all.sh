@@ -52,6 +52,7 @@ BENCHES=(
   "disk_flushes|in-process, files under /tmp, counted by strace|$HERE/disk_flushes.sh $BUILD"
   "bench_traj_restart|in-process, 1 thread, 20,000 stored 768-d checkpoints, disk tier under /tmp|$B/bench_traj_restart 20000 3 768"
   "bench_reuse_net|in-process, two caches on one redis-server on loopback (unpinned)|$B/bench_reuse_net 20000 100"
+  "bench_ghost|in-process replay of the real trace, 1 thread|$B/bench_ghost $ROOT/../shared/traces/sd-discord-dream-2.tsv 7"
 )
 
 # --- pickers: output on stdin, rows "figure<TAB>baseline<TAB>ratio" on stdout -----------------
@@ -210,6 +211,13 @@ pick_bench_policy() {
             e = $8; sub(/[+-]/, "", e); sub(/%/, "", e); if (e + 0 > worst + 0) worst = e }
         END { if (worst != "") print "miss-ratio curve at the default rate (1/16), 2x and 4x:" \
                                      " worst hit-ratio error " worst "%\treplay at 2x and 4x\t-" }'
+}
+
+pick_bench_ghost() {
+    awk '$3 == 65536 && NF == 11 {
+        print "sampled ghost hits (1 in 16), " $1 " at " $2 " entries, default list: median " $6 \
+              "\texact list " $4 ", replay of a tier larger by the list " $5 \
+              "\trms error " $9 " (sqrt(15/N) " $10 ")" }'
 }
 
 pick_bench_cluster() {

@@ -144,7 +144,8 @@ typedef struct gencache_options {
     uint64_t mem_max_entries;   /* memory tier entry limit; 0: unlimited. Default 0 */
     unsigned mem_shards;        /* hash table shards, rounded up to a power of two; default 16 */
     uint64_t ghost_max_entries; /* evicted keys remembered for ghost hits; 0: none. Default
-                                   65536 */
+                                   65536. From 8192 up a sample of the keys is kept (1 in 16 at
+                                   the default): ghost_hits is then an estimate */
     int verify_mem_reads;       /* nonzero: verify the checksum on every memory-tier hit (costs
                                    a pass over the value); default 0 */
     gencache_log_fn log_fn;     /* NULL: no logging */
@@ -233,7 +234,8 @@ typedef enum gencache_scope {
  * entries are never chosen, and expiry does not depend on the policy. */
 typedef enum gencache_eviction {
     GENCACHE_EVICTION_DEFAULT = -1, /* a layer's: whatever the memory tier's policy is */
-    GENCACHE_EVICTION_LRU = 0,      /* least recently used first */
+    GENCACHE_EVICTION_LRU = 0,      /* least recently used first, approximated by CLOCK: a hit
+                                       sets a bit, eviction gives hit entries a second chance */
     GENCACHE_EVICTION_GDSF = 1,     /* cost-aware: lowest clock + hits * cost_ms / bytes first, the
                                        clock rising to each victim's value (an entry of no known
                                        cost counts 1 ms: size-aware recency) */
@@ -464,7 +466,9 @@ typedef struct gencache_layer_stats {
     uint64_t lookups;       /* gets of this layer */
     uint64_t hits;          /* lookups that found a value */
     uint64_t misses;        /* lookups that found none */
-    uint64_t ghost_hits;    /* misses on a key evicted recently: a larger tier would have hit */
+    uint64_t ghost_hits;    /* misses on a key evicted recently: a larger tier would have hit.
+                               Estimated from sampled keys (see ghost_max_entries): a multiple
+                               of 16 by default, relative error about sqrt(15 / ghost_hits) */
     uint64_t puts;          /* values stored */
     uint64_t cost_ms_saved; /* compute time the cache saved: over hits, the requester's cost
                                (gencache_caller.cost_ms) or else the entry's cost_ms */

@@ -284,7 +284,7 @@ static void on_mem_evict(void *userdata, gencache__entry *e, gencache__evict_rea
     gencache *c = userdata;
     bool kept = false; /* a local tier still holds the value */
     if (reason == GENCACHE__EVICT_CAPACITY) {
-        gencache__ghost_add(c->ghost, e->hash);
+        gencache__ghosts_add(c->ghost, e->hash);
         kept = atomic_load(&e->queued) || atomic_load(&e->durable);
         if (atomic_load(&e->queued))
             gencache__writeback_wait_room(c->wb); /* the push was made under the shard lock */
@@ -315,7 +315,7 @@ static void on_disk_evict(void *userdata, gencache__entry *e, gencache__evict_re
 {
     gencache *c = userdata;
     if (reason == GENCACHE__EVICT_CAPACITY)
-        gencache__ghost_add(c->ghost, e->hash);
+        gencache__ghosts_add(c->ghost, e->hash);
     gencache__tier *mem = c->tiers[0];
     gencache__entry *in_mem = NULL;
     if (reason != GENCACHE__EVICT_EXPIRED &&
@@ -334,7 +334,20 @@ static void on_shared_evict(void *userdata, gencache__entry *e, gencache__evict_
 {
     gencache *c = userdata;
     if (reason == GENCACHE__EVICT_CAPACITY)
-        gencache__ghost_add(c->ghost, e->hash);
+        gencache__ghosts_add(c->ghost, e->hash);
+}
+
+int gencache__cache_set_ghosts(gencache *cache, uint64_t capacity, unsigned shift)
+{
+    gencache__ghosts *g = NULL;
+    if (capacity) {
+        int rc = gencache__ghosts_new(cache->alloc, capacity, shift, &g);
+        if (rc != GENCACHE_OK)
+            return rc;
+    }
+    gencache__ghosts_free(cache->ghost);
+    cache->ghost = g;
+    return GENCACHE_OK;
 }
 
 void gencache__cache_forget_usage(gencache *c, const char *tenant, const char *key, uint64_t hash)
@@ -421,7 +434,9 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
         rc = gencache__cache_layers_sync(c);
     }
     if (rc == GENCACHE_OK && opts.ghost_max_entries)
-        rc = gencache__ghost_new(c->alloc, opts.ghost_max_entries, &c->ghost);
+        rc =
+            gencache__ghosts_new(c->alloc, opts.ghost_max_entries,
+                                 gencache__ghosts_default_shift(opts.ghost_max_entries), &c->ghost);
     if (rc == GENCACHE_OK && opts.n_encryption_keys)
         rc = gencache__crypt_new(c->alloc, &c->log, opts.encryption_keys, opts.n_encryption_keys,
                                  &c->keys);
@@ -517,7 +532,7 @@ void gencache_close(gencache *cache)
     for (unsigned i = cache->n_tiers; i-- > 0;)
         cache->tiers[i]->ops->close(cache->tiers[i]);
     gencache__reuse_close(cache);
-    gencache__ghost_free(cache->ghost);
+    gencache__ghosts_free(cache->ghost);
     gencache__mrc_free(cache->mrc);
     gencache__crypt_free(cache->keys); /* after the tiers, which borrow it */
     gencache__tenants_free(cache->tenants);
@@ -750,8 +765,9 @@ static int lookup_below(gencache *c, const char *key, uint64_t hash, int idx,
     if (found < 0) {
         if (touch) {
             atomic_fetch_add_explicit(&l->misses, 1, memory_order_relaxed);
-            if (gencache__ghost_contains(c->ghost, hash))
-                atomic_fetch_add_explicit(&l->ghost_hits, 1, memory_order_relaxed);
+            uint64_t ghost = gencache__ghosts_hit(c->ghost, hash);
+            if (ghost)
+                atomic_fetch_add_explicit(&l->ghost_hits, ghost, memory_order_relaxed);
             if (tenant)
                 gencache__tenant_count(tenant, (uint32_t)idx, GENCACHE__TENANT_MISS, 0);
         }

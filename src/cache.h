@@ -41,7 +41,7 @@ struct gencache {
                                                        hits less those of the tiers below */
     gencache__writeback *wb;                        /* NULL without tiers below memory */
     uint64_t writeback_max_bytes;
-    gencache__ghost *ghost;
+    gencache__ghosts *ghost;
     gencache__tenants *tenants;
     char **preferred; /* n_preferred fnmatch patterns of keys every put pins */
     size_t n_preferred;

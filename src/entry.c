@@ -129,6 +129,10 @@ void gencache__entry_free(gencache__entry *e)
         free(e);
 }
 
+/* What an entry without a shape or a content type points at. */
+static const int64_t no_shape[GENCACHE_MAX_DIMS];
+static const char default_content_type[] = "application/octet-stream";
+
 static size_t opt_len(const char *s)
 {
     return s && *s ? strlen(s) + 1 : 0;
@@ -154,15 +158,23 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     const char *tenant = m ? m->tenant : NULL;
     const char *model = m ? m->model : NULL;
     const char *tags = m ? m->tags : NULL;
-    const char *ctype =
-        m && m->content_type && *m->content_type ? m->content_type : "application/octet-stream";
+    /* The usual content type is the constant's; only another one is copied. */
+    const char *ctype = m && m->content_type && *m->content_type &&
+                                strcmp(m->content_type, default_content_type) != 0
+                            ? m->content_type
+                            : NULL;
+    bool has_shape = false;
+    for (unsigned i = 0; m && i < GENCACHE_MAX_DIMS; i++)
+        has_shape |= m->shape[i] != 0;
 
     size_t key_len = spec->key_len ? spec->key_len : strlen(spec->key);
     const char *slash = memchr(spec->key, '/', key_len);
     size_t layer_len = slash ? (size_t)(slash - spec->key) : key_len;
     size_t strings = key_len + 1 + layer_len + 1 + opt_len(tenant) + opt_len(model) +
                      opt_len(tags) + opt_len(ctype);
-    size_t head = sizeof(gencache__entry) + strings;
+    /* A shape goes after the strings, on an 8-byte boundary. */
+    size_t shape_at = (sizeof(gencache__entry) + strings + 7) & ~(size_t)7;
+    size_t head = has_shape ? shape_at + sizeof no_shape : sizeof(gencache__entry) + strings;
     head = (head + GENCACHE__VALUE_ALIGN - 1) & ~(size_t)(GENCACHE__VALUE_ALIGN - 1);
     if (spec->size > SIZE_MAX - head - GENCACHE__VALUE_ALIGN)
         return GENCACHE_ENOMEM;
@@ -191,7 +203,14 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     e->tenant = place(&cursor, tenant);
     e->model = place(&cursor, model);
     e->tags = place(&cursor, tags);
-    e->content_type = place(&cursor, ctype);
+    e->content_type = ctype ? place(&cursor, ctype) : default_content_type;
+    e->shape = no_shape;
+    if (has_shape) {
+        int64_t *shape = (int64_t *)(void *)(mem + shape_at);
+        memcpy(shape, m->shape, sizeof no_shape);
+        e->shape = shape;
+        cursor = (char *)(shape + GENCACHE_MAX_DIMS);
+    }
     uintptr_t v = (uintptr_t)cursor;
     v = (v + GENCACHE__VALUE_ALIGN - 1) & ~(uintptr_t)(GENCACHE__VALUE_ALIGN - 1);
     e->value = (unsigned char *)v;
@@ -200,7 +219,6 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     if (m) {
         e->dtype = m->dtype;
         e->ndim = m->ndim;
-        memcpy(e->shape, m->shape, sizeof e->shape);
         e->cost_ms = m->cost_ms;
         e->pinned = m->pinned != 0;
     }

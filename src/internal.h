@@ -142,24 +142,18 @@ bool gencache__key_hex64(const char *p);
 
 typedef struct gencache__entry gencache__entry;
 struct gencache__entry {
-    /* Immutable after creation; the strings live in the same allocation. */
-    const char *layer_name; /* the key's layer part, NUL-terminated */
-    const char *tenant;     /* NULL: none */
-    const char *model;      /* NULL: none */
-    const char *tags;       /* NULL: none */
-    const char *content_type;
+    /* Cold: immutable after creation and read by few paths (metadata, handles' descriptions,
+     * the lower tiers' codecs); the strings live in the same allocation (the default content
+     * type is a constant). */
+    const char *layer_name;   /* the key's layer part, NUL-terminated */
+    const char *model;        /* NULL: none */
+    const char *tags;         /* NULL: none */
+    const char *content_type; /* never NULL */
+    const int64_t *shape;     /* GENCACHE_MAX_DIMS dimensions: in the allocation, or zeros */
     gencache_dtype dtype;
     uint32_t ndim;
-    int64_t shape[GENCACHE_MAX_DIMS];
     uint64_t created_ms; /* wall clock */
     uint64_t checksum;   /* XXH3-64 of the value */
-    size_t alloc_bytes;  /* the size of the allocation, header to the value's end */
-
-    /* True once a persistent local tier (disk) holds this very value: leaving memory then loses
-     * nothing, so eviction and shutdown need not write it again. */
-    _Atomic bool durable;
-    /* True once an eviction queued this value's write to disk (src/writeback.c). */
-    _Atomic bool queued;
 
     /* Owned by the memory tier, under its shard lock: chains the entries it takes out of its
      * table together. */
@@ -172,31 +166,43 @@ struct gencache__entry {
     uint16_t pol_freq;   /* accesses the policy counts (GDSF: all; S3-FIFO: at most 3) */
     uint8_t pol_queue;   /* S3-FIFO: 0 small, 1 main */
 
-    /* What a hit reads and writes, together at the end of the struct: the key's bytes come
-     * right after it (gencache__entry_new() places them first), so a lookup reads one run of
-     * about 200 bytes. The access fields change with lookups (atomics, so readers need no lock). */
-    _Atomic uint32_t refs;       /* one per holder: each tier that stores it, each handle */
-    uint32_t layer;              /* index into the cache's layer table */
-    const char *key;             /* immutable */
+    /* What an eviction reads and writes (besides what a hit does): the list links, the tenant,
+     * the demotion flags, the allocation's size. Right before the hit's fields, so an eviction
+     * touches nothing of the cold part. */
+    const char *key;    /* immutable */
+    uint64_t hash;      /* hash of key: shard and slot selection */
+    uint64_t ttl_ms;    /* 0: no expiry */
+    const char *tenant; /* NULL: none */
+    size_t alloc_bytes; /* the size of the allocation, header to the value's end */
+    /* The LRU list's links (src/policy/), under the memory tier's shard lock, and the charge the
+     * lists count. */
+    gencache__entry *lru_prev, *lru_next;
+    size_t charge; /* bytes counted against tier limits: the whole allocation */
+    bool linked;   /* in the memory tier's table; under its shard lock */
+    /* True once a persistent local tier (disk) holds this very value: leaving memory then loses
+     * nothing, so eviction and shutdown need not write it again. */
+    _Atomic bool durable;
+    /* True once an eviction queued this value's write to disk (src/writeback.c). */
+    _Atomic bool queued;
+
+    /* What a hit reads and writes, at the end of the struct: the key's bytes come right after
+     * it (gencache__entry_new() places them first), so a lookup reads one run of 72 + 81 bytes
+     * (three or four cache lines). The access fields change with lookups (atomics, so readers
+     * need no lock). */
+    const gencache_allocator *alloc; /* frees this entry; borrowed, outlives every handle */
+    uint64_t cost_ms;
+    unsigned char *value;
+    size_t size;                 /* value bytes */
     _Atomic uint64_t expires_ms; /* 0: never */
     _Atomic uint64_t last_access_ms;
     _Atomic uint64_t hits;
-    const gencache_allocator *alloc; /* frees this entry; borrowed, outlives every handle */
-    uint64_t cost_ms;
-    uint64_t ttl_ms; /* 0: no expiry */
-    unsigned char *value;
-    size_t size;   /* value bytes */
-    uint64_t hash; /* hash of key: shard and slot selection */
+    _Atomic uint32_t refs; /* one per holder: each tier that stores it, each handle */
+    uint32_t layer;        /* index into the cache's layer table */
+    uint32_t key_len;      /* strlen(key) */
     bool pinned;
     bool sliding;     /* a hit moves expires_ms to now + ttl_ms */
     uint8_t pol_kind; /* the gencache_eviction of the policy instance holding it */
-    bool linked;      /* in the memory tier's table; under its shard lock */
-    uint32_t key_len; /* strlen(key) */
-    /* The LRU list's links and tick (src/policy/), under the memory tier's shard lock, and the
-     * charge the lists count: a hit that moves the entry touches no other part of it. */
-    gencache__entry *lru_prev, *lru_next;
-    uint64_t pol_tick; /* LRU: its shard's tick when it was last placed at the head */
-    size_t charge;     /* bytes counted against tier limits: the whole allocation */
+    uint8_t pol_ref;  /* LRU (CLOCK): hit since the sweep last passed it */
 };
 
 /* What an entry is made from: the key and its metadata. The value is copied in by the caller
@@ -358,6 +364,10 @@ int gencache__mem_tier_evict_if(gencache__tier *t, gencache__entry_pred pred, vo
 
 /* The same against a cache's memory tier: what sessions and KV windows call. */
 int gencache__cache_charge(gencache *cache, int64_t delta_bytes);
+/* Replaces the cache's ghost list by an empty one of `capacity` evicted keys sampled at 2^-shift
+ * (0: none), to measure the sampling's error (bench/bench_ghost.c, tests). GENCACHE_OK, or what
+ * gencache__ghosts_new() returns (the old list stays then). Init only: before any put. */
+int gencache__cache_set_ghosts(gencache *cache, uint64_t capacity, unsigned shift);
 /* Where the cache keeps its flight table (src/coalesce/): NULL until the first claim. */
 struct gencache__flights;
 _Atomic(struct gencache__flights *) *gencache__cache_flights_slot(gencache *cache);
@@ -574,6 +584,26 @@ bool gencache__ghost_contains(gencache__ghost *g, uint64_t hash);
 uint64_t gencache__ghost_count(gencache__ghost *g);
 /* True when hash is remembered and was added among the `window` latest additions. */
 bool gencache__ghost_recent(gencache__ghost *g, uint64_t hash, uint64_t window);
+
+/* The cache's ghost list: a sample of the evicted keys, those whose hash has its top `shift`
+ * bits clear (a share of 2^-shift), spread over shards with a lock each, remembering about
+ * capacity * 2^-shift of them: a window of about `capacity` evictions. Each sampled ghost hit
+ * stands for 2^shift. Thread-safe. */
+typedef struct gencache__ghosts gencache__ghosts;
+
+/* The shift gencache_open() uses for a capacity: 0 (every key) up to 8191, then the largest
+ * that still samples 4096 keys, at most 4 (1 key in 16). */
+unsigned gencache__ghosts_default_shift(uint64_t capacity);
+/* GENCACHE_OK, GENCACHE_EINVAL (capacity 0 or over 2^30, shift over 16), GENCACHE_ENOMEM. */
+int gencache__ghosts_new(const gencache_allocator *a, uint64_t capacity, unsigned shift,
+                         gencache__ghosts **out);
+void gencache__ghosts_free(gencache__ghosts *g);
+/* hash was evicted for lack of room (kept only when sampled). Does nothing for a NULL g. */
+void gencache__ghosts_add(gencache__ghosts *g, uint64_t hash);
+/* A miss on hash: what it adds to the ghost-hit estimate, 2^shift when hash is a sampled ghost,
+ * else 0 (also for a NULL g). */
+uint64_t gencache__ghosts_hit(gencache__ghosts *g, uint64_t hash);
+unsigned gencache__ghosts_shift(const gencache__ghosts *g);
 
 /* ---- single flight (src/coalesce/) ----------------------------------------------------------- */
 

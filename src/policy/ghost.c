@@ -4,6 +4,10 @@
  * sizes the cache from data. Keys are kept FIFO in a ring; an open-addressing set (linear probing,
  * backward-shift deletion) answers membership, and remembers when each key was added so a caller
  * can ask for the recent ones only. Each hash is in the ring at most once.
+ * The cache's own estimate (gencache__ghosts) samples keys by hash, as the miss-ratio curve does:
+ * only keys whose hash falls under a threshold are remembered or looked up, each standing for
+ * 1 / rate keys, and the sampled keys are spread over shards with a lock each. Every other key
+ * costs one compare on the eviction and the miss paths.
  */
 #include <string.h>
 
@@ -163,4 +167,98 @@ bool gencache__ghost_recent(gencache__ghost *g, uint64_t hash, uint64_t window)
     bool found = table_find(g, norm(hash), &pos) && g->adds - g->added[pos] < window;
     pthread_mutex_unlock(&g->lock);
     return found;
+}
+
+/* ---- the cache's sampled, sharded ghost list ---- */
+
+/* Sampled keys most ghost lists remember: below this the sampling rate rises (up to every key),
+ * above it the rate falls (down to 1 / 2^GHOSTS_MAX_SHIFT). */
+#define GHOSTS_SAMPLED_MIN 4096
+#define GHOSTS_MAX_SHIFT   4
+#define GHOSTS_SHARDS_MAX  8
+
+struct gencache__ghosts {
+    const gencache_allocator *alloc;
+    unsigned shift;           /* a key is sampled when the top `shift` bits of its hash are 0 */
+    unsigned shard_mask;      /* shards - 1 */
+    gencache__ghost **shards; /* each with its own lock and allocation; picked by bits 52..54 of
+                                 the hash (bits 40..49 pick memory's shards) */
+};
+
+unsigned gencache__ghosts_default_shift(uint64_t capacity)
+{
+    unsigned s = 0;
+    while (s < GHOSTS_MAX_SHIFT && (capacity >> (s + 1)) >= GHOSTS_SAMPLED_MIN)
+        s++;
+    return s;
+}
+
+int gencache__ghosts_new(const gencache_allocator *a, uint64_t capacity, unsigned shift,
+                         gencache__ghosts **out)
+{
+    *out = NULL;
+    if (capacity == 0 || capacity > ((uint64_t)1 << 30) || shift > 16)
+        return GENCACHE_EINVAL;
+    uint64_t sampled = capacity >> shift;
+    if (sampled == 0)
+        sampled = 1;
+    unsigned n = 1; /* a shard per 512 sampled keys, at most GHOSTS_SHARDS_MAX */
+    while (n < GHOSTS_SHARDS_MAX && sampled / (n * 2) >= 512)
+        n *= 2;
+    gencache__ghosts *g = gencache__calloc(a, 1, sizeof *g);
+    if (!g)
+        return GENCACHE_ENOMEM;
+    g->alloc = a;
+    g->shift = shift;
+    g->shard_mask = n - 1;
+    g->shards = gencache__calloc(a, n, sizeof *g->shards);
+    if (!g->shards) {
+        gencache__free(a, g);
+        return GENCACHE_ENOMEM;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        int rc = gencache__ghost_new(a, (sampled + n - 1) / n, &g->shards[i]);
+        if (rc != GENCACHE_OK) {
+            gencache__ghosts_free(g);
+            return rc;
+        }
+    }
+    *out = g;
+    return GENCACHE_OK;
+}
+
+void gencache__ghosts_free(gencache__ghosts *g)
+{
+    if (!g)
+        return;
+    for (unsigned i = 0; g->shards && i <= g->shard_mask; i++)
+        gencache__ghost_free(g->shards[i]);
+    gencache__free(g->alloc, g->shards);
+    gencache__free(g->alloc, g);
+}
+
+/* The shard of a sampled hash; NULL for a hash outside the sample. */
+static gencache__ghost *ghosts_shard_of(const gencache__ghosts *g, uint64_t hash)
+{
+    if (g->shift && hash >> (64 - g->shift) != 0)
+        return NULL;
+    return g->shards[(hash >> 52) & g->shard_mask];
+}
+
+void gencache__ghosts_add(gencache__ghosts *g, uint64_t hash)
+{
+    gencache__ghost *s = g ? ghosts_shard_of(g, hash) : NULL;
+    if (s)
+        gencache__ghost_add(s, hash);
+}
+
+uint64_t gencache__ghosts_hit(gencache__ghosts *g, uint64_t hash)
+{
+    gencache__ghost *s = g ? ghosts_shard_of(g, hash) : NULL;
+    return s && gencache__ghost_contains(s, hash) ? (uint64_t)1 << g->shift : 0;
+}
+
+unsigned gencache__ghosts_shift(const gencache__ghosts *g)
+{
+    return g ? g->shift : 0;
 }

@@ -34,7 +34,6 @@ typedef struct gencache__policy_shard {
     gencache__entry *head[2], *tail[2]; /* LRU: list 0; S3-FIFO: 0 small, 1 main */
     uint64_t bytes[2];                  /* charges on each list */
     uint64_t count[2];                  /* entries on each list */
-    uint64_t tick;                      /* LRU: placings at the head so far */
     gencache__heap_slot *heap;          /* GDSF: min-heap on priority */
     size_t heap_len, heap_cap;
     gencache__ghost *ghost; /* S3-FIFO: keys that left the small queue unused; made on demand */

@@ -56,6 +56,16 @@ static void put_latent(gencache *c, unsigned n, size_t size)
     free(buf);
 }
 
+/* The stats of one layer in *st (which must have it). */
+static const gencache_layer_stats *layer_stats(const gencache_stats *st, const char *layer)
+{
+    for (unsigned i = 0; i < st->n_layers; i++)
+        if (strcmp(st->layers[i].layer, layer) == 0)
+            return &st->layers[i];
+    test_fail(__FILE__, __LINE__, "no stats for layer %s", layer);
+    return NULL;
+}
+
 static void touch(gencache *c, unsigned n)
 {
     char key[128];
@@ -449,6 +459,8 @@ TEST_CASE(handle_outlives_invalidate)
 TEST_CASE(ghost_hits)
 {
     gencache *c = open_small(0, 2);
+    /* A small list remembers every key: gencache__ghosts_default_shift() samples none out. */
+    CHECK_OK(gencache__cache_set_ghosts(c, 64, gencache__ghosts_default_shift(64)));
     put_latent(c, 1, 10);
     fake_now++;
     put_latent(c, 2, 10);
@@ -463,16 +475,47 @@ TEST_CASE(ghost_hits)
     touch(c, 3);
     gencache_stats st = {.struct_size = sizeof st};
     CHECK_OK(gencache_stats_get(c, &st));
-    const gencache_layer_stats *ls = NULL;
-    for (unsigned i = 0; i < st.n_layers; i++)
-        if (strcmp(st.layers[i].layer, "image_latent") == 0)
-            ls = &st.layers[i];
-    CHECK(ls != NULL);
+    const gencache_layer_stats *ls = layer_stats(&st, "image_latent");
     CHECK_UINT_EQ(ls->lookups, 3);
     CHECK_UINT_EQ(ls->misses, 2);
     CHECK_UINT_EQ(ls->hits, 1);
     CHECK_UINT_EQ(ls->ghost_hits, 1);
     CHECK_UINT_EQ(ls->puts, 3);
+    gencache_close(c);
+}
+
+TEST_CASE(ghost_hits_sampled)
+{
+    /* The default list samples 1 key in 16 by hash: a ghost hit on a sampled key counts 16, one
+     * on any other key is not seen. Every key below is evicted and then missed on, so the count
+     * is 16 times the number of sampled keys among them, exactly. */
+    enum { KEYS = 400 };
+    gencache *c = open_small(0, 2);
+    gencache_options o;
+    gencache_options_init(&o);
+    CHECK_UINT_EQ(gencache__ghosts_default_shift(o.ghost_max_entries), 4);
+    CHECK_UINT_EQ(gencache__ghosts_default_shift(8191), 0);
+    CHECK_UINT_EQ(gencache__ghosts_default_shift(8192), 1);
+    CHECK_UINT_EQ(gencache__ghosts_default_shift(1ull << 30), 4);
+    for (unsigned i = 0; i < KEYS + 2; i++) {
+        fake_now++;
+        put_latent(c, i, 10);
+    }
+    uint64_t sampled = 0;
+    for (unsigned i = 0; i < KEYS; i++) {
+        char key[128];
+        key_of(key, "image_latent", i);
+        if (gencache__checksum(key, strlen(key)) >> 60 == 0)
+            sampled++;
+        gencache_handle *h = NULL;
+        CHECK_RC(gencache_get(c, key, &h), GENCACHE_ENOTFOUND);
+    }
+    CHECK(sampled > 0 && sampled < KEYS / 4); /* about 25 */
+    gencache_stats st = {.struct_size = sizeof st};
+    CHECK_OK(gencache_stats_get(c, &st));
+    const gencache_layer_stats *ls = layer_stats(&st, "image_latent");
+    CHECK_UINT_EQ(ls->misses, KEYS);
+    CHECK_UINT_EQ(ls->ghost_hits, 16 * sampled);
     gencache_close(c);
 }
 
@@ -814,11 +857,7 @@ TEST_CASE(stats_add_up)
     memset(&st, 0, sizeof st);
     st.struct_size = sizeof st;
     CHECK_OK(gencache_stats_get(c, &st));
-    const gencache_layer_stats *ls = NULL;
-    for (size_t i = 0; i < st.n_layers; i++)
-        if (strcmp(st.layers[i].layer, "image_latent") == 0)
-            ls = &st.layers[i];
-    CHECK(ls != NULL);
+    const gencache_layer_stats *ls = layer_stats(&st, "image_latent");
     CHECK_UINT_EQ(ls->hits, 2);
     CHECK_UINT_EQ(ls->misses, 1);
     CHECK_UINT_EQ(ls->lookups, 3);

@@ -1,6 +1,7 @@
 /* test_ghost.c: the ghost set remembers the most recent `capacity` hashes exactly (FIFO), and its
  * open-addressing table stays consistent through many insertions and FIFO deletions, checked
- * against a plain array. */
+ * against a plain array. The cache's sampled list remembers only the hashes of its sample, counts
+ * each hit on one as 2^shift, and keeps about `capacity` evictions' worth over its shards. */
 #include "test.h"
 #include "internal.h"
 
@@ -61,4 +62,86 @@ TEST_CASE(matches_reference)
     for (size_t j = 0; j < n; j++)
         CHECK(gencache__ghost_contains(g, ref[(head + j) % CAP]));
     gencache__ghost_free(g);
+}
+
+/* A well-mixed 64-bit value from a counter (splitmix64's finalizer). */
+static uint64_t mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+TEST_CASE(sampled_remembers_its_sample_only)
+{
+    gencache__ghosts *g;
+    CHECK_OK(gencache__ghosts_new(NULL, 65536, 4, &g));
+    CHECK_UINT_EQ(gencache__ghosts_shift(g), 4);
+    uint64_t in = 0x0123456789abcdefull;  /* top 4 bits 0: sampled */
+    uint64_t out = 0x1123456789abcdefull; /* top 4 bits 1: not */
+    gencache__ghosts_add(g, in);
+    gencache__ghosts_add(g, out);
+    CHECK_UINT_EQ(gencache__ghosts_hit(g, in), 16);
+    CHECK_UINT_EQ(gencache__ghosts_hit(g, out), 0);
+    CHECK_UINT_EQ(gencache__ghosts_hit(g, in + 1), 0); /* sampled, never added */
+    gencache__ghosts_free(g);
+    gencache__ghosts_add(NULL, in); /* no list: nothing, and no ghost hits */
+    CHECK_UINT_EQ(gencache__ghosts_hit(NULL, in), 0);
+    gencache__ghosts_free(NULL);
+}
+
+TEST_CASE(sampled_estimate_is_near_the_count)
+{
+    /* 20,000 distinct evicted keys, all within the window: the sum of the hits' weights over them
+     * estimates 20,000 (binomial sampling: a standard deviation of about 550). */
+    enum { N = 20000 };
+    gencache__ghosts *g;
+    CHECK_OK(gencache__ghosts_new(NULL, 65536, 4, &g));
+    for (uint64_t i = 0; i < N; i++)
+        gencache__ghosts_add(g, mix(i));
+    uint64_t est = 0, stray = 0;
+    for (uint64_t i = 0; i < N; i++) {
+        est += gencache__ghosts_hit(g, mix(i));
+        stray += gencache__ghosts_hit(g, mix(i + N)); /* never evicted */
+    }
+    CHECK(est > N - 5 * 550 && est < N + 5 * 550);
+    CHECK_UINT_EQ(est % 16, 0);
+    CHECK_UINT_EQ(stray, 0);
+    gencache__ghosts_free(g);
+}
+
+TEST_CASE(sampled_window_spans_the_shards)
+{
+    /* Every key sampled, 4096 remembered over 8 shards of 512: the latest 2,000 keys (about 250
+     * per shard) are all there, the first 5,000 (followed by 5,000 more in every shard's share)
+     * are all gone. */
+    enum { N = 10000 };
+    gencache__ghosts *g;
+    CHECK_OK(gencache__ghosts_new(NULL, 4096, 0, &g));
+    for (uint64_t i = 0; i < N; i++)
+        gencache__ghosts_add(g, mix(i));
+    for (uint64_t i = 0; i < N; i++) {
+        uint64_t w = gencache__ghosts_hit(g, mix(i));
+        if (i < 5000 && w != 0)
+            test_fail(__FILE__, __LINE__, "key %llu of the first 5000 still remembered",
+                      (unsigned long long)i);
+        if (i >= N - 2000 && w != 1)
+            test_fail(__FILE__, __LINE__, "key %llu of the latest 2000 forgotten",
+                      (unsigned long long)i);
+    }
+    gencache__ghosts_free(g);
+}
+
+TEST_CASE(sampled_bad_arguments)
+{
+    gencache__ghosts *g = (gencache__ghosts *)&g;
+    CHECK_RC(gencache__ghosts_new(NULL, 0, 0, &g), GENCACHE_EINVAL);
+    CHECK(g == NULL);
+    CHECK_RC(gencache__ghosts_new(NULL, 1024, 17, &g), GENCACHE_EINVAL);
+    CHECK_RC(gencache__ghosts_new(NULL, (1ull << 30) + 1, 0, &g), GENCACHE_EINVAL);
+    CHECK_OK(gencache__ghosts_new(NULL, 4, 4, &g)); /* fewer keys than 1 in 16: keeps one */
+    gencache__ghosts_add(g, 7);
+    CHECK_UINT_EQ(gencache__ghosts_hit(g, 7), 16);
+    gencache__ghosts_free(g);
 }

@@ -105,9 +105,9 @@ TEST_CASE(deletes_keep_every_probe_run)
     t->ops->close(t);
 }
 
-/* ---- LRU's most recent eighth ---- */
+/* ---- LRU as CLOCK ---- */
 
-TEST_CASE(lru_hit_moves_only_past_the_recent_eighth)
+TEST_CASE(lru_hit_sets_a_bit_and_the_sweep_gives_a_second_chance)
 {
     const gencache__policy_ops *lru = gencache__policy_of(GENCACHE_EVICTION_LRU);
     gencache__policy_shared sh = {.ghost_entries = 16};
@@ -120,24 +120,38 @@ TEST_CASE(lru_hit_moves_only_past_the_recent_eighth)
         es[i] = entry_of(key, 0, (unsigned char)i);
         CHECK_OK(lru->insert(&p, es[i]));
     }
-    /* Head: 15, then 14; an eighth of 16 is 2 placings. 14 is among them: it stays. */
+    /* Head 15 ... tail 0. A hit moves nothing on a list of 8 or more. */
     CHECK(p.head[0] == es[15] && p.tail[0] == es[0]);
-    lru->hit(&p, es[14]);
-    CHECK(p.head[0] == es[15]);
-    CHECK(es[15]->lru_next == es[14]);
-    /* 13 was placed three placings ago: it moves to the head, and so does the tail. */
-    lru->hit(&p, es[13]);
-    CHECK(p.head[0] == es[13]);
     lru->hit(&p, es[0]);
-    CHECK(p.head[0] == es[0]);
-    CHECK(p.tail[0] == es[1]);
+    lru->hit(&p, es[1]);
+    lru->hit(&p, es[5]);
+    CHECK(p.head[0] == es[15] && p.tail[0] == es[0]);
+    CHECK(es[15]->lru_next == es[14]);
+    /* The sweep sends 0 and 1 back to the head without their bits; 2 is the candidate. */
     double rank;
-    CHECK(lru->candidate(&p, NULL, &rank) == es[1]);
-    CHECK(lru->candidate(&p, es[1], &rank) == es[2]); /* never the entry being stored */
-    for (unsigned i = 0; i < N; i++) {
+    CHECK(lru->candidate(&p, NULL, &rank) == es[2]);
+    CHECK(p.head[0] == es[1] && es[1]->lru_next == es[0] && es[0]->lru_next == es[15]);
+    CHECK(es[0]->pol_ref == 0 && es[1]->pol_ref == 0 && es[5]->pol_ref == 1);
+    CHECK(lru->candidate(&p, NULL, &rank) == es[2]);  /* asking again changes nothing */
+    CHECK(lru->candidate(&p, es[2], &rank) == es[3]); /* never the entry being stored */
+    /* Every entry referenced: one turn clears them all and the tail goes. */
+    for (unsigned i = 0; i < N; i++)
+        lru->hit(&p, es[i]);
+    gencache__entry *tail = p.tail[0];
+    CHECK(lru->candidate(&p, NULL, &rank) == tail);
+    for (unsigned i = 0; i < N; i++)
+        CHECK_INT_EQ(es[i]->pol_ref, 0);
+    /* Below 8 entries a hit moves its entry to the head: exact LRU. */
+    for (unsigned i = 0; i < N - 7; i++)
         lru->remove(&p, es[i]);
+    CHECK_UINT_EQ(p.count[0], 7);
+    gencache__entry *last = p.tail[0];
+    lru->hit(&p, last);
+    CHECK(p.head[0] == last && last->pol_ref == 0);
+    for (unsigned i = N - 7; i < N; i++)
+        lru->remove(&p, es[i]);
+    for (unsigned i = 0; i < N; i++)
         gencache__entry_release(es[i]);
-    }
     CHECK(p.head[0] == NULL && p.tail[0] == NULL);
     CHECK_UINT_EQ(p.count[0], 0);
     lru->fini(&p);
@@ -170,21 +184,28 @@ static void held_keys(gencache *c, unsigned n, bool *out)
     }
 }
 
-TEST_CASE(lru_victim_is_global_after_stale_hints)
+/* An LRU cache of at most max_entries entries over `shards` shards, on the fake clock. */
+static gencache *open_lru(uint64_t max_entries, unsigned shards)
 {
-    /* 64 shards hold 24 entries, so each shard's list is short and exact: the victims must be
-     * exactly an LRU model's, whatever gets, deletes and replacements did to the shards'
-     * published hints between evictions. */
-    enum { CAP = 24, KEYS = 96, STEPS = 3000 };
     gencache *c = NULL;
     gencache_options o;
     gencache_options_init(&o);
     o.mem_policy = GENCACHE_EVICTION_LRU;
-    o.mem_max_entries = CAP;
-    o.mem_shards = 64;
+    o.mem_max_entries = max_entries;
+    o.mem_shards = shards;
     o.mrc_sample_rate = 0;
     o.clock_fn = fake_clock;
     CHECK_OK(gencache_open(&c, &o));
+    return c;
+}
+
+TEST_CASE(lru_victim_is_global_after_stale_hints)
+{
+    /* 64 shards hold 24 entries, so each shard's list is short (under eight: exact LRU, not
+     * CLOCK, src/policy/lru.c): the victims must be exactly an LRU model's, whatever gets,
+     * deletes and replacements did to the shards' published hints between evictions. */
+    enum { CAP = 24, KEYS = 96, STEPS = 3000 };
+    gencache *c = open_lru(CAP, 64);
     uint64_t last[KEYS] = {0}; /* the model: last access of each key held, 0: not held */
     unsigned held = 0;
     uint64_t x = 1;
@@ -233,6 +254,134 @@ TEST_CASE(lru_victim_is_global_after_stale_hints)
     gencache_close(c);
 }
 
+/* A model of one shard's CLOCK list (src/policy/lru.c), linked through arrays of key numbers. */
+enum { CLOCK_KEYS = 96, NONE = -1 };
+
+typedef struct clock_model {
+    int prev[CLOCK_KEYS], next[CLOCK_KEYS], head, tail;
+    unsigned count;
+    unsigned second_chances; /* referenced entries the sweeps sent back to the head */
+    bool ref[CLOCK_KEYS], held[CLOCK_KEYS];
+} clock_model;
+
+static void model_push(clock_model *m, int k)
+{
+    m->prev[k] = NONE;
+    m->next[k] = m->head;
+    if (m->head != NONE)
+        m->prev[m->head] = k;
+    else
+        m->tail = k;
+    m->head = k;
+    m->count++;
+    m->held[k] = true;
+}
+
+static void model_unlink(clock_model *m, int k)
+{
+    if (m->prev[k] != NONE)
+        m->next[m->prev[k]] = m->next[k];
+    else
+        m->head = m->next[k];
+    if (m->next[k] != NONE)
+        m->prev[m->next[k]] = m->prev[k];
+    else
+        m->tail = m->prev[k];
+    m->count--;
+    m->held[k] = false;
+}
+
+/* lru_candidate(): the sweep from the tail, skipping `keep`. */
+static int model_sweep(clock_model *m, int keep)
+{
+    unsigned budget = m->count + 2;
+    int e = m->tail;
+    while (e != NONE && budget-- > 0) {
+        if (e == keep) {
+            e = m->prev[e];
+            continue;
+        }
+        if (!m->ref[e])
+            break;
+        int prev = m->prev[e];
+        m->ref[e] = false;
+        m->second_chances++;
+        model_unlink(m, e);
+        model_push(m, e);
+        e = prev != NONE ? prev : m->tail;
+    }
+    if (e != NONE && e == keep)
+        e = m->prev[e];
+    return e;
+}
+
+/* The tier's candidate(): without `keep` first, with it when the first answer was keep. */
+static int model_candidate(clock_model *m, int keep)
+{
+    int c = model_sweep(m, NONE);
+    return c == keep ? model_sweep(m, keep) : c;
+}
+
+TEST_CASE(lru_clock_matches_its_model)
+{
+    /* One shard of 24 entries, so its list is CLOCK's (8 or more): gets, puts (new and
+     * replacing) and deletes, and after every step the cache holds exactly the model's keys. The
+     * model sweeps when the tier asks for a candidate: after an insert that goes over the limit
+     * and again after each eviction (to publish the shard's hint). */
+    enum { CAP = 24, STEPS = 3000 };
+    gencache *c = open_lru(CAP, 1);
+    clock_model m = {.head = NONE, .tail = NONE};
+    uint64_t x = 3;
+    unsigned evictions = 0;
+    for (unsigned step = 0; step < STEPS; step++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        int k = (int)((x >> 33) % CLOCK_KEYS);
+        unsigned op = (unsigned)((x >> 53) % 10);
+        char key[128];
+        key_of(key, (unsigned)k);
+        fake_now++;
+        if (op < 5) { /* get */
+            gencache_handle *h = NULL;
+            CHECK_RC(gencache_get(c, key, &h), m.held[k] ? GENCACHE_OK : GENCACHE_ENOTFOUND);
+            gencache_handle_release(h);
+            if (m.held[k] && m.count >= 8) {
+                m.ref[k] = true;
+            } else if (m.held[k] && m.head != k) {
+                model_unlink(&m, k);
+                model_push(&m, k);
+            }
+        } else if (op < 9) { /* put: new or replacing */
+            unsigned char v = (unsigned char)k;
+            CHECK_OK(gencache_put(c, key, &v, 1, NULL));
+            if (m.held[k])
+                model_unlink(&m, k);
+            m.ref[k] = false;
+            model_push(&m, k);
+            if (m.count > CAP) {
+                unsigned before = m.count;
+                int victim = model_candidate(&m, k);
+                CHECK(victim != NONE && m.count == before);
+                model_unlink(&m, victim);
+                model_candidate(&m, k);
+                evictions++;
+            }
+        } else { /* delete */
+            CHECK_RC(gencache_del(c, key), m.held[k] ? GENCACHE_OK : GENCACHE_ENOTFOUND);
+            if (m.held[k])
+                model_unlink(&m, k);
+        }
+        bool held_now[CLOCK_KEYS];
+        held_keys(c, CLOCK_KEYS, held_now);
+        for (int i = 0; i < CLOCK_KEYS; i++)
+            if (held_now[i] != m.held[i])
+                test_fail(__FILE__, __LINE__, "step %u: key %d %s, the CLOCK model says %s", step,
+                          i, held_now[i] ? "held" : "gone", m.held[i] ? "held" : "gone");
+    }
+    CHECK(evictions > 500);
+    CHECK(m.second_chances > 100); /* the run is not plain FIFO or exact LRU */
+    gencache_close(c);
+}
+
 /* ---- the freed-entry pool (src/entry.c) ---- */
 
 #define POOLED GENCACHE__POOLS /* 0 in sanitizer builds */
@@ -244,6 +393,48 @@ static gencache__entry *sized_entry(const char *key, size_t size)
     gencache__entry *e = NULL;
     CHECK_OK(gencache__entry_new(NULL, &spec, &e));
     return e;
+}
+
+TEST_CASE(entry_keeps_shape_and_content_type_only_when_given)
+{
+    /* The header holds pointers: a shape and a content type other than the default take room
+     * after the strings; an entry without them points at shared constants. */
+    gencache__entry *plain = sized_entry("result/p", 16);
+    CHECK_STR_EQ(plain->content_type, "application/octet-stream");
+    for (unsigned i = 0; i < GENCACHE_MAX_DIMS; i++)
+        CHECK_INT_EQ(plain->shape[i], 0);
+    gencache_meta m;
+    gencache_meta_init(&m);
+    m.content_type = "image/png";
+    m.dtype = GENCACHE_DTYPE_F16;
+    m.ndim = 3;
+    m.shape[0] = 4;
+    m.shape[1] = 64;
+    m.shape[2] = 7;
+    gencache__entry_spec spec = {.key = "result/p", .meta = &m, .size = 16};
+    gencache__entry *e = NULL;
+    CHECK_OK(gencache__entry_new(NULL, &spec, &e));
+    CHECK_STR_EQ(e->content_type, "image/png");
+    CHECK(e->content_type != m.content_type); /* a copy: inputs are borrowed */
+    CHECK_INT_EQ(e->ndim, 3);
+    CHECK_INT_EQ(e->shape[0], 4);
+    CHECK_INT_EQ(e->shape[1], 64);
+    CHECK_INT_EQ(e->shape[2], 7);
+    CHECK_INT_EQ(e->shape[3], 0);
+    CHECK_UINT_EQ((uintptr_t)e->shape % 8, 0);
+    CHECK((const unsigned char *)(e->shape + GENCACHE_MAX_DIMS) <= e->value);
+    CHECK_UINT_EQ((uintptr_t)e->value % GENCACHE__VALUE_ALIGN, 0);
+    CHECK(e->alloc_bytes >= plain->alloc_bytes + sizeof(int64_t) * GENCACHE_MAX_DIMS);
+    /* The value bytes do not overlap the metadata. */
+    memset(e->value, 0xee, e->size);
+    CHECK_INT_EQ(e->shape[2], 7);
+    CHECK_STR_EQ(e->content_type, "image/png");
+    gencache__entry_release(e);
+    m.content_type = "application/octet-stream"; /* the default: not copied */
+    CHECK_OK(gencache__entry_new(NULL, &spec, &e));
+    CHECK(e->content_type == plain->content_type);
+    gencache__entry_release(e);
+    gencache__entry_release(plain);
 }
 
 TEST_CASE(freed_entry_memory_is_reused_for_the_same_size_only)
