@@ -416,6 +416,7 @@ static void request_done(fg_thread *t, fg_conn *c, bool completed)
 {
     double ms = (double)(gcd_mono_ns() - c->start_ns) / 1e6;
     gcd_metrics_request(t->srv->metrics, GCD_ROUTE_ENTRY, ms / 1e3);
+    gcd_metrics_fast(t->srv->metrics, false);
     gcd_log(&t->srv->log, GENCACHE_LOG_DEBUG, "%s %s %u %.3f ms%s", c->req.method, c->req.path,
             c->status, ms, completed ? "" : " (terminated)");
 }
@@ -433,6 +434,7 @@ static void conn_close(fg_thread *t, fg_conn *c)
 /* Gives the connection, with the next request's bytes still unread, to libmicrohttpd. */
 static void hand_off(fg_thread *t, fg_conn *c)
 {
+    gcd_metrics_fast(t->srv->metrics, true);
     conn_remove(t, c);
     int fd = c->fd;
     struct sockaddr_storage peer = c->peer;

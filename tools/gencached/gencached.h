@@ -447,6 +447,8 @@ void gcd_metrics_request(struct gcd_metrics *m, gcd_route_id route, double secon
  * and per tier but not per pair. */
 void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier);
 void gcd_metrics_coalesced(struct gcd_metrics *m);
+/* A request fastget.c answered, or (handoff) a connection it gave to libmicrohttpd. */
+void gcd_metrics_fast(struct gcd_metrics *m, bool handoff);
 void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome);
 /* A generate request that did not use the cache (no seed, or a sensitive prompt). */
 void gcd_metrics_bypassed(struct gcd_metrics *m);
