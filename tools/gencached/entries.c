@@ -78,9 +78,7 @@ static const char *header(struct MHD_Connection *c, const char *name)
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
-/* Writes v in decimal into buf (at least 21 bytes) and returns buf. Every GET formats its cost
- * header, and snprintf is a measurable share of a small hit's time. */
-static const char *u64_dec(uint64_t v, char *buf)
+const char *gcd_u64_dec(uint64_t v, char *buf)
 {
     char tmp[21];
     size_t n = 0;
@@ -121,7 +119,7 @@ void gcd_entry_headers(const gencache_meta *m, uint64_t ttl_left, gcd_header_fn 
         m->content_type && *m->content_type ? m->content_type : "application/octet-stream");
     if (m->tier)
         add(ctx, "X-Gencache-Tier", m->tier);
-    add(ctx, "X-Gencache-Cost-Ms", u64_dec(m->cost_ms, buf));
+    add(ctx, "X-Gencache-Cost-Ms", gcd_u64_dec(m->cost_ms, buf));
     if (m->dtype != GENCACHE_DTYPE_NONE) {
         const char *name = gencache_dtype_name(m->dtype);
         add(ctx, "X-Gencache-Dtype", name ? name : "unknown");
@@ -138,7 +136,7 @@ void gcd_entry_headers(const gencache_meta *m, uint64_t ttl_left, gcd_header_fn 
     if (m->pinned)
         add(ctx, "X-Gencache-Pinned", "1");
     if (ttl_left != UINT64_MAX)
-        add(ctx, "X-Gencache-TTL", u64_dec(ttl_left, buf));
+        add(ctx, "X-Gencache-TTL", gcd_u64_dec(ttl_left, buf));
 }
 
 static void add_to_response(void *ctx, const char *name, const char *value)

@@ -90,6 +90,7 @@ typedef struct fg_thread {
     fg_conn list;
     char peek[HEAD_MAX];
     char date[48]; /* "Date: ...\r\n" for date_s */
+    size_t date_len;
     time_t date_s;
     bool paused; /* the listener is out of ep: every connection slot is taken */
 } fg_thread;
@@ -105,8 +106,8 @@ static char LISTENER, STOPPER;
 
 /* ---- parsing ------------------------------------------------------------------------------- */
 
-/* Compares the first n bytes of b with lit: 1 equal so far (b may be a prefix), 0 when it
- * differs; *done is set when all of lit was matched. */
+/* True when the bytes of b from *at agree with lit as far as both go (b may end first); when all
+ * of lit was matched, *done is set and *at moves past it. */
 static bool starts(const char *b, size_t n, const char *lit, size_t *at, bool *done)
 {
     size_t l = strlen(lit);
@@ -125,10 +126,9 @@ static bool key_char(char ch)
            ch == '_' || ch == '-' || ch == '.' || ch == '/';
 }
 
-static bool name_is(const char *name, size_t n, const char *lit)
-{
-    return strlen(lit) == n && strncasecmp(name, lit, n) == 0;
-}
+/* True when the n bytes at name are lit, in any case. lit is a string literal: its length is
+ * known at compile time, and most names are told apart by their length alone. */
+#define NAME_IS(name, n, lit) ((n) == sizeof(lit) - 1 && strncasecmp((name), (lit), (n)) == 0)
 
 /* One header line name: value (both trimmed). Returns false for anything this file does not
  * understand completely. */
@@ -136,27 +136,26 @@ static bool take_header(fg_req *r, const char *name, size_t nn, const char *v, s
                         unsigned *seen)
 {
     /* Headers that do not change the answer. */
-    static const char *const inert[] = {"Accept",         "Accept-Encoding", "Accept-Language",
-                                        "Accept-Charset", "User-Agent",      NULL};
-    for (size_t i = 0; inert[i]; i++)
-        if (name_is(name, nn, inert[i]))
-            return true;
+    if (NAME_IS(name, nn, "Accept") || NAME_IS(name, nn, "Accept-Encoding") ||
+        NAME_IS(name, nn, "Accept-Language") || NAME_IS(name, nn, "Accept-Charset") ||
+        NAME_IS(name, nn, "User-Agent"))
+        return true;
     unsigned bit;
-    if (name_is(name, nn, "Host")) {
+    if (NAME_IS(name, nn, "Host")) {
         bit = 1;
-    } else if (name_is(name, nn, "Authorization")) {
+    } else if (NAME_IS(name, nn, "Authorization")) {
         bit = 2;
         r->auth = v;
         r->auth_len = vn;
-    } else if (name_is(name, nn, "If-None-Match")) {
+    } else if (NAME_IS(name, nn, "If-None-Match")) {
         bit = 4;
         r->inm = v;
         r->inm_len = vn;
-    } else if (name_is(name, nn, "Connection")) {
+    } else if (NAME_IS(name, nn, "Connection")) {
         bit = 8;
-        if (name_is(v, vn, "close"))
+        if (NAME_IS(v, vn, "close"))
             r->close = true;
-        else if (!name_is(v, vn, "keep-alive"))
+        else if (!NAME_IS(v, vn, "keep-alive"))
             return false;
     } else {
         return false;
@@ -284,19 +283,27 @@ static void head_begin(fg_thread *t, fg_conn *c, unsigned status)
     c->head_cap = sizeof c->head_buf;
     c->head_len = 0;
     c->status = status;
-    char line[64];
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %u %s\r\n", status,
-                     MHD_get_reason_phrase_for(status));
-    head_put(c, line, (size_t)n);
+    /* The status lines of every small GET are written out; formatting them was a measurable
+     * share of a request's user time. */
+    if (status == 200) {
+        head_put(c, "HTTP/1.1 200 OK\r\n", 17);
+    } else if (status == 404) {
+        head_put(c, "HTTP/1.1 404 Not Found\r\n", 24);
+    } else {
+        char line[64];
+        int n = snprintf(line, sizeof line, "HTTP/1.1 %u %s\r\n", status,
+                         MHD_get_reason_phrase_for(status));
+        head_put(c, line, (size_t)n);
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     if (ts.tv_sec != t->date_s) {
         struct tm tm;
         gmtime_r(&ts.tv_sec, &tm);
-        strftime(t->date, sizeof t->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        t->date_len = strftime(t->date, sizeof t->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
         t->date_s = ts.tv_sec;
     }
-    head_put(c, t->date, strlen(t->date));
+    head_put(c, t->date, t->date_len);
     if (c->close_after)
         head_put(c, "Connection: close\r\n", 19);
 }
@@ -305,8 +312,7 @@ static void head_begin(fg_thread *t, fg_conn *c, unsigned status)
 static bool head_end(fg_conn *c, size_t length)
 {
     char v[24];
-    snprintf(v, sizeof v, "%zu", length);
-    head_add(c, "Content-Length", v);
+    head_add(c, "Content-Length", gcd_u64_dec(length, v));
     if (c->head_len == SIZE_MAX || !head_put(c, "\r\n", 2))
         return false;
     return true;
