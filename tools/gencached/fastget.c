@@ -28,35 +28,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fastparse.h"
 #include "gencached.h"
 
-/* The longest head served here; a longer one goes to libmicrohttpd (which takes up to ~15 KiB).
- * A GET of an entry with a token and the usual client headers is 200-400 bytes. */
-#define HEAD_MAX 2048
-/* Longest header value read here (a token, an If-None-Match list). */
-#define VALUE_MAX 512
-#define EVENTS    64
-#define PREFIX    "/v1/entries/"
-#define PAUSE_MS  20
-
-/* A request this file answers: pointers into the peeked bytes. */
-typedef struct fg_req {
-    size_t len; /* bytes of its head (it has no body) */
-    bool head;  /* HEAD, else GET */
-    const char *url;
-    size_t url_len;
-    const char *auth; /* Authorization's value, or NULL */
-    size_t auth_len;
-    const char *inm; /* If-None-Match's value, or NULL */
-    size_t inm_len;
-    bool close; /* Connection: close */
-} fg_req;
-
-typedef enum parse_result {
-    PARSE_MORE,  /* so far a request this file may answer; its head is not complete */
-    PARSE_OTHER, /* anything else: libmicrohttpd's */
-    PARSE_OK,
-} parse_result;
+#define EVENTS   64
+#define PAUSE_MS 20
 
 typedef struct fg_conn {
     struct fg_conn *prev, *next; /* the thread's connections */
@@ -67,6 +43,7 @@ typedef struct fg_conn {
     /* The reply being sent: */
     bool sending;
     bool close_after; /* the request said Connection: close */
+    bool peer_done;   /* the client shut its side down: nothing more will come */
     char *head;       /* status line and headers: head_buf, or malloc'd when larger */
     char head_buf[1024];
     size_t head_len, head_cap;
@@ -88,7 +65,7 @@ typedef struct fg_thread {
     int ep;      /* epoll: the listener, the stop event, the connections */
     int stop_fd; /* eventfd written by gcd_fastget_stop() */
     fg_conn list;
-    char peek[HEAD_MAX];
+    char peek[GCD_FAST_HEAD_MAX];
     char date[48]; /* "Date: ...\r\n" for date_s */
     size_t date_len;
     time_t date_s;
@@ -103,147 +80,6 @@ struct gcd_fastget {
 
 /* Markers in epoll data for what is not a connection. */
 static char LISTENER, STOPPER;
-
-/* ---- parsing ------------------------------------------------------------------------------- */
-
-/* True when the bytes of b from *at agree with lit as far as both go (b may end first); when all
- * of lit was matched, *done is set and *at moves past it. */
-static bool starts(const char *b, size_t n, const char *lit, size_t *at, bool *done)
-{
-    size_t l = strlen(lit);
-    size_t k = n - *at < l ? n - *at : l;
-    if (memcmp(b + *at, lit, k) != 0)
-        return false;
-    *done = k == l;
-    if (*done)
-        *at += l;
-    return true;
-}
-
-static bool key_char(char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           ch == '_' || ch == '-' || ch == '.' || ch == '/';
-}
-
-/* True when the n bytes at name are lit, in any case. lit is a string literal: its length is
- * known at compile time, and most names are told apart by their length alone. */
-#define NAME_IS(name, n, lit) ((n) == sizeof(lit) - 1 && strncasecmp((name), (lit), (n)) == 0)
-
-/* One header line name: value (both trimmed). Returns false for anything this file does not
- * understand completely. */
-static bool take_header(fg_req *r, const char *name, size_t nn, const char *v, size_t vn,
-                        unsigned *seen)
-{
-    /* Headers that do not change the answer. */
-    if (NAME_IS(name, nn, "Accept") || NAME_IS(name, nn, "Accept-Encoding") ||
-        NAME_IS(name, nn, "Accept-Language") || NAME_IS(name, nn, "Accept-Charset") ||
-        NAME_IS(name, nn, "User-Agent"))
-        return true;
-    unsigned bit;
-    if (NAME_IS(name, nn, "Host")) {
-        bit = 1;
-    } else if (NAME_IS(name, nn, "Authorization")) {
-        bit = 2;
-        r->auth = v;
-        r->auth_len = vn;
-    } else if (NAME_IS(name, nn, "If-None-Match")) {
-        bit = 4;
-        r->inm = v;
-        r->inm_len = vn;
-    } else if (NAME_IS(name, nn, "Connection")) {
-        bit = 8;
-        if (NAME_IS(v, vn, "close"))
-            r->close = true;
-        else if (!NAME_IS(v, vn, "keep-alive"))
-            return false;
-    } else {
-        return false;
-    }
-    if (*seen & bit) /* twice: libmicrohttpd decides which one counts */
-        return false;
-    *seen |= bit;
-    return vn < VALUE_MAX;
-}
-
-/* Reads the request at the start of b (n bytes). */
-static parse_result parse(const char *b, size_t n, fg_req *r)
-{
-    memset(r, 0, sizeof *r);
-    size_t at = 0;
-    bool done = false;
-    if (n >= 1 && b[0] == 'H') {
-        if (!starts(b, n, "HEAD ", &at, &done))
-            return PARSE_OTHER;
-        r->head = true;
-    } else if (!starts(b, n, "GET ", &at, &done)) {
-        return PARSE_OTHER;
-    }
-    if (!done)
-        return PARSE_MORE;
-    r->url = b + at;
-    if (!starts(b, n, PREFIX, &at, &done))
-        return PARSE_OTHER;
-    if (!done)
-        return PARSE_MORE;
-    /* The key: plain characters only, so the URL needs no decoding and has no query. */
-    size_t key_start = at;
-    while (at < n && key_char(b[at]))
-        at++;
-    if (at - key_start >= GENCACHE_KEY_MAX)
-        return PARSE_OTHER;
-    if (at == n)
-        return PARSE_MORE;
-    if (b[at] != ' ' || at == key_start)
-        return PARSE_OTHER;
-    r->url_len = (size_t)(b + at - r->url);
-    if (!starts(b, n, " HTTP/1.1\r\n", &at, &done))
-        return PARSE_OTHER;
-    if (!done)
-        return PARSE_MORE;
-    unsigned seen = 0;
-    for (;;) {
-        if (at == n)
-            return PARSE_MORE;
-        if (b[at] == '\r') {
-            if (at + 1 == n)
-                return PARSE_MORE;
-            if (b[at + 1] != '\n' || !(seen & 1)) /* HTTP/1.1 needs a Host */
-                return PARSE_OTHER;
-            r->len = at + 2;
-            return PARSE_OK;
-        }
-        const char *name = b + at;
-        while (at < n && ((b[at] >= 'a' && b[at] <= 'z') || (b[at] >= 'A' && b[at] <= 'Z') ||
-                          (b[at] >= '0' && b[at] <= '9') || b[at] == '-'))
-            at++;
-        if (at == n)
-            return PARSE_MORE;
-        size_t nn = (size_t)(b + at - name);
-        if (b[at] != ':' || nn == 0)
-            return PARSE_OTHER;
-        at++;
-        while (at < n && (b[at] == ' ' || b[at] == '\t'))
-            at++;
-        const char *v = b + at;
-        while (at < n && ((unsigned char)b[at] >= 0x20 && (unsigned char)b[at] < 0x7f))
-            at++;
-        if (at == n)
-            return PARSE_MORE;
-        if (b[at] != '\r')
-            return PARSE_OTHER;
-        if (at + 1 == n)
-            return PARSE_MORE;
-        if (b[at + 1] != '\n')
-            return PARSE_OTHER;
-        size_t vn = (size_t)(b + at - v);
-        while (vn && (v[vn - 1] == ' ' || v[vn - 1] == '\t'))
-            vn--;
-        at += 2;
-        if (!take_header(r, name, nn, v, vn, &seen))
-            return PARSE_OTHER;
-    }
-}
 
 /* ---- replies ------------------------------------------------------------------------------- */
 
@@ -359,7 +195,7 @@ static bool reply_error(fg_thread *t, fg_conn *c, unsigned status, const char *c
 }
 
 /* A hit: the stored bytes (or their decoded form) with the entry's headers, or 304. */
-static bool reply_hit(fg_thread *t, fg_conn *c, const fg_req *r, const char *inm)
+static bool reply_hit(fg_thread *t, fg_conn *c, const gcd_fast_req *r, const char *inm)
 {
     const gencache_meta *m = gencache_handle_meta(c->h);
     const void *data = gencache_handle_data(c->h);
@@ -479,19 +315,19 @@ static int send_rest(fg_conn *c)
 /* Answers the request r at the start of the peeked bytes. Returns 1 when answered (the reply is
  * queued in c and the request's bytes taken), 0 to hand the connection over untouched, -1 when
  * the connection must be closed. */
-static int answer(fg_thread *t, fg_conn *c, const fg_req *r)
+static int answer(fg_thread *t, fg_conn *c, const gcd_fast_req *r)
 {
     gcd_server *srv = t->srv;
     char key[GENCACHE_KEY_MAX];
-    size_t klen = r->url_len - strlen(PREFIX);
-    memcpy(key, r->url + strlen(PREFIX), klen);
+    size_t klen = r->url_len - strlen(GCD_FAST_PREFIX);
+    memcpy(key, r->url + strlen(GCD_FAST_PREFIX), klen);
     key[klen] = '\0';
     gencache_caller who;
     gencache_caller_init(&who);
     const gcd_tenant *tenant = NULL;
     if (srv->cfg->n_tenants) {
         /* Anything but a known token is libmicrohttpd's to refuse, with its challenge. */
-        char v[VALUE_MAX];
+        char v[GCD_FAST_VALUE_MAX];
         if (!r->auth)
             return 0;
         memcpy(v, r->auth, r->auth_len);
@@ -543,7 +379,7 @@ static int answer(fg_thread *t, fg_conn *c, const fg_req *r)
         c->h = NULL;
         return -1;
     }
-    char inm[VALUE_MAX];
+    char inm[GCD_FAST_VALUE_MAX];
     if (r->inm) {
         memcpy(inm, r->inm, r->inm_len);
         inm[r->inm_len] = '\0';
@@ -576,8 +412,17 @@ static int answer(fg_thread *t, fg_conn *c, const fg_req *r)
 
 /* Sends the pending reply, then answers the requests waiting on the socket, until the socket has
  * nothing more, a reply waits for room, or the connection goes to libmicrohttpd or is closed. */
-static void serve(fg_thread *t, fg_conn *c)
+static void serve(fg_thread *t, fg_conn *c, uint32_t events)
 {
+    /* Both directions down: a reset, or conns.c shut the socket (an overdue head, an idle
+     * connection shed). Nothing can be read or sent any more; a peeked head stays peekable
+     * after shutdown(2), so this is the only sign of it. */
+    if (events & (EPOLLHUP | EPOLLERR)) {
+        conn_close(t, c);
+        return;
+    }
+    if (events & EPOLLRDHUP)
+        c->peer_done = true;
     bool drained = false;
     for (;;) {
         if (c->sending) {
@@ -598,7 +443,7 @@ static void serve(fg_thread *t, fg_conn *c)
                 return;
             }
             gcd_conns_fast_idle(t->srv, c->track);
-            if (drained)
+            if (drained && !c->peer_done)
                 return;
         }
         ssize_t n;
@@ -611,13 +456,17 @@ static void serve(fg_thread *t, fg_conn *c)
         }
         if (n < 0)
             return;
-        fg_req r;
-        parse_result p = parse(t->peek, (size_t)n, &r);
-        if (p == PARSE_MORE && (size_t)n < sizeof t->peek) {
+        gcd_fast_req r;
+        gcd_fast_parse_result p = gcd_fast_parse(t->peek, (size_t)n, &r);
+        if (p == GCD_FAST_MORE && c->peer_done) { /* the head can never be complete */
+            conn_close(t, c);
+            return;
+        }
+        if (p == GCD_FAST_MORE && (size_t)n < sizeof t->peek) {
             gcd_conns_fast_head(t->srv, c->track); /* its head deadline runs */
             return;
         }
-        if (p != PARSE_OK) {
+        if (p != GCD_FAST_OK) {
             hand_off(t, c);
             return;
         }
@@ -701,7 +550,7 @@ static void accept_all(fg_thread *t, int lfd)
             free(c);
             continue;
         }
-        serve(t, c); /* the request may be there already */
+        serve(t, c, 0); /* the request may be there already */
     }
 }
 
@@ -729,7 +578,7 @@ static void *loop(void *arg)
             if (p == &LISTENER)
                 accept_all(t, t->srv->fastget->lfd);
             else
-                serve(t, p);
+                serve(t, p, ev[i].events);
         }
     }
 out:
