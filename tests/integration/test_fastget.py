@@ -240,16 +240,23 @@ def t_head_304_404(d):
     check_eq(st, 400, "?as= on bytes (through MHD)")
 
 
-def t_slow_reader(d):
-    k = key("big")
-    data = os.urandom(BIG)
+def small_window_get(d, name, size, rcvbuf):
+    """A new entry of `size` random bytes, and a connection with a small receive buffer that has
+    asked for it. Returns (bytes, socket)."""
+    k = key(name)
+    data = os.urandom(size)
     put(d, k, data)
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.settimeout(10)
     s.connect(("127.0.0.1", d.port))
+    s.sendall(get_req(k))
+    return k, data, s
+
+
+def t_slow_reader(d):
+    k, data, s = small_window_get(d, "big", BIG, 8192)
     try:
-        s.sendall(get_req(k))
         got = b""
         t0 = time.monotonic()
         while len(got) < 200000:  # a slow reader: 16 KiB every 10 ms
@@ -451,6 +458,34 @@ def t_slow_head(d):
         s.close()
 
 
+def t_stalled_reader(d):
+    """A client that asks for a large value and stops reading is cut after the idle timeout,
+    and the entry's handle with it."""
+    _, data, s = small_window_get(d, "stalled", 16 << 20, 4096)
+    try:
+        time.sleep(0.3)
+        for _ in range(20):  # bytes of a pipelined request: not a sign of reading
+            try:
+                s.sendall(b"G")
+            except OSError:
+                break
+            time.sleep((IDLE_TIMEOUT_S + 2.5) / 20)
+        got = 0
+        s.settimeout(5)
+        try:
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                got += len(chunk)
+        except (ConnectionResetError, socket.timeout):
+            pass
+        check(got < len(data), "the stalled reply was not cut (%d bytes)" % got)
+    finally:
+        s.close()
+    check(d.alive(), "daemon died")
+
+
 def t_half_closed_client(d):
     """A client that sends its request and shuts its side: answered, then closed."""
     k, s = stored_and_connected(d, "halfclose", b"h")
@@ -541,6 +576,7 @@ def main():
              ("http10_and_bad_heads", t_http10_and_bad_heads), ("metrics_count", t_metrics_count),
              ("per_client_limit", t_per_client_limit), ("idle_timeout", t_idle_timeout),
              ("slow_head", t_slow_head), ("half_closed_client", t_half_closed_client),
+             ("stalled_reader", t_stalled_reader),
              ("concurrent_clients", t_concurrent_clients))
     with tempfile.TemporaryDirectory() as tmp:
         for fast in (True, False):

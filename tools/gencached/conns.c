@@ -38,7 +38,8 @@ typedef struct conn {
     struct sockaddr_storage peer; /* the client's address (family 0: unknown) */
     conn_state state;
     uint64_t since_ns; /* coarse monotonic clock: when it entered its state */
-    bool closing;      /* shut down by us; MHD will close it */
+    bool closing;      /* shut down by us; MHD (or fastget.c) will close it */
+    bool fast;         /* served by fastget.c, which has no timeout of its own */
 } conn;
 
 struct gcd_conns {
@@ -227,6 +228,8 @@ void gcd_conns_sweep(gcd_server *srv)
             overdue++;
         } else if (k->state == CONN_IDLE && age > cs->idle_max_ns) {
             shut(k); /* MHD's idle timeout misses a client that trickles its next head */
+        } else if (k->state == CONN_BUSY && k->fast && age > cs->idle_max_ns) {
+            shut(k); /* a reply the client stopped reading: as MHD's timeout does */
         }
     }
     /* Slots taken by heads too young to shed when they came: make the reserve free again, so
@@ -285,6 +288,7 @@ struct gcd_conn *gcd_conns_track(gcd_server *srv, int fd, const struct sockaddr 
     if (!k)
         return NULL;
     k->fd = fd;
+    k->fast = true;
     if (len <= sizeof k->peer)
         memcpy(&k->peer, peer, len);
     uint64_t now = gcd_mono_coarse_ns();

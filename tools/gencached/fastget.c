@@ -44,6 +44,7 @@ typedef struct fg_conn {
     bool sending;
     bool close_after; /* the request said Connection: close */
     bool peer_done;   /* the client shut its side down: nothing more will come */
+    bool busy;        /* conns.c knows the reply waits for room */
     char *head;       /* status line and headers: head_buf, or malloc'd when larger */
     char head_buf[1024];
     size_t head_len, head_cap;
@@ -169,6 +170,7 @@ static void reply_free(fg_conn *c)
     c->body_len = 0;
     c->sent = 0;
     c->sending = false;
+    c->busy = false;
 }
 
 /* An error document, as reply.c builds it. Returns false when out of memory. */
@@ -426,13 +428,18 @@ static void serve(fg_thread *t, fg_conn *c, uint32_t events)
     bool drained = false;
     for (;;) {
         if (c->sending) {
+            size_t before = c->sent;
             int s = send_rest(c);
             if (s < 0) {
                 conn_close(t, c);
                 return;
             }
             if (s == 0) {
-                gcd_conns_fast_busy(t->srv, c->track);
+                /* Only progress restarts the clock: a client that sends but never reads is cut
+                 * after limits.timeout like any other. */
+                if (!c->busy || c->sent != before)
+                    gcd_conns_fast_busy(t->srv, c->track);
+                c->busy = true;
                 return;
             }
             request_done(t, c, true);

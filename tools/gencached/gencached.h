@@ -199,7 +199,8 @@ void gcd_conns_counts(gcd_server *srv, uint64_t *open, uint64_t *head_timeouts, 
 /* The connections fastget.c accepts itself are tracked the same way, and the limits MHD applies
  * to those it accepts are applied to them over every open connection: track returns NULL (and
  * why) when the connection must be closed at once (max_connections, or max_per_client from its
- * address). A tracked connection is shut down (shutdown(2)) when idle or slow like any other;
+ * address). A tracked connection is shut down (shutdown(2)) when idle or slow like any other, and
+ * also when its reply made no progress for limits.timeout (busy: the time of the last progress);
  * untrack it before closing its socket or handing it to MHD. The state calls: its next head
  * began (only from idle) / it is being answered / it idles between requests. Each is called
  * from the thread that serves the connection. */
