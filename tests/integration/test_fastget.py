@@ -35,9 +35,10 @@ def path(k):
     return "/v1/entries/" + k
 
 
-def config(fast, tenants=False):
+def config(fast, tenants=False, max_connections=1024):
     lines = ["http:", "  fast_get: %s" % ("true" if fast else "false"),
              "limits:", "  timeout: %ds" % IDLE_TIMEOUT_S,
+             "  max_connections: %d" % max_connections,
              "  header_timeout: %ds" % HEADER_TIMEOUT_S,
              "  max_connections_per_client: %d" % PER_CLIENT]
     if tenants:
@@ -532,6 +533,30 @@ def t_concurrent_clients(d):
     check_eq(errors, [], "concurrent GETs")
 
 
+LIMIT = 8
+
+
+def t_connection_limit(d):
+    """Every slot taken by connections that sent nothing yet: a newcomer is served once the
+    oldest are shed or time out, and the daemon never holds more than the limit."""
+    socks = [raw_conn(d, "127.0.0.%d" % (4 + i // 3)) for i in range(LIMIT)]
+    try:
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        st, _, body = d.request("GET", "/healthz")
+        took = time.monotonic() - t0
+        check_eq((st, body), (200, b"ok"), "newcomer at the connection limit")
+        check(took < HEADER_TIMEOUT_S + 3, "newcomer waited %.1f s" % took)
+        extra = [raw_conn(d, "127.0.0.9") for _ in range(3)]
+        socks += extra
+        time.sleep(0.3)
+        n = metric(d, "gencache_connections")
+        check(n is not None and n <= LIMIT, "open connections %r above the limit %d" % (n, LIMIT))
+    finally:
+        for s in socks:
+            s.close()
+
+
 def shutdown_with_open_connections(fast):
     with tempfile.TemporaryDirectory() as tmp:
         cfg = os.path.join(tmp, "c.yaml")
@@ -604,6 +629,15 @@ def main():
                     r.run("%s.clean_exit" % mode, lambda: check_eq(rc, 0, "exit status"))
             r.run("%s.shutdown_with_open_connections" % mode, shutdown_with_open_connections,
                   fast)
+            cfg = os.path.join(tmp, "%s-limit.yaml" % mode)
+            with open(cfg, "w") as f:
+                f.write(config(fast, max_connections=LIMIT))
+            d = Daemon("--config", cfg)
+            try:
+                r.run("%s.connection_limit" % mode, t_connection_limit, d)
+            finally:
+                rc = d.stop()
+                r.run("%s.limit_clean_exit" % mode, lambda: check_eq(rc, 0, "exit status"))
     r.finish()
 
 
