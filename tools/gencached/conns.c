@@ -2,17 +2,19 @@
  * conns.c: keeps slow, idle and greedy clients from taking every connection slot. libmicrohttpd
  * measures idleness only, so a client that trickles its head a byte at a time, or holds idle
  * keep-alive connections, could hold a slot for ever; this file tracks every connection (MHD's
- * connection notifications) with what it is doing: sending its head, being served, or idling
- * between requests. A head must be complete within limits.header_timeout; and when a new
- * connection leaves fewer than a reserve of slots free, the longest-idle keep-alive connection
- * (else the oldest head still arriving) is closed to make room, so a fresh client (a health
- * check) is served while the slots are full of such clients. A connection being served is never
- * touched. Closing is shutdown(2) of the connection's socket: MHD sees the end of the stream and
- * closes the connection in its own thread. Invariant: a tracked socket is still open (MHD closes
- * it only after the CLOSED notification, which untracks it under the same lock), so shutdown()
- * never reaches another connection's socket. Times come from the coarse monotonic clock: every
- * request moves its connection twice or three times, and a few milliseconds of resolution are far
- * below the limits enforced here.
+ * connection notifications, and the ones fastget.c serves itself) with what it is doing: sending
+ * its head, being served, or idling between requests. A head must be complete within
+ * limits.header_timeout; and when a new connection leaves fewer than a reserve of slots free, the
+ * longest-idle keep-alive connection (else the oldest head still arriving) is closed to make room,
+ * so a fresh client (a health check) is served while the slots are full of such clients. A
+ * connection MHD is serving is never touched (MHD's own timeout covers a stalled reply); one
+ * fastget.c is serving is closed when its reply makes no progress for limits.timeout. Closing is
+ * shutdown(2) of the connection's socket: MHD (or fastget.c) sees the end of the stream and closes
+ * the connection in its own thread. Invariant: a tracked socket is still open (MHD closes it only
+ * after the CLOSED notification, fastget.c only after untracking it, both under the same lock), so
+ * shutdown() never reaches another connection's socket. Times come from the coarse monotonic clock:
+ * every request moves its connection twice or three times, and a few milliseconds of resolution are
+ * far below the limits enforced here.
  */
 #include <netinet/in.h>
 #include <pthread.h>
