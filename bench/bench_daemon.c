@@ -14,9 +14,11 @@
  *
  *   bench_daemon [--sizes B,B] [--conns N,N] [--seconds S] [--rounds R] [--server-cpu C]
  *                [--client-cpu C] [--gencached PATH] [--memcached PATH] [--redis-server PATH]
- *                [--compare PATH]
+ *                [--compare PATH] [--mhd yes|no]
  * --compare starts a second gencached (another build) as one more server of the same rounds, so
  * two builds are compared in one run, under the same load; its ratio to the first is printed.
+ * --mhd yes starts the --gencached build once more with http.fast_get: false (every request
+ * through libmicrohttpd) as gencached-mhd, so the daemon's own GET loop is compared with it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -296,15 +298,15 @@ static pid_t spawn_tcp(int port, int cpu, const char *value, size_t size)
 
 /* ---- the client --------------------------------------------------------------------------- */
 
-/* The servers; P_HTTP_B (--compare) speaks P_HTTP's protocol. */
-typedef enum proto { P_HTTP, P_MEMCACHED, P_REDIS, P_TCP, P_HTTP_B, P_COUNT } proto;
-static const char *const PROTO_NAMES[P_COUNT] = {"gencached", "memcached", "redis-server",
-                                                 "plain-tcp", "gencached-b"};
+/* The servers; P_HTTP_B (--compare) and P_HTTP_MHD (--mhd yes) speak P_HTTP's protocol. */
+typedef enum proto { P_HTTP, P_MEMCACHED, P_REDIS, P_TCP, P_HTTP_B, P_HTTP_MHD, P_COUNT } proto;
+static const char *const PROTO_NAMES[P_COUNT] = {"gencached", "memcached",   "redis-server",
+                                                 "plain-tcp", "gencached-b", "gencached-mhd"};
 
 /* The protocol server p speaks. */
 static proto wire(proto p)
 {
-    return p == P_HTTP_B ? P_HTTP : p;
+    return p == P_HTTP_B || p == P_HTTP_MHD ? P_HTTP : p;
 }
 
 typedef struct conn {
@@ -556,15 +558,27 @@ static double median(double *v, size_t n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* The ratios of another gencached (p: a second build, or this one with the fast path off) to
+ * the first, and to memcached and Redis. */
+static void print_other(const char *what, proto p, const double *ops, const double *p99,
+                        const double *cpu)
+{
+    const char *n = PROTO_NAMES[p];
+    printf("%s: %s/gencached ops/s %.2fx, p99 %.2fx, CPU per request %.2fx; %s/memcached ops/s "
+           "%.2fx, CPU per request %.2fx; p99 %s/redis %.2fx\n",
+           what, n, ops[p] / ops[P_HTTP], p99[p] / p99[P_HTTP], cpu[p] / cpu[P_HTTP], n,
+           ops[p] / ops[P_MEMCACHED], cpu[p] / cpu[P_MEMCACHED], n, p99[p] / p99[P_REDIS]);
+}
+
 int main(int argc, char **argv)
 {
     static const char *const options[] = {
-        "--sizes",      "--conns",     "--seconds",   "--rounds",       "--server-cpu",
-        "--client-cpu", "--gencached", "--memcached", "--redis-server", "--compare"};
+        "--sizes",     "--conns",     "--seconds",      "--rounds",  "--server-cpu", "--client-cpu",
+        "--gencached", "--memcached", "--redis-server", "--compare", "--mhd"};
     const char *usage =
         "usage: bench_daemon [--sizes B,B] [--conns N,N] [--seconds S] [--rounds R] "
         "[--server-cpu C] [--client-cpu C] [--gencached PATH] [--memcached PATH] "
-        "[--redis-server PATH] [--compare PATH]\n";
+        "[--redis-server PATH] [--compare PATH] [--mhd yes|no]\n";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0) {
             fputs(usage, stdout);
@@ -599,7 +613,21 @@ int main(int argc, char **argv)
     const char *memcached = arg_value(argc, argv, "--memcached", "/usr/bin/memcached");
     const char *redis = arg_value(argc, argv, "--redis-server", "/usr/bin/redis-server");
     const char *compare = arg_value(argc, argv, "--compare", NULL);
-    int nservers = compare ? P_COUNT : P_HTTP_B;
+    const char *mhd_arg = arg_value(argc, argv, "--mhd", "no");
+    bool mhd = strcmp(mhd_arg, "yes") == 0;
+    if (!mhd && strcmp(mhd_arg, "no") != 0) {
+        fprintf(stderr, "bench_daemon: --mhd: yes or no\n");
+        return 2;
+    }
+    /* The servers of this run, in the order of the first round. */
+    proto order[P_COUNT];
+    int nservers = 0;
+    for (int p = P_HTTP; p <= P_TCP; p++)
+        order[nservers++] = (proto)p;
+    if (compare)
+        order[nservers++] = P_HTTP_B;
+    if (mhd)
+        order[nservers++] = P_HTTP_MHD;
     for (int i = 0; i < nsizes; i++)
         if (sizes[i] == 0 || sizes[i] > (64u << 20)) {
             fprintf(stderr, "bench_daemon: bad --sizes\n");
@@ -621,6 +649,7 @@ int main(int argc, char **argv)
         die("mkdtemp");
     char data_dir[PATH_MAX], glog[PATH_MAX], mlog[PATH_MAX], rlog[PATH_MAX], listen_s[64];
     char data_dir_b[PATH_MAX], glog_b[PATH_MAX], listen_b[64];
+    char data_dir_c[PATH_MAX], glog_c[PATH_MAX], listen_c[64], config_c[PATH_MAX];
     char mport_s[16], rport_s[16];
     snprintf(data_dir, sizeof data_dir, "%s/data", dir);
     snprintf(glog, sizeof glog, "%s/gencached.log", dir);
@@ -628,11 +657,15 @@ int main(int argc, char **argv)
     snprintf(rlog, sizeof rlog, "%s/redis.log", dir);
     snprintf(data_dir_b, sizeof data_dir_b, "%s/data-b", dir);
     snprintf(glog_b, sizeof glog_b, "%s/gencached-b.log", dir);
+    snprintf(data_dir_c, sizeof data_dir_c, "%s/data-mhd", dir);
+    snprintf(glog_c, sizeof glog_c, "%s/gencached-mhd.log", dir);
+    snprintf(config_c, sizeof config_c, "%s/mhd.yaml", dir);
     int port[P_COUNT];
     for (int p = 0; p < P_COUNT; p++)
         port[p] = free_port();
     snprintf(listen_s, sizeof listen_s, "127.0.0.1:%d", port[P_HTTP]);
     snprintf(listen_b, sizeof listen_b, "127.0.0.1:%d", port[P_HTTP_B]);
+    snprintf(listen_c, sizeof listen_c, "127.0.0.1:%d", port[P_HTTP_MHD]);
     snprintf(mport_s, sizeof mport_s, "%d", port[P_MEMCACHED]);
     snprintf(rport_s, sizeof rport_s, "%d", port[P_REDIS]);
     char *gargv[] = {
@@ -641,6 +674,20 @@ int main(int argc, char **argv)
     char *gargv_b[] = {(char *)compare, "--listen", listen_b,       "--data-dir", data_dir_b,
                        "--threads",     "1",        "--max-memory", "1G",         "--log-level",
                        "warn",          NULL};
+    char *gargv_c[] = {(char *)gencached,
+                       "--config",
+                       config_c,
+                       "--listen",
+                       listen_c,
+                       "--data-dir",
+                       data_dir_c,
+                       "--threads",
+                       "1",
+                       "--max-memory",
+                       "1G",
+                       "--log-level",
+                       "warn",
+                       NULL};
     /* memcached: one worker thread, items up to 64 MiB, no persistence of any kind. */
     char *margv[] = {(char *)memcached,
                      "-l",
@@ -676,6 +723,13 @@ int main(int argc, char **argv)
         pids[P_HTTP_B] = spawn(gargv_b, server_cpu, glog_b);
         wait_port(port[P_HTTP_B], pids[P_HTTP_B], "gencached (--compare)");
     }
+    if (mhd) {
+        FILE *f = fopen(config_c, "w");
+        if (!f || fputs("http:\n  fast_get: false\n", f) < 0 || fclose(f) != 0)
+            die("writing the gencached-mhd config");
+        pids[P_HTTP_MHD] = spawn(gargv_c, server_cpu, glog_c);
+        wait_port(port[P_HTTP_MHD], pids[P_HTTP_MHD], "gencached (--mhd yes)");
+    }
 
     size_t max_size = 0;
     for (int i = 0; i < nsizes; i++)
@@ -686,9 +740,9 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < max_size; i++)
         value[i] = (char)(i * 2654435761u >> 13);
     for (int i = 0; i < nsizes; i++)
-        for (int p = P_HTTP; p < nservers; p++)
-            if (p != P_TCP)
-                setup_value(wire((proto)p), port[p], value, sizes[i]);
+        for (int k = 0; k < nservers; k++)
+            if (order[k] != P_TCP)
+                setup_value(wire(order[k]), port[order[k]], value, sizes[i]);
 
     /* One check of the bytes themselves, through gencached: the load loop checks lengths. */
     {
@@ -736,7 +790,7 @@ int main(int argc, char **argv)
                 /* Each round starts with the next server, so no server always follows the
                  * same one (or always runs first, after the pause between rounds). */
                 for (int k = 0; k < nservers; k++) {
-                    int p = (k + (r < 0 ? 0 : r)) % nservers;
+                    int p = order[(k + (r < 0 ? 0 : r)) % nservers];
                     char req[512];
                     size_t rl = make_request(wire((proto)p), size, req, sizeof req);
                     run_result rr = run_load((proto)p, port[p], pids[p], req, rl, size, nc,
@@ -757,7 +811,8 @@ int main(int argc, char **argv)
             printf("%-14s %12s %10s %10s %10s %12s %6s\n", "server", "ops/s", "MB/s", "p50_us",
                    "p99_us", "cpu_us/op", "user");
             double med_ops[P_COUNT], med_p99[P_COUNT], med_cpu[P_COUNT];
-            for (int p = 0; p < nservers; p++) {
+            for (int k = 0; k < nservers; k++) {
+                int p = order[k];
                 med_ops[p] = median(ops[p], (size_t)nr);
                 med_p99[p] = median(p99[p], (size_t)nr);
                 med_cpu[p] = median(cpu[p], (size_t)nr);
@@ -774,13 +829,9 @@ int main(int argc, char **argv)
                    med_cpu[P_HTTP] / med_cpu[P_MEMCACHED], med_cpu[P_HTTP] / med_cpu[P_TCP],
                    1e6 / med_cpu[P_HTTP], 1e6 / med_cpu[P_MEMCACHED]);
             if (compare)
-                printf("compared build: gencached-b/gencached ops/s %.2fx, p99 %.2fx, CPU per "
-                       "request %.2fx; gencached-b/memcached ops/s %.2fx, p99 gencached-b/redis "
-                       "%.2fx\n",
-                       med_ops[P_HTTP_B] / med_ops[P_HTTP], med_p99[P_HTTP_B] / med_p99[P_HTTP],
-                       med_cpu[P_HTTP_B] / med_cpu[P_HTTP],
-                       med_ops[P_HTTP_B] / med_ops[P_MEMCACHED],
-                       med_p99[P_HTTP_B] / med_p99[P_REDIS]);
+                print_other("compared build", P_HTTP_B, med_ops, med_p99, med_cpu);
+            if (mhd)
+                print_other("fast path off", P_HTTP_MHD, med_ops, med_p99, med_cpu);
         }
     }
     printf("\nload average at the end: ");
@@ -793,9 +844,9 @@ int main(int argc, char **argv)
     if (la)
         fclose(la);
 
-    for (int p = 0; p < nservers; p++)
-        if (p != P_TCP)
-            kill(pids[p], SIGTERM);
+    for (int k = 0; k < nservers; k++)
+        if (order[k] != P_TCP)
+            kill(pids[order[k]], SIGTERM);
     int st;
     waitpid(pids[P_HTTP], &st, 0);
     ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
@@ -803,6 +854,10 @@ int main(int argc, char **argv)
     waitpid(pids[P_REDIS], NULL, 0);
     if (compare) {
         waitpid(pids[P_HTTP_B], &st, 0);
+        ok = ok && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    }
+    if (mhd) {
+        waitpid(pids[P_HTTP_MHD], &st, 0);
         ok = ok && WIFEXITED(st) && WEXITSTATUS(st) == 0;
     }
     char cmd[PATH_MAX + 16];

@@ -23,6 +23,7 @@ for src in tests/fuzz/fuzz_*.c; do
   extra=()
   # The daemon's socket-free readers (routes, headers, filters, JSON lines, ?as=).
   [ "$name" = fuzz_http ] && extra=(-Itools/gencached tools/gencached/route.c tools/gencached/parse.c)
+  [ "$name" = fuzz_fastget ] && extra=(-Itools/gencached tools/gencached/fastparse.c)
   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -Iinclude -Isrc "$src" "${extra[@]}" "$B/src/libgencache.a" $LIBS -lpthread -lm -o "$B/$name"
   work="$B/corpus/$name"

@@ -105,6 +105,8 @@ typedef struct gencache_config_server {
                                             bytes; 0: not set (the daemon's default) */
     uint64_t prewarm_max_bytes;          /* limits.prewarm_max_bytes: request bytes one tenant's
                                             unfinished prewarm jobs hold; 0: not set */
+    int has_fast_get;                    /* nonzero: the file sets http.fast_get */
+    int fast_get; /* http.fast_get: nonzero when the daemon's own loop serves simple GETs */
 } gencache_config_server;
 
 /* Fills *out (out->struct_size must be set) with the server settings. Returns GENCACHE_OK or

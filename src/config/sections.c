@@ -623,6 +623,17 @@ static int section_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, 
         }
         return unknown(x, kn, path, "warn_ratio, shortened_ttl");
     }
+    if (strcmp(section, "http") == 0) {
+        if (strcmp(key, "fast_get") == 0) {
+            bool on = false;
+            if (gencache__cfg_bool(x, v, path, &on) != 0)
+                return -1;
+            sv->has_fast_get = 1;
+            sv->fast_get = on;
+            return 0;
+        }
+        return unknown(x, kn, path, "fast_get");
+    }
     /* limits */
     if (strcmp(key, "max_body") == 0) {
         if (gencache__cfg_size(x, v, path, &sv->max_body) != 0)
@@ -810,14 +821,15 @@ static int top_pair(gencache__cfg_ctx *x, const char *key, yaml_node_t *kn, yaml
         return gencache__cfg_encryption(x, v, path);
     if (strcmp(key, "trajectory") == 0)
         return each_pair(x, v, path, trajectory_pair, NULL);
-    static const char *const sections[] = {"upstream", "prewarm", "memory_pressure", "limits"};
-    for (size_t i = 0; i < 4; i++)
+    static const char *const sections[] = {"upstream", "prewarm", "memory_pressure", "limits",
+                                           "http"};
+    for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++)
         if (strcmp(key, sections[i]) == 0)
             return each_pair(x, v, path, section_pair, (void *)sections[i]);
     return unknown(x, kn, path,
                    "listen, data_dir, log_level, tiers, layers, models, tenants, preferred, "
                    "upstream, prewarm, memory_pressure, sensitive, limits, perceptual, "
-                   "similar_prompt, encryption, trajectory");
+                   "similar_prompt, encryption, trajectory, http");
 }
 
 /* Formats an error at a line remembered from the document. */

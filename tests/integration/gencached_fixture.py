@@ -205,3 +205,14 @@ class Upstream:
             self.proc.kill()
         self.proc.wait()
         self.proc.stdout.close()
+
+
+def tenants_config(tokens, admins=()):
+    """The `tenants:` lines of a config file for {name: token}; the names in admins get
+    admin: true."""
+    lines = ["tenants:"]
+    for name, tok in tokens.items():
+        lines += ["  - name: %s" % name, "    token: %s" % tok]
+        if name in admins:
+            lines.append("    admin: true")
+    return lines

@@ -213,6 +213,8 @@ static const struct {
     {"sensitive:\n  - \"a\\0b\"\n", GENCACHE_ECONFIG, "t.yaml:2: sensitive",
      "contains a NUL character"},
     {"listen: \"127.0.0.1\\0:1\"\n", GENCACHE_ECONFIG, "t.yaml:1: listen", "NUL character"},
+    {"http:\n  fast_get: sometimes\n", GENCACHE_ECONFIG, "t.yaml:2: http.fast_get", ""},
+    {"http:\n  fast_gets: true\n", GENCACHE_ECONFIG, "t.yaml:2: http.fast_gets", "unknown key"},
 };
 
 TEST_CASE(error_paths)
@@ -277,6 +279,27 @@ TEST_CASE(connection_limits)
     CHECK_INT_EQ(s.has_max_connections_per_client, 0);
     CHECK_UINT_EQ(s.max_inflight_bytes, 0);
     CHECK_UINT_EQ(s.prewarm_max_bytes, 0);
+    gencache_config_free(cfg);
+}
+
+/* http.fast_get: set or not, and its value, so that the daemon's default (on) holds when the
+ * file says nothing. */
+TEST_CASE(http_fast_get)
+{
+    gencache_config_server s = {.struct_size = sizeof s};
+    gencache_config *cfg = parse_ok("http:\n  fast_get: false\n");
+    CHECK_OK(gencache_config_server_get(cfg, &s));
+    CHECK_INT_EQ(s.has_fast_get, 1);
+    CHECK_INT_EQ(s.fast_get, 0);
+    gencache_config_free(cfg);
+    cfg = parse_ok("http:\n  fast_get: true\n");
+    CHECK_OK(gencache_config_server_get(cfg, &s));
+    CHECK_INT_EQ(s.has_fast_get, 1);
+    CHECK_INT_EQ(s.fast_get, 1);
+    gencache_config_free(cfg);
+    cfg = parse_ok("");
+    CHECK_OK(gencache_config_server_get(cfg, &s));
+    CHECK_INT_EQ(s.has_fast_get, 0);
     gencache_config_free(cfg);
 }
 

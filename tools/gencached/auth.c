@@ -35,6 +35,19 @@ static const gcd_tenant *token_lookup(const gcd_config *cfg, const char *token, 
     return found;
 }
 
+const gcd_tenant *gcd_auth_bearer(const gcd_config *cfg, const char *h)
+{
+    if (strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    const char *tok = h + 7;
+    while (*tok == ' ')
+        tok++;
+    size_t len = strlen(tok);
+    while (len && (tok[len - 1] == ' ' || tok[len - 1] == '\t'))
+        len--;
+    return len ? token_lookup(cfg, tok, len) : NULL;
+}
+
 bool gcd_tenant_admin(const gcd_request *req)
 {
     return !req->tenant || req->admin;
@@ -72,13 +85,7 @@ bool gcd_auth_check(struct MHD_Connection *c, gcd_request *req, enum MHD_Result 
         *r = unauthorized(c, req, "the Authorization header must be Bearer <token>");
         return false;
     }
-    const char *tok = h + 7;
-    while (*tok == ' ')
-        tok++;
-    size_t len = strlen(tok);
-    while (len && (tok[len - 1] == ' ' || tok[len - 1] == '\t'))
-        len--;
-    const gcd_tenant *t = len ? token_lookup(cfg, tok, len) : NULL;
+    const gcd_tenant *t = gcd_auth_bearer(cfg, h);
     if (!t) {
         *r = unauthorized(c, req, "unknown token");
         return false;

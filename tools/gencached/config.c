@@ -71,6 +71,8 @@ int gcd_config_load(const char *path, gcd_config *cfg, char *err, size_t err_siz
         cfg->max_inflight = s.max_inflight_bytes;
     if (s.prewarm_max_bytes)
         cfg->prewarm_max_bytes = s.prewarm_max_bytes;
+    if (s.has_fast_get)
+        cfg->fast_get = s.fast_get != 0;
     if (s.has_max_connections_per_client) {
         cfg->max_per_client = s.max_connections_per_client;
         cfg->max_per_client_set = true;

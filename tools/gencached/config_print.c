@@ -112,4 +112,5 @@ void gcd_config_print(const gcd_config *cfg, gencache *cache, FILE *out)
     print_size(out, "limits: max_inflight_bytes ", cfg->max_inflight, "default");
     print_size(out, ", prewarm_max_bytes ", cfg->prewarm_max_bytes, "default");
     fprintf(out, "\n");
+    fprintf(out, "http: fast_get %s\n", cfg->fast_get ? "true" : "false");
 }

@@ -2,20 +2,24 @@
  * conns.c: keeps slow, idle and greedy clients from taking every connection slot. libmicrohttpd
  * measures idleness only, so a client that trickles its head a byte at a time, or holds idle
  * keep-alive connections, could hold a slot for ever; this file tracks every connection (MHD's
- * connection notifications) with what it is doing: sending its head, being served, or idling
- * between requests. A head must be complete within limits.header_timeout; and when a new
- * connection leaves fewer than a reserve of slots free, the longest-idle keep-alive connection
- * (else the oldest head still arriving) is closed to make room, so a fresh client (a health
- * check) is served while the slots are full of such clients. A connection being served is never
- * touched. Closing is shutdown(2) of the connection's socket: MHD sees the end of the stream and
- * closes the connection in its own thread. Invariant: a tracked socket is still open (MHD closes
- * it only after the CLOSED notification, which untracks it under the same lock), so shutdown()
- * never reaches another connection's socket. Times come from the coarse monotonic clock: every
- * request moves its connection twice or three times, and a few milliseconds of resolution are far
- * below the limits enforced here.
+ * connection notifications, and the ones fastget.c serves itself) with what it is doing: sending
+ * its head, being served, or idling between requests. A head must be complete within
+ * limits.header_timeout; and when a new connection leaves fewer than a reserve of slots free, the
+ * longest-idle keep-alive connection (else the oldest head still arriving) is closed to make room,
+ * so a fresh client (a health check) is served while the slots are full of such clients. A
+ * connection MHD is serving is never touched (MHD's own timeout covers a stalled reply); one
+ * fastget.c is serving is closed when its reply makes no progress for limits.timeout. Closing is
+ * shutdown(2) of the connection's socket: MHD (or fastget.c) sees the end of the stream and closes
+ * the connection in its own thread. Invariant: a tracked socket is still open (MHD closes it only
+ * after the CLOSED notification, fastget.c only after untracking it, both under the same lock), so
+ * shutdown() never reaches another connection's socket. Times come from the coarse monotonic clock:
+ * every request moves its connection twice or three times, and a few milliseconds of resolution are
+ * far below the limits enforced here.
  */
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "gencached.h"
@@ -33,9 +37,11 @@ typedef enum conn_state {
 typedef struct conn {
     struct conn *prev, *next; /* the list, oldest `since` first */
     int fd;
+    struct sockaddr_storage peer; /* the client's address (family 0: unknown) */
     conn_state state;
     uint64_t since_ns; /* coarse monotonic clock: when it entered its state */
-    bool closing;      /* shut down by us; MHD will close it */
+    bool closing;      /* shut down by us; MHD (or fastget.c) will close it */
+    bool fast;         /* served by fastget.c, which has no timeout of its own */
 } conn;
 
 struct gcd_conns {
@@ -145,6 +151,12 @@ void gcd_conns_notify(void *cls, struct MHD_Connection *c, void **socket_context
         if (!k)
             return; /* untracked: served, never shed */
         k->fd = ci->connect_fd;
+        const union MHD_ConnectionInfo *ai =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ai && ai->client_addr)
+            memcpy(&k->peer, ai->client_addr,
+                   ai->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                          : sizeof(struct sockaddr_in));
         k->state = CONN_HEAD;
         k->since_ns = now;
         pthread_mutex_lock(&cs->mu);
@@ -218,6 +230,8 @@ void gcd_conns_sweep(gcd_server *srv)
             overdue++;
         } else if (k->state == CONN_IDLE && age > cs->idle_max_ns) {
             shut(k); /* MHD's idle timeout misses a client that trickles its next head */
+        } else if (k->state == CONN_BUSY && k->fast && age > cs->idle_max_ns) {
+            shut(k); /* a reply the client stopped reading: as MHD's timeout does */
         }
     }
     /* Slots taken by heads too young to shed when they came: make the reserve free again, so
@@ -249,4 +263,107 @@ void gcd_conns_counts(gcd_server *srv, uint64_t *open, uint64_t *head_timeouts, 
     *head_timeouts = cs->head_timeouts;
     *shed = cs->shed;
     pthread_mutex_unlock(&cs->mu);
+}
+
+/* ---- connections the fast path (fastget.c) serves ------------------------------------------ */
+
+/* True when a and b are the same client host (the port aside). */
+static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    if (a->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                      &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+    return false;
+}
+
+struct gcd_conn *gcd_conns_track(gcd_server *srv, int fd, const struct sockaddr *peer,
+                                 socklen_t len, const char **why)
+{
+    struct gcd_conns *cs = srv->conns;
+    conn *k = calloc(1, sizeof *k);
+    *why = "out of memory";
+    if (!k)
+        return NULL;
+    k->fd = fd;
+    k->fast = true;
+    if (len <= sizeof k->peer)
+        memcpy(&k->peer, peer, len);
+    uint64_t now = gcd_mono_coarse_ns();
+    k->state = CONN_HEAD;
+    k->since_ns = now;
+    pthread_mutex_lock(&cs->mu);
+    /* The limits libmicrohttpd applies to the connections it accepts, over all of them: the
+     * ones served here and the ones handed over to it. */
+    unsigned same = 0;
+    if (srv->cfg->max_per_client && k->peer.ss_family)
+        for (conn *o = cs->list.next; o != &cs->list; o = o->next)
+            same += !o->closing && same_host(&o->peer, &k->peer);
+    *why = cs->open >= cs->limit ? "connection limit reached"
+           : srv->cfg->max_per_client && same >= srv->cfg->max_per_client
+               ? "per-client connection limit reached"
+               : NULL;
+    if (!*why) {
+        append(cs, k);
+        cs->open++;
+        if (cs->open + cs->reserve > cs->limit)
+            shed_one(cs, now);
+    }
+    pthread_mutex_unlock(&cs->mu);
+    if (*why) {
+        free(k);
+        return NULL;
+    }
+    return (struct gcd_conn *)k;
+}
+
+bool gcd_conns_full(gcd_server *srv)
+{
+    pthread_mutex_lock(&srv->conns->mu);
+    bool full = srv->conns->open >= srv->conns->limit;
+    pthread_mutex_unlock(&srv->conns->mu);
+    return full;
+}
+
+void gcd_conns_untrack(gcd_server *srv, struct gcd_conn *gc)
+{
+    conn *k = (conn *)gc;
+    if (!k)
+        return;
+    pthread_mutex_lock(&srv->conns->mu);
+    unlink_conn(k);
+    srv->conns->open--;
+    pthread_mutex_unlock(&srv->conns->mu);
+    free(k);
+}
+
+static void fast_set(gcd_server *srv, struct gcd_conn *gc, conn_state st)
+{
+    conn *k = (conn *)gc;
+    pthread_mutex_lock(&srv->conns->mu);
+    set_state(srv->conns, k, st, gcd_mono_coarse_ns());
+    pthread_mutex_unlock(&srv->conns->mu);
+}
+
+void gcd_conns_fast_head(gcd_server *srv, struct gcd_conn *gc)
+{
+    conn *k = (conn *)gc;
+    /* Only the first bytes of a head start its deadline. Read without the lock: only this
+     * thread writes the state of a connection it serves. */
+    if (k->state == CONN_IDLE)
+        fast_set(srv, gc, CONN_HEAD);
+}
+
+void gcd_conns_fast_busy(gcd_server *srv, struct gcd_conn *gc)
+{
+    fast_set(srv, gc, CONN_BUSY);
+}
+
+void gcd_conns_fast_idle(gcd_server *srv, struct gcd_conn *gc)
+{
+    fast_set(srv, gc, CONN_IDLE);
 }

@@ -78,9 +78,7 @@ static const char *header(struct MHD_Connection *c, const char *name)
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
-/* Writes v in decimal into buf (at least 21 bytes) and returns buf. Every GET formats its cost
- * header, and snprintf is a measurable share of a small hit's time. */
-static const char *u64_dec(uint64_t v, char *buf)
+const char *gcd_u64_dec(uint64_t v, char *buf)
 {
     char tmp[21];
     size_t n = 0;
@@ -94,8 +92,7 @@ static const char *u64_dec(uint64_t v, char *buf)
     return buf;
 }
 
-/* The ETag of stored bytes: their checksum as 16 lowercase hex digits in quotes. */
-static void etag_of(uint64_t checksum, char out[19])
+void gcd_entry_etag(uint64_t checksum, char out[19])
 {
     static const char hex[] = "0123456789abcdef";
     out[0] = '"';
@@ -105,10 +102,9 @@ static void etag_of(uint64_t checksum, char out[19])
     out[18] = '\0';
 }
 
-/* Whole seconds of TTL left, as X-Gencache-TTL says them; UINT64_MAX when the entry does not
- * expire. The coarse clock is the one the library's expiry reads by default, and the figure is
- * rounded up to seconds anyway. */
-static uint64_t ttl_left_of(const gencache_meta *m)
+/* The coarse clock is the one the library's expiry reads by default, and the figure is rounded
+ * up to seconds anyway. */
+uint64_t gcd_entry_ttl_left(const gencache_meta *m)
 {
     if (!m->expires_ms)
         return UINT64_MAX;
@@ -116,37 +112,58 @@ static uint64_t ttl_left_of(const gencache_meta *m)
     return m->expires_ms > now ? (m->expires_ms - now + 999) / 1000 : 0;
 }
 
-static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m, uint64_t ttl_left)
+void gcd_entry_headers(const gencache_meta *m, uint64_t ttl_left, gcd_header_fn add, void *ctx)
 {
     char buf[GENCACHE_MAX_DIMS * 21 + 1];
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            m->content_type && *m->content_type ? m->content_type
-                                                                : "application/octet-stream");
+    add(ctx, MHD_HTTP_HEADER_CONTENT_TYPE,
+        m->content_type && *m->content_type ? m->content_type : "application/octet-stream");
     if (m->tier)
-        MHD_add_response_header(resp, "X-Gencache-Tier", m->tier);
-    MHD_add_response_header(resp, "X-Gencache-Cost-Ms", u64_dec(m->cost_ms, buf));
+        add(ctx, "X-Gencache-Tier", m->tier);
+    add(ctx, "X-Gencache-Cost-Ms", gcd_u64_dec(m->cost_ms, buf));
     if (m->dtype != GENCACHE_DTYPE_NONE) {
         const char *name = gencache_dtype_name(m->dtype);
-        MHD_add_response_header(resp, "X-Gencache-Dtype", name ? name : "unknown");
+        add(ctx, "X-Gencache-Dtype", name ? name : "unknown");
         size_t n = 0;
         buf[0] = '\0';
         for (uint32_t i = 0; i < m->ndim && i < GENCACHE_MAX_DIMS; i++)
             n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%" PRId64, i ? "," : "", m->shape[i]);
-        MHD_add_response_header(resp, "X-Gencache-Shape", buf);
+        add(ctx, "X-Gencache-Shape", buf);
     }
     if (m->tags && *m->tags)
-        MHD_add_response_header(resp, "X-Gencache-Tags", m->tags);
+        add(ctx, "X-Gencache-Tags", m->tags);
     if (m->model && *m->model)
-        MHD_add_response_header(resp, "X-Gencache-Model", m->model);
+        add(ctx, "X-Gencache-Model", m->model);
     if (m->pinned)
-        MHD_add_response_header(resp, "X-Gencache-Pinned", "1");
+        add(ctx, "X-Gencache-Pinned", "1");
     if (ttl_left != UINT64_MAX)
-        MHD_add_response_header(resp, "X-Gencache-TTL", u64_dec(ttl_left, buf));
+        add(ctx, "X-Gencache-TTL", gcd_u64_dec(ttl_left, buf));
+}
+
+static void add_to_response(void *ctx, const char *name, const char *value)
+{
+    MHD_add_response_header(ctx, name, value);
+}
+
+static void add_meta_headers(struct MHD_Response *resp, const gencache_meta *m, uint64_t ttl_left)
+{
+    gcd_entry_headers(m, ttl_left, add_to_response, resp);
 }
 
 void gcd_entry_meta_headers(struct MHD_Response *resp, const gencache_meta *m)
 {
-    add_meta_headers(resp, m, ttl_left_of(m));
+    add_meta_headers(resp, m, gcd_entry_ttl_left(m));
+}
+
+void gcd_entry_decoded_view(const gencache_meta *m, const gcd_decoded *d, gencache_meta *view,
+                            char etag[48])
+{
+    /* The representation differs from the stored bytes: so does its validator. */
+    snprintf(etag, 48, "\"%016" PRIx64 "-%s\"", m->checksum, gencache_dtype_name(d->dtype));
+    *view = *m;
+    view->content_type = d->content_type;
+    view->dtype = d->dtype;
+    view->ndim = d->ndim;
+    memcpy(view->shape, d->shape, sizeof view->shape);
 }
 
 /* Answers with the entry decoded (an int8 payload, or ?as=): a new buffer, so no zero copy. */
@@ -164,14 +181,9 @@ static enum MHD_Result reply_decoded(struct MHD_Connection *c, gcd_request *req,
             return gcd_reply_error(c, req, MHD_HTTP_BAD_REQUEST, "bad_conversion", "%s", err);
         return gcd_reply_gencache(c, req, rc, err[0] ? err : "decoding the tensor");
     }
-    /* The representation differs from the stored bytes: so does its validator. */
     char etag[48];
-    snprintf(etag, sizeof etag, "\"%016" PRIx64 "-%s\"", m->checksum, gencache_dtype_name(d.dtype));
-    gencache_meta view = *m;
-    view.content_type = d.content_type;
-    view.dtype = d.dtype;
-    view.ndim = d.ndim;
-    memcpy(view.shape, d.shape, sizeof view.shape);
+    gencache_meta view;
+    gcd_entry_decoded_view(m, &d, &view, etag);
     const char *inm =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
     struct MHD_Response *resp;
@@ -190,7 +202,7 @@ static enum MHD_Result reply_decoded(struct MHD_Connection *c, gcd_request *req,
         return MHD_NO;
     }
     if (status == MHD_HTTP_OK) {
-        add_meta_headers(resp, &view, ttl_left_of(&view));
+        add_meta_headers(resp, &view, gcd_entry_ttl_left(&view));
         if (d.codec != GENCACHE_CODEC_NONE)
             MHD_add_response_header(resp, "X-Gencache-Codec", gencache_codec_name(d.codec));
     }
@@ -277,7 +289,7 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
     if (gcd_codec_needed(m, as))
         return reply_decoded(c, req, h, as);
     char etag[19];
-    etag_of(m->checksum, etag);
+    gcd_entry_etag(m->checksum, etag);
     const char *inm =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
     if (inm && gcd_etag_matches(inm, etag)) {
@@ -294,7 +306,7 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
      * queued again (respcache.c); the lookup above was made as always. */
     const void *data = gencache_handle_data(h);
     size_t size = gencache_handle_size(h);
-    uint64_t ttl_left = ttl_left_of(m);
+    uint64_t ttl_left = gcd_entry_ttl_left(m);
     struct MHD_Response *kept =
         head ? NULL : gcd_respcache_find(req->srv, data, size, ttl_left, m->tier);
     if (kept) {

@@ -68,6 +68,7 @@ typedef struct gcd_config {
     unsigned prewarm_concurrency;  /* prewarm: concurrency; 0: the prewarm's default */
     unsigned upstream_concurrency; /* most upstream calls in flight; 0: default 16 */
     double pressure_warn_ratio;    /* memory_pressure: warn_ratio (default 0.85) */
+    bool fast_get;                 /* http: fast_get (default true): fastget.c serves GETs */
     struct gcd_config_ext *ext;
 } gcd_config;
 
@@ -117,6 +118,7 @@ typedef struct gcd_server {
     uint64_t inflight_refused;   /* bodies refused 503 for the budget (atomic) */
     struct gcd_ui *ui;           /* ui.c: history, top keys and errors for the status page */
     struct gcd_respcache *respcache; /* respcache.c: built GET responses of small entries */
+    struct gcd_fastget *fastget;     /* fastget.c: the listener and its threads; NULL: off */
 } gcd_server;
 
 /* Fills srv for cfg (which must outlive it): opens the cache with opts and the config's layers,
@@ -194,6 +196,35 @@ void gcd_conns_idle(gcd_server *srv, struct MHD_Connection *c);
 void gcd_conns_sweep(gcd_server *srv);
 /* Connections closed so far: head overdue, and shed (idle or slow) to make room. */
 void gcd_conns_counts(gcd_server *srv, uint64_t *open, uint64_t *head_timeouts, uint64_t *shed);
+/* The connections fastget.c accepts itself are tracked the same way, and the limits MHD applies
+ * to those it accepts are applied to them over every open connection: track returns NULL (and
+ * why) when the connection must be closed at once (max_connections, or max_per_client from its
+ * address). A tracked connection is shut down (shutdown(2)) when idle or slow like any other, and
+ * also when its reply made no progress for limits.timeout (busy: the time of the last progress);
+ * untrack it before closing its socket or handing it to MHD. The state calls: its next head
+ * began (only from idle) / it is being answered / it idles between requests. Each is called
+ * from the thread that serves the connection. */
+struct gcd_conn;
+struct gcd_conn *gcd_conns_track(gcd_server *srv, int fd, const struct sockaddr *peer,
+                                 socklen_t len, const char **why);
+void gcd_conns_untrack(gcd_server *srv, struct gcd_conn *k);
+/* True when max_connections connections are open: the next one waits in the listen backlog. */
+bool gcd_conns_full(gcd_server *srv);
+void gcd_conns_fast_head(gcd_server *srv, struct gcd_conn *k);
+void gcd_conns_fast_busy(gcd_server *srv, struct gcd_conn *k);
+void gcd_conns_fast_idle(gcd_server *srv, struct gcd_conn *k);
+
+/* ---- fastget.c: keep-alive GET and HEAD of /v1/entries/ without libmicrohttpd -------------- */
+
+/* With http.fast_get (the default), gcd_http_start() calls start: it binds cfg->addr, sets
+ * srv->port and runs cfg->threads threads that accept every connection and answer simple GET and
+ * HEAD requests of entries themselves; a connection whose next request is anything else is
+ * handed, its bytes unread, to srv->mhd (which must run with MHD_USE_NO_LISTEN_SOCKET) for the
+ * rest of its life. Returns 0, or -1 after logging why. stop (before MHD stops) joins the
+ * threads and closes the connections still served here, releasing the handles they hold; it does
+ * nothing when start was not called. */
+int gcd_fastget_start(gcd_server *srv);
+void gcd_fastget_stop(gcd_server *srv);
 
 /* ---- auth.c: bearer tokens -> tenants ------------------------------------------------------- */
 
@@ -201,6 +232,9 @@ void gcd_conns_counts(gcd_server *srv, uint64_t *open, uint64_t *head_timeouts, 
  * "Authorization: Bearer <token>"; sets req->tenant (NULL in the tokenless mode). Returns true to
  * go on, false after queueing 401 unauthorized (with WWW-Authenticate: Bearer) into *r. */
 bool gcd_auth_check(struct MHD_Connection *c, gcd_request *req, enum MHD_Result *r);
+/* The tenant whose token an Authorization header's value ("Bearer <token>") carries, or NULL.
+ * Every configured token is compared, in time independent of the guess. */
+const gcd_tenant *gcd_auth_bearer(const gcd_config *cfg, const char *h);
 /* True in the open mode (no tenant) and for an admin tenant: global counters may be shown. */
 bool gcd_tenant_admin(const gcd_request *req);
 
@@ -247,6 +281,15 @@ enum MHD_Result gcd_reply_gencache(struct MHD_Connection *c, gcd_request *req, i
 /* Queues a copy of `len` bytes with the given status and content type. */
 enum MHD_Result gcd_reply_bytes(struct MHD_Connection *c, gcd_request *req, unsigned status,
                                 const char *content_type, const void *data, size_t len);
+/* The text of {"error": {"code": code, "message": message}}, message first made printable ASCII
+ * in place: a new string the caller frees, NULL when out of memory. */
+char *gcd_error_text(const char *code, char *message);
+/* What every error reply leaves behind: the status page's latest errors (a miss aside) and a
+ * log line (WARN for 5xx, else DEBUG). srv and req may be NULL. */
+void gcd_error_note(gcd_server *srv, const gcd_request *req, unsigned status, const char *code,
+                    const char *message);
+/* The HTTP status and error code of a library error, as gcd_reply_gencache() answers it. */
+unsigned gcd_gencache_status(int err, const char **code);
 /* Queues `resp` (adding nothing), records the status and destroys our reference. */
 enum MHD_Result gcd_reply_queue(struct MHD_Connection *c, gcd_request *req, unsigned status,
                                 struct MHD_Response *resp);
@@ -263,6 +306,23 @@ void gcd_entries_request_free(gcd_request *req);
 /* Adds the headers a GET of an entry carries for its metadata: Content-Type, X-Gencache-Tier,
  * -Cost-Ms, -Dtype, -Shape, -Tags, -Model, -Pinned, -TTL. */
 void gcd_entry_meta_headers(struct MHD_Response *resp, const gencache_meta *m);
+/* Where gcd_entry_headers() puts each header (name and value are valid for the call). */
+typedef void (*gcd_header_fn)(void *ctx, const char *name, const char *value);
+/* The same headers, in the same order, handed to add; ttl_left as gcd_entry_ttl_left() gives it.
+ * Both GET paths (libmicrohttpd's and fastget.c's) take their headers from here. */
+void gcd_entry_headers(const gencache_meta *m, uint64_t ttl_left, gcd_header_fn add, void *ctx);
+/* Writes v in decimal into buf (at least 21 bytes) and returns buf. Every GET formats its cost
+ * header, and snprintf is a measurable share of a small hit's time. */
+const char *gcd_u64_dec(uint64_t v, char *buf);
+/* Whole seconds of TTL left, as X-Gencache-TTL says them; UINT64_MAX when the entry does not
+ * expire. */
+uint64_t gcd_entry_ttl_left(const gencache_meta *m);
+/* The ETag of stored bytes: their checksum as 16 lowercase hex digits in quotes. */
+void gcd_entry_etag(uint64_t checksum, char out[19]);
+/* What a decoded GET (an int8 payload, or ?as=) describes: m with d's content type, dtype and
+ * shape in *view (strings still m's and d's), and its own ETag. */
+void gcd_entry_decoded_view(const gencache_meta *m, const gcd_decoded *d, gencache_meta *view,
+                            char etag[48]);
 
 /* ---- respcache.c: built GET responses, reused -------------------------------------------- */
 
@@ -391,6 +451,8 @@ void gcd_metrics_request(struct gcd_metrics *m, gcd_route_id route, double secon
  * and per tier but not per pair. */
 void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier);
 void gcd_metrics_coalesced(struct gcd_metrics *m);
+/* A request fastget.c answered, or (handoff) a connection it gave to libmicrohttpd. */
+void gcd_metrics_fast(struct gcd_metrics *m, bool handoff);
 void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome);
 /* A generate request that did not use the cache (no seed, or a sensitive prompt). */
 void gcd_metrics_bypassed(struct gcd_metrics *m);

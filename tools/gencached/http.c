@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -362,30 +363,42 @@ int gcd_http_start(gcd_server *srv)
     struct sockaddr_storage ss = cfg->addr;
     if (gcd_generate_start(srv) != 0) /* the proxy's upstream workers */
         return -1;
-    /* Suspend/resume: a proxied request waits for its upstream without holding a thread. */
+    /* Suspend/resume: a proxied request waits for its upstream without holding a thread. With
+     * the fast path, fastget.c owns the listener and hands MHD the connections it does not
+     * serve itself (MHD_add_connection needs the inter-thread channel to notice them). */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
                      MHD_ALLOW_SUSPEND_RESUME;
-    if (ss.ss_family == AF_INET6)
+    if (cfg->fast_get)
+        flags |= MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+    else if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    srv->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv,
+    struct MHD_OptionItem opts[] = {
         /* First, so that every message of MHD's goes to our log. */
-        MHD_OPTION_EXTERNAL_LOGGER, gcd_log_mhd, (void *)&srv->log, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)(cfg->threads > 1 ? cfg->threads : 0), MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)cfg->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)srv,
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)gcd_log_mhd, (void *)&srv->log},
+        {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)(cfg->threads > 1 ? cfg->threads : 0), NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->max_connections, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->timeout_s, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)CONNECTION_MEMORY, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, (void *)srv},
         /* Slow and idle clients (conns.c); the per-address cap is MHD's own. */
-        MHD_OPTION_NOTIFY_CONNECTION, gcd_conns_notify, (void *)srv, MHD_OPTION_URI_LOG_CALLBACK,
-        gcd_conns_uri, (void *)srv, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned int)cfg->max_per_client, MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
-        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int)1, MHD_OPTION_END);
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)gcd_conns_notify, (void *)srv},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)gcd_conns_uri, (void *)srv},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)cfg->max_per_client, NULL},
+        {MHD_OPTION_STRICT_FOR_CLIENT, 1, NULL},
+        {MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1, NULL},
+        /* Last, so that the fast path can leave it out. */
+        {cfg->fast_get ? MHD_OPTION_END : MHD_OPTION_SOCK_ADDR, 0, (void *)&ss},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_ARRAY, opts,
+                                MHD_OPTION_END);
     if (!srv->mhd) {
         gcd_log(&srv->log, GENCACHE_LOG_ERROR,
                 "cannot listen on %s (address in use, or no permission?)", cfg->listen);
         return -1;
     }
+    if (cfg->fast_get)
+        return gcd_fastget_start(srv); /* binds the address, sets srv->port */
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : 0;
     return 0;
@@ -393,6 +406,8 @@ int gcd_http_start(gcd_server *srv)
 
 void gcd_http_stop(gcd_server *srv)
 {
+    /* No connection is handed to MHD any more, and the fast path's are closed. */
+    gcd_fastget_stop(srv);
     /* Every suspended connection is resumed (answered 503) before MHD may stop. */
     gcd_generate_stop(srv);
     if (srv->mhd)

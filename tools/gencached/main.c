@@ -371,6 +371,7 @@ int main(int argc, char **argv)
         .max_inflight = 512ull << 20,
         .prewarm_max_bytes = 64ull << 20,
         .log_level = GENCACHE_LOG_INFO,
+        .fast_get = true,
     };
     /* The config file first, so that every other flag overrides what it sets. */
     bool check = false, no_value = false;

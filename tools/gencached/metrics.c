@@ -37,7 +37,9 @@ struct gcd_metrics {
     histogram hist[GCD_ROUTE_COUNT]; /* by route */
     uint64_t coalesced;
     uint64_t bypassed;
-    uint64_t upstream[3]; /* by gcd_upstream_outcome */
+    uint64_t upstream[3];   /* by gcd_upstream_outcome */
+    uint64_t fast_served;   /* requests fastget.c answered */
+    uint64_t fast_handoffs; /* connections it handed to MHD */
     /* Labels are only appended (under hits_mu), each written before n_hit_labels (atomic) is
      * raised past it, and never changed after: a served hit finds its pair and counts it without
      * the lock. */
@@ -124,6 +126,11 @@ void gcd_metrics_counts(struct gcd_metrics *m, uint64_t *coalesced, uint64_t *by
 {
     *coalesced = __atomic_load_n(&m->coalesced, __ATOMIC_RELAXED);
     *bypassed = __atomic_load_n(&m->bypassed, __ATOMIC_RELAXED);
+}
+
+void gcd_metrics_fast(struct gcd_metrics *m, bool handoff)
+{
+    __atomic_add_fetch(handoff ? &m->fast_handoffs : &m->fast_served, 1, __ATOMIC_RELAXED);
 }
 
 void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome)
@@ -437,6 +444,16 @@ static void daemon_out(buf *b, const struct gcd_metrics *m)
     for (int i = 0; i < 3; i++)
         put(b, "gencache_upstream_requests_total{outcome=\"%s\"} %llu\n", names[i],
             (unsigned long long)__atomic_load_n(&m->upstream[i], __ATOMIC_RELAXED));
+    head(b, "gencache_fast_get_requests_total", "counter",
+         "Entry GETs and HEADs answered by the daemon's own loop (http.fast_get), not "
+         "libmicrohttpd.");
+    put(b, "gencache_fast_get_requests_total %llu\n",
+        (unsigned long long)__atomic_load_n(&m->fast_served, __ATOMIC_RELAXED));
+    head(b, "gencache_fast_get_handoffs_total", "counter",
+         "Connections the daemon's own loop handed to libmicrohttpd because their next request "
+         "was not a simple entry GET.");
+    put(b, "gencache_fast_get_handoffs_total %llu\n",
+        (unsigned long long)__atomic_load_n(&m->fast_handoffs, __ATOMIC_RELAXED));
 }
 
 enum MHD_Result gcd_metrics_handle(struct MHD_Connection *c, gcd_request *req)

@@ -36,12 +36,8 @@ enum MHD_Result gcd_reply_bytes(struct MHD_Connection *c, gcd_request *req, unsi
     return gcd_reply_queue(c, req, status, resp);
 }
 
-static enum MHD_Result reply_error_v(struct MHD_Connection *c, gcd_request *req, unsigned status,
-                                     const char *code, const char *allow, const char *fmt,
-                                     va_list ap)
+char *gcd_error_text(const char *code, char *message)
 {
-    char message[512];
-    vsnprintf(message, sizeof message, fmt, ap);
     /* Messages quote what the client sent; JSON strings must be UTF-8, so keep printable ASCII. */
     for (char *p = message; *p; p++)
         if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
@@ -49,6 +45,26 @@ static enum MHD_Result reply_error_v(struct MHD_Connection *c, gcd_request *req,
     json_t *doc = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message);
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
+    return text;
+}
+
+void gcd_error_note(gcd_server *srv, const gcd_request *req, unsigned status, const char *code,
+                    const char *message)
+{
+    if (srv && !(status == 404 && strcmp(code, "not_found") == 0))
+        gcd_ui_error(srv, req, status, code, message);
+    gcd_log(srv ? &srv->log : NULL, status >= 500 ? GENCACHE_LOG_WARN : GENCACHE_LOG_DEBUG,
+            "%s %s: %u %s: %s", req ? req->method : "?", req ? req->path : "?", status, code,
+            message);
+}
+
+static enum MHD_Result reply_error_v(struct MHD_Connection *c, gcd_request *req, unsigned status,
+                                     const char *code, const char *allow, const char *fmt,
+                                     va_list ap)
+{
+    char message[512];
+    vsnprintf(message, sizeof message, fmt, ap);
+    char *text = gcd_error_text(code, message);
     if (!text)
         return MHD_NO;
     size_t len = strlen(text);
@@ -59,14 +75,7 @@ static enum MHD_Result reply_error_v(struct MHD_Connection *c, gcd_request *req,
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     if (allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-    if (req && !(status == 404 && strcmp(code, "not_found") == 0))
-        gcd_ui_error(req->srv, req, status, code, message);
-    if (status >= 500)
-        gcd_log(req ? &req->srv->log : NULL, GENCACHE_LOG_WARN, "%s %s: %u %s: %s",
-                req ? req->method : "?", req ? req->path : "?", status, code, message);
-    else
-        gcd_log(req ? &req->srv->log : NULL, GENCACHE_LOG_DEBUG, "%s %s: %u %s: %s",
-                req ? req->method : "?", req ? req->path : "?", status, code, message);
+    gcd_error_note(req ? req->srv : NULL, req, status, code, message);
     return gcd_reply_queue(c, req, status, resp);
 }
 
@@ -97,55 +106,49 @@ enum MHD_Result gcd_reply_method(struct MHD_Connection *c, gcd_request *req, con
                              req->method, allow);
 }
 
+unsigned gcd_gencache_status(int err, const char **code)
+{
+    switch (err) {
+    case GENCACHE_ENOTFOUND:
+        *code = "not_found";
+        return MHD_HTTP_NOT_FOUND;
+    case GENCACHE_EINVAL:
+    case GENCACHE_EPARSE:
+        *code = "bad_request";
+        return MHD_HTTP_BAD_REQUEST;
+    case GENCACHE_EUNSUPPORTED:
+        *code = "unsupported";
+        return MHD_HTTP_BAD_REQUEST;
+    case GENCACHE_ETOOBIG:
+        *code = "too_big";
+        return MHD_HTTP_INSUFFICIENT_STORAGE;
+    case GENCACHE_EFULL:
+        *code = "cache_full";
+        return MHD_HTTP_INSUFFICIENT_STORAGE;
+    case GENCACHE_ENOSPC:
+        *code = "insufficient_storage";
+        return MHD_HTTP_INSUFFICIENT_STORAGE;
+    case GENCACHE_ELIMIT:
+        *code = "limit";
+        return MHD_HTTP_CONTENT_TOO_LARGE;
+    case GENCACHE_EUNAVAILABLE:
+    case GENCACHE_ETIMEDOUT:
+        *code = "unavailable";
+        return MHD_HTTP_SERVICE_UNAVAILABLE;
+    case GENCACHE_EPERM:
+        *code = "forbidden";
+        return MHD_HTTP_FORBIDDEN;
+    default:
+        *code = "internal";
+        return MHD_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
 enum MHD_Result gcd_reply_gencache(struct MHD_Connection *c, gcd_request *req, int err,
                                    const char *what)
 {
-    unsigned status;
     const char *code;
-    switch (err) {
-    case GENCACHE_ENOTFOUND:
-        status = MHD_HTTP_NOT_FOUND;
-        code = "not_found";
-        break;
-    case GENCACHE_EINVAL:
-    case GENCACHE_EPARSE:
-        status = MHD_HTTP_BAD_REQUEST;
-        code = "bad_request";
-        break;
-    case GENCACHE_EUNSUPPORTED:
-        status = MHD_HTTP_BAD_REQUEST;
-        code = "unsupported";
-        break;
-    case GENCACHE_ETOOBIG:
-        status = MHD_HTTP_INSUFFICIENT_STORAGE;
-        code = "too_big";
-        break;
-    case GENCACHE_EFULL:
-        status = MHD_HTTP_INSUFFICIENT_STORAGE;
-        code = "cache_full";
-        break;
-    case GENCACHE_ENOSPC:
-        status = MHD_HTTP_INSUFFICIENT_STORAGE;
-        code = "insufficient_storage";
-        break;
-    case GENCACHE_ELIMIT:
-        status = MHD_HTTP_CONTENT_TOO_LARGE;
-        code = "limit";
-        break;
-    case GENCACHE_EUNAVAILABLE:
-    case GENCACHE_ETIMEDOUT:
-        status = MHD_HTTP_SERVICE_UNAVAILABLE;
-        code = "unavailable";
-        break;
-    case GENCACHE_EPERM:
-        status = MHD_HTTP_FORBIDDEN;
-        code = "forbidden";
-        break;
-    default:
-        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
-        code = "internal";
-        break;
-    }
+    unsigned status = gcd_gencache_status(err, &code);
     return gcd_reply_error(c, req, status, code, "%s: %s (%s)", what, gencache_strerror(err),
                            gencache_errname(err));
 }
