@@ -51,19 +51,22 @@ static int del_time(gencache__disk_txn *w, MDB_dbi dbi, uint64_t t, const char *
     return rc == MDB_NOTFOUND ? MDB_SUCCESS : rc;
 }
 
-static int put_u64(gencache__disk_txn *w, const char *name, uint64_t v)
+static int put_totals(gencache__disk_txn *w)
 {
-    MDB_val k = {strlen(name), (void *)name}, val = {8, &v};
-    return mdb_put(w->txn, w->d->info, &k, &val, 0);
+    uint64_t t[2] = {w->bytes, w->pinned};
+    MDB_val k = {sizeof GENCACHE__DISK_TOTALS_KEY - 1, (void *)GENCACHE__DISK_TOTALS_KEY};
+    MDB_val val = {sizeof t, t};
+    return mdb_put(w->txn, w->d->main, &k, &val, 0);
 }
 
-static uint64_t get_u64(gencache__disk_txn *w, const char *name)
+static void get_totals(gencache__disk_txn *w)
 {
-    MDB_val k = {strlen(name), (void *)name}, v;
-    uint64_t x = 0;
-    if (mdb_get(w->txn, w->d->info, &k, &v) == MDB_SUCCESS && v.mv_size == 8)
-        memcpy(&x, v.mv_data, 8);
-    return x;
+    MDB_val k = {sizeof GENCACHE__DISK_TOTALS_KEY - 1, (void *)GENCACHE__DISK_TOTALS_KEY}, v;
+    uint64_t t[2] = {0, 0};
+    if (mdb_get(w->txn, w->d->main, &k, &v) == MDB_SUCCESS && v.mv_size == sizeof t)
+        memcpy(t, v.mv_data, sizeof t);
+    w->bytes = t[0];
+    w->pinned = t[1];
 }
 
 /* Applies the access records gathered by gets since the last write transaction. */
@@ -169,8 +172,7 @@ int gencache__disk_txn_begin(gencache__disk_tier *d, gencache__disk_txn *w)
         atomic_fetch_add(&d->backend_errors, 1);
         return gencache__disk_map_mdb(d, rc, "cannot begin write");
     }
-    w->bytes = get_u64(w, "bytes");
-    w->pinned = get_u64(w, "pinned");
+    get_totals(w);
     rc = flush_touches(w);
     if (rc != MDB_SUCCESS) {
         gencache__disk_txn_abort(w);
@@ -209,9 +211,7 @@ int gencache__disk_txn_commit(gencache__disk_txn *w)
 {
     gencache__disk_tier *d = w->d;
     MDB_stat st = {0};
-    int rc = put_u64(w, "bytes", w->bytes);
-    if (rc == MDB_SUCCESS)
-        rc = put_u64(w, "pinned", w->pinned);
+    int rc = put_totals(w);
     if (rc == MDB_SUCCESS)
         rc = mdb_stat(w->txn, d->meta, &st);
     if (rc == MDB_SUCCESS) {

@@ -1,7 +1,8 @@
 /*
  * test_disk_crash.c: the disk tier when things go wrong: values damaged behind its back (a value
- * file, a page of the LMDB file), a second opener of the same directory, an unknown format, a
- * full file system, and a writer killed with SIGKILL in the middle of a stream of puts.
+ * file, a page of the LMDB file), a second opener of the same directory, an unknown format, an
+ * older format upgraded, a full file system, and a writer killed with SIGKILL in the middle of a
+ * stream of puts.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -292,7 +293,11 @@ TEST_CASE(unknown_format_version)
     t->ops->close(t);
     char path[4096];
     snprintf(path, sizeof path, "%s/FORMAT", dir);
-    const char *bad[] = {"gencache-disk-format 2\n", "gencache-disk-format x\n", "", "hello\n",
+    const char *bad[] = {"gencache-disk-format 3\n",
+                         "gencache-disk-format 0\n",
+                         "gencache-disk-format x\n",
+                         "",
+                         "hello\n",
                          "gencache-disk-format 1 and more\n"};
     gencache__disk_options o = {.path = dir};
     for (unsigned i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -316,6 +321,137 @@ TEST_CASE(unknown_format_version)
     CHECK(gencache__disk_tier_open(&o, &t) < 0);
     tu_rm_rf(dir);
     free(dir);
+}
+
+/* The tier's LMDB environment opened directly (the tier closed), a transaction begun in it
+ * (flags: 0 or MDB_RDONLY for both) and its main database. */
+static MDB_env *open_index_env(const char *dir, unsigned flags, MDB_txn **txn, MDB_dbi *main_db)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/index", dir);
+    MDB_env *env;
+    CHECK_INT_EQ(mdb_env_create(&env), 0);
+    CHECK_INT_EQ(mdb_env_set_maxdbs(env, 8), 0);
+    CHECK_INT_EQ(mdb_env_set_mapsize(env, 1ull << 30), 0);
+    CHECK_INT_EQ(mdb_env_open(env, path, MDB_NOTLS | flags, 0644), 0);
+    CHECK_INT_EQ(mdb_txn_begin(env, NULL, flags, txn), 0);
+    CHECK_INT_EQ(mdb_dbi_open(*txn, NULL, 0, main_db), 0);
+    return env;
+}
+
+/* Rewrites an index of this build's format as format 1 had it: the totals in a table named
+ * "info" (keys "bytes" and "pinned"), none in the main database, and a FORMAT file saying 1. */
+static void make_format_1(const char *dir)
+{
+    MDB_txn *txn;
+    MDB_dbi main_db, info;
+    MDB_env *env = open_index_env(dir, 0, &txn, &main_db);
+    MDB_val k = {strlen(GENCACHE__DISK_TOTALS_KEY), GENCACHE__DISK_TOTALS_KEY}, v;
+    CHECK_INT_EQ(mdb_get(txn, main_db, &k, &v), 0);
+    CHECK_UINT_EQ(v.mv_size, 16);
+    uint64_t totals[2];
+    memcpy(totals, v.mv_data, sizeof totals);
+    CHECK_INT_EQ(mdb_del(txn, main_db, &k, NULL), 0);
+    CHECK_INT_EQ(mdb_dbi_open(txn, "info", MDB_CREATE, &info), 0);
+    const char *names[2] = {"bytes", "pinned"};
+    for (int i = 0; i < 2; i++) {
+        MDB_val nk = {strlen(names[i]), (void *)names[i]}, nv = {8, &totals[i]};
+        CHECK_INT_EQ(mdb_put(txn, info, &nk, &nv, 0), 0);
+    }
+    CHECK_INT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/FORMAT", dir);
+    write_file(path, "gencache-disk-format 1\n");
+}
+
+/* Where the index keeps its totals: 1 in the main database, 2 in an "info" table, 3 both. */
+static int totals_place(const char *dir)
+{
+    MDB_txn *txn;
+    MDB_dbi main_db, info;
+    MDB_env *env = open_index_env(dir, MDB_RDONLY, &txn, &main_db);
+    MDB_val k = {strlen(GENCACHE__DISK_TOTALS_KEY), GENCACHE__DISK_TOTALS_KEY}, v;
+    int place = mdb_get(txn, main_db, &k, &v) == MDB_SUCCESS ? 1 : 0;
+    if (mdb_dbi_open(txn, "info", 0, &info) == MDB_SUCCESS)
+        place |= 2;
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return place;
+}
+
+static void expect_format_file(const char *dir, const char *text)
+{
+    char path[4096], line[128] = "";
+    snprintf(path, sizeof path, "%s/FORMAT", dir);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    CHECK(fgets(line, sizeof line, f) != NULL);
+    fclose(f);
+    CHECK_STR_EQ(line, text);
+}
+
+/* The tier's totals: entries, bytes, and one pinned entry. */
+static void expect_totals(gencache__tier *t, uint64_t entries, uint64_t bytes)
+{
+    gencache_tier_stats st;
+    t->ops->stats(t, &st);
+    CHECK_UINT_EQ(st.entries, entries);
+    CHECK_UINT_EQ(st.bytes, bytes);
+    CHECK_UINT_EQ(st.pinned_entries, 1);
+}
+
+/* A directory of format 1 (totals in a table of their own) opens with its totals, its entries
+ * and its pinned count, and leaves format 2: the totals moved into the main database, the old
+ * table dropped, FORMAT rewritten. A crash between the index's upgrade and the FORMAT file's
+ * leaves format 1 written over an upgraded index: that opens the same way. */
+TEST_CASE(format_1_directory_is_upgraded)
+{
+    for (int crashed = 0; crashed <= 1; crashed++) {
+        char *dir = tu_tmpdir("diskc");
+        gencache__tier *t = open_dir(dir, true, NULL);
+        for (uint64_t id = 1; id <= 12; id++) {
+            gencache__entry *e = tu_entry(&(tu_spec){
+                .id = id, .size = id % 4 ? SMALL + id : LARGE, .now_ms = 1000, .pinned = id == 5});
+            CHECK_OK(t->ops->put(t, e, 1000));
+            gencache__entry_release(e);
+        }
+        gencache_tier_stats before;
+        t->ops->stats(t, &before);
+        t->ops->close(t);
+        CHECK_INT_EQ(totals_place(dir), 1);
+        expect_format_file(dir, "gencache-disk-format 2\n");
+        if (crashed) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/FORMAT", dir);
+            write_file(path, "gencache-disk-format 1\n");
+        } else {
+            make_format_1(dir);
+            CHECK_INT_EQ(totals_place(dir), 2);
+        }
+
+        t = open_dir(dir, true, NULL);
+        expect_totals(t, 12, before.bytes);
+        for (uint64_t id = 1; id <= 12; id++) {
+            gencache__entry *e = NULL;
+            CHECK_OK(get_id(t, id, &e));
+            tu_check_value(e, id, id % 4 ? SMALL + id : LARGE);
+            gencache__entry_release(e);
+        }
+        CHECK_OK(put_id(t, 13, SMALL));
+        gencache_tier_stats more;
+        t->ops->stats(t, &more);
+        CHECK(more.bytes > before.bytes);
+        t->ops->close(t);
+        CHECK_INT_EQ(totals_place(dir), 1);
+        expect_format_file(dir, "gencache-disk-format 2\n");
+
+        t = open_dir(dir, true, NULL);
+        expect_totals(t, 13, more.bytes);
+        t->ops->close(t);
+        tu_rm_rf(dir);
+        free(dir);
+    }
 }
 
 /* Fills the tier until a put fails; checks the failure is clean and reads still work; then
