@@ -130,10 +130,11 @@ pick_bench_disk() {
         /durable put throughput vs write\+fdatasync/ {
             print $1 " durable PUT\twrite+fdatasync of a file\t" first(first($0, "tier [0-9.]+x"), "[0-9.]+x") }
         /durable put phases: the tier/ {
-            w = first($0, "plain write [0-9.]+ us"); sub(/plain write /, "", w)
+            w = first($0, "plain write -?[0-9.]+ us"); sub(/plain write /, "", w)
             c = first($0, "value [0-9.]+ us"); sub(/value /, "", c)
             f = first($0, "file.s -?[0-9.]+ us"); sub(/file.s /, "", f)
-            print $1 " durable PUT, beyond write+fdatasync: work " w " (one memcpy " c "), flush " f "\twrite+fdatasync of a file\t-" }
+            print $1 " durable PUT, beyond write+fdatasync: work " (w ~ /^-/ ? "" : "+") w \
+                  " (one memcpy " c "), flush " (f ~ /^-/ ? "" : "+") f "\twrite+fdatasync of a file\t-" }
         /bare LMDB durable put vs write\+fdatasync/ {
             print $1 " bare LMDB durable PUT with MDB_WRITEMAP, fallocated\twrite+fdatasync of a file (LMDB as the tier writes: " \
                   first(first($0, "copy [0-9.]+x"), "[0-9.]+x") ")\t" first(first($0, "fallocated [0-9.]+x"), "[0-9.]+x") }
