@@ -454,6 +454,44 @@ TEST_CASE(format_1_directory_is_upgraded)
     }
 }
 
+/* An upgrade whose FORMAT file cannot be written (here FORMAT.tmp is a directory) fails the open
+ * with an error and leaves the directory readable: the next open, once the obstacle is gone,
+ * finishes the upgrade with the totals intact. */
+TEST_CASE(format_upgrade_that_cannot_write_format_fails_cleanly)
+{
+    char *dir = tu_tmpdir("diskc");
+    gencache__tier *t = open_dir(dir, true, NULL);
+    for (uint64_t id = 1; id <= 5; id++)
+        CHECK_OK(put_id(t, id, id == 5 ? LARGE : SMALL));
+    gencache_tier_stats before;
+    t->ops->stats(t, &before);
+    t->ops->close(t);
+    make_format_1(dir);
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s/FORMAT.tmp", dir);
+    CHECK(mkdir(tmp, 0755) == 0);
+    gencache__disk_options o = {.path = dir, .log = &test_log};
+    t = (gencache__tier *)&t;
+    CHECK(gencache__disk_tier_open(&o, &t) < 0);
+    CHECK(t == NULL);
+    expect_format_file(dir, "gencache-disk-format 1\n");
+    CHECK(rmdir(tmp) == 0);
+    t = open_dir(dir, true, NULL);
+    gencache_tier_stats after;
+    t->ops->stats(t, &after);
+    CHECK_UINT_EQ(after.entries, 5);
+    CHECK_UINT_EQ(after.bytes, before.bytes);
+    gencache__entry *e = NULL;
+    CHECK_OK(get_id(t, 5, &e));
+    tu_check_value(e, 5, LARGE);
+    gencache__entry_release(e);
+    t->ops->close(t);
+    expect_format_file(dir, "gencache-disk-format 2\n");
+    CHECK_INT_EQ(totals_place(dir), 1);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
 /* Fills the tier until a put fails; checks the failure is clean and reads still work; then
  * make_room() frees space outside the tier and writes work again. Values alternate between the
  * two layouts, so the index and the value files both meet the full disk. */
