@@ -5,7 +5,10 @@
  *   2. Durable PUT against write+fdatasync of a new plain file of the same size, interleaved
  *      (each round runs the tier, the tier with two flushes per commit, and the plain file, in
  *      rotating order), at 4 KiB, 1.5 MiB and 16 MiB with the default inline threshold; the
- *      headline ratio is the median of the rounds' ratios (200, 100 and 30 rounds).
+ *      headline ratio is the median of the rounds' ratios (200, 100 and 30 rounds, after 5
+ *      rounds not counted). Then where a 1.5 MiB put's time goes (the put without its flush,
+ *      the flush, the copy into LMDB's page, against write and fdatasync of a plain file), and
+ *      bare LMDB with MDB_WRITEMAP (sparse or fallocated file) against the tier's way of writing.
  *   3. Encryption at rest: PUT and warm GET of 4 KiB and 1.5 MiB through an encrypting tier
  *      against the plain tier, interleaved, without fsync (the cipher's cost, not the device's);
  *      the same through the Redis tier (a redis-server started on a free loopback port).
@@ -14,9 +17,11 @@
  *      files overlap their fsyncs; LMDB serializes its write transactions).
  *   6. Churn: a full tier (200 MiB) taking 1,500 puts of 0.5-2.5 MiB values (each put evicts),
  *      inline versus files: put time late in the run and what the tier occupies on disk.
- * Usage: bench_disk [--only durable|crypt] [DIR]   (default: every section, in a new directory
- * under /tmp, removed at the end). Prints medians and ratios. BENCH_INLINE_MAX=N in the
- * environment sets section 2's inline threshold (bytes).
+ * Usage: bench_disk [--only durable|phases|crypt] [DIR]   (default: every section, in a new
+ * directory under /tmp, removed at the end; durable: section 2's puts, phases: what follows
+ * them in section 2).
+ * Prints medians and ratios. BENCH_INLINE_MAX=N in the environment sets section 2's inline
+ * threshold (bytes); BENCH_DURABLE_SIZE=4KiB|1.5MiB|16MiB runs section 2's puts at that size only.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -107,17 +112,22 @@ static void put_or_die(gencache__tier *t, gencache__entry *e)
     }
 }
 
-/* write+fdatasync+close of a new file: the baseline of a durable put. */
-static double plain_put_us(const char *dir, int i, const gencache__entry *e)
+/* write+fdatasync+close of a new file (sync false: write+close), the baseline of a durable put. */
+static double plain_file_us(const char *dir, int i, const gencache__entry *e, bool sync)
 {
     char path[2300];
     snprintf(path, sizeof path, "%s/%d", dir, i);
     double t0 = bench_now_us();
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || write(fd, e->value, e->size) != (ssize_t)e->size || fdatasync(fd) != 0)
+    if (fd < 0 || write(fd, e->value, e->size) != (ssize_t)e->size || (sync && fdatasync(fd) != 0))
         abort();
     close(fd);
     return bench_now_us() - t0;
+}
+
+static double plain_put_us(const char *dir, int i, const gencache__entry *e)
+{
+    return plain_file_us(dir, i, e, true);
 }
 
 static double quartile(double *v, int n, int q)
@@ -125,6 +135,9 @@ static double quartile(double *v, int n, int q)
     qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     return v[(n - 1) * q / 4];
 }
+
+/* Rounds of section 2 run before the measured ones and not counted. */
+#define DURABLE_WARMUP 5
 
 /* Section 2: durable puts, interleaved with the baseline. */
 static void durable_puts(const char *base, const char *label, size_t size, int n)
@@ -143,28 +156,37 @@ static void durable_puts(const char *base, const char *label, size_t size, int n
     double *a = calloc((size_t)n, sizeof *a), *b = calloc((size_t)n, sizeof *b);
     double *c = calloc((size_t)n, sizeof *c), *ra = calloc((size_t)n, sizeof *ra);
     double *rb = calloc((size_t)n, sizeof *rb);
-    for (int i = 0; i < n; i++) {
+    /* DURABLE_WARMUP rounds first, not counted: the first commits of a new index create its
+     * B-trees and the first puts fault in the allocator's memory, which no later put pays. */
+    for (int j = -DURABLE_WARMUP; j < n; j++) {
+        int i = j < 0 ? n - j : j; /* warm-up rounds use keys and file names of their own */
         gencache__entry *e = make_entry((uint64_t)i + 1, size);
+        double ta = 0, tb = 0, tc = 0;
         for (int k = 0; k < 3; k++) {
             int which = (i + k) % 3; /* rotate who goes first */
             if (which == 2) {
-                c[i] = plain_put_us(d3, i, e);
+                tc = plain_put_us(d3, i, e);
                 continue;
             }
             gencache__tier *t = which == 0 ? one : two;
             double t0 = bench_now_us();
             put_or_die(t, e);
-            (which == 0 ? a : b)[i] = bench_now_us() - t0;
+            *(which == 0 ? &ta : &tb) = bench_now_us() - t0;
         }
+        gencache__entry_release(e);
+        if (j < 0)
+            continue;
+        a[i] = ta;
+        b[i] = tb;
+        c[i] = tc;
         ra[i] = c[i] / a[i];
         rb[i] = c[i] / b[i];
-        gencache__entry_release(e);
     }
     double ma = bench_median(a, n), mb = bench_median(b, n), mc = bench_median(c, n);
     double qa1 = quartile(ra, n, 1), qa3 = quartile(ra, n, 3);
-    printf("%-7s durable put (median us over %d rounds): tier %9.1f | tier, two flushes per "
-           "commit %9.1f | write+fdatasync %9.1f\n",
-           label, n, ma, mb, mc);
+    printf("%-7s durable put (median us over %d rounds, after %d not counted): tier %9.1f | tier, "
+           "two flushes per commit %9.1f | write+fdatasync %9.1f\n",
+           label, n, DURABLE_WARMUP, ma, mb, mc);
     /* The headline is the median of the per-round ratios: each round's three puts share the
      * moment's load, so the ratio of a round is steadier than the ratio of the medians, which
      * pairs puts measured seconds apart. */
@@ -179,6 +201,183 @@ static void durable_puts(const char *base, const char *label, size_t size, int n
     free(rb);
     one->ops->close(one);
     two->ops->close(two);
+}
+
+/* Section 2b: where a durable put's time goes, against write+fdatasync's, at one size. Each
+ * round runs, in rotating order: the durable put; the same put into a tier without flushes (its
+ * copies, LMDB's work, the write into the page cache); write of a new file without a flush;
+ * write+fdatasync of a new file; a memcpy of the value (the copy the tier makes beyond the
+ * plain write: into the page LMDB reserves for it); and a put of a 64-byte value without a flush
+ * (the transaction's own work: B-trees, totals, commit). Medians, and medians of the per-round
+ * differences. */
+static void durable_phases(const char *base, const char *label, size_t size, int n)
+{
+    char d1[2200], d2[2200], d3[2200], d4[2200];
+    snprintf(d1, sizeof d1, "%s/phase-durable-%s", base, label);
+    snprintf(d2, sizeof d2, "%s/phase-nosync-%s", base, label);
+    snprintf(d3, sizeof d3, "%s/phase-write-%s", base, label);
+    snprintf(d4, sizeof d4, "%s/phase-fdatasync-%s", base, label);
+    mkdir(d3, 0755);
+    mkdir(d4, 0755);
+    gencache__disk_tuning def;
+    gencache__disk_tuning_init(&def);
+    gencache__tier *dur = open_tier_ex(d1, def.inline_max, true, false, NULL);
+    gencache__tier *nos = open_tier_ex(d2, def.inline_max, false, false, NULL);
+    unsigned char *copy = malloc(size);
+    double *t[6], *flush_tier = calloc((size_t)n, sizeof(double));
+    double *flush_plain = calloc((size_t)n, sizeof(double));
+    double *extra = calloc((size_t)n, sizeof(double));
+    for (int k = 0; k < 6; k++)
+        t[k] = calloc((size_t)n, sizeof(double));
+    if (!copy)
+        abort();
+    memset(copy, 1, size);
+    for (int j = -DURABLE_WARMUP; j < n; j++) {
+        int i = j < 0 ? n - j : j;
+        gencache__entry *e = make_entry((uint64_t)i + 1, size);
+        gencache__entry *small = make_entry((uint64_t)i + 1 + 10000000, 64);
+        double r[6];
+        for (int k = 0; k < 6; k++) {
+            int which = (i + k) % 6;
+            double t0 = bench_now_us();
+            if (which == 0 || which == 1)
+                put_or_die(which == 0 ? dur : nos, e);
+            else if (which == 2)
+                r[2] = plain_file_us(d3, i, e, false);
+            else if (which == 3)
+                r[3] = plain_put_us(d4, i, e);
+            else if (which == 4)
+                memcpy(copy, e->value, size);
+            else
+                put_or_die(nos, small);
+            if (which != 2 && which != 3)
+                r[which] = bench_now_us() - t0;
+        }
+        gencache__entry_release(e);
+        gencache__entry_release(small);
+        if (j < 0)
+            continue;
+        for (int k = 0; k < 6; k++)
+            t[k][i] = r[k];
+        flush_tier[i] = r[0] - r[1];
+        flush_plain[i] = r[3] - r[2];
+        extra[i] = r[1] - r[2];
+    }
+    double m[6];
+    for (int k = 0; k < 6; k++)
+        m[k] = bench_median(t[k], n);
+    printf("%-7s durable put phases (median us over %d rounds): tier %.1f = without its flush "
+           "%.1f + flush %.1f | write+fdatasync %.1f = write %.1f + flush %.1f\n",
+           label, n, m[0], m[1], bench_median(flush_tier, n), m[3], m[2],
+           bench_median(flush_plain, n));
+    printf("%-7s durable put phases: the tier's work beyond a plain write %.1f us (median of "
+           "per-round differences), against one memcpy of the value %.1f us and a whole "
+           "transaction of a 64-byte value without a flush %.1f us; its flush minus the plain "
+           "file's %.1f us\n",
+           label, bench_median(extra, n), m[4], m[5],
+           bench_median(flush_tier, n) - bench_median(flush_plain, n));
+    for (int k = 0; k < 6; k++)
+        free(t[k]);
+    free(flush_tier);
+    free(flush_plain);
+    free(extra);
+    free(copy);
+    dur->ops->close(dur);
+    nos->ops->close(nos);
+}
+
+/* One put into a bare LMDB environment as the tier makes it: a reserved value, a copy into it,
+ * a commit (one fdatasync with MDB_NOMETASYNC, or msync with MDB_WRITEMAP). */
+static double lmdb_put_us(MDB_env *env, uint64_t n, const gencache__entry *e)
+{
+    double t0 = bench_now_us();
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val k = {sizeof n, &n}, v = {e->size, NULL};
+    if (mdb_txn_begin(env, NULL, 0, &txn) != MDB_SUCCESS ||
+        mdb_dbi_open(txn, NULL, 0, &dbi) != MDB_SUCCESS ||
+        mdb_put(txn, dbi, &k, &v, MDB_RESERVE) != MDB_SUCCESS)
+        abort();
+    memcpy(v.mv_data, e->value, e->size);
+    if (mdb_txn_commit(txn) != MDB_SUCCESS)
+        abort();
+    return bench_now_us() - t0;
+}
+
+static MDB_env *lmdb_open(const char *dir, unsigned flags, uint64_t map_size, off_t prealloc)
+{
+    MDB_env *env;
+    mkdir(dir, 0755);
+    if (mdb_env_create(&env) != MDB_SUCCESS || mdb_env_set_mapsize(env, map_size) != MDB_SUCCESS ||
+        mdb_env_open(env, dir, flags | MDB_NOTLS | MDB_NOMETASYNC, 0644) != MDB_SUCCESS)
+        abort();
+    if (prealloc) {
+        /* The blocks the puts will write, allocated ahead: a full disk then fails here, with
+         * an error, instead of as SIGBUS on a store into the map. */
+        char path[2300];
+        snprintf(path, sizeof path, "%s/data.mdb", dir);
+        int fd = open(path, O_RDWR);
+        if (fd < 0 || posix_fallocate(fd, 0, prealloc) != 0)
+            abort();
+        close(fd);
+    }
+    return env;
+}
+
+/* Section 2c: would MDB_WRITEMAP, which drops the copy into LMDB's own page (values written
+ * straight into the shared map), make a durable put cheaper? Bare LMDB, no tier: the tier's way
+ * (dirty pages, pwrite, fdatasync), WRITEMAP on the sparse file LMDB makes (extended to the map
+ * size; a full disk is SIGBUS), WRITEMAP on a file whose blocks were allocated ahead with
+ * posix_fallocate, and write+fdatasync of a new file, in rotating order. */
+static void writemap_ab(const char *base, const char *label, size_t size, int n)
+{
+    char dir[3][2200], d4[2200];
+    static const char *names[3] = {"copy", "writemap", "writemap-falloc"};
+    for (int k = 0; k < 3; k++)
+        snprintf(dir[k], sizeof dir[k], "%s/lmdb-%s-%s", base, names[k], label);
+    snprintf(d4, sizeof d4, "%s/lmdb-plain-%s", base, label);
+    mkdir(d4, 0755);
+    uint64_t map = 4ull << 30;
+    off_t need = (off_t)(n + DURABLE_WARMUP + 8) * (off_t)(size + 64 * KIB);
+    MDB_env *env[3] = {lmdb_open(dir[0], 0, map, 0), lmdb_open(dir[1], MDB_WRITEMAP, map, 0),
+                       lmdb_open(dir[2], MDB_WRITEMAP, map, need)};
+    double *t[4], *r[3];
+    for (int k = 0; k < 4; k++)
+        t[k] = calloc((size_t)n, sizeof(double));
+    for (int k = 0; k < 3; k++)
+        r[k] = calloc((size_t)n, sizeof(double));
+    for (int j = -DURABLE_WARMUP; j < n; j++) {
+        int i = j < 0 ? n - j : j;
+        gencache__entry *e = make_entry((uint64_t)i + 1, size);
+        double x[4];
+        for (int k = 0; k < 4; k++) {
+            int which = (i + k) % 4;
+            x[which] =
+                which == 3 ? plain_put_us(d4, i, e) : lmdb_put_us(env[which], (uint64_t)i, e);
+        }
+        gencache__entry_release(e);
+        if (j < 0)
+            continue;
+        for (int k = 0; k < 4; k++)
+            t[k][i] = x[k];
+        for (int k = 0; k < 3; k++)
+            r[k][i] = x[3] / x[k];
+    }
+    double m[4];
+    for (int k = 0; k < 4; k++)
+        m[k] = bench_median(t[k], n);
+    printf("%-7s bare LMDB durable put (median us over %d rounds): copy %.1f | writemap %.1f | "
+           "writemap, fallocated %.1f | write+fdatasync %.1f\n",
+           label, n, m[0], m[1], m[2], m[3]);
+    printf("%-7s bare LMDB durable put vs write+fdatasync (median of per-round ratios): copy "
+           "%.2fx | writemap %.2fx | writemap, fallocated %.2fx\n",
+           label, bench_median(r[0], n), bench_median(r[1], n), bench_median(r[2], n));
+    for (int k = 0; k < 4; k++)
+        free(t[k]);
+    for (int k = 0; k < 3; k++) {
+        free(r[k]);
+        mdb_env_close(env[k]);
+    }
 }
 
 static gencache__crypt *bench_keys(void)
@@ -508,8 +707,15 @@ int main(int argc, char **argv)
                "for 1.5MiB)\n",
                sizes[s].label, rp / ig, rp / fg);
     }
+    const char *pick = getenv("BENCH_DURABLE_SIZE"); /* one size of section 2 only */
     for (int s = 0; s < 3 && (!only || strcmp(only, "durable") == 0); s++)
-        durable_puts(base, sizes[s].label, sizes[s].size, sizes[s].n_durable);
+        if (!pick || strcmp(pick, sizes[s].label) == 0)
+            durable_puts(base, sizes[s].label, sizes[s].size, sizes[s].n_durable);
+    if (!only || strcmp(only, "phases") == 0) {
+        durable_phases(base, "1.5MiB", 1536 * KIB, 100);
+        for (int s = 0; s < 2; s++)
+            writemap_ab(base, sizes[s].label, sizes[s].size, sizes[s].n_durable);
+    }
     if (!only || strcmp(only, "crypt") == 0) {
         for (int s = 0; s < 2; s++)
             crypt_cost_disk(base, sizes[s].label, sizes[s].size, s == 0 ? 2000 : 100);

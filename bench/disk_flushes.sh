@@ -5,7 +5,9 @@
 # counts per put, for each of the three and each size: fsync/fdatasync/msync/sync_file_range
 # calls, by the file they flush (the index data.mdb, a value file, a directory, the plain file),
 # and writes through a descriptor opened O_DSYNC or O_SYNC (LMDB writes its meta page so when it
-# flushes it separately). Opening and closing the tiers is left out.
+# flushes it separately); then every write (write, writev, pwrite, pwritev) by file: how many
+# separate ranges and how many bytes the flush has to carry. The tiers' open and close are
+# counted too (a share of a flush per put).
 #
 # usage: bench/disk_flushes.sh [BUILD_DIR]     (default: build; needs strace)
 set -euo pipefail
@@ -16,7 +18,7 @@ command -v strace >/dev/null || { echo "disk_flushes.sh: strace is not installed
 tmp=$(mktemp -d /tmp/bench-disk-flushes.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
-strace -f -y -qq -e trace=fsync,fdatasync,msync,sync_file_range,syncfs,openat,pwrite64,pwritev,write \
+strace -f -y -qq -e trace=fsync,fdatasync,msync,sync_file_range,syncfs,openat,pwrite64,pwritev,pwritev2,write,writev \
     -o "$tmp/trace" "$build/bench/bench_disk" --only durable "$tmp/data" >"$tmp/out"
 
 # Which descriptors were opened O_DSYNC/O_SYNC (by path), then every flush and every write
@@ -56,17 +58,23 @@ awk -v root="$tmp/data/" '
         n[v SUBSEP size(p) SUBSEP call " of the " what(p)]++
         next
     }
-    / (pwrite64|pwritev|write)\(/ {
-        p = path_of($0); if (!(fd_of($0) in dsync)) next
-        v = variant(p); if (v == "") next
-        n[v SUBSEP size(p) SUBSEP "O_DSYNC write of the " what(p)]++
+    / (pwrite64|pwritev2?|writev?)\(/ {
+        p = path_of($0); v = variant(p); if (v == "" || what(p) == "other") next
+        b = $0; if (b !~ /\) = [0-9]+$/) next
+        sub(/.*\) = /, "", b)
+        w = v SUBSEP size(p) SUBSEP what(p); wn[w]++; wb[w] += b
+        if (fd_of($0) in dsync) n[v SUBSEP size(p) SUBSEP "O_DSYNC write of the " what(p)]++
     }
-    END { for (k in n) { split(k, f, SUBSEP); print f[1] "\t" f[2] "\t" f[3] "\t" n[k] } }
-' "$tmp/trace" >"$tmp/counts"
+    END { for (k in n) { split(k, f, SUBSEP); print f[1] "\t" f[2] "\t" f[3] "\t" n[k] }
+          for (k in wn) { split(k, f, SUBSEP); print f[1] "\t" f[2] "\t" f[3] "\t" wn[k] "\t" wb[k] > writes } }
+' writes="$tmp/writes" "$tmp/trace" >"$tmp/counts"
 
-# Rounds per size, from bench_disk's own output ("... (median us over N rounds) ...").
+# Rounds per size, counted ones and warm-up ones together: "... (median us over N rounds, after W
+# not counted) ...".
 awk '/durable put \(median us over/ { r = $0; sub(/.*over /, "", r); sub(/ rounds.*/, "", r)
-                                      print $1 "\t" r }' "$tmp/out" >"$tmp/rounds"
+                                      w = 0; if ($0 ~ /after [0-9]+ not counted/) {
+                                          w = $0; sub(/.*after /, "", w); sub(/ not counted.*/, "", w) }
+                                      print $1 "\t" r + w }' "$tmp/out" >"$tmp/rounds"
 
 echo "disk_flushes: flushes per durable put (strace of bench_disk --only durable; the tiers' open"
 echo "and close are counted too and spread over the rounds, so a count a little above a whole"
@@ -75,3 +83,13 @@ printf '%-8s %-18s %-36s %s\n' size variant "flush" "per put"
 awk -F'\t' 'NR == FNR { rounds[$1] = $2; next }
             { printf "%-8s %-18s %-36s %.2f\n", $2, $1, $3, $4 / rounds[$2] }' \
     "$tmp/rounds" "$tmp/counts" | sort -k1,1 -k2,2
+
+# What the flushes carry: each write system call is one range of the file (LMDB writes
+# contiguous pages with one call), so for the index it counts the separate places a commit
+# writes: the value's pages, each B-tree page it touched, the meta page of the commit before.
+echo
+echo "disk_flushes: writes per durable put (system calls, each one range of a file, and KiB)"
+awk -F'\t' 'NR == FNR { rounds[$1] = $2; next }
+            { printf "writes: %s, %s: %s %.2f writes, %.0f KiB per put\n", $2, $1, $3,
+                     $4 / rounds[$2], $5 / rounds[$2] / 1024 }' \
+    "$tmp/rounds" "$tmp/writes" | sort -t, -k1,1 -k2,2

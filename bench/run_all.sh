@@ -126,6 +126,15 @@ pick_bench_disk() {
             print $1 " GET (value in LMDB)\topen+read of a file\t" first(first($0, "inline [0-9.]+x"), "[0-9.]+x") }
         /durable put throughput vs write\+fdatasync/ {
             print $1 " durable PUT\twrite+fdatasync of a file\t" first(first($0, "tier [0-9.]+x"), "[0-9.]+x") }
+        /durable put phases: the tier/ {
+            w = first($0, "plain write -?[0-9.]+ us"); sub(/plain write /, "", w)
+            c = first($0, "value [0-9.]+ us"); sub(/value /, "", c)
+            f = first($0, "file.s -?[0-9.]+ us"); sub(/file.s /, "", f)
+            print $1 " durable PUT, beyond write+fdatasync: work " (w ~ /^-/ ? "" : "+") w \
+                  " (one memcpy " c "), flush " (f ~ /^-/ ? "" : "+") f "\twrite+fdatasync of a file\t-" }
+        /bare LMDB durable put vs write\+fdatasync/ {
+            print $1 " bare LMDB durable PUT with MDB_WRITEMAP, fallocated\twrite+fdatasync of a file (LMDB as the tier writes: " \
+                  first(first($0, "copy [0-9.]+x"), "[0-9.]+x") ")\t" first(first($0, "fallocated [0-9.]+x"), "[0-9.]+x") }
         /^recovery/ { r = $0; sub(/.*median /, "", r); sub(/ over.*/, "", r)
                       print "open a tier of 100,000 entries: " r "\t-\t-" }'
 }
@@ -151,9 +160,13 @@ pick_disk_flushes() {
     awk -F'  +' '
         $2 == "tier" && $3 !~ /other/ { t[$1] = t[$1] (t[$1] == "" ? "" : ", ") $4 " " $3 }
         $2 == "write+fdatasync" { b[$1] = $4 " " $3 }
+        /^writes: [^,]+, tier: index / { z = $0; sub(/^writes: /, "", z); sz = z; sub(/,.*/, "", sz)
+                                         sub(/.*index /, "", z); sub(/ per put/, "", z); w[sz] = z }
         END { n = split("4KiB 1.5MiB 16MiB", s, " ")
               for (i = 1; i <= n; i++) if (s[i] in t)
-                  print s[i] " durable PUT, flushes per put: " t[s[i]] "\twrite+fdatasync: " b[s[i]] "\t-" }'
+                  print s[i] " durable PUT, flushes per put: " t[s[i]] \
+                        (s[i] in w ? "; writes to the index per put: " w[s[i]] : "") \
+                        "\twrite+fdatasync: " b[s[i]] "\t-" }'
 }
 
 pick_bench_daemon() {

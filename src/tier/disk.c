@@ -122,48 +122,14 @@ int gencache__disk_fsync_dir(const char *path)
     return rc;
 }
 
-/* Reads the FORMAT file, or writes it for a new directory (temporary file, fsync, rename). */
-static int check_format(gencache__disk_tier *d)
+/* Writes the FORMAT file of this build's format: a temporary file, fsync, rename, and a flush of
+ * the directory, so the file is either the old one or the new one, whole. */
+static int write_format(gencache__disk_tier *d)
 {
-    char path[PATH_MAX], tmp[PATH_MAX], index[PATH_MAX];
+    char path[PATH_MAX], tmp[PATH_MAX];
     snprintf(path, sizeof path, "%s/" FORMAT_NAME, d->path);
-    FILE *f = fopen(path, "re");
-    if (f) {
-        char line[128] = "";
-        bool ok = fgets(line, sizeof line, f) != NULL;
-        fclose(f);
-        char *end = NULL;
-        long v = 0;
-        size_t plen = strlen(FORMAT_PREFIX);
-        if (ok && strncmp(line, FORMAT_PREFIX, plen) == 0) {
-            errno = 0;
-            v = strtol(line + plen, &end, 10);
-            ok = errno == 0 && end != line + plen && (*end == '\n' || *end == '\0');
-        } else {
-            ok = false;
-        }
-        if (!ok || v != GENCACHE__DISK_FORMAT) {
-            gencache__log_msg(d->log, GENCACHE_LOG_ERROR,
-                              "disk tier %s: unsupported format (%s says \"%.*s\"; this build "
-                              "reads format %d only)",
-                              d->path, path, (int)strcspn(line, "\n"), line, GENCACHE__DISK_FORMAT);
-            return GENCACHE_EVERSION;
-        }
-        return GENCACHE_OK;
-    }
-    if (errno != ENOENT)
-        return gencache__disk_map_errno(d, errno, "cannot read", path);
-    /* No FORMAT file: only an empty (new) directory may be initialized. */
-    snprintf(index, sizeof index, "%s/index/data.mdb", d->path);
-    if (access(index, F_OK) == 0) {
-        gencache__log_msg(d->log, GENCACHE_LOG_ERROR,
-                          "disk tier %s: index present but no FORMAT file: refusing to guess "
-                          "the format",
-                          d->path);
-        return GENCACHE_EVERSION;
-    }
     snprintf(tmp, sizeof tmp, "%s/" FORMAT_NAME ".tmp", d->path);
-    f = fopen(tmp, "we");
+    FILE *f = fopen(tmp, "we");
     if (!f)
         return gencache__disk_map_errno(d, errno, "cannot create", tmp);
     int wr = fprintf(f, FORMAT_PREFIX "%d\n", GENCACHE__DISK_FORMAT);
@@ -181,6 +147,52 @@ static int check_format(gencache__disk_tier *d)
         return gencache__disk_map_errno(d, err, "cannot install", path);
     }
     return GENCACHE_OK;
+}
+
+/* Reads the FORMAT file into *format (1 or 2, the two this build reads), or writes it for a new
+ * directory. */
+static int check_format(gencache__disk_tier *d, int *format)
+{
+    char path[PATH_MAX], index[PATH_MAX];
+    snprintf(path, sizeof path, "%s/" FORMAT_NAME, d->path);
+    FILE *f = fopen(path, "re");
+    if (f) {
+        char line[128] = "";
+        bool ok = fgets(line, sizeof line, f) != NULL;
+        fclose(f);
+        char *end = NULL;
+        long v = 0;
+        size_t plen = strlen(FORMAT_PREFIX);
+        if (ok && strncmp(line, FORMAT_PREFIX, plen) == 0) {
+            errno = 0;
+            v = strtol(line + plen, &end, 10);
+            ok = errno == 0 && end != line + plen && (*end == '\n' || *end == '\0');
+        } else {
+            ok = false;
+        }
+        if (!ok || v < 1 || v > GENCACHE__DISK_FORMAT) {
+            gencache__log_msg(d->log, GENCACHE_LOG_ERROR,
+                              "disk tier %s: unsupported format (%s says \"%.*s\"; this build "
+                              "reads formats 1 to %d)",
+                              d->path, path, (int)strcspn(line, "\n"), line, GENCACHE__DISK_FORMAT);
+            return GENCACHE_EVERSION;
+        }
+        *format = (int)v;
+        return GENCACHE_OK;
+    }
+    if (errno != ENOENT)
+        return gencache__disk_map_errno(d, errno, "cannot read", path);
+    /* No FORMAT file: only an empty (new) directory may be initialized. */
+    snprintf(index, sizeof index, "%s/index/data.mdb", d->path);
+    if (access(index, F_OK) == 0) {
+        gencache__log_msg(d->log, GENCACHE_LOG_ERROR,
+                          "disk tier %s: index present but no FORMAT file: refusing to guess "
+                          "the format",
+                          d->path);
+        return GENCACHE_EVERSION;
+    }
+    *format = GENCACHE__DISK_FORMAT;
+    return write_format(d);
 }
 
 static int take_lock(gencache__disk_tier *d)
@@ -237,7 +249,39 @@ static int read_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out)
     return rc == MDB_NOTFOUND ? MDB_SUCCESS : rc;
 }
 
-static int open_index(gencache__disk_tier *d)
+/* The totals record of the main database (absent in a new index: zeros). */
+static int read_totals(MDB_txn *txn, MDB_dbi main, uint64_t totals[2])
+{
+    MDB_val k = {sizeof GENCACHE__DISK_TOTALS_KEY - 1, (void *)GENCACHE__DISK_TOTALS_KEY}, v;
+    totals[0] = totals[1] = 0;
+    int rc = mdb_get(txn, main, &k, &v);
+    if (rc == MDB_SUCCESS && v.mv_size == 2 * sizeof(uint64_t))
+        memcpy(totals, v.mv_data, 2 * sizeof(uint64_t));
+    return rc == MDB_NOTFOUND ? MDB_SUCCESS : rc;
+}
+
+/* Format 1 kept the totals in a table named "info": they move to the main database's record
+ * and the table is dropped, in the transaction that opens the index. */
+static int upgrade_totals(MDB_txn *txn, MDB_dbi main, uint64_t totals[2])
+{
+    MDB_dbi info;
+    int rc = mdb_dbi_open(txn, "info", 0, &info);
+    if (rc == MDB_NOTFOUND)
+        return MDB_SUCCESS;
+    if (rc == MDB_SUCCESS)
+        rc = read_u64(txn, info, "bytes", &totals[0]);
+    if (rc == MDB_SUCCESS)
+        rc = read_u64(txn, info, "pinned", &totals[1]);
+    MDB_val k = {sizeof GENCACHE__DISK_TOTALS_KEY - 1, (void *)GENCACHE__DISK_TOTALS_KEY};
+    MDB_val v = {2 * sizeof(uint64_t), totals};
+    if (rc == MDB_SUCCESS)
+        rc = mdb_put(txn, main, &k, &v, 0);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_drop(txn, info, 1);
+    return rc;
+}
+
+static int open_index(gencache__disk_tier *d, int format)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/index", d->path);
@@ -291,16 +335,17 @@ static int open_index(gencache__disk_tier *d)
     rc = mdb_txn_begin(d->env, NULL, 0, &txn);
     if (rc != MDB_SUCCESS)
         return gencache__disk_map_mdb(d, rc, "cannot begin");
-    static const char *names[] = {"meta", "vals", "lru", "exp", "blobs", "info"};
-    MDB_dbi *dbis[] = {&d->meta, &d->vals, &d->lru, &d->exp, &d->blobs, &d->info};
-    for (int i = 0; i < 6 && rc == MDB_SUCCESS; i++)
+    static const char *names[] = {"meta", "vals", "lru", "exp", "blobs"};
+    MDB_dbi *dbis[] = {&d->meta, &d->vals, &d->lru, &d->exp, &d->blobs};
+    rc = mdb_dbi_open(txn, NULL, 0, &d->main);
+    for (int i = 0; i < 5 && rc == MDB_SUCCESS; i++)
         rc = mdb_dbi_open(txn, names[i], MDB_CREATE, dbis[i]);
-    uint64_t bytes = 0, pinned = 0;
+    uint64_t totals[2] = {0, 0}; /* bytes, pinned entries */
     MDB_stat st = {0};
     if (rc == MDB_SUCCESS)
-        rc = read_u64(txn, d->info, "bytes", &bytes);
-    if (rc == MDB_SUCCESS)
-        rc = read_u64(txn, d->info, "pinned", &pinned);
+        rc = read_totals(txn, d->main, totals);
+    if (rc == MDB_SUCCESS && format == 1)
+        rc = upgrade_totals(txn, d->main, totals);
     if (rc == MDB_SUCCESS)
         rc = mdb_stat(txn, d->meta, &st);
     if (rc != MDB_SUCCESS) {
@@ -310,10 +355,27 @@ static int open_index(gencache__disk_tier *d)
     rc = mdb_txn_commit(txn);
     if (rc != MDB_SUCCESS)
         return gencache__disk_map_mdb(d, rc, "cannot commit");
-    atomic_store(&d->bytes, bytes);
-    atomic_store(&d->pinned, pinned);
+    atomic_store(&d->bytes, totals[0]);
+    atomic_store(&d->pinned, totals[1]);
     atomic_store(&d->entries, (uint64_t)st.ms_entries);
     return GENCACHE_OK;
+}
+
+/* After open_index() moved an older index to this format: the index's commit is made durable
+ * first, then the FORMAT file says so. A crash in between leaves the old FORMAT over an index of
+ * the new layout, which this build reads (it prefers the totals record) and upgrades again. */
+static int upgrade_format(gencache__disk_tier *d)
+{
+    if (d->tune.durable) {
+        int rc = mdb_env_sync(d->env, 1);
+        if (rc != MDB_SUCCESS)
+            return gencache__disk_map_mdb(d, rc, "cannot sync");
+    }
+    int rc = write_format(d);
+    if (rc == GENCACHE_OK)
+        gencache__log_msg(d->log, GENCACHE_LOG_INFO, "disk tier %s: upgraded to format %d", d->path,
+                          GENCACHE__DISK_FORMAT);
+    return rc;
 }
 
 static void disk_stats(gencache__tier *t, gencache_tier_stats *out)
@@ -510,10 +572,13 @@ int gencache__disk_tier_open_ex(const gencache__disk_options *opts,
     gencache__disk_guard_install();
     if (rc == GENCACHE_OK)
         rc = take_lock(d);
+    int format = 0;
     if (rc == GENCACHE_OK)
-        rc = check_format(d);
+        rc = check_format(d, &format);
     if (rc == GENCACHE_OK)
-        rc = open_index(d);
+        rc = open_index(d, format);
+    if (rc == GENCACHE_OK && format != GENCACHE__DISK_FORMAT)
+        rc = upgrade_format(d);
     uint64_t swept = 0;
     if (rc == GENCACHE_OK)
         rc = gencache__disk_blob_sweep(d, &swept);

@@ -11,8 +11,14 @@
 #include "internal.h"
 #include "tier/crypt.h"
 
-/* The format the data directory is written in (its FORMAT file). */
-#define GENCACHE__DISK_FORMAT 1
+/* The format the data directory is written in (its FORMAT file). 2: the totals are a record
+ * of LMDB's main database, whose page every commit rewrites anyway; format 1 kept them in a table
+ * of their own, one more page (and one more write) per commit. A format 1 directory is upgraded
+ * when opened. */
+#define GENCACHE__DISK_FORMAT 2
+/* The key of the totals (u64 bytes, u64 pinned entries) in LMDB's main database, whose other
+ * keys are the names of the tables: no table may have this name. */
+#define GENCACHE__DISK_TOTALS_KEY "gencache.totals"
 /* Stripes of the blob locks: a put holds its blob's stripe from writing the file to committing
  * the reference, and the unlink of an unreferenced blob takes the same stripe. */
 #define GENCACHE__DISK_STRIPES 64
@@ -55,7 +61,7 @@ typedef struct gencache__disk_tier {
     char *values_path; /* <path>/values */
     int lock_fd;       /* flock'ed for the tier's lifetime */
     MDB_env *env;
-    MDB_dbi meta, vals, lru, exp, blobs, info;
+    MDB_dbi main, meta, vals, lru, exp, blobs; /* main: LMDB's unnamed database */
     uint64_t max_bytes, max_entries;
     gencache__disk_tuning tune;
     const gencache_allocator *alloc;

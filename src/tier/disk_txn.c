@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "tier/disk_guard.h"
 #include "tier/disk_txn.h"
@@ -50,19 +51,22 @@ static int del_time(gencache__disk_txn *w, MDB_dbi dbi, uint64_t t, const char *
     return rc == MDB_NOTFOUND ? MDB_SUCCESS : rc;
 }
 
-static int put_u64(gencache__disk_txn *w, const char *name, uint64_t v)
+static int put_totals(gencache__disk_txn *w)
 {
-    MDB_val k = {strlen(name), (void *)name}, val = {8, &v};
-    return mdb_put(w->txn, w->d->info, &k, &val, 0);
+    uint64_t t[2] = {w->bytes, w->pinned};
+    MDB_val k = {sizeof GENCACHE__DISK_TOTALS_KEY - 1, (void *)GENCACHE__DISK_TOTALS_KEY};
+    MDB_val val = {sizeof t, t};
+    return mdb_put(w->txn, w->d->main, &k, &val, 0);
 }
 
-static uint64_t get_u64(gencache__disk_txn *w, const char *name)
+static void get_totals(gencache__disk_txn *w)
 {
-    MDB_val k = {strlen(name), (void *)name}, v;
-    uint64_t x = 0;
-    if (mdb_get(w->txn, w->d->info, &k, &v) == MDB_SUCCESS && v.mv_size == 8)
-        memcpy(&x, v.mv_data, 8);
-    return x;
+    MDB_val k = {sizeof GENCACHE__DISK_TOTALS_KEY - 1, (void *)GENCACHE__DISK_TOTALS_KEY}, v;
+    uint64_t t[2] = {0, 0};
+    if (mdb_get(w->txn, w->d->main, &k, &v) == MDB_SUCCESS && v.mv_size == sizeof t)
+        memcpy(t, v.mv_data, sizeof t);
+    w->bytes = t[0];
+    w->pinned = t[1];
 }
 
 /* Applies the access records gathered by gets since the last write transaction. */
@@ -127,11 +131,40 @@ static int flush_touches(gencache__disk_txn *w)
     return rc;
 }
 
+/* True when data.mdb still holds every page the index names. A write transaction reads pages
+ * wherever LMDB needs them (the free list included), and a SIGBUS there jumps out of LMDB in the
+ * middle of its own bookkeeping, which aborting the transaction afterwards cannot always undo
+ * (its free-page list may be half updated). So a file that shrank is caught here, before the
+ * transaction reads anything: the tier is disabled as the SIGBUS guard would disable it. One
+ * fstat per write transaction. */
+static bool index_whole(gencache__disk_tier *d)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    struct stat sb;
+    int fd;
+    if (mdb_env_get_fd(d->env, &fd) != MDB_SUCCESS || mdb_env_info(d->env, &info) != MDB_SUCCESS ||
+        mdb_env_stat(d->env, &st) != MDB_SUCCESS || fstat(fd, &sb) != 0)
+        return true; /* cannot tell: the guard stays the defence */
+    return (uint64_t)sb.st_size >= ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+}
+
 int gencache__disk_txn_begin(gencache__disk_tier *d, gencache__disk_txn *w)
 {
     memset(w, 0, sizeof *w);
     w->d = d;
     int rc = mdb_txn_begin(d->env, NULL, 0, &w->txn);
+    if (rc == MDB_SUCCESS && !index_whole(d)) {
+        mdb_txn_abort(w->txn);
+        w->txn = NULL;
+        atomic_store(&d->broken, true);
+        atomic_fetch_add(&d->backend_errors, 1);
+        gencache__log_msg(d->log, GENCACHE_LOG_ERROR,
+                          "disk tier %s: index/data.mdb is shorter than its pages (it was "
+                          "truncated while in use); the tier is disabled until restart",
+                          d->path);
+        return GENCACHE_EIO;
+    }
     if (rc == MDB_SUCCESS)
         gencache__disk_guard_note_write(w->txn);
     if (rc != MDB_SUCCESS) {
@@ -139,8 +172,7 @@ int gencache__disk_txn_begin(gencache__disk_tier *d, gencache__disk_txn *w)
         atomic_fetch_add(&d->backend_errors, 1);
         return gencache__disk_map_mdb(d, rc, "cannot begin write");
     }
-    w->bytes = get_u64(w, "bytes");
-    w->pinned = get_u64(w, "pinned");
+    get_totals(w);
     rc = flush_touches(w);
     if (rc != MDB_SUCCESS) {
         gencache__disk_txn_abort(w);
@@ -179,9 +211,7 @@ int gencache__disk_txn_commit(gencache__disk_txn *w)
 {
     gencache__disk_tier *d = w->d;
     MDB_stat st = {0};
-    int rc = put_u64(w, "bytes", w->bytes);
-    if (rc == MDB_SUCCESS)
-        rc = put_u64(w, "pinned", w->pinned);
+    int rc = put_totals(w);
     if (rc == MDB_SUCCESS)
         rc = mdb_stat(w->txn, d->meta, &st);
     if (rc == MDB_SUCCESS) {

@@ -71,25 +71,32 @@ def value(i):
     return bytes(rnd.getrandbits(8) for _ in range(64)) * (1 + i % 64)
 
 
-def test_kill9_during_puts():
-    """A stream of 10,000 PUTs of write-through results, cut by kill -9: after a restart every
-    acknowledged entry reads back byte-identical and nothing corrupt is ever returned."""
+def large_value(i):
+    """1.5 MiB and a few bytes, different for every i: an inline value of the disk tier that
+    spans hundreds of LMDB overflow pages."""
+    return random.Random(i).randbytes(64) * (24 * 1024) + bytes([i % 251]) * (1 + i % 7)
+
+
+def kill9_stream(value_of, keys, kill_range):
+    """PUTs of write-through results for keys 0..keys-1 from two connections, cut by kill -9
+    after a number of acknowledgements drawn from kill_range: after a restart every acknowledged
+    entry reads back byte-identical and nothing corrupt is ever returned."""
     top = tempfile.mkdtemp(prefix="gencache-kill9-")
     data_dir = os.path.join(top, "data")
     acked = []
     d = Daemon(data_dir=data_dir)
     d2 = None
     try:
-        kill_after = random.Random(7).randint(600, 1200)
+        kill_after = random.Random(7).randint(*kill_range)
         stop = threading.Event()
 
         def writer(start):
             conn = d.connect(timeout=5)
-            for i in range(start, 10000, 2):
+            for i in range(start, keys, 2):
                 if stop.is_set():
                     return
                 try:
-                    status, _, _ = d.request("PUT", "/v1/entries/" + key(i), body=value(i),
+                    status, _, _ = d.request("PUT", "/v1/entries/" + key(i), body=value_of(i),
                                              headers={"X-Gencache-Cost-Ms": "1000"}, conn=conn)
                 except OSError:
                     return  # the daemon died under us: this PUT was never acknowledged
@@ -111,9 +118,9 @@ def test_kill9_during_puts():
         d2 = Daemon(data_dir=data_dir)
         lost, corrupt = 0, 0
         conn = d2.connect()
-        for i in range(10000):
+        for i in range(keys):
             status, headers, body = d2.request("GET", "/v1/entries/" + key(i), conn=conn)
-            if status == 200 and body != value(i):
+            if status == 200 and body != value_of(i):
                 corrupt += 1
             if i in acked and status != 200:
                 lost += 1
@@ -128,6 +135,17 @@ def test_kill9_during_puts():
         if d2:
             d2.stop()
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_kill9_during_puts():
+    """10,000 small write-through PUTs, cut by kill -9 after 600-1200 acknowledgements."""
+    kill9_stream(value, 10000, (600, 1200))
+
+
+def test_kill9_during_large_puts():
+    """400 write-through PUTs of 1.5 MiB (inline in the disk tier), cut by kill -9 after 40-80
+    acknowledgements."""
+    kill9_stream(large_value, 400, (40, 80))
 
 
 def test_two_daemons_share_redis():
@@ -352,6 +370,7 @@ def test_redis_goes_away_and_comes_back():
 if __name__ == "__main__":
     runner = Runner()
     runner.run("kill9_during_puts", test_kill9_during_puts)
+    runner.run("kill9_during_large_puts", test_kill9_during_large_puts)
     runner.run("two_daemons_share_redis", test_two_daemons_share_redis)
     runner.run("redis_goes_away_and_comes_back", test_redis_goes_away_and_comes_back)
     runner.run("restart_per_layer", test_restart_per_layer)
