@@ -398,7 +398,8 @@ int gencache__mem_tier_get(gencache__tier *t, const char *key, size_t key_len, u
     gencache__entry_retain(e);
     pthread_mutex_unlock(&s->lock);
 
-    if (m->opts.verify_reads && gencache__checksum(e->value, e->size) != e->checksum) {
+    if (m->opts.verify_reads &&
+        gencache__checksum(e->value, e->size) != gencache__entry_checksum(e)) {
         gencache__log_msg(m->opts.log, GENCACHE_LOG_ERROR, "mem: %s failed its checksum; dropped",
                           e->key);
         pthread_mutex_lock(&s->lock);
