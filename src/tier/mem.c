@@ -37,7 +37,11 @@ typedef struct shard {
     pthread_mutex_t lock;
     slot *slots;
     size_t cap; /* power of two; at most half the slots are used */
-    size_t count;
+    /* Entries in the table, and those it evicted for lack of room: written only under the lock
+     * (a load and a store), read without it by the limits and the statistics, which add up the
+     * shards, so that a put takes no shared counter's read-modify-write for either. */
+    _Atomic uint64_t count;
+    _Atomic uint64_t ev_capacity;
     victim_hint hint[GENCACHE__POLICY_KINDS];
     gencache__policy_shard pol[GENCACHE__POLICY_KINDS]; /* one instance per policy kind */
     /* Hits counted by gets, per layer index: written only under the lock, so an increment needs
@@ -53,11 +57,11 @@ typedef struct mem_tier {
     unsigned nshards;          /* power of two */
     _Atomic uint64_t bytes;    /* charges of the entries in the table */
     _Atomic uint64_t reserved; /* bytes held for memory outside the table */
-    _Atomic uint64_t entries;
     _Atomic uint64_t pinned;
     _Atomic uint64_t pinned_bytes; /* charges of pinned entries, reserved by mem_put */
     _Atomic uint64_t pins_refused;
-    _Atomic uint64_t ev_capacity, ev_expired, ev_corrupt;
+    _Atomic uint64_t ev_capacity; /* evicted for room by gencache__mem_tier_evict_if() */
+    _Atomic uint64_t ev_expired, ev_corrupt;
     gencache__policy_shared pol_shared;
     const gencache__policy_ops *pol_ops[GENCACHE__POLICY_KINDS];
     uint8_t layer_policy[GENCACHE_MAX_LAYERS]; /* each layer's policy kind */
@@ -67,6 +71,22 @@ typedef struct mem_tier {
 static shard *shard_of(mem_tier *m, uint64_t hash)
 {
     return &m->shards[(hash >> 40) & (m->nshards - 1)];
+}
+
+/* Adds delta to a counter only the shard's lock holder writes: no read-modify-write needed. */
+static void shard_count_add(_Atomic uint64_t *n, uint64_t delta)
+{
+    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + delta,
+                          memory_order_relaxed);
+}
+
+/* Entries in the table: the shards' counts, read without their locks. */
+static uint64_t tier_entries(mem_tier *m)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < m->nshards; i++)
+        n += atomic_load_explicit(&m->shards[i].count, memory_order_relaxed);
+    return n;
 }
 
 /* ---- victim hints ---- */
@@ -164,7 +184,8 @@ static int table_link(mem_tier *m, shard *s, gencache__entry *e)
 {
     /* Growing past half full keeps probes short; a failed growth is harmless until the table
      * would have no free slot left to end a probe. */
-    if ((s->count + 1) * 2 > s->cap && !table_grow(m, s) && s->count + 2 > s->cap)
+    uint64_t count = atomic_load_explicit(&s->count, memory_order_relaxed);
+    if ((count + 1) * 2 > s->cap && !table_grow(m, s) && count + 2 > s->cap)
         return GENCACHE_ENOMEM;
     if (!e->pinned) {
         int rc = policy_insert(m, s, e);
@@ -173,9 +194,8 @@ static int table_link(mem_tier *m, shard *s, gencache__entry *e)
     }
     slot_place(s->slots, s->cap, e);
     e->linked = true;
-    s->count++;
+    shard_count_add(&s->count, 1);
     atomic_fetch_add(&m->bytes, e->charge);
-    atomic_fetch_add(&m->entries, 1);
     if (e->pinned)
         atomic_fetch_add(&m->pinned, 1);
     return GENCACHE_OK;
@@ -208,9 +228,8 @@ static void table_unlink(mem_tier *m, shard *s, gencache__entry *e)
         policy_ops(m, e)->remove(&s->pol[e->pol_kind], e);
         hint_forget(s, e->pol_kind);
     }
-    s->count--;
+    shard_count_add(&s->count, (uint64_t)-1);
     atomic_fetch_sub(&m->bytes, e->charge);
-    atomic_fetch_sub(&m->entries, 1);
     if (e->pinned) {
         atomic_fetch_sub(&m->pinned, 1);
         atomic_fetch_sub(&m->pinned_bytes, e->charge);
@@ -232,7 +251,7 @@ static bool over_limits(mem_tier *m)
     uint64_t max_b = m->opts.max_bytes, max_e = m->opts.max_entries;
     if (max_b && atomic_load(&m->bytes) + atomic_load(&m->reserved) > max_b)
         return true;
-    return max_e && atomic_load(&m->entries) > max_e;
+    return max_e && tier_entries(m) > max_e;
 }
 
 /* The next victim of policy kind k in a shard, skipping `keep` (the entry being inserted). When
@@ -333,6 +352,7 @@ static int make_room(mem_tier *m, gencache__entry *keep)
                     m->base.before_evict(m->base.on_evict_userdata, victim);
                 policy_ops(m, victim)->evicting(&pick.s->pol[pick.kind], victim);
                 table_unlink(m, pick.s, victim);
+                shard_count_add(&pick.s->ev_capacity, 1);
                 candidate(m, pick.s, pick.kind, keep, &rank); /* the shard's hint again */
             }
             pthread_mutex_unlock(&pick.s->lock);
@@ -352,7 +372,6 @@ static int make_room(mem_tier *m, gencache__entry *keep)
         } else {
             return GENCACHE_EFULL;
         }
-        atomic_fetch_add(&m->ev_capacity, 1);
         dispose(m, victim, GENCACHE__EVICT_CAPACITY);
     }
     return GENCACHE_OK;
@@ -609,13 +628,16 @@ static void mem_stats(gencache__tier *t, gencache_tier_stats *out)
     memset(out, 0, sizeof *out);
     out->tier = "mem";
     out->bytes = atomic_load(&m->bytes) + atomic_load(&m->reserved);
-    out->entries = atomic_load(&m->entries);
+    out->entries = tier_entries(m);
     out->max_bytes = m->opts.max_bytes;
     out->max_entries = m->opts.max_entries;
     out->pinned_entries = atomic_load(&m->pinned);
     out->pinned_bytes = atomic_load(&m->pinned_bytes);
     out->pins_refused = atomic_load(&m->pins_refused);
     out->evictions_capacity = atomic_load(&m->ev_capacity);
+    for (unsigned i = 0; i < m->nshards; i++)
+        out->evictions_capacity +=
+            atomic_load_explicit(&m->shards[i].ev_capacity, memory_order_relaxed);
     out->evictions_expired = atomic_load(&m->ev_expired);
     out->evictions_corrupt = atomic_load(&m->ev_corrupt);
 }

@@ -3,6 +3,8 @@
  * rule that leaves the most recent eighth of a list in place, and eviction across shards, which
  * compares the shards' published hints and must still take the globally least recent entry
  * after gets, deletes and replacements made those hints stale. */
+#include <pthread.h>
+
 #include "test.h"
 #include "internal.h"
 #include "policy/policy.h"
@@ -653,4 +655,60 @@ TEST_CASE(thread_exit_frees_its_pools)
     CHECK_OK(gencache_get(c, key, &h)); /* the last put of the last thread */
     gencache_handle_release(h);
     gencache_close(c);
+}
+
+typedef struct counting_putter {
+    gencache__tier *t;
+    unsigned first, n;
+} counting_putter;
+
+static void *put_distinct(void *p)
+{
+    const counting_putter *a = p;
+    for (unsigned i = 0; i < a->n; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k%u", a->first + i);
+        gencache__entry *e = entry_of(key, 0, 1);
+        CHECK_OK(a->t->ops->put(a->t, e, 1));
+        gencache__entry_release(e);
+    }
+    return NULL;
+}
+
+/* The tier counts its entries and its evictions per shard, under the shard locks, and adds the
+ * shards up when asked: with two threads putting distinct keys into a full tier, every entry put
+ * is either still in the table or counted as evicted, and the entry limit holds. */
+TEST_CASE(entry_and_eviction_counts_add_up_across_shards)
+{
+    enum { MAX = 100, EACH = 3000 };
+    gencache__tier *t = open_tier(16, MAX);
+    counting_putter a[2] = {{t, 0, EACH}, {t, EACH, EACH}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_create(&th[i], NULL, put_distinct, &a[i]) == 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    gencache_tier_stats st;
+    t->ops->stats(t, &st);
+    CHECK_UINT_LE(st.entries, MAX);
+    CHECK_UINT_LE(MAX - 2, st.entries); /* two threads may each evict once for one extra entry */
+    CHECK_UINT_EQ(st.entries + st.evictions_capacity, 2 * EACH);
+    unsigned left = 0;
+    for (unsigned i = 0; i < 2 * EACH; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k%u", i);
+        left += lookup(t, key, gencache__checksum(key, strlen(key))) == 1;
+    }
+    CHECK_UINT_EQ(left, st.entries);
+    /* A delete leaves the eviction count alone. */
+    for (unsigned i = 0; i < 2 * EACH; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k%u", i);
+        t->ops->del(t, key, gencache__checksum(key, strlen(key)));
+    }
+    gencache_tier_stats after;
+    t->ops->stats(t, &after);
+    CHECK_UINT_EQ(after.entries, 0);
+    CHECK_UINT_EQ(after.evictions_capacity, st.evictions_capacity);
+    t->ops->close(t);
 }
