@@ -12,7 +12,8 @@
 
 #include "policy/mrc.h"
 
-#define SAMPLE_BITS 24
+#define SAMPLE_BITS  24
+#define COST_STRIPES 8 /* a power of two */
 
 static const double scales[GENCACHE__MRC_POINTS] = {0.5, 2, 4};
 
@@ -24,8 +25,15 @@ struct gencache__mrc {
     _Atomic uint64_t lookups[GENCACHE__MRC_POINTS], hits[GENCACHE__MRC_POINTS],
         saved_ms[GENCACHE__MRC_POINTS];
     /* The cost of every stored value, and of the sampled ones: their ratio scales the sample's
-     * savings up to the whole population better than 1 / rate when costs are skewed. */
-    _Atomic uint64_t put_cost_ms, sampled_put_cost_ms;
+     * savings up to the whole population better than 1 / rate when costs are skewed. Every put
+     * adds to the first, so it is spread over cache lines of their own, chosen by the key's
+     * shard bits: threads putting into different shards of the memory tier add to different
+     * lines instead of all to one. */
+    struct {
+        _Atomic uint64_t ms;
+        char pad[64 - sizeof(uint64_t)];
+    } put_cost[COST_STRIPES];
+    _Atomic uint64_t sampled_put_cost_ms;
 };
 
 static bool sampled(const gencache__mrc *m, uint64_t hash)
@@ -137,8 +145,9 @@ void gencache__mrc_put(gencache__mrc *m, const gencache__entry *e, uint64_t now_
 {
     if (!m)
         return;
-    if (e->cost_ms) /* a shared line: left alone when there is nothing to add */
-        atomic_fetch_add_explicit(&m->put_cost_ms, e->cost_ms, memory_order_relaxed);
+    if (e->cost_ms) /* left alone when there is nothing to add */
+        atomic_fetch_add_explicit(&m->put_cost[(e->hash >> 40) & (COST_STRIPES - 1)].ms, e->cost_ms,
+                                  memory_order_relaxed);
     if (!sampled(m, e->hash))
         return;
     atomic_fetch_add_explicit(&m->sampled_put_cost_ms, e->cost_ms, memory_order_relaxed);
@@ -153,7 +162,9 @@ double gencache__mrc_rate(const gencache__mrc *m)
 
 void gencache__mrc_points(gencache__mrc *m, gencache_mrc_point *out)
 {
-    uint64_t all = m ? atomic_load(&m->put_cost_ms) : 0;
+    uint64_t all = 0;
+    for (int i = 0; m && i < COST_STRIPES; i++)
+        all += atomic_load_explicit(&m->put_cost[i].ms, memory_order_relaxed);
     uint64_t some = m ? atomic_load(&m->sampled_put_cost_ms) : 0;
     double up = some ? (double)all / (double)some : m ? 1.0 / m->rate : 0.0;
     for (int i = 0; i < GENCACHE__MRC_POINTS; i++) {
