@@ -267,10 +267,18 @@ static gencache__entry *candidate(mem_tier *m, shard *s, unsigned k, const genca
     }
     victim_hint *h = &s->hint[k];
     atomic_store_explicit(&h->rank_bits, c ? rank_bits(*rank) : HINT_NONE, memory_order_relaxed);
-    if (c)
+    if (c) {
         atomic_store_explicit(&h->access_ms,
                               atomic_load_explicit(&c->last_access_ms, memory_order_relaxed),
                               memory_order_relaxed);
+        /* c is most likely the shard's next entry evicted, by this put or a later one. Its slot
+         * and its list neighbour (whose link the unlink writes) are asked for now, so that the
+         * unlink does not wait for the slot's line, then the entry's links, then the
+         * neighbour's, one after the other. */
+        __builtin_prefetch(&s->slots[c->hash & (s->cap - 1)], 1);
+        if (c->lru_prev)
+            __builtin_prefetch(&c->lru_prev->lru_next, 1);
+    }
     return c;
 }
 
