@@ -365,6 +365,15 @@ int gencache__mem_tier_open(const gencache__mem_options *opts, gencache__tier **
  * the entry's layer index (gencache__mem_tier_layer_hits()). */
 int gencache__mem_tier_get(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
                            uint64_t now_ms, bool touch, gencache__entry **out);
+/* A get (counting the hit, refreshing the entry) that takes no reference: GENCACHE_OK with the
+ * entry's cost_ms in *cost_ms, or GENCACHE_ENOTFOUND. For the miss-ratio curve's miniature
+ * tiers, which need to know only whether a key is there. */
+int gencache__mem_tier_touch(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
+                             uint64_t now_ms, uint64_t *cost_ms);
+/* The memory tier's put (gencache__tier_ops.put), except that a live value already stored under
+ * e's key stays: then GENCACHE_EEXIST and nothing changes. One lock round where a get and a put
+ * took two. */
+int gencache__mem_tier_put_absent(gencache__tier *t, gencache__entry *e, uint64_t now_ms);
 /* The hits that gets found in the memory tier for entries of layer index `layer`, counted under
  * the shard locks the gets take anyway (so a hit adds no shared atomic of its own). */
 uint64_t gencache__mem_tier_layer_hits(gencache__tier *t, uint32_t layer);

@@ -91,15 +91,11 @@ void gencache__mrc_set_layer_policy(gencache__mrc *m, uint32_t layer, int kind)
 }
 
 /* Stores a metadata-only copy of e in miniature tier i, unless it holds the key already (a
- * tier of that size would have hit, so its caller would not have stored it again). */
+ * tier of that size would have hit, so its caller would not have stored it again): checked and
+ * stored under one lock round of the tier. */
 static void mini_put(gencache__mrc *m, int i, const gencache__entry *e, uint64_t now_ms)
 {
     gencache__tier *t = m->mini[i];
-    gencache__entry *old = NULL;
-    if (t->ops->get(t, e->key, e->hash, now_ms, false, &old) == GENCACHE_OK) {
-        gencache__entry_release(old);
-        return;
-    }
     gencache__entry_spec spec = {
         .key = e->key,
         .layer = e->layer,
@@ -107,6 +103,8 @@ static void mini_put(gencache__mrc *m, int i, const gencache__entry *e, uint64_t
         .now_ms = now_ms,
         .ttl_ms = e->ttl_ms,
         .sliding = e->sliding,
+        .hash = e->hash,
+        .key_len = e->key_len,
     };
     gencache__entry *g;
     if (gencache__entry_new(m->alloc, &spec, &g) != GENCACHE_OK)
@@ -116,7 +114,7 @@ static void mini_put(gencache__mrc *m, int i, const gencache__entry *e, uint64_t
     atomic_store_explicit(&g->expires_ms,
                           atomic_load_explicit(&e->expires_ms, memory_order_relaxed),
                           memory_order_relaxed);
-    t->ops->put(t, g, now_ms);
+    gencache__mem_tier_put_absent(t, g, now_ms);
     gencache__entry_release(g);
 }
 
@@ -125,10 +123,12 @@ void gencache__mrc_get(gencache__mrc *m, const char *key, uint64_t hash, uint64_
 {
     if (!m || !sampled(m, hash))
         return;
+    size_t key_len = strlen(key);
     for (int i = 0; i < GENCACHE__MRC_POINTS; i++) {
-        gencache__entry *e = NULL;
+        uint64_t cost_ms = 0;
         atomic_fetch_add_explicit(&m->lookups[i], 1, memory_order_relaxed);
-        if (m->mini[i]->ops->get(m->mini[i], key, hash, now_ms, true, &e) != GENCACHE_OK) {
+        if (gencache__mem_tier_touch(m->mini[i], key, key_len, hash, now_ms, &cost_ms) !=
+            GENCACHE_OK) {
             /* A smaller tier misses where the real one hit: its caller would compute the value
              * and store it, as the real one's did on its miss. */
             if (found)
@@ -136,8 +136,8 @@ void gencache__mrc_get(gencache__mrc *m, const char *key, uint64_t hash, uint64_
             continue;
         }
         atomic_fetch_add_explicit(&m->hits[i], 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&m->saved_ms[i], e->cost_ms, memory_order_relaxed);
-        gencache__entry_release(e);
+        if (cost_ms)
+            atomic_fetch_add_explicit(&m->saved_ms[i], cost_ms, memory_order_relaxed);
     }
 }
 

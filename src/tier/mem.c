@@ -387,25 +387,22 @@ static int make_room(mem_tier *m, gencache__entry *keep)
 
 /* ---- tier operations ---- */
 
-int gencache__mem_tier_get(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
-                           uint64_t now_ms, bool touch, gencache__entry **out)
+/* The live entry of key in shard s, whose lock the caller holds, or NULL. An expired entry is
+ * taken out of the table and left in *expired, for the caller to dispose of once it has
+ * unlocked. A get (touch) counts the hit and refreshes the entry. */
+static inline __attribute__((always_inline)) gencache__entry *
+find_live(mem_tier *m, shard *s, const char *key, size_t key_len, uint64_t hash, uint64_t now_ms,
+          bool touch, gencache__entry **expired)
 {
-    mem_tier *m = (mem_tier *)t;
-    shard *s = shard_of(m, hash);
-    *out = NULL;
-    pthread_mutex_lock(&s->lock);
+    *expired = NULL;
     slot *sl = table_find(s, key, key_len, hash);
-    if (!sl) {
-        pthread_mutex_unlock(&s->lock);
-        return GENCACHE_ENOTFOUND;
-    }
+    if (!sl)
+        return NULL;
     gencache__entry *e = sl->e;
     if (gencache__entry_expired(e, now_ms)) {
         table_unlink(m, s, e);
-        pthread_mutex_unlock(&s->lock);
-        atomic_fetch_add(&m->ev_expired, 1);
-        dispose(m, e, GENCACHE__EVICT_EXPIRED);
-        return GENCACHE_ENOTFOUND;
+        *expired = e;
+        return NULL;
     }
     if (touch) {
         if (!e->pinned && m->pol_ops[e->pol_kind]->hit)
@@ -422,13 +419,48 @@ int gencache__mem_tier_get(gencache__tier *t, const char *key, size_t key_len, u
         if (e->sliding && e->ttl_ms)
             atomic_store_explicit(&e->expires_ms, now_ms + e->ttl_ms, memory_order_relaxed);
     }
-    gencache__entry_retain(e);
+    return e;
+}
+
+/* Looks key up under its shard's lock: the live entry, or NULL. With ref the caller gets a new
+ * reference to it; without, only its cost in *cost_ms (read under the lock), and the returned
+ * pointer must not be followed. An expired entry found on the way is disposed of unlocked.
+ * Inlined: it is the whole of a hit. */
+static inline __attribute__((always_inline)) gencache__entry *lookup(mem_tier *m, const char *key,
+                                                                     size_t key_len, uint64_t hash,
+                                                                     uint64_t now_ms, bool touch,
+                                                                     bool ref, uint64_t *cost_ms)
+{
+    shard *s = shard_of(m, hash);
+    gencache__entry *expired;
+    pthread_mutex_lock(&s->lock);
+    gencache__entry *e = find_live(m, s, key, key_len, hash, now_ms, touch, &expired);
+    if (e && ref)
+        gencache__entry_retain(e);
+    else if (e)
+        *cost_ms = e->cost_ms;
     pthread_mutex_unlock(&s->lock);
+    if (expired) {
+        atomic_fetch_add(&m->ev_expired, 1);
+        dispose(m, expired, GENCACHE__EVICT_EXPIRED);
+    }
+    return e;
+}
+
+int gencache__mem_tier_get(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
+                           uint64_t now_ms, bool touch, gencache__entry **out)
+{
+    mem_tier *m = (mem_tier *)t;
+    *out = NULL;
+    gencache__entry *e = lookup(m, key, key_len, hash, now_ms, touch, true, NULL);
+    if (!e)
+        return GENCACHE_ENOTFOUND;
 
     if (m->opts.verify_reads &&
         gencache__checksum(e->value, e->size) != gencache__entry_checksum(e)) {
         gencache__log_msg(m->opts.log, GENCACHE_LOG_ERROR, "mem: %s failed its checksum; dropped",
                           e->key);
+        shard *s = shard_of(m, hash);
         pthread_mutex_lock(&s->lock);
         slot *now = e->linked ? table_find(s, key, key_len, hash) : NULL;
         bool linked = now && now->e == e;
@@ -452,6 +484,14 @@ static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t n
     return gencache__mem_tier_get(t, key, strlen(key), hash, now_ms, touch, out);
 }
 
+int gencache__mem_tier_touch(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
+                             uint64_t now_ms, uint64_t *cost_ms)
+{
+    return lookup((mem_tier *)t, key, key_len, hash, now_ms, true, false, cost_ms)
+               ? GENCACHE_OK
+               : GENCACHE_ENOTFOUND;
+}
+
 /* Reserves room under the pinned-bytes ceiling for e; false when it does not fit. */
 static bool reserve_pin(mem_tier *m, const gencache__entry *e)
 {
@@ -463,10 +503,10 @@ static bool reserve_pin(mem_tier *m, const gencache__entry *e)
     return true;
 }
 
-static int mem_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
+/* Stores e (a new reference for the table), replacing the key's value unless `keep_live` is set
+ * and a live value is there: then GENCACHE_EEXIST, and nothing changes. */
+static int put_entry(mem_tier *m, gencache__entry *e, uint64_t now_ms, bool keep_live)
 {
-    mem_tier *m = (mem_tier *)t;
-    (void)now_ms;
     if (m->opts.max_bytes && e->charge > m->opts.max_bytes)
         return GENCACHE_ETOOBIG;
     /* Pinned entries can never be evicted, so their bytes are capped: past the ceiling a pin is
@@ -479,6 +519,12 @@ static int mem_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     pthread_mutex_lock(&s->lock);
     slot *sl = table_find(s, e->key, e->key_len, e->hash);
     gencache__entry *old = sl ? sl->e : NULL;
+    if (old && keep_live && !gencache__entry_expired(old, now_ms)) {
+        pthread_mutex_unlock(&s->lock);
+        if (e->pinned)
+            atomic_fetch_sub(&m->pinned_bytes, e->charge);
+        return GENCACHE_EEXIST;
+    }
     if (old)
         table_unlink(m, s, old);
     int rc = table_link(m, s, gencache__entry_retain(e));
@@ -499,6 +545,16 @@ static int mem_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     /* A replaced value is not an eviction: its handles keep it alive, nothing is demoted. */
     gencache__entry_release(old);
     return make_room(m, e);
+}
+
+static int mem_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
+{
+    return put_entry((mem_tier *)t, e, now_ms, false);
+}
+
+int gencache__mem_tier_put_absent(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
+{
+    return put_entry((mem_tier *)t, e, now_ms, true);
 }
 
 static int mem_del(gencache__tier *t, const char *key, uint64_t hash)

@@ -712,3 +712,44 @@ TEST_CASE(entry_and_eviction_counts_add_up_across_shards)
     CHECK_UINT_EQ(after.evictions_capacity, st.evictions_capacity);
     t->ops->close(t);
 }
+
+/* The miniature tiers' two calls: a put that leaves a live value in place, and a get that counts
+ * and refreshes like one but hands out no reference. */
+TEST_CASE(put_absent_and_touch)
+{
+    gencache__tier *t = open_tier(4, 0);
+    const char *key = "text_embedding/ab";
+    uint64_t h = gencache__checksum(key, strlen(key));
+    gencache__entry *a = entry_of(key, 0, 1);
+    a->cost_ms = 7;
+    atomic_store(&a->expires_ms, 100); /* expires at 100 */
+    CHECK_OK(gencache__mem_tier_put_absent(t, a, 1));
+    gencache__entry *b = entry_of(key, 0, 2);
+    CHECK_RC(gencache__mem_tier_put_absent(t, b, 1), GENCACHE_EEXIST);
+    CHECK_INT_EQ(lookup(t, key, h), 1);      /* the first stays */
+    CHECK_UINT_EQ(atomic_load(&b->refs), 1); /* the table took no reference */
+
+    uint64_t cost = 0;
+    CHECK_OK(gencache__mem_tier_touch(t, key, strlen(key), h, 50, &cost));
+    CHECK_UINT_EQ(cost, 7);
+    CHECK_UINT_EQ(atomic_load(&a->hits), 1);
+    CHECK_UINT_EQ(atomic_load(&a->last_access_ms), 50);
+    CHECK_UINT_EQ(atomic_load(&a->refs), 2); /* the table's and ours: touch kept none */
+    CHECK_UINT_EQ(gencache__mem_tier_layer_hits(t, a->layer), 1);
+    CHECK_RC(gencache__mem_tier_touch(t, "text_embedding/cd", 17, h + 1, 50, &cost),
+             GENCACHE_ENOTFOUND);
+
+    /* Expired: touch misses and drops it; put_absent replaces an expired value. */
+    CHECK_RC(gencache__mem_tier_touch(t, key, strlen(key), h, 100, &cost), GENCACHE_ENOTFOUND);
+    gencache_tier_stats st;
+    t->ops->stats(t, &st);
+    CHECK_UINT_EQ(st.entries, 0);
+    CHECK_UINT_EQ(st.evictions_expired, 1);
+    CHECK_UINT_EQ(atomic_load(&a->refs), 1);
+    CHECK_OK(t->ops->put(t, a, 1));
+    CHECK_OK(gencache__mem_tier_put_absent(t, b, 150)); /* a expired at 100 */
+    CHECK_INT_EQ(lookup(t, key, h), 2);
+    gencache__entry_release(a);
+    gencache__entry_release(b);
+    t->ops->close(t);
+}
