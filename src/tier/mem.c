@@ -236,12 +236,17 @@ static void table_unlink(mem_tier *m, shard *s, gencache__entry *e)
     }
 }
 
-/* Hands an entry the table let go of to the eviction callback, then drops the reference. */
+/* Hands an entry the table let go of to the eviction callback, then drops the reference. A
+ * count of 1 seen by a holder is final (nobody else holds one, so nobody can take one): the
+ * usual victim, which no handle holds, is freed without a read-modify-write. */
 static void dispose(mem_tier *m, gencache__entry *e, gencache__evict_reason reason)
 {
     if (m->base.on_evict)
         m->base.on_evict(m->base.on_evict_userdata, e, reason);
-    gencache__entry_release(e);
+    if (atomic_load_explicit(&e->refs, memory_order_acquire) == 1)
+        gencache__entry_free(e);
+    else
+        gencache__entry_release(e);
 }
 
 /* ---- limits ---- */
@@ -527,7 +532,13 @@ static int put_entry(mem_tier *m, gencache__entry *e, uint64_t now_ms, bool keep
     }
     if (old)
         table_unlink(m, s, old);
-    int rc = table_link(m, s, gencache__entry_retain(e));
+    /* The table's reference. A count of 1 is the caller's alone (a new entry, or one a lower
+     * tier just built): nobody else can reach e to change it, so a store does. */
+    if (atomic_load_explicit(&e->refs, memory_order_relaxed) == 1)
+        atomic_store_explicit(&e->refs, 2, memory_order_relaxed);
+    else
+        gencache__entry_retain(e);
+    int rc = table_link(m, s, e);
     if (rc == GENCACHE_OK && !e->pinned && over_limits(m)) {
         /* An eviction follows: the shard's hint, which the insert made unknown, is found now,
          * under the lock already held, rather than by taking it again. */

@@ -749,6 +749,16 @@ TEST_CASE(put_absent_and_touch)
     CHECK_OK(t->ops->put(t, a, 1));
     CHECK_OK(gencache__mem_tier_put_absent(t, b, 150)); /* a expired at 100 */
     CHECK_INT_EQ(lookup(t, key, h), 2);
+    CHECK_UINT_EQ(atomic_load(&b->refs), 2);
+    /* An entry someone else holds too gets the table's reference added, not stored. */
+    gencache__entry *c = entry_of("text_embedding/ef", 0, 3);
+    gencache__entry_retain(c);
+    CHECK_OK(t->ops->put(t, c, 1));
+    CHECK_UINT_EQ(atomic_load(&c->refs), 3);
+    CHECK_OK(t->ops->del(t, c->key, c->hash));
+    CHECK_UINT_EQ(atomic_load(&c->refs), 2);
+    gencache__entry_release(c);
+    gencache__entry_release(c);
     gencache__entry_release(a);
     gencache__entry_release(b);
     t->ops->close(t);
