@@ -441,6 +441,7 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
         rc = gencache__crypt_new(c->alloc, &c->log, opts.encryption_keys, opts.n_encryption_keys,
                                  &c->keys);
     gencache__tier *mem = NULL;
+    c->verify_mem_reads = opts.verify_mem_reads != 0; /* puts then sum every value at once */
     if (rc == GENCACHE_OK) {
         gencache__mem_options mo = {
             .max_bytes = opts.mem_max_bytes,
@@ -673,11 +674,19 @@ int gencache__cache_put(gencache *cache, const char *key, const void *data, size
     rc = gencache__entry_new(cache->alloc, &spec, &e);
     if (rc != GENCACHE_OK)
         return rc;
-    /* The value's memory is usually cold (a victim's, reused): a small value's copy streams
-     * past the caches instead of reading every line in first, and so the checksum reads the
-     * caller's bytes, which the caller has usually just touched, rather than the copy. The
-     * caller's bytes must not change during the call (inputs are borrowed for the call). */
-    e->checksum = gencache__checksum(data, size);
+    /* The checksum is needed at once only when this very put writes the value below memory (a
+     * write-through layer over a disk or Redis tier) or memory verifies its hits; then it is
+     * taken over the caller's bytes, which the caller has usually just touched, rather than over
+     * the copy. Any other value is summed at its first need, from its stored bytes, which never
+     * change (an ETag, a demotion or a shared write by the write-back thread, a verification:
+     * all read it through gencache__entry_checksum()), and many values are never asked. The
+     * value's memory is usually cold (a victim's, reused): a small value's copy streams past
+     * the caches instead of reading every line in first. The caller's bytes must not change
+     * during the call. */
+    if ((l->write_through && cache->n_tiers > 1) || cache->verify_mem_reads)
+        atomic_store_explicit(&e->checksum, gencache__checksum(data, size), memory_order_relaxed);
+    else
+        atomic_store_explicit(&e->sum_lazy, true, memory_order_relaxed);
     if (size)
         gencache__copy_stream(e->value, data, size);
 

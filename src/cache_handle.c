@@ -136,7 +136,7 @@ static void meta_fill(gencache_handle *h)
     m->key = h->shown ? h->shown_key : e->key;
     m->layer = e->layer_name;
     m->size = e->size;
-    m->checksum = e->checksum;
+    m->checksum = gencache__entry_checksum(e);
     m->created_ms = e->created_ms;
     m->expires_ms = h->expires_ms;
     m->last_access_ms = h->last_access_ms;

@@ -235,6 +235,14 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     return GENCACHE_OK;
 }
 
+uint64_t gencache__entry_checksum_compute(gencache__entry *e)
+{
+    uint64_t sum = gencache__checksum(e->value, e->size);
+    atomic_store_explicit(&e->checksum, sum, memory_order_relaxed);
+    atomic_store_explicit(&e->sum_lazy, false, memory_order_release);
+    return sum;
+}
+
 bool gencache__entry_has_tag(const gencache__entry *e, const char *tag)
 {
     if (!e->tags || !tag || !*tag)

@@ -153,7 +153,9 @@ struct gencache__entry {
     gencache_dtype dtype;
     uint32_t ndim;
     uint64_t created_ms; /* wall clock */
-    uint64_t checksum;   /* XXH3-64 of the value */
+    /* XXH3-64 of the value: read it with gencache__entry_checksum(), which computes it at the
+     * first need when sum_lazy is set (an atomic, since two threads may compute it at once). */
+    _Atomic uint64_t checksum;
 
     /* Owned by the memory tier, under its shard lock: chains the entries it takes out of its
      * table together. */
@@ -165,6 +167,10 @@ struct gencache__entry {
     uint32_t pol_index;  /* GDSF: its place in the shard's heap */
     uint16_t pol_freq;   /* accesses the policy counts (GDSF: all; S3-FIFO: at most 3) */
     uint8_t pol_queue;   /* S3-FIFO: 0 small, 1 main */
+    /* True while checksum is not computed yet: a put whose value nothing verifies or writes
+     * below memory at once leaves it to the first reader (gencache__entry_checksum()). Set
+     * before the entry is published, cleared (release) once checksum holds the sum. */
+    _Atomic bool sum_lazy;
 
     /* What an eviction reads and writes (besides what a hit does): the list links, the tenant,
      * the demotion flags, the allocation's size. Right before the hit's fields, so an eviction
@@ -229,6 +235,19 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
 static inline const char *gencache__entry_key(const gencache__entry *e)
 {
     return (const char *)(e + 1);
+}
+/* Computes a lazy entry's checksum from its value and publishes it (gencache__entry_checksum()). */
+uint64_t gencache__entry_checksum_compute(gencache__entry *e);
+/* The XXH3-64 of the entry's value: every consumer of the checksum (handles' metadata and ETags,
+ * the codecs that write it below memory, verification) reads it through this. A put's entry may
+ * have it computed only here, at the first need, from the value's bytes, which never change
+ * after the entry is published; two threads asking at once both compute the same sum. */
+static inline uint64_t gencache__entry_checksum(const gencache__entry *e)
+{
+    gencache__entry *w = (gencache__entry *)e; /* the lazy sum is a cache, not a change */
+    if (atomic_load_explicit(&w->sum_lazy, memory_order_acquire))
+        return gencache__entry_checksum_compute(w);
+    return atomic_load_explicit(&w->checksum, memory_order_relaxed);
 }
 /* Retain, release and the expiry test are on every hit: inline. */
 static inline gencache__entry *gencache__entry_retain(gencache__entry *e)
@@ -346,6 +365,15 @@ int gencache__mem_tier_open(const gencache__mem_options *opts, gencache__tier **
  * the entry's layer index (gencache__mem_tier_layer_hits()). */
 int gencache__mem_tier_get(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
                            uint64_t now_ms, bool touch, gencache__entry **out);
+/* A get (counting the hit, refreshing the entry) that takes no reference: GENCACHE_OK with the
+ * entry's cost_ms in *cost_ms, or GENCACHE_ENOTFOUND. For the miss-ratio curve's miniature
+ * tiers, which need to know only whether a key is there. */
+int gencache__mem_tier_touch(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
+                             uint64_t now_ms, uint64_t *cost_ms);
+/* The memory tier's put (gencache__tier_ops.put), except that a live value already stored under
+ * e's key stays: then GENCACHE_EEXIST and nothing changes. One lock round where a get and a put
+ * took two. */
+int gencache__mem_tier_put_absent(gencache__tier *t, gencache__entry *e, uint64_t now_ms);
 /* The hits that gets found in the memory tier for entries of layer index `layer`, counted under
  * the shard locks the gets take anyway (so a hit adds no shared atomic of its own). */
 uint64_t gencache__mem_tier_layer_hits(gencache__tier *t, uint32_t layer);

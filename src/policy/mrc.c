@@ -12,7 +12,8 @@
 
 #include "policy/mrc.h"
 
-#define SAMPLE_BITS 24
+#define SAMPLE_BITS  24
+#define COST_STRIPES 8 /* a power of two */
 
 static const double scales[GENCACHE__MRC_POINTS] = {0.5, 2, 4};
 
@@ -24,8 +25,15 @@ struct gencache__mrc {
     _Atomic uint64_t lookups[GENCACHE__MRC_POINTS], hits[GENCACHE__MRC_POINTS],
         saved_ms[GENCACHE__MRC_POINTS];
     /* The cost of every stored value, and of the sampled ones: their ratio scales the sample's
-     * savings up to the whole population better than 1 / rate when costs are skewed. */
-    _Atomic uint64_t put_cost_ms, sampled_put_cost_ms;
+     * savings up to the whole population better than 1 / rate when costs are skewed. Every put
+     * adds to the first, so it is spread over cache lines of their own, chosen by the key's
+     * shard bits: threads putting into different shards of the memory tier add to different
+     * lines instead of all to one. */
+    struct {
+        _Atomic uint64_t ms;
+        char pad[64 - sizeof(uint64_t)];
+    } put_cost[COST_STRIPES];
+    _Atomic uint64_t sampled_put_cost_ms;
 };
 
 static bool sampled(const gencache__mrc *m, uint64_t hash)
@@ -83,15 +91,11 @@ void gencache__mrc_set_layer_policy(gencache__mrc *m, uint32_t layer, int kind)
 }
 
 /* Stores a metadata-only copy of e in miniature tier i, unless it holds the key already (a
- * tier of that size would have hit, so its caller would not have stored it again). */
+ * tier of that size would have hit, so its caller would not have stored it again): checked and
+ * stored under one lock round of the tier. */
 static void mini_put(gencache__mrc *m, int i, const gencache__entry *e, uint64_t now_ms)
 {
     gencache__tier *t = m->mini[i];
-    gencache__entry *old = NULL;
-    if (t->ops->get(t, e->key, e->hash, now_ms, false, &old) == GENCACHE_OK) {
-        gencache__entry_release(old);
-        return;
-    }
     gencache__entry_spec spec = {
         .key = e->key,
         .layer = e->layer,
@@ -99,6 +103,8 @@ static void mini_put(gencache__mrc *m, int i, const gencache__entry *e, uint64_t
         .now_ms = now_ms,
         .ttl_ms = e->ttl_ms,
         .sliding = e->sliding,
+        .hash = e->hash,
+        .key_len = e->key_len,
     };
     gencache__entry *g;
     if (gencache__entry_new(m->alloc, &spec, &g) != GENCACHE_OK)
@@ -108,7 +114,7 @@ static void mini_put(gencache__mrc *m, int i, const gencache__entry *e, uint64_t
     atomic_store_explicit(&g->expires_ms,
                           atomic_load_explicit(&e->expires_ms, memory_order_relaxed),
                           memory_order_relaxed);
-    t->ops->put(t, g, now_ms);
+    gencache__mem_tier_put_absent(t, g, now_ms);
     gencache__entry_release(g);
 }
 
@@ -117,10 +123,12 @@ void gencache__mrc_get(gencache__mrc *m, const char *key, uint64_t hash, uint64_
 {
     if (!m || !sampled(m, hash))
         return;
+    size_t key_len = strlen(key);
     for (int i = 0; i < GENCACHE__MRC_POINTS; i++) {
-        gencache__entry *e = NULL;
+        uint64_t cost_ms = 0;
         atomic_fetch_add_explicit(&m->lookups[i], 1, memory_order_relaxed);
-        if (m->mini[i]->ops->get(m->mini[i], key, hash, now_ms, true, &e) != GENCACHE_OK) {
+        if (gencache__mem_tier_touch(m->mini[i], key, key_len, hash, now_ms, &cost_ms) !=
+            GENCACHE_OK) {
             /* A smaller tier misses where the real one hit: its caller would compute the value
              * and store it, as the real one's did on its miss. */
             if (found)
@@ -128,8 +136,8 @@ void gencache__mrc_get(gencache__mrc *m, const char *key, uint64_t hash, uint64_
             continue;
         }
         atomic_fetch_add_explicit(&m->hits[i], 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&m->saved_ms[i], e->cost_ms, memory_order_relaxed);
-        gencache__entry_release(e);
+        if (cost_ms)
+            atomic_fetch_add_explicit(&m->saved_ms[i], cost_ms, memory_order_relaxed);
     }
 }
 
@@ -137,8 +145,9 @@ void gencache__mrc_put(gencache__mrc *m, const gencache__entry *e, uint64_t now_
 {
     if (!m)
         return;
-    if (e->cost_ms) /* a shared line: left alone when there is nothing to add */
-        atomic_fetch_add_explicit(&m->put_cost_ms, e->cost_ms, memory_order_relaxed);
+    if (e->cost_ms) /* left alone when there is nothing to add */
+        atomic_fetch_add_explicit(&m->put_cost[(e->hash >> 40) & (COST_STRIPES - 1)].ms, e->cost_ms,
+                                  memory_order_relaxed);
     if (!sampled(m, e->hash))
         return;
     atomic_fetch_add_explicit(&m->sampled_put_cost_ms, e->cost_ms, memory_order_relaxed);
@@ -153,7 +162,9 @@ double gencache__mrc_rate(const gencache__mrc *m)
 
 void gencache__mrc_points(gencache__mrc *m, gencache_mrc_point *out)
 {
-    uint64_t all = m ? atomic_load(&m->put_cost_ms) : 0;
+    uint64_t all = 0;
+    for (int i = 0; m && i < COST_STRIPES; i++)
+        all += atomic_load_explicit(&m->put_cost[i].ms, memory_order_relaxed);
     uint64_t some = m ? atomic_load(&m->sampled_put_cost_ms) : 0;
     double up = some ? (double)all / (double)some : m ? 1.0 / m->rate : 0.0;
     for (int i = 0; i < GENCACHE__MRC_POINTS; i++) {

@@ -98,7 +98,8 @@ int gencache__codec_encode(const gencache__entry *e, uint64_t expires_ms, uint64
     if (cap < need)
         return GENCACHE_EINVAL;
     unsigned char *p = buf;
-    put_header(p, GENCACHE__CODEC_VERSION, need, e, e->checksum, expires_ms, last_access_ms, hits);
+    put_header(p, GENCACHE__CODEC_VERSION, need, e, gencache__entry_checksum(e), expires_ms,
+               last_access_ms, hits);
     gencache__le64_put(p + 48, e->ttl_ms);
     gencache__le64_put(p + 56, e->cost_ms);
     p[84] = (unsigned char)e->dtype;
@@ -433,7 +434,7 @@ int gencache__codec_value_seal(const gencache__seal *s, const gencache_allocator
     *owned = NULL;
     if (!s || !s->keys) {
         v->data = e->value;
-        v->checksum = e->checksum;
+        v->checksum = gencache__entry_checksum(e);
         return GENCACHE_OK;
     }
     /* A caller's own allocator sees every allocation: no scratch buffer then. */
@@ -499,7 +500,7 @@ int gencache__codec_encode_value(const gencache__seal *s, const gencache__entry 
     unsigned char *inner = q;
     gencache__le64_put(q, e->ttl_ms);
     gencache__le64_put(q + 8, e->cost_ms);
-    gencache__le64_put(q + 16, e->checksum);
+    gencache__le64_put(q + 16, gencache__entry_checksum(e));
     q[24] = (unsigned char)e->dtype;
     q[25] = (unsigned char)e->ndim;
     memset(q + 26, 0, 6);

@@ -37,7 +37,11 @@ typedef struct shard {
     pthread_mutex_t lock;
     slot *slots;
     size_t cap; /* power of two; at most half the slots are used */
-    size_t count;
+    /* Entries in the table, and those it evicted for lack of room: written only under the lock
+     * (a load and a store), read without it by the limits and the statistics, which add up the
+     * shards, so that a put takes no shared counter's read-modify-write for either. */
+    _Atomic uint64_t count;
+    _Atomic uint64_t ev_capacity;
     victim_hint hint[GENCACHE__POLICY_KINDS];
     gencache__policy_shard pol[GENCACHE__POLICY_KINDS]; /* one instance per policy kind */
     /* Hits counted by gets, per layer index: written only under the lock, so an increment needs
@@ -53,11 +57,11 @@ typedef struct mem_tier {
     unsigned nshards;          /* power of two */
     _Atomic uint64_t bytes;    /* charges of the entries in the table */
     _Atomic uint64_t reserved; /* bytes held for memory outside the table */
-    _Atomic uint64_t entries;
     _Atomic uint64_t pinned;
     _Atomic uint64_t pinned_bytes; /* charges of pinned entries, reserved by mem_put */
     _Atomic uint64_t pins_refused;
-    _Atomic uint64_t ev_capacity, ev_expired, ev_corrupt;
+    _Atomic uint64_t ev_capacity; /* evicted for room by gencache__mem_tier_evict_if() */
+    _Atomic uint64_t ev_expired, ev_corrupt;
     gencache__policy_shared pol_shared;
     const gencache__policy_ops *pol_ops[GENCACHE__POLICY_KINDS];
     uint8_t layer_policy[GENCACHE_MAX_LAYERS]; /* each layer's policy kind */
@@ -67,6 +71,22 @@ typedef struct mem_tier {
 static shard *shard_of(mem_tier *m, uint64_t hash)
 {
     return &m->shards[(hash >> 40) & (m->nshards - 1)];
+}
+
+/* Adds delta to a counter only the shard's lock holder writes: no read-modify-write needed. */
+static void shard_count_add(_Atomic uint64_t *n, uint64_t delta)
+{
+    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + delta,
+                          memory_order_relaxed);
+}
+
+/* Entries in the table: the shards' counts, read without their locks. */
+static uint64_t tier_entries(mem_tier *m)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < m->nshards; i++)
+        n += atomic_load_explicit(&m->shards[i].count, memory_order_relaxed);
+    return n;
 }
 
 /* ---- victim hints ---- */
@@ -164,7 +184,8 @@ static int table_link(mem_tier *m, shard *s, gencache__entry *e)
 {
     /* Growing past half full keeps probes short; a failed growth is harmless until the table
      * would have no free slot left to end a probe. */
-    if ((s->count + 1) * 2 > s->cap && !table_grow(m, s) && s->count + 2 > s->cap)
+    uint64_t count = atomic_load_explicit(&s->count, memory_order_relaxed);
+    if ((count + 1) * 2 > s->cap && !table_grow(m, s) && count + 2 > s->cap)
         return GENCACHE_ENOMEM;
     if (!e->pinned) {
         int rc = policy_insert(m, s, e);
@@ -173,9 +194,8 @@ static int table_link(mem_tier *m, shard *s, gencache__entry *e)
     }
     slot_place(s->slots, s->cap, e);
     e->linked = true;
-    s->count++;
+    shard_count_add(&s->count, 1);
     atomic_fetch_add(&m->bytes, e->charge);
-    atomic_fetch_add(&m->entries, 1);
     if (e->pinned)
         atomic_fetch_add(&m->pinned, 1);
     return GENCACHE_OK;
@@ -208,21 +228,25 @@ static void table_unlink(mem_tier *m, shard *s, gencache__entry *e)
         policy_ops(m, e)->remove(&s->pol[e->pol_kind], e);
         hint_forget(s, e->pol_kind);
     }
-    s->count--;
+    shard_count_add(&s->count, (uint64_t)-1);
     atomic_fetch_sub(&m->bytes, e->charge);
-    atomic_fetch_sub(&m->entries, 1);
     if (e->pinned) {
         atomic_fetch_sub(&m->pinned, 1);
         atomic_fetch_sub(&m->pinned_bytes, e->charge);
     }
 }
 
-/* Hands an entry the table let go of to the eviction callback, then drops the reference. */
+/* Hands an entry the table let go of to the eviction callback, then drops the reference. A
+ * count of 1 seen by a holder is final (nobody else holds one, so nobody can take one): the
+ * usual victim, which no handle holds, is freed without a read-modify-write. */
 static void dispose(mem_tier *m, gencache__entry *e, gencache__evict_reason reason)
 {
     if (m->base.on_evict)
         m->base.on_evict(m->base.on_evict_userdata, e, reason);
-    gencache__entry_release(e);
+    if (atomic_load_explicit(&e->refs, memory_order_acquire) == 1)
+        gencache__entry_free(e);
+    else
+        gencache__entry_release(e);
 }
 
 /* ---- limits ---- */
@@ -232,7 +256,7 @@ static bool over_limits(mem_tier *m)
     uint64_t max_b = m->opts.max_bytes, max_e = m->opts.max_entries;
     if (max_b && atomic_load(&m->bytes) + atomic_load(&m->reserved) > max_b)
         return true;
-    return max_e && atomic_load(&m->entries) > max_e;
+    return max_e && tier_entries(m) > max_e;
 }
 
 /* The next victim of policy kind k in a shard, skipping `keep` (the entry being inserted). When
@@ -248,10 +272,18 @@ static gencache__entry *candidate(mem_tier *m, shard *s, unsigned k, const genca
     }
     victim_hint *h = &s->hint[k];
     atomic_store_explicit(&h->rank_bits, c ? rank_bits(*rank) : HINT_NONE, memory_order_relaxed);
-    if (c)
+    if (c) {
         atomic_store_explicit(&h->access_ms,
                               atomic_load_explicit(&c->last_access_ms, memory_order_relaxed),
                               memory_order_relaxed);
+        /* c is most likely the shard's next entry evicted, by this put or a later one. Its slot
+         * and its list neighbour (whose link the unlink writes) are asked for now, so that the
+         * unlink does not wait for the slot's line, then the entry's links, then the
+         * neighbour's, one after the other. */
+        __builtin_prefetch(&s->slots[c->hash & (s->cap - 1)], 1);
+        if (c->lru_prev)
+            __builtin_prefetch(&c->lru_prev->lru_next, 1);
+    }
     return c;
 }
 
@@ -333,6 +365,7 @@ static int make_room(mem_tier *m, gencache__entry *keep)
                     m->base.before_evict(m->base.on_evict_userdata, victim);
                 policy_ops(m, victim)->evicting(&pick.s->pol[pick.kind], victim);
                 table_unlink(m, pick.s, victim);
+                shard_count_add(&pick.s->ev_capacity, 1);
                 candidate(m, pick.s, pick.kind, keep, &rank); /* the shard's hint again */
             }
             pthread_mutex_unlock(&pick.s->lock);
@@ -352,7 +385,6 @@ static int make_room(mem_tier *m, gencache__entry *keep)
         } else {
             return GENCACHE_EFULL;
         }
-        atomic_fetch_add(&m->ev_capacity, 1);
         dispose(m, victim, GENCACHE__EVICT_CAPACITY);
     }
     return GENCACHE_OK;
@@ -360,25 +392,22 @@ static int make_room(mem_tier *m, gencache__entry *keep)
 
 /* ---- tier operations ---- */
 
-int gencache__mem_tier_get(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
-                           uint64_t now_ms, bool touch, gencache__entry **out)
+/* The live entry of key in shard s, whose lock the caller holds, or NULL. An expired entry is
+ * taken out of the table and left in *expired, for the caller to dispose of once it has
+ * unlocked. A get (touch) counts the hit and refreshes the entry. */
+static inline __attribute__((always_inline)) gencache__entry *
+find_live(mem_tier *m, shard *s, const char *key, size_t key_len, uint64_t hash, uint64_t now_ms,
+          bool touch, gencache__entry **expired)
 {
-    mem_tier *m = (mem_tier *)t;
-    shard *s = shard_of(m, hash);
-    *out = NULL;
-    pthread_mutex_lock(&s->lock);
+    *expired = NULL;
     slot *sl = table_find(s, key, key_len, hash);
-    if (!sl) {
-        pthread_mutex_unlock(&s->lock);
-        return GENCACHE_ENOTFOUND;
-    }
+    if (!sl)
+        return NULL;
     gencache__entry *e = sl->e;
     if (gencache__entry_expired(e, now_ms)) {
         table_unlink(m, s, e);
-        pthread_mutex_unlock(&s->lock);
-        atomic_fetch_add(&m->ev_expired, 1);
-        dispose(m, e, GENCACHE__EVICT_EXPIRED);
-        return GENCACHE_ENOTFOUND;
+        *expired = e;
+        return NULL;
     }
     if (touch) {
         if (!e->pinned && m->pol_ops[e->pol_kind]->hit)
@@ -395,12 +424,48 @@ int gencache__mem_tier_get(gencache__tier *t, const char *key, size_t key_len, u
         if (e->sliding && e->ttl_ms)
             atomic_store_explicit(&e->expires_ms, now_ms + e->ttl_ms, memory_order_relaxed);
     }
-    gencache__entry_retain(e);
-    pthread_mutex_unlock(&s->lock);
+    return e;
+}
 
-    if (m->opts.verify_reads && gencache__checksum(e->value, e->size) != e->checksum) {
+/* Looks key up under its shard's lock: the live entry, or NULL. With ref the caller gets a new
+ * reference to it; without, only its cost in *cost_ms (read under the lock), and the returned
+ * pointer must not be followed. An expired entry found on the way is disposed of unlocked.
+ * Inlined: it is the whole of a hit. */
+static inline __attribute__((always_inline)) gencache__entry *lookup(mem_tier *m, const char *key,
+                                                                     size_t key_len, uint64_t hash,
+                                                                     uint64_t now_ms, bool touch,
+                                                                     bool ref, uint64_t *cost_ms)
+{
+    shard *s = shard_of(m, hash);
+    gencache__entry *expired;
+    pthread_mutex_lock(&s->lock);
+    gencache__entry *e = find_live(m, s, key, key_len, hash, now_ms, touch, &expired);
+    if (e && ref)
+        gencache__entry_retain(e);
+    else if (e)
+        *cost_ms = e->cost_ms;
+    pthread_mutex_unlock(&s->lock);
+    if (expired) {
+        atomic_fetch_add(&m->ev_expired, 1);
+        dispose(m, expired, GENCACHE__EVICT_EXPIRED);
+    }
+    return e;
+}
+
+int gencache__mem_tier_get(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
+                           uint64_t now_ms, bool touch, gencache__entry **out)
+{
+    mem_tier *m = (mem_tier *)t;
+    *out = NULL;
+    gencache__entry *e = lookup(m, key, key_len, hash, now_ms, touch, true, NULL);
+    if (!e)
+        return GENCACHE_ENOTFOUND;
+
+    if (m->opts.verify_reads &&
+        gencache__checksum(e->value, e->size) != gencache__entry_checksum(e)) {
         gencache__log_msg(m->opts.log, GENCACHE_LOG_ERROR, "mem: %s failed its checksum; dropped",
                           e->key);
+        shard *s = shard_of(m, hash);
         pthread_mutex_lock(&s->lock);
         slot *now = e->linked ? table_find(s, key, key_len, hash) : NULL;
         bool linked = now && now->e == e;
@@ -424,6 +489,14 @@ static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t n
     return gencache__mem_tier_get(t, key, strlen(key), hash, now_ms, touch, out);
 }
 
+int gencache__mem_tier_touch(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
+                             uint64_t now_ms, uint64_t *cost_ms)
+{
+    return lookup((mem_tier *)t, key, key_len, hash, now_ms, true, false, cost_ms)
+               ? GENCACHE_OK
+               : GENCACHE_ENOTFOUND;
+}
+
 /* Reserves room under the pinned-bytes ceiling for e; false when it does not fit. */
 static bool reserve_pin(mem_tier *m, const gencache__entry *e)
 {
@@ -435,10 +508,10 @@ static bool reserve_pin(mem_tier *m, const gencache__entry *e)
     return true;
 }
 
-static int mem_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
+/* Stores e (a new reference for the table), replacing the key's value unless `keep_live` is set
+ * and a live value is there: then GENCACHE_EEXIST, and nothing changes. */
+static int put_entry(mem_tier *m, gencache__entry *e, uint64_t now_ms, bool keep_live)
 {
-    mem_tier *m = (mem_tier *)t;
-    (void)now_ms;
     if (m->opts.max_bytes && e->charge > m->opts.max_bytes)
         return GENCACHE_ETOOBIG;
     /* Pinned entries can never be evicted, so their bytes are capped: past the ceiling a pin is
@@ -451,9 +524,21 @@ static int mem_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     pthread_mutex_lock(&s->lock);
     slot *sl = table_find(s, e->key, e->key_len, e->hash);
     gencache__entry *old = sl ? sl->e : NULL;
+    if (old && keep_live && !gencache__entry_expired(old, now_ms)) {
+        pthread_mutex_unlock(&s->lock);
+        if (e->pinned)
+            atomic_fetch_sub(&m->pinned_bytes, e->charge);
+        return GENCACHE_EEXIST;
+    }
     if (old)
         table_unlink(m, s, old);
-    int rc = table_link(m, s, gencache__entry_retain(e));
+    /* The table's reference. A count of 1 is the caller's alone (a new entry, or one a lower
+     * tier just built): nobody else can reach e to change it, so a store does. */
+    if (atomic_load_explicit(&e->refs, memory_order_relaxed) == 1)
+        atomic_store_explicit(&e->refs, 2, memory_order_relaxed);
+    else
+        gencache__entry_retain(e);
+    int rc = table_link(m, s, e);
     if (rc == GENCACHE_OK && !e->pinned && over_limits(m)) {
         /* An eviction follows: the shard's hint, which the insert made unknown, is found now,
          * under the lock already held, rather than by taking it again. */
@@ -471,6 +556,16 @@ static int mem_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
     /* A replaced value is not an eviction: its handles keep it alive, nothing is demoted. */
     gencache__entry_release(old);
     return make_room(m, e);
+}
+
+static int mem_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
+{
+    return put_entry((mem_tier *)t, e, now_ms, false);
+}
+
+int gencache__mem_tier_put_absent(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
+{
+    return put_entry((mem_tier *)t, e, now_ms, true);
 }
 
 static int mem_del(gencache__tier *t, const char *key, uint64_t hash)
@@ -608,13 +703,16 @@ static void mem_stats(gencache__tier *t, gencache_tier_stats *out)
     memset(out, 0, sizeof *out);
     out->tier = "mem";
     out->bytes = atomic_load(&m->bytes) + atomic_load(&m->reserved);
-    out->entries = atomic_load(&m->entries);
+    out->entries = tier_entries(m);
     out->max_bytes = m->opts.max_bytes;
     out->max_entries = m->opts.max_entries;
     out->pinned_entries = atomic_load(&m->pinned);
     out->pinned_bytes = atomic_load(&m->pinned_bytes);
     out->pins_refused = atomic_load(&m->pins_refused);
     out->evictions_capacity = atomic_load(&m->ev_capacity);
+    for (unsigned i = 0; i < m->nshards; i++)
+        out->evictions_capacity +=
+            atomic_load_explicit(&m->shards[i].ev_capacity, memory_order_relaxed);
     out->evictions_expired = atomic_load(&m->ev_expired);
     out->evictions_corrupt = atomic_load(&m->ev_corrupt);
 }

@@ -3,6 +3,8 @@
  * rule that leaves the most recent eighth of a list in place, and eviction across shards, which
  * compares the shards' published hints and must still take the globally least recent entry
  * after gets, deletes and replacements made those hints stale. */
+#include <pthread.h>
+
 #include "test.h"
 #include "internal.h"
 #include "policy/policy.h"
@@ -653,4 +655,111 @@ TEST_CASE(thread_exit_frees_its_pools)
     CHECK_OK(gencache_get(c, key, &h)); /* the last put of the last thread */
     gencache_handle_release(h);
     gencache_close(c);
+}
+
+typedef struct counting_putter {
+    gencache__tier *t;
+    unsigned first, n;
+} counting_putter;
+
+static void *put_distinct(void *p)
+{
+    const counting_putter *a = p;
+    for (unsigned i = 0; i < a->n; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k%u", a->first + i);
+        gencache__entry *e = entry_of(key, 0, 1);
+        CHECK_OK(a->t->ops->put(a->t, e, 1));
+        gencache__entry_release(e);
+    }
+    return NULL;
+}
+
+/* The tier counts its entries and its evictions per shard, under the shard locks, and adds the
+ * shards up when asked: with two threads putting distinct keys into a full tier, every entry put
+ * is either still in the table or counted as evicted, and the entry limit holds. */
+TEST_CASE(entry_and_eviction_counts_add_up_across_shards)
+{
+    enum { MAX = 100, EACH = 3000 };
+    gencache__tier *t = open_tier(16, MAX);
+    counting_putter a[2] = {{t, 0, EACH}, {t, EACH, EACH}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_create(&th[i], NULL, put_distinct, &a[i]) == 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    gencache_tier_stats st;
+    t->ops->stats(t, &st);
+    CHECK_UINT_LE(st.entries, MAX);
+    CHECK_UINT_LE(MAX - 2, st.entries); /* two threads may each evict once for one extra entry */
+    CHECK_UINT_EQ(st.entries + st.evictions_capacity, 2 * EACH);
+    unsigned left = 0;
+    for (unsigned i = 0; i < 2 * EACH; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k%u", i);
+        left += lookup(t, key, gencache__checksum(key, strlen(key))) == 1;
+    }
+    CHECK_UINT_EQ(left, st.entries);
+    /* A delete leaves the eviction count alone. */
+    for (unsigned i = 0; i < 2 * EACH; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k%u", i);
+        t->ops->del(t, key, gencache__checksum(key, strlen(key)));
+    }
+    gencache_tier_stats after;
+    t->ops->stats(t, &after);
+    CHECK_UINT_EQ(after.entries, 0);
+    CHECK_UINT_EQ(after.evictions_capacity, st.evictions_capacity);
+    t->ops->close(t);
+}
+
+/* The miniature tiers' two calls: a put that leaves a live value in place, and a get that counts
+ * and refreshes like one but hands out no reference. */
+TEST_CASE(put_absent_and_touch)
+{
+    gencache__tier *t = open_tier(4, 0);
+    const char *key = "text_embedding/ab";
+    uint64_t h = gencache__checksum(key, strlen(key));
+    gencache__entry *a = entry_of(key, 0, 1);
+    a->cost_ms = 7;
+    atomic_store(&a->expires_ms, 100); /* expires at 100 */
+    CHECK_OK(gencache__mem_tier_put_absent(t, a, 1));
+    gencache__entry *b = entry_of(key, 0, 2);
+    CHECK_RC(gencache__mem_tier_put_absent(t, b, 1), GENCACHE_EEXIST);
+    CHECK_INT_EQ(lookup(t, key, h), 1);      /* the first stays */
+    CHECK_UINT_EQ(atomic_load(&b->refs), 1); /* the table took no reference */
+
+    uint64_t cost = 0;
+    CHECK_OK(gencache__mem_tier_touch(t, key, strlen(key), h, 50, &cost));
+    CHECK_UINT_EQ(cost, 7);
+    CHECK_UINT_EQ(atomic_load(&a->hits), 1);
+    CHECK_UINT_EQ(atomic_load(&a->last_access_ms), 50);
+    CHECK_UINT_EQ(atomic_load(&a->refs), 2); /* the table's and ours: touch kept none */
+    CHECK_UINT_EQ(gencache__mem_tier_layer_hits(t, a->layer), 1);
+    CHECK_RC(gencache__mem_tier_touch(t, "text_embedding/cd", 17, h + 1, 50, &cost),
+             GENCACHE_ENOTFOUND);
+
+    /* Expired: touch misses and drops it; put_absent replaces an expired value. */
+    CHECK_RC(gencache__mem_tier_touch(t, key, strlen(key), h, 100, &cost), GENCACHE_ENOTFOUND);
+    gencache_tier_stats st;
+    t->ops->stats(t, &st);
+    CHECK_UINT_EQ(st.entries, 0);
+    CHECK_UINT_EQ(st.evictions_expired, 1);
+    CHECK_UINT_EQ(atomic_load(&a->refs), 1);
+    CHECK_OK(t->ops->put(t, a, 1));
+    CHECK_OK(gencache__mem_tier_put_absent(t, b, 150)); /* a expired at 100 */
+    CHECK_INT_EQ(lookup(t, key, h), 2);
+    CHECK_UINT_EQ(atomic_load(&b->refs), 2);
+    /* An entry someone else holds too gets the table's reference added, not stored. */
+    gencache__entry *c = entry_of("text_embedding/ef", 0, 3);
+    gencache__entry_retain(c);
+    CHECK_OK(t->ops->put(t, c, 1));
+    CHECK_UINT_EQ(atomic_load(&c->refs), 3);
+    CHECK_OK(t->ops->del(t, c->key, c->hash));
+    CHECK_UINT_EQ(atomic_load(&c->refs), 2);
+    gencache__entry_release(c);
+    gencache__entry_release(c);
+    gencache__entry_release(a);
+    gencache__entry_release(b);
+    t->ops->close(t);
 }
