@@ -22,6 +22,8 @@
  * them in section 2).
  * Prints medians and ratios. BENCH_INLINE_MAX=N in the environment sets section 2's inline
  * threshold (bytes); BENCH_DURABLE_SIZE=4KiB|1.5MiB|16MiB runs section 2's puts at that size only.
+ * BENCH_EMBED_MAX=N sets every tier's embedding threshold (bytes; 0: no value is embedded in its
+ * index record, the layout of format 2), for A/B runs of the two layouts in one build.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -89,6 +91,8 @@ static gencache__tier *open_tier_ex(const char *dir, size_t inline_max, bool dur
     tune.inline_max = inline_max;
     tune.durable = durable;
     tune.sync_meta = sync_meta;
+    if (getenv("BENCH_EMBED_MAX"))
+        tune.embed_max = (size_t)atoll(getenv("BENCH_EMBED_MAX"));
     gencache__tier *t = NULL;
     int rc = gencache__disk_tier_open_ex(&o, &tune, &t);
     if (rc != GENCACHE_OK) {
