@@ -17,18 +17,11 @@
  *      files overlap their fsyncs; LMDB serializes its write transactions).
  *   6. Churn: a full tier (200 MiB) taking 1,500 puts of 0.5-2.5 MiB values (each put evicts),
  *      inline versus files: put time late in the run and what the tier occupies on disk.
- *   7. Scans: remove_if over every record (100,000 of 512 B, 20,000 of 4 KiB, 300 of 1.5 MiB)
- *      and the open, values embedded in their records against values apart (format 2's
- *      layout), warm and with the index dropped from the page cache; then section 6's churn
- *      (each put evicts) in both layouts.
- * Usage: bench_disk [--only durable|phases|crypt|scan] [DIR]   (default: every section, in a new
+ * Usage: bench_disk [--only durable|phases|crypt] [DIR]   (default: every section, in a new
  * directory under /tmp, removed at the end; durable: section 2's puts, phases: what follows
  * them in section 2).
  * Prints medians and ratios. BENCH_INLINE_MAX=N in the environment sets section 2's inline
  * threshold (bytes); BENCH_DURABLE_SIZE=4KiB|1.5MiB|16MiB runs section 2's puts at that size only.
- * BENCH_EMBED_MAX=N sets the embedding threshold of section 2 (bytes; 0: no value is
- * embedded in its index record, the layout of format 2), for A/B runs of the two layouts in one
- * build.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -96,8 +89,6 @@ static gencache__tier *open_tier_ex(const char *dir, size_t inline_max, bool dur
     tune.inline_max = inline_max;
     tune.durable = durable;
     tune.sync_meta = sync_meta;
-    if (getenv("BENCH_EMBED_MAX"))
-        tune.embed_max = (size_t)atoll(getenv("BENCH_EMBED_MAX"));
     gencache__tier *t = NULL;
     int rc = gencache__disk_tier_open_ex(&o, &tune, &t);
     if (rc != GENCACHE_OK) {
@@ -610,8 +601,7 @@ static uint64_t du_bytes(const char *dir)
     return n;
 }
 
-/* embed_max SIZE_MAX: the tier's default (every inline value embedded in its record). */
-static void churn(const char *base, const char *name, size_t inline_max, size_t embed_max)
+static void churn(const char *base, const char *name, size_t inline_max)
 {
     char dir[2200];
     snprintf(dir, sizeof dir, "%s/%s", base, name);
@@ -620,8 +610,6 @@ static void churn(const char *base, const char *name, size_t inline_max, size_t 
     gencache__disk_tuning_init(&tune);
     tune.inline_max = inline_max;
     tune.durable = false; /* the allocator's cost, not the device's */
-    if (embed_max != SIZE_MAX)
-        tune.embed_max = embed_max;
     gencache__tier *t = NULL;
     if (gencache__disk_tier_open_ex(&o, &tune, &t) != GENCACHE_OK)
         abort();
@@ -640,7 +628,7 @@ static void churn(const char *base, const char *name, size_t inline_max, size_t 
     t->ops->stats(t, &st);
     t->ops->close(t);
     printf(
-        "churn %-15s: put median (last %d) %8.1f us | tier accounts %.0f MiB | on disk %.0f MiB\n",
+        "churn %-6s: put median (last %d) %8.1f us | tier accounts %.0f MiB | on disk %.0f MiB\n",
         name, LAST, bench_median(pt + N - LAST, LAST), st.bytes / (double)MIB,
         du_bytes(dir) / (double)MIB);
     free(pt);
@@ -674,79 +662,6 @@ static void recovery(const char *base, int entries)
     printf("recovery: open of a tier holding %d entries: median %.2f ms over 5 opens "
            "(goal <= 1000 ms; filled in %.1f s)\n",
            entries, bench_median(opens, 5), fill_s);
-}
-
-static bool match_nothing(void *ud, const gencache__entry *e)
-{
-    (void)e;
-    return ud != NULL;
-}
-
-/* Drops data.mdb of dir from the page cache (this file only, nobody else's). */
-static void uncache_index(const char *dir)
-{
-    char path[2300];
-    snprintf(path, sizeof path, "%s/index/data.mdb", dir);
-    int fd = open(path, O_RDONLY);
-    if (fd >= 0) {
-        fdatasync(fd);
-        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-        close(fd);
-    }
-}
-
-/* Section 7: what embedding values in their index records costs the operations that read every
- * record (remove_if's scan of meta) and the open, against the layout of format 2 (values in
- * vals), in the same run: n entries of `size`, a scan that matches nothing (median of 5), warm
- * and with data.mdb dropped from the page cache before each scan. */
-static void scan_cost(const char *base, const char *label, size_t size, int n)
-{
-    double m[2][3];
-    for (int layout = 0; layout < 2; layout++) {
-        char dir[2200];
-        snprintf(dir, sizeof dir, "%s/scan-%s-%s", base, label, layout ? "embedded" : "apart");
-        gencache__disk_options o = {.path = dir};
-        gencache__disk_tuning tune;
-        gencache__disk_tuning_init(&tune);
-        tune.durable = false;
-        if (!layout)
-            tune.embed_max = 0;
-        gencache__tier *t = NULL;
-        if (gencache__disk_tier_open_ex(&o, &tune, &t) != GENCACHE_OK)
-            abort();
-        for (int i = 0; i < n; i++) {
-            gencache__entry *e = make_entry((uint64_t)i, size);
-            if (t->ops->put(t, e, 1000) != GENCACHE_OK)
-                abort();
-            gencache__entry_release(e);
-        }
-        t->ops->close(t);
-        double warm[5], cold[5], opens[5];
-        for (int r = 0; r < 5; r++) {
-            uncache_index(dir);
-            double t0 = bench_now_us();
-            if (gencache__disk_tier_open_ex(&o, &tune, &t) != GENCACHE_OK)
-                abort();
-            opens[r] = bench_now_us() - t0;
-            uint64_t count;
-            t0 = bench_now_us();
-            if (t->ops->remove_if(t, match_nothing, NULL, &count) != GENCACHE_OK)
-                abort();
-            cold[r] = bench_now_us() - t0;
-            t0 = bench_now_us();
-            if (t->ops->remove_if(t, match_nothing, NULL, &count) != GENCACHE_OK)
-                abort();
-            warm[r] = bench_now_us() - t0;
-            t->ops->close(t);
-        }
-        m[layout][0] = bench_median(opens, 5);
-        m[layout][1] = bench_median(warm, 5);
-        m[layout][2] = bench_median(cold, 5);
-    }
-    printf("scan %-6s x %d: remove_if scan (median ms of 5) warm: embedded %.2f | apart %.2f "
-           "(%.2fx); index uncached: embedded %.2f | apart %.2f (%.2fx); open %.2f | %.2f ms\n",
-           label, n, m[1][1] / 1e3, m[0][1] / 1e3, m[1][1] / m[0][1], m[1][2] / 1e3, m[0][2] / 1e3,
-           m[1][2] / m[0][2], m[1][0] / 1e3, m[0][0] / 1e3);
 }
 
 int main(int argc, char **argv)
@@ -814,17 +729,9 @@ int main(int argc, char **argv)
         double cf = concurrent_puts(base, "conc-file", 0, 4, 10, 1536 * KIB);
         printf("1.5MiB  put throughput, 4 threads: LMDB inline %.1f/s | blob file %.1f/s (%.2fx)\n",
                ci, cf, cf / ci);
-        churn(base, "inline", SIZE_MAX, SIZE_MAX);
-        churn(base, "file", 0, SIZE_MAX);
+        churn(base, "inline", SIZE_MAX);
+        churn(base, "file", 0);
         recovery(base, 100000);
-    }
-    if (!only || strcmp(only, "scan") == 0) {
-        scan_cost(base, "512B", 512, 100000);
-        scan_cost(base, "4KiB", 4 * KIB, 20000);
-        scan_cost(base, "1.5MiB", 1536 * KIB, 300);
-        /* Eviction reads each victim's record: the churn of section 6, both inline layouts. */
-        churn(base, "inline-embedded", SIZE_MAX, SIZE_MAX);
-        churn(base, "inline-apart", SIZE_MAX, 0);
     }
     if (own)
         rm_rf(base);

@@ -27,7 +27,6 @@ void gencache__disk_tuning_init(gencache__disk_tuning *t)
     t->durable = true;
     t->sync_meta = false;
     t->map_size = 1ull << 40;
-    t->embed_max = 4u << 20;
 }
 
 uint64_t gencache__disk_charge(uint64_t size, size_t record_len)
@@ -150,7 +149,7 @@ static int write_format(gencache__disk_tier *d)
     return GENCACHE_OK;
 }
 
-/* Reads the FORMAT file into *format (1 to 3, those this build reads), or writes it for a new
+/* Reads the FORMAT file into *format (1 or 2, the two this build reads), or writes it for a new
  * directory. */
 static int check_format(gencache__disk_tier *d, int *format)
 {
@@ -336,10 +335,10 @@ static int open_index(gencache__disk_tier *d, int format)
     rc = mdb_txn_begin(d->env, NULL, 0, &txn);
     if (rc != MDB_SUCCESS)
         return gencache__disk_map_mdb(d, rc, "cannot begin");
-    static const char *names[] = {"meta", "vals", "lru", "exp", "blobs", "acc"};
-    MDB_dbi *dbis[] = {&d->meta, &d->vals, &d->lru, &d->exp, &d->blobs, &d->acc};
+    static const char *names[] = {"meta", "vals", "lru", "exp", "blobs"};
+    MDB_dbi *dbis[] = {&d->meta, &d->vals, &d->lru, &d->exp, &d->blobs};
     rc = mdb_dbi_open(txn, NULL, 0, &d->main);
-    for (int i = 0; i < 6 && rc == MDB_SUCCESS; i++)
+    for (int i = 0; i < 5 && rc == MDB_SUCCESS; i++)
         rc = mdb_dbi_open(txn, names[i], MDB_CREATE, dbis[i]);
     uint64_t totals[2] = {0, 0}; /* bytes, pinned entries */
     MDB_stat st = {0};

@@ -11,14 +11,11 @@
 #include "internal.h"
 #include "tier/crypt.h"
 
-/* The format the data directory is written in (its FORMAT file). 3: inline values may be
- * embedded in their index record, with their access records in the `acc` table; format 2 kept
- * every inline value in `vals` (those records stay as they are, readable and removable, and are
- * replaced by embedded ones as they are rewritten), and a build of format 2 would take an
- * embedded record for a damaged one. 2: the totals are a record of LMDB's main database, whose
- * page every commit rewrites anyway; format 1 kept them in a table of their own, one more page
- * (and one more write) per commit. Older directories are upgraded when opened. */
-#define GENCACHE__DISK_FORMAT 3
+/* The format the data directory is written in (its FORMAT file). 2: the totals are a record
+ * of LMDB's main database, whose page every commit rewrites anyway; format 1 kept them in a table
+ * of their own, one more page (and one more write) per commit. A format 1 directory is upgraded
+ * when opened. */
+#define GENCACHE__DISK_FORMAT 2
 /* The key of the totals (u64 bytes, u64 pinned entries) in LMDB's main database, whose other
  * keys are the names of the tables: no table may have this name. */
 #define GENCACHE__DISK_TOTALS_KEY "gencache.totals"
@@ -40,9 +37,6 @@ typedef struct gencache__disk_tuning {
                           commit: the last commit survives a power loss too). Default false:
                           one flush per commit; docs/internals/disk-durability.md */
     uint64_t map_size; /* LMDB map size in bytes (address space, not disk). Default 1 TiB */
-    size_t embed_max;  /* inline values up to this many bytes are stored inside their index
-                          record (one B-tree per put), larger inline ones in `vals`. Default
-                          4 MiB, every inline value; docs/internals/disk-durability.md */
 } gencache__disk_tuning;
 
 void gencache__disk_tuning_init(gencache__disk_tuning *t);
@@ -67,7 +61,7 @@ typedef struct gencache__disk_tier {
     char *values_path; /* <path>/values */
     int lock_fd;       /* flock'ed for the tier's lifetime */
     MDB_env *env;
-    MDB_dbi main, meta, vals, lru, exp, blobs, acc; /* main: LMDB's unnamed database */
+    MDB_dbi main, meta, vals, lru, exp, blobs; /* main: LMDB's unnamed database */
     uint64_t max_bytes, max_entries;
     gencache__disk_tuning tune;
     const gencache_allocator *alloc;
@@ -94,9 +88,7 @@ typedef struct gencache__disk_tier {
 } gencache__disk_tier;
 
 /* What an index record holds before the codec's metadata record. */
-/* INLINE: the value is in `vals` under the same key. BLOB: in a file. EMBED: the value follows the
- * codec record in the same index record (one B-tree touched per put instead of two). */
-enum { GENCACHE__DISK_INLINE = 1, GENCACHE__DISK_BLOB = 2, GENCACHE__DISK_EMBED = 3 };
+enum { GENCACHE__DISK_INLINE = 1, GENCACHE__DISK_BLOB = 2 };
 #define GENCACHE__DISK_LOC_LEN     40 /* u32 kind, u32 zero, 32-byte blob id (zero when inline) */
 #define GENCACHE__DISK_BLOB_ID_LEN 32
 

@@ -75,8 +75,7 @@ static void drop_corrupt(gencache__disk_tier *d, const char *key, const gencache
     }
 }
 
-/* Reads the index record and, for inline values (embedded in it or in `vals`), the value, within
- * one read transaction. */
+/* Reads the index record and, for inline values, the value, within one read transaction. */
 static int read_record(gencache__disk_tier *d, const char *key, gencache__codec_meta *m,
                        unsigned char loc[GENCACHE__DISK_LOC_LEN], gencache__entry **out,
                        uint64_t *hash)
@@ -118,23 +117,9 @@ static int read_record(gencache__disk_tier *d, const char *key, gencache__codec_
     }
     uint32_t kind;
     memcpy(&kind, loc, 4);
-    rc = gencache__disk_access_load(d, txn, kind, key, m);
-    if (rc != MDB_SUCCESS) {
-        mdb_txn_abort(txn);
-        gencache__codec_meta_clear(m);
-        atomic_fetch_add(&d->backend_errors, 1);
-        return gencache__disk_map_mdb(d, rc, "cannot read");
-    }
     gencache__entry *e = NULL;
     grc = gencache__codec_entry_new(d->alloc, m, true, &e);
-    if (grc == GENCACHE_OK && kind == GENCACHE__DISK_EMBED) {
-        /* The value follows the record, which says how long it is. */
-        size_t at = GENCACHE__DISK_LOC_LEN + m->record_len;
-        if (v.mv_size >= at && v.mv_size - at == m->size)
-            *hash = gencache__disk_copy_hash(e->value, (const char *)v.mv_data + at, m->size);
-        else
-            grc = GENCACHE_ECORRUPT;
-    } else if (grc == GENCACHE_OK && kind == GENCACHE__DISK_INLINE) {
+    if (grc == GENCACHE_OK && kind == GENCACHE__DISK_INLINE) {
         rc = mdb_get(txn, d->vals, &k, &v);
         if (rc == MDB_SUCCESS && v.mv_size == m->size) {
             *hash = gencache__disk_copy_hash(e->value, v.mv_data, v.mv_size);
@@ -541,12 +526,6 @@ int gencache__disk_remove_if(gencache__tier *t, gencache__entry_pred pred, void 
                     &quiet, d->alloc, (const char *)v.mv_data + GENCACHE__DISK_LOC_LEN,
                     v.mv_size - GENCACHE__DISK_LOC_LEN, &m) != GENCACHE_OK)
                 continue; /* a get of it drops it (or, sealed under a key we lack, refuses it) */
-            uint32_t kind;
-            memcpy(&kind, v.mv_data, 4);
-            if (gencache__disk_access_load(d, txn, kind, resume, &m) != MDB_SUCCESS) {
-                gencache__codec_meta_clear(&m);
-                continue; /* the access times only; the next scan or get sees it again */
-            }
             gencache__entry *e;
             if (gencache__codec_entry_new(d->alloc, &m, false, &e) == GENCACHE_OK) {
                 if (pred(userdata, e)) {

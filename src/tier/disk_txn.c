@@ -1,11 +1,10 @@
 /*
  * disk_txn.c: the disk tier's write transactions. Every change to the index goes through one
- * LMDB write transaction that keeps five tables consistent with each other (meta: key -> record,
- * followed by the value itself for an embedded one; vals: key -> inline value not embedded; lru:
- * last access + key; exp: expiry + key; blobs: content id -> reference count; acc: key -> access
- * record of an embedded entry) and the stored totals (bytes, pinned). Side effects that must not
- * happen before the commit (unlinking unreferenced blob files, on_evict callbacks) are queued in
- * the transaction and run only after it committed, outside every lock.
+ * LMDB write transaction that keeps five tables consistent with each other (meta: key -> record;
+ * vals: key -> inline value; lru: last access + key; exp: expiry + key; blobs: content id ->
+ * reference count) and the stored totals (bytes, pinned). Side effects that must not happen
+ * before the commit (unlinking unreferenced blob files, on_evict callbacks) are queued in the
+ * transaction and run only after it committed, outside every lock.
  */
 #include <errno.h>
 #include <string.h>
@@ -70,53 +69,6 @@ static void get_totals(gencache__disk_txn *w)
     w->pinned = t[1];
 }
 
-int gencache__disk_access_load(gencache__disk_tier *d, MDB_txn *txn, uint32_t kind, const char *key,
-                               gencache__codec_meta *m)
-{
-    if (kind != GENCACHE__DISK_EMBED)
-        return MDB_SUCCESS;
-    MDB_val k = {strlen(key), (void *)key}, v;
-    int rc = mdb_get(txn, d->acc, &k, &v);
-    if (rc == MDB_SUCCESS && v.mv_size == 3 * sizeof(uint64_t)) {
-        uint64_t a[3];
-        memcpy(a, v.mv_data, sizeof a);
-        m->expires_ms = a[0];
-        m->last_access_ms = a[1];
-        m->hits = a[2];
-    }
-    return rc == MDB_NOTFOUND ? MDB_SUCCESS : rc;
-}
-
-static uint32_t record_kind(const MDB_val *v)
-{
-    uint32_t kind = 0;
-    if (v->mv_size >= 4)
-        memcpy(&kind, v->mv_data, 4);
-    return kind;
-}
-
-/* Writes one access record: patched into the index record, or, for a record holding its value,
- * into `acc` (rewriting the record would copy and write the whole value again). */
-static int put_access(gencache__disk_txn *w, MDB_val *k, const MDB_val *v,
-                      const gencache__disk_touch *t)
-{
-    gencache__disk_tier *d = w->d;
-    if (record_kind(v) == GENCACHE__DISK_EMBED) {
-        uint64_t a[3] = {t->expires_ms, t->last_access_ms, t->hits};
-        MDB_val av = {sizeof a, a};
-        return mdb_put(w->txn, d->acc, k, &av, 0);
-    }
-    MDB_val nv = {v->mv_size, NULL};
-    int rc = mdb_put(w->txn, d->meta, k, &nv, MDB_RESERVE);
-    if (rc == MDB_SUCCESS) {
-        memcpy(nv.mv_data, v->mv_data, v->mv_size);
-        gencache__codec_patch((char *)nv.mv_data + GENCACHE__DISK_LOC_LEN,
-                              nv.mv_size - GENCACHE__DISK_LOC_LEN, t->expires_ms, t->last_access_ms,
-                              t->hits);
-    }
-    return rc;
-}
-
 /* Applies the access records gathered by gets since the last write transaction. */
 static int flush_touches(gencache__disk_txn *w)
 {
@@ -154,9 +106,14 @@ static int flush_touches(gencache__disk_txn *w)
             gencache__codec_meta_clear(&m); /* made on a value this key no longer holds */
             continue;
         }
-        rc = gencache__disk_access_load(d, w->txn, record_kind(&v), t->key, &m);
-        if (rc == MDB_SUCCESS)
-            rc = put_access(w, &k, &v, t);
+        MDB_val nv = {v.mv_size, NULL};
+        rc = mdb_put(w->txn, d->meta, &k, &nv, MDB_RESERVE);
+        if (rc == MDB_SUCCESS) {
+            memcpy(nv.mv_data, v.mv_data, v.mv_size);
+            gencache__codec_patch((char *)nv.mv_data + GENCACHE__DISK_LOC_LEN,
+                                  nv.mv_size - GENCACHE__DISK_LOC_LEN, t->expires_ms,
+                                  t->last_access_ms, t->hits);
+        }
         if (rc == MDB_SUCCESS && !m.pinned && m.last_access_ms != t->last_access_ms) {
             rc = del_time(w, d->lru, m.last_access_ms, t->key);
             if (rc == MDB_SUCCESS)
@@ -379,9 +336,6 @@ int gencache__disk_txn_remove(gencache__disk_txn *w, const char *key, int reason
         int r2 = mdb_del(w->txn, d->vals, &k, NULL);
         if (rc == MDB_SUCCESS && r2 != MDB_NOTFOUND)
             rc = r2;
-        r2 = mdb_del(w->txn, d->acc, &k, NULL);
-        if (rc == MDB_SUCCESS && r2 != MDB_NOTFOUND)
-            rc = r2;
         w->n_corrupt++;
         return rc;
     }
@@ -393,16 +347,8 @@ int gencache__disk_txn_remove(gencache__disk_txn *w, const char *key, int reason
     memcpy(loc, v.mv_data, sizeof loc);
     uint32_t kind;
     memcpy(&kind, loc, 4);
-    /* The lru and exp records are keyed by the times the access record holds, if any. */
-    rc = gencache__disk_access_load(d, w->txn, kind, key, &m);
-    if (rc == MDB_SUCCESS)
-        rc = mdb_del(w->txn, d->meta, &k, NULL);
-    if (rc == MDB_SUCCESS && kind == GENCACHE__DISK_EMBED) {
-        /* The value went with the record; its access record, if any, goes too. */
-        rc = mdb_del(w->txn, d->acc, &k, NULL);
-        if (rc == MDB_NOTFOUND)
-            rc = MDB_SUCCESS;
-    } else if (rc == MDB_SUCCESS && kind == GENCACHE__DISK_INLINE) {
+    rc = mdb_del(w->txn, d->meta, &k, NULL);
+    if (rc == MDB_SUCCESS && kind == GENCACHE__DISK_INLINE) {
         rc = mdb_del(w->txn, d->vals, &k, NULL);
         if (rc == MDB_NOTFOUND)
             rc = MDB_SUCCESS;
@@ -425,13 +371,38 @@ int gencache__disk_txn_remove(gencache__disk_txn *w, const char *key, int reason
     return rc;
 }
 
-/* Writes the 40-byte location and the codec record at p (clen bytes reserved for it). */
-static int write_record(gencache__disk_tier *d, const gencache__entry *e,
-                        const gencache__codec_value *sv, uint32_t kind,
-                        const unsigned char *blob_id, uint64_t expires, uint64_t last,
-                        uint64_t hits, unsigned char *p, size_t clen)
+int gencache__disk_txn_insert(gencache__disk_txn *w, const gencache__entry *e,
+                              gencache__codec_value *sv, const unsigned char *blob_id,
+                              uint64_t now_ms)
 {
-    uint32_t zero = 0;
+    gencache__disk_tier *d = w->d;
+    uint64_t expires = atomic_load(&e->expires_ms);
+    uint64_t last = now_ms;
+    uint64_t hits = atomic_load(&e->hits);
+    MDB_val k = {strlen(e->key), (void *)e->key};
+    int rc = MDB_SUCCESS;
+    /* The value first: a sealed one gets its tag and checksum, which the record carries. */
+    if (blob_id) {
+        rc = blob_ref(w, blob_id, +1, e->size);
+    } else {
+        MDB_val val = {e->size, NULL};
+        rc = mdb_put(w->txn, d->vals, &k, &val, MDB_RESERVE);
+        if (rc == MDB_SUCCESS && sv->sealed && !sv->data) {
+            if (gencache__codec_value_seal_to(&d->seal, e, sv, val.mv_data) != GENCACHE_OK)
+                return EIO;
+        } else if (rc == MDB_SUCCESS && e->size) {
+            memcpy(val.mv_data, sv->data, e->size);
+        }
+    }
+    if (rc != MDB_SUCCESS)
+        return rc;
+    size_t clen = gencache__codec_value_size(e, sv);
+    MDB_val v = {GENCACHE__DISK_LOC_LEN + clen, NULL};
+    rc = mdb_put(w->txn, d->meta, &k, &v, MDB_RESERVE);
+    if (rc != MDB_SUCCESS)
+        return rc;
+    unsigned char *p = v.mv_data;
+    uint32_t kind = blob_id ? GENCACHE__DISK_BLOB : GENCACHE__DISK_INLINE, zero = 0;
     memcpy(p, &kind, 4);
     memcpy(p + 4, &zero, 4);
     if (blob_id)
@@ -442,56 +413,7 @@ static int write_record(gencache__disk_tier *d, const gencache__entry *e,
     if (gencache__codec_encode_value(&d->seal, e, sv, expires, last, hits,
                                      p + GENCACHE__DISK_LOC_LEN, clen, &len) != GENCACHE_OK)
         return EINVAL;
-    /* An embedded value starts where the record says it ends. */
-    return kind == GENCACHE__DISK_EMBED && len != clen ? EINVAL : MDB_SUCCESS;
-}
-
-/* Copies (or seals, encrypted) the value into dst, e->size bytes reserved in the index. */
-static int write_value(gencache__disk_tier *d, const gencache__entry *e, gencache__codec_value *sv,
-                       unsigned char *dst)
-{
-    if (sv->sealed && !sv->data)
-        return gencache__codec_value_seal_to(&d->seal, e, sv, dst) == GENCACHE_OK ? MDB_SUCCESS
-                                                                                  : EIO;
-    if (e->size)
-        memcpy(dst, sv->data, e->size);
-    return MDB_SUCCESS;
-}
-
-int gencache__disk_txn_insert(gencache__disk_txn *w, const gencache__entry *e,
-                              gencache__codec_value *sv, const unsigned char *blob_id,
-                              uint64_t now_ms)
-{
-    gencache__disk_tier *d = w->d;
-    uint64_t expires = atomic_load(&e->expires_ms);
-    uint64_t last = now_ms;
-    uint64_t hits = atomic_load(&e->hits);
-    MDB_val k = {strlen(e->key), (void *)e->key};
-    size_t clen = gencache__codec_value_size(e, sv);
-    bool embed = !blob_id && e->size <= d->tune.embed_max;
-    uint32_t kind = blob_id ? GENCACHE__DISK_BLOB
-                    : embed ? GENCACHE__DISK_EMBED
-                            : GENCACHE__DISK_INLINE;
-    int rc = MDB_SUCCESS;
-    /* The value first: a sealed one gets its tag and checksum, which the record carries. */
-    if (blob_id) {
-        rc = blob_ref(w, blob_id, +1, e->size);
-    } else if (!embed) {
-        MDB_val val = {e->size, NULL};
-        rc = mdb_put(w->txn, d->vals, &k, &val, MDB_RESERVE);
-        if (rc == MDB_SUCCESS)
-            rc = write_value(d, e, sv, val.mv_data);
-    }
-    if (rc != MDB_SUCCESS)
-        return rc;
-    MDB_val v = {GENCACHE__DISK_LOC_LEN + clen + (embed ? e->size : 0), NULL};
-    rc = mdb_put(w->txn, d->meta, &k, &v, MDB_RESERVE);
-    unsigned char *p = v.mv_data;
-    if (rc == MDB_SUCCESS && embed)
-        rc = write_value(d, e, sv, p + GENCACHE__DISK_LOC_LEN + clen);
-    if (rc == MDB_SUCCESS)
-        rc = write_record(d, e, sv, kind, blob_id, expires, last, hits, p, clen);
-    if (rc == MDB_SUCCESS && !e->pinned)
+    if (!e->pinned)
         rc = put_time(w, d->lru, last, e->key);
     if (rc == MDB_SUCCESS && expires)
         rc = put_time(w, d->exp, expires, e->key);

@@ -50,13 +50,6 @@ struct gencache__codec_value;
 int gencache__disk_txn_insert(gencache__disk_txn *w, const gencache__entry *e,
                               struct gencache__codec_value *v, const unsigned char *blob_id,
                               uint64_t now_ms);
-struct gencache__codec_meta;
-/* Applies the access record (acc table) of an embedded record, when it has one, to m's mutable
- * fields (expiry, last access, hits): a flush of access records does not rewrite a record that
- * holds its value, it writes these 24 bytes apart. kind: the record's location kind. */
-int gencache__disk_access_load(gencache__disk_tier *d, MDB_txn *txn, uint32_t kind, const char *key,
-                               struct gencache__codec_meta *m);
-
 /* Removes up to limit entries expired at now_ms; *n gets how many. */
 int gencache__disk_txn_expire(gencache__disk_txn *w, uint64_t now_ms, size_t limit, size_t *n);
 /* Evicts expired, then least recently used entries (never `keep`, never pinned ones) until the

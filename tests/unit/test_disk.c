@@ -14,15 +14,12 @@
 #define SMALL 4096
 #define LARGE (1536u * 1024u)
 
-/* embed_max SIZE_MAX: the tier's default threshold for values embedded in their index record. */
-static gencache__tier *open_tier_embed(const char *dir, uint64_t max_bytes, uint64_t max_entries,
-                                       tu_evictions *ev, size_t embed_max)
+static gencache__tier *open_tier(const char *dir, uint64_t max_bytes, uint64_t max_entries,
+                                 tu_evictions *ev)
 {
     gencache__disk_options o = {.path = dir, .max_bytes = max_bytes, .max_entries = max_entries};
     gencache__disk_tuning tune;
     gencache__disk_tuning_init(&tune);
-    if (embed_max != SIZE_MAX)
-        tune.embed_max = embed_max;
     tune.inline_max = 256u << 10; /* so that both value layouts are exercised */
     tune.durable = false;         /* these cases do not test durability; the crash tests do */
     gencache__tier *t = NULL;
@@ -33,12 +30,6 @@ static gencache__tier *open_tier_embed(const char *dir, uint64_t max_bytes, uint
         t->on_evict_userdata = ev;
     }
     return t;
-}
-
-static gencache__tier *open_tier(const char *dir, uint64_t max_bytes, uint64_t max_entries,
-                                 tu_evictions *ev)
-{
-    return open_tier_embed(dir, max_bytes, max_entries, ev, SIZE_MAX);
 }
 
 static void put_one(gencache__tier *t, const tu_spec *s)
@@ -559,183 +550,6 @@ TEST_CASE(put_many_failed_batch_falls_back_to_single_puts)
     gencache_tier_stats st;
     t->ops->stats(t, &st);
     CHECK_UINT_EQ(st.entries, 5);
-    t->ops->close(t);
-    tu_rm_rf(dir);
-    free(dir);
-}
-
-/* Records in the `vals` table (inline values not embedded in their index record). */
-static size_t vals_count(gencache__tier *t)
-{
-    gencache__disk_tier *d = (gencache__disk_tier *)t;
-    MDB_txn *txn;
-    MDB_stat st;
-    CHECK_INT_EQ(mdb_txn_begin(d->env, NULL, MDB_RDONLY, &txn), 0);
-    CHECK_INT_EQ(mdb_stat(txn, d->vals, &st), 0);
-    mdb_txn_abort(txn);
-    return st.ms_entries;
-}
-
-static void del_id(gencache__tier *t, uint64_t id)
-{
-    char key[GENCACHE__KEY_MAX + 1];
-    tu_key(key, "result", id);
-    CHECK_OK(t->ops->del(t, key, tu_hash(key)));
-}
-
-static bool match_id_4(void *ud, const gencache__entry *e)
-{
-    char key[GENCACHE__KEY_MAX + 1];
-    (void)ud;
-    tu_key(key, "result", 4);
-    return strcmp(e->key, key) == 0;
-}
-
-/* Inline values stored the older way (in `vals`, apart from their record) stay readable,
- * replaceable, touchable and removable by a tier that embeds new values in their records, with no
- * migration: each goes when it is deleted or replaced, and the totals come back to zero. The
- * other way round, a tier told to embed nothing reads embedded records too. */
-TEST_CASE(values_apart_and_embedded_mix)
-{
-    char *dir = tu_tmpdir("disk-embed");
-    gencache__tier *t = open_tier_embed(dir, 0, 0, NULL, 0);
-    for (uint64_t id = 1; id <= 8; id++)
-        put_one(t, &(tu_spec){.id = id, .size = id % 2 ? SMALL + id : 100000 + id, .now_ms = 1000});
-    CHECK_UINT_EQ(vals_count(t), 8);
-    t->ops->close(t);
-
-    t = open_tier(dir, 0, 0, NULL);
-    for (uint64_t id = 1; id <= 8; id++)
-        expect_hit(t, id, id % 2 ? SMALL + id : 100000 + id, 2000); /* touches all eight */
-    put_one(t, &(tu_spec){.id = 9, .size = SMALL, .now_ms = 3000}); /* writes the touches */
-    CHECK_UINT_EQ(vals_count(t), 8);
-    del_id(t, 1);
-    CHECK_UINT_EQ(vals_count(t), 7);
-    put_one(t, &(tu_spec){.id = 2, .size = 777, .now_ms = 3000}); /* replaced, now embedded */
-    CHECK_UINT_EQ(vals_count(t), 6);
-    expect_hit(t, 2, 777, 4000);
-    uint64_t n = 0;
-    CHECK_OK(t->ops->remove_if(t, match_id_4, NULL, &n));
-    CHECK_UINT_EQ(n, 1);
-    CHECK_UINT_EQ(vals_count(t), 5);
-    expect_miss(t, 1, 4000);
-    expect_miss(t, 4, 4000);
-    expect_hit(t, 3, SMALL + 3, 4000);
-    t->ops->close(t);
-
-    t = open_tier_embed(dir, 0, 0, NULL, 0);
-    expect_hit(t, 2, 777, 5000);
-    expect_hit(t, 9, SMALL, 5000);
-    for (uint64_t id = 5; id <= 8; id++)
-        expect_hit(t, id, id % 2 ? SMALL + id : 100000 + id, 5000);
-    uint64_t ids[] = {2, 3, 5, 6, 7, 8, 9};
-    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
-        del_id(t, ids[i]);
-    CHECK_UINT_EQ(vals_count(t), 0);
-    gencache_tier_stats st;
-    t->ops->stats(t, &st);
-    CHECK_UINT_EQ(st.entries, 0);
-    CHECK_UINT_EQ(st.bytes, 0);
-    t->ops->close(t);
-    tu_rm_rf(dir);
-    free(dir);
-}
-
-/* Embedding a value makes its record large (LMDB overflow pages): eviction and expiry, which walk
- * the lru and exp tables and read each victim's record, still keep within the limits and free
- * exactly what they evict. */
-TEST_CASE(embedded_values_evict_and_expire)
-{
-    char *dir = tu_tmpdir("disk-embed-evict");
-    tu_evictions ev = {0};
-    gencache__tier *t = open_tier(dir, 3 * 200000, 0, &ev);
-    for (uint64_t id = 1; id <= 10; id++)
-        put_one(t, &(tu_spec){
-                       .id = id, .size = 150000, .now_ms = 1000 + id, .ttl_ms = id % 2 ? 0 : 500});
-    gencache_tier_stats st;
-    t->ops->stats(t, &st);
-    CHECK_UINT_LE(st.bytes, 3 * 200000);
-    CHECK_UINT_EQ(st.entries, 3);
-    CHECK_INT_EQ(ev.n[GENCACHE__EVICT_CAPACITY] + ev.n[GENCACHE__EVICT_EXPIRED], 7);
-    expect_hit(t, 9, 150000, 1020);
-    uint64_t n = 0;
-    CHECK_OK(t->ops->expire(t, 1000000, &n));
-    CHECK_UINT_EQ(n, 2); /* 8 and 10 */
-    t->ops->stats(t, &st);
-    CHECK_UINT_EQ(st.entries, 1);
-    expect_hit(t, 9, 150000, 1000000);
-    del_id(t, 9);
-    t->ops->stats(t, &st);
-    CHECK_UINT_EQ(st.entries, 0);
-    CHECK_UINT_EQ(st.bytes, 0);
-    CHECK_UINT_EQ(vals_count(t), 0);
-    t->ops->close(t);
-    tu_rm_rf(dir);
-    free(dir);
-}
-
-/* The last page number LMDB has used in the tier's data file. */
-static size_t last_page(gencache__tier *t)
-{
-    MDB_envinfo info;
-    CHECK_INT_EQ(mdb_env_info(((gencache__disk_tier *)t)->env, &info), 0);
-    return info.me_last_pgno;
-}
-
-/* A get of an embedded value records its access apart (the acc table), so writing it costs a
- * few pages, not a copy of the value: the data file does not grow by the values touched. The
- * accesses count as before: hits and last access survive a reopen, a sliding TTL is re-armed,
- * and eviction spares the entries read last. */
-TEST_CASE(access_of_embedded_value_is_kept_apart)
-{
-    char *dir = tu_tmpdir("disk-embed-acc");
-    tu_evictions ev = {0};
-    gencache__tier *t = open_tier(dir, 0, 10, &ev);
-    for (uint64_t id = 1; id <= 10; id++)
-        put_one(t, &(tu_spec){.id = id,
-                              .size = 200000,
-                              .now_ms = 1000,
-                              .ttl_ms = id == 3 ? 1000 : 0,
-                              .sliding = id == 3});
-    size_t pages = last_page(t);
-    for (int round = 0; round < 3; round++)
-        for (uint64_t id = 1; id <= 5; id++)
-            expect_hit(t, id, 200000, 1500 + round);
-    CHECK_OK(gencache__disk_flush((gencache__disk_tier *)t));
-    /* Five values of 49 pages each, rewritten, would take 245 new pages. */
-    CHECK_UINT_LE(last_page(t), pages + 20);
-    t->ops->close(t);
-
-    t = open_tier(dir, 0, 10, &ev);
-    gencache__entry *e = NULL;
-    CHECK_OK(get_rc(t, "result", 2, 1600, false, &e));
-    CHECK_UINT_EQ(atomic_load(&e->hits), 3);
-    CHECK_UINT_EQ(atomic_load(&e->last_access_ms), 1502);
-    gencache__entry_release(e);
-    expect_hit(t, 3, 200000, 2400); /* expired at 2000 without the re-arm at 1502 */
-    /* Room for one more: the oldest unread entry goes, not the ones read. */
-    put_one(t, &(tu_spec){.id = 11, .size = 1000, .now_ms = 2500});
-    CHECK_INT_EQ(ev.n[GENCACHE__EVICT_CAPACITY], 1);
-    int missing = 0;
-    for (uint64_t id = 6; id <= 10; id++) {
-        e = NULL;
-        int rc = get_rc(t, "result", id, 2500, false, &e);
-        missing += rc == GENCACHE_ENOTFOUND;
-        gencache__entry_release(e);
-    }
-    CHECK_INT_EQ(missing, 1);
-    for (uint64_t id = 1; id <= 5; id++)
-        expect_hit(t, id, 200000, 2500);
-    /* Deleting a read entry removes its access record with it. */
-    del_id(t, 1);
-    gencache__disk_tier *d = (gencache__disk_tier *)t;
-    MDB_txn *txn;
-    MDB_stat st;
-    CHECK_OK(gencache__disk_flush(d));
-    CHECK_INT_EQ(mdb_txn_begin(d->env, NULL, MDB_RDONLY, &txn), 0);
-    CHECK_INT_EQ(mdb_stat(txn, d->acc, &st), 0);
-    mdb_txn_abort(txn);
-    CHECK_UINT_EQ(st.ms_entries, 4);
     t->ops->close(t);
     tu_rm_rf(dir);
     free(dir);
