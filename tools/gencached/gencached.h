@@ -202,17 +202,18 @@ void gcd_conns_counts(gcd_server *srv, uint64_t *open, uint64_t *head_timeouts, 
  * address). A tracked connection is shut down (shutdown(2)) when idle or slow like any other, and
  * also when its reply made no progress for limits.timeout (busy: the time of the last progress);
  * untrack it before closing its socket or handing it to MHD. The state calls: its next head
- * began (only from idle) / it is being answered / it idles between requests. Each is called
- * from the thread that serves the connection. */
+ * began (only from idle) / it is being answered / it idles between requests, from `now` (the
+ * coarse monotonic clock, gcd_mono_coarse_ns(), read by the caller: once per batch of events is
+ * enough). Each is called from the thread that serves the connection, and takes no lock. */
 struct gcd_conn;
 struct gcd_conn *gcd_conns_track(gcd_server *srv, int fd, const struct sockaddr *peer,
                                  socklen_t len, const char **why);
 void gcd_conns_untrack(gcd_server *srv, struct gcd_conn *k);
 /* True when max_connections connections are open: the next one waits in the listen backlog. */
 bool gcd_conns_full(gcd_server *srv);
-void gcd_conns_fast_head(gcd_server *srv, struct gcd_conn *k);
-void gcd_conns_fast_busy(gcd_server *srv, struct gcd_conn *k);
-void gcd_conns_fast_idle(gcd_server *srv, struct gcd_conn *k);
+void gcd_conns_fast_head(gcd_server *srv, struct gcd_conn *k, uint64_t now);
+void gcd_conns_fast_busy(gcd_server *srv, struct gcd_conn *k, uint64_t now);
+void gcd_conns_fast_idle(gcd_server *srv, struct gcd_conn *k, uint64_t now);
 
 /* ---- fastget.c: keep-alive GET and HEAD of /v1/entries/ without libmicrohttpd -------------- */
 
@@ -317,6 +318,8 @@ const char *gcd_u64_dec(uint64_t v, char *buf);
 /* Whole seconds of TTL left, as X-Gencache-TTL says them; UINT64_MAX when the entry does not
  * expire. */
 uint64_t gcd_entry_ttl_left(const gencache_meta *m);
+/* The same at now_ms (the coarse wall clock in ms, read by the caller). */
+uint64_t gcd_entry_ttl_left_at(const gencache_meta *m, uint64_t now_ms);
 /* The ETag of stored bytes: their checksum as 16 lowercase hex digits in quotes. */
 void gcd_entry_etag(uint64_t checksum, char out[19]);
 /* What a decoded GET (an int8 payload, or ?as=) describes: m with d's content type, dtype and
