@@ -6,6 +6,7 @@ libmicrohttpd: so pipelined mixes of both, heads split across writes, slow reade
 go away mid-reply, tokens, tenants, limits, timeouts and shutdown are all exercised on both
 paths, and the answers are compared byte for byte with the ones libmicrohttpd gives for the same
 request (an extra, unknown header sends a request there)."""
+import functools
 import hashlib
 import os
 import re
@@ -348,19 +349,20 @@ def t_http10_and_bad_heads(d):
     check(d.alive(), "daemon died")
 
 
+def entry_counts(d):
+    """(requests on the entries route, hits of layer result in tier mem, requests the fast path
+    answered), from /metrics."""
+    _, _, text = d.request("GET", "/metrics")
+    a = re.search(rb'gencache_request_duration_seconds_count\{route="entries"\} (\d+)', text)
+    b = re.search(rb'gencache_hits_total\{layer="result",tier="mem"\} (\d+)', text)
+    return (int(a.group(1)) if a else 0, int(b.group(1)) if b else 0,
+            metric(d, "gencache_fast_get_requests_total") or 0)
+
+
 def t_metrics_count(d):
     k = key("counted")
     put(d, k, b"c")
-    pat = rb'gencache_request_duration_seconds_count\{route="entries"\} (\d+)'
-    hits = rb'gencache_hits_total\{layer="result",tier="mem"\} (\d+)'
-
-    def counts():
-        _, _, text = d.request("GET", "/metrics")
-        a = re.search(pat, text)
-        b = re.search(hits, text)
-        return (int(a.group(1)) if a else 0, int(b.group(1)) if b else 0,
-                metric(d, "gencache_fast_get_requests_total") or 0)
-
+    counts = functools.partial(entry_counts, d)
     before = counts()
     c = d.connect()
     try:
@@ -531,13 +533,19 @@ def t_concurrent_clients(d):
         except Exception as e:  # reported below
             errors.append((n, repr(e)))
 
-    # Fewer connections than the per-client cap allows, with room for the checks' own.
+    # Fewer connections than the per-client cap allows, with room for the checks' own. Each
+    # fast-path thread counts for itself: the scrape must add every thread's counts up.
+    before = entry_counts(d)
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(PER_CLIENT - 1)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
     check_eq(errors, [], "concurrent GETs")
+    after = entry_counts(d)
+    n = (PER_CLIENT - 1) * 200
+    check_eq(tuple(a - b for a, b in zip(after, before)), (n, n, n if d.fast else 0),
+             "requests, hits and fast-path requests counted over every thread")
 
 
 LIMIT = 8

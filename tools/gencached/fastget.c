@@ -114,6 +114,7 @@ typedef struct fg_thread {
     unsigned n_pending;     /* connections with pending bytes */
     hc_slot heads[HC_SLOTS];
     uint64_t hc_clock;
+    struct gcd_metrics_local *counts; /* this thread's own counters */
 } fg_thread;
 
 struct gcd_fastget {
@@ -437,8 +438,7 @@ static void request_done(fg_thread *t, fg_conn *c, bool completed)
 {
     uint64_t now = gcd_mono_ns();
     double ms = now > c->start_ns ? (double)(now - c->start_ns) / 1e6 : 0;
-    gcd_metrics_request(t->srv->metrics, GCD_ROUTE_ENTRY, ms / 1e3);
-    gcd_metrics_fast(t->srv->metrics, false);
+    gcd_metrics_local_request(t->counts, ms / 1e3);
     gcd_log(&t->srv->log, GENCACHE_LOG_DEBUG, "%s %s %u %.3f ms%s", c->req.method, c->req.path,
             c->status, ms, completed ? "" : " (terminated)");
 }
@@ -553,7 +553,7 @@ static int answer(fg_thread *t, fg_conn *c, const gcd_fast_req *r)
         ln = ln < sizeof layer ? ln : sizeof layer - 1;
         memcpy(layer, key, ln);
         layer[ln] = '\0';
-        gcd_metrics_hit(srv->metrics, layer, m->tier);
+        gcd_metrics_local_hit(srv->metrics, t->counts, layer, m->tier);
         gcd_ui_hit(srv, who.tenant, key, m->hits);
     }
     /* The request is ours: its bytes leave the socket (they are there: they were peeked). */
@@ -836,7 +836,8 @@ static int thread_start(gcd_server *srv, fg_thread *t)
     t->list.prev = t->list.next = &t->list;
     t->ep = epoll_create1(EPOLL_CLOEXEC);
     t->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (t->ep < 0 || t->stop_fd < 0)
+    t->counts = gcd_metrics_local_new(srv->metrics);
+    if (t->ep < 0 || t->stop_fd < 0 || !t->counts)
         return -1;
     struct epoll_event se = {.events = EPOLLIN, .data.ptr = &STOPPER};
     /* Every thread waits on the one listener; the kernel wakes one of them per connection. */

@@ -456,6 +456,17 @@ void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier)
 void gcd_metrics_coalesced(struct gcd_metrics *m);
 /* A request fastget.c answered, or (handoff) a connection it gave to libmicrohttpd. */
 void gcd_metrics_fast(struct gcd_metrics *m, bool handoff);
+/* Counters of one thread of its own (fastget.c's), added to the server's at every scrape: the
+ * request's duration (route entries) with a fast-path request counted, and a hit, as
+ * gcd_metrics_request(), gcd_metrics_fast() and gcd_metrics_hit() count them, without a
+ * read-modify-write shared with other threads. gcd_metrics_local_new() returns NULL when out of
+ * memory; the counters live until gcd_metrics_free(). Thread-safety: new is safe; the others
+ * only from the one thread that owns l. */
+struct gcd_metrics_local;
+struct gcd_metrics_local *gcd_metrics_local_new(struct gcd_metrics *m);
+void gcd_metrics_local_request(struct gcd_metrics_local *l, double seconds);
+void gcd_metrics_local_hit(struct gcd_metrics *m, struct gcd_metrics_local *l, const char *layer,
+                           const char *tier);
 void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome);
 /* A generate request that did not use the cache (no seed, or a sensitive prompt). */
 void gcd_metrics_bypassed(struct gcd_metrics *m);
