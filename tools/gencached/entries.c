@@ -106,14 +106,10 @@ void gcd_entry_etag(uint64_t checksum, char out[19])
  * up to seconds anyway. */
 uint64_t gcd_entry_ttl_left(const gencache_meta *m)
 {
-    return m->expires_ms ? gcd_entry_ttl_left_at(m, gcd_now_coarse_ms()) : UINT64_MAX;
-}
-
-uint64_t gcd_entry_ttl_left_at(const gencache_meta *m, uint64_t now_ms)
-{
     if (!m->expires_ms)
         return UINT64_MAX;
-    return m->expires_ms > now_ms ? (m->expires_ms - now_ms + 999) / 1000 : 0;
+    uint64_t now = gcd_now_coarse_ms();
+    return m->expires_ms > now ? (m->expires_ms - now + 999) / 1000 : 0;
 }
 
 void gcd_entry_headers(const gencache_meta *m, uint64_t ttl_left, gcd_header_fn add, void *ctx)

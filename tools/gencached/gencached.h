@@ -318,8 +318,6 @@ const char *gcd_u64_dec(uint64_t v, char *buf);
 /* Whole seconds of TTL left, as X-Gencache-TTL says them; UINT64_MAX when the entry does not
  * expire. */
 uint64_t gcd_entry_ttl_left(const gencache_meta *m);
-/* The same at now_ms (the coarse wall clock in ms, read by the caller). */
-uint64_t gcd_entry_ttl_left_at(const gencache_meta *m, uint64_t now_ms);
 /* The ETag of stored bytes: their checksum as 16 lowercase hex digits in quotes. */
 void gcd_entry_etag(uint64_t checksum, char out[19]);
 /* What a decoded GET (an int8 payload, or ?as=) describes: m with d's content type, dtype and
