@@ -6,6 +6,7 @@ libmicrohttpd: so pipelined mixes of both, heads split across writes, slow reade
 go away mid-reply, tokens, tenants, limits, timeouts and shutdown are all exercised on both
 paths, and the answers are compared byte for byte with the ones libmicrohttpd gives for the same
 request (an extra, unknown header sends a request there)."""
+import functools
 import hashlib
 import os
 import re
@@ -122,6 +123,20 @@ def metric(d, name, headers=None):
     return int(m.group(1)) if m else None
 
 
+def both_answers(d, req, head=False):
+    """The answers of the loop and of libmicrohttpd to the same request, each on a new
+    connection, Date aside."""
+    answers = []
+    for extra in (b"", b"X-Route-Through-Mhd: 1\r\n"):  # an unknown header: MHD's
+        s = raw_conn(d)
+        try:
+            s.sendall(req.replace(b"\r\n\r\n", b"\r\n" + extra + b"\r\n") if extra else req)
+            answers.append(no_date(Reader(s).response(head)[3]))
+        finally:
+            s.close()
+    return answers
+
+
 # ---- cases -------------------------------------------------------------------------------------
 
 def t_same_bytes_as_mhd(d):
@@ -139,14 +154,7 @@ def t_same_bytes_as_mhd(d):
              (get_req(missing), False), (get_req(missing, method=b"HEAD"), True),
              (get_req(tensor), False), (get_req(k, b"Connection: close\r\n"), False)]
     for req, head in cases:
-        answers = []
-        for extra in (b"", b"X-Route-Through-Mhd: 1\r\n"):  # an unknown header: MHD's
-            s = raw_conn(d)
-            try:
-                s.sendall(req.replace(b"\r\n\r\n", b"\r\n" + extra + b"\r\n") if extra else req)
-                answers.append(no_date(Reader(s).response(head)[3]))
-            finally:
-                s.close()
+        answers = both_answers(d, req, head)
         check_eq(answers[0], answers[1], "answer to %r" % req[:80])
         check(answers[0].startswith(b"HTTP/1.1 "), "an answer: %r" % answers[0][:80])
 
@@ -341,19 +349,20 @@ def t_http10_and_bad_heads(d):
     check(d.alive(), "daemon died")
 
 
+def entry_counts(d):
+    """(requests on the entries route, hits of layer result in tier mem, requests the fast path
+    answered), from /metrics."""
+    _, _, text = d.request("GET", "/metrics")
+    a = re.search(rb'gencache_request_duration_seconds_count\{route="entries"\} (\d+)', text)
+    b = re.search(rb'gencache_hits_total\{layer="result",tier="mem"\} (\d+)', text)
+    return (int(a.group(1)) if a else 0, int(b.group(1)) if b else 0,
+            metric(d, "gencache_fast_get_requests_total") or 0)
+
+
 def t_metrics_count(d):
     k = key("counted")
     put(d, k, b"c")
-    pat = rb'gencache_request_duration_seconds_count\{route="entries"\} (\d+)'
-    hits = rb'gencache_hits_total\{layer="result",tier="mem"\} (\d+)'
-
-    def counts():
-        _, _, text = d.request("GET", "/metrics")
-        a = re.search(pat, text)
-        b = re.search(hits, text)
-        return (int(a.group(1)) if a else 0, int(b.group(1)) if b else 0,
-                metric(d, "gencache_fast_get_requests_total") or 0)
-
+    counts = functools.partial(entry_counts, d)
     before = counts()
     c = d.connect()
     try:
@@ -524,13 +533,19 @@ def t_concurrent_clients(d):
         except Exception as e:  # reported below
             errors.append((n, repr(e)))
 
-    # Fewer connections than the per-client cap allows, with room for the checks' own.
+    # Fewer connections than the per-client cap allows, with room for the checks' own. Each
+    # fast-path thread counts for itself: the scrape must add every thread's counts up.
+    before = entry_counts(d)
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(PER_CLIENT - 1)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
     check_eq(errors, [], "concurrent GETs")
+    after = entry_counts(d)
+    n = (PER_CLIENT - 1) * 200
+    check_eq(tuple(a - b for a, b in zip(after, before)), (n, n, n if d.fast else 0),
+             "requests, hits and fast-path requests counted over every thread")
 
 
 LIMIT = 8
@@ -555,6 +570,119 @@ def t_connection_limit(d):
     finally:
         for s in socks:
             s.close()
+
+
+def t_kept_head_follows_entry(d):
+    """The loop keeps the head it built for a small value and sends it again; it must change as
+    soon as the entry is replaced (even by the same bytes with other headers), with the TTL
+    seconds left and with the Date."""
+    k = key("kept-head")
+    put(d, k, b"kept value", {"X-Gencache-Tags": "one", "Content-Type": "text/plain"})
+    s = raw_conn(d)
+    try:
+        r = Reader(s)
+        for i in range(3):  # built once, then sent from the kept copy
+            s.sendall(get_req(k))
+            st, hdrs, body, raw = r.response()
+            check_eq((st, body, hdrs.get("x-gencache-tags"), hdrs.get("content-type")),
+                     (200, b"kept value", "one", "text/plain"), "GET %d" % i)
+        first_etag = hdrs["etag"]
+        # The same bytes under other headers: a new version, whose head differs.
+        put(d, k, b"kept value", {"X-Gencache-Tags": "two", "X-Gencache-Model": "m2"})
+        s.sendall(get_req(k))
+        st, hdrs, body, _ = r.response()
+        check_eq((st, body, hdrs.get("x-gencache-tags"), hdrs.get("x-gencache-model"),
+                  hdrs.get("content-type"), hdrs["etag"]),
+                 (200, b"kept value", "two", "m2", "application/octet-stream", first_etag),
+                 "GET after the same bytes were stored again with other headers")
+        put(d, k, b"other bytes!")
+        s.sendall(get_req(k))
+        st, hdrs, body, _ = r.response()
+        check_eq((st, body, hdrs.get("content-length"), hdrs.get("x-gencache-tags")),
+                 (200, b"other bytes!", "12", None), "GET after new bytes")
+        check(hdrs["etag"] != first_etag, "a new ETag for new bytes: %r" % hdrs["etag"])
+        # Connection: close on a kept head's entry: its own head, then the end of the stream.
+        s.sendall(get_req(k, b"Connection: close\r\n"))
+        st, hdrs, body, _ = r.response()
+        check_eq((st, body, hdrs.get("connection")), (200, b"other bytes!", "close"),
+                 "Connection: close after kept-alive GETs")
+        check(r.closed(), "closed after Connection: close")
+    finally:
+        s.close()
+    # TTL seconds left and Date move on: the head follows them. HEAD is a probe, which does not
+    # slide the TTL as a GET does; it gets the GET's head, from the same kept copy.
+    t = key("kept-head-ttl")
+    put(d, t, b"expiring", {"X-Gencache-TTL": "100"})
+    s = raw_conn(d)
+    try:
+        r = Reader(s)
+        s.sendall(get_req(t, method=b"HEAD"))
+        _, h1, _, _ = r.response(head=True)
+        s.sendall(get_req(t, method=b"HEAD"))
+        _, h2, _, _ = r.response(head=True)
+        time.sleep(1.5)  # below the idle timeout
+        s.sendall(get_req(t, method=b"HEAD"))
+        _, h3, _, _ = r.response(head=True)
+        s.sendall(get_req(t))
+        _, _, body, _ = r.response()
+    finally:
+        s.close()
+    check_eq(body, b"expiring", "TTL entry's bytes")
+    check(int(h1["x-gencache-ttl"]) >= int(h2["x-gencache-ttl"]) >= int(h3["x-gencache-ttl"]) + 1,
+          "TTL left goes down: %s, %s, %s" % (h1["x-gencache-ttl"], h2["x-gencache-ttl"],
+                                             h3["x-gencache-ttl"]))
+    check(h3["date"] != h1["date"], "Date moves on: %r, %r" % (h1["date"], h3["date"]))
+    # And whatever was kept, each answer is still libmicrohttpd's, byte for byte.
+    for req in (get_req(k), get_req(k, method=b"HEAD"), get_req(k, b"Connection: close\r\n")):
+        for attempt in range(3):  # a second boundary between the two may change the TTL
+            a, b = both_answers(d, req, req.startswith(b"HEAD"))
+            if a == b:
+                break
+        check_eq(a, b, "answer to %r" % req[:60])
+
+
+def server_recv_queue(d, client):
+    """Bytes waiting unread in the daemon's socket of the connection from client (an address),
+    from /proc/net/tcp (rx_queue of the socket whose local port is the daemon's)."""
+    want = ("%08X:%04X" % (0x0100007F, d.port), "%08X:%04X" % (0x0100007F, client[1]))
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if (fields[1], fields[2]) == want:
+                return int(fields[4].split(":")[1], 16)
+    return None
+
+
+def t_answered_bytes_leave(d):
+    """Many keep-alive GETs (more bytes than the loop leaves in a socket), then a PUT that goes to
+    libmicrohttpd, on one connection; and an idle connection holds no unread bytes."""
+    k, s = stored_and_connected(d, "many", b"many")
+    try:
+        r = Reader(s)
+        for i in range(120):  # about 12 KiB of requests
+            s.sendall(get_req(k, b"User-Agent: count-%d\r\n" % i))
+            st, _, body, _ = r.response()
+            check_eq((st, body), (200, b"many"), "GET %d" % i)
+        s.sendall(get_req(k) * 40 + b"PUT " + path(k).encode() +
+                  b" HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nnext" + get_req(k))
+        for i in range(40):
+            check_eq(r.response()[2], b"many", "pipelined GET %d" % i)
+        check_eq(r.response()[0], 201, "PUT after the GETs")
+        check_eq(r.response()[2], b"next", "GET after the PUT")
+    finally:
+        s.close()
+    k, s = stored_and_connected(d, "idle-bytes", b"idle")
+    try:
+        r = Reader(s)
+        for i in range(5):
+            s.sendall(get_req(k))
+            check_eq(r.response()[2], b"idle", "GET %d" % i)
+        time.sleep(0.8)  # quiet for longer than the loop leaves answered bytes in a socket
+        check_eq(server_recv_queue(d, s.getsockname()), 0, "unread bytes in an idle connection")
+        s.sendall(get_req(k))
+        check_eq(r.response()[2], b"idle", "GET after the pause")
+    finally:
+        s.close()
 
 
 def shutdown_with_open_connections(fast):
@@ -602,7 +730,9 @@ def main():
              ("per_client_limit", t_per_client_limit), ("idle_timeout", t_idle_timeout),
              ("slow_head", t_slow_head), ("half_closed_client", t_half_closed_client),
              ("stalled_reader", t_stalled_reader),
-             ("concurrent_clients", t_concurrent_clients))
+             ("concurrent_clients", t_concurrent_clients),
+             ("kept_head_follows_entry", t_kept_head_follows_entry),
+             ("answered_bytes_leave", t_answered_bytes_leave))
     with tempfile.TemporaryDirectory() as tmp:
         for fast in (True, False):
             mode = "fast" if fast else "mhd"

@@ -12,9 +12,11 @@
  * shutdown(2) of the connection's socket: MHD (or fastget.c) sees the end of the stream and closes
  * the connection in its own thread. Invariant: a tracked socket is still open (MHD closes it only
  * after the CLOSED notification, fastget.c only after untracking it, both under the same lock), so
- * shutdown() never reaches another connection's socket. Times come from the coarse monotonic clock:
- * every request moves its connection twice or three times, and a few milliseconds of resolution are
- * far below the limits enforced here.
+ * shutdown() never reaches another connection's socket. A connection's state and the time it
+ * entered it are one atomic word that only the thread serving the connection writes, without the
+ * lock (every request changes it twice or three times); the sweep and the choice of a connection to
+ * shed read it under the lock. Times come from the coarse monotonic clock: a few milliseconds of
+ * resolution are far below the limits enforced here.
  */
 #include <netinet/in.h>
 #include <pthread.h>
@@ -35,14 +37,42 @@ typedef enum conn_state {
 } conn_state;
 
 typedef struct conn {
-    struct conn *prev, *next; /* the list, oldest `since` first */
+    struct conn *prev, *next; /* every tracked connection, in no particular order */
     int fd;
     struct sockaddr_storage peer; /* the client's address (family 0: unknown) */
-    conn_state state;
-    uint64_t since_ns; /* coarse monotonic clock: when it entered its state */
-    bool closing;      /* shut down by us; MHD (or fastget.c) will close it */
-    bool fast;         /* served by fastget.c, which has no timeout of its own */
+    /* Atomic, written by the connection's own thread only: the coarse monotonic time in ns when
+     * it entered its state, with the state (a conn_state) in the two low bits instead of the
+     * time's. */
+    uint64_t stamp;
+    bool closing; /* shut down by us; MHD (or fastget.c) will close it */
+    bool fast;    /* served by fastget.c, which has no timeout of its own */
 } conn;
+
+#define STATE_BITS 3ull
+
+static uint64_t stamp_load(const conn *k)
+{
+    return __atomic_load_n(&k->stamp, __ATOMIC_RELAXED);
+}
+
+static conn_state stamp_state(uint64_t stamp)
+{
+    return (conn_state)(stamp & STATE_BITS);
+}
+
+/* How long ago the stamp was taken. A state entered after `now` was read (another thread moves
+ * its connection without the lock) is zero time old, not a wrapped-around age. */
+static uint64_t stamp_age(uint64_t stamp, uint64_t now)
+{
+    uint64_t since = stamp & ~STATE_BITS;
+    return now > since ? now - since : 0;
+}
+
+/* Moves k to a new state from now on; called by the thread serving k, with or without the lock. */
+static void set_state(conn *k, conn_state st, uint64_t now)
+{
+    __atomic_store_n(&k->stamp, (now & ~STATE_BITS) | st, __ATOMIC_RELAXED);
+}
 
 struct gcd_conns {
     pthread_mutex_t mu;
@@ -98,15 +128,6 @@ static void append(struct gcd_conns *cs, conn *k)
     cs->list.prev = k;
 }
 
-/* Moves k to a new state, at the end of the list (its `since` is the newest). */
-static void set_state(struct gcd_conns *cs, conn *k, conn_state st, uint64_t now)
-{
-    k->state = st;
-    k->since_ns = now;
-    unlink_conn(k);
-    append(cs, k);
-}
-
 static void shut(conn *k)
 {
     k->closing = true;
@@ -118,12 +139,22 @@ static void shut(conn *k)
 static void shed_one(struct gcd_conns *cs, uint64_t now)
 {
     conn *victim = NULL;
-    for (conn *k = cs->list.next; k != &cs->list && !victim; k = k->next)
-        if (k->state == CONN_IDLE && !k->closing)
+    uint64_t oldest = 0;
+    for (conn *k = cs->list.next; k != &cs->list; k = k->next) {
+        uint64_t stamp = stamp_load(k), age = stamp_age(stamp, now);
+        if (stamp_state(stamp) == CONN_IDLE && !k->closing && (!victim || age > oldest)) {
             victim = k;
-    for (conn *k = cs->list.next; k != &cs->list && !victim; k = k->next)
-        if (k->state == CONN_HEAD && !k->closing && now - k->since_ns >= SHED_MIN_AGE_NS)
+            oldest = age;
+        }
+    }
+    for (conn *k = victim ? &cs->list : cs->list.next; k != &cs->list; k = k->next) {
+        uint64_t stamp = stamp_load(k), age = stamp_age(stamp, now);
+        if (stamp_state(stamp) == CONN_HEAD && !k->closing && age >= SHED_MIN_AGE_NS &&
+            (!victim || age > oldest)) {
             victim = k;
+            oldest = age;
+        }
+    }
     if (victim) {
         shut(victim);
         cs->shed++;
@@ -157,8 +188,7 @@ void gcd_conns_notify(void *cls, struct MHD_Connection *c, void **socket_context
             memcpy(&k->peer, ai->client_addr,
                    ai->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                           : sizeof(struct sockaddr_in));
-        k->state = CONN_HEAD;
-        k->since_ns = now;
+        set_state(k, CONN_HEAD, now);
         pthread_mutex_lock(&cs->mu);
         append(cs, k);
         cs->open++;
@@ -181,26 +211,18 @@ void gcd_conns_notify(void *cls, struct MHD_Connection *c, void **socket_context
 void *gcd_conns_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
     (void)uri;
-    gcd_server *srv = cls;
+    (void)cls;
     conn *k = conn_of(c);
-    if (k) {
-        pthread_mutex_lock(&srv->conns->mu);
-        if (k->state == CONN_IDLE)
-            set_state(srv->conns, k, CONN_HEAD, gcd_mono_coarse_ns());
-        pthread_mutex_unlock(&srv->conns->mu);
-    }
+    if (k && stamp_state(stamp_load(k)) == CONN_IDLE)
+        set_state(k, CONN_HEAD, gcd_mono_coarse_ns());
     return NULL; /* the request's state starts empty: on_request creates it */
 }
 
 static void mark(gcd_server *srv, struct MHD_Connection *c, conn_state st)
 {
     conn *k = conn_of(c);
-    if (!k)
-        return;
-    pthread_mutex_lock(&srv->conns->mu);
-    if (k->state != st)
-        set_state(srv->conns, k, st, gcd_mono_coarse_ns());
-    pthread_mutex_unlock(&srv->conns->mu);
+    if (k && stamp_state(stamp_load(k)) != st)
+        set_state(k, st, gcd_mono_coarse_ns());
 }
 
 void gcd_conns_busy(gcd_server *srv, struct MHD_Connection *c)
@@ -223,14 +245,15 @@ void gcd_conns_sweep(gcd_server *srv)
     for (conn *k = cs->list.next; k != &cs->list; k = k->next) {
         if (k->closing)
             continue;
-        uint64_t age = now - k->since_ns;
-        if (k->state == CONN_HEAD && age > cs->head_timeout_ns) {
+        uint64_t stamp = stamp_load(k), age = stamp_age(stamp, now);
+        conn_state st = stamp_state(stamp);
+        if (st == CONN_HEAD && age > cs->head_timeout_ns) {
             shut(k);
             cs->head_timeouts++;
             overdue++;
-        } else if (k->state == CONN_IDLE && age > cs->idle_max_ns) {
+        } else if (st == CONN_IDLE && age > cs->idle_max_ns) {
             shut(k); /* MHD's idle timeout misses a client that trickles its next head */
-        } else if (k->state == CONN_BUSY && k->fast && age > cs->idle_max_ns) {
+        } else if (st == CONN_BUSY && k->fast && age > cs->idle_max_ns) {
             shut(k); /* a reply the client stopped reading: as MHD's timeout does */
         }
     }
@@ -294,8 +317,7 @@ struct gcd_conn *gcd_conns_track(gcd_server *srv, int fd, const struct sockaddr 
     if (len <= sizeof k->peer)
         memcpy(&k->peer, peer, len);
     uint64_t now = gcd_mono_coarse_ns();
-    k->state = CONN_HEAD;
-    k->since_ns = now;
+    set_state(k, CONN_HEAD, now);
     pthread_mutex_lock(&cs->mu);
     /* The limits libmicrohttpd applies to the connections it accepts, over all of them: the
      * ones served here and the ones handed over to it. */
@@ -341,29 +363,20 @@ void gcd_conns_untrack(gcd_server *srv, struct gcd_conn *gc)
     free(k);
 }
 
-static void fast_set(gcd_server *srv, struct gcd_conn *gc, conn_state st)
+void gcd_conns_fast_head(gcd_server *srv, struct gcd_conn *gc, uint64_t now)
 {
     conn *k = (conn *)gc;
-    pthread_mutex_lock(&srv->conns->mu);
-    set_state(srv->conns, k, st, gcd_mono_coarse_ns());
-    pthread_mutex_unlock(&srv->conns->mu);
+    /* Only the first bytes of a head start its deadline. */
+    if (stamp_state(stamp_load(k)) == CONN_IDLE)
+        set_state(k, CONN_HEAD, now);
 }
 
-void gcd_conns_fast_head(gcd_server *srv, struct gcd_conn *gc)
+void gcd_conns_fast_busy(gcd_server *srv, struct gcd_conn *gc, uint64_t now)
 {
-    conn *k = (conn *)gc;
-    /* Only the first bytes of a head start its deadline. Read without the lock: only this
-     * thread writes the state of a connection it serves. */
-    if (k->state == CONN_IDLE)
-        fast_set(srv, gc, CONN_HEAD);
+    set_state((conn *)gc, CONN_BUSY, now);
 }
 
-void gcd_conns_fast_busy(gcd_server *srv, struct gcd_conn *gc)
+void gcd_conns_fast_idle(gcd_server *srv, struct gcd_conn *gc, uint64_t now)
 {
-    fast_set(srv, gc, CONN_BUSY);
-}
-
-void gcd_conns_fast_idle(gcd_server *srv, struct gcd_conn *gc)
-{
-    fast_set(srv, gc, CONN_IDLE);
+    set_state((conn *)gc, CONN_IDLE, now);
 }

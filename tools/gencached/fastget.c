@@ -7,9 +7,12 @@
  * socket discards the bytes without copying them) and answered here, with the same status,
  * headers and body libmicrohttpd's route would give. Anything else, and anything this file has
  * any doubt about, leaves the socket untouched and goes to libmicrohttpd (MHD_add_connection()),
- * which serves that connection for the rest of its life. Invariant: a connection is handed over
- * only between requests, with no reply of ours still unsent and none of the next request's bytes
- * taken; a reply's read handle is held until its last byte is sent or the connection is closed.
+ * which serves that connection for the rest of its life. Where the kernel has SO_PEEK_OFF for TCP,
+ * an answered request's bytes stay in the socket, skipped by the peek offset, and leave it a few
+ * kilobytes at a time (one discard for many requests). Invariant: a connection is handed over only
+ * between requests, with no reply of ours still unsent, every answered request's bytes taken and
+ * none of the next request's; a reply's read handle is held until its last byte is sent or the
+ * connection is closed.
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
@@ -33,6 +36,16 @@
 
 #define EVENTS   64
 #define PAUSE_MS 20
+/* With SO_PEEK_OFF, the bytes of answered requests leave the socket once this many are there, or
+ * once their connection has answered nothing for FLUSH_MS (so an idle connection holds none). */
+#define PENDING_MAX 4096u
+#define FLUSH_MS    200
+#define FLUSH_NS    (FLUSH_MS * 1000000ull)
+/* The heads of replies to small stored values are kept per thread (HC_SLOTS of them, each holding
+ * its value's read handle) and sent again while nothing in them changes. */
+#define HC_SLOTS     8
+#define HC_HEAD_MAX  512
+#define HC_MAX_BYTES (64u * 1024u) /* a larger value's head is a small part of its reply */
 
 typedef struct fg_conn {
     struct fg_conn *prev, *next; /* the thread's connections */
@@ -57,7 +70,28 @@ typedef struct fg_conn {
     uint64_t start_ns;
     unsigned status;
     gcd_request req; /* method, path, tenant: what reply.c and ui.c read of a request */
+    /* With SO_PEEK_OFF (peek_off), answered requests stay in the socket before the peek offset: */
+    bool peek_off;
+    size_t pending;    /* bytes of answered requests still in the socket */
+    size_t koff;       /* the socket's peek offset as the kernel has it */
+    uint64_t quiet_ns; /* coarse monotonic time of the latest request answered */
 } fg_conn;
+
+/* A kept head: the status line, Date, Connection, the entry's headers, ETag, Content-Length. It
+ * depends on the stored version (named by its bytes' address, which the held handle keeps from
+ * being reused), the tier it was found in, the TTL seconds left, the Date second and whether the
+ * request asked for Connection: close. */
+typedef struct hc_slot {
+    gencache_handle *h; /* NULL: empty */
+    const void *data;
+    bool close_after;
+    uint64_t ttl_left;
+    time_t date_s;
+    char tier[16];
+    uint64_t used; /* the thread's hc_clock at its latest use */
+    size_t len;
+    char head[HC_HEAD_MAX];
+} hc_slot;
 
 typedef struct fg_thread {
     gcd_server *srv;
@@ -71,6 +105,18 @@ typedef struct fg_thread {
     size_t date_len;
     time_t date_s;
     bool paused; /* the listener is out of ep: every connection slot is taken */
+    /* Clocks, read once per batch of events (clocks_read): */
+    uint64_t now_ns;        /* monotonic: the start of the batch's requests */
+    uint64_t now_coarse_ns; /* coarse monotonic: conns.c's states, the flush of pending bytes */
+    time_t wall_s;          /* coarse wall clock, seconds: Date */
+    uint64_t flushed_ns;    /* now_coarse_ns at the latest flush_quiet() */
+    unsigned n_pending;     /* connections with pending bytes */
+    hc_slot heads[HC_SLOTS];
+    uint64_t hc_clock;
+    struct gcd_metrics_local *counts; /* this thread's own counters */
+    /* Where discards point recv: the kernel writes nothing there (MSG_TRUNC), but a buffer of the
+     * length asked for keeps the sanitizers' view of recv true. */
+    char sink[PENDING_MAX + GCD_FAST_HEAD_MAX];
 } fg_thread;
 
 struct gcd_fastget {
@@ -132,13 +178,11 @@ static void head_begin(fg_thread *t, fg_conn *c, unsigned status)
                          MHD_get_reason_phrase_for(status));
         head_put(c, line, (size_t)n);
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-    if (ts.tv_sec != t->date_s) {
+    if (t->wall_s != t->date_s) {
         struct tm tm;
-        gmtime_r(&ts.tv_sec, &tm);
+        gmtime_r(&t->wall_s, &tm);
         t->date_len = strftime(t->date, sizeof t->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-        t->date_s = ts.tv_sec;
+        t->date_s = t->wall_s;
     }
     head_put(c, t->date, t->date_len);
     if (c->close_after)
@@ -196,6 +240,62 @@ static bool reply_error(fg_thread *t, fg_conn *c, unsigned status, const char *c
     return head_end(c, c->body_len);
 }
 
+/* ---- kept heads ----------------------------------------------------------------------------- */
+
+/* The slot of the version whose bytes are at data, for a request with or without
+ * Connection: close; NULL when none. */
+static hc_slot *head_slot(fg_thread *t, const void *data, bool close_after)
+{
+    for (int i = 0; i < HC_SLOTS; i++) {
+        hc_slot *s = &t->heads[i];
+        if (s->h && s->data == data && s->close_after == close_after)
+            return s;
+    }
+    return NULL;
+}
+
+/* True when the slot's head is the one the version gets now. */
+static bool head_fresh(fg_thread *t, hc_slot *s, uint64_t ttl_left, const char *tier)
+{
+    if (s->ttl_left != ttl_left || s->date_s != t->wall_s || strcmp(s->tier, tier ? tier : ""))
+        return false;
+    s->used = ++t->hc_clock;
+    return true;
+}
+
+/* Keeps c's head, just built for its handle's bytes, in s (that version's slot) or, when s is NULL,
+ * in the least recently used slot, which then holds the handle. A head too long is not kept. */
+static void head_keep(fg_thread *t, hc_slot *s, fg_conn *c, uint64_t ttl_left, const char *tier)
+{
+    tier = tier ? tier : "";
+    if (c->head_len > HC_HEAD_MAX || strlen(tier) >= sizeof s->tier)
+        return;
+    if (!s) {
+        s = &t->heads[0];
+        for (int i = 1; i < HC_SLOTS; i++)
+            if (t->heads[i].used < s->used)
+                s = &t->heads[i];
+        gencache_handle_release(s->h);
+        s->h = gencache_handle_retain(c->h);
+        s->data = gencache_handle_data(c->h);
+        s->close_after = c->close_after;
+    }
+    s->ttl_left = ttl_left;
+    s->date_s = t->wall_s;
+    strcpy(s->tier, tier);
+    s->used = ++t->hc_clock;
+    memcpy(s->head, c->head, c->head_len);
+    s->len = c->head_len;
+}
+
+static void heads_free(fg_thread *t)
+{
+    for (int i = 0; i < HC_SLOTS; i++) {
+        gencache_handle_release(t->heads[i].h);
+        t->heads[i].h = NULL;
+    }
+}
+
 /* A hit: the stored bytes (or their decoded form) with the entry's headers, or 304. */
 static bool reply_hit(fg_thread *t, fg_conn *c, const gcd_fast_req *r, const char *inm)
 {
@@ -233,22 +333,104 @@ static bool reply_hit(fg_thread *t, fg_conn *c, const gcd_fast_req *r, const cha
         head_add(c, "ETag", etag);
         return head_end(c, 0);
     }
-    head_begin(t, c, 200);
-    gcd_entry_headers(m, gcd_entry_ttl_left(m), head_add, c);
-    if (decoded && d.codec != GENCACHE_CODEC_NONE)
-        head_add(c, "X-Gencache-Codec", gencache_codec_name(d.codec));
-    head_add(c, "ETag", etag);
     if (!r->head) {
         c->body = data;
         c->body_len = size;
     }
-    return head_end(c, size);
+    /* Read after the lookup, which may have slid the expiry from its own clock's now. */
+    uint64_t ttl_left = gcd_entry_ttl_left(m);
+    /* A zero-length value's bytes may be at an address every such value shares. */
+    bool keep = !decoded && size && size <= HC_MAX_BYTES;
+    hc_slot *s = keep ? head_slot(t, data, c->close_after) : NULL;
+    if (s && head_fresh(t, s, ttl_left, m->tier)) {
+        memcpy(c->head_buf, s->head, s->len);
+        c->head = c->head_buf;
+        c->head_len = s->len;
+        c->status = 200;
+        return true;
+    }
+    head_begin(t, c, 200);
+    gcd_entry_headers(m, ttl_left, head_add, c);
+    if (decoded && d.codec != GENCACHE_CODEC_NONE)
+        head_add(c, "X-Gencache-Codec", gencache_codec_name(d.codec));
+    head_add(c, "ETag", etag);
+    if (!head_end(c, size))
+        return false;
+    if (keep)
+        head_keep(t, s, c, ttl_left, m->tier);
+    return true;
 }
 
 /* ---- the connection's life ----------------------------------------------------------------- */
 
+/* The clocks a batch of events reads (see fg_thread). */
+static void clocks_read(fg_thread *t)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    t->wall_s = ts.tv_sec;
+    t->now_ns = gcd_mono_ns();
+    t->now_coarse_ns = gcd_mono_coarse_ns();
+}
+
+/* Takes len bytes off the socket without copying them (tcp(7): MSG_TRUNC discards). They were
+ * peeked, so they are all there: fewer means the connection is lost. */
+static bool discard(fg_thread *t, fg_conn *c, size_t len)
+{
+    ssize_t got;
+    if (len > sizeof t->sink)
+        return false;
+    do
+        got = recv(c->fd, t->sink, len, MSG_TRUNC | MSG_DONTWAIT);
+    while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)len)
+        return false;
+    c->koff = c->koff > len ? c->koff - len : 0; /* the kernel moves the offset back as much */
+    return true;
+}
+
+/* Takes the answered requests' bytes still in the socket off it. */
+static bool flush_pending(fg_thread *t, fg_conn *c)
+{
+    size_t len = c->pending;
+    if (!len)
+        return true;
+    c->pending = 0;
+    t->n_pending--;
+    return discard(t, c, len);
+}
+
+/* Moves the socket's peek offset to the first byte not answered, where the next peek starts. */
+static bool peek_sync(fg_conn *c)
+{
+    if (!c->peek_off || c->koff == c->pending)
+        return true;
+    int off = (int)c->pending;
+    if (setsockopt(c->fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) != 0)
+        return false;
+    c->koff = c->pending;
+    return true;
+}
+
+/* The request of len bytes at the peek offset is answered: its bytes leave the socket, now, or
+ * with SO_PEEK_OFF together with those of the requests after it, PENDING_MAX bytes at a time. */
+static bool take(fg_thread *t, fg_conn *c, size_t len)
+{
+    if (!c->peek_off)
+        return discard(t, c, len);
+    if (!c->pending)
+        t->n_pending++;
+    c->pending += len;
+    c->quiet_ns = t->now_coarse_ns;
+    return c->pending < PENDING_MAX || flush_pending(t, c);
+}
+
 static void conn_remove(fg_thread *t, fg_conn *c)
 {
+    if (c->pending) {
+        c->pending = 0;
+        t->n_pending--;
+    }
     epoll_ctl(t->ep, EPOLL_CTL_DEL, c->fd, NULL);
     c->prev->next = c->next;
     c->next->prev = c->prev;
@@ -258,9 +440,9 @@ static void conn_remove(fg_thread *t, fg_conn *c)
 /* The request being answered is over (sent, or its connection lost): its metrics and log line. */
 static void request_done(fg_thread *t, fg_conn *c, bool completed)
 {
-    double ms = (double)(gcd_mono_ns() - c->start_ns) / 1e6;
-    gcd_metrics_request(t->srv->metrics, GCD_ROUTE_ENTRY, ms / 1e3);
-    gcd_metrics_fast(t->srv->metrics, false);
+    uint64_t now = gcd_mono_ns();
+    double ms = now > c->start_ns ? (double)(now - c->start_ns) / 1e6 : 0;
+    gcd_metrics_local_request(t->counts, ms / 1e3);
     gcd_log(&t->srv->log, GENCACHE_LOG_DEBUG, "%s %s %u %.3f ms%s", c->req.method, c->req.path,
             c->status, ms, completed ? "" : " (terminated)");
 }
@@ -278,6 +460,13 @@ static void conn_close(fg_thread *t, fg_conn *c)
 /* Gives the connection, with the next request's bytes still unread, to libmicrohttpd. */
 static void hand_off(fg_thread *t, fg_conn *c)
 {
+    /* The answered requests leave the socket, and libmicrohttpd's reads start at the next one. */
+    int none = -1;
+    if (!flush_pending(t, c) ||
+        (c->peek_off && setsockopt(c->fd, SOL_SOCKET, SO_PEEK_OFF, &none, sizeof none) != 0)) {
+        conn_close(t, c);
+        return;
+    }
     gcd_metrics_fast(t->srv->metrics, true);
     conn_remove(t, c);
     int fd = c->fd;
@@ -339,7 +528,7 @@ static int answer(fg_thread *t, fg_conn *c, const gcd_fast_req *r)
             return 0;
         who.tenant = tenant->name;
     }
-    c->start_ns = gcd_mono_ns();
+    c->start_ns = t->now_ns;
     c->close_after = r->close;
     memset(&c->req, 0, sizeof c->req);
     c->req.srv = srv;
@@ -368,15 +557,11 @@ static int answer(fg_thread *t, fg_conn *c, const gcd_fast_req *r)
         ln = ln < sizeof layer ? ln : sizeof layer - 1;
         memcpy(layer, key, ln);
         layer[ln] = '\0';
-        gcd_metrics_hit(srv->metrics, layer, m->tier);
+        gcd_metrics_local_hit(srv->metrics, t->counts, layer, m->tier);
         gcd_ui_hit(srv, who.tenant, key, m->hits);
     }
     /* The request is ours: its bytes leave the socket (they are there: they were peeked). */
-    ssize_t got;
-    do
-        got = recv(c->fd, NULL, r->len, MSG_TRUNC | MSG_DONTWAIT);
-    while (got < 0 && errno == EINTR);
-    if (got != (ssize_t)r->len) {
+    if (!take(t, c, r->len)) {
         gencache_handle_release(c->h);
         c->h = NULL;
         return -1;
@@ -438,7 +623,7 @@ static void serve(fg_thread *t, fg_conn *c, uint32_t events)
                 /* Only progress restarts the clock: a client that sends but never reads is cut
                  * after limits.timeout like any other. */
                 if (!c->busy || c->sent != before)
-                    gcd_conns_fast_busy(t->srv, c->track);
+                    gcd_conns_fast_busy(t->srv, c->track, t->now_coarse_ns);
                 c->busy = true;
                 return;
             }
@@ -449,7 +634,7 @@ static void serve(fg_thread *t, fg_conn *c, uint32_t events)
                 conn_close(t, c);
                 return;
             }
-            gcd_conns_fast_idle(t->srv, c->track);
+            gcd_conns_fast_idle(t->srv, c->track, t->now_coarse_ns);
             if (drained && !c->peer_done)
                 return;
         }
@@ -463,6 +648,8 @@ static void serve(fg_thread *t, fg_conn *c, uint32_t events)
         }
         if (n < 0)
             return;
+        if (c->peek_off)
+            c->koff += (size_t)n; /* the peek moved the offset past what it copied */
         gcd_fast_req r;
         gcd_fast_parse_result p = gcd_fast_parse(t->peek, (size_t)n, &r);
         if (p == GCD_FAST_MORE && c->peer_done) { /* the head can never be complete */
@@ -470,7 +657,11 @@ static void serve(fg_thread *t, fg_conn *c, uint32_t events)
             return;
         }
         if (p == GCD_FAST_MORE && (size_t)n < sizeof t->peek) {
-            gcd_conns_fast_head(t->srv, c->track); /* its head deadline runs */
+            if (!peek_sync(c)) { /* the next peek starts at the same head again */
+                conn_close(t, c);
+                return;
+            }
+            gcd_conns_fast_head(t->srv, c->track, t->now_coarse_ns); /* its head deadline runs */
             return;
         }
         if (p != GCD_FAST_OK) {
@@ -485,10 +676,24 @@ static void serve(fg_thread *t, fg_conn *c, uint32_t events)
             hand_off(t, c);
             return;
         }
-        if (a < 0) {
+        /* Bytes peeked beyond the request (pipelined ones) are peeked again. */
+        if (a < 0 || !peek_sync(c)) {
             conn_close(t, c);
             return;
         }
+    }
+}
+
+/* Takes the answered requests off the sockets of connections quiet for FLUSH_MS, so that an
+ * idle connection holds no bytes in the kernel. */
+static void flush_quiet(fg_thread *t)
+{
+    t->flushed_ns = t->now_coarse_ns;
+    for (fg_conn *c = t->list.next, *next; c != &t->list; c = next) {
+        next = c->next;
+        if (c->pending && t->now_coarse_ns - c->quiet_ns >= FLUSH_NS &&
+            (!flush_pending(t, c) || !peek_sync(c)))
+            conn_close(t, c);
     }
 }
 
@@ -532,8 +737,10 @@ static void accept_all(fg_thread *t, int lfd)
             close(fd);
             continue;
         }
-        int one = 1;
+        int one = 1, zero = 0;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* Linux 6.9 and later: peeks start at an offset, which lets answered requests stay. */
+        c->peek_off = setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) == 0;
         c->fd = fd;
         c->track = track;
         c->peer = peer;
@@ -566,8 +773,10 @@ static void *loop(void *arg)
     fg_thread *t = arg;
     struct epoll_event ev[EVENTS];
     for (;;) {
-        /* While the slots are full, look every PAUSE_MS for one that freed up. */
-        int n = epoll_wait(t->ep, ev, EVENTS, t->paused ? PAUSE_MS : -1);
+        /* While the slots are full, look every PAUSE_MS for one that freed up; while bytes of
+         * answered requests wait in sockets, every FLUSH_MS for connections gone quiet. */
+        int n = epoll_wait(t->ep, ev, EVENTS, t->paused ? PAUSE_MS : t->n_pending ? FLUSH_MS : -1);
+        clocks_read(t);
         if (t->paused && !gcd_conns_full(t->srv)) {
             listen_pause(t, false);
             accept_all(t, t->srv->fastget->lfd);
@@ -587,11 +796,14 @@ static void *loop(void *arg)
             else
                 serve(t, p, ev[i].events);
         }
+        if (t->n_pending && t->now_coarse_ns - t->flushed_ns >= FLUSH_NS)
+            flush_quiet(t);
     }
 out:
     /* The server stops: like libmicrohttpd, it closes the connections it serves. */
     while (t->list.next != &t->list)
         conn_close(t, t->list.next);
+    heads_free(t);
     return NULL;
 }
 
@@ -628,7 +840,8 @@ static int thread_start(gcd_server *srv, fg_thread *t)
     t->list.prev = t->list.next = &t->list;
     t->ep = epoll_create1(EPOLL_CLOEXEC);
     t->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (t->ep < 0 || t->stop_fd < 0)
+    t->counts = gcd_metrics_local_new(srv->metrics);
+    if (t->ep < 0 || t->stop_fd < 0 || !t->counts)
         return -1;
     struct epoll_event se = {.events = EPOLLIN, .data.ptr = &STOPPER};
     /* Every thread waits on the one listener; the kernel wakes one of them per connection. */

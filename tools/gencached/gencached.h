@@ -202,17 +202,18 @@ void gcd_conns_counts(gcd_server *srv, uint64_t *open, uint64_t *head_timeouts, 
  * address). A tracked connection is shut down (shutdown(2)) when idle or slow like any other, and
  * also when its reply made no progress for limits.timeout (busy: the time of the last progress);
  * untrack it before closing its socket or handing it to MHD. The state calls: its next head
- * began (only from idle) / it is being answered / it idles between requests. Each is called
- * from the thread that serves the connection. */
+ * began (only from idle) / it is being answered / it idles between requests, from `now` (the
+ * coarse monotonic clock, gcd_mono_coarse_ns(), read by the caller: once per batch of events is
+ * enough). Each is called from the thread that serves the connection, and takes no lock. */
 struct gcd_conn;
 struct gcd_conn *gcd_conns_track(gcd_server *srv, int fd, const struct sockaddr *peer,
                                  socklen_t len, const char **why);
 void gcd_conns_untrack(gcd_server *srv, struct gcd_conn *k);
 /* True when max_connections connections are open: the next one waits in the listen backlog. */
 bool gcd_conns_full(gcd_server *srv);
-void gcd_conns_fast_head(gcd_server *srv, struct gcd_conn *k);
-void gcd_conns_fast_busy(gcd_server *srv, struct gcd_conn *k);
-void gcd_conns_fast_idle(gcd_server *srv, struct gcd_conn *k);
+void gcd_conns_fast_head(gcd_server *srv, struct gcd_conn *k, uint64_t now);
+void gcd_conns_fast_busy(gcd_server *srv, struct gcd_conn *k, uint64_t now);
+void gcd_conns_fast_idle(gcd_server *srv, struct gcd_conn *k, uint64_t now);
 
 /* ---- fastget.c: keep-alive GET and HEAD of /v1/entries/ without libmicrohttpd -------------- */
 
@@ -453,6 +454,17 @@ void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier)
 void gcd_metrics_coalesced(struct gcd_metrics *m);
 /* A request fastget.c answered, or (handoff) a connection it gave to libmicrohttpd. */
 void gcd_metrics_fast(struct gcd_metrics *m, bool handoff);
+/* Counters of one thread of its own (fastget.c's), added to the server's at every scrape: the
+ * request's duration (route entries) with a fast-path request counted, and a hit, as
+ * gcd_metrics_request(), gcd_metrics_fast() and gcd_metrics_hit() count them, without a
+ * read-modify-write shared with other threads. gcd_metrics_local_new() returns NULL when out of
+ * memory; the counters live until gcd_metrics_free(). Thread-safety: new is safe; the others
+ * only from the one thread that owns l. */
+struct gcd_metrics_local;
+struct gcd_metrics_local *gcd_metrics_local_new(struct gcd_metrics *m);
+void gcd_metrics_local_request(struct gcd_metrics_local *l, double seconds);
+void gcd_metrics_local_hit(struct gcd_metrics *m, struct gcd_metrics_local *l, const char *layer,
+                           const char *tier);
 void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome);
 /* A generate request that did not use the cache (no seed, or a sensitive prompt). */
 void gcd_metrics_bypassed(struct gcd_metrics *m);

@@ -4,7 +4,8 @@
  * tier included; the ones only the daemon sees live here: the request latency histogram, hits by
  * (layer, tier) (the library counts per layer and per tier, not per pair), coalesced requests
  * and upstream outcomes. Every counter here is updated with atomics or under one short lock, so
- * recording never slows a request down.
+ * recording never slows a request down; the fast path's threads keep their own counters, which
+ * only they write (no read-modify-write shared between cores), and a scrape adds them up.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,16 @@ struct gcd_metrics {
     pthread_mutex_t hits_mu;
     hit_label hit_labels[MAX_HIT_LABELS];
     size_t n_hit_labels;
+    struct gcd_metrics_local *locals; /* under hits_mu; freed with the metrics */
+};
+
+/* One thread's own counters: written by that thread only, with relaxed loads and stores, read by
+ * the scrape with relaxed loads. */
+struct gcd_metrics_local {
+    struct gcd_metrics_local *next;
+    histogram entries;             /* requests of GCD_ROUTE_ENTRY */
+    uint64_t fast_served;          /* requests fastget.c answered */
+    uint64_t hits[MAX_HIT_LABELS]; /* by index in hit_labels */
 };
 
 int gcd_metrics_new(gcd_server *srv)
@@ -65,35 +76,70 @@ void gcd_metrics_free(gcd_server *srv)
     if (!m)
         return;
     pthread_mutex_destroy(&m->hits_mu);
+    for (struct gcd_metrics_local *l = m->locals, *next; l; l = next) {
+        next = l->next;
+        free(l);
+    }
     free(m);
     srv->metrics = NULL;
+}
+
+struct gcd_metrics_local *gcd_metrics_local_new(struct gcd_metrics *m)
+{
+    struct gcd_metrics_local *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    pthread_mutex_lock(&m->hits_mu);
+    l->next = m->locals;
+    m->locals = l;
+    pthread_mutex_unlock(&m->hits_mu);
+    return l;
+}
+
+static void add_shared(uint64_t *p, uint64_t v)
+{
+    __atomic_add_fetch(p, v, __ATOMIC_RELAXED);
+}
+
+/* Only the owning thread writes *p: a plain add, atomic only in that readers never see it torn. */
+static void add_local(uint64_t *p, uint64_t v)
+{
+    __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
+
+static void observe(histogram *h, double seconds, void (*add)(uint64_t *, uint64_t))
+{
+    size_t i = 0;
+    while (i < N_BUCKETS && seconds > BUCKETS[i])
+        i++;
+    if (i < N_BUCKETS)
+        add(&h->buckets[i], 1);
+    add(&h->count, 1);
+    add(&h->sum_ns, (uint64_t)(seconds * 1e9));
 }
 
 void gcd_metrics_request(struct gcd_metrics *m, gcd_route_id route, double seconds)
 {
     if ((unsigned)route >= GCD_ROUTE_COUNT)
         route = GCD_ROUTE_NONE;
-    histogram *h = &m->hist[route];
-    size_t i = 0;
-    while (i < N_BUCKETS && seconds > BUCKETS[i])
-        i++;
-    if (i < N_BUCKETS)
-        __atomic_add_fetch(&h->buckets[i], 1, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&h->count, 1, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&h->sum_ns, (uint64_t)(seconds * 1e9), __ATOMIC_RELAXED);
+    observe(&m->hist[route], seconds, add_shared);
 }
 
-void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier)
+void gcd_metrics_local_request(struct gcd_metrics_local *l, double seconds)
 {
-    if (!layer || !tier || !*tier)
-        return;
+    observe(&l->entries, seconds, add_local);
+    add_local(&l->fast_served, 1);
+}
+
+/* The index of the (layer, tier) pair in m->hit_labels, added when new; MAX_HIT_LABELS when the
+ * table is full. */
+static size_t hit_label_index(struct gcd_metrics *m, const char *layer, const char *tier)
+{
     hit_label *hl = m->hit_labels;
     size_t n = __atomic_load_n(&m->n_hit_labels, __ATOMIC_ACQUIRE);
     for (size_t i = 0; i < n; i++)
-        if (strcmp(hl[i].layer, layer) == 0 && strcmp(hl[i].tier, tier) == 0) {
-            __atomic_add_fetch(&hl[i].hits, 1, __ATOMIC_RELAXED);
-            return;
-        }
+        if (strcmp(hl[i].layer, layer) == 0 && strcmp(hl[i].tier, tier) == 0)
+            return i;
     /* A new pair: looked for again under the lock, since another thread may have added it. */
     pthread_mutex_lock(&m->hits_mu);
     n = m->n_hit_labels;
@@ -105,11 +151,28 @@ void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier)
         snprintf(hl[i].layer, sizeof hl[i].layer, "%s", layer);
         snprintf(hl[i].tier, sizeof hl[i].tier, "%s", tier);
         __atomic_store_n(&m->n_hit_labels, n + 1, __ATOMIC_RELEASE);
-        n++;
     }
-    if (i < n)
-        __atomic_add_fetch(&hl[i].hits, 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&m->hits_mu);
+    return i;
+}
+
+void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier)
+{
+    if (!layer || !tier || !*tier)
+        return;
+    size_t i = hit_label_index(m, layer, tier);
+    if (i < MAX_HIT_LABELS)
+        add_shared(&m->hit_labels[i].hits, 1);
+}
+
+void gcd_metrics_local_hit(struct gcd_metrics *m, struct gcd_metrics_local *l, const char *layer,
+                           const char *tier)
+{
+    if (!layer || !tier || !*tier)
+        return;
+    size_t i = hit_label_index(m, layer, tier);
+    if (i < MAX_HIT_LABELS)
+        add_local(&l->hits[i], 1);
 }
 
 void gcd_metrics_coalesced(struct gcd_metrics *m)
@@ -228,6 +291,8 @@ static void layers_out(buf *b, const gencache_stats *st, struct gcd_metrics *m)
         memcpy(copy[j].layer, m->hit_labels[j].layer, sizeof copy[j].layer);
         memcpy(copy[j].tier, m->hit_labels[j].tier, sizeof copy[j].tier);
         copy[j].hits = __atomic_load_n(&m->hit_labels[j].hits, __ATOMIC_RELAXED);
+        for (const struct gcd_metrics_local *lc = m->locals; lc; lc = lc->next)
+            copy[j].hits += __atomic_load_n(&lc->hits[j], __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&m->hits_mu);
     if (!copy)
@@ -403,30 +468,48 @@ static void connections_out(buf *b, gcd_server *srv)
         (unsigned long long)__atomic_load_n(&srv->inflight_refused, __ATOMIC_RELAXED));
 }
 
-static void daemon_out(buf *b, const struct gcd_metrics *m)
+/* Adds what h holds now to *out; the count is read after the buckets. */
+static void hist_add(histogram *out, const histogram *h)
 {
+    for (size_t i = 0; i < N_BUCKETS; i++)
+        out->buckets[i] += __atomic_load_n(&h->buckets[i], __ATOMIC_RELAXED);
+    out->count += __atomic_load_n(&h->count, __ATOMIC_RELAXED);
+    out->sum_ns += __atomic_load_n(&h->sum_ns, __ATOMIC_RELAXED);
+}
+
+static void daemon_out(buf *b, struct gcd_metrics *m)
+{
+    uint64_t fast_served = __atomic_load_n(&m->fast_served, __ATOMIC_RELAXED);
+    histogram entries;
+    memset(&entries, 0, sizeof entries);
+    pthread_mutex_lock(&m->hits_mu);
+    for (const struct gcd_metrics_local *l = m->locals; l; l = l->next) {
+        hist_add(&entries, &l->entries);
+        fast_served += __atomic_load_n(&l->fast_served, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&m->hits_mu);
     head(b, "gencache_request_duration_seconds", "histogram",
          "HTTP request duration, from the request line to the last byte queued, by route.");
     for (int s = 0; s < GCD_ROUTE_COUNT; s++) {
-        const histogram *h = &m->hist[s];
-        uint64_t count = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
-        if (!count && s != GCD_ROUTE_GENERATE)
+        histogram h = entries; /* the threads' own counts: entries only */
+        if (s != GCD_ROUTE_ENTRY)
+            memset(&h, 0, sizeof h);
+        hist_add(&h, &m->hist[s]);
+        if (!h.count && s != GCD_ROUTE_GENERATE)
             continue; /* routes never called stay out of the output */
         const char *name = gcd_route_name((gcd_route_id)s);
         uint64_t cum = 0;
         for (size_t i = 0; i < N_BUCKETS; i++) {
-            cum += __atomic_load_n(&h->buckets[i], __ATOMIC_RELAXED);
+            cum += h.buckets[i];
             put(b, "gencache_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n", name,
                 BUCKETS[i], (unsigned long long)cum);
         }
-        /* count is read after the buckets, so +Inf is never below the last bucket. */
-        count = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
-        if (count < cum)
-            count = cum;
+        /* +Inf is never below the last bucket, even when a request was counted in between. */
+        uint64_t count = h.count < cum ? cum : h.count;
         put(b, "gencache_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n", name,
             (unsigned long long)count);
         put(b, "gencache_request_duration_seconds_sum{route=\"%s\"} %.9f\n", name,
-            (double)__atomic_load_n(&h->sum_ns, __ATOMIC_RELAXED) / 1e9);
+            (double)h.sum_ns / 1e9);
         put(b, "gencache_request_duration_seconds_count{route=\"%s\"} %llu\n", name,
             (unsigned long long)count);
     }
@@ -447,8 +530,7 @@ static void daemon_out(buf *b, const struct gcd_metrics *m)
     head(b, "gencache_fast_get_requests_total", "counter",
          "Entry GETs and HEADs answered by the daemon's own loop (http.fast_get), not "
          "libmicrohttpd.");
-    put(b, "gencache_fast_get_requests_total %llu\n",
-        (unsigned long long)__atomic_load_n(&m->fast_served, __ATOMIC_RELAXED));
+    put(b, "gencache_fast_get_requests_total %llu\n", (unsigned long long)fast_served);
     head(b, "gencache_fast_get_handoffs_total", "counter",
          "Connections the daemon's own loop handed to libmicrohttpd because their next request "
          "was not a simple entry GET.");
