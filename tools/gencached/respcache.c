@@ -7,10 +7,11 @@
  * a GET whose lookup (made as always: counted, tenant-checked, TTL-refreshed) returns the same
  * bytes from the same tier with the same TTL queues the kept response again. Same bytes means
  * the same stored version: the kept handle keeps those bytes alive, so their address cannot be
- * reused by another entry. What that costs: the bytes of an entry deleted or evicted meanwhile
- * stay allocated until its slot is reused, at most RC_SLOTS values of RC_MAX_BYTES per worker
- * thread. Invariant: the kept responses are destroyed only after MHD stopped
- * (gcd_respcache_free), so no thread uses a slot that is being freed.
+ * reused by another entry. Empty values are never kept: the API promises only that their
+ * pointer is not NULL, not that no other entry shares it. What that costs: the bytes of an entry
+ * deleted or evicted meanwhile stay allocated until its slot is reused, at most RC_SLOTS values of
+ * RC_MAX_BYTES per worker thread. Invariant: the kept responses are destroyed only after MHD
+ * stopped (gcd_respcache_free), so no thread uses a slot that is being freed.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -93,7 +94,7 @@ static rc_thread *slots_of(gcd_server *srv)
 struct MHD_Response *gcd_respcache_find(gcd_server *srv, const void *data, size_t size,
                                         uint64_t ttl_left, const char *tier)
 {
-    if (!srv->respcache || size > RC_MAX_BYTES)
+    if (!srv->respcache || size == 0 || size > RC_MAX_BYTES)
         return NULL;
     rc_thread *t = slots_of(srv);
     if (!t)
@@ -112,7 +113,7 @@ struct MHD_Response *gcd_respcache_find(gcd_server *srv, const void *data, size_
 void gcd_respcache_keep(gcd_server *srv, const void *data, size_t size, uint64_t ttl_left,
                         const char *tier, struct MHD_Response *resp)
 {
-    if (!srv->respcache || size > RC_MAX_BYTES || strlen(tier ? tier : "") >= 16) {
+    if (!srv->respcache || size == 0 || size > RC_MAX_BYTES || strlen(tier ? tier : "") >= 16) {
         MHD_destroy_response(resp);
         return;
     }
