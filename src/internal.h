@@ -223,9 +223,14 @@ typedef struct gencache__entry_spec {
     bool sliding;
     uint64_t hash;  /* the key's gencache__checksum() when the caller has it; 0: computed here */
     size_t key_len; /* strlen(key) when the caller has it; 0: computed here */
+    /* NULL, or spec->size bytes copied into the value (gencache__copy_stream()) before the
+     * header is written, so that a streamed copy drains meanwhile; they must not change during
+     * the call. */
+    const void *data;
 } gencache__entry_spec;
 
-/* Creates an entry with room for spec->size value bytes (uninitialized) and one reference.
+/* Creates an entry with room for spec->size value bytes (spec->data's, else uninitialized) and
+ * one reference.
  * With the C library's allocator (alloc NULL) it may reuse the memory of an entry this thread
  * freed (gencache__entry_free()). Returns GENCACHE_OK, GENCACHE_ENOMEM. */
 int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_spec *spec,
