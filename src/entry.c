@@ -186,10 +186,10 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
         return GENCACHE_ENOMEM;
     uintptr_t v = (uintptr_t)(mem + value_at);
     v = (v + GENCACHE__VALUE_ALIGN - 1) & ~(uintptr_t)(GENCACHE__VALUE_ALIGN - 1);
-    /* The value first: a streamed copy's stores drain while the header below is written, rather
-     * than while the caller's next lock waits for them. */
-    if (spec->data && spec->size)
-        gencache__copy_stream((void *)v, spec->data, spec->size);
+    /* The value first, and its streamed stores fenced only after the header below is written:
+     * they drain while it is, rather than while the caller's next lock waits for them. */
+    bool fence = spec->data && spec->size &&
+                 gencache__copy_stream_unfenced((void *)v, spec->data, spec->size);
 
     gencache__entry *e = (gencache__entry *)mem;
     memset(e, 0, sizeof *e);
@@ -235,6 +235,12 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     atomic_init(&e->expires_ms, spec->ttl_ms ? spec->now_ms + spec->ttl_ms : 0);
     atomic_init(&e->last_access_ms, spec->now_ms);
     atomic_init(&e->hits, 0);
+#ifdef __SSE2__
+    if (fence)
+        _mm_sfence(); /* the value's bytes are visible before whatever publishes e */
+#else
+    (void)fence;
+#endif
     *out = e;
     return GENCACHE_OK;
 }

@@ -118,6 +118,10 @@ uint64_t gencache__checksum(const void *data, size_t size);
  * into a 16-byte aligned dst bypasses the caches with streaming stores (and ends with a store
  * fence, so the bytes are visible before anything the caller writes next). */
 void gencache__copy_stream(void *dst, const void *src, size_t size);
+/* gencache__copy_stream() without the closing store fence: true when it used streaming stores,
+ * and then the caller must issue a store fence (_mm_sfence()) before anything that makes dst
+ * visible to another thread; work in between overlaps with the stores' drain. */
+bool gencache__copy_stream_unfenced(void *dst, const void *src, size_t size);
 
 /* ---- whole files (src/file_atomic.c) -------------------------------------------------------- */
 

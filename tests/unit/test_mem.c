@@ -4,6 +4,9 @@
  * compares the shards' published hints and must still take the globally least recent entry
  * after gets, deletes and replacements made those hints stale. */
 #include <pthread.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "test.h"
 #include "internal.h"
@@ -660,6 +663,20 @@ TEST_CASE(streaming_copy_matches_memcpy)
             gencache__copy_stream(d, src + 3, lens[k]);
             CHECK_MEM_EQ(d, src + 3, lens[k]);
             CHECK_UINT_EQ(d[lens[k]], 0xcc); /* nothing written past the end */
+            if (d > dst)
+                CHECK_UINT_EQ(d[-1], 0xcc);
+            /* The same without the fence, which says whether the caller owes one. */
+            memset(dst, 0xcc, sizeof dst);
+            bool streamed = gencache__copy_stream_unfenced(d, src + 3, lens[k]);
+#ifdef __SSE2__
+            CHECK_INT_EQ(streamed, lens[k] >= MIN && lens[k] <= MAX);
+            if (streamed)
+                _mm_sfence();
+#else
+            CHECK(!streamed);
+#endif
+            CHECK_MEM_EQ(d, src + 3, lens[k]);
+            CHECK_UINT_EQ(d[lens[k]], 0xcc);
             if (d > dst)
                 CHECK_UINT_EQ(d[-1], 0xcc);
         }
