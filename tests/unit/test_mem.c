@@ -449,7 +449,7 @@ TEST_CASE(entry_copies_a_given_value_before_writing_its_header)
      * to stream, none) ends with the value intact and the metadata intact beside it, also in
      * reused memory that held other bytes. */
     enum { BIG = GENCACHE__STREAM_MAX + 4096 };
-    static unsigned char src[BIG];
+    static unsigned char src[BIG + 1]; /* copied from src + 1 */
     for (size_t i = 0; i < sizeof src; i++)
         src[i] = (unsigned char)(i * 37 + 11);
     static const size_t sizes[] = {0, 1, 100, GENCACHE__STREAM_MIN, 4096, 4096 + 17, BIG};
