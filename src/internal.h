@@ -227,9 +227,9 @@ typedef struct gencache__entry_spec {
     bool sliding;
     uint64_t hash;  /* the key's gencache__checksum() when the caller has it; 0: computed here */
     size_t key_len; /* strlen(key) when the caller has it; 0: computed here */
-    /* NULL, or spec->size bytes copied into the value (gencache__copy_stream()) before the
-     * header is written, so that a streamed copy drains meanwhile; they must not change during
-     * the call. */
+    /* NULL, or spec->size bytes copied into the value as by gencache__copy_stream(), before
+     * the header is written and fenced after it, so that a streamed copy drains meanwhile;
+     * they must not change during the call. */
     const void *data;
 } gencache__entry_spec;
 
