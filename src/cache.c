@@ -669,6 +669,7 @@ int gencache__cache_put(gencache *cache, const char *key, const void *data, size
         .sliding = l->sliding,
         .hash = XXH3_64bits(key, l->name_len + 1 + GENCACHE__KEY_HEX_LEN),
         .key_len = l->name_len + 1 + GENCACHE__KEY_HEX_LEN,
+        .data = data,
     };
     gencache__entry *e;
     rc = gencache__entry_new(cache->alloc, &spec, &e);
@@ -680,15 +681,14 @@ int gencache__cache_put(gencache *cache, const char *key, const void *data, size
      * the copy. Any other value is summed at its first need, from its stored bytes, which never
      * change (an ETag, a demotion or a shared write by the write-back thread, a verification:
      * all read it through gencache__entry_checksum()), and many values are never asked. The
-     * value's memory is usually cold (a victim's, reused): a small value's copy streams past
-     * the caches instead of reading every line in first. The caller's bytes must not change
-     * during the call. */
+     * value's memory is usually cold (a victim's, reused): gencache__entry_new() copied a small
+     * value with streaming stores instead of reading every line in first, and before writing
+     * the header, so the stores drain while it does rather than while the tier's lock waits for
+     * them. The caller's bytes must not change during the call. */
     if ((l->write_through && cache->n_tiers > 1) || cache->verify_mem_reads)
         atomic_store_explicit(&e->checksum, gencache__checksum(data, size), memory_order_relaxed);
     else
         atomic_store_explicit(&e->sum_lazy, true, memory_order_relaxed);
-    if (size)
-        gencache__copy_stream(e->value, data, size);
 
     /* Counted before it is stored, so an eviction that follows at once is counted off after. */
     uint64_t old_size = UINT64_MAX;

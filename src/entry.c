@@ -174,8 +174,8 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
                      opt_len(tags) + opt_len(ctype);
     /* A shape goes after the strings, on an 8-byte boundary. */
     size_t shape_at = (sizeof(gencache__entry) + strings + 7) & ~(size_t)7;
-    size_t head = has_shape ? shape_at + sizeof no_shape : sizeof(gencache__entry) + strings;
-    head = (head + GENCACHE__VALUE_ALIGN - 1) & ~(size_t)(GENCACHE__VALUE_ALIGN - 1);
+    size_t value_at = has_shape ? shape_at + sizeof no_shape : sizeof(gencache__entry) + strings;
+    size_t head = (value_at + GENCACHE__VALUE_ALIGN - 1) & ~(size_t)(GENCACHE__VALUE_ALIGN - 1);
     if (spec->size > SIZE_MAX - head - GENCACHE__VALUE_ALIGN)
         return GENCACHE_ENOMEM;
     /* Over-allocate by one alignment unit so the value can start on an aligned address whatever
@@ -184,6 +184,12 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     unsigned char *mem = entry_alloc(alloc, total);
     if (!mem)
         return GENCACHE_ENOMEM;
+    uintptr_t v = (uintptr_t)(mem + value_at);
+    v = (v + GENCACHE__VALUE_ALIGN - 1) & ~(uintptr_t)(GENCACHE__VALUE_ALIGN - 1);
+    /* The value first, and its streamed stores fenced only after the header below is written:
+     * they drain while it is, rather than while the caller's next lock waits for them. */
+    bool fence = spec->data && spec->size &&
+                 gencache__copy_stream_unfenced((void *)v, spec->data, spec->size);
 
     gencache__entry *e = (gencache__entry *)mem;
     memset(e, 0, sizeof *e);
@@ -211,9 +217,7 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
         e->shape = shape;
         cursor = (char *)(shape + GENCACHE_MAX_DIMS);
     }
-    uintptr_t v = (uintptr_t)cursor;
-    v = (v + GENCACHE__VALUE_ALIGN - 1) & ~(uintptr_t)(GENCACHE__VALUE_ALIGN - 1);
-    e->value = (unsigned char *)v;
+    e->value = (unsigned char *)v; /* == cursor rounded up to GENCACHE__VALUE_ALIGN */
 
     e->hash = spec->hash ? spec->hash : gencache__checksum(spec->key, key_len);
     if (m) {
@@ -231,6 +235,12 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     atomic_init(&e->expires_ms, spec->ttl_ms ? spec->now_ms + spec->ttl_ms : 0);
     atomic_init(&e->last_access_ms, spec->now_ms);
     atomic_init(&e->hits, 0);
+#ifdef __SSE2__
+    if (fence)
+        _mm_sfence(); /* the value's bytes are visible before whatever publishes e */
+#else
+    (void)fence;
+#endif
     *out = e;
     return GENCACHE_OK;
 }

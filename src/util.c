@@ -105,7 +105,7 @@ uint64_t gencache__checksum(const void *data, size_t size)
     return XXH3_64bits_dispatch(data, size);
 }
 
-void gencache__copy_stream(void *dst, const void *src, size_t size)
+bool gencache__copy_stream_unfenced(void *dst, const void *src, size_t size)
 {
 #ifdef __SSE2__
     unsigned char *d = dst;
@@ -123,11 +123,22 @@ void gencache__copy_stream(void *dst, const void *src, size_t size)
             _mm_stream_si128((__m128i *)(void *)(d + i + 48), e);
         }
         memcpy(d + n, s + n, size - n);
-        _mm_sfence();
-        return;
+        return true;
     }
 #endif
     memcpy(dst, src, size);
+    return false;
+}
+
+void gencache__copy_stream(void *dst, const void *src, size_t size)
+{
+    bool streamed = gencache__copy_stream_unfenced(dst, src, size);
+#ifdef __SSE2__
+    if (streamed)
+        _mm_sfence();
+#else
+    (void)streamed;
+#endif
 }
 
 static const struct {

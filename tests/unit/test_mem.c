@@ -4,6 +4,9 @@
  * compares the shards' published hints and must still take the globally least recent entry
  * after gets, deletes and replacements made those hints stale. */
 #include <pthread.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "test.h"
 #include "internal.h"
@@ -439,6 +442,60 @@ TEST_CASE(entry_keeps_shape_and_content_type_only_when_given)
     gencache__entry_release(plain);
 }
 
+TEST_CASE(entry_copies_a_given_value_before_writing_its_header)
+{
+    /* A spec with data has the value copied in first (streamed when small), then the header and
+     * the strings written: every layout (shape, content type, a value too small or too large
+     * to stream, none) ends with the value intact and the metadata intact beside it, also in
+     * reused memory that held other bytes. */
+    enum { BIG = GENCACHE__STREAM_MAX + 4096 };
+    static unsigned char src[BIG + 1]; /* copied from src + 1 */
+    for (size_t i = 0; i < sizeof src; i++)
+        src[i] = (unsigned char)(i * 37 + 11);
+    static const size_t sizes[] = {0, 1, 100, GENCACHE__STREAM_MIN, 4096, 4096 + 17, BIG};
+    gencache_meta m;
+    gencache_meta_init(&m);
+    m.content_type = "image/png";
+    m.ndim = 2;
+    m.shape[0] = 3;
+    m.shape[1] = 5;
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        for (int with_meta = 0; with_meta < 2; with_meta++) {
+            /* Memory of this size freed with other bytes in it first, for the pool to hand on. */
+            gencache__entry_spec spec = {
+                .key = "text_embedding/dd",
+                .meta = with_meta ? &m : NULL,
+                .size = sizes[k],
+                .data = src + 1,
+            };
+            gencache__entry *old = NULL;
+            gencache__entry_spec blank = spec;
+            blank.data = NULL;
+            CHECK_OK(gencache__entry_new(NULL, &blank, &old));
+            memset(old->value, 0xa5, old->size);
+            gencache__entry_release(old);
+            gencache__entry *e = NULL;
+            CHECK_OK(gencache__entry_new(NULL, &spec, &e));
+            CHECK_UINT_EQ(e->size, sizes[k]);
+            CHECK_UINT_EQ((uintptr_t)e->value % GENCACHE__VALUE_ALIGN, 0);
+            CHECK_MEM_EQ(e->value, src + 1, sizes[k]);
+            CHECK(e->value + e->size <= (unsigned char *)e + e->alloc_bytes);
+            CHECK_STR_EQ(e->key, "text_embedding/dd");
+            CHECK_STR_EQ(e->layer_name, "text_embedding");
+            CHECK_UINT_EQ(atomic_load(&e->refs), 1);
+            if (with_meta) {
+                CHECK_STR_EQ(e->content_type, "image/png");
+                CHECK_INT_EQ(e->shape[0], 3);
+                CHECK_INT_EQ(e->shape[1], 5);
+                CHECK((const unsigned char *)(e->shape + GENCACHE_MAX_DIMS) <= e->value);
+            } else {
+                CHECK_STR_EQ(e->content_type, "application/octet-stream");
+            }
+            gencache__entry_release(e);
+        }
+    }
+}
+
 TEST_CASE(freed_entry_memory_is_reused_for_the_same_size_only)
 {
     /* A put that evicts frees one entry and makes another of the same size: the second takes
@@ -606,6 +663,20 @@ TEST_CASE(streaming_copy_matches_memcpy)
             gencache__copy_stream(d, src + 3, lens[k]);
             CHECK_MEM_EQ(d, src + 3, lens[k]);
             CHECK_UINT_EQ(d[lens[k]], 0xcc); /* nothing written past the end */
+            if (d > dst)
+                CHECK_UINT_EQ(d[-1], 0xcc);
+            /* The same without the fence, which says whether the caller owes one. */
+            memset(dst, 0xcc, sizeof dst);
+            bool streamed = gencache__copy_stream_unfenced(d, src + 3, lens[k]);
+#ifdef __SSE2__
+            CHECK_INT_EQ(streamed, lens[k] >= MIN && lens[k] <= MAX);
+            if (streamed)
+                _mm_sfence();
+#else
+            CHECK(!streamed);
+#endif
+            CHECK_MEM_EQ(d, src + 3, lens[k]);
+            CHECK_UINT_EQ(d[lens[k]], 0xcc);
             if (d > dst)
                 CHECK_UINT_EQ(d[-1], 0xcc);
         }
