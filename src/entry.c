@@ -188,8 +188,8 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
     v = (v + GENCACHE__VALUE_ALIGN - 1) & ~(uintptr_t)(GENCACHE__VALUE_ALIGN - 1);
     /* The value first, and its streamed stores fenced only after the header below is written:
      * they drain while it is, rather than while the caller's next lock waits for them. */
-    bool fence = spec->data && spec->size &&
-                 gencache__copy_stream_unfenced((void *)v, spec->data, spec->size);
+    bool fence =
+        spec->data && spec->size && gencache__copy_stream((void *)v, spec->data, spec->size);
 
     gencache__entry *e = (gencache__entry *)mem;
     memset(e, 0, sizeof *e);

@@ -115,13 +115,11 @@ uint64_t gencache__checksum(const void *data, size_t size);
 #define GENCACHE__STREAM_MIN 1024
 #define GENCACHE__STREAM_MAX (64u << 10)
 /* Copies size bytes like memcpy. A copy of GENCACHE__STREAM_MIN to GENCACHE__STREAM_MAX bytes
- * into a 16-byte aligned dst bypasses the caches with streaming stores (and ends with a store
- * fence, so the bytes are visible before anything the caller writes next). */
-void gencache__copy_stream(void *dst, const void *src, size_t size);
-/* gencache__copy_stream() without the closing store fence: true when it used streaming stores,
- * and then the caller must issue a store fence (_mm_sfence()) before anything that makes dst
- * visible to another thread; work in between overlaps with the stores' drain. */
-bool gencache__copy_stream_unfenced(void *dst, const void *src, size_t size);
+ * into a 16-byte aligned dst bypasses the caches with streaming stores and returns true: the
+ * caller must then issue a store fence (_mm_sfence()) before anything that makes dst visible to
+ * another thread; work in between overlaps with the stores' drain. Returns false for a plain
+ * copy, which needs no fence. */
+bool gencache__copy_stream(void *dst, const void *src, size_t size);
 
 /* ---- whole files (src/file_atomic.c) -------------------------------------------------------- */
 
@@ -227,7 +225,7 @@ typedef struct gencache__entry_spec {
     bool sliding;
     uint64_t hash;  /* the key's gencache__checksum() when the caller has it; 0: computed here */
     size_t key_len; /* strlen(key) when the caller has it; 0: computed here */
-    /* NULL, or spec->size bytes copied into the value as by gencache__copy_stream(), before
+    /* NULL, or spec->size bytes copied into the value by gencache__copy_stream(), before
      * the header is written and fenced after it, so that a streamed copy drains meanwhile;
      * they must not change during the call. */
     const void *data;

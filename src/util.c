@@ -105,7 +105,7 @@ uint64_t gencache__checksum(const void *data, size_t size)
     return XXH3_64bits_dispatch(data, size);
 }
 
-bool gencache__copy_stream_unfenced(void *dst, const void *src, size_t size)
+bool gencache__copy_stream(void *dst, const void *src, size_t size)
 {
 #ifdef __SSE2__
     unsigned char *d = dst;
@@ -128,17 +128,6 @@ bool gencache__copy_stream_unfenced(void *dst, const void *src, size_t size)
 #endif
     memcpy(dst, src, size);
     return false;
-}
-
-void gencache__copy_stream(void *dst, const void *src, size_t size)
-{
-    bool streamed = gencache__copy_stream_unfenced(dst, src, size);
-#ifdef __SSE2__
-    if (streamed)
-        _mm_sfence();
-#else
-    (void)streamed;
-#endif
 }
 
 static const struct {
