@@ -40,9 +40,10 @@ signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
 class Daemon:
-    def __init__(self, *flags, threads=2, data_dir=None):
+    def __init__(self, *flags, threads=2, data_dir=None, env=None):
         """data_dir: a directory the caller owns and keeps across daemons (restart tests);
-        default: a fresh one, removed by stop()."""
+        default: a fresh one, removed by stop(). env: variables added to the daemon's
+        environment."""
         self.dir = tempfile.mkdtemp(prefix="gencached-test-")
         self.data_dir = data_dir or os.path.join(self.dir, "data")
         self.log_path = os.path.join(self.dir, "gencached.log")
@@ -54,7 +55,7 @@ class Daemon:
                 [GENCACHED, "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
                  "--threads", str(threads), *flags],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent)
+                env=dict(os.environ, **env) if env else None, preexec_fn=_die_with_parent)
         finally:
             log.close()
         try:

@@ -685,6 +685,21 @@ def t_answered_bytes_leave(d):
         s.close()
 
 
+def t_discarded_at_once(d):
+    """Where SO_PEEK_OFF cannot be set (kernels before 6.9, or the preload that hides it), each
+    answered request leaves the socket before its reply is sent: nothing is left unread between
+    GETs. (With the offset, up to 4 KiB of answered requests may stay in the socket.)"""
+    k, s = stored_and_connected(d, "at-once", b"now")
+    try:
+        r = Reader(s)
+        for i in range(5):
+            s.sendall(get_req(k, b"User-Agent: at-once-%d\r\n" % i))
+            check_eq(r.response()[2], b"now", "GET %d" % i)
+            check_eq(server_recv_queue(d, s.getsockname()), 0, "unread bytes after GET %d" % i)
+    finally:
+        s.close()
+
+
 def shutdown_with_open_connections(fast):
     with tempfile.TemporaryDirectory() as tmp:
         cfg = os.path.join(tmp, "c.yaml")
@@ -717,6 +732,27 @@ def shutdown_with_open_connections(fast):
             for s in socks:
                 s.close()
             d.stop()
+
+
+def no_peek_off(r, cases, tmp):
+    """The fast path's cases once more on what looks like a kernel without SO_PEEK_OFF for TCP.
+    Left out of sanitizer builds, whose runtimes must come first in LD_PRELOAD."""
+    lib = os.environ.get("GENCACHE_NO_PEEK_OFF")
+    if not lib or os.environ.get("GENCACHE_SANITIZE_FLAGS"):
+        return
+    cfg = os.path.join(tmp, "no-peek-off.yaml")
+    with open(cfg, "w") as f:
+        f.write(config(True))
+    d = Daemon("--config", cfg, env={"LD_PRELOAD": lib})
+    d.fast = True
+    try:
+        r.run("no_peek_off.discarded_at_once", t_discarded_at_once, d)
+        for name, fn in cases:
+            r.run("no_peek_off.%s" % name, fn, d)
+        r.run("no_peek_off.alive", lambda: check(d.alive(), "daemon died"))
+    finally:
+        rc = d.stop()
+        r.run("no_peek_off.clean_exit", lambda: check_eq(rc, 0, "exit status"))
 
 
 def main():
@@ -759,6 +795,8 @@ def main():
                     r.run("%s.clean_exit" % mode, lambda: check_eq(rc, 0, "exit status"))
             r.run("%s.shutdown_with_open_connections" % mode, shutdown_with_open_connections,
                   fast)
+            if fast:
+                no_peek_off(r, cases, tmp)
             cfg = os.path.join(tmp, "%s-limit.yaml" % mode)
             with open(cfg, "w") as f:
                 f.write(config(fast, max_connections=LIMIT))
