@@ -71,7 +71,8 @@ int main(int argc, char **argv)
             return 1;
         freeReplyObject(r);
     }
-    double mtg = bench_median(tg, N), mhg = bench_median(hg, N), mtp = bench_median(tp, N), mhp = bench_median(hp, N);
+    double mtg = bench_median(tg, N), mhg = bench_median(hg, N), mtp = bench_median(tp, N),
+           mhp = bench_median(hp, N);
     printf("redis 1.5MiB GET (median us over %d): tier %.1f | hiredis GET %.1f | overhead %+.1f%% "
            "(goal <= 10%%)\n",
            N, mtg, mhg, (mtg / mhg - 1) * 100);

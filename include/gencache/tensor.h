@@ -1,6 +1,7 @@
 /*
- * gencache/tensor.h: part of the public API of libgencache: tensors, dtype codecs, int8 quantization, safetensors, sessions, KV windows and the chunk planner.
- * Include <gencache.h>, which includes this file; it is not meant to be included alone.
+ * gencache/tensor.h: part of the public API of libgencache: tensors, dtype codecs, int8
+ * quantization, safetensors, sessions, KV windows and the chunk planner. Include <gencache.h>,
+ * which includes this file; it is not meant to be included alone.
  */
 #ifndef GENCACHE_API_TENSOR_H
 #define GENCACHE_API_TENSOR_H
@@ -77,10 +78,10 @@ GENCACHE_API int gencache_tensor_convert(gencache_dtype dst_dtype, void *dst,
 
 /* How gencache_quant_encode() quantizes. */
 typedef struct gencache_quant_options {
-    size_t struct_size;    /* sizeof(gencache_quant_options); set by _init() */
-    gencache_codec codec;  /* INT8, INT8_CHANNEL or INT8_GROUP; default INT8 */
-    uint32_t axis;         /* INT8_CHANNEL: the channel axis, < ndim; default 0 */
-    uint32_t group_size;   /* INT8_GROUP: consecutive elements per scale, >= 1; default 128 */
+    size_t struct_size;   /* sizeof(gencache_quant_options); set by _init() */
+    gencache_codec codec; /* INT8, INT8_CHANNEL or INT8_GROUP; default INT8 */
+    uint32_t axis;        /* INT8_CHANNEL: the channel axis, < ndim; default 0 */
+    uint32_t group_size;  /* INT8_GROUP: consecutive elements per scale, >= 1; default 128 */
 } gencache_quant_options;
 
 /* Fills *opts with the defaults above. Thread-safety: safe. */
@@ -107,13 +108,13 @@ GENCACHE_API int gencache_quant_encode(const gencache_tensor_desc *desc, const v
 
 /* What a quantized payload holds, as read from its header. */
 typedef struct gencache_quant_info {
-    gencache_codec codec;       /* INT8, INT8_CHANNEL or INT8_GROUP */
-    uint32_t axis;              /* INT8_CHANNEL's axis; else 0 */
-    uint32_t group_size;        /* INT8_GROUP's group size; else 0 */
-    uint64_t n_scales;          /* f32 scales stored */
-    uint64_t scales_offset;     /* byte offset of the scales in the payload */
-    uint64_t data_offset;       /* byte offset of the int8 elements (64-byte aligned) */
-    gencache_tensor_desc desc;  /* the tensor that was quantized (its dtype and shape) */
+    gencache_codec codec;      /* INT8, INT8_CHANNEL or INT8_GROUP */
+    uint32_t axis;             /* INT8_CHANNEL's axis; else 0 */
+    uint32_t group_size;       /* INT8_GROUP's group size; else 0 */
+    uint64_t n_scales;         /* f32 scales stored */
+    uint64_t scales_offset;    /* byte offset of the scales in the payload */
+    uint64_t data_offset;      /* byte offset of the int8 elements (64-byte aligned) */
+    gencache_tensor_desc desc; /* the tensor that was quantized (its dtype and shape) */
 } gencache_quant_info;
 
 /* Validates a quantized payload completely (magic, version, codec, shape, scale count, finite
@@ -139,12 +140,12 @@ GENCACHE_API int gencache_quant_decode(const void *payload, size_t size, gencach
 
 /* One tensor of a safetensors file: read from one, or given to the writer. */
 typedef struct gencache_safetensors_tensor {
-    const char *name;                 /* UTF-8, unique in the file */
-    gencache_dtype dtype;             /* F32, F16, BF16, I8, U8, I32 or I64 */
-    uint32_t ndim;                    /* <= GENCACHE_MAX_DIMS */
+    const char *name;     /* UTF-8, unique in the file */
+    gencache_dtype dtype; /* F32, F16, BF16, I8, U8, I32 or I64 */
+    uint32_t ndim;        /* <= GENCACHE_MAX_DIMS */
     int64_t shape[GENCACHE_MAX_DIMS];
-    const void *data;                 /* little-endian, row-major elements */
-    uint64_t size;                    /* bytes: element count times the dtype's size */
+    const void *data; /* little-endian, row-major elements */
+    uint64_t size;    /* bytes: element count times the dtype's size */
 } gencache_safetensors_tensor;
 
 /* A parsed safetensors file. Immutable once parsed. Thread-safety: safe (reads), one thread at a
@@ -218,9 +219,8 @@ typedef int (*gencache_write_fn)(void *userdata, const void *data, size_t size);
  * that is not UTF-8, "__metadata__" as a tensor name, a size not matching the shape, an
  * unknown dtype), GENCACHE_ENOMEM, or the first error `write` returns. Thread-safety: safe. */
 GENCACHE_API int gencache_safetensors_write_to(gencache_write_fn write, void *userdata,
-                                               const gencache_safetensors_tensor *tensors,
-                                               size_t n, const char *const *metadata,
-                                               size_t n_metadata);
+                                               const gencache_safetensors_tensor *tensors, size_t n,
+                                               const char *const *metadata, size_t n_metadata);
 
 /* gencache_safetensors_write_to() into the file at `path`, written beside it and renamed into
  * place, so a reader never sees half a file. Returns those codes and GENCACHE_EIO.
@@ -322,10 +322,10 @@ typedef struct gencache_kv gencache_kv;
 /* Rows pruned from one layer, handed to the offload callback. Pointers valid during the call. */
 typedef struct gencache_kv_block {
     uint32_t layer;
-    int64_t first_pos;      /* position of the first row */
-    uint64_t n_positions;   /* rows */
-    gencache_dtype dtype;   /* of the rows below: the window's dtype, or I8 when stored as int8 */
-    const void *k, *v;      /* n_positions rows each, contiguous */
+    int64_t first_pos;    /* position of the first row */
+    uint64_t n_positions; /* rows */
+    gencache_dtype dtype; /* of the rows below: the window's dtype, or I8 when stored as int8 */
+    const void *k, *v;    /* n_positions rows each, contiguous */
     uint64_t k_row_bytes, v_row_bytes;
     const float *k_scales, *v_scales; /* int8 rows: one scale per row (q * scale); else NULL */
 } gencache_kv_block;
@@ -335,18 +335,18 @@ typedef struct gencache_kv_block {
 typedef void (*gencache_kv_offload_fn)(void *userdata, const gencache_kv_block *block);
 
 typedef struct gencache_kv_options {
-    size_t struct_size;     /* sizeof(gencache_kv_options); set by _init() */
-    uint32_t n_layers;      /* >= 1; required */
-    gencache_dtype dtype;   /* element type of K and V; default F16 */
-    uint64_t k_elems;       /* elements of K per position (heads x head_dim); >= 1; required */
-    uint64_t v_elems;       /* elements of V per position; >= 1; required */
-    int int8;               /* nonzero: keep rows as int8 with one scale per row (dtype must be
-                               F32, F16 or BF16); retrieve dequantizes. Default 0 */
+    size_t struct_size;         /* sizeof(gencache_kv_options); set by _init() */
+    uint32_t n_layers;          /* >= 1; required */
+    gencache_dtype dtype;       /* element type of K and V; default F16 */
+    uint64_t k_elems;           /* elements of K per position (heads x head_dim); >= 1; required */
+    uint64_t v_elems;           /* elements of V per position; >= 1; required */
+    int int8;                   /* nonzero: keep rows as int8 with one scale per row (dtype must be
+                                   F32, F16 or BF16); retrieve dequantizes. Default 0 */
     uint64_t initial_positions; /* rows reserved per layer at the first append; default 64 */
     gencache_kv_offload_fn offload; /* NULL: pruned rows are dropped */
     void *offload_userdata;
-    gencache *cache;        /* non-NULL: the window's buffers count against this cache's memory
-                               budget (borrowed; must outlive the window). Default NULL */
+    gencache *cache; /* non-NULL: the window's buffers count against this cache's memory
+                        budget (borrowed; must outlive the window). Default NULL */
 } gencache_kv_options;
 
 /* Fills *opts with the defaults above (n_layers, k_elems, v_elems 0). Thread-safety: safe. */
