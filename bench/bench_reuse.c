@@ -21,10 +21,7 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static uint64_t rnd(void)
 {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return bench_splitmix64(&rng_state);
 }
 
 /* A request for image i: a random digest and signature (the i-th of the run). */
@@ -42,12 +39,6 @@ static gencache_request *make_request(gencache_keyspace *ks, bool with_sig)
     if (with_sig && gencache_request_set_image_sig(req, &sig) != GENCACHE_OK)
         exit(1);
     return req;
-}
-
-static double pct(double *v, int n, double p)
-{
-    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
-    return v[(int)(p * (n - 1))];
 }
 
 int main(int argc, char **argv)
@@ -109,7 +100,7 @@ int main(int argc, char **argv)
         }
     }
     double mp = bench_median(tp, queries), ms = bench_median(ts, queries);
-    double p99p = pct(tp, queries, 0.99), p99s = pct(ts, queries, 0.99);
+    double p99p = bench_quantile(tp, queries, 0.99), p99s = bench_quantile(ts, queries, 0.99);
     printf("stored %ld images by request in %.1f s (index holds %llu); guard: pHash radius %u, "
            "dHash radius %u, combined radius %u\n",
            stored, fill_s, (unsigned long long)st.images, guard.phash_radius, guard.dhash_radius,

@@ -27,10 +27,7 @@ static uint64_t rng_state = 0x2545f4914f6cdd1dull;
 
 static uint64_t rnd(void)
 {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return bench_splitmix64(&rng_state);
 }
 
 static void pin(int cpu)
@@ -114,12 +111,6 @@ static double store_us(gencache *c, const gencache_image_sig *sig)
     return t;
 }
 
-static double pct(double *v, int n, double p)
-{
-    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
-    return v[(int)(p * (n - 1))];
-}
-
 int main(int argc, char **argv)
 {
     long n_records = argc > 1 ? atol(argv[1]) : 100000;
@@ -144,8 +135,8 @@ int main(int argc, char **argv)
         sh[i] = store_us(a, &s1);
         lo[i] = store_us(local, &s2);
     }
-    double sh_med = pct(sh, m, 0.5), sh_p99 = pct(sh, m, 0.99);
-    double lo_med = pct(lo, m, 0.5), lo_p99 = pct(lo, m, 0.99);
+    double sh_med = bench_quantile(sh, m, 0.5), sh_p99 = bench_quantile(sh, m, 0.99);
+    double lo_med = bench_quantile(lo, m, 0.5), lo_p99 = bench_quantile(lo, m, 0.99);
     printf("store (%d each, interleaved): shared layer median %.1f us p99 %.1f us; not shared "
            "(baseline) median %.1f us p99 %.1f us; +%.1f us, ratio %.2fx\n",
            m, sh_med, sh_p99, lo_med, lo_p99, sh_med - lo_med, sh_med / lo_med);
@@ -177,7 +168,7 @@ int main(int argc, char **argv)
     }
     printf("propagation (%d): store on one cache until another's lookup matches: median %.0f us "
            "p99 %.0f us\n",
-           q, pct(prop, q, 0.5), pct(prop, q, 0.99));
+           q, bench_quantile(prop, q, 0.5), bench_quantile(prop, q, 0.99));
 
     /* 3. a late cache reads n_records records */
     for (long i = 0; i < n_records; i++) {
