@@ -64,7 +64,7 @@ void gencache__redis_drop_corrupt(gencache__redis_tier *r, const char *rkey, gen
     gencache__redis_arg del[2] = {{{"DEL"}, {3}}, {{rkey}, {strlen(rkey)}}};
     redisReply *rep = NULL;
     if (e) {
-        gencache__le64_put(ident, e->checksum);
+        gencache__le64_put(ident, gencache__entry_checksum(e));
         gencache__le64_put(ident + 8, e->created_ms);
         gencache__redis_route_command(r, 3, 5, del_same, dl, &rep);
     } else {
@@ -153,7 +153,7 @@ static int scan_batch(gencache__redis_tier *r, gencache__redis_conn *c, const re
         if (!e)
             continue;
         if (pred(userdata, e)) {
-            matches[n_match] = (match){k, e->checksum, e->created_ms, ""};
+            matches[n_match] = (match){k, gencache__entry_checksum(e), e->created_ms, ""};
             snprintf(matches[n_match].reuse_key, sizeof matches[n_match].reuse_key,
                      GENCACHE__REDIS_REUSE_PREFIX "{%s}", e->key);
             n_match++;
