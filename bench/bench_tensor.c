@@ -452,13 +452,13 @@ static void bench_codecs(const char *level, size_t bytes, int runs,
     for (int i = 0; i < runs; i++)
         rr[i] = tt[3][0][i] / (2 * rd[i]);
     double ceiling = bench_median(rr, runs), rmed = median_of(rd, runs);
-    printf("%-36s %8.3f ms  %6.2f GB/s; two reads: per-tensor quantization <= %.2fx memcpy\n",
+    printf("%-36s %9.4f ms  %6.2f GB/s; two reads: per-tensor quantization <= %.2fx memcpy\n",
            "read pass over the tensor (floor)", rmed * 1e3, (double)bytes / rmed / 1e9, ceiling);
     if (has_widen) {
         for (int i = 0; i < runs; i++)
             rr[i] = tt[3][0][i] / (rd[i] + wd[i]);
         double wmed = median_of(wd, runs);
-        printf("%-36s %8.3f ms  %6.2f GB/s; with the read pass: per-tensor quantization <= %.2fx "
+        printf("%-36s %9.4f ms  %6.2f GB/s; with the read pass: per-tensor quantization <= %.2fx "
                "memcpy\n",
                "widen f16 and scale (arithmetic floor)", wmed * 1e3, (double)bytes / wmed / 1e9,
                bench_median(rr, runs));
@@ -474,7 +474,7 @@ static void bench_codecs(const char *level, size_t bytes, int runs,
             mfast = tt[k][0][i] < mfast ? tt[k][0][i] : mfast;
         snprintf(label, sizeof label, "memcpy (baseline) [%s rounds]", name);
         double ms = median_of(tt[k][0], kr);
-        printf("%-36s %8.3f ms  %6.2f GB/s\n", label, ms * 1e3, (double)bytes / ms / 1e9);
+        printf("%-36s %9.4f ms  %6.2f GB/s\n", label, ms * 1e3, (double)bytes / ms / 1e9);
         for (int j = 0; j < 3; j++) {
             int op = order[j];
             double fast = tt[k][op][0];
@@ -485,7 +485,7 @@ static void bench_codecs(const char *level, size_t bytes, int runs,
             double ratio = bench_median(rr, kr);
             double med = median_of(tt[k][op], kr);
             snprintf(label, sizeof label, "%s [%s]", ops[op], name);
-            printf("%-36s %8.3f ms  %6.2f GB/s  %.2fx memcpy [%.2fx]\n", label, med * 1e3,
+            printf("%-36s %9.4f ms  %6.2f GB/s  %.2fx memcpy [%.2fx]\n", label, med * 1e3,
                    (double)bytes / med / 1e9, ratio, mfast / fast);
         }
     }

@@ -45,9 +45,9 @@ GENCACHE_API int gencache_tensor_numel(uint32_t ndim, const int64_t *shape, uint
 GENCACHE_API int gencache_tensor_byteswap(gencache_dtype dtype, void *data, size_t size);
 
 /* How a tensor is stored (the X-Gencache-Codec header of DESIGN.md). The int8 codecs are
- * symmetric: q = round_half_even(x * 127 / amax), clamped to [-127, 127], with scale
- * amax / 127 per tensor, per channel (index of one axis) or per group of consecutive elements;
- * their payload layout is in docs/tensors.md. */
+ * symmetric: q = round_half_even(x * inv), the exact product with inv = 127 / amax (f32)
+ * rounded once, so |q| <= 127, with scale amax / 127 per tensor, per channel (index of one
+ * axis) or per group of consecutive elements; their payload layout is in docs/tensors.md. */
 typedef enum gencache_codec {
     GENCACHE_CODEC_NONE = 0,         /* "none": the bytes as given */
     GENCACHE_CODEC_F16 = 1,          /* "f16": floats stored as f16 */

@@ -154,11 +154,8 @@ static int amax_row(const gencache_kv *kv, const void *row, size_t n, float *out
 
 static float quant_row(const gencache_kv *kv, int8_t *dst, const void *row, size_t n, float amax)
 {
-    float scale = 0.0f, inv = 0.0f;
-    if (amax >= GENCACHE__QUANT_MIN_AMAX) {
-        scale = amax / 127.0f;
-        inv = 127.0f / amax;
-    }
+    float scale, inv;
+    gencache__quant_scale(amax, &scale, &inv);
     switch (kv->o.dtype) {
     case GENCACHE_DTYPE_F32:
         kv->kern->quant_f32(dst, row, n, inv);

@@ -1,8 +1,8 @@
 /*
- * kernels_avx2.c: the codec kernels with AVX2 and F16C, chosen at run time when the CPU has
- * them. Every function gives bit-for-bit the results of kernels_scalar.c: the same clamps before
- * the same round-half-to-even conversions, and the same scalar code for the tail elements that
- * do not fill a vector.
+ * kernels_avx2.c: the codec kernels with AVX2, F16C and FMA, chosen at run time when the CPU
+ * has them. Every function gives bit-for-bit the results of kernels_scalar.c: the same clamps
+ * before the same round-half-to-even conversions, quantization's exact products rounded once,
+ * and the same scalar code for the tail elements that do not fill a vector.
  */
 #include <float.h>
 #include <math.h>
@@ -15,7 +15,7 @@
 #include <cpuid.h>
 #include <immintrin.h>
 
-#define AVX2 __attribute__((target("avx2,f16c")))
+#define AVX2 __attribute__((target("avx2,f16c,fma")))
 #define RNE  (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
 AVX2 static int v_f32_to_f16(uint16_t *dst, const float *src, size_t n)
@@ -175,11 +175,20 @@ AVX2 static int v_amax_bf16(const uint16_t *src, size_t n, float *out)
     return m >= 0x7F80u;
 }
 
+/* 8 values -> 8 int32: the exact product x * inv rounded once to an integer by a fused
+ * multiply-add of 1.5 * 2^23, whose ulp is 1, then taken out of the sum's low bits. The sum
+ * rounds as MXCSR says, so the loops run only under round-to-nearest-even (rounds_to_nearest()).
+ * The kernels' contract keeps |x * inv| below 127.5. */
 AVX2 static inline __m256i q8(__m256 x, __m256 inv)
 {
-    const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
-    __m256 v = _mm256_round_ps(_mm256_mul_ps(x, inv), RNE);
-    return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
+    __m256 y = _mm256_fmadd_ps(x, inv, _mm256_set1_ps(12582912.0f));
+    return _mm256_sub_epi32(_mm256_castps_si256(y), _mm256_set1_epi32(0x4B400000));
+}
+
+/* Whether MXCSR rounds to nearest (its RC field is 0), as it does unless a program changed it. */
+static inline int rounds_to_nearest(void)
+{
+    return (_mm_getcsr() & 0x6000u) == 0;
 }
 
 /* Packs four vectors of 8 int32 in [-127, 127] into 32 int8 in order. packs works within 128-bit
@@ -200,12 +209,13 @@ AVX2 static inline __m256i pack_i8x32(__m256i a, __m256i b, __m256i c, __m256i d
  * ONE(x) quantizes one element in scalar code (for the unaligned head and the tail). */
 #define QUANT_LOOP(LOAD, ONE)                                                                      \
     const __m256 vi = _mm256_set1_ps(inv);                                                         \
-    size_t i = 0;                                                                                  \
-    if (n >= STREAM_MIN) {                                                                         \
+    /* Under another rounding mode the scalar loop at the end does it all. */                      \
+    size_t i = 0, vn = rounds_to_nearest() ? n : 0;                                                \
+    if (vn >= STREAM_MIN) {                                                                        \
         size_t head = (32 - ((uintptr_t)dst & 31)) & 31;                                           \
         for (; i < head; i++)                                                                      \
             dst[i] = ONE(src[i]);                                                                  \
-        for (; i + 32 <= n; i += 32) {                                                             \
+        for (; i + 32 <= vn; i += 32) {                                                            \
             for (size_t b = 0; b < 32 * sizeof *src; b += 64)                                      \
                 gencache__prefetch((const char *)(src + i) + b);                                   \
             _mm256_stream_si256((__m256i *)(dst + i),                                              \
@@ -215,7 +225,7 @@ AVX2 static inline __m256i pack_i8x32(__m256i a, __m256i b, __m256i c, __m256i d
         }                                                                                          \
         _mm_sfence();                                                                              \
     }                                                                                              \
-    for (; i + 32 <= n; i += 32)                                                                   \
+    for (; i + 32 <= vn; i += 32)                                                                  \
         _mm256_storeu_si256((__m256i *)(dst + i),                                                  \
                             pack_i8x32(q8(LOAD(src + i), vi), q8(LOAD(src + i + 8), vi),           \
                                        q8(LOAD(src + i + 16), vi), q8(LOAD(src + i + 24), vi)));   \
@@ -290,13 +300,14 @@ static const gencache__codec_kernels avx2_kernels = {
 
 const gencache__codec_kernels *gencache__codec_kernels_avx2(void)
 {
-    /* F16C is read from CPUID directly: not every compiler's __builtin_cpu_supports knows it.
-     * The AVX2 check also covers the operating system's support for the AVX registers. */
+    /* F16C and FMA are read from CPUID directly: not every compiler's __builtin_cpu_supports
+     * knows F16C. The AVX2 check also covers the operating system's support for the AVX
+     * registers. */
     unsigned a, b, c, d;
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx2") || !__get_cpuid(1, &a, &b, &c, &d))
         return NULL;
-    return (c & bit_F16C) ? &avx2_kernels : NULL;
+    return (c & bit_F16C) && (c & bit_FMA) ? &avx2_kernels : NULL;
 }
 
 #else

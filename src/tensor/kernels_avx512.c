@@ -1,8 +1,9 @@
 /*
  * kernels_avx512.c: the codec kernels with AVX-512 (F and BW), chosen at run time when the CPU
  * has them. They do what kernels_avx2.c does at twice the width, with their own narrowing in the
- * quantization loops and large inputs read as two streams, and give bit-for-bit the results of
- * kernels_scalar.c: the same clamps around the same round-half-to-even conversions, and the same
+ * quantization loops (by VBMI's byte permute where the CPU has it) and large inputs read as two
+ * streams, and give bit-for-bit the results of kernels_scalar.c: the same clamps around the same
+ * round-half-to-even conversions, quantization's exact products rounded once, and the same
  * scalar code for the tail elements that do not fill a vector. bf16 is rounded with integer
  * operations, not VCVTNEPS2BF16, which flushes subnormals to zero.
  */
@@ -203,51 +204,65 @@ AVX512 static int w_amax_bf16(const uint16_t *src, size_t n, float *out)
     return m >= 0x7F80u;
 }
 
-/* 16 values -> 16 int32: x * inv rounded half to even by the conversion itself (embedded
- * rounding, whatever MXCSR says). With `clamp` the products are first limited to 127, which keeps
- * every product, an infinity included, inside int32 (one below -2^31 converts to INT32_MIN, which
- * pack64 turns into -127 as the scalar code does); without it the caller has made sure that no
- * |product| reaches 2^31. The upper clamp is otherwise left to the saturating packs. */
-AVX512 static inline __m512i q16(__m512 x, __m512 inv, const int clamp)
+#define VBMI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi")))
+
+/* 1.5 * 2^23, whose ulp is 1: added to a product of magnitude below 2^22 by one fused
+ * multiply-add, it leaves the product rounded once to an integer, and that integer sits in the
+ * sum's low bits, two's complement around QMAGIC_BITS. */
+#define QMAGIC      12582912.0f
+#define QMAGIC_BITS 0x4B400000
+
+/* 16 values -> 16 sums x * inv + QMAGIC: the exact product rounded once, half to even
+ * (embedded rounding, whatever MXCSR says). With |x * inv| < 127.5, as the kernels' contract
+ * says, the low byte of each dword is the int8 result. */
+AVX512 static inline __m512i q16(__m512 x, __m512 inv)
 {
-    __m512 v = _mm512_mul_ps(x, inv);
-    if (clamp)
-        v = _mm512_min_ps(v, _mm512_set1_ps(127.0f));
-    return _mm512_cvt_roundps_epi32(v, RNE);
+    return _mm512_castps_si512(_mm512_fmadd_round_ps(x, inv, _mm512_set1_ps(QMAGIC), RNE));
 }
 
-/* Four vectors of 16 int32 -> 64 int8 in order, saturated to [-127, 127]. The packs work within
- * 128-bit lanes, so lane L comes out as the dwords a[4L..4L+3] b[..] c[..] d[..]; the permute
- * puts them back in order. Three packs, a permute and a max per 64 elements cost less than the
- * narrowing VPMOVSDB (two uops per 16 elements on the shuffle port). */
-AVX512 static inline __m512i pack64(__m512i a, __m512i b, __m512i c, __m512i d)
+/* Four vectors of q16 sums -> 64 int8 in order, with AVX-512 BW: the integers taken out of the
+ * sums and narrowed by two VPACKSSDW and a VPACKSSWB, which work within 128-bit lanes, so lane
+ * L comes out as the dwords a[4L..4L+3] b[..] c[..] d[..] and one VPERMD puts them in order.
+ * Cheaper than a VPMOVDB per 16 elements (two uops on the shuffle port). */
+AVX512 static inline __m512i narrow64_bw(__m512i a, __m512i b, __m512i c, __m512i d)
 {
     const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    __m512i p = _mm512_packs_epi16(_mm512_packs_epi32(a, b), _mm512_packs_epi32(c, d));
-    return _mm512_max_epi8(_mm512_permutexvar_epi32(idx, p), _mm512_set1_epi8(-127));
+    const __m512i m = _mm512_set1_epi32(QMAGIC_BITS);
+    __m512i ab = _mm512_packs_epi32(_mm512_sub_epi32(a, m), _mm512_sub_epi32(b, m));
+    __m512i cd = _mm512_packs_epi32(_mm512_sub_epi32(c, m), _mm512_sub_epi32(d, m));
+    return _mm512_permutexvar_epi32(idx, _mm512_packs_epi16(ab, cd));
+}
+
+/* The same with AVX-512 VBMI: VPERMB takes the low byte of each dword straight from the sums,
+ * one permute per vector into its quarter of the result, and nothing else. */
+VBMI static inline __m512i narrow64_vbmi(__m512i a, __m512i b, __m512i c, __m512i d)
+{
+    /* Byte j of each quarter takes byte 4 * j of the source: the low byte of its dword j. */
+    const __m512i idx = _mm512_set4_epi32(0x3C383430, 0x2C282420, 0x1C181410, 0x0C080400);
+    __m512i r = _mm512_permutexvar_epi8(idx, a);
+    r = _mm512_mask_permutexvar_epi8(r, 0x00000000FFFF0000ull, idx, b);
+    r = _mm512_mask_permutexvar_epi8(r, 0x0000FFFF00000000ull, idx, c);
+    return _mm512_mask_permutexvar_epi8(r, 0xFFFF000000000000ull, idx, d);
 }
 
 /* 16 values -> 16 int8, for the last elements that do not fill 64. */
-AVX512 static inline __m128i q16_i8(__m512 x, __m512 inv, const int clamp)
+AVX512 static inline __m128i q16_i8(__m512 x, __m512 inv)
 {
-    return _mm_max_epi8(_mm512_cvtsepi32_epi8(q16(x, inv, clamp)), _mm_set1_epi8(-127));
+    return _mm512_cvtepi32_epi8(_mm512_sub_epi32(q16(x, inv), _mm512_set1_epi32(QMAGIC_BITS)));
 }
 
-#define Q64(LOAD, p, vi, clamp)                                                                    \
-    pack64(q16(LOAD(p), vi, clamp), q16(LOAD((p) + 16), vi, clamp),                                \
-           q16(LOAD((p) + 32), vi, clamp), q16(LOAD((p) + 48), vi, clamp))
-
-/* An f16 value is at most 65504 in magnitude, so with inv <= 32768 no product reaches 2^31 and
- * the f16 loops skip the clamp. */
-#define F16_NO_CLAMP_INV 32768.0f
+#define Q64(NARROW, LOAD, p, vi)                                                                   \
+    NARROW(q16(LOAD(p), vi), q16(LOAD((p) + 16), vi), q16(LOAD((p) + 32), vi),                     \
+           q16(LOAD((p) + 48), vi))
 
 /* Outputs at least this large are written with non-temporal stores, as in kernels_avx2.c: they
  * would not stay in the cache anyway, and streaming saves reading each destination line first. */
 #define STREAM_MIN GENCACHE__LARGE_BLOCK
 
 /* The quantization loop for one source format: LOAD(p) gives 16 f32 from element pointer p,
- * ONE(x) quantizes one element in scalar code (for the unaligned head and the tail). */
-#define QUANT_LOOP(LOAD, ONE, clamp)                                                               \
+ * ONE(x) quantizes one element in scalar code (for the unaligned head and the tail), NARROW
+ * turns four vectors of q16 sums into 64 int8. */
+#define QUANT_LOOP(LOAD, ONE, NARROW)                                                              \
     const __m512 vi = _mm512_set1_ps(inv);                                                         \
     size_t i = 0;                                                                                  \
     if (n >= STREAM_MIN) {                                                                         \
@@ -263,86 +278,75 @@ AVX512 static inline __m128i q16_i8(__m512 x, __m512 inv, const int clamp)
                 gencache__prefetch((const char *)(sa + j) + b);                                    \
                 gencache__prefetch((const char *)(sb + j) + b);                                    \
             }                                                                                      \
-            _mm512_stream_si512((void *)(da + j), Q64(LOAD, sa + j, vi, clamp));                   \
-            _mm512_stream_si512((void *)(db + j), Q64(LOAD, sb + j, vi, clamp));                   \
+            _mm512_stream_si512((void *)(da + j), Q64(NARROW, LOAD, sa + j, vi));                  \
+            _mm512_stream_si512((void *)(db + j), Q64(NARROW, LOAD, sb + j, vi));                  \
         }                                                                                          \
         for (i += 2 * half; i + 64 <= n; i += 64)                                                  \
-            _mm512_stream_si512((void *)(dst + i), Q64(LOAD, src + i, vi, clamp));                 \
+            _mm512_stream_si512((void *)(dst + i), Q64(NARROW, LOAD, src + i, vi));                \
         _mm_sfence();                                                                              \
     }                                                                                              \
     for (; i + 64 <= n; i += 64)                                                                   \
-        _mm512_storeu_si512((void *)(dst + i), Q64(LOAD, src + i, vi, clamp));                     \
+        _mm512_storeu_si512((void *)(dst + i), Q64(NARROW, LOAD, src + i, vi));                    \
     for (; i + 16 <= n; i += 16)                                                                   \
-        _mm_storeu_si128((__m128i *)(dst + i), q16_i8(LOAD(src + i), vi, clamp));                  \
+        _mm_storeu_si128((__m128i *)(dst + i), q16_i8(LOAD(src + i), vi));                         \
     for (; i < n; i++)                                                                             \
         dst[i] = ONE(src[i]);
 
-/* clang-format off */
-AVX512 static void w_quant_f32(int8_t *dst, const float *src, size_t n, float inv)
-{
-    QUANT_LOOP(_mm512_loadu_ps, GENCACHE__QUANT_ONE_F32, 1)
-}
-
-AVX512 static void w_quant_bf16(int8_t *dst, const uint16_t *src, size_t n, float inv)
-{
-    QUANT_LOOP(load_bf16x16, GENCACHE__QUANT_ONE_BF16, 1)
-}
-
-AVX512 static inline __attribute__((always_inline)) void
-quant_f16_loop(int8_t *dst, const uint16_t *src, size_t n, float inv, const int clamp)
-{
-    QUANT_LOOP(load_f16x16, GENCACHE__QUANT_ONE_F16, clamp)
-}
-
-/* clang-format on */
-
-AVX512 static void w_quant_f16(int8_t *dst, const uint16_t *src, size_t n, float inv)
-{
-    if (inv <= F16_NO_CLAMP_INV)
-        quant_f16_loop(dst, src, n, inv, 0);
-    else
-        quant_f16_loop(dst, src, n, inv, 1);
-}
-
 /* One group of `group` f16 elements (a multiple of 32) quantized with vi. */
-AVX512 static inline __attribute__((always_inline)) void
-quant_group(int8_t *q, const uint16_t *x, size_t group, __m512 vi, const int clamp)
-{
-    size_t i = 0;
-    for (; i + 64 <= group; i += 64)
-        _mm512_storeu_si512((void *)(q + i), Q64(load_f16x16, x + i, vi, clamp));
-    for (; i < group; i += 16)
-        _mm_storeu_si128((__m128i *)(q + i), q16_i8(load_f16x16(x + i), vi, clamp));
-}
+#define QUANT_GROUP(NARROW, q, x, group, vi)                                                       \
+    do {                                                                                           \
+        size_t i_ = 0;                                                                             \
+        for (; i_ + 64 <= (group); i_ += 64)                                                       \
+            _mm512_storeu_si512((void *)((q) + i_), Q64(NARROW, load_f16x16, (x) + i_, vi));       \
+        for (; i_ < (group); i_ += 16)                                                             \
+            _mm_storeu_si128((__m128i *)((q) + i_), q16_i8(load_f16x16((x) + i_), vi));            \
+    } while (0)
 
-AVX512 static int w_quant_groups_f16(int8_t *dst, unsigned char *scales, const uint16_t *src,
-                                     size_t groups, size_t group)
-{
-    const __m512i absm = _mm512_set1_epi16(0x7FFF);
-    const int pf = groups * group * sizeof *src >= GENCACHE__PREFETCH_MIN;
-    for (size_t g = 0; g < groups; g++) {
-        const uint16_t *x = src + g * group;
-        int8_t *q = dst + g * group;
-        __m512i m = _mm512_setzero_si512();
-        for (size_t i = 0; i < group; i += 32) {
-            if (pf)
-                gencache__prefetch(x + i);
-            m = _mm512_max_epu16(m,
-                                 _mm512_and_si512(_mm512_loadu_si512((const void *)(x + i)), absm));
-        }
-        uint16_t a = max_u16x32(m);
-        if (a >= 0x7C00u)
-            return 1;
-        float scale, inv;
-        gencache__quant_scale(gencache__f16_to_f32_one(a), &scale, &inv);
-        memcpy(scales + 4 * g, &scale, sizeof scale); /* x86 is little-endian */
-        if (inv <= F16_NO_CLAMP_INV)
-            quant_group(q, x, group, _mm512_set1_ps(inv), 0);
-        else
-            quant_group(q, x, group, _mm512_set1_ps(inv), 1);
-    }
+/* Per-group quantization in one pass: each group's maximum, scale and inverse, then the group,
+ * while it is still in L1. */
+#define QUANT_GROUPS_F16(NARROW)                                                                   \
+    const __m512i absm = _mm512_set1_epi16(0x7FFF);                                                \
+    const int pf = groups * group * sizeof *src >= GENCACHE__PREFETCH_MIN;                         \
+    for (size_t g = 0; g < groups; g++) {                                                          \
+        const uint16_t *x = src + g * group;                                                       \
+        int8_t *q = dst + g * group;                                                               \
+        __m512i m = _mm512_setzero_si512();                                                        \
+        for (size_t i = 0; i < group; i += 32) {                                                   \
+            if (pf)                                                                                \
+                gencache__prefetch(x + i);                                                         \
+            m = _mm512_max_epu16(                                                                  \
+                m, _mm512_and_si512(_mm512_loadu_si512((const void *)(x + i)), absm));             \
+        }                                                                                          \
+        uint16_t a = max_u16x32(m);                                                                \
+        if (a >= 0x7C00u)                                                                          \
+            return 1;                                                                              \
+        float scale, inv;                                                                          \
+        gencache__quant_scale(gencache__f16_to_f32_one(a), &scale, &inv);                          \
+        memcpy(scales + 4 * g, &scale, sizeof scale); /* x86 is little-endian */                   \
+        QUANT_GROUP(NARROW, q, x, group, _mm512_set1_ps(inv));                                     \
+    }                                                                                              \
     return 0;
-}
+
+/* The four quantization kernels of one table: TARGET their target attribute, P their prefix,
+ * NARROW the narrowing they use. */
+#define QUANT_KERNELS(TARGET, P, NARROW)                                                           \
+    TARGET static void P##_quant_f32(int8_t *dst, const float *src, size_t n, float inv){          \
+        QUANT_LOOP(_mm512_loadu_ps, GENCACHE__QUANT_ONE_F32,                                       \
+                   NARROW)} TARGET static void P##_quant_f16(int8_t *dst, const uint16_t *src,     \
+                                                             size_t n, float inv){                 \
+        QUANT_LOOP(load_f16x16, GENCACHE__QUANT_ONE_F16,                                           \
+                   NARROW)} TARGET static void P##_quant_bf16(int8_t *dst, const uint16_t *src,    \
+                                                              size_t n, float inv){QUANT_LOOP(     \
+        load_bf16x16, GENCACHE__QUANT_ONE_BF16,                                                    \
+        NARROW)} TARGET static int P##_quant_groups_f16(int8_t *dst, unsigned char *scales,        \
+                                                        const uint16_t *src, size_t groups,        \
+                                                        size_t group)                              \
+    {                                                                                              \
+        QUANT_GROUPS_F16(NARROW)                                                                   \
+    }
+
+QUANT_KERNELS(AVX512, w, narrow64_bw)
+QUANT_KERNELS(VBMI, b, narrow64_vbmi)
 
 /* 16 int8 -> 16 f32 products q * scale, clamped to [lo, hi]. */
 AVX512 static inline __m512 dq16(const int8_t *src, __m512 scale, __m512 lo, __m512 hi)
@@ -388,22 +392,43 @@ AVX512 static void w_dequant_bf16(uint16_t *dst, const int8_t *src, size_t n, fl
         dst[i] = gencache__f32_to_bf16_one(gencache__dequant_clamp((float)src[i] * scale));
 }
 
-static const gencache__codec_kernels avx512_kernels = {
-    "avx512",     w_f32_to_f16,  w_f32_to_bf16, w_f16_to_f32,   w_bf16_to_f32,
+/* Every kernel with AVX-512 F and BW (Skylake-SP and later). */
+static const gencache__codec_kernels avx512bw_kernels = {
+    "avx512bw",   w_f32_to_f16,  w_f32_to_bf16, w_f16_to_f32,   w_bf16_to_f32,
     w_amax_f32,   w_amax_f16,    w_amax_bf16,   w_quant_f32,    w_quant_f16,
     w_quant_bf16, w_dequant_f32, w_dequant_f16, w_dequant_bf16, w_quant_groups_f16,
 };
 
-const gencache__codec_kernels *gencache__codec_kernels_avx512(void)
+/* The same with the quantization loops narrowed by VBMI's byte permute (Ice Lake, Zen 4). */
+static const gencache__codec_kernels avx512_kernels = {
+    "avx512",     w_f32_to_f16,  w_f32_to_bf16, w_f16_to_f32,   w_bf16_to_f32,
+    w_amax_f32,   w_amax_f16,    w_amax_bf16,   b_quant_f32,    b_quant_f16,
+    b_quant_bf16, w_dequant_f32, w_dequant_f16, w_dequant_bf16, b_quant_groups_f16,
+};
+
+const gencache__codec_kernels *gencache__codec_kernels_avx512bw(void)
 {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl"))
-        return &avx512_kernels;
+        return &avx512bw_kernels;
     return NULL;
 }
 
+const gencache__codec_kernels *gencache__codec_kernels_avx512(void)
+{
+    const gencache__codec_kernels *bw = gencache__codec_kernels_avx512bw();
+    if (bw && __builtin_cpu_supports("avx512vbmi"))
+        return &avx512_kernels;
+    return bw;
+}
+
 #else
+
+const gencache__codec_kernels *gencache__codec_kernels_avx512bw(void)
+{
+    return NULL;
+}
 
 const gencache__codec_kernels *gencache__codec_kernels_avx512(void)
 {

@@ -88,30 +88,21 @@ float gencache__bf16_to_f32_one(uint16_t h)
     return bits_f32((uint32_t)h << 16);
 }
 
-float gencache__round_even(float x)
-{
-    if (!(fabsf(x) < 8388608.0f))
-        return x; /* already an integer (or not finite) */
-    /* Truncate through an integer (one instruction, unlike a truncf call), then look at the
-     * exact remainder. The sign of a zero result is not kept: callers convert to integers. */
-    int32_t i = (int32_t)x;
-    float d = x - (float)i;
-    /* Written without branches: on real data the remainder is random, and mispredicted
-     * branches would cost more than the arithmetic. */
-    int32_t odd = i & 1;
-    int32_t up = (d > 0.5f) | ((d == 0.5f) & odd);
-    int32_t down = (d < -0.5f) | ((d == -0.5f) & odd);
-    return (float)(i + up - down);
-}
-
 int8_t gencache__quant_one(float x, float inv)
 {
-    float r = gencache__round_even(x * inv);
-    if (r > 127.0f)
-        r = 127.0f;
-    else if (r < -127.0f)
-        r = -127.0f;
-    return (int8_t)(int)r;
+    /* The exact product: two f32 significands of 24 bits fit in a double's 53, so nothing is
+     * rounded before the one rounding to an integer, and no rounding mode enters. */
+    double p = (double)x * (double)inv;
+    if (p >= 127.0)
+        return 127;
+    if (p <= -127.0)
+        return -127;
+    int32_t i = (int32_t)p;
+    double d = p - (double)i;
+    int32_t odd = i & 1;
+    int32_t up = (d > 0.5) | ((d == 0.5) & odd);
+    int32_t down = (d < -0.5) | ((d == -0.5) & odd);
+    return (int8_t)(i + up - down);
 }
 
 float gencache__dequant_clamp(float y)

@@ -35,7 +35,10 @@ typedef struct gencache__codec_kernels {
     int (*amax_f32)(const float *src, size_t n, float *out);
     int (*amax_f16)(const uint16_t *src, size_t n, float *out);
     int (*amax_bf16)(const uint16_t *src, size_t n, float *out);
-    /* q[i] = clamp(round_half_even(x[i] * inv), -127, 127); the inputs are finite. */
+    /* q[i] = the exact product x[i] * inv rounded once to an integer, half to even. The inputs
+     * are finite and every |x[i] * inv| is below 127.5: inv is 127 over at least the largest
+     * |x[i]| (gencache__quant_scale()), or 0. The scalar kernels also clamp larger products to
+     * +-127; the vector kernels do not look, and give unspecified int8 values for them. */
     void (*quant_f32)(int8_t *dst, const float *src, size_t n, float inv);
     void (*quant_f16)(int8_t *dst, const uint16_t *src, size_t n, float inv);
     void (*quant_bf16)(int8_t *dst, const uint16_t *src, size_t n, float inv);
@@ -57,6 +60,9 @@ const gencache__codec_kernels *gencache__codec_kernels_scalar(void);
 /* The vector implementations, or NULL when this CPU (or this build) lacks the instructions. */
 const gencache__codec_kernels *gencache__codec_kernels_avx2(void);
 const gencache__codec_kernels *gencache__codec_kernels_avx512(void);
+/* The AVX-512 table without the VBMI quantization loops, which the one above takes where the CPU
+ * has VBMI (tests and benchmarks compare both). */
+const gencache__codec_kernels *gencache__codec_kernels_avx512bw(void);
 /* The widest implementation this CPU runs, chosen once. The environment variable GENCACHE_SIMD
  * (scalar, avx2) narrows the choice, for benchmarks and bug reports. */
 const gencache__codec_kernels *gencache__codec_kernels_best(void);
@@ -66,7 +72,6 @@ uint16_t gencache__f32_to_f16_one(float x);  /* finite x; saturating, RNE */
 uint16_t gencache__f32_to_bf16_one(float x); /* finite x; saturating, RNE */
 float gencache__f16_to_f32_one(uint16_t h);
 float gencache__bf16_to_f32_one(uint16_t h);
-float gencache__round_even(float x); /* independent of the FP environment */
 int8_t gencache__quant_one(float x, float inv);
 float gencache__dequant_clamp(float y); /* clamps to +-FLT_MAX */
 /* Elements from which the quantization kernels stream their output (non-temporal stores): an

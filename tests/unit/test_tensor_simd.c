@@ -4,6 +4,7 @@
  * inputs chosen to hit the edges: ties, subnormals, values that saturate, signed zeros. A case
  * for an instruction set this CPU lacks says so and checks nothing else.
  */
+#include <fenv.h>
 #include <float.h>
 #include <math.h>
 
@@ -103,24 +104,42 @@ static void compare(const gencache__codec_kernels *v)
                 CHECK_INT_EQ(v->f32_to_bf16(ha, x, n), 1);
                 x[at] = keep;
             }
-            /* Quantization at a few scales, from f32 and from both 16-bit formats (the h
-             * patterns with NaN/Inf removed). */
+            /* Quantization from f32 and from both 16-bit formats (the h patterns with NaN/Inf
+             * removed), at the inverse scales the kernels' contract allows: 127 over each
+             * input's largest |x| (what gencache__quant_scale() gives), smaller ones, 1 where
+             * that keeps every product below 127.5 (products that are exact ties), and 0. */
             for (size_t i = 0; i < n; i++) {
                 if ((h[i] & 0x7C00) == 0x7C00)
                     h[i] &= 0x83FF;
                 x[i] = (float)((int32_t)(rnd32() % 4001) - 2000) * (round ? 0.0625f : 0.37f);
             }
-            static const float invs[] = {0.0f, 1.0f,     127.0f / 125.0f, 0.5f,  3e-3f,
-                                         1e6f, 32768.0f, 32769.0f,        1e30f, 1.7e38f};
-            for (size_t j = 0; j < sizeof invs / sizeof invs[0]; j++) {
-                v->quant_f32(qa, x, n, invs[j]);
-                s->quant_f32(qb, x, n, invs[j]);
+            static const float shrink[] = {1.0f, 0.999f, 0.5f, 0.37f, 3e-3f, 0.0f};
+            float a32, a16, ab;
+            CHECK_INT_EQ(s->amax_f32(x, n, &a32), 0);
+            CHECK_INT_EQ(s->amax_f16(h, n, &a16), 0);
+            CHECK_INT_EQ(s->amax_bf16(h, n, &ab), 0);
+            for (size_t j = 0; j <= sizeof shrink / sizeof shrink[0]; j++) {
+                float i32, i16, ib, unused;
+                gencache__quant_scale(a32, &unused, &i32);
+                gencache__quant_scale(a16, &unused, &i16);
+                gencache__quant_scale(ab, &unused, &ib);
+                if (j < sizeof shrink / sizeof shrink[0]) {
+                    i32 *= shrink[j];
+                    i16 *= shrink[j];
+                    ib *= shrink[j];
+                } else { /* inverse 1 where it is allowed */
+                    i32 = a32 < 127.0f ? 1.0f : 0.0f;
+                    i16 = a16 < 127.0f ? 1.0f : 0.0f;
+                    ib = ab < 127.0f ? 1.0f : 0.0f;
+                }
+                v->quant_f32(qa, x, n, i32);
+                s->quant_f32(qb, x, n, i32);
                 CHECK_MEM_EQ(qa, qb, n);
-                v->quant_f16(qa, h, n, invs[j]);
-                s->quant_f16(qb, h, n, invs[j]);
+                v->quant_f16(qa, h, n, i16);
+                s->quant_f16(qb, h, n, i16);
                 CHECK_MEM_EQ(qa, qb, n);
-                v->quant_bf16(qa, h, n, invs[j]);
-                s->quant_bf16(qb, h, n, invs[j]);
+                v->quant_bf16(qa, h, n, ib);
+                s->quant_bf16(qb, h, n, ib);
                 CHECK_MEM_EQ(qa, qb, n);
             }
             static const float scales[] = {0.0f, 1.0f, 1e-3f, 600.0f, FLT_MAX / 100, 1e-40f};
@@ -241,7 +260,7 @@ TEST_CASE(avx512_matches_scalar)
         printf("this CPU has no AVX-512 (F, BW, VL): nothing to compare\n");
         return;
     }
-    CHECK_STR_EQ(k->name, "avx512");
+    CHECK(strcmp(k->name, "avx512") == 0 || strcmp(k->name, "avx512bw") == 0);
     compare(k);
 }
 
@@ -337,6 +356,20 @@ TEST_CASE(quant_groups_match_scalar)
     }
     check_groups(k);
     check_groups(gencache__codec_kernels_best());
+}
+
+/* The AVX-512 table without VBMI, which the dispatch takes on CPUs without it, is checked here
+ * too where the CPU has VBMI and the dispatch takes the other. */
+TEST_CASE(avx512bw_matches_scalar)
+{
+    const gencache__codec_kernels *k = gencache__codec_kernels_avx512bw();
+    if (!k) {
+        printf("this CPU has no AVX-512 (F, BW, VL): nothing to compare\n");
+        return;
+    }
+    CHECK_STR_EQ(k->name, "avx512bw");
+    compare(k);
+    check_groups(k);
 }
 
 /* Per-tensor quantization of a large tensor runs its second pass backwards in blocks
@@ -473,4 +506,112 @@ TEST_CASE(amax_finds_one_value_anywhere)
     }
     free(x);
     free(h);
+}
+
+/* Every table of this CPU, the scalar one first. */
+static size_t all_tables(const gencache__codec_kernels **t)
+{
+    size_t n = 0;
+    t[n++] = gencache__codec_kernels_scalar();
+    if (gencache__codec_kernels_avx2())
+        t[n++] = gencache__codec_kernels_avx2();
+    if (gencache__codec_kernels_avx512bw())
+        t[n++] = gencache__codec_kernels_avx512bw();
+    if (gencache__codec_kernels_avx512() &&
+        gencache__codec_kernels_avx512() != gencache__codec_kernels_avx512bw())
+        t[n++] = gencache__codec_kernels_avx512();
+    return n;
+}
+
+/* The integer nearest the exact product, ties to even, worked out here independently of the
+ * kernels: in long double, whose 64-bit significand holds the product of two f32 values. */
+static int8_t nearest_of_product(float x, float inv)
+{
+    long double p = (long double)x * (long double)inv;
+    long double r = roundl(p); /* ties away from zero */
+    if (fabsl(p - truncl(p)) == 0.5L && fmodl(r, 2.0L) != 0.0L)
+        r -= p > 0 ? 1.0L : -1.0L;
+    return (int8_t)r;
+}
+
+/* Quantization rounds the exact product once. Rounding the f32 product first, then to an
+ * integer, differs where that product lands on a half: e.g. 0.5 + 2^-25 rounds to 0.5 in f32,
+ * then to 0, where the exact value rounds to 1. Every f16 value of magnitude up to each amax,
+ * for 300 amax values, in every table; the test counts such double-rounding cases and needs
+ * some, so it is known to tell the two rules apart. */
+TEST_CASE(quant_rounds_the_exact_product_once)
+{
+    const gencache__codec_kernels *t[4];
+    size_t nt = all_tables(t);
+    enum { MAXN = 2 * 0x7C00 };
+    uint16_t *h = malloc(2 * MAXN);
+    int8_t *want = malloc(MAXN), *got = malloc(MAXN);
+    CHECK(h && want && got);
+    size_t twice = 0, total = 0;
+    for (int k = 0; k < 300; k++) {
+        /* amax: an f16 value, from the smallest normal to the largest finite. */
+        uint16_t top = (uint16_t)(0x0400 + rnd32() % (0x7BFF - 0x0400 + 1));
+        float amax = gencache__f16_to_f32_one(top), scale, inv;
+        gencache__quant_scale(amax, &scale, &inv);
+        size_t n = 0;
+        for (uint16_t m = 0; m <= top; m++) {
+            h[n++] = m;
+            h[n++] = (uint16_t)(m | 0x8000u);
+        }
+        for (size_t i = 0; i < n; i++) {
+            float x = gencache__f16_to_f32_one(h[i]);
+            want[i] = nearest_of_product(x, inv);
+            float r = nearbyintf(x * inv); /* f32 product, then the integer */
+            twice += (int8_t)r != want[i];
+        }
+        total += n;
+        for (size_t ti = 0; ti < nt; ti++) {
+            memset(got, 0x55, n);
+            t[ti]->quant_f16(got, h, n, inv);
+            CHECK_MEM_EQ(got, want, n);
+        }
+    }
+    printf("%zu elements, %zu where rounding twice would differ\n", total, twice);
+    CHECK(twice > 0);
+    free(h);
+    free(want);
+    free(got);
+}
+
+/* The results do not depend on the rounding mode a program has set: the scalar code rounds on
+ * an exact product, the AVX-512 loops embed round-to-nearest-even, and the AVX2 loops, whose
+ * fused multiply-add rounds as MXCSR says, leave the work to the scalar loop under another
+ * mode. */
+TEST_CASE(quant_ignores_the_rounding_mode)
+{
+    const gencache__codec_kernels *t[4];
+    size_t nt = all_tables(t);
+    enum { N = 4099 };
+    static float x[N];
+    static uint16_t h[N];
+    static int8_t want[2][N], got[N];
+    for (size_t i = 0; i < N; i++) {
+        x[i] = (float)((int32_t)(rnd32() % 4001) - 2000) * 0.0625f; /* many exact ties */
+        h[i] = (uint16_t)(rnd32() & 0xBBFF);
+    }
+    float a32, a16, scale, inv32, inv16;
+    CHECK_INT_EQ(t[0]->amax_f32(x, N, &a32), 0);
+    CHECK_INT_EQ(t[0]->amax_f16(h, N, &a16), 0);
+    gencache__quant_scale(a32, &scale, &inv32);
+    gencache__quant_scale(a16, &scale, &inv16);
+    t[0]->quant_f32(want[0], x, N, inv32);
+    t[0]->quant_f16(want[1], h, N, inv16);
+    static const int modes[] = {FE_UPWARD, FE_DOWNWARD, FE_TOWARDZERO};
+    for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++) {
+        for (size_t ti = 0; ti < nt; ti++) {
+            CHECK_INT_EQ(fesetround(modes[mi]), 0);
+            t[ti]->quant_f32(got, x, N, inv32);
+            int same32 = memcmp(got, want[0], N) == 0;
+            t[ti]->quant_f16(got, h, N, inv16);
+            int same16 = memcmp(got, want[1], N) == 0;
+            fesetround(FE_TONEAREST);
+            CHECK(same32);
+            CHECK(same16);
+        }
+    }
 }
