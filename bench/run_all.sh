@@ -113,6 +113,8 @@ pick_bench_tensor() {
     awk '
         /^level / { lv = $2; sub(/:$/, "", lv); sz = $5 " " $6 }
         /^memcpy \(baseline\) \[best/ { m = $0; sub(/.*\] */, "", m); sub(/ *ms.*/, " ms", m) }
+        /^widen f16 and scale \(arithmetic floor\)/ { r = $0; sub(/.*<= /, "", r); sub(/ memcpy.*/, "", r)
+                       print "per-tensor quantization floor, " lv ": read pass + widen and scale\tmemcpy of " sz "\t" r }
         /\[best\]/ && /x memcpy/ { f = $0; sub(/ +[0-9.]+ ms.*/, "", f); t = $0; sub(/.*\] +/, "", t)
                        sub(/ +[0-9.]+ GB\/s.*/, "", t); r = $0; sub(/.*GB\/s +/, "", r)
                        print f ", " lv ": " t "\tmemcpy of " sz ": " m "\t" r }
