@@ -563,8 +563,9 @@ typedef struct gencache_mrc_point {
 
 /* The memory tier's miss-ratio curve, estimated from spatially sampled keys (SHARDS): a share
  * mrc_sample_rate of the keys, chosen by their hash, is replayed through miniature memory tiers
- * of that share of 0.5, 2 and 4 times the tier's size, holding keys and metadata only (so the
- * memory it costs is about mrc_sample_rate * 6.5 times the metadata of the tier's entries).
+ * of that share of 0.5, 2 and 4 times the tier's size, holding metadata only, each entry known by
+ * its key's 64-bit hash (so the memory it costs is about mrc_sample_rate * 6.5 times the metadata
+ * of the tier's entries).
  * The estimate's error shrinks as the sampled keys grow in number (docs/tiers.md). */
 typedef struct gencache_mrc {
     size_t struct_size; /* sizeof(gencache_mrc); the caller sets it before the call */
@@ -574,7 +575,9 @@ typedef struct gencache_mrc {
     gencache_mrc_point points[GENCACHE_MRC_POINTS]; /* scales 0.5, 2, 4 */
 } gencache_mrc;
 
-/* Fills *out with the memory tier's miss-ratio curve. out->struct_size must be set. Returns
+/* Fills *out with the memory tier's miss-ratio curve. out->struct_size must be set. The curve
+ * counts every get and put made before the call, by any thread: sampled accesses wait in a
+ * queue of the cache (a few dozen) and the call replays them first. Returns
  * GENCACHE_OK (n_points 0 when the cache keeps no curve) or GENCACHE_EINVAL.
  * Thread-safety: safe. */
 GENCACHE_API int gencache_mrc_get(gencache *cache, gencache_mrc *out);

@@ -770,7 +770,7 @@ static int lookup_below(gencache *c, const char *key, uint64_t hash, int idx,
     gencache__entry *e = NULL;
     int found = find_below(c, key, hash, now, touch, &e, &queued);
     if (touch)
-        gencache__mrc_get(c->mrc, key, hash, now, found >= 0 ? e : NULL);
+        gencache__mrc_get(c->mrc, hash, now, found >= 0 ? e : NULL);
     if (found < 0) {
         if (touch) {
             atomic_fetch_add_explicit(&l->misses, 1, memory_order_relaxed);
@@ -834,7 +834,7 @@ int gencache__cache_lookup(gencache *c, const char *key, int idx, const char *sh
         gencache__mem_tier_get(c->tiers[0], key, key_len, hash, now, touch, &e) == GENCACHE_OK;
     if (in_table) {
         if (touch)
-            gencache__mrc_get(c->mrc, key, hash, now, e);
+            gencache__mrc_get(c->mrc, hash, now, e);
     } else if ((found = lookup_below(c, key, hash, idx, call, now, touch, &e)) < 0) {
         return GENCACHE_ENOTFOUND;
     }

@@ -372,15 +372,37 @@ int gencache__mem_tier_open(const gencache__mem_options *opts, gencache__tier **
  * the entry's layer index (gencache__mem_tier_layer_hits()). */
 int gencache__mem_tier_get(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
                            uint64_t now_ms, bool touch, gencache__entry **out);
-/* A get (counting the hit, refreshing the entry) that takes no reference: GENCACHE_OK with the
- * entry's cost_ms in *cost_ms, or GENCACHE_ENOTFOUND. For the miss-ratio curve's miniature
- * tiers, which need to know only whether a key is there. */
-int gencache__mem_tier_touch(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
-                             uint64_t now_ms, uint64_t *cost_ms);
-/* The memory tier's put (gencache__tier_ops.put), except that a live value already stored under
- * e's key stays: then GENCACHE_EEXIST and nothing changes. One lock round where a get and a put
- * took two. */
-int gencache__mem_tier_put_absent(gencache__tier *t, gencache__entry *e, uint64_t now_ms);
+/* One sampled access as the miss-ratio curve (src/policy/mrc.c) buffers it for
+ * gencache__mem_tier_replay(): a copy, since the entry it came from may be gone by then. The key
+ * is known by its 64-bit hash alone (two sampled keys sharing one are rare enough to leave to the
+ * estimate's error, as in the ghost list). */
+typedef enum gencache__sample_op {
+    GENCACHE__SAMPLE_GET,       /* a get that the real tier missed */
+    GENCACHE__SAMPLE_GET_FOUND, /* a get that found the entry described below */
+    GENCACHE__SAMPLE_PUT,       /* the entry described below was stored */
+} gencache__sample_op;
+
+typedef struct gencache__mem_sample {
+    uint64_t hash;       /* the key's */
+    uint64_t now_ms;     /* when the access happened */
+    uint64_t ttl_ms;     /* the entry's (GET_FOUND, PUT), 0: no expiry */
+    uint64_t expires_ms; /* the entry's, 0: never */
+    uint64_t charge;     /* bytes the real entry is charged */
+    uint64_t cost_ms;    /* the entry's compute cost */
+    uint32_t layer;
+    uint8_t op; /* a gencache__sample_op */
+    bool sliding;
+} gencache__mem_sample;
+
+/* Replays n sampled accesses, in order, on a tier of keyless metadata-only entries known by
+ * their keys' hashes (the curve's miniature tiers: one shard, no eviction callbacks; nothing else
+ * may be stored there) under one round of its lock: a get touches the hash and, when it misses
+ * and the sample carries an entry, stores a metadata copy of it; a put stores one unless a live
+ * entry has the hash; either evicts to the limits. On return *hits
+ * holds how many gets hit, *saved_ms their entries' costs. An entry that cannot be allocated is
+ * left out (the curve is an estimate). */
+void gencache__mem_tier_replay(gencache__tier *t, const gencache__mem_sample *s, size_t n,
+                               uint64_t *hits, uint64_t *saved_ms);
 /* The hits that gets found in the memory tier for entries of layer index `layer`, counted under
  * the shard locks the gets take anyway (so a hit adds no shared atomic of its own). */
 uint64_t gencache__mem_tier_layer_hits(gencache__tier *t, uint32_t layer);

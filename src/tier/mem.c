@@ -10,6 +10,7 @@
  * A get hands out a reference to the stored entry itself: zero copy, and the bytes stay valid
  * after the entry leaves the table. Lock order: at most one shard lock at a time.
  */
+#include <assert.h>
 #include <string.h>
 
 #include "internal.h"
@@ -392,15 +393,13 @@ static int make_room(mem_tier *m, gencache__entry *keep)
 
 /* ---- tier operations ---- */
 
-/* The live entry of key in shard s, whose lock the caller holds, or NULL. An expired entry is
- * taken out of the table and left in *expired, for the caller to dispose of once it has
- * unlocked. A get (touch) counts the hit and refreshes the entry. */
+/* The live entry of slot sl (a key's, found in shard s, whose lock the caller holds; NULL: none),
+ * or NULL. An expired entry is taken out of the table and left in *expired, for the caller to
+ * dispose of once it has unlocked. A get (touch) counts the hit and refreshes the entry. */
 static inline __attribute__((always_inline)) gencache__entry *
-find_live(mem_tier *m, shard *s, const char *key, size_t key_len, uint64_t hash, uint64_t now_ms,
-          bool touch, gencache__entry **expired)
+find_live(mem_tier *m, shard *s, slot *sl, uint64_t now_ms, bool touch, gencache__entry **expired)
 {
     *expired = NULL;
-    slot *sl = table_find(s, key, key_len, hash);
     if (!sl)
         return NULL;
     gencache__entry *e = sl->e;
@@ -427,23 +426,19 @@ find_live(mem_tier *m, shard *s, const char *key, size_t key_len, uint64_t hash,
     return e;
 }
 
-/* Looks key up under its shard's lock: the live entry, or NULL. With ref the caller gets a new
- * reference to it; without, only its cost in *cost_ms (read under the lock), and the returned
- * pointer must not be followed. An expired entry found on the way is disposed of unlocked.
- * Inlined: it is the whole of a hit. */
-static inline __attribute__((always_inline)) gencache__entry *lookup(mem_tier *m, const char *key,
-                                                                     size_t key_len, uint64_t hash,
-                                                                     uint64_t now_ms, bool touch,
-                                                                     bool ref, uint64_t *cost_ms)
+/* Looks key up under its shard's lock: the live entry, with a new reference for the caller, or
+ * NULL. An expired entry found on the way is disposed of unlocked. Inlined: it is the whole of a
+ * hit. */
+static inline __attribute__((always_inline)) gencache__entry *
+lookup(mem_tier *m, const char *key, size_t key_len, uint64_t hash, uint64_t now_ms, bool touch)
 {
     shard *s = shard_of(m, hash);
     gencache__entry *expired;
     pthread_mutex_lock(&s->lock);
-    gencache__entry *e = find_live(m, s, key, key_len, hash, now_ms, touch, &expired);
-    if (e && ref)
+    gencache__entry *e =
+        find_live(m, s, table_find(s, key, key_len, hash), now_ms, touch, &expired);
+    if (e)
         gencache__entry_retain(e);
-    else if (e)
-        *cost_ms = e->cost_ms;
     pthread_mutex_unlock(&s->lock);
     if (expired) {
         atomic_fetch_add(&m->ev_expired, 1);
@@ -457,7 +452,7 @@ int gencache__mem_tier_get(gencache__tier *t, const char *key, size_t key_len, u
 {
     mem_tier *m = (mem_tier *)t;
     *out = NULL;
-    gencache__entry *e = lookup(m, key, key_len, hash, now_ms, touch, true, NULL);
+    gencache__entry *e = lookup(m, key, key_len, hash, now_ms, touch);
     if (!e)
         return GENCACHE_ENOTFOUND;
 
@@ -489,12 +484,137 @@ static int mem_get(gencache__tier *t, const char *key, uint64_t hash, uint64_t n
     return gencache__mem_tier_get(t, key, strlen(key), hash, now_ms, touch, out);
 }
 
-int gencache__mem_tier_touch(gencache__tier *t, const char *key, size_t key_len, uint64_t hash,
-                             uint64_t now_ms, uint64_t *cost_ms)
+/* ---- the miss-ratio curve's replay (one shard, its lock held throughout) ---- */
+
+/* The slot of the entry whose key hashes to `hash`, or NULL. The curve's miniature tiers know
+ * their metadata entries by the 64-bit hash alone, as the ghost list does: a probe then reads
+ * no entry, and the entries hold no key. */
+static slot *find_hash(shard *s, uint64_t hash)
 {
-    return lookup((mem_tier *)t, key, key_len, hash, now_ms, true, false, cost_ms)
-               ? GENCACHE_OK
-               : GENCACHE_ENOTFOUND;
+    size_t mask = s->cap - 1;
+    for (size_t i = hash & mask; s->slots[i].e; i = (i + 1) & mask)
+        if (s->slots[i].hash == hash)
+            return &s->slots[i];
+    return NULL;
+}
+
+/* make_room() for a tier of one shard whose lock the caller holds, taking the same steps in the
+ * same order (a CLOCK candidate's sweep moves entries, so when it runs matters): the candidate
+ * of each policy kind whose hint is unknown, the one accessed longest ago between kinds, the
+ * shard's hint again after the eviction. keep, just stored, goes only when nothing else can. */
+static void replay_make_room(mem_tier *m, shard *s, gencache__entry *keep)
+{
+    while (over_limits(m)) {
+        unsigned used = atomic_load_explicit(&m->kinds_used, memory_order_relaxed), kind = 0;
+        bool found = false;
+        uint64_t best_access = 0;
+        double rank;
+        for (unsigned k = 0; k < GENCACHE__POLICY_KINDS; k++) {
+            if (!(used & (1u << k)))
+                continue;
+            uint64_t bits = atomic_load_explicit(&s->hint[k].rank_bits, memory_order_relaxed);
+            if (bits == HINT_UNKNOWN)
+                bits = candidate(m, s, k, keep, &rank) ? rank_bits(rank) : HINT_NONE;
+            if (bits == HINT_NONE)
+                continue;
+            uint64_t access = atomic_load_explicit(&s->hint[k].access_ms, memory_order_relaxed);
+            if (!found || access < best_access) {
+                found = true;
+                best_access = access;
+                kind = k;
+            }
+        }
+        gencache__entry *victim = found ? candidate(m, s, kind, keep, &rank) : NULL;
+        if (!victim) {
+            if (keep->linked) {
+                table_unlink(m, s, keep);
+                gencache__entry_release(keep);
+            }
+            return;
+        }
+        policy_ops(m, victim)->evicting(&s->pol[kind], victim);
+        table_unlink(m, s, victim);
+        shard_count_add(&s->ev_capacity, 1);
+        candidate(m, s, kind, keep, &rank); /* the shard's hint again */
+        dispose(m, victim, GENCACHE__EVICT_CAPACITY);
+    }
+}
+
+/* Stores a metadata-only entry for sample x (its hash is not in the table), keyless and charged
+ * what the real value was, then evicts to the limits, taking mem_put()'s steps. */
+static void replay_store(mem_tier *m, shard *s, const gencache__mem_sample *x)
+{
+    if (m->opts.max_bytes && x->charge > m->opts.max_bytes)
+        return; /* too big for this tier: a put would be refused */
+    gencache__entry_spec spec = {
+        .key = "",
+        .layer = x->layer,
+        .now_ms = x->now_ms,
+        .ttl_ms = x->ttl_ms,
+        .sliding = x->sliding,
+        .hash = x->hash,
+    };
+    gencache__entry *g;
+    if (gencache__entry_new(m->opts.alloc, &spec, &g) != GENCACHE_OK)
+        return;        /* the curve misses one entry: it is an estimate */
+    g->hash = x->hash; /* even the one hash in 2^64 that entry_new() reads as "none given" */
+    g->charge = x->charge;
+    g->cost_ms = x->cost_ms;
+    atomic_store_explicit(&g->expires_ms, x->expires_ms, memory_order_relaxed);
+    if (table_link(m, s, g) != GENCACHE_OK) {
+        gencache__entry_release(g);
+        return;
+    }
+    /* The new entry's one reference is now the table's. */
+    double rank;
+    if (over_limits(m))
+        candidate(m, s, g->pol_kind, g, &rank);
+    replay_make_room(m, s, g);
+}
+
+void gencache__mem_tier_replay(gencache__tier *t, const gencache__mem_sample *x, size_t n,
+                               uint64_t *hits, uint64_t *saved_ms)
+{
+    mem_tier *m = (mem_tier *)t;
+    shard *s = &m->shards[0];
+    assert(m->nshards == 1 && !m->base.on_evict && !m->base.before_evict);
+    uint64_t h = 0, saved = 0;
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < n; i++, x++) {
+        gencache__entry *e;
+        if (x->op == GENCACHE__SAMPLE_PUT) {
+            /* A tier of this size that holds the key would have hit: its caller would not have
+             * stored it again. An expired value is replaced, which is not an eviction. */
+            slot *sl = find_hash(s, x->hash);
+            e = sl ? sl->e : NULL;
+            if (e && !gencache__entry_expired(e, x->now_ms))
+                continue;
+            if (e) {
+                table_unlink(m, s, e);
+                gencache__entry_release(e);
+            }
+        } else {
+            gencache__entry *expired;
+            e = find_live(m, s, find_hash(s, x->hash), x->now_ms, true, &expired);
+            if (expired) {
+                atomic_fetch_add(&m->ev_expired, 1);
+                dispose(m, expired, GENCACHE__EVICT_EXPIRED);
+            }
+            if (e) {
+                h++;
+                saved += e->cost_ms;
+                continue;
+            }
+            /* A smaller tier misses where the real one hit: its caller would compute the value
+             * and store it, as the real one's did on its miss. */
+            if (x->op != GENCACHE__SAMPLE_GET_FOUND)
+                continue;
+        }
+        replay_store(m, s, x);
+    }
+    pthread_mutex_unlock(&s->lock);
+    *hits = h;
+    *saved_ms = saved;
 }
 
 /* Reserves room under the pinned-bytes ceiling for e; false when it does not fit. */
@@ -508,10 +628,12 @@ static bool reserve_pin(mem_tier *m, const gencache__entry *e)
     return true;
 }
 
-/* Stores e (a new reference for the table), replacing the key's value unless `keep_live` is set
- * and a live value is there: then GENCACHE_EEXIST, and nothing changes. */
-static int put_entry(mem_tier *m, gencache__entry *e, uint64_t now_ms, bool keep_live)
+/* Stores e (a new reference for the table), replacing the key's value. The time plays no part:
+ * an older value goes whether it expired or not. */
+static int mem_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
 {
+    (void)now_ms;
+    mem_tier *m = (mem_tier *)t;
     if (m->opts.max_bytes && e->charge > m->opts.max_bytes)
         return GENCACHE_ETOOBIG;
     /* Pinned entries can never be evicted, so their bytes are capped: past the ceiling a pin is
@@ -524,12 +646,6 @@ static int put_entry(mem_tier *m, gencache__entry *e, uint64_t now_ms, bool keep
     pthread_mutex_lock(&s->lock);
     slot *sl = table_find(s, e->key, e->key_len, e->hash);
     gencache__entry *old = sl ? sl->e : NULL;
-    if (old && keep_live && !gencache__entry_expired(old, now_ms)) {
-        pthread_mutex_unlock(&s->lock);
-        if (e->pinned)
-            atomic_fetch_sub(&m->pinned_bytes, e->charge);
-        return GENCACHE_EEXIST;
-    }
     if (old)
         table_unlink(m, s, old);
     /* The table's reference. A count of 1 is the caller's alone (a new entry, or one a lower
@@ -556,16 +672,6 @@ static int put_entry(mem_tier *m, gencache__entry *e, uint64_t now_ms, bool keep
     /* A replaced value is not an eviction: its handles keep it alive, nothing is demoted. */
     gencache__entry_release(old);
     return make_room(m, e);
-}
-
-static int mem_put(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
-{
-    return put_entry((mem_tier *)t, e, now_ms, false);
-}
-
-int gencache__mem_tier_put_absent(gencache__tier *t, gencache__entry *e, uint64_t now_ms)
-{
-    return put_entry((mem_tier *)t, e, now_ms, true);
 }
 
 static int mem_del(gencache__tier *t, const char *key, uint64_t hash)

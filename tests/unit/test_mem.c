@@ -2,7 +2,8 @@
  * contract: the slot table with keys whose hashes collide and runs broken by deletes, the LRU
  * rule that leaves the most recent eighth of a list in place, and eviction across shards, which
  * compares the shards' published hints and must still take the globally least recent entry
- * after gets, deletes and replacements made those hints stale. */
+ * after gets, deletes and replacements made those hints stale; and the replay of the miss-ratio
+ * curve's sampled accesses on a tier of keyless metadata entries. */
 #include <pthread.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -779,51 +780,119 @@ TEST_CASE(entry_and_eviction_counts_add_up_across_shards)
 
 /* The miniature tiers' two calls: a put that leaves a live value in place, and a get that counts
  * and refreshes like one but hands out no reference. */
-TEST_CASE(put_absent_and_touch)
+/* A sample of the miss-ratio curve's kind for key, charged 1,000 bytes. */
+static gencache__mem_sample sample_of(gencache__sample_op op, const char *key, uint64_t now_ms,
+                                      uint64_t cost_ms, uint64_t expires_ms)
 {
-    gencache__tier *t = open_tier(4, 0);
-    const char *key = "text_embedding/ab";
-    uint64_t h = gencache__checksum(key, strlen(key));
-    gencache__entry *a = entry_of(key, 0, 1);
-    a->cost_ms = 7;
-    atomic_store(&a->expires_ms, 100); /* expires at 100 */
-    CHECK_OK(gencache__mem_tier_put_absent(t, a, 1));
-    gencache__entry *b = entry_of(key, 0, 2);
-    CHECK_RC(gencache__mem_tier_put_absent(t, b, 1), GENCACHE_EEXIST);
-    CHECK_INT_EQ(lookup(t, key, h), 1);      /* the first stays */
-    CHECK_UINT_EQ(atomic_load(&b->refs), 1); /* the table took no reference */
+    return (gencache__mem_sample){
+        .hash = gencache__checksum(key, strlen(key)),
+        .now_ms = now_ms,
+        .expires_ms = expires_ms,
+        .charge = 1000,
+        .cost_ms = cost_ms,
+        .op = (uint8_t)op,
+    };
+}
 
-    uint64_t cost = 0;
-    CHECK_OK(gencache__mem_tier_touch(t, key, strlen(key), h, 50, &cost));
-    CHECK_UINT_EQ(cost, 7);
-    CHECK_UINT_EQ(atomic_load(&a->hits), 1);
-    CHECK_UINT_EQ(atomic_load(&a->last_access_ms), 50);
-    CHECK_UINT_EQ(atomic_load(&a->refs), 2); /* the table's and ours: touch kept none */
-    CHECK_UINT_EQ(gencache__mem_tier_layer_hits(t, a->layer), 1);
-    CHECK_RC(gencache__mem_tier_touch(t, "text_embedding/cd", 17, h + 1, 50, &cost),
-             GENCACHE_ENOTFOUND);
+typedef struct hash_search {
+    uint64_t hash;
+    gencache__entry *found;
+} hash_search;
 
-    /* Expired: touch misses and drops it; put_absent replaces an expired value. */
-    CHECK_RC(gencache__mem_tier_touch(t, key, strlen(key), h, 100, &cost), GENCACHE_ENOTFOUND);
+static void find_by_hash(void *ud, gencache__entry *e)
+{
+    hash_search *h = ud;
+    if (e->hash == h->hash)
+        h->found = e;
+}
+
+/* The metadata entry stored for key (the tiers of the curve hold no keys), or NULL. */
+static gencache__entry *stored(gencache__tier *t, const char *key)
+{
+    hash_search h = {gencache__checksum(key, strlen(key)), NULL};
+    t->ops->each(t, find_by_hash, &h);
+    return h.found;
+}
+
+/* Replays the samples, checking what the gets hit and saved. */
+static void replay(gencache__tier *t, const gencache__mem_sample *x, size_t n, uint64_t hits,
+                   uint64_t saved_ms)
+{
+    uint64_t h = 99, saved = 99;
+    gencache__mem_tier_replay(t, x, n, &h, &saved);
+    CHECK_UINT_EQ(h, hits);
+    CHECK_UINT_EQ(saved, saved_ms);
+}
+
+TEST_CASE(replay_of_sampled_gets_and_puts)
+{
+    gencache__tier *t = open_tier(1, 0);
+    const char *a = "text_embedding/ab", *b = "text_embedding/cd", *c = "text_embedding/ef";
+    /* A put stores a keyless metadata entry unless a live one has the hash: the first stays. */
+    gencache__mem_sample puts[] = {
+        sample_of(GENCACHE__SAMPLE_PUT, a, 1, 7, 100),
+        sample_of(GENCACHE__SAMPLE_PUT, a, 2, 9, 0),
+    };
+    replay(t, puts, 2, 0, 0);
+    CHECK(stored(t, a) != NULL);
+    CHECK_UINT_EQ(stored(t, a)->cost_ms, 7);
+    CHECK_UINT_EQ(stored(t, a)->key_len, 0);
+    CHECK_UINT_EQ(stored(t, a)->size, 0);
     gencache_tier_stats st;
     t->ops->stats(t, &st);
-    CHECK_UINT_EQ(st.entries, 0);
+    CHECK_UINT_EQ(st.entries, 1);
+    CHECK_UINT_EQ(st.bytes, 1000); /* charged what the real value was */
+
+    /* A get that hits counts and refreshes; one that misses stores only what the real tier
+     * found. */
+    gencache__mem_sample gets[] = {
+        sample_of(GENCACHE__SAMPLE_GET, a, 50, 0, 0),
+        sample_of(GENCACHE__SAMPLE_GET, b, 51, 0, 0),
+        sample_of(GENCACHE__SAMPLE_GET_FOUND, c, 52, 5, 120),
+        sample_of(GENCACHE__SAMPLE_GET_FOUND, c, 53, 5, 120),
+    };
+    replay(t, gets, 4, 2, 7 + 5);
+    gencache__entry *e = stored(t, a);
+    CHECK_UINT_EQ(atomic_load(&e->hits), 1);
+    CHECK_UINT_EQ(atomic_load(&e->last_access_ms), 50);
+    CHECK_UINT_EQ(gencache__mem_tier_layer_hits(t, e->layer), 2);
+    CHECK(stored(t, b) == NULL);
+    CHECK_UINT_EQ(stored(t, c)->cost_ms, 5);
+    CHECK_UINT_EQ(atomic_load(&stored(t, c)->expires_ms), 120);
+
+    /* Expired: a get misses and drops it; a put replaces it, which is no eviction. */
+    gencache__mem_sample late[] = {
+        sample_of(GENCACHE__SAMPLE_GET, a, 100, 0, 0),
+        sample_of(GENCACHE__SAMPLE_PUT, c, 130, 11, 0),
+        sample_of(GENCACHE__SAMPLE_GET, c, 140, 0, 0),
+    };
+    replay(t, late, 3, 1, 11);
+    t->ops->stats(t, &st);
+    CHECK_UINT_EQ(st.entries, 1);
     CHECK_UINT_EQ(st.evictions_expired, 1);
-    CHECK_UINT_EQ(atomic_load(&a->refs), 1);
-    CHECK_OK(t->ops->put(t, a, 1));
-    CHECK_OK(gencache__mem_tier_put_absent(t, b, 150)); /* a expired at 100 */
-    CHECK_INT_EQ(lookup(t, key, h), 2);
-    CHECK_UINT_EQ(atomic_load(&b->refs), 2);
-    /* An entry someone else holds too gets the table's reference added, not stored. */
-    gencache__entry *c = entry_of("text_embedding/ef", 0, 3);
-    gencache__entry_retain(c);
-    CHECK_OK(t->ops->put(t, c, 1));
-    CHECK_UINT_EQ(atomic_load(&c->refs), 3);
-    CHECK_OK(t->ops->del(t, c->key, c->hash));
-    CHECK_UINT_EQ(atomic_load(&c->refs), 2);
-    gencache__entry_release(c);
-    gencache__entry_release(c);
-    gencache__entry_release(a);
-    gencache__entry_release(b);
+    CHECK_UINT_EQ(st.evictions_capacity, 0);
+    CHECK(stored(t, a) == NULL);
+    CHECK_UINT_EQ(stored(t, c)->cost_ms, 11);
+    t->ops->close(t);
+
+    /* At the limits a store evicts the least recent entry, and one larger than the whole tier
+     * is left out. */
+    gencache__mem_options o = {.max_bytes = 2000, .shards = 1};
+    CHECK_OK(gencache__mem_tier_open(&o, &t));
+    gencache__mem_sample full[] = {
+        sample_of(GENCACHE__SAMPLE_PUT, a, 1, 1, 0),
+        sample_of(GENCACHE__SAMPLE_PUT, b, 2, 2, 0),
+        sample_of(GENCACHE__SAMPLE_PUT, c, 3, 3, 0),
+        sample_of(GENCACHE__SAMPLE_PUT, "text_embedding/gh", 4, 4, 0),
+    };
+    full[3].charge = 2001;
+    replay(t, full, 4, 0, 0);
+    t->ops->stats(t, &st);
+    CHECK_UINT_EQ(st.entries, 2);
+    CHECK_UINT_EQ(st.evictions_capacity, 1);
+    CHECK(stored(t, a) == NULL);
+    CHECK_UINT_EQ(stored(t, b)->cost_ms, 2);
+    CHECK_UINT_EQ(stored(t, c)->cost_ms, 3);
+    CHECK(stored(t, "text_embedding/gh") == NULL);
     t->ops->close(t);
 }

@@ -1,7 +1,9 @@
 /* test_policy.c: the eviction policies of src/policy/ through the memory tier: each policy's
  * victims on hand-made sequences (GDSF's aging and size awareness, S3-FIFO's small queue and ghost
  * promotion), pinned entries never evicted and expiry independent of the policy, whatever the
- * policy; the per-layer choice; and gets, puts and evictions from several threads at once. */
+ * policy; the per-layer choice; gets, puts and evictions from several threads at once; and the
+ * miss-ratio curve: exact at rate 1, near at a quarter, its buffered samples each counted once
+ * and in order (on a read, after their thread exits, across threads, from two threads). */
 #include <pthread.h>
 
 #include "test.h"
@@ -482,6 +484,184 @@ TEST_CASE(mrc_off_and_refused)
     o.mrc_sample_rate = -0.1;
     CHECK_RC(gencache_open(&c, &o), GENCACHE_EINVAL);
     CHECK(c == NULL);
+}
+
+/* Gets of the n keys numbered from first; stored or not, each is a lookup. */
+static void get_keys(gencache *c, unsigned first, unsigned n)
+{
+    for (unsigned i = first; i < first + n; i++) {
+        char key[128];
+        key_of(key, i);
+        gencache_handle *h = NULL;
+        int rc = gencache_get(c, key, &h);
+        if (rc == GENCACHE_OK)
+            gencache_handle_release(h);
+        else if (rc != GENCACHE_ENOTFOUND)
+            test_fail(__FILE__, __LINE__, "get %u: %s", i, gencache_errname(rc));
+    }
+}
+
+/* Puts of 100 bytes under the n keys numbered from first, each with that cost. */
+static void put_keys(gencache *c, unsigned first, unsigned n, uint64_t cost_ms)
+{
+    static const unsigned char buf[100];
+    for (unsigned i = first; i < first + n; i++) {
+        char key[128];
+        key_of(key, i);
+        gencache_meta m;
+        gencache_meta_init(&m);
+        m.cost_ms = cost_ms;
+        int rc = gencache_put(c, key, buf, sizeof buf, &m);
+        if (rc != GENCACHE_OK)
+            test_fail(__FILE__, __LINE__, "put %u: %s", i, gencache_errname(rc));
+    }
+}
+
+static gencache_mrc mrc_of(gencache *c)
+{
+    gencache_mrc mrc = {.struct_size = sizeof mrc};
+    CHECK_OK(gencache_mrc_get(c, &mrc));
+    CHECK_UINT_EQ(mrc.n_points, 3);
+    return mrc;
+}
+
+/* Every point has seen `lookups` gets of which `hits` hit, each saving cost_ms; every sampled
+ * put was counted once (its cost scales the savings: a put lost or counted twice would move
+ * them). At rate 1 with room for every key, the three points agree. */
+static void check_points(const gencache_mrc *mrc, uint64_t lookups, uint64_t hits, double cost_ms)
+{
+    for (int i = 0; i < 3; i++) {
+        CHECK_UINT_EQ(mrc->points[i].lookups, lookups);
+        CHECK_DBL_NEAR(mrc->points[i].hit_ratio, lookups ? (double)hits / (double)lookups : 0,
+                       1e-12);
+        CHECK_DBL_NEAR(mrc->points[i].gpu_seconds_saved, (double)hits * cost_ms / 1000, 1e-9);
+    }
+}
+
+TEST_CASE(mrc_buffered_samples_count_once_when_read)
+{
+    /* Samples wait in a buffer of the thread's and reach the miniature tiers a batch at a time;
+     * reading the curve replays what is still buffered, so it counts every access made before
+     * it, and a second read replays nothing again. */
+    gencache *c = open_mrc(GENCACHE_EVICTION_LRU, 1u << 20, 1.0);
+    get_keys(c, 0, 5); /* misses, fewer than a batch */
+    gencache_mrc mrc = mrc_of(c);
+    check_points(&mrc, 5, 0, 0);
+    mrc = mrc_of(c);
+    check_points(&mrc, 5, 0, 0);
+    put_keys(c, 0, 3, 20);
+    get_keys(c, 0, 3); /* hits, in the real tier and in every miniature one */
+    mrc = mrc_of(c);
+    check_points(&mrc, 8, 3, 20);
+    /* Many batches and a part of one: still each access once, in order. */
+    put_keys(c, 10, 70, 20);
+    get_keys(c, 10, 70);
+    get_keys(c, 1000, 1001);
+    mrc = mrc_of(c);
+    check_points(&mrc, 8 + 70 + 1001, 3 + 70, 20);
+    mrc = mrc_of(c);
+    check_points(&mrc, 8 + 70 + 1001, 3 + 70, 20);
+    gencache_close(c);
+}
+
+static void *put_then_get(void *arg)
+{
+    gencache *c = arg;
+    put_keys(c, 0, 10, 5);
+    get_keys(c, 0, 10);
+    get_keys(c, 50, 7);
+    return NULL;
+}
+
+TEST_CASE(mrc_samples_outlive_their_thread)
+{
+    /* The buffer belongs to the curve: a thread that exits with samples still buffered leaves
+     * them for the next read. */
+    gencache *c = open_mrc(GENCACHE_EVICTION_LRU, 1u << 20, 1.0);
+    pthread_t t;
+    CHECK_INT_EQ(pthread_create(&t, NULL, put_then_get, c), 0);
+    pthread_join(t, NULL);
+    gencache_mrc mrc = mrc_of(c);
+    check_points(&mrc, 17, 10, 5);
+    gencache_close(c);
+}
+
+static void *put_ten(void *arg)
+{
+    put_keys(arg, 0, 10, 5);
+    return NULL;
+}
+
+TEST_CASE(mrc_keeps_the_order_across_threads)
+{
+    /* A key's put and its gets may come from different threads, as a daemon's connections do:
+     * this thread misses, another stores, this one gets again and hits. Replayed in that order
+     * every key misses once and hits once; this thread's samples replayed together, before or
+     * after the other's, would make both gets miss, or both hit. */
+    gencache *c = open_mrc(GENCACHE_EVICTION_LRU, 1u << 20, 1.0);
+    get_keys(c, 0, 10);
+    pthread_t t;
+    CHECK_INT_EQ(pthread_create(&t, NULL, put_ten, c), 0);
+    pthread_join(t, NULL);
+    get_keys(c, 0, 10);
+    gencache_mrc mrc = mrc_of(c);
+    check_points(&mrc, 20, 10, 5);
+    gencache_close(c);
+}
+
+enum { MRC_THREAD_KEYS = 700 };
+static _Atomic int mrc_writers_left;
+
+/* Puts then gets MRC_THREAD_KEYS keys of its own, one after the other. */
+static void *mrc_writer(void *arg)
+{
+    gencache *c = *(gencache **)arg;
+    unsigned first = (unsigned)(uintptr_t)((gencache **)arg)[1];
+    for (unsigned i = 0; i < MRC_THREAD_KEYS; i++) {
+        put_keys(c, first + i, 1, 3);
+        get_keys(c, first + i, 1);
+    }
+    atomic_fetch_sub(&mrc_writers_left, 1);
+    return NULL;
+}
+
+/* Reads the curve while the writers run, which replays their samples from this thread: each
+ * point's lookups only grow. (The points and their counts are not one snapshot: a replay adds
+ * to them one after the other.) */
+static void *mrc_reader(void *arg)
+{
+    gencache *c = arg;
+    uint64_t last[3] = {0};
+    while (atomic_load(&mrc_writers_left) > 0) {
+        gencache_mrc mrc = mrc_of(c);
+        for (int i = 0; i < 3; i++) {
+            CHECK_UINT_LE(last[i], mrc.points[i].lookups);
+            CHECK_UINT_LE(mrc.points[i].lookups, 2 * MRC_THREAD_KEYS);
+            CHECK(mrc.points[i].hit_ratio <= 1.0);
+            last[i] = mrc.points[i].lookups;
+        }
+    }
+    return NULL;
+}
+
+TEST_CASE(mrc_two_threads_lose_and_repeat_no_sample)
+{
+    /* Two threads sample while a third reads (and so replays) the curve: at the end each get
+     * counts once and hit (a get replayed before its put would have missed), and each put's cost
+     * counts once. */
+    gencache *c = open_mrc(GENCACHE_EVICTION_LRU, 4u << 20, 1.0);
+    atomic_store(&mrc_writers_left, 2);
+    void *args[2][2] = {{c, (void *)(uintptr_t)0}, {c, (void *)(uintptr_t)MRC_THREAD_KEYS}};
+    pthread_t w[2], r;
+    CHECK_INT_EQ(pthread_create(&r, NULL, mrc_reader, c), 0);
+    for (int i = 0; i < 2; i++)
+        CHECK_INT_EQ(pthread_create(&w[i], NULL, mrc_writer, args[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(w[i], NULL);
+    pthread_join(r, NULL);
+    gencache_mrc mrc = mrc_of(c);
+    check_points(&mrc, 2 * MRC_THREAD_KEYS, 2 * MRC_THREAD_KEYS, 3);
+    gencache_close(c);
 }
 
 TEST_CASE(config_keys)
