@@ -3,13 +3,14 @@
  * loopback port: round trips, TTLs in Redis, the refresh script (and its reload after the server
  * forgot it), the size limit, damaged values, invalidation by scan, and a Redis that dies, hangs
  * or restarts under load: misses and dropped puts only, no call longer than the timeout plus a
- * little, and hits again within a second of the restart.
+ * little, and hits again within a second of the restart. Last, the counts the tier's threads
+ * keep move only once what they count is done (a Bloom filter rebuild).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 
 #include "redis_server.h"
-#include "tier/redis.h"
+#include "tier/redis_ops.h"
 #include "tier_util.h"
 
 #define LARGE      (1536u * 1024u)
@@ -24,16 +25,23 @@ static uint64_t wall_ms(void)
     return gencache__clock_realtime_ms(NULL);
 }
 
-static gencache__tier *open_tier_within(int port, uint64_t max_value, tu_evictions *ev,
-                                        int timeout_ms)
+/* A tier on the server at port, with options o (its url filled in here). */
+static gencache__tier *open_tier_with(int port, gencache__redis_options o)
 {
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
-    gencache__redis_options o = {
-        .url = url, .timeout_ms = timeout_ms, .max_value_bytes = max_value};
+    o.url = url;
     gencache__tier *t = NULL;
     CHECK_OK(gencache__redis_tier_open(&o, &t));
     CHECK(t != NULL);
+    return t;
+}
+
+static gencache__tier *open_tier_within(int port, uint64_t max_value, tu_evictions *ev,
+                                        int timeout_ms)
+{
+    gencache__tier *t = open_tier_with(
+        port, (gencache__redis_options){.timeout_ms = timeout_ms, .max_value_bytes = max_value});
     if (ev) {
         t->on_evict = tu_on_evict;
         t->on_evict_userdata = ev;
@@ -510,5 +518,58 @@ TEST_CASE(shared_between_two_caches)
     gencache_handle_release(h);
     gencache_close(a);
     gencache_close(b);
+    rs_stop();
+}
+
+/* ---- the counts of the tier's threads move once what they count is done ---- */
+
+typedef struct rebuild_run {
+    gencache__redis_tier *r;
+    unsigned gen;
+    _Atomic bool stop, done;
+    int rc;
+} rebuild_run;
+
+static void *run_rebuild(void *arg)
+{
+    rebuild_run *rr = arg;
+    rr->rc = gencache__redis_bloom_rebuild(rr->r, rr->gen, &rr->stop);
+    atomic_store(&rr->done, true);
+    return NULL;
+}
+
+/* A rebuild of the Bloom filter is counted, with the keys it found, before the filter turns
+ * ready: whoever waits for ready reads that rebuild's count. An observer spins on ready while
+ * each rebuild ends; a filter sized for millions of keys makes the old one slow to free, which
+ * kept the window open while the count followed the free. */
+TEST_CASE(bloom_rebuild_counted_before_ready)
+{
+    int port = start();
+    gencache__tier *t = open_tier_with(port, (gencache__redis_options){.timeout_ms = 5000,
+                                                                       .bloom_fp_rate = 0.01,
+                                                                       .bloom_capacity = 4000000});
+    gencache__redis_tier *r = (gencache__redis_tier *)t;
+    enum { KEYS = 20, ROUNDS = 100 };
+    for (uint64_t id = 0; id < KEYS; id++)
+        CHECK_OK(put_spec(t, &(tu_spec){.id = id, .size = 64, .now_ms = wall_ms()}));
+    /* As the subscriber leaves it once it listens (none runs on this tier). */
+    atomic_store(&r->subscribed, true);
+    unsigned gen = atomic_load(&r->sub_gen);
+    for (uint64_t i = 0; i < ROUNDS; i++) {
+        atomic_store(&r->bloom_ready, false);
+        rebuild_run rr = {.r = r, .gen = gen};
+        pthread_t th;
+        CHECK(pthread_create(&th, NULL, run_rebuild, &rr) == 0);
+        while (!atomic_load(&r->bloom_ready) && !atomic_load(&rr.done))
+            ; /* no sleep: the window this looks for is microseconds wide */
+        uint64_t rebuilds = atomic_load(&r->bloom_rebuilds);
+        uint64_t keys = atomic_load(&r->bloom_rebuild_keys);
+        pthread_join(th, NULL);
+        CHECK_OK(rr.rc);
+        CHECK(atomic_load(&r->bloom_ready));
+        CHECK_UINT_EQ(rebuilds, i + 1);
+        CHECK_UINT_EQ(keys, KEYS);
+    }
+    t->ops->close(t);
     rs_stop();
 }
