@@ -4,7 +4,7 @@
  * forgot it), the size limit, damaged values, invalidation by scan, and a Redis that dies, hangs
  * or restarts under load: misses and dropped puts only, no call longer than the timeout plus a
  * little, and hits again within a second of the restart. Last, the counts the tier's threads
- * keep move only once what they count is done (a Bloom filter rebuild).
+ * keep move only once what they count is done (a Bloom filter rebuild, a resync).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -570,6 +570,50 @@ TEST_CASE(bloom_rebuild_counted_before_ready)
         CHECK_UINT_EQ(rebuilds, i + 1);
         CHECK_UINT_EQ(keys, KEYS);
     }
+    t->ops->close(t);
+    rs_stop();
+}
+
+static void ignore_invalidation(void *ud, const gencache_filter *f, uint64_t created_before_ms)
+{
+    (void)ud;
+    (void)f;
+    (void)created_before_ms;
+}
+
+/* Drops the local copies, slowly, and counts that it did. */
+static void slow_resync(void *ud)
+{
+    usleep(100000);
+    atomic_fetch_add((_Atomic uint64_t *)ud, 1);
+}
+
+/* The subscriber counts a resync once resync() has returned: whoever waits for the count finds
+ * the local copies gone (a slow resync() here, so that the opposite order would show). */
+TEST_CASE(resync_counted_once_copies_dropped)
+{
+    int port = start();
+    gencache__tier *t = open_tier(port, 0, NULL);
+    _Atomic uint64_t dropped = 0;
+    gencache__redis_coherence_cb cb = {
+        .invalidate = ignore_invalidation, .resync = slow_resync, .userdata = &dropped};
+    gencache__redis_coherence *co = NULL;
+    CHECK_OK(gencache__redis_coherence_start(t, &cb, &co));
+    uint64_t t0 = wall_ms();
+    while (!gencache__redis_coherence_subscribed(co) && wall_ms() - t0 < 5000)
+        usleep(5000);
+    CHECK(gencache__redis_coherence_subscribed(co));
+    CHECK_UINT_EQ(gencache__redis_coherence_resyncs(co), 0);
+    /* The connection is lost; the subscriber subscribes again, then resyncs. */
+    rs_stop();
+    CHECK(rs_start_on(port) == 0);
+    t0 = wall_ms();
+    uint64_t resyncs = 0;
+    while ((resyncs = gencache__redis_coherence_resyncs(co)) == 0 && wall_ms() - t0 < 5000)
+        usleep(1000);
+    CHECK(resyncs >= 1);
+    CHECK_UINT_LE(resyncs, atomic_load(&dropped));
+    gencache__redis_coherence_stop(co);
     t->ops->close(t);
     rs_stop();
 }
