@@ -404,6 +404,18 @@ static void *load(void *arg)
     return NULL;
 }
 
+static int hits_of(loader l[3])
+{
+    return atomic_load(&l[0].hits) + atomic_load(&l[1].hits) + atomic_load(&l[2].hits);
+}
+
+static uint64_t backend_errors(gencache__tier *t)
+{
+    gencache_tier_stats st;
+    t->ops->stats(t, &st);
+    return st.backend_errors;
+}
+
 TEST_CASE(redis_killed_during_load_then_restarted)
 {
     int port = start();
@@ -416,11 +428,18 @@ TEST_CASE(redis_killed_during_load_then_restarted)
         atomic_init(&l[i].hits, 0);
         pthread_create(&th[i], NULL, load, &l[i]);
     }
+    /* At least 300 ms of load, and until the first hits (a loaded machine may take longer). */
     usleep(300000);
-    int hits_before = atomic_load(&l[0].hits) + atomic_load(&l[1].hits) + atomic_load(&l[2].hits);
-    CHECK(hits_before > 0);
+    uint64_t t0_ms = wall_ms();
+    while (hits_of(l) == 0 && wall_ms() - t0_ms < 5000)
+        usleep(5000);
+    CHECK(hits_of(l) > 0);
     rs_stop(); /* SIGKILL */
+    /* At least 500 ms against the dead server, and until the tier has seen it fail. */
     usleep(500000);
+    t0_ms = wall_ms();
+    while (backend_errors(t) == 0 && wall_ms() - t0_ms < 5000)
+        usleep(5000);
     atomic_store(&stop, 1);
     double max_ms = 0;
     for (int i = 0; i < 3; i++) {
@@ -431,9 +450,7 @@ TEST_CASE(redis_killed_during_load_then_restarted)
     }
     printf("longest call while Redis died: %.1f ms (timeout %d ms)\n", max_ms, TIMEOUT_MS);
     CHECK(max_ms <= TIMEOUT_MS + SLACK_MS);
-    gencache_tier_stats st;
-    t->ops->stats(t, &st);
-    CHECK(st.backend_errors > 0);
+    CHECK(backend_errors(t) > 0);
 
     /* Restart on the same port: the tier finds it again within a second. */
     CHECK_INT_EQ(rs_start_on(port), 0);

@@ -300,7 +300,13 @@ TEST_CASE(slot_migration_under_load)
     CHECK(pthread_create(&wt, NULL, writer, &wl) == 0);
     for (size_t k = 0; k < n_slots; k++)
         migrate_slot(slots[k], 0, 1 + (int)(k % 2));
+    /* Both go round every key once more after the last move (a loaded machine may have starved
+     * them meanwhile): at least 100 ms, at most 5 s. */
+    uint64_t gets0 = atomic_load(&rl.gets), puts0 = atomic_load(&wl.puts), t0 = wall_ms();
     usleep(100000);
+    while ((atomic_load(&rl.gets) < gets0 + 2 * HOT || atomic_load(&wl.puts) < puts0 + 2 * HOT) &&
+           wall_ms() - t0 < 5000)
+        usleep(5000);
     atomic_store(&rl.stop, true);
     atomic_store(&wl.stop, true);
     pthread_join(rt, NULL);
