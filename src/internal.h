@@ -498,6 +498,7 @@ int gencache__redis_coherence_start(gencache__tier *t, const gencache__redis_coh
 /* Stops and joins the subscriber (before the cache it calls into goes away). NULL: nothing. */
 void gencache__redis_coherence_stop(gencache__redis_coherence *co);
 bool gencache__redis_coherence_subscribed(const gencache__redis_coherence *co);
+/* The resyncs done: counted once resync() has returned. */
 uint64_t gencache__redis_coherence_resyncs(const gencache__redis_coherence *co);
 /* Publishes a delete (f->key) or an invalidation for the other nodes. GENCACHE_OK,
  * GENCACHE_EUNAVAILABLE (no node took it; counted as a backend error), GENCACHE_EINVAL. */

@@ -150,6 +150,10 @@ int gencache__redis_bloom_rebuild(gencache__redis_tier *r, unsigned gen, const _
     if (rc == GENCACHE_OK) {
         old = r->bloom;
         r->bloom = next;
+        /* Counted before it can turn ready: whoever sees it ready sees this rebuild counted
+         * (and, seeing the count, the keys it found). */
+        atomic_store(&r->bloom_rebuild_keys, keys);
+        atomic_fetch_add(&r->bloom_rebuilds, 1);
         /* Ready only if no message can have been missed since the scan began. */
         atomic_store(&r->bloom_ready,
                      atomic_load(&r->subscribed) && atomic_load(&r->sub_gen) == gen);
@@ -158,9 +162,5 @@ int gencache__redis_bloom_rebuild(gencache__redis_tier *r, unsigned gen, const _
     }
     pthread_rwlock_unlock(&r->bloom_lock);
     gencache__bloom_free(old);
-    if (rc == GENCACHE_OK) {
-        atomic_fetch_add(&r->bloom_rebuilds, 1);
-        atomic_store(&r->bloom_rebuild_keys, keys);
-    }
     return rc;
 }

@@ -410,8 +410,9 @@ static void *subscriber(void *arg)
                                   "redis tier %s: subscribed again; dropping local copies of "
                                   "shared entries",
                                   n->where);
-                atomic_fetch_add(&co->resyncs, 1);
                 co->cb.resync(co->cb.userdata);
+                /* Counted once done: whoever reads the count finds the copies gone. */
+                atomic_fetch_add(&co->resyncs, 1);
             }
             was_subscribed = true;
             listen_on(co, &c);

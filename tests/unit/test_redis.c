@@ -3,13 +3,14 @@
  * loopback port: round trips, TTLs in Redis, the refresh script (and its reload after the server
  * forgot it), the size limit, damaged values, invalidation by scan, and a Redis that dies, hangs
  * or restarts under load: misses and dropped puts only, no call longer than the timeout plus a
- * little, and hits again within a second of the restart.
+ * little, and hits again within a second of the restart. Last, the counts the tier's threads
+ * keep move only once what they count is done (a Bloom filter rebuild, a resync).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 
 #include "redis_server.h"
-#include "tier/redis.h"
+#include "tier/redis_ops.h"
 #include "tier_util.h"
 
 #define LARGE      (1536u * 1024u)
@@ -24,16 +25,23 @@ static uint64_t wall_ms(void)
     return gencache__clock_realtime_ms(NULL);
 }
 
-static gencache__tier *open_tier_within(int port, uint64_t max_value, tu_evictions *ev,
-                                        int timeout_ms)
+/* A tier on the server at port, with options o (its url filled in here). */
+static gencache__tier *open_tier_with(int port, gencache__redis_options o)
 {
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
-    gencache__redis_options o = {
-        .url = url, .timeout_ms = timeout_ms, .max_value_bytes = max_value};
+    o.url = url;
     gencache__tier *t = NULL;
     CHECK_OK(gencache__redis_tier_open(&o, &t));
     CHECK(t != NULL);
+    return t;
+}
+
+static gencache__tier *open_tier_within(int port, uint64_t max_value, tu_evictions *ev,
+                                        int timeout_ms)
+{
+    gencache__tier *t = open_tier_with(
+        port, (gencache__redis_options){.timeout_ms = timeout_ms, .max_value_bytes = max_value});
     if (ev) {
         t->on_evict = tu_on_evict;
         t->on_evict_userdata = ev;
@@ -396,6 +404,18 @@ static void *load(void *arg)
     return NULL;
 }
 
+static int hits_of(loader l[3])
+{
+    return atomic_load(&l[0].hits) + atomic_load(&l[1].hits) + atomic_load(&l[2].hits);
+}
+
+static uint64_t backend_errors(gencache__tier *t)
+{
+    gencache_tier_stats st;
+    t->ops->stats(t, &st);
+    return st.backend_errors;
+}
+
 TEST_CASE(redis_killed_during_load_then_restarted)
 {
     int port = start();
@@ -408,11 +428,18 @@ TEST_CASE(redis_killed_during_load_then_restarted)
         atomic_init(&l[i].hits, 0);
         pthread_create(&th[i], NULL, load, &l[i]);
     }
+    /* At least 300 ms of load, and until the first hits (a loaded machine may take longer). */
     usleep(300000);
-    int hits_before = atomic_load(&l[0].hits) + atomic_load(&l[1].hits) + atomic_load(&l[2].hits);
-    CHECK(hits_before > 0);
+    uint64_t t0_ms = wall_ms();
+    while (hits_of(l) == 0 && wall_ms() - t0_ms < 5000)
+        usleep(5000);
+    CHECK(hits_of(l) > 0);
     rs_stop(); /* SIGKILL */
+    /* At least 500 ms against the dead server, and until the tier has seen it fail. */
     usleep(500000);
+    t0_ms = wall_ms();
+    while (backend_errors(t) == 0 && wall_ms() - t0_ms < 5000)
+        usleep(5000);
     atomic_store(&stop, 1);
     double max_ms = 0;
     for (int i = 0; i < 3; i++) {
@@ -423,9 +450,7 @@ TEST_CASE(redis_killed_during_load_then_restarted)
     }
     printf("longest call while Redis died: %.1f ms (timeout %d ms)\n", max_ms, TIMEOUT_MS);
     CHECK(max_ms <= TIMEOUT_MS + SLACK_MS);
-    gencache_tier_stats st;
-    t->ops->stats(t, &st);
-    CHECK(st.backend_errors > 0);
+    CHECK(backend_errors(t) > 0);
 
     /* Restart on the same port: the tier finds it again within a second. */
     CHECK_INT_EQ(rs_start_on(port), 0);
@@ -510,5 +535,102 @@ TEST_CASE(shared_between_two_caches)
     gencache_handle_release(h);
     gencache_close(a);
     gencache_close(b);
+    rs_stop();
+}
+
+/* ---- the counts of the tier's threads move once what they count is done ---- */
+
+typedef struct rebuild_run {
+    gencache__redis_tier *r;
+    unsigned gen;
+    _Atomic bool stop, done;
+    int rc;
+} rebuild_run;
+
+static void *run_rebuild(void *arg)
+{
+    rebuild_run *rr = arg;
+    rr->rc = gencache__redis_bloom_rebuild(rr->r, rr->gen, &rr->stop);
+    atomic_store(&rr->done, true);
+    return NULL;
+}
+
+/* A rebuild of the Bloom filter is counted, with the keys it found, before the filter turns
+ * ready: whoever waits for ready reads that rebuild's count. An observer spins on ready while
+ * each rebuild ends; a filter sized for millions of keys makes the old one slow to free, which
+ * kept the window open while the count followed the free. */
+TEST_CASE(bloom_rebuild_counted_before_ready)
+{
+    int port = start();
+    gencache__tier *t = open_tier_with(port, (gencache__redis_options){.timeout_ms = 5000,
+                                                                       .bloom_fp_rate = 0.01,
+                                                                       .bloom_capacity = 4000000});
+    gencache__redis_tier *r = (gencache__redis_tier *)t;
+    enum { KEYS = 20, ROUNDS = 100 };
+    for (uint64_t id = 0; id < KEYS; id++)
+        CHECK_OK(put_spec(t, &(tu_spec){.id = id, .size = 64, .now_ms = wall_ms()}));
+    /* As the subscriber leaves it once it listens (none runs on this tier). */
+    atomic_store(&r->subscribed, true);
+    unsigned gen = atomic_load(&r->sub_gen);
+    for (uint64_t i = 0; i < ROUNDS; i++) {
+        atomic_store(&r->bloom_ready, false);
+        rebuild_run rr = {.r = r, .gen = gen};
+        pthread_t th;
+        CHECK(pthread_create(&th, NULL, run_rebuild, &rr) == 0);
+        while (!atomic_load(&r->bloom_ready) && !atomic_load(&rr.done))
+            ; /* no sleep: the window this looks for is microseconds wide */
+        uint64_t rebuilds = atomic_load(&r->bloom_rebuilds);
+        uint64_t keys = atomic_load(&r->bloom_rebuild_keys);
+        pthread_join(th, NULL);
+        CHECK_OK(rr.rc);
+        CHECK(atomic_load(&r->bloom_ready));
+        CHECK_UINT_EQ(rebuilds, i + 1);
+        CHECK_UINT_EQ(keys, KEYS);
+    }
+    t->ops->close(t);
+    rs_stop();
+}
+
+static void ignore_invalidation(void *ud, const gencache_filter *f, uint64_t created_before_ms)
+{
+    (void)ud;
+    (void)f;
+    (void)created_before_ms;
+}
+
+/* Drops the local copies, slowly, and counts that it did. */
+static void slow_resync(void *ud)
+{
+    usleep(100000);
+    atomic_fetch_add((_Atomic uint64_t *)ud, 1);
+}
+
+/* The subscriber counts a resync once resync() has returned: whoever waits for the count finds
+ * the local copies gone (a slow resync() here, so that the opposite order would show). */
+TEST_CASE(resync_counted_once_copies_dropped)
+{
+    int port = start();
+    gencache__tier *t = open_tier(port, 0, NULL);
+    _Atomic uint64_t dropped = 0;
+    gencache__redis_coherence_cb cb = {
+        .invalidate = ignore_invalidation, .resync = slow_resync, .userdata = &dropped};
+    gencache__redis_coherence *co = NULL;
+    CHECK_OK(gencache__redis_coherence_start(t, &cb, &co));
+    uint64_t t0 = wall_ms();
+    while (!gencache__redis_coherence_subscribed(co) && wall_ms() - t0 < 5000)
+        usleep(5000);
+    CHECK(gencache__redis_coherence_subscribed(co));
+    CHECK_UINT_EQ(gencache__redis_coherence_resyncs(co), 0);
+    /* The connection is lost; the subscriber subscribes again, then resyncs. */
+    rs_stop();
+    CHECK(rs_start_on(port) == 0);
+    t0 = wall_ms();
+    uint64_t resyncs = 0;
+    while ((resyncs = gencache__redis_coherence_resyncs(co)) == 0 && wall_ms() - t0 < 5000)
+        usleep(1000);
+    CHECK(resyncs >= 1);
+    CHECK_UINT_LE(resyncs, atomic_load(&dropped));
+    gencache__redis_coherence_stop(co);
+    t->ops->close(t);
     rs_stop();
 }
