@@ -329,21 +329,26 @@ AVX512 static inline __m128i q16_i8(__m512 x, __m512 inv)
 
 /* The four quantization kernels of one table: TARGET their target attribute, P their prefix,
  * NARROW the narrowing they use. */
+/* clang-format off */
 #define QUANT_KERNELS(TARGET, P, NARROW)                                                           \
-    TARGET static void P##_quant_f32(int8_t *dst, const float *src, size_t n, float inv){          \
-        QUANT_LOOP(_mm512_loadu_ps, GENCACHE__QUANT_ONE_F32,                                       \
-                   NARROW)} TARGET static void P##_quant_f16(int8_t *dst, const uint16_t *src,     \
-                                                             size_t n, float inv){                 \
-        QUANT_LOOP(load_f16x16, GENCACHE__QUANT_ONE_F16,                                           \
-                   NARROW)} TARGET static void P##_quant_bf16(int8_t *dst, const uint16_t *src,    \
-                                                              size_t n, float inv){QUANT_LOOP(     \
-        load_bf16x16, GENCACHE__QUANT_ONE_BF16,                                                    \
-        NARROW)} TARGET static int P##_quant_groups_f16(int8_t *dst, unsigned char *scales,        \
-                                                        const uint16_t *src, size_t groups,        \
-                                                        size_t group)                              \
+    TARGET static void P##_quant_f32(int8_t *dst, const float *src, size_t n, float inv)           \
+    {                                                                                              \
+        QUANT_LOOP(_mm512_loadu_ps, GENCACHE__QUANT_ONE_F32, NARROW)                               \
+    }                                                                                              \
+    TARGET static void P##_quant_f16(int8_t *dst, const uint16_t *src, size_t n, float inv)        \
+    {                                                                                              \
+        QUANT_LOOP(load_f16x16, GENCACHE__QUANT_ONE_F16, NARROW)                                   \
+    }                                                                                              \
+    TARGET static void P##_quant_bf16(int8_t *dst, const uint16_t *src, size_t n, float inv)       \
+    {                                                                                              \
+        QUANT_LOOP(load_bf16x16, GENCACHE__QUANT_ONE_BF16, NARROW)                                 \
+    }                                                                                              \
+    TARGET static int P##_quant_groups_f16(int8_t *dst, unsigned char *scales,                     \
+                                           const uint16_t *src, size_t groups, size_t group)       \
     {                                                                                              \
         QUANT_GROUPS_F16(NARROW)                                                                   \
     }
+/* clang-format on */
 
 QUANT_KERNELS(AVX512, w, narrow64_bw)
 QUANT_KERNELS(VBMI, b, narrow64_vbmi)
