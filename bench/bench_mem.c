@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "baseline_cache.h"
+#include "bench_util.h"
 #include "gencache.h"
 #include "internal.h"
 #include "policy/policy.h"
@@ -39,17 +40,10 @@ static bool cpu_time;
 /* --without: the mixed test's cache keeps no ghost list / no miss-ratio curve. */
 static bool mix_no_ghost, mix_no_mrc;
 
-static uint64_t thread_cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The clock of the hit test and the one-thread mixed test. */
 static uint64_t bench_ns(void)
 {
-    return cpu_time ? thread_cpu_ns() : gencache__clock_mono_ns();
+    return cpu_time ? bench_thread_cpu_ns() : gencache__clock_mono_ns();
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -231,7 +225,7 @@ static void *worker(void *p)
     unsigned char val[4096];
     memset(val, a->id, sizeof val);
     uint64_t x = 88172645463325252ull + (uint64_t)a->id;
-    uint64_t c0 = thread_cpu_ns();
+    uint64_t c0 = bench_thread_cpu_ns();
     for (long i = 0; i < a->ops; i++) {
         uint64_t r = xorshift(&x);
         const char *key = a->keys[r % MIX_KEYS];
@@ -248,7 +242,7 @@ static void *worker(void *p)
             bl_item_release(bl_cache_get(a->b, key));
         }
     }
-    a->cpu_ns = thread_cpu_ns() - c0;
+    a->cpu_ns = bench_thread_cpu_ns() - c0;
     return NULL;
 }
 

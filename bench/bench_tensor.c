@@ -34,9 +34,7 @@ static volatile unsigned char sink;
  * the cycles the thread ran, memory stalls included, for the baselines and the codecs alike. */
 static double cpu_now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return (double)bench_thread_cpu_ns() * 1e-9;
 }
 
 /* The median of n values, leaving them in place (bench_median sorts its argument, and the

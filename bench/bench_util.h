@@ -1,12 +1,13 @@
 /*
- * bench_util.h: what the benchmarks share: a monotonic clock, the median and quantiles of a
- * sample and a seeded random sequence. Figures are medians because the machines are shared and
- * noisy; a mean would follow the outliers.
+ * bench_util.h: what the benchmarks share: a monotonic clock, the thread's CPU time, the median and
+ * quantiles of a sample and a seeded random sequence. Figures are medians because the machines are
+ * shared and noisy; a mean would follow the outliers.
  */
 #ifndef GENCACHE_BENCH_UTIL_H
 #define GENCACHE_BENCH_UTIL_H
 
 #include <stdlib.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -23,6 +24,15 @@ static inline double bench_now_us(void)
 static inline double bench_now_s(void)
 {
     return bench_now_ns() / 1e9;
+}
+
+/* The calling thread's CPU time: the cycles it ran, memory stalls included, without the spells
+ * another job on the same core descheduled it. */
+static inline uint64_t bench_thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static int bench_cmp_double(const void *a, const void *b)
