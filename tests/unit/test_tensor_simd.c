@@ -114,19 +114,19 @@ static void compare(const gencache__codec_kernels *v)
                 x[i] = (float)((int32_t)(rnd32() % 4001) - 2000) * (round ? 0.0625f : 0.37f);
             }
             static const float shrink[] = {1.0f, 0.999f, 0.5f, 0.37f, 3e-3f, 0.0f};
-            float a32, a16, ab;
+            float a32, a16, ab, base32, base16, baseb, unused;
             CHECK_INT_EQ(s->amax_f32(x, n, &a32), 0);
             CHECK_INT_EQ(s->amax_f16(h, n, &a16), 0);
             CHECK_INT_EQ(s->amax_bf16(h, n, &ab), 0);
+            gencache__quant_scale(a32, &unused, &base32);
+            gencache__quant_scale(a16, &unused, &base16);
+            gencache__quant_scale(ab, &unused, &baseb);
             for (size_t j = 0; j <= sizeof shrink / sizeof shrink[0]; j++) {
-                float i32, i16, ib, unused;
-                gencache__quant_scale(a32, &unused, &i32);
-                gencache__quant_scale(a16, &unused, &i16);
-                gencache__quant_scale(ab, &unused, &ib);
+                float i32, i16, ib;
                 if (j < sizeof shrink / sizeof shrink[0]) {
-                    i32 *= shrink[j];
-                    i16 *= shrink[j];
-                    ib *= shrink[j];
+                    i32 = base32 * shrink[j];
+                    i16 = base16 * shrink[j];
+                    ib = baseb * shrink[j];
                 } else { /* inverse 1 where it is allowed */
                     i32 = a32 < 127.0f ? 1.0f : 0.0f;
                     i16 = a16 < 127.0f ? 1.0f : 0.0f;
