@@ -449,7 +449,7 @@ int gencache_open(gencache **out, const gencache_options *user_opts)
             .max_pinned_bytes =
                 opts.mem_max_pinned_bytes ? opts.mem_max_pinned_bytes : opts.mem_max_bytes / 2,
             .shards = opts.mem_shards ? opts.mem_shards : 16,
-            .verify_reads = opts.verify_mem_reads != 0,
+            .verify_reads = c->verify_mem_reads,
             .policy = opts.mem_policy,
             .alloc = c->alloc,
             .log = &c->log,
@@ -680,11 +680,9 @@ int gencache__cache_put(gencache *cache, const char *key, const void *data, size
      * taken over the caller's bytes, which the caller has usually just touched, rather than over
      * the copy. Any other value is summed at its first need, from its stored bytes, which never
      * change (an ETag, a demotion or a shared write by the write-back thread, a verification:
-     * all read it through gencache__entry_checksum()), and many values are never asked. The
-     * value's memory is usually cold (a victim's, reused): gencache__entry_new() copied a small
-     * value with streaming stores instead of reading every line in first, and before writing
-     * the header, so the stores drain while it does rather than while the tier's lock waits for
-     * them. The caller's bytes must not change during the call. */
+     * all read it through gencache__entry_checksum()), and many values are never asked.
+     * gencache__entry_new() has copied the value (entry.c says how). The caller's bytes must not
+     * change during the call. */
     if ((l->write_through && cache->n_tiers > 1) || cache->verify_mem_reads)
         atomic_store_explicit(&e->checksum, gencache__checksum(data, size), memory_order_relaxed);
     else

@@ -215,9 +215,8 @@ int gencache__entry_new(const gencache_allocator *alloc, const gencache__entry_s
         int64_t *shape = (int64_t *)(void *)(mem + shape_at);
         memcpy(shape, m->shape, sizeof no_shape);
         e->shape = shape;
-        cursor = (char *)(shape + GENCACHE_MAX_DIMS);
     }
-    e->value = (unsigned char *)v; /* == cursor rounded up to GENCACHE__VALUE_ALIGN */
+    e->value = (unsigned char *)v; /* past the shape, rounded up to GENCACHE__VALUE_ALIGN */
 
     e->hash = spec->hash ? spec->hash : gencache__checksum(spec->key, key_len);
     if (m) {

@@ -213,8 +213,8 @@ struct gencache__entry {
     uint8_t pol_ref;  /* LRU (CLOCK): hit since the sweep last passed it */
 };
 
-/* What an entry is made from: the key and its metadata. The value is copied in by the caller
- * after creation (or read into place by a tier). */
+/* What an entry is made from: the key and its metadata. The value is copied from spec->data
+ * when given; otherwise the caller or a tier fills it after creation. */
 typedef struct gencache__entry_spec {
     const char *key;
     uint32_t layer;

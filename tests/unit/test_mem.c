@@ -778,8 +778,6 @@ TEST_CASE(entry_and_eviction_counts_add_up_across_shards)
     t->ops->close(t);
 }
 
-/* The miniature tiers' two calls: a put that leaves a live value in place, and a get that counts
- * and refreshes like one but hands out no reference. */
 /* A sample of the miss-ratio curve's kind for key, charged 1,000 bytes. */
 static gencache__mem_sample sample_of(gencache__sample_op op, const char *key, uint64_t now_ms,
                                       uint64_t cost_ms, uint64_t expires_ms)

@@ -540,7 +540,7 @@ static void check_points(const gencache_mrc *mrc, uint64_t lookups, uint64_t hit
 
 TEST_CASE(mrc_buffered_samples_count_once_when_read)
 {
-    /* Samples wait in a buffer of the thread's and reach the miniature tiers a batch at a time;
+    /* Samples wait in the curve's queue and reach the miniature tiers a batch at a time;
      * reading the curve replays what is still buffered, so it counts every access made before
      * it, and a second read replays nothing again. */
     gencache *c = open_mrc(GENCACHE_EVICTION_LRU, 1u << 20, 1.0);
