@@ -3,16 +3,17 @@
  * libmicrohttpd (tools/gencached/fastparse.c). The input is the bytes a client sent. Besides
  * surviving every input, the reader must keep the invariants the server relies on: an OK request
  * lies within the bytes and ends its head there, its URL is the entry prefix and plain key
- * characters, its header values lie within the head, free of line ends and shorter than
- * GCD_FAST_VALUE_MAX; every prefix of an OK head is MORE (a head arriving a byte at a time gets
- * the same answer as one arriving whole); bytes after an OK head change nothing; and a prefix of
- * MORE bytes is MORE.
+ * characters, the key shorter than GENCACHE_KEY_MAX (the server copies it into such a buffer), its
+ * header values lie within the head, free of line ends and shorter than GCD_FAST_VALUE_MAX; every
+ * prefix of an OK head is MORE (a head arriving a byte at a time gets the same answer as one
+ * arriving whole); bytes after an OK head change nothing; and a prefix of MORE bytes is MORE.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fastparse.h"
+#include "gencache.h"
 
 static void require(int cond)
 {
@@ -42,6 +43,7 @@ static void check_ok(const char *b, size_t n, const gcd_fast_req *r)
     require(memcmp(b, r->head ? "HEAD " : "GET ", r->head ? 5 : 4) == 0);
     require(r->url >= b && r->url + r->url_len <= b + r->len && r->url_len > pl);
     require(memcmp(r->url, GCD_FAST_PREFIX, pl) == 0);
+    require(r->url_len - pl < GENCACHE_KEY_MAX);
     for (size_t i = pl; i < r->url_len; i++)
         require(plain(r->url[i]));
     value_ok(b, r->len, r->auth, r->auth_len);
