@@ -57,8 +57,7 @@ static enum MHD_Result reply_miss(struct MHD_Connection *c, gcd_request *req, co
     return gcd_reply_error(c, req, MHD_HTTP_NOT_FOUND, "not_found", "no entry %s", key);
 }
 
-/* The layer part of a checked key, for the per-tenant counters. */
-static void layer_of(const char *key, char *out, size_t size)
+void gcd_entry_layer(const char *key, char *out, size_t size)
 {
     const char *slash = strchr(key, '/');
     size_t n = slash ? (size_t)(slash - key) : strlen(key);
@@ -258,7 +257,7 @@ enum MHD_Result gcd_entries_handle(struct MHD_Connection *c, gcd_request *req)
 
     bool head = strcmp(req->method, "HEAD") == 0;
     char layer[40];
-    layer_of(key, layer, sizeof layer);
+    gcd_entry_layer(key, layer, sizeof layer);
     /* HEAD is a probe: it must not count as a use of the entry. A GET may say what computing the
      * value would have cost this requester: the savings credit that, not the stored cost. The
      * library looks in the caller's namespace and counts the lookup for its tenant. */
@@ -416,7 +415,7 @@ static enum MHD_Result put_end(struct MHD_Connection *c, gcd_request *req, const
      * tenant could poison what the others read), and holds the tenant to its quota. */
     gencache_caller who = caller_of(req);
     char layer[40];
-    layer_of(key, layer, sizeof layer);
+    gcd_entry_layer(key, layer, sizeof layer);
     int err = gencache_put_as(req->srv->cache, &who, key, bytes, len, m);
     gencache_encoded_free(encoded); /* after the put: m's strings may point into it */
     /* Who may pin is the library's rule: tenants get pins from the preferred patterns. */

@@ -16,14 +16,12 @@
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
-#include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -467,7 +465,7 @@ static void hand_off(fg_thread *t, fg_conn *c)
         conn_close(t, c);
         return;
     }
-    gcd_metrics_fast(t->srv->metrics, true);
+    gcd_metrics_fast_handoff(t->srv->metrics);
     conn_remove(t, c);
     int fd = c->fd;
     struct sockaddr_storage peer = c->peer;
@@ -553,10 +551,7 @@ static int answer(fg_thread *t, fg_conn *c, const gcd_fast_req *r)
     } else if (!r->head) {
         const gencache_meta *m = gencache_handle_meta(c->h);
         char layer[40];
-        size_t ln = strcspn(key, "/");
-        ln = ln < sizeof layer ? ln : sizeof layer - 1;
-        memcpy(layer, key, ln);
-        layer[ln] = '\0';
+        gcd_entry_layer(key, layer, sizeof layer);
         gcd_metrics_local_hit(srv->metrics, t->counts, layer, m->tier);
         gcd_ui_hit(srv, who.tenant, key, m->hits);
     }
@@ -849,8 +844,11 @@ static int thread_start(gcd_server *srv, fg_thread *t)
     if (epoll_ctl(t->ep, EPOLL_CTL_ADD, t->stop_fd, &se) != 0 ||
         epoll_ctl(t->ep, EPOLL_CTL_ADD, srv->fastget->lfd, &le) != 0)
         return -1;
-    if (pthread_create(&t->thread, NULL, loop, t) != 0)
+    int e = pthread_create(&t->thread, NULL, loop, t);
+    if (e != 0) {
+        errno = e; /* pthread_create returns its error; the caller logs errno */
         return -1;
+    }
     t->started = true;
     return 0;
 }

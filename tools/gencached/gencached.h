@@ -307,6 +307,9 @@ void gcd_entries_request_free(gcd_request *req);
 /* Adds the headers a GET of an entry carries for its metadata: Content-Type, X-Gencache-Tier,
  * -Cost-Ms, -Dtype, -Shape, -Tags, -Model, -Pinned, -TTL. */
 void gcd_entry_meta_headers(struct MHD_Response *resp, const gencache_meta *m);
+/* The layer part of a checked key ("layer/hex"), cut to size - 1 bytes, for the per-layer and
+ * per-tenant counters. */
+void gcd_entry_layer(const char *key, char *out, size_t size);
 /* Where gcd_entry_headers() puts each header (name and value are valid for the call). */
 typedef void (*gcd_header_fn)(void *ctx, const char *name, const char *value);
 /* The same headers, in the same order, handed to add; ttl_left as gcd_entry_ttl_left() gives it.
@@ -452,11 +455,12 @@ void gcd_metrics_request(struct gcd_metrics *m, gcd_route_id route, double secon
  * and per tier but not per pair. */
 void gcd_metrics_hit(struct gcd_metrics *m, const char *layer, const char *tier);
 void gcd_metrics_coalesced(struct gcd_metrics *m);
-/* A request fastget.c answered, or (handoff) a connection it gave to libmicrohttpd. */
-void gcd_metrics_fast(struct gcd_metrics *m, bool handoff);
+/* A connection fastget.c gave to libmicrohttpd (the requests it answered are counted per thread,
+ * by gcd_metrics_local_request()). */
+void gcd_metrics_fast_handoff(struct gcd_metrics *m);
 /* Counters of one thread of its own (fastget.c's), added to the server's at every scrape: the
  * request's duration (route entries) with a fast-path request counted, and a hit, as
- * gcd_metrics_request(), gcd_metrics_fast() and gcd_metrics_hit() count them, without a
+ * gcd_metrics_request() and gcd_metrics_hit() count them, without a
  * read-modify-write shared with other threads. gcd_metrics_local_new() returns NULL when out of
  * memory; the counters live until gcd_metrics_free(). Thread-safety: new is safe; the others
  * only from the one thread that owns l. */

@@ -39,8 +39,7 @@ struct gcd_metrics {
     uint64_t coalesced;
     uint64_t bypassed;
     uint64_t upstream[3];   /* by gcd_upstream_outcome */
-    uint64_t fast_served;   /* requests fastget.c answered */
-    uint64_t fast_handoffs; /* connections it handed to MHD */
+    uint64_t fast_handoffs; /* connections fastget.c handed to MHD */
     /* Labels are only appended (under hits_mu), each written before n_hit_labels (atomic) is
      * raised past it, and never changed after: a served hit finds its pair and counts it without
      * the lock. */
@@ -191,9 +190,9 @@ void gcd_metrics_counts(struct gcd_metrics *m, uint64_t *coalesced, uint64_t *by
     *bypassed = __atomic_load_n(&m->bypassed, __ATOMIC_RELAXED);
 }
 
-void gcd_metrics_fast(struct gcd_metrics *m, bool handoff)
+void gcd_metrics_fast_handoff(struct gcd_metrics *m)
 {
-    __atomic_add_fetch(handoff ? &m->fast_handoffs : &m->fast_served, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&m->fast_handoffs, 1, __ATOMIC_RELAXED);
 }
 
 void gcd_metrics_upstream(struct gcd_metrics *m, gcd_upstream_outcome outcome)
@@ -479,7 +478,7 @@ static void hist_add(histogram *out, const histogram *h)
 
 static void daemon_out(buf *b, struct gcd_metrics *m)
 {
-    uint64_t fast_served = __atomic_load_n(&m->fast_served, __ATOMIC_RELAXED);
+    uint64_t fast_served = 0;
     histogram entries;
     memset(&entries, 0, sizeof entries);
     pthread_mutex_lock(&m->hits_mu);
