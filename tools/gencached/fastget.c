@@ -663,6 +663,9 @@ static void serve(fg_thread *t, fg_conn *c, uint32_t events)
             hand_off(t, c);
             return;
         }
+        /* Answering: shedding must not take the connection for an idle one while its reply is
+         * made and sent (completion or a hand-off sets its state again). */
+        gcd_conns_fast_busy(t->srv, c->track, t->now_coarse_ns);
         int a = answer(t, c, &r);
         /* Nothing followed this request when it was peeked: once its reply is sent there is no
          * need to look again; bytes that arrive later raise a new edge. */
