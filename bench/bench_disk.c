@@ -240,9 +240,11 @@ static void durable_phases(const char *base, const char *label, size_t size, int
                 r[2] = plain_file_us(d3, i, e, false);
             else if (which == 3)
                 r[3] = plain_put_us(d4, i, e);
-            else if (which == 4)
+            else if (which == 4) {
                 memcpy(copy, e->value, size);
-            else
+                /* copy is never read: without this the compiler may drop the memcpy. */
+                __asm__ volatile("" : : "r"(copy) : "memory");
+            } else
                 put_or_die(nos, small);
             if (which != 2 && which != 3)
                 r[which] = bench_now_us() - t0;
