@@ -261,7 +261,9 @@ static int read_totals(MDB_txn *txn, MDB_dbi main, uint64_t totals[2])
 }
 
 /* Format 1 kept the totals in a table named "info": they move to the main database's record
- * and the table is dropped, in the transaction that opens the index. */
+ * and the table is dropped, in the transaction that opens the index. That runs whatever FORMAT
+ * says (without the table it does nothing): the index describes itself, and without durability
+ * a power loss can leave FORMAT 2 over an index that still has the table. */
 static int upgrade_totals(MDB_txn *txn, MDB_dbi main, uint64_t totals[2])
 {
     MDB_dbi info;
@@ -281,7 +283,7 @@ static int upgrade_totals(MDB_txn *txn, MDB_dbi main, uint64_t totals[2])
     return rc;
 }
 
-static int open_index(gencache__disk_tier *d, int format)
+static int open_index(gencache__disk_tier *d)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/index", d->path);
@@ -344,7 +346,7 @@ static int open_index(gencache__disk_tier *d, int format)
     MDB_stat st = {0};
     if (rc == MDB_SUCCESS)
         rc = read_totals(txn, d->main, totals);
-    if (rc == MDB_SUCCESS && format == 1)
+    if (rc == MDB_SUCCESS)
         rc = upgrade_totals(txn, d->main, totals);
     if (rc == MDB_SUCCESS)
         rc = mdb_stat(txn, d->meta, &st);
@@ -576,7 +578,7 @@ int gencache__disk_tier_open_ex(const gencache__disk_options *opts,
     if (rc == GENCACHE_OK)
         rc = check_format(d, &format);
     if (rc == GENCACHE_OK)
-        rc = open_index(d, format);
+        rc = open_index(d);
     if (rc == GENCACHE_OK && format != GENCACHE__DISK_FORMAT)
         rc = upgrade_format(d);
     uint64_t swept = 0;
