@@ -81,20 +81,25 @@ void gencache__disk_guard_note_stripe(pthread_mutex_t *stripe)
         current->stripe = stripe;
 }
 
+void gencache__disk_guard_disable(gencache__disk_tier *d, const char *cause)
+{
+    atomic_store(&d->broken, true);
+    atomic_fetch_add(&d->backend_errors, 1);
+    gencache__log_msg(d->log, GENCACHE_LOG_ERROR,
+                      "disk tier %s: %s; the tier is disabled until restart, which will check "
+                      "the file",
+                      d->path, cause);
+}
+
 void gencache__disk_guard_fault(gencache__disk_guard *g)
 {
     gencache__disk_tier *d = g->d;
     current = g->outer;
-    atomic_store(&d->broken, true);
-    atomic_fetch_add(&d->backend_errors, 1);
+    gencache__disk_guard_disable(d, "index/data.mdb shrank while in use (a read past its end)");
     /* The writer lock and the stripe this thread held would otherwise block every other writer
      * for good. The aborted transaction frees its own pages; it reads nothing from the map. */
     if (g->write)
         mdb_txn_abort(g->write);
     if (g->stripe)
         pthread_mutex_unlock(g->stripe);
-    gencache__log_msg(d->log, GENCACHE_LOG_ERROR,
-                      "disk tier %s: index/data.mdb shrank while in use (a read past its end); "
-                      "the tier is disabled until restart, which will check the file",
-                      d->path);
 }

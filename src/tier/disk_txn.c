@@ -144,12 +144,8 @@ int gencache__disk_txn_begin(gencache__disk_tier *d, gencache__disk_txn *w)
     if (rc == MDB_SUCCESS && !gencache__disk_index_whole(d, &have, &need)) {
         mdb_txn_abort(w->txn);
         w->txn = NULL;
-        atomic_store(&d->broken, true);
-        atomic_fetch_add(&d->backend_errors, 1);
-        gencache__log_msg(d->log, GENCACHE_LOG_ERROR,
-                          "disk tier %s: index/data.mdb is shorter than its pages (it was "
-                          "truncated while in use); the tier is disabled until restart",
-                          d->path);
+        gencache__disk_guard_disable(d, "index/data.mdb is shorter than its pages (it was "
+                                        "truncated while in use)");
         return GENCACHE_EIO;
     }
     if (rc == MDB_SUCCESS)
