@@ -6,7 +6,11 @@
  * (installed once, chaining to the one it replaced for faults outside any guard) jumps back to.
  * The operation then fails, the write transaction it held (if any) is
  * aborted so no other thread waits on LMDB's writer lock forever, and the tier is marked broken:
- * from then on every operation fails at once (gets miss) without touching the map.
+ * from then on every operation fails at once (gets miss) without touching the map. For a write
+ * transaction the guard is only the fallback: a SIGBUS inside LMDB's page allocation leaves its
+ * free-page list half updated and the abort can then crash, so gencache__disk_txn_begin()
+ * refuses a short file before anything reads the map. A truncation racing a write transaction
+ * already in flight can still end the process.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -97,7 +101,9 @@ void gencache__disk_guard_fault(gencache__disk_guard *g)
     current = g->outer;
     gencache__disk_guard_disable(d, "index/data.mdb shrank while in use (a read past its end)");
     /* The writer lock and the stripe this thread held would otherwise block every other writer
-     * for good. The aborted transaction frees its own pages; it reads nothing from the map. */
+     * for good. A write transaction gets here only when the file shrank after
+     * gencache__disk_txn_begin() checked it; if the fault hit LMDB's page allocation, its
+     * free-page list may be half updated and this abort can still end the process. */
     if (g->write)
         mdb_txn_abort(g->write);
     if (g->stripe)
