@@ -130,12 +130,6 @@ static double plain_put_us(const char *dir, int i, const gencache__entry *e)
     return plain_file_us(dir, i, e, true);
 }
 
-static double quartile(double *v, int n, int q)
-{
-    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
-    return v[(n - 1) * q / 4];
-}
-
 /* Rounds of section 2 run before the measured ones and not counted. */
 #define DURABLE_WARMUP 5
 
@@ -183,7 +177,7 @@ static void durable_puts(const char *base, const char *label, size_t size, int n
         rb[i] = c[i] / b[i];
     }
     double ma = bench_median(a, n), mb = bench_median(b, n), mc = bench_median(c, n);
-    double qa1 = quartile(ra, n, 1), qa3 = quartile(ra, n, 3);
+    double qa1 = bench_quantile(ra, n, 0.25), qa3 = bench_quantile(ra, n, 0.75);
     printf("%-7s durable put (median us over %d rounds, after %d not counted): tier %9.1f | tier, "
            "two flushes per commit %9.1f | write+fdatasync %9.1f\n",
            label, n, DURABLE_WARMUP, ma, mb, mc);
@@ -246,9 +240,11 @@ static void durable_phases(const char *base, const char *label, size_t size, int
                 r[2] = plain_file_us(d3, i, e, false);
             else if (which == 3)
                 r[3] = plain_put_us(d4, i, e);
-            else if (which == 4)
+            else if (which == 4) {
                 memcpy(copy, e->value, size);
-            else
+                /* copy is never read: without this the compiler may drop the memcpy. */
+                __asm__ volatile("" : : "r"(copy) : "memory");
+            } else
                 put_or_die(nos, small);
             if (which != 2 && which != 3)
                 r[which] = bench_now_us() - t0;

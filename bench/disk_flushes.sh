@@ -5,9 +5,9 @@
 # counts per put, for each of the three and each size: fsync/fdatasync/msync/sync_file_range
 # calls, by the file they flush (the index data.mdb, a value file, a directory, the plain file),
 # and writes through a descriptor opened O_DSYNC or O_SYNC (LMDB writes its meta page so when it
-# flushes it separately); then every write (write, writev, pwrite, pwritev) by file: how many
-# separate ranges and how many bytes the flush has to carry. The tiers' open and close are
-# counted too (a share of a flush per put).
+# flushes it separately); then every write (write, writev, pwrite, pwritev, pwritev2) by file:
+# how many separate ranges and how many bytes the flush has to carry. The tiers' open and close
+# are counted too (a share of a flush per put).
 #
 # usage: bench/disk_flushes.sh [BUILD_DIR]     (default: build; needs strace)
 set -euo pipefail
@@ -21,9 +21,10 @@ trap 'rm -rf "$tmp"' EXIT
 strace -f -y -qq -e trace=fsync,fdatasync,msync,sync_file_range,syncfs,openat,pwrite64,pwritev,pwritev2,write,writev \
     -o "$tmp/trace" "$build/bench/bench_disk" --only durable "$tmp/data" >"$tmp/out"
 
-# Which descriptors were opened O_DSYNC/O_SYNC (by path), then every flush and every write
-# through such a descriptor, attributed to its variant (durable-, strict-, plain-durable-) and
-# size by the path.
+# Which descriptors were opened O_DSYNC/O_SYNC (by path); then every flush, and every write to a
+# file the tiers or the baseline use, each attributed to its variant (durable-, strict-,
+# plain-durable-) and size by the path. A write through an O_DSYNC/O_SYNC descriptor is also
+# counted on its own, as a flush.
 awk -v root="$tmp/data/" '
     function variant(p) {
         if (index(p, root "plain-durable-")) return "write+fdatasync"

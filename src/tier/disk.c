@@ -261,7 +261,9 @@ static int read_totals(MDB_txn *txn, MDB_dbi main, uint64_t totals[2])
 }
 
 /* Format 1 kept the totals in a table named "info": they move to the main database's record
- * and the table is dropped, in the transaction that opens the index. */
+ * and the table is dropped, in the transaction that opens the index. That runs whatever FORMAT
+ * says (without the table it does nothing): the index describes itself, and without durability
+ * a power loss can leave FORMAT 2 over an index that still has the table. */
 static int upgrade_totals(MDB_txn *txn, MDB_dbi main, uint64_t totals[2])
 {
     MDB_dbi info;
@@ -281,7 +283,19 @@ static int upgrade_totals(MDB_txn *txn, MDB_dbi main, uint64_t totals[2])
     return rc;
 }
 
-static int open_index(gencache__disk_tier *d, int format)
+bool gencache__disk_index_whole(gencache__disk_tier *d, uint64_t *have, uint64_t *need)
+{
+    MDB_envinfo info;
+    struct stat sb;
+    *have = *need = 0;
+    if (!d->page_size || mdb_env_info(d->env, &info) != MDB_SUCCESS || fstat(d->index_fd, &sb) != 0)
+        return true;
+    *have = (uint64_t)sb.st_size;
+    *need = ((uint64_t)info.me_last_pgno + 1) * d->page_size;
+    return *have >= *need;
+}
+
+static int open_index(gencache__disk_tier *d)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/index", d->path);
@@ -313,22 +327,18 @@ static int open_index(gencache__disk_tier *d, int format)
     /* LMDB reads its pages through the map: a data.mdb shorter than the pages its meta page
      * names (a copy cut short, a file truncated by hand) would kill the process with SIGBUS on
      * the first read past the end. Such an index is refused here, with a reason. */
-    MDB_envinfo info;
     MDB_stat est;
-    struct stat sb;
-    char file[PATH_MAX + sizeof "/data.mdb"];
-    snprintf(file, sizeof file, "%s/data.mdb", path);
-    if (mdb_env_info(d->env, &info) == MDB_SUCCESS && mdb_env_stat(d->env, &est) == MDB_SUCCESS &&
-        stat(file, &sb) == 0) {
-        uint64_t need = ((uint64_t)info.me_last_pgno + 1) * est.ms_psize;
-        if ((uint64_t)sb.st_size < need) {
-            gencache__log_msg(d->log, GENCACHE_LOG_ERROR,
-                              "disk tier %s: %s is %llu bytes, its pages need %llu: the file was "
-                              "truncated; refusing to open it",
-                              d->path, file, (unsigned long long)sb.st_size,
-                              (unsigned long long)need);
-            return GENCACHE_ECORRUPT;
-        }
+    d->page_size = 0;
+    if (mdb_env_get_fd(d->env, &d->index_fd) == MDB_SUCCESS &&
+        mdb_env_stat(d->env, &est) == MDB_SUCCESS)
+        d->page_size = est.ms_psize;
+    uint64_t have, need;
+    if (!gencache__disk_index_whole(d, &have, &need)) {
+        gencache__log_msg(d->log, GENCACHE_LOG_ERROR,
+                          "disk tier %s: %s/data.mdb is %llu bytes, its pages need %llu: the file "
+                          "was truncated; refusing to open it",
+                          d->path, path, (unsigned long long)have, (unsigned long long)need);
+        return GENCACHE_ECORRUPT;
     }
 
     MDB_txn *txn;
@@ -344,7 +354,7 @@ static int open_index(gencache__disk_tier *d, int format)
     MDB_stat st = {0};
     if (rc == MDB_SUCCESS)
         rc = read_totals(txn, d->main, totals);
-    if (rc == MDB_SUCCESS && format == 1)
+    if (rc == MDB_SUCCESS)
         rc = upgrade_totals(txn, d->main, totals);
     if (rc == MDB_SUCCESS)
         rc = mdb_stat(txn, d->meta, &st);
@@ -576,7 +586,7 @@ int gencache__disk_tier_open_ex(const gencache__disk_options *opts,
     if (rc == GENCACHE_OK)
         rc = check_format(d, &format);
     if (rc == GENCACHE_OK)
-        rc = open_index(d, format);
+        rc = open_index(d);
     if (rc == GENCACHE_OK && format != GENCACHE__DISK_FORMAT)
         rc = upgrade_format(d);
     uint64_t swept = 0;

@@ -61,6 +61,8 @@ typedef struct gencache__disk_tier {
     char *values_path; /* <path>/values */
     int lock_fd;       /* flock'ed for the tier's lifetime */
     MDB_env *env;
+    int index_fd;       /* data.mdb's descriptor (LMDB's own, valid while env is open) */
+    unsigned page_size; /* LMDB's page size in bytes; 0: unknown (no size check) */
     MDB_dbi main, meta, vals, lru, exp, blobs; /* main: LMDB's unnamed database */
     uint64_t max_bytes, max_entries;
     gencache__disk_tuning tune;
@@ -99,6 +101,12 @@ uint64_t gencache__disk_charge(uint64_t size, size_t record_len);
 /* Maps an LMDB or errno code to a gencache code, logging the detail with `what`. */
 int gencache__disk_map_mdb(gencache__disk_tier *d, int rc, const char *what);
 int gencache__disk_map_errno(gencache__disk_tier *d, int err, const char *what, const char *path);
+
+/* Whether index/data.mdb still holds every page the index names: true, or false with the bytes
+ * the file holds in *have and the bytes its pages need in *need. A shorter file would raise
+ * SIGBUS at the first read past its end. Costs one fstat and a look at the meta page; reads no
+ * other page. True when it cannot tell (the SIGBUS guard is then the defence). */
+bool gencache__disk_index_whole(gencache__disk_tier *d, uint64_t *have, uint64_t *need);
 
 /* fsync of a directory (its entries' names made durable); -1 with errno on failure. */
 int gencache__disk_fsync_dir(const char *path);

@@ -6,7 +6,11 @@
  * (installed once, chaining to the one it replaced for faults outside any guard) jumps back to.
  * The operation then fails, the write transaction it held (if any) is
  * aborted so no other thread waits on LMDB's writer lock forever, and the tier is marked broken:
- * from then on every operation fails at once (gets miss) without touching the map.
+ * from then on every operation fails at once (gets miss) without touching the map. For a write
+ * transaction the guard is only the fallback: a SIGBUS inside LMDB's page allocation leaves its
+ * free-page list half updated and the abort can then crash, so gencache__disk_txn_begin()
+ * refuses a short file before anything reads the map. A truncation racing a write transaction
+ * already in flight can still end the process.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -81,20 +85,27 @@ void gencache__disk_guard_note_stripe(pthread_mutex_t *stripe)
         current->stripe = stripe;
 }
 
+void gencache__disk_guard_disable(gencache__disk_tier *d, const char *cause)
+{
+    atomic_store(&d->broken, true);
+    atomic_fetch_add(&d->backend_errors, 1);
+    gencache__log_msg(d->log, GENCACHE_LOG_ERROR,
+                      "disk tier %s: %s; the tier is disabled until restart, which will check "
+                      "the file",
+                      d->path, cause);
+}
+
 void gencache__disk_guard_fault(gencache__disk_guard *g)
 {
     gencache__disk_tier *d = g->d;
     current = g->outer;
-    atomic_store(&d->broken, true);
-    atomic_fetch_add(&d->backend_errors, 1);
+    gencache__disk_guard_disable(d, "index/data.mdb shrank while in use (a read past its end)");
     /* The writer lock and the stripe this thread held would otherwise block every other writer
-     * for good. The aborted transaction frees its own pages; it reads nothing from the map. */
+     * for good. A write transaction gets here only when the file shrank after
+     * gencache__disk_txn_begin() checked it; if the fault hit LMDB's page allocation, its
+     * free-page list may be half updated and this abort can still end the process. */
     if (g->write)
         mdb_txn_abort(g->write);
     if (g->stripe)
         pthread_mutex_unlock(g->stripe);
-    gencache__log_msg(d->log, GENCACHE_LOG_ERROR,
-                      "disk tier %s: index/data.mdb shrank while in use (a read past its end); "
-                      "the tier is disabled until restart, which will check the file",
-                      d->path);
 }

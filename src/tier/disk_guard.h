@@ -33,6 +33,9 @@ typedef struct gencache__disk_guard {
 void gencache__disk_guard_install(void);
 void gencache__disk_guard_push(gencache__disk_guard *g, gencache__disk_tier *d);
 void gencache__disk_guard_pop(gencache__disk_guard *g);
+/* Disables the tier for good: marks it broken (every operation then fails at once), counts a
+ * backend error and logs the cause. */
+void gencache__disk_guard_disable(gencache__disk_tier *d, const char *cause);
 /* After the jump: marks the tier broken, logs, and releases the write transaction and the
  * stripe the operation held. */
 void gencache__disk_guard_fault(gencache__disk_guard *g);

@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "tier/disk_guard.h"
 #include "tier/disk_txn.h"
@@ -131,38 +130,22 @@ static int flush_touches(gencache__disk_txn *w)
     return rc;
 }
 
-/* True when data.mdb still holds every page the index names. A write transaction reads pages
- * wherever LMDB needs them (the free list included), and a SIGBUS there jumps out of LMDB in the
- * middle of its own bookkeeping, which aborting the transaction afterwards cannot always undo
- * (its free-page list may be half updated). So a file that shrank is caught here, before the
- * transaction reads anything: the tier is disabled as the SIGBUS guard would disable it. One
- * fstat per write transaction. */
-static bool index_whole(gencache__disk_tier *d)
-{
-    MDB_envinfo info;
-    MDB_stat st;
-    struct stat sb;
-    int fd;
-    if (mdb_env_get_fd(d->env, &fd) != MDB_SUCCESS || mdb_env_info(d->env, &info) != MDB_SUCCESS ||
-        mdb_env_stat(d->env, &st) != MDB_SUCCESS || fstat(fd, &sb) != 0)
-        return true; /* cannot tell: the guard stays the defence */
-    return (uint64_t)sb.st_size >= ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
-}
-
 int gencache__disk_txn_begin(gencache__disk_tier *d, gencache__disk_txn *w)
 {
     memset(w, 0, sizeof *w);
     w->d = d;
     int rc = mdb_txn_begin(d->env, NULL, 0, &w->txn);
-    if (rc == MDB_SUCCESS && !index_whole(d)) {
+    /* A write transaction reads pages wherever LMDB needs them (the free list included), and a
+     * SIGBUS there jumps out of LMDB in the middle of its own bookkeeping, which aborting the
+     * transaction afterwards cannot always undo (its free-page list may be half updated). So a
+     * file that shrank is caught here, before the transaction reads anything: the tier is
+     * disabled as the SIGBUS guard would disable it. One fstat per write transaction. */
+    uint64_t have, need;
+    if (rc == MDB_SUCCESS && !gencache__disk_index_whole(d, &have, &need)) {
         mdb_txn_abort(w->txn);
         w->txn = NULL;
-        atomic_store(&d->broken, true);
-        atomic_fetch_add(&d->backend_errors, 1);
-        gencache__log_msg(d->log, GENCACHE_LOG_ERROR,
-                          "disk tier %s: index/data.mdb is shorter than its pages (it was "
-                          "truncated while in use); the tier is disabled until restart",
-                          d->path);
+        gencache__disk_guard_disable(d, "index/data.mdb is shorter than its pages (it was "
+                                        "truncated while in use)");
         return GENCACHE_EIO;
     }
     if (rc == MDB_SUCCESS)

@@ -97,7 +97,6 @@ typedef struct gencache__redis_tier {
     _Atomic bool bloom_ready; /* it holds every key: a negative answer skips Redis */
     _Atomic unsigned sub_gen; /* the subscriber's connection count; a lost one moves it */
     _Atomic bool subscribed;
-    /* A rebuild is counted (and the keys it found) before it can set bloom_ready. */
     _Atomic uint64_t bloom_skips, bloom_rebuilds, bloom_rebuild_keys;
 
     /* Encryption at rest (src/tier/crypt.c). */

@@ -401,6 +401,34 @@ static void expect_totals(gencache__tier *t, uint64_t entries, uint64_t bytes)
     CHECK_UINT_EQ(st.pinned_entries, 1);
 }
 
+/* An upgraded directory: its totals in the main database only, FORMAT saying 2, and the same
+ * totals when it is opened once more. */
+static void expect_upgraded(const char *dir, uint64_t entries, uint64_t bytes)
+{
+    CHECK_INT_EQ(totals_place(dir), 1);
+    expect_format_file(dir, "gencache-disk-format 2\n");
+    gencache__tier *t = open_dir(dir, true, NULL);
+    expect_totals(t, entries, bytes);
+    t->ops->close(t);
+}
+
+/* Fills a new directory with n entries (the last one in a value file, the others inline; entry
+ * pinned_id pinned, 0: none), leaves its stats in *before, and rewrites it as format 1. */
+static void make_format_1_dir(const char *dir, uint64_t n, uint64_t pinned_id,
+                              gencache_tier_stats *before)
+{
+    gencache__tier *t = open_dir(dir, true, NULL);
+    for (uint64_t id = 1; id <= n; id++) {
+        gencache__entry *e = tu_entry(&(tu_spec){
+            .id = id, .size = id == n ? LARGE : SMALL, .now_ms = 1000, .pinned = id == pinned_id});
+        CHECK_OK(t->ops->put(t, e, 1000));
+        gencache__entry_release(e);
+    }
+    t->ops->stats(t, before);
+    t->ops->close(t);
+    make_format_1(dir);
+}
+
 /* A directory of format 1 (totals in a table of their own) opens with its totals, its entries
  * and its pinned count, and leaves format 2: the totals moved into the main database, the old
  * table dropped, FORMAT rewritten. A crash between the index's upgrade and the FORMAT file's
@@ -443,12 +471,7 @@ TEST_CASE(format_1_directory_is_upgraded)
         t->ops->stats(t, &more);
         CHECK(more.bytes > before.bytes);
         t->ops->close(t);
-        CHECK_INT_EQ(totals_place(dir), 1);
-        expect_format_file(dir, "gencache-disk-format 2\n");
-
-        t = open_dir(dir, true, NULL);
-        expect_totals(t, 13, more.bytes);
-        t->ops->close(t);
+        expect_upgraded(dir, 13, more.bytes);
         tu_rm_rf(dir);
         free(dir);
     }
@@ -460,13 +483,9 @@ TEST_CASE(format_1_directory_is_upgraded)
 TEST_CASE(format_upgrade_that_cannot_write_format_fails_cleanly)
 {
     char *dir = tu_tmpdir("diskc");
-    gencache__tier *t = open_dir(dir, true, NULL);
-    for (uint64_t id = 1; id <= 5; id++)
-        CHECK_OK(put_id(t, id, id == 5 ? LARGE : SMALL));
     gencache_tier_stats before;
-    t->ops->stats(t, &before);
-    t->ops->close(t);
-    make_format_1(dir);
+    make_format_1_dir(dir, 5, 0, &before);
+    gencache__tier *t;
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s/FORMAT.tmp", dir);
     CHECK(mkdir(tmp, 0755) == 0);
@@ -488,6 +507,31 @@ TEST_CASE(format_upgrade_that_cannot_write_format_fails_cleanly)
     t->ops->close(t);
     expect_format_file(dir, "gencache-disk-format 2\n");
     CHECK_INT_EQ(totals_place(dir), 1);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+/* FORMAT 2 over an index that still keeps its totals in the "info" table (a power loss without
+ * durability can leave the FORMAT file ahead of the index): the index is upgraded all the same,
+ * by what it holds, and opens with its totals. */
+TEST_CASE(format_2_file_over_format_1_index_is_upgraded)
+{
+    char *dir = tu_tmpdir("diskc");
+    gencache_tier_stats before;
+    make_format_1_dir(dir, 6, 2, &before);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/FORMAT", dir);
+    write_file(path, "gencache-disk-format 2\n");
+    CHECK_INT_EQ(totals_place(dir), 2);
+
+    gencache__tier *t = open_dir(dir, true, NULL);
+    expect_totals(t, 6, before.bytes);
+    gencache__entry *e = NULL;
+    CHECK_OK(get_id(t, 6, &e));
+    tu_check_value(e, 6, LARGE);
+    gencache__entry_release(e);
+    t->ops->close(t);
+    expect_upgraded(dir, 6, before.bytes);
     tu_rm_rf(dir);
     free(dir);
 }
